@@ -1,0 +1,459 @@
+//! The receiving side: verifies a response stream fed in fragments as they arrive, so nothing
+//! unverified ever leaves it. The size header is only trusted once the last chunk verifies.
+
+use std::borrow::Cow;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use bao_tree::iter::{BaoChunk, ResponseIter};
+use bao_tree::{BaoTree, ChunkNum, ChunkRanges as Ranges};
+use memmap2::MmapMut;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+use smallvec::SmallVec;
+
+use crate::error::{Error, Result};
+use crate::hash::{hash_subtree, parent_cv, split_pair};
+use crate::outboard::tree;
+use crate::ranges::{chunks, truncated, ChunkRanges};
+use crate::GROUP_CHUNKS;
+
+// One state per decoder: the size of the unused variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum State {
+    Header,
+    Body {
+        tree: BaoTree,
+        iter: ResponseIter,
+        next: Option<BaoChunk>,
+        stack: SmallVec<[blake3::Hash; 16]>,
+    },
+    Done,
+    Failed,
+}
+
+/// A run of verified leaves adjacent in the blob.
+struct Run<'a> {
+    offset: u64,
+    len: usize,
+    pieces: SmallVec<[Cow<'a, [u8]>; 4]>,
+}
+
+fn group_of(chunk: ChunkNum) -> u64 {
+    chunk.0 / GROUP_CHUNKS
+}
+
+struct Core {
+    root: blake3::Hash,
+    ranges: Ranges,
+    state: State,
+    pending: Vec<u8>,
+    size: Option<u64>,
+    size_proven: bool,
+    verified_bytes: u64,
+    outboard_path: Option<PathBuf>,
+    outboard: Option<(File, Option<MmapMut>)>,
+}
+
+impl Core {
+    /// Takes `need` bytes from `pending` + `input`, or returns None (keeping them) if short.
+    fn take<'a>(&mut self, input: &mut &'a [u8], need: usize) -> Option<Cow<'a, [u8]>> {
+        if self.pending.is_empty() && input.len() >= need {
+            let (item, rest) = input.split_at(need);
+            *input = rest;
+            return Some(Cow::Borrowed(item));
+        }
+        let want = (need - self.pending.len()).min(input.len());
+        self.pending.extend_from_slice(&input[..want]);
+        *input = &input[want..];
+        if self.pending.len() < need {
+            return None;
+        }
+        Some(Cow::Owned(std::mem::take(&mut self.pending)))
+    }
+
+    fn open_outboard(&mut self, tree: BaoTree) -> Result<()> {
+        let Some(path) = &self.outboard_path else {
+            return Ok(());
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        if file.metadata()?.len() < tree.outboard_size() {
+            file.set_len(tree.outboard_size())?;
+        }
+        let map = if tree.outboard_size() > 0 {
+            // SAFETY: the store gives each partial blob's outboard to one decoder at a time.
+            Some(unsafe { MmapMut::map_mut(&file)? })
+        } else {
+            None
+        };
+        self.outboard = Some((file, map));
+        Ok(())
+    }
+
+    fn save_parent(&mut self, tree: &BaoTree, node: bao_tree::TreeNode, pair: &[u8]) {
+        if let (Some((_, Some(map))), Some(offset)) =
+            (&mut self.outboard, tree.pre_order_offset(node))
+        {
+            let at = (offset * 64) as usize;
+            if at + 64 <= map.len() {
+                map[at..at + 64].copy_from_slice(pair);
+            }
+        }
+    }
+
+    /// Verifies as much of `input` as possible, appending verified leaves to `runs`.
+    fn process<'a>(&mut self, mut input: &'a [u8], runs: &mut Vec<Run<'a>>) -> Result<()> {
+        loop {
+            match &mut self.state {
+                State::Failed => {
+                    return Err(Error::integrity(
+                        "the stream already failed verification",
+                        None,
+                    ))
+                }
+                State::Done => {
+                    if input.is_empty() {
+                        return Ok(());
+                    }
+                    let extra = input.len() + self.pending.len();
+                    self.state = State::Failed;
+                    return Err(Error::integrity(
+                        format!("{extra} unexpected bytes after the end of the stream"),
+                        None,
+                    ));
+                }
+                State::Header => {
+                    let Some(header) = self.take(&mut input, 8) else {
+                        return Ok(());
+                    };
+                    let size = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
+                    let tree = tree(size);
+                    let ranges = truncated(&self.ranges, size);
+                    let mut iter = ResponseIter::new(tree, ranges);
+                    let next = iter.next();
+                    let mut stack = SmallVec::new();
+                    stack.push(self.root);
+                    self.size = Some(size);
+                    self.open_outboard(tree)?;
+                    self.state = match next {
+                        None => State::Done,
+                        next => State::Body {
+                            tree,
+                            iter,
+                            next,
+                            stack,
+                        },
+                    };
+                }
+                State::Body { next: None, .. } => self.state = State::Done,
+                State::Body {
+                    next: Some(item), ..
+                } => {
+                    let item = *item;
+                    let need = match item {
+                        BaoChunk::Parent { .. } => 64,
+                        BaoChunk::Leaf { size, .. } => size,
+                    };
+                    let Some(bytes) = self.take(&mut input, need) else {
+                        return Ok(());
+                    };
+                    if let Err(e) = self.verify(item, bytes, runs) {
+                        self.state = State::Failed;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    fn verify<'a>(
+        &mut self,
+        item: BaoChunk,
+        bytes: Cow<'a, [u8]>,
+        runs: &mut Vec<Run<'a>>,
+    ) -> Result<()> {
+        let State::Body {
+            tree,
+            iter,
+            next,
+            stack,
+        } = &mut self.state
+        else {
+            unreachable!("verify is only called in the body");
+        };
+        let tree = *tree;
+        let expected = stack.pop().expect("one hash per pending item");
+        match item {
+            BaoChunk::Parent {
+                node,
+                is_root,
+                left,
+                right,
+                ..
+            } => {
+                let (l, r) = split_pair(&bytes);
+                if parent_cv(&l, &r, is_root) != expected {
+                    let chunks = node.chunk_range();
+                    return Err(Error::integrity(
+                        format!(
+                            "hash tree node over chunk groups {}..{} does not match the root",
+                            group_of(chunks.start),
+                            chunks.end.0.min(tree.chunks().0).div_ceil(GROUP_CHUNKS)
+                        ),
+                        Some(group_of(chunks.start)),
+                    ));
+                }
+                if right {
+                    stack.push(r);
+                }
+                if left {
+                    stack.push(l);
+                }
+                *next = iter.next();
+                self.save_parent(&tree, node, &bytes);
+            }
+            BaoChunk::Leaf {
+                start_chunk,
+                size,
+                is_root,
+                ..
+            } => {
+                if hash_subtree(start_chunk.0, &bytes, is_root) != expected {
+                    let offset = start_chunk.to_bytes();
+                    return Err(Error::integrity(
+                        format!(
+                            "chunk group {} (bytes {}..{}) does not match the root",
+                            group_of(start_chunk),
+                            offset,
+                            offset + size as u64
+                        ),
+                        Some(group_of(start_chunk)),
+                    ));
+                }
+                *next = iter.next();
+                let offset = start_chunk.to_bytes();
+                if offset + size as u64 == tree.size() {
+                    self.size_proven = true;
+                }
+                self.verified_bytes += size as u64;
+                match runs.last_mut() {
+                    Some(run) if run.offset + run.len as u64 == offset => {
+                        run.len += size;
+                        run.pieces.push(bytes);
+                    }
+                    _ => runs.push(Run {
+                        offset,
+                        len: size,
+                        pieces: SmallVec::from_iter([bytes]),
+                    }),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes all of `pieces` at `offset` with as few syscalls as the kernel allows.
+fn pwritev_all(file: &File, mut offset: u64, pieces: &[Cow<'_, [u8]>]) -> io::Result<()> {
+    let mut slices: Vec<&[u8]> = pieces
+        .iter()
+        .map(|p| p.as_ref())
+        .filter(|p| !p.is_empty())
+        .collect();
+    while !slices.is_empty() {
+        let iov: Vec<libc::iovec> = slices
+            .iter()
+            .take(1024)
+            .map(|s| libc::iovec {
+                iov_base: s.as_ptr() as *mut libc::c_void,
+                iov_len: s.len(),
+            })
+            .collect();
+        // SAFETY: the iovecs point into live slices; the fd is open for writing.
+        let n = unsafe {
+            libc::pwritev(
+                file.as_raw_fd(),
+                iov.as_ptr(),
+                iov.len() as libc::c_int,
+                offset as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let mut n = n as usize;
+        offset += n as u64;
+        while n > 0 {
+            if slices[0].len() <= n {
+                n -= slices[0].len();
+                slices.remove(0);
+            } else {
+                slices[0] = &slices[0][n..];
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[pyclass(module = "ringdrop._native")]
+pub struct Decoder {
+    core: Core,
+    data: Option<File>,
+}
+
+#[pymethods]
+impl Decoder {
+    #[new]
+    #[pyo3(signature = (root, ranges, data = None, outboard = None))]
+    fn py_new(
+        root: &[u8],
+        ranges: &ChunkRanges,
+        data: Option<PathBuf>,
+        outboard: Option<PathBuf>,
+    ) -> Result<Self> {
+        let data = match data {
+            Some(path) => Some(
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)?,
+            ),
+            None => None,
+        };
+        Ok(Decoder {
+            core: Core {
+                root: crate::parse_root(root)?,
+                ranges: ranges.inner.clone(),
+                state: State::Header,
+                pending: Vec::new(),
+                size: None,
+                size_proven: false,
+                verified_bytes: 0,
+                outboard_path: outboard,
+                outboard: None,
+            },
+            data,
+        })
+    }
+
+    /// The size the sender claims (None before its 8-byte header arrived).
+    #[getter]
+    fn size(&self) -> Option<u64> {
+        self.core.size
+    }
+
+    /// True once the last chunk verified, which proves the claimed size.
+    #[getter]
+    fn size_proven(&self) -> bool {
+        self.core.size_proven
+    }
+
+    /// True once every requested item arrived and verified.
+    #[getter]
+    fn done(&self) -> bool {
+        matches!(self.core.state, State::Done)
+    }
+
+    #[getter]
+    fn verified_bytes(&self) -> u64 {
+        self.core.verified_bytes
+    }
+
+    /// Verifies `data` and returns the verified leaves as (offset, bytes), adjacent ones merged.
+    fn feed<'py>(&mut self, py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyList>> {
+        let core = &mut self.core;
+        let runs = py.detach(|| {
+            let mut runs = Vec::new();
+            core.process(data, &mut runs).map(|()| runs)
+        })?;
+        let mut items = Vec::with_capacity(runs.len());
+        for run in runs {
+            let bytes = PyBytes::new_with(py, run.len, |buf| {
+                let mut at = 0;
+                for piece in &run.pieces {
+                    buf[at..at + piece.len()].copy_from_slice(piece);
+                    at += piece.len();
+                }
+                Ok(())
+            })?;
+            items.push((run.offset, bytes));
+        }
+        Ok(PyList::new(py, items)?)
+    }
+
+    /// Verifies `data`, writes the verified leaves into the data file, and returns the chunks
+    /// that verified in this call.
+    fn write(&mut self, py: Python<'_>, data: &[u8]) -> Result<ChunkRanges> {
+        let Some(file) = &self.data else {
+            return Err(Error::Value(
+                "this decoder was created without a data file".into(),
+            ));
+        };
+        let core = &mut self.core;
+        py.detach(|| {
+            let mut runs = Vec::new();
+            let result = core.process(data, &mut runs);
+            let mut written = Ranges::empty();
+            for run in &runs {
+                pwritev_all(file, run.offset, &run.pieces)?;
+                let start = run.offset / 1024;
+                written |= Ranges::from(ChunkNum(start)..ChunkNum(start + chunks(run.len as u64)));
+            }
+            result.map(|()| ChunkRanges::new(written))
+        })
+    }
+
+    /// Raises unless the whole requested stream arrived and verified.
+    fn finish(&self) -> Result<()> {
+        match &self.core.state {
+            State::Done => Ok(()),
+            State::Failed => Err(Error::integrity("the stream failed verification", None)),
+            State::Header => Err(Error::integrity(
+                "the stream ended before its size header",
+                None,
+            )),
+            State::Body { next, .. } => {
+                let group = next.map(|item| match item {
+                    BaoChunk::Parent { node, .. } => group_of(node.chunk_range().start),
+                    BaoChunk::Leaf { start_chunk, .. } => group_of(start_chunk),
+                });
+                Err(Error::integrity(
+                    format!(
+                        "the stream ended early, before chunk group {}",
+                        group.unwrap_or_default()
+                    ),
+                    group,
+                ))
+            }
+        }
+    }
+
+    /// Makes everything written so far durable (data file and outboard).
+    fn sync(&self, py: Python<'_>) -> Result<()> {
+        py.detach(|| {
+            if let Some(file) = &self.data {
+                file.sync_data()?;
+            }
+            if let Some((file, map)) = &self.core.outboard {
+                if let Some(map) = map {
+                    map.flush()?;
+                }
+                file.sync_data()?;
+            }
+            Ok(())
+        })
+    }
+}
