@@ -11,7 +11,7 @@ use bao_tree::iter::{BaoChunk, ResponseIter};
 use bao_tree::{BaoTree, ChunkNum, ChunkRanges as Ranges};
 use memmap2::MmapMut;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList};
+use pyo3::types::{PyBytes, PyList, PyMemoryView, PySlice};
 use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
@@ -372,26 +372,52 @@ impl Decoder {
         self.core.verified_bytes
     }
 
-    /// Verifies `data` and returns the verified leaves as (offset, bytes), adjacent ones merged.
-    fn feed<'py>(&mut self, py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyList>> {
+    /// Verifies `data` and returns the verified leaves as (offset, memoryview). Leaves that
+    /// arrived whole in `data` are views into it, not copies; adjacent ones are merged.
+    fn feed<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &Bound<'py, PyBytes>,
+    ) -> Result<Bound<'py, PyList>> {
+        let input = data.as_bytes();
+        let base = input.as_ptr() as usize;
         let core = &mut self.core;
         let runs = py.detach(|| {
             let mut runs = Vec::new();
-            core.process(data, &mut runs).map(|()| runs)
+            core.process(input, &mut runs).map(|()| runs)
         })?;
-        let mut items = Vec::with_capacity(runs.len());
+        let view = PyMemoryView::from(data.as_any())?;
+        let items = PyList::empty(py);
         for run in runs {
-            let bytes = PyBytes::new_with(py, run.len, |buf| {
-                let mut at = 0;
-                for piece in &run.pieces {
-                    buf[at..at + piece.len()].copy_from_slice(piece);
-                    at += piece.len();
-                }
-                Ok(())
-            })?;
-            items.push((run.offset, bytes));
+            let mut offset = run.offset;
+            let mut i = 0;
+            while i < run.pieces.len() {
+                let (item, len) = match &run.pieces[i] {
+                    Cow::Borrowed(first) => {
+                        let start = first.as_ptr() as usize - base;
+                        let mut end = start + first.len();
+                        i += 1;
+                        while let Some(Cow::Borrowed(next)) = run.pieces.get(i) {
+                            if next.as_ptr() as usize - base != end {
+                                break;
+                            }
+                            end += next.len();
+                            i += 1;
+                        }
+                        let slice = PySlice::new(py, start as isize, end as isize, 1);
+                        (view.get_item(slice)?, end - start)
+                    }
+                    Cow::Owned(bytes) => {
+                        i += 1;
+                        let copy = PyBytes::new(py, bytes);
+                        (PyMemoryView::from(copy.as_any())?.into_any(), bytes.len())
+                    }
+                };
+                items.append((offset, item))?;
+                offset += len as u64;
+            }
         }
-        Ok(PyList::new(py, items)?)
+        Ok(items)
     }
 
     /// Verifies `data`, writes the verified leaves into the data file, and returns the chunks

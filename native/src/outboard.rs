@@ -2,22 +2,29 @@
 //! groups of a partial blob are valid.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::Path;
+use std::sync::mpsc;
 
 use bao_tree::io::outboard::PreOrderOutboard;
 use bao_tree::io::sync::{outboard, OutboardMut};
+use bao_tree::iter::BaoChunk;
 use bao_tree::{BaoTree, ChunkRanges as Ranges, TreeNode};
 use memmap2::MmapMut;
 use pyo3::prelude::*;
+use smallvec::SmallVec;
 
 use crate::error::{Error, Result};
+use crate::hash::{hash_subtree, parent_cv};
 use crate::ranges::ChunkRanges;
 use crate::BLOCK_SIZE;
 
 /// How often (in bytes hashed) the progress callback is called.
 const PROGRESS_EVERY: u64 = 64 << 20;
+/// Data is read in blocks of this size (a whole number of chunk groups) and hashed in place.
 const READ_BUFFER: usize = 1 << 20;
+/// Blocks in flight between the reading thread and the hashing one.
+const BLOCKS: usize = 4;
 
 pub fn tree(size: u64) -> BaoTree {
     BaoTree::new(size, BLOCK_SIZE)
@@ -47,40 +54,138 @@ impl OutboardMut for MmapOutboard {
     }
 }
 
-/// A reader that reports how far it got, and stops when the callback raises.
-struct Progress<'py, R> {
-    inner: R,
-    done: u64,
+/// Reports progress to an optional Python callback; an exception it raises stops the work.
+struct Progress<'a> {
+    callback: Option<&'a Py<PyAny>>,
     total: u64,
     next_report: u64,
-    callback: Option<&'py Py<PyAny>>,
-    failure: Option<PyErr>,
 }
 
-impl<R: Read> Progress<'_, R> {
-    fn report(&mut self) -> io::Result<()> {
-        let Some(cb) = self.callback else {
-            return Ok(());
-        };
-        let (done, total) = (self.done, self.total);
-        if let Err(e) = Python::attach(|py| cb.call1(py, (done, total))) {
-            self.failure = Some(e);
-            return Err(io::Error::other("cancelled by the progress callback"));
+impl Progress<'_> {
+    fn report(&mut self, done: u64) -> Result<()> {
+        if let Some(cb) = self.callback {
+            let total = self.total;
+            Python::attach(|py| cb.call1(py, (done, total)))?;
+        }
+        Ok(())
+    }
+
+    fn maybe_report(&mut self, done: u64) -> Result<()> {
+        if done >= self.next_report {
+            self.next_report = done + PROGRESS_EVERY;
+            self.report(done)?;
         }
         Ok(())
     }
 }
 
-impl<R: Read> Read for Progress<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.done += n as u64;
-        if self.done >= self.next_report {
-            self.next_report = self.done + PROGRESS_EVERY;
-            self.report()?;
-        }
-        Ok(n)
+/// Reads `file` sequentially on a second thread, in blocks that are a whole number of chunk
+/// groups, so that the kernel's copy overlaps with hashing; blocks come back for reuse.
+fn with_blocks<T>(
+    mut file: &File,
+    size: u64,
+    consume: impl FnOnce(&mut dyn FnMut(Vec<u8>) -> Result<Option<Block>>) -> Result<T>,
+) -> Result<T> {
+    let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<Block>>(BLOCKS);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..BLOCKS {
+        empty_tx
+            .send(vec![0u8; READ_BUFFER])
+            .expect("receiver alive");
     }
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut remaining = size;
+            while remaining > 0 {
+                let Ok(mut buf) = empty_rx.recv() else { return };
+                let len = remaining.min(READ_BUFFER as u64) as usize;
+                let result = file
+                    .read_exact(&mut buf[..len])
+                    .map(|()| Block { buf, len });
+                let failed = result.is_err();
+                if full_tx.send(result).is_err() || failed {
+                    return;
+                }
+                remaining -= len as u64;
+            }
+        });
+        let recycle = empty_tx.clone();
+        let mut next = move |done_with: Vec<u8>| -> Result<Option<Block>> {
+            if !done_with.is_empty() {
+                let _ = recycle.send(done_with);
+            }
+            match full_rx.recv() {
+                Ok(Ok(block)) => Ok(Some(block)),
+                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Err(Error::integrity(
+                    "the file shrank while it was being hashed",
+                    None,
+                )),
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Ok(None),
+            }
+        };
+        let result = consume(&mut next);
+        // Hang up both channels so that the reader stops even when we stopped early.
+        drop(next);
+        drop(empty_tx);
+        result
+    })
+}
+
+pub struct Block {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+/// Hashes `file` in post-order, saving each parent into `ob`; each chunk group is hashed where
+/// it lies in the block that was read.
+fn hash_into(
+    file: &File,
+    tree: BaoTree,
+    ob: &mut MmapOutboard,
+    progress: &mut Progress<'_>,
+) -> Result<blake3::Hash> {
+    with_blocks(file, tree.size(), |next_block| {
+        let mut stack: SmallVec<[blake3::Hash; 64]> = SmallVec::new();
+        let mut block = Block {
+            buf: Vec::new(),
+            len: 0,
+        };
+        let (mut used, mut done) = (0usize, 0u64);
+        for item in tree.post_order_chunks_iter() {
+            match item {
+                BaoChunk::Parent { is_root, node, .. } => {
+                    let right = stack
+                        .pop()
+                        .expect("post-order gives two children per parent");
+                    let left = stack
+                        .pop()
+                        .expect("post-order gives two children per parent");
+                    ob.save(node, &(left, right))?;
+                    stack.push(parent_cv(&left, &right, is_root));
+                }
+                BaoChunk::Leaf {
+                    size,
+                    is_root,
+                    start_chunk,
+                    ..
+                } => {
+                    if used == block.len && size > 0 {
+                        block = next_block(std::mem::take(&mut block.buf))?.ok_or_else(|| {
+                            Error::integrity("the file shrank while it was being hashed", None)
+                        })?;
+                        used = 0;
+                        progress.maybe_report(done)?;
+                    }
+                    let data = &block.buf[used..used + size];
+                    stack.push(hash_subtree(start_chunk.0, data, is_root));
+                    used += size;
+                    done += size as u64;
+                }
+            }
+        }
+        Ok(stack.pop().expect("the root remains"))
+    })
 }
 
 fn create_file_outboard(
@@ -104,34 +209,18 @@ fn create_file_outboard(
     } else {
         None
     };
-    let mut reader = Progress {
-        inner: BufReader::with_capacity(READ_BUFFER, file),
-        done: 0,
+    let mut progress = Progress {
+        callback,
         total: size,
         next_report: PROGRESS_EVERY,
-        callback,
-        failure: None,
     };
     let mut ob = MmapOutboard { tree, map };
-    let result = outboard(&mut reader, tree, &mut ob);
-    if let Some(e) = reader.failure.take() {
-        return Err(Error::Python(e));
-    }
-    match result {
-        Ok(root) => {
-            ob.sync()?;
-            drop(ob);
-            out.sync_data()?;
-            reader.done = size;
-            reader.report()?;
-            Ok((root, size))
-        }
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(Error::integrity(
-            format!("{} shrank while it was being hashed", data.display()),
-            None,
-        )),
-        Err(e) => Err(e.into()),
-    }
+    let root = hash_into(&file, tree, &mut ob, &mut progress)?;
+    ob.sync()?;
+    drop(ob);
+    out.sync_data()?;
+    progress.report(size)?;
+    Ok((root, size))
 }
 
 /// Builds the pre-order outboard of file `data` into file `outboard` (replacing it), with the

@@ -1,0 +1,177 @@
+"""Benchmark of the native core against the `blake3` package, measured in the same run.
+
+    python bench/bench_native.py [--size-mib 1024] [--rss-size-mib 2048]
+
+Reports, on one file: outboard creation vs single-thread BLAKE3 hashing of the same file (goal
+ratio >= 0.9); decode+verify of a full response stream vs single-thread BLAKE3 of the same bytes
+in memory (goal >= 0.8); and the peak RSS above the interpreter's baseline while building the
+outboard of a larger file (goal < 64 MiB). Best of --repeat runs; files live in a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import blake3
+
+from ringdrop.bao import ChunkRanges, Decoder, Encoder, create_outboard
+
+MIB = 2**20
+PIECE = 256 * 1024
+
+RSS_PROBE = """
+import resource, sys
+from ringdrop.bao import create_outboard
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+create_outboard(sys.argv[1], sys.argv[2])
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((peak - base) * 1024)
+"""
+
+
+def make_file(path: Path, size: int) -> None:
+    xof = blake3.blake3(b"ringdrop bench")
+    with open(path, "wb") as f:
+        for offset in range(0, size, 64 * MIB):
+            f.write(xof.digest(length=min(64 * MIB, size - offset), seek=offset))
+
+
+def best(repeat: int, fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def time_memory_hash(payload: bytes, repeat: int) -> float:
+    return best(repeat, lambda: blake3.blake3(payload, max_threads=1).digest())
+
+
+def hash_file(path: Path) -> bytes:
+    hasher = blake3.blake3(max_threads=1)
+    hasher.update_mmap(path)
+    return hasher.digest()
+
+
+def decode(root: bytes, pieces: list[bytes]) -> int:
+    """Feeds the stream as it would arrive from the network, in pieces."""
+    decoder = Decoder(root, ChunkRanges.all())
+    total = 0
+    for piece in pieces:
+        for _, leaf in decoder.feed(piece):
+            total += len(leaf)
+    decoder.finish()
+    return total
+
+
+def decode_into_file(root: bytes, pieces: list[bytes], target: Path) -> None:
+    target.unlink(missing_ok=True)
+    decoder = Decoder(root, ChunkRanges.all(), data=target)
+    for piece in pieces:
+        decoder.write(piece)
+    decoder.finish()
+
+
+def drain(encoder: Encoder) -> None:
+    """Reads the whole stream, as a sender handing pieces to the network would."""
+    while encoder.read(PIECE):
+        pass
+
+
+def encode(encoder: Encoder) -> list[bytes]:
+    pieces = []
+    while piece := encoder.read(PIECE):
+        pieces.append(piece)
+    return pieces
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--rss-size-mib", type=int, default=2048)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    size: int = args.size_mib * MIB
+    with tempfile.TemporaryDirectory(prefix="ringdrop-bench-") as tmp:
+        data, outboard = Path(tmp) / "data", Path(tmp) / "obao"
+        make_file(data, size)
+        hash_file(data)  # warm the page cache
+        t_ref = best(args.repeat, lambda: hash_file(data))
+        t_outboard = best(args.repeat, lambda: create_outboard(data, outboard))
+        root, _ = create_outboard(data, outboard)
+        assert root == hash_file(data)
+
+        t_encode = best(
+            args.repeat, lambda: drain(Encoder(data, outboard, root, size, ChunkRanges.all()))
+        )
+        stream = encode(Encoder(data, outboard, root, size, ChunkRanges.all()))
+        t_mem_ref = time_memory_hash(data.read_bytes(), args.repeat)
+        t_decode = best(args.repeat, lambda: decode(root, stream))
+        t_decode_file = best(args.repeat, lambda: decode_into_file(root, stream, Path(tmp) / "out"))
+        stream.clear()
+        data.unlink()
+
+        big = Path(tmp) / "big"
+        make_file(big, args.rss_size_mib * MIB)
+        probe = subprocess.run(
+            [sys.executable, "-c", RSS_PROBE, str(big), str(outboard)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        rss_delta = int(probe.stdout.strip())
+
+    def mbps(seconds: float) -> float:
+        return size / seconds / 1e6
+
+    figures = {
+        "size_mib": args.size_mib,
+        "blake3_file_1thread_MBps": round(mbps(t_ref)),
+        "outboard_MBps": round(mbps(t_outboard)),
+        "outboard_ratio": round(t_ref / t_outboard, 3),
+        "blake3_memory_1thread_MBps": round(mbps(t_mem_ref)),
+        "decode_verify_MBps": round(mbps(t_decode)),
+        "decode_ratio": round(t_mem_ref / t_decode, 3),
+        "decode_into_file_MBps": round(mbps(t_decode_file)),
+        "decode_into_file_ratio": round(t_mem_ref / t_decode_file, 3),
+        "encode_validated_file_MBps": round(mbps(t_encode)),
+        "rss_over_baseline_MiB": round(rss_delta / MIB, 1),
+        "rss_file_size_mib": args.rss_size_mib,
+    }
+    if args.json:
+        print(json.dumps(figures, indent=1))
+        return
+    print(f"file: {args.size_mib} MiB, best of {args.repeat}")
+    print(f"  blake3 (1 thread, file)        {figures['blake3_file_1thread_MBps']:>7} MB/s")
+    print(
+        f"  outboard creation              {figures['outboard_MBps']:>7} MB/s"
+        f"  ratio {figures['outboard_ratio']:.2f} (goal >= 0.9)"
+    )
+    print(f"  blake3 (1 thread, memory)      {figures['blake3_memory_1thread_MBps']:>7} MB/s")
+    print(
+        f"  decode+verify (memory)         {figures['decode_verify_MBps']:>7} MB/s"
+        f"  ratio {figures['decode_ratio']:.2f} (goal >= 0.8)"
+    )
+    print(
+        f"  decode+verify into a file      {figures['decode_into_file_MBps']:>7} MB/s"
+        f"  ratio {figures['decode_into_file_ratio']:.2f}"
+    )
+    print(f"  validated encode from the file {figures['encode_validated_file_MBps']:>7} MB/s")
+    print(
+        f"peak RSS over baseline, outboard of {args.rss_size_mib} MiB: "
+        f"{figures['rss_over_baseline_MiB']} MiB (goal < 64)"
+    )
+
+
+if __name__ == "__main__":
+    main()
