@@ -27,12 +27,19 @@ MIB = 2**20
 PIECE = 256 * 1024
 
 RSS_PROBE = """
-import resource, sys
+import sys
 from ringdrop.bao import create_outboard
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+
+base = status("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets VmHWM, the peak RSS, to the current RSS
 create_outboard(sys.argv[1], sys.argv[2])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print((peak - base) * 1024)
+print(status("VmHWM") - base)
 """
 
 

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyMemoryView, PySlice};
 use smallvec::SmallVec;
 
-use crate::error::{Error, Result};
+use crate::error::{at, Error, Result};
 use crate::hash::{hash_subtree, parent_cv, split_pair};
 use crate::outboard::tree;
 use crate::ranges::{chunks, truncated, ChunkRanges};
@@ -83,7 +83,8 @@ impl Core {
             .write(true)
             .create(true)
             .truncate(false)
-            .open(path)?;
+            .open(path)
+            .map_err(at(path))?;
         if file.metadata()?.len() < tree.outboard_size() {
             file.set_len(tree.outboard_size())?;
         }
@@ -329,7 +330,8 @@ impl Decoder {
                     .write(true)
                     .create(true)
                     .truncate(false)
-                    .open(path)?,
+                    .open(&path)
+                    .map_err(at(&path))?,
             ),
             None => None,
         };

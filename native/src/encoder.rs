@@ -12,7 +12,7 @@ use bao_tree::{BaoTree, TreeNode};
 use pyo3::prelude::*;
 use smallvec::SmallVec;
 
-use crate::error::{Error, Result};
+use crate::error::{at, Error, Result};
 use crate::hash::{hash_subtree, parent_cv, split_pair};
 use crate::outboard::tree;
 use crate::ranges::{truncated, ChunkRanges};
@@ -31,10 +31,10 @@ enum Reader {
 }
 
 impl Reader {
-    fn open(source: Source) -> io::Result<Self> {
+    fn open(source: Source) -> Result<Self> {
         Ok(match source {
             Source::Bytes(b) => Reader::Bytes(b),
-            Source::Path(p) => Reader::File(File::open(p)?),
+            Source::Path(p) => Reader::File(File::open(&p).map_err(at(&p))?),
         })
     }
 

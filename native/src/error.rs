@@ -2,8 +2,9 @@
 //! boundary, so Python code sees a single exception tree.
 
 use std::io;
+use std::path::{Path, PathBuf};
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::{import_exception, PyErr};
 
 import_exception!(ringdrop.errors, IntegrityError);
@@ -21,6 +22,8 @@ pub enum Error {
     /// A caller passed an argument that cannot be right.
     Value(String),
     Io(io::Error),
+    /// An OS error about a named file: becomes the matching OSError subclass with `filename`.
+    File(io::Error, PathBuf),
     /// A Python callback raised; its exception is passed on unchanged.
     Python(PyErr),
 }
@@ -56,7 +59,26 @@ impl From<Error> for PyErr {
             Error::Value(message) => PyValueError::new_err(message),
             // pyo3 keeps the OS error's subclass (FileNotFoundError, …) and errno.
             Error::Io(e) => PyErr::from(e),
+            Error::File(e, path) => match e.raw_os_error() {
+                // OSError(errno, strerror, filename) picks the subclass (FileNotFoundError, …).
+                Some(errno) => PyOSError::new_err((errno, strerror(&e), path)),
+                None => PyErr::from(e),
+            },
             Error::Python(e) => e,
         }
+    }
+}
+
+/// Wraps an OS error with the file it concerns, for messages that say which file.
+pub fn at(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |e| Error::File(e, path.to_path_buf())
+}
+
+/// The OS's text for an error, without Rust's " (os error N)" suffix.
+fn strerror(e: &io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
     }
 }

@@ -35,3 +35,17 @@ pub fn split_pair(pair: &[u8]) -> (Hash, Hash) {
     let right: [u8; 32] = pair[32..64].try_into().expect("64-byte pair");
     (Hash::from(left), Hash::from(right))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_groups_merge_into_the_blake3_root() {
+        let data: Vec<u8> = (0..32768u32).map(|i| (i % 251) as u8).collect();
+        let left = hash_subtree(0, &data[..16384], false);
+        let right = hash_subtree(16, &data[16384..], false);
+        assert_eq!(parent_cv(&left, &right, true), blake3::hash(&data));
+        assert_eq!(hash_subtree(0, &data, true), blake3::hash(&data));
+    }
+}

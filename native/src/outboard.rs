@@ -14,7 +14,7 @@ use memmap2::MmapMut;
 use pyo3::prelude::*;
 use smallvec::SmallVec;
 
-use crate::error::{Error, Result};
+use crate::error::{at, Error, Result};
 use crate::hash::{hash_subtree, parent_cv};
 use crate::ranges::ChunkRanges;
 use crate::BLOCK_SIZE;
@@ -193,7 +193,7 @@ fn create_file_outboard(
     target: &Path,
     callback: Option<&Py<PyAny>>,
 ) -> Result<(blake3::Hash, u64)> {
-    let file = File::open(data)?;
+    let file = File::open(data).map_err(at(data))?;
     let size = file.metadata()?.len();
     let tree = tree(size);
     let out = OpenOptions::new()
@@ -201,7 +201,8 @@ fn create_file_outboard(
         .write(true)
         .create(true)
         .truncate(true)
-        .open(target)?;
+        .open(target)
+        .map_err(at(target))?;
     out.set_len(tree.outboard_size())?;
     let map = if tree.outboard_size() > 0 {
         // SAFETY: the outboard file was just created by us; nothing else maps or truncates it.
@@ -264,11 +265,11 @@ pub fn valid_ranges(
 ) -> Result<ChunkRanges> {
     let root = crate::parse_root(root)?;
     py.detach(|| {
-        let data = File::open(data)?;
+        let data = File::open(&data).map_err(at(&data))?;
         let ob = PreOrderOutboard {
             root,
             tree: tree(size),
-            data: File::open(outboard)?,
+            data: File::open(&outboard).map_err(at(&outboard))?,
         };
         let mut valid = Ranges::empty();
         for range in bao_tree::io::sync::valid_ranges(ob, data, &Ranges::all()) {

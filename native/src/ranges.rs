@@ -299,3 +299,31 @@ pub fn truncated(ranges: &Ranges, size: u64) -> Ranges {
     let bs = bao_tree::io::sync::truncate_ranges(ranges, size).boundaries();
     Ranges::new_unchecked(SmallVec::from_slice(bs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_round_trip_at_the_edges() {
+        for v in [0, 1, 127, 128, 16383, 16384, u64::MAX - 1, u64::MAX] {
+            let mut out = Vec::new();
+            write_varint(&mut out, v);
+            assert_eq!(read_varint(&out).unwrap(), (v, out.len()));
+        }
+    }
+
+    #[test]
+    fn varints_refuse_overlong_and_truncated_input() {
+        assert!(read_varint(&[0x80]).is_err());
+        assert!(read_varint(&[0x81, 0x00]).is_err());
+        assert!(read_varint(&[0xff; 10]).is_err());
+    }
+
+    #[test]
+    fn geometry() {
+        assert_eq!((chunks(0), groups(0)), (0, 0));
+        assert_eq!((chunks(1025), groups(1025)), (2, 1));
+        assert_eq!((chunks(16385), groups(16385)), (17, 2));
+    }
+}
