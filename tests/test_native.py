@@ -101,7 +101,7 @@ def test_progress_callback_that_raises_stops_hashing(tmp_path: Path) -> None:
 def test_missing_file_raises_file_not_found_naming_it(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as failure:
         create_outboard(tmp_path / "nope", tmp_path / "obao")
-    assert failure.value.filename == str(tmp_path / "nope")
+    assert str(failure.value.filename) == str(tmp_path / "nope")
 
 
 chunk_ranges = st.lists(
