@@ -1,0 +1,45 @@
+"""The blob store: a crash-safe, content-addressed data directory (SQLite via apsw, plus files).
+
+Start at `Store`. Modules: `db` (connection, migrations, transactions), `schema` (the migration
+list), `layout` (paths), `blobs` (complete blobs), `importer` (imports), `partial` (downloads),
+`collection` and `names` (folders as blobs, safe names), `tags`, `gc`, `check`, `export`.
+"""
+
+from ringdrop.store.blobs import INLINE_MAX, BlobInfo, ImportMode, Location
+from ringdrop.store.check import CheckProblem, CheckReport
+from ringdrop.store.collection import Collection, Entry
+from ringdrop.store.db import Database, Migration
+from ringdrop.store.gc import GcReport
+from ringdrop.store.importer import ImportedCollection
+from ringdrop.store.layout import default_data_dir
+from ringdrop.store.names import validate_name
+from ringdrop.store.partial import PartialBlob, PartialInfo, PartialWriter
+from ringdrop.store.progress import ProgressFn
+from ringdrop.store.store import Store
+from ringdrop.store.tags import Format, Tag, TempTag, default_tag_name
+
+__all__ = [
+    "INLINE_MAX",
+    "BlobInfo",
+    "CheckProblem",
+    "CheckReport",
+    "Collection",
+    "Database",
+    "Entry",
+    "Format",
+    "GcReport",
+    "ImportMode",
+    "ImportedCollection",
+    "Location",
+    "Migration",
+    "PartialBlob",
+    "PartialInfo",
+    "PartialWriter",
+    "ProgressFn",
+    "Store",
+    "Tag",
+    "TempTag",
+    "default_data_dir",
+    "default_tag_name",
+    "validate_name",
+]

@@ -1,0 +1,178 @@
+"""File-system helpers for the store: advisory locks, atomic replace, copying, free space."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+from ringdrop.errors import DiskFullError
+
+__all__ = [
+    "COPY_BUFFER",
+    "FileLock",
+    "copy_fd",
+    "ensure_free_space",
+    "fsync_dir",
+    "human_size",
+    "replace_atomically",
+    "write_all",
+]
+
+COPY_BUFFER = 8 << 20
+SYNC_EVERY = 32 << 20
+
+
+class FileLock:
+    """An exclusive `flock` on a lock file; the kernel drops it when the holder dies.
+
+    flock (not fcntl) locks belong to the open file, so two holders in one process exclude each
+    other too. A holder may unlink the file while holding it; acquirers notice the unlinked
+    inode and retry on the new file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, *, blocking: bool) -> bool:
+        """Takes the lock; without `blocking`, returns False at once if someone holds it."""
+        assert self._fd is None, "lock already held"
+        flags = fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, flags)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                self._fd = fd
+                return True
+            os.close(fd)
+
+    def release(self, *, unlink: bool = False) -> None:
+        if self._fd is None:
+            return
+        try:
+            if unlink:
+                self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> FileLock:
+        self.acquire(blocking=True)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def fsync_dir(path: Path) -> None:
+    """Makes the directory's entries (creations, renames, unlinks) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_atomically(path: Path, data: bytes) -> None:
+    """Replaces `path` with `data` so that a crash leaves the old or the new content, whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def copy_fd(src: int, dst: int, size: int, progress: Callable[[int], object] | None = None) -> None:
+    """Copies `size` bytes from the start of `src` to `dst` and makes them durable.
+
+    Calls `progress(n)` per buffer; raises EOFError if `src` is shorter than `size`. A plain
+    read/write loop: on ext4 here it beats copy_file_range and sendfile for a fresh copy
+    (1 GiB: 0.2 s against 2 s and 0.6 s). Writeback is started every SYNC_EVERY bytes on a
+    second thread, so the disk works while the copy goes on and the final fsync is short
+    (1 GiB: 0.29 s copied and durable, against 0.42 s copying then syncing).
+    """
+    buffer = bytearray(min(COPY_BUFFER, max(size, 1)))
+    view = memoryview(buffer)
+    done = unsynced = 0
+    syncing: threading.Thread | None = None
+    failure: list[OSError] = []
+
+    def sync() -> None:
+        try:
+            os.fdatasync(dst)
+        except OSError as e:
+            failure.append(e)
+
+    try:
+        while done < size:
+            n = os.readv(src, [view[: min(len(buffer), size - done)]])
+            if n == 0:
+                raise EOFError
+            write_all(dst, view[:n])
+            done += n
+            unsynced += n
+            if progress is not None:
+                progress(n)
+            if unsynced >= SYNC_EVERY and (syncing is None or not syncing.is_alive()):
+                syncing = threading.Thread(target=sync, name="ringdrop-fdatasync")
+                syncing.start()
+                unsynced = 0
+    finally:
+        if syncing is not None:
+            syncing.join()
+    if failure:
+        raise failure[0]
+    os.fsync(dst)
+
+
+def ensure_free_space(folder: Path, needed: int, what: str) -> None:
+    """Raises DiskFullError, before any work, if `folder`'s file system lacks `needed` bytes."""
+    st = os.statvfs(folder)
+    free = st.f_bavail * st.f_frsize
+    if needed > free:
+        raise DiskFullError(
+            f"{what} needs {human_size(needed)} but only {human_size(free)} is free in {folder}"
+        )
+
+
+def human_size(n: int) -> str:
+    """`n` bytes as a short figure with a binary unit: 0 B, 16.0 KiB, 1.5 GiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")

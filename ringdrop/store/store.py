@@ -1,0 +1,253 @@
+"""`Store`: the data directory as one object — the API the node, transfer and CLI layers use."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+
+from ringdrop.bao import ChunkRanges, Encoder
+from ringdrop.store import importer
+from ringdrop.store.blobs import BlobInfo, ImportMode, get_blob, list_blobs, open_encoder, read_blob
+from ringdrop.store.check import CheckReport, check_store
+from ringdrop.store.collection import Collection
+from ringdrop.store.db import Database, Migration
+from ringdrop.store.export import export_blob, export_collection, read_collection
+from ringdrop.store.gc import GcReport, collect_garbage
+from ringdrop.store.importer import ImportedCollection
+from ringdrop.store.layout import Layout, default_data_dir
+from ringdrop.store.partial import PartialBlob, PartialInfo
+from ringdrop.store.progress import ProgressFn
+from ringdrop.store.schema import MIGRATIONS
+from ringdrop.store.tags import Format, Lease, Tag, TempTag, delete_tag, get_tag, list_tags, set_tag
+from ringdrop.store.translate import translated, translating
+
+__all__ = ["Store"]
+
+
+class Store:
+    """A data directory: complete blobs, downloads in progress, collections, tags.
+
+    Any number of processes may open the same directory. Each Store owns one database connection;
+    share it between threads freely (transactions are serialised) but use each PartialBlob from
+    one thread at a time. Close it (or use `with`) to release its temp tags promptly; if the
+    process dies they are released anyway.
+    """
+
+    def __init__(self, path: Path, migrations: Sequence[Migration] = MIGRATIONS) -> None:
+        self.path = path
+        self.layout = Layout(path)
+        with translated(f"could not open the data directory {path}"):
+            self.layout.create()
+        self.db = Database(self.layout.db, migrations)
+        self._lease = Lease(self.db, self.layout)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None) -> Store:
+        """Opens (creating if needed) the data directory at `path`, by default ~/.ringdrop."""
+        return cls(Path(path) if path is not None else default_data_dir())
+
+    def close(self) -> None:
+        with translated("could not close the data directory"):
+            self._lease.close()
+            self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- importing ----------------------------------------------------------------------------
+
+    @translating("could not import the file")
+    def import_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        mode: ImportMode = "copy",
+        tag: str | None = None,
+        display_name: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> tuple[BlobInfo, Tag]:
+        """Hashes the file into the store and tags it (by default, by its root's hex).
+
+        mode "copy" keeps a copy in the store; "reference" serves the file where it is and
+        refuses to serve it once its size or mtime changes (and the encoder checks every byte).
+        `progress(done, total)` gets bytes of the file, over the copy and the hashing together.
+        """
+        return importer.import_file(
+            self.db,
+            self.layout,
+            Path(path),
+            mode=mode,
+            tag=tag,
+            display_name=display_name,
+            progress=progress,
+        )
+
+    @translating("could not import the data")
+    def import_bytes(
+        self,
+        data: bytes,
+        *,
+        tag: str | None = None,
+        display_name: str | None = None,
+        format: Format = "raw",
+    ) -> tuple[BlobInfo, Tag]:
+        """Stores `data` as a blob and tags it."""
+        return importer.import_bytes(
+            self.db, self.layout, data, tag=tag, display_name=display_name, format=format
+        )
+
+    @translating("could not import the folder")
+    def import_directory(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        mode: ImportMode = "copy",
+        tag: str | None = None,
+        display_name: str | None = None,
+        progress: ProgressFn | None = None,
+    ) -> ImportedCollection:
+        """Imports every regular file below `path` as a collection, tagged as a whole.
+
+        Symbolic links and other non-files are skipped and listed; empty folders are not kept.
+        Raises UnsafePathError before doing any work if a name cannot be shared safely.
+        """
+        return importer.import_directory(
+            self.db,
+            self.layout,
+            self._lease,
+            Path(path),
+            mode=mode,
+            tag=tag,
+            display_name=display_name,
+            progress=progress,
+        )
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def blob(self, root: bytes) -> BlobInfo | None:
+        """The complete blob `root`, or None."""
+        with self.db.snapshot() as conn:
+            return get_blob(conn, root)
+
+    def blobs(self) -> list[BlobInfo]:
+        with self.db.snapshot() as conn:
+            return list_blobs(conn)
+
+    @translating("could not read the blob")
+    def encoder(self, root: bytes, ranges: ChunkRanges | None = None) -> Encoder:
+        """The verified response stream for `ranges` (default: all) of the complete blob `root`.
+
+        Raises NotFoundError if the blob (or its file) is gone, IntegrityError if a referenced
+        file changed; the encoder itself raises IntegrityError on any byte that does not match.
+        """
+        with self.db.snapshot() as conn:
+            return open_encoder(
+                conn, self.layout, root, ChunkRanges.all() if ranges is None else ranges
+            )
+
+    @translating("could not read the blob")
+    def read_bytes(self, root: bytes, limit: int = 64 << 20) -> bytes:
+        """The content of a small complete blob, verified against its root."""
+        with self.db.snapshot() as conn:
+            return read_blob(conn, self.layout, root, limit)
+
+    @translating("could not read the collection")
+    def collection(self, root: bytes) -> Collection:
+        """The collection stored as blob `root`, with every name validated."""
+        with self.db.snapshot() as conn:
+            return read_collection(conn, self.layout, root)
+
+    # -- downloading --------------------------------------------------------------------------
+
+    def partial(self, root: bytes, size: int | None = None) -> PartialBlob:
+        """Opens (or starts) the download of `root`, exclusively, protected from GC.
+
+        `size` is the size a sender claims, if known; a different size recorded but never
+        proven resets the download, one that was proven raises IntegrityError.
+        """
+        return PartialBlob(self.db, self.layout, self._lease, root, size)
+
+    def partials(self) -> list[PartialInfo]:
+        with self.db.snapshot() as conn:
+            rows = conn.execute("SELECT root, size, size_proven FROM partials ORDER BY root")
+            return [
+                PartialInfo(bytes(cast(bytes, r)), cast(int | None, s), bool(p)) for r, s, p in rows
+            ]
+
+    # -- tags ---------------------------------------------------------------------------------
+
+    def set_tag(
+        self,
+        name: str,
+        root: bytes,
+        *,
+        format: Format = "raw",
+        display_name: str | None = None,
+    ) -> Tag:
+        """Creates or repoints tag `name`; the root need not be in the store yet."""
+        with self.db.transaction() as conn:
+            return set_tag(conn, name, root, format, display_name)
+
+    def tag(self, name: str) -> Tag | None:
+        with self.db.snapshot() as conn:
+            return get_tag(conn, name)
+
+    def tags(self) -> list[Tag]:
+        with self.db.snapshot() as conn:
+            return list_tags(conn)
+
+    def delete_tag(self, name: str) -> None:
+        """Deletes tag `name` (NotFoundError if there is none); GC may then reclaim its root."""
+        with self.db.transaction() as conn:
+            delete_tag(conn, name)
+
+    @translating("could not protect the content")
+    def temp_tag(self, root: bytes, format: Format = "raw") -> TempTag:
+        """Protects `root` from GC until released or until this process exits."""
+        return self._lease.temp_tag(root, format)
+
+    # -- maintenance --------------------------------------------------------------------------
+
+    @translating("could not collect garbage")
+    def gc(self) -> GcReport:
+        """Deletes blobs and downloads that no tag or temp tag keeps, and stray files."""
+        return collect_garbage(self.db, self.layout)
+
+    @translating("could not check the store")
+    def check(self, progress: ProgressFn | None = None) -> CheckReport:
+        """Re-verifies every complete blob; reports what is missing, corrupt or changed."""
+        return check_store(self.db, self.layout, progress)
+
+    # -- exporting ----------------------------------------------------------------------------
+
+    @translating("could not export")
+    def export(
+        self,
+        root: bytes,
+        dest: str | os.PathLike[str],
+        *,
+        force: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> Path:
+        """Writes blob `root` to the file `dest` (atomically, verified); refuses to overwrite
+        unless `force`, and checks free space first."""
+        return export_blob(self.db, self.layout, root, Path(dest), force=force, progress=progress)
+
+    @translating("could not export")
+    def export_collection(
+        self,
+        root: bytes,
+        dest: str | os.PathLike[str],
+        *,
+        force: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> list[Path]:
+        """Writes the files of collection `root` below the folder `dest`; never outside it."""
+        return export_collection(
+            self.db, self.layout, root, Path(dest), force=force, progress=progress
+        )

@@ -1,0 +1,76 @@
+"""Helpers for the store tests: content, encoded streams, reading blobs back as a peer would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from hypothesis import strategies as st
+
+from ringdrop.bao import ChunkRanges, Decoder, Encoder, outboard_from_bytes
+from ringdrop.store import Store
+
+
+def stream_of(data: bytes, ranges: ChunkRanges | None = None) -> tuple[bytes, bytes]:
+    """The root of `data` and its verified response stream for `ranges` (default: all)."""
+    root, outboard = outboard_from_bytes(data)
+    encoder = Encoder(data, outboard, root, len(data), ranges or ChunkRanges.all())
+    return root, encoder.read(1 << 40)
+
+
+def random_file(path: Path, size: int) -> bytes:
+    data = os.urandom(size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return data
+
+
+def read_all(store: Store, root: bytes) -> bytes:
+    """The content of `root` as a peer would receive it: through the encoder, verified."""
+    stream = store.encoder(root).read(1 << 40)
+    return b"".join(piece for _, piece in Decoder(root, ChunkRanges.all()).feed(stream))
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+# One part of a safe name: any printable text without separators, "." or "..".
+SAFE_PART = st.text(
+    alphabet=st.characters(
+        blacklist_categories=("Cs", "Cc"),
+        blacklist_characters="/\\\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+        "\u2066\u2067\u2068\u2069",
+    ),
+    min_size=1,
+    max_size=30,
+).filter(lambda p: p not in (".", "..") and not (len(p) > 1 and p[1] == ":"))
+
+
+WORKER = Path(__file__).with_name("worker.py")
+
+
+def spawn(*args: object) -> subprocess.Popen[str]:
+    """Starts `worker.py` with `args` and waits until it says it is ready."""
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), *map(str, args)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        proc.kill()
+        raise AssertionError(f"the worker did not start: {line!r}")
+    return proc
+
+
+def kill(proc: subprocess.Popen[str]) -> list[str]:
+    """SIGKILLs the worker and returns the whole lines it printed after 'ready'."""
+    proc.send_signal(signal.SIGKILL)
+    out, _ = proc.communicate()
+    whole, _, _ = out.rpartition("\n")
+    return whole.splitlines()

@@ -1,0 +1,226 @@
+"""Collections: folders imported as blobs, their encoding, and round trips through export."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ringdrop.errors import StoreError, UnsafePathError
+from ringdrop.store import Collection, Entry, Store
+from ringdrop.store.collection import MAGIC
+
+from .helpers import SAFE_PART, files_under
+
+
+def make_tree(root: Path) -> dict[str, bytes]:
+    content = {
+        "README": b"read me",
+        "empty.txt": b"",
+        "docs/nested/deep/notes.md": os.urandom(30_000),
+        "docs/ünïcödé ファイル.txt": "grüße".encode(),
+        "big.bin": os.urandom(100_000),
+        "a b/c d.txt": b"spaces",
+    }
+    for name, data in content.items():
+        path = root.joinpath(*name.split("/"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return content
+
+
+def tree_of(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files_under(folder)}
+
+
+def encode_raw(entries: list[tuple[bytes, int, bytes]]) -> bytes:
+    parts = [MAGIC, struct.pack("<I", len(entries))]
+    for root, size, name in entries:
+        parts += [struct.pack("<32sQH", root, size, len(name)), name]
+    return b"".join(parts)
+
+
+def test_a_tree_round_trips_through_import_and_export(store: Store, tmp_path: Path) -> None:
+    content = make_tree(tmp_path / "src")
+    imported = store.import_directory(tmp_path / "src")
+    assert [e.name for e in imported.collection.entries] == sorted(
+        content, key=lambda n: n.encode()
+    )
+    assert imported.tag.format == "collection"
+    assert imported.tag.display_name == "src"
+    store.export_collection(imported.info.root, tmp_path / "out")
+    assert tree_of(tmp_path / "out") == content
+
+
+def test_a_reference_import_of_a_tree_round_trips(store: Store, tmp_path: Path) -> None:
+    content = make_tree(tmp_path / "src")
+    imported = store.import_directory(tmp_path / "src", mode="reference")
+    store.export_collection(imported.info.root, tmp_path / "out")
+    assert tree_of(tmp_path / "out") == content
+
+
+def test_the_same_tree_always_gives_the_same_root(store: Store, tmp_path: Path) -> None:
+    make_tree(tmp_path / "src")
+    first = store.import_directory(tmp_path / "src")
+    second = store.import_directory(tmp_path / "src")
+    assert first.info.root == second.info.root
+
+
+def test_the_collection_can_be_read_back_from_the_store(store: Store, tmp_path: Path) -> None:
+    make_tree(tmp_path / "src")
+    imported = store.import_directory(tmp_path / "src")
+    assert store.collection(imported.info.root) == imported.collection
+
+
+def test_symlinks_are_skipped_and_reported(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "outside").write_bytes(b"secret")
+    (tmp_path / "src" / "link").symlink_to(tmp_path / "outside")
+    (tmp_path / "src" / "dirlink").symlink_to(tmp_path)
+    (tmp_path / "src" / "real").write_bytes(b"real")
+    imported = store.import_directory(tmp_path / "src")
+    assert [e.name for e in imported.collection.entries] == ["real"]
+    assert imported.skipped == ("dirlink", "link")
+
+
+def test_empty_folders_are_not_kept(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "src" / "empty" / "deeper").mkdir(parents=True)
+    (tmp_path / "src" / "file").write_bytes(b"x")
+    imported = store.import_directory(tmp_path / "src")
+    store.export_collection(imported.info.root, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["file"]
+
+
+@pytest.mark.parametrize("name", ["back\\slash", "esc\x1b[2J", "new\nline", "bidi\u202etxt.exe"])
+def test_a_hostile_file_name_refuses_the_import(store: Store, tmp_path: Path, name: str) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / name).write_bytes(b"x")
+    with pytest.raises(UnsafePathError):
+        store.import_directory(tmp_path / "src")
+    assert store.blobs() == []
+
+
+def test_a_name_that_is_not_utf8_refuses_the_import(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / os.fsdecode(b"latin1-\xe9")).write_bytes(b"x")
+    with pytest.raises(UnsafePathError, match="UTF-8"):
+        store.import_directory(tmp_path / "src")
+
+
+def test_importing_a_file_as_a_folder_is_refused(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.raises(StoreError, match="not a folder"):
+        store.import_directory(tmp_path / "f")
+
+
+def test_import_progress_counts_every_file(store: Store, tmp_path: Path) -> None:
+    content = make_tree(tmp_path / "src")
+    seen: list[tuple[int, int]] = []
+    store.import_directory(tmp_path / "src", progress=lambda d, t: seen.append((d, t)))
+    total = sum(len(v) for v in content.values())
+    assert seen[-1] == (total, total)
+
+
+@pytest.mark.parametrize(
+    ("entries", "error"),
+    [
+        ([(bytes(32), 1, b"../evil")], UnsafePathError),
+        ([(bytes(32), 1, b"/etc/passwd")], UnsafePathError),
+        ([(bytes(32), 1, b"a\x00b")], UnsafePathError),
+        ([(bytes(32), 1, b"\xff\xfe")], UnsafePathError),
+        ([(bytes(32), 1, b"b"), (bytes(32), 1, b"a")], StoreError),
+        ([(bytes(32), 1, b"a"), (bytes(32), 1, b"a")], StoreError),
+        ([(bytes(32), 1, b"a"), (bytes(32), 1, b"a/b")], StoreError),
+    ],
+)
+def test_decoding_refuses_bad_entries(
+    entries: list[tuple[bytes, int, bytes]], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        Collection.decode(encode_raw(entries))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", MAGIC, b"NOTACOLL\x00\x00\x00\x00", encode_raw([(bytes(32), 1, b"a")])[:-1]],
+)
+def test_decoding_refuses_malformed_bytes(data: bytes) -> None:
+    with pytest.raises(StoreError):
+        Collection.decode(data)
+
+
+def test_decoding_refuses_trailing_bytes() -> None:
+    with pytest.raises(StoreError, match="after its last entry"):
+        Collection.decode(encode_raw([(bytes(32), 1, b"a")]) + b"\x00")
+
+
+ENTRIES = st.dictionaries(
+    st.lists(SAFE_PART, min_size=1, max_size=3).map("/".join),
+    st.tuples(st.binary(min_size=32, max_size=32), st.integers(0, (1 << 64) - 1)),
+    max_size=8,
+)
+
+
+@given(ENTRIES)
+def test_encoding_round_trips(entries: dict[str, tuple[bytes, int]]) -> None:
+    names = set(entries)
+    # A name may not also be a folder of another: drop such names for this property.
+    files = [n for n in names if not any(o.startswith(n + "/") for o in names)]
+    collection = Collection.of([Entry(n, *entries[n]) for n in files])
+    assert Collection.decode(collection.encode()) == collection
+
+
+@given(st.binary(max_size=300))
+def test_decoding_arbitrary_bytes_raises_only_store_errors(data: bytes) -> None:
+    with contextlib.suppress(StoreError, UnsafePathError):
+        Collection.decode(MAGIC + data)
+
+
+@given(ENTRIES, st.data())
+def test_decoding_a_mangled_encoding_raises_only_store_errors(
+    entries: dict[str, tuple[bytes, int]], data: st.DataObject
+) -> None:
+    names = [n for n in entries if not any(o.startswith(n + "/") for o in entries)]
+    encoded = bytearray(Collection.of([Entry(n, *entries[n]) for n in names]).encode())
+    at = data.draw(st.integers(0, len(encoded) - 1))
+    encoded[at] = data.draw(st.integers(0, 255))
+    with contextlib.suppress(StoreError, UnsafePathError):
+        Collection.decode(bytes(encoded))
+
+
+def test_members_committed_in_batches_survive_gc_during_the_import(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ringdrop.store.importer._BATCH_FILES", 2)
+    content = make_tree(tmp_path / "src")
+    imported = store.import_directory(tmp_path / "src", progress=lambda done, total: store.gc())
+    with store.db.snapshot() as conn:
+        assert conn.execute("SELECT count(*) FROM temp_tags").fetchall() == [(0,)]
+    store.gc()
+    store.export_collection(imported.info.root, tmp_path / "out")
+    assert tree_of(tmp_path / "out") == content
+
+
+def test_a_failed_folder_import_leaves_nothing_protected(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ringdrop.store.importer._BATCH_FILES", 2)
+    make_tree(tmp_path / "src")
+    calls = 0
+
+    def fail_late(done: int, total: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.import_directory(tmp_path / "src", progress=fail_late)
+    store.gc()
+    assert store.blobs() == []
+    assert files_under(store.path / "tmp") == []
