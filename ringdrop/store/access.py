@@ -1,0 +1,806 @@
+"""Who may fetch what: rings, the peer book, grants, content links, and the access decision.
+
+The decision is one indexed query per request (see `_DECIDE`); every decision is logged.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, cast, get_args
+
+import apsw
+
+from ringdrop.errors import AccessDeniedError, NotFoundError, StoreError
+from ringdrop.identity import PeerId, base32_decode, first_non_base32
+from ringdrop.store.access_schema import OPEN_RING, OPEN_RING_ID
+from ringdrop.store.db import Database
+from ringdrop.store.tags import Format, check_format
+
+__all__ = [
+    "NICKNAME_MAX",
+    "PEER_PREFIX_MIN",
+    "RING_NAME_MAX",
+    "Access",
+    "AccessLogEntry",
+    "AmbiguousPeerError",
+    "Attachment",
+    "CatalogEntry",
+    "Decision",
+    "InvalidNameError",
+    "Member",
+    "OpenRingError",
+    "Peer",
+    "PeerRef",
+    "Permission",
+    "Privilege",
+    "RingInfo",
+    "Upload",
+    "UploadOutcome",
+    "check_nickname",
+    "check_ring_name",
+]
+
+Permission = Literal["read", "write", "delete"]
+"""What a ring may do with attached content; only `read` is asked for so far."""
+
+Privilege = Literal["catalog"]
+"""A per-peer privilege on this node: `catalog` lets the peer list what it may read."""
+
+UploadOutcome = Literal["complete", "interrupted", "failed"]
+
+PeerRef = PeerId | str
+"""A peer as a caller names it: a PeerId, or text that is a peer id, nickname or id prefix."""
+
+RING_NAME_MAX = 64
+NICKNAME_MAX = 32  # shorter than a peer id (52), so a nickname can never be read as one
+PEER_PREFIX_MIN = 8  # as many characters as `PeerId.short()` shows
+
+_PEER_ID_CHARS = 52
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SHOWN_MAX = 60
+
+
+class InvalidNameError(StoreError):
+    """A ring name or nickname breaks the naming rules."""
+
+
+class AmbiguousPeerError(StoreError):
+    """Text given for a peer matches more than one peer in the peer book."""
+
+
+class OpenRingError(StoreError):
+    """The built-in `open` ring cannot be deleted, renamed or given members."""
+
+
+@dataclass(frozen=True)
+class RingInfo:
+    name: str
+    member_count: int
+    content_count: int
+    created_at: float
+
+    @property
+    def is_open(self) -> bool:
+        """Whether this is the built-in ring that admits every authenticated peer."""
+        return self.name == OPEN_RING
+
+
+@dataclass(frozen=True)
+class Member:
+    peer_id: PeerId
+    nickname: str | None
+    expires_at: float | None
+    added_at: float
+
+    def is_active(self, now: float) -> bool:
+        """Whether the membership still admits the peer at `now`."""
+        return self.expires_at is None or now < self.expires_at
+
+
+@dataclass(frozen=True)
+class Peer:
+    peer_id: PeerId
+    nickname: str | None
+    added_at: float
+
+
+@dataclass(frozen=True)
+class Attachment:
+    root: bytes
+    ring: str
+    permission: Permission
+    attached_at: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict on one request; `ring` names the ring that admitted the peer, if one did."""
+
+    allowed: bool
+    reason: str
+    ring: str | None
+
+
+@dataclass(frozen=True)
+class AccessLogEntry:
+    at: float
+    peer_id: PeerId
+    root: bytes
+    operation: Permission
+    allowed: bool
+    reason: str
+    ring: str | None
+
+
+@dataclass(frozen=True)
+class Upload:
+    at: float
+    peer_id: PeerId
+    root: bytes
+    bytes_sent: int
+    outcome: UploadOutcome
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """Content a peer may read; the name, format and size are those given when it was attached."""
+
+    root: bytes
+    name: str | None
+    format: Format | None
+    size: int | None
+
+
+def check_ring_name(name: str) -> str:
+    """Returns `name` if it may name a ring; raises InvalidNameError saying why not."""
+    if not _NAME.fullmatch(name) or len(name) > RING_NAME_MAX:
+        raise InvalidNameError(
+            f"{_shown(name)} cannot be a ring name: use 1 to {RING_NAME_MAX} letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit."
+        )
+    return name
+
+
+def check_nickname(nickname: str) -> str:
+    """Returns `nickname` if it may be a nickname; raises InvalidNameError saying why not."""
+    if len(nickname.strip()) == _PEER_ID_CHARS and first_non_base32(nickname.strip()) is None:
+        raise InvalidNameError(
+            f"{_shown(nickname)} looks like a peer id, so it cannot be a nickname. "
+            "Choose a short name for the person instead."
+        )
+    if not _NAME.fullmatch(nickname) or len(nickname) > NICKNAME_MAX:
+        raise InvalidNameError(
+            f"{_shown(nickname)} cannot be a nickname: use 1 to {NICKNAME_MAX} letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit."
+        )
+    return nickname
+
+
+# The access decision: of the rings that `:root` (or a collection holding it) is attached to with
+# `:operation`, the best one. That is a ring that admits the peer (one it is a member of before
+# the open ring, which has no members; content itself before a collection holding it), else one
+# where its membership has expired, so that the reason can say so. Every table is reached
+# through its primary key; tests/store/test_access.py checks the plan.
+_DECIDE = """
+SELECT r.id = :open OR (m.peer_id IS NOT NULL
+                        AND (m.expires_at IS NULL OR m.expires_at > :now)) AS admits,
+       r.name,
+       r.id = :open AS is_open,
+       m.peer_id IS NOT NULL AS is_member,
+       m.expires_at,
+       a.hash
+FROM attachments AS a
+JOIN rings AS r ON r.id = a.ring_id
+LEFT JOIN ring_members AS m ON m.ring_id = a.ring_id AND m.peer_id = :peer
+WHERE a.permission = :operation
+  AND a.hash IN (SELECT :root UNION ALL
+                 SELECT collection FROM collection_members WHERE member = :root)
+ORDER BY admits DESC, is_member DESC, a.hash <> :root, r.name
+LIMIT 1
+"""
+
+# Content the peer may read, driven by the rings that admit it (the index on attachments'
+# ring_id), not by the whole attachments table.
+_CATALOG = """
+SELECT DISTINCT a.hash, c.name, c.format, c.size
+FROM attachments AS a
+LEFT JOIN content AS c ON c.hash = a.hash
+WHERE a.permission = 'read'
+  AND a.ring_id IN (SELECT :open UNION ALL
+                    SELECT ring_id FROM ring_members
+                    WHERE peer_id = :peer AND (expires_at IS NULL OR expires_at > :now))
+ORDER BY c.name IS NULL, c.name, a.hash
+"""
+
+
+class Access:
+    """Rings, peers, grants and content links in the data directory's database.
+
+    Every method is one transaction, so a change made by one process (a CLI command) is seen by
+    the next decision of another (the server). Peers may be named by PeerId or by text: a peer
+    id, a nickname, or at least 8 leading characters of a peer id in the peer book.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # Rings
+
+    def create_ring(self, name: str) -> RingInfo:
+        check_ring_name(name)
+        now = time.time()
+        with self._db.transaction() as conn:
+            existing = _one(conn, "SELECT name FROM rings WHERE name = ?", (name,))
+            if existing is not None:
+                raise StoreError(f"There is already a ring named '{existing[0]}'.")
+            conn.execute("INSERT INTO rings (name, created_at) VALUES (?, ?)", (name, now))
+        return RingInfo(name, 0, 0, now)
+
+    def rename_ring(self, old: str, new: str) -> None:
+        check_ring_name(new)
+        with self._db.transaction() as conn:
+            ring_id, old_name = _ring(conn, old)
+            if ring_id == OPEN_RING_ID:
+                raise OpenRingError("The open ring is built in and cannot be renamed.")
+            clash = _one(conn, "SELECT name FROM rings WHERE name = ? AND id <> ?", (new, ring_id))
+            if clash is not None:
+                raise StoreError(
+                    f"Cannot rename '{old_name}': there is already a ring named '{clash[0]}'."
+                )
+            conn.execute("UPDATE rings SET name = ? WHERE id = ?", (new, ring_id))
+
+    def delete_ring(self, name: str) -> None:
+        """Deletes the ring with its memberships and content links (not the content)."""
+        with self._db.transaction() as conn:
+            ring_id, _ = _ring(conn, name)
+            if ring_id == OPEN_RING_ID:
+                raise OpenRingError(
+                    "The open ring is built in and cannot be deleted. To stop sharing content "
+                    "with everyone, detach it from the open ring."
+                )
+            conn.execute("DELETE FROM rings WHERE id = ?", (ring_id,))
+
+    def rings(self) -> list[RingInfo]:
+        """Every ring, the open ring first, with its number of members and of attached roots."""
+        with self._db.snapshot() as conn:
+            rows = conn.execute(
+                "SELECT r.name,"
+                " (SELECT count(*) FROM ring_members AS m WHERE m.ring_id = r.id),"
+                " (SELECT count(DISTINCT a.hash) FROM attachments AS a WHERE a.ring_id = r.id),"
+                " r.created_at "
+                "FROM rings AS r ORDER BY r.id <> ?, r.name",
+                (OPEN_RING_ID,),
+            ).fetchall()
+        return [
+            RingInfo(cast(str, n), cast(int, m), cast(int, c), cast(float, t))
+            for n, m, c, t in rows
+        ]
+
+    def add_member(self, ring: str, peer: PeerRef, expires_at: float | None = None) -> None:
+        """Puts `peer` in `ring` (and in the peer book); if it is already a member, sets the
+        membership's expiry to `expires_at` (None: for good)."""
+        if expires_at is not None and not math.isfinite(expires_at):
+            raise ValueError(f"expires_at must be a finite time, not {expires_at}")
+        with self._db.transaction() as conn:
+            ring_id, _ = _ring(conn, ring)
+            if ring_id == OPEN_RING_ID:
+                raise OpenRingError(
+                    "The open ring admits every authenticated peer, so it has no members. "
+                    "Add the peer to another ring."
+                )
+            peer_id = self._peer_id(conn, peer)
+            now = time.time()
+            _enter_in_book(conn, peer_id, now)
+            conn.execute(
+                "INSERT INTO ring_members (ring_id, peer_id, expires_at, added_at) "
+                "VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (ring_id, peer_id) DO UPDATE SET expires_at = excluded.expires_at",
+                (ring_id, peer_id.raw, expires_at, now),
+            )
+
+    def remove_member(self, ring: str, peer: PeerRef) -> None:
+        with self._db.transaction() as conn:
+            ring_id, ring_name = _ring(conn, ring)
+            peer_id = self._peer_id(conn, peer)
+            conn.execute(
+                "DELETE FROM ring_members WHERE ring_id = ? AND peer_id = ?",
+                (ring_id, peer_id.raw),
+            )
+            if conn.changes() == 0:
+                raise NotFoundError(
+                    f"The ring '{ring_name}' does not include {_peer_name(conn, peer_id)}."
+                )
+
+    def members(self, ring: str) -> list[Member]:
+        """The ring's members, expired ones included (see `Member.is_active`)."""
+        with self._db.snapshot() as conn:
+            ring_id, _ = _ring(conn, ring)
+            rows = conn.execute(
+                "SELECT m.peer_id, p.nickname, m.expires_at, m.added_at "
+                "FROM ring_members AS m JOIN peers AS p USING (peer_id) "
+                "WHERE m.ring_id = ? ORDER BY p.nickname IS NULL, p.nickname, m.peer_id",
+                (ring_id,),
+            ).fetchall()
+        return [
+            Member(
+                PeerId(cast(bytes, p)),
+                cast(str | None, n),
+                cast(float | None, e),
+                cast(float, t),
+            )
+            for p, n, e, t in rows
+        ]
+
+    # The peer book
+
+    def add_peer(self, peer_id: PeerId | str, nickname: str | None = None) -> Peer:
+        """Enters a peer (by its id) in the book; a peer already there keeps its nickname
+        unless a new one is given."""
+        if isinstance(peer_id, str):
+            peer_id = PeerId.parse(peer_id)
+        with self._db.transaction() as conn:
+            _enter_in_book(conn, peer_id, time.time())
+            if nickname is not None:
+                _set_nickname(conn, peer_id, nickname)
+            return _book_entry(conn, peer_id)
+
+    def set_nickname(self, peer: PeerRef, nickname: str | None) -> None:
+        """Gives a peer in the book a nickname (unique, whatever its case); None clears it."""
+        with self._db.transaction() as conn:
+            peer_id = self._known_peer(conn, peer)
+            if nickname is None:
+                conn.execute("UPDATE peers SET nickname = NULL WHERE peer_id = ?", (peer_id.raw,))
+            else:
+                _set_nickname(conn, peer_id, nickname)
+
+    def remove_peer(self, peer: PeerRef) -> None:
+        """Removes a peer from the book, and with it from every ring and grant."""
+        with self._db.transaction() as conn:
+            peer_id = self._known_peer(conn, peer)
+            conn.execute("DELETE FROM peers WHERE peer_id = ?", (peer_id.raw,))
+
+    def peers(self) -> list[Peer]:
+        with self._db.snapshot() as conn:
+            rows = conn.execute(
+                "SELECT peer_id, nickname, added_at FROM peers "
+                "ORDER BY nickname IS NULL, nickname, peer_id"
+            ).fetchall()
+        return [
+            Peer(PeerId(cast(bytes, p)), cast(str | None, n), cast(float, t)) for p, n, t in rows
+        ]
+
+    def resolve_peer(self, text: str) -> PeerId:
+        """The peer that `text` names: a whole peer id (in the book or not), a nickname, or the
+        first 8 or more characters of the id of a peer in the book."""
+        with self._db.snapshot() as conn:
+            return _resolve(conn, text)
+
+    # Content
+
+    def attach(
+        self,
+        root: bytes,
+        ring: str,
+        permission: Permission = "read",
+        *,
+        name: str | None = None,
+        format: Format | None = None,
+        size: int | None = None,
+    ) -> None:
+        """Lets `ring` do `permission` with the content `root`, which need not be stored yet.
+
+        `name`, `format` and `size` are what the catalog shows; those not given keep the values
+        an earlier attach gave. Attaching a collection covers the members recorded for it with
+        `record_collection`.
+        """
+        _check_root(root)
+        _check_permission(permission)
+        if format is not None:
+            check_format(format)
+        if size is not None and size < 0:
+            raise ValueError(f"a size cannot be negative ({size})")
+        with self._db.transaction() as conn:
+            ring_id, _ = _ring(conn, ring)
+            conn.execute(
+                "INSERT INTO attachments (hash, permission, ring_id, attached_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (root, permission, ring_id, time.time()),
+            )
+            conn.execute(
+                "INSERT INTO content (hash, name, format, size) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (hash) DO UPDATE SET name = coalesce(excluded.name, name), "
+                "format = coalesce(excluded.format, format), size = coalesce(excluded.size, size)",
+                (root, name, format, size),
+            )
+
+    def detach(self, root: bytes, ring: str, permission: Permission | None = None) -> None:
+        """Takes `permission` (None: every permission) on `root` away from `ring`."""
+        _check_root(root)
+        if permission is not None:
+            _check_permission(permission)
+        with self._db.transaction() as conn:
+            ring_id, ring_name = _ring(conn, ring)
+            conn.execute(
+                "DELETE FROM attachments WHERE hash = ? AND ring_id = ? "
+                "AND (permission = ?3 OR ?3 IS NULL)",
+                (root, ring_id, permission),
+            )
+            if conn.changes() == 0:
+                raise NotFoundError(
+                    f"The content {root.hex()[:16]}… is not attached to the ring '{ring_name}'"
+                    + (f" for {permission}." if permission else ".")
+                )
+
+    def attachments(self, root: bytes) -> list[Attachment]:
+        """The rings `root` itself is attached to (not those of collections holding it)."""
+        _check_root(root)
+        with self._db.snapshot() as conn:
+            rows = conn.execute(
+                "SELECT r.name, a.permission, a.attached_at FROM attachments AS a "
+                "JOIN rings AS r ON r.id = a.ring_id "
+                "WHERE a.hash = ? ORDER BY r.name, a.permission",
+                (root,),
+            ).fetchall()
+        return [
+            Attachment(root, cast(str, r), _check_permission(cast(str, p)), cast(float, t))
+            for r, p, t in rows
+        ]
+
+    def record_collection(self, collection: bytes, members: Iterable[bytes]) -> None:
+        """Records the roots the collection `collection` holds, so that rings it is attached to
+        may read them too. Called when a collection is imported or received; repeating it is
+        harmless, since a collection's root fixes its members."""
+        _check_root(collection)
+        rows = [(_check_root(member), collection) for member in members]
+        with self._db.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO collection_members (member, collection) VALUES (?, ?) "
+                "ON CONFLICT DO NOTHING",
+                rows,
+            )
+
+    # Grants
+
+    def grant(self, peer: PeerRef, privilege: Privilege = "catalog") -> None:
+        """Gives `peer` (entering it in the peer book) a privilege on this node."""
+        _check_privilege(privilege)
+        with self._db.transaction() as conn:
+            peer_id = self._peer_id(conn, peer)
+            now = time.time()
+            _enter_in_book(conn, peer_id, now)
+            conn.execute(
+                "INSERT INTO grants (peer_id, privilege, granted_at) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (peer_id.raw, privilege, now),
+            )
+
+    def revoke(self, peer: PeerRef, privilege: Privilege = "catalog") -> None:
+        _check_privilege(privilege)
+        with self._db.transaction() as conn:
+            peer_id = self._peer_id(conn, peer)
+            conn.execute(
+                "DELETE FROM grants WHERE peer_id = ? AND privilege = ?", (peer_id.raw, privilege)
+            )
+            if conn.changes() == 0:
+                raise NotFoundError(
+                    f"There is no {privilege} grant for {_peer_name(conn, peer_id)}."
+                )
+
+    def grants(self, peer: PeerRef) -> list[Privilege]:
+        with self._db.snapshot() as conn:
+            peer_id = self._peer_id(conn, peer)
+            rows = conn.execute(
+                "SELECT privilege FROM grants WHERE peer_id = ? ORDER BY privilege",
+                (peer_id.raw,),
+            ).fetchall()
+        return [_check_privilege(cast(str, p)) for (p,) in rows]
+
+    # Decisions and logs
+
+    def decide(
+        self,
+        peer: PeerId,
+        root: bytes,
+        operation: Permission = "read",
+        now: float | None = None,
+    ) -> Decision:
+        """May the authenticated `peer` do `operation` with `root`? The answer is logged."""
+        _check_root(root)
+        _check_permission(operation)
+        now = time.time() if now is None else now
+        with self._db.transaction() as conn:
+            row = _one(
+                conn,
+                _DECIDE,
+                {
+                    "open": OPEN_RING_ID,
+                    "peer": peer.raw,
+                    "root": root,
+                    "operation": operation,
+                    "now": now,
+                },
+            )
+            decision = _verdict(row, root, operation)
+            conn.execute(
+                "INSERT INTO access_log (at, peer_id, hash, operation, allowed, ring, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (now, peer.raw, root, operation, decision.allowed, decision.ring, decision.reason),
+            )
+        return decision
+
+    def access_log(self, limit: int = 100) -> list[AccessLogEntry]:
+        """The last `limit` decisions, newest first."""
+        with self._db.snapshot() as conn:
+            rows = conn.execute(
+                "SELECT at, peer_id, hash, operation, allowed, reason, ring FROM access_log "
+                "ORDER BY id DESC LIMIT ?",
+                (_check_limit(limit),),
+            ).fetchall()
+        return [
+            AccessLogEntry(
+                at=cast(float, at),
+                peer_id=PeerId(cast(bytes, p)),
+                root=cast(bytes, h),
+                operation=_check_permission(cast(str, o)),
+                allowed=bool(a),
+                reason=cast(str, reason),
+                ring=cast(str | None, ring),
+            )
+            for at, p, h, o, a, reason, ring in rows
+        ]
+
+    def log_upload(
+        self,
+        peer: PeerId,
+        root: bytes,
+        bytes_sent: int,
+        outcome: UploadOutcome,
+        at: float | None = None,
+    ) -> None:
+        """Records that `bytes_sent` bytes of `root` went to `peer`, and how the transfer ended."""
+        _check_root(root)
+        if outcome not in get_args(UploadOutcome):
+            raise ValueError(f"outcome must be one of {get_args(UploadOutcome)}, not {outcome!r}")
+        if bytes_sent < 0:
+            raise ValueError(f"bytes_sent cannot be negative ({bytes_sent})")
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO uploads (at, peer_id, hash, bytes_sent, outcome) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (time.time() if at is None else at, peer.raw, root, bytes_sent, outcome),
+            )
+
+    def uploads(self, limit: int = 100) -> list[Upload]:
+        """The last `limit` uploads, newest first."""
+        with self._db.snapshot() as conn:
+            rows = conn.execute(
+                "SELECT at, peer_id, hash, bytes_sent, outcome FROM uploads "
+                "ORDER BY id DESC LIMIT ?",
+                (_check_limit(limit),),
+            ).fetchall()
+        return [
+            Upload(
+                cast(float, at),
+                PeerId(cast(bytes, p)),
+                cast(bytes, h),
+                cast(int, n),
+                cast(UploadOutcome, o),
+            )
+            for at, p, h, n, o in rows
+        ]
+
+    def catalog(self, peer: PeerId, now: float | None = None) -> list[CatalogEntry]:
+        """The content `peer` may read, for a peer with the catalog grant (collections are
+        listed, not their members); AccessDeniedError for any other peer."""
+        now = time.time() if now is None else now
+        with self._db.snapshot() as conn:
+            granted = _one(
+                conn,
+                "SELECT 1 FROM grants WHERE peer_id = ? AND privilege = 'catalog'",
+                (peer.raw,),
+            )
+            if granted is None:
+                raise AccessDeniedError(
+                    f"Peer {peer.short()} may not list this node's content: it has no catalog "
+                    "grant."
+                )
+            rows = conn.execute(
+                _CATALOG, {"open": OPEN_RING_ID, "peer": peer.raw, "now": now}
+            ).fetchall()
+        return [
+            CatalogEntry(
+                cast(bytes, h),
+                cast(str | None, n),
+                None if f is None else check_format(cast(str, f)),
+                cast(int | None, s),
+            )
+            for h, n, f, s in rows
+        ]
+
+    def _peer_id(self, conn: apsw.Connection, peer: PeerRef) -> PeerId:
+        return peer if isinstance(peer, PeerId) else _resolve(conn, peer)
+
+    def _known_peer(self, conn: apsw.Connection, peer: PeerRef) -> PeerId:
+        peer_id = self._peer_id(conn, peer)
+        if _one(conn, "SELECT 1 FROM peers WHERE peer_id = ?", (peer_id.raw,)) is None:
+            raise NotFoundError(
+                f"The peer {peer_id} is not in your peer book. Add it first with its peer id."
+            )
+        return peer_id
+
+
+def _verdict(row: tuple[object, ...] | None, root: bytes, operation: Permission) -> Decision:
+    """The decision that `_DECIDE`'s best row (or its absence) stands for, in words."""
+    if row is None:
+        return Decision(
+            False, f"This content is not attached to any ring that may {operation} it.", None
+        )
+    admits, ring, is_open, is_member, expires_at, attached = row
+    ring = cast(str, ring)
+    what = (
+        "it"
+        if attached == root
+        else f"the collection {cast(bytes, attached).hex()[:16]}… that holds it"
+    )
+    if admits and is_open:
+        return Decision(
+            True,
+            f"{what[0].upper()}{what[1:]} is in the open ring, which admits any authenticated "
+            "peer.",
+            ring,
+        )
+    if admits:
+        return Decision(
+            True, f"The peer is a member of the ring '{ring}', which may {operation} {what}.", ring
+        )
+    if is_member:
+        return Decision(
+            False,
+            f"The peer's membership of the ring '{ring}' expired at "
+            f"{_when(cast(float, expires_at))}.",
+            None,
+        )
+    return Decision(
+        False, f"The peer is not a member of any ring that may {operation} this content.", None
+    )
+
+
+def _resolve(conn: apsw.Connection, text: str) -> PeerId:
+    wanted = text.strip()
+    if len(wanted) == _PEER_ID_CHARS:
+        return PeerId.parse(wanted)
+    if not wanted:
+        raise NotFoundError("No peer was named: give a peer id or a nickname from your peer book.")
+    found = {
+        bytes(cast(bytes, p))
+        for (p,) in conn.execute("SELECT peer_id FROM peers WHERE nickname = ?", (wanted,))
+    }
+    prefix = _prefix_range(wanted)
+    if prefix is not None:
+        found.update(
+            bytes(cast(bytes, p))
+            for (p,) in conn.execute(
+                "SELECT peer_id FROM peers WHERE peer_id BETWEEN ? AND ?", prefix
+            )
+        )
+    if len(found) == 1:
+        return PeerId(found.pop())
+    if found:
+        names = ", ".join(_peer_name(conn, PeerId(raw)) for raw in sorted(found)[:5])
+        raise AmbiguousPeerError(
+            f"{_shown(wanted)} could be any of several peers in your peer book ({names}). "
+            "Give more characters of the peer id, or its nickname."
+        )
+    if len(wanted) > NICKNAME_MAX:
+        # Too long for a nickname, so it was meant as a peer id: say what is wrong with it.
+        PeerId.parse(wanted)
+    raise NotFoundError(
+        f"{_shown(wanted)} is neither a peer id nor the nickname of a peer in your peer book. "
+        "Run `ringdrop peer list` to see the nicknames, or give the whole peer id."
+    )
+
+
+def _prefix_range(text: str) -> tuple[bytes, bytes] | None:
+    """The lowest and highest raw peer ids whose text starts with `text`, if it can be a prefix.
+
+    Base32 keeps the order of the bits, so the ids with a given prefix are one range of BLOBs.
+    """
+    if not PEER_PREFIX_MIN <= len(text) < _PEER_ID_CHARS or first_non_base32(text) is not None:
+        return None
+    prefix = text.lower()
+    rest = _PEER_ID_CHARS - len(prefix)
+    return base32_decode(prefix + "a" * rest), base32_decode(prefix + "7" * rest)
+
+
+def _enter_in_book(conn: apsw.Connection, peer_id: PeerId, now: float) -> None:
+    conn.execute(
+        "INSERT INTO peers (peer_id, added_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        (peer_id.raw, now),
+    )
+
+
+def _set_nickname(conn: apsw.Connection, peer_id: PeerId, nickname: str) -> None:
+    check_nickname(nickname)
+    holder = _one(
+        conn,
+        "SELECT peer_id FROM peers WHERE nickname = ? AND peer_id <> ?",
+        (nickname, peer_id.raw),
+    )
+    if holder is not None:
+        raise StoreError(
+            f"'{nickname}' is already the nickname of {PeerId(cast(bytes, holder[0]))}. "
+            "Choose another, or clear that one first."
+        )
+    conn.execute("UPDATE peers SET nickname = ? WHERE peer_id = ?", (nickname, peer_id.raw))
+
+
+def _book_entry(conn: apsw.Connection, peer_id: PeerId) -> Peer:
+    row = _one(conn, "SELECT nickname, added_at FROM peers WHERE peer_id = ?", (peer_id.raw,))
+    if row is None:
+        raise NotFoundError(f"The peer {peer_id} is not in your peer book.")
+    return Peer(peer_id, cast(str | None, row[0]), cast(float, row[1]))
+
+
+def _peer_name(conn: apsw.Connection, peer_id: PeerId) -> str:
+    """How messages name a peer: its nickname and short id if it has one, else its id."""
+    row = _one(conn, "SELECT nickname FROM peers WHERE peer_id = ?", (peer_id.raw,))
+    if row is None or row[0] is None:
+        return f"the peer {peer_id}"
+    return f"{row[0]} ({peer_id.short()}…)"
+
+
+def _ring(conn: apsw.Connection, name: str) -> tuple[int, str]:
+    """The id and stored spelling of the ring called `name` (in any case)."""
+    row = _one(conn, "SELECT id, name FROM rings WHERE name = ?", (name,))
+    if row is None:
+        raise NotFoundError(
+            f"There is no ring named {_shown(name)}. Run `ringdrop ring list` to see the rings."
+        )
+    return cast(int, row[0]), cast(str, row[1])
+
+
+def _one(
+    conn: apsw.Connection, sql: str, bindings: tuple[object, ...] | dict[str, object]
+) -> tuple[object, ...] | None:
+    row = conn.execute(sql, bindings).fetchone()
+    return None if row is None else tuple(row)
+
+
+def _check_root(root: bytes) -> bytes:
+    if not isinstance(root, bytes) or len(root) != 32:
+        raise ValueError("a root hash is 32 bytes")
+    return root
+
+
+def _check_permission(permission: str) -> Permission:
+    if permission not in get_args(Permission):
+        raise ValueError(f"permission must be one of {get_args(Permission)}, not {permission!r}")
+    return cast(Permission, permission)
+
+
+def _check_privilege(privilege: str) -> Privilege:
+    if privilege not in get_args(Privilege):
+        raise ValueError(f"privilege must be one of {get_args(Privilege)}, not {privilege!r}")
+    return cast(Privilege, privilege)
+
+
+def _check_limit(limit: int) -> int:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+    return limit
+
+
+def _when(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _shown(text: str) -> str:
+    """`text` quoted for a message: escaped (no terminal control) and cut short."""
+    if len(text) > _SHOWN_MAX:
+        return ascii(text[:_SHOWN_MAX]) + "…"
+    return ascii(text)

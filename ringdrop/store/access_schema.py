@@ -1,0 +1,96 @@
+"""The access tables: rings, peers, grants, content links, access and upload logs.
+
+`schema.MIGRATIONS` applies them as step 2 of the one migration list every process shares.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ACCESS_TABLES", "OPEN_RING", "OPEN_RING_ID"]
+
+# The built-in ring, as the first migration creates it.
+OPEN_RING = "open"
+OPEN_RING_ID = 1
+
+# Names compare case-insensitively (NOCASE folds ASCII only, and names are ASCII only).
+# Privileges and upload outcomes are checked in Python, not by CHECK constraints, because their
+# lists are meant to grow and SQLite cannot change a CHECK without rebuilding the table.
+ACCESS_TABLES = """
+CREATE TABLE rings (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    created_at REAL NOT NULL
+) STRICT;
+INSERT INTO rings (id, name, created_at) VALUES (1, 'open', unixepoch('subsec'));
+
+-- The peer book. A peer is added when it is given a nickname, a membership or a grant.
+CREATE TABLE peers (
+    peer_id BLOB PRIMARY KEY CHECK (length(peer_id) = 32),
+    nickname TEXT UNIQUE COLLATE NOCASE,
+    added_at REAL NOT NULL
+) STRICT, WITHOUT ROWID;
+
+-- expires_at NULL: for good. A membership admits its peer while now < expires_at.
+CREATE TABLE ring_members (
+    ring_id INTEGER NOT NULL REFERENCES rings (id) ON DELETE CASCADE,
+    peer_id BLOB NOT NULL REFERENCES peers (peer_id) ON DELETE CASCADE,
+    expires_at REAL,
+    added_at REAL NOT NULL,
+    PRIMARY KEY (ring_id, peer_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX ring_members_by_peer ON ring_members (peer_id, ring_id);
+
+-- Content linked to rings. The content need not be in the blob store (yet).
+CREATE TABLE attachments (
+    hash BLOB NOT NULL CHECK (length(hash) = 32),
+    permission TEXT NOT NULL CHECK (permission IN ('read', 'write', 'delete')),
+    ring_id INTEGER NOT NULL REFERENCES rings (id) ON DELETE CASCADE,
+    attached_at REAL NOT NULL,
+    PRIMARY KEY (hash, permission, ring_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX attachments_by_ring ON attachments (ring_id, permission);
+
+-- What the catalog shows for attached content; a hash names one content, so it never goes stale.
+CREATE TABLE content (
+    hash BLOB PRIMARY KEY CHECK (length(hash) = 32),
+    name TEXT,
+    format TEXT CHECK (format IN ('raw', 'collection')),
+    size INTEGER CHECK (size >= 0)
+) STRICT, WITHOUT ROWID;
+
+-- Which collections hold which blobs, so that attaching a collection admits its members.
+-- Recorded when a collection is imported or received; a collection's hash fixes its members.
+CREATE TABLE collection_members (
+    member BLOB NOT NULL CHECK (length(member) = 32),
+    collection BLOB NOT NULL CHECK (length(collection) = 32),
+    PRIMARY KEY (member, collection)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX collection_members_by_collection ON collection_members (collection);
+
+CREATE TABLE grants (
+    peer_id BLOB NOT NULL REFERENCES peers (peer_id) ON DELETE CASCADE,
+    privilege TEXT NOT NULL,
+    granted_at REAL NOT NULL,
+    PRIMARY KEY (peer_id, privilege)
+) STRICT, WITHOUT ROWID;
+
+-- Logs keep the peer's id, not a reference: history outlives removal from the peer book.
+CREATE TABLE access_log (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    peer_id BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    operation TEXT NOT NULL,
+    allowed INTEGER NOT NULL CHECK (allowed IN (0, 1)),
+    ring TEXT,
+    reason TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE uploads (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    peer_id BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    bytes_sent INTEGER NOT NULL CHECK (bytes_sent >= 0),
+    outcome TEXT NOT NULL
+) STRICT;
+"""
