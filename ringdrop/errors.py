@@ -9,7 +9,9 @@
     ├── TicketError           a ticket or peer id is garbled, mistyped or unsupported
     ├── AccessDeniedError     the sharer's rings do not admit this peer for this content
     ├── ProtocolError         the peer broke the wire protocol
+    ├── LocalProtocolError    this side was asked to send what the wire protocol does not allow
     └── TransferError         the transfer could not complete (network, peer gone, busy)
+        └── WrongPeerError    a different key than the expected peer id answered at an address
 
 Errors from foreign code (apsw, aioquic, OS) are translated where they enter, so callers catch
 `RingdropError` only. The native module raises these same classes.
@@ -21,6 +23,7 @@ __all__ = [
     "AccessDeniedError",
     "DiskFullError",
     "IntegrityError",
+    "LocalProtocolError",
     "NotFoundError",
     "ProtocolError",
     "RingdropError",
@@ -28,6 +31,7 @@ __all__ = [
     "TicketError",
     "TransferError",
     "UnsafePathError",
+    "WrongPeerError",
 ]
 
 
@@ -74,5 +78,21 @@ class ProtocolError(RingdropError):
     """The peer sent something the protocol does not allow."""
 
 
+class LocalProtocolError(RingdropError):
+    """This side tried to send something the wire protocol does not allow (a caller's bug)."""
+
+
 class TransferError(RingdropError):
     """A transfer could not complete."""
+
+
+class WrongPeerError(TransferError):
+    """The key that answered at an address is not the peer id that was expected there.
+
+    `expected` and `actual` are the two peer ids, as text.
+    """
+
+    def __init__(self, message: str, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual

@@ -14,6 +14,7 @@ from pathlib import Path
 import nacl.bindings
 import nacl.exceptions
 import nacl.signing
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ringdrop.errors import StoreError, TicketError
 
@@ -102,7 +103,7 @@ class PeerId:
 
 
 class Identity:
-    """This node's Ed25519 key pair; the secret half never leaves this object."""
+    """This node's Ed25519 key pair; the secret half leaves only as `tls_key()`, for TLS."""
 
     __slots__ = ("_key", "_peer_id")
 
@@ -137,6 +138,10 @@ class Identity:
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of `message`."""
         return self._key.sign(message).signature
+
+    def tls_key(self) -> Ed25519PrivateKey:
+        """The same key for a TLS library, which signs the handshakes that prove it."""
+        return Ed25519PrivateKey.from_private_bytes(bytes(self._key))
 
     def __repr__(self) -> str:
         return f"Identity({self.peer_id})"

@@ -1,0 +1,190 @@
+"""Transfer benchmark: a sharer and a receiver as two processes on loopback, one file.
+
+    python bench/bench_transfer.py [--size-mib 1024] [--repeat 1] [--only NAME] [--json]
+
+The sharer streams the file with the native Encoder; the receiver verifies it with Decoder.write
+into a file and checks the result. Reports MB/s (from the receiver's connect to its last verified
+byte) and each process's peak RSS (goal < 100 MiB), for every contender available here: ringdrop
+on each installed QUIC library. A contender is a `Contender` (a name and a `run` that moves the
+file once and returns a `Result`): add more to `contenders()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from ipaddress import ip_address
+from pathlib import Path
+
+import blake3
+import nacl.signing
+
+from ringdrop.bao import ChunkRanges, Decoder, Encoder, create_outboard
+from ringdrop.identity import Identity, PeerId
+from ringdrop.protocol import GetRequest, Request, ResponseHeader
+from ringdrop.ticket import Address
+from ringdrop.transport import BackendName, Reply, available_backends, connect, serve
+
+MIB = 2**20
+PIECE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Result:
+    contender: str
+    size: int
+    seconds: float
+    sender_rss: int
+    receiver_rss: int
+
+    @property
+    def rate(self) -> float:
+        return self.size / self.seconds / 1e6
+
+
+class Contender(ABC):
+    """One way of moving a file from one process to another on this machine."""
+
+    name: str
+
+    @abstractmethod
+    def run(self, path: Path, size: int, workdir: Path) -> Result:
+        """Transfer the file at `path` once; the received copy must be checked."""
+
+
+class Ringdrop(Contender):
+    def __init__(self, backend: BackendName) -> None:
+        self.backend = backend
+        self.name = f"ringdrop ({backend})"
+
+    def run(self, path: Path, size: int, workdir: Path) -> Result:
+        outboard = workdir / "outboard"
+        root, _ = create_outboard(path, outboard)
+        received = workdir / "received"
+        received.unlink(missing_ok=True)
+        role = [sys.executable, __file__, "--backend", self.backend, "--role"]
+        sharer_command = [*role, "sharer", str(path), str(outboard), root.hex()]
+        pipe = subprocess.PIPE
+        with subprocess.Popen(sharer_command, stdin=pipe, stdout=pipe, text=True) as sharer:
+            assert sharer.stdin is not None
+            assert sharer.stdout is not None
+            ready = json.loads(sharer.stdout.readline())
+            receiver_args = [str(received), root.hex(), str(ready["port"]), ready["peer_id"]]
+            receiver = subprocess.run(
+                [*role, "receiver", *receiver_args], capture_output=True, text=True, check=True
+            )
+            sharer.stdin.close()
+            sender_rss = json.loads(sharer.stdout.readline())["rss"]
+        got = json.loads(receiver.stdout)
+        if blake3.blake3().update_mmap(received).digest() != root:
+            raise SystemExit(f"{self.name}: the received file differs")
+        return Result(self.name, size, got["seconds"], sender_rss, got["rss"])
+
+
+def contenders() -> list[Contender]:
+    return [Ringdrop(backend) for backend in available_backends()]
+
+
+def peak_rss() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+async def run_sharer(backend: BackendName, data: str, outboard: str, root: bytes) -> None:
+    identity = Identity(nacl.signing.SigningKey.generate())
+
+    async def handler(peer: PeerId, request: Request) -> Reply:
+        assert isinstance(request, GetRequest)
+        encoder = Encoder(data, outboard, root, os.path.getsize(data), request.ranges)
+
+        async def pieces() -> AsyncIterator[bytes]:
+            while piece := encoder.read(PIECE):
+                yield piece
+
+        return Reply(ResponseHeader("allowed"), pieces())
+
+    server = await serve(identity, 0, handler, host="127.0.0.1", backend=backend)
+    print(json.dumps({"port": server.port, "peer_id": str(identity.peer_id)}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await server.close()
+    print(json.dumps({"rss": peak_rss()}), flush=True)
+
+
+async def run_receiver(
+    backend: BackendName, target: str, root: bytes, port: int, peer_id: PeerId
+) -> None:
+    identity = Identity(nacl.signing.SigningKey.generate())
+    start = time.perf_counter()
+    address = Address(ip_address("127.0.0.1"), port)
+    async with await connect(identity, peer_id, [address], backend=backend) as connection:
+        header, body = await connection.request(GetRequest(root, ChunkRanges.all()))
+        header.raise_for_status()
+        decoder = Decoder(root, ChunkRanges.all(), data=target)
+        async for piece in body:
+            decoder.write(piece)
+        decoder.finish()
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "rss": peak_rss()}))
+
+
+def make_file(path: Path, size: int) -> None:
+    xof = blake3.blake3(b"ringdrop transfer bench")
+    with open(path, "wb") as f:
+        for offset in range(0, size, 64 * MIB):
+            f.write(xof.digest(length=min(64 * MIB, size - offset), seek=offset))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per contender; best counts")
+    parser.add_argument("--only", action="append", help="run only contenders with this name")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--role", choices=["sharer", "receiver"], help=argparse.SUPPRESS)
+    parser.add_argument("--backend", default="aioquic", help=argparse.SUPPRESS)
+    parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "sharer":
+        data, outboard, root = args.args
+        asyncio.run(run_sharer(args.backend, data, outboard, bytes.fromhex(root)))
+        return
+    if args.role == "receiver":
+        target, root, port, peer_id = args.args
+        peer = PeerId.parse(peer_id)
+        asyncio.run(run_receiver(args.backend, target, bytes.fromhex(root), int(port), peer))
+        return
+    size = args.size_mib * MIB
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ringdrop-bench-") as tmp:
+        path = Path(tmp) / "file"
+        make_file(path, size)
+        for contender in contenders():
+            if args.only and contender.name not in args.only:
+                continue
+            runs = [contender.run(path, size, Path(tmp)) for _ in range(args.repeat)]
+            results.append(min(runs, key=lambda result: result.seconds))
+    if args.json:
+        print(json.dumps([asdict(result) | {"mb_per_s": result.rate} for result in results]))
+        return
+    print(f"{args.size_mib} MiB over loopback, best of {args.repeat}:")
+    for r in results:
+        print(
+            f"  {r.contender:<20} {r.rate:7.1f} MB/s  {r.seconds:6.2f} s  "
+            f"RSS sender {r.sender_rss / MIB:5.1f} MiB, receiver {r.receiver_rss / MIB:5.1f} MiB"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,598 @@
+"""The ringdrop wire protocol, sans-IO: messages, their bytes, and one state machine per stream.
+
+tickets/PROTOCOL.md specifies it byte by byte. In short: QUIC with ALPN `ringdrop/1`; the first
+client stream authenticates the client (HELLO, CHALLENGE, PROOF); every later client stream
+carries one REQUEST and its answer: a RESPONSE header, then for an allowed `get` the raw bao
+stream of the requested ranges, or for an allowed `catalog` one CATALOG frame. Each message is a
+frame: type (1 byte), body length (4 bytes, big-endian), body.
+
+Receiving methods raise `ProtocolError` when the peer breaks the protocol; sending methods raise
+`LocalProtocolError` when this side would. Nothing here does I/O or keeps time.
+"""
+
+from __future__ import annotations
+
+import struct
+import unicodedata
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import Enum, auto
+from typing import ClassVar, Literal, get_args
+
+from ringdrop.bao import ChunkRanges
+from ringdrop.errors import (
+    AccessDeniedError,
+    LocalProtocolError,
+    NotFoundError,
+    ProtocolError,
+    TicketError,
+    TransferError,
+)
+from ringdrop.identity import Identity, PeerId, verify
+from ringdrop.ticket import Format
+
+__all__ = [
+    "ALPN",
+    "MAX_CATALOG_BYTES",
+    "MAX_HEADER_BYTES",
+    "MAX_NAME_BYTES",
+    "MAX_REQUEST_BYTES",
+    "NONCE_BYTES",
+    "VERSION",
+    "Catalog",
+    "CatalogEntry",
+    "CatalogRequest",
+    "Challenge",
+    "ClientAuth",
+    "Data",
+    "Event",
+    "GetRequest",
+    "Hello",
+    "Message",
+    "PeerAuthenticated",
+    "Proof",
+    "Request",
+    "Requester",
+    "Responder",
+    "ResponseHeader",
+    "ServerAuth",
+    "Status",
+    "StreamEnded",
+    "decode",
+    "encode",
+    "proof_message",
+]
+
+VERSION = 1
+ALPN = "ringdrop/1"
+NONCE_BYTES = 32
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 4 * 1024
+MAX_CATALOG_BYTES = 16 * 1024 * 1024
+MAX_NAME_BYTES = 4096
+
+Status = Literal["allowed", "denied", "not_found", "busy", "error"]
+
+_STATUSES: tuple[Status, ...] = get_args(Status)
+_FORMATS: tuple[Format, ...] = get_args(Format)
+_FRAME_HEAD = struct.Struct(">BI")
+_PROOF_CONTEXT = b"ringdrop/1 client proof\x00"
+_GET, _CATALOG = 0, 1
+_ENTRY_HEAD = struct.Struct(">32sBQH")  # hash, format, size, name length
+
+
+class _Type:
+    """Frame type codes."""
+
+    HELLO = 0x01
+    CHALLENGE = 0x02
+    PROOF = 0x03
+    REQUEST = 0x10
+    RESPONSE = 0x11
+    CATALOG = 0x12
+
+
+_MAX_BODY = {
+    _Type.HELLO: 0,
+    _Type.CHALLENGE: NONCE_BYTES,
+    _Type.PROOF: 32 + 64,
+    _Type.REQUEST: MAX_REQUEST_BYTES,
+    _Type.RESPONSE: MAX_HEADER_BYTES,
+    _Type.CATALOG: MAX_CATALOG_BYTES,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The client opens the authentication stream."""
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """The server's fresh random nonce, which the client's proof must sign."""
+
+    nonce: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.nonce) != NONCE_BYTES:
+            raise LocalProtocolError(f"A challenge nonce is {NONCE_BYTES} bytes long.")
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """The client's peer id and its signature of `proof_message` for this connection."""
+
+    peer_id: PeerId
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.signature) != 64:
+            raise LocalProtocolError("An Ed25519 signature is 64 bytes long.")
+
+    @classmethod
+    def sign(cls, identity: Identity, server_id: PeerId, nonce: bytes) -> Proof:
+        message = proof_message(server_id, nonce, identity.peer_id)
+        return cls(identity.peer_id, identity.sign(message))
+
+    def verify(self, server_id: PeerId, nonce: bytes) -> bool:
+        return verify(self.peer_id, proof_message(server_id, nonce, self.peer_id), self.signature)
+
+
+def proof_message(server_id: PeerId, nonce: bytes, client_id: PeerId) -> bytes:
+    """What a client signs: bound to the server it checked in TLS and that server's nonce."""
+    return _PROOF_CONTEXT + server_id.raw + nonce + client_id.raw
+
+
+@dataclass(frozen=True, slots=True)
+class GetRequest:
+    """Ask for the bao stream of `ranges` (the chunks the requester still lacks) of a blob."""
+
+    content_hash: bytes
+    ranges: ChunkRanges
+
+    def __post_init__(self) -> None:
+        if len(self.content_hash) != 32:
+            raise LocalProtocolError("A content hash is 32 bytes long.")
+        if self.ranges.is_empty():
+            raise LocalProtocolError("A get request must ask for at least one chunk.")
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogRequest:
+    """Ask for the list of content this peer may download."""
+
+
+Request = GetRequest | CatalogRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHeader:
+    """The answer to a request, sent before any content byte; `reason` is for a person."""
+
+    status: Status
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in _STATUSES:
+            raise LocalProtocolError(f"{self.status!r} is not a response status.")
+        _check_text(self.reason, MAX_HEADER_BYTES - 1, "A response's reason")
+
+    def raise_for_status(self) -> None:
+        """Raise the ringdrop error that this status means, unless it is `allowed`."""
+        reason = f": {self.reason}" if self.reason else "."
+        if self.status == "denied":
+            raise AccessDeniedError(f"The sharer does not let this peer read the content{reason}")
+        if self.status == "not_found":
+            raise NotFoundError(f"The sharer does not have the content{reason}")
+        if self.status == "busy":
+            raise TransferError(f"The sharer is busy; try again later{reason}")
+        if self.status == "error":
+            raise TransferError(f"The sharer could not serve the request{reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """One piece of content a peer may download: its name, root hash, format and size."""
+
+    name: str
+    content_hash: bytes
+    format: Format
+    size: int
+
+    def __post_init__(self) -> None:
+        _check_text(self.name, MAX_NAME_BYTES, "A catalog name")
+        if not self.name:
+            raise LocalProtocolError("A catalog name is not empty.")
+        if len(self.content_hash) != 32:
+            raise LocalProtocolError("A content hash is 32 bytes long.")
+        if self.format not in _FORMATS:
+            raise LocalProtocolError(f"{self.format!r} is not a content format.")
+        if not 0 <= self.size < 1 << 64:
+            raise LocalProtocolError(f"A size fits in 64 bits, and {self.size} does not.")
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """The answer body of an allowed catalog request."""
+
+    entries: tuple[CatalogEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    """Bytes of the bao stream that follows an allowed get's header."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnded:
+    """The peer finished its side of the stream."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAuthenticated:
+    """The client proved it holds the key of `peer_id` on this connection."""
+
+    peer_id: PeerId
+
+
+Message = Hello | Challenge | Proof | GetRequest | CatalogRequest | ResponseHeader | Catalog
+Event = Message | Data | StreamEnded | PeerAuthenticated
+
+
+def encode(message: Message) -> bytes:
+    """The frame of one message."""
+    kind, body = _encode_body(message)
+    if len(body) > _MAX_BODY[kind]:
+        raise LocalProtocolError(
+            f"The {type(message).__name__} is {len(body)} bytes long, and the protocol allows "
+            f"at most {_MAX_BODY[kind]}."
+        )
+    return _FRAME_HEAD.pack(kind, len(body)) + body
+
+
+def decode(frame: bytes) -> Message:
+    """The message of exactly one whole frame."""
+    reader = _FrameReader()
+    reader.feed(frame)
+    found = reader.next_frame(set(_MAX_BODY))
+    if found is None or reader.pending:
+        raise ProtocolError("The bytes are not exactly one frame.")
+    return _decode_body(*found)
+
+
+def _encode_body(message: Message) -> tuple[int, bytes]:
+    match message:
+        case Hello():
+            return _Type.HELLO, b""
+        case Challenge(nonce):
+            return _Type.CHALLENGE, nonce
+        case Proof(peer_id, signature):
+            return _Type.PROOF, peer_id.raw + signature
+        case GetRequest(content_hash, ranges):
+            return _Type.REQUEST, bytes([VERSION, _GET]) + content_hash + ranges.to_bytes()
+        case CatalogRequest():
+            return _Type.REQUEST, bytes([VERSION, _CATALOG])
+        case ResponseHeader(status, reason):
+            return _Type.RESPONSE, bytes([_STATUSES.index(status)]) + reason.encode()
+        case Catalog(entries):
+            out = bytearray(len(entries).to_bytes(4, "big"))
+            for entry in entries:
+                name = entry.name.encode()
+                format_code = _FORMATS.index(entry.format)
+                out += _ENTRY_HEAD.pack(entry.content_hash, format_code, entry.size, len(name))
+                out += name
+            return _Type.CATALOG, bytes(out)
+
+
+def _decode_body(kind: int, body: bytes) -> Message:
+    """Parse a frame body; every fault is the peer's."""
+    try:
+        return _parse_body(kind, body)
+    except LocalProtocolError as error:
+        raise ProtocolError(f"The peer sent an invalid message: {error}") from None
+
+
+def _parse_body(kind: int, body: bytes) -> Message:
+    if kind == _Type.HELLO:
+        return Hello()
+    if kind == _Type.CHALLENGE:
+        _need(len(body) == NONCE_BYTES, "a challenge of the wrong length")
+        return Challenge(body)
+    if kind == _Type.PROOF:
+        _need(len(body) == 96, "a proof of the wrong length")
+        try:
+            peer_id = PeerId(body[:32])
+        except TicketError:
+            raise ProtocolError("The client's proof names a key that is not Ed25519.") from None
+        return Proof(peer_id, body[32:])
+    if kind == _Type.REQUEST:
+        return _parse_request(body)
+    if kind == _Type.RESPONSE:
+        _need(len(body) >= 1 and body[0] < len(_STATUSES), "a response with an unknown status")
+        return ResponseHeader(_STATUSES[body[0]], _utf8(body[1:], "a response's reason"))
+    return _parse_catalog(body)
+
+
+def _parse_request(body: bytes) -> Request:
+    _need(len(body) >= 2, "a request without a version and operation")
+    if body[0] != VERSION:
+        raise ProtocolError(
+            f"The peer's request is in protocol version {body[0]}, and this ringdrop speaks "
+            f"version {VERSION}."
+        )
+    if body[1] == _CATALOG:
+        _need(len(body) == 2, "a catalog request with trailing bytes")
+        return CatalogRequest()
+    _need(body[1] == _GET, f"a request with the unknown operation {body[1]}")
+    _need(len(body) > 34, "a get request without a hash and ranges")
+    return GetRequest(body[2:34], ChunkRanges.from_bytes(body[34:]))
+
+
+def _parse_catalog(body: bytes) -> Catalog:
+    _need(len(body) >= 4, "a catalog without an entry count")
+    count = int.from_bytes(body[:4], "big")
+    _need(count <= len(body) // _ENTRY_HEAD.size, "a catalog with more entries than bytes")
+    entries = []
+    at = 4
+    for _ in range(count):
+        _need(at + _ENTRY_HEAD.size <= len(body), "a catalog cut short")
+        content_hash, format_code, size, name_length = _ENTRY_HEAD.unpack_from(body, at)
+        at += _ENTRY_HEAD.size
+        _need(format_code < len(_FORMATS), f"a catalog entry of unknown format {format_code}")
+        _need(at + name_length <= len(body), "a catalog cut short")
+        name = _utf8(body[at : at + name_length], "a catalog name")
+        at += name_length
+        entries.append(CatalogEntry(name, content_hash, _FORMATS[format_code], size))
+    _need(at == len(body), "a catalog with trailing bytes")
+    return Catalog(tuple(entries))
+
+
+def _need(condition: bool, what: str) -> None:
+    if not condition:
+        raise ProtocolError(f"The peer sent {what}.")
+
+
+def _utf8(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise ProtocolError(f"The peer sent {what} that is not UTF-8.") from None
+
+
+def _check_text(text: str, max_bytes: int, what: str) -> None:
+    if len(text.encode(errors="replace")) > max_bytes:
+        raise LocalProtocolError(f"{what} is at most {max_bytes} bytes of UTF-8.")
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in text):
+        raise LocalProtocolError(f"{what} may not hold control characters or lone surrogates.")
+
+
+class _FrameReader:
+    """Buffers stream bytes and cuts whole frames out of them, checking limits early."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def next_frame(self, allowed: set[int]) -> tuple[int, bytes] | None:
+        """The next whole frame if one is buffered; a ProtocolError as soon as its head is bad."""
+        if len(self._buffer) < _FRAME_HEAD.size:
+            return None
+        kind, length = _FRAME_HEAD.unpack_from(self._buffer)
+        if kind not in allowed:
+            raise ProtocolError(f"The peer sent a frame of type {kind:#04x} where it may not.")
+        if length > _MAX_BODY[kind]:
+            raise ProtocolError(
+                f"The peer sent a frame of {length} bytes where at most {_MAX_BODY[kind]} "
+                "are allowed."
+            )
+        end = _FRAME_HEAD.size + length
+        if len(self._buffer) < end:
+            return None
+        body = bytes(self._buffer[_FRAME_HEAD.size : end])
+        del self._buffer[:end]
+        return kind, body
+
+    def take_rest(self) -> bytes:
+        rest = bytes(self._buffer)
+        self._buffer.clear()
+        return rest
+
+
+class _State(Enum):
+    START = auto()
+    WAIT_CHALLENGE = auto()
+    CHALLENGED = auto()
+    WAIT_PROOF = auto()
+    WAIT_HEADER = auto()
+    WAIT_CATALOG = auto()
+    RECEIVE_BODY = auto()
+    SEND_HEADER = auto()
+    SEND_CATALOG = auto()
+    SEND_BODY = auto()
+    DONE = auto()
+
+
+class _StreamMachine(ABC):
+    """One side of one stream: the frame it expects in each state, and the end of the stream.
+
+    `_EXPECT` maps each state in which the peer must send a frame to that frame's type. In any
+    other state the peer must stay silent, except in RECEIVE_BODY, where its bytes are content.
+    """
+
+    _EXPECT: ClassVar[dict[_State, int]]
+
+    def __init__(self) -> None:
+        self._reader = _FrameReader()
+        self._state = _State.START
+        self._ended = False
+
+    def receive_data(self, data: bytes, end_stream: bool = False) -> list[Event]:
+        """The events in the peer's next bytes on this stream."""
+        if self._ended:
+            raise ProtocolError("The peer sent data after ending the stream.")
+        events: list[Event] = []
+        if self._in_body():
+            if data:
+                events.append(Data(data))
+        else:
+            self._reader.feed(data)
+            while (kind := self._EXPECT.get(self._state)) is not None:
+                found = self._reader.next_frame({kind})
+                if found is None:
+                    break
+                events.extend(self._on_message(_decode_body(*found)))
+            if self._reader.pending and self._in_body():
+                events.append(Data(self._reader.take_rest()))
+            elif self._reader.pending and self._state not in self._EXPECT:
+                raise ProtocolError("The peer sent bytes on a stream where it must be silent.")
+        if end_stream:
+            self._ended = True
+            if self._state in self._EXPECT:
+                raise ProtocolError("The peer ended the stream in the middle of the exchange.")
+            events.append(StreamEnded())
+        return events
+
+    def _in_body(self) -> bool:
+        return self._state is _State.RECEIVE_BODY
+
+    @abstractmethod
+    def _on_message(self, message: Message) -> list[Event]:
+        """Take the message the current state expects; the events it makes."""
+
+    def _require(self, state: _State, action: str) -> None:
+        if self._state is not state:
+            raise LocalProtocolError(f"Cannot {action} in stream state {self._state.name}.")
+
+
+class ClientAuth(_StreamMachine):
+    """The client side of the authentication stream: HELLO, then PROOF for the CHALLENGE."""
+
+    _EXPECT: ClassVar = {_State.WAIT_CHALLENGE: _Type.CHALLENGE}
+
+    def __init__(self, identity: Identity, server_id: PeerId) -> None:
+        super().__init__()
+        self._identity = identity
+        self._server_id = server_id
+        self._nonce = b""
+
+    def hello(self) -> bytes:
+        self._require(_State.START, "say hello")
+        self._state = _State.WAIT_CHALLENGE
+        return encode(Hello())
+
+    def _on_message(self, message: Message) -> list[Event]:
+        assert isinstance(message, Challenge)
+        self._nonce = message.nonce
+        self._state = _State.CHALLENGED
+        return [message]
+
+    def prove(self) -> bytes:
+        """The PROOF frame answering the challenge; the client then ends the stream."""
+        self._require(_State.CHALLENGED, "prove the key")
+        self._state = _State.DONE
+        return encode(Proof.sign(self._identity, self._server_id, self._nonce))
+
+
+class ServerAuth(_StreamMachine):
+    """The server side of the authentication stream: CHALLENGE on HELLO, then check the PROOF."""
+
+    _EXPECT: ClassVar = {_State.START: _Type.HELLO, _State.WAIT_PROOF: _Type.PROOF}
+
+    def __init__(self, server_id: PeerId, nonce: bytes) -> None:
+        super().__init__()
+        self._server_id = server_id
+        self._challenge = Challenge(nonce)
+
+    def _on_message(self, message: Message) -> list[Event]:
+        if isinstance(message, Hello):
+            self._state = _State.CHALLENGED
+            return [message]
+        assert isinstance(message, Proof)
+        if not message.verify(self._server_id, self._challenge.nonce):
+            raise ProtocolError(
+                f"The proof from {message.peer_id} is not its signature of this connection's "
+                "challenge: it was replayed, relayed or forged."
+            )
+        self._state = _State.DONE
+        return [PeerAuthenticated(message.peer_id)]
+
+    def challenge(self) -> bytes:
+        """The CHALLENGE frame answering the hello; the server then ends its side."""
+        self._require(_State.CHALLENGED, "send the challenge")
+        self._state = _State.WAIT_PROOF
+        return encode(self._challenge)
+
+
+class Requester(_StreamMachine):
+    """The client side of a request stream: one REQUEST out; RESPONSE and its body in."""
+
+    _EXPECT: ClassVar = {_State.WAIT_HEADER: _Type.RESPONSE, _State.WAIT_CATALOG: _Type.CATALOG}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._request: Request | None = None
+
+    def send_request(self, request: Request) -> bytes:
+        """The REQUEST frame; the client then ends its side of the stream."""
+        self._require(_State.START, "send a request")
+        self._request = request
+        self._state = _State.WAIT_HEADER
+        return encode(request)
+
+    def _on_message(self, message: Message) -> list[Event]:
+        if not isinstance(message, ResponseHeader) or message.status != "allowed":
+            self._state = _State.DONE
+        elif isinstance(self._request, GetRequest):
+            self._state = _State.RECEIVE_BODY
+        else:
+            self._state = _State.WAIT_CATALOG
+        return [message]
+
+
+class Responder(_StreamMachine):
+    """The server side of a request stream: REQUEST in; RESPONSE and its body out."""
+
+    _EXPECT: ClassVar = {_State.START: _Type.REQUEST}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._request: Request | None = None
+
+    def _on_message(self, message: Message) -> list[Event]:
+        assert isinstance(message, GetRequest | CatalogRequest)
+        self._request = message
+        self._state = _State.SEND_HEADER
+        return [message]
+
+    def send_header(self, header: ResponseHeader) -> bytes:
+        """The RESPONSE frame; after `allowed`, the body must follow.
+
+        A refusal may also go before the whole request has come (busy, or a broken request).
+        """
+        if header.status == "allowed" or self._state is not _State.START:
+            self._require(_State.SEND_HEADER, "send a response header")
+        if header.status != "allowed":
+            self._state = _State.DONE
+        elif isinstance(self._request, GetRequest):
+            self._state = _State.SEND_BODY
+        else:
+            self._state = _State.SEND_CATALOG
+        return encode(header)
+
+    def send_catalog(self, catalog: Catalog) -> bytes:
+        self._require(_State.SEND_CATALOG, "send a catalog")
+        self._state = _State.DONE
+        return encode(catalog)
+
+    def send_data(self, data: bytes) -> bytes:
+        """Bao stream bytes pass through unframed once an allowed get's header is sent."""
+        self._require(_State.SEND_BODY, "send content")
+        return data

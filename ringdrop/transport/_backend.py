@@ -1,0 +1,271 @@
+"""The QUIC libraries behind the transport: aioquic (always there) and qh3 (used if installed).
+
+Both offer the same sans-IO `QuicConnection`; they differ in how a connection is configured,
+how the peer's certificate and a stream's send backlog are read, and in their event classes.
+Everything that differs lives here, so the rest of the transport speaks to `QuicLike`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import ipaddress
+import ssl
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, ClassVar, Literal, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.x509.oid import NameOID
+
+from ringdrop.identity import Identity
+from ringdrop.protocol import ALPN
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendName",
+    "NetworkAddress",
+    "QuicLike",
+    "Settings",
+    "TlsIdentity",
+    "available_backends",
+    "backend_for",
+    "is_loopback",
+    "load_backend",
+]
+
+BackendName = Literal["aioquic", "qh3"]
+BACKENDS: tuple[BackendName, ...] = ("aioquic", "qh3")
+
+NetworkAddress = tuple[str | int, ...]  # a socket address: (host, port) or (host, port, 0, 0)
+
+
+class QuicLike(Protocol):
+    """The part of a sans-IO QUIC connection (aioquic's or qh3's) that the transport uses."""
+
+    host_cid: bytes
+
+    def connect(self, addr: NetworkAddress, now: float) -> None: ...
+    def receive_datagram(self, data: bytes, addr: NetworkAddress, now: float) -> None: ...
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, NetworkAddress]]: ...
+    def get_timer(self) -> float | None: ...
+    def handle_timer(self, now: float) -> None: ...
+    def next_event(self) -> object: ...
+    def get_next_available_stream_id(self, is_unidirectional: bool = False) -> int: ...
+    def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None: ...
+    def reset_stream(self, stream_id: int, error_code: int) -> None: ...
+    def stop_stream(self, stream_id: int, error_code: int) -> None: ...
+    def close(
+        self, error_code: int = 0, frame_type: int | None = None, reason_phrase: str = ""
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TlsIdentity:
+    """A server's TLS credentials: a self-signed certificate over its identity key."""
+
+    certificate: x509.Certificate
+    key: Ed25519PrivateKey
+
+    @classmethod
+    def of(cls, identity: Identity) -> TlsIdentity:
+        """The certificate is self-signed: what the client checks is its key, not a CA."""
+        key = identity.tls_key()
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, str(identity.peer_id))])
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(int.from_bytes(identity.peer_id.raw[:16], "big") >> 1)
+            .not_valid_before(datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC))
+            .not_valid_after(datetime.datetime(9999, 12, 31, tzinfo=datetime.UTC))
+            .sign(key, None)
+        )
+        return cls(certificate, key)
+
+    def pkcs8(self) -> bytes:
+        return self.key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What the transport tunes per connection."""
+
+    datagram_size: int
+    max_data: int
+    max_stream_data: int
+    idle_timeout: float
+
+
+class Backend(ABC):
+    """One QUIC library."""
+
+    name: ClassVar[BackendName]
+    events: ModuleType
+
+    @abstractmethod
+    def client(self, settings: Settings) -> QuicLike:
+        """A client connection that accepts any certificate: the caller checks its key."""
+
+    @abstractmethod
+    def server(self, settings: Settings, tls: TlsIdentity, original_cid: bytes) -> QuicLike:
+        """A server connection for a client's first Initial packet."""
+
+    @abstractmethod
+    def peer_key(self, quic: QuicLike) -> bytes | None:
+        """The raw Ed25519 key of the server's certificate, after the handshake."""
+
+    @abstractmethod
+    def buffered_bytes(self, quic: QuicLike, stream_id: int) -> int:
+        """Bytes the library holds for a stream: at least those not yet sent once."""
+
+
+def _raw_ed25519(key: object) -> bytes | None:
+    if not isinstance(key, Ed25519PublicKey):
+        return None
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+class _Aioquic(Backend):
+    name = "aioquic"
+
+    def __init__(self) -> None:
+        from aioquic.quic import events
+        from aioquic.quic.configuration import QuicConfiguration
+        from aioquic.quic.connection import QuicConnection
+
+        self.events = events
+        self._configuration = QuicConfiguration
+        self._connection = QuicConnection
+
+    def client(self, settings: Settings) -> QuicLike:
+        configuration = self._configuration(is_client=True, **_options(settings))
+        quic: QuicLike = self._connection(configuration=configuration)
+        return quic
+
+    def server(self, settings: Settings, tls: TlsIdentity, original_cid: bytes) -> QuicLike:
+        configuration = self._configuration(
+            is_client=False, certificate=tls.certificate, private_key=tls.key, **_options(settings)
+        )
+        quic: QuicLike = self._connection(
+            configuration=configuration, original_destination_connection_id=original_cid
+        )
+        return quic
+
+    def peer_key(self, quic: QuicLike) -> bytes | None:
+        # aioquic has no public accessor; its TLS context keeps the certificate it verified
+        # the CertificateVerify signature with (the attribute exists since aioquic 0.9).
+        certificate = getattr(getattr(quic, "tls", None), "_peer_certificate", None)
+        if not isinstance(certificate, x509.Certificate):
+            return None
+        return _raw_ed25519(certificate.public_key())
+
+    def buffered_bytes(self, quic: QuicLike, stream_id: int) -> int:
+        # No public accessor either. aioquic's congestion window grows without bound on a
+        # lossless path, so the sender's whole buffer (unsent and unacknowledged) is what
+        # memory has to be bounded by.
+        stream = getattr(quic, "_streams", {}).get(stream_id)
+        if stream is None:
+            return 0
+        return len(stream.sender._buffer)
+
+
+class _Qh3(Backend):
+    name = "qh3"
+
+    def __init__(self) -> None:
+        from qh3._hazmat import Certificate, Ed25519PrivateKey
+        from qh3.quic import events
+        from qh3.quic.configuration import QuicConfiguration
+        from qh3.quic.connection import QuicConnection
+        from qh3.tls import SignatureAlgorithm
+
+        self.events = events
+        self._configuration = QuicConfiguration
+        self._connection = QuicConnection
+        self._ed25519 = SignatureAlgorithm.ED25519
+        self._certificate = Certificate
+        self._key = Ed25519PrivateKey
+
+    def client(self, settings: Settings) -> QuicLike:
+        # qh3 leaves EdDSA out of what a client offers unless asked.
+        configuration = self._configuration(
+            is_client=True, signature_algorithms=[self._ed25519], **_options(settings)
+        )
+        quic: QuicLike = self._connection(configuration=configuration)
+        return quic
+
+    def server(self, settings: Settings, tls: TlsIdentity, original_cid: bytes) -> QuicLike:
+        configuration = self._configuration(
+            is_client=False,
+            certificate=self._certificate(tls.certificate.public_bytes(serialization.Encoding.DER)),
+            private_key=self._key(tls.pkcs8()),
+            **_options(settings),
+        )
+        quic: QuicLike = self._connection(
+            configuration=configuration, original_destination_connection_id=original_cid
+        )
+        return quic
+
+    def peer_key(self, quic: QuicLike) -> bytes | None:
+        certificate = quic.get_peercert()  # type: ignore[attr-defined]
+        if certificate is None:
+            return None
+        return _raw_ed25519(x509.load_der_x509_certificate(certificate.public_bytes()).public_key())
+
+    def buffered_bytes(self, quic: QuicLike, stream_id: int) -> int:
+        unsent: int = quic.get_send_buffer_size(stream_id)  # type: ignore[attr-defined]
+        return unsent
+
+
+def _options(settings: Settings) -> dict[str, Any]:
+    """The configuration both libraries share, by the same names."""
+    return {
+        "alpn_protocols": [ALPN],
+        "max_datagram_size": settings.datagram_size,
+        "max_data": settings.max_data,
+        "max_stream_data": settings.max_stream_data,
+        "idle_timeout": settings.idle_timeout,
+        "verify_mode": ssl.CERT_NONE,
+    }
+
+
+_CLASSES: dict[BackendName, type[Backend]] = {"aioquic": _Aioquic, "qh3": _Qh3}
+_LOADED: dict[BackendName, Backend] = {}
+
+
+def available_backends() -> tuple[BackendName, ...]:
+    """The QUIC libraries installed here."""
+    return tuple(name for name in BACKENDS if importlib.util.find_spec(name) is not None)
+
+
+def load_backend(name: BackendName) -> Backend:
+    if name not in _LOADED:
+        if importlib.util.find_spec(name) is None:
+            raise ValueError(f"The QUIC library {name} is not installed.")
+        _LOADED[name] = _CLASSES[name]()
+    return _LOADED[name]
+
+
+def backend_for(host: str, name: BackendName | None = None) -> Backend:
+    """The named library, or the faster one for the path to `host` (see the package docs)."""
+    if name is None:
+        installed = available_backends()
+        name = "aioquic" if is_loopback(host) or "qh3" not in installed else "qh3"
+    return load_backend(name)
+
+
+def is_loopback(host: str) -> bool:
+    ip = ipaddress.ip_address(host.partition("%")[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback

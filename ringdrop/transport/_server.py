@@ -1,0 +1,450 @@
+"""The sharer's side: a UDP port where authenticated peers' requests meet the caller's handler."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+import unicodedata
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from ringdrop.errors import LocalProtocolError, ProtocolError, RingdropError, TransferError
+from ringdrop.identity import Identity, PeerId
+from ringdrop.protocol import (
+    NONCE_BYTES,
+    Catalog,
+    CatalogRequest,
+    GetRequest,
+    Hello,
+    PeerAuthenticated,
+    Request,
+    Responder,
+    ResponseHeader,
+    ServerAuth,
+    StreamEnded,
+)
+from ringdrop.transport._backend import (
+    Backend,
+    BackendName,
+    NetworkAddress,
+    QuicLike,
+    Settings,
+    TlsIdentity,
+    backend_for,
+)
+from ringdrop.transport._link import (
+    CANCELLED,
+    INTERNAL_ERROR,
+    NO_ERROR,
+    PROTOCOL_ERROR,
+    REFUSED,
+    Endpoint,
+    Link,
+    datagram_size,
+    open_socket,
+)
+
+__all__ = ["Handler", "Limits", "Reply", "Server", "serve"]
+
+_log = logging.getLogger("ringdrop.transport")
+
+_AUTH_STREAM = 0
+_CID_LENGTH = 8  # both libraries' default connection id length
+_MAX_REASON = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one server grants its peers.
+
+    `max_streams` requests at once per connection and `max_requests` in all are served; more
+    are answered `busy` at once. Since each served get holds its files open, `max_requests`
+    also bounds the server's file handles. `send_buffer` bounds the bytes the QUIC library
+    holds per stream before the next piece of content is read. Requests are at most the
+    protocol's `MAX_REQUEST_BYTES`; QUIC itself caps open streams per connection at 128
+    (aioquic) or 100 (qh3), and neither library lets that be configured.
+    """
+
+    max_connections: int = 32
+    max_streams: int = 8
+    max_requests: int = 64
+    idle_timeout: float = 30.0
+    auth_timeout: float = 10.0
+    send_buffer: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A handler's answer: the header, and for an allowed request its body or catalog."""
+
+    header: ResponseHeader
+    body: AsyncIterable[bytes] | None = None
+    catalog: Catalog | None = None
+
+
+Handler = Callable[[PeerId, Request], Awaitable[Reply]]
+
+
+async def serve(
+    identity: Identity,
+    port: int,
+    handler: Handler,
+    limits: Limits | None = None,
+    *,
+    host: str = "::",
+    backend: BackendName | None = None,
+) -> Server:
+    """Listen on UDP `port` (0 picks a free one) of `host` (all addresses by default).
+
+    `backend` forces one QUIC library; by default each connection gets the faster for its path.
+    """
+    try:
+        sock = _bind(host, port)
+    except OSError as error:
+        if host != "::" or error.errno != errno.EAFNOSUPPORT:
+            raise TransferError(f"Cannot listen on UDP port {port}: {error.strerror}.") from error
+        return await serve(identity, port, handler, limits, host="0.0.0.0", backend=backend)  # noqa: S104 - no IPv6 here
+    return Server(identity, sock, handler, limits or Limits(), backend)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A UDP socket bound to `host`; an IPv6 one also takes IPv4 (as mapped addresses)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = open_socket(family)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Server:
+    """Serves requests on one UDP socket until closed."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        sock: socket.socket,
+        handler: Handler,
+        limits: Limits,
+        backend: BackendName | None,
+    ) -> None:
+        self.peer_id = identity.peer_id
+        self.handler = handler
+        self.limits = limits
+        self._backend = backend
+        self._tls = TlsIdentity.of(identity)
+        self._links: dict[bytes, _ServerLink] = {}
+        self._connections: set[_ServerLink] = set()
+        self.serving = 0
+        self._endpoint = Endpoint(sock, self._route, self._on_socket_error)
+
+    @property
+    def port(self) -> int:
+        return self._endpoint.port
+
+    async def close(self) -> None:
+        """Close every connection, wait for their requests to clean up, close the socket."""
+        tasks = [task for link in self._connections for task in link.tasks()]
+        for link in list(self._connections):
+            link.close(NO_ERROR, "the sharer stopped", TransferError("The server closed."))
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._endpoint.close()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def send_datagrams(self, datagrams: list[tuple[bytes, NetworkAddress]]) -> None:
+        self._endpoint.send(datagrams)
+
+    def add_connection_id(self, connection_id: bytes, link: _ServerLink) -> None:
+        if link in self._connections:
+            self._links[connection_id] = link
+
+    def remove_connection_id(self, connection_id: bytes) -> None:
+        self._links.pop(connection_id, None)
+
+    def forget(self, link: _ServerLink) -> None:
+        self._connections.discard(link)
+        for connection_id in [cid for cid, known in self._links.items() if known is link]:
+            del self._links[connection_id]
+
+    def _route(self, data: bytes, address: NetworkAddress) -> Link | None:
+        header = _destination(data)
+        if header is None:
+            return None
+        connection_id, is_initial = header
+        link = self._links.get(connection_id)
+        if link is None and is_initial and len(data) >= 1200:
+            try:
+                link = self._accept(connection_id, address)
+            except Exception:
+                _log.exception("Cannot accept a connection from %s", address)
+        return link
+
+    def _accept(self, connection_id: bytes, address: NetworkAddress) -> _ServerLink:
+        host = str(address[0])
+        settings = Settings(
+            datagram_size=datagram_size(host),
+            max_data=1024 * 1024,
+            max_stream_data=128 * 1024,  # requests are small; replies flow the other way
+            idle_timeout=self.limits.idle_timeout,
+        )
+        backend = backend_for(host, self._backend)
+        quic = backend.server(settings, self._tls, connection_id)
+        link = _ServerLink(self, backend, quic)
+        if len(self._connections) >= self.limits.max_connections:
+            link.refuse_when_ready = True
+            return link
+        self._connections.add(link)
+        self._links[connection_id] = link
+        self._links[quic.host_cid] = link
+        return link
+
+    def _on_socket_error(self, error: OSError) -> None:
+        _log.warning("UDP socket error: %s", error)
+
+
+def _destination(data: bytes) -> tuple[bytes, bool] | None:
+    """A QUIC packet's destination connection id and whether it is a v1 Initial packet."""
+    if not data:
+        return None
+    if data[0] & 0x80:
+        if len(data) < 6 or len(data) < 6 + data[5]:
+            return None
+        is_initial = data[1:5] == b"\x00\x00\x00\x01" and data[0] & 0x30 == 0
+        return data[6 : 6 + data[5]], is_initial
+    return data[1 : 1 + _CID_LENGTH], False
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """One request stream: its state machine, and whether each side of it is finished."""
+
+    responder: Responder
+    served: bool = False
+    received_all: bool = False
+
+
+class _ServerLink(Link):
+    """One client's connection: authenticates it, then serves its requests."""
+
+    def __init__(self, server: Server, backend: Backend, quic: QuicLike) -> None:
+        super().__init__(backend, quic, server.limits.send_buffer)
+        self.refuse_when_ready = False
+        self._server = server
+        self._auth = ServerAuth(server.peer_id, os.urandom(NONCE_BYTES))
+        self._peer: PeerId | None = None
+        self._exchanges: dict[int, _Exchange] = {}
+        self._waiting: list[tuple[int, Request]] = []
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._auth_deadline = self._loop.call_later(
+            server.limits.auth_timeout, self._auth_timed_out
+        )
+
+    def send_datagrams(self, datagrams: list[tuple[bytes, NetworkAddress]]) -> None:
+        self._server.send_datagrams(datagrams)
+
+    def flush(self) -> None:
+        if self.refuse_when_ready:
+            # Answer the first Initial packet with CONNECTION_CLOSE, and keep nothing.
+            self.refuse_when_ready = False
+            reason = f"the sharer serves at most {self._server.limits.max_connections} peers"
+            self.close(REFUSED, reason, TransferError("Refused: too many connections."))
+        else:
+            super().flush()
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return list(self._tasks.values())
+
+    def on_handshake(self) -> None:
+        """Nothing to do: the client proves its key on its first stream."""
+
+    def on_connection_id(self, connection_id: bytes, issued: bool) -> None:
+        if issued:
+            self._server.add_connection_id(connection_id, self)
+        else:
+            self._server.remove_connection_id(connection_id)
+
+    def on_stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        if stream_id == _AUTH_STREAM:
+            self._on_auth_data(data, end_stream)
+        elif stream_id % 4 != 0:
+            self._close_for(ProtocolError("The peer opened a kind of stream ringdrop never uses."))
+        else:
+            self._on_request_data(stream_id, data, end_stream)
+
+    def on_stream_reset(self, stream_id: int, error_code: int) -> None:
+        if stream_id == _AUTH_STREAM:
+            self._close_for(ProtocolError("The peer abandoned authentication."))
+            return
+        self.on_stop_sending(stream_id, error_code)
+        exchange = self._exchanges.get(stream_id)
+        if exchange is not None:
+            exchange.received_all = True
+            self._forget_if_done(stream_id)
+
+    def on_stop_sending(self, stream_id: int, error_code: int) -> None:
+        """The requester gave up: stop serving, and drop a request still waiting for auth."""
+        task = self._tasks.get(stream_id)
+        if task is not None:
+            task.cancel()
+        self._waiting = [(sid, request) for sid, request in self._waiting if sid != stream_id]
+        exchange = self._exchanges.get(stream_id)
+        if exchange is not None and task is None:
+            exchange.served = True
+            self._forget_if_done(stream_id)
+
+    def on_terminated(self, error: TransferError) -> None:
+        self._auth_deadline.cancel()
+        for task in self._tasks.values():
+            task.cancel()
+        self._server.forget(self)
+
+    def _on_auth_data(self, data: bytes, end_stream: bool) -> None:
+        try:
+            events = self._auth.receive_data(data, end_stream)
+        except ProtocolError as error:
+            self._close_for(error)
+            return
+        for event in events:
+            if isinstance(event, Hello):
+                self.send(_AUTH_STREAM, self._auth.challenge(), end_stream=True)
+            elif isinstance(event, PeerAuthenticated):
+                self._peer = event.peer_id
+                self._auth_deadline.cancel()
+                for stream_id, request in self._waiting:
+                    self._start(stream_id, request)
+                self._waiting.clear()
+
+    def _on_request_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        exchange = self._exchanges.get(stream_id)
+        if exchange is None:
+            exchange = self._exchanges[stream_id] = _Exchange(Responder())
+            if len(self._exchanges) > self._server.limits.max_streams:
+                limit = self._server.limits.max_streams
+                self._refuse(stream_id, ResponseHeader("busy", f"at most {limit} requests at once"))
+                return
+        if exchange.served:
+            exchange.received_all = exchange.received_all or end_stream
+            self._forget_if_done(stream_id)
+            return
+        try:
+            events = exchange.responder.receive_data(data, end_stream)
+        except ProtocolError as error:
+            self._refuse(stream_id, ResponseHeader("error", _reason(f"Bad request: {error}")))
+            return
+        for event in events:
+            if isinstance(event, GetRequest | CatalogRequest):
+                if self._peer is None:
+                    self._waiting.append((stream_id, event))
+                else:
+                    self._start(stream_id, event)
+            elif isinstance(event, StreamEnded):
+                exchange.received_all = True
+                self._forget_if_done(stream_id)
+
+    def _refuse(self, stream_id: int, header: ResponseHeader) -> None:
+        """Answer with a refusal at once and discard the rest of the request."""
+        exchange = self._exchanges[stream_id]
+        self.send(stream_id, exchange.responder.send_header(header), end_stream=True)
+        exchange.served = True
+        self.stop_receiving(stream_id, PROTOCOL_ERROR)
+
+    def _start(self, stream_id: int, request: Request) -> None:
+        assert self._peer is not None
+        limit = self._server.limits.max_requests
+        if self._server.serving >= limit:
+            self._refuse(stream_id, ResponseHeader("busy", f"serving {limit} requests already"))
+            return
+        responder = self._exchanges[stream_id].responder
+        task = asyncio.create_task(self._serve(stream_id, responder, self._peer, request))
+        self._tasks[stream_id] = task
+        self._server.serving += 1
+        task.add_done_callback(lambda _: self._served(stream_id))
+
+    def _served(self, stream_id: int) -> None:
+        self._server.serving -= 1
+        self._tasks.pop(stream_id, None)
+        exchange = self._exchanges.get(stream_id)
+        if exchange is not None:
+            exchange.served = True
+            self._forget_if_done(stream_id)
+
+    def _forget_if_done(self, stream_id: int) -> None:
+        exchange = self._exchanges[stream_id]
+        if exchange.served and exchange.received_all:
+            del self._exchanges[stream_id]
+
+    async def _serve(
+        self, stream_id: int, responder: Responder, peer: PeerId, request: Request
+    ) -> None:
+        try:
+            reply = await self._server.handler(peer, request)
+        except RingdropError as error:
+            reply = Reply(ResponseHeader("error", _reason(str(error))))
+        except Exception:
+            _log.exception("The request handler failed on %s from %s", request, peer)
+            reply = Reply(ResponseHeader("error", "the sharer hit an internal error"))
+        try:
+            await self._send_reply(stream_id, responder, reply)
+        except TransferError:
+            pass  # the stream or the connection is gone: nobody is left to tell
+        except asyncio.CancelledError:
+            self.abandon(stream_id, CANCELLED)
+            raise
+        except Exception:
+            _log.exception("Serving %s to %s failed", request, peer)
+            self.abandon(stream_id, INTERNAL_ERROR)
+
+    async def _send_reply(self, stream_id: int, responder: Responder, reply: Reply) -> None:
+        header = responder.send_header(reply.header)
+        if reply.header.status != "allowed":
+            self.send(stream_id, header, end_stream=True)
+        elif reply.catalog is not None:
+            self.send(stream_id, header + responder.send_catalog(reply.catalog), end_stream=True)
+        elif reply.body is not None:
+            self.send(stream_id, header)
+            await self._send_body(stream_id, responder, aiter(reply.body))
+        else:
+            raise LocalProtocolError("An allowed reply needs a body or a catalog.")
+
+    async def _send_body(
+        self, stream_id: int, responder: Responder, pieces: AsyncIterator[bytes]
+    ) -> None:
+        """Pull a piece only when the stream has room for it, so no file is read ahead."""
+        try:
+            while True:
+                await self.wait_for_room(stream_id)
+                piece = await anext(pieces, None)
+                if piece is None:
+                    break
+                self.send(stream_id, responder.send_data(piece))
+            self.send(stream_id, b"", end_stream=True)
+        finally:
+            close = getattr(pieces, "aclose", None)
+            if close is not None:
+                await close()
+
+    def _close_for(self, error: ProtocolError) -> None:
+        self.close(PROTOCOL_ERROR, _reason(str(error)), TransferError(str(error)))
+
+    def _auth_timed_out(self) -> None:
+        limit = self._server.limits.auth_timeout
+        reason = f"no proof of identity within {limit:g} s"
+        self.close(PROTOCOL_ERROR, reason, TransferError(f"The peer sent {reason}."))
+
+
+def _reason(text: str) -> str:
+    """`text` made fit for a response header or a close frame: short, no control characters."""
+    clean = "".join(" " if unicodedata.category(char) in ("Cc", "Cs") else char for char in text)
+    return clean[:_MAX_REASON]

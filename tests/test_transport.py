@@ -1,0 +1,432 @@
+"""The transport over real QUIC on loopback: authentication, transfers, limits, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any, TypeVar
+
+import nacl.signing
+import pytest
+
+from ringdrop.bao import ChunkRanges, Decoder, Encoder, create_outboard
+from ringdrop.errors import TransferError, WrongPeerError
+from ringdrop.identity import Identity, PeerId
+from ringdrop.protocol import (
+    MAX_REQUEST_BYTES,
+    Catalog,
+    CatalogEntry,
+    CatalogRequest,
+    ClientAuth,
+    GetRequest,
+    Request,
+    Requester,
+    ResponseHeader,
+)
+from ringdrop.ticket import Address
+from ringdrop.transport import (
+    Connection,
+    Limits,
+    Reply,
+    Server,
+    available_backends,
+    connect,
+    serve,
+)
+from ringdrop.transport._client import _ClientLink
+from tests.conftest import pseudo_random
+
+T = TypeVar("T")
+LOOPBACK = ip_address("127.0.0.1")
+SHARER = Identity(nacl.signing.SigningKey(b"sharer".ljust(32, b".")))
+RECEIVER = Identity(nacl.signing.SigningKey(b"receiver".ljust(32, b".")))
+MALLORY = Identity(nacl.signing.SigningKey(b"mallory".ljust(32, b".")))
+Handler = Callable[[PeerId, Request], Awaitable[Reply]]
+
+
+def run(coroutine: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout):
+            return await coroutine
+
+    return asyncio.run(bounded())
+
+
+class Blob:
+    """A blob on disk with its outboard, served through the native Encoder."""
+
+    def __init__(self, directory: Path, size: int) -> None:
+        self.data = pseudo_random(size)
+        self.path, self.outboard = directory / "blob", directory / "blob.obao"
+        self.path.write_bytes(self.data)
+        self.root, self.size = create_outboard(self.path, self.outboard)
+        self.pulled = 0
+        self.closed = asyncio.Event()
+
+    def reply(self, ranges: ChunkRanges, piece: int = 64 * 1024) -> Reply:
+        encoder = Encoder(self.path, self.outboard, self.root, self.size, ranges)
+
+        async def pieces() -> AsyncIterator[bytes]:
+            try:
+                while chunk := encoder.read(piece):
+                    self.pulled += len(chunk)
+                    yield chunk
+            finally:
+                self.closed.set()
+
+        return Reply(ResponseHeader("allowed"), pieces())
+
+    async def handler(self, peer: PeerId, request: Request) -> Reply:
+        assert isinstance(request, GetRequest)
+        return self.reply(request.ranges)
+
+    def request(self) -> GetRequest:
+        return GetRequest(self.root, ChunkRanges.all())
+
+
+async def receive(connection: Connection, request: GetRequest, target: Path) -> bytes:
+    header, body = await connection.request(request)
+    header.raise_for_status()
+    decoder = Decoder(request.content_hash, request.ranges, data=target)
+    async for piece in body:
+        decoder.write(piece)
+    decoder.finish()
+    return target.read_bytes()
+
+
+async def sharer(handler: Handler, limits: Limits | None = None, **options: Any) -> Server:
+    return await serve(SHARER, 0, handler, limits, host="127.0.0.1", **options)
+
+
+async def dial(server: Server, identity: Identity = RECEIVER, **options: Any) -> Connection:
+    return await connect(identity, SHARER.peer_id, [Address(LOOPBACK, server.port)], **options)
+
+
+async def refuse(peer: PeerId, request: Request) -> Reply:
+    return Reply(ResponseHeader("denied", "not in any ring"))
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_a_multi_mib_blob_arrives_byte_exact(tmp_path: Path, backend: Any) -> None:
+    blob = Blob(tmp_path, 5 * 2**20 + 12345)
+
+    async def main() -> bytes:
+        server = await sharer(blob.handler, backend=backend)
+        async with server, await dial(server, backend=backend) as connection:
+            return await receive(connection, blob.request(), tmp_path / "received")
+
+    assert run(main()) == blob.data
+
+
+def test_only_the_missing_ranges_are_sent(tmp_path: Path) -> None:
+    blob = Blob(tmp_path, 2**20)
+    missing = ChunkRanges.groups(10, 20)
+    request = GetRequest(blob.root, missing)
+
+    async def main() -> None:
+        async with await sharer(blob.handler) as server, await dial(server) as connection:
+            await receive(connection, request, tmp_path / "partial")
+
+    run(main())
+    assert blob.pulled < 11 * 16 * 1024
+    assert (tmp_path / "partial").read_bytes()[10 * 16384 : 20 * 16384] == blob.data[163840:327680]
+
+
+def test_several_requests_run_at_once_on_one_connection(tmp_path: Path) -> None:
+    blob = Blob(tmp_path, 2**20)
+
+    async def main() -> list[bytes]:
+        async with await sharer(blob.handler) as server, await dial(server) as connection:
+            return await asyncio.gather(
+                *(receive(connection, blob.request(), tmp_path / f"copy{i}") for i in range(4))
+            )
+
+    assert run(main()) == [blob.data] * 4
+
+
+def test_the_handler_sees_the_authenticated_peer_id() -> None:
+    seen: list[PeerId] = []
+
+    async def handler(peer: PeerId, request: Request) -> Reply:
+        seen.append(peer)
+        return Reply(ResponseHeader("denied"))
+
+    async def main() -> ResponseHeader:
+        async with await sharer(handler) as server, await dial(server) as connection:
+            header, _ = await connection.catalog()
+            return header
+
+    assert run(main()).status == "denied"
+    assert seen == [RECEIVER.peer_id]
+
+
+def test_a_catalog_travels_as_sent() -> None:
+    entries = (
+        CatalogEntry("holiday.jpg", b"h" * 32, "blob", 123456),
+        CatalogEntry("photos", b"p" * 32, "collection", 9 * 2**30),
+    )
+
+    async def handler(peer: PeerId, request: Request) -> Reply:
+        assert isinstance(request, CatalogRequest)
+        return Reply(ResponseHeader("allowed"), catalog=Catalog(entries))
+
+    async def main() -> tuple[CatalogEntry, ...]:
+        async with await sharer(handler) as server, await dial(server) as connection:
+            _, got = await connection.catalog()
+            return got
+
+    assert run(main()) == entries
+
+
+def test_a_refusal_carries_no_content(tmp_path: Path) -> None:
+    blob = Blob(tmp_path, 2**20)
+
+    async def main() -> tuple[ResponseHeader, list[bytes]]:
+        async with await sharer(refuse) as server, await dial(server) as connection:
+            header, body = await connection.request(blob.request())
+            return header, [piece async for piece in body]
+
+    assert run(main()) == (ResponseHeader("denied", "not in any ring"), [])
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_an_impostor_is_named_next_to_the_expected_peer(backend: Any) -> None:
+    async def main() -> None:
+        async with await serve(MALLORY, 0, refuse, host="127.0.0.1", backend=backend) as server:
+            await dial(server, backend=backend)
+
+    with pytest.raises(WrongPeerError) as caught:
+        run(main())
+    assert str(SHARER.peer_id) in str(caught.value)
+    assert str(MALLORY.peer_id) in str(caught.value)
+
+
+def test_a_proof_replayed_on_another_connection_is_rejected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorded: list[bytes] = []
+    prove = ClientAuth.prove
+
+    def record(self: ClientAuth) -> bytes:
+        recorded.append(prove(self))
+        return recorded[-1]
+
+    seen: list[PeerId] = []
+
+    async def handler(peer: PeerId, request: Request) -> Reply:
+        seen.append(peer)
+        return Reply(ResponseHeader("denied"))
+
+    async def main() -> None:
+        async with await sharer(handler) as server:
+            monkeypatch.setattr(ClientAuth, "prove", record)
+            async with await dial(server) as connection:
+                await connection.catalog()
+            # Mallory replays the receiver's proof on a connection of her own.
+            monkeypatch.setattr(ClientAuth, "prove", lambda self: recorded[0])
+            async with await dial(server, MALLORY) as connection:
+                await connection.catalog()
+
+    with pytest.raises(TransferError, match="replayed, relayed or forged"):
+        run(main())
+    assert seen == [RECEIVER.peer_id]
+
+
+def test_nothing_is_served_before_the_peer_proves_its_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[Request] = []
+
+    async def handler(peer: PeerId, request: Request) -> Reply:
+        calls.append(request)
+        return Reply(ResponseHeader("denied"))
+
+    def skip_proof(link: _ClientLink, data: bytes, end_stream: bool) -> None:
+        if not link.authenticated.done():
+            link.authenticated.set_result(None)
+
+    # A client that sends requests without ever answering the challenge.
+    monkeypatch.setattr(_ClientLink, "_on_auth_data", skip_proof)
+
+    async def main() -> None:
+        server = await sharer(handler, Limits(auth_timeout=0.3))
+        async with server, await dial(server) as connection:
+            await connection.catalog()
+
+    with pytest.raises(TransferError, match="no proof of identity"):
+        run(main())
+    assert calls == []
+
+
+def test_the_first_address_that_authenticates_wins_over_dead_ones(tmp_path: Path) -> None:
+    refused = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    refused.bind(("127.0.0.1", 0))
+    refused_port = refused.getsockname()[1]
+    refused.close()  # nothing listens there: the kernel answers "port unreachable"
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))  # receives, never answers
+
+    async def main() -> tuple[Address, float]:
+        async with await sharer(refuse) as server:
+            working = Address(LOOPBACK, server.port)
+            addresses = [
+                Address(LOOPBACK, refused_port),
+                Address(LOOPBACK, silent.getsockname()[1]),
+                working,
+            ]
+            start = time.perf_counter()
+            async with await connect(RECEIVER, SHARER.peer_id, addresses) as connection:
+                return connection.address, time.perf_counter() - start
+
+    try:
+        address, seconds = run(main())
+    finally:
+        silent.close()
+    assert address.port != refused_port
+    assert seconds < 1.0
+
+
+def test_no_working_address_is_one_error_that_lists_each() -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    address = Address(LOOPBACK, silent.getsockname()[1])
+    try:
+        with pytest.raises(TransferError, match=rf"{address}: no answer within 0.3 s"):
+            run(connect(RECEIVER, SHARER.peer_id, [address], timeout=0.3))
+    finally:
+        silent.close()
+
+
+@pytest.mark.parametrize(
+    ("limits", "reason"),
+    [
+        (Limits(max_streams=2), "at most 2 requests at once"),
+        (Limits(max_requests=2), "serving 2 requests already"),
+    ],
+)
+def test_requests_beyond_a_limit_are_told_busy_and_the_rest_are_served(
+    limits: Limits, reason: str
+) -> None:
+    release, both_served = asyncio.Event(), asyncio.Event()
+    serving: list[Request] = []
+
+    async def handler(peer: PeerId, request: Request) -> Reply:
+        serving.append(request)
+        if len(serving) == 2:
+            both_served.set()
+        await release.wait()
+        return Reply(ResponseHeader("denied", "served"))
+
+    async def main() -> list[ResponseHeader]:
+        server = await sharer(handler, limits)
+        async with server, await dial(server) as connection:
+            calls = [asyncio.create_task(connection.catalog()) for _ in range(2)]
+            await both_served.wait()
+            busy, _ = await connection.catalog()
+            release.set()
+            served = [header for header, _ in await asyncio.gather(*calls)]
+            again, _ = await connection.catalog()
+            return [busy, *served, again]
+
+    busy, *rest = run(main())
+    assert busy == ResponseHeader("busy", reason)
+    assert [header.reason for header in rest] == ["served"] * 3
+
+
+def test_an_oversized_request_is_refused_and_the_server_serves_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    blob = Blob(tmp_path, 100_000)
+    honest = Requester.send_request
+
+    def oversized(self: Requester, request: Request) -> bytes:
+        honest(self, request)
+        return struct.pack(">BI", 0x10, MAX_REQUEST_BYTES + 1) + bytes(MAX_REQUEST_BYTES + 1)
+
+    async def main() -> tuple[ResponseHeader, bytes]:
+        async with await sharer(blob.handler) as server, await dial(server) as connection:
+            monkeypatch.setattr(Requester, "send_request", oversized)
+            header, _ = await connection.request(blob.request())
+            monkeypatch.setattr(Requester, "send_request", honest)
+            return header, await receive(connection, blob.request(), tmp_path / "received")
+
+    header, received = run(main())
+    assert header.status == "error"
+    assert f"at most {MAX_REQUEST_BYTES}" in header.reason
+    assert received == blob.data
+
+
+def test_connections_beyond_the_limit_are_refused() -> None:
+    async def main() -> None:
+        server = await sharer(refuse, Limits(max_connections=1))
+        async with server, await dial(server):
+            await dial(server, MALLORY)
+
+    with pytest.raises(TransferError, match="refused the connection"):
+        run(main())
+
+
+def test_a_failing_handler_answers_error_and_the_server_serves_on() -> None:
+    async def handler(peer: PeerId, request: Request) -> Reply:
+        if isinstance(request, CatalogRequest):
+            raise RuntimeError("a bug")
+        return Reply(ResponseHeader("denied"))
+
+    async def main() -> list[ResponseHeader]:
+        async with await sharer(handler) as server, await dial(server) as connection:
+            failed, _ = await connection.catalog()
+            header, _ = await connection.request(GetRequest(bytes(32), ChunkRanges.all()))
+            return [failed, header]
+
+    failed, after = run(main())
+    assert failed == ResponseHeader("error", "the sharer hit an internal error")
+    assert after.status == "denied"
+
+
+def test_a_receiver_that_stops_reading_does_not_make_the_sharer_read_ahead(
+    tmp_path: Path,
+) -> None:
+    blob = Blob(tmp_path, 64 * 2**20)
+    limits = Limits(send_buffer=256 * 1024)
+    window = 8 * 2**20  # the receiver's initial stream flow-control window
+
+    async def main() -> list[int]:
+        async with await sharer(blob.handler, limits) as server, await dial(server) as connection:
+            await connection.request(blob.request())
+            connection._link.endpoint.pause_reading()  # a receiver whose process stalled
+            samples = []
+            for _ in range(3):
+                await asyncio.sleep(0.3)
+                samples.append(blob.pulled)
+            return samples
+
+    samples = run(main())
+    assert samples[-1] == samples[-2], "the sharer keeps reading from a stalled stream"
+    assert samples[-1] <= 2 * window + limits.send_buffer + 64 * 1024
+
+
+def test_cancelling_a_download_closes_its_stream(tmp_path: Path) -> None:
+    blob = Blob(tmp_path, 64 * 2**20)
+
+    async def slow_reader(connection: Connection) -> None:
+        _, body = await connection.request(blob.request())
+        async for _ in body:
+            await asyncio.sleep(0.01)
+
+    async def main() -> int:
+        async with await sharer(blob.handler) as server, await dial(server) as connection:
+            download = asyncio.create_task(slow_reader(connection))
+            await asyncio.sleep(0.2)
+            download.cancel()
+            await asyncio.wait_for(blob.closed.wait(), 2)
+            pulled = blob.pulled
+            await asyncio.sleep(0.2)
+            assert blob.pulled == pulled
+            return pulled
+
+    assert run(main()) < blob.size
