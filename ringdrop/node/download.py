@@ -1,0 +1,253 @@
+"""The download engine: asks the sharer only for what the store lacks, verifies every byte on
+arrival, survives dropped connections and killed processes, and exports the finished content.
+
+Resume needs no bookkeeping of its own: the store's partial blobs record which chunk groups are
+verified and durable, so every attempt — after a retry, a restart or a SIGKILL — starts from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ringdrop.bao import ChunkRanges
+from ringdrop.errors import IntegrityError, TransferError, WrongPeerError
+from ringdrop.node.progress import Tracker
+from ringdrop.store import Store
+from ringdrop.store.collection import Collection
+from ringdrop.store.files import ensure_free_space
+from ringdrop.store.partial import PartialWriter
+from ringdrop.store.tags import Format
+
+# Members of a collection fetched at once, each on its own QUIC stream.
+PARALLEL_MEMBERS = 4
+# Seconds between syncs of a download's verified data while it runs.
+FLUSH_INTERVAL = 1.0
+
+
+class Source(Protocol):
+    """An authenticated connection to a sharer."""
+
+    @property
+    def address(self) -> str:
+        """The direct address in use, for display."""
+        ...
+
+    def fetch(self, root: bytes, ranges: ChunkRanges) -> AsyncIterator[bytes]:
+        """The response stream for `ranges` of `root`, in pieces as they arrive. Raises
+        AccessDeniedError or NotFoundError before any content; TransferError if the connection
+        is lost."""
+        ...
+
+
+Connect = Callable[[], Awaitable[Source]]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 8
+    """Connection attempts in all, the first included."""
+    first_delay: float = 0.5
+    max_delay: float = 10.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before attempt `attempt` (2, 3, …)."""
+        return float(min(self.max_delay, self.first_delay * 2 ** (attempt - 2)))
+
+
+@dataclass(frozen=True)
+class TransferStats:
+    """What a finished transfer did."""
+
+    total: int
+    """Content bytes in all."""
+    present: int
+    """Content bytes that were already in the store when this run started."""
+    received: int
+    """Bytes received over the network in this run (stream bytes, hash tree included)."""
+    seconds: float
+    files: int
+
+
+class Download:
+    """One download of `root` (a blob or a collection) into `store`."""
+
+    def __init__(
+        self,
+        store: Store,
+        connect: Connect,
+        root: bytes,
+        format: Format,
+        name: str,
+        tracker: Tracker,
+        retry: RetryPolicy,
+    ) -> None:
+        self._store = store
+        self._connect = connect
+        self._root = root
+        self._format = format
+        self._name = name
+        self._tracker = tracker
+        self._retry = retry
+        self._received = 0
+        self._present = 0
+        self._counted: set[bytes] = set()
+        """Roots whose already-present bytes were counted: a retry must not count them again."""
+
+    async def run(self) -> TransferStats:
+        """Fetches until the content is complete in the store, retrying lost connections."""
+        started = time.monotonic()
+        attempt = 1
+        while True:
+            try:
+                files = await self._attempt()
+                break
+            except WrongPeerError:
+                raise  # another key at the address: retrying cannot help
+            except TransferError as error:
+                if attempt >= self._retry.attempts:
+                    raise TransferError(
+                        f"{error} (gave up after {attempt} attempts; run the same command again "
+                        "to continue from what was verified)"
+                    ) from error
+                attempt += 1
+                self._tracker.update(state="retrying", attempt=attempt, message=str(error))
+                await asyncio.sleep(self._retry.delay(attempt))
+        total = self._tracker.current.total or 0
+        return TransferStats(
+            total=total,
+            present=self._present,
+            received=self._received,
+            seconds=time.monotonic() - started,
+            files=files,
+        )
+
+    async def _attempt(self) -> int:
+        if self._format == "collection":
+            collection = self._complete_collection()
+            if collection is not None and self._missing(collection) == []:
+                self._account_present(collection)
+                return len(collection.entries)
+        elif self._store.blob(self._root) is not None:
+            size = self._store.blob(self._root).size  # type: ignore[union-attr]
+            self._tracker.update(total=size)
+            self._present_once(size)
+            return 1
+        self._tracker.update(state="connecting")
+        source = await self._connect()
+        self._tracker.update(state="transferring", address=source.address)
+        if self._format == "raw":
+            await self._fetch_blob(source, self._root, self._name, "raw", count=True)
+            return 1
+        if self._store.blob(self._root) is None:
+            await self._fetch_blob(source, self._root, self._name, "collection", count=False)
+        collection = self._store.collection(self._root)
+        self._account_present(collection)
+        missing = self._missing(collection)
+        ensure_free_space(
+            self._store.path, sum(e.size for e in missing), f"downloading {self._name}"
+        )
+        limit = asyncio.Semaphore(PARALLEL_MEMBERS)
+
+        async def member(root: bytes, name: str) -> None:
+            async with limit:
+                await self._fetch_blob(source, root, name, "raw", count=True)
+                self._tracker.update(files_done=self._tracker.current.files_done + 1)
+
+        async with asyncio.TaskGroup() as group:
+            for entry in missing:
+                group.create_task(member(entry.root, entry.name))
+        return len(collection.entries)
+
+    def _complete_collection(self) -> Collection | None:
+        return self._store.collection(self._root) if self._store.blob(self._root) else None
+
+    def _missing(self, collection: Collection) -> list[_Member]:
+        """Members not complete in the store, one per distinct root."""
+        seen: set[bytes] = set()
+        missing = []
+        for entry in collection.entries:
+            if entry.root in seen or self._store.blob(entry.root) is not None:
+                continue
+            seen.add(entry.root)
+            missing.append(_Member(entry.root, entry.name, entry.size))
+        return missing
+
+    def _account_present(self, collection: Collection) -> None:
+        """Sets totals from the collection; counts members already complete as present."""
+        if self._tracker.current.total is not None:
+            return
+        complete = sum(e.size for e in collection.entries if self._store.blob(e.root))
+        done_files = sum(1 for e in collection.entries if self._store.blob(e.root))
+        self._tracker.update(
+            total=collection.total_size, files_total=len(collection.entries), files_done=done_files
+        )
+        self._present_once(complete)
+
+    def _show_file(self, name: str, size: int | None, done: int, count: bool) -> None:
+        if not count:
+            return
+        self._tracker.update(file_name=name, file_total=size, file_done=done)
+        if self._format == "raw" and size is not None:
+            self._tracker.update(total=size)
+
+    def _present_once(self, n: int) -> None:
+        self._present += n
+        self._tracker.update(
+            present=self._tracker.current.present + n, done=self._tracker.current.done + n
+        )
+
+    async def _fetch_blob(
+        self, source: Source, root: bytes, name: str, format: Format, *, count: bool
+    ) -> None:
+        """Fetches what the store lacks of blob `root` and makes it complete and tagged."""
+        with self._store.partial(root) as partial:
+            if count and root not in self._counted:
+                self._counted.add(root)
+                self._present_once(partial.valid_bytes)
+            self._show_file(name, partial.size, partial.valid_bytes, count)
+            while not partial.complete:
+                ranges = partial.missing()
+                writer = partial.writer(ranges)
+                # Progress becomes durable on a timer too, not only when more data arrives.
+                flusher = asyncio.create_task(_flush_every(writer, FLUSH_INTERVAL))
+                try:
+                    async for piece in source.fetch(root, ranges):
+                        self._received += len(piece)
+                        before = writer.verified_bytes
+                        had_size = partial.size is not None
+                        writer.write(piece)
+                        if not had_size:
+                            self._show_file(name, partial.size, partial.valid_bytes, count)
+                        if count:
+                            self._tracker.received(writer.verified_bytes - before)
+                finally:
+                    flusher.cancel()
+                try:
+                    writer.finish()
+                except IntegrityError as error:
+                    raise TransferError(f"the sharer ended the stream early: {error}") from error
+            partial.promote(tag=root.hex(), display_name=name, format=format)
+
+
+async def _flush_every(writer: PartialWriter, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        if writer.size is not None:
+            writer.flush()
+
+
+@dataclass(frozen=True)
+class _Member:
+    root: bytes
+    name: str
+    size: int
+
+
+def export_target(dest: Path | None, name: str) -> Path:
+    """Where content called `name` goes: inside the folder `dest` (default: here)."""
+    return (Path.cwd() if dest is None else dest) / name

@@ -1,0 +1,398 @@
+"""`Node`: the application service the CLI and the TUI share — sharing, serving, receiving, and
+the management of rings, peers and grants. It holds the business rules; its clients hold none."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ringdrop.bao import ChunkRanges
+from ringdrop.errors import (
+    IntegrityError,
+    NotFoundError,
+    StoreError,
+    TicketError,
+    UnsafePathError,
+)
+from ringdrop.identity import Identity, PeerId
+from ringdrop.node.addresses import local_addresses
+from ringdrop.node.config import Config
+from ringdrop.node.download import Download, RetryPolicy, TransferStats, export_target
+from ringdrop.node.progress import ProgressCallback, Tracker
+from ringdrop.node.server import Answer, Gate, ServeEvent
+from ringdrop.protocol import CatalogEntry, GetRequest, Request
+from ringdrop.store import ImportMode, Store, default_data_dir
+from ringdrop.store.access import Access, UploadOutcome
+from ringdrop.store.access_schema import OPEN_RING
+from ringdrop.store.files import FileLock
+from ringdrop.store.names import validate_name
+from ringdrop.store.progress import ProgressFn
+from ringdrop.store.schema import MIGRATIONS
+from ringdrop.store.tags import Format
+from ringdrop.ticket import Address, Ticket
+from ringdrop.ticket import Format as TicketFormat
+from ringdrop.transport import Connection, Reply, connect, serve
+
+# Tickets offer these addresses instead of the machine's interfaces when set (comma-separated
+# IPs), e.g. RINGDROP_ADDRESSES=127.0.0.1 for a demo or test on one machine.
+ADDRESSES_ENV = "RINGDROP_ADDRESSES"
+DATA_DIR_ENV = "RINGDROP_DATA_DIR"
+
+
+# The server answers a get with pieces of about this size, read from the encoder as the QUIC
+# send window opens.
+PIECE = 256 * 1024
+SERVE_LOCK = "serve.lock"
+
+
+@dataclass(frozen=True)
+class Received:
+    """A finished download: where it was written and what the transfer did."""
+
+    path: Path
+    stats: TransferStats
+
+
+@dataclass(frozen=True)
+class Share:
+    """Content this node offers: what it is and who may read it."""
+
+    root: bytes
+    name: str
+    format: Format
+    size: int
+    rings: tuple[str, ...]
+    ticket: Ticket
+
+
+class Node:
+    """One data directory's node: its identity, store, rings and settings."""
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        if data_dir is None:
+            env = os.environ.get(DATA_DIR_ENV)
+            data_dir = Path(env) if env else default_data_dir()
+        self.data_dir = data_dir
+        self.store = Store(data_dir, MIGRATIONS)
+        self.access = Access(self.store.db)
+        self.identity = Identity.load_or_create(data_dir)
+        self.config = Config.load_or_create(data_dir)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self.identity.peer_id
+
+    # -- sharing ------------------------------------------------------------------------------
+
+    def share(
+        self,
+        path: Path,
+        *,
+        rings: Iterable[str] = (),
+        open: bool = False,
+        reference: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> Share:
+        """Imports a file or folder and attaches it to `rings` (and the `open` ring if `open`)."""
+        rings = list(rings) + ([OPEN_RING] if open else [])
+        known = {r.name.lower() for r in self.access.rings()}
+        for ring in rings:
+            if ring.lower() not in known:
+                raise NotFoundError(
+                    f"there is no ring called {ring!r}; create it with `ringdrop ring new {ring}`"
+                )
+        mode: ImportMode = "reference" if reference else "copy"
+        name = path.absolute().name
+        format: Format
+        if path.is_dir():
+            imported = self.store.import_directory(path, mode=mode, progress=progress)
+            root, size, format = imported.info.root, imported.collection.total_size, "collection"
+            self.access.record_collection(root, (e.root for e in imported.collection.entries))
+        elif path.exists():
+            info, _ = self.store.import_file(path, mode=mode, progress=progress)
+            root, size, format = info.root, info.size, "raw"
+        else:
+            raise NotFoundError(f"{path} does not exist")
+        for ring in rings:
+            self.access.attach(root, ring, name=name, format=format, size=size)
+        return self.describe(root, name=name, format=format, size=size)
+
+    def shares(self) -> list[Share]:
+        """Everything in the store under a tag (shared or received), newest first."""
+        shares = []
+        for tag in sorted(self.store.tags(), key=lambda t: t.created_at, reverse=True):
+            if self.store.blob(tag.root) is None:
+                continue
+            name = tag.display_name or tag.root.hex()[:16]
+            size = _size_of(self, tag.root, tag.format)
+            shares.append(self.describe(tag.root, name=name, format=tag.format, size=size))
+        return shares
+
+    def find_share(self, text: str) -> Share:
+        """The share whose hash starts with `text` (at least 6 hex digits) or whose name is it."""
+        text = text.strip().lower()
+        matches = [
+            s for s in self.shares()
+            if s.name.lower() == text or (len(text) >= 6 and s.root.hex().startswith(text))
+        ]  # fmt: skip
+        if not matches:
+            raise NotFoundError(f"nothing shared matches {text!r}; see `ringdrop blob list`")
+        if len({m.root for m in matches}) > 1:
+            raise StoreError(f"{text!r} matches several shares; give more of the hash")
+        return matches[0]
+
+    def unshare(self, root: bytes) -> None:
+        """Detaches `root` from every ring and drops its tags, so GC may reclaim it."""
+        for attachment in self.access.attachments(root):
+            self.access.detach(root, attachment.ring)
+        for tag in self.store.tags():
+            if tag.root == root:
+                self.store.delete_tag(tag.name)
+
+    # -- serving ------------------------------------------------------------------------------
+
+    def server_pid(self) -> int | None:
+        """The pid of the process serving this data directory, if one is."""
+        lock = FileLock(self.data_dir / SERVE_LOCK)
+        if lock.acquire(blocking=False):
+            lock.release()
+            return None
+        try:
+            return int((self.data_dir / SERVE_LOCK).read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+    async def serve(
+        self,
+        *,
+        on_event: Callable[[ServeEvent], object] | None = None,
+        ready: Callable[[int], object] | None = None,
+        host: str = "::",
+    ) -> None:
+        """Listens on the configured port and answers requests until cancelled."""
+        lock = FileLock(self.data_dir / SERVE_LOCK)
+        if not lock.acquire(blocking=False):
+            pid = self.server_pid()
+            raise StoreError(
+                f"this data directory is already being served by process {pid}; "
+                "stop it first or use another --data-dir"
+            )
+        try:
+            (self.data_dir / SERVE_LOCK).write_text(f"{os.getpid()}\n")
+            gate = Gate(self.store, self.access, on_event)
+
+            async def handler(peer: PeerId, request: Request) -> Reply:
+                answer = gate.answer(peer, request)
+                if answer.encoder is None:
+                    gate.finished(peer, request, answer, 0, "complete")
+                    return Reply(answer.header, catalog=answer.catalog)
+                return Reply(answer.header, _stream(gate, peer, request, answer))
+
+            server = await serve(self.identity, self.config.port, handler, host=host)
+            try:
+                if ready is not None:
+                    ready(server.port)
+                await asyncio.Event().wait()
+            finally:
+                await server.close()
+        finally:
+            lock.release()
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    async def get(
+        self,
+        ticket: Ticket,
+        dest: Path | None = None,
+        *,
+        force: bool = False,
+        progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Received:
+        """Downloads the ticket's content (resuming what is already verified) and exports it."""
+        retry = retry or RetryPolicy()
+        name = _safe_name(ticket)
+        target = export_target(dest, name)
+        if os.path.lexists(target) and not force:
+            raise StoreError(f"{target} already exists; use --force to overwrite it")
+        self._remember(ticket)
+        tracker = Tracker(name, progress, retry.attempts)
+        source = _Source(self, ticket)
+        format: Format = "collection" if ticket.format == "collection" else "raw"
+        download = Download(
+            self.store, source.connect, ticket.content_hash, format, name, tracker, retry
+        )
+        try:
+            stats = await download.run()
+        finally:
+            await source.close()
+        tracker.update(state="exporting")
+        if format == "collection":
+            await asyncio.to_thread(
+                self.store.export_collection, ticket.content_hash, target, force=force
+            )
+        else:
+            await asyncio.to_thread(self.store.export, ticket.content_hash, target, force=force)
+        tracker.update(state="done", force=True)
+        return Received(target, stats)
+
+    async def remote_catalog(self, peer: str) -> list[CatalogEntry]:
+        """What `peer` (a ticket, or a peer whose addresses a used ticket taught us) lets this
+        node download; needs the catalog grant on that node."""
+        try:
+            ticket = Ticket.decode(peer)
+            peer_id, addresses = ticket.peer_id, list(ticket.addresses)
+            self._remember(ticket)
+        except TicketError:
+            peer_id = self.access.resolve_peer(peer)
+            addresses = self._addresses_of(peer_id)
+        connection = await connect(self.identity, peer_id, addresses)
+        try:
+            header, entries = await connection.catalog()
+            header.raise_for_status()
+            return list(entries)
+        finally:
+            await connection.close()
+
+    def _remember(self, ticket: Ticket) -> None:
+        """Keeps the sharer's addresses, so that `remote list` can reach it by name later."""
+        known = self.data_dir / "addresses.json"
+        try:
+            book = json.loads(known.read_text())
+        except (OSError, ValueError):
+            book = {}
+        book[str(ticket.peer_id)] = [[str(a.ip), a.port] for a in ticket.addresses]
+        temporary = known.with_suffix(".tmp")
+        temporary.write_text(json.dumps(book, indent=1))
+        os.replace(temporary, known)
+
+    def _addresses_of(self, peer_id: PeerId) -> list[Address]:
+        try:
+            book = json.loads((self.data_dir / "addresses.json").read_text())
+            return [Address(ipaddress.ip_address(ip), port) for ip, port in book[str(peer_id)]]
+        except (OSError, ValueError, KeyError) as error:
+            raise NotFoundError(
+                f"no address is known for {peer_id}; give one of its tickets instead"
+            ) from error
+
+    def describe(self, root: bytes, *, name: str, format: Format, size: int) -> Share:
+        rings = tuple(a.ring for a in self.access.attachments(root))
+        return Share(root, name, format, size, rings, self.ticket(root, format, name, size))
+
+    def ticket(self, root: bytes, format: Format, name: str | None, size: int | None) -> Ticket:
+        return Ticket(
+            peer_id=self.peer_id,
+            addresses=self.addresses(),
+            content_hash=root,
+            format=_ticket_format(format),
+            name=name,
+            size=size,
+        )
+
+    def addresses(self) -> tuple[Address, ...]:
+        """Where peers can reach this node: its interfaces, or RINGDROP_ADDRESSES if set."""
+        port = self.config.port
+        override = os.environ.get(ADDRESSES_ENV)
+        if override:
+            try:
+                return tuple(
+                    Address(ipaddress.ip_address(a.strip()), port)
+                    for a in override.split(",")
+                    if a.strip()
+                )
+            except ValueError as error:
+                raise StoreError(f"{ADDRESSES_ENV} holds a bad address: {error}") from error
+        found = local_addresses(port)
+        if not found:
+            raise StoreError("this machine has no network address to put in a ticket")
+        return found[:8]
+
+
+async def _stream(
+    gate: Gate, peer: PeerId, request: Request, answer: Answer
+) -> AsyncIterator[bytes]:
+    """The encoder's stream in pieces, recorded in the upload log however it ends."""
+    assert answer.encoder is not None
+    sent = 0
+    outcome: UploadOutcome = "failed"
+    try:
+        while piece := answer.encoder.read(PIECE):
+            sent += len(piece)
+            yield piece
+        outcome = "complete"
+    except IntegrityError:
+        raise
+    except BaseException:
+        outcome = "interrupted"
+        raise
+    finally:
+        gate.finished(peer, request, answer, sent, outcome)
+
+
+def _safe_name(ticket: Ticket) -> str:
+    """The ticket's name as one safe path component, or a name made from the hash."""
+    fallback = ticket.content_hash.hex()[:16]
+    if not ticket.name:
+        return fallback
+    candidate = ticket.name.replace("/", "_")
+    try:
+        return validate_name(candidate)
+    except UnsafePathError:
+        return fallback
+
+
+def _ticket_format(format: Format) -> TicketFormat:
+    return "collection" if format == "collection" else "blob"
+
+
+class _Source:
+    """A download source over one connection; reconnecting closes the previous one."""
+
+    def __init__(self, node: Node, ticket: Ticket) -> None:
+        self._node = node
+        self._ticket = ticket
+        self._connection: Connection | None = None
+
+    async def connect(self) -> _Source:
+        await self.close()
+        self._connection = await connect(
+            self._node.identity, self._ticket.peer_id, list(self._ticket.addresses)
+        )
+        return self
+
+    @property
+    def address(self) -> str:
+        return str(self._connection.address) if self._connection is not None else "?"
+
+    async def fetch(self, root: bytes, ranges: ChunkRanges) -> AsyncIterator[bytes]:
+        assert self._connection is not None, "connect first"
+        header, body = await self._connection.request(GetRequest(root, ranges))
+        header.raise_for_status()
+        async for piece in body:
+            yield piece
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            await connection.close()
+
+
+def _size_of(node: Node, root: bytes, format: Format) -> int:
+    if format == "collection":
+        return node.store.collection(root).total_size
+    info = node.store.blob(root)
+    return info.size if info is not None else 0

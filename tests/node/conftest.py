@@ -1,0 +1,44 @@
+"""Fixtures for node tests: two nodes with their own data directories, the sharer serving on
+loopback in the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from ringdrop.node import Node
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tickets name only 127.0.0.1: tests never send traffic anywhere but loopback."""
+    monkeypatch.setenv("RINGDROP_ADDRESSES", "127.0.0.1")
+
+
+@pytest.fixture
+def sharer(tmp_path: Path) -> Iterator[Node]:
+    with Node(tmp_path / "sharer") as node:
+        yield node
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[Node]:
+    with Node(tmp_path / "receiver") as node:
+        yield node
+
+
+@pytest.fixture
+async def serving(sharer: Node) -> AsyncIterator[Node]:
+    """The sharer, serving on 127.0.0.1 until the test ends."""
+    ready = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        sharer.serve(host="127.0.0.1", ready=lambda port: ready.set_result(port))
+    )
+    await asyncio.wait_for(ready, 10)
+    yield sharer
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -1,0 +1,188 @@
+"""Transfers between two nodes over real QUIC on loopback: the ring gate, resume, integrity."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from ringdrop.errors import AccessDeniedError, TransferError, WrongPeerError
+from ringdrop.node import Node, Progress, RetryPolicy
+from ringdrop.ticket import Ticket
+from tests.conftest import pseudo_random
+
+FAST_RETRY = RetryPolicy(attempts=2, first_delay=0.05)
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def overhead_bound(size: int) -> int:
+    """Wire bytes beyond the content a full transfer may take: hash tree (0.4 %) and headers."""
+    return size // 100 + 64 * 1024
+
+
+async def test_member_receives_the_file(serving: Node, receiver: Node, tmp_path: Path) -> None:
+    data = pseudo_random(3 * 2**20 + 17)
+    serving.access.create_ring("friends")
+    serving.access.add_member("friends", str(receiver.peer_id))
+    share = serving.share(write(tmp_path / "in" / "film.bin", data), rings=["friends"])
+    received = await receiver.get(share.ticket, tmp_path / "out")
+    assert received.path == tmp_path / "out" / "film.bin"
+    assert received.path.read_bytes() == data
+    assert received.stats.total == len(data)
+    assert received.stats.present == 0
+    assert len(data) <= received.stats.received <= len(data) + overhead_bound(len(data))
+    uploads = serving.access.uploads()
+    assert [(u.peer_id, u.root, u.outcome) for u in uploads] == [
+        (receiver.peer_id, share.root, "complete")
+    ]
+
+
+async def test_non_member_is_denied_and_gets_no_content(
+    serving: Node, receiver: Node, tmp_path: Path
+) -> None:
+    serving.access.create_ring("friends")
+    share = serving.share(write(tmp_path / "secret.bin", pseudo_random(200_000)), rings=["friends"])
+    with pytest.raises(AccessDeniedError, match=str(receiver.peer_id)):
+        await receiver.get(share.ticket, tmp_path / "out", retry=FAST_RETRY)
+    assert serving.access.uploads() == []
+    assert [(e.peer_id, e.allowed) for e in serving.access.access_log()] == [
+        (receiver.peer_id, False)
+    ]
+    assert not (tmp_path / "out").exists()
+    assert receiver.store.blob(share.root) is None
+    assert all(p.size is None for p in receiver.store.partials())
+
+
+async def test_open_ring_admits_any_peer(serving: Node, receiver: Node, tmp_path: Path) -> None:
+    data = pseudo_random(50_000)
+    share = serving.share(write(tmp_path / "public.txt", data), open=True)
+    received = await receiver.get(share.ticket, tmp_path / "out")
+    assert received.path.read_bytes() == data
+
+
+async def test_expired_membership_is_denied(serving: Node, receiver: Node, tmp_path: Path) -> None:
+    serving.access.create_ring("friends")
+    serving.access.add_member("friends", str(receiver.peer_id), expires_at=time.time() - 1)
+    share = serving.share(write(tmp_path / "a.bin", pseudo_random(40_000)), rings=["friends"])
+    with pytest.raises(AccessDeniedError):
+        await receiver.get(share.ticket, tmp_path / "out", retry=FAST_RETRY)
+
+
+async def test_admission_takes_effect_on_the_next_request(
+    serving: Node, receiver: Node, tmp_path: Path
+) -> None:
+    serving.access.create_ring("friends")
+    share = serving.share(write(tmp_path / "a.bin", pseudo_random(40_000)), rings=["friends"])
+    with pytest.raises(AccessDeniedError):
+        await receiver.get(share.ticket, tmp_path / "out", retry=FAST_RETRY)
+    serving.access.add_member("friends", str(receiver.peer_id))
+    received = await receiver.get(share.ticket, tmp_path / "out")
+    assert received.path.read_bytes() == pseudo_random(40_000)
+
+
+async def test_impostor_at_the_address_is_rejected_naming_both_ids(
+    serving: Node, receiver: Node, tmp_path: Path
+) -> None:
+    share = serving.share(write(tmp_path / "a.bin", pseudo_random(10_000)), open=True)
+    with Node(tmp_path / "someone-else") as other:
+        forged = Ticket(
+            peer_id=other.peer_id,
+            addresses=share.ticket.addresses,
+            content_hash=share.root,
+            name="a.bin",
+        )
+        with pytest.raises(WrongPeerError) as failure:
+            await receiver.get(forged, tmp_path / "out", retry=FAST_RETRY)
+    message = str(failure.value)
+    assert str(other.peer_id) in message
+    assert str(serving.peer_id) in message
+    assert not (tmp_path / "out").exists()
+
+
+async def test_folder_with_many_files_arrives_whole(
+    serving: Node, receiver: Node, tmp_path: Path
+) -> None:
+    source = tmp_path / "photos"
+    expected = {}
+    for i in range(150):
+        name = f"{'nested/deeper/' if i % 3 == 0 else ''}file-{i:03d}-é.bin"
+        data = pseudo_random(i * 997 + (40_000 if i % 10 == 0 else 0), seed=i)
+        write(source / name, data)
+        expected[name] = data
+    write(source / "empty.txt", b"")
+    expected["empty.txt"] = b""
+    share = serving.share(source, open=True)
+    events: list[Progress] = []
+    received = await receiver.get(share.ticket, tmp_path / "out", progress=events.append)
+    assert received.path == tmp_path / "out" / "photos"
+    for name, data in expected.items():
+        assert (received.path / name).read_bytes() == data
+    assert received.stats.files == len(expected)
+    assert events[-1].state == "done"
+    assert events[-1].done == events[-1].total == sum(len(d) for d in expected.values())
+
+
+async def test_second_get_of_the_same_content_transfers_nothing(
+    serving: Node, receiver: Node, tmp_path: Path
+) -> None:
+    data = pseudo_random(500_000)
+    share = serving.share(write(tmp_path / "a.bin", data), open=True)
+    await receiver.get(share.ticket, tmp_path / "one")
+    again = await receiver.get(share.ticket, tmp_path / "two")
+    assert again.path.read_bytes() == data
+    assert again.stats.present == len(data)
+    assert again.stats.received == 0
+
+
+async def test_existing_destination_is_refused_without_force(
+    serving: Node, receiver: Node, tmp_path: Path
+) -> None:
+    share = serving.share(write(tmp_path / "a.bin", pseudo_random(1000)), open=True)
+    write(tmp_path / "out" / "a.bin", b"mine")
+    with pytest.raises(Exception, match="already exists"):
+        await receiver.get(share.ticket, tmp_path / "out")
+    assert (tmp_path / "out" / "a.bin").read_bytes() == b"mine"
+    received = await receiver.get(share.ticket, tmp_path / "out", force=True)
+    assert received.path.read_bytes() == pseudo_random(1000)
+
+
+async def test_changed_reference_file_fails_without_corrupt_export(
+    serving: Node, receiver: Node, tmp_path: Path
+) -> None:
+    data = bytearray(pseudo_random(400_000))
+    source = write(tmp_path / "live.bin", bytes(data))
+    share = serving.share(source, open=True, reference=True)
+    data[300_000] ^= 1
+    source.write_bytes(bytes(data))
+    with pytest.raises(TransferError, match="changed"):
+        await receiver.get(share.ticket, tmp_path / "out", retry=FAST_RETRY)
+    assert not (tmp_path / "out").exists()
+
+
+async def test_two_receivers_download_the_same_content_at_once(
+    serving: Node, tmp_path: Path
+) -> None:
+    data = pseudo_random(4 * 2**20)
+    share = serving.share(write(tmp_path / "a.bin", data), open=True)
+    with Node(tmp_path / "r1") as first, Node(tmp_path / "r2") as second:
+        got = await asyncio.gather(
+            first.get(share.ticket, tmp_path / "o1"), second.get(share.ticket, tmp_path / "o2")
+        )
+    assert [r.path.read_bytes() == data for r in got] == [True, True]
+
+
+async def test_unreachable_sharer_fails_after_the_retries(
+    sharer: Node, receiver: Node, tmp_path: Path
+) -> None:
+    share = sharer.share(write(tmp_path / "a.bin", pseudo_random(1000)), open=True)
+    events: list[Progress] = []
+    with pytest.raises(TransferError, match="attempts"):
+        await receiver.get(share.ticket, tmp_path / "out", progress=events.append, retry=FAST_RETRY)
+    assert any(e.state == "retrying" for e in events)
