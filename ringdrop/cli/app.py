@@ -1,0 +1,71 @@
+"""The parser that holds every command, and `main`, which runs one and turns its error into a
+message and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ringdrop import __version__
+from ringdrop.cli import content, rings, transfer
+from ringdrop.cli.base import global_options
+from ringdrop.cli.exits import ExitCode, exit_code_table, report
+
+_DESCRIPTION = """\
+Peer-to-peer file transfer over QUIC, verified with BLAKE3, gated by access rings.
+
+Share a file or folder and hand out the ticket; only peers in a ring you attached it to (or
+anyone, with --open) can download it, straight from your machine while `ringdrop serve` runs."""
+
+_EPILOG = f"""\
+quick start:
+  sharer:    ringdrop ring new friends
+             ringdrop ring add friends PEER_ID      (the receiver's `ringdrop id`)
+             ringdrop share photos/ --ring friends  (prints a ticket)
+             ringdrop serve
+  receiver:  ringdrop get TICKET
+
+exit codes:
+{exit_code_table()}
+
+Run `ringdrop COMMAND --help` for a command's options and examples."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ringdrop",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"ringdrop {__version__}")
+    global_options(parser, top=True)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    transfer.register(commands)
+    rings.register(commands)
+    content.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt as interrupt:
+        # On a terminal, start below the ^C it echoed.
+        print("\n" if sys.stderr.isatty() else "", end="", file=sys.stderr)
+        print("ringdrop: interrupted", file=sys.stderr)
+        for note in getattr(interrupt, "__notes__", ()):
+            print(f"  {note}", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (`ringdrop blob list | head`): not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.OK
+    except Exception as error:
+        if args.debug:
+            raise
+        return report(error)
+    return code

@@ -1,0 +1,123 @@
+"""What every command shares: how it is declared (help with examples, the global options also
+accepted after the command's name) and how it opens the node."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
+
+from ringdrop.node.node import Node
+
+# What `add_subparsers` returns; generic only to type checkers before Python 3.12.
+if TYPE_CHECKING:
+    Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    Commands = argparse._SubParsersAction
+
+Run = Callable[[argparse.Namespace], int]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """--data-dir and --debug. On a command they default to SUPPRESS, so that they are accepted
+    after the command's name without overriding what was given before it."""
+    keep = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        default=keep,
+        help="the data directory (default: $RINGDROP_DATA_DIR, else ~/.ringdrop)",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if top else argparse.SUPPRESS,
+        help="show the traceback of an error",
+    )
+
+
+def add_command(
+    commands: Commands,
+    name: str,
+    *,
+    help: str,
+    examples: Sequence[str],
+    run: Run | None = None,
+    description: str | None = None,
+    aliases: Sequence[str] = (),
+) -> argparse.ArgumentParser:
+    """A (sub)command whose --help ends with examples; `run` is what it does."""
+    lines = "\n".join(f"  {example}" for example in examples)
+    parser = commands.add_parser(
+        name,
+        help=help,
+        description=description or help[0].upper() + help[1:] + ".",
+        epilog=f"example{'s' if len(examples) > 1 else ''}:\n{lines}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        aliases=list(aliases),
+    )
+    global_options(parser, top=False)
+    if run is not None:
+        parser.set_defaults(run=run)
+    return parser
+
+
+def add_group(
+    commands: Commands,
+    name: str,
+    *,
+    help: str,
+    examples: Sequence[str],
+    default: Run | None = None,
+    aliases: Sequence[str] = (),
+) -> Commands:
+    """A command with subcommands (`ring new`, `ring list` …); `default` runs when none is given."""
+    parser = add_command(commands, name, help=help, examples=examples, aliases=aliases)
+    if default is not None:
+        parser.set_defaults(run=default)
+    return parser.add_subparsers(
+        title="commands", metavar="COMMAND", required=default is None, dest=f"{name}_command"
+    )
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print machine-readable JSON on stdout instead"
+    )
+
+
+def open_node(args: argparse.Namespace) -> Node:
+    data_dir: Path | None = args.data_dir
+    return Node(data_dir)
+
+
+def expiry(text: str, now: datetime | None = None) -> float:
+    """`--expires` as epoch seconds: a duration from now (`90m`, `2h`, `3d`, `1w`, `1d12h`) or
+    an ISO date or date and time (`2026-12-24`, `2026-12-24T18:00`, in local time unless it
+    names an offset)."""
+    now = now or datetime.now().astimezone()
+    compact = text.strip().lower()
+    if compact and _DURATION.sub("", compact).strip() == "":
+        seconds = sum(float(n) * _SECONDS[unit] for n, unit in _DURATION.findall(compact))
+        if seconds <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is no time at all: give e.g. 2h or 3d")
+        return (now + timedelta(seconds=seconds)).timestamp()
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: give a duration such as 2h, 3d or 1w, or a date such as "
+            "2026-12-24 or 2026-12-24T18:00"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    if moment <= now:
+        raise argparse.ArgumentTypeError(f"{text!r} is in the past")
+    return moment.timestamp()

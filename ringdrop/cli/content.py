@@ -1,0 +1,351 @@
+"""Commands about what is in the data directory: blob (alias shares), log, store, hash."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from ringdrop.bao import create_outboard, outboard_size
+from ringdrop.cli import display
+from ringdrop.cli.base import Commands, add_command, add_group, add_json, open_node
+from ringdrop.cli.exits import ExitCode
+from ringdrop.cli.progress import BytesProgress
+from ringdrop.cli.rings import labeler
+from ringdrop.identity import PeerId
+from ringdrop.node.node import Share
+from ringdrop.store.access import AccessLogEntry, Upload
+
+_SHARE_HELP = "the share's hash (6+ leading hex digits) or its name, as `ringdrop blob list` shows"
+
+
+def register(commands: Commands) -> None:
+    _register_blob(commands)
+    _register_log(commands)
+    _register_store(commands)
+    _register_hash(commands)
+
+
+# -- blob -----------------------------------------------------------------------------------------
+
+
+def _register_blob(commands: Commands) -> None:
+    blob = add_group(
+        commands,
+        "blob",
+        aliases=["shares"],
+        help="manage the content in the data directory (shared and received)",
+        examples=["ringdrop blob list", "ringdrop shares attach 3f2a9c family"],
+        default=cmd_blob_list,
+    )
+    parser = add_command(
+        blob,
+        "list",
+        help="list shared and received content with the rings that may read it",
+        examples=["ringdrop blob list", "ringdrop shares list --json"],
+        run=cmd_blob_list,
+    )
+    add_json(parser)
+    parser = add_command(
+        blob,
+        "remove",
+        help="stop sharing content and let `ringdrop store gc` reclaim its space",
+        examples=["ringdrop blob remove 3f2a9c"],
+        run=cmd_blob_remove,
+    )
+    parser.add_argument("share", metavar="SHARE", nargs="+", help=_SHARE_HELP)
+    for name, run, what in (
+        ("attach", cmd_blob_attach, "let a ring's members download content"),
+        ("detach", cmd_blob_detach, "stop letting a ring's members download content"),
+    ):
+        parser = add_command(
+            blob,
+            name,
+            help=what,
+            examples=[
+                f"ringdrop blob {name} 3f2a9c family",
+                f"ringdrop blob {name} notes.txt open",
+            ],
+            run=run,
+        )
+        parser.add_argument("share", metavar="SHARE", help=_SHARE_HELP)
+        parser.add_argument("ring", metavar="RING")
+    parser = add_command(
+        blob,
+        "ticket",
+        help="print a share's ticket again",
+        examples=["ringdrop blob ticket 3f2a9c --qr"],
+        run=cmd_blob_ticket,
+    )
+    parser.add_argument("share", metavar="SHARE", help=_SHARE_HELP)
+    parser.add_argument("--qr", action="store_true", help="also show it as a QR code")
+
+
+def cmd_blob_list(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        shares = node.shares()
+    if getattr(args, "json", False):
+        display.emit_json({"shares": [_share_json(share) for share in shares]})
+        return 0
+    if not shares:
+        print("Nothing is shared or received yet. Share something with `ringdrop share PATH`.")
+        return 0
+    display.table(
+        [("HASH", "KIND", "SIZE", "RINGS", "NAME")]
+        + [
+            (
+                display.short_hash(s.root),
+                display.kind(s.format),
+                display.size(s.size),
+                ",".join(s.rings) or "-",
+                display.safe(s.name),
+            )
+            for s in shares
+        ]
+    )
+    return 0
+
+
+def _share_json(share: Share) -> dict[str, object]:
+    return {
+        "hash": share.root.hex(),
+        "name": share.name,
+        "format": display.json_format(share.format),
+        "size": share.size,
+        "rings": list(share.rings),
+        "ticket": share.ticket.encode(),
+    }
+
+
+def cmd_blob_remove(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        for text in args.share:
+            share = node.find_share(text)
+            node.unshare(share.root)
+            print(f"Removed {display.safe(share.name)} ({display.short_hash(share.root)}).")
+    print("Run `ringdrop store gc` to reclaim the space.")
+    return 0
+
+
+def cmd_blob_attach(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        share = node.find_share(args.share)
+        node.access.attach(
+            share.root, args.ring, name=share.name, format=share.format, size=share.size
+        )
+    print(f"The ring '{args.ring}' may now download {display.safe(share.name)}.")
+    return 0
+
+
+def cmd_blob_detach(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        share = node.find_share(args.share)
+        node.access.detach(share.root, args.ring)
+    print(f"The ring '{args.ring}' may no longer download {display.safe(share.name)}.")
+    return 0
+
+
+def cmd_blob_ticket(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        ticket = node.find_share(args.share).ticket.encode()
+    if args.qr:
+        display.print_qr(ticket)
+    print(ticket)
+    return 0
+
+
+# -- log ------------------------------------------------------------------------------------------
+
+
+def _register_log(commands: Commands) -> None:
+    parser = add_command(
+        commands,
+        "log",
+        help="show what was served: who downloaded what, when, and how much",
+        examples=["ringdrop log", "ringdrop log --access --limit 20"],
+        run=cmd_log,
+    )
+    parser.add_argument(
+        "--access",
+        action="store_true",
+        help="show every access decision instead (allowed and denied, with the reason)",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=50, metavar="N", help="the last N entries (default: 50)"
+    )
+    add_json(parser)
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    limit = max(1, args.limit)
+    with open_node(args) as node:
+        names = {share.root: share.name for share in node.shares()}
+        name_peer = labeler(node)
+        if args.access:
+            _print_decisions(node.access.access_log(limit), names, name_peer, args.json)
+        else:
+            _print_uploads(node.access.uploads(limit), names, name_peer, args.json)
+    return 0
+
+
+def _print_uploads(
+    uploads: list[Upload],
+    names: dict[bytes, str],
+    name_peer: Callable[[PeerId], str],
+    as_json: bool,
+) -> None:
+    if as_json:
+        display.emit_json(
+            {
+                "uploads": [
+                    {
+                        "at": display.iso(u.at),
+                        "peer_id": str(u.peer_id),
+                        "hash": u.root.hex(),
+                        "name": names.get(u.root),
+                        "bytes_sent": u.bytes_sent,
+                        "outcome": u.outcome,
+                    }
+                    for u in uploads
+                ]
+            }
+        )
+    elif not uploads:
+        print("Nothing has been served yet.")
+    else:
+        display.table(
+            [("WHEN", "PEER", "SENT", "OUTCOME", "WHAT")]
+            + [
+                (
+                    display.when(u.at),
+                    name_peer(u.peer_id),
+                    display.size(u.bytes_sent),
+                    u.outcome,
+                    display.safe(names.get(u.root) or display.short_hash(u.root)),
+                )
+                for u in uploads
+            ]
+        )
+
+
+def _print_decisions(
+    entries: list[AccessLogEntry],
+    names: dict[bytes, str],
+    name_peer: Callable[[PeerId], str],
+    as_json: bool,
+) -> None:
+    if as_json:
+        display.emit_json(
+            {
+                "decisions": [
+                    {
+                        "at": display.iso(e.at),
+                        "peer_id": str(e.peer_id),
+                        "hash": e.root.hex(),
+                        "name": names.get(e.root),
+                        "operation": e.operation,
+                        "allowed": e.allowed,
+                        "ring": e.ring,
+                        "reason": e.reason,
+                    }
+                    for e in entries
+                ]
+            }
+        )
+    elif not entries:
+        print("No request has been answered yet.")
+    else:
+        display.table(
+            [("WHEN", "PEER", "VERDICT", "WHAT", "REASON")]
+            + [
+                (
+                    display.when(e.at),
+                    name_peer(e.peer_id),
+                    "allowed" if e.allowed else "DENIED",
+                    display.safe(names.get(e.root) or display.short_hash(e.root)),
+                    e.reason,
+                )
+                for e in entries
+            ]
+        )
+
+
+# -- store ----------------------------------------------------------------------------------------
+
+
+def _register_store(commands: Commands) -> None:
+    store = add_group(
+        commands,
+        "store",
+        help="look after the data directory",
+        examples=["ringdrop store check", "ringdrop store gc"],
+    )
+    add_command(
+        store,
+        "check",
+        help="re-verify every stored blob against its hash",
+        examples=["ringdrop store check"],
+        run=cmd_store_check,
+    )
+    add_command(
+        store,
+        "gc",
+        help="delete content nothing shares or keeps any more, and leftovers of crashes",
+        examples=["ringdrop store gc"],
+        run=cmd_store_gc,
+    )
+
+
+def cmd_store_check(args: argparse.Namespace) -> int:
+    with open_node(args) as node, BytesProgress("checking") as progress:
+        report = node.store.check(progress)
+    for problem in report.problems:
+        print(f"{display.short_hash(problem.root)}  {problem.kind}: {problem.message}")
+    if report.ok:
+        print(f"{display.count(report.checked, 'blob')} checked: all intact.")
+        return 0
+    print(
+        f"{len(report.problems)} of {display.count(report.checked, 'blob')} failed the check. "
+        "Remove them with "
+        "`ringdrop blob remove HASH` and share or download them again.",
+        file=sys.stderr,
+    )
+    return ExitCode.INTEGRITY
+
+
+def cmd_store_gc(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        report = node.store.gc()
+    print(
+        f"Deleted {display.count(report.blobs_deleted, 'blob')}, "
+        f"{display.count(report.partials_deleted, 'unfinished download')} and "
+        f"{display.count(report.files_deleted, 'file')}; freed {display.size(report.bytes_freed)}."
+    )
+    return 0
+
+
+# -- hash -----------------------------------------------------------------------------------------
+
+
+def _register_hash(commands: Commands) -> None:
+    parser = add_command(
+        commands,
+        "hash",
+        help="print the BLAKE3 root and outboard size of files (nothing is stored)",
+        examples=["ringdrop hash movie.mkv"],
+        run=cmd_hash,
+    )
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+
+
+def cmd_hash(args: argparse.Namespace) -> int:
+    for path in args.files:
+        with (
+            tempfile.TemporaryDirectory(prefix="ringdrop-") as tmp,
+            BytesProgress(f"hashing {display.safe(path.name)}") as progress,
+        ):
+            root, size = create_outboard(path, Path(tmp) / "obao", progress)
+        print(f"{root.hex()}  {size} bytes, outboard {outboard_size(size)} bytes  {path}")
+    return 0

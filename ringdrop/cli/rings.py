@@ -1,0 +1,324 @@
+"""Commands that say who may download: ring, peer and grant."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+from ringdrop.cli import display
+from ringdrop.cli.base import Commands, add_command, add_group, expiry, open_node
+from ringdrop.identity import PeerId
+from ringdrop.node.node import Node
+from ringdrop.store.access import Member
+
+_PEER_HELP = "a peer id, a nickname from your peer book, or the first 8+ characters of an id"
+
+
+def register(commands: Commands) -> None:
+    _register_ring(commands)
+    _register_peer(commands)
+    _register_grant(commands)
+
+
+def label(node: Node, peer_id: PeerId) -> str:
+    """How a confirmation names a peer: `alice (lg3yxfl2…)`, or the whole id."""
+    return labeler(node)(peer_id)
+
+
+def labeler(node: Node) -> Callable[[PeerId], str]:
+    """`label` for many peers, reading the peer book once."""
+    nicknames = {p.peer_id: p.nickname for p in node.access.peers() if p.nickname}
+
+    def label(peer_id: PeerId) -> str:
+        nickname = nicknames.get(peer_id)
+        return f"{display.safe(nickname)} ({peer_id.short()}…)" if nickname else str(peer_id)
+
+    return label
+
+
+# -- ring -----------------------------------------------------------------------------------------
+
+
+def _register_ring(commands: Commands) -> None:
+    ring = add_group(
+        commands,
+        "ring",
+        help="manage rings: named sets of peers that may download what is attached to them",
+        examples=["ringdrop ring new family", "ringdrop ring add family alice --expires 3d"],
+        default=cmd_ring_list,
+    )
+    parser = add_command(
+        ring, "new", help="create a ring", examples=["ringdrop ring new family"], run=cmd_ring_new
+    )
+    parser.add_argument("name", metavar="NAME")
+    add_command(
+        ring,
+        "list",
+        help="list the rings with their numbers of members and shares",
+        examples=["ringdrop ring list"],
+        run=cmd_ring_list,
+    )
+    parser = add_command(
+        ring,
+        "rename",
+        help="rename a ring",
+        examples=["ringdrop ring rename family relatives"],
+        run=cmd_ring_rename,
+    )
+    parser.add_argument("old", metavar="NAME")
+    parser.add_argument("new", metavar="NEW_NAME")
+    parser = add_command(
+        ring,
+        "delete",
+        help="delete a ring, its memberships and attachments (not the content)",
+        examples=["ringdrop ring delete family"],
+        run=cmd_ring_delete,
+    )
+    parser.add_argument("name", metavar="NAME")
+    parser = add_command(
+        ring,
+        "add",
+        help="let a peer into a ring, for good or until a time",
+        examples=[
+            "ringdrop ring add family lg3yxfl2xp5ut4p42str2ttux4dlajhqiioj2yopfk3jztoggo2a",
+            "ringdrop ring add family alice --expires 2h",
+            "ringdrop ring add family alice --expires 2026-12-24",
+        ],
+        run=cmd_ring_add,
+    )
+    parser.add_argument("ring", metavar="RING")
+    parser.add_argument("peer", metavar="PEER", help=_PEER_HELP)
+    parser.add_argument(
+        "--expires",
+        type=expiry,
+        metavar="WHEN",
+        help="end the membership after a duration (90m, 2h, 3d, 1w) or at a date or time "
+        "(2026-12-24, 2026-12-24T18:00); adding again changes it",
+    )
+    parser = add_command(
+        ring,
+        "remove",
+        help="take a peer out of a ring",
+        examples=["ringdrop ring remove family alice"],
+        run=cmd_ring_remove,
+    )
+    parser.add_argument("ring", metavar="RING")
+    parser.add_argument("peer", metavar="PEER", help=_PEER_HELP)
+    parser = add_command(
+        ring,
+        "members",
+        help="list a ring's members and when their membership ends",
+        examples=["ringdrop ring members family"],
+        run=cmd_ring_members,
+    )
+    parser.add_argument("ring", metavar="RING")
+
+
+def cmd_ring_new(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        ring = node.access.create_ring(args.name)
+    print(f"Created the ring '{ring.name}'. Add people with `ringdrop ring add {ring.name} PEER`.")
+    return 0
+
+
+def cmd_ring_list(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        rings = node.access.rings()
+    rows = [("RING", "MEMBERS", "SHARES")]
+    for ring in rings:
+        members = "anyone" if ring.is_open else str(ring.member_count)
+        rows.append((ring.name, members, str(ring.content_count)))
+    display.table(rows)
+    return 0
+
+
+def cmd_ring_rename(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        node.access.rename_ring(args.old, args.new)
+    print(f"Renamed the ring '{args.old}' to '{args.new}'.")
+    return 0
+
+
+def cmd_ring_delete(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        node.access.delete_ring(args.name)
+    print(f"Deleted the ring '{args.name}'.")
+    return 0
+
+
+def cmd_ring_add(args: argparse.Namespace) -> int:
+    expires: float | None = args.expires
+    with open_node(args) as node:
+        peer_id = node.access.resolve_peer(args.peer)
+        node.access.add_member(args.ring, peer_id, expires_at=expires)
+        who = label(node, peer_id)
+    until = f" until {display.when(expires)}" if expires is not None else ""
+    print(f"{who} is in the ring '{args.ring}'{until}.")
+    return 0
+
+
+def cmd_ring_remove(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        peer_id = node.access.resolve_peer(args.peer)
+        node.access.remove_member(args.ring, peer_id)
+        who = label(node, peer_id)
+    print(f"{who} is no longer in the ring '{args.ring}'.")
+    return 0
+
+
+def cmd_ring_members(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        members = node.access.members(args.ring)
+    if not members:
+        print(f"The ring '{args.ring}' has no members.")
+        return 0
+    now = time.time()
+    display.table(
+        [("NICKNAME", "PEER ID", "MEMBERSHIP")]
+        + [(display.safe(m.nickname or "-"), str(m.peer_id), _membership(m, now)) for m in members]
+    )
+    return 0
+
+
+def _membership(member: Member, now: float) -> str:
+    if member.expires_at is None:
+        return "for good"
+    verb = "until" if member.is_active(now) else "expired"
+    return f"{verb} {display.when(member.expires_at)}"
+
+
+# -- peer -----------------------------------------------------------------------------------------
+
+
+def _register_peer(commands: Commands) -> None:
+    peer = add_group(
+        commands,
+        "peer",
+        help="manage your peer book: peer ids with nicknames to use in other commands",
+        examples=["ringdrop peer add lg3yxfl2xp5ut4p42str2ttux4dlajhqiioj2yopfk3jztoggo2a alice"],
+        default=cmd_peer_list,
+    )
+    parser = add_command(
+        peer,
+        "add",
+        help="enter a peer id in the peer book, with a nickname (again: change the nickname)",
+        examples=["ringdrop peer add lg3yxfl2xp5ut4p42str2ttux4dlajhqiioj2yopfk3jztoggo2a alice"],
+        run=cmd_peer_add,
+    )
+    parser.add_argument(
+        "peer_id", metavar="PEER_ID", help="the peer's id (what `ringdrop id` prints for them)"
+    )
+    parser.add_argument("nickname", metavar="NICKNAME", nargs="?")
+    add_command(
+        peer, "list", help="list the peer book", examples=["ringdrop peer list"], run=cmd_peer_list
+    )
+    parser = add_command(
+        peer,
+        "remove",
+        help="remove a peer from the peer book, every ring and every grant",
+        examples=["ringdrop peer remove alice"],
+        run=cmd_peer_remove,
+    )
+    parser.add_argument("peer", metavar="PEER", help=_PEER_HELP)
+
+
+def cmd_peer_add(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        peer = node.access.add_peer(args.peer_id, args.nickname)
+        who = label(node, peer.peer_id)
+    print(f"{who} is in your peer book.")
+    return 0
+
+
+def cmd_peer_list(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        peers = node.access.peers()
+    if not peers:
+        print("Your peer book is empty. Add a peer with `ringdrop peer add PEER_ID NICKNAME`.")
+        return 0
+    display.table(
+        [("NICKNAME", "PEER ID", "ADDED")]
+        + [
+            (display.safe(p.nickname or "-"), str(p.peer_id), display.when(p.added_at))
+            for p in peers
+        ]
+    )
+    return 0
+
+
+def cmd_peer_remove(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        peer_id = node.access.resolve_peer(args.peer)
+        who = label(node, peer_id)
+        node.access.remove_peer(peer_id)
+    print(f"Removed {who} from your peer book, its rings and its grants.")
+    return 0
+
+
+# -- grant ----------------------------------------------------------------------------------------
+
+
+def _register_grant(commands: Commands) -> None:
+    grant = add_group(
+        commands,
+        "grant",
+        help="manage privileges: `catalog` lets a peer list what it may download",
+        examples=["ringdrop grant add alice", "ringdrop grant list"],
+        default=cmd_grant_list,
+    )
+    for name, run, what in (
+        ("add", cmd_grant_add, "give a peer a privilege"),
+        ("remove", cmd_grant_remove, "take a privilege away from a peer"),
+    ):
+        parser = add_command(
+            grant, name, help=what, examples=[f"ringdrop grant {name} alice catalog"], run=run
+        )
+        parser.add_argument("peer", metavar="PEER", help=_PEER_HELP)
+        parser.add_argument(
+            "privilege", metavar="PRIVILEGE", nargs="?", default="catalog", choices=["catalog"],
+            help="the privilege (only `catalog` so far, the default)",
+        )  # fmt: skip
+    parser = add_command(
+        grant,
+        "list",
+        help="list the privileges of one peer or of every peer",
+        examples=["ringdrop grant list", "ringdrop grant list alice"],
+        run=cmd_grant_list,
+    )
+    parser.add_argument("peer", metavar="PEER", nargs="?", help=_PEER_HELP)
+
+
+def cmd_grant_add(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        peer_id = node.access.resolve_peer(args.peer)
+        node.access.grant(peer_id, args.privilege)
+        who = label(node, peer_id)
+    print(f"{who} now has the {args.privilege} privilege.")
+    return 0
+
+
+def cmd_grant_remove(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        peer_id = node.access.resolve_peer(args.peer)
+        node.access.revoke(peer_id, args.privilege)
+        who = label(node, peer_id)
+    print(f"{who} no longer has the {args.privilege} privilege.")
+    return 0
+
+
+def cmd_grant_list(args: argparse.Namespace) -> int:
+    peer: str | None = getattr(args, "peer", None)
+    with open_node(args) as node:
+        if peer is not None:
+            peers = [node.access.resolve_peer(peer)]
+        else:
+            peers = [p.peer_id for p in node.access.peers()]
+        name = labeler(node)
+        rows = [(name(p), ", ".join(node.access.grants(p))) for p in peers]
+    rows = [row for row in rows if row[1]]
+    if not rows:
+        print("No peer has a privilege." if peer is None else "That peer has no privilege.")
+        return 0
+    display.table([("PEER", "PRIVILEGES"), *rows])
+    return 0

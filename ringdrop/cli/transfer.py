@@ -1,0 +1,424 @@
+"""Commands that move content or say how to: id, share, get, info, serve, remote."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from ringdrop.cli import display
+from ringdrop.cli.base import Commands, add_command, add_group, add_json, open_node
+from ringdrop.cli.progress import BytesProgress, TransferProgress
+from ringdrop.errors import AccessDeniedError
+from ringdrop.node.download import RetryPolicy
+from ringdrop.node.node import Node, Received, Share
+from ringdrop.node.server import ServeEvent
+from ringdrop.protocol import CatalogEntry
+from ringdrop.store.access_schema import OPEN_RING
+from ringdrop.ticket import Ticket
+
+
+def register(commands: Commands) -> None:
+    _register_id(commands)
+    _register_share(commands)
+    _register_get(commands)
+    _register_info(commands)
+    _register_serve(commands)
+    _register_remote(commands)
+
+
+# -- id -------------------------------------------------------------------------------------------
+
+
+def _register_id(commands: Commands) -> None:
+    parser = add_command(
+        commands,
+        "id",
+        help="print this node's peer id, which a sharer puts in a ring to let you download",
+        examples=["ringdrop id", "ringdrop id --qr"],
+        run=cmd_id,
+    )
+    parser.add_argument("--qr", action="store_true", help="also show it as a QR code")
+    add_json(parser)
+
+
+def cmd_id(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        peer_id = str(node.peer_id)
+        if args.json:
+            display.emit_json(
+                {"peer_id": peer_id, "data_dir": str(node.data_dir), "port": node.config.port}
+            )
+            return 0
+        if args.qr:
+            display.print_qr(peer_id)
+        print(peer_id)
+    return 0
+
+
+# -- share ----------------------------------------------------------------------------------------
+
+
+def _register_share(commands: Commands) -> None:
+    parser = add_command(
+        commands,
+        "share",
+        help="import a file or folder, let rings read it, and print its ticket",
+        description=(
+            "Import a file or folder into the data directory, attach it to rings, and print the "
+            "ticket and the command the other side runs. Only members of the given rings may "
+            "download it (anyone, with --open). Works whether or not `ringdrop serve` is "
+            "running: the ticket names the port the server listens on."
+        ),
+        examples=[
+            "ringdrop share holiday.mp4 --ring family",
+            "ringdrop share ./photos --open --qr",
+        ],
+        run=cmd_share,
+    )
+    parser.add_argument("path", type=Path, metavar="PATH", help="the file or folder to share")
+    parser.add_argument(
+        "--ring",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="let this ring's members download it (repeat for several rings)",
+    )
+    parser.add_argument(
+        "--open", action="store_true", help="let anyone with the ticket download it"
+    )
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="do not copy the data: serve it from where it is (it must then not change)",
+    )
+    parser.add_argument("--qr", action="store_true", help="also show the ticket as a QR code")
+    add_json(parser)
+
+
+def cmd_share(args: argparse.Namespace) -> int:
+    path: Path = args.path
+    with open_node(args) as node:
+        with BytesProgress(f"hashing {display.safe(path.absolute().name)}") as progress:
+            share = node.share(
+                path, rings=args.ring, open=args.open, reference=args.reference, progress=progress
+            )
+        server = node.server_pid()
+        if args.json:
+            display.emit_json(_share_json(share) | {"server_pid": server})
+        else:
+            _print_share(share, server, node.config.port, args)
+    return 0
+
+
+def _share_json(share: Share) -> dict[str, object]:
+    ticket = share.ticket.encode()
+    return {
+        "ticket": ticket,
+        "command": f"ringdrop get {ticket}",
+        "hash": share.root.hex(),
+        "name": share.name,
+        "format": display.json_format(share.format),
+        "size": share.size,
+        "rings": list(share.rings),
+    }
+
+
+def _print_share(share: Share, server: int | None, port: int, args: argparse.Namespace) -> None:
+    ticket = share.ticket.encode()
+    kind = display.kind(share.format)
+    print(f"Shared {display.safe(share.name)} ({kind}, {display.size(share.size)}).")
+    print(_readers(share))
+    if args.qr:
+        display.print_qr(ticket)
+    print(f"\nTicket:\n\n  {ticket}\n\nThe other side runs:\n\n  ringdrop get {ticket}\n")
+    if server is not None:
+        print(f"A server is running (pid {server}): the ticket works now.")
+    else:
+        print(
+            "No server is running for this data directory: start one with "
+            f"`{_own_command(args, 'serve')}` so the other side can download "
+            f"(the ticket names UDP port {port})."
+        )
+
+
+def _readers(share: Share) -> str:
+    rings = [ring for ring in share.rings if ring != OPEN_RING]
+    named = ", ".join(f"'{ring}'" for ring in rings)
+    if OPEN_RING in share.rings:
+        return "Anyone with the ticket may download it (it is in the open ring)."
+    if rings:
+        plural = "s" if len(rings) > 1 else ""
+        return f"Members of the ring{plural} {named} may download it."
+    return (
+        "Nobody may download it yet: attach it to a ring with "
+        f"`ringdrop blob attach {display.short_hash(share.root)} RING`, or share it with --open."
+    )
+
+
+def _own_command(args: argparse.Namespace, command: str) -> str:
+    """`ringdrop COMMAND`, naming the data directory if one was given."""
+    data_dir: Path | None = args.data_dir
+    return f"ringdrop --data-dir {data_dir} {command}" if data_dir else f"ringdrop {command}"
+
+
+# -- get ------------------------------------------------------------------------------------------
+
+
+def _register_get(commands: Commands) -> None:
+    parser = add_command(
+        commands,
+        "get",
+        help="download what a ticket names; rerun the same command to resume",
+        description=(
+            "Download the file or folder a ticket names, verifying every 16 KiB against its "
+            "hash before it is written. A broken connection is retried; if the command stops "
+            "(Ctrl-C, a crash), running it again asks only for what is still missing."
+        ),
+        examples=["ringdrop get rdrop:aeb…", "ringdrop get rdrop:aeb… --dest ~/Downloads --json"],
+        run=cmd_get,
+    )
+    parser.add_argument("ticket", metavar="TICKET")
+    parser.add_argument(
+        "--dest",
+        type=Path,
+        metavar="FOLDER",
+        help="the folder to write it into (default: the current folder)",
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite files that exist")
+    parser.add_argument(
+        "--attempts",
+        type=int,
+        default=RetryPolicy().attempts,
+        metavar="N",
+        help="connection attempts before giving up (default: %(default)s)",
+    )
+    add_json(parser)
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    ticket = Ticket.decode(args.ticket)
+    retry = RetryPolicy(attempts=max(1, args.attempts))
+    with open_node(args) as node, TransferProgress() as progress:
+        try:
+            received = asyncio.run(
+                node.get(ticket, args.dest, force=args.force, progress=progress, retry=retry)
+            )
+        except AccessDeniedError as error:
+            error.add_note(_send_your_id(node))
+            raise
+        except KeyboardInterrupt as interrupt:
+            interrupt.add_note("what was verified is kept: run the same command to resume")
+            raise
+    if args.json:
+        display.emit_json(_received_json(ticket, received))
+    else:
+        _print_received(ticket, received)
+    return 0
+
+
+def _received_json(ticket: Ticket, received: Received) -> dict[str, object]:
+    stats = received.stats
+    return {
+        "path": str(received.path),
+        "name": ticket.name or received.path.name,
+        "hash": ticket.content_hash.hex(),
+        "format": ticket.format,
+        "total": stats.total,
+        "present": stats.present,
+        "received": stats.received,
+        "seconds": round(stats.seconds, 3),
+        "files": stats.files,
+    }
+
+
+def _print_received(ticket: Ticket, received: Received) -> None:
+    """Where it went, how big, how long, how fast, and how much was already here."""
+    stats = received.stats
+    fetched = stats.total - stats.present
+    speed = f" ({display.rate(fetched / stats.seconds)})" if fetched and stats.seconds else ""
+    files = f", {stats.files} files" if ticket.format == "collection" else ""
+    name = display.safe(ticket.name or received.path.name)
+    print(f"Received {name}: {display.safe(str(received.path))}")
+    print(f"  {display.size(stats.total)}{files} in {display.duration(stats.seconds)}{speed}")
+    if stats.present:
+        print(f"  {display.size(stats.present)} of it was already here")
+
+
+def _send_your_id(node: Node) -> str:
+    return f"the sharer can let you in with: ringdrop ring add RING {node.peer_id}"
+
+
+# -- info -----------------------------------------------------------------------------------------
+
+
+def _register_info(commands: Commands) -> None:
+    parser = add_command(
+        commands,
+        "info",
+        help="show what a ticket names, without connecting anywhere",
+        examples=["ringdrop info rdrop:aeb…"],
+        run=cmd_info,
+    )
+    parser.add_argument("ticket", metavar="TICKET")
+    add_json(parser)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    ticket = Ticket.decode(args.ticket)
+    addresses = [str(address) for address in ticket.addresses]
+    if args.json:
+        display.emit_json(
+            {
+                "peer_id": str(ticket.peer_id),
+                "hash": ticket.content_hash.hex(),
+                "format": ticket.format,
+                "name": ticket.name,
+                "size": ticket.size,
+                "addresses": addresses,
+            }
+        )
+        return 0
+    name = display.safe(ticket.name) if ticket.name else "(no name)"
+    display.table(
+        [
+            ("content", f"{name}: a {display.kind(ticket.format)}, {display.size(ticket.size)}"),
+            ("hash", ticket.content_hash.hex()),
+            ("sharer", str(ticket.peer_id)),
+            ("addresses", ", ".join(addresses)),
+        ]
+    )
+    print(f"\nTo download it: ringdrop get {ticket.encode()}")
+    return 0
+
+
+# -- serve ----------------------------------------------------------------------------------------
+
+
+def _register_serve(commands: Commands) -> None:
+    add_command(
+        commands,
+        "serve",
+        help="answer downloads until stopped, logging one line per request",
+        description=(
+            "Listen for peers and answer their requests: shared content goes to peers that a "
+            "ring admits, and every request is logged in one line. Changes made meanwhile with "
+            "`ringdrop ring …` or `ringdrop share` apply from the next request. One server per "
+            "data directory. Stop with Ctrl-C or SIGTERM."
+        ),
+        examples=["ringdrop serve", "ringdrop --data-dir /srv/ringdrop serve >> ringdrop.log"],
+        run=cmd_serve,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        stopped_by = asyncio.run(_serve(node))
+    print(f"stopped ({stopped_by})", flush=True)
+    return 0
+
+
+async def _serve(node: Node) -> str:
+    """Serves until SIGINT or SIGTERM cancels it; returns the signal's name."""
+    loop = asyncio.get_running_loop()
+    stopped_by: list[str] = []
+    serving = asyncio.ensure_future(
+        node.serve(on_event=_print_event, ready=lambda port: _announce(node, port))
+    )
+
+    def stop(sig: signal.Signals) -> None:
+        stopped_by.append(sig.name)
+        serving.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        await serving
+    except asyncio.CancelledError:
+        if not stopped_by:
+            raise
+    return stopped_by[0]
+
+
+def _announce(node: Node, port: int) -> None:
+    addresses = ", ".join(str(address) for address in node.addresses())
+    print(f"serving as {node.peer_id}", flush=True)
+    print(f"  UDP port {port}; tickets name {addresses}", flush=True)
+    print(f"  data directory {node.data_dir}; Ctrl-C to stop", flush=True)
+
+
+def _print_event(event: ServeEvent) -> None:
+    who = f"{display.safe(event.nickname)} ({event.peer[:8]}…)" if event.nickname else event.peer
+    what = event.operation
+    if event.root:
+        what += f" {display.safe(event.name) if event.name else display.short_hash(event.root)}"
+    if not event.allowed:
+        result = f"{event.outcome}: {display.safe(event.reason)}"
+    elif event.root:
+        result = f"{event.outcome}, {display.size(event.bytes_sent)} sent"
+    else:
+        result = event.outcome
+    print(f"{display.when(event.at)}  {who}  {what}: {result}", flush=True)
+
+
+# -- remote ---------------------------------------------------------------------------------------
+
+
+def _register_remote(commands: Commands) -> None:
+    remote = add_group(
+        commands,
+        "remote",
+        help="ask another node what it lets you download",
+        examples=["ringdrop remote list alice", "ringdrop remote list rdrop:aeb…"],
+    )
+    parser = add_command(
+        remote,
+        "list",
+        help="list the content a peer lets you download (it must have granted you its catalog)",
+        examples=["ringdrop remote list rdrop:aeb…", "ringdrop remote list alice --json"],
+        run=cmd_remote_list,
+    )
+    parser.add_argument(
+        "peer",
+        metavar="PEER",
+        help="a ticket from that peer, or a peer whose ticket you used before (nickname or id)",
+    )
+    add_json(parser)
+
+
+def cmd_remote_list(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        try:
+            entries = asyncio.run(node.remote_catalog(args.peer))
+        except AccessDeniedError as error:
+            error.add_note(f"the sharer can allow this with: ringdrop grant add {node.peer_id}")
+            raise
+    if args.json:
+        display.emit_json({"entries": [_entry_json(entry) for entry in entries]})
+        return 0
+    if not entries:
+        print("The peer lets you download nothing yet.", file=sys.stderr)
+        return 0
+    display.table(
+        [
+            (
+                display.short_hash(entry.content_hash),
+                display.kind(entry.format),
+                display.size(entry.size),
+                display.safe(entry.name),
+            )
+            for entry in entries
+        ]
+    )
+    return 0
+
+
+def _entry_json(entry: CatalogEntry) -> dict[str, object]:
+    return {
+        "hash": entry.content_hash.hex(),
+        "name": entry.name,
+        "format": entry.format,
+        "size": entry.size,
+    }

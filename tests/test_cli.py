@@ -1,0 +1,605 @@
+"""The `ringdrop` command line without a network: every command through the installed entry
+point in a subprocess, their output for people and for programs, errors and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import subprocess
+from datetime import datetime, timedelta
+from ipaddress import ip_address
+from pathlib import Path
+
+import pytest
+
+from ringdrop.cli import build_parser, main
+from ringdrop.cli.base import expiry
+from ringdrop.cli.display import safe, size
+from ringdrop.cli.exits import ExitCode, classify, report
+from ringdrop.cli.progress import describe
+from ringdrop.errors import (
+    AccessDeniedError,
+    DiskFullError,
+    IntegrityError,
+    LocalProtocolError,
+    NotFoundError,
+    ProtocolError,
+    RingdropError,
+    StoreError,
+    TicketError,
+    TransferError,
+    UnsafePathError,
+    WrongPeerError,
+)
+from ringdrop.identity import PeerId
+from ringdrop.node.progress import Progress
+from ringdrop.store.access import InvalidNameError, OpenRingError
+from ringdrop.ticket import Address, Ticket
+
+from .cli_util import RINGDROP, TICKET, Node, cli_env
+
+PEER_ID_CHARS = 52
+
+
+@pytest.fixture
+def alice(tmp_path: Path) -> Node:
+    (tmp_path / "alice-cwd").mkdir()
+    return Node(tmp_path / "alice", tmp_path / "alice-cwd")
+
+
+@pytest.fixture
+def bob(tmp_path: Path) -> Node:
+    (tmp_path / "bob-cwd").mkdir()
+    return Node(tmp_path / "bob", tmp_path / "bob-cwd")
+
+
+@pytest.fixture
+def a_file(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello ringdrop\n")
+    return path
+
+
+@pytest.fixture
+def a_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    (folder / "2026").mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(b"a" * 20_000)
+    (folder / "2026" / "b.jpg").write_bytes(b"b" * 300)
+    return folder
+
+
+# -- the program ----------------------------------------------------------------------------------
+
+
+def test_version_names_the_package_version(alice: Node) -> None:
+    from ringdrop import __version__
+
+    assert alice.run("--version").stdout.strip() == f"ringdrop {__version__}"
+
+
+def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[str]:
+    paths = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                paths.append(" ".join((*prefix, name)))
+                paths.extend(_command_paths(sub, (*prefix, name)))
+    return paths
+
+
+@pytest.mark.parametrize("command", _command_paths(build_parser()))
+def test_every_command_has_help_with_an_example(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main([*command.split(), "--help"])
+    assert exit.value.code == 0
+    assert "example" in capsys.readouterr().out
+
+
+def test_help_lists_every_command_and_the_exit_codes(alice: Node) -> None:
+    out = alice.run("--help").stdout
+    for command in ("id", "share", "get", "info", "serve", "ring", "peer", "blob", "shares",
+                    "grant", "remote", "log", "store", "hash"):  # fmt: skip
+        assert f"    {command} " in out or f"({command})" in out
+    for code in ExitCode:
+        assert f"  {int(code):>3}  " in out
+
+
+def test_the_docstring_documents_the_same_exit_codes() -> None:
+    import ringdrop.cli
+
+    doc = ringdrop.cli.__doc__ or ""
+    for code in ExitCode:
+        assert f"  {int(code):>3}  " in doc
+
+
+def test_a_wrong_command_line_exits_2(alice: Node) -> None:
+    assert "invalid choice" in alice.run("fly", code=2).stderr
+    assert "required" in alice.run("ring", "add", "friends", code=2).stderr
+
+
+def test_data_dir_may_follow_the_command(alice: Node, tmp_path: Path) -> None:
+    before = alice.peer_id()
+    after = subprocess.run(
+        [*RINGDROP, "id", "--data-dir", str(alice.data_dir)],
+        capture_output=True, text=True, env=cli_env(), check=True,
+    ).stdout.strip()  # fmt: skip
+    assert after == before
+
+
+def test_data_dir_comes_from_the_environment(alice: Node) -> None:
+    expected = alice.peer_id()
+    found = subprocess.run(
+        [*RINGDROP, "id"],
+        capture_output=True, text=True, check=True,
+        env=cli_env(RINGDROP_DATA_DIR=str(alice.data_dir)),
+    ).stdout.strip()  # fmt: skip
+    assert found == expected
+
+
+def test_debug_shows_the_traceback(alice: Node) -> None:
+    plain = alice.run("ring", "delete", "nothing", code=5).stderr
+    assert "Traceback" not in plain
+    assert "Traceback" in alice.run("--debug", "ring", "delete", "nothing", code=1).stderr
+
+
+# -- id -------------------------------------------------------------------------------------------
+
+
+def test_id_prints_the_whole_peer_id_and_keeps_it(alice: Node) -> None:
+    peer_id = alice.peer_id()
+    assert len(peer_id) == PEER_ID_CHARS
+    assert str(PeerId.parse(peer_id)) == peer_id
+    assert alice.peer_id() == peer_id
+
+
+def test_id_json(alice: Node) -> None:
+    shown = alice.json("id")
+    assert isinstance(shown, dict)
+    assert set(shown) == {"peer_id", "data_dir", "port"}
+    assert shown["peer_id"] == alice.peer_id()
+    assert shown["data_dir"] == str(alice.data_dir)
+    assert isinstance(shown["port"], int)
+
+
+def test_id_qr_prints_a_code_of_blocks_and_the_id(alice: Node) -> None:
+    out = alice.run("id", "--qr").stdout.splitlines()
+    assert out[-1] == alice.peer_id()
+    assert sum("█" in line or "▀" in line for line in out) > 10
+
+
+# -- share and info -------------------------------------------------------------------------------
+
+
+def test_share_prints_the_ticket_and_the_receiving_command(alice: Node, a_file: Path) -> None:
+    out = alice.run("share", a_file, "--open").stdout
+    ticket = TICKET.search(out)
+    assert ticket is not None
+    assert f"ringdrop get {ticket.group()}\n" in out
+    assert "notes.txt" in out
+    assert "Anyone with the ticket may download it" in out
+    assert "No server is running" in out
+    assert "ringdrop --data-dir" in out
+    assert " serve" in out
+
+
+def test_shared_ticket_names_the_sharer_on_loopback(alice: Node, a_file: Path) -> None:
+    ticket = Ticket.decode(alice.share(a_file, "--open"))
+    assert str(ticket.peer_id) == alice.peer_id()
+    assert [str(a.ip) for a in ticket.addresses] == ["127.0.0.1"]
+    assert ticket.name == "notes.txt"
+    assert ticket.size == a_file.stat().st_size
+
+
+def test_share_json(alice: Node, a_folder: Path) -> None:
+    alice.run("ring", "new", "family")
+    shown = alice.json("share", a_folder, "--ring", "family")
+    assert isinstance(shown, dict)
+    assert set(shown) == {"ticket", "command", "hash", "name", "format", "size", "rings",
+                          "server_pid"}  # fmt: skip
+    assert shown["command"] == f"ringdrop get {shown['ticket']}"
+    assert shown["name"] == "photos"
+    assert shown["format"] == "collection"
+    assert shown["size"] == 20_300
+    assert shown["rings"] == ["family"]
+    assert shown["server_pid"] is None
+    assert Ticket.decode(str(shown["ticket"])).content_hash.hex() == shown["hash"]
+
+
+def test_share_with_no_ring_says_nobody_may_download_yet(alice: Node, a_file: Path) -> None:
+    out = alice.run("share", a_file).stdout
+    assert "Nobody may download it yet" in out
+    assert "ringdrop blob attach" in out
+
+
+def test_share_to_an_unknown_ring_exits_5_with_the_fix(alice: Node, a_file: Path) -> None:
+    err = alice.run("share", a_file, "--ring", "nosuch", code=5).stderr
+    assert "ringdrop ring new nosuch" in err
+    assert len(err.splitlines()) <= 2
+
+
+def test_share_of_a_missing_path_exits_5(alice: Node, tmp_path: Path) -> None:
+    err = alice.run("share", tmp_path / "missing.bin", "--open", code=5).stderr
+    assert "missing.bin" in err
+
+
+def test_info_shows_a_ticket_offline(alice: Node, bob: Node, a_file: Path) -> None:
+    ticket = alice.share(a_file, "--open")
+    out = bob.run("info", ticket).stdout
+    assert "notes.txt" in out
+    assert alice.peer_id() in out
+    assert "127.0.0.1:" in out
+    assert f"ringdrop get {ticket}" in out
+
+
+def test_info_json(alice: Node, a_folder: Path) -> None:
+    ticket = Ticket.decode(alice.share(a_folder, "--open"))
+    shown = alice.json("info", ticket.encode())
+    assert shown == {
+        "peer_id": str(ticket.peer_id),
+        "hash": ticket.content_hash.hex(),
+        "format": "collection",
+        "name": "photos",
+        "size": 20_300,
+        "addresses": [str(a) for a in ticket.addresses],
+    }
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda t: t[:60], "cut short"),
+        (lambda t: t[:40] + ("b" if t[40] != "b" else "c") + t[41:], "Copy the"),
+        (lambda t: t.replace("rdrop:", "http:"), "starts with 'rdrop:'"),
+        (lambda t: t[:30] + "1" + t[31:], "which no ticket contains"),
+    ],
+)
+def test_info_on_a_garbled_ticket_exits_3(
+    alice: Node, a_file: Path, mangle: object, message: str
+) -> None:
+    ticket = alice.share(a_file, "--open")
+    err = alice.run("info", mangle(ticket), code=3).stderr  # type: ignore[operator]
+    assert err.startswith("ringdrop: error: ")
+    assert message in err
+    assert len(err.splitlines()) <= 2
+
+
+def test_info_prints_a_hostile_name_safely(alice: Node) -> None:
+    peer = PeerId.parse(alice.peer_id())
+    ticket = Ticket(
+        peer, (Address(ip_address("127.0.0.1"), 4242),), bytes(32), name="invoice\u202egpj.exe"
+    )
+    out = alice.run("info", ticket.encode()).stdout
+    assert "\u202e" not in out
+    assert "invoice\\u202egpj.exe" in out
+
+
+# -- ring -----------------------------------------------------------------------------------------
+
+
+def test_ring_new_list_rename_delete(alice: Node) -> None:
+    alice.run("ring", "new", "family")
+    listing = alice.run("ring", "list").stdout
+    assert "family" in listing
+    assert re.search(r"^open +anyone", listing, re.MULTILINE)
+    alice.run("ring", "rename", "family", "relatives")
+    listing = alice.run("ring").stdout
+    assert "relatives" in listing
+    assert "family" not in listing
+    alice.run("ring", "delete", "relatives")
+    assert "relatives" not in alice.run("ring", "list").stdout
+
+
+def test_ring_add_members_remove(alice: Node, bob: Node) -> None:
+    alice.run("ring", "new", "family")
+    bob_id = bob.peer_id()
+    assert bob_id in alice.run("ring", "add", "family", bob_id).stdout
+    members = alice.run("ring", "members", "family").stdout
+    assert bob_id in members
+    assert "for good" in members
+    alice.run("ring", "remove", "family", bob_id[:10])
+    assert "no members" in alice.run("ring", "members", "family").stdout
+
+
+def test_ring_add_with_an_expiry(alice: Node, bob: Node) -> None:
+    alice.run("ring", "new", "family")
+    alice.run("peer", "add", bob.peer_id(), "bob")
+    assert "until" in alice.run("ring", "add", "family", "bob", "--expires", "2h").stdout
+    assert "until" in alice.run("ring", "members", "family").stdout
+
+
+def test_ring_errors(alice: Node, bob: Node) -> None:
+    alice.run("ring", "new", "family")
+    assert "already a ring" in alice.run("ring", "new", "family", code=10).stderr
+    assert "cannot be a ring name" in alice.run("ring", "new", "bad name!", code=2).stderr
+    assert "ringdrop ring list" in alice.run("ring", "members", "nosuch", code=5).stderr
+    assert "ringdrop peer list" in alice.run("ring", "add", "family", "nobody", code=5).stderr
+    err = alice.run("ring", "add", "family", "bob", "--expires", "yesterday", code=2).stderr
+    assert "not a time" in err
+    assert "does not include" in alice.run("ring", "remove", "family", bob.peer_id(), code=5).stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("delete", "open"), ("rename", "open", "everyone"), ("add", "open", "PEER")],
+)
+def test_the_open_ring_is_protected(alice: Node, bob: Node, command: tuple[str, ...]) -> None:
+    args = [bob.peer_id() if arg == "PEER" else arg for arg in command]
+    err = alice.run("ring", *args, code=10).stderr
+    assert "open ring" in err
+
+
+# -- peer -----------------------------------------------------------------------------------------
+
+
+def test_peer_add_list_remove_with_nicknames(alice: Node, bob: Node) -> None:
+    bob_id = bob.peer_id()
+    assert "bob" in alice.run("peer", "add", bob_id, "bob").stdout
+    listing = alice.run("peer", "list").stdout
+    assert "bob" in listing
+    assert bob_id in listing
+    alice.run("peer", "add", bob_id, "robert")
+    assert "robert" in alice.run("peer").stdout
+    alice.run("peer", "remove", "robert")
+    assert "empty" in alice.run("peer", "list").stdout
+
+
+def test_peer_errors(alice: Node, bob: Node) -> None:
+    assert "peer id" in alice.run("peer", "add", "not-a-peer-id", code=3).stderr
+    bad_last = bob.peer_id()[:-1] + ("a" if bob.peer_id()[-1] != "a" else "b")
+    alice.run("peer", "add", bad_last, code=3)
+    alice.run("peer", "add", bob.peer_id(), "bob")
+    assert (
+        "already the nickname" in alice.run("peer", "add", alice.peer_id(), "bob", code=10).stderr
+    )
+    assert "peer book" in alice.run("peer", "remove", "carol", code=5).stderr
+
+
+# -- grant ----------------------------------------------------------------------------------------
+
+
+def test_grant_add_list_remove(alice: Node, bob: Node) -> None:
+    alice.run("peer", "add", bob.peer_id(), "bob")
+    assert "No peer has a privilege" in alice.run("grant", "list").stdout
+    alice.run("grant", "add", "bob")
+    assert "catalog" in alice.run("grant", "list").stdout
+    assert "catalog" in alice.run("grant", "list", "bob").stdout
+    alice.run("grant", "remove", "bob", "catalog")
+    assert "no privilege" in alice.run("grant", "list", "bob").stdout
+    assert "no catalog grant" in alice.run("grant", "remove", "bob", code=5).stderr
+
+
+# -- blob / shares --------------------------------------------------------------------------------
+
+
+def test_blob_list_shows_shares_with_their_rings(alice: Node, a_file: Path, a_folder: Path) -> None:
+    assert "Nothing is shared" in alice.run("blob", "list").stdout
+    alice.run("share", a_file, "--open")
+    alice.run("share", a_folder)
+    listing = alice.run("blob", "list").stdout
+    assert "notes.txt" in listing
+    assert "photos" in listing
+    assert "folder" in listing
+    assert "open" in listing
+    assert alice.run("shares").stdout == listing
+    assert alice.run("shares", "list").stdout == listing
+
+
+def test_blob_list_json(alice: Node, a_file: Path) -> None:
+    ticket = alice.share(a_file, "--open")
+    shown = alice.json("shares", "list")
+    assert shown == {
+        "shares": [
+            {
+                "hash": Ticket.decode(ticket).content_hash.hex(),
+                "name": "notes.txt",
+                "format": "blob",
+                "size": a_file.stat().st_size,
+                "rings": ["open"],
+                "ticket": ticket,
+            }
+        ]
+    }
+
+
+def test_blob_attach_detach_remove(alice: Node, a_file: Path) -> None:
+    alice.run("ring", "new", "family")
+    alice.run("share", a_file)
+    alice.run("blob", "attach", "notes.txt", "family")
+    assert _rings_of(alice) == ["family"]
+    root = str(_shares(alice)[0]["hash"])
+    alice.run("shares", "attach", root[:8], "open")
+    assert _rings_of(alice) == ["family", "open"]
+    alice.run("blob", "detach", root[:8], "family")
+    assert _rings_of(alice) == ["open"]
+    assert "not attached" in alice.run("blob", "detach", "notes.txt", "family", code=5).stderr
+    assert "store gc" in alice.run("blob", "remove", "notes.txt").stdout
+    assert _shares(alice) == []
+
+
+def test_blob_ticket_prints_the_share_ticket_again(alice: Node, a_file: Path) -> None:
+    ticket = alice.share(a_file, "--open")
+    assert alice.run("blob", "ticket", "notes.txt").stdout.strip() == ticket
+
+
+def test_blob_commands_on_unknown_content_exit_5(alice: Node) -> None:
+    assert "ringdrop blob list" in alice.run("blob", "remove", "abcdef", code=5).stderr
+    alice.run("blob", "attach", "nothing.txt", "open", code=5)
+
+
+def _shares(node: Node) -> list[dict[str, object]]:
+    shown = node.json("blob", "list")
+    assert isinstance(shown, dict)
+    return list(shown["shares"])
+
+
+def _rings_of(node: Node) -> list[str]:
+    rings = _shares(node)[0]["rings"]
+    assert isinstance(rings, list)
+    return [str(ring) for ring in rings]
+
+
+# -- log ------------------------------------------------------------------------------------------
+
+
+def test_log_when_nothing_was_served(alice: Node) -> None:
+    assert "Nothing has been served" in alice.run("log").stdout
+    assert alice.json("log") == {"uploads": []}
+    assert alice.json("log", "--access") == {"decisions": []}
+
+
+# -- store ----------------------------------------------------------------------------------------
+
+
+def test_store_check_and_gc_on_a_healthy_store(alice: Node, a_file: Path) -> None:
+    alice.run("share", a_file)
+    assert "intact" in alice.run("store", "check").stdout
+    alice.run("blob", "remove", "notes.txt")
+    assert "Deleted 1 blob," in alice.run("store", "gc").stdout
+
+
+def test_store_check_finds_corruption_and_exits_6(alice: Node, tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(100_000))
+    alice.run("share", big)
+    (data,) = (alice.data_dir / "blobs").rglob("*.data")
+    with data.open("r+b") as file:
+        file.seek(50_000)
+        file.write(b"\0" * 16)
+    result = alice.run("store", "check", code=6)
+    assert "corrupt" in result.stdout
+    assert "ringdrop blob remove" in result.stderr
+
+
+# -- hash -----------------------------------------------------------------------------------------
+
+
+def test_hash_prints_the_root_of_a_file(alice: Node, a_file: Path) -> None:
+    import blake3
+
+    out = alice.run("hash", a_file).stdout
+    assert out.startswith(blake3.blake3(a_file.read_bytes()).hexdigest())
+
+
+def test_hash_of_a_missing_file_exits_5(alice: Node, tmp_path: Path) -> None:
+    err = alice.run("hash", tmp_path / "missing", code=5).stderr
+    assert "missing" in err
+
+
+# -- pieces ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("holiday.jpg", "holiday.jpg"),
+        ("Ünïcødé 日本 🎉.txt", "Ünïcødé 日本 🎉.txt"),
+        ("red\x1b[31m.txt", "red\\x1b[31m.txt"),
+        ("csi\x9b2J", "csi\\x9b2J"),
+        ("two\nlines\r", "two\\x0alines\\x0d"),
+        ("bell\x07del\x7f", "bell\\x07del\\x7f"),
+        ("invoice\u202egpj.exe", "invoice\\u202egpj.exe"),
+        ("sep\u2028x", "sep\\u2028x"),
+        ("bad\udcffbyte", "bad\\udcffbyte"),
+        ("family 👨\u200d👩\u200d👧", "family 👨\u200d👩\u200d👧"),
+    ],
+)
+def test_safe_escapes_what_could_control_a_terminal(text: str, shown: str) -> None:
+    assert safe(text) == shown
+
+
+def test_size_for_people() -> None:
+    assert [size(n) for n in (None, 0, 1023, 1024, 1536, 5 << 30)] == [
+        "?", "0 B", "1023 B", "1.0 KiB", "1.5 KiB", "5.0 GiB",
+    ]  # fmt: skip
+
+
+def test_expiry_reads_durations_and_dates() -> None:
+    now = datetime(2026, 11, 21, 12, 0).astimezone()
+    assert expiry("2h", now) == (now + timedelta(hours=2)).timestamp()
+    assert expiry("1d12h", now) == (now + timedelta(days=1, hours=12)).timestamp()
+    assert expiry("1w", now) == (now + timedelta(weeks=1)).timestamp()
+    assert expiry("2026-12-24", now) == datetime(2026, 12, 24).astimezone().timestamp()
+    assert (
+        expiry("2026-12-24T18:00+00:00", now)
+        == datetime.fromisoformat("2026-12-24T18:00+00:00").timestamp()
+    )
+    for bad in ("soon", "2026-01-01", "0h", "-3d"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            expiry(bad, now)
+
+
+def test_progress_line_shows_percent_bytes_rate_eta_and_the_file() -> None:
+    progress = Progress(
+        name="photos", state="transferring", total=4 << 20, done=1 << 20, present=0,
+        rate=float(1 << 20), files_done=2, files_total=5, file_name="b\x1b.jpg",
+        file_done=512, file_total=1024,
+    )  # fmt: skip
+    line = describe(progress)
+    assert line.startswith("photos:  25%  1.0 MiB / 4.0 MiB  1.0 MiB/s  ETA 0:03")
+    assert "[2/5 files] b\\x1b.jpg 50%" in line
+
+
+def test_progress_line_says_when_it_retries() -> None:
+    progress = Progress(
+        name="x", state="retrying", total=None, done=0, present=0, rate=0.0, attempt=2,
+        attempts=8, message="the connection was lost",
+    )  # fmt: skip
+    assert describe(progress) == "x: the connection was lost; retrying (attempt 2/8)"
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (RingdropError("x"), 1),
+        (LocalProtocolError("x"), 1),
+        (PermissionError(13, "Permission denied", "/root/x"), 1),
+        (ValueError("bug"), 1),
+        (InvalidNameError("x"), 2),
+        (TicketError("x"), 3),
+        (AccessDeniedError("x"), 4),
+        (NotFoundError("x"), 5),
+        (FileNotFoundError(2, "No such file or directory", "x"), 5),
+        (IntegrityError("x"), 6),
+        (TransferError("x"), 7),
+        (WrongPeerError("x", "a", "b"), 7),
+        (ProtocolError("x"), 7),
+        (DiskFullError("x"), 8),
+        (OSError(28, "No space left on device", "/x"), 8),
+        (UnsafePathError("x"), 9),
+        (StoreError("x"), 10),
+        (OpenRingError("x"), 10),
+    ],
+)
+def test_each_error_class_has_its_exit_code(error: BaseException, code: int) -> None:
+    assert classify(error)[0] == code
+
+
+def test_an_error_is_one_line_plus_its_notes() -> None:
+    error = AccessDeniedError("your peer id is not in a ring that may read this content")
+    error.add_note("your peer id is abc")
+    out = io.StringIO()
+    assert report(error, out) == ExitCode.ACCESS_DENIED
+    assert out.getvalue().splitlines() == [
+        "ringdrop: access denied: your peer id is not in a ring that may read this content",
+        "  your peer id is abc",
+    ]
+
+
+def test_an_os_error_names_its_file() -> None:
+    out = io.StringIO()
+    report(PermissionError(13, "Permission denied", "/root/secret"), out)
+    assert out.getvalue() == "ringdrop: error: Permission denied: /root/secret\n"
+
+
+def test_json_output_is_ascii(alice: Node, tmp_path: Path) -> None:
+    odd = tmp_path / "çà\u202e.txt"
+    odd.write_text("x")
+    out = alice.run("share", odd, "--json").stdout
+    assert out.isascii()
+    assert json.loads(out)["name"] == "çà\u202e.txt"
