@@ -35,7 +35,7 @@ from ringdrop.errors import (
     WrongPeerError,
 )
 from ringdrop.identity import PeerId
-from ringdrop.node.progress import Progress
+from ringdrop.node.progress import FileProgress, Progress
 from ringdrop.store.access import InvalidNameError, OpenRingError
 from ringdrop.ticket import Address, Ticket
 
@@ -537,12 +537,12 @@ def test_expiry_reads_durations_and_dates() -> None:
 def test_progress_line_shows_percent_bytes_rate_eta_and_the_file() -> None:
     progress = Progress(
         name="photos", state="transferring", total=4 << 20, done=1 << 20, present=0,
-        rate=float(1 << 20), files_done=2, files_total=5, file_name="b\x1b.jpg",
-        file_done=512, file_total=1024,
+        rate=float(1 << 20), files_done=2, files_total=5,
+        active=(FileProgress("b\x1b.jpg", 512, 1024), FileProgress("c.jpg", 0, 9)),
     )  # fmt: skip
     line = describe(progress)
     assert line.startswith("photos:  25%  1.0 MiB / 4.0 MiB  1.0 MiB/s  ETA 0:03")
-    assert "[2/5 files] b\\x1b.jpg 50%" in line
+    assert "[2/5 files] b\\x1b.jpg 50% (+1 more)" in line
 
 
 def test_progress_line_says_when_it_retries() -> None:

@@ -133,9 +133,12 @@ def _amounts(progress: Progress) -> str:
 
 
 def _current_file(progress: Progress) -> str:
-    if progress.files_total <= 1 or progress.file_name is None:
+    if progress.files_total <= 1 or not progress.active:
         return ""
-    file_part = display.safe(progress.file_name)
-    if progress.file_total and progress.file_done <= progress.file_total:
-        file_part += f" {100 * progress.file_done // progress.file_total}%"
+    first = progress.active[0]
+    file_part = display.safe(first.name)
+    if first.total:
+        file_part += f" {100 * first.done // first.total}%"
+    if len(progress.active) > 1:
+        file_part += f" (+{len(progress.active) - 1} more)"
     return f"  [{progress.files_done}/{progress.files_total} files] {file_part}"

@@ -156,7 +156,6 @@ class Download:
         async def member(root: bytes, name: str) -> None:
             async with limit:
                 await self._fetch_blob(source, root, name, "raw", count=True)
-                self._tracker.update(files_done=self._tracker.current.files_done + 1)
 
         async with asyncio.TaskGroup() as group:
             for entry in missing:
@@ -191,7 +190,7 @@ class Download:
     def _show_file(self, name: str, size: int | None, done: int, count: bool) -> None:
         if not count:
             return
-        self._tracker.update(file_name=name, file_total=size, file_done=done)
+        self._tracker.file_started(name, size, done)
         if self._format == "raw" and size is not None:
             self._tracker.update(total=size)
 
@@ -220,11 +219,12 @@ class Download:
                         self._received += len(piece)
                         before = writer.verified_bytes
                         had_size = partial.size is not None
+                        valid_before = partial.valid_bytes
                         writer.write(piece)
                         if not had_size:
-                            self._show_file(name, partial.size, partial.valid_bytes, count)
+                            self._show_file(name, partial.size, valid_before, count)
                         if count:
-                            self._tracker.received(writer.verified_bytes - before)
+                            self._tracker.received(writer.verified_bytes - before, name)
                 finally:
                     flusher.cancel()
                 try:
@@ -232,6 +232,8 @@ class Download:
                 except IntegrityError as error:
                     raise TransferError(f"the sharer ended the stream early: {error}") from error
             partial.promote(tag=root.hex(), display_name=name, format=format)
+        if count and self._format == "collection":
+            self._tracker.file_finished(name)
 
 
 async def _flush_every(writer: PartialWriter, seconds: float) -> None:

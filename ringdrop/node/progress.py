@@ -16,6 +16,15 @@ _RATE_WINDOW = 5.0
 
 
 @dataclass(frozen=True)
+class FileProgress:
+    """One file in flight (several are, for a folder: members travel on parallel streams)."""
+
+    name: str
+    done: int
+    total: int | None
+
+
+@dataclass(frozen=True)
 class Progress:
     """One snapshot of a transfer. Byte counts are content bytes, not wire bytes."""
 
@@ -35,9 +44,8 @@ class Progress:
     attempts: int = 1
     files_done: int = 0
     files_total: int = 1
-    file_name: str | None = None
-    file_done: int = 0
-    file_total: int | None = None
+    active: tuple[FileProgress, ...] = ()
+    """The files being received right now."""
     message: str | None = None
 
     @property
@@ -68,6 +76,7 @@ class Tracker:
         self._last_report = 0.0
         self._samples: deque[tuple[float, int]] = deque()
         self._received = 0
+        self._active: dict[str, FileProgress] = {}
         self.current = Progress(
             name=name, state="connecting", total=None, done=0, present=0, rate=0.0,
             attempts=attempts,
@@ -77,8 +86,21 @@ class Tracker:
         self.current = replace(self.current, **changes)  # type: ignore[arg-type]
         self._report(force or "state" in changes)
 
-    def received(self, content_bytes: int) -> None:
-        """Content bytes verified from the network just now."""
+    def file_started(self, name: str, total: int | None, done: int) -> None:
+        self._active[name] = FileProgress(name, done, total)
+        self.current = replace(self.current, active=tuple(self._active.values()))
+
+    def file_finished(self, name: str) -> None:
+        self._active.pop(name, None)
+        self.current = replace(
+            self.current,
+            active=tuple(self._active.values()),
+            files_done=self.current.files_done + 1,
+        )
+        self._report(False)
+
+    def received(self, content_bytes: int, file: str | None = None) -> None:
+        """Content bytes of `file` verified from the network just now."""
         now = time.monotonic()
         self._received += content_bytes
         self._samples.append((now, self._received))
@@ -87,11 +109,14 @@ class Tracker:
         first_time, first_count = self._samples[0]
         span = now - first_time
         rate = (self._received - first_count) / span if span > 0.2 else self.current.rate
+        if file in self._active:
+            entry = self._active[file]
+            self._active[file] = replace(entry, done=entry.done + content_bytes)
         self.current = replace(
             self.current,
             done=self.current.done + content_bytes,
-            file_done=self.current.file_done + content_bytes,
             rate=rate,
+            active=tuple(self._active.values()),
         )
         self._report(False)
 

@@ -127,6 +127,11 @@ async def test_folder_with_many_files_arrives_whole(
     assert received.stats.files == len(expected)
     assert events[-1].state == "done"
     assert events[-1].done == events[-1].total == sum(len(d) for d in expected.values())
+    assert events[-1].files_done == len(expected)
+    in_flight = [f for event in events for f in event.active]
+    assert in_flight
+    assert all(f.done <= f.total for f in in_flight if f.total is not None)
+    assert all(f.done == 0 for f in in_flight if f.total is None)
 
 
 async def test_second_get_of_the_same_content_transfers_nothing(
