@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -263,3 +265,22 @@ def _wait_for_partial(node: Node, at_least: int, process: Process, timeout: floa
         assert process.popen.poll() is None, "".join(process.lines)
         time.sleep(0.02)
     raise AssertionError(f"the download did not reach {at_least} bytes in {timeout} s")
+
+
+def test_demo_shares_refuses_and_receives_on_loopback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ringdrop.cli", "demo", "--size-mib", "4", "--keep"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "refused, as she should be" in result.stdout
+    assert "received 22 files, 4.0 MiB" in result.stdout
+    work = Path(result.stdout.strip().splitlines()[-1].split(": ", 1)[1])
+    received = work / "bob-got" / "demo-folder"
+    for original in (work / "demo-folder").rglob("*"):
+        if original.is_file():
+            copy = received / original.relative_to(work / "demo-folder")
+            assert copy.read_bytes() == original.read_bytes()

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from ringdrop import __version__
-from ringdrop.cli import content, rings, transfer
+from ringdrop.cli import content, demo, rings, transfer
 from ringdrop.cli.base import global_options
 from ringdrop.cli.exits import ExitCode, exit_code_table, report
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.register(commands)
     rings.register(commands)
     content.register(commands)
+    demo.register(commands)
     return parser
 
 
