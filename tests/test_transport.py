@@ -123,6 +123,23 @@ def test_a_multi_mib_blob_arrives_byte_exact(tmp_path: Path, backend: Any) -> No
     assert run(main()) == blob.data
 
 
+def test_a_reader_slower_than_the_network_still_gets_every_byte(tmp_path: Path) -> None:
+    blob = Blob(tmp_path, 24 * 2**20)  # more than the receiver queues before it stops reading
+
+    async def main() -> bytes:
+        async with await sharer(blob.handler) as server, await dial(server) as connection:
+            _, body = await connection.request(blob.request())
+            decoder = Decoder(blob.root, ChunkRanges.all(), data=tmp_path / "received")
+            async for piece in body:
+                if not decoder.verified_bytes:
+                    await asyncio.sleep(0.3)  # meanwhile the content piles up, then waits
+                decoder.write(piece)
+            decoder.finish()
+            return (tmp_path / "received").read_bytes()
+
+    assert run(main()) == blob.data
+
+
 def test_only_the_missing_ranges_are_sent(tmp_path: Path) -> None:
     blob = Blob(tmp_path, 2**20)
     missing = ChunkRanges.groups(10, 20)

@@ -381,9 +381,10 @@ class _Source:
     async def fetch(self, root: bytes, ranges: ChunkRanges) -> AsyncIterator[bytes]:
         assert self._connection is not None, "connect first"
         header, body = await self._connection.request(GetRequest(root, ranges))
-        header.raise_for_status()
-        async for piece in body:
-            yield piece
+        async with body:
+            header.raise_for_status()
+            async for piece in body:
+                yield piece
 
     async def close(self) -> None:
         if self._connection is not None:

@@ -159,9 +159,9 @@ class Connection:
         try:
             header = await asyncio.shield(exchange.header)
         except asyncio.CancelledError:
-            exchange.abandon()
+            exchange._abandon()
             raise
-        exchange.bind(asyncio.current_task())
+        exchange._bind(asyncio.current_task())
         return header, exchange
 
     async def catalog(self) -> tuple[ResponseHeader, tuple[CatalogEntry, ...]]:
@@ -171,7 +171,7 @@ class Connection:
             header = await asyncio.shield(exchange.header)
             catalog = await asyncio.shield(exchange.catalog) if header.status == "allowed" else None
         except asyncio.CancelledError:
-            exchange.abandon()
+            exchange._abandon()
             raise
         return header, catalog.entries if catalog else ()
 
@@ -222,7 +222,7 @@ class ResponseBody:
             try:
                 await self._waiter
             except asyncio.CancelledError:
-                self.abandon()
+                self._abandon()
                 raise
         piece = self._pieces.popleft()
         self._link.consumed(len(piece))
@@ -230,31 +230,31 @@ class ResponseBody:
 
     async def aclose(self) -> None:
         """Stop receiving; the sharer is told to stop sending."""
-        self.abandon()
+        self._abandon()
 
     async def __aenter__(self) -> ResponseBody:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.abandon()
+        self._abandon()
 
-    def bind(self, owner: asyncio.Task[Any] | None) -> None:
+    def _bind(self, owner: asyncio.Task[Any] | None) -> None:
         """Abandon the stream when `owner` ends before the stream does."""
         if owner is not None and not self._ended:
             self._owner = owner
             owner.add_done_callback(self._owner_done)
 
     def _owner_done(self, _: asyncio.Task[Any]) -> None:
-        self.abandon()
+        self._abandon()
 
-    def abandon(self) -> None:
+    def _abandon(self) -> None:
         if not self._ended:
             self._link.abandon(self._stream_id, CANCELLED)
             self._finish(TransferError("The download was cancelled."))
         self._link.consumed(sum(map(len, self._pieces)))
         self._pieces.clear()
 
-    def receive(self, data: bytes, end_stream: bool) -> None:
+    def _receive(self, data: bytes, end_stream: bool) -> None:
         try:
             events = self._requester.receive_data(data, end_stream)
         except ProtocolError as error:
@@ -273,7 +273,7 @@ class ResponseBody:
                 self._finish(None)
         self._wake()
 
-    def fail(self, error: RingdropError) -> None:
+    def _fail(self, error: RingdropError) -> None:
         self._finish(error)
 
     def _finish(self, error: RingdropError | None) -> None:
@@ -364,13 +364,13 @@ class _ClientLink(Link):
         if stream_id == _AUTH_STREAM:
             self._on_auth_data(data, end_stream)
         elif (exchange := self._exchanges.get(stream_id)) is not None:
-            exchange.receive(data, end_stream)
+            exchange._receive(data, end_stream)
 
     def on_stream_reset(self, stream_id: int, error_code: int) -> None:
         exchange = self._exchanges.get(stream_id)
         if exchange is not None:
             reason = _reset_reason(error_code)
-            exchange.fail(TransferError(f"The sharer stopped sending ({reason})."))
+            exchange._fail(TransferError(f"The sharer stopped sending ({reason})."))
 
     def on_stop_sending(self, stream_id: int, error_code: int) -> None:
         """The sharer discards the rest of a request: its answer says why."""
@@ -382,7 +382,7 @@ class _ClientLink(Link):
         if not self.authenticated.done():
             self.authenticated.set_exception(error)
         for exchange in list(self._exchanges.values()):
-            exchange.fail(error)
+            exchange._fail(error)
         self.endpoint.close()
 
     def _on_auth_data(self, data: bytes, end_stream: bool) -> None:

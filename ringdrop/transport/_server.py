@@ -163,17 +163,17 @@ class Server:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def send_datagrams(self, datagrams: list[tuple[bytes, NetworkAddress]]) -> None:
+    def _send_datagrams(self, datagrams: list[tuple[bytes, NetworkAddress]]) -> None:
         self._endpoint.send(datagrams)
 
-    def add_connection_id(self, connection_id: bytes, link: _ServerLink) -> None:
+    def _add_connection_id(self, connection_id: bytes, link: _ServerLink) -> None:
         if link in self._connections:
             self._links[connection_id] = link
 
-    def remove_connection_id(self, connection_id: bytes) -> None:
+    def _remove_connection_id(self, connection_id: bytes) -> None:
         self._links.pop(connection_id, None)
 
-    def forget(self, link: _ServerLink) -> None:
+    def _forget(self, link: _ServerLink) -> None:
         self._connections.discard(link)
         for connection_id in [cid for cid, known in self._links.items() if known is link]:
             del self._links[connection_id]
@@ -252,7 +252,7 @@ class _ServerLink(Link):
         )
 
     def send_datagrams(self, datagrams: list[tuple[bytes, NetworkAddress]]) -> None:
-        self._server.send_datagrams(datagrams)
+        self._server._send_datagrams(datagrams)
 
     def flush(self) -> None:
         if self.refuse_when_ready:
@@ -271,9 +271,9 @@ class _ServerLink(Link):
 
     def on_connection_id(self, connection_id: bytes, issued: bool) -> None:
         if issued:
-            self._server.add_connection_id(connection_id, self)
+            self._server._add_connection_id(connection_id, self)
         else:
-            self._server.remove_connection_id(connection_id)
+            self._server._remove_connection_id(connection_id)
 
     def on_stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         if stream_id == _AUTH_STREAM:
@@ -308,7 +308,7 @@ class _ServerLink(Link):
         self._auth_deadline.cancel()
         for task in self._tasks.values():
             task.cancel()
-        self._server.forget(self)
+        self._server._forget(self)
 
     def _on_auth_data(self, data: bytes, end_stream: bool) -> None:
         try:
