@@ -15,6 +15,8 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -90,8 +92,100 @@ class Ringdrop(Contender):
         return Result(self.name, size, got["seconds"], sender_rss, got["rss"])
 
 
+class Wormhole(Contender):
+    """magic-wormhole with its own mailbox server and transit relay on 127.0.0.1; it picks a
+    direct TCP path between the two processes. Install it apart (it is not a dependency):
+    `python3 -m venv /tmp/wh-venv && /tmp/wh-venv/bin/pip install magic-wormhole
+    magic-wormhole-mailbox-server magic-wormhole-transit-relay`, then point WORMHOLE_BIN at
+    /tmp/wh-venv/bin (or put `wormhole` and `twist` on PATH)."""
+
+    name = "magic-wormhole"
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin = bin_dir
+
+    @staticmethod
+    def find() -> Wormhole | None:
+        where = os.environ.get("WORMHOLE_BIN")
+        wormhole = Path(where) / "wormhole" if where else shutil.which("wormhole")
+        if wormhole is None or not Path(wormhole).exists():
+            return None
+        return Wormhole(Path(wormhole).parent)
+
+    def run(self, path: Path, size: int, workdir: Path) -> Result:
+        mailbox, relay = free_tcp_port(), free_tcp_port()
+        servers = [
+            subprocess.Popen(
+                [str(self.bin / "twist"), *service, f"--port=tcp:{port}:interface=127.0.0.1"],
+                cwd=workdir,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for service, port in ((["wormhole-mailbox"], mailbox), (["transitrelay"], relay))
+        ]
+        try:
+            for port in (mailbox, relay):
+                wait_for_tcp(port)
+            common = [
+                str(self.bin / "wormhole"),
+                "--relay-url", f"ws://127.0.0.1:{mailbox}/v1",
+                "--transit-helper", f"tcp:127.0.0.1:{relay}",
+            ]  # fmt: skip
+            code = "7-ringdrop-bench"
+            received = workdir / "wormhole-received"
+            received.unlink(missing_ok=True)
+            sender = subprocess.Popen(
+                [*common, "send", "--hide-progress", "--code", code, str(path)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            start = time.perf_counter()
+            receiver = subprocess.Popen(
+                [*common, "receive", "--hide-progress", "--accept-file", "-o", str(received), code],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            _, status, usage = os.wait4(receiver.pid, 0)
+            seconds = time.perf_counter() - start
+            receiver.returncode = os.waitstatus_to_exitcode(status)
+            _, _, sender_usage = os.wait4(sender.pid, 0)
+            sender.returncode = 0
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait()
+        if (
+            blake3.blake3(received.read_bytes()).digest()
+            != blake3.blake3(path.read_bytes()).digest()
+        ):
+            raise SystemExit(f"{self.name}: the received file differs")
+        return Result(
+            self.name, size, seconds, sender_usage.ru_maxrss * 1024, usage.ru_maxrss * 1024
+        )
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_tcp(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout:g} s")
+
+
 def contenders() -> list[Contender]:
-    return [Ringdrop(backend) for backend in available_backends()]
+    found: list[Contender] = [Ringdrop(backend) for backend in available_backends()]
+    wormhole = Wormhole.find()
+    if wormhole is not None:
+        found.append(wormhole)
+    return found
 
 
 def peak_rss() -> int:
