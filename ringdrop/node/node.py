@@ -29,7 +29,7 @@ from ringdrop.protocol import CatalogEntry, GetRequest, Request
 from ringdrop.store import ImportMode, Store, default_data_dir
 from ringdrop.store.access import Access, UploadOutcome
 from ringdrop.store.access_schema import OPEN_RING
-from ringdrop.store.files import FileLock
+from ringdrop.store.files import FileLock, ensure_free_space
 from ringdrop.store.names import validate_name
 from ringdrop.store.progress import ProgressFn
 from ringdrop.store.schema import MIGRATIONS
@@ -229,6 +229,11 @@ class Node:
         target = export_target(dest, name)
         if os.path.lexists(target) and not force:
             raise StoreError(f"{target} already exists; use --force to overwrite it")
+        if ticket.size is not None:
+            # The ticket's size is only advisory, but it lets a transfer that cannot fit fail
+            # now rather than at 90 %; the store and the export check again with real sizes.
+            ensure_free_space(self.data_dir, ticket.size, f"downloading {name}")
+            ensure_free_space(_existing_parent(target), ticket.size, f"writing {name}")
         self._remember(ticket)
         tracker = Tracker(name, progress, retry.attempts)
         source = _Source(self, ticket)
@@ -341,6 +346,13 @@ async def _stream(
         raise
     finally:
         gate.finished(peer, request, answer, sent, outcome)
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.absolute().parent
+    while not path.exists():
+        path = path.parent
+    return path
 
 
 def _safe_name(ticket: Ticket) -> str:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
 
-from ringdrop.errors import AccessDeniedError, TransferError, WrongPeerError
+from ringdrop.errors import AccessDeniedError, DiskFullError, TransferError, WrongPeerError
 from ringdrop.node import Node, Progress, RetryPolicy
-from ringdrop.ticket import Ticket
+from ringdrop.ticket import Address, Ticket
 from tests.conftest import pseudo_random
+from tests.node.relay import Relay
 
 FAST_RETRY = RetryPolicy(attempts=2, first_delay=0.05)
 
@@ -191,3 +194,42 @@ async def test_unreachable_sharer_fails_after_the_retries(
     with pytest.raises(TransferError, match="attempts"):
         await receiver.get(share.ticket, tmp_path / "out", progress=events.append, retry=FAST_RETRY)
     assert any(e.state == "retrying" for e in events)
+
+
+async def test_a_ticket_bigger_than_the_free_space_fails_before_transferring(
+    serving: Node, receiver: Node, tmp_path: Path
+) -> None:
+    share = serving.share(write(tmp_path / "a.bin", pseudo_random(1000)), open=True)
+    huge = dataclasses.replace(share.ticket, size=2**62)
+    with pytest.raises(DiskFullError, match="needs"):
+        await receiver.get(huge, tmp_path / "out")
+    assert serving.access.access_log() == []
+
+
+async def test_cancelled_download_keeps_what_it_verified(
+    serving: Node, receiver: Node, tmp_path: Path
+) -> None:
+    data = pseudo_random(24 * 2**20)
+    share = serving.share(write(tmp_path / "a.bin", data), open=True)
+    relay = await Relay(share.ticket.addresses[0].port, 8e6).start()
+    ticket = dataclasses.replace(
+        share.ticket, addresses=(Address(ip_address("127.0.0.1"), relay.port),)
+    )
+    halfway = asyncio.Event()
+
+    def on_progress(progress: Progress) -> None:
+        if progress.done > len(data) // 2:
+            halfway.set()
+
+    try:
+        task = asyncio.create_task(receiver.get(ticket, tmp_path / "out", progress=on_progress))
+        await asyncio.wait_for(halfway.wait(), 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        again = await receiver.get(ticket, tmp_path / "out")
+    finally:
+        relay.close()
+    assert again.path.read_bytes() == data
+    assert again.stats.present >= len(data) // 2
+    assert again.stats.received <= len(data) - again.stats.present + overhead_bound(len(data))
