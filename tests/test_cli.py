@@ -17,9 +17,9 @@ import pytest
 
 from ringdrop.cli import build_parser, main
 from ringdrop.cli.base import expiry
-from ringdrop.cli.display import safe, size
 from ringdrop.cli.exits import ExitCode, classify, report
 from ringdrop.cli.progress import describe
+from ringdrop.display import safe, size
 from ringdrop.errors import (
     AccessDeniedError,
     DiskFullError,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from ringdrop import __version__
 from ringdrop.cli import content, demo, rings, transfer
+from ringdrop.cli import tui as tui_command
 from ringdrop.cli.base import global_options
 from ringdrop.cli.exits import ExitCode, exit_code_table, report
 
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.register(commands)
     rings.register(commands)
     content.register(commands)
+    tui_command.register(parser, commands)
     demo.register(commands)
     return parser
 

@@ -8,8 +8,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from ringdrop import display
 from ringdrop.bao import create_outboard, outboard_size
-from ringdrop.cli import display
 from ringdrop.cli.base import Commands, add_command, add_group, add_json, open_node
 from ringdrop.cli.exits import ExitCode
 from ringdrop.cli.progress import BytesProgress

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import blake3
 
-from ringdrop.cli import display
+from ringdrop import display
 from ringdrop.cli.base import Commands, add_command
 from ringdrop.cli.progress import BytesProgress, TransferProgress
 from ringdrop.errors import AccessDeniedError

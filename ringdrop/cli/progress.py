@@ -9,7 +9,7 @@ import time
 from types import TracebackType
 from typing import Self, TextIO
 
-from ringdrop.cli import display
+from ringdrop import display
 from ringdrop.node.progress import Progress
 
 # Without a terminal, a transfer prints a line this often (and on every retry).

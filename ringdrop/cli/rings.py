@@ -6,7 +6,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-from ringdrop.cli import display
+from ringdrop import display
 from ringdrop.cli.base import Commands, add_command, add_group, expiry, open_node
 from ringdrop.identity import PeerId
 from ringdrop.node.node import Node

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ringdrop.cli import display
+from ringdrop import display
 from ringdrop.cli.base import Commands, add_command, add_group, add_json, open_node
 from ringdrop.cli.progress import BytesProgress, TransferProgress
 from ringdrop.errors import AccessDeniedError

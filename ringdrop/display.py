@@ -1,5 +1,5 @@
-"""How the command line shows things: names from the network made safe for a terminal, sizes,
-times and rates for people, JSON for programs, QR codes."""
+"""How the CLI and the TUI show things: sizes, rates and times for people, names from the network
+made safe (no terminal escapes), JSON for programs, QR codes."""
 
 from __future__ import annotations
 

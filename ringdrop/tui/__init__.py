@@ -1,0 +1,18 @@
+"""The Textual TUI: a thin client of `ringdrop.node.Node`. Start it with `run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def run(data_dir: Path | None = None) -> int:
+    """Opens the node in `data_dir` and runs the TUI on it until the user quits."""
+    from ringdrop.node import Node
+    from ringdrop.tui.app import make_app
+
+    with Node(data_dir) as node:
+        make_app(node).run()
+    return 0
+
+
+__all__ = ["run"]

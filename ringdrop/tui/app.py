@@ -1,0 +1,95 @@
+"""The ringdrop TUI: the App, which serves the node while it is open, and `make_app`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from ringdrop.errors import RingdropError
+from ringdrop.node import Node, ServeEvent
+from ringdrop.tui.activity import ActivityPane
+from ringdrop.tui.dialogs import QrCode
+from ringdrop.tui.pane import Pane
+from ringdrop.tui.receive import ReceivePane
+from ringdrop.tui.rings import PeersPane, RingsPane
+from ringdrop.tui.shares import SharesPane
+from ringdrop.tui.status import NodeStatus
+
+TABS = (("shares", "Shares"), ("receive", "Receive"), ("rings", "Rings"),
+        ("peers", "Peers"), ("activity", "Activity"))  # fmt: skip
+
+
+class RingdropApp(App[None]):
+    CSS_PATH = Path(__file__).with_name("app.tcss")
+    TITLE = "ringdrop"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(Binding(f"f{n},{n}", f"show('{tab}')", title, show=False)
+          for n, (tab, title) in enumerate(TABS, 1)),
+        Binding("i", "identity", "My id"),
+    ]  # fmt: skip
+
+    class Served(Message):
+        """The server answered a request."""
+
+        def __init__(self, event: ServeEvent) -> None:
+            super().__init__()
+            self.event = event
+
+    def __init__(self, node: Node, *, host: str = "::") -> None:
+        super().__init__()
+        self.node = node
+        self.host = host
+
+    def compose(self) -> ComposeResult:
+        yield NodeStatus(self.node)
+        panes = (SharesPane, ReceivePane, RingsPane, PeersPane, ActivityPane)
+        with TabbedContent():
+            for (tab, title), pane in zip(TABS, panes, strict=True):
+                with TabPane(f"{title} F{TABS.index((tab, title)) + 1}", id=tab):
+                    yield pane(self.node, id=f"{tab}-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.serve()
+        self.query_one(SharesPane).enter()
+
+    @work(group="serve", exit_on_error=False)
+    async def serve(self) -> None:
+        status = self.query_one(NodeStatus)
+
+        def ready(port: int) -> None:
+            status.server = f"serving on port {port}"
+
+        try:
+            await self.node.serve(
+                on_event=lambda event: self.post_message(self.Served(event)),
+                ready=ready,
+                host=self.host,
+            )
+        except (RingdropError, OSError) as error:
+            status.server = f"not serving: {error}"
+
+    def on_ringdrop_app_served(self, message: RingdropApp.Served) -> None:
+        self.query_one(ActivityPane).reload()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        event.pane.query_one(Pane).enter()
+
+    def action_show(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def action_identity(self) -> None:
+        self.push_screen(
+            QrCode("This node's peer id: a sharer adds it to a ring", str(self.node.peer_id))
+        )
+
+
+def make_app(node: Node, *, host: str = "::") -> RingdropApp:
+    """The TUI driving `node`; it serves on `host` while it runs."""
+    return RingdropApp(node, host=host)

@@ -1,0 +1,56 @@
+"""What every tab's pane shares: the node it drives, a reload, and a message line in place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from rich.text import Text
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from ringdrop.display import safe
+from ringdrop.errors import RingdropError
+from ringdrop.node import Node
+
+T = TypeVar("T")
+
+
+class Pane(Vertical):
+    """A tab's content. `reload` re-reads the node; `attempt` runs one user action and shows its
+    error (or what it did) on the pane's message line instead of raising."""
+
+    def __init__(self, node: Node, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.node = node
+
+    def reload(self) -> None:
+        """Re-reads what the pane shows from the node."""
+
+    def enter(self) -> None:
+        """Brings the pane up to date and focuses its first control, so its keys work."""
+        self.reload()
+        focusable = [w for w in self.query("*") if w.focusable]
+        if focusable:
+            focusable[0].focus()
+
+    def say(self, text: str, *, error: bool = False) -> None:
+        message = self.query_one(".message", Static)
+        message.update(text)
+        message.set_class(error, "error")
+
+    def attempt(self, action: Callable[[], T], done: str | None = None) -> T | None:
+        try:
+            result = action()
+        except RingdropError as error:
+            self.say(str(error), error=True)
+            return None
+        if done is not None:
+            self.say(done)
+        self.reload()
+        return result
+
+
+def shown(text: str | None) -> Text:
+    """A name that may come from elsewhere, as text with no markup and no control characters."""
+    return Text(safe(text) if text else "(no name)")

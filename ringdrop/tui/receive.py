@@ -1,0 +1,114 @@
+"""The Receive tab: paste a ticket, see what it names, choose where it goes, and follow the
+transfers (which survive closing the TUI: see `saved`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Button, Input, Label, Static
+
+from ringdrop.display import kind, safe, size
+from ringdrop.errors import TicketError
+from ringdrop.node import Node
+from ringdrop.ticket import Ticket
+from ringdrop.tui.pane import Pane
+from ringdrop.tui.paths import PathSuggester
+from ringdrop.tui.saved import SavedTransfer, SavedTransfers
+from ringdrop.tui.transfer import TransferView
+
+
+class ReceivePane(Pane):
+    def __init__(self, node: Node, *, id: str | None = None) -> None:
+        super().__init__(node, id=id)
+        self.saved = SavedTransfers(node.data_dir)
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="row"):
+            yield Label("Ticket ", classes="label")
+            yield Input(placeholder="paste a ticket (rdrop:…)", id="ticket")
+        yield Static("", id="preview", markup=False)
+        with Horizontal(classes="row"):
+            yield Label("Save in", classes="label")
+            yield Input(str(Path.cwd()), suggester=PathSuggester(), id="dest")
+            yield Button("Receive", id="start", variant="primary")
+        yield VerticalScroll(id="transfers")
+        yield Static(
+            "Enter starts; on a transfer: p pause/resume, x cancel", classes="message", markup=False
+        )
+
+    def on_mount(self) -> None:
+        for saved in self.saved.load():
+            try:
+                ticket = Ticket.decode(saved.ticket)
+            except TicketError:
+                self.saved.forget(saved.ticket)
+                continue
+            view = self._add(ticket, Path(saved.dest))
+            if saved.paused:
+                view.paused = True
+            else:
+                view.start()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "ticket":
+            self.query_one("#preview", Static).update(self.describe(event.value))
+
+    def describe(self, text: str) -> str:
+        """What a ticket names, without connecting anywhere."""
+        if not text.strip():
+            return ""
+        try:
+            ticket = Ticket.decode(text)
+        except TicketError as error:
+            return str(error)
+        nicknames = {p.peer_id: p.nickname for p in self.node.access.peers()}
+        nickname = nicknames.get(ticket.peer_id)
+        sharer = f"{nickname} ({ticket.peer_id.short()})" if nickname else str(ticket.peer_id)
+        name = safe(ticket.name) if ticket.name else "(no name)"
+        return f"{name}: a {kind(ticket.format)}, {size(ticket.size)}, shared by {sharer}"
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.receive()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.receive()
+
+    def receive(self) -> None:
+        text = self.query_one("#ticket", Input).value
+        try:
+            ticket = Ticket.decode(text)
+        except TicketError as error:
+            self.say(str(error), error=True)
+            return
+        if any(v.ticket == ticket for v in self.query(TransferView)):
+            self.say("that ticket is already in the list below", error=True)
+            return
+        dest = Path(self.query_one("#dest", Input).value or ".").expanduser()
+        if not dest.is_dir():
+            self.say(f"{dest} is not a folder", error=True)
+            return
+        self.saved.put(SavedTransfer(ticket.encode(), str(dest)))
+        self._add(ticket, dest).start()
+        self.query_one("#ticket", Input).value = ""
+        self.say("receiving; p pauses or resumes the selected transfer, x cancels it")
+
+    def _add(self, ticket: Ticket, dest: Path) -> TransferView:
+        view = TransferView(self.node, ticket, dest)
+        self.query_one("#transfers", VerticalScroll).mount(view)
+        return view
+
+    def on_transfer_view_finished(self, message: TransferView.Finished) -> None:
+        self.saved.forget(message.view.ticket.encode())
+
+    def on_transfer_view_paused(self, message: TransferView.Paused) -> None:
+        view = message.view
+        self.saved.put(SavedTransfer(view.ticket.encode(), str(view.dest), message.paused))
+
+    def on_transfer_view_cancelled(self, message: TransferView.Cancelled) -> None:
+        self.saved.forget(message.view.ticket.encode())
+        message.view.remove()
+        self.say("cancelled; what was received stays in the store for a later try")

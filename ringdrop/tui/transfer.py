@@ -1,0 +1,150 @@
+"""One download as a widget: its progress bar, bytes, rate, ETA, files in flight and
+connection state; pause, resume and cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.widgets import ProgressBar, Static
+
+from ringdrop.display import clock, rate, safe, size
+from ringdrop.errors import RingdropError
+from ringdrop.node import Node, Progress, Received
+from ringdrop.ticket import Ticket
+
+
+class TransferView(Static, can_focus=True):
+    """Runs `node.get` in a worker while not paused; reports how it ends with a message."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("p", "toggle_pause", "Pause/resume/retry"),
+        Binding("x", "cancel", "Cancel"),
+    ]
+
+    class Progressed(Message):
+        def __init__(self, progress: Progress) -> None:
+            super().__init__()
+            self.progress = progress
+
+    class Finished(Message):
+        def __init__(self, view: TransferView, received: Received) -> None:
+            super().__init__()
+            self.view = view
+            self.received = received
+
+    class Failed(Message):
+        def __init__(self, view: TransferView, reason: str) -> None:
+            super().__init__()
+            self.view = view
+            self.reason = reason
+
+    class Paused(Message):
+        def __init__(self, view: TransferView, paused: bool) -> None:
+            super().__init__()
+            self.view = view
+            self.paused = paused
+
+    class Cancelled(Message):
+        def __init__(self, view: TransferView) -> None:
+            super().__init__()
+            self.view = view
+
+    def __init__(self, node: Node, ticket: Ticket, dest: Path) -> None:
+        super().__init__(classes="transfer")
+        self.node = node
+        self.ticket = ticket
+        self.dest = dest
+        self.paused = False
+        self.finished = False
+        self.failed = False
+        self.progress: Progress | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._headline("waiting"), classes="headline", markup=False)
+        yield ProgressBar(total=self.ticket.size, show_eta=False)
+        yield Static("", classes="detail", markup=False)
+
+    def start(self) -> None:
+        self.paused = self.failed = False
+        self.remove_class("failed")
+        self.run_worker(self._download(), group="download", exclusive=True, exit_on_error=False)
+
+    async def _download(self) -> None:
+        try:
+            received = await self.node.get(
+                self.ticket, self.dest, progress=lambda p: self.post_message(self.Progressed(p))
+            )
+        except asyncio.CancelledError:
+            raise
+        except RingdropError as error:
+            self.post_message(self.Failed(self, str(error)))
+        except Exception as error:  # never let a surprise reach the terminal
+            self.post_message(self.Failed(self, f"{type(error).__name__}: {error}"))
+        else:
+            self.post_message(self.Finished(self, received))
+
+    def on_transfer_view_progressed(self, message: Progressed) -> None:
+        self.progress = progress = message.progress
+        bar = self.query_one(ProgressBar)
+        bar.update(total=progress.total, progress=progress.done)
+        state: str = progress.state
+        if state in ("connecting", "retrying") and progress.attempt > 1:
+            state = f"{state}, attempt {progress.attempt} of {progress.attempts}"
+        self._set(self._headline(state), self._detail(progress))
+
+    def on_transfer_view_finished(self, message: Finished) -> None:
+        self.finished = True
+        bar = self.query_one(ProgressBar)
+        bar.update(total=bar.total or 1, progress=bar.total or 1)
+        self._set(self._headline("done"), f"saved as {safe(str(message.received.path))}")
+
+    def on_transfer_view_failed(self, message: Failed) -> None:
+        self.failed = True
+        self._set(self._headline("failed"), message.reason)
+        self.add_class("failed")
+
+    def action_toggle_pause(self) -> None:
+        if self.finished:
+            return
+        if self.paused or self.failed:
+            self.start()
+            self._set(self._headline("resuming"), None)
+        else:
+            self.paused = True
+            self.workers.cancel_group(self, "download")
+            self._set(self._headline("paused"), None)
+        self.post_message(self.Paused(self, self.paused))
+
+    def action_cancel(self) -> None:
+        self.workers.cancel_group(self, "download")
+        self.post_message(self.Cancelled(self))
+
+    def _set(self, headline: str, detail: str | None) -> None:
+        self.query_one(".headline", Static).update(headline)
+        if detail is not None:
+            self.query_one(".detail", Static).update(detail)
+
+    def _headline(self, state: str) -> str:
+        name = safe(self.ticket.name) if self.ticket.name else self.ticket.content_hash.hex()[:16]
+        return f"{name}  [{state}]  → {safe(str(self.dest))}"
+
+    @staticmethod
+    def _detail(progress: Progress) -> str:
+        parts = [f"{size(progress.done)} of {size(progress.total)}", rate(progress.rate)]
+        if progress.eta is not None and progress.state == "transferring":
+            parts.append(f"ETA {clock(progress.eta)}")
+        if progress.files_total > 1:
+            parts.append(f"files {progress.files_done}/{progress.files_total}")
+        if progress.address:
+            parts.append(f"via {progress.address}")
+        line = "  ".join(parts)
+        for file in progress.active[:2]:
+            line += f"\n  {safe(file.name)}: {size(file.done)} of {size(file.total)}"
+        if progress.message:
+            line += f"\n  {safe(progress.message)}"
+        return line

@@ -1,0 +1,83 @@
+"""Fixtures for TUI tests: a sharer node serving on loopback in the test's event loop, a node
+for the app to drive, and `until`, which lets the app run until something is true."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from textual.pilot import Pilot
+
+from ringdrop.node import Node
+from ringdrop.tui.app import RingdropApp, make_app
+
+SIZE = (80, 24)
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tickets name only 127.0.0.1: tests never send traffic anywhere but loopback."""
+    monkeypatch.setenv("RINGDROP_ADDRESSES", "127.0.0.1")
+
+
+@pytest.fixture
+def sharer(tmp_path: Path) -> Iterator[Node]:
+    with Node(tmp_path / "sharer") as node:
+        yield node
+
+
+@pytest.fixture
+def mine(tmp_path: Path) -> Iterator[Node]:
+    """The node the app drives."""
+    with Node(tmp_path / "mine") as node:
+        yield node
+
+
+@pytest.fixture
+def app(mine: Node) -> RingdropApp:
+    return make_app(mine, host="127.0.0.1")
+
+
+@pytest.fixture
+async def serving(sharer: Node) -> AsyncIterator[Node]:
+    """The sharer, serving on 127.0.0.1 until the test ends."""
+    ready = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        sharer.serve(host="127.0.0.1", ready=lambda port: ready.set_result(port))
+    )
+    await asyncio.wait_for(ready, 10)
+    yield sharer
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+@pytest.fixture
+def downloads(tmp_path: Path) -> Path:
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    return folder
+
+
+async def until(pilot: Pilot[None], condition: Callable[[], bool], timeout: float = 15) -> None:
+    """Lets the app run until `condition()` holds; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"still not true after {timeout} s")
+        await pilot.pause(0.05)
+
+
+def screen_text(app: RingdropApp) -> str:
+    """What the screen shows, as plain text: the screenshot `export_screenshot` makes, as text."""
+    width, height = app.size
+    console = Console(
+        width=width, height=height, file=io.StringIO(), force_terminal=True, record=True
+    )
+    console.print(app.screen._compositor.render_update(full=True))
+    return console.export_text()
