@@ -1,10 +1,50 @@
-"""Shared fixtures and helpers for the test suite."""
+"""Shared fixtures and helpers for the test suite: deterministic data, and two nodes with their
+own data directories, the sharer serving on loopback in the test's event loop."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
 import blake3
+import pytest
+
+from ringdrop.node import Node
 
 
 def pseudo_random(size: int, seed: int = 0) -> bytes:
     """Deterministic incompressible bytes (BLAKE3 in extendable-output mode)."""
     return blake3.blake3(b"ringdrop test data %d" % seed).digest(length=size)
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tickets name only 127.0.0.1: tests never send traffic anywhere but loopback."""
+    monkeypatch.setenv("RINGDROP_ADDRESSES", "127.0.0.1")
+
+
+@pytest.fixture
+def sharer(tmp_path: Path) -> Iterator[Node]:
+    with Node(tmp_path / "sharer") as node:
+        yield node
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[Node]:
+    with Node(tmp_path / "receiver") as node:
+        yield node
+
+
+@pytest.fixture
+async def serving(sharer: Node) -> AsyncIterator[Node]:
+    """The sharer, serving on 127.0.0.1 until the test ends."""
+    ready = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        sharer.serve(host="127.0.0.1", ready=lambda port: ready.set_result(port))
+    )
+    await asyncio.wait_for(ready, 10)
+    yield sharer
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -1,12 +1,11 @@
-"""Fixtures for TUI tests: a sharer node serving on loopback in the test's event loop, a node
-for the app to drive, and `until`, which lets the app run until something is true."""
+"""Fixtures for TUI tests: a node for the app to drive (the sharer comes from tests/conftest.py),
+and `until`, which lets the app run until something is true."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,18 +18,6 @@ from ringdrop.tui.app import RingdropApp, make_app
 SIZE = (80, 24)
 
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tickets name only 127.0.0.1: tests never send traffic anywhere but loopback."""
-    monkeypatch.setenv("RINGDROP_ADDRESSES", "127.0.0.1")
-
-
-@pytest.fixture
-def sharer(tmp_path: Path) -> Iterator[Node]:
-    with Node(tmp_path / "sharer") as node:
-        yield node
-
-
 @pytest.fixture
 def mine(tmp_path: Path) -> Iterator[Node]:
     """The node the app drives."""
@@ -41,20 +28,6 @@ def mine(tmp_path: Path) -> Iterator[Node]:
 @pytest.fixture
 def app(mine: Node) -> RingdropApp:
     return make_app(mine, host="127.0.0.1")
-
-
-@pytest.fixture
-async def serving(sharer: Node) -> AsyncIterator[Node]:
-    """The sharer, serving on 127.0.0.1 until the test ends."""
-    ready = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(
-        sharer.serve(host="127.0.0.1", ready=lambda port: ready.set_result(port))
-    )
-    await asyncio.wait_for(ready, 10)
-    yield sharer
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
 
 
 @pytest.fixture
