@@ -8,14 +8,15 @@ verified and durable, so every attempt — after a retry, a restart or a SIGKILL
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from ringdrop.bao import ChunkRanges
-from ringdrop.errors import IntegrityError, TransferError, WrongPeerError
+from ringdrop.errors import IntegrityError, RingdropError, TransferError, WrongPeerError
 from ringdrop.node.progress import Tracker
 from ringdrop.store import Store
 from ringdrop.store.collection import Collection
@@ -37,7 +38,7 @@ class Source(Protocol):
         """The direct address in use, for display."""
         ...
 
-    def fetch(self, root: bytes, ranges: ChunkRanges) -> AsyncIterator[bytes]:
+    def fetch(self, root: bytes, ranges: ChunkRanges) -> AsyncGenerator[bytes, None]:
         """The response stream for `ranges` of `root`, in pieces as they arrive. Raises
         AccessDeniedError or NotFoundError before any content; TransferError if the connection
         is lost."""
@@ -100,6 +101,10 @@ class Download:
 
     async def run(self) -> TransferStats:
         """Fetches until the content is complete in the store, retrying lost connections."""
+        with self._store.temp_tag(self._root, self._format):
+            return await self._run()
+
+    async def _run(self) -> TransferStats:
         started = time.monotonic()
         attempt = 1
         while True:
@@ -115,7 +120,9 @@ class Download:
                         "to continue from what was verified)"
                     ) from error
                 attempt += 1
-                self._tracker.update(state="retrying", attempt=attempt, message=str(error))
+                self._tracker.update(
+                    state="retrying", attempt=attempt, message=str(error), rate=0.0
+                )
                 await asyncio.sleep(self._retry.delay(attempt))
         total = self._tracker.current.total or 0
         return TransferStats(
@@ -144,6 +151,9 @@ class Download:
             await self._fetch_blob(source, self._root, self._name, "raw", count=True)
             return 1
         if self._store.blob(self._root) is None:
+            # Untagged until it parses and every member is here: a blob that hashes right but
+            # is no valid collection must not be tagged as one (the temp tag taken in run()
+            # keeps it, and the members, from GC meanwhile).
             await self._fetch_blob(source, self._root, self._name, "collection", count=False)
         collection = self._store.collection(self._root)
         self._account_present(collection)
@@ -153,28 +163,42 @@ class Download:
         )
         limit = asyncio.Semaphore(PARALLEL_MEMBERS)
 
-        async def member(root: bytes, name: str) -> None:
+        async def member(entry: _Member) -> None:
             async with limit:
-                await self._fetch_blob(source, root, name, "raw", count=True)
+                await self._fetch_blob(source, entry.root, entry.name, "raw", count=True)
+            if entry.copies > 1:
+                current = self._tracker.current
+                self._tracker.update(
+                    done=current.done + entry.size * (entry.copies - 1),
+                    files_done=current.files_done + entry.copies - 1,
+                )
 
-        async with asyncio.TaskGroup() as group:
-            for entry in missing:
-                group.create_task(member(entry.root, entry.name))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for entry in missing:
+                    group.create_task(member(entry))
+        except* RingdropError as failures:
+            # One member's failure stops its siblings; the first error stands for them all,
+            # so a lost connection is retried like a single file's.
+            raise _first(failures) from None
+        self._store.set_tag(
+            self._root.hex(), self._root, format="collection", display_name=self._name
+        )
         return len(collection.entries)
 
     def _complete_collection(self) -> Collection | None:
         return self._store.collection(self._root) if self._store.blob(self._root) else None
 
     def _missing(self, collection: Collection) -> list[_Member]:
-        """Members not complete in the store, one per distinct root."""
-        seen: set[bytes] = set()
-        missing = []
+        """Members not complete in the store, one per distinct root: a file that appears twice
+        is fetched once, and its copies count as done when it completes."""
+        members: dict[bytes, _Member] = {}
         for entry in collection.entries:
-            if entry.root in seen or self._store.blob(entry.root) is not None:
-                continue
-            seen.add(entry.root)
-            missing.append(_Member(entry.root, entry.name, entry.size))
-        return missing
+            if entry.root in members:
+                members[entry.root].copies += 1
+            elif self._store.blob(entry.root) is None:
+                members[entry.root] = _Member(entry.root, entry.name, entry.size)
+        return list(members.values())
 
     def _account_present(self, collection: Collection) -> None:
         """Sets totals from the collection; counts members already complete as present."""
@@ -215,25 +239,35 @@ class Download:
                 # Progress becomes durable on a timer too, not only when more data arrives.
                 flusher = asyncio.create_task(_flush_every(writer, FLUSH_INTERVAL))
                 try:
-                    async for piece in source.fetch(root, ranges):
-                        self._received += len(piece)
-                        before = writer.verified_bytes
-                        had_size = partial.size is not None
-                        valid_before = partial.valid_bytes
-                        writer.write(piece)
-                        if not had_size:
-                            self._show_file(name, partial.size, valid_before, count)
-                        if count:
-                            self._tracker.received(writer.verified_bytes - before, name)
+                    async with contextlib.aclosing(source.fetch(root, ranges)) as pieces:
+                        async for piece in pieces:
+                            self._received += len(piece)
+                            before = writer.verified_bytes
+                            had_size = partial.size is not None
+                            valid_before = partial.valid_bytes
+                            writer.write(piece)
+                            if not had_size:
+                                self._show_file(name, partial.size, valid_before, count)
+                            if count:
+                                self._tracker.received(writer.verified_bytes - before, name)
                 finally:
                     flusher.cancel()
                 try:
                     writer.finish()
                 except IntegrityError as error:
                     raise TransferError(f"the sharer ended the stream early: {error}") from error
-            partial.promote(tag=root.hex(), display_name=name, format=format)
+            # Re-hashing a large file takes seconds: off the event loop, so that the other
+            # streams keep flowing meanwhile.
+            tag = root.hex() if root == self._root and format == "raw" else None
+            await asyncio.to_thread(partial.promote, tag=tag, display_name=name, format=format)
         if count and self._format == "collection":
             self._tracker.file_finished(name)
+
+
+def _first(group: BaseExceptionGroup[RingdropError]) -> RingdropError:
+    """The first error of a (possibly nested) exception group."""
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 async def _flush_every(writer: PartialWriter, seconds: float) -> None:
@@ -243,11 +277,12 @@ async def _flush_every(writer: PartialWriter, seconds: float) -> None:
             writer.flush()
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Member:
     root: bytes
     name: str
     size: int
+    copies: int = 1
 
 
 def export_target(dest: Path | None, name: str) -> Path:

@@ -7,7 +7,7 @@ import asyncio
 import ipaddress
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from ringdrop.bao import ChunkRanges
 from ringdrop.errors import (
     IntegrityError,
     NotFoundError,
+    RingdropError,
     StoreError,
     TicketError,
     UnsafePathError,
@@ -187,8 +188,9 @@ class Node:
         lock = FileLock(self.data_dir / SERVE_LOCK)
         if not lock.acquire(blocking=False):
             pid = self.server_pid()
+            who = f"process {pid}" if pid is not None else "another process"
             raise StoreError(
-                f"this data directory is already being served by process {pid}; "
+                f"this data directory is already being served by {who}; "
                 "stop it first or use another --data-dir"
             )
         try:
@@ -200,7 +202,7 @@ class Node:
                 if answer.encoder is None:
                     gate.finished(peer, request, answer, 0, "complete")
                     return Reply(answer.header, catalog=answer.catalog)
-                return Reply(answer.header, _stream(gate, peer, request, answer))
+                return Reply(answer.header, _Upload(gate, peer, request, answer))
 
             server = await serve(self.identity, self.config.port, handler, host=host)
             try:
@@ -232,7 +234,12 @@ class Node:
         if ticket.size is not None:
             # The ticket's size is only advisory, but it lets a transfer that cannot fit fail
             # now rather than at 90 %; the store and the export check again with real sizes.
-            ensure_free_space(self.data_dir, ticket.size, f"downloading {name}")
+            # A download under way needs less than the whole in the store: checked per member.
+            started = self.store.blob(ticket.content_hash) is not None or any(
+                p.root == ticket.content_hash for p in self.store.partials()
+            )
+            if not started:
+                ensure_free_space(self.data_dir, ticket.size, f"downloading {name}")
             ensure_free_space(_existing_parent(target), ticket.size, f"writing {name}")
         self._remember(ticket)
         tracker = Tracker(name, progress, retry.attempts)
@@ -245,6 +252,10 @@ class Node:
             stats = await download.run()
         finally:
             await source.close()
+        if format == "collection":
+            # Received folders can be re-shared: attaching one must cover its members.
+            members = (e.root for e in self.store.collection(ticket.content_hash).entries)
+            self.access.record_collection(ticket.content_hash, members)
         tracker.update(state="exporting")
         if format == "collection":
             await asyncio.to_thread(
@@ -327,25 +338,42 @@ class Node:
         return found[:8]
 
 
-async def _stream(
-    gate: Gate, peer: PeerId, request: Request, answer: Answer
-) -> AsyncIterator[bytes]:
-    """The encoder's stream in pieces, recorded in the upload log however it ends."""
-    assert answer.encoder is not None
-    sent = 0
-    outcome: UploadOutcome = "failed"
-    try:
-        while piece := answer.encoder.read(PIECE):
-            sent += len(piece)
-            yield piece
-        outcome = "complete"
-    except IntegrityError:
-        raise
-    except BaseException:
-        outcome = "interrupted"
-        raise
-    finally:
-        gate.finished(peer, request, answer, sent, outcome)
+class _Upload:
+    """An allowed get's body: the encoder's pieces, pulled as the QUIC window opens, and one
+    entry in the upload log however the stream ends — finished, cut, or closed unstarted."""
+
+    def __init__(self, gate: Gate, peer: PeerId, request: Request, answer: Answer) -> None:
+        assert answer.encoder is not None
+        self._gate, self._peer, self._request, self._answer = gate, peer, request, answer
+        self._encoder = answer.encoder
+        self._sent = 0
+        self._last = 0
+        self._logged = False
+
+    def __aiter__(self) -> _Upload:
+        return self
+
+    async def __anext__(self) -> bytes:
+        self._sent += self._last  # asking for more means the last piece went out
+        self._last = 0
+        try:
+            piece = self._encoder.read(PIECE)
+        except IntegrityError:
+            self._log("failed")
+            raise
+        if not piece:
+            self._log("complete")
+            raise StopAsyncIteration
+        self._last = len(piece)
+        return piece
+
+    async def aclose(self) -> None:
+        self._log("interrupted")
+
+    def _log(self, outcome: UploadOutcome) -> None:
+        if not self._logged:
+            self._logged = True
+            self._gate.finished(self._peer, self._request, self._answer, self._sent, outcome)
 
 
 def _existing_parent(path: Path) -> Path:
@@ -390,7 +418,7 @@ class _Source:
     def address(self) -> str:
         return str(self._connection.address) if self._connection is not None else "?"
 
-    async def fetch(self, root: bytes, ranges: ChunkRanges) -> AsyncIterator[bytes]:
+    async def fetch(self, root: bytes, ranges: ChunkRanges) -> AsyncGenerator[bytes, None]:
         assert self._connection is not None, "connect first"
         header, body = await self._connection.request(GetRequest(root, ranges))
         async with body:
@@ -405,7 +433,10 @@ class _Source:
 
 
 def _size_of(node: Node, root: bytes, format: Format) -> int:
-    if format == "collection":
-        return node.store.collection(root).total_size
     info = node.store.blob(root)
-    return info.size if info is not None else 0
+    if format != "collection":
+        return info.size if info is not None else 0
+    try:
+        return node.store.collection(root).total_size
+    except RingdropError:
+        return 0  # unreadable: `ringdrop store check` says why; listing must still work

@@ -83,10 +83,23 @@ async def test_cut_link_resumes_without_resending(
     assert received.stats.received <= SIZE + bound(SIZE)
 
 
+@pytest.fixture
+def shared_folder(tmp_path: Path) -> tuple[Ticket, bytes, Path]:
+    """A folder of six files of 4 MiB, fetched on parallel streams; `data` is their bytes."""
+    files = [pseudo_random(SIZE // 6, seed=i) for i in range(6)]
+    for i, data in enumerate(files):
+        (tmp_path / "folder" / f"part-{i}.bin").parent.mkdir(exist_ok=True)
+        (tmp_path / "folder" / f"part-{i}.bin").write_bytes(data)
+    with Node(tmp_path / "sharer") as sharer:
+        ticket = sharer.share(tmp_path / "folder", open=True).ticket
+    return ticket, b"".join(files), tmp_path / "sharer"
+
+
+@pytest.mark.parametrize("content", ["shared", "shared_folder"])
 async def test_sharer_killed_and_restarted_mid_transfer(
-    shared: tuple[Ticket, bytes, Path], receiver: Node, tmp_path: Path
+    content: str, request: pytest.FixtureRequest, receiver: Node, tmp_path: Path
 ) -> None:
-    ticket, data, sharer_dir = shared
+    ticket, data, sharer_dir = request.getfixturevalue(content)
     sharer, port = await start_sharer(sharer_dir)
     relay = await Relay(port, RATE).start()
     killed = asyncio.Event()
@@ -115,7 +128,11 @@ async def test_sharer_killed_and_restarted_mid_transfer(
             process.kill()
             process.wait()
     assert killed.is_set()
-    assert received.path.read_bytes() == data
+    if received.path.is_dir():
+        parts = sorted(received.path.iterdir())
+        assert b"".join(part.read_bytes() for part in parts) == data
+    else:
+        assert received.path.read_bytes() == data
     assert received.stats.received <= SIZE + bound(SIZE)
 
 

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from ringdrop.errors import AccessDeniedError, DiskFullError, TransferError, WrongPeerError
+from ringdrop.errors import (
+    AccessDeniedError,
+    DiskFullError,
+    RingdropError,
+    TransferError,
+    WrongPeerError,
+)
 from ringdrop.node import Node, Progress, RetryPolicy
 from ringdrop.ticket import Address, Ticket
 from tests.conftest import pseudo_random
@@ -233,3 +239,37 @@ async def test_cancelled_download_keeps_what_it_verified(
     assert again.path.read_bytes() == data
     assert again.stats.present >= len(data) // 2
     assert again.stats.received <= len(data) - again.stats.present + overhead_bound(len(data))
+
+
+async def test_a_folder_with_duplicate_files_reports_them_done(
+    serving: Node, receiver: Node, tmp_path: Path
+) -> None:
+    same = pseudo_random(300_000)
+    for name in ("a.bin", "copy/a.bin", "b.bin"):
+        write(tmp_path / "dups" / name, same if "a.bin" in name else pseudo_random(1000))
+    share = serving.share(tmp_path / "dups", open=True)
+    events: list[Progress] = []
+    received = await receiver.get(share.ticket, tmp_path / "out", progress=events.append)
+    assert (received.path / "copy" / "a.bin").read_bytes() == same
+    last = events[-1]
+    assert (last.done, last.files_done) == (last.total, 3)
+    assert received.stats.received < 2 * len(same)
+
+
+async def test_a_blob_that_is_no_collection_is_refused_and_not_kept_as_one(
+    serving: Node, receiver: Node, tmp_path: Path
+) -> None:
+    info, _ = serving.store.import_bytes(b"not a collection" * 100, display_name="bogus")
+    serving.access.attach(info.root, "open")
+    bogus = Ticket(
+        peer_id=serving.peer_id,
+        addresses=serving.addresses(),
+        content_hash=info.root,
+        format="collection",
+        name="bogus",
+    )
+    with pytest.raises(RingdropError):
+        await receiver.get(bogus, tmp_path / "out")
+    assert all(tag.root != info.root for tag in receiver.store.tags())
+    assert receiver.shares() == []
+    assert not (tmp_path / "out").exists()
