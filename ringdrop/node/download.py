@@ -138,11 +138,12 @@ class Download:
             collection = self._complete_collection()
             if collection is not None and self._missing(collection) == []:
                 self._account_present(collection)
+                self._keep()
                 return len(collection.entries)
-        elif self._store.blob(self._root) is not None:
-            size = self._store.blob(self._root).size  # type: ignore[union-attr]
-            self._tracker.update(total=size)
-            self._present_once(size)
+        elif (blob := self._store.blob(self._root)) is not None:
+            self._tracker.update(total=blob.size)
+            self._present_once(blob.size)
+            self._keep()
             return 1
         self._tracker.update(state="connecting")
         source = await self._connect()
@@ -181,10 +182,14 @@ class Download:
             # One member's failure stops its siblings; the first error stands for them all,
             # so a lost connection is retried like a single file's.
             raise _first(failures) from None
-        self._store.set_tag(
-            self._root.hex(), self._root, format="collection", display_name=self._name
-        )
+        self._keep()
         return len(collection.entries)
+
+    def _keep(self) -> None:
+        """Tags the complete content by its root, so it stays and can be shared again."""
+        self._store.set_tag(
+            self._root.hex(), self._root, format=self._format, display_name=self._name
+        )
 
     def _complete_collection(self) -> Collection | None:
         return self._store.collection(self._root) if self._store.blob(self._root) else None
