@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass
 from ipaddress import ip_address
 from pathlib import Path
@@ -37,6 +38,7 @@ from ringdrop.ticket import Address
 from ringdrop.transport import BackendName, Reply, available_backends, connect, serve
 
 MIB = 2**20
+ROOT = Path(__file__).resolve().parent.parent
 PIECE = 256 * 1024
 
 
@@ -64,9 +66,11 @@ class Contender(ABC):
 
 
 class Ringdrop(Contender):
-    def __init__(self, backend: BackendName) -> None:
+    def __init__(self, backend: BackendName, loss: float | None = None) -> None:
         self.backend = backend
-        self.name = f"ringdrop ({backend})"
+        self.loss = loss
+        relayed = "" if loss is None else f", relay {loss:.0%} loss"
+        self.name = f"ringdrop ({backend}{relayed})"
 
     def run(self, path: Path, size: int, workdir: Path) -> Result:
         outboard = workdir / "outboard"
@@ -80,16 +84,33 @@ class Ringdrop(Contender):
             assert sharer.stdin is not None
             assert sharer.stdout is not None
             ready = json.loads(sharer.stdout.readline())
-            receiver_args = [str(received), root.hex(), str(ready["port"]), ready["peer_id"]]
-            receiver = subprocess.run(
-                [*role, "receiver", *receiver_args], capture_output=True, text=True, check=True
-            )
+            with self._path(ready["port"]) as port:
+                receiver_args = [str(received), root.hex(), str(port), ready["peer_id"]]
+                receiver = subprocess.run(
+                    [*role, "receiver", *receiver_args], capture_output=True, text=True, check=True
+                )
             sharer.stdin.close()
             sender_rss = json.loads(sharer.stdout.readline())["rss"]
         got = json.loads(receiver.stdout)
         if blake3.blake3().update_mmap(received).digest() != root:
             raise SystemExit(f"{self.name}: the received file differs")
         return Result(self.name, size, got["seconds"], sender_rss, got["rss"])
+
+    @contextlib.contextmanager
+    def _path(self, port: int) -> Iterator[int]:
+        """The port the receiver dials: the sharer's, or that of a relay in front of it that
+        loses a share of the datagrams (a process of its own, from the tests, since this kernel
+        has no netem; the same relay at 0 % loss measures what the relay itself costs)."""
+        if self.loss is None:
+            yield port
+            return
+        command = [sys.executable, "-m", "tests.node.relay", str(port), "--loss", str(self.loss)]
+        pipe = subprocess.PIPE
+        with subprocess.Popen(command, stdin=pipe, stdout=pipe, text=True, cwd=ROOT) as relay:
+            assert relay.stdin is not None
+            assert relay.stdout is not None
+            yield int(json.loads(relay.stdout.readline())["port"])
+            relay.stdin.close()
 
 
 class Wormhole(Contender):
@@ -182,6 +203,7 @@ def wait_for_tcp(port: int, timeout: float = 20.0) -> None:
 
 def contenders() -> list[Contender]:
     found: list[Contender] = [Ringdrop(backend) for backend in available_backends()]
+    found += [Ringdrop(b, loss) for loss in (0.0, 0.01) for b in available_backends()]
     wormhole = Wormhole.find()
     if wormhole is not None:
         found.append(wormhole)

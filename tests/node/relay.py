@@ -1,9 +1,18 @@
-"""A userspace UDP relay on loopback for tests: limits the rate and can cut the link, so a test
-can interrupt a transfer at a chosen point (the kernel here has no netem)."""
+"""A userspace UDP relay on loopback for tests and benchmarks: limits the rate, drops a share of
+the datagrams, and can cut the link, so a test can interrupt a transfer at a chosen point (the
+kernel here has no netem).
+
+    python -m tests.node.relay TARGET_PORT [--rate BYTES_PER_S] [--loss FRACTION]
+
+prints {"port": N} and relays until its standard input closes."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
+import random
+import sys
 import time
 from typing import cast
 
@@ -23,11 +32,14 @@ class _Side(asyncio.DatagramProtocol):
 
 
 class Relay:
-    """Forwards datagrams between clients and 127.0.0.1:`target`, at most `rate` bytes/s."""
+    """Forwards datagrams between clients and 127.0.0.1:`target`: towards the client at most
+    `rate` bytes/s (None: no limit), and each way losing a `loss` share of them at random."""
 
-    def __init__(self, target: int, rate: float) -> None:
+    def __init__(self, target: int, rate: float | None, loss: float = 0.0) -> None:
         self.target = ("127.0.0.1", target)
         self.rate = rate
+        self.loss = loss
+        self._random = random.Random(1)
         self.cut = False
         self._front: _Side | None = None
         self._backs: dict[Address, _Side] = {}
@@ -52,13 +64,18 @@ class Relay:
             if side is not None and side.transport is not None:
                 side.transport.close()
 
+    def _dropped(self) -> bool:
+        return self.cut or (self.loss > 0 and self._random.random() < self.loss)
+
     def _delay(self, size: int) -> float:
+        if self.rate is None:
+            return 0.0
         now = time.monotonic()
         self._next_send = max(self._next_send, now) + size / self.rate
         return self._next_send - now
 
     def _from_client(self, data: bytes, client: Address) -> None:
-        if self.cut:
+        if self._dropped():
             return
         back = self._backs.get(client)
         if back is None:
@@ -80,11 +97,30 @@ class Relay:
         back.transport.sendto(first, self.target)
 
     def _from_server(self, data: bytes, client: Address) -> None:
-        if self.cut:
+        if self._dropped():
             return
-        loop = asyncio.get_running_loop()
-        loop.call_later(self._delay(len(data)), self._deliver, data, client)
+        delay = self._delay(len(data))
+        if delay <= 0:
+            self._deliver(data, client)
+        else:
+            asyncio.get_running_loop().call_later(delay, self._deliver, data, client)
 
     def _deliver(self, data: bytes, client: Address) -> None:
         if not self.cut and self._front is not None and self._front.transport is not None:
             self._front.transport.sendto(data, client)
+
+
+async def _main() -> None:
+    parser = argparse.ArgumentParser(description="a UDP relay on 127.0.0.1")
+    parser.add_argument("target", type=int)
+    parser.add_argument("--rate", type=float, default=None)
+    parser.add_argument("--loss", type=float, default=0.0)
+    args = parser.parse_args()
+    relay = await Relay(args.target, args.rate, args.loss).start()
+    print(json.dumps({"port": relay.port}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    relay.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(_main())
