@@ -11,6 +11,7 @@ import blake3
 import pytest
 
 from ringdrop.node import Node
+from tests.cli_util import Node as CliNode
 
 
 def pseudo_random(size: int, seed: int = 0) -> bytes:
@@ -48,3 +49,16 @@ async def serving(sharer: Node) -> AsyncIterator[Node]:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+@pytest.fixture
+def alice(tmp_path: Path) -> CliNode:
+    """A data directory driven through the `ringdrop` command (see tests/cli_util.py)."""
+    (tmp_path / "alice-cwd").mkdir()
+    return CliNode(tmp_path / "alice", tmp_path / "alice-cwd")
+
+
+@pytest.fixture
+def bob(tmp_path: Path) -> CliNode:
+    (tmp_path / "bob-cwd").mkdir()
+    return CliNode(tmp_path / "bob", tmp_path / "bob-cwd")

@@ -45,18 +45,6 @@ PEER_ID_CHARS = 52
 
 
 @pytest.fixture
-def alice(tmp_path: Path) -> Node:
-    (tmp_path / "alice-cwd").mkdir()
-    return Node(tmp_path / "alice", tmp_path / "alice-cwd")
-
-
-@pytest.fixture
-def bob(tmp_path: Path) -> Node:
-    (tmp_path / "bob-cwd").mkdir()
-    return Node(tmp_path / "bob", tmp_path / "bob-cwd")
-
-
-@pytest.fixture
 def a_file(tmp_path: Path) -> Path:
     path = tmp_path / "notes.txt"
     path.write_text("hello ringdrop\n")

@@ -21,18 +21,6 @@ BIG = 96 << 20
 
 
 @pytest.fixture
-def alice(tmp_path: Path) -> Node:
-    (tmp_path / "alice-cwd").mkdir()
-    return Node(tmp_path / "alice", tmp_path / "alice-cwd")
-
-
-@pytest.fixture
-def bob(tmp_path: Path) -> Node:
-    (tmp_path / "bob-cwd").mkdir()
-    return Node(tmp_path / "bob", tmp_path / "bob-cwd")
-
-
-@pytest.fixture
 def server(alice: Node) -> Iterator[Process]:
     """`ringdrop serve` for alice, stopped with SIGTERM at the end, which must exit cleanly."""
     process = alice.spawn("serve")

@@ -209,8 +209,8 @@ class Download:
         """Sets totals from the collection; counts members already complete as present."""
         if self._tracker.current.total is not None:
             return
-        complete = sum(e.size for e in collection.entries if self._store.blob(e.root))
-        done_files = sum(1 for e in collection.entries if self._store.blob(e.root))
+        here = [e for e in collection.entries if self._store.blob(e.root) is not None]
+        complete, done_files = sum(e.size for e in here), len(here)
         self._tracker.update(
             total=collection.total_size, files_total=len(collection.entries), files_done=done_files
         )

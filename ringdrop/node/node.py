@@ -135,12 +135,14 @@ class Node:
     def shares(self) -> list[Share]:
         """Everything in the store under a tag (shared or received), newest first."""
         shares = []
+        addresses = self.addresses()  # enumerating interfaces once, not once per share
         for tag in sorted(self.store.tags(), key=lambda t: t.created_at, reverse=True):
             if self.store.blob(tag.root) is None:
                 continue
             name = tag.display_name or tag.root.hex()[:16]
             size = _size_of(self, tag.root, tag.format)
-            shares.append(self.describe(tag.root, name=name, format=tag.format, size=size))
+            share = self.describe(tag.root, name=name, format=tag.format, size=size, at=addresses)
+            shares.append(share)
         return shares
 
     def find_share(self, text: str) -> Share:
@@ -305,14 +307,32 @@ class Node:
                 f"no address is known for {peer_id}; give one of its tickets instead"
             ) from error
 
-    def describe(self, root: bytes, *, name: str, format: Format, size: int) -> Share:
+    def describe(
+        self,
+        root: bytes,
+        *,
+        name: str,
+        format: Format,
+        size: int,
+        at: tuple[Address, ...] | None = None,
+    ) -> Share:
         rings = tuple(a.ring for a in self.access.attachments(root))
-        return Share(root, name, format, size, rings, self.ticket(root, format, name, size))
+        ticket = self.ticket(root, format, name, size, at=at)
+        return Share(root, name, format, size, rings, ticket)
 
-    def ticket(self, root: bytes, format: Format, name: str | None, size: int | None) -> Ticket:
+    def ticket(
+        self,
+        root: bytes,
+        format: Format,
+        name: str | None,
+        size: int | None,
+        *,
+        at: tuple[Address, ...] | None = None,
+    ) -> Ticket:
+        """A ticket for `root`, naming `at` (default: this node's addresses)."""
         return Ticket(
             peer_id=self.peer_id,
-            addresses=self.addresses(),
+            addresses=self.addresses() if at is None else at,
             content_hash=root,
             format=_ticket_format(format),
             name=name,
