@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nacl.bindings
 import nacl.exceptions
+import nacl.public
 import nacl.signing
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -142,6 +143,10 @@ class Identity:
     def tls_key(self) -> Ed25519PrivateKey:
         """The same key for a TLS library, which signs the handshakes that prove it."""
         return Ed25519PrivateKey.from_private_bytes(bytes(self._key))
+
+    def curve25519_key(self) -> nacl.public.PrivateKey:
+        """The same key as X25519, for the path layer's sealed probes (`crypto_box`)."""
+        return self._key.to_curve25519_private_key()
 
     def __repr__(self) -> str:
         return f"Identity({self.peer_id})"

@@ -17,6 +17,7 @@ import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum, auto
+from ipaddress import ip_address
 from typing import ClassVar, Literal, get_args
 
 from ringdrop.bao import ChunkRanges
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_REQUEST_BYTES",
     "NONCE_BYTES",
     "VERSION",
+    "Candidates",
     "Catalog",
     "CatalogEntry",
     "CatalogRequest",
@@ -49,6 +51,7 @@ __all__ = [
     "GetRequest",
     "Hello",
     "Message",
+    "PathsChannel",
     "PeerAuthenticated",
     "Proof",
     "Request",
@@ -70,6 +73,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 4 * 1024
 MAX_CATALOG_BYTES = 16 * 1024 * 1024
 MAX_NAME_BYTES = 4096
+MAX_CANDIDATES = 16
 
 Status = Literal["allowed", "denied", "not_found", "busy", "error"]
 
@@ -90,6 +94,7 @@ class _Type:
     REQUEST = 0x10
     RESPONSE = 0x11
     CATALOG = 0x12
+    CANDIDATES = 0x20
 
 
 _MAX_BODY = {
@@ -99,6 +104,7 @@ _MAX_BODY = {
     _Type.REQUEST: MAX_REQUEST_BYTES,
     _Type.RESPONSE: MAX_HEADER_BYTES,
     _Type.CATALOG: MAX_CATALOG_BYTES,
+    _Type.CANDIDATES: 1 + MAX_CANDIDATES * 19,
 }
 
 
@@ -237,7 +243,28 @@ class PeerAuthenticated:
     peer_id: PeerId
 
 
-Message = Hello | Challenge | Proof | GetRequest | CatalogRequest | ResponseHeader | Catalog
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """UDP addresses at which the sender may be reachable directly: its interfaces' and the
+    public one STUN reported. The path layer probes them (transport/_paths.py)."""
+
+    addresses: tuple[tuple[str, int], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.addresses) > MAX_CANDIDATES:
+            raise LocalProtocolError(f"At most {MAX_CANDIDATES} candidates fit in one frame.")
+        for host, port in self.addresses:
+            try:
+                ip_address(host)
+            except ValueError:
+                raise LocalProtocolError(f"{host!r} is not an IP address.") from None
+            if not 0 < port < 65536:
+                raise LocalProtocolError(f"{port} is not a UDP port.")
+
+
+Message = (
+    Hello | Challenge | Proof | GetRequest | CatalogRequest | ResponseHeader | Catalog | Candidates
+)
 Event = Message | Data | StreamEnded | PeerAuthenticated
 
 
@@ -284,6 +311,12 @@ def _encode_body(message: Message) -> tuple[int, bytes]:
                 out += _ENTRY_HEAD.pack(entry.content_hash, format_code, entry.size, len(name))
                 out += name
             return _Type.CATALOG, bytes(out)
+        case Candidates(addresses):
+            out = bytearray([len(addresses)])
+            for host, port in addresses:
+                ip = ip_address(host)
+                out += bytes([ip.version]) + ip.packed + port.to_bytes(2, "big")
+            return _Type.CANDIDATES, bytes(out)
 
 
 def _decode_body(kind: int, body: bytes) -> Message:
@@ -312,6 +345,8 @@ def _parse_body(kind: int, body: bytes) -> Message:
     if kind == _Type.RESPONSE:
         _need(len(body) >= 1 and body[0] < len(_STATUSES), "a response with an unknown status")
         return ResponseHeader(_STATUSES[body[0]], _utf8(body[1:], "a response's reason"))
+    if kind == _Type.CANDIDATES:
+        return _parse_candidates(body)
     return _parse_catalog(body)
 
 
@@ -347,6 +382,23 @@ def _parse_catalog(body: bytes) -> Catalog:
         entries.append(CatalogEntry(name, content_hash, _FORMATS[format_code], size))
     _need(at == len(body), "a catalog with trailing bytes")
     return Catalog(tuple(entries))
+
+
+def _parse_candidates(body: bytes) -> Candidates:
+    _need(len(body) >= 1 and body[0] <= MAX_CANDIDATES, "a candidate list of a bad length")
+    addresses = []
+    at = 1
+    for _ in range(body[0]):
+        _need(at < len(body) and body[at] in (4, 6), "a candidate of an unknown family")
+        size = 4 if body[at] == 4 else 16
+        _need(at + 1 + size + 2 <= len(body), "a candidate list cut short")
+        host = str(ip_address(body[at + 1 : at + 1 + size]))
+        port = int.from_bytes(body[at + 1 + size : at + 3 + size], "big")
+        _need(port != 0, "a candidate with port 0")
+        addresses.append((host, port))
+        at += 3 + size
+    _need(at == len(body), "a candidate list with trailing bytes")
+    return Candidates(tuple(addresses))
 
 
 def _need(condition: bool, what: str) -> None:
@@ -596,3 +648,26 @@ class Responder(_StreamMachine):
         """Bao stream bytes pass through unframed once an allowed get's header is sent."""
         self._require(_State.SEND_BODY, "send content")
         return data
+
+
+class PathsChannel:
+    """Either side of the paths stream: CANDIDATES frames each way, as many as either sends,
+    until the connection ends. The client opens it after authenticating."""
+
+    FIRST_BYTE = _Type.CANDIDATES
+    """A client stream whose first byte is this is the paths stream, not a request."""
+
+    def __init__(self) -> None:
+        self._reader = _FrameReader()
+
+    def receive_data(self, data: bytes) -> list[Candidates]:
+        self._reader.feed(data)
+        found: list[Candidates] = []
+        while (frame := self._reader.next_frame({_Type.CANDIDATES})) is not None:
+            message = _decode_body(*frame)
+            assert isinstance(message, Candidates)
+            found.append(message)
+        return found
+
+    def send(self, candidates: Candidates) -> bytes:
+        return encode(candidates)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from ipaddress import ip_address
 from pathlib import Path
@@ -288,7 +287,7 @@ def test_the_first_address_that_authenticates_wins_over_dead_ones(tmp_path: Path
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))  # receives, never answers
 
-    async def main() -> tuple[Address, float]:
+    async def main() -> tuple[str, Address]:
         async with await sharer(refuse) as server:
             working = Address(LOOPBACK, server.port)
             addresses = [
@@ -296,16 +295,14 @@ def test_the_first_address_that_authenticates_wins_over_dead_ones(tmp_path: Path
                 Address(LOOPBACK, silent.getsockname()[1]),
                 working,
             ]
-            start = time.perf_counter()
             async with await connect(RECEIVER, SHARER.peer_id, addresses) as connection:
-                return connection.address, time.perf_counter() - start
+                return connection.address, working
 
     try:
-        address, seconds = run(main())
+        path, working = run(main())
     finally:
         silent.close()
-    assert address.port != refused_port
-    assert seconds < 1.0
+    assert path == f"direct {working}"
 
 
 def test_no_working_address_is_one_error_that_lists_each() -> None:
@@ -415,7 +412,7 @@ def test_a_receiver_that_stops_reading_does_not_make_the_sharer_read_ahead(
     async def main() -> list[int]:
         async with await sharer(blob.handler, limits) as server, await dial(server) as connection:
             await connection.request(blob.request())
-            connection._link.endpoint.pause_reading()  # a receiver whose process stalled
+            connection._link.endpoint.udp.pause_reading()  # a receiver whose process stalled
             samples = []
             for _ in range(3):
                 await asyncio.sleep(0.3)

@@ -44,7 +44,9 @@ towards any other; `backend=` forces one.
 
 from ringdrop.transport._backend import BACKENDS, BackendName, available_backends
 from ringdrop.transport._client import Connection, ResponseBody, connect
-from ringdrop.transport._server import Handler, Limits, Reply, Server, serve
+from ringdrop.transport._paths import PathInfo
+from ringdrop.transport._server import Handler, Limits, Reach, Reply, Server, serve
+from ringdrop.transport.relay import RelayState
 
 __all__ = [
     "BACKENDS",
@@ -52,6 +54,9 @@ __all__ = [
     "Connection",
     "Handler",
     "Limits",
+    "PathInfo",
+    "Reach",
+    "RelayState",
     "Reply",
     "ResponseBody",
     "Server",

@@ -256,11 +256,12 @@ def load_backend(name: BackendName) -> Backend:
     return _LOADED[name]
 
 
-def backend_for(host: str, name: BackendName | None = None) -> Backend:
-    """The named library, or the faster one for the path to `host` (see the package docs)."""
+def backend_for(host: str | None, name: BackendName | None = None) -> Backend:
+    """The named library, or the faster one for the path to `host` (None: through a relay)."""
     if name is None:
         installed = available_backends()
-        name = "aioquic" if is_loopback(host) or "qh3" not in installed else "qh3"
+        loopback = host is not None and is_loopback(host)
+        name = "aioquic" if loopback or "qh3" not in installed else "qh3"
     return load_backend(name)
 
 

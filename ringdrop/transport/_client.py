@@ -1,16 +1,20 @@
-"""The receiver's side: connect to a sharer at the first of its addresses that proves its key."""
+"""The receiver's side: connect to a sharer by the first path that answers, directly or through its
+relay, and check that it holds the key the ticket names."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from socket import AF_INET6
 from typing import Any
 
 from ringdrop.errors import ProtocolError, RingdropError, TransferError, WrongPeerError
 from ringdrop.identity import Identity, PeerId
 from ringdrop.protocol import (
+    MAX_CANDIDATES,
+    Candidates,
     Catalog,
     CatalogEntry,
     CatalogRequest,
@@ -18,6 +22,7 @@ from ringdrop.protocol import (
     ClientAuth,
     Data,
     GetRequest,
+    PathsChannel,
     Request,
     Requester,
     ResponseHeader,
@@ -27,21 +32,25 @@ from ringdrop.ticket import Address
 from ringdrop.transport._backend import (
     Backend,
     BackendName,
-    NetworkAddress,
     QuicLike,
     Settings,
     backend_for,
+    is_loopback,
 )
 from ringdrop.transport._link import (
     CANCELLED,
     INTERNAL_ERROR,
+    LOOPBACK_DATAGRAM,
     NO_ERROR,
+    PATH_DATAGRAM,
+    PEER,
     PROTOCOL_ERROR,
-    Endpoint,
     Link,
-    datagram_size,
-    open_socket,
+    probe_size,
 )
+from ringdrop.transport._paths import Direct, Endpoint, PathInfo, PathSet
+from ringdrop.transport._udp import bind_udp
+from ringdrop.transport.relay import RelayClient
 
 __all__ = ["Connection", "ResponseBody", "connect"]
 
@@ -57,97 +66,173 @@ async def connect(
     peer_id: PeerId,
     addresses: Sequence[Address],
     *,
+    relay: str | None = None,
+    stun: Sequence[tuple[str, int]] = (),
+    local_ips: Sequence[str] = (),
     timeout: float = 10.0,
     idle_timeout: float = 30.0,
     backend: BackendName | None = None,
+    on_path: Callable[[PathInfo], object] | None = None,
 ) -> Connection:
-    """Connect to `peer_id`, trying all `addresses` at once; the first that authenticates wins.
+    """Connect to `peer_id` by whichever way answers first: its direct `addresses` and its home
+    `relay` are tried at once, on one QUIC connection (see _paths.py); afterwards the path layer
+    probes for a direct path and moves to it.
 
-    Raises WrongPeerError if only other keys answered, TransferError if no address worked.
-    `backend` forces one QUIC library; by default each address gets the faster for its path.
+    A sharer on this machine (an address in the ticket is loopback or one of `local_ips`) is
+    tried on loopback first, where large datagrams make transfers several times faster.
+    `stun` servers tell this side its public address, which the sharer is then told to probe;
+    `local_ips` are this machine's own, told likewise. Raises WrongPeerError if only other keys
+    answered, TransferError if nothing worked.
     """
-    attempts = {
-        asyncio.create_task(_attempt(backend, identity, peer_id, address, idle_timeout)): address
-        for address in addresses
-    }
-    failures: dict[Address, RingdropError] = {}
-    winner: Connection | None = None
+    failures: dict[str, RingdropError] = {}
+    targets = [(str(a.ip), a.port) for a in addresses]
+    here = {ip for ip in local_ips} | {"127.0.0.1", "::1"}
+    local = [t for t in targets if t[0] in here or is_loopback(t[0])]
+    remote = [t for t in targets if t not in local]
+    plan = _Plan(identity, peer_id, stun, local_ips, idle_timeout, backend, on_path)
+    if local:
+        loopback = list(dict.fromkeys(("::1" if ":" in h else "127.0.0.1", p) for h, p in local))
+        # Other ways stay open if the guess was wrong (the same private address on two LANs).
+        first_try = timeout if not remote and relay is None else min(timeout, _LOOPBACK_FIRST)
+        try:
+            return await plan.attempt(loopback, None, first_try)
+        except WrongPeerError as error:
+            if not remote and relay is None:
+                raise
+            failures[_where(loopback, None)] = error
+        except TransferError as error:
+            failures[_where(loopback, None)] = error
+            if not remote and relay is None:
+                raise _connect_error(peer_id, failures, relay) from None
     try:
-        async with asyncio.timeout(timeout):
-            pending = set(attempts)
-            while pending and winner is None:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for attempt in done:
-                    error = attempt.exception()
-                    if error is None:
-                        winner = winner or attempt.result()
-                    elif isinstance(error, RingdropError):
-                        failures[attempts[attempt]] = error
-                    else:
-                        raise error
-    except TimeoutError:
-        for address in addresses:
-            failures.setdefault(address, TransferError(f"no answer within {timeout:g} s"))
-    finally:
-        for attempt in attempts:
-            attempt.cancel()
-        for outcome in await asyncio.gather(*attempts, return_exceptions=True):
-            if isinstance(outcome, Connection) and outcome is not winner:
-                await outcome.close()  # a runner-up that authenticated as quickly
-    if winner is None:
-        raise _connect_error(peer_id, failures)
-    return winner
+        return await plan.attempt(remote, relay, timeout)
+    except WrongPeerError:
+        raise
+    except TransferError as error:
+        failures[_where(remote, relay)] = error
+        raise _connect_error(peer_id, failures, relay) from None
 
 
-def _connect_error(peer_id: PeerId, failures: dict[Address, RingdropError]) -> RingdropError:
+def _where(targets: list[tuple[str, int]], relay: str | None) -> str:
+    ways = [str(Direct(target)) for target in targets] + ([f"relay {relay}"] if relay else [])
+    return ", ".join(ways) or "nowhere"
+
+
+_LOOPBACK_FIRST = 2.0
+_STUN_TIMEOUT = 3.0
+
+
+def _connect_error(
+    peer_id: PeerId, failures: dict[str, RingdropError], relay: str | None
+) -> RingdropError:
     wrong = [error for error in failures.values() if isinstance(error, WrongPeerError)]
     if wrong and len(wrong) == len(failures):
         return wrong[0]
-    lines = "; ".join(f"{address}: {error}" for address, error in failures.items())
-    return TransferError(f"Could not reach {peer_id.short()}… at any address ({lines})")
-
-
-async def _attempt(
-    backend_name: BackendName | None,
-    identity: Identity,
-    peer_id: PeerId,
-    address: Address,
-    idle_timeout: float,
-) -> Connection:
-    family = socket.AF_INET6 if address.ip.version == 6 else socket.AF_INET
-    target: NetworkAddress = (str(address.ip), address.port)
-    sock = open_socket(family)
-    try:
-        sock.connect(target)
-    except OSError as error:
-        sock.close()
-        raise TransferError(f"cannot send to it: {error.strerror}") from error
-    settings = Settings(
-        datagram_size=datagram_size(str(address.ip)),
-        max_data=16 * 1024 * 1024,
-        max_stream_data=8 * 1024 * 1024,
-        idle_timeout=idle_timeout,
+    lines = "; ".join(f"{where}: {error}" for where, error in failures.items())
+    advice = (
+        ""
+        if relay is not None
+        else " No relay was tried (the ticket names none, or relaying is disabled here): "
+        "behind a NAT or firewall, ask the sharer for a ticket with a relay, or enable one."
     )
-    backend = backend_for(str(address.ip), backend_name)
-    link = _ClientLink(backend, backend.client(settings), identity, peer_id)
-    link.endpoint = Endpoint(sock, lambda _data, _address: link, link.on_socket_error, target)
-    try:
-        link.quic.connect(target, link.now())
-        link.flush()
-        await link.authenticated
-    except BaseException:
-        link.close(NO_ERROR, "", TransferError("The connection attempt was abandoned."))
-        raise
-    return Connection(link, address)
+    return TransferError(f"Could not reach {peer_id.short()}… ({lines}).{advice}")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every connection attempt to one peer shares."""
+
+    identity: Identity
+    peer_id: PeerId
+    stun: Sequence[tuple[str, int]]
+    local_ips: Sequence[str]
+    idle_timeout: float
+    backend: BackendName | None
+    on_path: Callable[[PathInfo], object] | None
+
+    async def attempt(
+        self, targets: list[tuple[str, int]], relay: str | None, timeout: float
+    ) -> Connection:
+        """One QUIC connection, its first datagrams sent to every target and the relay."""
+        loopback = relay is None and bool(targets) and all(is_loopback(h) for h, _ in targets)
+        backend = backend_for("127.0.0.1" if loopback else None, self.backend)
+        settings = Settings(
+            datagram_size=LOOPBACK_DATAGRAM if loopback else PATH_DATAGRAM,
+            max_data=16 * 1024 * 1024,
+            max_stream_data=8 * 1024 * 1024,
+            idle_timeout=self.idle_timeout,
+        )
+        try:
+            sock = bind_udp("::", 0)
+        except OSError as error:
+            raise TransferError(f"cannot open a UDP socket: {error.strerror}") from error
+        holder: list[_ClientLink] = []
+        if loopback and len(targets) == 1:
+            # A connected socket hears the kernel's "connection refused": no waiting for a
+            # timeout when nothing serves on this machine.
+            host, port = targets[0]
+            sock.connect(
+                (f"::ffff:{host}" if sock.family == AF_INET6 and ":" not in host else host, port)
+            )
+        endpoint = Endpoint(
+            self.identity,
+            sock,
+            lambda _data, _path: holder[0],
+            on_error=lambda error: holder[0].on_socket_error(error),
+        )
+        if relay is not None:
+            endpoint.relay = RelayClient(
+                relay, self.identity, endpoint.on_relay_datagrams, endpoint.on_relay_state
+            )
+        paths = PathSet(
+            endpoint,
+            peer_key=self.peer_id.raw,
+            probe_size=probe_size(backend, loopback),
+            dialled=targets,
+            on_change=self.on_path,
+        )
+        link = _ClientLink(backend, backend.client(settings), paths, self.identity, self.peer_id)
+        link.endpoint = endpoint
+        holder.append(link)
+        try:
+            if endpoint.relay is not None:
+                endpoint.relay.start()
+            link.quic.connect(PEER, link.now())
+            link.flush()
+            async with asyncio.timeout(timeout):
+                await link.authenticated
+        except TimeoutError:
+            link.close(NO_ERROR, "", TransferError("The connection attempt timed out."))
+            raise TransferError(f"no answer within {timeout:g} s") from None
+        except BaseException:
+            link.close(NO_ERROR, "", TransferError("The connection attempt was abandoned."))
+            raise
+        paths.start()
+        link.share_candidates(self.local_ips, self.stun)
+        return Connection(link)
 
 
 class Connection:
     """An authenticated connection to a sharer; several requests may run at once."""
 
-    def __init__(self, link: _ClientLink, address: Address) -> None:
+    def __init__(self, link: _ClientLink) -> None:
         self._link = link
         self.peer_id = link.peer_id
-        self.address = address
+
+    @property
+    def path(self) -> PathInfo | None:
+        """How the peer is reached now: direct or relay, and where."""
+        return self._link.paths.info
+
+    @property
+    def address(self) -> str:
+        """The current path, for display."""
+        path = self.path
+        return "?" if path is None else str(path)
+
+    def main_path(self) -> PathInfo | None:
+        """The path that carried most of the bytes received so far."""
+        return self._link.paths.main_path()
 
     async def request(self, request: GetRequest) -> tuple[ResponseHeader, ResponseBody]:
         """Send a get request; the header, and the bao stream (empty unless allowed).
@@ -306,15 +391,40 @@ class _ClientLink(Link):
     endpoint: Endpoint
 
     def __init__(
-        self, backend: Backend, quic: QuicLike, identity: Identity, peer_id: PeerId
+        self,
+        backend: Backend,
+        quic: QuicLike,
+        paths: PathSet,
+        identity: Identity,
+        peer_id: PeerId,
     ) -> None:
-        super().__init__(backend, quic, high_water=64 * 1024)
+        super().__init__(backend, quic, paths, high_water=64 * 1024)
         self.peer_id = peer_id
         self.authenticated: asyncio.Future[None] = self._loop.create_future()
         self.authenticated.add_done_callback(_quiet)
         self._auth = ClientAuth(identity, peer_id)
         self._exchanges: dict[int, ResponseBody] = {}
         self._queued = 0
+        self._channel = PathsChannel()
+        self._paths_stream: int | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    def share_candidates(self, local_ips: Sequence[str], stun: Sequence[tuple[str, int]]) -> None:
+        """Open the paths stream: tell the sharer where to probe us (our addresses now, our
+        public one once STUN answers); its answer says where to probe it."""
+        port = self.endpoint.udp.port
+        ours = [(ip, port) for ip in local_ips if not is_loopback(ip)][: MAX_CANDIDATES - 1]
+        self._paths_stream = self.quic.get_next_available_stream_id()
+        self.send(self._paths_stream, self._channel.send(Candidates(tuple(ours))))
+        if stun:
+            task = self._loop.create_task(self._send_reflexive(stun))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _send_reflexive(self, stun: Sequence[tuple[str, int]]) -> None:
+        found = await self.endpoint.reflexive_address(stun, _STUN_TIMEOUT)
+        if found is not None and self._paths_stream is not None and self.is_open:
+            self.send(self._paths_stream, self._channel.send(Candidates((found,))))
 
     def now(self) -> float:
         return self._loop.time()
@@ -333,15 +443,12 @@ class _ClientLink(Link):
     def queued(self, size: int) -> None:
         self._queued += size
         if self._queued > _HIGH_WATER:
-            self.endpoint.pause_reading()
+            self.endpoint.udp.pause_reading()
 
     def consumed(self, size: int) -> None:
         self._queued -= size
         if self._queued < _LOW_WATER:
-            self.endpoint.resume_reading()
-
-    def send_datagrams(self, datagrams: list[tuple[bytes, NetworkAddress]]) -> None:
-        self.endpoint.send(datagrams)
+            self.endpoint.udp.resume_reading()
 
     def on_socket_error(self, error: OSError) -> None:
         self.terminate(TransferError(f"the network refused the connection: {error.strerror}"))
@@ -363,6 +470,14 @@ class _ClientLink(Link):
     def on_stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         if stream_id == _AUTH_STREAM:
             self._on_auth_data(data, end_stream)
+        elif stream_id == self._paths_stream:
+            try:
+                found = self._channel.receive_data(data)
+            except ProtocolError as error:
+                self.close(PROTOCOL_ERROR, str(error), TransferError(str(error)))
+                return
+            for candidates in found:
+                self.paths.add_candidates(candidates.addresses)
         elif (exchange := self._exchanges.get(stream_id)) is not None:
             exchange._receive(data, end_stream)
 
@@ -383,7 +498,14 @@ class _ClientLink(Link):
             self.authenticated.set_exception(error)
         for exchange in list(self._exchanges.values()):
             exchange._fail(error)
+        for task in self._background:
+            task.cancel()
         self.endpoint.close()
+        relay = self.endpoint.relay
+        if relay is not None:
+            task = self._loop.create_task(relay.close())
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
 
     def _on_auth_data(self, data: bytes, end_stream: bool) -> None:
         try:
@@ -394,6 +516,10 @@ class _ClientLink(Link):
         if any(isinstance(event, Challenge) for event in events):
             self.send(_AUTH_STREAM, self._auth.prove(), end_stream=True)
             self.authenticated.set_result(None)
+
+
+# Relay connections being closed after their link ended, kept from the garbage collector.
+_CLOSING: set[asyncio.Task[None]] = set()
 
 
 def _reset_reason(error_code: int) -> str:

@@ -1,8 +1,10 @@
-"""The pump between a UDP socket and sans-IO QUIC connections, shared by client and server.
+"""The pump between the path layer and one sans-IO QUIC connection, for client and server.
 
-An `Endpoint` reads its socket in bursts and flushes each connection that got datagrams once per
-burst, so one round of event handling, packet building and timer arming serves many datagrams.
-A `Link` drives one QUIC connection and lets writers wait for room in a stream's send buffer.
+A `Link` drives one QUIC connection: it feeds it the datagrams its `PathSet` received (the
+endpoint flushes each link once per burst of datagrams, so one round of event handling, packet
+building and timer arming serves many), hands what QUIC wants sent to the `PathSet`, and lets
+writers wait for room in a stream's send buffer. QUIC sees its peer at one fixed address,
+`PEER`, whichever path the datagrams really take.
 """
 
 from __future__ import annotations
@@ -10,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 
 from ringdrop.errors import TransferError
 from ringdrop.transport._backend import Backend, NetworkAddress, QuicLike, is_loopback
+from ringdrop.transport._paths import PathSet
 
 __all__ = [
     "CANCELLED",
@@ -23,12 +24,13 @@ __all__ = [
     "LOOPBACK_DATAGRAM",
     "NO_ERROR",
     "PATH_DATAGRAM",
+    "PEER",
     "PROTOCOL_ERROR",
+    "QH3_MAX_DATAGRAM",
     "REFUSED",
-    "Endpoint",
     "Link",
     "datagram_size",
-    "open_socket",
+    "probe_size",
 ]
 
 _log = logging.getLogger("ringdrop.transport")
@@ -48,107 +50,42 @@ _QUIC_APPLICATION_ERROR = 0xC
 LOOPBACK_DATAGRAM = 16000
 # QUIC's guaranteed minimum: nothing on the path can be too small for it. (qh3 probes upwards.)
 PATH_DATAGRAM = 1200
+# The most qh3 grows to by its own path-MTU probing (its transport parameters say 1472).
+QH3_MAX_DATAGRAM = 1472
 
 # epoll sleeps in whole milliseconds; a QUIC timer due sooner (pacing, mostly) is polled instead.
 _POLL_BELOW = 0.001
-_BURST = 64
-_SOCKET_BUFFER = 4 * 1024 * 1024
+
+# The one address QUIC knows its peer by (TEST-NET-1: reaches nothing). The path layer decides
+# where datagrams really go, so QUIC never sees an address change and never migrates.
+PEER: NetworkAddress = ("192.0.2.1", 1)
 
 
 def datagram_size(host: str) -> int:
-    """The datagram size to use towards `host`: large on loopback, QUIC's minimum elsewhere."""
+    """The datagram size to start with towards `host`: large on loopback, QUIC's minimum
+    elsewhere (qh3 then probes upwards; the path layer validates paths at the largest size)."""
     return LOOPBACK_DATAGRAM if is_loopback(host) else PATH_DATAGRAM
 
 
-def open_socket(family: socket.AddressFamily) -> socket.socket:
-    """A non-blocking UDP socket with buffers large enough for bursts of large datagrams."""
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.setblocking(False)
-    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)  # the kernel caps it
-    return sock
+def probe_size(backend: Backend, loopback: bool) -> int:
+    """The largest datagram a connection may come to send, which path probes are padded to.
 
-
-class Endpoint:
-    """A UDP socket read in bursts; `route` names the link each datagram belongs to.
-
-    A connected socket (a client's) sends without an address, and reports an unreachable peer
-    through `on_error`.
+    aioquic keeps the size it starts with; qh3 probes upwards to 1472 bytes (an IPv4 path at
+    MTU 1500). The path layer pads IPv6 probes to no more than 1452, the same MTU's limit there.
     """
-
-    def __init__(
-        self,
-        sock: socket.socket,
-        route: Callable[[bytes, NetworkAddress], Link | None],
-        on_error: Callable[[OSError], None],
-        connected_to: NetworkAddress | None = None,
-    ) -> None:
-        self._sock = sock
-        self._route = route
-        self._on_error = on_error
-        self._peer = connected_to
-        self._loop = asyncio.get_running_loop()
-        self._reading = False
-        self.resume_reading()
-
-    @property
-    def port(self) -> int:
-        port: int = self._sock.getsockname()[1]
-        return port
-
-    def pause_reading(self) -> None:
-        if self._reading:
-            self._loop.remove_reader(self._sock)
-            self._reading = False
-
-    def resume_reading(self) -> None:
-        if not self._reading and self._sock.fileno() >= 0:
-            self._loop.add_reader(self._sock, self._on_readable)
-            self._reading = True
-
-    def send(self, datagrams: list[tuple[bytes, NetworkAddress]]) -> None:
-        if self._sock.fileno() < 0:
-            return
-        try:
-            for data, address in datagrams:
-                if self._peer is None:
-                    self._sock.sendto(data, address)
-                else:
-                    self._sock.send(data)
-        except BlockingIOError:
-            pass  # the kernel's queue is full: QUIC sees these datagrams as lost and resends
-        except OSError as error:
-            self._on_error(error)
-
-    def close(self) -> None:
-        self.pause_reading()
-        self._sock.close()
-
-    def _on_readable(self) -> None:
-        touched: dict[Link, None] = {}
-        for _ in range(_BURST):
-            try:
-                data, address = self._sock.recvfrom(65536)
-            except BlockingIOError:
-                break
-            except OSError as error:
-                self._on_error(error)
-                break
-            link = self._route(data, self._peer or address)
-            if link is not None:
-                link.receive(data, self._peer or address)
-                touched[link] = None
-        for link in touched:
-            link.flush()
+    if loopback:
+        return LOOPBACK_DATAGRAM
+    return QH3_MAX_DATAGRAM if backend.name == "qh3" else PATH_DATAGRAM
 
 
 class Link(ABC):
     """One QUIC connection: feeds it datagrams and timer ticks, sends what it wants sent, and
     hands its events to the subclass's `on_*` methods."""
 
-    def __init__(self, backend: Backend, quic: QuicLike, high_water: int) -> None:
+    def __init__(self, backend: Backend, quic: QuicLike, paths: PathSet, high_water: int) -> None:
         self.backend = backend
         self.quic = quic
+        self.paths = paths
         self.error: TransferError | None = None
         self._loop = asyncio.get_running_loop()
         self._high_water = high_water
@@ -157,9 +94,6 @@ class Link(ABC):
         self._flush_handle: asyncio.Handle | None = None
         self._room: dict[int, asyncio.Future[None]] = {}
         self._stopped: set[int] = set()
-
-    @abstractmethod
-    def send_datagrams(self, datagrams: list[tuple[bytes, NetworkAddress]]) -> None: ...
 
     @abstractmethod
     def on_stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None: ...
@@ -187,10 +121,10 @@ class Link(ABC):
     def is_open(self) -> bool:
         return self.error is None
 
-    def receive(self, data: bytes, address: NetworkAddress) -> None:
+    def receive(self, data: bytes) -> None:
         """Feed one datagram; the endpoint flushes after its burst."""
         if self.is_open:
-            self.quic.receive_datagram(data, address, self._loop.time())
+            self.quic.receive_datagram(data, PEER, self._loop.time())
 
     def flush(self) -> None:
         """Handle the connection's events, send its datagrams, re-arm its timer, wake writers."""
@@ -206,9 +140,16 @@ class Link(ABC):
                 error = TransferError("The connection failed on an internal error.")
                 self.close(INTERNAL_ERROR, "internal error", error)
         now = self._loop.time()
-        datagrams = self.quic.datagrams_to_send(now)
+        try:
+            datagrams = self.quic.datagrams_to_send(now)
+        except Exception:
+            # A library fault (aioquic once raised IndexError closing a connection that had no
+            # path yet) must cost this connection only.
+            _log.exception("The QUIC library failed to build packets")
+            datagrams = []
+            self.terminate(TransferError("The connection failed on an internal error."))
         if datagrams:
-            self.send_datagrams(datagrams)
+            self.paths.send([data for data, _ in datagrams])
         if self.is_open:
             self._arm_timer(now)
         for stream_id, waiter in list(self._room.items()):
@@ -284,6 +225,7 @@ class Link(ABC):
             for waiter in self._room.values():
                 waiter.set_result(None)
             self._room.clear()
+            self.paths.close()
             self.on_terminated(error)
 
     def _has_room(self, stream_id: int) -> bool:

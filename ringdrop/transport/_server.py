@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
 import socket
@@ -14,11 +13,15 @@ from dataclasses import dataclass
 from ringdrop.errors import LocalProtocolError, ProtocolError, RingdropError, TransferError
 from ringdrop.identity import Identity, PeerId
 from ringdrop.protocol import (
+    MAX_CANDIDATES,
+    MAX_REQUEST_BYTES,
     NONCE_BYTES,
+    Candidates,
     Catalog,
     CatalogRequest,
     GetRequest,
     Hello,
+    PathsChannel,
     PeerAuthenticated,
     Request,
     Responder,
@@ -29,31 +32,36 @@ from ringdrop.protocol import (
 from ringdrop.transport._backend import (
     Backend,
     BackendName,
-    NetworkAddress,
     QuicLike,
     Settings,
     TlsIdentity,
     backend_for,
+    is_loopback,
 )
 from ringdrop.transport._link import (
     CANCELLED,
     INTERNAL_ERROR,
+    LOOPBACK_DATAGRAM,
     NO_ERROR,
+    PATH_DATAGRAM,
     PROTOCOL_ERROR,
     REFUSED,
-    Endpoint,
     Link,
-    datagram_size,
-    open_socket,
+    probe_size,
 )
+from ringdrop.transport._paths import Direct, Endpoint, Path, PathSet, Relayed
+from ringdrop.transport._udp import bind_udp
+from ringdrop.transport.relay import RelayClient, RelayState
 
-__all__ = ["Handler", "Limits", "Reply", "Server", "serve"]
+__all__ = ["Handler", "Limits", "Reach", "Reply", "Server", "serve"]
 
 _log = logging.getLogger("ringdrop.transport")
 
 _AUTH_STREAM = 0
 _CID_LENGTH = 8  # both libraries' default connection id length
 _MAX_REASON = 1000
+_STUN_REFRESH = 300.0
+_STUN_RETRY = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,16 @@ class Reply:
 Handler = Callable[[PeerId, Request], Awaitable[Reply]]
 
 
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """How peers reach a server besides its UDP port: its home relay and STUN servers, and the
+    addresses it tells connected peers to probe (its own, as tickets list them)."""
+
+    relay: str | None = None
+    stun: tuple[tuple[str, int], ...] = ()
+    addresses: tuple[tuple[str, int], ...] = ()
+
+
 async def serve(
     identity: Identity,
     port: int,
@@ -96,36 +114,25 @@ async def serve(
     *,
     host: str = "::",
     backend: BackendName | None = None,
+    reach: Reach | None = None,
+    on_relay: Callable[[RelayState], object] | None = None,
 ) -> Server:
-    """Listen on UDP `port` (0 picks a free one) of `host` (all addresses by default).
+    """Listen on UDP `port` (0 picks a free one) of `host` (all addresses by default), and be
+    reachable through `reach.relay` (the home relay) by this node's key.
 
     `backend` forces one QUIC library; by default each connection gets the faster for its path.
     """
     try:
-        sock = _bind(host, port)
+        sock = bind_udp(host, port)
     except OSError as error:
-        if host != "::" or error.errno != errno.EAFNOSUPPORT:
-            raise TransferError(f"Cannot listen on UDP port {port}: {error.strerror}.") from error
-        return await serve(identity, port, handler, limits, host="0.0.0.0", backend=backend)  # noqa: S104 - no IPv6 here
-    return Server(identity, sock, handler, limits or Limits(), backend)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """A UDP socket bound to `host`; an IPv6 one also takes IPv4 (as mapped addresses)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = open_socket(family)
-    try:
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
+        raise TransferError(f"Cannot listen on UDP port {port}: {error.strerror}.") from error
+    server = Server(identity, sock, handler, limits or Limits(), backend, reach or Reach())
+    server.start(on_relay)
+    return server
 
 
 class Server:
-    """Serves requests on one UDP socket until closed."""
+    """Serves requests on one UDP socket and the home relay until closed."""
 
     def __init__(
         self,
@@ -134,28 +141,65 @@ class Server:
         handler: Handler,
         limits: Limits,
         backend: BackendName | None,
+        reach: Reach,
     ) -> None:
         self.peer_id = identity.peer_id
         self.handler = handler
         self.limits = limits
+        self._identity = identity
         self._backend = backend
+        self._reach = reach
         self._tls = TlsIdentity.of(identity)
         self._links: dict[bytes, _ServerLink] = {}
         self._connections: set[_ServerLink] = set()
         self.serving = 0
-        self._endpoint = Endpoint(sock, self._route, self._on_socket_error)
+        self.endpoint = Endpoint(identity, sock, self._route)
+        self.reflexive: tuple[str, int] | None = None
+        self._stun_task: asyncio.Task[None] | None = None
+
+    def start(self, on_relay: Callable[[RelayState], object] | None) -> None:
+        if self._reach.relay is not None:
+            endpoint = self.endpoint
+
+            def relay_state(state: RelayState) -> None:
+                endpoint.on_relay_state(state)
+                if on_relay is not None:
+                    on_relay(state)
+
+            relay = RelayClient(
+                self._reach.relay, self._identity, endpoint.on_relay_datagrams, relay_state
+            )
+            endpoint.relay = relay
+            relay.start()
+        if self._reach.stun:
+            self._stun_task = asyncio.get_running_loop().create_task(self._learn_reflexive())
 
     @property
     def port(self) -> int:
-        return self._endpoint.port
+        return self.endpoint.udp.port
+
+    @property
+    def relay_state(self) -> RelayState | None:
+        return None if self.endpoint.relay is None else self.endpoint.relay.state
+
+    def candidates(self) -> tuple[tuple[str, int], ...]:
+        """What connected peers are told to probe: our addresses and our public one."""
+        found = [a for a in self._reach.addresses if not is_loopback(a[0])]
+        if self.reflexive is not None and self.reflexive not in found:
+            found.append(self.reflexive)
+        return tuple(found[:MAX_CANDIDATES])
 
     async def close(self) -> None:
         """Close every connection, wait for their requests to clean up, close the socket."""
+        if self._stun_task is not None:
+            self._stun_task.cancel()
         tasks = [task for link in self._connections for task in link.tasks()]
         for link in list(self._connections):
             link.close(NO_ERROR, "the sharer stopped", TransferError("The server closed."))
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._endpoint.close()
+        if self.endpoint.relay is not None:
+            await self.endpoint.relay.close()
+        self.endpoint.close()
 
     async def __aenter__(self) -> Server:
         return self
@@ -163,8 +207,14 @@ class Server:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    def _send_datagrams(self, datagrams: list[tuple[bytes, NetworkAddress]]) -> None:
-        self._endpoint.send(datagrams)
+    async def _learn_reflexive(self) -> None:
+        """Ask STUN for our public address now and every few minutes (NAT mappings change)."""
+        while True:
+            found = await self.endpoint.reflexive_address(self._reach.stun, timeout=5.0)
+            if found is not None and found != self.reflexive:
+                _log.info("Public address (STUN): %s:%d", *found)
+                self.reflexive = found
+            await asyncio.sleep(_STUN_REFRESH if found else _STUN_RETRY)
 
     def _add_connection_id(self, connection_id: bytes, link: _ServerLink) -> None:
         if link in self._connections:
@@ -178,7 +228,7 @@ class Server:
         for connection_id in [cid for cid, known in self._links.items() if known is link]:
             del self._links[connection_id]
 
-    def _route(self, data: bytes, address: NetworkAddress) -> Link | None:
+    def _route(self, data: bytes, path: Path) -> _ServerLink | None:
         header = _destination(data)
         if header is None:
             return None
@@ -186,22 +236,30 @@ class Server:
         link = self._links.get(connection_id)
         if link is None and is_initial and len(data) >= 1200:
             try:
-                link = self._accept(connection_id, address)
+                link = self._accept(connection_id, path)
             except Exception:
-                _log.exception("Cannot accept a connection from %s", address)
+                _log.exception("Cannot accept a connection by %s", path)
         return link
 
-    def _accept(self, connection_id: bytes, address: NetworkAddress) -> _ServerLink:
-        host = str(address[0])
+    def _accept(self, connection_id: bytes, path: Path) -> _ServerLink:
+        loopback = isinstance(path, Direct) and is_loopback(path.address[0])
+        host = path.address[0] if isinstance(path, Direct) else None
+        backend = backend_for(host, self._backend)
         settings = Settings(
-            datagram_size=datagram_size(host),
+            datagram_size=LOOPBACK_DATAGRAM if loopback else PATH_DATAGRAM,
             max_data=1024 * 1024,
             max_stream_data=128 * 1024,  # requests are small; replies flow the other way
             idle_timeout=self.limits.idle_timeout,
         )
-        backend = backend_for(host, self._backend)
         quic = backend.server(settings, self._tls, connection_id)
-        link = _ServerLink(self, backend, quic)
+        relayed_by = path.peer_key if isinstance(path, Relayed) else None
+        paths = PathSet(
+            self.endpoint,
+            peer_key=None,
+            probe_size=probe_size(backend, loopback),
+        )
+        paths.adopt(path)
+        link = _ServerLink(self, backend, quic, paths, relayed_by)
         if len(self._connections) >= self.limits.max_connections:
             link.refuse_when_ready = True
             return link
@@ -209,9 +267,6 @@ class Server:
         self._links[connection_id] = link
         self._links[quic.host_cid] = link
         return link
-
-    def _on_socket_error(self, error: OSError) -> None:
-        _log.warning("UDP socket error: %s", error)
 
 
 def _destination(data: bytes) -> tuple[bytes, bool] | None:
@@ -238,10 +293,21 @@ class _Exchange:
 class _ServerLink(Link):
     """One client's connection: authenticates it, then serves its requests."""
 
-    def __init__(self, server: Server, backend: Backend, quic: QuicLike) -> None:
-        super().__init__(backend, quic, server.limits.send_buffer)
+    def __init__(
+        self,
+        server: Server,
+        backend: Backend,
+        quic: QuicLike,
+        paths: PathSet,
+        relayed_by: bytes | None,
+    ) -> None:
+        super().__init__(backend, quic, paths, server.limits.send_buffer)
         self.refuse_when_ready = False
         self._server = server
+        self._relayed_by = relayed_by
+        self._channel: PathsChannel | None = None
+        self._paths_stream: int | None = None
+        self._early_paths = b""
         self._auth = ServerAuth(server.peer_id, os.urandom(NONCE_BYTES))
         self._peer: PeerId | None = None
         self._exchanges: dict[int, _Exchange] = {}
@@ -250,9 +316,6 @@ class _ServerLink(Link):
         self._auth_deadline = self._loop.call_later(
             server.limits.auth_timeout, self._auth_timed_out
         )
-
-    def send_datagrams(self, datagrams: list[tuple[bytes, NetworkAddress]]) -> None:
-        self._server._send_datagrams(datagrams)
 
     def flush(self) -> None:
         if self.refuse_when_ready:
@@ -280,6 +343,12 @@ class _ServerLink(Link):
             self._on_auth_data(data, end_stream)
         elif stream_id % 4 != 0:
             self._close_for(ProtocolError("The peer opened a kind of stream ringdrop never uses."))
+        elif stream_id == self._paths_stream or (
+            self._paths_stream is None
+            and stream_id not in self._exchanges
+            and data[:1] == bytes([PathsChannel.FIRST_BYTE])
+        ):
+            self._on_paths_data(stream_id, data)
         else:
             self._on_request_data(stream_id, data, end_stream)
 
@@ -320,11 +389,41 @@ class _ServerLink(Link):
             if isinstance(event, Hello):
                 self.send(_AUTH_STREAM, self._auth.challenge(), end_stream=True)
             elif isinstance(event, PeerAuthenticated):
+                if self._relayed_by is not None and self._relayed_by != event.peer_id.raw:
+                    # The relay vouched for one key and the proof is for another.
+                    self._close_for(ProtocolError("The peer's key is not the one it relayed by."))
+                    return
                 self._peer = event.peer_id
                 self._auth_deadline.cancel()
+                self.paths.set_peer(event.peer_id.raw)
+                self.paths.start()
+                if self._paths_stream is not None:
+                    early, self._early_paths = self._early_paths, b""
+                    self._on_paths_data(self._paths_stream, early)
                 for stream_id, request in self._waiting:
                     self._start(stream_id, request)
                 self._waiting.clear()
+
+    def _on_paths_data(self, stream_id: int, data: bytes) -> None:
+        """The client's candidates: probe them, and answer with ours once (after the proof)."""
+        if self._peer is None:
+            self._paths_stream = stream_id
+            if len(self._early_paths) + len(data) > MAX_REQUEST_BYTES:
+                self._close_for(ProtocolError("The peer sent too many candidates."))
+            self._early_paths += data
+            return
+        if self._channel is None:
+            self._channel = PathsChannel()
+            self._paths_stream = stream_id
+            ours = Candidates(self._server.candidates())
+            self.send(stream_id, self._channel.send(ours))
+        try:
+            found = self._channel.receive_data(data)
+        except ProtocolError as error:
+            self._close_for(error)
+            return
+        for candidates in found:
+            self.paths.add_candidates(candidates.addresses)
 
     def _on_request_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         exchange = self._exchanges.get(stream_id)
