@@ -265,6 +265,7 @@ class Node:
     ) -> Received:
         """Downloads the ticket's content (resuming what is already verified) and exports it."""
         retry = retry or RetryPolicy()
+        _direct_addresses(ticket)  # fails at once, where retrying could not help
         name = _safe_name(ticket)
         target = export_target(dest, name)
         if os.path.lexists(target) and not force:
@@ -309,7 +310,7 @@ class Node:
         node download; needs the catalog grant on that node."""
         try:
             ticket = Ticket.decode(peer)
-            peer_id, addresses = ticket.peer_id, list(ticket.addresses)
+            peer_id, addresses = ticket.peer_id, _direct_addresses(ticket)
             self._remember(ticket)
         except TicketError:
             peer_id = self.access.resolve_peer(peer)
@@ -464,6 +465,18 @@ def _safe_name(ticket: Ticket) -> str:
         return fallback
 
 
+def _direct_addresses(ticket: Ticket) -> list[Address]:
+    """The ticket's addresses; a TransferError for a ticket that names only a relay."""
+    # Until the relay path exists (ringdrop.transport), a relay-only ticket cannot be used.
+    if not ticket.addresses:
+        raise TransferError(
+            f"the ticket names no address of the sharer, only its relay {ticket.relay}, and "
+            "this ringdrop cannot reach peers through a relay yet: ask the sharer for a ticket "
+            "made without --no-addresses"
+        )
+    return list(ticket.addresses)
+
+
 def _ticket_format(format: Format) -> TicketFormat:
     return "collection" if format == "collection" else "blob"
 
@@ -478,11 +491,6 @@ class _Source:
 
     async def connect(self) -> _Source:
         await self.close()
-        if not self._ticket.addresses:
-            raise TransferError(
-                f"the ticket names no address of the sharer, only its relay "
-                f"{self._ticket.relay}, and this ringdrop cannot reach peers through a relay yet"
-            )
         self._connection = await connect(
             self._node.identity, self._ticket.peer_id, list(self._ticket.addresses)
         )

@@ -4,11 +4,14 @@ relay URLs here are never dialled."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+from ringdrop.errors import TransferError
 from ringdrop.node import Node
 from ringdrop.node.config import (
     DEFAULT_RELAYS,
@@ -213,3 +216,13 @@ def test_a_ticket_without_addresses_needs_a_relay(tmp_path: Path, a_file: Path) 
         with pytest.raises(SettingsError, match="relaying is disabled"):
             node.share(a_file, open=True, addresses=False)
         assert node.shares() == []  # refused before importing anything
+
+
+async def test_getting_a_relay_only_ticket_fails_at_once_saying_why(tmp_path: Path) -> None:
+    with Node(tmp_path / "sharer", relays=[LOCAL_RELAY]) as sharer:
+        ticket = sharer.ticket(bytes(32), "raw", "x", 1, at=())
+    with (
+        Node(tmp_path / "receiver") as receiver,
+        pytest.raises(TransferError, match=re.escape(f"only its relay {LOCAL_RELAY}")),
+    ):
+        await asyncio.wait_for(receiver.get(ticket, tmp_path / "out"), 5)
