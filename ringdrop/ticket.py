@@ -1,6 +1,9 @@
 """Tickets: what a sharer hands a receiver, as short copy-safe `rdrop:` text.
 
 tickets/SPEC.md specifies the format byte by byte; tickets/vectors.json holds its test vectors.
+Writers write version 2 (direct addresses optional, an optional home relay URL); readers read
+versions 1 and 2. A version 1 ticket is a version 2 ticket with version byte 1, no relay and at
+least one address, so one reader serves both.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import zlib
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Literal, NamedTuple, get_args
+from urllib.parse import urlsplit
 
 from ringdrop.errors import TicketError
 from ringdrop.identity import PeerId, base32_decode, base32_encode, first_non_base32
 
 __all__ = [
     "MAX_NAME_BYTES",
+    "MAX_RELAY_BYTES",
     "PREFIX",
     "VERSION",
     "Address",
@@ -24,11 +29,13 @@ __all__ = [
     "InvalidTicketError",
     "Ticket",
     "TicketErrorKind",
+    "check_relay_url",
 ]
 
 PREFIX = "rdrop:"
-VERSION = 1
+VERSION = 2
 MAX_NAME_BYTES = 255
+MAX_RELAY_BYTES = 255
 
 Format = Literal["blob", "collection"]
 TicketErrorKind = Literal[
@@ -45,6 +52,7 @@ TicketErrorKind = Literal[
     "size",
     "address",
     "no_addresses",
+    "relay",
     "name",
     "trailing_bytes",
 ]
@@ -53,10 +61,17 @@ _FORMATS: tuple[Format, ...] = get_args(Format)
 _FORMAT_BITS = 0b0000_0011
 _HAS_SIZE = 0b0000_0100
 _HAS_NAME = 0b0000_1000
-_KNOWN_FLAGS = _FORMAT_BITS | _HAS_SIZE | _HAS_NAME
+_HAS_RELAY = 0b0001_0000
+# The flag bits each version defines; the others are reserved and must be zero.
+_KNOWN_FLAGS = {
+    1: _FORMAT_BITS | _HAS_SIZE | _HAS_NAME,
+    2: _FORMAT_BITS | _HAS_SIZE | _HAS_NAME | _HAS_RELAY,
+}
+_RELAY_SCHEMES = ("http://", "https://")
 _IP_BYTES = {4: 4, 6: 16}  # address family tag (the IP version) -> length of the address
 _CHECKSUM_BYTES = 4
-# version, flags, peer id, hash, address count, one IPv4 address, checksum
+# version, flags, peer id, hash, address count, one IPv4 address, checksum (a ticket with a
+# relay and no address is longer: the shortest relay URL, `http://a`, takes 9 bytes)
 _SHORTEST_BYTES = 1 + 1 + 32 + 32 + 1 + (1 + 4 + 2) + _CHECKSUM_BYTES
 _SHORTEST_CHARS = len(PREFIX) + math.ceil(_SHORTEST_BYTES * 8 / 5)
 _FAULTY = "it was made by faulty software. Ask the sharer for a new ticket."
@@ -83,7 +98,7 @@ class Address(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """Who shares what, and where to reach them."""
+    """Who shares what, and where to reach them: direct addresses, a home relay, or both."""
 
     peer_id: PeerId
     addresses: tuple[Address, ...]
@@ -91,18 +106,23 @@ class Ticket:
     format: Format = "blob"
     name: str | None = None
     size: int | None = None
+    relay: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.content_hash) != 32:
             raise InvalidTicketError("hash", "A content hash is 32 bytes long.")
-        if not self.addresses:
+        if not self.addresses and self.relay is None:
             raise InvalidTicketError(
-                "no_addresses", f"The ticket holds no address to reach the sharer at: {_FAULTY}"
+                "no_addresses",
+                "The ticket names neither an address nor a relay through which to reach the "
+                f"sharer: {_FAULTY}",
             )
         if len(self.addresses) > 255:
             raise InvalidTicketError("address", "A ticket holds at most 255 addresses.")
         for address in self.addresses:
             _check_address(address)
+        if self.relay is not None:
+            check_relay_url(self.relay)
         if self.name is not None:
             _check_name(self.name)
         if self.size is not None and not 0 <= self.size < 1 << 64:
@@ -115,6 +135,7 @@ class Ticket:
         flags = _FORMATS.index(self.format)
         flags |= _HAS_SIZE if self.size is not None else 0
         flags |= _HAS_NAME if self.name is not None else 0
+        flags |= _HAS_RELAY if self.relay is not None else 0
         out = bytearray([VERSION, flags])
         out += self.peer_id.raw + self.content_hash
         if self.size is not None:
@@ -123,6 +144,10 @@ class Ticket:
         for ip, port in self.addresses:
             out.append(ip.version)
             out += ip.packed + port.to_bytes(2, "big")
+        if self.relay is not None:
+            relay = self.relay.encode("ascii")
+            out.append(len(relay))
+            out += relay
         if self.name is not None:
             name = self.name.encode()
             out.append(len(name))
@@ -143,15 +168,15 @@ class Ticket:
             raise InvalidTicketError(
                 "version",
                 f"This is a version {version} ticket, and this ringdrop reads only "
-                f"version {VERSION}: {_UPGRADE}",
+                f"versions 1 to {VERSION}: {_UPGRADE}",
             )
-        if version < VERSION:
+        if version not in _KNOWN_FLAGS:
             raise InvalidTicketError(
                 "version",
                 f"The ticket claims version {version}, which no ringdrop writes: {_FAULTY}",
             )
         flags = reader.byte("header")
-        if flags & ~_KNOWN_FLAGS:
+        if flags & ~_KNOWN_FLAGS[version]:
             raise InvalidTicketError(
                 "flags", f"The ticket uses features this ringdrop does not know: {_UPGRADE}"
             )
@@ -170,9 +195,11 @@ class Ticket:
         content_hash = reader.take(32, "content hash")
         size = reader.size() if flags & _HAS_SIZE else None
         addresses = tuple(reader.address() for _ in range(reader.byte("address list")))
+        relay = reader.relay() if flags & _HAS_RELAY else None
         name = reader.name() if flags & _HAS_NAME else None
         reader.finish()
-        return cls(peer_id, addresses, content_hash, _FORMATS[flags & _FORMAT_BITS], name, size)
+        format = _FORMATS[flags & _FORMAT_BITS]
+        return cls(peer_id, addresses, content_hash, format, name, size, relay)
 
 
 def _payload(text: str) -> bytes:
@@ -269,6 +296,21 @@ class _Reader:
         ip = ip_address(self.take(_IP_BYTES[family], "address list"))
         return Address(ip, int.from_bytes(self.take(2, "address list"), "big"))
 
+    def relay(self) -> str:
+        raw = self.take(self.byte("relay URL"), "relay URL")
+        try:
+            url = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise InvalidTicketError(
+                "relay", f"The ticket's relay URL is not ASCII: {_FAULTY}"
+            ) from None
+        problem = _relay_problem(url)
+        if problem is not None:
+            raise InvalidTicketError(
+                "relay", f"The ticket's relay URL {url!r} {problem}: {_FAULTY}"
+            )
+        return url
+
     def name(self) -> str:
         raw = self.take(self.byte("name"), "name")
         try:
@@ -323,3 +365,37 @@ def _check_name(name: str) -> None:
         raise InvalidTicketError(
             "name", f"The name {name!r} holds control characters, which a ticket may not carry."
         )
+
+
+def check_relay_url(url: str) -> str:
+    """`url` if a ticket may carry it as its relay, else `InvalidTicketError` of kind `relay`.
+
+    That is: 1 to 255 printable ASCII characters (no white space), `http://` or `https://` in
+    lower case, a host, no user name or password, and a port from 1 to 65535 if one is given.
+    """
+    problem = _relay_problem(url)
+    if problem is not None:
+        raise InvalidTicketError("relay", f"The relay URL {url!r} {problem}.")
+    return url
+
+
+def _relay_problem(url: str) -> str | None:
+    """What is wrong with `url` as a relay URL, as the end of a sentence, or None."""
+    if not all(" " < char < "\x7f" for char in url):
+        return "holds white space, control characters or non-ASCII characters"
+    if not 1 <= len(url) <= MAX_RELAY_BYTES:
+        return f"is not 1 to {MAX_RELAY_BYTES} characters long"
+    if not url.startswith(_RELAY_SCHEMES):
+        return "does not start with http:// or https://"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        return f"cannot be read ({error})"
+    if "@" in parts.netloc:
+        return "names a user or password, which a relay URL may not carry"
+    if not parts.hostname:
+        return "names no host"
+    if port == 0:
+        return "names port 0"
+    return None

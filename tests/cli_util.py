@@ -22,10 +22,12 @@ TICKET = re.compile(r"rdrop:[a-z2-7]+")
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    """The environment of every command: tickets offer only 127.0.0.1, so no test reaches
-    anything but loopback, and no data directory is picked up from the caller."""
+    """The environment of every command: tickets offer only 127.0.0.1 and no relay or STUN
+    server is used, so no test reaches anything but loopback, and no data directory is picked
+    up from the caller."""
     env = {k: v for k, v in os.environ.items() if k != "RINGDROP_DATA_DIR"}
     env.update(RINGDROP_ADDRESSES="127.0.0.1", COLUMNS="200", PYTHONUNBUFFERED="1")
+    env.update(RINGDROP_RELAY="disabled", RINGDROP_STUN="disabled")
     env.update(extra)
     return env
 

@@ -21,8 +21,11 @@ def pseudo_random(size: int, seed: int = 0) -> bytes:
 
 @pytest.fixture(autouse=True)
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tickets name only 127.0.0.1: tests never send traffic anywhere but loopback."""
+    """Tickets name only 127.0.0.1, and no relay or STUN server is configured: tests never send
+    traffic anywhere but loopback (a test that wants a relay names a local one)."""
     monkeypatch.setenv("RINGDROP_ADDRESSES", "127.0.0.1")
+    monkeypatch.setenv("RINGDROP_RELAY", "disabled")
+    monkeypatch.setenv("RINGDROP_STUN", "disabled")
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from ringdrop.errors import (
     WrongPeerError,
 )
 from ringdrop.identity import PeerId
+from ringdrop.node.config import SettingsError
 from ringdrop.node.progress import FileProgress, Progress
 from ringdrop.store.access import InvalidNameError, OpenRingError
 from ringdrop.ticket import Address, Ticket
@@ -235,6 +236,7 @@ def test_info_json(alice: Node, a_folder: Path) -> None:
         "name": "photos",
         "size": 20_300,
         "addresses": [str(a) for a in ticket.addresses],
+        "relay": None,
     }
 
 
@@ -265,6 +267,99 @@ def test_info_prints_a_hostile_name_safely(alice: Node) -> None:
     out = alice.run("info", ticket.encode()).stdout
     assert "\u202e" not in out
     assert "invoice\\u202egpj.exe" in out
+
+
+# -- relay and STUN settings, tickets without addresses ------------------------------------------
+
+LOCAL_RELAY = "http://127.0.0.1:1/"  # never contacted: these commands make tickets offline
+
+
+@pytest.mark.parametrize("command", ["share", "serve", "get", "tui", "demo", "id"])
+@pytest.mark.parametrize("before", [True, False])
+def test_relay_and_stun_options_go_before_or_after_any_command(command: str, before: bool) -> None:
+    options = ["--relay", LOCAL_RELAY, "--relay", "http://127.0.0.1:2/", "--stun", "192.0.2.1:9"]
+    arguments = {"share": ["x"], "get": ["rdrop:x"]}.get(command, [])
+    argv = [*options, command, *arguments] if before else [command, *arguments, *options]
+    args = build_parser().parse_args(argv)
+    assert args.relay == [LOCAL_RELAY, "http://127.0.0.1:2/"]
+    assert args.stun == ["192.0.2.1:9"]
+
+
+def test_share_names_the_relay_of_the_option(alice: Node, a_file: Path) -> None:
+    ticket = Ticket.decode(alice.share(a_file, "--open", "--relay", LOCAL_RELAY.rstrip("/")))
+    assert ticket.relay == LOCAL_RELAY
+    assert [str(a.ip) for a in ticket.addresses] == ["127.0.0.1"]
+
+
+def test_share_without_a_relay_names_none(alice: Node, a_file: Path) -> None:
+    assert Ticket.decode(alice.share(a_file, "--open")).relay is None
+
+
+def _share_with_env(node: Node, path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*RINGDROP, "--data-dir", str(node.data_dir), "share", str(path), "--open", "--json"],
+        capture_output=True, text=True, env=cli_env(**env), check=False,
+    )  # fmt: skip
+
+
+def test_share_names_the_relay_of_the_environment(alice: Node, a_file: Path) -> None:
+    done = _share_with_env(alice, a_file, RINGDROP_RELAY=f"{LOCAL_RELAY},http://127.0.0.1:2/")
+    assert done.returncode == 0, done.stderr
+    assert Ticket.decode(json.loads(done.stdout)["ticket"]).relay == LOCAL_RELAY
+
+
+def test_a_bad_relay_variable_exits_2_naming_it(alice: Node, a_file: Path) -> None:
+    done = _share_with_env(alice, a_file, RINGDROP_RELAY="https://user@relay.example/")
+    assert done.returncode == 2
+    assert done.stderr.startswith("ringdrop: error: RINGDROP_RELAY: ")
+    assert "user or password" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--relay", "ftp://relay.example/", "http:// or https://"),
+        ("--relay", "https://relay example/", "white space"),
+        ("--stun", "stun.example:0", "not a STUN server"),
+    ],
+)
+def test_a_bad_setting_exits_2(alice: Node, option: str, value: str, message: str) -> None:
+    err = alice.run(option, value, "id", code=2).stderr
+    assert err.startswith(f"ringdrop: error: {option}: ")
+    assert message in err
+
+
+def test_disabled_among_relays_exits_2(alice: Node) -> None:
+    err = alice.run("--relay", "disabled", "--relay", LOCAL_RELAY, "id", code=2).stderr
+    assert "only value" in err
+
+
+def test_share_no_addresses_names_only_the_relay(alice: Node, bob: Node, a_file: Path) -> None:
+    text = alice.share(a_file, "--open", "--no-addresses", "--relay", LOCAL_RELAY)
+    ticket = Ticket.decode(text)
+    assert ticket.addresses == ()
+    assert ticket.relay == LOCAL_RELAY
+    out = bob.run("info", text).stdout
+    assert LOCAL_RELAY in out
+    assert "none (only through the relay)" in out
+    assert bob.json("info", text)["relay"] == LOCAL_RELAY  # type: ignore[index]
+
+
+def test_share_no_addresses_without_a_relay_exits_2_and_says_why(alice: Node, a_file: Path) -> None:
+    err = alice.run("share", a_file, "--open", "--no-addresses", code=2).stderr
+    assert "relaying is disabled" in err
+    assert "--relay URL" in err
+    assert alice.json("blob", "list") == {"shares": []}
+
+
+def test_blob_ticket_no_addresses(alice: Node, a_file: Path) -> None:
+    alice.share(a_file, "--open", "--relay", LOCAL_RELAY)
+    ticket = Ticket.decode(
+        alice.run("--relay", LOCAL_RELAY, "blob", "ticket", "notes.txt", "--no-addresses").stdout
+    )
+    assert ticket.addresses == ()
+    assert ticket.relay == LOCAL_RELAY
+    alice.run("blob", "ticket", "notes.txt", "--no-addresses", code=2)
 
 
 # -- ring -----------------------------------------------------------------------------------------
@@ -549,6 +644,7 @@ def test_progress_line_says_when_it_retries() -> None:
         (PermissionError(13, "Permission denied", "/root/x"), 1),
         (ValueError("bug"), 1),
         (InvalidNameError("x"), 2),
+        (SettingsError("x"), 2),
         (TicketError("x"), 3),
         (AccessDeniedError("x"), 4),
         (NotFoundError("x"), 5),

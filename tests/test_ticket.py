@@ -1,9 +1,11 @@
-"""Tickets: the shared vectors, round trips, and that no text makes decoding fail another way."""
+"""Tickets: the shared vectors, round trips, version 1 still read, relay URLs checked, and that
+no text makes decoding fail another way."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import zlib
 from ipaddress import IPv6Address, ip_address
 from pathlib import Path
@@ -16,7 +18,14 @@ from hypothesis import strategies as st
 
 from ringdrop.errors import TicketError
 from ringdrop.identity import PeerId, base32_decode, base32_encode
-from ringdrop.ticket import PREFIX, Address, InvalidTicketError, Ticket, TicketErrorKind
+from ringdrop.ticket import (
+    PREFIX,
+    Address,
+    InvalidTicketError,
+    Ticket,
+    TicketErrorKind,
+    check_relay_url,
+)
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent.parent / "tickets" / "vectors.json").read_text(encoding="utf-8")
@@ -37,6 +46,7 @@ def fields_of(vector: dict[str, Any]) -> Ticket:
         vector["format"],
         vector["name"],
         vector["size"],
+        vector["relay"],
     )
 
 
@@ -52,10 +62,19 @@ def with_checksum(payload: bytes) -> bytes:
     return payload + zlib.crc32(payload).to_bytes(4, "big")
 
 
+def as_version_2(data: bytes) -> bytes:
+    """A version 1 ticket's bytes as version 2 writes the same ticket: only the version byte
+    (and so the checksum) differs."""
+    return with_checksum(bytes([2]) + data[1:-4]) if data[0] == 1 else data
+
+
 def decodes_to_itself_or_fails_cleanly(text: str) -> None:
-    """Decoding gives a TicketError or a ticket whose own text is `text`, up to case and blanks."""
+    """Decoding gives a TicketError or a ticket whose own text is `text`, up to case and blanks
+    (and, for a version 1 ticket, the version byte)."""
     with contextlib.suppress(TicketError):
-        assert Ticket.decode(text).encode() == text.strip().lower()
+        ticket = Ticket.decode(text)
+        data = base32_decode(text.strip().lower()[len(PREFIX) :])
+        assert bytes_of(ticket) == as_version_2(data)
 
 
 SIMPLE = Ticket(
@@ -68,12 +87,25 @@ peer_ids = st.binary(min_size=32, max_size=32).map(
     lambda seed: PeerId(nacl.signing.SigningKey(seed).verify_key.encode())
 )
 addresses = st.builds(Address, st.ip_addresses(v=4) | st.ip_addresses(v=6), st.integers(1, 65535))
+relays = st.builds(
+    "{}://{}{}{}".format,
+    st.sampled_from(["http", "https"]),
+    st.from_regex(r"[a-z0-9][a-z0-9.-]{0,40}", fullmatch=True),
+    st.just("") | st.integers(1, 65535).map(":{}".format),
+    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=60).map("/{}".format),
+)
 # At most 63 characters of at most 4 bytes each: always within the 255-byte limit.
 names = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=63)
+# At least one address, or a relay and perhaps addresses: a ticket must name a way to the sharer.
+reachable = st.tuples(st.lists(addresses, min_size=1, max_size=6), st.none() | relays) | st.tuples(
+    st.lists(addresses, max_size=6), relays
+)
 tickets = st.builds(
-    Ticket,
+    lambda peer_id, reach, content_hash, format, name, size: Ticket(
+        peer_id, tuple(reach[0]), content_hash, format, name, size, reach[1]
+    ),
     peer_ids,
-    st.lists(addresses, min_size=1, max_size=6).map(tuple),
+    reachable,
     st.binary(min_size=32, max_size=32),
     st.sampled_from(["blob", "collection"]),
     st.none() | names,
@@ -95,14 +127,35 @@ def test_valid_vector_decodes_to_its_fields(vector: dict[str, Any]) -> None:
     assert Ticket.decode(vector["text"]) == fields_of(vector)
 
 
-@pytest.mark.parametrize("vector", VECTORS["valid"], ids=lambda v: v["description"])
-def test_valid_vector_is_what_its_fields_encode_to(vector: dict[str, Any]) -> None:
+VERSION_1 = [v for v in VECTORS["valid"] if v["version"] == 1]
+VERSION_2 = [v for v in VECTORS["valid"] if v["version"] == 2]
+
+
+def test_vectors_hold_both_versions_and_a_relay_without_addresses() -> None:
+    assert VERSION_1
+    assert any(v["relay"] and not v["addresses"] for v in VERSION_2)
+    assert any(v["relay"] and v["addresses"] for v in VERSION_2)
+    assert {v["version"] for v in VECTORS["valid"]} == {1, 2}
+
+
+@pytest.mark.parametrize("vector", VERSION_2, ids=lambda v: v["description"])
+def test_version_2_vector_is_what_its_fields_encode_to(vector: dict[str, Any]) -> None:
     assert fields_of(vector).encode() == vector["text"]
+
+
+@pytest.mark.parametrize("vector", VERSION_1, ids=lambda v: v["description"])
+def test_version_1_vector_is_written_again_as_version_2_with_only_the_version_changed(
+    vector: dict[str, Any],
+) -> None:
+    data = bytes.fromhex(vector["bytes_hex"])
+    assert data[0] == 1
+    assert bytes_of(fields_of(vector)) == as_version_2(data)
 
 
 @pytest.mark.parametrize("vector", VECTORS["valid"], ids=lambda v: v["description"])
 def test_valid_vector_bytes_are_its_text_decoded(vector: dict[str, Any]) -> None:
-    assert bytes_of(Ticket.decode(vector["text"])).hex() == vector["bytes_hex"]
+    assert base32_decode(vector["text"][len(PREFIX) :]).hex() == vector["bytes_hex"]
+    assert bytes.fromhex(vector["bytes_hex"])[0] == vector["version"]
 
 
 @pytest.mark.parametrize("vector", VECTORS["accepted"], ids=lambda v: v["description"])
@@ -140,7 +193,41 @@ def test_mangled_ticket_message_blames_copy_paste() -> None:
 def test_newer_version_message_says_to_upgrade() -> None:
     payload = bytes_of(SIMPLE)[:-4]
     with pytest.raises(InvalidTicketError, match="Upgrade ringdrop"):
-        Ticket.decode(text_of(with_checksum(bytes([2]) + payload[1:])))
+        Ticket.decode(text_of(with_checksum(bytes([3]) + payload[1:])))
+
+
+def test_a_ticket_with_a_relay_and_no_address_reads_back() -> None:
+    ticket = Ticket(SIMPLE.peer_id, (), SIMPLE.content_hash, relay="http://127.0.0.1:1/")
+    assert Ticket.decode(ticket.encode()).relay == "http://127.0.0.1:1/"
+
+
+def test_writers_write_version_2() -> None:
+    assert bytes_of(SIMPLE)[0] == 2
+
+
+def test_an_unusable_relay_in_a_ticket_is_blamed_on_its_writer() -> None:
+    vector = next(v for v in VECTORS["invalid"] if v["kind"] == "relay")
+    with pytest.raises(InvalidTicketError, match="new ticket"):
+        Ticket.decode(vector["text"])
+
+
+def test_no_address_message_says_neither_address_nor_relay() -> None:
+    with pytest.raises(InvalidTicketError, match="neither an address nor a relay"):
+        Ticket(SIMPLE.peer_id, (), SIMPLE.content_hash)
+
+
+@given(tickets)
+def test_ticket_length_follows_the_formula_in_the_spec(ticket: Ticket) -> None:
+    size_bytes = 0 if ticket.size is None else max(1, math.ceil(ticket.size.bit_length() / 7))
+    expected = (
+        71
+        + sum(7 if a.ip.version == 4 else 19 for a in ticket.addresses)
+        + size_bytes
+        + (1 + len(ticket.name.encode()) if ticket.name is not None else 0)
+        + (1 + len(ticket.relay) if ticket.relay is not None else 0)
+    )
+    assert len(bytes_of(ticket)) == expected
+    assert len(ticket.encode()) == len(PREFIX) + math.ceil(8 * expected / 5)
 
 
 # Making tickets
@@ -172,6 +259,27 @@ def test_newer_version_message_says_to_upgrade() -> None:
         pytest.param({"name": "surrogate \udcff"}, "name", id="name that UTF-8 cannot encode"),
         pytest.param({"size": -1}, "size", id="negative size"),
         pytest.param({"size": 2**64}, "size", id="size of 2**64"),
+        pytest.param({"relay": ""}, "relay", id="empty relay URL"),
+        pytest.param({"relay": "ftp://relay.example/"}, "relay", id="relay URL with scheme ftp"),
+        pytest.param({"relay": "relay.example"}, "relay", id="relay URL without a scheme"),
+        pytest.param({"relay": "https://"}, "relay", id="relay URL without a host"),
+        pytest.param({"relay": "https://:443/"}, "relay", id="relay URL with a port, no host"),
+        pytest.param(
+            {"relay": "https://u:p@relay.example/"}, "relay", id="relay URL with userinfo"
+        ),
+        pytest.param({"relay": "https://relay.example/ x"}, "relay", id="relay URL with a space"),
+        pytest.param({"relay": "https://relay.example/\t"}, "relay", id="relay URL with a tab"),
+        pytest.param({"relay": "https://relay.exämple/"}, "relay", id="relay URL not ASCII"),
+        pytest.param({"relay": "https://relay.example:0/"}, "relay", id="relay URL with port 0"),
+        pytest.param({"relay": "http://[::1/"}, "relay", id="relay URL with a broken IPv6 host"),
+        pytest.param(
+            {"relay": "https://" + "r" * 240 + ".example/"}, "relay", id="relay URL of 257 bytes"
+        ),
+        pytest.param(
+            {"addresses": (), "relay": "https://u@relay.example/"},
+            "relay",
+            id="no address and a bad relay URL",
+        ),
     ],
 )
 def test_invalid_fields_make_no_ticket(change: dict[str, Any], kind: str) -> None:
@@ -183,6 +291,21 @@ def test_invalid_fields_make_no_ticket(change: dict[str, Any], kind: str) -> Non
     with pytest.raises(InvalidTicketError) as caught:
         Ticket(**(fields | change))
     assert caught.value.kind == kind
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:1/",
+        "https://relay.example.net/",
+        "https://relay.example.net",
+        "http://[2001:db8::2]:3340/",
+        "https://" + "r" * 238 + ".example/",  # 255 bytes
+    ],
+)
+def test_usable_relay_urls_are_accepted(url: str) -> None:
+    assert check_relay_url(url) == url
+    assert Ticket(SIMPLE.peer_id, (), SIMPLE.content_hash, relay=url).relay == url
 
 
 # Properties

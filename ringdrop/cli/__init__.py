@@ -4,7 +4,7 @@ two lines that say what to do, on stderr, and an exit code for their class:
 
       0  success
       1  any other error (a file that cannot be read, a bug)
-      2  the command line is wrong (unknown option, bad ring name or --expires)
+      2  the command line is wrong (unknown option, bad ring name, --expires, relay)
       3  a ticket or peer id cannot be read (garbled, cut short, too new)
       4  the sharer does not let this peer read the content or catalog
       5  no such ring, peer, share, file, or content on the sharer's side

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
+from ringdrop.node.config import DISABLED, RELAY_ENV, STUN_ENV
 from ringdrop.node.node import Node
 
 # What `add_subparsers` returns; generic only to type checkers before Python 3.12.
@@ -25,8 +26,8 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    """--data-dir and --debug. On a command they default to SUPPRESS, so that they are accepted
-    after the command's name without overriding what was given before it."""
+    """--data-dir, --relay, --stun and --debug. On a command they default to SUPPRESS, so that
+    they are accepted after the command's name without overriding what was given before it."""
     keep = None if top else argparse.SUPPRESS
     parser.add_argument(
         "--data-dir",
@@ -34,6 +35,22 @@ def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         metavar="DIR",
         default=keep,
         help="the data directory (default: $RINGDROP_DATA_DIR, else ~/.ringdrop)",
+    )
+    parser.add_argument(
+        "--relay",
+        action="append",
+        default=keep,
+        metavar="URL",
+        help=f"an iroh relay server to use (repeat for several; {DISABLED!r} for none; "
+        f"default: ${RELAY_ENV}, comma-separated, else n0's public relays)",
+    )
+    parser.add_argument(
+        "--stun",
+        action="append",
+        default=keep,
+        metavar="HOST:PORT",
+        help=f"a STUN server to use (repeat for several; {DISABLED!r} for none; "
+        f"default: ${STUN_ENV}, comma-separated, else public ones)",
     )
     parser.add_argument(
         "--debug",
@@ -93,9 +110,17 @@ def add_json(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_node(args: argparse.Namespace) -> Node:
-    data_dir: Path | None = args.data_dir
-    return Node(data_dir)
+def add_no_addresses(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-addresses",
+        action="store_true",
+        help="name no address of this machine in the ticket, only its home relay",
+    )
+
+
+def open_node(args: argparse.Namespace, data_dir: Path | None = None) -> Node:
+    """The node of --data-dir (or `data_dir`), with the relay and STUN servers of the options."""
+    return Node(data_dir or args.data_dir, relays=args.relay, stun=args.stun)
 
 
 def expiry(text: str, now: datetime | None = None) -> float:

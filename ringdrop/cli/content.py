@@ -10,7 +10,14 @@ from pathlib import Path
 
 from ringdrop import display
 from ringdrop.bao import create_outboard, outboard_size
-from ringdrop.cli.base import Commands, add_command, add_group, add_json, open_node
+from ringdrop.cli.base import (
+    Commands,
+    add_command,
+    add_group,
+    add_json,
+    add_no_addresses,
+    open_node,
+)
 from ringdrop.cli.exits import ExitCode
 from ringdrop.cli.progress import BytesProgress
 from ringdrop.cli.rings import labeler
@@ -76,11 +83,12 @@ def _register_blob(commands: Commands) -> None:
         blob,
         "ticket",
         help="print a share's ticket again",
-        examples=["ringdrop blob ticket 3f2a9c --qr"],
+        examples=["ringdrop blob ticket 3f2a9c --qr", "ringdrop blob ticket 3f2a9c --no-addresses"],
         run=cmd_blob_ticket,
     )
     parser.add_argument("share", metavar="SHARE", help=_SHARE_HELP)
     parser.add_argument("--qr", action="store_true", help="also show it as a QR code")
+    add_no_addresses(parser)
 
 
 def cmd_blob_list(args: argparse.Namespace) -> int:
@@ -149,7 +157,11 @@ def cmd_blob_detach(args: argparse.Namespace) -> int:
 
 def cmd_blob_ticket(args: argparse.Namespace) -> int:
     with open_node(args) as node:
-        ticket = node.find_share(args.share).ticket.encode()
+        if args.no_addresses:
+            node.check_relay_only_ticket()
+        share = node.find_share(args.share)
+        at = () if args.no_addresses else share.ticket.addresses
+        ticket = node.ticket(share.root, share.format, share.name, share.size, at=at).encode()
     if args.qr:
         display.print_qr(ticket)
     print(ticket)

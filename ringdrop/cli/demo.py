@@ -13,10 +13,10 @@ from pathlib import Path
 import blake3
 
 from ringdrop import display
-from ringdrop.cli.base import Commands, add_command
+from ringdrop.cli.base import Commands, add_command, open_node
 from ringdrop.cli.progress import BytesProgress, TransferProgress
 from ringdrop.errors import AccessDeniedError
-from ringdrop.node.node import ADDRESSES_ENV, Node
+from ringdrop.node.node import ADDRESSES_ENV
 
 MIB = 2**20
 
@@ -47,11 +47,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     os.environ[ADDRESSES_ENV] = "127.0.0.1"  # tickets name loopback only
     if args.keep:
         work = Path(tempfile.mkdtemp(prefix="ringdrop-demo-"))
-        code = asyncio.run(_demo(work, args.size_mib))
+        code = asyncio.run(_demo(work, args))
         print(f"\ndata directories and the received copy: {work}")
         return code
     with tempfile.TemporaryDirectory(prefix="ringdrop-demo-") as temporary:
-        return asyncio.run(_demo(Path(temporary), args.size_mib))
+        return asyncio.run(_demo(Path(temporary), args))
 
 
 def _make_folder(folder: Path, size: int) -> None:
@@ -67,13 +67,13 @@ def _make_folder(folder: Path, size: int) -> None:
         offset += max(n, 0)
 
 
-async def _demo(work: Path, size_mib: int) -> int:
+async def _demo(work: Path, args: argparse.Namespace) -> int:
     folder = work / "demo-folder"
-    _make_folder(folder, max(size_mib, 1) * MIB)
+    _make_folder(folder, max(args.size_mib, 1) * MIB)
     with (
-        Node(work / "alice") as alice,
-        Node(work / "bob") as bob,
-        Node(work / "carol") as carol,
+        open_node(args, work / "alice") as alice,
+        open_node(args, work / "bob") as bob,
+        open_node(args, work / "carol") as carol,
     ):
         print(f"alice  {alice.peer_id}")
         print(f"bob    {bob.peer_id}")

@@ -19,6 +19,7 @@ from ringdrop.errors import (
     TransferError,
     UnsafePathError,
 )
+from ringdrop.node.config import SettingsError
 from ringdrop.store.access import InvalidNameError
 
 
@@ -41,7 +42,7 @@ class ExitCode(IntEnum):
 MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "success",
     ExitCode.ERROR: "any other error (a file that cannot be read, a bug)",
-    ExitCode.USAGE: "the command line is wrong (unknown option, bad ring name or --expires)",
+    ExitCode.USAGE: "the command line is wrong (unknown option, bad ring name, --expires, relay)",
     ExitCode.BAD_TICKET: "a ticket or peer id cannot be read (garbled, cut short, too new)",
     ExitCode.ACCESS_DENIED: "the sharer does not let this peer read the content or catalog",
     ExitCode.NOT_FOUND: "no such ring, peer, share, file, or content on the sharer's side",
@@ -56,6 +57,7 @@ MEANINGS: dict[ExitCode, str] = {
 # The label that starts the message, most specific class first in the method resolution order.
 _CLASSES: dict[type[BaseException], tuple[ExitCode, str]] = {
     InvalidNameError: (ExitCode.USAGE, "error"),
+    SettingsError: (ExitCode.USAGE, "error"),
     DiskFullError: (ExitCode.DISK_FULL, "disk full"),
     NotFoundError: (ExitCode.NOT_FOUND, "not found"),
     StoreError: (ExitCode.STORE, "error"),

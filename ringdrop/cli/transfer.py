@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 from ringdrop import display
-from ringdrop.cli.base import Commands, add_command, add_group, add_json, open_node
+from ringdrop.cli.base import (
+    Commands,
+    add_command,
+    add_group,
+    add_json,
+    add_no_addresses,
+    open_node,
+)
 from ringdrop.cli.progress import BytesProgress, TransferProgress
 from ringdrop.errors import AccessDeniedError
 from ringdrop.node.download import RetryPolicy
@@ -75,6 +82,7 @@ def _register_share(commands: Commands) -> None:
         examples=[
             "ringdrop share holiday.mp4 --ring family",
             "ringdrop share ./photos --open --qr",
+            "ringdrop share notes.txt --open --no-addresses",
         ],
         run=cmd_share,
     )
@@ -95,6 +103,7 @@ def _register_share(commands: Commands) -> None:
         help="do not copy the data: serve it from where it is (it must then not change)",
     )
     parser.add_argument("--qr", action="store_true", help="also show the ticket as a QR code")
+    add_no_addresses(parser)
     add_json(parser)
 
 
@@ -103,7 +112,12 @@ def cmd_share(args: argparse.Namespace) -> int:
     with open_node(args) as node:
         with BytesProgress(f"hashing {display.safe(path.absolute().name)}") as progress:
             share = node.share(
-                path, rings=args.ring, open=args.open, reference=args.reference, progress=progress
+                path,
+                rings=args.ring,
+                open=args.open,
+                reference=args.reference,
+                progress=progress,
+                addresses=not args.no_addresses,
             )
         server = node.server_pid()
         if args.json:
@@ -278,6 +292,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                 "name": ticket.name,
                 "size": ticket.size,
                 "addresses": addresses,
+                "relay": ticket.relay,
             }
         )
         return 0
@@ -287,7 +302,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             ("content", f"{name}: a {display.kind(ticket.format)}, {display.size(ticket.size)}"),
             ("hash", ticket.content_hash.hex()),
             ("sharer", str(ticket.peer_id)),
-            ("addresses", ", ".join(addresses)),
+            ("addresses", ", ".join(addresses) or "none (only through the relay)"),
+            ("relay", ticket.relay or "none (only at the addresses)"),
         ]
     )
     print(f"\nTo download it: ringdrop get {ticket.encode()}")
@@ -344,8 +360,9 @@ async def _serve(node: Node) -> str:
 
 def _announce(node: Node, port: int) -> None:
     addresses = ", ".join(str(address) for address in node.addresses())
+    relay = f" and relay {node.home_relay}" if node.home_relay else ""
     print(f"serving as {node.peer_id}", flush=True)
-    print(f"  UDP port {port}; tickets name {addresses}", flush=True)
+    print(f"  UDP port {port}; tickets name {addresses}{relay}", flush=True)
     print(f"  data directory {node.data_dir}; Ctrl-C to stop", flush=True)
 
 

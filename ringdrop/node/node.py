@@ -18,11 +18,20 @@ from ringdrop.errors import (
     RingdropError,
     StoreError,
     TicketError,
+    TransferError,
     UnsafePathError,
 )
 from ringdrop.identity import Identity, PeerId
 from ringdrop.node.addresses import local_addresses
-from ringdrop.node.config import Config
+from ringdrop.node.config import (
+    DISABLED,
+    RELAY_ENV,
+    Config,
+    SettingsError,
+    StunServer,
+    relays_from,
+    stun_servers_from,
+)
 from ringdrop.node.download import Download, RetryPolicy, TransferStats, export_target
 from ringdrop.node.progress import ProgressCallback, Tracker
 from ringdrop.node.server import Answer, Gate, ServeEvent
@@ -72,9 +81,22 @@ class Share:
 
 
 class Node:
-    """One data directory's node: its identity, store, rings and settings."""
+    """One data directory's node: its identity, store, rings and settings.
 
-    def __init__(self, data_dir: Path | None = None) -> None:
+    `relays` (URLs) and `stun` (`HOST:PORT` or (host, port)) choose the relay and STUN servers;
+    None takes $RINGDROP_RELAY / $RINGDROP_STUN, else the public defaults; `("disabled",)` or
+    `()` turns them off. Bad values raise `SettingsError` before anything is opened.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        *,
+        relays: Iterable[str] | None = None,
+        stun: Iterable[str | StunServer] | None = None,
+    ) -> None:
+        self.relays: tuple[str, ...] = relays_from(relays)
+        self.stun_servers: tuple[StunServer, ...] = stun_servers_from(stun)
         if data_dir is None:
             env = os.environ.get(DATA_DIR_ENV)
             data_dir = Path(env) if env else default_data_dir()
@@ -97,6 +119,14 @@ class Node:
     def peer_id(self) -> PeerId:
         return self.identity.peer_id
 
+    @property
+    def home_relay(self) -> str | None:
+        """The relay that tickets name: the one saved in config.json if it is still among
+        `relays`, else the first of them; None when relaying is disabled."""
+        if self.config.home_relay in self.relays:
+            return self.config.home_relay
+        return self.relays[0] if self.relays else None
+
     # -- sharing ------------------------------------------------------------------------------
 
     def share(
@@ -107,8 +137,12 @@ class Node:
         open: bool = False,
         reference: bool = False,
         progress: ProgressFn | None = None,
+        addresses: bool = True,
     ) -> Share:
-        """Imports a file or folder and attaches it to `rings` (and the `open` ring if `open`)."""
+        """Imports a file or folder and attaches it to `rings` (and the `open` ring if `open`).
+        Without `addresses`, its ticket names only the home relay, no address of this machine."""
+        if not addresses:
+            self.check_relay_only_ticket()
         rings = list(rings) + ([OPEN_RING] if open else [])
         known = {r.name.lower() for r in self.access.rings()}
         for ring in rings:
@@ -130,7 +164,9 @@ class Node:
             raise NotFoundError(f"{path} does not exist")
         for ring in rings:
             self.access.attach(root, ring, name=name, format=format, size=size)
-        return self.describe(root, name=name, format=format, size=size)
+        return self.describe(
+            root, name=name, format=format, size=size, at=None if addresses else ()
+        )
 
     def shares(self) -> list[Share]:
         """Everything in the store under a tag (shared or received), newest first."""
@@ -229,6 +265,7 @@ class Node:
     ) -> Received:
         """Downloads the ticket's content (resuming what is already verified) and exports it."""
         retry = retry or RetryPolicy()
+        _direct_addresses(ticket)  # fails at once, where retrying could not help
         name = _safe_name(ticket)
         target = export_target(dest, name)
         if os.path.lexists(target) and not force:
@@ -273,7 +310,7 @@ class Node:
         node download; needs the catalog grant on that node."""
         try:
             ticket = Ticket.decode(peer)
-            peer_id, addresses = ticket.peer_id, list(ticket.addresses)
+            peer_id, addresses = ticket.peer_id, _direct_addresses(ticket)
             self._remember(ticket)
         except TicketError:
             peer_id = self.access.resolve_peer(peer)
@@ -329,7 +366,10 @@ class Node:
         *,
         at: tuple[Address, ...] | None = None,
     ) -> Ticket:
-        """A ticket for `root`, naming `at` (default: this node's addresses)."""
+        """A version 2 ticket for `root` naming the home relay and `at` (default: this node's
+        addresses; `()` for none, which needs a relay)."""
+        if at == ():
+            self.check_relay_only_ticket()
         return Ticket(
             peer_id=self.peer_id,
             addresses=self.addresses() if at is None else at,
@@ -337,7 +377,17 @@ class Node:
             format=_ticket_format(format),
             name=name,
             size=size,
+            relay=self.home_relay,
         )
+
+    def check_relay_only_ticket(self) -> None:
+        """Raises `SettingsError` unless a ticket without addresses could name a relay."""
+        if self.home_relay is None:
+            raise SettingsError(
+                "a ticket without addresses reaches the sharer only through a relay, and "
+                f"relaying is disabled: drop --no-addresses, or choose a relay with --relay URL "
+                f"or {RELAY_ENV} instead of {DISABLED!r}"
+            )
 
     def addresses(self) -> tuple[Address, ...]:
         """Where peers can reach this node: its interfaces, or RINGDROP_ADDRESSES if set."""
@@ -413,6 +463,18 @@ def _safe_name(ticket: Ticket) -> str:
         return validate_name(candidate)
     except UnsafePathError:
         return fallback
+
+
+def _direct_addresses(ticket: Ticket) -> list[Address]:
+    """The ticket's addresses; a TransferError for a ticket that names only a relay."""
+    # Until the relay path exists (ringdrop.transport), a relay-only ticket cannot be used.
+    if not ticket.addresses:
+        raise TransferError(
+            f"the ticket names no address of the sharer, only its relay {ticket.relay}, and "
+            "this ringdrop cannot reach peers through a relay yet: ask the sharer for a ticket "
+            "made without --no-addresses"
+        )
+    return list(ticket.addresses)
 
 
 def _ticket_format(format: Format) -> TicketFormat:

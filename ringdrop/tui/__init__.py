@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
-def run(data_dir: Path | None = None) -> int:
-    """Opens the node in `data_dir` and runs the TUI on it until the user quits."""
+def run(
+    data_dir: Path | None = None,
+    *,
+    relays: Sequence[str] | None = None,
+    stun: Sequence[str] | None = None,
+) -> int:
+    """Opens the node in `data_dir` (with these relay and STUN servers; None: the environment's,
+    else the defaults) and runs the TUI on it until the user quits."""
     from ringdrop.node import Node
     from ringdrop.tui.app import make_app
 
-    with Node(data_dir) as node:
+    with Node(data_dir, relays=relays, stun=stun) as node:
         make_app(node).run()
     return 0
 
