@@ -235,8 +235,11 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 def _received_json(ticket: Ticket, received: Received) -> dict[str, object]:
     stats = received.stats
+    route = received.route
     return {
-        "path": str(received.path),
+        "path": route.kind if route else None,
+        "via": route.where if route else None,
+        "dest": str(received.path),
         "name": ticket.name or received.path.name,
         "hash": ticket.content_hash.hex(),
         "format": ticket.format,
@@ -257,6 +260,8 @@ def _print_received(ticket: Ticket, received: Received) -> None:
     name = display.safe(ticket.name or received.path.name)
     print(f"Received {name}: {display.safe(str(received.path))}")
     print(f"  {display.size(stats.total)}{files} in {display.duration(stats.seconds)}{speed}")
+    if received.route is not None:
+        print(f"  from the sharer {display.safe(str(received.route))}")
     if stats.present:
         print(f"  {display.size(stats.present)} of it was already here")
 
@@ -341,7 +346,11 @@ async def _serve(node: Node) -> str:
     loop = asyncio.get_running_loop()
     stopped_by: list[str] = []
     serving = asyncio.ensure_future(
-        node.serve(on_event=_print_event, ready=lambda port: _announce(node, port))
+        node.serve(
+            on_event=_print_event,
+            ready=lambda port: _announce(node, port),
+            on_relay=lambda state: _relay_state(node, state),
+        )
     )
 
     def stop(sig: signal.Signals) -> None:
@@ -364,6 +373,11 @@ def _announce(node: Node, port: int) -> None:
     print(f"serving as {node.peer_id}", flush=True)
     print(f"  UDP port {port}; tickets name {addresses}{relay}", flush=True)
     print(f"  data directory {node.data_dir}; Ctrl-C to stop", flush=True)
+
+
+def _relay_state(node: Node, state: str) -> None:
+    if state in ("connected", "disconnected"):
+        print(f"relay {display.safe(node.home_relay or '')}: {state}", flush=True)
 
 
 def _print_event(event: ServeEvent) -> None:

@@ -4,6 +4,8 @@ the management of rings, peers and grants. It holds the business rules; its clie
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import dataclasses
 import ipaddress
 import json
 import os
@@ -46,7 +48,16 @@ from ringdrop.store.schema import MIGRATIONS
 from ringdrop.store.tags import Format
 from ringdrop.ticket import Address, Ticket
 from ringdrop.ticket import Format as TicketFormat
-from ringdrop.transport import Connection, Reply, connect, serve
+from ringdrop.transport import (
+    Connection,
+    PathInfo,
+    Reach,
+    RelayState,
+    Reply,
+    choose_home_relay,
+    connect,
+    serve,
+)
 
 # Tickets offer these addresses instead of the machine's interfaces when set (comma-separated
 # IPs), e.g. RINGDROP_ADDRESSES=127.0.0.1 for a demo or test on one machine.
@@ -66,6 +77,8 @@ class Received:
 
     path: Path
     stats: TransferStats
+    route: PathInfo | None = None
+    """How the sharer was reached for most of the bytes (None if nothing had to be fetched)."""
 
 
 @dataclass(frozen=True)
@@ -121,11 +134,20 @@ class Node:
 
     @property
     def home_relay(self) -> str | None:
-        """The relay that tickets name: the one saved in config.json if it is still among
-        `relays`, else the first of them; None when relaying is disabled."""
+        """The relay that tickets name and `serve` stays connected to: the one saved in
+        config.json while it is still among `relays`; else the configured relay with the lowest
+        latency now (the first, if none answers), saved so that tickets and the server agree.
+        None when relaying is disabled."""
+        if not self.relays:
+            return None
         if self.config.home_relay in self.relays:
             return self.config.home_relay
-        return self.relays[0] if self.relays else None
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            # Its own thread and event loop: callers may or may not be inside one.
+            chosen = pool.submit(asyncio.run, choose_home_relay(self.relays)).result()
+        self.config = dataclasses.replace(self.config, home_relay=chosen or self.relays[0])
+        self.config.save(self.data_dir)
+        return self.config.home_relay
 
     # -- sharing ------------------------------------------------------------------------------
 
@@ -221,8 +243,10 @@ class Node:
         on_event: Callable[[ServeEvent], object] | None = None,
         ready: Callable[[int], object] | None = None,
         host: str = "::",
+        on_relay: Callable[[RelayState], object] | None = None,
     ) -> None:
-        """Listens on the configured port and answers requests until cancelled."""
+        """Listens on the configured port, and through the home relay, and answers requests
+        until cancelled. `on_relay` hears whether the home relay is connected."""
         lock = FileLock(self.data_dir / SERVE_LOCK)
         if not lock.acquire(blocking=False):
             pid = self.server_pid()
@@ -242,7 +266,14 @@ class Node:
                     return Reply(answer.header, catalog=answer.catalog)
                 return Reply(answer.header, _Upload(gate, peer, request, answer))
 
-            server = await serve(self.identity, self.config.port, handler, host=host)
+            reach = Reach(
+                relay=self.home_relay,
+                stun=self.stun_servers,
+                addresses=tuple((str(a.ip), a.port) for a in self._addresses_or_none()),
+            )
+            server = await serve(
+                self.identity, self.config.port, handler, host=host, reach=reach, on_relay=on_relay
+            )
             try:
                 if ready is not None:
                     ready(server.port)
@@ -265,7 +296,7 @@ class Node:
     ) -> Received:
         """Downloads the ticket's content (resuming what is already verified) and exports it."""
         retry = retry or RetryPolicy()
-        _direct_addresses(ticket)  # fails at once, where retrying could not help
+        self._check_reachable(ticket)  # fails at once, where retrying could not help
         name = _safe_name(ticket)
         target = export_target(dest, name)
         if os.path.lexists(target) and not force:
@@ -282,7 +313,7 @@ class Node:
             ensure_free_space(_existing_parent(target), ticket.size, f"writing {name}")
         self._remember(ticket)
         tracker = Tracker(name, progress, retry.attempts)
-        source = _Source(self, ticket)
+        source = _Source(self, ticket, tracker)
         format: Format = "collection" if ticket.format == "collection" else "raw"
         download = Download(
             self.store, source.connect, ticket.content_hash, format, name, tracker, retry
@@ -303,25 +334,59 @@ class Node:
         else:
             await asyncio.to_thread(self.store.export, ticket.content_hash, target, force=force)
         tracker.update(state="done", force=True)
-        return Received(target, stats)
+        return Received(target, stats, source.main_path())
 
     async def remote_catalog(self, peer: str) -> list[CatalogEntry]:
         """What `peer` (a ticket, or a peer whose addresses a used ticket taught us) lets this
         node download; needs the catalog grant on that node."""
         try:
             ticket = Ticket.decode(peer)
-            peer_id, addresses = ticket.peer_id, _direct_addresses(ticket)
+            self._check_reachable(ticket)
+            peer_id, addresses, relay = ticket.peer_id, list(ticket.addresses), ticket.relay
             self._remember(ticket)
         except TicketError:
             peer_id = self.access.resolve_peer(peer)
-            addresses = self._addresses_of(peer_id)
-        connection = await connect(self.identity, peer_id, addresses)
+            addresses, relay = self._addresses_of(peer_id), None
+        connection = await self.connect(peer_id, addresses, relay)
         try:
             header, entries = await connection.catalog()
             header.raise_for_status()
             return list(entries)
         finally:
             await connection.close()
+
+    async def connect(
+        self,
+        peer_id: PeerId,
+        addresses: list[Address],
+        relay: str | None,
+        on_path: Callable[[PathInfo], object] | None = None,
+    ) -> Connection:
+        """An authenticated connection to `peer_id`: its addresses and its relay raced (the
+        relay only if relaying is not disabled here), then the best path found by probing."""
+        return await connect(
+            self.identity,
+            peer_id,
+            addresses,
+            relay=relay if self.relays else None,
+            stun=self.stun_servers,
+            local_ips=[str(a.ip) for a in self._addresses_or_none()],
+            on_path=on_path,
+        )
+
+    def _check_reachable(self, ticket: Ticket) -> None:
+        if not ticket.addresses and not self.relays:
+            raise TransferError(
+                f"the ticket names no address of the sharer, only its relay {ticket.relay}, "
+                "and relaying is disabled here (--relay disabled or RINGDROP_RELAY=disabled): "
+                "enable a relay, or ask the sharer for a ticket made without --no-addresses"
+            )
+
+    def _addresses_or_none(self) -> tuple[Address, ...]:
+        try:
+            return self.addresses()
+        except StoreError:
+            return ()
 
     def _remember(self, ticket: Ticket) -> None:
         """Keeps the sharer's addresses, so that `remote list` can reach it by name later."""
@@ -465,18 +530,6 @@ def _safe_name(ticket: Ticket) -> str:
         return fallback
 
 
-def _direct_addresses(ticket: Ticket) -> list[Address]:
-    """The ticket's addresses; a TransferError for a ticket that names only a relay."""
-    # Until the relay path exists (ringdrop.transport), a relay-only ticket cannot be used.
-    if not ticket.addresses:
-        raise TransferError(
-            f"the ticket names no address of the sharer, only its relay {ticket.relay}, and "
-            "this ringdrop cannot reach peers through a relay yet: ask the sharer for a ticket "
-            "made without --no-addresses"
-        )
-    return list(ticket.addresses)
-
-
 def _ticket_format(format: Format) -> TicketFormat:
     return "collection" if format == "collection" else "blob"
 
@@ -484,21 +537,37 @@ def _ticket_format(format: Format) -> TicketFormat:
 class _Source:
     """A download source over one connection; reconnecting closes the previous one."""
 
-    def __init__(self, node: Node, ticket: Ticket) -> None:
+    def __init__(self, node: Node, ticket: Ticket, tracker: Tracker) -> None:
         self._node = node
         self._ticket = ticket
+        self._tracker = tracker
         self._connection: Connection | None = None
+        self._traffic: dict[PathInfo, int] = {}
 
     async def connect(self) -> _Source:
         await self.close()
-        self._connection = await connect(
-            self._node.identity, self._ticket.peer_id, list(self._ticket.addresses)
+        ticket = self._ticket
+        self._connection = await self._node.connect(
+            ticket.peer_id, list(ticket.addresses), ticket.relay, on_path=self._moved
         )
         return self
 
+    def _moved(self, path: PathInfo) -> None:
+        self._tracker.update(address=str(path))
+
     @property
     def address(self) -> str:
-        return str(self._connection.address) if self._connection is not None else "?"
+        return self._connection.address if self._connection is not None else "?"
+
+    def main_path(self) -> PathInfo | None:
+        """The path that carried most of the bytes, over every connection of the download."""
+        self._count()
+        return max(self._traffic, key=lambda p: self._traffic[p]) if self._traffic else None
+
+    def _count(self) -> None:
+        if self._connection is not None:
+            for path, size in self._connection.traffic().items():
+                self._traffic[path] = self._traffic.get(path, 0) + size
 
     async def fetch(self, root: bytes, ranges: ChunkRanges) -> AsyncGenerator[bytes, None]:
         assert self._connection is not None, "connect first"
@@ -510,6 +579,7 @@ class _Source:
 
     async def close(self) -> None:
         if self._connection is not None:
+            self._count()
             connection, self._connection = self._connection, None
             await connection.close()
 

@@ -39,7 +39,7 @@ class Progress:
     rate: float
     """Bytes per second received recently."""
     address: str | None = None
-    """The sharer's direct address in use."""
+    """How the sharer is reached now: `direct ADDRESS` or `relay URL`."""
     attempt: int = 1
     attempts: int = 1
     files_done: int = 0

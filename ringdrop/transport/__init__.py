@@ -46,7 +46,7 @@ from ringdrop.transport._backend import BACKENDS, BackendName, available_backend
 from ringdrop.transport._client import Connection, ResponseBody, connect
 from ringdrop.transport._paths import PathInfo
 from ringdrop.transport._server import Handler, Limits, Reach, Reply, Server, serve
-from ringdrop.transport.relay import RelayState
+from ringdrop.transport.relay import RelayState, choose_home_relay
 
 __all__ = [
     "BACKENDS",
@@ -61,6 +61,7 @@ __all__ = [
     "ResponseBody",
     "Server",
     "available_backends",
+    "choose_home_relay",
     "connect",
     "serve",
 ]

@@ -234,6 +234,10 @@ class Connection:
         """The path that carried most of the bytes received so far."""
         return self._link.paths.main_path()
 
+    def traffic(self) -> dict[PathInfo, int]:
+        """Datagram bytes received per path so far, by direct address or relay."""
+        return self._link.paths.traffic_by_info()
+
     async def request(self, request: GetRequest) -> tuple[ResponseHeader, ResponseBody]:
         """Send a get request; the header, and the bao stream (empty unless allowed).
 

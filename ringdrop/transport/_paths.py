@@ -432,6 +432,9 @@ class PathSet:
         path = self.traffic.main()
         return None if path is None else info_of(path)
 
+    def traffic_by_info(self) -> dict[PathInfo, int]:
+        return {info_of(path): size for path, size in self.traffic.by_path.items()}
+
     def set_peer(self, peer_key: bytes) -> None:
         """The peer's key, once known: probes are sealed to it, and its pings accepted."""
         if self._peer_key is None:
