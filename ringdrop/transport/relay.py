@@ -248,11 +248,17 @@ class RelayClient:
                 self._fail(str(error), fatal=error)
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as error:
                 self._fail(f"cannot reach it: {_describe(error)}")
+            except Exception as error:  # a surprise must not end the task that reconnects
+                _log.exception("relay %s: unexpected failure while connecting", self.url)
+                self._fail(f"unexpected failure: {_describe(error)}")
             else:
                 delay = _BACKOFF_FIRST
                 self._restart = None
                 try:
                     await self._session(ws)
+                except Exception as error:  # as above: log it, reconnect
+                    _log.exception("relay %s: unexpected failure", self.url)
+                    self.last_error = f"unexpected failure: {_describe(error)}"
                 finally:
                     self._queue.clear()
                     self._queued = 0
