@@ -40,7 +40,7 @@ import random
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import blake3
@@ -143,6 +143,10 @@ class RelayClient:
     ) -> None:
         self.url = url
         self._ws_url = _websocket_url(url)
+        # iroh's relay names are absolute (use1-1.relay.n0.iroh.link.): the dot is right for
+        # DNS but not in TLS's server name, which certificates are checked against.
+        host = urlsplit(url).hostname or ""
+        self._tls_name = host.rstrip(".") if self._ws_url.startswith("wss:") else None
         self._identity = identity
         self._public_key = identity.peer_id.raw
         self._on_datagrams = on_datagrams
@@ -246,6 +250,11 @@ class RelayClient:
                 ws = await self._connect()
             except (_RefusedError, _ViolationError) as error:
                 self._fail(str(error), fatal=error)
+            except ssl.SSLCertVerificationError as error:  # an impostor, or a misconfiguration
+                message = (
+                    f"The relay {self.url} has an invalid TLS certificate ({error.verify_message})."
+                )
+                self._fail(message, fatal=TransferError(message))
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as error:
                 self._fail(f"cannot reach it: {_describe(error)}")
             except Exception as error:  # a surprise must not end the task that reconnects
@@ -283,6 +292,7 @@ class RelayClient:
 
     async def _connect(self) -> ClientConnection:
         """Open the WebSocket and authenticate; the connection is ready for datagrams."""
+        tls: dict[str, Any] = {"server_hostname": self._tls_name} if self._tls_name else {}
         ws = await websockets.connect(
             self._ws_url,
             subprotocols=_SUBPROTOCOLS,
@@ -294,6 +304,7 @@ class RelayClient:
             max_queue=64,
             write_limit=256 * 1024,
             user_agent_header="ringdrop",
+            **tls,
         )
         try:
             async with asyncio.timeout(_OPEN_TIMEOUT):
@@ -601,7 +612,7 @@ async def relay_latency(url: str, timeout: float) -> float | None:
                 parts.hostname,
                 port,
                 ssl=ssl.create_default_context() if tls else None,
-                server_hostname=parts.hostname if tls else None,
+                server_hostname=parts.hostname.rstrip(".") if tls else None,
             )
             started = loop.time()
             writer.write(request)
