@@ -12,11 +12,13 @@ import logging
 import operator
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -24,8 +26,13 @@ from types import TracebackType
 import blake3
 import nacl.signing
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from ringdrop.errors import TransferError
@@ -365,15 +372,19 @@ async def authenticate(ws: ServerConnection) -> bytes:
 class FakeRelay:
     """A WebSocket server on 127.0.0.1 that runs `scenario(ws, client_key)` for each client
     after a correct handshake (or, with `handshake=False`, straight after the upgrade), then
-    holds the connection until the client leaves. Failures inside are kept in `errors`."""
+    holds the connection until the client leaves. Failures inside are kept in `errors`. Like
+    a real relay it answers the latency probe, `GET /ping`. With `tls`, it serves HTTPS as
+    `localhost`."""
 
     def __init__(
         self,
         scenario: Scenario,
         subprotocols: Sequence[str] | None = ("iroh-relay-v2",),
         handshake: bool = True,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.scenario = scenario
+        self.tls = tls
         self.subprotocols = None if subprotocols is None else [Subprotocol(s) for s in subprotocols]
         self.handshake = handshake
         self.connections = 0
@@ -385,11 +396,21 @@ class FakeRelay:
 
     async def __aenter__(self) -> FakeRelay:
         self._server = await serve(
-            self._handle, "127.0.0.1", 0, subprotocols=self.subprotocols, compression=None
+            self._handle,
+            "127.0.0.1",
+            0,
+            subprotocols=self.subprotocols,
+            compression=None,
+            process_request=self._probe,
+            ssl=self.tls,
         )
         port = next(iter(self._server.sockets)).getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"https://localhost:{port}" if self.tls else f"http://127.0.0.1:{port}"
         return self
+
+    @staticmethod
+    def _probe(ws: ServerConnection, request: Request) -> Response | None:
+        return ws.respond(200, "") if request.path == "/ping" else None
 
     async def __aexit__(
         self,
@@ -680,3 +701,65 @@ async def test_a_websocket_server_without_the_relay_subprotocol_is_refused() -> 
                 await client.wait_connected(DEADLINE)
         finally:
             await client.close()
+
+
+def self_signed_localhost(folder: Path) -> tuple[Path, Path]:
+    """A certificate for `localhost` that is its own CA, and its key: (cert, key) files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "localhost.pem", folder / "localhost.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_an_https_relay_is_reached_over_verified_tls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed_localhost(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+
+    async def scenario(ws: ServerConnection, _key: bytes) -> None:
+        await ws.send(datagram_frame(b"over tls"))
+
+    async with FakeRelay(scenario, tls=server_tls) as fake:
+        # Untrusted, the certificate stops both the probe and the connection...
+        assert await relay_latency(fake.url, DEADLINE) is None
+        client = RelayClient(fake.url, new_identity(), on_datagrams=lambda _k, _d: None)
+        client.start()
+        try:
+            with pytest.raises(
+                TransferError, match=r"invalid TLS certificate \(self.signed certificate\)"
+            ):
+                await client.wait_connected(DEADLINE)
+        finally:
+            await client.close()
+        # ... and trusted (the system's CA file), it is verified and used.
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        assert await relay_latency(fake.url, DEADLINE) is not None
+        node = await connected_client(fake)
+        try:
+            await until(lambda: node.datagrams_from(SOURCE) == [b"over tls"], "the datagram")
+            assert fake.errors == []
+        finally:
+            await node.client.close()
