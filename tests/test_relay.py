@@ -763,3 +763,37 @@ async def test_an_https_relay_is_reached_over_verified_tls(
             assert fake.errors == []
         finally:
             await node.client.close()
+
+
+async def test_an_unexpected_failure_is_logged_and_the_client_reconnects(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    original = RelayClient._next_frame
+    calls = 0
+
+    def fails_once(self: RelayClient) -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in the writer")
+        return original(self)
+
+    monkeypatch.setattr(RelayClient, "_next_frame", fails_once)
+    frames: list[bytes | str] = []
+
+    async def scenario(ws: ServerConnection, _key: bytes) -> None:
+        async for frame in ws:
+            frames.append(frame)
+
+    async with FakeRelay(scenario) as fake:
+        node = await connected_client(fake)
+        try:
+            node.client.send(SOURCE, [b"meets the bug"])
+            await until(lambda: fake.connections == 2, "a new connection")
+            await until(partial(is_connected, node), "the reconnection")
+            node.client.send(SOURCE, [b"after"])
+            await until(lambda: bool(frames), "a frame at the relay")
+            assert frames == [b"\x04" + SOURCE + b"\x00" + b"after"]
+            assert "a bug in the writer" in caplog.text
+        finally:
+            await node.client.close()

@@ -361,16 +361,22 @@ class RelayClient:
         self._last_rx = loop.time()
         _log.info("relay %s connected (%s)", self.url, self.protocol)
         self._set_state("connected")
-        writer = loop.create_task(self._write_loop(ws))
-        keepalive = loop.create_task(self._keepalive(ws))
+        # Whichever of the three ends first (closed connection, restart notice, silence, or a
+        # bug) ends the session: none of them is any use without the others.
+        tasks = [
+            loop.create_task(self._read_loop(ws)),
+            loop.create_task(self._write_loop(ws)),
+            loop.create_task(self._keepalive(ws)),
+        ]
         try:
-            await self._read_loop(ws)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (writer, keepalive):
+            for task in tasks:
                 task.cancel()
-            for task in (writer, keepalive):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome  # a bug: _run logs it and reconnects
 
     async def _read_loop(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
