@@ -241,6 +241,7 @@ class Run:
     sender_rss: int
     receiver_rss: int
     prepare_seconds: float = 0.0
+    via: str = ""  # the path, where the receiver says which it took
 
 
 @dataclass
@@ -254,6 +255,7 @@ class Result:
     prepare_seconds: float = 0.0
     sender_rss: int = 0
     receiver_rss: int = 0
+    via: str = ""
     runs: list[float] = field(default_factory=list)
 
     @property
@@ -358,7 +360,9 @@ class Ringdrop(Contender):
                 dest = fresh(work / f"dest-{attempt}")
                 get = Process(
                     setting.receiver,
-                    self.command("--data-dir", receiver_dir, "get", ticket, "--dest", dest),
+                    self.command(
+                        "--data-dir", receiver_dir, "get", ticket, "--dest", dest, "--json"
+                    ),
                     env=env,
                     cwd=work,
                 )
@@ -366,13 +370,18 @@ class Ringdrop(Contender):
                 check_exit(get, "get")
                 if not identical(workload.path, dest / workload.path.name):
                     raise BenchError("the received copy differs from the original")
-                runs.append(Run(get.seconds, 0, get.rss, share.seconds))
+                got = json.loads(get.output()[get.output().index("{") :])
+                # `path` names the route once issue 10 lands ("direct" or "relay"); before, the
+                # destination folder.
+                route = got.get("path") if got.get("path") in ("direct", "relay") else None
+                via = f"{route} {got.get('address') or ''}".strip() if route else ""
+                runs.append(Run(get.seconds, 0, get.rss, share.seconds, via))
                 shutil.rmtree(receiver_dir)
                 shutil.rmtree(dest)
         finally:
             serve.stop(signal.SIGTERM)
             shutil.rmtree(work, ignore_errors=True)
-        return [Run(r.seconds, serve.rss, r.receiver_rss, r.prepare_seconds) for r in runs]
+        return [Run(r.seconds, serve.rss, r.receiver_rss, r.prepare_seconds, r.via) for r in runs]
 
 
 class Wormhole(Contender):
@@ -436,7 +445,9 @@ class Wormhole(Contender):
                     send.stop(signal.SIGKILL)
                 if not identical(workload.path, out):
                     raise BenchError("the received copy differs from the original")
-                runs.append(Run(receive.seconds, send.rss, receive.rss, prepare))
+                path = re.search(r"\(->(\S+?)\)", receive.output())
+                via = path.group(1) if path else ""
+                runs.append(Run(receive.seconds, send.rss, receive.rss, prepare, via))
         finally:
             for server in servers:
                 server.stop(signal.SIGTERM)
@@ -558,6 +569,7 @@ def measure(contender: Contender, workload: Workload, setting: Setting, repeat: 
     base.prepare_seconds = best.prepare_seconds
     base.sender_rss = max(run.sender_rss for run in runs)
     base.receiver_rss = max(run.receiver_rss for run in runs)
+    base.via = best.via
     base.runs = [round(run.seconds, 3) for run in runs]
     return base
 
@@ -603,6 +615,7 @@ def print_table(results: list[Result], path: str, repeat: int) -> None:
                 f"RSS sender {r.sender_rss / MIB:5.1f} MiB, "
                 f"receiver {r.receiver_rss / MIB:5.1f} MiB"
                 f"  (prepare {r.prepare_seconds:.2f} s)  {versus}"
+                + (f"  via {r.via}" if r.via else "")
             )
 
 
