@@ -19,6 +19,9 @@ even after a failure:
   host's port, and hole punching fails); "symmetric" is MASQUERADE --random-fully (a fresh port
   per destination, so only a relay works); "none" puts the host on the bridge itself.
 
+Processes belong to the lab when started with its `popen` (killed at teardown); one started
+otherwise inside a namespace outlives the namespace's deletion, so stop it yourself.
+
 Every name carries a short random run id (`nl1a2b3c-…`), so parallel runs and leftovers of a
 killed one never collide; interfaces are created directly inside their namespaces, so their
 short names never meet in the root namespace. Addresses repeat between runs, which is harmless:
@@ -245,6 +248,14 @@ class VethPair:
     a_ip: str
     b_ip: str
     mtu: int
+
+    def run(
+        self, ns: str, command: Sequence[str], **options: Any
+    ) -> subprocess.CompletedProcess[str]:
+        return self.lab.run(ns, command, **options)
+
+    def popen(self, ns: str, command: Sequence[str], **options: Any) -> subprocess.Popen[Any]:
+        return self.lab.popen(ns, command, **options)
 
 
 @contextlib.contextmanager

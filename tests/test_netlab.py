@@ -216,7 +216,7 @@ except OSError as error:
 def test_veth_pair_carries_full_size_frames_and_not_larger() -> None:
     full = 1500 - 20 - 8  # the largest UDP payload in one 1500-byte IP packet
     with veth_pair(mtu=1500) as pair:
-        receiver = pair.lab.popen(
+        receiver = pair.popen(
             pair.b,
             [sys.executable, "-c", _RECEIVE_ONE, pair.b_ip],
             stdout=subprocess.PIPE,
@@ -224,8 +224,8 @@ def test_veth_pair_carries_full_size_frames_and_not_larger() -> None:
         )
         assert receiver.stdout is not None
         assert receiver.stdout.readline().strip() == "ready"
-        too_big = pair.lab.run(pair.a, [sys.executable, "-c", _SEND_DF, pair.b_ip, str(full + 1)])
-        fits = pair.lab.run(pair.a, [sys.executable, "-c", _SEND_DF, pair.b_ip, str(full)])
+        too_big = pair.run(pair.a, [sys.executable, "-c", _SEND_DF, pair.b_ip, str(full + 1)])
+        fits = pair.run(pair.a, [sys.executable, "-c", _SEND_DF, pair.b_ip, str(full)])
         got = receiver.stdout.readline().strip()
     assert too_big.stdout.strip() == str(errno.EMSGSIZE)
     assert fits.stdout.strip() == "sent"
