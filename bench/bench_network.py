@@ -25,7 +25,9 @@ Contenders (a missing one is reported as "not installed"):
 Reported per contender and workload: seconds (best of --repeat), MB/s and files/s, the peak RSS
 of the sending and the receiving process (the programs themselves: `ip netns exec` execs them,
 and their rusage comes from wait4), and the rate as a multiple of wormhole's and sendme's.
-For ringdrop the sender's RSS is that of `serve`; the time `share` took is reported apart.
+For ringdrop the sender's RSS is that of `serve`; the time `share` took is reported apart (as
+"prepare", like the time the others take to print their code or ticket), and so is the time
+`get` reports itself, without interpreter start-up (about 0.3 s here, for every Python tool).
 
 --one-machine runs the same without namespaces (for the "both on one machine" case): ringdrop
 with its default ticket (every interface address), wormhole's servers on 127.0.0.1.
@@ -242,6 +244,7 @@ class Run:
     receiver_rss: int
     prepare_seconds: float = 0.0
     via: str = ""  # the path, where the receiver says which it took
+    own_seconds: float | None = None  # the transfer time the receiver itself reports
 
 
 @dataclass
@@ -256,6 +259,7 @@ class Result:
     sender_rss: int = 0
     receiver_rss: int = 0
     via: str = ""
+    own_seconds: float | None = None
     runs: list[float] = field(default_factory=list)
 
     @property
@@ -375,13 +379,16 @@ class Ringdrop(Contender):
                 # destination folder.
                 route = got.get("path") if got.get("path") in ("direct", "relay") else None
                 via = f"{route} {got.get('address') or ''}".strip() if route else ""
-                runs.append(Run(get.seconds, 0, get.rss, share.seconds, via))
+                runs.append(Run(get.seconds, 0, get.rss, share.seconds, via, got["seconds"]))
                 shutil.rmtree(receiver_dir)
                 shutil.rmtree(dest)
         finally:
             serve.stop(signal.SIGTERM)
             shutil.rmtree(work, ignore_errors=True)
-        return [Run(r.seconds, serve.rss, r.receiver_rss, r.prepare_seconds, r.via) for r in runs]
+        return [
+            Run(r.seconds, serve.rss, r.receiver_rss, r.prepare_seconds, r.via, r.own_seconds)
+            for r in runs
+        ]
 
 
 class Wormhole(Contender):
@@ -570,6 +577,7 @@ def measure(contender: Contender, workload: Workload, setting: Setting, repeat: 
     base.sender_rss = max(run.sender_rss for run in runs)
     base.receiver_rss = max(run.receiver_rss for run in runs)
     base.via = best.via
+    base.own_seconds = best.own_seconds
     base.runs = [round(run.seconds, 3) for run in runs]
     return base
 
@@ -616,6 +624,7 @@ def print_table(results: list[Result], path: str, repeat: int) -> None:
                 f"receiver {r.receiver_rss / MIB:5.1f} MiB"
                 f"  (prepare {r.prepare_seconds:.2f} s)  {versus}"
                 + (f"  via {r.via}" if r.via else "")
+                + (f"  (own clock {r.own_seconds:.2f} s)" if r.own_seconds is not None else "")
             )
 
 
