@@ -138,8 +138,7 @@ def test_hole_punching_succeeds_through_two_port_preserving_nats(
 ) -> None:
     lab, stun = port_preserving
     seen = exchange(lab, stun)
-    assert hello_from(lab.right, seen.left_received), seen
-    assert hello_from(lab.left, seen.right_received), seen
+    assert punched(seen, lab), seen
     sources = {(host, port) for _, host, port in seen.left_received}
     assert sources == {seen.right_mapped}, "the datagrams come from the peer's public mapping"
 
@@ -167,27 +166,37 @@ def test_a_symmetric_nat_maps_each_destination_to_its_own_port() -> None:
     assert mapped[0][1] != mapped[1][1]
 
 
-def test_block_direct_stops_punching_but_not_stun_and_unblock_restores_it(
+def punched(seen: Exchange, lab: NatLab) -> bool:
+    """Whether each side received the other's datagrams."""
+    return hello_from(lab.right, seen.left_received) and hello_from(lab.left, seen.right_received)
+
+
+def test_block_direct_cuts_a_punched_path_but_not_stun_and_unblock_restores_it(
     port_preserving: tuple[NatLab, tuple[str, int]],
 ) -> None:
     lab, stun = port_preserving
-    lab.block_direct()
+    assert punched(exchange(lab, stun), lab)
+    lab.block_direct()  # the NAT mappings of the punched path still exist: a cut mid-flow
     blocked = exchange(lab, stun)
     assert blocked.left_mapped == (lab.left.public_ip, LOCAL_PORT), "STUN still answers"
+    assert blocked.right_mapped == (lab.right.public_ip, LOCAL_PORT)
     assert blocked.left_received == []
     assert blocked.right_received == []
     lab.unblock_direct()
     restored = exchange(lab, stun)
-    assert hello_from(lab.right, restored.left_received), restored
-    assert hello_from(lab.left, restored.right_received), restored
+    assert punched(restored, lab), restored
 
 
-def test_a_host_without_nat_is_reached_at_its_own_address() -> None:
+def test_a_host_without_nat_is_reached_at_its_own_address_and_can_be_cut() -> None:
     with nat_lab("port-preserving", "none") as lab:
-        seen = exchange(lab, lab.start_stun())
+        stun = lab.start_stun()
+        seen = exchange(lab, stun)
+        lab.block_direct()
+        blocked = exchange(lab, stun)
     assert seen.right_mapped == (lab.right.host_ip, LOCAL_PORT)
-    assert hello_from(lab.left, seen.right_received), seen
-    assert hello_from(lab.right, seen.left_received), seen
+    assert punched(seen, lab), seen
+    assert blocked.left_received == []
+    assert blocked.right_received == []
 
 
 _RECEIVE_ONE = """
