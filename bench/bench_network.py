@@ -67,6 +67,7 @@ from tests.netlab import in_namespace, is_root, veth_pair  # noqa: E402
 MIB = 2**20
 TIMEOUT = 900.0  # the slowest receive we wait for, in seconds
 SUBFOLDERS = 10
+NAMES = ("ringdrop", "ringdrop-aioquic", "wormhole", "sendme")
 
 
 # -- workloads ------------------------------------------------------------------------------------
@@ -395,7 +396,6 @@ class Wormhole(Contender):
     """magic-wormhole 0.24 with its own mailbox server and transit relay on the sender side."""
 
     name = "wormhole"
-    CODE = "7-ringdrop-bench"
 
     def __init__(self) -> None:
         self.bin = Path(os.environ.get("WORMHOLE_VENV", "/tmp/wh-venv")) / "bin"
@@ -427,10 +427,11 @@ class Wormhole(Contender):
                 "--relay-url", f"ws://{host}:{mailbox}/v1",
                 "--transit-helper", f"tcp:{host}:{relay}",
             ]  # fmt: skip
-            for _ in range(repeat):
+            for attempt in range(repeat):
+                code = f"{attempt + 7}-ringdrop-bench"  # a fresh nameplate, whatever went before
                 send = Process(
                     setting.sender,
-                    [*common, "send", "--hide-progress", "--code", self.CODE, str(workload.path)],
+                    [*common, "send", "--hide-progress", "--code", code, str(workload.path)],
                     env=env,
                     cwd=work,
                 )
@@ -441,7 +442,7 @@ class Wormhole(Contender):
                     accept = ["--accept-file", "-o"]
                     receive = Process(
                         setting.receiver,
-                        [*common, "receive", "--hide-progress", *accept, str(out), self.CODE],
+                        [*common, "receive", "--hide-progress", *accept, str(out), code],
                         env=env,
                         cwd=work,
                     )
@@ -638,6 +639,10 @@ def main() -> None:
     parser.add_argument("--one-machine", action="store_true", help="no namespaces")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
+    if only and (unknown := only - set(NAMES)):
+        parser.error(
+            f"unknown contenders: {', '.join(sorted(unknown))} (known: {', '.join(NAMES)})"
+        )
     results: list[Result] = []
     with (
         tempfile.TemporaryDirectory(prefix="ringdrop-netbench-") as tmp,
