@@ -43,17 +43,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ringdrop.transport.stun import binding_request, parse_binding_response
+
 __all__ = [
     "SERVICE_IP",
+    "STUN_PORT",
     "Lab",
     "NatKind",
     "NatLab",
     "Side",
     "VethPair",
+    "in_namespace",
     "is_root",
     "missing_tools",
     "nat_lab",
+    "stun_server_command",
     "veth_pair",
+    "wait_for_stun",
 ]
 
 NatKind = Literal["port-preserving", "symmetric", "none"]
@@ -212,8 +218,6 @@ def stun_server_command(host: str, port: int, workdir: Path) -> list[str]:
 
 def wait_for_stun(host: str, port: int, timeout: float = 10.0) -> None:
     """Sends binding requests to host:port until one is answered (the server is ready)."""
-    from ringdrop.transport.stun import binding_request, parse_binding_response
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     deadline = time.monotonic() + timeout
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
