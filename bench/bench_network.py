@@ -496,7 +496,7 @@ class Sendme(Contender):
                     cwd=fresh(work / f"send-{attempt}"),
                 )
                 try:
-                    ticket = send.wait_for(r"\b(blob[a-z0-9]{20,})").group(1)
+                    ticket = send.wait_for(r"sendme receive (blob\S+)").group(1)
                     prepare = time.perf_counter() - send.started
                     target = fresh(work / f"receive-{attempt}")
                     receive = Process(
