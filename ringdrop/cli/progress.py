@@ -84,6 +84,7 @@ class TransferProgress(StatusLine):
         super().__init__(out)
         self._last_log = time.monotonic()
         self._last_state = ""
+        self._last_address: str | None = None
 
     def __call__(self, progress: Progress) -> None:
         text = describe(progress)
@@ -99,6 +100,9 @@ class TransferProgress(StatusLine):
     def _due(self, progress: Progress) -> bool:
         now = time.monotonic()
         if progress.state == "retrying" and progress.state != self._last_state:
+            return True
+        if progress.address != self._last_address and progress.state == "transferring":
+            self._last_address = progress.address  # a move between direct and relay is news
             return True
         if progress.state == "transferring" and now - self._last_log >= LOG_INTERVAL:
             self._last_log = now

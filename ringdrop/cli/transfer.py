@@ -239,6 +239,7 @@ def _received_json(ticket: Ticket, received: Received) -> dict[str, object]:
     return {
         "path": route.kind if route else None,
         "via": route.where if route else None,
+        "traffic": received.traffic,
         "dest": str(received.path),
         "name": ticket.name or received.path.name,
         "hash": ticket.content_hash.hex(),

@@ -79,6 +79,8 @@ class Received:
     stats: TransferStats
     route: PathInfo | None = None
     """How the sharer was reached for most of the bytes (None if nothing had to be fetched)."""
+    traffic: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Datagram bytes received by kind of path: `direct`, `relay`."""
 
 
 @dataclass(frozen=True)
@@ -334,7 +336,7 @@ class Node:
         else:
             await asyncio.to_thread(self.store.export, ticket.content_hash, target, force=force)
         tracker.update(state="done", force=True)
-        return Received(target, stats, source.main_path())
+        return Received(target, stats, source.main_path(), source.traffic_by_kind())
 
     async def remote_catalog(self, peer: str) -> list[CatalogEntry]:
         """What `peer` (a ticket, or a peer whose addresses a used ticket taught us) lets this
@@ -543,9 +545,11 @@ class _Source:
         self._tracker = tracker
         self._connection: Connection | None = None
         self._traffic: dict[PathInfo, int] = {}
+        self._counted: dict[PathInfo, int] = {}
 
     async def connect(self) -> _Source:
         await self.close()
+        self._counted = {}
         ticket = self._ticket
         self._connection = await self._node.connect(
             ticket.peer_id, list(ticket.addresses), ticket.relay, on_path=self._moved
@@ -560,14 +564,29 @@ class _Source:
         return self._connection.address if self._connection is not None else "?"
 
     def main_path(self) -> PathInfo | None:
-        """The path that carried most of the bytes, over every connection of the download."""
+        """The path that carried most of the bytes, over every connection of the download:
+        of the kind (direct or relay) that carried most, the busiest."""
+        kinds = self.traffic_by_kind()
+        if not kinds:
+            return None
+        kind = max(kinds, key=lambda k: kinds[k])
+        paths = [p for p in self._traffic if p.kind == kind]
+        return max(paths, key=lambda p: self._traffic[p])
+
+    def traffic_by_kind(self) -> dict[str, int]:
         self._count()
-        return max(self._traffic, key=lambda p: self._traffic[p]) if self._traffic else None
+        kinds: dict[str, int] = {}
+        for path, size in self._traffic.items():
+            kinds[path.kind] = kinds.get(path.kind, 0) + size
+        return kinds
 
     def _count(self) -> None:
+        """Adds what the current connection received since it was last counted."""
         if self._connection is not None:
             for path, size in self._connection.traffic().items():
-                self._traffic[path] = self._traffic.get(path, 0) + size
+                counted = self._counted.get(path, 0)
+                self._traffic[path] = self._traffic.get(path, 0) + size - counted
+                self._counted[path] = size
 
     async def fetch(self, root: bytes, ranges: ChunkRanges) -> AsyncGenerator[bytes, None]:
         assert self._connection is not None, "connect first"
