@@ -417,6 +417,7 @@ class PathSet:
         self._pending: dict[bytes, tuple[Address, float]] = {}
         self._heard: dict[Path, float] = {}
         self._first: list[bytes] = []
+        self._switched_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.current: Path | None = None
         self.traffic = _Traffic()
@@ -495,7 +496,7 @@ class PathSet:
         elif (
             path != self.current
             and self._known_path(path)
-            and now - self._heard.get(self.current, 0.0) > FOLLOW_QUIET
+            and now - max(self._heard.get(self.current, 0.0), self._switched_at) > FOLLOW_QUIET
         ):
             # The peer moved (its view of our path died, or it found a better one): follow it
             # once our own path has gone quiet.
@@ -554,6 +555,7 @@ class PathSet:
         if path == self.current:
             return
         self.current = path
+        self._switched_at = time.monotonic()
         if path is not None:
             _log.info("Path to %s: %s", (self._peer_key or b"").hex()[:12], info_of(path))
             if self._on_change is not None:

@@ -92,4 +92,5 @@ async def test_a_relay_restart_mid_transfer_only_pauses_it(
 
     assert restarted, "the transfer finished before the relay could be restarted"
     assert received.path.read_bytes() == data
-    assert received.route is not None and received.route.kind == "relay"
+    assert received.route is not None
+    assert received.route.kind == "relay"

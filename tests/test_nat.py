@@ -1,0 +1,206 @@
+"""Two ringdrop nodes behind NATs in network namespaces, a real iroh-relay and a real STUN
+server (coturn) on the lab's "internet": the matrix of issue 10.
+
+- both behind port-preserving NAT: the transfer starts through the relay, the path layer punches
+  a hole, and the punched direct path carries data;
+- one behind symmetric NAT: no hole can be punched, the relay carries everything;
+- the direct path cut mid-transfer: the connection falls back to the relay and completes;
+- relaying disabled and no reachable address: a clear error.
+
+The nodes are the `ringdrop` command, run with `ip netns exec` in the lab's host namespaces.
+Root only (CI runs as root): skipped otherwise, except under CI=true. All traffic stays in the
+lab's namespaces; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from tests.cli_util import RINGDROP
+from tests.conftest import pseudo_random
+from tests.netlab import NatKind, NatLab, Side, in_namespace, is_root, missing_tools, nat_lab
+from tests.relay_server import IrohRelay, find_iroh_relay
+
+RELAY_PORT = 3340
+_LINE_TIMEOUT = 120.0
+
+
+def _unavailable() -> str | None:
+    if not is_root():
+        return "the NAT lab needs root"
+    missing = missing_tools("turnserver")
+    if missing:
+        return f"the NAT lab needs {', '.join(missing)}"
+    if find_iroh_relay() is None:
+        return "iroh-relay is not installed"
+    return None
+
+
+_REASON = _unavailable()
+if _REASON is not None and os.environ.get("CI") == "true":
+    pytest.fail(f"CI must run the NAT lab tests: {_REASON}", pytrace=False)
+pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+
+
+@dataclass
+class World:
+    lab: NatLab
+    relay: IrohRelay
+    stun: tuple[str, int]
+    tmp: Path
+
+    def env(self, side: Side, *, relay: bool = True) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RINGDROP_")}
+        env.update(
+            RINGDROP_ADDRESSES=side.host_ip,  # what a ticket names: the host's own address
+            RINGDROP_RELAY=self.relay.url if relay else "disabled",
+            RINGDROP_STUN=f"{self.stun[0]}:{self.stun[1]}",
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    def ringdrop(self, side: Side, *args: str) -> list[str]:
+        return [*RINGDROP, "--data-dir", str(self.tmp / side.name), *args]
+
+    def run(self, side: Side, *args: str, relay: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            in_namespace(side.host, self.ringdrop(side, *args)),
+            env=self.env(side, relay=relay),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    def share_and_serve(self, size: int) -> tuple[str, bytes]:
+        """The left host shares a file openly and serves it; its ticket and the bytes."""
+        data = pseudo_random(size, seed=size)
+        source = self.tmp / "shared.bin"
+        source.write_bytes(data)
+        shared = self.run(self.lab.left, "share", str(source), "--open", "--json")
+        assert shared.returncode == 0, shared.stderr
+        ticket = json.loads(shared.stdout)["ticket"]
+        server = self.lab.popen(
+            self.lab.left.host,
+            self.ringdrop(self.lab.left, "serve"),
+            env=self.env(self.lab.left),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        lines = _Lines(server.stdout)
+        lines.wait_for("relay ", _LINE_TIMEOUT)  # serving, and its home relay connected
+        return ticket, data
+
+
+class _Lines:
+    """A process's output lines, read on a thread so that waits can be bounded."""
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        assert stream is not None
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        while True:
+            try:
+                line = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(
+                    f"no line with {text!r} in {timeout:g} s: {self.seen}"
+                ) from None
+            if line is None:
+                raise AssertionError(f"the process ended without {text!r}: {self.seen}")
+            self.seen.append(line)
+            if text in line:
+                return line
+
+
+@contextlib.contextmanager
+def world(left: NatKind, right: NatKind, tmp: Path) -> Iterator[World]:
+    with nat_lab(left, right) as lab:
+        stun = lab.start_stun()
+        with IrohRelay(
+            find_iroh_relay() or "",
+            tmp / "relay",
+            host=lab.service_ip,
+            port=RELAY_PORT,
+            netns=lab.internet,
+        ) as relay:
+            yield World(lab, relay, stun, tmp)
+
+
+def received(world: World, ticket: str) -> dict[str, Any]:
+    done = world.run(world.lab.right, "get", ticket, "--dest", str(world.tmp / "out"), "--json")
+    assert done.returncode == 0, done.stderr
+    shown: dict[str, Any] = json.loads(done.stdout)
+    return shown
+
+
+def test_behind_two_port_preserving_nats_a_hole_is_punched(tmp_path: Path) -> None:
+    with world("port-preserving", "port-preserving", tmp_path) as w:
+        ticket, data = w.share_and_serve(24 * 1024 * 1024)
+        shown = received(w, ticket)
+        assert (tmp_path / "out" / "shared.bin").read_bytes() == data
+        assert shown["traffic"].get("direct", 0) > 0, shown
+        if shown["path"] == "direct":
+            # The punched path is the router's public address, not the host's private one.
+            assert shown["via"].startswith(w.lab.left.public_ip), shown
+
+
+def test_behind_a_symmetric_nat_the_relay_carries_it(tmp_path: Path) -> None:
+    with world("port-preserving", "symmetric", tmp_path) as w:
+        ticket, data = w.share_and_serve(8 * 1024 * 1024)
+        shown = received(w, ticket)
+        assert (tmp_path / "out" / "shared.bin").read_bytes() == data
+        assert shown["path"] == "relay"
+        assert shown["via"] == w.relay.url + "/"
+        assert shown["traffic"].get("direct", 0) == 0
+
+
+def test_a_direct_path_cut_mid_transfer_falls_back_to_the_relay(tmp_path: Path) -> None:
+    with world("port-preserving", "port-preserving", tmp_path) as w:
+        ticket, data = w.share_and_serve(96 * 1024 * 1024)
+        get = w.lab.popen(
+            w.lab.right.host,
+            w.ringdrop(w.lab.right, "get", ticket, "--dest", str(tmp_path / "out"), "--json"),
+            env=w.env(w.lab.right),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        errors = _Lines(get.stderr)  # where `get` writes its progress
+        errors.wait_for(" direct ", _LINE_TIMEOUT)  # the path layer moved to a punched path
+        w.lab.block_direct()
+        errors.wait_for(" relay ", _LINE_TIMEOUT)  # and back, once the direct one went quiet
+        out = get.stdout.read() if get.stdout else ""
+        assert get.wait(timeout=300) == 0, errors.seen
+        shown = json.loads(out)
+        assert (tmp_path / "out" / "shared.bin").read_bytes() == data
+        assert shown["traffic"].get("relay", 0) > 0, shown
+
+
+def test_no_relay_and_no_reachable_address_is_a_clear_error(tmp_path: Path) -> None:
+    with world("port-preserving", "port-preserving", tmp_path) as w:
+        ticket, _ = w.share_and_serve(1024)
+        done = w.run(w.lab.right, "get", ticket, "--attempts", "1", relay=False)
+        assert done.returncode == 7, done.stderr
+        assert "relay" in done.stderr
+        assert "Could not reach" in done.stderr
