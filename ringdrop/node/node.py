@@ -373,6 +373,7 @@ class Node:
             relay=relay if self.relays else None,
             stun=self.stun_servers,
             local_ips=[str(a.ip) for a in self._addresses_or_none()],
+            machine_ips=[str(a.ip) for a in local_addresses(0)],
             on_path=on_path,
         )
 

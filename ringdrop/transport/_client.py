@@ -69,6 +69,7 @@ async def connect(
     relay: str | None = None,
     stun: Sequence[tuple[str, int]] = (),
     local_ips: Sequence[str] = (),
+    machine_ips: Sequence[str] = (),
     timeout: float = 10.0,
     idle_timeout: float = 30.0,
     backend: BackendName | None = None,
@@ -78,17 +79,19 @@ async def connect(
     `relay` are tried at once, on one QUIC connection (see _paths.py); afterwards the path layer
     probes for a direct path and moves to it.
 
-    A sharer on this machine (an address in the ticket is loopback or one of `local_ips`) is
-    tried on loopback first, where large datagrams make transfers several times faster.
-    `stun` servers tell this side its public address, which the sharer is then told to probe;
-    `local_ips` are this machine's own, told likewise. Raises WrongPeerError if only other keys
+    A sharer on this machine (an address in the ticket is loopback or one of `machine_ips`,
+    this machine's interface addresses) is tried on loopback first, where large datagrams make
+    transfers several times faster. `stun` servers tell this side its public address, which the
+    sharer is then told to probe; `local_ips` are the addresses this side offers likewise. Raises WrongPeerError if only other keys
     answered, TransferError if nothing worked.
     """
     failures: dict[str, RingdropError] = {}
     targets = [(str(a.ip), a.port) for a in addresses]
-    here = {ip for ip in local_ips} | {"127.0.0.1", "::1"}
+    here = set(machine_ips)
     local = [t for t in targets if t[0] in here or is_loopback(t[0])]
-    remote = [t for t in targets if t not in local]
+    # An address of this machine is still tried as itself after loopback: the same private
+    # address can belong to another machine on another network.
+    remote = [t for t in targets if not is_loopback(t[0])]
     plan = _Plan(identity, peer_id, stun, local_ips, idle_timeout, backend, on_path)
     if local:
         loopback = list(dict.fromkeys(("::1" if ":" in h else "127.0.0.1", p) for h, p in local))
