@@ -102,8 +102,10 @@ class TransferProgress(StatusLine):
         if progress.state == "retrying" and progress.state != self._last_state:
             return True
         if progress.address != self._last_address and progress.state == "transferring":
-            self._last_address = progress.address  # a move between direct and relay is news
-            return True
+            moved = self._last_address is not None  # a move between paths is news, the first not
+            self._last_address = progress.address
+            if moved:
+                return True
         if progress.state == "transferring" and now - self._last_log >= LOG_INTERVAL:
             self._last_log = now
             return True
