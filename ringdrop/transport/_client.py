@@ -18,6 +18,7 @@ from ringdrop.protocol import (
     ClientAuth,
     Data,
     GetRequest,
+    MembersRequest,
     Request,
     Requester,
     ResponseHeader,
@@ -149,8 +150,11 @@ class Connection:
         self.peer_id = link.peer_id
         self.address = address
 
-    async def request(self, request: GetRequest) -> tuple[ResponseHeader, ResponseBody]:
-        """Send a get request; the header, and the bao stream (empty unless allowed).
+    async def request(
+        self, request: GetRequest | MembersRequest
+    ) -> tuple[ResponseHeader, ResponseBody]:
+        """Send a get request; the header, and the bao stream (empty unless allowed). For a
+        members request the body is its PART frames, for `protocol.MembersReader`.
 
         The stream belongs to the task that calls this: if that task ends (cancelled, failed or
         done) before the body is read to its end, the stream is abandoned and the sharer stops.
