@@ -368,10 +368,10 @@ def _encode_body(message: Message) -> tuple[int, bytes]:
             out += content_hash
             previous = -1
             for member in members:
-                ranges = member.ranges.to_bytes()
+                selected = member.ranges.to_bytes()
                 out += _leb128(member.index - previous - 1)
-                out += _leb128(len(ranges))
-                out += ranges
+                out += _leb128(len(selected))
+                out += selected
                 previous = member.index
             return _Type.REQUEST, bytes(out)
         case CatalogRequest():
