@@ -22,6 +22,7 @@ import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import apsw
 
@@ -300,18 +301,37 @@ def _sync_written(base: int, written: Sequence[tuple[int, str, str, Path]]) -> N
             os.close(fd)
 
 
-def _find_syncfs() -> Callable[[int], int] | None:
-    """Linux's syncfs(2), which the os module lacks; None elsewhere."""
+def _rename_noreplace(folder: int, tmp: str, name: str) -> bool:
+    """Renames `tmp` to `name` in `folder` unless `name` exists (FileExistsError); False where
+    the system or the file system cannot (then nothing happened)."""
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(folder, os.fsencode(tmp), folder, os.fsencode(name), _RENAME_NOREPLACE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), name)
+
+
+def _libc_function(
+    name: str, *argtypes: type[ctypes._SimpleCData[Any]]
+) -> Callable[..., int] | None:
+    """A libc function the os module lacks (Linux's syncfs, renameat2); None elsewhere."""
     try:
-        function = ctypes.CDLL(None, use_errno=True).syncfs
+        function = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (AttributeError, OSError):
         return None
-    function.argtypes = [ctypes.c_int]
+    function.argtypes = list(argtypes)
     function.restype = ctypes.c_int
-    return function
+    return function  # type: ignore[no-any-return]
 
 
-_SYNCFS = _find_syncfs()
+_RENAME_NOREPLACE = 1
+_SYNCFS: Callable[[int], int] | None = _libc_function("syncfs", ctypes.c_int)
+_RENAMEAT2: Callable[[int, bytes, int, bytes, int], int] | None = _libc_function(
+    "renameat2", ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint
+)
 
 
 def _fill(fd: int, source: _Source, meter: Meter) -> None:
@@ -357,8 +377,11 @@ def _put_in_place(folder: int, tmp: str, name: str, shown: Path, *, force: bool)
         except IsADirectoryError:
             raise StoreError(f"cannot overwrite {shown}: it is a folder") from None
         return
-    # link() fails if the name exists, which makes "refuse to overwrite" race-free.
+    # renameat2(RENAME_NOREPLACE) and link() fail if the name exists, which makes "refuse to
+    # overwrite" race-free; the rename is one directory update instead of two.
     try:
+        if _rename_noreplace(folder, tmp, name):
+            return
         os.link(tmp, name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
     except FileExistsError:
         raise StoreError(f"refusing to overwrite {shown}: it already exists") from None
