@@ -2,7 +2,7 @@
 
     python bench/bench_small_files.py [--files 10000] [--repeat 1] [--json]
 
-Makes a folder of `--files` files of 1–4,096 random bytes in 10 subfolders (seeded, so every
+Makes a folder of `--files` files of 1 to 4,096 random bytes in 10 subfolders (seeded, so every
 run moves the same folder), then times, each in a fresh data directory:
 
 - share: `ringdrop share DIR --open` (walk, hash, insert);
@@ -82,10 +82,10 @@ def run_once(source: Path, files: int, work: Path) -> dict[str, float]:
     assert found is not None, out
     ticket = found.group(0)
     log = work / "serve.log"
-    with log.open("w") as out:
+    with log.open("w") as log_file:
         server = subprocess.Popen(
             [*RINGDROP, "--data-dir", str(sharer), "serve"],
-            stdout=out,
+            stdout=log_file,
             stderr=subprocess.STDOUT,
             env=env(),
         )
@@ -137,7 +137,7 @@ def main() -> None:
     if args.json:
         print(json.dumps({"files": args.files, **best}))
         return
-    print(f"{args.files} files of 1–4096 B, loopback, best of {args.repeat}:")
+    print(f"{args.files} files of 1 to 4096 B, loopback, best of {args.repeat}:")
     for what in ("share", "get", "export"):
         print(f"  {what:7} {best[f'{what}_files_per_s']:8.0f} files/s  ({best[f'{what}_s']:.2f} s)")
 
