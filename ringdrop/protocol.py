@@ -3,8 +3,9 @@
 tickets/PROTOCOL.md specifies it byte by byte. In short: QUIC with ALPN `ringdrop/1`; the first
 client stream authenticates the client (HELLO, CHALLENGE, PROOF); every later client stream
 carries one REQUEST and its answer: a RESPONSE header, then for an allowed `get` the raw bao
-stream of the requested ranges, or for an allowed `catalog` one CATALOG frame. Each message is a
-frame: type (1 byte), body length (4 bytes, big-endian), body.
+stream of the requested ranges, for an allowed `members` request (many members of one collection
+on one stream) one or more PART frames per member, or for an allowed `catalog` one CATALOG frame.
+Each message is a frame: type (1 byte), body length (4 bytes, big-endian), body.
 
 Receiving methods raise `ProtocolError` when the peer breaks the protocol; sending methods raise
 `LocalProtocolError` when this side would. Nothing here does I/O or keeps time.
@@ -12,6 +13,7 @@ Receiving methods raise `ProtocolError` when the peer breaks the protocol; sendi
 
 from __future__ import annotations
 
+import itertools
 import struct
 import unicodedata
 from abc import ABC, abstractmethod
@@ -37,6 +39,7 @@ __all__ = [
     "MAX_CATALOG_BYTES",
     "MAX_HEADER_BYTES",
     "MAX_NAME_BYTES",
+    "MAX_PART_BYTES",
     "MAX_REQUEST_BYTES",
     "NONCE_BYTES",
     "VERSION",
@@ -50,6 +53,11 @@ __all__ = [
     "Event",
     "GetRequest",
     "Hello",
+    "MemberData",
+    "MemberPart",
+    "MemberSelection",
+    "MembersReader",
+    "MembersRequest",
     "Message",
     "PathsChannel",
     "PeerAuthenticated",
@@ -74,6 +82,8 @@ MAX_HEADER_BYTES = 4 * 1024
 MAX_CATALOG_BYTES = 16 * 1024 * 1024
 MAX_NAME_BYTES = 4096
 MAX_CANDIDATES = 16
+MAX_PART_BYTES = 1024 * 1024
+"""Bao stream bytes in one PART frame (its body is one flags byte more)."""
 
 Status = Literal["allowed", "denied", "not_found", "busy", "error"]
 
@@ -81,7 +91,8 @@ _STATUSES: tuple[Status, ...] = get_args(Status)
 _FORMATS: tuple[Format, ...] = get_args(Format)
 _FRAME_HEAD = struct.Struct(">BI")
 _PROOF_CONTEXT = b"ringdrop/1 client proof\x00"
-_GET, _CATALOG = 0, 1
+_GET, _CATALOG, _MEMBERS = 0, 1, 2
+_PART_LAST, _PART_MISSING = 0x01, 0x02
 _ENTRY_HEAD = struct.Struct(">32sBQH")  # hash, format, size, name length
 
 
@@ -95,6 +106,7 @@ class _Type:
     RESPONSE = 0x11
     CATALOG = 0x12
     CANDIDATES = 0x20
+    PART = 0x13
 
 
 _MAX_BODY = {
@@ -105,6 +117,7 @@ _MAX_BODY = {
     _Type.RESPONSE: MAX_HEADER_BYTES,
     _Type.CATALOG: MAX_CATALOG_BYTES,
     _Type.CANDIDATES: 1 + MAX_CANDIDATES * 19,
+    _Type.PART: 1 + MAX_PART_BYTES,
 }
 
 
@@ -164,11 +177,46 @@ class GetRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberSelection:
+    """One member of a collection, by its position in the collection, and the chunks wanted."""
+
+    index: int
+    ranges: ChunkRanges
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < 1 << 32:
+            raise LocalProtocolError(f"A member index is below 2**32, and {self.index} is not.")
+        if self.ranges.is_empty():
+            raise LocalProtocolError("A member selection must ask for at least one chunk.")
+
+
+@dataclass(frozen=True, slots=True)
+class MembersRequest:
+    """Ask for several members of the collection `content_hash` on one stream, back to back.
+
+    Access is decided once, for the collection; its members inherit the verdict. `members` are
+    in increasing index order, each index at most once.
+    """
+
+    content_hash: bytes
+    members: tuple[MemberSelection, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.content_hash) != 32:
+            raise LocalProtocolError("A content hash is 32 bytes long.")
+        if not self.members:
+            raise LocalProtocolError("A members request must ask for at least one member.")
+        indices = [m.index for m in self.members]
+        if any(b <= a for a, b in itertools.pairwise(indices)):
+            raise LocalProtocolError("A members request lists its indices increasing, once each.")
+
+
+@dataclass(frozen=True, slots=True)
 class CatalogRequest:
     """Ask for the list of content this peer may download."""
 
 
-Request = GetRequest | CatalogRequest
+Request = GetRequest | MembersRequest | CatalogRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +273,39 @@ class Catalog:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberPart:
+    """A PART frame of an allowed members response: bao stream bytes of the current member.
+
+    `last` ends the member; `missing` (always last, never with bytes) says the sharer cannot
+    serve this member although it may serve the collection.
+    """
+
+    data: bytes = b""
+    last: bool = False
+    missing: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.data) > MAX_PART_BYTES:
+            raise LocalProtocolError(f"A part holds at most {MAX_PART_BYTES} bytes.")
+        if self.missing and (self.data or not self.last):
+            raise LocalProtocolError("A missing member's part is its last and holds no bytes.")
+
+
+@dataclass(frozen=True, slots=True)
+class MemberData:
+    """What a members response carried for the member at `position` in the request.
+
+    `data` is the next piece of its bao stream; `last` ends it; `missing` says the sharer
+    could not serve it.
+    """
+
+    position: int
+    data: bytes
+    last: bool
+    missing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Data:
     """Bytes of the bao stream that follows an allowed get's header."""
 
@@ -263,7 +344,16 @@ class Candidates:
 
 
 Message = (
-    Hello | Challenge | Proof | GetRequest | CatalogRequest | ResponseHeader | Catalog | Candidates
+    Hello
+    | Challenge
+    | Proof
+    | GetRequest
+    | MembersRequest
+    | CatalogRequest
+    | ResponseHeader
+    | Catalog
+    | MemberPart
+    | Candidates
 )
 Event = Message | Data | StreamEnded | PeerAuthenticated
 
@@ -299,8 +389,22 @@ def _encode_body(message: Message) -> tuple[int, bytes]:
             return _Type.PROOF, peer_id.raw + signature
         case GetRequest(content_hash, ranges):
             return _Type.REQUEST, bytes([VERSION, _GET]) + content_hash + ranges.to_bytes()
+        case MembersRequest(content_hash, members):
+            out = bytearray([VERSION, _MEMBERS])
+            out += content_hash
+            previous = -1
+            for member in members:
+                selected = member.ranges.to_bytes()
+                out += _leb128(member.index - previous - 1)
+                out += _leb128(len(selected))
+                out += selected
+                previous = member.index
+            return _Type.REQUEST, bytes(out)
         case CatalogRequest():
             return _Type.REQUEST, bytes([VERSION, _CATALOG])
+        case MemberPart(data, last, missing):
+            flags = (_PART_LAST if last else 0) | (_PART_MISSING if missing else 0)
+            return _Type.PART, bytes([flags]) + data
         case ResponseHeader(status, reason):
             return _Type.RESPONSE, bytes([_STATUSES.index(status)]) + reason.encode()
         case Catalog(entries):
@@ -347,7 +451,16 @@ def _parse_body(kind: int, body: bytes) -> Message:
         return ResponseHeader(_STATUSES[body[0]], _utf8(body[1:], "a response's reason"))
     if kind == _Type.CANDIDATES:
         return _parse_candidates(body)
+    if kind == _Type.PART:
+        return _parse_part(body)
     return _parse_catalog(body)
+
+
+def _parse_part(body: bytes | memoryview) -> MemberPart:
+    _need(len(body) >= 1, "a part without flags")
+    flags = body[0]
+    _need(flags & ~(_PART_LAST | _PART_MISSING) == 0, f"a part with unknown flags {flags:#04x}")
+    return MemberPart(bytes(body[1:]), bool(flags & _PART_LAST), bool(flags & _PART_MISSING))
 
 
 def _parse_request(body: bytes) -> Request:
@@ -360,9 +473,56 @@ def _parse_request(body: bytes) -> Request:
     if body[1] == _CATALOG:
         _need(len(body) == 2, "a catalog request with trailing bytes")
         return CatalogRequest()
+    if body[1] == _MEMBERS:
+        return _parse_members(body)
     _need(body[1] == _GET, f"a request with the unknown operation {body[1]}")
     _need(len(body) > 34, "a get request without a hash and ranges")
     return GetRequest(body[2:34], ChunkRanges.from_bytes(body[34:]))
+
+
+def _parse_members(body: bytes) -> MembersRequest:
+    _need(len(body) > 34, "a members request without a hash and members")
+    members = []
+    at, previous = 34, -1
+    while at < len(body):
+        gap, at = _read_leb128(body, at)
+        length, at = _read_leb128(body, at)
+        _need(at + length <= len(body), "a members request cut short")
+        index = previous + 1 + gap
+        _need(index < 1 << 32, "a member index of 2**32 or more")
+        try:
+            ranges = ChunkRanges.from_bytes(body[at : at + length])
+        except ValueError as error:
+            raise ProtocolError(f"The peer sent member ranges that do not parse: {error}") from None
+        members.append(MemberSelection(index, ranges))
+        at += length
+        previous = index
+    return MembersRequest(body[2:34], tuple(members))
+
+
+def _leb128(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_leb128(body: bytes, at: int) -> tuple[int, int]:
+    """An unsigned LEB128 integer in its shortest form (at most 5 bytes) at `at`; its end."""
+    value = shift = 0
+    for offset in range(5):
+        _need(at + offset < len(body), "a members request cut short")
+        byte = body[at + offset]
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            _need(byte != 0 or offset == 0, "an integer not in its shortest form")
+            return value, at + offset + 1
+        shift += 7
+    raise ProtocolError("The peer sent an integer longer than 5 bytes.")
 
 
 def _parse_catalog(body: bytes) -> Catalog:
@@ -602,7 +762,8 @@ class Requester(_StreamMachine):
     def _on_message(self, message: Message) -> list[Event]:
         if not isinstance(message, ResponseHeader) or message.status != "allowed":
             self._state = _State.DONE
-        elif isinstance(self._request, GetRequest):
+        elif isinstance(self._request, GetRequest | MembersRequest):
+            # A members body is PART frames: MembersReader cuts them, off this machine.
             self._state = _State.RECEIVE_BODY
         else:
             self._state = _State.WAIT_CATALOG
@@ -619,7 +780,7 @@ class Responder(_StreamMachine):
         self._request: Request | None = None
 
     def _on_message(self, message: Message) -> list[Event]:
-        assert isinstance(message, GetRequest | CatalogRequest)
+        assert isinstance(message, GetRequest | MembersRequest | CatalogRequest)
         self._request = message
         self._state = _State.SEND_HEADER
         return [message]
@@ -633,7 +794,7 @@ class Responder(_StreamMachine):
             self._require(_State.SEND_HEADER, "send a response header")
         if header.status != "allowed":
             self._state = _State.DONE
-        elif isinstance(self._request, GetRequest):
+        elif isinstance(self._request, GetRequest | MembersRequest):
             self._state = _State.SEND_BODY
         else:
             self._state = _State.SEND_CATALOG
@@ -645,7 +806,8 @@ class Responder(_StreamMachine):
         return encode(catalog)
 
     def send_data(self, data: bytes) -> bytes:
-        """Bao stream bytes pass through unframed once an allowed get's header is sent."""
+        """Bao stream bytes pass through unframed once an allowed get's header is sent (for a
+        members request: PART frames, which the caller encoded)."""
         self._require(_State.SEND_BODY, "send content")
         return data
 
@@ -671,3 +833,63 @@ class PathsChannel:
 
     def send(self, candidates: Candidates) -> bytes:
         return encode(candidates)
+
+
+class MembersReader:
+    """Cuts the body of an allowed members response into `MemberData`, one member after another.
+
+    The Requester hands a members body on as plain `Data`; this machine takes those bytes and
+    knows, from the number of members asked for, when the body must end. Raises ProtocolError
+    on a bad frame, on bytes after the last member, and (`finish`) on a body that ended early.
+    """
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+        self._position = 0
+        self._buffer = bytearray()
+        self._at = 0
+
+    @property
+    def done(self) -> bool:
+        """True once every member asked for has ended."""
+        return self._position == self._count
+
+    def feed(self, data: bytes) -> list[MemberData]:
+        """The member bytes in the next piece of the body."""
+        if self._at:
+            del self._buffer[: self._at]
+            self._at = 0
+        self._buffer += data
+        buffer, at, events = self._buffer, 0, []
+        head = _FRAME_HEAD.size
+        while len(buffer) - at >= head:
+            if self._position == self._count:
+                raise ProtocolError("The peer sent more than the members asked for.")
+            kind, length = _FRAME_HEAD.unpack_from(buffer, at)
+            if kind != _Type.PART:
+                raise ProtocolError(f"The peer sent a frame of type {kind:#04x} where it may not.")
+            if length > _MAX_BODY[_Type.PART]:
+                raise ProtocolError(
+                    f"The peer sent a part of {length} bytes, more than {_MAX_BODY[_Type.PART]}."
+                )
+            end = at + head + length
+            if len(buffer) < end:
+                break
+            try:
+                part = _parse_part(memoryview(buffer)[at + head : end])
+            except LocalProtocolError as error:
+                raise ProtocolError(f"The peer sent an invalid part: {error}") from None
+            events.append(MemberData(self._position, part.data, part.last, part.missing))
+            if part.last:
+                self._position += 1
+            at = end
+        self._at = at
+        return events
+
+    def finish(self) -> None:
+        """The body ended: raises unless every member did, and nothing is left over."""
+        if self._position != self._count or len(self._buffer) > self._at:
+            raise ProtocolError(
+                f"The peer ended a members response after {self._position} of {self._count} "
+                "members."
+            )

@@ -10,21 +10,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from ringdrop.bao import ChunkRanges
 from ringdrop.errors import IntegrityError, RingdropError, TransferError, WrongPeerError
+from ringdrop.node.batch_download import SMALL_MAX, SmallMember, fetch_small_members
 from ringdrop.node.progress import Tracker
+from ringdrop.protocol import MemberSelection
 from ringdrop.store import Store
 from ringdrop.store.collection import Collection
 from ringdrop.store.files import ensure_free_space
 from ringdrop.store.partial import PartialWriter
 from ringdrop.store.tags import Format
 
-# Members of a collection fetched at once, each on its own QUIC stream.
+# Large members of a collection fetched at once, each on its own QUIC stream (small ones come
+# in members requests, see batch_download).
 PARALLEL_MEMBERS = 4
 # Seconds between syncs of a download's verified data while it runs.
 FLUSH_INTERVAL = 1.0
@@ -42,6 +45,12 @@ class Source(Protocol):
         """The response stream for `ranges` of `root`, in pieces as they arrive. Raises
         AccessDeniedError or NotFoundError before any content; TransferError if the connection
         is lost."""
+        ...
+
+    def fetch_members(
+        self, collection: bytes, members: Sequence[MemberSelection]
+    ) -> AsyncGenerator[bytes, None]:
+        """The body of a members request (PART frames) for `members` of `collection`."""
         ...
 
 
@@ -162,6 +171,10 @@ class Download:
         ensure_free_space(
             self._store.path, sum(e.size for e in missing), f"downloading {self._name}"
         )
+        # A small member with a download under way (from an older version) resumes as a file.
+        started = {p.root for p in self._store.partials()}
+        small = [m for m in missing if m.size <= SMALL_MAX and m.root not in started]
+        large = [m for m in missing if m.size > SMALL_MAX or m.root in started]
         limit = asyncio.Semaphore(PARALLEL_MEMBERS)
 
         async def member(entry: _Member) -> None:
@@ -176,7 +189,9 @@ class Download:
 
         try:
             async with asyncio.TaskGroup() as group:
-                for entry in missing:
+                if small:
+                    group.create_task(self._fetch_small(source, small))
+                for entry in large:
                     group.create_task(member(entry))
         except* RingdropError as failures:
             # One member's failure stops its siblings; the first error stands for them all,
@@ -184,6 +199,15 @@ class Download:
             raise _first(failures) from None
         self._keep()
         return len(collection.entries)
+
+    async def _fetch_small(self, source: Source, members: list[_Member]) -> None:
+        wanted = [SmallMember(m.index, m.root, m.name, m.size, m.copies) for m in members]
+        await fetch_small_members(
+            self._store, source, self._root, wanted, self._tracker, self._count_received
+        )
+
+    def _count_received(self, n: int) -> None:
+        self._received += n
 
     def _keep(self) -> None:
         """Tags the complete content by its root, so it stays and can be shared again."""
@@ -197,19 +221,21 @@ class Download:
     def _missing(self, collection: Collection) -> list[_Member]:
         """Members not complete in the store, one per distinct root: a file that appears twice
         is fetched once, and its copies count as done when it completes."""
+        complete = self._store.complete_roots(e.root for e in collection.entries)
         members: dict[bytes, _Member] = {}
-        for entry in collection.entries:
+        for index, entry in enumerate(collection.entries):
             if entry.root in members:
                 members[entry.root].copies += 1
-            elif self._store.blob(entry.root) is None:
-                members[entry.root] = _Member(entry.root, entry.name, entry.size)
+            elif entry.root not in complete:
+                members[entry.root] = _Member(index, entry.root, entry.name, entry.size)
         return list(members.values())
 
     def _account_present(self, collection: Collection) -> None:
         """Sets totals from the collection; counts members already complete as present."""
         if self._tracker.current.total is not None:
             return
-        here = [e for e in collection.entries if self._store.blob(e.root) is not None]
+        stored = self._store.complete_roots(e.root for e in collection.entries)
+        here = [e for e in collection.entries if e.root in stored]
         complete, done_files = sum(e.size for e in here), len(here)
         self._tracker.update(
             total=collection.total_size, files_total=len(collection.entries), files_done=done_files
@@ -284,6 +310,8 @@ async def _flush_every(writer: PartialWriter, seconds: float) -> None:
 
 @dataclass
 class _Member:
+    index: int
+    """The position of its first entry in the collection."""
     root: bytes
     name: str
     size: int

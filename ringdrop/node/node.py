@@ -9,7 +9,7 @@ import dataclasses
 import ipaddress
 import json
 import os
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from ringdrop.errors import (
 )
 from ringdrop.identity import Identity, PeerId
 from ringdrop.node.addresses import local_addresses
+from ringdrop.node.batch_upload import MembersServer
 from ringdrop.node.config import (
     DISABLED,
     RELAY_ENV,
@@ -37,7 +38,13 @@ from ringdrop.node.config import (
 from ringdrop.node.download import Download, RetryPolicy, TransferStats, export_target
 from ringdrop.node.progress import ProgressCallback, Tracker
 from ringdrop.node.server import Answer, Gate, ServeEvent
-from ringdrop.protocol import CatalogEntry, GetRequest, Request
+from ringdrop.protocol import (
+    CatalogEntry,
+    GetRequest,
+    MemberSelection,
+    MembersRequest,
+    Request,
+)
 from ringdrop.store import ImportMode, Store, default_data_dir
 from ringdrop.store.access import Access, UploadOutcome
 from ringdrop.store.access_schema import OPEN_RING
@@ -260,8 +267,11 @@ class Node:
         try:
             (self.data_dir / SERVE_LOCK).write_text(f"{os.getpid()}\n")
             gate = Gate(self.store, self.access, on_event)
+            members = MembersServer(self.store, self.access, gate, PIECE)
 
             async def handler(peer: PeerId, request: Request) -> Reply:
+                if isinstance(request, MembersRequest):
+                    return members.reply(peer, request)
                 answer = gate.answer(peer, request)
                 if answer.encoder is None:
                     gate.finished(peer, request, answer, 0, "complete")
@@ -592,6 +602,17 @@ class _Source:
     async def fetch(self, root: bytes, ranges: ChunkRanges) -> AsyncGenerator[bytes, None]:
         assert self._connection is not None, "connect first"
         header, body = await self._connection.request(GetRequest(root, ranges))
+        async with body:
+            header.raise_for_status()
+            async for piece in body:
+                yield piece
+
+    async def fetch_members(
+        self, collection: bytes, members: Sequence[MemberSelection]
+    ) -> AsyncGenerator[bytes, None]:
+        assert self._connection is not None, "connect first"
+        request = MembersRequest(collection, tuple(members))
+        header, body = await self._connection.request(request)
         async with body:
             header.raise_for_status()
             async for piece in body:

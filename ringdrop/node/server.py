@@ -15,6 +15,7 @@ from ringdrop.protocol import (
     CatalogEntry,
     CatalogRequest,
     GetRequest,
+    MembersRequest,
     Request,
     ResponseHeader,
 )
@@ -47,6 +48,9 @@ class Answer:
     catalog: Catalog | None = None
 
 
+_OPERATIONS = {GetRequest: "get", MembersRequest: "get members", CatalogRequest: "catalog"}
+
+
 class Gate:
     """Decides each request with the access rules and opens what an allowed one reads."""
 
@@ -57,7 +61,8 @@ class Gate:
         self._access = access
         self._on_event = on_event
 
-    def answer(self, peer: PeerId, request: Request) -> Answer:
+    def answer(self, peer: PeerId, request: GetRequest | CatalogRequest) -> Answer:
+        """Members requests are answered by `node.batch_upload`, which asks `admit`."""
         if isinstance(request, CatalogRequest):
             return self._catalog(peer)
         return self._get(peer, request)
@@ -66,23 +71,28 @@ class Gate:
         self, peer: PeerId, request: Request, answer: Answer, sent: int, outcome: UploadOutcome
     ) -> None:
         """Records a request once its answer is sent (or failed): the upload log and the event."""
-        root = request.content_hash if isinstance(request, GetRequest) else bytes(32)
+        root = request.content_hash if not isinstance(request, CatalogRequest) else bytes(32)
         if answer.encoder is not None:
             self._access.log_upload(peer, root, sent, outcome)
         self._emit(peer, request, answer.header, sent, outcome)
 
+    def admit(self, peer: PeerId, root: bytes) -> ResponseHeader:
+        """May `peer` read `root` (for a collection: and its members)? The decision is logged;
+        the header says allowed, or the refusal the peer reads."""
+        if self._access.decide(peer, root, "read").allowed:
+            return ResponseHeader("allowed")
+        # The reason given to the peer names no ring: ring names are the sharer's business.
+        return ResponseHeader(
+            "denied",
+            f"your peer id {peer} is not in a ring that may read this content; "
+            "send your peer id to the sharer and ask to be added",
+        )
+
     def _get(self, peer: PeerId, request: GetRequest) -> Answer:
         root = request.content_hash
-        decision = self._access.decide(peer, root, "read")
-        if not decision.allowed:
-            # The reason given to the peer names no ring: ring names are the sharer's business.
-            return Answer(
-                ResponseHeader(
-                    "denied",
-                    f"your peer id {peer} is not in a ring that may read this content; "
-                    "send your peer id to the sharer and ask to be added",
-                )
-            )
+        header = self.admit(peer, root)
+        if header.status != "allowed":
+            return Answer(header)
         try:
             encoder = self._store.encoder(root, request.ranges)
         except NotFoundError:
@@ -122,7 +132,7 @@ class Gate:
     ) -> None:
         if self._on_event is None:
             return
-        root = request.content_hash if isinstance(request, GetRequest) else b""
+        root = request.content_hash if not isinstance(request, CatalogRequest) else b""
         nickname = next((p.nickname for p in self._access.peers() if p.peer_id == peer), None)
         name = self._name_of(root) if root else None
         self._on_event(
@@ -132,7 +142,7 @@ class Gate:
                 nickname=nickname,
                 root=root,
                 name=name,
-                operation="get" if isinstance(request, GetRequest) else "catalog",
+                operation=_OPERATIONS[type(request)],
                 allowed=header.status == "allowed",
                 reason=header.reason,
                 bytes_sent=sent,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, cast, get_args
@@ -573,6 +573,26 @@ class Access:
                 "INSERT INTO uploads (at, peer_id, hash, bytes_sent, outcome) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (time.time() if at is None else at, peer.raw, root, bytes_sent, outcome),
+            )
+
+    def log_uploads(
+        self,
+        peer: PeerId,
+        sent: Sequence[tuple[bytes, int, UploadOutcome]],
+        at: float | None = None,
+    ) -> None:
+        """Records many uploads to `peer` — `(root, bytes_sent, outcome)` each — in one
+        transaction: the members of one members request."""
+        for root, bytes_sent, outcome in sent:
+            _check_root(root)
+            if outcome not in get_args(UploadOutcome) or bytes_sent < 0:
+                raise ValueError(f"not an upload: {bytes_sent} bytes, {outcome!r}")
+        when = time.time() if at is None else at
+        with self._db.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO uploads (at, peer_id, hash, bytes_sent, outcome) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(when, peer.raw, root, n, outcome) for root, n, outcome in sent],
             )
 
     def uploads(self, limit: int = 100) -> list[Upload]:

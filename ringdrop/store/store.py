@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import cast
 
 from ringdrop.bao import ChunkRanges, Encoder
-from ringdrop.store import importer
+from ringdrop.store import batch, importer
 from ringdrop.store.blobs import BlobInfo, ImportMode, get_blob, list_blobs, open_encoder, read_blob
 from ringdrop.store.check import CheckReport, check_store
 from ringdrop.store.collection import Collection
@@ -162,7 +162,25 @@ class Store:
         with self.db.snapshot() as conn:
             return read_collection(conn, self.layout, root)
 
+    def complete_roots(self, roots: Iterable[bytes]) -> set[bytes]:
+        """Those of `roots` that are complete in the store (one query per few thousand)."""
+        with self.db.snapshot() as conn:
+            return batch.complete_roots(conn, roots)
+
+    @translating("could not read the blobs")
+    def encoders(self, wanted: Sequence[tuple[bytes, ChunkRanges]]) -> list[Encoder | None]:
+        """`encoder()` for many `(root, ranges)` in one read transaction; None for a blob that
+        is gone or whose referenced file changed."""
+        with self.db.snapshot() as conn:
+            return batch.open_encoders(conn, self.layout, wanted)
+
     # -- downloading --------------------------------------------------------------------------
+
+    @translating("could not store the received files")
+    def commit_small(self, items: Sequence[tuple[bytes, bytes]]) -> None:
+        """Verifies and stores many small blobs `(root, data)` in one transaction: all of them
+        durable, or (after a crash, or IntegrityError) none. See `batch.commit_small`."""
+        batch.commit_small(self.db, items)
 
     def partial(self, root: bytes, size: int | None = None) -> PartialBlob:
         """Opens (or starts) the download of `root`, exclusively, protected from GC.

@@ -22,6 +22,7 @@ from ringdrop.protocol import (
     ClientAuth,
     Data,
     GetRequest,
+    MembersRequest,
     PathsChannel,
     Request,
     Requester,
@@ -82,8 +83,8 @@ async def connect(
     A sharer on this machine (an address in the ticket is loopback or one of `machine_ips`,
     this machine's interface addresses) is tried on loopback first, where large datagrams make
     transfers several times faster. `stun` servers tell this side its public address, which the
-    sharer is then told to probe; `local_ips` are the addresses this side offers likewise. Raises WrongPeerError if only other keys
-    answered, TransferError if nothing worked.
+    sharer is then told to probe; `local_ips` are the addresses this side offers likewise.
+    Raises WrongPeerError if only other keys answered, TransferError if nothing worked.
     """
     failures: dict[str, RingdropError] = {}
     targets = [(str(a.ip), a.port) for a in addresses]
@@ -241,8 +242,11 @@ class Connection:
         """Datagram bytes received per path so far, by direct address or relay."""
         return self._link.paths.traffic_by_info()
 
-    async def request(self, request: GetRequest) -> tuple[ResponseHeader, ResponseBody]:
-        """Send a get request; the header, and the bao stream (empty unless allowed).
+    async def request(
+        self, request: GetRequest | MembersRequest
+    ) -> tuple[ResponseHeader, ResponseBody]:
+        """Send a get request; the header, and the bao stream (empty unless allowed). For a
+        members request the body is its PART frames, for `protocol.MembersReader`.
 
         The stream belongs to the task that calls this: if that task ends (cancelled, failed or
         done) before the body is read to its end, the stream is abandoned and the sharer stops.

@@ -21,6 +21,7 @@ from ringdrop.protocol import (
     CatalogRequest,
     GetRequest,
     Hello,
+    MembersRequest,
     PathsChannel,
     PeerAuthenticated,
     Request,
@@ -443,7 +444,7 @@ class _ServerLink(Link):
             self._refuse(stream_id, ResponseHeader("error", _reason(f"Bad request: {error}")))
             return
         for event in events:
-            if isinstance(event, GetRequest | CatalogRequest):
+            if isinstance(event, GetRequest | MembersRequest | CatalogRequest):
                 if self._peer is None:
                     self._waiting.append((stream_id, event))
                 else:

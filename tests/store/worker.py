@@ -9,6 +9,7 @@ survive the kill.
     python worker.py download STORE DATA OUTBOARD ROOT SIZE PACE
     python worker.py import STORE SCRATCH SEED
     python worker.py gc STORE SEED
+    python worker.py commit-small STORE SEED
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from ringdrop.bao import Encoder
+from ringdrop.bao import Encoder, outboard_from_bytes
 from ringdrop.store import ImportMode, Store
 
 PIECE = 4096
@@ -99,6 +100,28 @@ def gc_loop(store: Store, rng: random.Random) -> None:
         say("gc")
 
 
+def small_group(seed: int, group: int) -> list[tuple[bytes, bytes]]:
+    """Group `group` of the commit-small loop: 300 small blobs, the same in every process."""
+    rng = random.Random(seed * 1_000_003 + group)
+    items = []
+    for _ in range(300):
+        data = rng.randbytes(rng.randint(64, 16384))  # too long to repeat by chance
+        items.append((outboard_from_bytes(data)[0], data))
+    return items
+
+
+def commit_small_loop(store: Store, seed: int) -> None:
+    """Group-commits groups of small blobs, forever, saying each before and after."""
+    say("ready")
+    group = 0
+    while True:
+        items = small_group(seed, group)
+        say("committing", group)
+        store.commit_small(items)
+        say("committed", group)
+        group += 1
+
+
 def main() -> None:
     command, store_path, *args = sys.argv[1:]
     with Store.open(store_path) as store:
@@ -113,6 +136,8 @@ def main() -> None:
             import_loop(store, Path(args[0]), random.Random(int(args[1])))
         elif command == "gc":
             gc_loop(store, random.Random(int(args[0])))
+        elif command == "commit-small":
+            commit_small_loop(store, int(args[0]))
         else:
             raise SystemExit(f"unknown command {command}")
 
