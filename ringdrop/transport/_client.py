@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from socket import AF_INET6
 from typing import Any
 
+import nacl.signing
+
 from ringdrop.errors import ProtocolError, RingdropError, TransferError, WrongPeerError
 from ringdrop.identity import Identity, PeerId
 from ringdrop.protocol import (
@@ -185,14 +187,22 @@ class _Plan:
             on_error=lambda error: holder[0].on_socket_error(error),
         )
         if relay is not None:
+            # A key of its own for the relay, not the node's: a relay forwards to the newest
+            # connection of a key, so using the node's would cut off this node's own server
+            # (serving in the TUI, or `ringdrop serve` in another terminal). The sharer learns
+            # who we are from the QUIC handshake, and the relay learns less.
             endpoint.relay = RelayClient(
-                relay, self.identity, endpoint.on_relay_datagrams, endpoint.on_relay_state
+                relay,
+                Identity(nacl.signing.SigningKey.generate()),
+                endpoint.on_relay_datagrams,
+                endpoint.on_relay_state,
             )
         paths = PathSet(
             endpoint,
             peer_key=self.peer_id.raw,
             probe_size=probe_size(backend, loopback),
             dialled=targets,
+            relay_key=self.peer_id.raw,  # a server is on its relay as itself
             on_change=self.on_path,
         )
         link = _ClientLink(backend, backend.client(settings), paths, self.identity, self.peer_id)
@@ -320,7 +330,13 @@ class ResponseBody:
             except asyncio.CancelledError:
                 self._abandon()
                 raise
-        piece = self._pieces.popleft()
+        # Whatever arrived since the last read, as one piece: work downstream (verifying,
+        # writing, progress) is then per burst of datagrams, not per datagram.
+        if len(self._pieces) == 1:
+            piece = self._pieces.popleft()
+        else:
+            piece = b"".join(self._pieces)
+            self._pieces.clear()
         self._link.consumed(len(piece))
         return piece
 

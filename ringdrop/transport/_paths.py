@@ -404,11 +404,15 @@ class PathSet:
         peer_key: bytes | None,
         probe_size: int,
         dialled: Iterable[Address] = (),
+        relay_key: bytes | None = None,
         use_relay: bool = True,
         on_change: Callable[[PathInfo], object] | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._peer_key: bytes | None = None
+        # The key the peer is on the relay with: a server's is its node key, a client's a key
+        # of the connection's own (see _client.py); learnt from the first datagram it relays.
+        self._relay_key: bytes | None = None
         self._probe_size = probe_size
         self._use_relay = use_relay
         self._on_change = on_change
@@ -421,6 +425,7 @@ class PathSet:
         self._task: asyncio.Task[None] | None = None
         self.current: Path | None = None
         self.traffic = _Traffic()
+        self._relay_key = relay_key
         if peer_key is not None:
             self.set_peer(peer_key)
 
@@ -446,6 +451,8 @@ class PathSet:
         """Use `path` from now on (a server's connection: the path its first packet came by)."""
         if isinstance(path, Direct):
             self._add(path.address)
+        else:
+            self._relay_key = path.peer_key
         self._switch(path)
 
     def start(self) -> None:
@@ -475,19 +482,21 @@ class PathSet:
                 self._first = list(datagrams)
             for address in self._spray_targets():
                 self._endpoint.udp.send(datagrams, address)
-            if self._relay_path() is not None and self._peer_key is not None:
-                self._endpoint.send_relay(self._peer_key, datagrams)
+            if (relay := self._relay_path()) is not None:
+                self._endpoint.send_relay(relay.peer_key, datagrams)
 
     def relay_up(self) -> None:
         """The relay (re)connected: a connection still without a path tries it now."""
-        if self.current is None and self._first and self._peer_key is not None:
-            self._endpoint.send_relay(self._peer_key, self._first)
+        if self.current is None and self._first and self._relay_key is not None:
+            self._endpoint.send_relay(self._relay_key, self._first)
 
     def heard(self, path: Path, size: int) -> None:
         """A QUIC datagram arrived by `path`."""
         now = time.monotonic()
         self.traffic.add(path, size)
         self._heard[path] = now
+        if isinstance(path, Relayed):
+            self._relay_key = path.peer_key
         if isinstance(path, Direct) and (candidate := self._candidates.get(path.address)):
             candidate.unanswered = 0
         if self.current is None:
@@ -545,11 +554,11 @@ class PathSet:
 
     def _relay_path(self) -> Relayed | None:
         relay = self._endpoint.relay
-        if not self._use_relay or relay is None or self._peer_key is None:
+        if not self._use_relay or relay is None or self._relay_key is None:
             return None
         if relay.state != "connected":
             return None
-        return Relayed(relay.url, self._peer_key)
+        return Relayed(relay.url, self._relay_key)
 
     def _switch(self, path: Path | None) -> None:
         if path == self.current:

@@ -50,7 +50,7 @@ from ringdrop.transport._link import (
     Link,
     probe_size,
 )
-from ringdrop.transport._paths import Direct, Endpoint, Path, PathSet, Relayed
+from ringdrop.transport._paths import Direct, Endpoint, Path, PathSet
 from ringdrop.transport._udp import bind_udp
 from ringdrop.transport.relay import RelayClient, RelayState
 
@@ -253,14 +253,13 @@ class Server:
             idle_timeout=self.limits.idle_timeout,
         )
         quic = backend.server(settings, self._tls, connection_id)
-        relayed_by = path.peer_key if isinstance(path, Relayed) else None
         paths = PathSet(
             self.endpoint,
             peer_key=None,
             probe_size=probe_size(backend, loopback),
         )
         paths.adopt(path)
-        link = _ServerLink(self, backend, quic, paths, relayed_by)
+        link = _ServerLink(self, backend, quic, paths)
         if len(self._connections) >= self.limits.max_connections:
             link.refuse_when_ready = True
             return link
@@ -300,12 +299,10 @@ class _ServerLink(Link):
         backend: Backend,
         quic: QuicLike,
         paths: PathSet,
-        relayed_by: bytes | None,
     ) -> None:
         super().__init__(backend, quic, paths, server.limits.send_buffer)
         self.refuse_when_ready = False
         self._server = server
-        self._relayed_by = relayed_by
         self._channel: PathsChannel | None = None
         self._paths_stream: int | None = None
         self._early_paths = b""
@@ -390,10 +387,6 @@ class _ServerLink(Link):
             if isinstance(event, Hello):
                 self.send(_AUTH_STREAM, self._auth.challenge(), end_stream=True)
             elif isinstance(event, PeerAuthenticated):
-                if self._relayed_by is not None and self._relayed_by != event.peer_id.raw:
-                    # The relay vouched for one key and the proof is for another.
-                    self._close_for(ProtocolError("The peer's key is not the one it relayed by."))
-                    return
                 self._peer = event.peer_id
                 self._auth_deadline.cancel()
                 self.paths.set_peer(event.peer_id.raw)

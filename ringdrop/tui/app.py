@@ -66,11 +66,15 @@ class RingdropApp(App[None]):
         def ready(port: int) -> None:
             status.server = f"serving on port {port}"
 
+        def relay(state: str) -> None:
+            status.relay = state
+
         try:
             await self.node.serve(
                 on_event=lambda event: self.post_message(self.Served(event)),
                 ready=ready,
                 host=self.host,
+                on_relay=relay,
             )
         except (RingdropError, OSError) as error:
             status.server = f"not serving: {error}"

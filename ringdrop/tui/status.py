@@ -10,9 +10,11 @@ from ringdrop.node import Node
 
 
 class NodeStatus(Static):
-    """Peer id, the addresses tickets name, and the server's state."""
+    """Peer id, the addresses tickets name, the server's state and its home relay's."""
 
     server: reactive[str] = reactive("starting…")
+    relay: reactive[str] = reactive("")
+    """The home relay's state: connecting, connected, disconnected (empty when disabled)."""
 
     def __init__(self, node: Node) -> None:
         super().__init__(markup=False, id="status")
@@ -23,8 +25,9 @@ class NodeStatus(Static):
             addresses = ", ".join(str(a) for a in self.node.addresses())
         except RingdropError as error:
             addresses = str(error)
+        relay = f"; relay {self.node.home_relay} {self.relay}" if self.relay else ""
         return (
             f"peer id {self.node.peer_id}  (i: QR, copy)\n"
-            f"server  {self.server}\n"
+            f"server  {self.server}{relay}\n"
             f"reach   {addresses}"
         )
