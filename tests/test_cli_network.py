@@ -79,13 +79,14 @@ def test_a_file_goes_from_share_to_get(
     ticket = alice.share(a_file, "--open")
     shown = stats(bob, "get", ticket, "--dest", bob.cwd / "in")
     assert set(shown) == {"path", "via", "traffic", "dest", "name", "hash", "format", "total",
-                          "present", "received", "seconds", "files"}  # fmt: skip
+                          "present", "received", "seconds", "first_byte", "files"}  # fmt: skip
     assert (bob.cwd / "in" / "notes.txt").read_bytes() == a_file.read_bytes()
     assert shown["dest"] == str(bob.cwd / "in" / "notes.txt")
     assert shown["path"] == "direct"
     assert isinstance(shown["via"], str)
     assert shown["via"].startswith("127.0.0.1:")
     assert set(shown["traffic"]) == {"direct"}
+    assert 0 < shown["first_byte"] <= shown["seconds"]
     assert shown["name"] == "notes.txt"
     assert shown["format"] == "blob"
     assert shown["total"] == a_file.stat().st_size

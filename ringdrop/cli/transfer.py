@@ -248,6 +248,7 @@ def _received_json(ticket: Ticket, received: Received) -> dict[str, object]:
         "present": stats.present,
         "received": stats.received,
         "seconds": round(stats.seconds, 3),
+        "first_byte": None if stats.first_byte is None else round(stats.first_byte, 3),
         "files": stats.files,
     }
 

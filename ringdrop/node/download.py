@@ -81,6 +81,9 @@ class TransferStats:
     """Bytes received over the network in this run (stream bytes, hash tree included)."""
     seconds: float
     files: int
+    first_byte: float | None = None
+    """Seconds from the start to the first bytes of content from the network (None if none
+    were needed): connecting, authenticating and the request's round trip."""
 
 
 class Download:
@@ -105,6 +108,8 @@ class Download:
         self._retry = retry
         self._received = 0
         self._present = 0
+        self._started = time.monotonic()
+        self._first_byte: float | None = None
         self._counted: set[bytes] = set()
         """Roots whose already-present bytes were counted: a retry must not count them again."""
 
@@ -114,7 +119,7 @@ class Download:
             return await self._run()
 
     async def _run(self) -> TransferStats:
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         attempt = 1
         while True:
             try:
@@ -140,6 +145,7 @@ class Download:
             received=self._received,
             seconds=time.monotonic() - started,
             files=files,
+            first_byte=self._first_byte,
         )
 
     async def _attempt(self) -> int:
@@ -207,6 +213,8 @@ class Download:
         )
 
     def _count_received(self, n: int) -> None:
+        if self._first_byte is None and n:
+            self._first_byte = time.monotonic() - self._started
         self._received += n
 
     def _keep(self) -> None:
@@ -272,7 +280,7 @@ class Download:
                 try:
                     async with contextlib.aclosing(source.fetch(root, ranges)) as pieces:
                         async for piece in pieces:
-                            self._received += len(piece)
+                            self._count_received(len(piece))
                             before = writer.verified_bytes
                             had_size = partial.size is not None
                             valid_before = partial.valid_bytes
