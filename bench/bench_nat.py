@@ -88,7 +88,7 @@ def run_case(left: NatKind, right: NatKind, data: Path, repeat: int) -> dict[str
                             str(out),
                             "--json",
                         ],
-                    ),  # fmt: skip
+                    ),
                     env=env(lab, relay, lab.right.host_ip, stun),
                     capture_output=True,
                     text=True,
