@@ -26,6 +26,7 @@ from ringdrop.protocol import (
     ServerAuth,
     StreamEnded,
 )
+from ringdrop.transport._admission import Admission, AdmissionLimits, Admit, HalfOpen, parse_initial
 from ringdrop.transport._backend import (
     Backend,
     BackendName,
@@ -66,6 +67,13 @@ class Limits:
     holds per stream before the next piece of content is read. Requests are at most the
     protocol's `MAX_REQUEST_BYTES`; QUIC itself caps open streams per connection at 128
     (aioquic) or 100 (qh3), and neither library lets that be configured.
+
+    Against floods (see `_admission`): at most `max_half_open` connections may be waiting for
+    their peer's proof of identity, at most half of them from clients that have not proved their
+    address, admitted at `accepts_per_second`; at most `max_half_open_per_host` of those that
+    have proved it come from one host. Beyond those, a new client must first answer a Retry
+    (at most `retries_per_second` are sent; `accepts_per_second=0` asks every client for one).
+    A TLS handshake must finish within `handshake_timeout`, the proof within `auth_timeout`.
     """
 
     max_connections: int = 32
@@ -74,6 +82,11 @@ class Limits:
     idle_timeout: float = 30.0
     auth_timeout: float = 10.0
     send_buffer: int = 4 * 1024 * 1024
+    handshake_timeout: float = 5.0
+    max_half_open: int = 16
+    max_half_open_per_host: int = 4
+    accepts_per_second: float = 50.0
+    retries_per_second: float = 2000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +156,19 @@ class Server:
         self._links: dict[bytes, _ServerLink] = {}
         self._connections: set[_ServerLink] = set()
         self.serving = 0
+        loop = asyncio.get_running_loop()
+        self.admission = Admission(
+            AdmissionLimits(
+                max_half_open=limits.max_half_open,
+                max_half_open_per_host=limits.max_half_open_per_host,
+                accepts_per_second=limits.accepts_per_second,
+                retries_per_second=limits.retries_per_second,
+                # A client answers a Retry at once; its later Initials (resent on loss) carry
+                # the same token, so it must outlive a lossy handshake.
+                token_lifetime=max(limits.handshake_timeout, 10.0),
+            ),
+            loop.time,
+        )
         self._endpoint = Endpoint(sock, self._route, self._on_socket_error)
 
     @property
@@ -184,14 +210,22 @@ class Server:
             return None
         connection_id, is_initial = header
         link = self._links.get(connection_id)
-        if link is None and is_initial and len(data) >= 1200:
-            try:
-                link = self._accept(connection_id, address)
-            except Exception:
-                _log.exception("Cannot accept a connection from %s", address)
+        if link is None and is_initial:
+            initial = parse_initial(data)
+            if initial is None:
+                return None
+            admitted = self.admission.consider(initial, address)
+            if isinstance(admitted, bytes):
+                self._send_datagrams([(admitted, address)])  # a Retry
+            elif admitted is not None:
+                try:
+                    link = self._accept(admitted, address)
+                except Exception:
+                    admitted.slot.release()
+                    _log.exception("Cannot accept a connection from %s", address)
         return link
 
-    def _accept(self, connection_id: bytes, address: NetworkAddress) -> _ServerLink:
+    def _accept(self, admitted: Admit, address: NetworkAddress) -> _ServerLink:
         host = str(address[0])
         settings = Settings(
             datagram_size=datagram_size(host),
@@ -200,13 +234,16 @@ class Server:
             idle_timeout=self.limits.idle_timeout,
         )
         backend = backend_for(host, self._backend)
-        quic = backend.server(settings, self._tls, connection_id)
-        link = _ServerLink(self, backend, quic)
+        quic = backend.server(settings, self._tls, admitted.original_cid, admitted.retry_cid)
         if len(self._connections) >= self.limits.max_connections:
+            admitted.slot.release()  # a refusal is answered at once and kept nowhere
+            link = _ServerLink(self, backend, quic, None)
             link.refuse_when_ready = True
             return link
+        link = _ServerLink(self, backend, quic, admitted.slot)
         self._connections.add(link)
-        self._links[connection_id] = link
+        # The client sends to the id it chose, or after a Retry to the Retry's id.
+        self._links[admitted.retry_cid or admitted.original_cid] = link
         self._links[quic.host_cid] = link
         return link
 
@@ -218,6 +255,8 @@ def _destination(data: bytes) -> tuple[bytes, bool] | None:
     """A QUIC packet's destination connection id and whether it is a v1 Initial packet."""
     if not data:
         return None
+    if not data[0] & 0x40:
+        return None  # QUIC v1 sets the fixed bit in every packet (RFC 9000 §17)
     if data[0] & 0x80:
         if len(data) < 6 or len(data) < 6 + data[5]:
             return None
@@ -238,10 +277,13 @@ class _Exchange:
 class _ServerLink(Link):
     """One client's connection: authenticates it, then serves its requests."""
 
-    def __init__(self, server: Server, backend: Backend, quic: QuicLike) -> None:
+    def __init__(
+        self, server: Server, backend: Backend, quic: QuicLike, slot: HalfOpen | None
+    ) -> None:
         super().__init__(backend, quic, server.limits.send_buffer)
         self.refuse_when_ready = False
         self._server = server
+        self._slot = slot
         self._auth = ServerAuth(server.peer_id, os.urandom(NONCE_BYTES))
         self._peer: PeerId | None = None
         self._exchanges: dict[int, _Exchange] = {}
@@ -250,24 +292,62 @@ class _ServerLink(Link):
         self._auth_deadline = self._loop.call_later(
             server.limits.auth_timeout, self._auth_timed_out
         )
+        self._handshake_deadline = self._loop.call_later(
+            server.limits.handshake_timeout, self._handshake_timed_out
+        )
 
     def send_datagrams(self, datagrams: list[tuple[bytes, NetworkAddress]]) -> None:
         self._server._send_datagrams(datagrams)
 
     def flush(self) -> None:
-        if self.refuse_when_ready:
-            # Answer the first Initial packet with CONNECTION_CLOSE, and keep nothing.
-            self.refuse_when_ready = False
-            reason = f"the sharer serves at most {self._server.limits.max_connections} peers"
-            self.close(REFUSED, reason, TransferError("Refused: too many connections."))
+        if self.is_open and not self.backend.has_path(self.quic):
+            # What the peer sent could not even be parsed: nothing to answer, nobody to answer
+            # (aioquic would fail building a datagram), and no slot to waste on it.
+            self.terminate(TransferError("The peer's first packet was malformed."))
+            return
+        try:
+            if self.refuse_when_ready:
+                # Answer the first Initial packet with CONNECTION_CLOSE, and keep nothing.
+                self.refuse_when_ready = False
+                reason = f"the sharer serves at most {self._server.limits.max_connections} peers"
+                self.close(REFUSED, reason, TransferError("Refused: too many connections."))
+            else:
+                super().flush()
+        except Exception:
+            self._failed("flushing")
+
+    def receive(self, data: bytes, address: NetworkAddress) -> None:
+        try:
+            super().receive(data, address)
+        except Exception:
+            self._failed("reading a datagram")
+
+    def _on_timer(self) -> None:
+        try:
+            super()._on_timer()
+        except Exception:
+            self._failed("handling a timer")
+
+    def _failed(self, doing: str) -> None:
+        """A bug (ours or the QUIC library's) costs this connection, never the server."""
+        _log.exception("A connection failed while %s", doing)
+        self.terminate(TransferError("The connection failed on an internal error."))
+
+    def close(self, error_code: int, reason: str, error: TransferError) -> None:
+        if self.is_open and not self.backend.has_path(self.quic):
+            # Nothing well-formed ever came from the peer: there is nobody to tell.
+            self.terminate(error)
         else:
-            super().flush()
+            super().close(error_code, reason, error)
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return list(self._tasks.values())
 
     def on_handshake(self) -> None:
-        """Nothing to do: the client proves its key on its first stream."""
+        """The handshake proved the client's address; its key it proves on its first stream."""
+        self._handshake_deadline.cancel()
+        if self._slot is not None:
+            self._slot.validate()
 
     def on_connection_id(self, connection_id: bytes, issued: bool) -> None:
         if issued:
@@ -306,6 +386,9 @@ class _ServerLink(Link):
 
     def on_terminated(self, error: TransferError) -> None:
         self._auth_deadline.cancel()
+        self._handshake_deadline.cancel()
+        if self._slot is not None:
+            self._slot.release()
         for task in self._tasks.values():
             task.cancel()
         self._server._forget(self)
@@ -322,6 +405,8 @@ class _ServerLink(Link):
             elif isinstance(event, PeerAuthenticated):
                 self._peer = event.peer_id
                 self._auth_deadline.cancel()
+                if self._slot is not None:
+                    self._slot.release()  # no longer half-open: a slot of max_connections
                 for stream_id, request in self._waiting:
                     self._start(stream_id, request)
                 self._waiting.clear()
@@ -442,6 +527,14 @@ class _ServerLink(Link):
         limit = self._server.limits.auth_timeout
         reason = f"no proof of identity within {limit:g} s"
         self.close(PROTOCOL_ERROR, reason, TransferError(f"The peer sent {reason}."))
+
+    def _handshake_timed_out(self) -> None:
+        # Frees the slot of a client that never finishes its handshake: a forged Initial, a
+        # peer that went away, or one trying to hold slots.
+        limit = self._server.limits.handshake_timeout
+        reason = f"no TLS handshake within {limit:g} s"
+        error = TransferError(f"The peer did not finish its TLS handshake within {limit:g} s.")
+        self.close(PROTOCOL_ERROR, reason, error)
 
 
 def _reason(text: str) -> str:
