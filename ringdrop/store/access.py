@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ringdrop.store.log_writer import LogWriter
 
 __all__ = [
+    "NICKNAME",
     "NICKNAME_MAX",
     "PEER_PREFIX_MIN",
     "RING_NAME_MAX",
@@ -224,6 +225,9 @@ WHERE a.permission = 'read'
                     WHERE peer_id = :peer AND (expires_at IS NULL OR expires_at > :now))
 ORDER BY c.name IS NULL, c.name, a.hash
 """
+
+
+NICKNAME = "SELECT nickname FROM peers WHERE peer_id = ?"
 
 
 class Access:
@@ -562,7 +566,7 @@ class Access:
     def nickname(self, peer: PeerId) -> str | None:
         """The peer's nickname in the peer book (one primary-key lookup)."""
         with self._db.snapshot() as conn:
-            row = _one(conn, "SELECT nickname FROM peers WHERE peer_id = ?", (peer.raw,))
+            row = _one(conn, NICKNAME, (peer.raw,))
         return None if row is None else cast(str | None, row[0])
 
     def access_log(self, limit: int = 100) -> list[AccessLogEntry]:
