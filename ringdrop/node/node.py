@@ -38,7 +38,7 @@ from ringdrop.store.schema import MIGRATIONS
 from ringdrop.store.tags import Format
 from ringdrop.ticket import Address, Ticket
 from ringdrop.ticket import Format as TicketFormat
-from ringdrop.transport import Connection, Reply, connect, serve
+from ringdrop.transport import Connection, Limits, Reply, connect, serve
 
 # Tickets offer these addresses instead of the machine's interfaces when set (comma-separated
 # IPs), e.g. RINGDROP_ADDRESSES=127.0.0.1 for a demo or test on one machine.
@@ -188,8 +188,10 @@ class Node:
         on_event: Callable[[ServeEvent], object] | None = None,
         ready: Callable[[int], object] | None = None,
         host: str = "::",
+        limits: Limits | None = None,
     ) -> None:
-        """Listens on the configured port and answers requests until cancelled."""
+        """Listens on the configured port and answers requests until cancelled; `limits`
+        replaces the transport's defaults (connections, requests, timeouts)."""
         lock = FileLock(self.data_dir / SERVE_LOCK)
         if not lock.acquire(blocking=False):
             pid = self.server_pid()
@@ -203,7 +205,8 @@ class Node:
             logs = LogWriter(self.store.db.path)
             self.access.use_log_writer(logs)
             try:
-                await self._serve(Gate(self.store, self.access, logs, on_event), ready, host)
+                gate = Gate(self.store, self.access, logs, on_event)
+                await self._serve(gate, ready, host, limits)
             finally:
                 self.access.use_log_writer(None)
                 # Commits every queued entry, waiting out another process's write lock.
@@ -211,7 +214,13 @@ class Node:
         finally:
             lock.release()
 
-    async def _serve(self, gate: Gate, ready: Callable[[int], object] | None, host: str) -> None:
+    async def _serve(
+        self,
+        gate: Gate,
+        ready: Callable[[int], object] | None,
+        host: str,
+        limits: Limits | None,
+    ) -> None:
         async def handler(peer: PeerId, request: Request) -> Reply:
             # The decision reads SQLite and opening the content touches files: neither may
             # hold up the loop that moves every other transfer's packets.
@@ -221,7 +230,7 @@ class Node:
                 return Reply(answer.header, catalog=answer.catalog)
             return Reply(answer.header, _Upload(gate, peer, request, answer))
 
-        server = await serve(self.identity, self.config.port, handler, host=host)
+        server = await serve(self.identity, self.config.port, handler, limits, host=host)
         try:
             if ready is not None:
                 ready(server.port)
