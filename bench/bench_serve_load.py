@@ -91,6 +91,7 @@ async def run_sharer(data_dir: Path, receivers: int) -> None:
 async def receive_one(peer_id: PeerId, port: int, root: bytes, size: int) -> dict[str, object]:
     identity = Identity(nacl.signing.SigningKey.generate())
     address = Address(ip_address("127.0.0.1"), port)
+    errors: list[str] = []
     for attempt in range(1, ATTEMPTS + 1):
         try:
             async with await connect(identity, peer_id, [address], timeout=30.0) as connection:
@@ -102,13 +103,14 @@ async def receive_one(peer_id: PeerId, port: int, root: bytes, size: int) -> dic
                     verified += sum(len(leaf) for _, leaf in decoder.feed(piece))
                 decoder.finish()
             break
-        except TransferError:
+        except TransferError as error:
             if attempt == ATTEMPTS:
                 raise
+            errors.append(str(error))
             await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
     if verified != size:
         raise RuntimeError(f"verified {verified} bytes of {size}")
-    return {"size": size, "done": time.time(), "attempts": attempt}
+    return {"size": size, "done": time.time(), "attempts": attempt, "errors": errors}
 
 
 async def run_receivers(jobs: list[list[object]], peer: str, port: int, start: float) -> None:
@@ -159,7 +161,7 @@ def main() -> None:
             f"  {report.mb_per_s:.1f} MB/s aggregate, {report.bytes / MIB:.0f} MiB in "
             f"{report.seconds:.1f} s; slowest big {report.slowest_big_s:.1f} s, slowest "
             f"small {report.slowest_small_s:.1f} s; {report.extra_attempts} extra "
-            f"connection attempts\n"
+            f"connection attempts{''.join(f'{chr(10)}    {e}' for e in report.retry_reasons)}\n"
             f"  sharer peak RSS {report.sharer_rss / MIB:.1f} MiB; failures: "
             f"{report.failures or 'none'}"
         )
@@ -176,6 +178,7 @@ class Report:
     slowest_big_s: float
     slowest_small_s: float
     extra_attempts: int
+    retry_reasons: list[str]
     sharer_rss: int
     receiver_rss: list[int]
     failures: list[str]
@@ -242,6 +245,7 @@ def run(args: argparse.Namespace) -> Report:
         slowest_big_s=slowest("big"),
         slowest_small_s=slowest("small"),
         extra_attempts=sum(int(r["attempts"]) - 1 for r in done),
+        retry_reasons=sorted({str(e) for r in done for e in r["errors"]}),
         sharer_rss=sharer_rss,
         receiver_rss=[output["rss"] for output in outputs],
         failures=failures,

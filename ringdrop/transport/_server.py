@@ -61,6 +61,7 @@ _MAX_REASON = 1000
 class Limits:
     """What one server grants its peers.
 
+    `max_connections` peers that proved their key are served at once; more are refused.
     `max_streams` requests at once per connection and `max_requests` in all are served; more
     are answered `busy` at once. Since each served get holds its files open, `max_requests`
     also bounds the server's file handles. `send_buffer` bounds the bytes the QUIC library
@@ -83,9 +84,11 @@ class Limits:
     auth_timeout: float = 10.0
     send_buffer: int = 4 * 1024 * 1024
     handshake_timeout: float = 5.0
-    max_half_open: int = 16
-    max_half_open_per_host: int = 4
-    accepts_per_second: float = 50.0
+    # Sized for a burst of honest peers, many behind one address (a NAT): a connection is
+    # half-open for a round trip or two, and their number bounds the memory they take.
+    max_half_open: int = 64
+    max_half_open_per_host: int = 16
+    accepts_per_second: float = 100.0
     retries_per_second: float = 2000.0
 
 
@@ -155,6 +158,9 @@ class Server:
         self._tls = TlsIdentity.of(identity)
         self._links: dict[bytes, _ServerLink] = {}
         self._connections: set[_ServerLink] = set()
+        # Connections whose peer proved its key: what `max_connections` counts. Half-open ones
+        # are bounded apart (admission), so forged Initials never take an honest peer's slot.
+        self.established = 0
         self.serving = 0
         loop = asyncio.get_running_loop()
         self.admission = Admission(
@@ -163,9 +169,9 @@ class Server:
                 max_half_open_per_host=limits.max_half_open_per_host,
                 accepts_per_second=limits.accepts_per_second,
                 retries_per_second=limits.retries_per_second,
-                # A client answers a Retry at once; its later Initials (resent on loss) carry
-                # the same token, so it must outlive a lossy handshake.
-                token_lifetime=max(limits.handshake_timeout, 10.0),
+                # A client answers a Retry at once, but resends that Initial (same token) with
+                # backoff while no slot is free: the token must outlive such a wait.
+                token_lifetime=30.0,
             ),
             loop.time,
         )
@@ -235,7 +241,7 @@ class Server:
         )
         backend = backend_for(host, self._backend)
         quic = backend.server(settings, self._tls, admitted.original_cid, admitted.retry_cid)
-        if len(self._connections) >= self.limits.max_connections:
+        if self.established >= self.limits.max_connections:
             admitted.slot.release()  # a refusal is answered at once and kept nowhere
             link = _ServerLink(self, backend, quic, None)
             link.refuse_when_ready = True
@@ -282,6 +288,7 @@ class _ServerLink(Link):
     ) -> None:
         super().__init__(backend, quic, server.limits.send_buffer)
         self.refuse_when_ready = False
+        self._established = False
         self._server = server
         self._slot = slot
         self._auth = ServerAuth(server.peer_id, os.urandom(NONCE_BYTES))
@@ -309,8 +316,7 @@ class _ServerLink(Link):
             if self.refuse_when_ready:
                 # Answer the first Initial packet with CONNECTION_CLOSE, and keep nothing.
                 self.refuse_when_ready = False
-                reason = f"the sharer serves at most {self._server.limits.max_connections} peers"
-                self.close(REFUSED, reason, TransferError("Refused: too many connections."))
+                self._refuse_now()
             else:
                 super().flush()
         except Exception:
@@ -327,6 +333,10 @@ class _ServerLink(Link):
             super()._on_timer()
         except Exception:
             self._failed("handling a timer")
+
+    def _refuse_now(self) -> None:
+        reason = f"the sharer serves at most {self._server.limits.max_connections} peers"
+        self.close(REFUSED, reason, TransferError("Refused: too many connections."))
 
     def _failed(self, doing: str) -> None:
         """A bug (ours or the QUIC library's) costs this connection, never the server."""
@@ -389,6 +399,9 @@ class _ServerLink(Link):
         self._handshake_deadline.cancel()
         if self._slot is not None:
             self._slot.release()
+        if self._established:
+            self._established = False
+            self._server.established -= 1
         for task in self._tasks.values():
             task.cancel()
         self._server._forget(self)
@@ -403,10 +416,16 @@ class _ServerLink(Link):
             if isinstance(event, Hello):
                 self.send(_AUTH_STREAM, self._auth.challenge(), end_stream=True)
             elif isinstance(event, PeerAuthenticated):
-                self._peer = event.peer_id
                 self._auth_deadline.cancel()
                 if self._slot is not None:
-                    self._slot.release()  # no longer half-open: a slot of max_connections
+                    self._slot.release()
+                if self._server.established >= self._server.limits.max_connections:
+                    # Others proved their keys while this one was half-open.
+                    self._refuse_now()
+                    return
+                self._peer = event.peer_id
+                self._established = True
+                self._server.established += 1
                 for stream_id, request in self._waiting:
                     self._start(stream_id, request)
                 self._waiting.clear()
