@@ -38,7 +38,9 @@ def _record_loop_errors() -> list[dict[str, Any]]:
     return errors
 
 
-async def _flood(port: int, server: Server, count: int, seconds: float) -> tuple[int, int]:
+async def _flood(
+    port: int, server: Server, count: int, seconds: float, sources: int
+) -> tuple[int, int]:
     """Runs tests/flood.py against `port` in another process; returns how many datagrams it
     sent and the most half-open connections the server held meanwhile."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -50,6 +52,7 @@ async def _flood(port: int, server: Server, count: int, seconds: float) -> tuple
         str(port),
         str(count),
         str(seconds),
+        str(sources),
         stdout=asyncio.subprocess.PIPE,
         cwd=REPO,
         env=env,
@@ -64,10 +67,12 @@ async def _flood(port: int, server: Server, count: int, seconds: float) -> tuple
     return int(stdout), peak
 
 
+@pytest.mark.parametrize("sources", [1, 16], ids=["one-source", "16-sources"])
 @pytest.mark.parametrize("backend", available_backends())
 def test_after_a_flood_the_first_attempt_of_a_legitimate_receiver_gets_in(
     tmp_path: Path,
     backend: Any,
+    sources: int,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -79,7 +84,7 @@ def test_after_a_flood_the_first_attempt_of_a_legitimate_receiver_gets_in(
         loop = asyncio.get_running_loop()
         server = await sharer(blob.handler, limits, backend=backend)
         async with server:
-            sent, peak = await _flood(server.port, server, FLOOD_DATAGRAMS, FLOOD_SECONDS)
+            sent, peak = await _flood(server.port, server, FLOOD_DATAGRAMS, FLOOD_SECONDS, sources)
             assert sent >= 10_000, "the flood did not happen"
             assert peak <= limits.max_half_open
             started = loop.time()
@@ -89,7 +94,8 @@ def test_after_a_flood_the_first_attempt_of_a_legitimate_receiver_gets_in(
                 data = await receive(connection, blob.request(), tmp_path / "got")
             with capsys.disabled():
                 print(
-                    f"\n[{backend}] flood of {sent} datagrams; a get completed "
+                    f"\n[{backend}] flood of {sent} datagrams from {sources} address(es); "
+                    f"a get completed "
                     f"{loop.time() - started:.2f} s after it; {server.admission.retries_sent} "
                     f"Retries sent, {server.admission.dropped} Initials dropped"
                 )

@@ -417,6 +417,7 @@ class _ServerLink(Link):
                 self.send(_AUTH_STREAM, self._auth.challenge(), end_stream=True)
             elif isinstance(event, PeerAuthenticated):
                 self._auth_deadline.cancel()
+                self._handshake_deadline.cancel()  # streams flow only after a handshake
                 if self._slot is not None:
                     self._slot.release()
                 if self._server.established >= self._server.limits.max_connections:
