@@ -11,6 +11,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, cast, get_args
@@ -71,7 +72,6 @@ PEER_PREFIX_MIN = 8  # as many characters as `PeerId.short()` shows
 _PEER_ID_CHARS = 52
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SHOWN_MAX = 60
-_LOG_READ_WAIT = 2.0
 
 
 class InvalidNameError(StoreError):
@@ -243,8 +243,8 @@ class Access:
         self._writer: LogWriter | None = None
 
     def use_log_writer(self, writer: LogWriter | None) -> None:
-        """Reads of the logs first wait (briefly) for what `writer` holds, so that this process
-        sees its own entries; None when the writer is closed."""
+        """Reads of the logs include the entries `writer` has not committed yet, so that this
+        process sees its own entries at once; None when the writer is closed."""
         self._writer = writer
 
     # Rings
@@ -571,25 +571,27 @@ class Access:
 
     def access_log(self, limit: int = 100) -> list[AccessLogEntry]:
         """The last `limit` decisions, newest first."""
-        self._wait_for_writer()
-        with self._db.snapshot() as conn:
+        with self._pending() as (pending, _), self._db.snapshot() as conn:
             rows = conn.execute(
                 "SELECT at, peer_id, hash, operation, allowed, reason, ring FROM access_log "
                 "ORDER BY id DESC LIMIT ?",
                 (_check_limit(limit),),
             ).fetchall()
-        return [
-            AccessLogEntry(
-                at=cast(float, at),
-                peer_id=PeerId(cast(bytes, p)),
-                root=cast(bytes, h),
-                operation=_check_permission(cast(str, o)),
-                allowed=bool(a),
-                reason=cast(str, reason),
-                ring=cast(str | None, ring),
-            )
-            for at, p, h, o, a, reason, ring in rows
-        ]
+        return (
+            pending[::-1][:limit]
+            + [
+                AccessLogEntry(
+                    at=cast(float, at),
+                    peer_id=PeerId(cast(bytes, p)),
+                    root=cast(bytes, h),
+                    operation=_check_permission(cast(str, o)),
+                    allowed=bool(a),
+                    reason=cast(str, reason),
+                    ring=cast(str | None, ring),
+                )
+                for at, p, h, o, a, reason, ring in rows
+            ][: max(0, limit - len(pending))]
+        )
 
     def log_upload(
         self,
@@ -611,23 +613,25 @@ class Access:
 
     def uploads(self, limit: int = 100) -> list[Upload]:
         """The last `limit` uploads, newest first."""
-        self._wait_for_writer()
-        with self._db.snapshot() as conn:
+        with self._pending() as (_, pending), self._db.snapshot() as conn:
             rows = conn.execute(
                 "SELECT at, peer_id, hash, bytes_sent, outcome FROM uploads "
                 "ORDER BY id DESC LIMIT ?",
                 (_check_limit(limit),),
             ).fetchall()
-        return [
-            Upload(
-                cast(float, at),
-                PeerId(cast(bytes, p)),
-                cast(bytes, h),
-                cast(int, n),
-                cast(UploadOutcome, o),
-            )
-            for at, p, h, n, o in rows
-        ]
+        return (
+            pending[::-1][:limit]
+            + [
+                Upload(
+                    cast(float, at),
+                    PeerId(cast(bytes, p)),
+                    cast(bytes, h),
+                    cast(int, n),
+                    cast(UploadOutcome, o),
+                )
+                for at, p, h, n, o in rows
+            ][: max(0, limit - len(pending))]
+        )
 
     def catalog(self, peer: PeerId, now: float | None = None) -> list[CatalogEntry]:
         """The content `peer` may read, for a peer with the catalog grant (collections are
@@ -657,10 +661,11 @@ class Access:
             for h, n, f, s in rows
         ]
 
-    def _wait_for_writer(self) -> None:
-        # Bounded: with another process holding the write lock, the log shows what is committed.
-        if self._writer is not None:
-            self._writer.flush(timeout=_LOG_READ_WAIT)
+    def _pending(self) -> AbstractContextManager[tuple[list[AccessLogEntry], list[Upload]]]:
+        """This process's entries not yet committed, while the writer commits nothing else."""
+        if self._writer is None:
+            return nullcontext(([], []))
+        return self._writer.pending()
 
     def _peer_id(self, conn: apsw.Connection, peer: PeerRef) -> PeerId:
         return peer if isinstance(peer, PeerId) else _resolve(conn, peer)

@@ -5,6 +5,10 @@ A serving event loop must never wait for SQLite's write lock, which another proc
 entries; one thread with its own connection commits whatever has gathered in one transaction,
 retrying as long as the lock is held elsewhere. `close()` returns only once every entry queued
 before it is committed: a clean stop loses nothing.
+
+Until committed, entries are also kept in memory, and `pending()` shows them together with a
+consistent view of the database (the writer commits nothing meanwhile), so the process that
+queued them reads them at once without waiting for the lock.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ringdrop.errors import StoreError
@@ -46,15 +52,35 @@ class LogWriter:
         # Its own connection: the serving side's reads never queue behind this one's lock.
         self._db = Database(path, MIGRATIONS)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        # Entries queued and not yet committed, in order; guarded by _view, which the writer
+        # also holds across each COMMIT (only the COMMIT: it never waits for another process
+        # while holding it, since it holds the write lock by then).
+        self._view = threading.Lock()
+        self._pending_decisions: list[AccessLogEntry] = []
+        self._pending_uploads: list[Upload] = []
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="ringdrop-log-writer", daemon=True)
         self._thread.start()
 
     def decision(self, entry: AccessLogEntry) -> None:
-        self._put(entry)
+        self._check_open()
+        with self._view:  # queued in the order of the pending list, which commits rely on
+            self._pending_decisions.append(entry)
+            self._queue.put(entry)
 
     def upload(self, entry: Upload) -> None:
-        self._put(entry)
+        self._check_open()
+        with self._view:  # queued in the order of the pending list, which commits rely on
+            self._pending_uploads.append(entry)
+            self._queue.put(entry)
+
+    @contextmanager
+    def pending(self) -> Iterator[tuple[list[AccessLogEntry], list[Upload]]]:
+        """The decisions and uploads queued but not committed, oldest first; while the block
+        runs nothing is committed, so a read of the database in it neither misses nor repeats
+        any of them."""
+        with self._view:
+            yield list(self._pending_decisions), list(self._pending_uploads)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Waits until every entry queued so far is committed; False if `timeout` ran out."""
@@ -78,10 +104,9 @@ class LogWriter:
         self._thread.join()
         self._db.close()
 
-    def _put(self, entry: AccessLogEntry | Upload) -> None:
+    def _check_open(self) -> None:
         if self._closed:
             raise StoreError("The log writer is closed; the entry cannot be saved.")
-        self._queue.put(entry)
 
     def _run(self) -> None:
         stopping = False
@@ -105,10 +130,16 @@ class LogWriter:
         """Commits the batch, however long the write lock is held elsewhere."""
         warned = False
         while True:
+            viewing = False
             try:
                 with self._db.transaction() as conn:
                     insert_decisions(conn, decisions)
                     insert_uploads(conn, uploads)
+                    self._view.acquire()
+                    viewing = True
+                # Committed: the entries are in the database now, no longer pending.
+                del self._pending_decisions[: len(decisions)]
+                del self._pending_uploads[: len(uploads)]
                 return
             except StoreError as error:
                 # The busy timeout ran out (or the disk failed): keep the entries and retry;
@@ -121,3 +152,6 @@ class LogWriter:
                     )
                     warned = True
                 time.sleep(_RETRY_PAUSE)
+            finally:
+                if viewing:
+                    self._view.release()
