@@ -34,6 +34,7 @@ from ringdrop.store.files import FileLock, ensure_free_space
 from ringdrop.store.log_writer import LogWriter
 from ringdrop.store.names import validate_name
 from ringdrop.store.progress import ProgressFn
+from ringdrop.store.reader import ServingReads
 from ringdrop.store.schema import MIGRATIONS
 from ringdrop.store.tags import Format
 from ringdrop.ticket import Address, Ticket
@@ -203,12 +204,13 @@ class Node:
         try:
             (self.data_dir / SERVE_LOCK).write_text(f"{os.getpid()}\n")
             logs = LogWriter(self.store.db.path)
+            reads = ServingReads(self.store.layout)
             self.access.use_log_writer(logs)
             try:
-                gate = Gate(self.store, self.access, logs, on_event)
-                await self._serve(gate, ready, host, limits)
+                await self._serve(Gate(reads, logs, on_event), ready, host, limits)
             finally:
                 self.access.use_log_writer(None)
+                reads.close()
                 # Commits every queued entry, waiting out another process's write lock.
                 await asyncio.to_thread(logs.close)
         finally:

@@ -1,9 +1,10 @@
 """The serving side's rules: the gate that answers each request before any content moves, and
 the record of who fetched what.
 
-`Gate.answer` only reads the database (a WAL reader never waits for a writer) and is meant to
-run off the event loop; the log entries it and `finished` produce go to a `LogWriter`. Every
-lookup is by an index, so the work per request does not grow with the peers, tags or shares.
+`Gate.answer` only reads the database, through a connection of its own (a WAL reader never
+waits for a writer), and is meant to run off the event loop; the log entries it and `finished`
+produce go to a `LogWriter`. Every lookup is by an index, so the work per request does not grow
+with the peers, tags or shares.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from ringdrop.protocol import (
     Request,
     ResponseHeader,
 )
-from ringdrop.store import Store
-from ringdrop.store.access import Access, Upload, UploadOutcome
+from ringdrop.store.access import Upload, UploadOutcome
 from ringdrop.store.log_writer import LogWriter
+from ringdrop.store.reader import ServingReads
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,12 @@ class Gate:
 
     def __init__(
         self,
-        store: Store,
-        access: Access,
+        reads: ServingReads,
         logs: LogWriter,
         on_event: Callable[[ServeEvent], object] | None,
     ) -> None:
-        self._store = store
-        self._access = access
+        self._store = reads
+        self._access = reads.access
         self._logs = logs
         self._on_event = on_event
 

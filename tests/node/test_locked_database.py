@@ -1,11 +1,15 @@
 """A sharer keeps serving while another process holds its database's write lock, and loses no
-log entry: decisions only read, and the logs are written by a thread that waits for the lock."""
+log entry: decisions only read, and the logs are written by a thread that waits for the lock.
+A write of the sharer's own (a download, in the TUI) stuck behind that lock stalls nothing
+either."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import apsw
 import pytest
@@ -38,6 +42,13 @@ def _write_lock_is_held(database: Path) -> bool:
     return False
 
 
+def _free(lock: Any) -> bool:
+    if lock.acquire(blocking=False):
+        lock.release()
+        return True
+    return False
+
+
 async def test_transfers_and_decisions_complete_while_another_process_holds_the_write_lock(
     sharer: Node, receiver: Node, tmp_path: Path
 ) -> None:
@@ -65,8 +76,23 @@ async def test_transfers_and_decisions_complete_while_another_process_holds_the_
     )
     assert locker.stdin is not None
     assert locker.stdout is not None
+    stuck = threading.Event()
+    own_write_done = threading.Event()
+
+    def own_write() -> None:
+        # Holds the store connection's lock while SQLite makes it wait for the other process.
+        stuck.set()
+        with sharer.store.db.transaction():
+            pass
+        own_write_done.set()
+
+    writer = threading.Thread(target=own_write)
     try:
         assert await asyncio.wait_for(locker.stdout.readline(), 30) == b"locked\n"
+        writer.start()
+        assert await asyncio.to_thread(stuck.wait, 30)
+        while _free(sharer.store.db._lock):  # until the thread holds it, stuck in BEGIN
+            await asyncio.sleep(0.01)
         # Before: each decision was a write transaction that waited 30 s for this lock.
         received = await asyncio.wait_for(
             asyncio.gather(
@@ -86,13 +112,16 @@ async def test_transfers_and_decisions_complete_while_another_process_holds_the_
         # All of that finished with the lock still held by the other process.
         assert locker.returncode is None
         assert _write_lock_is_held(database)
+        assert not own_write_done.is_set()
         assert [r.path.read_bytes() for r in received] == films
     finally:
         locker.stdin.write(b"release\n")
         await locker.stdin.drain()
         released = await asyncio.wait_for(locker.stdout.readline(), 30)
         await locker.wait()
+        await asyncio.to_thread(writer.join, 60)
     assert released == b"released\n"
+    assert own_write_done.is_set()
 
     serving.cancel()
     with pytest.raises(asyncio.CancelledError):

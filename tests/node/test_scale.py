@@ -19,6 +19,7 @@ from ringdrop.protocol import GetRequest
 from ringdrop.store.access import _DECIDE, NICKNAME
 from ringdrop.store.access_schema import OPEN_RING_ID
 from ringdrop.store.log_writer import LogWriter
+from ringdrop.store.reader import ServingReads
 from ringdrop.store.tags import DISPLAY_NAME, TAGGED_BLOBS
 
 TAGS = 10_000
@@ -112,8 +113,9 @@ def test_the_gate_answers_correctly_among_thousands(
     node, root, member = crowded
     events: list[ServeEvent] = []
     logs = LogWriter(node.store.db.path)
+    reads = ServingReads(node.store.layout)
     try:
-        gate = Gate(node.store, node.access, logs, events.append)
+        gate = Gate(reads, logs, events.append)
         request = GetRequest(root, ChunkRanges.all())
         gate.answer(member, request)  # the first use compiles the statements
         started = time.perf_counter()
@@ -125,6 +127,7 @@ def test_the_gate_answers_correctly_among_thousands(
         assert answer.encoder is not None
         assert len(node.shares()) == 1  # tags without a blob are not shares
     finally:
+        reads.close()
         logs.close()
     assert [(e.nickname, e.name, e.outcome) for e in events] == [("bob", "film.bin", "interrupted")]
     with capsys.disabled():
