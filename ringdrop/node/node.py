@@ -209,10 +209,10 @@ class Node:
             try:
                 await self._serve(Gate(reads, logs, on_event), ready, host, limits)
             finally:
-                self.access.use_log_writer(None)
                 reads.close()
                 # Commits every queued entry, waiting out another process's write lock.
                 await asyncio.to_thread(logs.close)
+                self.access.use_log_writer(None)
         finally:
             lock.release()
 

@@ -52,9 +52,12 @@ class LogWriter:
         # Its own connection: the serving side's reads never queue behind this one's lock.
         self._db = Database(path, MIGRATIONS)
         self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        # Entries queued and not yet committed, in order; guarded by _view, which the writer
-        # also holds across each COMMIT (only the COMMIT: it never waits for another process
-        # while holding it, since it holds the write lock by then).
+        # Entries queued and not yet committed, oldest first. _order keeps the lists in the
+        # queue's order (a commit drops as many as it wrote from their heads); it is never held
+        # for I/O, so queueing (on the event loop) never waits. _view is held across each
+        # COMMIT, with the removal of what it wrote, and by readers; the COMMIT never waits for
+        # another process, since the writer holds SQLite's write lock by then.
+        self._order = threading.Lock()
         self._view = threading.Lock()
         self._pending_decisions: list[AccessLogEntry] = []
         self._pending_uploads: list[Upload] = []
@@ -64,13 +67,13 @@ class LogWriter:
 
     def decision(self, entry: AccessLogEntry) -> None:
         self._check_open()
-        with self._view:  # queued in the order of the pending list, which commits rely on
+        with self._order:
             self._pending_decisions.append(entry)
             self._queue.put(entry)
 
     def upload(self, entry: Upload) -> None:
         self._check_open()
-        with self._view:  # queued in the order of the pending list, which commits rely on
+        with self._order:
             self._pending_uploads.append(entry)
             self._queue.put(entry)
 
