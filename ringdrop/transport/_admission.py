@@ -12,9 +12,11 @@ first Initial packet only earns one within these bounds:
   nothing and sends a token that is an HMAC over the client's address, its original connection
   id, the Retry's connection id and the time. Only a client that receives datagrams at that
   address can bring it back. A blind flood from forged addresses therefore costs one HMAC and
-  one small reply per datagram (and Retries are rate-limited too), and never fills a slot.
+  one small reply per datagram once that half is taken (Retries are rate-limited too), and the
+  other half of the slots stays for clients that prove their address.
 - Connections whose client has proved its address are capped per source host, so one host
-  cannot take all the half-open slots that honest clients are guaranteed.
+  cannot take all the half-open slots that honest clients are guaranteed. (Unproved ones are
+  not counted per host: their address could be anyone's, and a forger would lock its owner out.)
 
 The server (`_server.py`) holds a `HalfOpen` per admitted connection until the peer proves its
 key or the connection ends, and gives up on a handshake after `Limits.handshake_timeout`.
