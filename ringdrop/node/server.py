@@ -66,7 +66,7 @@ class Gate:
         logs: LogWriter,
         on_event: Callable[[ServeEvent], object] | None,
     ) -> None:
-        self._store = reads
+        self._reads = reads
         self._access = reads.access
         self._logs = logs
         self._on_event = on_event
@@ -78,7 +78,7 @@ class Gate:
         else:
             answer = self._get(peer, request)
             if self._on_event is not None:
-                answer.name = self._store.display_name(request.content_hash)
+                answer.name = self._reads.display_name(request.content_hash)
         if self._on_event is not None:
             answer.nickname = self._access.nickname(peer)
         return answer
@@ -108,7 +108,7 @@ class Gate:
                 )
             )
         try:
-            encoder = self._store.encoder(root, request.ranges)
+            encoder = self._reads.encoder(root, request.ranges)
         except NotFoundError:
             return Answer(ResponseHeader("not_found", "this content is not (or no longer) shared"))
         except IntegrityError:
