@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import apsw
+
 from ringdrop.errors import StoreError
 from ringdrop.store.access import AccessLogEntry, Upload, insert_decisions, insert_uploads
 from ringdrop.store.db import Database
@@ -32,6 +34,7 @@ _log = logging.getLogger("ringdrop.store")
 
 _BATCH = 1000
 _RETRY_PAUSE = 0.5
+_GIVE_UP_AFTER = 5  # failures other than a lock held elsewhere
 
 
 class _Marker:
@@ -130,8 +133,14 @@ class LogWriter:
                     item.done.set()
 
     def _commit(self, decisions: list[AccessLogEntry], uploads: list[Upload]) -> None:
-        """Commits the batch, however long the write lock is held elsewhere."""
+        """Commits the batch, however long the write lock is held elsewhere.
+
+        Any other failure (a full disk, a damaged database) is retried a few times, then the
+        batch is given up with an error in the log: waiting for ever would hang the server's
+        stop on something that will not heal by itself.
+        """
         warned = False
+        failures = 0
         while True:
             viewing = False
             try:
@@ -141,20 +150,26 @@ class LogWriter:
                     self._view.acquire()
                     viewing = True
                 # Committed: the entries are in the database now, no longer pending.
-                del self._pending_decisions[: len(decisions)]
-                del self._pending_uploads[: len(uploads)]
+                self._forget(decisions, uploads)
                 return
             except StoreError as error:
-                # The busy timeout ran out (or the disk failed): keep the entries and retry;
-                # dropping them would leave decisions unrecorded.
+                count = len(decisions) + len(uploads)
+                if not isinstance(error.__cause__, apsw.BusyError | apsw.LockedError):
+                    failures += 1
+                    if failures >= _GIVE_UP_AFTER:
+                        _log.error("Could not save %d log entries: %s", count, error)
+                        with self._view:
+                            self._forget(decisions, uploads)
+                        return
                 if not warned:
-                    _log.warning(
-                        "Cannot save %d log entries yet (%s); retrying",
-                        len(decisions) + len(uploads),
-                        error,
-                    )
+                    _log.warning("Cannot save %d log entries yet (%s); retrying", count, error)
                     warned = True
                 time.sleep(_RETRY_PAUSE)
             finally:
                 if viewing:
                     self._view.release()
+
+    def _forget(self, decisions: list[AccessLogEntry], uploads: list[Upload]) -> None:
+        """Drops a batch from the pending lists (their heads); the caller holds _view."""
+        del self._pending_decisions[: len(decisions)]
+        del self._pending_uploads[: len(uploads)]

@@ -111,3 +111,15 @@ def test_a_closed_writer_refuses_entries_rather_than_drop_them(db: Database) -> 
     writer.close()  # harmless twice
     with pytest.raises(StoreError):
         writer.decision(decision(1.0))
+
+
+def test_a_failure_that_will_not_heal_is_logged_and_does_not_hang_the_stop(
+    db: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ringdrop.store.log_writer._RETRY_PAUSE", 0.01)
+    writer = LogWriter(db.path)
+    with db.transaction() as conn:
+        conn.execute("DROP TABLE uploads")
+    writer.upload(upload(1.0))
+    writer.close()
+    assert any("Could not save 1 log entries" in r.getMessage() for r in caplog.records)
