@@ -217,19 +217,29 @@ class Server:
         connection_id, is_initial = header
         link = self._links.get(connection_id)
         if link is None and is_initial:
-            initial = parse_initial(data)
-            if initial is None:
-                return None
-            admitted = self.admission.consider(initial, address)
-            if isinstance(admitted, bytes):
-                self._send_datagrams([(admitted, address)])  # a Retry
-            elif admitted is not None:
-                try:
-                    link = self._accept(admitted, address)
-                except Exception:
-                    admitted.slot.release()
-                    _log.exception("Cannot accept a connection from %s", address)
+            try:
+                link = self._admit(data, address)
+            except Exception:
+                # A bug must cost this datagram, not the burst the endpoint is reading.
+                _log.exception("Cannot accept a connection from %s", address)
         return link
+
+    def _admit(self, data: bytes, address: NetworkAddress) -> _ServerLink | None:
+        """The new connection a client's first Initial earns, if admission grants one."""
+        initial = parse_initial(data)
+        if initial is None:
+            return None
+        admitted = self.admission.consider(initial, address)
+        if isinstance(admitted, bytes):
+            self._send_datagrams([(admitted, address)])  # a Retry
+            return None
+        if admitted is None:
+            return None
+        try:
+            return self._accept(admitted, address)
+        except BaseException:
+            admitted.slot.release()
+            raise
 
     def _accept(self, admitted: Admit, address: NetworkAddress) -> _ServerLink:
         host = str(address[0])
