@@ -1,13 +1,15 @@
-"""A hostile sender for the flood tests: `python -m tests.flood HOST PORT COUNT SECONDS [SOURCES]`.
+"""A hostile sender for the flood tests:
 
-Sends at most COUNT datagrams within at most SECONDS, as fast as it can, and prints how many it
-sent. With SOURCES > 1 they come from that many loopback addresses (127.0.0.2, 127.0.0.3, …),
-in turn; otherwise from one socket. A quarter are random bytes; the rest are shaped like a client's
-first QUIC v1 Initial (long header, random connection ids, at least 1200 bytes) with random
-payloads: well-formed headers, headers whose packet length overruns the datagram, and ones
-carrying forged Retry tokens. A pool of datagrams is built first and sent round-robin, so the
-same forged Initial also arrives again (a replay). It never reads an answer: its source
-address is as good as forged.
+    python -m tests.flood HOST PORT COUNT SECONDS [SOURCES [paced]]
+
+Sends at most COUNT datagrams within at most SECONDS, as fast as it can (or, `paced`, spread
+evenly over SECONDS), and prints how many it sent. With SOURCES > 1 they come from that many
+loopback addresses (127.0.0.2, 127.0.0.3, …) in turn; otherwise from one socket. A quarter are
+random bytes; the rest are shaped like a client's first QUIC v1 Initial (long header, random
+connection ids, at least 1200 bytes) with random payloads: well-formed headers, headers whose
+packet length overruns the datagram, and ones carrying forged Retry tokens. A pool of datagrams
+is built first and sent round-robin, so the same forged Initial also arrives again (a replay).
+It never reads an answer: its source address is as good as forged.
 """
 
 from __future__ import annotations
@@ -54,15 +56,20 @@ def pool(seed: int) -> list[bytes]:
     return datagrams
 
 
-def flood(host: str, port: int, count: int, seconds: float, sources: int = 1) -> int:
+def flood(
+    host: str, port: int, count: int, seconds: float, sources: int = 1, paced: bool = False
+) -> int:
     datagrams = pool(int.from_bytes(os.urandom(4), "big"))
     sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(sources)]
     if sources > 1:
         for index, sock in enumerate(sockets):
             sock.bind((f"127.0.0.{index + 2}", 0))
-    deadline = time.monotonic() + seconds
+    start = time.monotonic()
+    deadline = start + seconds
     sent = 0
     while sent < count and (sent % 256 or time.monotonic() < deadline):
+        if paced and not sent % 256:
+            time.sleep(max(0.0, start + seconds * sent / count - time.monotonic()))
         # A full send queue loses the datagram, as a real network would.
         with contextlib.suppress(OSError):
             sockets[sent % sources].sendto(datagrams[sent % _POOL], (host, port))
@@ -75,4 +82,5 @@ def flood(host: str, port: int, count: int, seconds: float, sources: int = 1) ->
 if __name__ == "__main__":
     host, port, count, seconds = sys.argv[1:5]
     sources = int(sys.argv[5]) if len(sys.argv) > 5 else 1
-    print(flood(host, int(port), int(count), float(seconds), sources))
+    paced = sys.argv[6:] == ["paced"]
+    print(flood(host, int(port), int(count), float(seconds), sources, paced))

@@ -38,13 +38,12 @@ def _record_loop_errors() -> list[dict[str, Any]]:
     return errors
 
 
-async def _flood(
-    port: int, server: Server, count: int, seconds: float, sources: int
-) -> tuple[int, int]:
-    """Runs tests/flood.py against `port` in another process; returns how many datagrams it
-    sent and the most connections (half-open or not) the server held meanwhile."""
+async def _start_flood(
+    port: int, count: int, seconds: float, sources: int, paced: bool = False
+) -> asyncio.subprocess.Process:
+    """Starts tests/flood.py against `port` in another process."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    process = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "tests.flood",
@@ -53,10 +52,19 @@ async def _flood(
         str(count),
         str(seconds),
         str(sources),
+        *(["paced"] if paced else []),
         stdout=asyncio.subprocess.PIPE,
         cwd=REPO,
         env=env,
     )
+
+
+async def _flood(
+    port: int, server: Server, count: int, seconds: float, sources: int
+) -> tuple[int, int]:
+    """Runs tests/flood.py against `port`; returns how many datagrams it sent and the most
+    connections (half-open or not) the server held meanwhile."""
+    process = await _start_flood(port, count, seconds, sources)
     output = asyncio.ensure_future(process.communicate())
     peak = 0
     while not output.done():
@@ -105,6 +113,39 @@ def test_after_a_flood_the_first_attempt_of_a_legitimate_receiver_gets_in(
                 )
         assert not errors, errors
         assert not [r for r in caplog.records if r.levelname == "ERROR"]
+        return data
+
+    assert run(main(), timeout=120) == blob.data
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_a_receiver_that_starts_during_a_flood_is_served(
+    tmp_path: Path, backend: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """200,000 datagrams spread over 5 s; a get starts once the flood is under way. It must
+    complete intact (when, the machine's load decides: that is printed, not asserted)."""
+    blob = Blob(tmp_path, 300_000)
+
+    async def main() -> bytes:
+        errors = _record_loop_errors()
+        loop = asyncio.get_running_loop()
+        server = await sharer(blob.handler, backend=backend)
+        async with server:
+            flood = await _start_flood(server.port, 200_000, 5.0, 1, paced=True)
+            await asyncio.sleep(1.0)  # the flooder's start, and some flood
+            assert flood.returncode is None
+            started = loop.time()
+            async with await dial(server, backend=backend, timeout=60.0) as connection:
+                data = await receive(connection, blob.request(), tmp_path / "got")
+            took = loop.time() - started
+            during = flood.returncode is None
+            await flood.communicate()
+            with capsys.disabled():
+                print(
+                    f"\n[{backend}] a get started during a paced flood took {took:.2f} s, "
+                    f"{'before' if during else 'after'} the flood ended"
+                )
+        assert not errors, errors
         return data
 
     assert run(main(), timeout=120) == blob.data
