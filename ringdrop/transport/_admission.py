@@ -131,8 +131,8 @@ class RetryTokens:
     A token holds the time it was issued and the client's original destination connection id
     (the server's half of the handshake must echo that id), and an HMAC over those, the
     address and the Retry's connection id, which the client must now send to. The secret lives
-    only in this process: tokens die with it, which costs a restarted server's clients one
-    more round trip.
+    only in this process: tokens die with it, so a client caught between Retry and handshake by
+    a restart gets no answer until its connection attempt times out and it starts over.
     """
 
     def __init__(self, lifetime: float, secret: bytes | None = None) -> None:
