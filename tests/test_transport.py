@@ -378,7 +378,8 @@ def test_an_oversized_request_is_refused_and_the_server_serves_on(
 def test_connections_beyond_the_limit_are_refused() -> None:
     async def main() -> None:
         server = await sharer(refuse, Limits(max_connections=1))
-        async with server, await dial(server):
+        async with server, await dial(server) as first:
+            await first.catalog()  # answered: the server has taken the first peer's proof
             await dial(server, MALLORY)
 
     with pytest.raises(TransferError, match="refused the connection"):

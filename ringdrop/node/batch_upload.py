@@ -4,11 +4,12 @@ member's verified stream in PART frames, packed into pieces of about 256 KiB.
 A member inherits the collection's verdict, as for single gets (`Access.decide` admits a member
 through any collection that holds it): the member roots come from the collection blob itself,
 read from the store and verified against the root the peer was admitted to. Each member goes
-into the upload log (one transaction per request); the serving log gets one event per request.
+into the upload log (queued for the log writer); the serving log gets one event per request.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Literal
 
@@ -18,7 +19,7 @@ from ringdrop.identity import PeerId
 from ringdrop.node.server import Answer, Gate
 from ringdrop.protocol import MAX_PART_BYTES, MemberPart, MembersRequest, ResponseHeader, encode
 from ringdrop.store import Store
-from ringdrop.store.access import Access, UploadOutcome
+from ringdrop.store.access import UploadOutcome
 from ringdrop.transport import Reply
 
 __all__ = ["MembersServer", "MembersUpload"]
@@ -37,12 +38,12 @@ _CACHED_COLLECTIONS = 8
 class MembersServer:
     """Answers members requests for one serving node."""
 
-    def __init__(self, store: Store, access: Access, gate: Gate, piece: int) -> None:
+    def __init__(self, store: Store, gate: Gate, piece: int) -> None:
         self._store = store
-        self._access = access
         self._gate = gate
         self._piece = piece
         self._members: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
+        self._lock = threading.Lock()  # replies are made on worker threads, off the loop
 
     def reply(self, peer: PeerId, request: MembersRequest) -> Reply:
         header = self._gate.admit(peer, request.content_hash)
@@ -67,13 +68,15 @@ class MembersServer:
         return ResponseHeader("allowed"), tuple(members[m.index] for m in request.members)
 
     def _collection(self, root: bytes) -> tuple[bytes, ...]:
-        members = self._members.get(root)
+        with self._lock:
+            members = self._members.get(root)
         if members is None:
             members = tuple(e.root for e in self._store.collection(root).entries)
+        with self._lock:
             self._members[root] = members
+            self._members.move_to_end(root)
             while len(self._members) > _CACHED_COLLECTIONS:
                 self._members.popitem(last=False)
-        self._members.move_to_end(root)
         return members
 
     def finished(
@@ -83,7 +86,7 @@ class MembersServer:
         sent: list[tuple[bytes, int, UploadOutcome]],
         outcome: UploadOutcome,
     ) -> None:
-        self._access.log_uploads(peer, sent)
+        self._gate.uploaded(peer, sent)
         total = sum(n for _, n, _ in sent)
         self._gate.finished(peer, request, Answer(ResponseHeader("allowed")), total, outcome)
 

@@ -49,14 +49,17 @@ from ringdrop.store import ImportMode, Store, default_data_dir
 from ringdrop.store.access import Access, UploadOutcome
 from ringdrop.store.access_schema import OPEN_RING
 from ringdrop.store.files import FileLock, ensure_free_space
+from ringdrop.store.log_writer import LogWriter
 from ringdrop.store.names import validate_name
 from ringdrop.store.progress import ProgressFn
+from ringdrop.store.reader import ServingReads
 from ringdrop.store.schema import MIGRATIONS
 from ringdrop.store.tags import Format
 from ringdrop.ticket import Address, Ticket
 from ringdrop.ticket import Format as TicketFormat
 from ringdrop.transport import (
     Connection,
+    Limits,
     PathInfo,
     Reach,
     RelayState,
@@ -200,16 +203,18 @@ class Node:
         )
 
     def shares(self) -> list[Share]:
-        """Everything in the store under a tag (shared or received), newest first."""
+        """Everything in the store under a tag (shared or received), newest first.
+
+        Two queries whatever the number of shares (tags with their blobs' sizes, and every
+        root's rings); a collection's total size still needs reading the collection."""
         shares = []
         addresses = self.addresses()  # enumerating interfaces once, not once per share
-        for tag in sorted(self.store.tags(), key=lambda t: t.created_at, reverse=True):
-            if self.store.blob(tag.root) is None:
-                continue
+        rings = self.access.rings_by_root()
+        for tag, blob_size in self.store.tagged_blobs():
             name = tag.display_name or tag.root.hex()[:16]
-            size = _size_of(self, tag.root, tag.format)
-            share = self.describe(tag.root, name=name, format=tag.format, size=size, at=addresses)
-            shares.append(share)
+            size = _collection_size(self, tag.root) if tag.format == "collection" else blob_size
+            ticket = self.ticket(tag.root, tag.format, name, size, at=addresses)
+            shares.append(Share(tag.root, name, tag.format, size, rings.get(tag.root, ()), ticket))
         return shares
 
     def find_share(self, text: str) -> Share:
@@ -253,9 +258,11 @@ class Node:
         ready: Callable[[int], object] | None = None,
         host: str = "::",
         on_relay: Callable[[RelayState], object] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         """Listens on the configured port, and through the home relay, and answers requests
-        until cancelled. `on_relay` hears whether the home relay is connected."""
+        until cancelled. `on_relay` hears whether the home relay is connected; `limits`
+        replaces the transport's defaults (connections, requests, timeouts)."""
         lock = FileLock(self.data_dir / SERVE_LOCK)
         if not lock.acquire(blocking=False):
             pid = self.server_pid()
@@ -266,34 +273,60 @@ class Node:
             )
         try:
             (self.data_dir / SERVE_LOCK).write_text(f"{os.getpid()}\n")
-            gate = Gate(self.store, self.access, on_event)
-            members = MembersServer(self.store, self.access, gate, PIECE)
-
-            async def handler(peer: PeerId, request: Request) -> Reply:
-                if isinstance(request, MembersRequest):
-                    return members.reply(peer, request)
-                answer = gate.answer(peer, request)
-                if answer.encoder is None:
-                    gate.finished(peer, request, answer, 0, "complete")
-                    return Reply(answer.header, catalog=answer.catalog)
-                return Reply(answer.header, _Upload(gate, peer, request, answer))
-
-            reach = Reach(
-                relay=self.home_relay,
-                stun=self.stun_servers,
-                addresses=tuple((str(a.ip), a.port) for a in self._addresses_or_none()),
-            )
-            server = await serve(
-                self.identity, self.config.port, handler, host=host, reach=reach, on_relay=on_relay
-            )
+            logs = LogWriter(self.store.db.path)
+            reads = ServingReads(self.store.layout)
+            self.access.use_log_writer(logs)
             try:
-                if ready is not None:
-                    ready(server.port)
-                await asyncio.Event().wait()
+                await self._serve(Gate(reads, logs, on_event), ready, host, limits, on_relay)
             finally:
-                await server.close()
+                reads.close()
+                # Commits every queued entry, waiting out another process's write lock.
+                await asyncio.to_thread(logs.close)
+                self.access.use_log_writer(None)
         finally:
             lock.release()
+
+    async def _serve(
+        self,
+        gate: Gate,
+        ready: Callable[[int], object] | None,
+        host: str,
+        limits: Limits | None,
+        on_relay: Callable[[RelayState], object] | None,
+    ) -> None:
+        members = MembersServer(self.store, gate, PIECE)
+
+        async def handler(peer: PeerId, request: Request) -> Reply:
+            # The decision reads SQLite and opening the content touches files: neither may
+            # hold up the loop that moves every other transfer's packets.
+            if isinstance(request, MembersRequest):
+                return await asyncio.to_thread(members.reply, peer, request)
+            answer = await asyncio.to_thread(gate.answer, peer, request)
+            if answer.encoder is None:
+                gate.finished(peer, request, answer, 0, "complete")
+                return Reply(answer.header, catalog=answer.catalog)
+            return Reply(answer.header, _Upload(gate, peer, request, answer))
+
+        reach = Reach(
+            relay=self.home_relay,
+            stun=self.stun_servers,
+            addresses=tuple((str(a.ip), a.port) for a in self._addresses_or_none()),
+        )
+        server = await serve(
+            self.identity,
+            self.config.port,
+            handler,
+            limits,
+            host=host,
+            reach=reach,
+            on_relay=on_relay,
+        )
+        try:
+            if ready is not None:
+                ready(server.port)
+            await asyncio.Event().wait()
+        finally:
+            await server.close()
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -505,7 +538,8 @@ class _Upload:
         self._sent += self._last  # asking for more means the last piece went out
         self._last = 0
         try:
-            piece = self._encoder.read(PIECE)
+            # A read can wait on a slow disk; the encoder releases the GIL while it works.
+            piece = await asyncio.to_thread(self._encoder.read, PIECE)
         except IntegrityError:
             self._log("failed")
             raise
@@ -625,10 +659,7 @@ class _Source:
             await connection.close()
 
 
-def _size_of(node: Node, root: bytes, format: Format) -> int:
-    info = node.store.blob(root)
-    if format != "collection":
-        return info.size if info is not None else 0
+def _collection_size(node: Node, root: bytes) -> int:
     try:
         return node.store.collection(root).total_size
     except RingdropError:

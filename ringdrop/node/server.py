@@ -1,10 +1,16 @@
 """The serving side's rules: the gate that answers each request before any content moves, and
-the record of who fetched what."""
+the record of who fetched what.
+
+`Gate.answer` only reads the database, through a connection of its own (a WAL reader never
+waits for a writer), and is meant to run off the event loop; the log entries it and `finished`
+produce go to a `LogWriter`. Every lookup is by an index, so the work per request does not grow
+with the peers, tags or shares.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ringdrop.bao import Encoder
@@ -19,8 +25,9 @@ from ringdrop.protocol import (
     Request,
     ResponseHeader,
 )
-from ringdrop.store import Store
-from ringdrop.store.access import Access, UploadOutcome
+from ringdrop.store.access import Upload, UploadOutcome
+from ringdrop.store.log_writer import LogWriter
+from ringdrop.store.reader import ServingReads
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,9 @@ class Answer:
     header: ResponseHeader
     encoder: Encoder | None = None
     catalog: Catalog | None = None
+    # Looked up with the decision, off the loop, for the serve event.
+    nickname: str | None = None
+    name: str | None = None
 
 
 _OPERATIONS = {GetRequest: "get", MembersRequest: "get members", CatalogRequest: "catalog"}
@@ -55,31 +65,53 @@ class Gate:
     """Decides each request with the access rules and opens what an allowed one reads."""
 
     def __init__(
-        self, store: Store, access: Access, on_event: Callable[[ServeEvent], object] | None
+        self,
+        reads: ServingReads,
+        logs: LogWriter,
+        on_event: Callable[[ServeEvent], object] | None,
     ) -> None:
-        self._store = store
-        self._access = access
+        self._reads = reads
+        self._access = reads.access
+        self._logs = logs
         self._on_event = on_event
 
     def answer(self, peer: PeerId, request: GetRequest | CatalogRequest) -> Answer:
-        """Members requests are answered by `node.batch_upload`, which asks `admit`."""
+        """The answer to `request`; reads the database and opens files, so call it off the loop.
+        Members requests are answered by `node.batch_upload`, which asks `admit`."""
         if isinstance(request, CatalogRequest):
-            return self._catalog(peer)
-        return self._get(peer, request)
+            answer = self._catalog(peer)
+        else:
+            answer = self._get(peer, request)
+            if self._on_event is not None:
+                answer.name = self._reads.display_name(request.content_hash)
+        if self._on_event is not None:
+            answer.nickname = self._access.nickname(peer)
+        return answer
 
     def finished(
         self, peer: PeerId, request: Request, answer: Answer, sent: int, outcome: UploadOutcome
     ) -> None:
-        """Records a request once its answer is sent (or failed): the upload log and the event."""
+        """Records a request once its answer is sent (or failed): the upload log and the event.
+
+        Never waits: the upload is queued for the log writer."""
         root = request.content_hash if not isinstance(request, CatalogRequest) else bytes(32)
         if answer.encoder is not None:
-            self._access.log_upload(peer, root, sent, outcome)
-        self._emit(peer, request, answer.header, sent, outcome)
+            self._logs.upload(Upload(time.time(), peer, root, sent, outcome))
+        self._emit(peer, request, answer, sent, outcome)
+
+    def uploaded(self, peer: PeerId, sent: Sequence[tuple[bytes, int, UploadOutcome]]) -> None:
+        """Queues upload log entries for many roots sent to `peer` (a members request's)."""
+        now = time.time()
+        for root, size, outcome in sent:
+            self._logs.upload(Upload(now, peer, root, size, outcome))
 
     def admit(self, peer: PeerId, root: bytes) -> ResponseHeader:
-        """May `peer` read `root` (for a collection: and its members)? The decision is logged;
-        the header says allowed, or the refusal the peer reads."""
-        if self._access.decide(peer, root, "read").allowed:
+        """May `peer` read `root` (for a collection: and its members)? The decision only reads
+        the database and is logged through the log writer; the header says allowed, or the
+        refusal the peer reads."""
+        decision, entry = self._access.judge(peer, root, "read")
+        self._logs.decision(entry)
+        if decision.allowed:
             return ResponseHeader("allowed")
         # The reason given to the peer names no ring: ring names are the sharer's business.
         return ResponseHeader(
@@ -94,7 +126,7 @@ class Gate:
         if header.status != "allowed":
             return Answer(header)
         try:
-            encoder = self._store.encoder(root, request.ranges)
+            encoder = self._reads.encoder(root, request.ranges)
         except NotFoundError:
             return Answer(ResponseHeader("not_found", "this content is not (or no longer) shared"))
         except IntegrityError:
@@ -128,20 +160,19 @@ class Gate:
         return Answer(ResponseHeader("allowed"), catalog=catalog)
 
     def _emit(
-        self, peer: PeerId, request: Request, header: ResponseHeader, sent: int, outcome: str
+        self, peer: PeerId, request: Request, answer: Answer, sent: int, outcome: str
     ) -> None:
         if self._on_event is None:
             return
         root = request.content_hash if not isinstance(request, CatalogRequest) else b""
-        nickname = next((p.nickname for p in self._access.peers() if p.peer_id == peer), None)
-        name = self._name_of(root) if root else None
+        header = answer.header
         self._on_event(
             ServeEvent(
                 at=time.time(),
                 peer=str(peer),
-                nickname=nickname,
+                nickname=answer.nickname,
                 root=root,
-                name=name,
+                name=answer.name,
                 operation=_OPERATIONS[type(request)],
                 allowed=header.status == "allowed",
                 reason=header.reason,
@@ -149,9 +180,3 @@ class Gate:
                 outcome=outcome if header.status == "allowed" else header.status,
             )
         )
-
-    def _name_of(self, root: bytes) -> str | None:
-        for tag in self._store.tags():
-            if tag.root == root and tag.display_name:
-                return tag.display_name
-        return None

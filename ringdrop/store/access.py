@@ -1,6 +1,8 @@
 """Who may fetch what: rings, the peer book, grants, content links, and the access decision.
 
-The decision is one indexed query per request (see `_DECIDE`); every decision is logged.
+The decision is one indexed query per request (see `_DECIDE`); every decision is logged. A
+server judges with a read (`judge`), which never waits for another process's write lock, and
+hands the log entries to a `LogWriter` that commits them in batches on its own thread.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ import math
 import re
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, cast, get_args
+from typing import TYPE_CHECKING, Literal, cast, get_args
 
 import apsw
 
@@ -21,7 +24,11 @@ from ringdrop.store.access_schema import OPEN_RING, OPEN_RING_ID
 from ringdrop.store.db import Database
 from ringdrop.store.tags import Format, check_format
 
+if TYPE_CHECKING:
+    from ringdrop.store.log_writer import LogWriter
+
 __all__ = [
+    "NICKNAME",
     "NICKNAME_MAX",
     "PEER_PREFIX_MIN",
     "RING_NAME_MAX",
@@ -43,6 +50,8 @@ __all__ = [
     "UploadOutcome",
     "check_nickname",
     "check_ring_name",
+    "insert_decisions",
+    "insert_uploads",
 ]
 
 Permission = Literal["read", "write", "delete"]
@@ -218,6 +227,9 @@ ORDER BY c.name IS NULL, c.name, a.hash
 """
 
 
+NICKNAME = "SELECT nickname FROM peers WHERE peer_id = ?"
+
+
 class Access:
     """Rings, peers, grants and content links in the data directory's database.
 
@@ -228,6 +240,12 @@ class Access:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._writer: LogWriter | None = None
+
+    def use_log_writer(self, writer: LogWriter | None) -> None:
+        """Reads of the logs include the entries `writer` has not committed yet, so that this
+        process sees its own entries at once; None when the writer is closed."""
+        self._writer = writer
 
     # Rings
 
@@ -451,6 +469,18 @@ class Access:
             for r, p, t in rows
         ]
 
+    def rings_by_root(self) -> dict[bytes, tuple[str, ...]]:
+        """For each attached root, the rings it is attached to, as `attachments` orders them:
+        one query for a whole listing rather than one per root."""
+        found: dict[bytes, list[str]] = {}
+        with self._db.snapshot() as conn:
+            for root, ring in conn.execute(
+                "SELECT a.hash, r.name FROM attachments AS a JOIN rings AS r ON r.id = a.ring_id "
+                "ORDER BY a.hash, r.name, a.permission"
+            ):
+                found.setdefault(bytes(cast(bytes, root)), []).append(cast(str, ring))
+        return {root: tuple(rings) for root, rings in found.items()}
+
     def record_collection(self, collection: bytes, members: Iterable[bytes]) -> None:
         """Records the roots the collection `collection` holds, so that rings it is attached to
         may read them too. Called when a collection is imported or received; repeating it is
@@ -514,45 +544,54 @@ class Access:
         _check_permission(operation)
         now = time.time() if now is None else now
         with self._db.transaction() as conn:
-            row = _one(
-                conn,
-                _DECIDE,
-                {
-                    "open": OPEN_RING_ID,
-                    "peer": peer.raw,
-                    "root": root,
-                    "operation": operation,
-                    "now": now,
-                },
-            )
-            decision = _verdict(row, root, operation)
-            conn.execute(
-                "INSERT INTO access_log (at, peer_id, hash, operation, allowed, ring, reason) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (now, peer.raw, root, operation, decision.allowed, decision.ring, decision.reason),
-            )
+            decision = _judge(conn, peer, root, operation, now)
+            insert_decisions(conn, [_log_entry(peer, root, operation, decision, now)])
         return decision
+
+    def judge(
+        self,
+        peer: PeerId,
+        root: bytes,
+        operation: Permission = "read",
+        now: float | None = None,
+    ) -> tuple[Decision, AccessLogEntry]:
+        """`decide` without the write: the decision, and the log entry the caller must queue."""
+        _check_root(root)
+        _check_permission(operation)
+        now = time.time() if now is None else now
+        with self._db.snapshot() as conn:
+            decision = _judge(conn, peer, root, operation, now)
+        return decision, _log_entry(peer, root, operation, decision, now)
+
+    def nickname(self, peer: PeerId) -> str | None:
+        """The peer's nickname in the peer book (one primary-key lookup)."""
+        with self._db.snapshot() as conn:
+            row = _one(conn, NICKNAME, (peer.raw,))
+        return None if row is None else cast(str | None, row[0])
 
     def access_log(self, limit: int = 100) -> list[AccessLogEntry]:
         """The last `limit` decisions, newest first."""
-        with self._db.snapshot() as conn:
+        with self._pending() as (pending, _), self._db.snapshot() as conn:
             rows = conn.execute(
                 "SELECT at, peer_id, hash, operation, allowed, reason, ring FROM access_log "
                 "ORDER BY id DESC LIMIT ?",
                 (_check_limit(limit),),
             ).fetchall()
-        return [
-            AccessLogEntry(
-                at=cast(float, at),
-                peer_id=PeerId(cast(bytes, p)),
-                root=cast(bytes, h),
-                operation=_check_permission(cast(str, o)),
-                allowed=bool(a),
-                reason=cast(str, reason),
-                ring=cast(str | None, ring),
-            )
-            for at, p, h, o, a, reason, ring in rows
-        ]
+        return (
+            pending[::-1][:limit]
+            + [
+                AccessLogEntry(
+                    at=cast(float, at),
+                    peer_id=PeerId(cast(bytes, p)),
+                    root=cast(bytes, h),
+                    operation=_check_permission(cast(str, o)),
+                    allowed=bool(a),
+                    reason=cast(str, reason),
+                    ring=cast(str | None, ring),
+                )
+                for at, p, h, o, a, reason, ring in rows
+            ][: max(0, limit - len(pending))]
+        )
 
     def log_upload(
         self,
@@ -568,12 +607,9 @@ class Access:
             raise ValueError(f"outcome must be one of {get_args(UploadOutcome)}, not {outcome!r}")
         if bytes_sent < 0:
             raise ValueError(f"bytes_sent cannot be negative ({bytes_sent})")
+        entry = Upload(time.time() if at is None else at, peer, root, bytes_sent, outcome)
         with self._db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO uploads (at, peer_id, hash, bytes_sent, outcome) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (time.time() if at is None else at, peer.raw, root, bytes_sent, outcome),
-            )
+            insert_uploads(conn, [entry])
 
     def log_uploads(
         self,
@@ -597,22 +633,25 @@ class Access:
 
     def uploads(self, limit: int = 100) -> list[Upload]:
         """The last `limit` uploads, newest first."""
-        with self._db.snapshot() as conn:
+        with self._pending() as (_, pending), self._db.snapshot() as conn:
             rows = conn.execute(
                 "SELECT at, peer_id, hash, bytes_sent, outcome FROM uploads "
                 "ORDER BY id DESC LIMIT ?",
                 (_check_limit(limit),),
             ).fetchall()
-        return [
-            Upload(
-                cast(float, at),
-                PeerId(cast(bytes, p)),
-                cast(bytes, h),
-                cast(int, n),
-                cast(UploadOutcome, o),
-            )
-            for at, p, h, n, o in rows
-        ]
+        return (
+            pending[::-1][:limit]
+            + [
+                Upload(
+                    cast(float, at),
+                    PeerId(cast(bytes, p)),
+                    cast(bytes, h),
+                    cast(int, n),
+                    cast(UploadOutcome, o),
+                )
+                for at, p, h, n, o in rows
+            ][: max(0, limit - len(pending))]
+        )
 
     def catalog(self, peer: PeerId, now: float | None = None) -> list[CatalogEntry]:
         """The content `peer` may read, for a peer with the catalog grant (collections are
@@ -642,6 +681,12 @@ class Access:
             for h, n, f, s in rows
         ]
 
+    def _pending(self) -> AbstractContextManager[tuple[list[AccessLogEntry], list[Upload]]]:
+        """This process's entries not yet committed, while the writer commits nothing else."""
+        if self._writer is None:
+            return nullcontext(([], []))
+        return self._writer.pending()
+
     def _peer_id(self, conn: apsw.Connection, peer: PeerRef) -> PeerId:
         return peer if isinstance(peer, PeerId) else _resolve(conn, peer)
 
@@ -652,6 +697,44 @@ class Access:
                 f"The peer {peer_id} is not in your peer book. Add it first with its peer id."
             )
         return peer_id
+
+
+def insert_decisions(conn: apsw.Connection, entries: Sequence[AccessLogEntry]) -> None:
+    """Appends decisions to the access log, in the caller's transaction."""
+    conn.executemany(
+        "INSERT INTO access_log (at, peer_id, hash, operation, allowed, ring, reason) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(e.at, e.peer_id.raw, e.root, e.operation, e.allowed, e.ring, e.reason) for e in entries],
+    )
+
+
+def insert_uploads(conn: apsw.Connection, entries: Sequence[Upload]) -> None:
+    """Appends uploads to the upload log, in the caller's transaction."""
+    conn.executemany(
+        "INSERT INTO uploads (at, peer_id, hash, bytes_sent, outcome) VALUES (?, ?, ?, ?, ?)",
+        [(e.at, e.peer_id.raw, e.root, e.bytes_sent, e.outcome) for e in entries],
+    )
+
+
+def _judge(
+    conn: apsw.Connection, peer: PeerId, root: bytes, operation: Permission, now: float
+) -> Decision:
+    bindings = {
+        "open": OPEN_RING_ID,
+        "peer": peer.raw,
+        "root": root,
+        "operation": operation,
+        "now": now,
+    }
+    return _verdict(_one(conn, _DECIDE, bindings), root, operation)
+
+
+def _log_entry(
+    peer: PeerId, root: bytes, operation: Permission, decision: Decision, now: float
+) -> AccessLogEntry:
+    return AccessLogEntry(
+        now, peer, root, operation, decision.allowed, decision.reason, decision.ring
+    )
 
 
 def _verdict(row: tuple[object, ...] | None, root: bytes, operation: Permission) -> Decision:

@@ -20,7 +20,18 @@ from ringdrop.store.layout import Layout, default_data_dir
 from ringdrop.store.partial import PartialBlob, PartialInfo
 from ringdrop.store.progress import ProgressFn
 from ringdrop.store.schema import MIGRATIONS
-from ringdrop.store.tags import Format, Lease, Tag, TempTag, delete_tag, get_tag, list_tags, set_tag
+from ringdrop.store.tags import (
+    Format,
+    Lease,
+    Tag,
+    TempTag,
+    delete_tag,
+    display_name,
+    get_tag,
+    list_tagged_blobs,
+    list_tags,
+    set_tag,
+)
 from ringdrop.store.translate import translated, translating
 
 __all__ = ["Store"]
@@ -218,6 +229,16 @@ class Store:
     def tags(self) -> list[Tag]:
         with self.db.snapshot() as conn:
             return list_tags(conn)
+
+    def tagged_blobs(self) -> list[tuple[Tag, int]]:
+        """Each tag whose root is a complete blob, with the blob's size; newest first."""
+        with self.db.snapshot() as conn:
+            return list_tagged_blobs(conn)
+
+    def display_name(self, root: bytes) -> str | None:
+        """The name a tag gives `root` for people to read, if any (an indexed lookup)."""
+        with self.db.snapshot() as conn:
+            return display_name(conn, root)
 
     def delete_tag(self, name: str) -> None:
         """Deletes tag `name` (NotFoundError if there is none); GC may then reclaim its root."""

@@ -81,6 +81,28 @@ def list_tags(conn: apsw.Connection) -> list[Tag]:
     return [_tag(row) for row in rows]
 
 
+# The name people see for a root: one lookup in the tags_by_root index, however many tags exist.
+DISPLAY_NAME = (
+    "SELECT display_name FROM tags WHERE root = ? AND display_name IS NOT NULL "
+    "ORDER BY name LIMIT 1"
+)
+
+# Every tag whose root is a complete blob, with the blob's size: one query for a whole listing.
+TAGGED_BLOBS = (
+    "SELECT t.name, t.root, t.format, t.display_name, t.created_at, b.size "
+    "FROM tags AS t JOIN blobs AS b ON b.root = t.root ORDER BY t.created_at DESC, t.name"
+)
+
+
+def display_name(conn: apsw.Connection, root: bytes) -> str | None:
+    row = conn.execute(DISPLAY_NAME, (root,)).fetchone()
+    return None if row is None else cast(str, row[0])
+
+
+def list_tagged_blobs(conn: apsw.Connection) -> list[tuple[Tag, int]]:
+    return [(_tag(tuple(row[:5])), cast(int, row[5])) for row in conn.execute(TAGGED_BLOBS)]
+
+
 def delete_tag(conn: apsw.Connection, name: str) -> None:
     conn.execute("DELETE FROM tags WHERE name = ?", (name,))
     if conn.changes() == 0:

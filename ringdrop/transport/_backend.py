@@ -117,8 +117,23 @@ class Backend(ABC):
         """A client connection that accepts any certificate: the caller checks its key."""
 
     @abstractmethod
-    def server(self, settings: Settings, tls: TlsIdentity, original_cid: bytes) -> QuicLike:
-        """A server connection for a client's first Initial packet."""
+    def server(
+        self,
+        settings: Settings,
+        tls: TlsIdentity,
+        original_cid: bytes,
+        retry_cid: bytes | None = None,
+    ) -> QuicLike:
+        """A server connection for a client's first Initial packet; `retry_cid` is the source
+        connection id of the Retry the client answered, if it had to answer one."""
+
+    def has_path(self, quic: QuicLike) -> bool:
+        """Whether the connection knows where its peer is, so that it can send it anything.
+
+        aioquic learns the path from the first well-formed packet; until then any attempt to
+        send (a CONNECTION_CLOSE included) fails with an IndexError.
+        """
+        return True
 
     @abstractmethod
     def peer_key(self, quic: QuicLike) -> bytes | None:
@@ -152,14 +167,25 @@ class _Aioquic(Backend):
         quic: QuicLike = self._connection(configuration=configuration)
         return quic
 
-    def server(self, settings: Settings, tls: TlsIdentity, original_cid: bytes) -> QuicLike:
+    def server(
+        self,
+        settings: Settings,
+        tls: TlsIdentity,
+        original_cid: bytes,
+        retry_cid: bytes | None = None,
+    ) -> QuicLike:
         configuration = self._configuration(
             is_client=False, certificate=tls.certificate, private_key=tls.key, **_options(settings)
         )
         quic: QuicLike = self._connection(
-            configuration=configuration, original_destination_connection_id=original_cid
+            configuration=configuration,
+            original_destination_connection_id=original_cid,
+            retry_source_connection_id=retry_cid,
         )
         return quic
+
+    def has_path(self, quic: QuicLike) -> bool:
+        return bool(getattr(quic, "_network_paths", True))
 
     def peer_key(self, quic: QuicLike) -> bytes | None:
         # aioquic has no public accessor; its TLS context keeps the certificate it verified
@@ -204,7 +230,13 @@ class _Qh3(Backend):
         quic: QuicLike = self._connection(configuration=configuration)
         return quic
 
-    def server(self, settings: Settings, tls: TlsIdentity, original_cid: bytes) -> QuicLike:
+    def server(
+        self,
+        settings: Settings,
+        tls: TlsIdentity,
+        original_cid: bytes,
+        retry_cid: bytes | None = None,
+    ) -> QuicLike:
         configuration = self._configuration(
             is_client=False,
             certificate=self._certificate(tls.certificate.public_bytes(serialization.Encoding.DER)),
@@ -212,7 +244,9 @@ class _Qh3(Backend):
             **_options(settings),
         )
         quic: QuicLike = self._connection(
-            configuration=configuration, original_destination_connection_id=original_cid
+            configuration=configuration,
+            original_destination_connection_id=original_cid,
+            retry_source_connection_id=retry_cid,
         )
         return quic
 

@@ -30,6 +30,7 @@ from ringdrop.protocol import (
     ServerAuth,
     StreamEnded,
 )
+from ringdrop.transport._admission import Admission, AdmissionLimits, Admit, HalfOpen, parse_initial
 from ringdrop.transport._backend import (
     Backend,
     BackendName,
@@ -69,12 +70,20 @@ _STUN_RETRY = 30.0
 class Limits:
     """What one server grants its peers.
 
+    `max_connections` peers that proved their key are served at once; more are refused.
     `max_streams` requests at once per connection and `max_requests` in all are served; more
     are answered `busy` at once. Since each served get holds its files open, `max_requests`
     also bounds the server's file handles. `send_buffer` bounds the bytes the QUIC library
     holds per stream before the next piece of content is read. Requests are at most the
     protocol's `MAX_REQUEST_BYTES`; QUIC itself caps open streams per connection at 128
     (aioquic) or 100 (qh3), and neither library lets that be configured.
+
+    Against floods (see `_admission`): at most `max_half_open` connections may be waiting for
+    their peer's proof of identity, at most half of them from clients that have not proved their
+    address, admitted at `accepts_per_second`; at most `max_half_open_per_host` of those that
+    have proved it come from one host. Beyond those, a new client must first answer a Retry
+    (at most `retries_per_second` are sent; `accepts_per_second=0` asks every client for one).
+    A TLS handshake must finish within `handshake_timeout`, the proof within `auth_timeout`.
     """
 
     max_connections: int = 32
@@ -83,6 +92,13 @@ class Limits:
     idle_timeout: float = 30.0
     auth_timeout: float = 10.0
     send_buffer: int = 4 * 1024 * 1024
+    handshake_timeout: float = 5.0
+    # Sized for a burst of honest peers, many behind one address (a NAT): a connection is
+    # half-open for a round trip or two, and their number bounds the memory they take.
+    max_half_open: int = 64
+    max_half_open_per_host: int = 16
+    accepts_per_second: float = 100.0
+    retries_per_second: float = 2000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +169,23 @@ class Server:
         self._tls = TlsIdentity.of(identity)
         self._links: dict[bytes, _ServerLink] = {}
         self._connections: set[_ServerLink] = set()
+        # Connections whose peer proved its key: what `max_connections` counts. Half-open ones
+        # are bounded apart (admission), so forged Initials never take an honest peer's slot.
+        self.established = 0
         self.serving = 0
+        loop = asyncio.get_running_loop()
+        self.admission = Admission(
+            AdmissionLimits(
+                max_half_open=limits.max_half_open,
+                max_half_open_per_host=limits.max_half_open_per_host,
+                accepts_per_second=limits.accepts_per_second,
+                retries_per_second=limits.retries_per_second,
+                # A client answers a Retry at once, but resends that Initial (same token) with
+                # backoff while no slot is free: the token must outlive such a wait.
+                token_lifetime=30.0,
+            ),
+            loop.time,
+        )
         self.endpoint = Endpoint(identity, sock, self._route)
         self.reflexive: tuple[str, int] | None = None
         self._stun_task: asyncio.Task[None] | None = None
@@ -235,14 +267,41 @@ class Server:
             return None
         connection_id, is_initial = header
         link = self._links.get(connection_id)
-        if link is None and is_initial and len(data) >= 1200:
+        if link is None and is_initial:
             try:
-                link = self._accept(connection_id, path)
+                link = self._admit(data, path)
             except Exception:
+                # A bug must cost this datagram, not the burst the endpoint is reading.
                 _log.exception("Cannot accept a connection by %s", path)
         return link
 
-    def _accept(self, connection_id: bytes, path: Path) -> _ServerLink:
+    def _admit(self, data: bytes, path: Path) -> _ServerLink | None:
+        """The new connection a client's first Initial earns, if admission grants one."""
+        initial = parse_initial(data)
+        if initial is None:
+            return None
+        # Admission counts and validates by address; through a relay, the relay's
+        # authenticated key of the sender stands for it.
+        address = path.address if isinstance(path, Direct) else (f"relay {path.peer_key.hex()}", 0)
+        admitted = self.admission.consider(initial, address)
+        if isinstance(admitted, bytes):
+            self._send_to(path, admitted)  # a Retry
+            return None
+        if admitted is None:
+            return None
+        try:
+            return self._accept(admitted, path)
+        except BaseException:
+            admitted.slot.release()
+            raise
+
+    def _send_to(self, path: Path, datagram: bytes) -> None:
+        if isinstance(path, Direct):
+            self.endpoint.udp.send([datagram], path.address)
+        else:
+            self.endpoint.send_relay(path.peer_key, [datagram])
+
+    def _accept(self, admitted: Admit, path: Path) -> _ServerLink:
         loopback = isinstance(path, Direct) and is_loopback(path.address[0])
         host = path.address[0] if isinstance(path, Direct) else None
         backend = backend_for(host, self._backend)
@@ -252,19 +311,18 @@ class Server:
             max_stream_data=128 * 1024,  # requests are small; replies flow the other way
             idle_timeout=self.limits.idle_timeout,
         )
-        quic = backend.server(settings, self._tls, connection_id)
-        paths = PathSet(
-            self.endpoint,
-            peer_key=None,
-            probe_size=probe_size(backend, loopback),
-        )
+        quic = backend.server(settings, self._tls, admitted.original_cid, admitted.retry_cid)
+        paths = PathSet(self.endpoint, peer_key=None, probe_size=probe_size(backend, loopback))
         paths.adopt(path)
-        link = _ServerLink(self, backend, quic, paths)
-        if len(self._connections) >= self.limits.max_connections:
+        if self.established >= self.limits.max_connections:
+            admitted.slot.release()  # a refusal is answered at once and kept nowhere
+            link = _ServerLink(self, backend, quic, paths, None)
             link.refuse_when_ready = True
             return link
+        link = _ServerLink(self, backend, quic, paths, admitted.slot)
         self._connections.add(link)
-        self._links[connection_id] = link
+        # The client sends to the id it chose, or after a Retry to the Retry's id.
+        self._links[admitted.retry_cid or admitted.original_cid] = link
         self._links[quic.host_cid] = link
         return link
 
@@ -273,6 +331,8 @@ def _destination(data: bytes) -> tuple[bytes, bool] | None:
     """A QUIC packet's destination connection id and whether it is a v1 Initial packet."""
     if not data:
         return None
+    if not data[0] & 0x40:
+        return None  # QUIC v1 sets the fixed bit in every packet (RFC 9000 §17)
     if data[0] & 0x80:
         if len(data) < 6 or len(data) < 6 + data[5]:
             return None
@@ -299,10 +359,13 @@ class _ServerLink(Link):
         backend: Backend,
         quic: QuicLike,
         paths: PathSet,
+        slot: HalfOpen | None,
     ) -> None:
         super().__init__(backend, quic, paths, server.limits.send_buffer)
         self.refuse_when_ready = False
+        self._established = False
         self._server = server
+        self._slot = slot
         self._channel: PathsChannel | None = None
         self._paths_stream: int | None = None
         self._early_paths = b""
@@ -314,21 +377,62 @@ class _ServerLink(Link):
         self._auth_deadline = self._loop.call_later(
             server.limits.auth_timeout, self._auth_timed_out
         )
+        self._handshake_deadline = self._loop.call_later(
+            server.limits.handshake_timeout, self._handshake_timed_out
+        )
 
     def flush(self) -> None:
-        if self.refuse_when_ready:
-            # Answer the first Initial packet with CONNECTION_CLOSE, and keep nothing.
-            self.refuse_when_ready = False
-            reason = f"the sharer serves at most {self._server.limits.max_connections} peers"
-            self.close(REFUSED, reason, TransferError("Refused: too many connections."))
+        if self.is_open and not self.backend.has_path(self.quic):
+            # What the peer sent could not even be parsed: nothing to answer, nobody to answer
+            # (aioquic would fail building a datagram), and no slot to waste on it.
+            self.terminate(TransferError("The peer's first packet was malformed."))
+            return
+        try:
+            if self.refuse_when_ready:
+                # Answer the first Initial packet with CONNECTION_CLOSE, and keep nothing.
+                self.refuse_when_ready = False
+                self._refuse_now()
+            else:
+                super().flush()
+        except Exception:
+            self._failed("flushing")
+
+    def receive(self, data: bytes) -> None:
+        try:
+            super().receive(data)
+        except Exception:
+            self._failed("reading a datagram")
+
+    def _on_timer(self) -> None:
+        try:
+            super()._on_timer()
+        except Exception:
+            self._failed("handling a timer")
+
+    def _refuse_now(self) -> None:
+        reason = f"the sharer serves at most {self._server.limits.max_connections} peers"
+        self.close(REFUSED, reason, TransferError("Refused: too many connections."))
+
+    def _failed(self, doing: str) -> None:
+        """A bug (ours or the QUIC library's) costs this connection, never the server."""
+        _log.exception("A connection failed while %s", doing)
+        self.terminate(TransferError("The connection failed on an internal error."))
+
+    def close(self, error_code: int, reason: str, error: TransferError) -> None:
+        if self.is_open and not self.backend.has_path(self.quic):
+            # Nothing well-formed ever came from the peer: there is nobody to tell.
+            self.terminate(error)
         else:
-            super().flush()
+            super().close(error_code, reason, error)
 
     def tasks(self) -> list[asyncio.Task[None]]:
         return list(self._tasks.values())
 
     def on_handshake(self) -> None:
-        """Nothing to do: the client proves its key on its first stream."""
+        """The handshake proved the client's address; its key it proves on its first stream."""
+        self._handshake_deadline.cancel()
+        if self._slot is not None:
+            self._slot.validate()
 
     def on_connection_id(self, connection_id: bytes, issued: bool) -> None:
         if issued:
@@ -373,6 +477,12 @@ class _ServerLink(Link):
 
     def on_terminated(self, error: TransferError) -> None:
         self._auth_deadline.cancel()
+        self._handshake_deadline.cancel()
+        if self._slot is not None:
+            self._slot.release()
+        if self._established:
+            self._established = False
+            self._server.established -= 1
         for task in self._tasks.values():
             task.cancel()
         self._server._forget(self)
@@ -387,8 +497,17 @@ class _ServerLink(Link):
             if isinstance(event, Hello):
                 self.send(_AUTH_STREAM, self._auth.challenge(), end_stream=True)
             elif isinstance(event, PeerAuthenticated):
-                self._peer = event.peer_id
                 self._auth_deadline.cancel()
+                self._handshake_deadline.cancel()  # streams flow only after a handshake
+                if self._slot is not None:
+                    self._slot.release()
+                if self._server.established >= self._server.limits.max_connections:
+                    # Others proved their keys while this one was half-open.
+                    self._refuse_now()
+                    return
+                self._peer = event.peer_id
+                self._established = True
+                self._server.established += 1
                 self.paths.set_peer(event.peer_id.raw)
                 self.paths.start()
                 if self._paths_stream is not None:
@@ -535,6 +654,14 @@ class _ServerLink(Link):
         limit = self._server.limits.auth_timeout
         reason = f"no proof of identity within {limit:g} s"
         self.close(PROTOCOL_ERROR, reason, TransferError(f"The peer sent {reason}."))
+
+    def _handshake_timed_out(self) -> None:
+        # Frees the slot of a client that never finishes its handshake: a forged Initial, a
+        # peer that went away, or one trying to hold slots.
+        limit = self._server.limits.handshake_timeout
+        reason = f"no TLS handshake within {limit:g} s"
+        error = TransferError(f"The peer did not finish its TLS handshake within {limit:g} s.")
+        self.close(PROTOCOL_ERROR, reason, error)
 
 
 def _reason(text: str) -> str:

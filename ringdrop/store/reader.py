@@ -1,0 +1,43 @@
+"""`ServingReads`: the lookups a server makes for each request, through a connection of its own.
+
+A process that serves may also write to its store (the TUI receives while it serves). Writes
+hold the store connection's lock while they wait for SQLite's write lock, which another process
+may hold for long; reads through that connection would queue behind them. A second connection
+reads in WAL mode, so it waits for nothing.
+"""
+
+from __future__ import annotations
+
+from ringdrop.bao import ChunkRanges, Encoder
+from ringdrop.store.access import Access
+from ringdrop.store.blobs import open_encoder
+from ringdrop.store.db import Database
+from ringdrop.store.layout import Layout
+from ringdrop.store.schema import MIGRATIONS
+from ringdrop.store.tags import display_name
+from ringdrop.store.translate import translating
+
+__all__ = ["ServingReads"]
+
+
+class ServingReads:
+    """Read-only lookups into a data directory: the access decision, names, blob encoders."""
+
+    def __init__(self, layout: Layout) -> None:
+        self._layout = layout
+        self._db = Database(layout.db, MIGRATIONS)
+        self.access = Access(self._db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @translating("could not read the blob")
+    def encoder(self, root: bytes, ranges: ChunkRanges) -> Encoder:
+        """As `Store.encoder`."""
+        with self._db.snapshot() as conn:
+            return open_encoder(conn, self._layout, root, ranges)
+
+    def display_name(self, root: bytes) -> str | None:
+        """As `Store.display_name`."""
+        with self._db.snapshot() as conn:
+            return display_name(conn, root)
