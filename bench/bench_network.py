@@ -260,7 +260,8 @@ class Process:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)
 
-    def output(self) -> str:
+    def output(self, last: int = 20) -> str:
+        """Its last `last` lines of output so far."""
         while True:
             try:
                 line = self._queue.get_nowait()
@@ -268,7 +269,7 @@ class Process:
                 break
             if line is not None:
                 self.lines.append(line)
-        return "".join(self.lines[-20:])
+        return "".join(self.lines[-last:])
 
 
 class BenchError(Exception):
@@ -371,8 +372,8 @@ class Ringdrop(Contender):
     def command(self, *args: str | Path) -> list[str]:
         if not self.hide_qh3:
             return [sys.executable, "-m", "ringdrop.cli", *map(str, args)]
-        # The same process with qh3 invisible to the backend choice (importlib.util.find_spec),
-        # as in an install without the `fast` extra; a wrapper process would skew RSS.
+        # qh3 made invisible to the backend choice (importlib.util.find_spec) inside the one
+        # ringdrop process, as in an install without the `fast` extra.
         prelude = (
             "import importlib.util as u, sys; real = u.find_spec; "
             "u.find_spec = lambda n, *a: None if n == 'qh3' else real(n, *a); "
@@ -394,7 +395,7 @@ class Ringdrop(Contender):
         )
         share.wait()
         check_exit(share, "share")
-        found = re.search(r"rdrop:[a-z2-7]+", share.output())
+        found = re.search(r"rdrop:[a-z2-7]+", share.output(last=1000))
         if found is None:
             raise BenchError("share printed no ticket", share.output())
         ticket = found.group()
@@ -417,7 +418,9 @@ class Ringdrop(Contender):
                 check_exit(get, "get")
                 if not identical(workload.path, dest / workload.path.name):
                     raise BenchError("the received copy differs from the original")
-                got = json.loads(get.output()[get.output().index("{") :])
+                lines = get.output(last=1000).splitlines(keepends=True)
+                start = next(i for i, line in enumerate(lines) if line.startswith("{"))
+                got = json.loads("".join(lines[start:]))
                 # `path` names the route once issue 10 lands ("direct" or "relay"); before, the
                 # destination folder.
                 route = got.get("path") if got.get("path") in ("direct", "relay") else None
