@@ -119,7 +119,7 @@ def is_connected(node: Node) -> bool:
     return node.client.state == "connected"
 
 
-def sizes_arrived(node: Node, source: bytes, count: int) -> Callable[[], bool]:
+def have_arrived(node: Node, source: bytes, count: int) -> Callable[[], bool]:
     return lambda: len(node.datagrams_from(source)) >= count
 
 
@@ -141,8 +141,8 @@ async def test_datagrams_cross_the_relay_both_ways_with_their_source_key(
         alice.client.send(bob.key, upwards[start : start + 256])
         bob.client.send(alice.key, downwards[start : start + 256])
         arrived = min(start + 256, len(upwards))
-        await until(sizes_arrived(bob, alice.key, arrived), "alice's datagrams at bob")
-        await until(sizes_arrived(alice, bob.key, arrived), "bob's datagrams at alice")
+        await until(have_arrived(bob, alice.key, arrived), "alice's datagrams at bob")
+        await until(have_arrived(alice, bob.key, arrived), "bob's datagrams at alice")
     assert bob.datagrams_from(alice.key) == upwards
     assert alice.datagrams_from(bob.key) == downwards
     assert all(len(batch) <= 2 for _, batch in alice.received)
@@ -156,7 +156,7 @@ async def test_equal_datagrams_travel_in_batches_of_at_most_64_kib(
     bob = await nodes(iroh_relay.url)
     datagrams = [os.urandom(1472) for _ in range(100)]
     alice.client.send(bob.key, datagrams)
-    await until(sizes_arrived(bob, alice.key, 100), "100 datagrams")
+    await until(have_arrived(bob, alice.key, 100), "100 datagrams")
     assert bob.datagrams_from(alice.key) == datagrams
     per_frame = (MAX_DATAGRAM - 2) // 1472  # less the segment size
     assert [len(batch) for _, batch in bob.received] == [per_frame, per_frame, 100 - 2 * per_frame]
@@ -175,7 +175,7 @@ async def test_frames_at_the_64_kib_limit_cross_and_larger_datagrams_are_refused
     alice.client.send(bob.key, [largest])
     alice.client.send(bob.key, pair)
     alice.client.send(bob.key, too_big_for_one_batch)
-    await until(sizes_arrived(bob, alice.key, len(expected)), "the large datagrams")
+    await until(have_arrived(bob, alice.key, len(expected)), "the large datagrams")
     assert bob.datagrams_from(alice.key) == expected
     assert [len(batch) for _, batch in bob.received] == [1, 2, 1, 1]
     with pytest.raises(ValueError, match="at most"):
@@ -192,7 +192,7 @@ async def test_beyond_the_queue_limit_datagrams_are_dropped_not_queued(
     alice.client.send(bob.key, datagrams)
     assert alice.client.dropped == len(datagrams) - fits
     assert alice.client.queued_bytes == fits * 1472
-    await until(sizes_arrived(bob, alice.key, fits), "the datagrams that fitted")
+    await until(have_arrived(bob, alice.key, fits), "the datagrams that fitted")
     assert bob.datagrams_from(alice.key) == datagrams[:fits]
     await until(lambda: alice.client.queued_bytes == 0, "an empty queue")
 
@@ -214,7 +214,7 @@ async def test_a_restarted_relay_is_reconnected_and_traffic_resumes(
     alice = await nodes(iroh_relay.url)
     bob = await nodes(iroh_relay.url)
     alice.client.send(bob.key, [b"before"])
-    await until(sizes_arrived(bob, alice.key, 1), "the first datagram")
+    await until(have_arrived(bob, alice.key, 1), "the first datagram")
 
     await asyncio.to_thread(iroh_relay.restart)  # SIGKILL, then the same port again
     for node in (alice, bob):
@@ -224,8 +224,8 @@ async def test_a_restarted_relay_is_reconnected_and_traffic_resumes(
 
     alice.client.send(bob.key, [b"after"])
     bob.client.send(alice.key, [b"back"])
-    await until(sizes_arrived(bob, alice.key, 2), "alice's datagram after the restart")
-    await until(sizes_arrived(alice, bob.key, 1), "bob's datagram after the restart")
+    await until(have_arrived(bob, alice.key, 2), "alice's datagram after the restart")
+    await until(have_arrived(alice, bob.key, 1), "bob's datagram after the restart")
     assert bob.datagrams_from(alice.key) == [b"before", b"after"]
     assert alice.datagrams_from(bob.key) == [b"back"]
 
