@@ -797,3 +797,27 @@ async def test_an_unexpected_failure_is_logged_and_the_client_reconnects(
             assert "a bug in the writer" in caplog.text
         finally:
             await node.client.close()
+
+
+async def test_a_second_connection_with_the_same_key_displaces_the_first_until_it_leaves(
+    iroh_relay: IrohRelay, nodes: Callable[[str], Awaitable[Node]]
+) -> None:
+    first = await nodes(iroh_relay.url)
+    peer = await nodes(iroh_relay.url)
+    received: list[bytes] = []
+    second = RelayClient(
+        iroh_relay.url, first.identity, on_datagrams=lambda _k, d: received.extend(d)
+    )
+    second.start()
+    try:
+        await second.wait_connected(DEADLINE)
+        await until(lambda: first.client.displaced, "the first connection displaced")
+        peer.client.send(first.key, [b"to the newest"])
+        await until(lambda: received == [b"to the newest"], "the datagram at the second")
+    finally:
+        await second.close()
+    await until(lambda: not first.client.displaced, "the first connection active again")
+    peer.client.send(first.key, [b"to the first"])
+    await until(have_arrived(first, peer.key, 1), "the datagram at the first")
+    assert first.datagrams_from(peer.key) == [b"to the first"]
+    assert first.states == ["connecting", "connected"]  # it never reconnected to take over
