@@ -346,6 +346,8 @@ def test_relay_urls_map_to_the_websocket_path() -> None:
     assert relay._websocket_url("http://[::1]:3340") == "ws://[::1]:3340/relay"
     with pytest.raises(ValueError, match="not a relay URL"):
         RelayClient("ftp://relay.example", new_identity(), on_datagrams=lambda _k, _d: None)
+    with pytest.raises(ValueError, match=r"[Pp]ort"):
+        RelayClient("https://relay.example:99999", new_identity(), on_datagrams=lambda _k, _d: None)
 
 
 # -- fake relays: what a real one does rarely or never ----------------------------------------

@@ -27,8 +27,13 @@ The wire protocol, read from n0-computer/iroh v1.0.3 (`iroh-relay/src/protos/*.r
 Throughput: Python pays per WebSocket message, not per byte, so the writer drains everything
 queued since it last ran and packs runs of equal-size datagrams to one peer into batch frames
 of up to 64 KiB (about 44 full QUIC packets). The server forwards a batch as one frame, and the
-reader splits it with slicing only. Anything the server sends is validated before use and a bad
-frame is counted and skipped; only a broken handshake ends a connection attempt.
+reader splits it with slicing only. Through a local iroh-relay, sender and receiver in two
+processes on a busy 2-core machine: about 75 MB/s when every `send` carries one 1200-1452-byte
+datagram, about 185 MB/s when they come in bursts of 4 or more (as a QUIC flush gives them).
+
+Anything the server sends is validated before use, and a bad frame is counted and skipped;
+only a broken handshake, or a message over 128 KiB (refused by the WebSocket library), costs
+the connection, which is then made again.
 """
 
 from __future__ import annotations
@@ -570,6 +575,7 @@ def _websocket_url(url: str) -> str:
     scheme = {"http": "ws", "ws": "ws", "https": "wss", "wss": "wss"}.get(parts.scheme)
     if scheme is None or not parts.hostname:
         raise ValueError(f"not a relay URL (http:// or https://, with a host): {url!r}")
+    _ = parts.port  # raises ValueError for a port that is not one
     return f"{scheme}://{parts.netloc}{_RELAY_PATH}"
 
 
