@@ -23,8 +23,9 @@ Contenders (a missing one is reported as "not installed"):
   sendme --locked --root ~/.cache/ringdrop-ci/sendme`), relay disabled, address tickets.
 
 Reported per contender and workload: seconds (best of --repeat), MB/s and files/s, the peak RSS
-of the sending and the receiving process (the programs themselves: `ip netns exec` execs them,
-and their rusage comes from wait4), and the rate as a multiple of wormhole's and sendme's.
+of the sending and the receiving program (each run as the child of a small go-between that
+reports its rusage from wait4: see _MEASURE for why not straight from here), and the rate as a
+multiple of wormhole's and sendme's.
 For ringdrop the sender's RSS is that of `serve`; the time `share` took is reported apart (as
 "prepare", like the time the others take to print their code or ticket), and so is the time
 `get` reports itself, without interpreter start-up (about 0.3 s here, for every Python tool).
@@ -92,8 +93,8 @@ def make_file(path: Path, size: int) -> Workload:
     compressing or deduplicating."""
     xof = blake3.blake3(b"ringdrop network bench")
     with open(path, "wb") as f:
-        for offset in range(0, size, 64 * MIB):
-            f.write(xof.digest(length=min(64 * MIB, size - offset), seek=offset))
+        for offset in range(0, size, 8 * MIB):
+            f.write(xof.digest(length=min(8 * MIB, size - offset), seek=offset))
     return Workload("file", path, size, 1)
 
 
@@ -144,16 +145,46 @@ class Place:
         return in_namespace(self.namespace, command) if self.namespace else list(command)
 
 
+# Runs a program as its child and writes the child's peak RSS and wall time to a file. Why a
+# go-between: Linux starts a new process's peak RSS at what its parent's memory held when it
+# forked (with vfork, as subprocess uses, at the parent's own peak), and exec keeps it, so a
+# program spawned straight from this benchmark, which has held a large file's blocks, would
+# report at least the benchmark's peak. This script forks (not vforks) the program from a bare
+# interpreter of a few MiB, forwards SIGINT and SIGTERM to it, and reports its rusage.
+_MEASURE = """
+import os, signal, sys, time
+out, argv = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+for sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(sig, lambda number, frame: os.kill(pid, number))
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+with open(out, "w") as f:
+    f.write(f"{usage.ru_maxrss * 1024} {seconds}")
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 class Process:
     """A started program whose output (stdout and stderr merged) is collected line by line,
-    and whose exit is taken with wait4, so its peak RSS is its own."""
+    with its own peak RSS and wall time measured on exit (see _MEASURE)."""
 
     def __init__(
         self, place: Place, command: Sequence[str], *, env: dict[str, str], cwd: Path
     ) -> None:
+        handle, report = tempfile.mkstemp(prefix="ringdrop-netbench-rss-")
+        os.close(handle)
+        self._report = Path(report)
         self.started = time.perf_counter()
         self.popen = subprocess.Popen(
-            place.command(command),
+            place.command([sys.executable, "-S", "-c", _MEASURE, report, *command]),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -161,6 +192,7 @@ class Process:
             cwd=cwd,
             text=True,
             errors="replace",
+            start_new_session=True,  # one process group to kill, whatever it started
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -195,30 +227,41 @@ class Process:
         raise BenchError(f"printed no {pattern!r} in {timeout:g} s", self.output())
 
     def wait(self, timeout: float = TIMEOUT) -> int:
-        """Waits for the exit (killing the program after `timeout`); records its wall time
-        since start and its peak RSS."""
-        killer = threading.Timer(timeout, self.popen.kill)
+        """Waits for the exit (killing the program after `timeout`); records the program's
+        wall time and peak RSS."""
+        killer = threading.Timer(timeout, self._kill_group)
         killer.start()
         try:
-            _, status, usage = os.wait4(self.popen.pid, 0)
+            self.returncode = self.popen.wait()
         finally:
             killer.cancel()
-        self.seconds = time.perf_counter() - self.started
-        self.returncode = self.popen.returncode = os.waitstatus_to_exitcode(status)
-        self.rss = usage.ru_maxrss * 1024
+        self._kill_group()  # anything it left behind
         self._pump_thread.join(5)  # the rest of its output
+        with contextlib.suppress(OSError, ValueError):
+            rss, seconds = self._report.read_text().split()
+            self.rss, self.seconds = int(rss), float(seconds)
+        self._report.unlink(missing_ok=True)
         return self.returncode
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 20) -> int:
-        if self.popen.poll() is None and self.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.popen.send_signal(sig)
+        """Sends `sig` (SIGINT and SIGTERM reach the program through the go-between, SIGKILL
+        the whole group) and waits for the exit."""
         if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                if sig == signal.SIGKILL:
+                    self._kill_group()
+                else:
+                    self.popen.send_signal(sig)
             self.wait(timeout)
         assert self.returncode is not None
         return self.returncode
 
-    def output(self) -> str:
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+
+    def output(self, last: int = 20) -> str:
+        """Its last `last` lines of output so far."""
         while True:
             try:
                 line = self._queue.get_nowait()
@@ -226,7 +269,7 @@ class Process:
                 break
             if line is not None:
                 self.lines.append(line)
-        return "".join(self.lines[-20:])
+        return "".join(self.lines[-last:])
 
 
 class BenchError(Exception):
@@ -329,8 +372,8 @@ class Ringdrop(Contender):
     def command(self, *args: str | Path) -> list[str]:
         if not self.hide_qh3:
             return [sys.executable, "-m", "ringdrop.cli", *map(str, args)]
-        # The same process with qh3 invisible to the backend choice (importlib.util.find_spec),
-        # as in an install without the `fast` extra; a wrapper process would skew RSS.
+        # qh3 made invisible to the backend choice (importlib.util.find_spec) inside the one
+        # ringdrop process, as in an install without the `fast` extra.
         prelude = (
             "import importlib.util as u, sys; real = u.find_spec; "
             "u.find_spec = lambda n, *a: None if n == 'qh3' else real(n, *a); "
@@ -352,7 +395,7 @@ class Ringdrop(Contender):
         )
         share.wait()
         check_exit(share, "share")
-        found = re.search(r"rdrop:[a-z2-7]+", share.output())
+        found = re.search(r"rdrop:[a-z2-7]+", share.output(last=1000))
         if found is None:
             raise BenchError("share printed no ticket", share.output())
         ticket = found.group()
@@ -375,7 +418,9 @@ class Ringdrop(Contender):
                 check_exit(get, "get")
                 if not identical(workload.path, dest / workload.path.name):
                     raise BenchError("the received copy differs from the original")
-                got = json.loads(get.output()[get.output().index("{") :])
+                lines = get.output(last=1000).splitlines(keepends=True)
+                start = next(i for i, line in enumerate(lines) if line.startswith("{"))
+                got = json.loads("".join(lines[start:]))
                 # `path` names the route once issue 10 lands ("direct" or "relay"); before, the
                 # destination folder.
                 route = got.get("path") if got.get("path") in ("direct", "relay") else None

@@ -54,10 +54,15 @@ def require_iroh_relay() -> str:
     """The executable, or skip the test (fail it under CI, which must run these tests)."""
     binary = find_iroh_relay()
     if binary is None:
+        explicit = os.environ.get("IROH_RELAY_BIN")
         message = (
-            f"iroh-relay {IROH_RELAY_VERSION} not found: set IROH_RELAY_BIN or run "
-            f"`cargo install iroh-relay --version {IROH_RELAY_VERSION} --features server "
-            "--locked` (.ci/run does)"
+            f"IROH_RELAY_BIN={explicit} is not an executable"
+            if explicit
+            else (
+                f"iroh-relay {IROH_RELAY_VERSION} not found: set IROH_RELAY_BIN or run "
+                f"`cargo install iroh-relay --version {IROH_RELAY_VERSION} --features server "
+                "--locked` (.ci/run does)"
+            )
         )
         if os.environ.get("CI") == "true":
             pytest.fail(message)

@@ -119,7 +119,7 @@ def is_connected(node: Node) -> bool:
     return node.client.state == "connected"
 
 
-def sizes_arrived(node: Node, source: bytes, count: int) -> Callable[[], bool]:
+def have_arrived(node: Node, source: bytes, count: int) -> Callable[[], bool]:
     return lambda: len(node.datagrams_from(source)) >= count
 
 
@@ -141,8 +141,8 @@ async def test_datagrams_cross_the_relay_both_ways_with_their_source_key(
         alice.client.send(bob.key, upwards[start : start + 256])
         bob.client.send(alice.key, downwards[start : start + 256])
         arrived = min(start + 256, len(upwards))
-        await until(sizes_arrived(bob, alice.key, arrived), "alice's datagrams at bob")
-        await until(sizes_arrived(alice, bob.key, arrived), "bob's datagrams at alice")
+        await until(have_arrived(bob, alice.key, arrived), "alice's datagrams at bob")
+        await until(have_arrived(alice, bob.key, arrived), "bob's datagrams at alice")
     assert bob.datagrams_from(alice.key) == upwards
     assert alice.datagrams_from(bob.key) == downwards
     assert all(len(batch) <= 2 for _, batch in alice.received)
@@ -156,7 +156,7 @@ async def test_equal_datagrams_travel_in_batches_of_at_most_64_kib(
     bob = await nodes(iroh_relay.url)
     datagrams = [os.urandom(1472) for _ in range(100)]
     alice.client.send(bob.key, datagrams)
-    await until(sizes_arrived(bob, alice.key, 100), "100 datagrams")
+    await until(have_arrived(bob, alice.key, 100), "100 datagrams")
     assert bob.datagrams_from(alice.key) == datagrams
     per_frame = (MAX_DATAGRAM - 2) // 1472  # less the segment size
     assert [len(batch) for _, batch in bob.received] == [per_frame, per_frame, 100 - 2 * per_frame]
@@ -175,7 +175,7 @@ async def test_frames_at_the_64_kib_limit_cross_and_larger_datagrams_are_refused
     alice.client.send(bob.key, [largest])
     alice.client.send(bob.key, pair)
     alice.client.send(bob.key, too_big_for_one_batch)
-    await until(sizes_arrived(bob, alice.key, len(expected)), "the large datagrams")
+    await until(have_arrived(bob, alice.key, len(expected)), "the large datagrams")
     assert bob.datagrams_from(alice.key) == expected
     assert [len(batch) for _, batch in bob.received] == [1, 2, 1, 1]
     with pytest.raises(ValueError, match="at most"):
@@ -192,7 +192,7 @@ async def test_beyond_the_queue_limit_datagrams_are_dropped_not_queued(
     alice.client.send(bob.key, datagrams)
     assert alice.client.dropped == len(datagrams) - fits
     assert alice.client.queued_bytes == fits * 1472
-    await until(sizes_arrived(bob, alice.key, fits), "the datagrams that fitted")
+    await until(have_arrived(bob, alice.key, fits), "the datagrams that fitted")
     assert bob.datagrams_from(alice.key) == datagrams[:fits]
     await until(lambda: alice.client.queued_bytes == 0, "an empty queue")
 
@@ -214,7 +214,7 @@ async def test_a_restarted_relay_is_reconnected_and_traffic_resumes(
     alice = await nodes(iroh_relay.url)
     bob = await nodes(iroh_relay.url)
     alice.client.send(bob.key, [b"before"])
-    await until(sizes_arrived(bob, alice.key, 1), "the first datagram")
+    await until(have_arrived(bob, alice.key, 1), "the first datagram")
 
     await asyncio.to_thread(iroh_relay.restart)  # SIGKILL, then the same port again
     for node in (alice, bob):
@@ -224,8 +224,8 @@ async def test_a_restarted_relay_is_reconnected_and_traffic_resumes(
 
     alice.client.send(bob.key, [b"after"])
     bob.client.send(alice.key, [b"back"])
-    await until(sizes_arrived(bob, alice.key, 2), "alice's datagram after the restart")
-    await until(sizes_arrived(alice, bob.key, 1), "bob's datagram after the restart")
+    await until(have_arrived(bob, alice.key, 2), "alice's datagram after the restart")
+    await until(have_arrived(alice, bob.key, 1), "bob's datagram after the restart")
     assert bob.datagrams_from(alice.key) == [b"before", b"after"]
     assert alice.datagrams_from(bob.key) == [b"back"]
 
@@ -346,6 +346,8 @@ def test_relay_urls_map_to_the_websocket_path() -> None:
     assert relay._websocket_url("http://[::1]:3340") == "ws://[::1]:3340/relay"
     with pytest.raises(ValueError, match="not a relay URL"):
         RelayClient("ftp://relay.example", new_identity(), on_datagrams=lambda _k, _d: None)
+    with pytest.raises(ValueError, match=r"[Pp]ort"):
+        RelayClient("https://relay.example:99999", new_identity(), on_datagrams=lambda _k, _d: None)
 
 
 # -- fake relays: what a real one does rarely or never ----------------------------------------
@@ -797,3 +799,27 @@ async def test_an_unexpected_failure_is_logged_and_the_client_reconnects(
             assert "a bug in the writer" in caplog.text
         finally:
             await node.client.close()
+
+
+async def test_a_second_connection_with_the_same_key_displaces_the_first_until_it_leaves(
+    iroh_relay: IrohRelay, nodes: Callable[[str], Awaitable[Node]]
+) -> None:
+    first = await nodes(iroh_relay.url)
+    peer = await nodes(iroh_relay.url)
+    received: list[bytes] = []
+    second = RelayClient(
+        iroh_relay.url, first.identity, on_datagrams=lambda _k, d: received.extend(d)
+    )
+    second.start()
+    try:
+        await second.wait_connected(DEADLINE)
+        await until(lambda: first.client.displaced, "the first connection displaced")
+        peer.client.send(first.key, [b"to the newest"])
+        await until(lambda: received == [b"to the newest"], "the datagram at the second")
+    finally:
+        await second.close()
+    await until(lambda: not first.client.displaced, "the first connection active again")
+    peer.client.send(first.key, [b"to the first"])
+    await until(have_arrived(first, peer.key, 1), "the datagram at the first")
+    assert first.datagrams_from(peer.key) == [b"to the first"]
+    assert first.states == ["connecting", "connected"]  # it never reconnected to take over

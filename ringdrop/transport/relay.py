@@ -27,8 +27,13 @@ The wire protocol, read from n0-computer/iroh v1.0.3 (`iroh-relay/src/protos/*.r
 Throughput: Python pays per WebSocket message, not per byte, so the writer drains everything
 queued since it last ran and packs runs of equal-size datagrams to one peer into batch frames
 of up to 64 KiB (about 44 full QUIC packets). The server forwards a batch as one frame, and the
-reader splits it with slicing only. Anything the server sends is validated before use and a bad
-frame is counted and skipped; only a broken handshake ends a connection attempt.
+reader splits it with slicing only. Through a local iroh-relay, sender and receiver in two
+processes on a busy 2-core machine: about 75 MB/s when every `send` carries one 1200-1452-byte
+datagram, about 185 MB/s when they come in bursts of 4 or more (as a QUIC flush gives them).
+
+Anything the server sends is validated before use, and a bad frame is counted and skipped;
+only a broken handshake, or a message over 128 KiB (refused by the WebSocket library), costs
+the connection, which is then made again.
 """
 
 from __future__ import annotations
@@ -131,7 +136,8 @@ class RelayClient:
     received (a batch already split); `on_state(state)` on every change of `state`. Both should
     return quickly. Counters for tests and status lines: `dropped` (datagrams not sent: queue
     full or not connected), `invalid_frames` (frames from the server that were skipped),
-    `pings_answered`.
+    `pings_answered`. `displaced` is true while another connection with the same key (another
+    process with this node's identity) has taken over: sending works, nothing is received.
     """
 
     def __init__(
@@ -156,6 +162,7 @@ class RelayClient:
         self.dropped = 0
         self.invalid_frames = 0
         self.pings_answered = 0
+        self.displaced = False
         self.last_error: str | None = None
         self._fatal: TransferError | None = None
         self._queue: deque[tuple[bytes, bytes]] = deque()
@@ -357,6 +364,7 @@ class RelayClient:
         self._fatal = None
         self.last_error = None
         self._warnings = 0
+        self.displaced = False
         loop = asyncio.get_running_loop()
         self._last_rx = loop.time()
         _log.info("relay %s connected (%s)", self.url, self.protocol)
@@ -509,12 +517,20 @@ class RelayClient:
             if len(payload) != 1:
                 self._invalid("a malformed status frame")
             elif payload[0] == 1:
+                # The server keeps the newest connection of a key active and stacks the older
+                # ones, promoting one again (status 0) when the newest leaves. Reconnecting would
+                # only take the key back from the other process, which would take it back ...
+                self.displaced = True
                 _log.warning(
-                    "relay %s: another node connected with this node's key; this connection "
-                    "receives nothing more while it stays",
+                    "relay %s: another process connected with this node's key; nothing is "
+                    "received here until it leaves",
                     self.url,
                 )
-            elif payload[0] != 0:
+            elif payload[0] == 0:
+                if self.displaced:
+                    _log.info("relay %s: receiving again", self.url)
+                self.displaced = False
+            else:
                 _log.debug("relay %s: unknown status %d", self.url, payload[0])
         elif kind == _HEALTH and self.protocol == _V1:
             problem = payload[:200].decode("utf-8", "replace")
@@ -559,6 +575,7 @@ def _websocket_url(url: str) -> str:
     scheme = {"http": "ws", "ws": "ws", "https": "wss", "wss": "wss"}.get(parts.scheme)
     if scheme is None or not parts.hostname:
         raise ValueError(f"not a relay URL (http:// or https://, with a host): {url!r}")
+    _ = parts.port  # raises ValueError for a port that is not one
     return f"{scheme}://{parts.netloc}{_RELAY_PATH}"
 
 
