@@ -421,10 +421,9 @@ class Ringdrop(Contender):
                 lines = get.output(last=1000).splitlines(keepends=True)
                 start = next(i for i, line in enumerate(lines) if line.startswith("{"))
                 got = json.loads("".join(lines[start:]))
-                # `path` names the route once issue 10 lands ("direct" or "relay"); before, the
-                # destination folder.
+                # `path`: "direct" or "relay", the route most bytes took; `via`: where.
                 route = got.get("path") if got.get("path") in ("direct", "relay") else None
-                via = f"{route} {got.get('address') or ''}".strip() if route else ""
+                via = f"{route} {got.get('via') or ''}".strip() if route else ""
                 runs.append(Run(get.seconds, 0, get.rss, share.seconds, via, got["seconds"]))
                 shutil.rmtree(receiver_dir)
                 shutil.rmtree(dest)
