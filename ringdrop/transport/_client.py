@@ -43,13 +43,11 @@ from ringdrop.transport._backend import (
 from ringdrop.transport._link import (
     CANCELLED,
     INTERNAL_ERROR,
-    LOOPBACK_DATAGRAM,
     NO_ERROR,
-    PATH_DATAGRAM,
     PEER,
     PROTOCOL_ERROR,
     Link,
-    probe_size,
+    datagram_size,
 )
 from ringdrop.transport._paths import Direct, Endpoint, PathInfo, PathSet
 from ringdrop.transport._udp import bind_udp
@@ -163,7 +161,7 @@ class _Plan:
         loopback = relay is None and bool(targets) and all(is_loopback(h) for h, _ in targets)
         backend = backend_for("127.0.0.1" if loopback else None, self.backend)
         settings = Settings(
-            datagram_size=LOOPBACK_DATAGRAM if loopback else PATH_DATAGRAM,
+            datagram_size=datagram_size(backend, loopback),
             max_data=16 * 1024 * 1024,
             max_stream_data=8 * 1024 * 1024,
             idle_timeout=self.idle_timeout,
@@ -200,7 +198,7 @@ class _Plan:
         paths = PathSet(
             endpoint,
             peer_key=self.peer_id.raw,
-            probe_size=probe_size(backend, loopback),
+            probe_size=datagram_size(backend, loopback),
             dialled=targets,
             relay_key=self.peer_id.raw,  # a server is on its relay as itself
             on_change=self.on_path,

@@ -15,22 +15,21 @@ import logging
 from abc import ABC, abstractmethod
 
 from ringdrop.errors import TransferError
-from ringdrop.transport._backend import Backend, NetworkAddress, QuicLike, is_loopback
+from ringdrop.transport._backend import Backend, NetworkAddress, QuicLike
 from ringdrop.transport._paths import PathSet
 
 __all__ = [
     "CANCELLED",
     "INTERNAL_ERROR",
     "LOOPBACK_DATAGRAM",
+    "MTU_DATAGRAM",
     "NO_ERROR",
     "PATH_DATAGRAM",
     "PEER",
     "PROTOCOL_ERROR",
-    "QH3_MAX_DATAGRAM",
     "REFUSED",
     "Link",
     "datagram_size",
-    "probe_size",
 ]
 
 _log = logging.getLogger("ringdrop.transport")
@@ -48,10 +47,11 @@ _QUIC_APPLICATION_ERROR = 0xC
 # aioquic writes a STREAM frame's length in two bytes, so a packet carries at most 16383 bytes
 # of one stream: larger datagrams fail. Loopback has no MTU to speak of (65536).
 LOOPBACK_DATAGRAM = 16000
-# QUIC's guaranteed minimum: nothing on the path can be too small for it. (qh3 probes upwards.)
+# QUIC's guaranteed minimum: nothing on the path can be too small for it.
 PATH_DATAGRAM = 1200
-# The most qh3 grows to by its own path-MTU probing (its transport parameters say 1472).
-QH3_MAX_DATAGRAM = 1472
+# The largest UDP payload of a 1500-byte MTU path for either IP version (IPv6's 40-byte header).
+# qh3 starts at QUIC's minimum and probes up to it (DPLPMTUD); aioquic cannot probe.
+MTU_DATAGRAM = 1452
 
 # epoll sleeps in whole milliseconds; a QUIC timer due sooner (pacing, mostly) is polled instead.
 _POLL_BELOW = 0.001
@@ -61,21 +61,14 @@ _POLL_BELOW = 0.001
 PEER: NetworkAddress = ("192.0.2.1", 1)
 
 
-def datagram_size(host: str) -> int:
-    """The datagram size to start with towards `host`: large on loopback, QUIC's minimum
-    elsewhere (qh3 then probes upwards; the path layer validates paths at the largest size)."""
-    return LOOPBACK_DATAGRAM if is_loopback(host) else PATH_DATAGRAM
-
-
-def probe_size(backend: Backend, loopback: bool) -> int:
-    """The largest datagram a connection may come to send, which path probes are padded to.
-
-    aioquic keeps the size it starts with; qh3 probes upwards to 1472 bytes (an IPv4 path at
-    MTU 1500). The path layer pads IPv6 probes to no more than 1452, the same MTU's limit there.
-    """
+def datagram_size(backend: Backend, loopback: bool) -> int:
+    """The largest datagram a connection may send: on loopback 16000 bytes; elsewhere what a
+    1500-byte MTU carries, for qh3 (which probes its way up to it), and QUIC's minimum for
+    aioquic. The path layer pads its probes to this size, so that a path it moves to carries
+    full-size packets too."""
     if loopback:
         return LOOPBACK_DATAGRAM
-    return QH3_MAX_DATAGRAM if backend.name == "qh3" else PATH_DATAGRAM
+    return MTU_DATAGRAM if backend.name == "qh3" else PATH_DATAGRAM
 
 
 class Link(ABC):

@@ -92,9 +92,6 @@ FOLLOW_QUIET = 1.0
 """Seconds of silence on our path after which we follow the peer to the path it now uses."""
 MAX_CANDIDATES = 16
 _TICK = 0.2
-# The largest UDP payloads of a 1500-byte MTU: IPv4 (20-byte header) and IPv6 (40).
-_IPV4_MTU_DATAGRAM = 1472
-_IPV6_MTU_DATAGRAM = 1452
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,13 +242,12 @@ class Endpoint:
         if self.relay is None:
             return
         path = Relayed(self.relay.url, source)
-        touched: dict[Receiver, None] = {}
+        touched: dict[tuple[Receiver, Path], int] = {}
         for data in datagrams:
             if data[:1] and not data[0] & 0x40:
                 continue  # probes and STUN go direct only: through a relay they prove nothing
             self._deliver(data, path, touched)
-        for receiver in touched:
-            receiver.flush()
+        self._done(touched)
 
     def on_relay_state(self, state: RelayState) -> None:
         """Connections still looking for a path resend their first datagrams through it."""
@@ -319,23 +315,34 @@ class Endpoint:
         self.udp.close()
 
     def _on_udp(self, batch: list[tuple[bytes, Address]]) -> None:
-        touched: dict[Receiver, None] = {}
+        touched: dict[tuple[Receiver, Path], int] = {}
+        path: Direct | None = None
         for data, address in batch:
             if data[: len(MAGIC)] == MAGIC:
                 self._on_probe(data, address)
             elif stun.is_stun(data):
                 self._on_stun(data)
             else:
-                self._deliver(data, Direct(address), touched)
-        for receiver in touched:
-            receiver.flush()
+                if path is None or path.address != address:
+                    path = Direct(address)
+                self._deliver(data, path, touched)
+        self._done(touched)
 
-    def _deliver(self, data: bytes, path: Path, touched: dict[Receiver, None]) -> None:
+    def _deliver(self, data: bytes, path: Path, touched: dict[tuple[Receiver, Path], int]) -> None:
         receiver = self._route(data, path)
         if receiver is not None:
-            receiver.paths.heard(path, len(data))
             receiver.receive(data)
-            touched[receiver] = None
+            key = (receiver, path)
+            touched[key] = touched.get(key, 0) + len(data)
+
+    @staticmethod
+    def _done(touched: dict[tuple[Receiver, Path], int]) -> None:
+        """After a burst: each connection hears which paths it came by, then sends its answer
+        once (on the path it chose meanwhile)."""
+        for (receiver, path), size in touched.items():
+            receiver.paths.heard(path, size)
+        for receiver in dict.fromkeys(receiver for receiver, _ in touched):
+            receiver.flush()
 
     def _on_probe(self, data: bytes, address: Address) -> None:
         opened = self._codec.open(data)
@@ -638,8 +645,5 @@ class PathSet:
         if len(self._pending) > 4 * MAX_CANDIDATES:
             oldest = min(self._pending, key=lambda t: self._pending[t][1])
             del self._pending[oldest]
-        size = self._probe_size
-        if ":" in address[0] and size <= _IPV4_MTU_DATAGRAM:
-            size = min(size, _IPV6_MTU_DATAGRAM)
         with contextlib.suppress(OSError):
-            self._endpoint.send_probe(self._peer_key, address, _PING, txid, size)
+            self._endpoint.send_probe(self._peer_key, address, _PING, txid, self._probe_size)

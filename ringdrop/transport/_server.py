@@ -43,13 +43,11 @@ from ringdrop.transport._backend import (
 from ringdrop.transport._link import (
     CANCELLED,
     INTERNAL_ERROR,
-    LOOPBACK_DATAGRAM,
     NO_ERROR,
-    PATH_DATAGRAM,
     PROTOCOL_ERROR,
     REFUSED,
     Link,
-    probe_size,
+    datagram_size,
 )
 from ringdrop.transport._paths import Direct, Endpoint, Path, PathSet
 from ringdrop.transport._udp import bind_udp
@@ -306,13 +304,13 @@ class Server:
         host = path.address[0] if isinstance(path, Direct) else None
         backend = backend_for(host, self._backend)
         settings = Settings(
-            datagram_size=LOOPBACK_DATAGRAM if loopback else PATH_DATAGRAM,
+            datagram_size=datagram_size(backend, loopback),
             max_data=1024 * 1024,
             max_stream_data=128 * 1024,  # requests are small; replies flow the other way
             idle_timeout=self.limits.idle_timeout,
         )
         quic = backend.server(settings, self._tls, admitted.original_cid, admitted.retry_cid)
-        paths = PathSet(self.endpoint, peer_key=None, probe_size=probe_size(backend, loopback))
+        paths = PathSet(self.endpoint, peer_key=None, probe_size=datagram_size(backend, loopback))
         paths.adopt(path)
         if self.established >= self.limits.max_connections:
             admitted.slot.release()  # a refusal is answered at once and kept nowhere
