@@ -30,8 +30,10 @@ __all__ = ["COMMIT_BYTES", "SMALL_MAX", "MembersSource", "SmallMember", "fetch_s
 
 SMALL_MAX = INLINE_MAX
 """Members up to this size are fetched in members requests and committed in groups."""
-# Members per request: about 6 KiB of request, a few MiB of answer.
-REQUEST_MEMBERS = 2048
+# Members per request: at most 7 bytes each (a whole member, index gaps below 2**28), so a
+# request always fits the protocol's 64 KiB; its answer is up to 128 MiB of small members.
+# Few requests matter: the sharer decides and logs once per request, a sync each.
+REQUEST_MEMBERS = 8192
 # Requests in flight at once, so that one's round trip hides behind the other's data.
 IN_FLIGHT = 2
 # A group is committed when it holds this many bytes or members, or is this old.
@@ -81,10 +83,12 @@ async def fetch_small_members(
         async with limit:
             await _fetch_chunk(source, collection, chunk, committer, on_bytes)
 
+    # Spread over at least IN_FLIGHT requests, so that they overlap from the start.
+    size = max(1, min(REQUEST_MEMBERS, -(-len(members) // IN_FLIGHT)))
     try:
         async with asyncio.TaskGroup() as group:
-            for start in range(0, len(members), REQUEST_MEMBERS):
-                group.create_task(one_request(members[start : start + REQUEST_MEMBERS]))
+            for start in range(0, len(members), size):
+                group.create_task(one_request(members[start : start + size]))
     finally:
         # What verified before a failure is kept: the next attempt will not ask for it.
         await asyncio.shield(committer.commit())
