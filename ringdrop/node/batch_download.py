@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ringdrop.bao import ChunkRanges
-from ringdrop.errors import IntegrityError, NotFoundError
+from ringdrop.errors import IntegrityError, NotFoundError, RingdropError
 from ringdrop.node.progress import Tracker
 from ringdrop.protocol import MemberSelection, MembersReader
 from ringdrop.store import Store
@@ -89,6 +89,12 @@ async def fetch_small_members(
         async with asyncio.TaskGroup() as group:
             for start in range(0, len(members), size):
                 group.create_task(one_request(members[start : start + size]))
+    except* RingdropError as failures:
+        # The first error stands for the requests it stopped, as for a single file's.
+        first = failures.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
     finally:
         # What verified before a failure is kept: the next attempt will not ask for it.
         await asyncio.shield(committer.commit())
@@ -104,14 +110,19 @@ async def _fetch_chunk(
     selections = [MemberSelection(m.index, ChunkRanges.all()) for m in chunk]
     reader = MembersReader(len(chunk))
     pending: list[bytes] = []
+    pending_bytes = 0
     async with contextlib.aclosing(source.fetch_members(collection, selections)) as pieces:
         async for piece in pieces:
             on_bytes(len(piece))
             for event in reader.feed(piece):
+                member = chunk[event.position]
                 if not event.last:
                     pending.append(event.data)
+                    pending_bytes += len(event.data)
+                    if pending_bytes > _HEADER + SMALL_MAX:  # memory stays bounded
+                        raise _not_small(member)
                     continue
-                member = chunk[event.position]
+                pending_bytes = 0
                 if event.missing:
                     raise NotFoundError(
                         f"the sharer no longer has {member.name} of this folder (or it changed "
@@ -132,11 +143,14 @@ def _content(member: SmallMember, stream: bytes) -> bytes:
     group. The root is checked when the group is committed; this checks the shape."""
     size = int.from_bytes(stream[:_HEADER], "little")
     if len(stream) < _HEADER or size > SMALL_MAX or len(stream) != _HEADER + size:
-        raise IntegrityError(
-            f"the sharer sent a stream for {member.name} that is not the small file its folder "
-            "lists"
-        )
+        raise _not_small(member)
     return stream[_HEADER:]
+
+
+def _not_small(member: SmallMember) -> IntegrityError:
+    return IntegrityError(
+        f"the sharer sent a stream for {member.name} that is not the small file its folder lists"
+    )
 
 
 class _Committer:

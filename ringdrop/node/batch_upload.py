@@ -9,7 +9,7 @@ into the upload log (one transaction per request); the serving log gets one even
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Literal
 
 from ringdrop.bao import Encoder
@@ -38,10 +38,11 @@ class MembersServer:
     """Answers members requests for one serving node."""
 
     def __init__(self, store: Store, access: Access, gate: Gate, piece: int) -> None:
-        self._store = store
+        self.store = store
+        self.piece = piece
+        """Bytes handed to the transport at once: several small members' parts."""
         self._access = access
         self._gate = gate
-        self._piece = piece
         self._members: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
 
     def reply(self, peer: PeerId, request: MembersRequest) -> Reply:
@@ -69,7 +70,7 @@ class MembersServer:
     def _collection(self, root: bytes) -> tuple[bytes, ...]:
         members = self._members.get(root)
         if members is None:
-            members = tuple(e.root for e in self._store.collection(root).entries)
+            members = tuple(e.root for e in self.store.collection(root).entries)
             self._members[root] = members
             while len(self._members) > _CACHED_COLLECTIONS:
                 self._members.popitem(last=False)
@@ -105,7 +106,7 @@ class MembersUpload:
         self._ranges = [m.ranges for m in request.members]
         self._next = 0
         """The position of the next member to open."""
-        self._open: list[Encoder | None] = []
+        self._open: deque[Encoder | None] = deque()
         self._current: Encoder | None = None
         self._current_sent = 0
         self._sent: list[tuple[bytes, int, UploadOutcome]] = []
@@ -116,8 +117,8 @@ class MembersUpload:
 
     async def __anext__(self) -> bytes:
         out = bytearray()
-        while len(out) < self._server._piece:
-            part = self._part(self._server._piece - len(out))
+        while len(out) < self._server.piece:
+            part = self._part(self._server.piece - len(out))
             if part is None:
                 break
             out += encode(part)
@@ -135,8 +136,8 @@ class MembersUpload:
             if not self._open:
                 if self._next >= len(self._roots):
                     return None
-                self._open = self._open_next()
-            self._current, self._current_sent = self._open.pop(0), 0
+                self._open.extend(self._open_next())
+            self._current, self._current_sent = self._open.popleft(), 0
             if self._current is None:
                 return self._end("failed", missing=True)
         try:
@@ -160,7 +161,7 @@ class MembersUpload:
         self._next = end
         wanted = list(zip(self._roots[start:end], self._ranges[start:end], strict=True))
         try:
-            return self._server._store.encoders(wanted)
+            return self._server.store.encoders(wanted)
         except RingdropError:
             return [None] * len(wanted)
 
