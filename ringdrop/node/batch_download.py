@@ -26,7 +26,7 @@ from ringdrop.protocol import MemberSelection, MembersReader
 from ringdrop.store import Store
 from ringdrop.store.blobs import INLINE_MAX
 
-__all__ = ["COMMIT_BYTES", "SMALL_MAX", "MembersSource", "SmallMember", "fetch_small_members"]
+__all__ = ["COMMIT_BYTES", "SMALL_MAX", "Member", "MembersSource", "fetch_small_members"]
 
 SMALL_MAX = INLINE_MAX
 """Members up to this size are fetched in members requests and committed in groups."""
@@ -54,10 +54,10 @@ class MembersSource(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class SmallMember:
-    """A member to fetch: its first index in the collection, root, name, size and how many
-    entries of the collection share its root."""
+@dataclass(slots=True)
+class Member:
+    """A member to fetch: the position of its first entry in the collection, its root, name
+    and size, and how many entries of the collection share its root."""
 
     index: int
     root: bytes
@@ -70,7 +70,7 @@ async def fetch_small_members(
     store: Store,
     source: MembersSource,
     collection: bytes,
-    members: Sequence[SmallMember],
+    members: Sequence[Member],
     tracker: Tracker,
     on_bytes: Callable[[int], object],
 ) -> None:
@@ -79,7 +79,7 @@ async def fetch_small_members(
     committer = _Committer(store, tracker)
     limit = asyncio.Semaphore(IN_FLIGHT)
 
-    async def one_request(chunk: Sequence[SmallMember]) -> None:
+    async def one_request(chunk: Sequence[Member]) -> None:
         async with limit:
             await _fetch_chunk(source, collection, chunk, committer, on_bytes)
 
@@ -103,7 +103,7 @@ async def fetch_small_members(
 async def _fetch_chunk(
     source: MembersSource,
     collection: bytes,
-    chunk: Sequence[SmallMember],
+    chunk: Sequence[Member],
     committer: _Committer,
     on_bytes: Callable[[int], object],
 ) -> None:
@@ -138,7 +138,7 @@ async def _fetch_chunk(
     reader.finish()
 
 
-def _content(member: SmallMember, stream: bytes) -> bytes:
+def _content(member: Member, stream: bytes) -> bytes:
     """The content in a small member's whole stream: its size header, then its only chunk
     group. The root is checked when the group is committed; this checks the shape."""
     size = int.from_bytes(stream[:_HEADER], "little")
@@ -147,7 +147,7 @@ def _content(member: SmallMember, stream: bytes) -> bytes:
     return stream[_HEADER:]
 
 
-def _not_small(member: SmallMember) -> IntegrityError:
+def _not_small(member: Member) -> IntegrityError:
     return IntegrityError(
         f"the sharer sent a stream for {member.name} that is not the small file its folder lists"
     )
@@ -165,12 +165,12 @@ class _Committer:
         self._store = store
         self._tracker = tracker
         self._items: list[tuple[bytes, bytes]] = []
-        self._members: list[SmallMember] = []
+        self._members: list[Member] = []
         self._bytes = 0
         self._started = time.monotonic()
         self._running: asyncio.Task[None] | None = None
 
-    def add(self, member: SmallMember, content: bytes) -> None:
+    def add(self, member: Member, content: bytes) -> None:
         if not self._items:
             self._started = time.monotonic()
         self._items.append((member.root, content))
@@ -196,12 +196,12 @@ class _Committer:
             running, self._running = self._running, None
             await running
 
-    def _take(self) -> tuple[list[tuple[bytes, bytes]], list[SmallMember]]:
+    def _take(self) -> tuple[list[tuple[bytes, bytes]], list[Member]]:
         taken = self._items, self._members
         self._items, self._members, self._bytes = [], [], 0
         return taken
 
-    async def _commit(self, items: list[tuple[bytes, bytes]], members: list[SmallMember]) -> None:
+    async def _commit(self, items: list[tuple[bytes, bytes]], members: list[Member]) -> None:
         await asyncio.to_thread(self._store.commit_small, items)
         # Progress counts a group once it is durable.
         self._tracker.received(sum(m.size for m in members))

@@ -10,7 +10,7 @@ import pytest
 
 from ringdrop.bao import outboard_from_bytes
 from ringdrop.errors import IntegrityError, TransferError
-from ringdrop.node.batch_download import SmallMember, fetch_small_members
+from ringdrop.node.batch_download import Member, fetch_small_members
 from ringdrop.node.progress import Tracker
 from ringdrop.protocol import MemberPart, MemberSelection, encode
 from ringdrop.store import Store
@@ -38,10 +38,10 @@ class ScriptedSource:
                 yield encode(part)
 
 
-def member(index: int, data: bytes) -> tuple[SmallMember, MemberPart]:
+def member(index: int, data: bytes) -> tuple[Member, MemberPart]:
     root = outboard_from_bytes(data)[0]
     stream = len(data).to_bytes(8, "little") + data
-    return SmallMember(index, root, f"f{index}", len(data)), MemberPart(stream, last=True)
+    return Member(index, root, f"f{index}", len(data)), MemberPart(stream, last=True)
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def store(tmp_path: Path) -> Store:
     return Store.open(tmp_path / "store")
 
 
-async def fetch(store: Store, source: ScriptedSource, members: list[SmallMember]) -> None:
+async def fetch(store: Store, source: ScriptedSource, members: list[Member]) -> None:
     tracker = Tracker("folder", None, 1)
     await fetch_small_members(store, source, COLLECTION, members, tracker, lambda _: None)
 
