@@ -11,7 +11,8 @@ run moves the same folder), then times, each in a fresh data directory:
 - export: `Store.export_collection` of the received folder into a fresh folder, in process.
 
 Every received file is compared with the original. Reports files/s for each (best of
-`--repeat`). The namespace-pair comparison with wormhole and sendme is bench/bench_network.py's.
+`--repeat`) and the peak RSS of the ringdrop processes. The namespace-pair comparison with
+wormhole and sendme is bench/bench_network.py's.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -109,6 +111,7 @@ def run_once(source: Path, files: int, work: Path) -> dict[str, float]:
         store.export_collection(tag.root, work / "export")
         export_s = time.perf_counter() - started
     return {
+        "peak_child_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "share_files_per_s": files / share_s,
         "get_files_per_s": files / get_s,
         "export_files_per_s": files / export_s,
@@ -140,6 +143,7 @@ def main() -> None:
     print(f"{args.files} files of 1 to 4096 B, loopback, best of {args.repeat}:")
     for what in ("share", "get", "export"):
         print(f"  {what:7} {best[f'{what}_files_per_s']:8.0f} files/s  ({best[f'{what}_s']:.2f} s)")
+    print(f"  peak RSS of a ringdrop process: {best['peak_child_rss_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":

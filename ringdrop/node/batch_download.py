@@ -20,18 +20,20 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ringdrop.bao import ChunkRanges
-from ringdrop.errors import IntegrityError, NotFoundError
+from ringdrop.errors import IntegrityError, NotFoundError, RingdropError
 from ringdrop.node.progress import Tracker
 from ringdrop.protocol import MemberSelection, MembersReader
 from ringdrop.store import Store
 from ringdrop.store.blobs import INLINE_MAX
 
-__all__ = ["COMMIT_BYTES", "SMALL_MAX", "MembersSource", "SmallMember", "fetch_small_members"]
+__all__ = ["COMMIT_BYTES", "SMALL_MAX", "Member", "MembersSource", "fetch_small_members"]
 
 SMALL_MAX = INLINE_MAX
 """Members up to this size are fetched in members requests and committed in groups."""
-# Members per request: about 6 KiB of request, a few MiB of answer.
-REQUEST_MEMBERS = 2048
+# Members per request: at most 7 bytes each (a whole member, index gaps below 2**28), so a
+# request always fits the protocol's 64 KiB; its answer is up to 128 MiB of small members.
+# Few requests matter: the sharer decides and logs once per request, a sync each.
+REQUEST_MEMBERS = 8192
 # Requests in flight at once, so that one's round trip hides behind the other's data.
 IN_FLIGHT = 2
 # A group is committed when it holds this many bytes or members, or is this old.
@@ -52,10 +54,10 @@ class MembersSource(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class SmallMember:
-    """A member to fetch: its first index in the collection, root, name, size and how many
-    entries of the collection share its root."""
+@dataclass(slots=True)
+class Member:
+    """A member to fetch: the position of its first entry in the collection, its root, name
+    and size, and how many entries of the collection share its root."""
 
     index: int
     root: bytes
@@ -68,7 +70,7 @@ async def fetch_small_members(
     store: Store,
     source: MembersSource,
     collection: bytes,
-    members: Sequence[SmallMember],
+    members: Sequence[Member],
     tracker: Tracker,
     on_bytes: Callable[[int], object],
 ) -> None:
@@ -77,14 +79,22 @@ async def fetch_small_members(
     committer = _Committer(store, tracker)
     limit = asyncio.Semaphore(IN_FLIGHT)
 
-    async def one_request(chunk: Sequence[SmallMember]) -> None:
+    async def one_request(chunk: Sequence[Member]) -> None:
         async with limit:
             await _fetch_chunk(source, collection, chunk, committer, on_bytes)
 
+    # Spread over at least IN_FLIGHT requests, so that they overlap from the start.
+    size = max(1, min(REQUEST_MEMBERS, -(-len(members) // IN_FLIGHT)))
     try:
         async with asyncio.TaskGroup() as group:
-            for start in range(0, len(members), REQUEST_MEMBERS):
-                group.create_task(one_request(members[start : start + REQUEST_MEMBERS]))
+            for start in range(0, len(members), size):
+                group.create_task(one_request(members[start : start + size]))
+    except* RingdropError as failures:
+        # The first error stands for the requests it stopped, as for a single file's.
+        first = failures.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
     finally:
         # What verified before a failure is kept: the next attempt will not ask for it.
         await asyncio.shield(committer.commit())
@@ -93,21 +103,26 @@ async def fetch_small_members(
 async def _fetch_chunk(
     source: MembersSource,
     collection: bytes,
-    chunk: Sequence[SmallMember],
+    chunk: Sequence[Member],
     committer: _Committer,
     on_bytes: Callable[[int], object],
 ) -> None:
     selections = [MemberSelection(m.index, ChunkRanges.all()) for m in chunk]
     reader = MembersReader(len(chunk))
     pending: list[bytes] = []
+    pending_bytes = 0
     async with contextlib.aclosing(source.fetch_members(collection, selections)) as pieces:
         async for piece in pieces:
             on_bytes(len(piece))
             for event in reader.feed(piece):
+                member = chunk[event.position]
                 if not event.last:
                     pending.append(event.data)
+                    pending_bytes += len(event.data)
+                    if pending_bytes > _HEADER + SMALL_MAX:  # memory stays bounded
+                        raise _not_small(member)
                     continue
-                member = chunk[event.position]
+                pending_bytes = 0
                 if event.missing:
                     raise NotFoundError(
                         f"the sharer no longer has {member.name} of this folder (or it changed "
@@ -123,16 +138,19 @@ async def _fetch_chunk(
     reader.finish()
 
 
-def _content(member: SmallMember, stream: bytes) -> bytes:
+def _content(member: Member, stream: bytes) -> bytes:
     """The content in a small member's whole stream: its size header, then its only chunk
     group. The root is checked when the group is committed; this checks the shape."""
     size = int.from_bytes(stream[:_HEADER], "little")
     if len(stream) < _HEADER or size > SMALL_MAX or len(stream) != _HEADER + size:
-        raise IntegrityError(
-            f"the sharer sent a stream for {member.name} that is not the small file its folder "
-            "lists"
-        )
+        raise _not_small(member)
     return stream[_HEADER:]
+
+
+def _not_small(member: Member) -> IntegrityError:
+    return IntegrityError(
+        f"the sharer sent a stream for {member.name} that is not the small file its folder lists"
+    )
 
 
 class _Committer:
@@ -147,12 +165,12 @@ class _Committer:
         self._store = store
         self._tracker = tracker
         self._items: list[tuple[bytes, bytes]] = []
-        self._members: list[SmallMember] = []
+        self._members: list[Member] = []
         self._bytes = 0
         self._started = time.monotonic()
         self._running: asyncio.Task[None] | None = None
 
-    def add(self, member: SmallMember, content: bytes) -> None:
+    def add(self, member: Member, content: bytes) -> None:
         if not self._items:
             self._started = time.monotonic()
         self._items.append((member.root, content))
@@ -178,12 +196,12 @@ class _Committer:
             running, self._running = self._running, None
             await running
 
-    def _take(self) -> tuple[list[tuple[bytes, bytes]], list[SmallMember]]:
+    def _take(self) -> tuple[list[tuple[bytes, bytes]], list[Member]]:
         taken = self._items, self._members
         self._items, self._members, self._bytes = [], [], 0
         return taken
 
-    async def _commit(self, items: list[tuple[bytes, bytes]], members: list[SmallMember]) -> None:
+    async def _commit(self, items: list[tuple[bytes, bytes]], members: list[Member]) -> None:
         await asyncio.to_thread(self._store.commit_small, items)
         # Progress counts a group once it is durable.
         self._tracker.received(sum(m.size for m in members))

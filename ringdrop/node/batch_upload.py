@@ -10,7 +10,7 @@ into the upload log (queued for the log writer); the serving log gets one event 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Literal
 
 from ringdrop.bao import Encoder
@@ -39,9 +39,10 @@ class MembersServer:
     """Answers members requests for one serving node."""
 
     def __init__(self, store: Store, gate: Gate, piece: int) -> None:
-        self._store = store
+        self.store = store
+        self.piece = piece
+        """Bytes handed to the transport at once: several small members' parts."""
         self._gate = gate
-        self._piece = piece
         self._members: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
         self._lock = threading.Lock()  # replies are made on worker threads, off the loop
 
@@ -71,7 +72,7 @@ class MembersServer:
         with self._lock:
             members = self._members.get(root)
         if members is None:
-            members = tuple(e.root for e in self._store.collection(root).entries)
+            members = tuple(e.root for e in self.store.collection(root).entries)
         with self._lock:
             self._members[root] = members
             self._members.move_to_end(root)
@@ -108,7 +109,7 @@ class MembersUpload:
         self._ranges = [m.ranges for m in request.members]
         self._next = 0
         """The position of the next member to open."""
-        self._open: list[Encoder | None] = []
+        self._open: deque[Encoder | None] = deque()
         self._current: Encoder | None = None
         self._current_sent = 0
         self._sent: list[tuple[bytes, int, UploadOutcome]] = []
@@ -119,8 +120,8 @@ class MembersUpload:
 
     async def __anext__(self) -> bytes:
         out = bytearray()
-        while len(out) < self._server._piece:
-            part = self._part(self._server._piece - len(out))
+        while len(out) < self._server.piece:
+            part = self._part(self._server.piece - len(out))
             if part is None:
                 break
             out += encode(part)
@@ -138,8 +139,8 @@ class MembersUpload:
             if not self._open:
                 if self._next >= len(self._roots):
                     return None
-                self._open = self._open_next()
-            self._current, self._current_sent = self._open.pop(0), 0
+                self._open.extend(self._open_next())
+            self._current, self._current_sent = self._open.popleft(), 0
             if self._current is None:
                 return self._end("failed", missing=True)
         try:
@@ -163,7 +164,7 @@ class MembersUpload:
         self._next = end
         wanted = list(zip(self._roots[start:end], self._ranges[start:end], strict=True))
         try:
-            return self._server._store.encoders(wanted)
+            return self._server.store.encoders(wanted)
         except RingdropError:
             return [None] * len(wanted)
 

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from ringdrop.bao import ChunkRanges
 from ringdrop.errors import IntegrityError, RingdropError, TransferError, WrongPeerError
-from ringdrop.node.batch_download import SMALL_MAX, SmallMember, fetch_small_members
+from ringdrop.node.batch_download import SMALL_MAX, Member, fetch_small_members
 from ringdrop.node.progress import Tracker
 from ringdrop.protocol import MemberSelection
 from ringdrop.store import Store
@@ -183,7 +183,7 @@ class Download:
         large = [m for m in missing if m.size > SMALL_MAX or m.root in started]
         limit = asyncio.Semaphore(PARALLEL_MEMBERS)
 
-        async def member(entry: _Member) -> None:
+        async def member(entry: Member) -> None:
             async with limit:
                 await self._fetch_blob(source, entry.root, entry.name, "raw", count=True)
             if entry.copies > 1:
@@ -206,10 +206,9 @@ class Download:
         self._keep()
         return len(collection.entries)
 
-    async def _fetch_small(self, source: Source, members: list[_Member]) -> None:
-        wanted = [SmallMember(m.index, m.root, m.name, m.size, m.copies) for m in members]
+    async def _fetch_small(self, source: Source, members: list[Member]) -> None:
         await fetch_small_members(
-            self._store, source, self._root, wanted, self._tracker, self._count_received
+            self._store, source, self._root, members, self._tracker, self._count_received
         )
 
     def _count_received(self, n: int) -> None:
@@ -226,16 +225,16 @@ class Download:
     def _complete_collection(self) -> Collection | None:
         return self._store.collection(self._root) if self._store.blob(self._root) else None
 
-    def _missing(self, collection: Collection) -> list[_Member]:
+    def _missing(self, collection: Collection) -> list[Member]:
         """Members not complete in the store, one per distinct root: a file that appears twice
         is fetched once, and its copies count as done when it completes."""
         complete = self._store.complete_roots(e.root for e in collection.entries)
-        members: dict[bytes, _Member] = {}
+        members: dict[bytes, Member] = {}
         for index, entry in enumerate(collection.entries):
             if entry.root in members:
                 members[entry.root].copies += 1
             elif entry.root not in complete:
-                members[entry.root] = _Member(index, entry.root, entry.name, entry.size)
+                members[entry.root] = Member(index, entry.root, entry.name, entry.size)
         return list(members.values())
 
     def _account_present(self, collection: Collection) -> None:
@@ -314,16 +313,6 @@ async def _flush_every(writer: PartialWriter, seconds: float) -> None:
         await asyncio.sleep(seconds)
         if writer.size is not None:
             writer.flush()
-
-
-@dataclass
-class _Member:
-    index: int
-    """The position of its first entry in the collection."""
-    root: bytes
-    name: str
-    size: int
-    copies: int = 1
 
 
 def export_target(dest: Path | None, name: str) -> Path:

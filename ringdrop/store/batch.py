@@ -64,7 +64,8 @@ def commit_small(db: Database, items: Sequence[tuple[bytes, bytes]]) -> None:
         conn.executemany(
             "INSERT INTO blobs (root, size, location, data, created_at) "
             "VALUES (?, ?, 'inline', ?, ?) ON CONFLICT (root) DO NOTHING",
-            [(root, len(data), data, now) for root, data in items],
+            # In key order, so each page of the index is written once per group.
+            sorted((root, len(data), data, now) for root, data in items),
         )
 
 

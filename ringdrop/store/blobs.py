@@ -280,7 +280,8 @@ def commit_inline(conn: apsw.Connection, staged: Sequence[Staged]) -> None:
     conn.executemany(
         "INSERT INTO blobs (root, size, location, data, created_at) "
         "VALUES (?, ?, 'inline', ?, ?) ON CONFLICT (root) DO NOTHING",
-        [(s.root, s.size, s.data, now) for s in staged],
+        # In key order, so each page of the index is written once per batch.
+        sorted((s.root, s.size, s.data, now) for s in staged),
     )
 
 

@@ -35,7 +35,7 @@ _HEAD = struct.Struct("<8sI")
 _ENTRY = struct.Struct("<32sQH")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     name: str
     root: bytes

@@ -22,7 +22,7 @@ import secrets
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import apsw
 
@@ -30,7 +30,7 @@ from ringdrop.bao import create_outboard, outboard_from_bytes
 from ringdrop.errors import IntegrityError, NotFoundError, StoreError, UnsafePathError
 from ringdrop.store import blobs
 from ringdrop.store.batch import complete_roots
-from ringdrop.store.blobs import BlobInfo
+from ringdrop.store.blobs import BlobInfo, Location
 from ringdrop.store.collection import Collection, Entry
 from ringdrop.store.db import Database
 from ringdrop.store.files import copy_fd, ensure_free_space, write_all
@@ -110,7 +110,7 @@ def export_collection(
         while start < len(entries):
             end = _batch_end(entries, start)
             with db.snapshot() as conn:
-                sources = [_source(conn, layout, e.root) for e in entries[start:end]]
+                sources = _sources(conn, layout, [e.root for e in entries[start:end]])
             _export_batch(
                 layout, base, dest, entries[start:end], sources, targets[start:end], force, meter
             )
@@ -192,6 +192,33 @@ def _source(conn: apsw.Connection, layout: Layout, root: bytes) -> _Source:
         blobs.check_reference(info, blobs.source_stamp(conn, root))
         return _Source(info, None, info.source)
     return _Source(info, None, layout.blob_data(root))
+
+
+def _sources(conn: apsw.Connection, layout: Layout, roots: Sequence[bytes]) -> list[_Source]:
+    """`_source` of each of `roots` (at most a few thousand), read in one query."""
+    wanted = list(dict.fromkeys(roots))
+    marks = ",".join("?" * len(wanted))
+    query = f"SELECT root, size, location, source, source_mtime_ns, data FROM blobs WHERE root IN ({marks})"  # noqa: S608, E501 - only placeholders
+    rows = conn.execute(query, wanted)
+    found: dict[bytes, _Source] = {}
+    for root, size, location, source, mtime_ns, data in rows:
+        info = BlobInfo(
+            bytes(cast(bytes, root)),
+            cast(int, size),
+            cast(Location, location),
+            None if source is None else Path(cast(str, source)),
+        )
+        if info.location == "inline":
+            found[info.root] = _Source(info, bytes(cast(bytes, data)), None)
+        elif info.location == "reference":
+            blobs.check_reference(info, cast(int | None, mtime_ns))
+            found[info.root] = _Source(info, None, info.source)
+        else:
+            found[info.root] = _Source(info, None, layout.blob_data(info.root))
+    absent = next((r for r in wanted if r not in found), None)
+    if absent is not None:
+        raise NotFoundError(f"blob {absent.hex()} is not in the store (or not complete yet)")
+    return [found[root] for root in roots]
 
 
 @contextlib.contextmanager
