@@ -1,5 +1,6 @@
 """The node's settings file in the data directory: the listening port, chosen once and kept so
-that printed tickets stay valid across restarts."""
+that printed tickets stay valid across restarts; whether received content keeps a private copy
+in the store (`keep_received`, default false: the store hands its copy over to the export)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ _PORT_RANGE = (20_000, 32_000)
 @dataclass(frozen=True)
 class Config:
     port: int
+    keep_received: bool = False
+    """Keep a private copy of received content in the store, as `get --keep` does."""
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> Config:
@@ -29,13 +32,16 @@ class Config:
             port = int(raw["port"])
             if not 0 < port < 65536:
                 raise ValueError(port)
-            return cls(port=port)
+            keep = raw.get("keep_received", False)
+            if not isinstance(keep, bool):
+                raise ValueError(f"keep_received must be true or false, not {keep!r}")
+            return cls(port=port, keep_received=keep)
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError) as error:
             raise StoreError(
-                f"{path} is damaged ({error!r}); fix the port in it or delete it to choose a "
-                "new one (tickets printed before then name the old port)."
+                f"{path} is damaged ({error!r}); fix it or delete it to choose a new port "
+                "(tickets printed before then name the old port)."
             ) from error
         config = cls(port=_free_udp_port())
         config.save(data_dir)
