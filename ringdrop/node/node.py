@@ -262,7 +262,7 @@ class Node:
         keep = self.config.keep_received if keep is None else keep
         name = _safe_name(ticket)
         root = ticket.content_hash
-        target = export_target(dest, name).absolute()
+        target = self.export_target(ticket, dest)
         # A rerun after a crash in the export finishes it first: its result is already there.
         finished = await asyncio.to_thread(self.store.finish_export, root)
         done = finished is not None and (
@@ -303,6 +303,10 @@ class Node:
         result = await asyncio.to_thread(export, root, target, existing=existing, keep=keep)
         tracker.update(state="done", force=True)
         return Received(result.path, stats, result.moved, result.copied)
+
+    def export_target(self, ticket: Ticket, dest: Path | None) -> Path:
+        """Where `get(ticket, dest)` puts the content (before any --rename)."""
+        return export_target(dest, _safe_name(ticket)).absolute()
 
     def _check_space(self, ticket: Ticket, name: str, target: Path, keep: bool) -> None:
         """Fails now rather than at 90 % when the content cannot fit, asking each file system

@@ -1,14 +1,20 @@
 """Receiving through the TUI from a real sharer on loopback: progress to 100 %, the reason for
-a denial, and transfers that continue when the TUI is opened again."""
+a denial, transfers that continue when the TUI is opened again, where "Save in" puts things,
+what it asks when the destination exists, and what cancelling keeps."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from textual.widgets import Input, ProgressBar
+import pytest
+from textual.widgets import Button, Input, ProgressBar
 
+from ringdrop.bao import GROUP_SIZE, ChunkRanges
 from ringdrop.node import Node
+from ringdrop.ticket import Ticket
 from ringdrop.tui.app import RingdropApp
+from ringdrop.tui.dialogs import Choice
 from ringdrop.tui.receive import ReceivePane
 from ringdrop.tui.saved import SavedTransfer, SavedTransfers
 from ringdrop.tui.transfer import TransferView
@@ -106,15 +112,118 @@ async def test_pausing_keeps_the_transfer_for_later_and_resuming_finishes_it(
     assert (downloads / "movie.bin").read_bytes() == DATA
 
 
-async def test_cancelling_removes_the_transfer(
-    app: RingdropApp, mine: Node, serving: Node, tmp_path: Path, downloads: Path
+async def test_save_in_a_path_that_does_not_exist_makes_it_the_file(
+    app: RingdropApp, serving: Node, tmp_path: Path, downloads: Path
 ) -> None:
     ticket = shared_file(serving, tmp_path, open=True)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
-        view = await paste_and_receive(app, ticket, downloads)
-        view.focus()
-        await pilot.press("x")
+        view = await paste_and_receive(app, ticket, downloads / "film.bin")
+        await until(pilot, lambda: view.finished or view.failed)
+    assert (downloads / "film.bin").read_bytes() == DATA
+    assert os.listdir(downloads) == ["film.bin"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [("rename", {"movie.bin": b"mine", "movie (1).bin": DATA}), ("force", {"movie.bin": DATA})],
+)
+async def test_an_existing_destination_asks_keep_both_or_overwrite(
+    app: RingdropApp,
+    serving: Node,
+    tmp_path: Path,
+    downloads: Path,
+    answer: str,
+    expected: dict[str, bytes],
+) -> None:
+    ticket = shared_file(serving, tmp_path, open=True)
+    (downloads / "movie.bin").write_bytes(b"mine")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        app.query_one("#dest", Input).value = str(downloads)
+        app.query_one("#ticket", Input).value = ticket
+        app.query_one(ReceivePane).receive()
+        await until(pilot, lambda: isinstance(app.screen, Choice))
+        await pilot.pause()
+        assert "already exists. Keep both, or overwrite it?" in " ".join(screen_text(app).split())
+        await pilot.click(f"#{answer}")
+        await until(pilot, lambda: bool(app.query(TransferView)))
+        view = app.query_one(TransferView)
+        await until(pilot, lambda: view.finished or view.failed)
+    assert {p.name: p.read_bytes() for p in downloads.iterdir()} == expected
+
+
+async def test_an_existing_destination_left_alone_when_the_question_is_cancelled(
+    app: RingdropApp, serving: Node, tmp_path: Path, downloads: Path
+) -> None:
+    ticket = shared_file(serving, tmp_path, open=True)
+    (downloads / "movie.bin").write_bytes(b"mine")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        app.query_one("#dest", Input).value = str(downloads)
+        app.query_one("#ticket", Input).value = ticket
+        app.query_one(ReceivePane).receive()
+        await until(pilot, lambda: isinstance(app.screen, Choice))
+        await pilot.press("escape")
         await pilot.pause()
         assert not app.query(TransferView)
+        assert "already taken" in screen_text(app)
+    assert (downloads / "movie.bin").read_bytes() == b"mine"
+
+
+def half_downloaded(mine: Node, sharer: Node, tmp_path: Path, downloads: Path) -> bytes:
+    """Shares DATA, puts its first half in `mine`'s store as a verified partial, and saves a
+    paused transfer of it for the TUI to show; returns the root."""
+    ticket = shared_file(sharer, tmp_path, open=True)
+    root = Ticket.decode(ticket).content_hash
+    half = ChunkRanges.groups(0, len(DATA) // 2 // GROUP_SIZE)
+    encoded = sharer.store.encoder(root, half).read(1 << 30)
+    with mine.store.partial(root) as partial:
+        writer = partial.writer(half)
+        writer.write(encoded)
+        writer.flush()
+    SavedTransfers(mine.data_dir).put(SavedTransfer(ticket, str(downloads), paused=True))
+    return root
+
+
+@pytest.mark.parametrize(("answer", "kept"), [("keep", True), ("delete", False)])
+async def test_cancel_asks_whether_to_keep_what_was_verified(
+    app: RingdropApp,
+    mine: Node,
+    sharer: Node,
+    tmp_path: Path,
+    downloads: Path,
+    answer: str,
+    kept: bool,
+) -> None:
+    root = half_downloaded(mine, sharer, tmp_path, downloads)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        view = app.query_one(TransferView)
+        view.focus()
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, Choice))
+        await pilot.pause()
+        assert "Cancel receiving movie.bin?" in " ".join(screen_text(app).split())
+        app.screen.query_one(f"#{answer}", Button).press()
+        await until(pilot, lambda: not app.query(TransferView))
     assert SavedTransfers(mine.data_dir).load() == []
+    partials = [p.root for p in mine.store.partials()]
+    assert (root in partials) == kept
+    assert any((mine.data_dir / "partial").glob("*.data")) == kept
+
+
+async def test_going_on_after_cancel_keeps_the_transfer(
+    app: RingdropApp, mine: Node, sharer: Node, tmp_path: Path, downloads: Path
+) -> None:
+    half_downloaded(mine, sharer, tmp_path, downloads)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        view = app.query_one(TransferView)
+        view.focus()
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, Choice))
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.query(TransferView)
+    assert len(SavedTransfers(mine.data_dir).load()) == 1
