@@ -9,6 +9,7 @@ survive the kill.
     python worker.py download STORE DATA OUTBOARD ROOT SIZE PACE
     python worker.py import STORE SCRATCH SEED
     python worker.py gc STORE SEED
+    python worker.py export STORE ROOT DEST KEEP
 """
 
 from __future__ import annotations
@@ -99,6 +100,13 @@ def gc_loop(store: Store, rng: random.Random) -> None:
         say("gc")
 
 
+def export(store: Store, root: bytes, dest: Path, keep: bool) -> None:
+    """Exports collection `root` to `dest`, handing the store's files over unless `keep`."""
+    say("ready")
+    store.export_collection(root, dest, keep=keep)
+    say("exported")
+
+
 def main() -> None:
     command, store_path, *args = sys.argv[1:]
     with Store.open(store_path) as store:
@@ -113,6 +121,8 @@ def main() -> None:
             import_loop(store, Path(args[0]), random.Random(int(args[1])))
         elif command == "gc":
             gc_loop(store, random.Random(int(args[0])))
+        elif command == "export":
+            export(store, bytes.fromhex(args[0]), Path(args[1]), args[2] == "keep")
         else:
             raise SystemExit(f"unknown command {command}")
 
