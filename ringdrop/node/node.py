@@ -9,6 +9,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import threading
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -271,6 +272,8 @@ class Node:
         if done:
             assert finished is not None
             target = finished
+        elif existing != "rename" and self._already_there(ticket, target):
+            done = True  # a rerun after the export finished: nothing to do, nor to refuse
         elif os.path.lexists(target):
             if existing == "refuse":
                 raise StoreError(
@@ -300,9 +303,39 @@ class Node:
             return Received(target, stats)
         tracker.update(state="exporting")
         export = self.store.export_collection if format == "collection" else self.store.export
-        result = await asyncio.to_thread(export, root, target, existing=existing, keep=keep)
+        # The export runs on a thread, which cancelling this coroutine (Ctrl-C) cannot stop: it
+        # checks this event at every progress step instead, and removes what it started.
+        stop = threading.Event()
+
+        def stop_if_asked(done: int, total: int) -> None:
+            if stop.is_set():
+                raise _ExportStoppedError
+
+        try:
+            result = await asyncio.to_thread(
+                export, root, target, existing=existing, keep=keep, progress=stop_if_asked
+            )
+        except asyncio.CancelledError:
+            stop.set()
+            raise
         tracker.update(state="done", force=True)
         return Received(result.path, stats, result.moved, result.copied)
+
+    def _already_there(self, ticket: Ticket, target: Path) -> bool:
+        """Whether `target` holds exactly the ticket's content, exported there earlier by this
+        node and handed over: every file is the store's reference to it, unchanged."""
+        root = ticket.content_hash
+        if not os.path.lexists(target) or self.store.blob(root) is None:
+            return False
+        if ticket.format != "collection":
+            return self.store.is_reference_to(root, target)
+        try:
+            entries = self.store.collection(root).entries
+        except RingdropError:
+            return False
+        return all(
+            self.store.is_reference_to(e.root, target.joinpath(*e.name.split("/"))) for e in entries
+        )
 
     def export_target(self, ticket: Ticket, dest: Path | None) -> Path:
         """Where `get(ticket, dest)` puts the content (before any --rename)."""
@@ -440,6 +473,10 @@ class Node:
         if not found:
             raise StoreError("this machine has no network address to put in a ticket")
         return found[:8]
+
+
+class _ExportStoppedError(Exception):
+    """Raised on the export's thread when the get awaiting it was cancelled."""
 
 
 class _Upload:

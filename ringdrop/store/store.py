@@ -15,6 +15,7 @@ from ringdrop.store.blobs import (
     ImportMode,
     check_reference,
     get_blob,
+    inline_data,
     list_blobs,
     open_encoder,
     read_blob,
@@ -232,6 +233,27 @@ class Store:
     def temp_tag(self, root: bytes, format: Format = "raw") -> TempTag:
         """Protects `root` from GC until released or until this process exits."""
         return self._lease.temp_tag(root, format)
+
+    @translating("could not check the content")
+    def is_reference_to(self, root: bytes, path: Path) -> bool:
+        """Whether blob `root` holds `path` unchanged: a reference to it whose size and mtime
+        are as recorded, or inline bytes equal to the file's."""
+        with self.db.snapshot() as conn:
+            info = get_blob(conn, root)
+            if info is None:
+                return False
+            if info.location == "inline":
+                try:
+                    return path.read_bytes() == inline_data(conn, root)
+                except OSError:
+                    return False
+            if info.location != "reference" or info.source != path:
+                return False
+            try:
+                check_reference(info, source_stamp(conn, root))
+            except (NotFoundError, IntegrityError):
+                return False
+            return True
 
     @translating("could not check the content")
     def forget_broken_references(self, roots: Sequence[bytes]) -> int:
