@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import stat
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -230,3 +233,50 @@ def test_a_killed_export_is_finished_by_the_next_without_force(tmp_path: Path, k
             assert report.ok, report.problems
             for blob in store.blobs():
                 assert read_all(store, blob.root) is not None
+
+
+@pytest.fixture
+def reflink_fs(tmp_path: Path) -> Iterator[Path]:
+    """An XFS file system in a loop-mounted image (XFS has reflinks); skipped where the tools
+    or the permission to mount are missing."""
+    if shutil.which("mkfs.xfs") is None:
+        pytest.skip("mkfs.xfs is not installed")
+    image, mount = tmp_path / "xfs.img", tmp_path / "xfs"
+    with image.open("wb") as f:
+        f.truncate(320 << 20)
+    mount.mkdir()
+    made = subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"mkfs.xfs failed: {made.stderr.decode().strip()}")
+    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a loop device here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_where_the_file_system_clones_the_store_keeps_its_copy_for_free(
+    reflink_fs: Path,
+) -> None:
+    size = 32 << 20
+    data = random_file(reflink_fs / "src" / "big.bin", size)
+    with Store.open(reflink_fs / "store") as store:
+        info, _ = store.import_file(reflink_fs / "src" / "big.bin")
+        (reflink_fs / "src" / "big.bin").unlink()
+        before = os.statvfs(reflink_fs)
+        result = store.export(info.root, reflink_fs / "out.bin", keep=False)
+        after = os.statvfs(reflink_fs)
+        assert (result.moved, result.copied) == (size, 0)
+        assert result.path.read_bytes() == data
+        blob = store.blob(info.root)
+        assert blob is not None
+        assert blob.location == "file", "the store keeps its own copy: edits cannot touch it"
+        assert result.path.stat().st_ino != store.layout.blob_data(info.root).stat().st_ino
+        used = (before.f_bfree - after.f_bfree) * before.f_frsize
+        assert used < size // 8, f"a clone shares the data's extents ({used} bytes used)"
+        with result.path.open("r+b") as f:
+            f.write(b"edited")
+        assert store.check().ok
+        assert read_all(store, info.root) == data
