@@ -227,3 +227,52 @@ async def test_going_on_after_cancel_keeps_the_transfer(
         await pilot.pause()
         assert app.query(TransferView)
     assert len(SavedTransfers(mine.data_dir).load()) == 1
+
+
+async def test_a_folder_saved_to_a_new_path_keeps_times_and_the_executable_bit(
+    app: RingdropApp, serving: Node, tmp_path: Path, downloads: Path
+) -> None:
+    folder = tmp_path / "project"
+    (folder / "bin").mkdir(parents=True)
+    (folder / "bin" / "run").write_bytes(b"#!/bin/sh\n" + DATA)
+    (folder / "bin" / "run").chmod(0o755)
+    (folder / "notes.txt").write_bytes(b"notes")
+    when = 1_234_567_890_123_456_789
+    for path in (folder / "bin" / "run", folder / "notes.txt"):
+        os.utime(path, ns=(when, when))
+    ticket = serving.share(folder, open=True).ticket.encode()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        view = await paste_and_receive(app, ticket, downloads / "copy")
+        await until(pilot, lambda: view.finished or view.failed)
+    out = downloads / "copy"
+    assert (out / "bin" / "run").read_bytes() == b"#!/bin/sh\n" + DATA
+    assert (out / "notes.txt").read_bytes() == b"notes"
+    assert os.access(out / "bin" / "run", os.X_OK)
+    assert not os.access(out / "notes.txt", os.X_OK)
+    assert (out / "bin" / "run").stat().st_mtime_ns == when
+    assert (out / "notes.txt").stat().st_mtime_ns == when
+
+
+async def test_keep_both_twice_numbers_the_names(
+    app: RingdropApp, serving: Node, tmp_path: Path, downloads: Path
+) -> None:
+    ticket = shared_file(serving, tmp_path, open=True)
+    (downloads / "movie.bin").write_bytes(b"mine")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        for _ in range(2):
+            app.query_one("#dest", Input).value = str(downloads)
+            app.query_one("#ticket", Input).value = ticket
+            app.query_one(ReceivePane).receive()
+            await until(pilot, lambda: isinstance(app.screen, Choice))
+            await pilot.pause()
+            await pilot.click("#rename")
+            await until(pilot, lambda: bool(app.query(TransferView)))
+            view = app.query_one(TransferView)
+            await until(pilot, lambda v=view: v.finished or v.failed)  # type: ignore[misc]
+            view.focus()
+            await pilot.press("x")  # a finished transfer leaves the list without a question
+            await until(pilot, lambda: not app.query(TransferView))
+    assert sorted(os.listdir(downloads)) == ["movie (1).bin", "movie (2).bin", "movie.bin"]
+    assert (downloads / "movie (2).bin").read_bytes() == DATA
