@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -109,6 +110,8 @@ class _Plan:
     """(root, name below the target: "" for a single file) of store files to release."""
     moved: int = 0
     copied: int = 0
+    can_clone: bool = True
+    """False once the file system has said it cannot clone: not asked again per file."""
 
 
 def export_blob(
@@ -136,7 +139,7 @@ def export_blob(
     with _open_dir(dest.parent) as folder:
         _remove_stale(folder, plan.temp)
         try:
-            how = _materialize(layout, folder, plan.temp.name, plan.temp, source, keep, meter)
+            how = _materialize(layout, plan, folder, plan.temp.name, plan.temp, source, keep, meter)
             _set_metadata(folder, plan.temp.name, None, executable=False)
             _count(plan, source, how, hand_over=not keep, name="")
             final = _place(layout, plan, folder, dest, existing, is_folder=False)
@@ -272,7 +275,7 @@ def _fill_folder(
         *folders, name = entry.name.split("/")
         shown = plan.temp.joinpath(*entry.name.split("/"))
         with _subfolder(base, folders, plan.temp) as folder:
-            how = _materialize(layout, folder, name, shown, source, keep or not first, meter)
+            how = _materialize(layout, plan, folder, name, shown, source, keep or not first, meter)
             _set_metadata(folder, name, entry.mtime_ns, executable=entry.executable)
         _count(plan, source, how, hand_over=first and not keep, name=entry.name)
 
@@ -287,9 +290,20 @@ def _count(plan: _Plan, source: _Source, how: How, *, hand_over: bool, name: str
 
 
 def _materialize(
-    layout: Layout, folder: int, name: str, shown: Path, source: _Source, keep: bool, meter: Meter
+    layout: Layout,
+    plan: _Plan,
+    folder: int,
+    name: str,
+    shown: Path,
+    source: _Source,
+    keep: bool,
+    meter: Meter,
 ) -> How:
-    """Creates the file `name` in `folder` with the blob's bytes, by the cheapest safe means."""
+    """Creates the file `name` in `folder` with the blob's bytes, by the cheapest safe means.
+
+    Written bytes are fsynced here; a clone or a link adds no data, and its metadata becomes
+    durable with the folder's fsync before the result is renamed into place (file systems that
+    journal metadata commit it in order)."""
     if source.data is not None:
         root, _ = outboard_from_bytes(source.data)
         if root != source.info.root:
@@ -304,9 +318,11 @@ def _materialize(
         return "written"
     assert source.path is not None
     if source.info.location == "file":
-        if _clone(source.path, folder, name):
-            meter.add(2 * source.info.size)
-            return "cloned"
+        if plan.can_clone:
+            plan.can_clone = _clone(source.path, folder, name)
+            if plan.can_clone:
+                meter.add(2 * source.info.size)
+                return "cloned"
         if not keep and _link(source.path, folder, name):
             meter.add(2 * source.info.size)
             return "linked"
@@ -385,19 +401,19 @@ def _verify(layout: Layout, written: Path, source: _Source, meter: Meter) -> Non
 
 def _set_metadata(folder: int, name: str, mtime_ns: int | None, *, executable: bool) -> None:
     """Gives the file the mode a new file gets here (plus x where the sharer had it) and the
-    sharer's modification time, and makes both durable."""
+    sharer's modification time."""
     fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
     try:
         os.fchmod(fd, (0o777 if executable else 0o666) & ~_umask())
         if mtime_ns is not None:
             os.utime(fd, ns=(mtime_ns, mtime_ns))
-        os.fsync(fd)
     finally:
         os.close(fd)
 
 
+@functools.cache
 def _umask() -> int:
-    """The process's umask, read without changing it (os.umask would race other threads)."""
+    """The process's umask, read once without changing it (os.umask would race threads)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
