@@ -161,8 +161,10 @@ def export_collection(
     keep: bool,
     progress: ProgressFn | None,
 ) -> ExportResult:
-    """Writes the files of collection `root` into a new folder `dest` (replaced whole, or with
-    its files overwritten one by one, under `force` when it exists); returns where it went."""
+    """Writes the files of collection `root` into a new folder `dest`; returns where it went.
+
+    Under `force`, an existing folder `dest` keeps its other files and has those of the same
+    names replaced; an existing file `dest` is replaced."""
     dest = dest.absolute()
     finish_export(db, layout, root)
     with db.snapshot() as conn:
