@@ -119,6 +119,14 @@ def test_a_folder_to_a_new_path_is_that_folder(
     assert tree(bob.cwd / "holiday") == tree(a_folder)
 
 
+def test_a_dest_ending_in_a_slash_is_a_folder_to_create(
+    alice: Node, bob: Node, server: Process, a_file: Path
+) -> None:
+    out = bob.run("get", alice.share(a_file, "--open"), "--dest", f"{bob.cwd}/new/").stdout
+    assert (bob.cwd / "new" / "notes.txt").read_bytes() == a_file.read_bytes()
+    assert "put in place without copying" in out
+
+
 def test_an_existing_folder_receives_it_under_its_name(
     alice: Node, bob: Node, server: Process, a_file: Path, a_folder: Path
 ) -> None:

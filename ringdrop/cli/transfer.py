@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -221,11 +222,11 @@ def _register_get(commands: Commands) -> None:
     parser.add_argument("ticket", metavar="TICKET")
     parser.add_argument(
         "--dest",
-        type=Path,
         metavar="PATH",
         help=(
             "like cp: an existing folder receives it under its own name; any other path is "
-            "the result (the file, or the folder of a shared folder). Default: the current folder"
+            "the result (the file, or the folder of a shared folder); a path ending in / is a "
+            "folder to create. Default: the current folder"
         ),
     )
     existing = parser.add_mutually_exclusive_group()
@@ -259,12 +260,13 @@ def cmd_get(args: argparse.Namespace) -> int:
     ticket = Ticket.decode(args.ticket)
     retry = RetryPolicy(attempts=max(1, args.attempts))
     with open_node(args) as node, TransferProgress() as progress:
+        dest = _dest(node, ticket, args.dest)
         try:
             existing: OnExisting = "force" if args.force else "rename" if args.rename else "refuse"
             received = asyncio.run(
                 node.get(
                     ticket,
-                    args.dest,
+                    dest,
                     existing=existing,
                     keep=True if args.keep else None,
                     progress=progress,
@@ -282,6 +284,17 @@ def cmd_get(args: argparse.Namespace) -> int:
     else:
         _print_received(ticket, received)
     return 0
+
+
+def _dest(node: Node, ticket: Ticket, text: str | None) -> Path | None:
+    """--dest as a path; one ending in a slash names a folder to receive it in, created if
+    it does not exist (without the slash, a path that does not exist is the result itself)."""
+    if text is None:
+        return None
+    dest = Path(text).expanduser()
+    if text.endswith(("/", os.sep)) and not dest.is_dir():
+        return dest / node.export_target(ticket, None).name
+    return dest
 
 
 def _received_json(ticket: Ticket, received: Received) -> dict[str, object]:
@@ -312,6 +325,11 @@ def _print_received(ticket: Ticket, received: Received) -> None:
     print(f"  {display.size(stats.total)}{files} in {display.duration(stats.seconds)}{speed}")
     if stats.present:
         print(f"  {display.size(stats.present)} of it was already here")
+    if received.moved:
+        print(
+            f"  {display.size(received.moved)} put in place without copying: the data directory "
+            "shares it from there (edit it and it is no longer shared)"
+        )
 
 
 def _send_your_id(node: Node) -> str:
