@@ -4,14 +4,17 @@ what it asks when the destination exists, and what cancelling keeps."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.widgets import Button, Input, ProgressBar
 
 from ringdrop.bao import GROUP_SIZE, ChunkRanges
 from ringdrop.node import Node
+from ringdrop.store import export
 from ringdrop.ticket import Ticket
 from ringdrop.tui.app import RingdropApp
 from ringdrop.tui.dialogs import Choice
@@ -276,3 +279,43 @@ async def test_keep_both_twice_numbers_the_names(
             await until(pilot, lambda: not app.query(TransferView))
     assert sorted(os.listdir(downloads)) == ["movie (1).bin", "movie (2).bin", "movie.bin"]
     assert (downloads / "movie (2).bin").read_bytes() == DATA
+
+
+async def test_a_folder_export_that_failed_half_way_is_retried_without_overwriting(
+    app: RingdropApp,
+    serving: Node,
+    tmp_path: Path,
+    downloads: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = tmp_path / "album"
+    for i in range(6):
+        (folder / f"disc{i % 2}").mkdir(parents=True, exist_ok=True)
+        (folder / f"disc{i % 2}" / f"track{i}.bin").write_bytes(pseudo_random(100_000, seed=i))
+    ticket = serving.share(folder, open=True).ticket.encode()
+    real = export._materialize
+    calls = 0
+
+    def disk_full_at_the_third_file(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export, "_materialize", disk_full_at_the_third_file)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        view = await paste_and_receive(app, ticket, downloads)
+        await until(pilot, lambda: view.finished or view.failed)
+        assert view.failed
+        assert "could not export: the disk is full" in " ".join(screen_text(app).split())
+        assert os.listdir(downloads) == [], "nothing half-done in the way"
+        view.focus()
+        await pilot.press("p")  # retry: no question, nothing to overwrite
+        await until(pilot, lambda: view.finished or (view.failed and calls > 3))
+        assert not isinstance(app.screen, Choice)
+    assert view.finished
+    assert sorted(p.relative_to(downloads).as_posix() for p in downloads.rglob("*.bin")) == [
+        f"album/disc{i % 2}/track{i}.bin" for i in (0, 2, 4, 1, 3, 5)
+    ]
