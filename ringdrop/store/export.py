@@ -107,7 +107,8 @@ class _Plan:
     root: bytes
     temp: Path
     handover: list[tuple[bytes, str]] = field(default_factory=list)
-    """(root, name below the target: "" for a single file) of store files to release."""
+    """(root, name below the target: "" for a single file) of blobs whose store entry is to
+    name the result once it is in place: store files to release, references to renew."""
     moved: int = 0
     copied: int = 0
     can_clone: bool = True
@@ -288,6 +289,9 @@ def _count(plan: _Plan, source: _Source, how: How, *, hand_over: bool, name: str
     else:
         plan.copied += source.info.size
     if hand_over and how in ("linked", "copied") and source.info.location == "file":
+        plan.handover.append((source.info.root, name))
+    elif source.info.location == "reference" and how == "copied":
+        # Perhaps over the very file the reference names (--force): its stamp is renewed.
         plan.handover.append((source.info.root, name))
 
 
@@ -559,13 +563,18 @@ def _release(db: Database, layout: Layout, plan: _Plan, target: Path) -> None:
         with db.transaction() as conn:
             for root, name in plan.handover:
                 info = blobs.get_blob(conn, root)
-                if info is None or info.location != "file":
-                    continue
                 path = target.joinpath(*name.split("/")) if name else target
                 try:
                     st = os.lstat(path)
                 except FileNotFoundError:
-                    continue  # gone since: the store keeps its copy
+                    continue  # gone since: the store keeps what it has
+                if info is not None and info.location == "reference" and info.source == path:
+                    conn.execute(
+                        "UPDATE blobs SET source_mtime_ns = ? WHERE root = ?",
+                        (st.st_mtime_ns, root),
+                    )
+                if info is None or info.location != "file":
+                    continue
                 conn.execute(
                     "UPDATE blobs SET location = 'reference', source = ?, source_mtime_ns = ? "
                     "WHERE root = ?",

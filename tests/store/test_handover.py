@@ -280,3 +280,15 @@ def test_where_the_file_system_clones_the_store_keeps_its_copy_for_free(
             f.write(b"edited")
         assert store.check().ok
         assert read_all(store, info.root) == data
+
+
+def test_forcing_an_export_over_the_file_a_reference_names_keeps_it_served(
+    store: Store, tmp_path: Path
+) -> None:
+    data = random_file(tmp_path / "a.bin", SIZE)
+    info, _ = store.import_file(tmp_path / "a.bin")
+    out = store.export(info.root, tmp_path / "out.bin", keep=False).path
+    store.export(info.root, out, existing="force", keep=False)
+    assert out.read_bytes() == data
+    assert store.check().ok
+    assert read_all(store, info.root) == data
