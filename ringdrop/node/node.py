@@ -33,7 +33,7 @@ from ringdrop.protocol import CatalogEntry, GetRequest, Request
 from ringdrop.store import ImportMode, OnExisting, Store, default_data_dir
 from ringdrop.store.access import Access, UploadOutcome
 from ringdrop.store.access_schema import OPEN_RING
-from ringdrop.store.export import free_name
+from ringdrop.store.export import exists_message, free_name
 from ringdrop.store.files import FileLock, ensure_free_space
 from ringdrop.store.names import validate_name
 from ringdrop.store.progress import ProgressFn
@@ -276,10 +276,7 @@ class Node:
             done = True  # a rerun after the export finished: nothing to do, nor to refuse
         elif os.path.lexists(target):
             if existing == "refuse":
-                raise StoreError(
-                    f"{target} already exists; use --force to overwrite it or --rename to keep "
-                    "both (the new one gets a numbered name)"
-                )
+                raise StoreError(exists_message(target))
             if existing == "rename":
                 target = free_name(target)
         if ticket.size is not None and not done:

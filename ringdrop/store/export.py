@@ -61,6 +61,7 @@ __all__ = [
     "ExportResult",
     "OnExisting",
     "copy_bytes_needed",
+    "exists_message",
     "export_blob",
     "export_collection",
     "finish_export",
@@ -434,10 +435,11 @@ def _umask() -> int:
 
 def _check_existing(dest: Path, existing: OnExisting) -> None:
     if existing == "refuse" and os.path.lexists(dest):
-        raise StoreError(_exists_message(dest))
+        raise StoreError(exists_message(dest))
 
 
-def _exists_message(dest: Path) -> str:
+def exists_message(dest: Path) -> str:
+    """What a refused export says, naming both ways past it."""
     return (
         f"{dest} already exists; use --force to overwrite it or --rename to keep both "
         "(writes a numbered name)"
@@ -469,7 +471,7 @@ def _place(
             if existing == "rename":
                 n += 1
                 continue
-            raise StoreError(_exists_message(target)) from None
+            raise StoreError(exists_message(target)) from None
         fsync_dir(target.parent)
         return target
 
