@@ -243,6 +243,7 @@ def a_big_folder(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_an_interrupted_folder_export_needs_no_force_to_finish(
     alice: Node, bob: Node, server: Process, a_big_folder: Path, sig: signal.Signals
@@ -264,6 +265,7 @@ def test_an_interrupted_folder_export_needs_no_force_to_finish(
     assert os.listdir(bob.cwd) == ["big"]
 
 
+@pytest.mark.slow
 def test_a_killed_file_export_is_finished_by_the_rerun(
     alice: Node, bob: Node, server: Process, tmp_path: Path
 ) -> None:

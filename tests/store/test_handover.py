@@ -202,6 +202,7 @@ def test_an_export_stopped_before_the_rename_leaves_nothing_in_the_way(
     assert tree_of(tmp_path / "got") == tree_of(tmp_path / "src")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep", [False, True])
 def test_a_killed_export_is_finished_by_the_next_without_force(tmp_path: Path, keep: bool) -> None:
     """SIGKILL at random instants of a folder export; each time, the next export (or the
