@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ringdrop.errors import DiskFullError
+from ringdrop.errors import DiskFullError, StoreError
 from ringdrop.node import Node
 from tests.conftest import pseudo_random
 
@@ -84,3 +84,26 @@ def _write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+async def test_the_keep_received_setting_keeps_a_private_copy(
+    serving: Node, tmp_path: Path
+) -> None:
+    data = pseudo_random(SIZE)
+    share = serving.share(_write(tmp_path / "in" / "a.bin", data), open=True)
+    data_dir = tmp_path / "keeper"
+    data_dir.mkdir()
+    (data_dir / "config.json").write_text('{"port": 29999, "keep_received": true}')
+    with Node(data_dir) as keeper:
+        received = await keeper.get(share.ticket, tmp_path / "a.bin")
+        blob = keeper.store.blob(share.root)
+    assert received.path.read_bytes() == data
+    assert (received.moved, received.copied) == (0, SIZE)
+    assert blob is not None
+    assert blob.location == "file"
+
+
+def test_a_damaged_keep_received_setting_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"port": 29999, "keep_received": "yes"}')
+    with pytest.raises(StoreError, match="keep_received must be true or false"):
+        Node(tmp_path)
