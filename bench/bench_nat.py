@@ -85,7 +85,7 @@ def run_case(left: NatKind, right: NatKind, data: Path, repeat: int) -> dict[str
                             "get",
                             ticket,
                             "--dest",
-                            str(out),
+                            str(out) + "/",
                             "--json",
                         ],
                     ),

@@ -97,7 +97,7 @@ def run_once(source: Path, files: int, work: Path) -> dict[str, float]:
                 raise SystemExit(f"ringdrop serve failed:\n{log.read_text()}")
             time.sleep(0.05)
         started = time.perf_counter()
-        ringdrop(receiver, "get", ticket, "--dest", str(work / "out"))
+        ringdrop(receiver, "get", ticket, "--dest", str(work / "out") + "/")
         get_s = time.perf_counter() - started
     finally:
         server.terminate()

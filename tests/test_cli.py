@@ -190,7 +190,7 @@ def test_share_json(alice: Node, a_folder: Path) -> None:
     shown = alice.json("share", a_folder, "--ring", "family")
     assert isinstance(shown, dict)
     assert set(shown) == {"ticket", "command", "hash", "name", "format", "size", "rings",
-                          "server_pid"}  # fmt: skip
+                          "server_pid", "excluded", "skipped"}  # fmt: skip
     assert shown["command"] == f"ringdrop get {shown['ticket']}"
     assert shown["name"] == "photos"
     assert shown["format"] == "collection"

@@ -77,9 +77,11 @@ def test_a_file_goes_from_share_to_get(
     alice: Node, bob: Node, server: Process, a_file: Path
 ) -> None:
     ticket = alice.share(a_file, "--open")
+    (bob.cwd / "in").mkdir()
     shown = stats(bob, "get", ticket, "--dest", bob.cwd / "in")
     assert set(shown) == {"path", "via", "traffic", "dest", "name", "hash", "format", "total",
-                          "present", "received", "seconds", "first_byte", "files"}  # fmt: skip
+                          "present", "received", "seconds", "first_byte", "files", "moved",
+                          "copied"}  # fmt: skip
     assert (bob.cwd / "in" / "notes.txt").read_bytes() == a_file.read_bytes()
     assert shown["dest"] == str(bob.cwd / "in" / "notes.txt")
     assert shown["path"] == "direct"
@@ -113,10 +115,10 @@ def test_the_summary_says_what_was_already_here(
     alice: Node, bob: Node, server: Process, a_file: Path
 ) -> None:
     ticket = alice.share(a_file, "--open")
-    bob.run("get", ticket, "--dest", bob.cwd / "first")
-    again = stats(bob, "get", ticket, "--dest", bob.cwd / "second")
+    bob.run("get", ticket, "--dest", bob.cwd / "first.txt")
+    again = stats(bob, "get", ticket, "--dest", bob.cwd / "second.txt")
     assert again["present"] == again["total"] == a_file.stat().st_size
-    assert (bob.cwd / "second" / "notes.txt").read_bytes() == a_file.read_bytes()
+    assert (bob.cwd / "second.txt").read_bytes() == a_file.read_bytes()
 
 
 def test_share_says_whether_a_server_is_up(alice: Node, server: Process, a_file: Path) -> None:

@@ -148,7 +148,9 @@ def world(left: NatKind, right: NatKind, tmp: Path) -> Iterator[World]:
 
 
 def received(world: World, ticket: str) -> dict[str, Any]:
-    done = world.run(world.lab.right, "get", ticket, "--dest", str(world.tmp / "out"), "--json")
+    done = world.run(
+        world.lab.right, "get", ticket, "--dest", str(world.tmp / "out") + "/", "--json"
+    )
     assert done.returncode == 0, done.stderr
     shown: dict[str, Any] = json.loads(done.stdout)
     return shown
@@ -156,13 +158,27 @@ def received(world: World, ticket: str) -> dict[str, Any]:
 
 def test_behind_two_port_preserving_nats_a_hole_is_punched(tmp_path: Path) -> None:
     with world("port-preserving", "port-preserving", tmp_path) as w:
-        ticket, data = w.share_and_serve(24 * 1024 * 1024)
-        shown = received(w, ticket)
+        # Large enough that the relay cannot carry it all in the moment a punch takes.
+        ticket, data = w.share_and_serve(256 * 1024 * 1024)
+        get = w.lab.popen(
+            w.lab.right.host,
+            w.ringdrop(w.lab.right, "get", ticket, "--dest", str(tmp_path / "out") + "/", "--json"),
+            env=w.env(w.lab.right),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        errors = _Lines(get.stderr)
+        moved = errors.wait_for(" direct ", _LINE_TIMEOUT)  # from the relay to a punched path
+        out = get.stdout.read() if get.stdout else ""
+        assert get.wait(timeout=300) == 0, errors.seen
+        shown = json.loads(out)
         assert (tmp_path / "out" / "shared.bin").read_bytes() == data
-        assert shown["traffic"].get("direct", 0) > 0, shown
-        if shown["path"] == "direct":
-            # The punched path is the router's public address, not the host's private one.
-            assert shown["via"].startswith(w.lab.left.public_ip), shown
+        # The punched path is the router's public address, not the host's private one.
+        assert f" direct {w.lab.left.public_ip}:" in moved
+        assert shown["path"] == "direct", shown
+        assert shown["via"].startswith(w.lab.left.public_ip), shown
+        assert shown["traffic"]["relay"] > 0, shown  # it started through the relay
 
 
 def test_behind_a_symmetric_nat_the_relay_carries_it(tmp_path: Path) -> None:
@@ -180,7 +196,7 @@ def test_a_direct_path_cut_mid_transfer_falls_back_to_the_relay(tmp_path: Path) 
         ticket, data = w.share_and_serve(96 * 1024 * 1024)
         get = w.lab.popen(
             w.lab.right.host,
-            w.ringdrop(w.lab.right, "get", ticket, "--dest", str(tmp_path / "out"), "--json"),
+            w.ringdrop(w.lab.right, "get", ticket, "--dest", str(tmp_path / "out") + "/", "--json"),
             env=w.env(w.lab.right),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

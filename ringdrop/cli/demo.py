@@ -99,7 +99,8 @@ async def _demo(work: Path, args: argparse.Namespace) -> int:
                 await carol.get(share.ticket, work / "carol-got")
             except AccessDeniedError as error:
                 print(f"  refused, as she should be: {error}\n")
-            print("bob:   ringdrop get <ticket>")
+            print("bob:   ringdrop get <ticket> --dest bob-got")
+            (work / "bob-got").mkdir(exist_ok=True)
             with TransferProgress() as progress:
                 received = await bob.get(share.ticket, work / "bob-got", progress=progress)
         finally:

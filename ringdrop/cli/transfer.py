@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -17,13 +18,16 @@ from ringdrop.cli.base import (
     add_no_addresses,
     open_node,
 )
+from ringdrop.cli.exits import ExitCode
 from ringdrop.cli.progress import BytesProgress, TransferProgress
 from ringdrop.errors import AccessDeniedError
 from ringdrop.node.download import RetryPolicy
 from ringdrop.node.node import Node, Received, Share
 from ringdrop.node.server import ServeEvent
 from ringdrop.protocol import CatalogEntry
+from ringdrop.store import OnExisting
 from ringdrop.store.access_schema import OPEN_RING
+from ringdrop.store.collection import IGNORE_FILE
 from ringdrop.ticket import Ticket
 
 
@@ -83,6 +87,7 @@ def _register_share(commands: Commands) -> None:
             "ringdrop share holiday.mp4 --ring family",
             "ringdrop share ./photos --open --qr",
             "ringdrop share notes.txt --open --no-addresses",
+            "ringdrop share ./project --exclude node_modules/ --exclude '*.log' --open",
         ],
         run=cmd_share,
     )
@@ -102,6 +107,16 @@ def _register_share(commands: Commands) -> None:
         action="store_true",
         help="do not copy the data: serve it from where it is (it must then not change)",
     )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help=(
+            "leave out a folder's files that match this gitignore-style pattern (repeatable; "
+            f"a {IGNORE_FILE} file at the top of the folder adds its own patterns)"
+        ),
+    )
     parser.add_argument("--qr", action="store_true", help="also show the ticket as a QR code")
     add_no_addresses(parser)
     add_json(parser)
@@ -109,6 +124,9 @@ def _register_share(commands: Commands) -> None:
 
 def cmd_share(args: argparse.Namespace) -> int:
     path: Path = args.path
+    if args.exclude and not path.is_dir():
+        print(f"ringdrop: error: --exclude applies to folders; {path} is not one", file=sys.stderr)
+        return ExitCode.USAGE
     with open_node(args) as node:
         with BytesProgress(f"hashing {display.safe(path.absolute().name)}") as progress:
             share = node.share(
@@ -116,6 +134,7 @@ def cmd_share(args: argparse.Namespace) -> int:
                 rings=args.ring,
                 open=args.open,
                 reference=args.reference,
+                exclude=args.exclude,
                 progress=progress,
                 addresses=not args.no_addresses,
             )
@@ -137,6 +156,8 @@ def _share_json(share: Share) -> dict[str, object]:
         "format": display.json_format(share.format),
         "size": share.size,
         "rings": list(share.rings),
+        "excluded": share.excluded,
+        "skipped": list(share.skipped),
     }
 
 
@@ -144,6 +165,16 @@ def _print_share(share: Share, server: int | None, port: int, args: argparse.Nam
     ticket = share.ticket.encode()
     kind = display.kind(share.format)
     print(f"Shared {display.safe(share.name)} ({kind}, {display.size(share.size)}).")
+    if share.excluded:
+        plural = "s" if share.excluded != 1 else ""
+        print(f"Left out {share.excluded} file{plural} matching --exclude or {IGNORE_FILE}.")
+    if share.skipped:
+        plural = "s" if len(share.skipped) != 1 else ""
+        print(
+            f"Skipped {len(share.skipped)} item{plural} that are not regular files (symbolic "
+            f"links, sockets…): {', '.join(display.safe(n) for n in share.skipped[:3])}"
+            + (" …" if len(share.skipped) > 3 else "")
+        )
     print(_readers(share))
     if args.qr:
         display.print_qr(ticket)
@@ -191,17 +222,40 @@ def _register_get(commands: Commands) -> None:
             "hash before it is written. A broken connection is retried; if the command stops "
             "(Ctrl-C, a crash), running it again asks only for what is still missing."
         ),
-        examples=["ringdrop get rdrop:aeb…", "ringdrop get rdrop:aeb… --dest ~/Downloads --json"],
+        examples=[
+            "ringdrop get rdrop:aeb…",
+            "ringdrop get rdrop:aeb… --dest ~/Downloads --json",
+            "ringdrop get rdrop:aeb… --dest report-final.pdf --rename",
+        ],
         run=cmd_get,
     )
     parser.add_argument("ticket", metavar="TICKET")
     parser.add_argument(
         "--dest",
-        type=Path,
-        metavar="FOLDER",
-        help="the folder to write it into (default: the current folder)",
+        metavar="PATH",
+        help=(
+            "like cp: an existing folder receives it under its own name; any other path is "
+            "the result (the file, or the folder of a shared folder); a path ending in / is a "
+            "folder to create. Default: the current folder"
+        ),
     )
-    parser.add_argument("--force", action="store_true", help="overwrite files that exist")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--force", action="store_true", help="overwrite what is already at the destination"
+    )
+    existing.add_argument(
+        "--rename",
+        action="store_true",
+        help="if the destination exists, write `name (1).ext` (then (2), …) beside it",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help=(
+            "keep a private copy in the data directory too (default: the store hands its copy "
+            "over to the destination and serves re-shares from there; config keep_received)"
+        ),
+    )
     parser.add_argument(
         "--attempts",
         type=int,
@@ -216,9 +270,18 @@ def cmd_get(args: argparse.Namespace) -> int:
     ticket = Ticket.decode(args.ticket)
     retry = RetryPolicy(attempts=max(1, args.attempts))
     with open_node(args) as node, TransferProgress() as progress:
+        dest = _dest(node, ticket, args.dest)
         try:
+            existing: OnExisting = "force" if args.force else "rename" if args.rename else "refuse"
             received = asyncio.run(
-                node.get(ticket, args.dest, force=args.force, progress=progress, retry=retry)
+                node.get(
+                    ticket,
+                    dest,
+                    existing=existing,
+                    keep=True if args.keep else None,
+                    progress=progress,
+                    retry=retry,
+                )
             )
         except AccessDeniedError as error:
             error.add_note(_send_your_id(node))
@@ -231,6 +294,17 @@ def cmd_get(args: argparse.Namespace) -> int:
     else:
         _print_received(ticket, received)
     return 0
+
+
+def _dest(node: Node, ticket: Ticket, text: str | None) -> Path | None:
+    """--dest as a path; one ending in a slash names a folder to receive it in, created if
+    it does not exist (without the slash, a path that does not exist is the result itself)."""
+    if text is None:
+        return None
+    dest = Path(text).expanduser()
+    if text.endswith(("/", os.sep)) and not dest.is_dir():
+        return dest / node.export_target(ticket, None).name
+    return dest
 
 
 def _received_json(ticket: Ticket, received: Received) -> dict[str, object]:
@@ -250,6 +324,8 @@ def _received_json(ticket: Ticket, received: Received) -> dict[str, object]:
         "seconds": round(stats.seconds, 3),
         "first_byte": None if stats.first_byte is None else round(stats.first_byte, 3),
         "files": stats.files,
+        "moved": received.moved,
+        "copied": received.copied,
     }
 
 
@@ -266,6 +342,11 @@ def _print_received(ticket: Ticket, received: Received) -> None:
         print(f"  from the sharer {display.safe(str(received.route))}")
     if stats.present:
         print(f"  {display.size(stats.present)} of it was already here")
+    if received.moved:
+        print(
+            f"  {display.size(received.moved)} put in place without copying: the data directory "
+            "shares it from there (edit it and it is no longer shared)"
+        )
 
 
 def _send_your_id(node: Node) -> str:

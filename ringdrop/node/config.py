@@ -1,6 +1,8 @@
 """The node's settings: the file in the data directory (the listening port, chosen once and kept
-so that printed tickets stay valid across restarts, and the home relay last chosen), and the
-relay and STUN servers, from the command line, else the environment, else the defaults."""
+so that printed tickets stay valid across restarts; the home relay last chosen; whether received
+content keeps a private copy in the store, `keep_received`, default false: the store hands its
+copy over to the export), and the relay and STUN servers, from the command line, else the
+environment, else the defaults."""
 
 from __future__ import annotations
 
@@ -52,6 +54,8 @@ class Config:
 
     port: int
     home_relay: str | None = None
+    keep_received: bool = False
+    """Keep a private copy of received content in the store, as `get --keep` does."""
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> Config:
@@ -61,15 +65,19 @@ class Config:
             port = int(raw["port"])
             if not 0 < port < 65536:
                 raise ValueError(port)
+            keep = raw.get("keep_received", False)
+            if not isinstance(keep, bool):
+                raise ValueError(f"keep_received must be true or false, not {keep!r}")
             # Only a remembered choice: a bad value is forgotten, not an error.
             home_relay = raw.get("home_relay")
-            return cls(port=port, home_relay=home_relay if isinstance(home_relay, str) else None)
+            relay = home_relay if isinstance(home_relay, str) else None
+            return cls(port=port, home_relay=relay, keep_received=keep)
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError) as error:
             raise StoreError(
-                f"{path} is damaged ({error!r}); fix the port in it or delete it to choose a "
-                "new one (tickets printed before then name the old port)."
+                f"{path} is damaged ({error!r}); fix it or delete it to choose a new port "
+                "(tickets printed before then name the old port)."
             ) from error
         config = cls(port=_free_udp_port())
         config.save(data_dir)

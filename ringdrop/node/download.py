@@ -316,5 +316,10 @@ async def _flush_every(writer: PartialWriter, seconds: float) -> None:
 
 
 def export_target(dest: Path | None, name: str) -> Path:
-    """Where content called `name` goes: inside the folder `dest` (default: here)."""
-    return (Path.cwd() if dest is None else dest) / name
+    """Where content called `name` goes, as `cp` and `curl -o` decide: into the current folder
+    without `dest`; inside `dest` under its own name if `dest` is an existing folder; otherwise
+    `dest` itself is the result (the file, or the folder holding a collection's files)."""
+    if dest is None:
+        return Path.cwd() / name
+    dest = dest.expanduser()
+    return dest / name if dest.is_dir() else dest

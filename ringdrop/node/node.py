@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import ipaddress
 import json
 import os
+import threading
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +47,10 @@ from ringdrop.protocol import (
     MembersRequest,
     Request,
 )
-from ringdrop.store import ImportMode, Store, default_data_dir
+from ringdrop.store import ImportMode, OnExisting, Store, default_data_dir
 from ringdrop.store.access import Access, UploadOutcome
 from ringdrop.store.access_schema import OPEN_RING
+from ringdrop.store.export import exists_message, free_name
 from ringdrop.store.files import FileLock, ensure_free_space
 from ringdrop.store.log_writer import LogWriter
 from ringdrop.store.names import validate_name
@@ -91,6 +94,10 @@ class Received:
     """How the sharer was reached for most of the bytes (None if nothing had to be fetched)."""
     traffic: dict[str, int] = dataclasses.field(default_factory=dict)
     """Datagram bytes received by kind of path: `direct`, `relay`."""
+    moved: int = 0
+    """Bytes put in place without a copy (handed over by the store, or cloned)."""
+    copied: int = 0
+    """Bytes the export had to write."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,10 @@ class Share:
     size: int
     rings: tuple[str, ...]
     ticket: Ticket
+    excluded: int = 0
+    """Files of a shared folder left out by --exclude patterns or its .ringdropignore."""
+    skipped: tuple[str, ...] = ()
+    """Names in a shared folder that are not regular files (symbolic links, sockets…)."""
 
 
 class Node:
@@ -170,11 +181,15 @@ class Node:
         rings: Iterable[str] = (),
         open: bool = False,
         reference: bool = False,
+        exclude: Sequence[str] = (),
         progress: ProgressFn | None = None,
         addresses: bool = True,
     ) -> Share:
         """Imports a file or folder and attaches it to `rings` (and the `open` ring if `open`).
-        Without `addresses`, its ticket names only the home relay, no address of this machine."""
+        Without `addresses`, its ticket names only the home relay, no address of this machine.
+
+        A folder's files that the gitignore-style `exclude` patterns, or its own
+        `.ringdropignore`, match are left out (and counted in the result)."""
         if not addresses:
             self.check_relay_only_ticket()
         rings = list(rings) + ([OPEN_RING] if open else [])
@@ -187,10 +202,16 @@ class Node:
         mode: ImportMode = "reference" if reference else "copy"
         name = path.absolute().name
         format: Format
+        excluded, skipped = 0, tuple[str, ...]()
         if path.is_dir():
-            imported = self.store.import_directory(path, mode=mode, progress=progress)
+            imported = self.store.import_directory(
+                path, mode=mode, progress=progress, exclude=exclude
+            )
             root, size, format = imported.info.root, imported.collection.total_size, "collection"
+            excluded, skipped = imported.excluded, imported.skipped
             self.access.record_collection(root, (e.root for e in imported.collection.entries))
+        elif exclude:
+            raise StoreError(f"{path} is a single file: exclusions apply to folders only")
         elif path.exists():
             info, _ = self.store.import_file(path, mode=mode, progress=progress)
             root, size, format = info.root, info.size, "raw"
@@ -198,9 +219,10 @@ class Node:
             raise NotFoundError(f"{path} does not exist")
         for ring in rings:
             self.access.attach(root, ring, name=name, format=format, size=size)
-        return self.describe(
+        share = self.describe(
             root, name=name, format=format, size=size, at=None if addresses else ()
         )
+        return dataclasses.replace(share, excluded=excluded, skipped=skipped)
 
     def shares(self) -> list[Share]:
         """Everything in the store under a tag (shared or received), newest first.
@@ -335,51 +357,151 @@ class Node:
         ticket: Ticket,
         dest: Path | None = None,
         *,
-        force: bool = False,
+        existing: OnExisting = "refuse",
+        keep: bool | None = None,
         progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
     ) -> Received:
-        """Downloads the ticket's content (resuming what is already verified) and exports it."""
+        """Downloads the ticket's content (resuming what is already verified) and exports it.
+
+        `dest` follows `cp`: an existing folder receives the content under its name, any other
+        path is the result (see `export_target`). An existing result is refused, overwritten or
+        kept beside a numbered new one, as `existing` says. Unless `keep` (default: the config's
+        `keep_received`), the store hands its copy over to the exported file and keeps a
+        reference to it (see ringdrop/store/export.py).
+        """
         retry = retry or RetryPolicy()
         self._check_reachable(ticket)  # fails at once, where retrying could not help
+        keep = self.config.keep_received if keep is None else keep
         name = _safe_name(ticket)
-        target = export_target(dest, name)
-        if os.path.lexists(target) and not force:
-            raise StoreError(f"{target} already exists; use --force to overwrite it")
-        if ticket.size is not None:
-            # The ticket's size is only advisory, but it lets a transfer that cannot fit fail
-            # now rather than at 90 %; the store and the export check again with real sizes.
-            # A download under way needs less than the whole in the store: checked per member.
-            started = self.store.blob(ticket.content_hash) is not None or any(
-                p.root == ticket.content_hash for p in self.store.partials()
-            )
-            if not started:
-                ensure_free_space(self.data_dir, ticket.size, f"downloading {name}")
-            ensure_free_space(_existing_parent(target), ticket.size, f"writing {name}")
+        root = ticket.content_hash
+        target = self.export_target(ticket, dest)
+        # A rerun after a crash in the export finishes it first: its result is already there.
+        finished = await asyncio.to_thread(self.store.finish_export, root)
+        done = finished is not None and (
+            finished == target or (existing == "rename" and finished.parent == target.parent)
+        )
+        if done:
+            assert finished is not None
+            target = finished
+        elif existing != "rename" and self._already_there(ticket, target):
+            done = True  # a rerun after the export finished: nothing to do, nor to refuse
+        elif os.path.lexists(target):
+            if existing == "refuse":
+                raise StoreError(exists_message(target))
+            if existing == "rename":
+                target = free_name(target)
+        if ticket.size is not None and not done:
+            self._check_space(ticket, name, target, keep)
         self._remember(ticket)
         tracker = Tracker(name, progress, retry.attempts)
         source = _Source(self, ticket, tracker)
         format: Format = "collection" if ticket.format == "collection" else "raw"
-        download = Download(
-            self.store, source.connect, ticket.content_hash, format, name, tracker, retry
-        )
+        await asyncio.to_thread(self._forget_lost_references, root, format)
+        download = Download(self.store, source.connect, root, format, name, tracker, retry)
         try:
             stats = await download.run()
         finally:
             await source.close()
         if format == "collection":
             # Received folders can be re-shared: attaching one must cover its members.
-            members = (e.root for e in self.store.collection(ticket.content_hash).entries)
-            self.access.record_collection(ticket.content_hash, members)
-        tracker.update(state="exporting")
-        if format == "collection":
-            await asyncio.to_thread(
-                self.store.export_collection, ticket.content_hash, target, force=force
+            members = (e.root for e in self.store.collection(root).entries)
+            self.access.record_collection(root, members)
+        if done:
+            tracker.update(state="done", force=True)
+            return Received(
+                target, stats, route=source.main_path(), traffic=source.traffic_by_kind()
             )
-        else:
-            await asyncio.to_thread(self.store.export, ticket.content_hash, target, force=force)
+        tracker.update(state="exporting")
+        export = self.store.export_collection if format == "collection" else self.store.export
+        # The export runs on a thread, which cancelling this coroutine (Ctrl-C) cannot stop: it
+        # checks this event at every progress step instead, and removes what it started.
+        stop = threading.Event()
+
+        def stop_if_asked(done: int, total: int) -> None:
+            if stop.is_set():
+                raise _ExportStoppedError
+
+        try:
+            result = await asyncio.to_thread(
+                export, root, target, existing=existing, keep=keep, progress=stop_if_asked
+            )
+        except asyncio.CancelledError:
+            stop.set()
+            raise
         tracker.update(state="done", force=True)
-        return Received(target, stats, source.main_path(), source.traffic_by_kind())
+        return Received(
+            result.path,
+            stats,
+            route=source.main_path(),
+            traffic=source.traffic_by_kind(),
+            moved=result.moved,
+            copied=result.copied,
+        )
+
+    def _already_there(self, ticket: Ticket, target: Path) -> bool:
+        """Whether `target` holds exactly the ticket's content, exported there earlier by this
+        node and handed over: every file is the store's reference to it, unchanged."""
+        root = ticket.content_hash
+        if not os.path.lexists(target) or self.store.blob(root) is None:
+            return False
+        if ticket.format != "collection":
+            return self.store.is_reference_to(root, target)
+        try:
+            entries = self.store.collection(root).entries
+        except RingdropError:
+            return False
+        return all(
+            self.store.is_reference_to(e.root, target.joinpath(*e.name.split("/"))) for e in entries
+        )
+
+    def export_target(self, ticket: Ticket, dest: Path | None) -> Path:
+        """Where `get(ticket, dest)` puts the content (before any --rename)."""
+        return export_target(dest, _safe_name(ticket)).absolute()
+
+    def _check_space(self, ticket: Ticket, name: str, target: Path, keep: bool) -> None:
+        """Fails now rather than at 90 % when the content cannot fit, asking each file system
+        for what this get will really write there: the download goes to the data directory;
+        the export needs nothing more on the same file system (the store's file is handed
+        over) unless `keep`, and the whole size on another one.
+
+        The ticket's size is only advisory; the store and the export check again with real
+        sizes. A download under way needs less than the whole in the store: checked per member.
+        """
+        assert ticket.size is not None
+        started = self.store.blob(ticket.content_hash) is not None or any(
+            p.root == ticket.content_hash for p in self.store.partials()
+        )
+        download = 0 if started else ticket.size
+        parent = _existing_parent(target)
+        if os.stat(parent).st_dev == os.stat(self.data_dir).st_dev:
+            export = ticket.size if keep else 0
+            ensure_free_space(parent, download + export, f"receiving {name}")
+            return
+        ensure_free_space(self.data_dir, download, f"downloading {name}")
+        ensure_free_space(parent, ticket.size, f"writing {name}")
+
+    def _forget_lost_references(self, root: bytes, format: Format) -> None:
+        """Content handed over to an earlier export that was since edited, moved or deleted
+        is fetched again rather than exported from a file that no longer holds it."""
+        roots = [root]
+        if format == "collection" and self.store.blob(root) is not None:
+            with contextlib.suppress(RingdropError):
+                roots += [e.root for e in self.store.collection(root).entries]
+        self.store.forget_broken_references(roots)
+
+    def discard_download(self, ticket: Ticket) -> None:
+        """Deletes what an unfinished download of the ticket's content verified so far (the
+        parts of its files still being downloaded; complete files of a folder stay until
+        `store gc`, as other content does)."""
+        roots = [ticket.content_hash]
+        if ticket.format == "collection" and self.store.blob(ticket.content_hash) is not None:
+            roots += [e.root for e in self.store.collection(ticket.content_hash).entries]
+        pending = {p.root for p in self.store.partials()}
+        for root in roots:
+            if root in pending:
+                with self.store.partial(root) as partial:
+                    partial.discard()
 
     async def remote_catalog(self, peer: str) -> list[CatalogEntry]:
         """What `peer` (a ticket, or a peer whose addresses a used ticket taught us) lets this
@@ -517,6 +639,10 @@ class Node:
         if not found:
             raise StoreError("this machine has no network address to put in a ticket")
         return found[:8]
+
+
+class _ExportStoppedError(Exception):
+    """Raised on the export's thread when the get awaiting it was cancelled."""
 
 
 class _Upload:

@@ -9,6 +9,7 @@ from ringdrop.store.blobs import INLINE_MAX, BlobInfo, ImportMode, Location
 from ringdrop.store.check import CheckProblem, CheckReport
 from ringdrop.store.collection import Collection, Entry
 from ringdrop.store.db import Database, Migration
+from ringdrop.store.export import ExportResult, OnExisting
 from ringdrop.store.gc import GcReport
 from ringdrop.store.importer import ImportedCollection
 from ringdrop.store.layout import default_data_dir
@@ -26,12 +27,14 @@ __all__ = [
     "Collection",
     "Database",
     "Entry",
+    "ExportResult",
     "Format",
     "GcReport",
     "ImportMode",
     "ImportedCollection",
     "Location",
     "Migration",
+    "OnExisting",
     "PartialBlob",
     "PartialInfo",
     "PartialWriter",

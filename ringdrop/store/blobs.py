@@ -334,12 +334,13 @@ def check_reference(info: BlobInfo, mtime_ns: int | None) -> None:
         st = info.source.stat()
     except FileNotFoundError:
         raise NotFoundError(
-            f"{info.source} was moved or deleted after it was shared; import it again"
+            f"{info.source} was moved or deleted after ringdrop recorded it (shared with "
+            "--reference, or received there); share or receive it again"
         ) from None
     if (st.st_size, st.st_mtime_ns) != (info.size, mtime_ns):
         raise IntegrityError(
-            f"{info.source} changed after it was shared (size or modification time differ); "
-            "it will not be served until it is imported again"
+            f"{info.source} changed after ringdrop recorded it (size or modification time "
+            "differ); it will not be served until it is shared or received again"
         )
 
 

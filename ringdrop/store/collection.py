@@ -1,14 +1,21 @@
-"""Collections: a folder's files as an ordered list of (relative name, root, size), as a blob.
+"""Collections: a folder's files as an ordered list of (relative name, root, size, metadata), as a
+blob.
 
 Encoding (all integers little-endian):
 
-    magic    8 bytes   b"RDCOLL\\x00\\x01"   (format version 1)
+    magic    8 bytes   b"RDCOLL\\x00\\x02"   (format version 2; version 1 is still read)
     count    u32
     count entries, each:
         root      32 bytes   BLAKE3 root of the file
         size      u64        its size in bytes (a claim until the file's download proves it)
+        mtime_ns  i64        modification time, nanoseconds since the Unix epoch   (version 2)
+        flags     u8         bit 0: executable; bit 1: mtime_ns is known; others zero (version 2)
         name_len  u16
         name      name_len bytes of UTF-8, a relative '/'-separated path (see names.py)
+
+Version 1 entries have no mtime_ns and flags: their files come out with the receiver's time and
+default mode. The metadata sits in the collection, so the collection's root covers it; the files'
+own roots (content only) do not change.
 
 Entries are sorted by the UTF-8 bytes of their names, with no duplicates and no name that is also
 a folder of another ("a" and "a/b"), so one tree has one encoding and one root. Nothing may
@@ -20,19 +27,39 @@ files and the folders that hold them.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pathspec import GitIgnoreSpec
+
 from ringdrop.errors import StoreError, UnsafePathError
 from ringdrop.store.names import validate_name
 
-__all__ = ["MAGIC", "Collection", "Entry", "check_names", "member_roots", "scan_directory"]
+__all__ = [
+    "IGNORE_FILE",
+    "MAGIC",
+    "MAGIC_V1",
+    "Collection",
+    "Entry",
+    "Scan",
+    "ScannedFile",
+    "check_names",
+    "member_roots",
+    "scan_directory",
+]
 
-MAGIC = b"RDCOLL\x00\x01"
+MAGIC = b"RDCOLL\x00\x02"
+MAGIC_V1 = b"RDCOLL\x00\x01"
+IGNORE_FILE = ".ringdropignore"
+"""Optional, at the top of a shared folder: gitignore-style patterns of files to leave out."""
 _HEAD = struct.Struct("<8sI")
-_ENTRY = struct.Struct("<32sQH")
+_ENTRY_V1 = struct.Struct("<32sQH")
+_ENTRY = struct.Struct("<32sQqBH")
+_EXECUTABLE = 0x01
+_HAS_MTIME = 0x02
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +67,9 @@ class Entry:
     name: str
     root: bytes
     size: int
+    mtime_ns: int | None = None
+    """When the file was last modified (ns since the epoch), if the sharer said."""
+    executable: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,19 +94,25 @@ class Collection:
         """Parses a collection from untrusted bytes; raises UnsafePathError for a bad name and
         StoreError for anything else malformed."""
         entries = []
-        for root, size, raw in _parse(data):
+        for root, size, mtime_ns, flags, raw in _parse(data):
             try:
                 name = raw.decode("utf-8")
             except UnicodeDecodeError:
                 raise UnsafePathError(f"the file name {raw!r} is not valid UTF-8") from None
-            entries.append(Entry(name, root, size))
+            if flags & ~(_EXECUTABLE | _HAS_MTIME):
+                raise StoreError(f"the entry {name!a} has unknown flags {flags:#x}")
+            known = mtime_ns if flags & _HAS_MTIME else None
+            entries.append(Entry(name, root, size, known, bool(flags & _EXECUTABLE)))
         return cls._checked(entries)
 
     def encode(self) -> bytes:
         parts = [_HEAD.pack(MAGIC, len(self.entries))]
         for e in self.entries:
             name = e.name.encode("utf-8")
-            parts.append(_ENTRY.pack(e.root, e.size, len(name)))
+            flags = (_EXECUTABLE if e.executable else 0) | (
+                _HAS_MTIME if e.mtime_ns is not None else 0
+            )
+            parts.append(_ENTRY.pack(e.root, e.size, e.mtime_ns or 0, flags, len(name)))
             parts.append(name)
         return b"".join(parts)
 
@@ -88,6 +124,8 @@ class Collection:
                 raise StoreError(f"the entry {e.name!a} has a root of {len(e.root)} bytes, not 32")
             if not 0 <= e.size < 1 << 64:
                 raise StoreError(f"the entry {e.name!a} has an impossible size {e.size}")
+            if e.mtime_ns is not None and not -(1 << 63) <= e.mtime_ns < 1 << 63:
+                raise StoreError(f"the entry {e.name!a} has an impossible time {e.mtime_ns}")
         return cls(tuple(entries))
 
 
@@ -117,23 +155,28 @@ def _sort_key(name: str) -> bytes:
     return name.encode("utf-8", "surrogatepass")
 
 
-def _parse(data: bytes) -> list[tuple[bytes, int, bytes]]:
-    """The raw (root, size, name bytes) entries of an encoded collection; structure only."""
+def _parse(data: bytes) -> list[tuple[bytes, int, int, int, bytes]]:
+    """The raw (root, size, mtime_ns, flags, name bytes) entries of an encoded collection;
+    structure only. Version 1 entries read as mtime 0 with no flags."""
     if len(data) < _HEAD.size:
         raise StoreError("this is not a collection (too short)")
     magic, count = _HEAD.unpack_from(data, 0)
-    if magic != MAGIC:
+    if magic not in (MAGIC, MAGIC_V1):
         raise StoreError("this is not a collection of a format this ringdrop knows")
+    layout = _ENTRY if magic == MAGIC else _ENTRY_V1
     offset = _HEAD.size
     entries = []
     for _ in range(count):
-        if offset + _ENTRY.size > len(data):
+        if offset + layout.size > len(data):
             raise StoreError("the collection is truncated")
-        root, size, length = _ENTRY.unpack_from(data, offset)
-        offset += _ENTRY.size
+        if magic == MAGIC:
+            root, size, mtime_ns, flags, length = layout.unpack_from(data, offset)
+        else:
+            (root, size, length), mtime_ns, flags = layout.unpack_from(data, offset), 0, 0
+        offset += layout.size
         if offset + length > len(data):
             raise StoreError("the collection is truncated")
-        entries.append((root, size, data[offset : offset + length]))
+        entries.append((root, size, mtime_ns, flags, data[offset : offset + length]))
         offset += length
     if offset != len(data):
         raise StoreError(f"the collection has {len(data) - offset} bytes after its last entry")
@@ -142,20 +185,44 @@ def _parse(data: bytes) -> list[tuple[bytes, int, bytes]]:
 
 def member_roots(data: bytes) -> list[bytes]:
     """The roots a collection holds, reading only its structure (GC needs no names)."""
-    return [root for root, _, _ in _parse(data)]
+    return [entry[0] for entry in _parse(data)]
 
 
-def scan_directory(folder: Path) -> tuple[list[tuple[str, str, int]], list[str]]:
-    """The regular files below `folder` as (collection name, path, size) in canonical order,
-    and the names skipped.
+@dataclass(frozen=True)
+class ScannedFile:
+    name: str
+    """Its name in the collection."""
+    path: str
+    size: int
+    mtime_ns: int
+    executable: bool
+
+
+@dataclass(frozen=True)
+class Scan:
+    files: list[ScannedFile]
+    """The regular files to share, in canonical order."""
+    skipped: list[str]
+    """Symbolic links and other things that are not regular files."""
+    excluded: int
+    """Files left out by an exclusion pattern or the folder's .ringdropignore."""
+
+
+def scan_directory(folder: Path, exclude: Sequence[str] = ()) -> Scan:
+    """The regular files below `folder`, less those that gitignore-style `exclude` patterns or
+    the folder's own `.ringdropignore` match.
 
     Symbolic links are not followed (a link could lead out of the folder, or loop) and, like
-    other non-files, are listed as skipped. Names are checked here, before any work.
+    other non-files, are listed as skipped (unless excluded). Names are checked here, before any
+    work. Patterns are matched against names relative to `folder`, as git does for a
+    .gitignore at the top of a repository (`build/`, `*.log`, `!keep.log`, `/only-here`).
     """
     if not folder.is_dir():
         raise StoreError(f"{folder} is not a folder")
-    files: list[tuple[str, str, int]] = []
+    spec = _ignore_spec(folder, exclude)
+    files: list[ScannedFile] = []
     skipped: list[str] = []
+    excluded = 0
     pending: list[tuple[str, str]] = [("", str(folder))]
     while pending:
         prefix, current = pending.pop()
@@ -164,11 +231,28 @@ def scan_directory(folder: Path) -> tuple[list[tuple[str, str, int]], list[str]]
                 name = prefix + entry.name
                 if entry.is_dir(follow_symlinks=False):
                     pending.append((name + "/", entry.path))
+                    continue
+                if spec is not None and spec.match_file(name):
+                    excluded += entry.is_file(follow_symlinks=False)
                 elif entry.is_file(follow_symlinks=False):
-                    size = entry.stat(follow_symlinks=False).st_size
-                    files.append((name, entry.path, size))
+                    st = entry.stat(follow_symlinks=False)
+                    executable = bool(st.st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
+                    files.append(
+                        ScannedFile(name, entry.path, st.st_size, st.st_mtime_ns, executable)
+                    )
                 else:
                     skipped.append(name)
-    files.sort(key=lambda f: _sort_key(f[0]))
-    check_names([name for name, _, _ in files])
-    return files, sorted(skipped)
+    files.sort(key=lambda f: _sort_key(f.name))
+    check_names([f.name for f in files])
+    return Scan(files, sorted(skipped), excluded)
+
+
+def _ignore_spec(folder: Path, exclude: Sequence[str]) -> GitIgnoreSpec | None:
+    lines = list(exclude)
+    try:
+        lines += (folder / IGNORE_FILE).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        pass
+    except (OSError, UnicodeDecodeError) as e:
+        raise StoreError(f"could not read {folder / IGNORE_FILE}: {e}") from None
+    return GitIgnoreSpec.from_lines(lines) if lines else None

@@ -1,15 +1,32 @@
-"""Exporting blobs and collections to the user's folders: verified, atomic, never outside `dest`.
+"""Exporting blobs and collections to the user's folders: verified, atomic, never outside the
+destination, and without copying the data when the store's file can be handed over.
 
-Each file is written to a temporary name in its target folder, made durable, hashed again and
-only then renamed into place, so a reader never sees half a file and corrupt store content never
-lands under a real name. Folders are walked with `openat` and O_NOFOLLOW from the destination, so
-a symbolic link planted inside it cannot redirect a write elsewhere.
+How a stored file reaches the destination, best first:
 
-A folder's small files (those inline in the database, hashed in memory before they are written)
-go in batches: the batch's temporary files are written, then one `syncfs` makes them all durable,
-then they are renamed into place. That gives each file the guarantee a per-file fsync gave — its
-real name appears only after its content is on disk — at one sync per batch instead of one per
-file (a sync costs milliseconds; a small file's write, microseconds).
+- **clone** (FICLONE, btrfs/XFS/bcachefs): the export shares the store file's extents. The store
+  keeps its own copy at no cost in space.
+- **hand over** (same file system, unless `keep`): the store's verified data file is hard-linked
+  into place, then the store's name for it is removed and the blob becomes a *reference* to the
+  exported file, exactly as `share --reference` makes one: it is served from there while its
+  size and mtime are unchanged, and the encoder still checks every byte against the root.
+- **copy** (another file system, `keep`, or no hard links): written to the destination, fsynced
+  and hashed again. Unless `keep`, the store's copy is then released the same way (the blob
+  becomes a reference to the copy).
+
+Inline blobs (≤ 16 KiB) are written out from the database; references are copied and verified.
+
+Crash safety. Everything is built under a temporary name in the destination's folder —
+`.ringdrop-<hash>.part`, a file or a folder holding the members — and put under the real name
+by one rename (or hard link) at the end, so nothing half-written ever carries the final name.
+The store's data files are linked, never moved, until the result is in place: a process killed
+before then leaves the store as it was and a temporary name that the next export of the same
+content removes. Just before the final rename a journal (`exports/<hash>.json` in the data
+directory) records the target; the store bookkeeping (blob → reference, data file released)
+follows, then the journal goes. An export that finds a journal finishes what it describes first
+(`finish_export`), so a rerun never needs `--force` over its own result.
+
+Folders are walked with `openat` and O_NOFOLLOW, so a symbolic link planted inside the
+destination cannot redirect a write elsewhere.
 """
 
 from __future__ import annotations
@@ -17,34 +34,63 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
+import functools
+import json
 import os
-import secrets
+import shutil
+import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Literal
 
 import apsw
 
 from ringdrop.bao import create_outboard, outboard_from_bytes
 from ringdrop.errors import IntegrityError, NotFoundError, StoreError, UnsafePathError
 from ringdrop.store import blobs
-from ringdrop.store.batch import complete_roots
-from ringdrop.store.blobs import BlobInfo, Location
+from ringdrop.store.blobs import BlobInfo
 from ringdrop.store.collection import Collection, Entry
 from ringdrop.store.db import Database
-from ringdrop.store.files import copy_fd, ensure_free_space, write_all
+from ringdrop.store.files import copy_fd, ensure_free_space, fsync_dir, write_all
 from ringdrop.store.layout import Layout
 from ringdrop.store.names import validate_name
 from ringdrop.store.progress import Meter, ProgressFn
 
-__all__ = ["export_blob", "export_collection", "read_collection"]
+__all__ = [
+    "ExportResult",
+    "OnExisting",
+    "copy_bytes_needed",
+    "exists_message",
+    "export_blob",
+    "export_collection",
+    "finish_export",
+    "free_name",
+    "read_collection",
+]
+
+OnExisting = Literal["refuse", "force", "rename"]
+"""What to do when the destination exists: refuse, overwrite it, or pick `name (1).ext`."""
+How = Literal["cloned", "linked", "copied", "written"]
 
 _COLLECTION_LIMIT = 1 << 30
-# Files exported per batch, and folders held open per batch (each an open descriptor).
-_BATCH_FILES = 2048
-_BATCH_FOLDERS = 256
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
+_FICLONE = 0x40049409  # _IOW(0x94, 9, int) from linux/fs.h
+_NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS}
+_JOURNAL = "exports"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the content went and how its bytes got there."""
+
+    path: Path
+    files: list[Path]
+    moved: int
+    """Bytes placed without copying them (cloned, or handed over from the store)."""
+    copied: int
+    """Bytes written: copies, and inline blobs."""
 
 
 @dataclass(frozen=True)
@@ -56,27 +102,60 @@ class _Source:
     path: Path | None
 
 
+@dataclass
+class _Plan:
+    """One export in progress: its temporary name, and the members the store hands over."""
+
+    root: bytes
+    temp: Path
+    handover: list[tuple[bytes, str]] = field(default_factory=list)
+    """(root, name below the target: "" for a single file) of blobs whose store entry is to
+    name the result once it is in place: store files to release, references to renew."""
+    moved: int = 0
+    copied: int = 0
+    can_clone: bool = True
+    """False once the file system has said it cannot clone: not asked again per file."""
+    unsynced: list[Path] = field(default_factory=list)
+    """Small files written without an fsync each: one sync of their file system covers them
+    all before the result is renamed into place."""
+
+
 def export_blob(
     db: Database,
     layout: Layout,
     root: bytes,
     dest: Path,
     *,
-    force: bool,
+    existing: OnExisting,
+    keep: bool,
     progress: ProgressFn | None,
-) -> Path:
-    """Writes blob `root` to the file `dest` and returns its path."""
+) -> ExportResult:
+    """Writes blob `root` to the file `dest` and returns where it went."""
+    dest = dest.absolute()
+    finish_export(db, layout, root)
     with db.snapshot() as conn:
         source = _source(conn, layout, root)
-    dest = dest.absolute()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if not force and os.path.lexists(dest):
-        raise StoreError(f"refusing to overwrite {dest}: it already exists")
-    ensure_free_space(dest.parent, source.info.size, f"exporting to {dest}")
+    _check_existing(dest, existing)
+    ensure_free_space(
+        dest.parent, copy_bytes_needed(layout, [source.info], dest.parent, keep=keep), _what(dest)
+    )
     meter = Meter(source.info.size, progress, passes=2)
+    plan = _Plan(root, dest.parent / _temp_name(root))
     with _open_dir(dest.parent) as folder:
-        _write_file(layout, folder, dest.name, dest, source, force=force, meter=meter)
-    return dest
+        _remove_stale(folder, plan.temp)
+        try:
+            how = _materialize(layout, plan, folder, plan.temp.name, plan.temp, source, keep, meter)
+            _set_metadata(folder, plan.temp.name, None, executable=False)
+            _sync_small(folder, plan)
+            _count(plan, source, how, hand_over=not keep, name="")
+            final = _place(layout, plan, folder, dest, existing, is_folder=False)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(plan.temp.name, dir_fd=folder)
+            raise
+    _release(db, layout, plan, final)
+    return ExportResult(final, [final], plan.moved, plan.copied)
 
 
 def export_collection(
@@ -85,96 +164,45 @@ def export_collection(
     root: bytes,
     dest: Path,
     *,
-    force: bool,
+    existing: OnExisting,
+    keep: bool,
     progress: ProgressFn | None,
-) -> list[Path]:
-    """Writes every file of collection `root` below the folder `dest`; returns their paths."""
+) -> ExportResult:
+    """Writes the files of collection `root` into a new folder `dest`; returns where it went.
+
+    Under `force`, an existing folder `dest` keeps its other files and has those of the same
+    names replaced; an existing file `dest` is replaced."""
     dest = dest.absolute()
+    finish_export(db, layout, root)
     with db.snapshot() as conn:
         collection = read_collection(conn, layout, root)
-        # Every member must be here before anything is written; their bytes are read later,
-        # a batch at a time, so memory stays bounded for any number of files.
-        _require_complete(conn, [e.root for e in collection.entries])
-    targets = [dest.joinpath(*validate_name(e.name).split("/")) for e in collection.entries]
-    if not force:
-        taken = [t for t in targets if os.path.lexists(t)]
-        if taken:
-            more = f" and {len(taken) - 1} more" if len(taken) > 1 else ""
-            raise StoreError(f"refusing to overwrite {taken[0]}{more}: already there")
-    dest.mkdir(parents=True, exist_ok=True)
-    ensure_free_space(dest, collection.total_size, f"exporting to {dest}")
+        # Small files' bytes are read a batch at a time (_fill_folder): memory stays bounded
+        # for any number of them.
+        sources = [_source(conn, layout, e.root, load=False) for e in collection.entries]
+    for entry in collection.entries:
+        validate_name(entry.name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _check_existing(dest, existing)
+    needed = copy_bytes_needed(layout, [s.info for s in sources], dest.parent, keep=keep)
+    ensure_free_space(dest.parent, needed, _what(dest))
     meter = Meter(collection.total_size, progress, passes=2)
-    entries = collection.entries
-    with _open_dir(dest) as base:
-        start = 0
-        while start < len(entries):
-            end = _batch_end(entries, start)
-            with db.snapshot() as conn:
-                sources = _sources(conn, layout, [e.root for e in entries[start:end]])
-            _export_batch(
-                layout, base, dest, entries[start:end], sources, targets[start:end], force, meter
-            )
-            start = end
-    return targets
-
-
-def _require_complete(conn: apsw.Connection, roots: list[bytes]) -> None:
-    present = complete_roots(conn, roots)
-    absent = next((r for r in roots if r not in present), None)
-    if absent is not None:
-        raise NotFoundError(f"blob {absent.hex()} is not in the store (or not complete yet)")
-
-
-def _batch_end(entries: Sequence[Entry], start: int) -> int:
-    """The end of the batch from `start`: at most _BATCH_FILES files in _BATCH_FOLDERS folders."""
-    folders: set[str] = set()
-    end = start
-    while end < len(entries) and end - start < _BATCH_FILES:
-        folder = entries[end].name.rpartition("/")[0]
-        if folder not in folders and len(folders) == _BATCH_FOLDERS:
-            break
-        folders.add(folder)
-        end += 1
-    return end
-
-
-def _export_batch(
-    layout: Layout,
-    base: int,
-    dest: Path,
-    entries: Sequence[Entry],
-    sources: list[_Source],
-    targets: list[Path],
-    force: bool,
-    meter: Meter,
-) -> None:
-    """Writes one batch: large files one by one as `_write_file` does; small ones unsynced
-    under temporary names, then one sync for them all, then their real names."""
-    folders: dict[str, int] = {}
-    written: list[tuple[int, str, str, Path]] = []
-    placed = 0
-    try:
-        for entry, source, target in zip(entries, sources, targets, strict=True):
-            folder_name, _, name = entry.name.rpartition("/")
-            folder = folders.get(folder_name)
-            if folder is None:
-                folder = folders[folder_name] = _open_subfolder(
-                    base, folder_name.split("/") if folder_name else [], dest
-                )
-            if source.data is None:
-                _write_file(layout, folder, name, target, source, force=force, meter=meter)
-                continue
-            written.append((folder, _write_unsynced(folder, source, meter), name, target))
-        _sync_written(base, written)
-        for folder, tmp, name, target in written:
-            _put_in_place(folder, tmp, name, target, force=force)
-            placed += 1
-    finally:
-        for folder, tmp, _, _ in written[placed:]:
+    plan = _Plan(root, dest.parent / _temp_name(root))
+    with _open_dir(dest.parent) as parent:
+        _remove_stale(parent, plan.temp)
+        os.mkdir(plan.temp.name, 0o777, dir_fd=parent)
+        try:
+            with _open_dir(plan.temp) as base:
+                _fill_folder(db, layout, base, plan, collection.entries, sources, keep, meter)
+                _sync_small(base, plan)
+                os.fsync(base)
+            final = _place(layout, plan, parent, dest, existing, is_folder=True)
+        except BaseException:
             with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=folder)
-        for fd in folders.values():
-            os.close(fd)
+                shutil.rmtree(plan.temp.name, dir_fd=parent)
+            raise
+    _release(db, layout, plan, final)
+    files = [final.joinpath(*e.name.split("/")) for e in collection.entries]
+    return ExportResult(final, files, plan.moved, plan.copied)
 
 
 def read_collection(conn: apsw.Connection, layout: Layout, root: bytes) -> Collection:
@@ -182,43 +210,531 @@ def read_collection(conn: apsw.Connection, layout: Layout, root: bytes) -> Colle
     return Collection.decode(blobs.read_blob(conn, layout, root, _COLLECTION_LIMIT))
 
 
-def _source(conn: apsw.Connection, layout: Layout, root: bytes) -> _Source:
+def copy_bytes_needed(
+    layout: Layout, infos: Sequence[BlobInfo], folder: Path, *, keep: bool
+) -> int:
+    """Free space an export into `folder` needs: what it must copy rather than hand over."""
+    same_fs = _device(folder) == _device(layout.blobs)
+    seen: set[bytes] = set()
+    needed = 0
+    for info in infos:
+        linkable = info.location == "file" and same_fs and not keep and info.root not in seen
+        seen.add(info.root)
+        needed += 0 if linkable else info.size
+    return needed
+
+
+def free_name(path: Path) -> Path:
+    """`path` itself if nothing is there, else the first free `name (1).ext`, `name (2).ext`…"""
+    n = 0
+    while True:
+        candidate = _numbered(path, n)
+        if not os.path.lexists(candidate):
+            return candidate
+        n += 1
+
+
+def finish_export(db: Database, layout: Layout, root: bytes) -> Path | None:
+    """Completes an export of `root` that a crash interrupted, from its journal.
+
+    Returns the path it finished (the content is there, whole), or None if there was nothing
+    to finish or the interrupted export had not put anything in place (its temporary name is
+    removed by the next export).
+    """
+    journal = _journal_path(layout, root)
+    try:
+        record = json.loads(journal.read_text())
+        target, temp = Path(record["target"]), Path(record["temp"])
+        handover = [(bytes.fromhex(r), name) for r, name in record["handover"]]
+        old = Path(record["old"]) if record.get("old") else None
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        journal.unlink(missing_ok=True)
+        return None
+    if not _placed(temp, target):
+        if old is not None and os.path.lexists(old) and not os.path.lexists(target):
+            os.rename(old, target)  # the user's own file, moved aside for --force: back it goes
+        journal.unlink(missing_ok=True)
+        return None
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp)  # a single file's temporary link, when the crash came right after
+    if old is not None:
+        _remove_any(old)
+    plan = _Plan(root, temp, handover)
+    _release(db, layout, plan, target)
+    return target
+
+
+# -- building the result under its temporary name ------------------------------------------------
+
+
+def _fill_folder(
+    db: Database,
+    layout: Layout,
+    base: int,
+    plan: _Plan,
+    entries: Sequence[Entry],
+    sources: Sequence[_Source],
+    keep: bool,
+    meter: Meter,
+) -> None:
+    seen: set[bytes] = set()
+    for start in range(0, len(entries), _BATCH):
+        batch = _loaded(db, sources[start : start + _BATCH])
+        for entry, source in zip(entries[start : start + _BATCH], batch, strict=True):
+            # A root that appears twice is handed over once; its other appearances are copies,
+            # so that editing one exported file cannot change another.
+            first = entry.root not in seen
+            seen.add(entry.root)
+            how = _fill_one(layout, base, plan, entry, source, keep or not first, meter)
+            _count(plan, source, how, hand_over=first and not keep, name=entry.name)
+
+
+def _loaded(db: Database, sources: Sequence[_Source]) -> list[_Source]:
+    """`sources` with the bytes of the small (inline) ones read, in one read transaction."""
+    if all(s.info.location != "inline" or s.data is not None for s in sources):
+        return list(sources)
+    with db.snapshot() as conn:
+        return [
+            _Source(s.info, blobs.inline_data(conn, s.info.root), None)
+            if s.info.location == "inline" and s.data is None
+            else s
+            for s in sources
+        ]
+
+
+def _sync_small(base: int, plan: _Plan) -> None:
+    """Makes the small files written unsynced durable: one `syncfs` of the file system they are
+    on (all below `base`), else an fsync each."""
+    if not plan.unsynced:
+        return
+    if _SYNCFS is not None and _SYNCFS(base) == 0:
+        return
+    for path in plan.unsynced:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _libc_syncfs() -> Callable[[int], int] | None:
+    """Linux's syncfs(2), which the os module lacks; None elsewhere."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except (AttributeError, OSError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+_SYNCFS = _libc_syncfs()
+_BATCH = 2048
+"""Members exported per read transaction."""
+
+
+def _fill_one(
+    layout: Layout,
+    base: int,
+    plan: _Plan,
+    entry: Entry,
+    source: _Source,
+    keep: bool,
+    meter: Meter,
+) -> How:
+    """Puts one member in place below the temporary folder, with its metadata."""
+    *folders, name = entry.name.split("/")
+    shown = plan.temp.joinpath(*entry.name.split("/"))
+    with _subfolder(base, folders, plan.temp) as folder:
+        how = _materialize(layout, plan, folder, name, shown, source, keep, meter)
+        _set_metadata(folder, name, entry.mtime_ns, executable=entry.executable)
+    return how
+
+
+def _count(plan: _Plan, source: _Source, how: How, *, hand_over: bool, name: str) -> None:
+    if how in ("cloned", "linked"):
+        plan.moved += source.info.size
+    else:
+        plan.copied += source.info.size
+    if hand_over and how in ("linked", "copied") and source.info.location == "file":
+        plan.handover.append((source.info.root, name))
+    elif source.info.location == "reference" and how == "copied":
+        # Perhaps over the very file the reference names (--force): its stamp is renewed.
+        plan.handover.append((source.info.root, name))
+
+
+def _materialize(
+    layout: Layout,
+    plan: _Plan,
+    folder: int,
+    name: str,
+    shown: Path,
+    source: _Source,
+    keep: bool,
+    meter: Meter,
+) -> How:
+    """Creates the file `name` in `folder` with the blob's bytes, by the cheapest safe means.
+
+    Written bytes are fsynced here; a clone or a link adds no data, and its metadata becomes
+    durable with the folder's fsync before the result is renamed into place (file systems that
+    journal metadata commit it in order)."""
+    if source.data is not None:
+        root, _ = outboard_from_bytes(source.data)
+        if root != source.info.root:
+            raise IntegrityError(f"the stored content of blob {source.info.hex} is corrupt")
+        fd = _create(folder, name)
+        try:
+            write_all(fd, source.data)
+        finally:
+            os.close(fd)
+        plan.unsynced.append(shown)  # synced with the others before the result is placed
+        meter.add(2 * source.info.size)
+        return "written"
+    assert source.path is not None
+    if source.info.location == "file":
+        if plan.can_clone:
+            plan.can_clone = _clone(source.path, folder, name)
+            if plan.can_clone:
+                meter.add(2 * source.info.size)
+                return "cloned"
+        if not keep and _link(source.path, folder, name):
+            meter.add(2 * source.info.size)
+            return "linked"
+    fd = _create(folder, name)
+    try:
+        _copy(fd, source, meter)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _verify(layout, shown, source, meter)
+    return "copied"
+
+
+def _create(folder: int, name: str) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(name, flags, 0o644, dir_fd=folder)
+
+
+def _clone(data: Path, folder: int, name: str) -> bool:
+    """Makes `name` a reflink clone of `data`; False where the file system has none."""
+    src = os.open(data, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        dst = _create(folder, name)
+        try:
+            fcntl.ioctl(dst, _FICLONE, src)
+            os.fsync(dst)
+        except OSError as e:
+            os.close(dst)
+            os.unlink(name, dir_fd=folder)
+            if e.errno in _NO_CLONE:
+                return False
+            raise
+        os.close(dst)
+        return True
+    finally:
+        os.close(src)
+
+
+def _link(data: Path, folder: int, name: str) -> bool:
+    """Hard-links the store's data file as `name`; False across file systems or without links."""
+    try:
+        os.link(data, name, dst_dir_fd=folder, follow_symlinks=False)
+    except OSError as e:
+        if e.errno == errno.EXDEV or e.errno in _NO_HARD_LINKS:
+            return False
+        raise
+    return True
+
+
+def _copy(fd: int, source: _Source, meter: Meter) -> None:
+    assert source.path is not None
+    src = os.open(source.path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        copy_fd(src, fd, source.info.size, meter.add)
+    except EOFError:
+        raise IntegrityError(
+            f"{source.path} is shorter than blob {source.info.hex}; it changed or is damaged"
+        ) from None
+    finally:
+        os.close(src)
+
+
+def _verify(layout: Layout, written: Path, source: _Source, meter: Meter) -> None:
+    """Hashes a copy again: what lands under the real name matches the root."""
+    scratch = layout.new_staging().outboard
+    try:
+        root, _ = create_outboard(written, scratch, meter.native())
+    finally:
+        scratch.unlink(missing_ok=True)
+    if root != source.info.root:
+        raise IntegrityError(
+            f"blob {source.info.hex} does not match its root ({source.path} changed or is "
+            "damaged); nothing was exported"
+        )
+
+
+def _set_metadata(folder: int, name: str, mtime_ns: int | None, *, executable: bool) -> None:
+    """Gives the file the mode a new file gets here (plus x where the sharer had it) and the
+    sharer's modification time."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+    try:
+        os.fchmod(fd, (0o777 if executable else 0o666) & ~_umask())
+        if mtime_ns is not None:
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def _umask() -> int:
+    """The process's umask, read once without changing it (os.umask would race threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+# -- putting it in place -------------------------------------------------------------------------
+
+
+def _check_existing(dest: Path, existing: OnExisting) -> None:
+    if existing == "refuse" and os.path.lexists(dest):
+        raise StoreError(exists_message(dest))
+
+
+def exists_message(dest: Path) -> str:
+    """What a refused export says, naming both ways past it."""
+    return (
+        f"{dest} already exists; use --force to overwrite it or --rename to keep both "
+        "(writes a numbered name)"
+    )
+
+
+def _place(
+    layout: Layout,
+    plan: _Plan,
+    parent: int,
+    dest: Path,
+    existing: OnExisting,
+    *,
+    is_folder: bool,
+) -> Path:
+    """Renames the temporary result to its real name; returns that name."""
+    if existing == "force" and os.path.lexists(dest):
+        _force_into(layout, plan, parent, dest, is_folder=is_folder)
+        fsync_dir(dest.parent)
+        return dest
+    n = 0
+    while True:
+        target = _numbered(dest, n) if existing == "rename" else dest
+        _write_journal(layout, plan, target, None)
+        try:
+            _rename_new(parent, plan.temp.name, target.name, is_folder=is_folder)
+        except FileExistsError:
+            _journal_path(layout, plan.root).unlink(missing_ok=True)
+            if existing == "rename":
+                n += 1
+                continue
+            raise StoreError(exists_message(target)) from None
+        fsync_dir(target.parent)
+        return target
+
+
+def _force_into(layout: Layout, plan: _Plan, parent: int, dest: Path, *, is_folder: bool) -> None:
+    """--force: a file replaces a file atomically; a folder's files replace those of the same
+    names in an existing folder (its other files stay); anything else is moved aside first
+    and deleted once the new result is in place."""
+    dest_is_folder = os.path.isdir(dest) and not os.path.islink(dest)
+    if is_folder and dest_is_folder:
+        _write_journal(layout, plan, dest, None)
+        _merge(plan.temp, dest)
+        return
+    if not is_folder and dest_is_folder:
+        raise StoreError(f"cannot overwrite {dest}: it is a folder")
+    if not is_folder:
+        _write_journal(layout, plan, dest, None)
+        os.replace(plan.temp.name, dest.name, src_dir_fd=parent, dst_dir_fd=parent)
+        return
+    old = dest.parent / f".ringdrop-{plan.root.hex()[:16]}.old"
+    _remove_any(old)
+    _write_journal(layout, plan, dest, old)
+    os.rename(dest.name, old.name, src_dir_fd=parent, dst_dir_fd=parent)
+    os.rename(plan.temp.name, dest.name, src_dir_fd=parent, dst_dir_fd=parent)
+    _remove_any(old)
+
+
+def _rename_new(parent: int, temp: str, name: str, *, is_folder: bool) -> None:
+    """Renames `temp` to `name`, raising FileExistsError rather than replacing anything."""
+    if not is_folder:
+        # link() fails if the name exists, which makes "never overwrite" race-free.
+        try:
+            os.link(temp, name, src_dir_fd=parent, dst_dir_fd=parent, follow_symlinks=False)
+        except OSError as e:
+            if e.errno == errno.EEXIST or e.errno not in _NO_HARD_LINKS:
+                raise
+        else:
+            os.unlink(temp, dir_fd=parent)
+            return
+    # Folders (and file systems without hard links): check, then rename. rename() would replace
+    # an empty folder that appeared in between; that loses nothing.
+    try:
+        os.lstat(name, dir_fd=parent)
+    except FileNotFoundError:
+        os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        return
+    raise FileExistsError(errno.EEXIST, "exists", name)
+
+
+def _merge(temp: Path, target: Path) -> None:
+    """--force onto an existing folder: its same-named files are replaced, the others kept."""
+    with _open_dir(target) as base:
+        for path in sorted(p for p in temp.rglob("*") if not p.is_dir()):
+            relative = path.relative_to(temp).parts
+            with _subfolder(base, list(relative[:-1]), target) as folder:
+                try:
+                    os.replace(path, relative[-1], dst_dir_fd=folder)
+                except IsADirectoryError:
+                    raise StoreError(
+                        f"cannot overwrite {target.joinpath(*relative)}: it is a folder"
+                    ) from None
+                os.fsync(folder)
+    shutil.rmtree(temp)
+
+
+def _write_journal(layout: Layout, plan: _Plan, target: Path, old: Path | None) -> None:
+    journal = _journal_path(layout, plan.root)
+    journal.parent.mkdir(mode=0o700, exist_ok=True)
+    record = {
+        "target": str(target),
+        "temp": str(plan.temp),
+        "old": None if old is None else str(old),
+        "handover": [[r.hex(), name] for r, name in plan.handover],
+    }
+    tmp = journal.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        write_all(fd, json.dumps(record).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, journal)
+    fsync_dir(journal.parent)
+
+
+def _release(db: Database, layout: Layout, plan: _Plan, target: Path) -> None:
+    """The result is in place: blobs handed over become references to it, and the store's own
+    data files for them go. Then the journal goes."""
+    if plan.handover:
+        released: list[Path] = []
+        with db.transaction() as conn:
+            for root, name in plan.handover:
+                info = blobs.get_blob(conn, root)
+                path = target.joinpath(*name.split("/")) if name else target
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    continue  # gone since: the store keeps what it has
+                if info is not None and info.location == "reference" and info.source == path:
+                    conn.execute(
+                        "UPDATE blobs SET source_mtime_ns = ? WHERE root = ?",
+                        (st.st_mtime_ns, root),
+                    )
+                if info is None or info.location != "file":
+                    continue
+                conn.execute(
+                    "UPDATE blobs SET location = 'reference', source = ?, source_mtime_ns = ? "
+                    "WHERE root = ?",
+                    (str(path), st.st_mtime_ns, root),
+                )
+                data = layout.blob_data(root)
+                conn.execute(
+                    "INSERT OR IGNORE INTO pending_deletes (path) VALUES (?)",
+                    (layout.relative(data),),
+                )
+                released.append(data)
+        with db.transaction() as conn:
+            for data in released:
+                data.unlink(missing_ok=True)
+                conn.execute("DELETE FROM pending_deletes WHERE path = ?", (layout.relative(data),))
+    _journal_path(layout, plan.root).unlink(missing_ok=True)
+
+
+def _placed(temp: Path, target: Path) -> bool:
+    """Whether an interrupted export got as far as putting its result under `target`."""
+    try:
+        t = os.lstat(temp)
+    except FileNotFoundError:
+        return os.path.lexists(target)
+    try:
+        # A single file is placed by a hard link before its temporary name goes.
+        return stat.S_ISREG(t.st_mode) and os.lstat(target).st_ino == t.st_ino
+    except FileNotFoundError:
+        return False
+
+
+# -- small helpers -------------------------------------------------------------------------------
+
+
+def _source(conn: apsw.Connection, layout: Layout, root: bytes, *, load: bool = True) -> _Source:
+    """Where blob `root`'s bytes are; those of a small (inline) blob read now if `load`."""
     info = blobs.get_blob(conn, root)
     if info is None:
         raise NotFoundError(f"blob {root.hex()} is not in the store (or not complete yet)")
     if info.location == "inline":
-        return _Source(info, blobs.inline_data(conn, root), None)
+        return _Source(info, blobs.inline_data(conn, root) if load else None, None)
     if info.location == "reference":
         blobs.check_reference(info, blobs.source_stamp(conn, root))
         return _Source(info, None, info.source)
     return _Source(info, None, layout.blob_data(root))
 
 
-def _sources(conn: apsw.Connection, layout: Layout, roots: Sequence[bytes]) -> list[_Source]:
-    """`_source` of each of `roots` (at most a few thousand), read in one query."""
-    wanted = list(dict.fromkeys(roots))
-    marks = ",".join("?" * len(wanted))
-    query = f"SELECT root, size, location, source, source_mtime_ns, data FROM blobs WHERE root IN ({marks})"  # noqa: S608, E501 - only placeholders
-    rows = conn.execute(query, wanted)
-    found: dict[bytes, _Source] = {}
-    for root, size, location, source, mtime_ns, data in rows:
-        info = BlobInfo(
-            bytes(cast(bytes, root)),
-            cast(int, size),
-            cast(Location, location),
-            None if source is None else Path(cast(str, source)),
-        )
-        if info.location == "inline":
-            found[info.root] = _Source(info, bytes(cast(bytes, data)), None)
-        elif info.location == "reference":
-            blobs.check_reference(info, cast(int | None, mtime_ns))
-            found[info.root] = _Source(info, None, info.source)
-        else:
-            found[info.root] = _Source(info, None, layout.blob_data(info.root))
-    absent = next((r for r in wanted if r not in found), None)
-    if absent is not None:
-        raise NotFoundError(f"blob {absent.hex()} is not in the store (or not complete yet)")
-    return [found[root] for root in roots]
+def _temp_name(root: bytes) -> str:
+    """One temporary name per content and folder: a rerun finds (and removes) its leftovers."""
+    return f".ringdrop-{root.hex()[:16]}.part"
+
+
+def _numbered(path: Path, n: int) -> Path:
+    if n == 0:
+        return path
+    name = path.name
+    stem, suffix = (name[: -len(path.suffix)], path.suffix) if path.suffix else (name, "")
+    return path.with_name(f"{stem} ({n}){suffix}")
+
+
+def _what(dest: Path) -> str:
+    return f"exporting to {dest}"
+
+
+def _journal_path(layout: Layout, root: bytes) -> Path:
+    return layout.root / _JOURNAL / f"{root.hex()}.json"
+
+
+def _device(path: Path) -> int:
+    return os.stat(path).st_dev
+
+
+def _remove_stale(parent: int, temp: Path) -> None:
+    try:
+        st = os.lstat(temp.name, dir_fd=parent)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(temp.name, dir_fd=parent)
+    else:
+        os.unlink(temp.name, dir_fd=parent)
+
+
+def _remove_any(path: Path) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 @contextlib.contextmanager
@@ -230,9 +746,9 @@ def _open_dir(path: Path) -> Iterator[int]:
         os.close(fd)
 
 
-def _open_subfolder(base: int, parts: list[str], dest: Path) -> int:
-    """The folder `parts` below `base` (a new descriptor), created as needed, never through a
-    symbolic link."""
+@contextlib.contextmanager
+def _subfolder(base: int, parts: list[str], dest: Path) -> Iterator[int]:
+    """The folder `parts` below `base`, created as needed, never through a symbolic link."""
     fd = os.dup(base)
     try:
         for i, part in enumerate(parts):
@@ -252,172 +768,6 @@ def _open_subfolder(base: int, parts: list[str], dest: Path) -> int:
                 ) from None
             os.close(fd)
             fd = child
-    except BaseException:
+        yield fd
+    finally:
         os.close(fd)
-        raise
-    return fd
-
-
-def _write_file(
-    layout: Layout,
-    folder: int,
-    name: str,
-    shown: Path,
-    source: _Source,
-    *,
-    force: bool,
-    meter: Meter,
-) -> None:
-    tmp = f".ringdrop-{secrets.token_hex(8)}.part"
-    fd = os.open(
-        tmp,
-        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-        0o644,
-        dir_fd=folder,
-    )
-    try:
-        try:
-            _fill(fd, source, meter)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _verify(layout, shown.parent / tmp, source, meter)
-        _put_in_place(folder, tmp, name, shown, force=force)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=folder)
-        raise
-
-
-def _write_unsynced(folder: int, source: _Source, meter: Meter) -> str:
-    """Writes a small file's checked bytes under a new temporary name in `folder`, not synced
-    (`_sync_written` does that for the batch); returns the name."""
-    tmp = f".ringdrop-{secrets.token_hex(8)}.part"
-    fd = os.open(
-        tmp,
-        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-        0o644,
-        dir_fd=folder,
-    )
-    try:
-        try:
-            _fill(fd, source, meter)
-        finally:
-            os.close(fd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=folder)
-        raise
-    return tmp
-
-
-def _sync_written(base: int, written: Sequence[tuple[int, str, str, Path]]) -> None:
-    """Makes the batch's temporary files durable: one `syncfs` of the destination's file system
-    (they all live below `base`, and O_NOFOLLOW keeps them there), else an fsync each."""
-    if not written:
-        return
-    if _SYNCFS is not None:
-        if _SYNCFS(base) == 0:
-            return
-        raise OSError(ctypes.get_errno(), "could not sync the exported files")
-    for folder, tmp, _, _ in written:
-        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _rename_noreplace(folder: int, tmp: str, name: str) -> bool:
-    """Renames `tmp` to `name` in `folder` unless `name` exists (FileExistsError); False where
-    the system or the file system cannot (then nothing happened)."""
-    if _RENAMEAT2 is None:
-        return False
-    if _RENAMEAT2(folder, os.fsencode(tmp), folder, os.fsencode(name), _RENAME_NOREPLACE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(code, os.strerror(code), name)
-
-
-def _libc_function(
-    name: str, *argtypes: type[ctypes._SimpleCData[Any]]
-) -> Callable[..., int] | None:
-    """A libc function the os module lacks (Linux's syncfs, renameat2); None elsewhere."""
-    try:
-        function = getattr(ctypes.CDLL(None, use_errno=True), name)
-    except (AttributeError, OSError):
-        return None
-    function.argtypes = list(argtypes)
-    function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
-
-
-_RENAME_NOREPLACE = 1
-_SYNCFS: Callable[[int], int] | None = _libc_function("syncfs", ctypes.c_int)
-_RENAMEAT2: Callable[[int, bytes, int, bytes, int], int] | None = _libc_function(
-    "renameat2", ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint
-)
-
-
-def _fill(fd: int, source: _Source, meter: Meter) -> None:
-    if source.data is not None:
-        root, _ = outboard_from_bytes(source.data)
-        if root != source.info.root:
-            raise IntegrityError(f"the stored content of blob {source.info.hex} is corrupt")
-        write_all(fd, source.data)
-        meter.add(2 * source.info.size)
-        return
-    assert source.path is not None
-    src = os.open(source.path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        copy_fd(src, fd, source.info.size, meter.add)
-    except EOFError:
-        raise IntegrityError(
-            f"{source.path} is shorter than blob {source.info.hex}; it changed or is damaged"
-        ) from None
-    finally:
-        os.close(src)
-
-
-def _verify(layout: Layout, written: Path, source: _Source, meter: Meter) -> None:
-    """Hashes the written file again: what lands under the real name matches the root."""
-    if source.data is not None:
-        return
-    scratch = layout.new_staging().outboard
-    try:
-        root, _ = create_outboard(written, scratch, meter.native())
-    finally:
-        scratch.unlink(missing_ok=True)
-    if root != source.info.root:
-        raise IntegrityError(
-            f"blob {source.info.hex} does not match its root ({source.path} changed or is "
-            "damaged); nothing was exported"
-        )
-
-
-def _put_in_place(folder: int, tmp: str, name: str, shown: Path, *, force: bool) -> None:
-    if force:
-        try:
-            os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
-        except IsADirectoryError:
-            raise StoreError(f"cannot overwrite {shown}: it is a folder") from None
-        return
-    # renameat2(RENAME_NOREPLACE) and link() fail if the name exists, which makes "refuse to
-    # overwrite" race-free; the rename is one directory update instead of two.
-    try:
-        if _rename_noreplace(folder, tmp, name):
-            return
-        os.link(tmp, name, src_dir_fd=folder, dst_dir_fd=folder, follow_symlinks=False)
-    except FileExistsError:
-        raise StoreError(f"refusing to overwrite {shown}: it already exists") from None
-    except OSError as e:
-        if e.errno not in _NO_HARD_LINKS:
-            raise
-        # File systems without hard links (FAT, some network shares): check, then rename.
-        if os.path.lexists(shown):
-            raise StoreError(f"refusing to overwrite {shown}: it already exists") from None
-        os.rename(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
-        return
-    os.unlink(tmp, dir_fd=folder)

@@ -6,6 +6,7 @@ batch under temp tags that keep GC off them until the collection and its tag are
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,8 @@ class ImportedCollection:
     tag: Tag
     skipped: tuple[str, ...]
     """Names left out: symbolic links and other things that are not regular files."""
+    excluded: int = 0
+    """Files left out by an exclusion pattern or the folder's .ringdropignore."""
 
 
 def import_file(
@@ -77,18 +80,21 @@ def import_directory(
     tag: str | None,
     display_name: str | None,
     progress: ProgressFn | None,
+    exclude: Sequence[str] = (),
 ) -> ImportedCollection:
     folder = folder.absolute()
-    files, skipped = scan_directory(folder)
-    meter = Meter(sum(size for _, _, size in files), progress, passes=blobs.passes(mode))
+    scan = scan_directory(folder, exclude)
+    meter = Meter(sum(f.size for f in scan.files), progress, passes=blobs.passes(mode))
     entries: list[Entry] = []
     batch: list[Staged] = []
     batch_bytes = 0
     protected: list[int] = []
     try:
-        for name, path, _ in files:
-            staged = blobs.stage_file(layout, path, mode, meter)
-            entries.append(Entry(name, staged.root, staged.size))
+        for file in scan.files:
+            staged = blobs.stage_file(layout, file.path, mode, meter)
+            entries.append(
+                Entry(file.name, staged.root, staged.size, file.mtime_ns, file.executable)
+            )
             batch.append(staged)
             batch_bytes += staged.size
             if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES:
@@ -118,7 +124,7 @@ def import_directory(
         if protected:
             with db.transaction() as conn:
                 _drop_temp_tags(conn, protected)
-    return ImportedCollection(info, collection, new_tag, tuple(skipped))
+    return ImportedCollection(info, collection, new_tag, tuple(scan.skipped), scan.excluded)
 
 
 def _drop_temp_tags(conn: apsw.Connection, ids: list[int]) -> None:

@@ -8,12 +8,31 @@ from pathlib import Path
 from typing import cast
 
 from ringdrop.bao import ChunkRanges, Encoder
+from ringdrop.errors import IntegrityError, NotFoundError
 from ringdrop.store import batch, importer
-from ringdrop.store.blobs import BlobInfo, ImportMode, get_blob, list_blobs, open_encoder, read_blob
+from ringdrop.store.blobs import (
+    BlobInfo,
+    ImportMode,
+    check_reference,
+    get_blob,
+    inline_data,
+    list_blobs,
+    open_encoder,
+    read_blob,
+    source_stamp,
+)
 from ringdrop.store.check import CheckReport, check_store
 from ringdrop.store.collection import Collection
 from ringdrop.store.db import Database, Migration
-from ringdrop.store.export import export_blob, export_collection, read_collection
+from ringdrop.store.export import (
+    ExportResult,
+    OnExisting,
+    copy_bytes_needed,
+    export_blob,
+    export_collection,
+    finish_export,
+    read_collection,
+)
 from ringdrop.store.gc import GcReport, collect_garbage
 from ringdrop.store.importer import ImportedCollection
 from ringdrop.store.layout import Layout, default_data_dir
@@ -121,10 +140,13 @@ class Store:
         tag: str | None = None,
         display_name: str | None = None,
         progress: ProgressFn | None = None,
+        exclude: Sequence[str] = (),
     ) -> ImportedCollection:
         """Imports every regular file below `path` as a collection, tagged as a whole.
 
         Symbolic links and other non-files are skipped and listed; empty folders are not kept.
+        Files that gitignore-style `exclude` patterns or the folder's `.ringdropignore` match are
+        left out and counted. Each file's mtime and executable bit are recorded.
         Raises UnsafePathError before doing any work if a name cannot be shared safely.
         """
         return importer.import_directory(
@@ -136,6 +158,7 @@ class Store:
             tag=tag,
             display_name=display_name,
             progress=progress,
+            exclude=exclude,
         )
 
     # -- reading ------------------------------------------------------------------------------
@@ -250,6 +273,48 @@ class Store:
         """Protects `root` from GC until released or until this process exits."""
         return self._lease.temp_tag(root, format)
 
+    @translating("could not check the content")
+    def is_reference_to(self, root: bytes, path: Path) -> bool:
+        """Whether blob `root` holds `path` unchanged: a reference to it whose size and mtime
+        are as recorded, or inline bytes equal to the file's."""
+        with self.db.snapshot() as conn:
+            info = get_blob(conn, root)
+            if info is None:
+                return False
+            if info.location == "inline":
+                try:
+                    return path.read_bytes() == inline_data(conn, root)
+                except OSError:
+                    return False
+            if info.location != "reference" or info.source != path:
+                return False
+            try:
+                check_reference(info, source_stamp(conn, root))
+            except (NotFoundError, IntegrityError):
+                return False
+            return True
+
+    @translating("could not check the content")
+    def forget_broken_references(self, roots: Sequence[bytes]) -> int:
+        """Drops the blobs among `roots` that are references to a file that was moved, deleted
+        or changed, so that a download fetches them again; returns how many it dropped."""
+        dropped = 0
+        with self.db.transaction() as conn:
+            for root in roots:
+                info = get_blob(conn, root)
+                if info is None or info.location != "reference":
+                    continue
+                try:
+                    check_reference(info, source_stamp(conn, root))
+                except (NotFoundError, IntegrityError):
+                    conn.execute("DELETE FROM blobs WHERE root = ?", (root,))
+                    conn.execute(
+                        "INSERT OR IGNORE INTO pending_deletes (path) VALUES (?)",
+                        (self.layout.relative(self.layout.blob_outboard(root)),),
+                    )
+                    dropped += 1
+        return dropped
+
     # -- maintenance --------------------------------------------------------------------------
 
     @translating("could not collect garbage")
@@ -270,12 +335,23 @@ class Store:
         root: bytes,
         dest: str | os.PathLike[str],
         *,
-        force: bool = False,
+        existing: OnExisting = "refuse",
+        keep: bool = True,
         progress: ProgressFn | None = None,
-    ) -> Path:
-        """Writes blob `root` to the file `dest` (atomically, verified); refuses to overwrite
-        unless `force`, and checks free space first."""
-        return export_blob(self.db, self.layout, root, Path(dest), force=force, progress=progress)
+    ) -> ExportResult:
+        """Writes blob `root` to the file `dest` (atomically, verified or handed over); an
+        existing `dest` is refused, overwritten or kept beside (`existing`). Without `keep`, the
+        store's own copy is handed over (see export.py) and the blob becomes a reference to
+        the exported file. Checks free space first, for what must be copied."""
+        return export_blob(
+            self.db,
+            self.layout,
+            root,
+            Path(dest),
+            existing=existing,
+            keep=keep,
+            progress=progress,
+        )
 
     @translating("could not export")
     def export_collection(
@@ -283,10 +359,30 @@ class Store:
         root: bytes,
         dest: str | os.PathLike[str],
         *,
-        force: bool = False,
+        existing: OnExisting = "refuse",
+        keep: bool = True,
         progress: ProgressFn | None = None,
-    ) -> list[Path]:
-        """Writes the files of collection `root` below the folder `dest`; never outside it."""
+    ) -> ExportResult:
+        """Writes the files of collection `root` into the folder `dest`, built under a
+        temporary name and renamed into place; never outside it. As `export` otherwise."""
         return export_collection(
-            self.db, self.layout, root, Path(dest), force=force, progress=progress
+            self.db,
+            self.layout,
+            root,
+            Path(dest),
+            existing=existing,
+            keep=keep,
+            progress=progress,
         )
+
+    @translating("could not finish an interrupted export")
+    def finish_export(self, root: bytes) -> Path | None:
+        """Completes an export of `root` that a crash interrupted; returns its path if the
+        content was already in place there."""
+        return finish_export(self.db, self.layout, root)
+
+    def export_space_needed(self, roots: Sequence[bytes], folder: Path, *, keep: bool) -> int:
+        """Bytes an export of the complete blobs `roots` into `folder` would have to copy."""
+        with self.db.snapshot() as conn:
+            infos = [i for r in roots if (i := get_blob(conn, r)) is not None]
+        return copy_bytes_needed(self.layout, infos, folder, keep=keep)

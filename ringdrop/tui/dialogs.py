@@ -1,4 +1,5 @@
-"""Modal dialogs: a one-line prompt (with optional completion) and a QR code view."""
+"""Modal dialogs: a one-line prompt (with optional completion), a question answered with one of
+a few buttons, and a QR code view."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from typing import ClassVar
 import segno
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.suggester import Suggester
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 
 class Prompt(ModalScreen[str | None]):
@@ -33,6 +34,34 @@ class Prompt(ModalScreen[str | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class Choice(ModalScreen[str | None]):
+    """Asks a question; dismisses with the id of the button chosen, or None on Escape.
+
+    `choices` are (id, label) pairs; the first is the default (focused, so Enter chooses it)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, choices: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self._question = question
+        self._choices = choices
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self._question, markup=False)
+            with Horizontal(classes="choices"):
+                for i, (ident, label) in enumerate(self._choices):
+                    yield Button(label, id=ident, variant="primary" if i == 0 else "default")
+            yield Label("Tab moves between answers, Escape cancels", classes="hint")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -3,6 +3,7 @@ transfers (which survive closing the TUI: see `saved`)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from textual.app import ComposeResult
@@ -12,7 +13,9 @@ from textual.widgets import Button, Input, Label, Static
 from ringdrop.display import kind, safe, size
 from ringdrop.errors import TicketError
 from ringdrop.node import Node
+from ringdrop.store import OnExisting
 from ringdrop.ticket import Ticket
+from ringdrop.tui.dialogs import Choice
 from ringdrop.tui.pane import Pane
 from ringdrop.tui.paths import PathSuggester
 from ringdrop.tui.saved import SavedTransfer, SavedTransfers
@@ -45,7 +48,7 @@ class ReceivePane(Pane):
             except TicketError:
                 self.saved.forget(saved.ticket)
                 continue
-            view = self._add(ticket, Path(saved.dest))
+            view = self._add(ticket, Path(saved.dest), saved.existing)
             if saved.paused:
                 view.paused = True
             else:
@@ -87,17 +90,33 @@ class ReceivePane(Pane):
         if any(v.ticket == ticket for v in self.query(TransferView)):
             self.say("that ticket is already in the list below", error=True)
             return
-        dest = Path(self.query_one("#dest", Input).value or ".").expanduser()
-        if not dest.is_dir():
-            self.say(f"{dest} is not a folder", error=True)
+        # As `get --dest`: an existing folder receives it under its name, another path is it.
+        dest = Path(self.query_one("#dest", Input).value or ".").expanduser().absolute()
+        target = self.node.export_target(ticket, dest)
+        if not os.path.lexists(target):
+            self._start(ticket, dest, "refuse")
             return
-        self.saved.put(SavedTransfer(ticket.encode(), str(dest)))
-        self._add(ticket, dest).start()
+        question = f"{safe(str(target))} already exists. Keep both, or overwrite it?"
+        choices = [("rename", "Keep both"), ("force", "Overwrite"), ("cancel", "Cancel")]
+
+        def answered(answer: str | None) -> None:
+            if answer == "rename":
+                self._start(ticket, dest, "rename")
+            elif answer == "force":
+                self._start(ticket, dest, "force")
+            else:
+                self.say("not received: the destination is already taken", error=True)
+
+        self.app.push_screen(Choice(question, choices), answered)
+
+    def _start(self, ticket: Ticket, dest: Path, existing: OnExisting) -> None:
+        self.saved.put(SavedTransfer(ticket.encode(), str(dest), existing=existing))
+        self._add(ticket, dest, existing).start()
         self.query_one("#ticket", Input).value = ""
         self.say("receiving; p pauses or resumes the selected transfer, x cancels it")
 
-    def _add(self, ticket: Ticket, dest: Path) -> TransferView:
-        view = TransferView(self.node, ticket, dest)
+    def _add(self, ticket: Ticket, dest: Path, existing: OnExisting = "refuse") -> TransferView:
+        view = TransferView(self.node, ticket, dest, existing)
         self.query_one("#transfers", VerticalScroll).mount(view)
         return view
 
@@ -106,9 +125,14 @@ class ReceivePane(Pane):
 
     def on_transfer_view_paused(self, message: TransferView.Paused) -> None:
         view = message.view
-        self.saved.put(SavedTransfer(view.ticket.encode(), str(view.dest), message.paused))
+        self.saved.put(
+            SavedTransfer(view.ticket.encode(), str(view.dest), message.paused, view.existing)
+        )
 
     def on_transfer_view_cancelled(self, message: TransferView.Cancelled) -> None:
         self.saved.forget(message.view.ticket.encode())
         message.view.remove()
-        self.say("cancelled; what was received stays in the store for a later try")
+        if message.deleted:
+            self.say("cancelled; what was received so far is deleted")
+        else:
+            self.say("cancelled; what was verified stays in the store: receive it again to resume")

@@ -8,6 +8,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ringdrop.store import OnExisting
+
 FILE_NAME = "tui-transfers.json"
 
 
@@ -18,6 +20,8 @@ class SavedTransfer:
     ticket: str
     dest: str
     paused: bool = False
+    existing: OnExisting = "refuse"
+    """What the user chose to do about a destination that already existed."""
 
 
 class SavedTransfers:
@@ -30,7 +34,13 @@ class SavedTransfers:
         try:
             rows = json.loads(self._path.read_text())
             return [
-                SavedTransfer(str(r["ticket"]), str(r["dest"]), bool(r["paused"])) for r in rows
+                SavedTransfer(
+                    str(r["ticket"]),
+                    str(r["dest"]),
+                    bool(r["paused"]),
+                    _existing(r.get("existing", "refuse")),
+                )
+                for r in rows
             ]
         except (OSError, ValueError, KeyError, TypeError):
             return []
@@ -46,3 +56,9 @@ class SavedTransfers:
         temporary = self._path.with_suffix(".tmp")
         temporary.write_text(json.dumps([asdict(r) for r in rows], indent=1))
         os.replace(temporary, self._path)
+
+
+def _existing(value: object) -> OnExisting:
+    if value == "force":
+        return "force"
+    return "rename" if value == "rename" else "refuse"

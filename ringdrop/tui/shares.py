@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 from ringdrop.display import kind, size
 from ringdrop.errors import RingdropError
 from ringdrop.node import Share
+from ringdrop.store.collection import IGNORE_FILE
 from ringdrop.tui.dialogs import Prompt, QrCode
 from ringdrop.tui.pane import Pane, shown
 from ringdrop.tui.paths import PathSuggester
@@ -101,7 +102,15 @@ class SharesPane(Pane):
             self.app.call_from_thread(self.say, str(error), error=True)
             return
         self.app.call_from_thread(self.reload)
-        self.app.call_from_thread(self.say, f"shared {shown(share.name)}; c copies its ticket")
+        left_out = (
+            f" (left out {share.excluded} file{'s' if share.excluded != 1 else ''} that "
+            f"{IGNORE_FILE} names)"
+            if share.excluded
+            else ""
+        )
+        self.app.call_from_thread(
+            self.say, f"shared {shown(share.name)}{left_out}; c copies its ticket"
+        )
 
     def action_attach(self) -> None:
         share = self.selected()

@@ -1,9 +1,10 @@
 """One download as a widget: its progress bar, bytes, rate, ETA, files in flight and
-connection state; pause, resume and cancel."""
+connection state; pause, resume and cancel (which asks whether to keep what was verified)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import ClassVar
 
@@ -15,7 +16,9 @@ from textual.widgets import ProgressBar, Static
 from ringdrop.display import clock, rate, safe, size
 from ringdrop.errors import RingdropError
 from ringdrop.node import Node, Progress, Received
+from ringdrop.store import OnExisting
 from ringdrop.ticket import Ticket
+from ringdrop.tui.dialogs import Choice
 
 
 class TransferView(Static, can_focus=True):
@@ -50,15 +53,20 @@ class TransferView(Static, can_focus=True):
             self.paused = paused
 
     class Cancelled(Message):
-        def __init__(self, view: TransferView) -> None:
+        def __init__(self, view: TransferView, deleted: bool) -> None:
             super().__init__()
             self.view = view
+            self.deleted = deleted
+            """Whether what was verified was deleted (else it stays, to resume later)."""
 
-    def __init__(self, node: Node, ticket: Ticket, dest: Path) -> None:
+    def __init__(
+        self, node: Node, ticket: Ticket, dest: Path, existing: OnExisting = "refuse"
+    ) -> None:
         super().__init__(classes="transfer")
         self.node = node
         self.ticket = ticket
         self.dest = dest
+        self.existing: OnExisting = existing
         self.paused = False
         self.finished = False
         self.failed = False
@@ -77,7 +85,10 @@ class TransferView(Static, can_focus=True):
     async def _download(self) -> None:
         try:
             received = await self.node.get(
-                self.ticket, self.dest, progress=lambda p: self.post_message(self.Progressed(p))
+                self.ticket,
+                self.dest,
+                existing=self.existing,
+                progress=lambda p: self.post_message(self.Progressed(p)),
             )
         except asyncio.CancelledError:
             raise
@@ -121,8 +132,36 @@ class TransferView(Static, can_focus=True):
         self.post_message(self.Paused(self, self.paused))
 
     def action_cancel(self) -> None:
-        self.workers.cancel_group(self, "download")
-        self.post_message(self.Cancelled(self))
+        if self.finished:
+            self.post_message(self.Cancelled(self, deleted=False))
+            return
+        name = safe(self.ticket.name) if self.ticket.name else "this transfer"
+        choices = [
+            ("keep", "Keep what arrived"),
+            ("delete", "Delete it"),
+            ("back", "Go on receiving"),
+        ]
+
+        def answered(answer: str | None) -> None:
+            if answer in ("keep", "delete"):
+                self.run_worker(self._cancel(delete=answer == "delete"), group="cancel")
+
+        question = (
+            f"Cancel receiving {name}? What was verified can stay in the store, so that "
+            "receiving it again later resumes where it stopped, or be deleted now."
+        )
+        self.app.push_screen(Choice(question, choices), answered)
+
+    async def _cancel(self, *, delete: bool) -> None:
+        for worker in self.workers.cancel_group(self, "download"):
+            with contextlib.suppress(Exception):
+                await worker.wait()
+        if delete:
+            try:
+                await asyncio.to_thread(self.node.discard_download, self.ticket)
+            except RingdropError as error:
+                self.app.notify(f"could not delete it: {error}", severity="error")
+        self.post_message(self.Cancelled(self, deleted=delete))
 
     def _set(self, headline: str, detail: str | None) -> None:
         self.query_one(".headline", Static).update(headline)

@@ -41,6 +41,7 @@ async def test_member_receives_the_file(serving: Node, receiver: Node, tmp_path:
     serving.access.create_ring("friends")
     serving.access.add_member("friends", str(receiver.peer_id))
     share = serving.share(write(tmp_path / "in" / "film.bin", data), rings=["friends"])
+    (tmp_path / "out").mkdir()
     received = await receiver.get(share.ticket, tmp_path / "out")
     assert received.path == tmp_path / "out" / "film.bin"
     assert received.path.read_bytes() == data
@@ -130,7 +131,7 @@ async def test_folder_with_many_files_arrives_whole(
     share = serving.share(source, open=True)
     events: list[Progress] = []
     received = await receiver.get(share.ticket, tmp_path / "out", progress=events.append)
-    assert received.path == tmp_path / "out" / "photos"
+    assert received.path == tmp_path / "out"
     for name, data in expected.items():
         assert (received.path / name).read_bytes() == data
     assert received.stats.files == len(expected)
@@ -163,7 +164,7 @@ async def test_existing_destination_is_refused_without_force(
     with pytest.raises(Exception, match="already exists"):
         await receiver.get(share.ticket, tmp_path / "out")
     assert (tmp_path / "out" / "a.bin").read_bytes() == b"mine"
-    received = await receiver.get(share.ticket, tmp_path / "out", force=True)
+    received = await receiver.get(share.ticket, tmp_path / "out", existing="force")
     assert received.path.read_bytes() == pseudo_random(1000)
 
 

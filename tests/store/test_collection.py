@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ringdrop.errors import StoreError, UnsafePathError
 from ringdrop.store import Collection, Entry, Store
-from ringdrop.store.collection import MAGIC
+from ringdrop.store.collection import MAGIC, MAGIC_V1
 
 from .helpers import SAFE_PART, files_under
 
@@ -39,7 +39,8 @@ def tree_of(folder: Path) -> dict[str, bytes]:
 
 
 def encode_raw(entries: list[tuple[bytes, int, bytes]]) -> bytes:
-    parts = [MAGIC, struct.pack("<I", len(entries))]
+    """A version 1 collection, as ringdrop wrote before entries had metadata."""
+    parts = [MAGIC_V1, struct.pack("<I", len(entries))]
     for root, size, name in entries:
         parts += [struct.pack("<32sQH", root, size, len(name)), name]
     return b"".join(parts)
@@ -161,13 +162,18 @@ def test_decoding_refuses_trailing_bytes() -> None:
 
 ENTRIES = st.dictionaries(
     st.lists(SAFE_PART, min_size=1, max_size=3).map("/".join),
-    st.tuples(st.binary(min_size=32, max_size=32), st.integers(0, (1 << 64) - 1)),
+    st.tuples(
+        st.binary(min_size=32, max_size=32),
+        st.integers(0, (1 << 64) - 1),
+        st.none() | st.integers(-(1 << 63), (1 << 63) - 1),
+        st.booleans(),
+    ),
     max_size=8,
 )
 
 
 @given(ENTRIES)
-def test_encoding_round_trips(entries: dict[str, tuple[bytes, int]]) -> None:
+def test_encoding_round_trips(entries: dict[str, tuple[bytes, int, int | None, bool]]) -> None:
     names = set(entries)
     # A name may not also be a folder of another: drop such names for this property.
     files = [n for n in names if not any(o.startswith(n + "/") for o in names)]
@@ -183,7 +189,7 @@ def test_decoding_arbitrary_bytes_raises_only_store_errors(data: bytes) -> None:
 
 @given(ENTRIES, st.data())
 def test_decoding_a_mangled_encoding_raises_only_store_errors(
-    entries: dict[str, tuple[bytes, int]], data: st.DataObject
+    entries: dict[str, tuple[bytes, int, int | None, bool]], data: st.DataObject
 ) -> None:
     names = [n for n in entries if not any(o.startswith(n + "/") for o in entries)]
     encoded = bytearray(Collection.of([Entry(n, *entries[n]) for n in names]).encode())

@@ -9,7 +9,7 @@ import pytest
 
 from ringdrop.errors import DiskFullError, IntegrityError, StoreError, UnsafePathError
 from ringdrop.store import Store
-from ringdrop.store.collection import MAGIC
+from ringdrop.store.collection import MAGIC_V1
 
 from .helpers import files_under, random_file
 
@@ -23,7 +23,7 @@ def entry(root: bytes, size: int, name: bytes) -> bytes:
 def test_export_writes_the_blob_and_leaves_no_temporary_file(store: Store, tmp_path: Path) -> None:
     data = random_file(tmp_path / "a.bin", SIZE)
     info, _ = store.import_file(tmp_path / "a.bin")
-    out = store.export(info.root, tmp_path / "out" / "copy.bin")
+    out = store.export(info.root, tmp_path / "out" / "copy.bin").path
     assert out.read_bytes() == data
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["copy.bin"]
 
@@ -32,10 +32,10 @@ def test_export_refuses_to_overwrite_unless_forced(store: Store, tmp_path: Path)
     data = random_file(tmp_path / "a.bin", SIZE)
     info, _ = store.import_file(tmp_path / "a.bin")
     (tmp_path / "taken").write_bytes(b"mine")
-    with pytest.raises(StoreError, match="refusing to overwrite"):
+    with pytest.raises(StoreError, match="already exists; use --force"):
         store.export(info.root, tmp_path / "taken")
     assert (tmp_path / "taken").read_bytes() == b"mine"
-    store.export(info.root, tmp_path / "taken", force=True)
+    store.export(info.root, tmp_path / "taken", existing="force")
     assert (tmp_path / "taken").read_bytes() == data
 
 
@@ -73,16 +73,19 @@ def test_export_reports_progress(store: Store, tmp_path: Path) -> None:
     assert seen[-1] == (SIZE, SIZE)
 
 
-def test_collection_export_refuses_to_overwrite_any_file(store: Store, tmp_path: Path) -> None:
+def test_collection_export_refuses_an_existing_folder(store: Store, tmp_path: Path) -> None:
     random_file(tmp_path / "src" / "a", 10)
     random_file(tmp_path / "src" / "sub" / "b", SIZE)
     imported = store.import_directory(tmp_path / "src")
     random_file(tmp_path / "out" / "sub" / "b", 5)
-    with pytest.raises(StoreError, match="refusing to overwrite"):
+    random_file(tmp_path / "out" / "mine", 5)
+    with pytest.raises(StoreError, match="already exists; use --force"):
         store.export_collection(imported.info.root, tmp_path / "out")
     assert not (tmp_path / "out" / "a").exists()
-    store.export_collection(imported.info.root, tmp_path / "out", force=True)
+    store.export_collection(imported.info.root, tmp_path / "out", existing="force")
     assert (tmp_path / "out" / "sub" / "b").stat().st_size == SIZE
+    assert (tmp_path / "out" / "mine").stat().st_size == 5, "force replaces files, not folders"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ringdrop-")]
 
 
 def test_collection_export_does_not_follow_a_planted_symlink(store: Store, tmp_path: Path) -> None:
@@ -92,7 +95,7 @@ def test_collection_export_does_not_follow_a_planted_symlink(store: Store, tmp_p
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "sub").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(UnsafePathError, match="symbolic link"):
-        store.export_collection(imported.info.root, tmp_path / "out", force=True)
+        store.export_collection(imported.info.root, tmp_path / "out", existing="force")
     assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
@@ -101,11 +104,11 @@ def test_a_hostile_collection_is_refused_and_writes_nothing(
     store: Store, tmp_path: Path, name: bytes
 ) -> None:
     member, _ = store.import_bytes(b"payload")
-    hostile = MAGIC + (1).to_bytes(4, "little") + entry(member.root, 7, name)
+    hostile = MAGIC_V1 + (1).to_bytes(4, "little") + entry(member.root, 7, name)
     collection, _ = store.import_bytes(hostile, format="collection")
     (tmp_path / "dest").mkdir()
     with pytest.raises(UnsafePathError):
-        store.export_collection(collection.root, tmp_path / "dest")
+        store.export_collection(collection.root, tmp_path / "dest" / "got")
     assert files_under(tmp_path / "dest") == []
     assert not (tmp_path / "escaped").exists()
     assert not Path("/tmp/absolute").exists()

@@ -10,6 +10,7 @@ survive the kill.
     python worker.py import STORE SCRATCH SEED
     python worker.py gc STORE SEED
     python worker.py commit-small STORE SEED
+    python worker.py export STORE ROOT DEST KEEP
 """
 
 from __future__ import annotations
@@ -122,6 +123,13 @@ def commit_small_loop(store: Store, seed: int) -> None:
         group += 1
 
 
+def export(store: Store, root: bytes, dest: Path, keep: bool) -> None:
+    """Exports collection `root` to `dest`, handing the store's files over unless `keep`."""
+    say("ready")
+    store.export_collection(root, dest, keep=keep)
+    say("exported")
+
+
 def main() -> None:
     command, store_path, *args = sys.argv[1:]
     with Store.open(store_path) as store:
@@ -138,6 +146,8 @@ def main() -> None:
             gc_loop(store, random.Random(int(args[0])))
         elif command == "commit-small":
             commit_small_loop(store, int(args[0]))
+        elif command == "export":
+            export(store, bytes.fromhex(args[0]), Path(args[1]), args[2] == "keep")
         else:
             raise SystemExit(f"unknown command {command}")
 

@@ -88,3 +88,24 @@ async def test_a_peer_added_with_a_nickname_can_be_granted_the_catalog(
     assert "alice" in text
     assert "catalog" in text
     assert mine.access.grants(sharer.peer_id) == ["catalog"]
+
+
+async def test_sharing_a_folder_leaves_out_what_its_ringdropignore_names(
+    app: RingdropApp, mine: Node, tmp_path: Path
+) -> None:
+    folder = tmp_path / "project"
+    (folder / "build").mkdir(parents=True)
+    (folder / "main.c").write_text("int main;")
+    (folder / "build" / "main.o").write_bytes(b"\x7fELF")
+    (folder / "debug.log").write_text("noise")
+    (folder / ".ringdropignore").write_text("build/\n*.log\n")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a", *str(folder), "enter")
+        await pilot.press(*"open", "enter")
+        await until(pilot, lambda: app.query_one(DataTable).row_count == 1)
+        await until(pilot, lambda: "left out" in screen_text(app))
+        text = " ".join(screen_text(app).split())
+    assert "shared project (left out 2 files that .ringdropignore names)" in text
+    (share,) = mine.shares()
+    names = [e.name for e in mine.store.collection(share.root).entries]
+    assert names == [".ringdropignore", "main.c"]

@@ -1,14 +1,23 @@
 """Receiving through the TUI from a real sharer on loopback: progress to 100 %, the reason for
-a denial, and transfers that continue when the TUI is opened again."""
+a denial, transfers that continue when the TUI is opened again, where "Save in" puts things,
+what it asks when the destination exists, and what cancelling keeps."""
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
+from typing import Any
 
-from textual.widgets import Input, ProgressBar
+import pytest
+from textual.widgets import Button, Input, ProgressBar
 
+from ringdrop.bao import GROUP_SIZE, ChunkRanges
 from ringdrop.node import Node
+from ringdrop.store import export
+from ringdrop.ticket import Ticket
 from ringdrop.tui.app import RingdropApp
+from ringdrop.tui.dialogs import Choice
 from ringdrop.tui.receive import ReceivePane
 from ringdrop.tui.saved import SavedTransfer, SavedTransfers
 from ringdrop.tui.transfer import TransferView
@@ -106,15 +115,207 @@ async def test_pausing_keeps_the_transfer_for_later_and_resuming_finishes_it(
     assert (downloads / "movie.bin").read_bytes() == DATA
 
 
-async def test_cancelling_removes_the_transfer(
-    app: RingdropApp, mine: Node, serving: Node, tmp_path: Path, downloads: Path
+async def test_save_in_a_path_that_does_not_exist_makes_it_the_file(
+    app: RingdropApp, serving: Node, tmp_path: Path, downloads: Path
 ) -> None:
     ticket = shared_file(serving, tmp_path, open=True)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
-        view = await paste_and_receive(app, ticket, downloads)
-        view.focus()
-        await pilot.press("x")
+        view = await paste_and_receive(app, ticket, downloads / "film.bin")
+        await until(pilot, lambda: view.finished or view.failed)
+    assert (downloads / "film.bin").read_bytes() == DATA
+    assert os.listdir(downloads) == ["film.bin"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [("rename", {"movie.bin": b"mine", "movie (1).bin": DATA}), ("force", {"movie.bin": DATA})],
+)
+async def test_an_existing_destination_asks_keep_both_or_overwrite(
+    app: RingdropApp,
+    serving: Node,
+    tmp_path: Path,
+    downloads: Path,
+    answer: str,
+    expected: dict[str, bytes],
+) -> None:
+    ticket = shared_file(serving, tmp_path, open=True)
+    (downloads / "movie.bin").write_bytes(b"mine")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        app.query_one("#dest", Input).value = str(downloads)
+        app.query_one("#ticket", Input).value = ticket
+        app.query_one(ReceivePane).receive()
+        await until(pilot, lambda: isinstance(app.screen, Choice))
+        await pilot.pause()
+        assert "already exists. Keep both, or overwrite it?" in " ".join(screen_text(app).split())
+        await pilot.click(f"#{answer}")
+        await until(pilot, lambda: bool(app.query(TransferView)))
+        view = app.query_one(TransferView)
+        await until(pilot, lambda: view.finished or view.failed)
+    assert {p.name: p.read_bytes() for p in downloads.iterdir()} == expected
+
+
+async def test_an_existing_destination_left_alone_when_the_question_is_cancelled(
+    app: RingdropApp, serving: Node, tmp_path: Path, downloads: Path
+) -> None:
+    ticket = shared_file(serving, tmp_path, open=True)
+    (downloads / "movie.bin").write_bytes(b"mine")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        app.query_one("#dest", Input).value = str(downloads)
+        app.query_one("#ticket", Input).value = ticket
+        app.query_one(ReceivePane).receive()
+        await until(pilot, lambda: isinstance(app.screen, Choice))
+        await pilot.press("escape")
         await pilot.pause()
         assert not app.query(TransferView)
+        assert "already taken" in screen_text(app)
+    assert (downloads / "movie.bin").read_bytes() == b"mine"
+
+
+def half_downloaded(mine: Node, sharer: Node, tmp_path: Path, downloads: Path) -> bytes:
+    """Shares DATA, puts its first half in `mine`'s store as a verified partial, and saves a
+    paused transfer of it for the TUI to show; returns the root."""
+    ticket = shared_file(sharer, tmp_path, open=True)
+    root = Ticket.decode(ticket).content_hash
+    half = ChunkRanges.groups(0, len(DATA) // 2 // GROUP_SIZE)
+    encoded = sharer.store.encoder(root, half).read(1 << 30)
+    with mine.store.partial(root) as partial:
+        writer = partial.writer(half)
+        writer.write(encoded)
+        writer.flush()
+    SavedTransfers(mine.data_dir).put(SavedTransfer(ticket, str(downloads), paused=True))
+    return root
+
+
+@pytest.mark.parametrize(("answer", "kept"), [("keep", True), ("delete", False)])
+async def test_cancel_asks_whether_to_keep_what_was_verified(
+    app: RingdropApp,
+    mine: Node,
+    sharer: Node,
+    tmp_path: Path,
+    downloads: Path,
+    answer: str,
+    kept: bool,
+) -> None:
+    root = half_downloaded(mine, sharer, tmp_path, downloads)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        view = app.query_one(TransferView)
+        view.focus()
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, Choice))
+        await pilot.pause()
+        assert "Cancel receiving movie.bin?" in " ".join(screen_text(app).split())
+        app.screen.query_one(f"#{answer}", Button).press()
+        await until(pilot, lambda: not app.query(TransferView))
     assert SavedTransfers(mine.data_dir).load() == []
+    partials = [p.root for p in mine.store.partials()]
+    assert (root in partials) == kept
+    assert any((mine.data_dir / "partial").glob("*.data")) == kept
+
+
+async def test_going_on_after_cancel_keeps_the_transfer(
+    app: RingdropApp, mine: Node, sharer: Node, tmp_path: Path, downloads: Path
+) -> None:
+    half_downloaded(mine, sharer, tmp_path, downloads)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        view = app.query_one(TransferView)
+        view.focus()
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, Choice))
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.query(TransferView)
+    assert len(SavedTransfers(mine.data_dir).load()) == 1
+
+
+async def test_a_folder_saved_to_a_new_path_keeps_times_and_the_executable_bit(
+    app: RingdropApp, serving: Node, tmp_path: Path, downloads: Path
+) -> None:
+    folder = tmp_path / "project"
+    (folder / "bin").mkdir(parents=True)
+    (folder / "bin" / "run").write_bytes(b"#!/bin/sh\n" + DATA)
+    (folder / "bin" / "run").chmod(0o755)
+    (folder / "notes.txt").write_bytes(b"notes")
+    when = 1_234_567_890_123_456_789
+    for path in (folder / "bin" / "run", folder / "notes.txt"):
+        os.utime(path, ns=(when, when))
+    ticket = serving.share(folder, open=True).ticket.encode()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        view = await paste_and_receive(app, ticket, downloads / "copy")
+        await until(pilot, lambda: view.finished or view.failed)
+    out = downloads / "copy"
+    assert (out / "bin" / "run").read_bytes() == b"#!/bin/sh\n" + DATA
+    assert (out / "notes.txt").read_bytes() == b"notes"
+    assert os.access(out / "bin" / "run", os.X_OK)
+    assert not os.access(out / "notes.txt", os.X_OK)
+    assert (out / "bin" / "run").stat().st_mtime_ns == when
+    assert (out / "notes.txt").stat().st_mtime_ns == when
+
+
+async def test_keep_both_twice_numbers_the_names(
+    app: RingdropApp, serving: Node, tmp_path: Path, downloads: Path
+) -> None:
+    ticket = shared_file(serving, tmp_path, open=True)
+    (downloads / "movie.bin").write_bytes(b"mine")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        for _ in range(2):
+            app.query_one("#dest", Input).value = str(downloads)
+            app.query_one("#ticket", Input).value = ticket
+            app.query_one(ReceivePane).receive()
+            await until(pilot, lambda: isinstance(app.screen, Choice))
+            await pilot.pause()
+            await pilot.click("#rename")
+            await until(pilot, lambda: bool(app.query(TransferView)))
+            view = app.query_one(TransferView)
+            await until(pilot, lambda v=view: v.finished or v.failed)  # type: ignore[misc]
+            view.focus()
+            await pilot.press("x")  # a finished transfer leaves the list without a question
+            await until(pilot, lambda: not app.query(TransferView))
+    assert sorted(os.listdir(downloads)) == ["movie (1).bin", "movie (2).bin", "movie.bin"]
+    assert (downloads / "movie (2).bin").read_bytes() == DATA
+
+
+async def test_a_folder_export_that_failed_half_way_is_retried_without_overwriting(
+    app: RingdropApp,
+    serving: Node,
+    tmp_path: Path,
+    downloads: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = tmp_path / "album"
+    for i in range(6):
+        (folder / f"disc{i % 2}").mkdir(parents=True, exist_ok=True)
+        (folder / f"disc{i % 2}" / f"track{i}.bin").write_bytes(pseudo_random(100_000, seed=i))
+    ticket = serving.share(folder, open=True).ticket.encode()
+    real = export._materialize
+    calls = 0
+
+    def disk_full_at_the_third_file(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export, "_materialize", disk_full_at_the_third_file)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        view = await paste_and_receive(app, ticket, downloads)
+        await until(pilot, lambda: view.finished or view.failed)
+        assert view.failed
+        assert "could not export: the disk is full" in " ".join(screen_text(app).split())
+        assert os.listdir(downloads) == [], "nothing half-done in the way"
+        view.focus()
+        await pilot.press("p")  # retry: no question, nothing to overwrite
+        await until(pilot, lambda: view.finished or (view.failed and calls > 3))
+        assert not isinstance(app.screen, Choice)
+    assert view.finished
+    assert sorted(p.relative_to(downloads).as_posix() for p in downloads.rglob("*.bin")) == [
+        f"album/disc{i % 2}/track{i}.bin" for i in (0, 2, 4, 1, 3, 5)
+    ]

@@ -1,0 +1,392 @@
+"""Receiving into a destination with the `ringdrop` command over real QUIC on loopback: where
+--dest puts things, --force and --rename, file metadata, exclusions when sharing, exports
+interrupted by Ctrl-C or SIGKILL, and the store handing its copy over instead of copying."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .cli_util import Node, Process
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def server(alice: Node) -> Iterator[Process]:
+    process = alice.spawn("serve")
+    try:
+        process.wait_for(r"^serving as ")
+        yield process
+    finally:
+        process.stop(signal.SIGTERM)
+
+
+@pytest.fixture
+def a_file(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(os.urandom(300_000))
+    return path
+
+
+@pytest.fixture
+def a_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    (folder / "2026").mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(os.urandom(200_000))
+    (folder / "2026" / "b.jpg").write_bytes(os.urandom(1000))
+    (folder / "run.sh").write_bytes(b"#!/bin/sh\necho hello\n")
+    (folder / "run.sh").chmod(0o755)
+    return folder
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A small tmpfs: another file system than the data directories'."""
+    mount = tmp_path / "other-fs"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def got(node: Node, *args: str | Path, code: int = 0) -> dict[str, Any]:
+    shown = node.json("get", *args, code=code)
+    assert isinstance(shown, dict)
+    return shown
+
+
+def data_files(node: Node) -> list[Path]:
+    """The data files the store keeps for complete blobs."""
+    return sorted((node.data_dir / "blobs").rglob("*.data"))
+
+
+def disk_used(*folders: Path) -> int:
+    """Bytes allocated to the files below `folders`, each inode once (as du counts)."""
+    seen: set[tuple[int, int]] = set()
+    used = 0
+    for folder in folders:
+        for path in folder.rglob("*"):
+            st = path.lstat()
+            if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                used += st.st_blocks * 512
+    return used
+
+
+# -- where --dest puts things ---------------------------------------------------------------------
+
+
+def test_a_file_to_a_new_path_is_that_file(
+    alice: Node, bob: Node, server: Process, a_file: Path
+) -> None:
+    ticket = alice.share(a_file, "--open")
+    shown = got(bob, ticket, "--dest", bob.cwd / "out.bin")
+    assert (bob.cwd / "out.bin").read_bytes() == a_file.read_bytes()
+    assert shown["dest"] == str(bob.cwd / "out.bin")
+
+
+def test_a_folder_to_a_new_path_is_that_folder(
+    alice: Node, bob: Node, server: Process, a_folder: Path
+) -> None:
+    ticket = alice.share(a_folder, "--open")
+    bob.run("get", ticket, "--dest", bob.cwd / "holiday")
+    assert tree(bob.cwd / "holiday") == tree(a_folder)
+
+
+def test_a_dest_ending_in_a_slash_is_a_folder_to_create(
+    alice: Node, bob: Node, server: Process, a_file: Path
+) -> None:
+    out = bob.run("get", alice.share(a_file, "--open"), "--dest", f"{bob.cwd}/new/").stdout
+    assert (bob.cwd / "new" / "notes.txt").read_bytes() == a_file.read_bytes()
+    assert "put in place without copying" in out
+
+
+def test_an_existing_folder_receives_it_under_its_name(
+    alice: Node, bob: Node, server: Process, a_file: Path, a_folder: Path
+) -> None:
+    (bob.cwd / "in").mkdir()
+    bob.run("get", alice.share(a_file, "--open"), "--dest", bob.cwd / "in")
+    bob.run("get", alice.share(a_folder, "--open"), "--dest", bob.cwd / "in")
+    assert (bob.cwd / "in" / "notes.txt").read_bytes() == a_file.read_bytes()
+    assert tree(bob.cwd / "in" / "photos") == tree(a_folder)
+    assert sorted(os.listdir(bob.cwd / "in")) == ["notes.txt", "photos"]
+
+
+def test_rename_twice_keeps_everything(
+    alice: Node, bob: Node, server: Process, a_file: Path, a_folder: Path
+) -> None:
+    ticket = alice.share(a_file, "--open")
+    (bob.cwd / "notes.txt").write_text("mine")
+    err = bob.run("get", ticket, code=10).stderr
+    assert "already exists; use --force to overwrite it or --rename to keep both" in err
+    first = got(bob, ticket, "--rename")
+    second = got(bob, ticket, "--rename")
+    assert (first["dest"], second["dest"]) == (
+        str(bob.cwd / "notes (1).txt"),
+        str(bob.cwd / "notes (2).txt"),
+    )
+    assert (bob.cwd / "notes.txt").read_text() == "mine"
+    assert (bob.cwd / "notes (1).txt").read_bytes() == a_file.read_bytes()
+    assert (bob.cwd / "notes (2).txt").read_bytes() == a_file.read_bytes()
+    folder = alice.share(a_folder, "--open")
+    bob.run("get", folder)
+    bob.run("get", folder, "--rename")
+    bob.run("get", folder, "--rename")
+    assert tree(bob.cwd / "photos (2)") == tree(a_folder)
+    bob.run("get", ticket, "--force", "--rename", code=2)
+
+
+def test_force_overwrites(alice: Node, bob: Node, server: Process, a_file: Path) -> None:
+    ticket = alice.share(a_file, "--open")
+    (bob.cwd / "mine.txt").write_text("mine")
+    bob.run("get", ticket, "--dest", bob.cwd / "mine.txt", code=10)
+    bob.run("get", ticket, "--dest", bob.cwd / "mine.txt", "--force")
+    assert (bob.cwd / "mine.txt").read_bytes() == a_file.read_bytes()
+
+
+# -- metadata and exclusions ----------------------------------------------------------------------
+
+
+def test_mtime_and_the_executable_bit_round_trip(
+    alice: Node, bob: Node, server: Process, a_folder: Path
+) -> None:
+    when = 1_600_000_000_000_000_000
+    for path in a_folder.rglob("*"):
+        if path.is_file():
+            os.utime(path, ns=(when, when))
+    ticket = alice.share(a_folder, "--open")
+    bob.run("get", ticket)
+    out = bob.cwd / "photos"
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert path.stat().st_mtime_ns == when, path
+    assert os.access(out / "run.sh", os.X_OK)
+    assert not os.access(out / "a.jpg", os.X_OK)
+    assert subprocess.run([out / "run.sh"], capture_output=True, check=True).stdout == b"hello\n"
+
+
+def test_share_leaves_out_excluded_files_and_says_how_many(
+    alice: Node, bob: Node, server: Process, a_folder: Path
+) -> None:
+    (a_folder / "debug.log").write_text("noise")
+    (a_folder / "2026" / "more.log").write_text("noise")
+    (a_folder / "keep.log").write_text("wanted")
+    (a_folder / "build").mkdir()
+    (a_folder / "build" / "out.o").write_bytes(b"\x7fELF")
+    (a_folder / "secret.key").write_text("no")
+    (a_folder / ".ringdropignore").write_text("# private\nsecret.key\n")
+    out = alice.run("share", a_folder, "--open", "--exclude", "*.log", "--exclude", "!keep.log",
+                    "--exclude", "build/").stdout  # fmt: skip
+    assert "Left out 4 files matching --exclude or .ringdropignore." in out
+    shown = alice.json("share", a_folder, "--open", "--exclude", "*.log", "--exclude", "build/")
+    assert isinstance(shown, dict)
+    assert shown["excluded"] == 5
+    ticket = next(line.strip() for line in out.splitlines() if line.strip().startswith("rdrop:"))
+    bob.run("get", ticket)
+    assert sorted(tree(bob.cwd / "photos")) == [
+        ".ringdropignore", "2026/b.jpg", "a.jpg", "keep.log", "run.sh",
+    ]  # fmt: skip
+
+
+def test_exclude_needs_a_folder(alice: Node, a_file: Path) -> None:
+    err = alice.run("share", a_file, "--exclude", "*.log", code=2).stderr
+    assert "--exclude applies to folders" in err
+
+
+# -- interrupted exports --------------------------------------------------------------------------
+
+
+def _wait_for_export(folder: Path, process: Process, timeout: float = 60) -> None:
+    """Waits until a temporary export folder appears in `folder`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.name.startswith(".ringdrop-") for p in folder.iterdir()):
+            return
+        assert process.popen.poll() is None, "".join(process.lines)
+        time.sleep(0.005)
+    raise AssertionError("the export did not start")
+
+
+@pytest.fixture
+def a_big_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "big"
+    for i in range(48):
+        path = folder / f"part-{i // 8}" / f"{i}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(2 * MIB))
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_an_interrupted_folder_export_needs_no_force_to_finish(
+    alice: Node, bob: Node, server: Process, a_big_folder: Path, sig: signal.Signals
+) -> None:
+    ticket = alice.share(a_big_folder, "--open", "--reference")
+    # --keep makes the export copy (and fsync, and hash again): long enough to interrupt.
+    get = bob.spawn("get", ticket, "--keep")
+    _wait_for_export(bob.cwd, get)
+    time.sleep(0.05)
+    code = get.stop(sig)
+    assert code == (130 if sig == signal.SIGINT else -signal.SIGKILL), "".join(get.lines)
+    if (bob.cwd / "big").exists():
+        assert tree(bob.cwd / "big") == tree(a_big_folder), "nothing half-done under that name"
+    if sig == signal.SIGINT:
+        assert os.listdir(bob.cwd) in ([], ["big"]), "Ctrl-C removes its temporary folder"
+    shown = got(bob, ticket, "--keep")
+    assert shown["present"] == shown["total"], "nothing downloaded again"
+    assert tree(bob.cwd / "big") == tree(a_big_folder)
+    assert os.listdir(bob.cwd) == ["big"]
+
+
+@pytest.mark.slow
+def test_a_killed_file_export_is_finished_by_the_rerun(
+    alice: Node, bob: Node, server: Process, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(64 * MIB))
+    ticket = alice.share(big, "--open", "--reference")
+    get = bob.spawn("get", ticket, "--keep")
+    _wait_for_export(bob.cwd, get)
+    get.stop(signal.SIGKILL)
+    out = bob.cwd / "big.bin"
+    assert not out.exists() or out.read_bytes() == big.read_bytes(), "never half a file"
+    if not out.exists():
+        shown = got(bob, ticket, "--keep")
+        assert shown["present"] == shown["total"], "nothing downloaded again"
+    assert out.read_bytes() == big.read_bytes()
+    assert os.listdir(bob.cwd) == ["big.bin"]
+
+
+def test_a_rerun_after_a_finished_get_says_it_is_there(
+    alice: Node, bob: Node, server: Process, a_file: Path, a_folder: Path
+) -> None:
+    for ticket in (alice.share(a_file, "--open"), alice.share(a_folder, "--open")):
+        first = got(bob, ticket)
+        again = got(bob, ticket)
+        assert again["dest"] == first["dest"]
+        assert again["present"] == again["total"]
+    (bob.cwd / "notes.txt").write_text("edited")
+    bob.run("get", alice.share(a_file, "--open"), code=10)
+    assert (bob.cwd / "notes.txt").read_text() == "edited"
+
+
+# -- the store hands its copy over ----------------------------------------------------------------
+
+
+def test_on_one_file_system_the_content_is_on_disk_once(
+    alice: Node, bob: Node, server: Process, tmp_path: Path
+) -> None:
+    size = 32 * MIB
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(size))
+    ticket = alice.share(big, "--open", "--reference")
+    shown = got(bob, ticket)
+    out = bob.cwd / "big.bin"
+    assert out.read_bytes() == big.read_bytes()
+    assert (shown["moved"], shown["copied"]) == (size, 0)
+    assert data_files(bob) == [], "the store's data file became the exported file"
+    assert out.stat().st_nlink == 1
+    outboard = size // 16384 * 64
+    content = [bob.data_dir / "blobs", bob.data_dir / "partial", bob.data_dir / "tmp", bob.cwd]
+    assert disk_used(*content) <= size * 1.01 + outboard
+    assert disk_used(bob.data_dir) - disk_used(*content[:3]) < 4 * MIB, "database, keys, config"
+    assert "all intact" in bob.run("store", "check").stdout
+
+
+def test_on_another_file_system_the_store_copy_is_released_unless_kept(
+    alice: Node, bob: Node, server: Process, tmp_path: Path, tmpfs: Path
+) -> None:
+    one, two = tmp_path / "one.bin", tmp_path / "two.bin"
+    one.write_bytes(os.urandom(8 * MIB))
+    two.write_bytes(os.urandom(8 * MIB))
+    shown = got(bob, alice.share(one, "--open"), "--dest", tmpfs)
+    assert (tmpfs / "one.bin").read_bytes() == one.read_bytes()
+    assert (shown["moved"], shown["copied"]) == (0, 8 * MIB)
+    assert data_files(bob) == [], "copied, then released"
+    got(bob, alice.share(two, "--open"), "--dest", tmpfs, "--keep")
+    assert (tmpfs / "two.bin").read_bytes() == two.read_bytes()
+    assert len(data_files(bob)) == 1, "--keep keeps the store's copy"
+    assert "all intact" in bob.run("store", "check").stdout
+
+
+def test_free_space_is_asked_of_the_file_system_that_needs_it(
+    alice: Node, bob: Node, server: Process, tmp_path: Path, tmpfs: Path
+) -> None:
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        f.truncate(200 * MIB)  # more than the 96 MiB tmpfs holds, sparse on the sender
+    ticket = alice.share(big, "--open", "--reference")
+    err = bob.run("get", ticket, "--dest", tmpfs, code=8).stderr
+    assert "writing big.bin needs 200.0 MiB" in err
+    assert str(tmpfs) in err
+
+
+# -- received content re-shared -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serving(node: Node) -> Iterator[Process]:
+    process = node.spawn("serve")
+    try:
+        process.wait_for(r"^serving as ")
+        yield process
+    finally:
+        process.stop(signal.SIGTERM)
+
+
+def test_received_content_is_reshared_intact_and_an_edit_is_caught(
+    alice: Node, bob: Node, server: Process, tmp_path: Path
+) -> None:
+    carol = Node(tmp_path / "carol", tmp_path / "carol-cwd")
+    carol.cwd.mkdir()
+    original = tmp_path / "film.bin"
+    original.write_bytes(os.urandom(4 * MIB))
+    ticket = alice.share(original, "--open")
+    bob_got = got(bob, ticket)
+    bob.run("blob", "attach", bob_got["hash"][:12], "open")
+    reshared = bob.run("blob", "ticket", bob_got["hash"][:12]).stdout.split()[0]
+    with serving(bob):
+        carol.run("get", reshared)
+        assert (carol.cwd / "film.bin").read_bytes() == original.read_bytes()
+
+        exported = bob.cwd / "film.bin"
+        with exported.open("r+b") as f:
+            f.seek(MIB)
+            f.write(b"edited by bob")
+        check = bob.run("store", "check", code=6)
+        assert f"changed: {exported} changed after ringdrop recorded it" in check.stdout
+        (carol.cwd / "film.bin").unlink()
+        carol.run("store", "gc")
+        for blob in carol.json("blob", "list")["shares"]:  # type: ignore[index]
+            carol.run("blob", "remove", blob["hash"][:12])
+        carol.run("store", "gc")
+        err = carol.run("get", reshared, "--attempts", "1", code=7).stderr
+        assert "changed" in err
+        assert not (carol.cwd / "film.bin").exists()
