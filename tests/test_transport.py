@@ -305,6 +305,23 @@ def test_the_first_address_that_authenticates_wins_over_dead_ones(tmp_path: Path
     assert path == f"direct {working}"
 
 
+def test_a_sharer_on_this_machine_is_reached_on_loopback() -> None:
+    # The ticket names an address of this machine (here a documentation address the test says
+    # is ours): connect goes to loopback at that port first, and never needs the address.
+    ours = "192.0.2.55"
+
+    async def main() -> tuple[str, int]:
+        async with await sharer(refuse) as server:
+            addresses = [Address(ip_address(ours), server.port)]
+            async with await connect(
+                RECEIVER, SHARER.peer_id, addresses, machine_ips=[ours]
+            ) as connection:
+                return connection.address, server.port
+
+    path, port = run(main())
+    assert path == f"direct 127.0.0.1:{port}"
+
+
 def test_no_working_address_is_one_error_that_lists_each() -> None:
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
