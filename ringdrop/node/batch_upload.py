@@ -19,6 +19,7 @@ from ringdrop.node.server import Answer, Gate
 from ringdrop.protocol import MAX_PART_BYTES, MemberPart, MembersRequest, ResponseHeader, encode
 from ringdrop.store import Store
 from ringdrop.store.access import Access, UploadOutcome
+from ringdrop.store.collection import member_roots
 from ringdrop.transport import Reply
 
 __all__ = ["MembersServer", "MembersUpload"]
@@ -29,6 +30,7 @@ _READ = 64 * 1024
 assert _READ + 32 * 1024 <= MAX_PART_BYTES
 # Encoders opened together, in one read transaction: bounds the files held open at once.
 _OPEN_AT_ONCE = 64
+_COLLECTION_LIMIT = 1 << 30
 # Collections whose member lists are kept, so that the requests of one download (a few
 # thousand members each) decode the collection once.
 _CACHED_COLLECTIONS = 8
@@ -70,7 +72,9 @@ class MembersServer:
     def _collection(self, root: bytes) -> tuple[bytes, ...]:
         members = self._members.get(root)
         if members is None:
-            members = tuple(e.root for e in self.store.collection(root).entries)
+            # Roots only: the names are the receiver's business, and checking 10,000 of them
+            # would delay the first member for nothing.
+            members = tuple(member_roots(self.store.read_bytes(root, _COLLECTION_LIMIT)))
             self._members[root] = members
             while len(self._members) > _CACHED_COLLECTIONS:
                 self._members.popitem(last=False)
