@@ -165,7 +165,7 @@ def _export_batch(
                 _write_file(layout, folder, name, target, source, force=force, meter=meter)
                 continue
             written.append((folder, _write_unsynced(folder, source, meter), name, target))
-        _sync_written(base, written)
+        _sync_written(written)
         for folder, tmp, name, target in written:
             _put_in_place(folder, tmp, name, target, force=force)
             placed += 1
@@ -311,15 +311,17 @@ def _write_unsynced(folder: int, source: _Source, meter: Meter) -> str:
     return tmp
 
 
-def _sync_written(base: int, written: Sequence[tuple[int, str, str, Path]]) -> None:
-    """Makes the batch's temporary files durable: one `syncfs` of the destination's file system
-    (they all live below `base`, and O_NOFOLLOW keeps them there), else an fsync each."""
+def _sync_written(written: Sequence[tuple[int, str, str, Path]]) -> None:
+    """Makes the batch's temporary files durable: one `syncfs` per file system they are on
+    (one, unless a folder below the destination is a mount point), else an fsync each."""
     if not written:
         return
     if _SYNCFS is not None:
-        if _SYNCFS(base) == 0:
-            return
-        raise OSError(ctypes.get_errno(), "could not sync the exported files")
+        devices = {os.fstat(folder).st_dev: folder for folder in {w[0] for w in written}}
+        for folder in devices.values():
+            if _SYNCFS(folder) != 0:
+                raise OSError(ctypes.get_errno(), "could not sync the exported files")
+        return
     for folder, tmp, _, _ in written:
         fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
         try:
