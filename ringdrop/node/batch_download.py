@@ -7,7 +7,8 @@ all or nothing (it is a single chunk group), so they need no partial blob: their
 memory until their group is committed. `Store.commit_small` verifies every member against its
 root before anything is written, and the group's transaction makes the whole group durable or
 none of it: after a crash, a member is either complete and verified in the store, or missing and
-asked for again. At most one group (`COMMIT_BYTES`) is lost.
+asked for again. A crash loses at most what is not yet committed: the group being committed
+and the one filling meanwhile, a few times `COMMIT_BYTES` (4 MiB) in all.
 """
 
 from __future__ import annotations

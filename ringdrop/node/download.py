@@ -3,6 +3,8 @@ arrival, survives dropped connections and killed processes, and exports the fini
 
 Resume needs no bookkeeping of its own: the store's partial blobs record which chunk groups are
 verified and durable, so every attempt — after a retry, a restart or a SIGKILL — starts from them.
+A folder's small members (≤ 16 KiB) skip partial blobs: they come many to a stream and are
+committed in groups (`batch_download`), and the store says which are complete.
 """
 
 from __future__ import annotations

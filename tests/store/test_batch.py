@@ -93,3 +93,22 @@ def test_killed_group_commits_leave_whole_groups_or_nothing(tmp_path: Path) -> N
             report = store.check()
             assert report.ok, report.problems
     assert ever_committed, "no group was ever committed: the kills came too early to test anything"
+
+
+def test_a_folder_exports_in_batches_across_many_folders(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ringdrop.store.export._BATCH", 7)  # members read per transaction
+    source = tmp_path / "tree"
+    expected = {}
+    for i in range(60):
+        name = f"d{i % 20}/sub{i % 3}/f{i}" if i % 4 else f"top{i}"
+        data = bytes([i]) * (i * 300 if i != 5 else 70_000)  # one file too big to be inline
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(data)
+        expected[name] = data
+    imported = store.import_directory(source)
+    dest = tmp_path / "out"
+    store.export_collection(imported.info.root, dest)
+    written = {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    assert written == expected, "every file, and no temporary file left behind"
