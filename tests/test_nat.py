@@ -156,23 +156,39 @@ def received(world: World, ticket: str) -> dict[str, Any]:
     return shown
 
 
-def test_behind_two_port_preserving_nats_a_hole_is_punched(tmp_path: Path) -> None:
-    with world("port-preserving", "port-preserving", tmp_path) as w:
-        # Large enough that the relay cannot carry it all in the moment a punch takes.
-        ticket, data = w.share_and_serve(256 * 1024 * 1024)
-        get = w.lab.popen(
+class _Get:
+    """`ringdrop get --json` running in the right host, its progress (stderr) read as it comes,
+    for the tests that act while it runs."""
+
+    def __init__(self, w: World, ticket: str) -> None:
+        dest = str(w.tmp / "out") + "/"
+        self.process = w.lab.popen(
             w.lab.right.host,
-            w.ringdrop(w.lab.right, "get", ticket, "--dest", str(tmp_path / "out") + "/", "--json"),
+            w.ringdrop(w.lab.right, "get", ticket, "--dest", dest, "--json"),
             env=w.env(w.lab.right),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        errors = _Lines(get.stderr)
-        moved = errors.wait_for(" direct ", _LINE_TIMEOUT)  # from the relay to a punched path
-        out = get.stdout.read() if get.stdout else ""
-        assert get.wait(timeout=300) == 0, errors.seen
-        shown = json.loads(out)
+        self.progress = _Lines(self.process.stderr)
+
+    def result(self) -> dict[str, Any]:
+        out = self.process.stdout.read() if self.process.stdout else ""
+        assert self.process.wait(timeout=300) == 0, self.progress.seen
+        shown: dict[str, Any] = json.loads(out)
+        return shown
+
+
+# Large enough that the relay cannot carry it all in the moment a punch takes.
+_LARGE = 256 * 1024 * 1024
+
+
+def test_behind_two_port_preserving_nats_a_hole_is_punched(tmp_path: Path) -> None:
+    with world("port-preserving", "port-preserving", tmp_path) as w:
+        ticket, data = w.share_and_serve(_LARGE)
+        get = _Get(w, ticket)
+        moved = get.progress.wait_for(" direct ", _LINE_TIMEOUT)  # off the relay, punched
+        shown = get.result()
         assert (tmp_path / "out" / "shared.bin").read_bytes() == data
         # The punched path is the router's public address, not the host's private one.
         assert f" direct {w.lab.left.public_ip}:" in moved
@@ -193,22 +209,13 @@ def test_behind_a_symmetric_nat_the_relay_carries_it(tmp_path: Path) -> None:
 
 def test_a_direct_path_cut_mid_transfer_falls_back_to_the_relay(tmp_path: Path) -> None:
     with world("port-preserving", "port-preserving", tmp_path) as w:
-        ticket, data = w.share_and_serve(96 * 1024 * 1024)
-        get = w.lab.popen(
-            w.lab.right.host,
-            w.ringdrop(w.lab.right, "get", ticket, "--dest", str(tmp_path / "out") + "/", "--json"),
-            env=w.env(w.lab.right),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        errors = _Lines(get.stderr)  # where `get` writes its progress
-        errors.wait_for(" direct ", _LINE_TIMEOUT)  # the path layer moved to a punched path
+        ticket, data = w.share_and_serve(_LARGE)
+        get = _Get(w, ticket)
+        get.progress.wait_for(" direct ", _LINE_TIMEOUT)  # the path layer moved to a punched path
         w.lab.block_direct()
-        errors.wait_for(" relay ", _LINE_TIMEOUT)  # and back, once the direct one went quiet
-        out = get.stdout.read() if get.stdout else ""
-        assert get.wait(timeout=300) == 0, errors.seen
-        shown = json.loads(out)
+        # Nothing moves while the direct path is cut, until the connection falls back.
+        get.progress.wait_for(" relay ", _LINE_TIMEOUT)
+        shown = get.result()
         assert (tmp_path / "out" / "shared.bin").read_bytes() == data
         assert shown["traffic"].get("relay", 0) > 0, shown
 

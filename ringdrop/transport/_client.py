@@ -242,13 +242,9 @@ class Connection:
         path = self.path
         return "?" if path is None else str(path)
 
-    def main_path(self) -> PathInfo | None:
-        """The path that carried most of the bytes received so far."""
-        return self._link.paths.main_path()
-
     def traffic(self) -> dict[PathInfo, int]:
         """Datagram bytes received per path so far, by direct address or relay."""
-        return self._link.paths.traffic_by_info()
+        return self._link.paths.traffic()
 
     async def request(
         self, request: GetRequest | MembersRequest

@@ -40,7 +40,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -380,27 +380,6 @@ class _Candidate:
     unanswered: int = 0
 
 
-@dataclass
-class _Traffic:
-    """Datagram bytes received per path, to tell which path carried most of a transfer."""
-
-    by_path: dict[Path, int] = field(default_factory=dict)
-
-    def add(self, path: Path, size: int) -> None:
-        self.by_path[path] = self.by_path.get(path, 0) + size
-
-    def main(self) -> Path | None:
-        if not self.by_path:
-            return None
-        kinds: dict[str, int] = {}
-        for path, size in self.by_path.items():
-            kind = "direct" if isinstance(path, Direct) else "relay"
-            kinds[kind] = kinds.get(kind, 0) + size
-        kind = max(kinds, key=lambda k: kinds[k])
-        paths = [p for p in self.by_path if isinstance(p, Direct) == (kind == "direct")]
-        return max(paths, key=lambda p: self.by_path[p])
-
-
 class PathSet:
     """The ways to one connection's peer, and the one each datagram takes (see the module)."""
 
@@ -419,7 +398,7 @@ class PathSet:
         self._peer_key: bytes | None = None
         # The key the peer is on the relay with: a server's is its node key, a client's a key
         # of the connection's own (see _client.py); learnt from the first datagram it relays.
-        self._relay_key: bytes | None = None
+        self._relay_key = relay_key
         self._probe_size = probe_size
         self._use_relay = use_relay
         self._on_change = on_change
@@ -431,8 +410,8 @@ class PathSet:
         self._switched_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.current: Path | None = None
-        self.traffic = _Traffic()
-        self._relay_key = relay_key
+        self._traffic: dict[Path, int] = {}
+        """Datagram bytes received per path, to tell which carried most of a transfer."""
         if peer_key is not None:
             self.set_peer(peer_key)
 
@@ -440,13 +419,9 @@ class PathSet:
     def info(self) -> PathInfo | None:
         return None if self.current is None else info_of(self.current)
 
-    def main_path(self) -> PathInfo | None:
-        """The path that carried most of the bytes received (direct or relay, then where)."""
-        path = self.traffic.main()
-        return None if path is None else info_of(path)
-
-    def traffic_by_info(self) -> dict[PathInfo, int]:
-        return {info_of(path): size for path, size in self.traffic.by_path.items()}
+    def traffic(self) -> dict[PathInfo, int]:
+        """Datagram bytes received so far, per path."""
+        return {info_of(path): size for path, size in self._traffic.items()}
 
     def set_peer(self, peer_key: bytes) -> None:
         """The peer's key, once known: probes are sealed to it, and its pings accepted."""
@@ -500,7 +475,7 @@ class PathSet:
     def heard(self, path: Path, size: int) -> None:
         """A QUIC datagram arrived by `path`."""
         now = time.monotonic()
-        self.traffic.add(path, size)
+        self._traffic[path] = self._traffic.get(path, 0) + size
         self._heard[path] = now
         if isinstance(path, Relayed):
             self._relay_key = path.peer_key
