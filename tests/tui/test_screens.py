@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from ringdrop.node import Node
-from ringdrop.tui.app import RingdropApp
+from ringdrop.tui.app import RingdropApp, make_app
+from tests.relay_server import IrohRelay, require_iroh_relay
 from tests.tui.conftest import SIZE, screen_text, until
 
 
@@ -19,6 +20,20 @@ async def test_the_status_bar_shows_the_peer_id_addresses_and_server(
         text = screen_text(app)
     assert str(mine.peer_id) in text
     assert f"127.0.0.1:{mine.config.port}" in text
+
+
+async def test_the_status_bar_says_whether_the_home_relay_is_connected(tmp_path: Path) -> None:
+    with (
+        IrohRelay(require_iroh_relay(), tmp_path / "relay") as relay,
+        Node(tmp_path / "relayed", relays=(relay.url,), stun=()) as node,
+    ):
+        app = make_app(node, host="127.0.0.1")
+        async with app.run_test(size=(120, 24)) as pilot:
+            await until(pilot, lambda: "connected" in screen_text(app), timeout=60)
+            text = screen_text(app)
+            relay.stop()
+            await until(pilot, lambda: "disconnected" in screen_text(app), timeout=60)
+    assert f"relay {relay.url}/ connected" in text
 
 
 @pytest.mark.parametrize(
