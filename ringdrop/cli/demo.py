@@ -13,10 +13,10 @@ from pathlib import Path
 import blake3
 
 from ringdrop import display
-from ringdrop.cli.base import Commands, add_command, open_node
+from ringdrop.cli.base import Commands, add_command
 from ringdrop.cli.progress import BytesProgress, TransferProgress
 from ringdrop.errors import AccessDeniedError
-from ringdrop.node.node import ADDRESSES_ENV
+from ringdrop.node.node import ADDRESSES_ENV, Node
 
 MIB = 2**20
 
@@ -70,10 +70,13 @@ def _make_folder(folder: Path, size: int) -> None:
 async def _demo(work: Path, args: argparse.Namespace) -> int:
     folder = work / "demo-folder"
     _make_folder(folder, max(args.size_mib, 1) * MIB)
+    # Nothing leaves this machine: no relay and no STUN server, unless asked for on the command
+    # line (the environment's settings are for real transfers).
+    relays, stun = args.relay or (), args.stun or ()
     with (
-        open_node(args, work / "alice") as alice,
-        open_node(args, work / "bob") as bob,
-        open_node(args, work / "carol") as carol,
+        Node(work / "alice", relays=relays, stun=stun) as alice,
+        Node(work / "bob", relays=relays, stun=stun) as bob,
+        Node(work / "carol", relays=relays, stun=stun) as carol,
     ):
         print(f"alice  {alice.peer_id}")
         print(f"bob    {bob.peer_id}")
