@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from ringdrop.errors import TransferError
 from ringdrop.transport._backend import Backend, NetworkAddress, QuicLike
@@ -124,14 +125,21 @@ class Link(ABC):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        data_event = self.backend.events.StreamDataReceived
+        # One STREAM frame a packet makes one event a packet: a stream's consecutive data
+        # events are joined and handled once, so work above is per burst, not per packet.
+        stream_id, chunks = -1, list[bytes]()
         while self.is_open and (event := self.quic.next_event()) is not None:
-            try:
-                self._dispatch(event)
-            except Exception:
-                # A bug must cost this connection, not the endpoint that serves all the others.
-                _log.exception("Handling %r failed", event)
-                error = TransferError("The connection failed on an internal error.")
-                self.close(INTERNAL_ERROR, "internal error", error)
+            if isinstance(event, data_event) and not event.end_stream:
+                if event.stream_id != stream_id:
+                    self._handle_data(stream_id, chunks)
+                    stream_id, chunks = event.stream_id, []
+                chunks.append(event.data)
+                continue
+            self._handle_data(stream_id, chunks)
+            stream_id, chunks = -1, []
+            self._handle(event)
+        self._handle_data(stream_id, chunks)
         now = self._loop.time()
         try:
             datagrams = self.quic.datagrams_to_send(now)
@@ -149,6 +157,23 @@ class Link(ABC):
             if not self.can_write(stream_id) or self._has_room(stream_id):
                 del self._room[stream_id]
                 waiter.set_result(None)
+
+    def _handle_data(self, stream_id: int, chunks: list[bytes]) -> None:
+        if chunks and self.is_open:
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self._guarded(self.on_stream_data, stream_id, data, False)
+
+    def _handle(self, event: object) -> None:
+        self._guarded(self._dispatch, event)
+
+    def _guarded(self, handler: Callable[..., None], *args: object) -> None:
+        try:
+            handler(*args)
+        except Exception:
+            # A bug must cost this connection, not the endpoint that serves all the others.
+            _log.exception("Handling %r failed", args)
+            error = TransferError("The connection failed on an internal error.")
+            self.close(INTERNAL_ERROR, "internal error", error)
 
     def flush_soon(self) -> None:
         if self._flush_handle is None:
