@@ -178,7 +178,7 @@ class _Codec:
 
     def open(self, data: bytes) -> tuple[bytes, int, bytes, Address | None] | None:
         """(sender key, kind, transaction id, observed address) of a genuine probe, else None."""
-        if len(data) < _MIN_PROBE:
+        if len(data) < _MIN_PROBE or not data.startswith(MAGIC):
             return None
         sender = data[len(MAGIC) : _HEADER]
         box = self._box(sender)
@@ -187,6 +187,8 @@ class _Codec:
         try:
             body = box.decrypt(data[_HEADER:])
         except nacl.exceptions.CryptoError:
+            return None
+        if len(body) < 1 + _TXID:
             return None
         kind, txid = body[0], body[1 : 1 + _TXID]
         if kind not in (_PING, _PONG):
@@ -227,15 +229,6 @@ class Endpoint:
         self._codec = _Codec(identity)
         self._by_key: dict[bytes, set[PathSet]] = {}
         self._stun: dict[bytes, asyncio.Future[Address]] = {}
-        self._closed = False
-
-    @property
-    def key(self) -> bytes:
-        return self._codec.key
-
-    @property
-    def relay_connected(self) -> bool:
-        return self.relay is not None and self.relay.state == "connected"
 
     def on_relay_datagrams(self, source: bytes, datagrams: list[bytes]) -> None:
         """The relay client's callback: QUIC datagrams from the node with key `source`."""
@@ -311,7 +304,6 @@ class Endpoint:
                 future.cancel()
 
     def close(self) -> None:
-        self._closed = True
         self.udp.close()
 
     def _on_udp(self, batch: list[tuple[bytes, Address]]) -> None:
@@ -378,6 +370,8 @@ class _Candidate:
     next_ping: float = 0.0
     rtt: float | None = None
     unanswered: int = 0
+    learnt: bool = False
+    """Known only from a ping that came from it: not tried again once it has gone dead."""
 
 
 class PathSet:
@@ -494,10 +488,16 @@ class PathSet:
             self._switch(path)
 
     def pinged_from(self, address: Address) -> None:
-        """The peer pinged us from `address`: a candidate worth pinging back (hole punching)."""
+        """The peer pinged us from `address`: ping it back once (hole punching: the peer keeps
+        pinging while it tries). Once per ping received, not a schedule of pings, so that a
+        replayed ping from a forged address earns that address no more than it sent."""
+        known = address in self._candidates
         candidate = self._add(address)
-        if candidate is not None and candidate.state != "alive":
-            candidate.state, candidate.tries, candidate.next_ping = "new", 0, 0.0
+        if candidate is None or candidate.state == "alive":
+            return
+        if not known:
+            candidate.tries, candidate.learnt = PROBE_TRIES, True  # no schedule of its own
+        self._ping(address, time.monotonic())
 
     def ponged(self, txid: bytes, address: Address) -> None:
         sent = self._pending.pop(txid, None)
@@ -592,6 +592,9 @@ class PathSet:
             if now < candidate.next_ping:
                 continue
             if candidate.state == "dead":
+                if candidate.learnt:
+                    del self._candidates[candidate.address]
+                    continue
                 candidate.state, candidate.tries = "new", 0
             if candidate.state == "new":
                 if candidate.tries >= PROBE_TRIES:
