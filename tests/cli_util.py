@@ -3,15 +3,18 @@ tickets that name loopback only."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -125,3 +128,24 @@ class Process:
         while not self._queue.empty():
             self.lines.append(self._queue.get())
         return code
+
+
+@contextlib.contextmanager
+def serving(node: Node) -> Iterator[Process]:
+    """`ringdrop serve` for `node` until the block ends, then SIGTERM (its exit code is then
+    `popen.returncode`)."""
+    process = node.spawn("serve")
+    try:
+        process.wait_for(r"^serving as ")
+        yield process
+    finally:
+        process.stop(signal.SIGTERM)
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file below `folder` by its relative name, with its bytes."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

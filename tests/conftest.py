@@ -4,6 +4,7 @@ own data directories, the sharer serving on loopback in the test's event loop.""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -52,6 +53,13 @@ async def serving(sharer: Node) -> AsyncIterator[Node]:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+@pytest.fixture
+def a_file(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(os.urandom(300_000))
+    return path
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .cli_util import Node, Process
+from .cli_util import Node, Process, serving, tree
 
 BIG = 96 << 20
 """Big enough that a transfer on loopback lasts a while, so that a test can interrupt it."""
@@ -23,21 +23,10 @@ BIG = 96 << 20
 @pytest.fixture
 def server(alice: Node) -> Iterator[Process]:
     """`ringdrop serve` for alice, stopped with SIGTERM at the end, which must exit cleanly."""
-    process = alice.spawn("serve")
-    try:
-        process.wait_for(r"^serving as ")
+    with serving(alice) as process:
         yield process
-    finally:
-        code = process.stop(signal.SIGTERM)
-    assert code == 0, "".join(process.lines)
+    assert process.popen.returncode == 0, "".join(process.lines)
     assert process.lines[-1].strip() == "stopped (SIGTERM)"
-
-
-@pytest.fixture
-def a_file(tmp_path: Path) -> Path:
-    path = tmp_path / "notes.txt"
-    path.write_bytes(os.urandom(300_000))
-    return path
 
 
 @pytest.fixture
@@ -56,12 +45,6 @@ def big_file(tmp_path: Path) -> Path:
     path = tmp_path / "big.bin"
     path.write_bytes(os.urandom(BIG))
     return path
-
-
-def tree(folder: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
-    }
 
 
 def stats(node: Node, *args: str | Path, code: int = 0) -> dict[str, Any]:

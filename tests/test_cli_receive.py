@@ -4,7 +4,6 @@ interrupted by Ctrl-C or SIGKILL, and the store handing its copy over instead of
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import stat
@@ -16,26 +15,15 @@ from typing import Any
 
 import pytest
 
-from .cli_util import Node, Process
+from .cli_util import Node, Process, serving, tree
 
 MIB = 1 << 20
 
 
 @pytest.fixture
 def server(alice: Node) -> Iterator[Process]:
-    process = alice.spawn("serve")
-    try:
-        process.wait_for(r"^serving as ")
+    with serving(alice) as process:
         yield process
-    finally:
-        process.stop(signal.SIGTERM)
-
-
-@pytest.fixture
-def a_file(tmp_path: Path) -> Path:
-    path = tmp_path / "notes.txt"
-    path.write_bytes(os.urandom(300_000))
-    return path
 
 
 @pytest.fixture
@@ -65,14 +53,6 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def tree(folder: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(folder).as_posix(): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def got(node: Node, *args: str | Path, code: int = 0) -> dict[str, Any]:
@@ -349,16 +329,6 @@ def test_free_space_is_asked_of_the_file_system_that_needs_it(
 
 
 # -- received content re-shared -------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def serving(node: Node) -> Iterator[Process]:
-    process = node.spawn("serve")
-    try:
-        process.wait_for(r"^serving as ")
-        yield process
-    finally:
-        process.stop(signal.SIGTERM)
 
 
 def test_received_content_is_reshared_intact_and_an_edit_is_caught(

@@ -4,12 +4,7 @@ files resumes without fetching a verified file again."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import random
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +16,7 @@ from ringdrop.protocol import MemberPart, MemberSelection, MembersReader, Member
 from ringdrop.transport import connect
 from tests.conftest import pseudo_random
 from tests.node.relay import Relay
-from tests.node.test_resume import start_sharer, via
+from tests.node.test_resume import kill_receiver_when, start_sharer, via
 
 PATIENT = RetryPolicy(attempts=20, first_delay=0.2, max_delay=1.0)
 
@@ -168,23 +163,16 @@ async def test_receiver_killed_in_a_10000_file_folder_never_fetches_a_verified_f
     server, port = await start_sharer(tmp_path / "sharer")
     relay = await Relay(port, 6e6).start()  # about 4 s for the 20 MB: time to land the kill
     receiver_dir, out = tmp_path / "receiver", tmp_path / "out"
-    child = subprocess.Popen(
-        [
-            sys.executable, "-m", "tests.node.peer_process", "get", str(receiver_dir),
-            via(share.ticket, relay).encode(), str(out),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    assert child.stdout is not None
     try:
-        while True:
-            line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 60)
-            progress = json.loads(line)
-            if progress.get("total") and progress["done"] > progress["total"] * 0.3:
-                break
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        await kill_receiver_when(
+            receiver_dir,
+            via(share.ticket, relay),
+            out,
+            lambda progress: (
+                bool(progress.get("total")) and progress["done"] > progress["total"] * 0.3
+            ),
+            timeout=60,
+        )
         # The sharer would log the killed run's unfinished stream only when its connection
         # times out; restarted, it starts the rerun's log from a clean point.
         server.kill()

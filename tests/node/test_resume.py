@@ -11,8 +11,10 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,6 +52,34 @@ def shared(tmp_path: Path) -> tuple[Ticket, bytes, Path]:
     with Node(tmp_path / "sharer") as sharer:
         ticket = sharer.share(tmp_path / "big.bin", open=True).ticket
     return ticket, data, tmp_path / "sharer"
+
+
+async def kill_receiver_when(
+    receiver_dir: Path,
+    ticket: Ticket,
+    dest: Path,
+    reached: Callable[[dict[str, Any]], bool],
+    timeout: float,
+) -> None:
+    """Runs `get` in a process of its own and SIGKILLs it at the first progress report for
+    which `reached` holds (each report waited for at most `timeout` seconds)."""
+    child = subprocess.Popen(
+        [
+            sys.executable, "-m", "tests.node.peer_process", "get", str(receiver_dir),
+            ticket.encode(), str(dest),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert child.stdout is not None
+    try:
+        while True:
+            line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), timeout)
+            if reached(json.loads(line)):
+                break
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
 
 
 def via(ticket: Ticket, relay: Relay) -> Ticket:
@@ -143,23 +173,14 @@ async def test_receiver_killed_mid_transfer_resumes_on_rerun(
     sharer, port = await start_sharer(sharer_dir)
     relay = await Relay(port, RATE).start()
     receiver_dir = tmp_path / "receiver"
-    child = subprocess.Popen(
-        [
-            sys.executable, "-m", "tests.node.peer_process", "get", str(receiver_dir),
-            via(ticket, relay).encode(), str(tmp_path / "out"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    assert child.stdout is not None
     try:
-        while True:
-            line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 30)
-            progress = json.loads(line)
-            if progress.get("done", 0) > SIZE * 3 // 4:
-                break
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        await kill_receiver_when(
+            receiver_dir,
+            via(ticket, relay),
+            tmp_path / "out",
+            lambda progress: progress.get("done", 0) > SIZE * 3 // 4,
+            timeout=30,
+        )
         with Node(receiver_dir) as receiver:
             received = await receiver.get(via(ticket, relay), tmp_path / "out", retry=PATIENT)
     finally:

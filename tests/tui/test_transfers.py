@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Button, Input, ProgressBar
 
 from ringdrop.bao import GROUP_SIZE, ChunkRanges
@@ -33,12 +34,24 @@ def shared_file(sharer: Node, tmp_path: Path, *, open: bool) -> str:
     return sharer.share(path, open=open).ticket.encode()
 
 
+def paste(app: RingdropApp, ticket: str, dest: Path) -> None:
+    """Fills in the Receive tab and asks to receive."""
+    app.query_one("#dest", Input).value = str(dest)
+    app.query_one("#ticket", Input).value = ticket
+    app.query_one(ReceivePane).receive()
+
+
 async def paste_and_receive(app: RingdropApp, ticket: str, dest: Path) -> TransferView:
-    pilot_app = app
-    pilot_app.query_one("#dest", Input).value = str(dest)
-    pilot_app.query_one("#ticket", Input).value = ticket
-    pilot_app.query_one(ReceivePane).receive()
-    return pilot_app.query_one(TransferView)
+    paste(app, ticket, dest)
+    return app.query_one(TransferView)
+
+
+async def ask_to_cancel(app: RingdropApp, pilot: Pilot[None]) -> None:
+    """Presses cancel on the transfer on the Receive tab, and waits for the question."""
+    await pilot.press("2")
+    app.query_one(TransferView).focus()
+    await pilot.press("x")
+    await until(pilot, lambda: isinstance(app.screen, Choice))
 
 
 async def test_the_ticket_preview_shows_name_size_and_the_sharers_nickname(
@@ -143,9 +156,7 @@ async def test_an_existing_destination_asks_keep_both_or_overwrite(
     (downloads / "movie.bin").write_bytes(b"mine")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
-        app.query_one("#dest", Input).value = str(downloads)
-        app.query_one("#ticket", Input).value = ticket
-        app.query_one(ReceivePane).receive()
+        paste(app, ticket, downloads)
         await until(pilot, lambda: isinstance(app.screen, Choice))
         await pilot.pause()
         assert "already exists. Keep both, or overwrite it?" in " ".join(screen_text(app).split())
@@ -163,9 +174,7 @@ async def test_an_existing_destination_left_alone_when_the_question_is_cancelled
     (downloads / "movie.bin").write_bytes(b"mine")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
-        app.query_one("#dest", Input).value = str(downloads)
-        app.query_one("#ticket", Input).value = ticket
-        app.query_one(ReceivePane).receive()
+        paste(app, ticket, downloads)
         await until(pilot, lambda: isinstance(app.screen, Choice))
         await pilot.press("escape")
         await pilot.pause()
@@ -201,11 +210,7 @@ async def test_cancel_asks_whether_to_keep_what_was_verified(
 ) -> None:
     root = half_downloaded(mine, sharer, tmp_path, downloads)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        view = app.query_one(TransferView)
-        view.focus()
-        await pilot.press("x")
-        await until(pilot, lambda: isinstance(app.screen, Choice))
+        await ask_to_cancel(app, pilot)
         await pilot.pause()
         assert "Cancel receiving movie.bin?" in " ".join(screen_text(app).split())
         app.screen.query_one(f"#{answer}", Button).press()
@@ -221,11 +226,7 @@ async def test_going_on_after_cancel_keeps_the_transfer(
 ) -> None:
     half_downloaded(mine, sharer, tmp_path, downloads)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        view = app.query_one(TransferView)
-        view.focus()
-        await pilot.press("x")
-        await until(pilot, lambda: isinstance(app.screen, Choice))
+        await ask_to_cancel(app, pilot)
         await pilot.press("escape")
         await pilot.pause()
         assert app.query(TransferView)
