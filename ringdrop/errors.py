@@ -1,42 +1,171 @@
-"""The one exception tree of ringdrop; every message is written for a person.
+"""The one exception tree of ringdrop. Every message is written for a person and names no
+command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI its own prompts.
 
-    RingdropError
-    ├── IntegrityError        data does not match its BLAKE3 root (corrupt peer, changed file)
-    ├── StoreError            the data directory cannot do what was asked
-    │   ├── NotFoundError     no such blob, ring, peer, tag …
-    │   └── DiskFullError     not enough free space for the operation
-    ├── UnsafePathError       a name would escape its destination or is otherwise unsafe
-    ├── TicketError           a ticket or peer id is garbled, mistyped or unsupported
-    ├── AccessDeniedError     the sharer's rings do not admit this peer for this content
-    ├── ProtocolError         the peer broke the wire protocol
-    ├── LocalProtocolError    this side was asked to send what the wire protocol does not allow
-    └── TransferError         the transfer could not complete (network, peer gone, busy)
-        └── WrongPeerError    a different key than the expected peer id answered at an address
+    RingdropError                    exit 1   anything else
+    ├── UsageError                   exit 2   a setting or argument cannot be used
+    │   ├── SettingsError                     a relay or STUN setting (option or variable)
+    │   ├── RelayDisabledError                a relay is needed but relaying is disabled here
+    │   └── InvalidNameError                  a ring name or nickname breaks the naming rules
+    ├── TicketError                  exit 3   a ticket or peer id is garbled, mistyped, too new
+    │   └── InvalidTicketError                … with `kind`, what is wrong, for programs
+    ├── AccessDeniedError            exit 4   the sharer's rings do not admit this peer for this
+    ├── IntegrityError               exit 6   data does not match its BLAKE3 root
+    ├── TransferError                exit 7   network, peer gone or busy
+    │   └── WrongPeerError                    another key than the expected peer id answered
+    ├── ProtocolError                exit 7   the peer broke the wire protocol (never retried)
+    ├── UnsafePathError              exit 9   a name would escape its destination
+    ├── StoreError                   exit 10  the data directory cannot do what was asked
+    │   ├── NotFoundError            exit 5   no such blob, ring, peer, share, file …
+    │   ├── DiskFullError            exit 8   not enough free space
+    │   ├── AmbiguousError                    text matches several peers or shares
+    │   ├── OpenRingError                     the built-in open ring cannot be changed so
+    │   ├── ExistsError                       the destination exists and may not be replaced
+    │   └── AlreadyServedError                another process serves this data directory
+    └── LocalProtocolError           exit 1   this side was asked to send what the protocol
+                                              does not allow (a bug)
 
-Errors from foreign code (apsw, aioquic, OS) are translated where they enter, so callers catch
-`RingdropError` only. The native module raises these same classes.
+Each class carries its exit code (`exit_code`) and the label its message starts with (`label`),
+and each error the context it is about, where it has one: `peer` (peer id as text), `root`
+(content hash), `address`, `path`. Errors from foreign code (apsw, aioquic, the OS) are
+translated where they enter, so callers catch `RingdropError` only. The native module raises
+these same classes.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
+from typing import ClassVar, Literal
+
 __all__ = [
     "AccessDeniedError",
+    "AlreadyServedError",
+    "AmbiguousError",
     "DiskFullError",
+    "ExistsError",
+    "ExitCode",
     "IntegrityError",
+    "InvalidNameError",
+    "InvalidTicketError",
     "LocalProtocolError",
     "NotFoundError",
+    "OpenRingError",
     "ProtocolError",
+    "RelayDisabledError",
     "RingdropError",
+    "SettingsError",
     "StoreError",
     "TicketError",
+    "TicketErrorKind",
     "TransferError",
     "UnsafePathError",
+    "UsageError",
     "WrongPeerError",
 ]
 
 
+class ExitCode(IntEnum):
+    """The process exit codes, one per class of error; `MEANINGS` says what each means."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    BAD_TICKET = 3
+    ACCESS_DENIED = 4
+    NOT_FOUND = 5
+    INTEGRITY = 6
+    TRANSFER = 7
+    DISK_FULL = 8
+    UNSAFE_PATH = 9
+    STORE = 10
+    INTERRUPTED = 130
+
+
+MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "success",
+    ExitCode.ERROR: "any other error (a file that cannot be read, a bug)",
+    ExitCode.USAGE: "the command line is wrong (unknown option, bad ring name, --expires, relay)",
+    ExitCode.BAD_TICKET: "a ticket or peer id cannot be read (garbled, cut short, too new)",
+    ExitCode.ACCESS_DENIED: "the sharer does not let this peer read the content or catalog",
+    ExitCode.NOT_FOUND: "no such ring, peer, share, file, or content on the sharer's side",
+    ExitCode.INTEGRITY: "data does not match its BLAKE3 hash (corrupt sender or store)",
+    ExitCode.TRANSFER: "the transfer failed: network, sharer unreachable or gone, protocol",
+    ExitCode.DISK_FULL: "not enough free disk space",
+    ExitCode.UNSAFE_PATH: "a name would escape the destination folder",
+    ExitCode.STORE: "the data directory cannot do it (already served, file in the way, ...)",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); a download keeps what it verified",
+}
+"""What each exit code means: the one table, shown by `ringdrop --help`."""
+
+
 class RingdropError(Exception):
     """Root of every error ringdrop raises on purpose."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.ERROR
+    label: ClassVar[str] = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        peer: str | None = None,
+        root: bytes | None = None,
+        address: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.peer = peer
+        """The peer id (as text) the error is about."""
+        self.root = root
+        """The content hash the error is about."""
+        self.address = address
+        """The network address the error is about."""
+        self.path = path
+        """The file or folder the error is about."""
+
+
+class UsageError(RingdropError):
+    """An argument or setting cannot be used as given."""
+
+    exit_code = ExitCode.USAGE
+
+
+class SettingsError(UsageError):
+    """A relay or STUN setting (option or environment variable) cannot be used."""
+
+
+class RelayDisabledError(UsageError):
+    """A relay is needed (a ticket without addresses) but relaying is disabled here."""
+
+
+class InvalidNameError(UsageError):
+    """A ring name or nickname breaks the naming rules."""
+
+
+class TicketError(RingdropError):
+    """A ticket or peer id could not be read."""
+
+    exit_code = ExitCode.BAD_TICKET
+
+
+TicketErrorKind = Literal[
+    "prefix", "character", "length", "truncated", "mangled", "version", "flags", "format",
+    "peer_id", "hash", "size", "address", "no_addresses", "relay", "name", "trailing_bytes",
+]  # fmt: skip
+
+
+class InvalidTicketError(TicketError):
+    """A ticket could not be read or made; `kind` names what is wrong, for programs."""
+
+    def __init__(self, kind: TicketErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind: TicketErrorKind = kind
+
+
+class AccessDeniedError(RingdropError):
+    """The sharer does not let this peer read this content."""
+
+    exit_code = ExitCode.ACCESS_DENIED
+    label = "access denied"
 
 
 class IntegrityError(RingdropError):
@@ -45,45 +174,21 @@ class IntegrityError(RingdropError):
     `group` is the index of the 16 KiB chunk group that failed, when known.
     """
 
-    def __init__(self, message: str, group: int | None = None) -> None:
-        super().__init__(message)
+    exit_code = ExitCode.INTEGRITY
+    label = "integrity failure"
+
+    def __init__(
+        self, message: str, group: int | None = None, *, root: bytes | None = None
+    ) -> None:
+        super().__init__(message, root=root)
         self.group = group
-
-
-class StoreError(RingdropError):
-    """The data directory could not do what was asked."""
-
-
-class NotFoundError(StoreError):
-    """The named blob, ring, peer or tag does not exist."""
-
-
-class DiskFullError(StoreError):
-    """There is not enough free space for the operation."""
-
-
-class UnsafePathError(RingdropError):
-    """A name is absolute, climbs out with `..`, or holds characters no file name may hold."""
-
-
-class TicketError(RingdropError):
-    """A ticket or peer id could not be read."""
-
-
-class AccessDeniedError(RingdropError):
-    """The sharer does not let this peer read this content."""
-
-
-class ProtocolError(RingdropError):
-    """The peer sent something the protocol does not allow."""
-
-
-class LocalProtocolError(RingdropError):
-    """This side tried to send something the wire protocol does not allow (a caller's bug)."""
 
 
 class TransferError(RingdropError):
     """A transfer could not complete."""
+
+    exit_code = ExitCode.TRANSFER
+    label = "transfer failed"
 
 
 class WrongPeerError(TransferError):
@@ -93,6 +198,83 @@ class WrongPeerError(TransferError):
     """
 
     def __init__(self, message: str, expected: str, actual: str) -> None:
-        super().__init__(message)
+        super().__init__(message, peer=expected)
         self.expected = expected
         self.actual = actual
+
+
+class ProtocolError(RingdropError):
+    """The peer sent something the protocol does not allow. Not a `TransferError`: a download
+    retries those, and a peer that breaks the protocol is not asked again."""
+
+    exit_code = ExitCode.TRANSFER
+    label = "transfer failed"
+
+
+class LocalProtocolError(RingdropError):
+    """This side tried to send something the wire protocol does not allow (a caller's bug)."""
+
+
+class UnsafePathError(RingdropError):
+    """A name is absolute, climbs out with `..`, or holds characters no file name may hold."""
+
+    exit_code = ExitCode.UNSAFE_PATH
+    label = "unsafe path"
+
+
+class StoreError(RingdropError):
+    """The data directory could not do what was asked."""
+
+    exit_code = ExitCode.STORE
+
+
+class NotFoundError(StoreError):
+    """The named blob, ring, peer, share or file does not exist."""
+
+    exit_code = ExitCode.NOT_FOUND
+    label = "not found"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str | None = None,
+        name: str | None = None,
+        peer: str | None = None,
+    ) -> None:
+        super().__init__(message, peer=peer)
+        self.kind = kind
+        """What was not found, for hints: `ring`, `peer`, `share`, `peer-address`, …"""
+        self.name = name
+        """The name that was looked for."""
+
+
+class DiskFullError(StoreError):
+    """There is not enough free space for the operation."""
+
+    exit_code = ExitCode.DISK_FULL
+    label = "disk full"
+
+
+class AmbiguousError(StoreError):
+    """Text given for a peer or a share (`kind`) matches more than one."""
+
+    def __init__(self, message: str, *, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class OpenRingError(StoreError):
+    """The built-in `open` ring cannot be deleted, renamed or given members."""
+
+
+class ExistsError(StoreError):
+    """The destination (`path`) exists, and the caller did not say to replace or avoid it."""
+
+
+class AlreadyServedError(StoreError):
+    """Another process (`pid`, if known) is serving this data directory."""
+
+    def __init__(self, message: str, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid

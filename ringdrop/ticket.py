@@ -16,7 +16,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Literal, NamedTuple, get_args
 from urllib.parse import urlsplit
 
-from ringdrop.errors import TicketError
+from ringdrop.errors import InvalidTicketError, TicketError
 from ringdrop.identity import PeerId, base32_decode, base32_encode, first_non_base32
 
 __all__ = [
@@ -26,9 +26,7 @@ __all__ = [
     "VERSION",
     "Address",
     "Format",
-    "InvalidTicketError",
     "Ticket",
-    "TicketErrorKind",
     "check_relay_url",
 ]
 
@@ -38,24 +36,6 @@ MAX_NAME_BYTES = 255
 MAX_RELAY_BYTES = 255
 
 Format = Literal["blob", "collection"]
-TicketErrorKind = Literal[
-    "prefix",
-    "character",
-    "length",
-    "truncated",
-    "mangled",
-    "version",
-    "flags",
-    "format",
-    "peer_id",
-    "hash",
-    "size",
-    "address",
-    "no_addresses",
-    "relay",
-    "name",
-    "trailing_bytes",
-]
 
 _FORMATS: tuple[Format, ...] = get_args(Format)
 _FORMAT_BITS = 0b0000_0011
@@ -76,14 +56,6 @@ _SHORTEST_BYTES = 1 + 1 + 32 + 32 + 1 + (1 + 4 + 2) + _CHECKSUM_BYTES
 _SHORTEST_CHARS = len(PREFIX) + math.ceil(_SHORTEST_BYTES * 8 / 5)
 _FAULTY = "it was made by faulty software. Ask the sharer for a new ticket."
 _UPGRADE = "it was made by a newer ringdrop. Upgrade ringdrop and try again."
-
-
-class InvalidTicketError(TicketError):
-    """A ticket could not be read or made; `kind` names what is wrong, for programs."""
-
-    def __init__(self, kind: TicketErrorKind, message: str) -> None:
-        super().__init__(message)
-        self.kind: TicketErrorKind = kind
 
 
 class Address(NamedTuple):

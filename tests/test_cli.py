@@ -22,12 +22,19 @@ from ringdrop.cli.progress import describe
 from ringdrop.display import safe, size
 from ringdrop.errors import (
     AccessDeniedError,
+    AlreadyServedError,
+    AmbiguousError,
     DiskFullError,
+    ExistsError,
     IntegrityError,
+    InvalidNameError,
     LocalProtocolError,
     NotFoundError,
+    OpenRingError,
     ProtocolError,
+    RelayDisabledError,
     RingdropError,
+    SettingsError,
     StoreError,
     TicketError,
     TransferError,
@@ -35,9 +42,7 @@ from ringdrop.errors import (
     WrongPeerError,
 )
 from ringdrop.identity import PeerId
-from ringdrop.node.config import SettingsError
 from ringdrop.node.progress import FileProgress, Progress
-from ringdrop.store.access import InvalidNameError, OpenRingError
 from ringdrop.ticket import Address, Ticket
 
 from .cli_util import RINGDROP, TICKET, Node, cli_env
@@ -99,12 +104,21 @@ def test_help_lists_every_command_and_the_exit_codes(alice: Node) -> None:
         assert f"  {int(code):>3}  " in out
 
 
-def test_the_docstring_documents_the_same_exit_codes() -> None:
-    import ringdrop.cli
+def test_the_error_tree_in_the_docstring_names_every_class_and_its_own_exit_code() -> None:
+    import ringdrop.errors
 
-    doc = ringdrop.cli.__doc__ or ""
-    for code in ExitCode:
-        assert f"  {int(code):>3}  " in doc
+    lines = (ringdrop.errors.__doc__ or "").splitlines()
+    found = vars(ringdrop.errors).values()
+    classes = [c for c in found if isinstance(c, type) and issubclass(c, RingdropError)]
+    assert len(classes) >= 20
+    for cls in classes:
+        (line,) = [line for line in lines if f" {cls.__name__} " in f"{line} "]
+        parent = cls.__mro__[1]
+        own = cls is RingdropError or parent is RingdropError
+        if own or cls.exit_code != getattr(parent, "exit_code", None):
+            assert f"exit {int(cls.exit_code)} " in line, line
+        else:
+            assert "exit" not in line, line  # inherited: shown only on the parent
 
 
 def test_a_wrong_command_line_exits_2(alice: Node) -> None:
@@ -645,6 +659,7 @@ def test_progress_line_says_when_it_retries() -> None:
         (ValueError("bug"), 1),
         (InvalidNameError("x"), 2),
         (SettingsError("x"), 2),
+        (RelayDisabledError("x"), 2),
         (TicketError("x"), 3),
         (AccessDeniedError("x"), 4),
         (NotFoundError("x"), 5),
@@ -658,6 +673,9 @@ def test_progress_line_says_when_it_retries() -> None:
         (UnsafePathError("x"), 9),
         (StoreError("x"), 10),
         (OpenRingError("x"), 10),
+        (AmbiguousError("x"), 10),
+        (ExistsError("x"), 10),
+        (AlreadyServedError("x"), 10),
     ],
 )
 def test_each_error_class_has_its_exit_code(error: BaseException, code: int) -> None:
@@ -673,6 +691,31 @@ def test_an_error_is_one_line_plus_its_notes() -> None:
         "ringdrop: access denied: your peer id is not in a ring that may read this content",
         "  your peer id is abc",
     ]
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (NotFoundError("no ring 'x'", kind="ring"), "`ringdrop ring list`"),
+        (NotFoundError("no peer 'x'", kind="peer"), "`ringdrop peer list`"),
+        (ExistsError("out already exists"), "--force"),
+        (AlreadyServedError("served by process 7", 7), "--data-dir"),
+        (RelayDisabledError("relaying is disabled here"), "--relay URL"),
+    ],
+)
+def test_the_cli_adds_its_hint_below_the_message(error: RingdropError, words: str) -> None:
+    out = io.StringIO()
+    report(error, out)
+    first, hint = out.getvalue().splitlines()
+    assert str(error) in first
+    assert words in hint
+    assert words not in str(error)
+
+
+def test_an_error_without_a_hint_is_one_line() -> None:
+    out = io.StringIO()
+    report(NotFoundError("no such thing"), out)
+    assert out.getvalue() == "ringdrop: not found: no such thing\n"
 
 
 def test_an_os_error_names_its_file() -> None:

@@ -124,7 +124,9 @@ def test_rename_twice_keeps_everything(
     ticket = alice.share(a_file, "--open")
     (bob.cwd / "notes.txt").write_text("mine")
     err = bob.run("get", ticket, code=10).stderr
-    assert "already exists; use --force to overwrite it or --rename to keep both" in err
+    assert (
+        "notes.txt already exists\n  Use --force to overwrite it, or --rename to keep both" in err
+    )
     first = got(bob, ticket, "--rename")
     second = got(bob, ticket, "--rename")
     assert (first["dest"], second["dest"]) == (

@@ -16,16 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ringdrop.errors import TicketError
+from ringdrop.errors import InvalidTicketError, TicketError, TicketErrorKind
 from ringdrop.identity import PeerId, base32_decode, base32_encode
-from ringdrop.ticket import (
-    PREFIX,
-    Address,
-    InvalidTicketError,
-    Ticket,
-    TicketErrorKind,
-    check_relay_url,
-)
+from ringdrop.ticket import PREFIX, Address, Ticket, check_relay_url
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent.parent / "tickets" / "vectors.json").read_text(encoding="utf-8")

@@ -1,74 +1,56 @@
-"""Exit codes, one per error class, and the one or two lines a person reads for each error."""
+"""What a person reads for an error: a line with its message, the CLI's hint (which names
+commands and options, as messages from lower layers never do), and the error's exit code."""
 
 from __future__ import annotations
 
 import errno
+import shlex
 import sys
-from enum import IntEnum
-from typing import TextIO
+from collections.abc import Callable
+from typing import TextIO, cast
 
 from ringdrop.errors import (
-    AccessDeniedError,
-    DiskFullError,
-    IntegrityError,
+    MEANINGS,
+    AlreadyServedError,
+    AmbiguousError,
+    ExistsError,
+    ExitCode,
     NotFoundError,
-    ProtocolError,
+    RelayDisabledError,
     RingdropError,
-    StoreError,
-    TicketError,
-    TransferError,
-    UnsafePathError,
 )
-from ringdrop.node.config import SettingsError
-from ringdrop.store.access import InvalidNameError
 
+__all__ = ["ExitCode", "classify", "exit_code_table", "hint", "report"]
 
-class ExitCode(IntEnum):
-    OK = 0
-    ERROR = 1
-    USAGE = 2
-    BAD_TICKET = 3
-    ACCESS_DENIED = 4
-    NOT_FOUND = 5
-    INTEGRITY = 6
-    TRANSFER = 7
-    DISK_FULL = 8
-    UNSAFE_PATH = 9
-    STORE = 10
-    INTERRUPTED = 130
-
-
-# What each exit code means, for `ringdrop --help` and the package docstring.
-MEANINGS: dict[ExitCode, str] = {
-    ExitCode.OK: "success",
-    ExitCode.ERROR: "any other error (a file that cannot be read, a bug)",
-    ExitCode.USAGE: "the command line is wrong (unknown option, bad ring name, --expires, relay)",
-    ExitCode.BAD_TICKET: "a ticket or peer id cannot be read (garbled, cut short, too new)",
-    ExitCode.ACCESS_DENIED: "the sharer does not let this peer read the content or catalog",
-    ExitCode.NOT_FOUND: "no such ring, peer, share, file, or content on the sharer's side",
-    ExitCode.INTEGRITY: "data does not match its BLAKE3 hash (corrupt sender or store)",
-    ExitCode.TRANSFER: "the transfer failed: network, sharer unreachable or gone, protocol",
-    ExitCode.DISK_FULL: "not enough free disk space",
-    ExitCode.UNSAFE_PATH: "a name would escape the destination folder",
-    ExitCode.STORE: "the data directory cannot do it (already served, file in the way, ...)",
-    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); a download keeps what it verified",
+_NOT_FOUND_HINTS = {
+    "ring": "Run `ringdrop ring list` to see the rings, or `ringdrop ring new {name}` to make one.",
+    "peer": "Run `ringdrop peer list` to see the nicknames, or give the whole peer id.",
+    "share": "Run `ringdrop blob list` to see what is shared.",
+    "peer-address": "Give one of its tickets instead.",
 }
 
-# The label that starts the message, most specific class first in the method resolution order.
-_CLASSES: dict[type[BaseException], tuple[ExitCode, str]] = {
-    InvalidNameError: (ExitCode.USAGE, "error"),
-    SettingsError: (ExitCode.USAGE, "error"),
-    DiskFullError: (ExitCode.DISK_FULL, "disk full"),
-    NotFoundError: (ExitCode.NOT_FOUND, "not found"),
-    StoreError: (ExitCode.STORE, "error"),
-    TicketError: (ExitCode.BAD_TICKET, "error"),
-    AccessDeniedError: (ExitCode.ACCESS_DENIED, "access denied"),
-    IntegrityError: (ExitCode.INTEGRITY, "integrity failure"),
-    TransferError: (ExitCode.TRANSFER, "transfer failed"),
-    ProtocolError: (ExitCode.TRANSFER, "transfer failed"),
-    UnsafePathError: (ExitCode.UNSAFE_PATH, "unsafe path"),
-    RingdropError: (ExitCode.ERROR, "error"),
+_AMBIGUOUS_HINTS = {
+    "peer": "Give more characters of the peer id, or its nickname.",
+    "share": "Give more of the hash.",
 }
+
+_HINTS: dict[type[RingdropError], Callable[[RingdropError], str | None]] = {
+    NotFoundError: lambda e: _not_found_hint(cast(NotFoundError, e)),
+    ExistsError: lambda e: (
+        "Use --force to overwrite it, or --rename to keep both (writes a numbered name)."
+    ),
+    AlreadyServedError: lambda e: "Stop it first, or use another --data-dir.",
+    AmbiguousError: lambda e: _AMBIGUOUS_HINTS.get(getattr(e, "kind", None) or ""),
+    RelayDisabledError: lambda e: (
+        "Choose a relay with --relay URL or RINGDROP_RELAY, or use a "
+        "ticket (or share) with addresses: no --no-addresses."
+    ),
+}
+
+
+def _not_found_hint(error: NotFoundError) -> str | None:
+    found = _NOT_FOUND_HINTS.get(error.kind or "")
+    return found and found.format(name=shlex.quote(error.name or "NAME"))
 
 
 def exit_code_table() -> str:
@@ -78,16 +60,25 @@ def exit_code_table() -> str:
 
 def classify(error: BaseException) -> tuple[ExitCode, str]:
     """The exit code and the message label for `error`."""
-    if isinstance(error, OSError) and not isinstance(error, RingdropError):
+    if isinstance(error, RingdropError):
+        return error.exit_code, error.label
+    if isinstance(error, OSError):
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
             return ExitCode.DISK_FULL, "disk full"
         if isinstance(error, FileNotFoundError):
             return ExitCode.NOT_FOUND, "not found"
         return ExitCode.ERROR, "error"
-    for cls in type(error).__mro__:
-        if cls in _CLASSES:
-            return _CLASSES[cls]
     return ExitCode.ERROR, "unexpected error"
+
+
+def hint(error: BaseException) -> str | None:
+    """What the CLI suggests doing about `error`, if it has a suggestion."""
+    for cls in type(error).__mro__:
+        found = _HINTS.get(cls)
+        if found is not None:
+            assert isinstance(error, RingdropError)
+            return found(error)
+    return None
 
 
 def describe(error: BaseException) -> str:
@@ -101,12 +92,16 @@ def describe(error: BaseException) -> str:
 
 
 def report(error: BaseException, out: TextIO | None = None) -> ExitCode:
-    """Prints `error` for a person (its notes become the following lines); returns its code."""
+    """Prints `error` for a person (its notes, then the CLI's hint, become the following
+    lines); returns its exit code."""
     code, label = classify(error)
     out = out or sys.stderr
     print(f"ringdrop: {label}: {describe(error)}", file=out)
     for note in getattr(error, "__notes__", ()):
         print(f"  {note}", file=out)
+    suggestion = hint(error)
+    if suggestion:
+        print(f"  {suggestion}", file=out)
     if code == ExitCode.ERROR and not isinstance(error, OSError | RingdropError):
         print(
             "  this is a bug in ringdrop: run again with --debug and report the traceback", file=out

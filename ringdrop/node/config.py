@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ringdrop.errors import RingdropError, StoreError
-from ringdrop.ticket import InvalidTicketError, check_relay_url
+from ringdrop.errors import InvalidTicketError, SettingsError, StoreError
+from ringdrop.ticket import check_relay_url
 
 # n0's public iroh relays (iroh 1.x defaults: North America east and west, Europe, Asia-Pacific).
 DEFAULT_RELAYS = (
@@ -42,10 +42,6 @@ _HOST_NAME = re.compile(
 CONFIG_FILE = "config.json"
 # Above the registered ports, below the usual ephemeral range, so the OS rarely takes ours.
 _PORT_RANGE = (20_000, 32_000)
-
-
-class SettingsError(RingdropError):
-    """A relay or STUN setting (option or environment variable) cannot be used: a usage error."""
 
 
 @dataclass(frozen=True)

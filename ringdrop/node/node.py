@@ -17,22 +17,22 @@ from pathlib import Path
 
 from ringdrop.bao import ChunkRanges
 from ringdrop.errors import (
+    AlreadyServedError,
+    AmbiguousError,
+    ExistsError,
     IntegrityError,
     NotFoundError,
+    RelayDisabledError,
     RingdropError,
     StoreError,
     TicketError,
-    TransferError,
     UnsafePathError,
 )
 from ringdrop.identity import Identity, PeerId
 from ringdrop.node.addresses import local_addresses
 from ringdrop.node.batch_upload import MembersServer
 from ringdrop.node.config import (
-    DISABLED,
-    RELAY_ENV,
     Config,
-    SettingsError,
     StunServer,
     relays_from,
     stun_servers_from,
@@ -50,7 +50,7 @@ from ringdrop.protocol import (
 from ringdrop.store import ImportMode, OnExisting, Store, default_data_dir
 from ringdrop.store.access import Access, UploadOutcome
 from ringdrop.store.access_schema import OPEN_RING
-from ringdrop.store.export import exists_message, free_name
+from ringdrop.store.export import free_name
 from ringdrop.store.files import FileLock, ensure_free_space
 from ringdrop.store.log_writer import LogWriter
 from ringdrop.store.names import validate_name
@@ -196,9 +196,7 @@ class Node:
         known = {r.name.lower() for r in self.access.rings()}
         for ring in rings:
             if ring.lower() not in known:
-                raise NotFoundError(
-                    f"there is no ring called {ring!r}; create it with `ringdrop ring new {ring}`"
-                )
+                raise NotFoundError(f"there is no ring called {ring!r}", kind="ring", name=ring)
         mode: ImportMode = "reference" if reference else "copy"
         name = path.absolute().name
         format: Format
@@ -247,9 +245,9 @@ class Node:
             if s.name.lower() == text or (len(text) >= 6 and s.root.hex().startswith(text))
         ]  # fmt: skip
         if not matches:
-            raise NotFoundError(f"nothing shared matches {text!r}; see `ringdrop blob list`")
+            raise NotFoundError(f"nothing shared matches {text!r}", kind="share")
         if len({m.root for m in matches}) > 1:
-            raise StoreError(f"{text!r} matches several shares; give more of the hash")
+            raise AmbiguousError(f"{text!r} matches several shares", kind="share")
         return matches[0]
 
     def unshare(self, root: bytes) -> None:
@@ -289,10 +287,7 @@ class Node:
         if not lock.acquire(blocking=False):
             pid = self.server_pid()
             who = f"process {pid}" if pid is not None else "another process"
-            raise StoreError(
-                f"this data directory is already being served by {who}; "
-                "stop it first or use another --data-dir"
-            )
+            raise AlreadyServedError(f"this data directory is already being served by {who}", pid)
         try:
             (self.data_dir / SERVE_LOCK).write_text(f"{os.getpid()}\n")
             logs = LogWriter(self.store.db.path)
@@ -388,7 +383,7 @@ class Node:
             done = True  # a rerun after the export finished: nothing to do, nor to refuse
         elif os.path.lexists(target):
             if existing == "refuse":
-                raise StoreError(exists_message(target))
+                raise ExistsError(f"{target} already exists", path=str(target))
             if existing == "rename":
                 target = free_name(target)
         if ticket.size is not None and not done:
@@ -544,10 +539,9 @@ class Node:
 
     def _check_reachable(self, ticket: Ticket) -> None:
         if not ticket.addresses and not self.relays:
-            raise TransferError(
+            raise RelayDisabledError(
                 f"the ticket names no address of the sharer, only its relay {ticket.relay}, "
-                "and relaying is disabled here (--relay disabled or RINGDROP_RELAY=disabled): "
-                "enable a relay, or ask the sharer for a ticket made without --no-addresses"
+                "and relaying is disabled here"
             )
 
     def _addresses_or_none(self) -> tuple[Address, ...]:
@@ -574,7 +568,7 @@ class Node:
             return [Address(ipaddress.ip_address(ip), port) for ip, port in book[str(peer_id)]]
         except (OSError, ValueError, KeyError) as error:
             raise NotFoundError(
-                f"no address is known for {peer_id}; give one of its tickets instead"
+                f"no address is known for {peer_id}", kind="peer-address", peer=str(peer_id)
             ) from error
 
     def describe(
@@ -614,12 +608,11 @@ class Node:
         )
 
     def check_relay_only_ticket(self) -> None:
-        """Raises `SettingsError` unless a ticket without addresses could name a relay."""
+        """Raises `RelayDisabledError` unless a ticket without addresses could name a relay."""
         if self.home_relay is None:
-            raise SettingsError(
+            raise RelayDisabledError(
                 "a ticket without addresses reaches the sharer only through a relay, and "
-                f"relaying is disabled: drop --no-addresses, or choose a relay with --relay URL "
-                f"or {RELAY_ENV} instead of {DISABLED!r}"
+                "relaying is disabled here"
             )
 
     def addresses(self) -> tuple[Address, ...]:

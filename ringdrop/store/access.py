@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Literal, cast, get_args
 
 import apsw
 
-from ringdrop.errors import AccessDeniedError, NotFoundError, StoreError
+from ringdrop.errors import (
+    AccessDeniedError,
+    AmbiguousError,
+    InvalidNameError,
+    NotFoundError,
+    OpenRingError,
+    StoreError,
+)
 from ringdrop.identity import PeerId, base32_decode, first_non_base32
 from ringdrop.store.access_schema import OPEN_RING, OPEN_RING_ID
 from ringdrop.store.db import Database
@@ -34,13 +41,10 @@ __all__ = [
     "RING_NAME_MAX",
     "Access",
     "AccessLogEntry",
-    "AmbiguousPeerError",
     "Attachment",
     "CatalogEntry",
     "Decision",
-    "InvalidNameError",
     "Member",
-    "OpenRingError",
     "Peer",
     "PeerRef",
     "Permission",
@@ -72,18 +76,6 @@ PEER_PREFIX_MIN = 8  # as many characters as `PeerId.short()` shows
 _PEER_ID_CHARS = 52
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SHOWN_MAX = 60
-
-
-class InvalidNameError(StoreError):
-    """A ring name or nickname breaks the naming rules."""
-
-
-class AmbiguousPeerError(StoreError):
-    """Text given for a peer matches more than one peer in the peer book."""
-
-
-class OpenRingError(StoreError):
-    """The built-in `open` ring cannot be deleted, renamed or given members."""
 
 
 @dataclass(frozen=True)
@@ -797,16 +789,16 @@ def _resolve(conn: apsw.Connection, text: str) -> PeerId:
         return PeerId(found.pop())
     if found:
         names = ", ".join(_peer_name(conn, PeerId(raw)) for raw in sorted(found)[:5])
-        raise AmbiguousPeerError(
-            f"{_shown(wanted)} could be any of several peers in your peer book ({names}). "
-            "Give more characters of the peer id, or its nickname."
+        raise AmbiguousError(
+            f"{_shown(wanted)} could be any of several peers in your peer book ({names})",
+            kind="peer",
         )
     if len(wanted) > NICKNAME_MAX:
         # Too long for a nickname, so it was meant as a peer id: say what is wrong with it.
         PeerId.parse(wanted)
     raise NotFoundError(
-        f"{_shown(wanted)} is neither a peer id nor the nickname of a peer in your peer book. "
-        "Run `ringdrop peer list` to see the nicknames, or give the whole peer id."
+        f"{_shown(wanted)} is neither a peer id nor the nickname of a peer in your peer book",
+        kind="peer",
     )
 
 
@@ -863,9 +855,7 @@ def _ring(conn: apsw.Connection, name: str) -> tuple[int, str]:
     """The id and stored spelling of the ring called `name` (in any case)."""
     row = _one(conn, "SELECT id, name FROM rings WHERE name = ?", (name,))
     if row is None:
-        raise NotFoundError(
-            f"There is no ring named {_shown(name)}. Run `ringdrop ring list` to see the rings."
-        )
+        raise NotFoundError(f"There is no ring named {_shown(name)}.", kind="ring", name=name)
     return cast(int, row[0]), cast(str, row[1])
 
 

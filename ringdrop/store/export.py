@@ -48,7 +48,7 @@ from typing import Literal
 import apsw
 
 from ringdrop.bao import create_outboard, outboard_from_bytes
-from ringdrop.errors import IntegrityError, NotFoundError, StoreError, UnsafePathError
+from ringdrop.errors import ExistsError, IntegrityError, NotFoundError, StoreError, UnsafePathError
 from ringdrop.store import blobs
 from ringdrop.store.blobs import BlobInfo
 from ringdrop.store.collection import Collection, Entry
@@ -62,7 +62,6 @@ __all__ = [
     "ExportResult",
     "OnExisting",
     "copy_bytes_needed",
-    "exists_message",
     "export_blob",
     "export_collection",
     "finish_export",
@@ -504,15 +503,7 @@ def _umask() -> int:
 
 def _check_existing(dest: Path, existing: OnExisting) -> None:
     if existing == "refuse" and os.path.lexists(dest):
-        raise StoreError(exists_message(dest))
-
-
-def exists_message(dest: Path) -> str:
-    """What a refused export says, naming both ways past it."""
-    return (
-        f"{dest} already exists; use --force to overwrite it or --rename to keep both "
-        "(writes a numbered name)"
-    )
+        raise ExistsError(f"{dest} already exists", path=str(dest))
 
 
 def _place(
@@ -540,7 +531,7 @@ def _place(
             if existing == "rename":
                 n += 1
                 continue
-            raise StoreError(exists_message(target)) from None
+            raise ExistsError(f"{target} already exists", path=str(target)) from None
         fsync_dir(target.parent)
         return target
 

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ringdrop.errors import TransferError
+from ringdrop.errors import RelayDisabledError, SettingsError
 from ringdrop.node import Node
 from ringdrop.node.config import (
     DEFAULT_RELAYS,
     DEFAULT_STUN,
-    SettingsError,
     relay_url,
     relays_from,
     stun_server,
@@ -213,7 +212,7 @@ def test_shared_ticket_without_addresses_names_only_the_relay(tmp_path: Path, a_
 
 def test_a_ticket_without_addresses_needs_a_relay(tmp_path: Path, a_file: Path) -> None:
     with Node(tmp_path / "n") as node:
-        with pytest.raises(SettingsError, match="relaying is disabled"):
+        with pytest.raises(RelayDisabledError, match="relaying is disabled"):
             node.share(a_file, open=True, addresses=False)
         assert node.shares() == []  # refused before importing anything
 
@@ -223,6 +222,6 @@ async def test_getting_a_relay_only_ticket_fails_at_once_saying_why(tmp_path: Pa
         ticket = sharer.ticket(bytes(32), "raw", "x", 1, at=())
     with (
         Node(tmp_path / "receiver") as receiver,
-        pytest.raises(TransferError, match=re.escape(f"only its relay {LOCAL_RELAY}")),
+        pytest.raises(RelayDisabledError, match=re.escape(f"only its relay {LOCAL_RELAY}")),
     ):
         await asyncio.wait_for(receiver.get(ticket, tmp_path / "out"), 5)

@@ -13,16 +13,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ringdrop.errors import AccessDeniedError, NotFoundError, RingdropError, StoreError, TicketError
+from ringdrop.errors import (
+    AccessDeniedError,
+    AmbiguousError,
+    InvalidNameError,
+    NotFoundError,
+    OpenRingError,
+    RingdropError,
+    StoreError,
+    TicketError,
+)
 from ringdrop.identity import PeerId
 from ringdrop.store.access import (
     _CATALOG,
     _DECIDE,
     Access,
-    AmbiguousPeerError,
     CatalogEntry,
-    InvalidNameError,
-    OpenRingError,
     check_nickname,
     check_ring_name,
 )
@@ -469,7 +475,7 @@ def test_a_prefix_shared_by_two_peers_is_ambiguous(access: Access) -> None:
     first, second = peers_sharing_prefix(2)
     access.add_peer(first, "first")
     access.add_peer(second)
-    with pytest.raises(AmbiguousPeerError, match="several peers") as raised:
+    with pytest.raises(AmbiguousError, match="several peers") as raised:
         access.resolve_peer(str(first)[:8])
     assert "first (" in str(raised.value)
     assert access.resolve_peer(str(second)[:20]) == second
@@ -480,7 +486,7 @@ def test_a_nickname_that_is_also_the_start_of_another_peer_id_is_ambiguous(
 ) -> None:
     access.add_peer(BOB)
     access.add_peer(ALICE, str(BOB)[:8])
-    with pytest.raises(AmbiguousPeerError):
+    with pytest.raises(AmbiguousError):
         access.resolve_peer(str(BOB)[:8])
 
 

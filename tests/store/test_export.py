@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ringdrop.errors import DiskFullError, IntegrityError, StoreError, UnsafePathError
+from ringdrop.errors import DiskFullError, ExistsError, IntegrityError, UnsafePathError
 from ringdrop.store import Store
 from ringdrop.store.collection import MAGIC_V1
 
@@ -32,7 +32,7 @@ def test_export_refuses_to_overwrite_unless_forced(store: Store, tmp_path: Path)
     data = random_file(tmp_path / "a.bin", SIZE)
     info, _ = store.import_file(tmp_path / "a.bin")
     (tmp_path / "taken").write_bytes(b"mine")
-    with pytest.raises(StoreError, match="already exists; use --force"):
+    with pytest.raises(ExistsError, match="already exists"):
         store.export(info.root, tmp_path / "taken")
     assert (tmp_path / "taken").read_bytes() == b"mine"
     store.export(info.root, tmp_path / "taken", existing="force")
@@ -79,7 +79,7 @@ def test_collection_export_refuses_an_existing_folder(store: Store, tmp_path: Pa
     imported = store.import_directory(tmp_path / "src")
     random_file(tmp_path / "out" / "sub" / "b", 5)
     random_file(tmp_path / "out" / "mine", 5)
-    with pytest.raises(StoreError, match="already exists; use --force"):
+    with pytest.raises(ExistsError, match="already exists"):
         store.export_collection(imported.info.root, tmp_path / "out")
     assert not (tmp_path / "out" / "a").exists()
     store.export_collection(imported.info.root, tmp_path / "out", existing="force")
