@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ringdrop.errors import InvalidTicketError, SettingsError, StoreError
+from ringdrop.store.files import replace_atomically
 from ringdrop.ticket import check_relay_url
 
 # n0's public iroh relays (iroh 1.x defaults: North America east and west, Europe, Asia-Pacific).
@@ -80,10 +81,9 @@ class Config:
         return config
 
     def save(self, data_dir: Path) -> None:
-        path = data_dir / CONFIG_FILE
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(self), indent=1) + "\n")
-        os.replace(temporary, path)
+        replace_atomically(
+            data_dir / CONFIG_FILE, (json.dumps(asdict(self), indent=1) + "\n").encode()
+        )
 
 
 def _free_udp_port() -> int:

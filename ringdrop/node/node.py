@@ -75,7 +75,6 @@ from ringdrop.transport import (
 # Tickets offer these addresses instead of the machine's interfaces when set (comma-separated
 # IPs), e.g. RINGDROP_ADDRESSES=127.0.0.1 for a demo or test on one machine.
 ADDRESSES_ENV = "RINGDROP_ADDRESSES"
-DATA_DIR_ENV = "RINGDROP_DATA_DIR"
 
 
 # The server answers a get with pieces of about this size, read from the encoder as the QUIC
@@ -133,10 +132,7 @@ class Node:
     ) -> None:
         self.relays: tuple[str, ...] = relays_from(relays)
         self.stun_servers: tuple[StunServer, ...] = stun_servers_from(stun)
-        if data_dir is None:
-            env = os.environ.get(DATA_DIR_ENV)
-            data_dir = Path(env) if env else default_data_dir()
-        self.data_dir = data_dir
+        self.data_dir = data_dir = default_data_dir() if data_dir is None else data_dir
         self.store = Store(data_dir, MIGRATIONS)
         self.access = Access(self.store.db)
         self.identity = Identity.load_or_create(data_dir)

@@ -26,7 +26,7 @@ from ringdrop.bao import (
     outboard_from_bytes,
 )
 from ringdrop.errors import IntegrityError, NotFoundError, StoreError
-from ringdrop.store.files import FileLock, copy_fd, write_all
+from ringdrop.store.files import FileLock, copy_fd, write_synced
 from ringdrop.store.layout import Layout, StagingPaths
 from ringdrop.store.progress import Meter
 
@@ -103,8 +103,8 @@ def stage_bytes(layout: Layout, data: bytes) -> Staged:
     staged = _new_staging(layout, root, len(data))
     try:
         assert staged.paths is not None
-        _write_new(staged.paths.data, data)
-        _write_new(staged.paths.outboard, outboard)
+        write_synced(staged.paths.data, data, new=True)
+        write_synced(staged.paths.outboard, outboard, new=True)
     except BaseException:
         staged.discard()
         raise
@@ -207,15 +207,6 @@ def passes(mode: ImportMode) -> int:
 
 def _moved(path: str | Path) -> IntegrityError:
     return IntegrityError(f"{path} changed while it was being imported; try again when it is still")
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def claim_paths(conn: apsw.Connection, layout: Layout, paths: Iterable[Path]) -> None:

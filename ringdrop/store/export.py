@@ -53,7 +53,13 @@ from ringdrop.store import blobs
 from ringdrop.store.blobs import BlobInfo
 from ringdrop.store.collection import Collection, Entry
 from ringdrop.store.db import Database
-from ringdrop.store.files import copy_fd, ensure_free_space, fsync_dir, write_all
+from ringdrop.store.files import (
+    copy_fd,
+    ensure_free_space,
+    fsync_dir,
+    replace_atomically,
+    write_all,
+)
 from ringdrop.store.layout import Layout
 from ringdrop.store.names import validate_name
 from ringdrop.store.progress import Meter, ProgressFn
@@ -606,14 +612,7 @@ def _write_journal(layout: Layout, plan: _Plan, target: Path, old: Path | None) 
         "old": None if old is None else str(old),
         "handover": [[r.hex(), name] for r, name in plan.handover],
     }
-    tmp = journal.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        write_all(fd, json.dumps(record).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, journal)
+    replace_atomically(journal, json.dumps(record).encode())
     fsync_dir(journal.parent)
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "human_size",
     "replace_atomically",
     "write_all",
+    "write_synced",
 ]
 
 COPY_BUFFER = 8 << 20
@@ -97,15 +98,21 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def replace_atomically(path: Path, data: bytes) -> None:
-    """Replaces `path` with `data` so that a crash leaves the old or the new content, whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+def write_synced(path: Path, data: bytes, *, new: bool = False) -> None:
+    """Writes `data` to `path` (mode 0600) and syncs it; with `new`, `path` must not exist."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if new else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
     try:
         write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replace_atomically(path: Path, data: bytes) -> None:
+    """Replaces `path` with `data` so that a crash leaves the old or the new content, whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    write_synced(tmp, data)
     os.replace(tmp, path)
 
 

@@ -4,11 +4,11 @@ and opening it again continues them. No Textual here: plain data and one JSON fi
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ringdrop.store import OnExisting
+from ringdrop.store.files import replace_atomically
 
 FILE_NAME = "tui-transfers.json"
 
@@ -53,9 +53,7 @@ class SavedTransfers:
         self._write([t for t in self.load() if t.ticket != ticket])
 
     def _write(self, rows: list[SavedTransfer]) -> None:
-        temporary = self._path.with_suffix(".tmp")
-        temporary.write_text(json.dumps([asdict(r) for r in rows], indent=1))
-        os.replace(temporary, self._path)
+        replace_atomically(self._path, json.dumps([asdict(r) for r in rows], indent=1).encode())
 
 
 def _existing(value: object) -> OnExisting:
