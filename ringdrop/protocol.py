@@ -7,8 +7,13 @@ stream of the requested ranges, for an allowed `members` request (many members o
 on one stream) one or more PART frames per member, or for an allowed `catalog` one CATALOG frame.
 Each message is a frame: type (1 byte), body length (4 bytes, big-endian), body.
 
-Receiving methods raise `ProtocolError` when the peer breaks the protocol; sending methods raise
-`LocalProtocolError` when this side would. Nothing here does I/O or keeps time.
+Each side of each stream is a machine (`ClientAuth`, `ServerAuth`, `Requester`, `Responder`,
+`PathsChannel`, `MembersReader`) with a read-only `state` and one table, `TRANSITIONS`, mapping
+(state, trigger) to the next state; PROTOCOL.md prints the same tables, and a test keeps them
+equal. Receiving methods raise `ProtocolError` when the peer breaks the protocol; sending methods
+raise `LocalProtocolError` when this side would. Either puts the machine in the terminal ERROR
+state, as in h11: from then on it refuses all input and output. Nothing here does I/O or keeps
+time.
 """
 
 from __future__ import annotations
