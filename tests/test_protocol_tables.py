@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import nacl.signing
@@ -21,7 +22,8 @@ from ringdrop.protocol import (
 
 SPEC = Path(__file__).resolve().parent.parent / "tickets" / "PROTOCOL.md"
 KEY = Identity(nacl.signing.SigningKey(b"k" * 32))
-FRESH = {
+Machine = ClientAuth | ServerAuth | Requester | Responder | PathsChannel | MembersReader
+FRESH: dict[str, Callable[[], Machine]] = {
     "ClientAuth": lambda: ClientAuth(KEY, KEY.peer_id),
     "ServerAuth": lambda: ServerAuth(KEY.peer_id, bytes(32)),
     "Requester": Requester,
