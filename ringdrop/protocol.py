@@ -719,6 +719,7 @@ class _Machine:
 
     @property
     def state(self) -> State:
+        """Where the machine stands: a state of its table, or ERROR after a violation."""
         return self._state
 
     def _next(self, trigger: Trigger) -> State | None:
@@ -771,7 +772,7 @@ class _StreamMachine(_Machine, ABC):
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
         cls._EXPECT = {}
-        for (state, trigger), _ in cls.TRANSITIONS.items():
+        for state, trigger in cls.TRANSITIONS:
             if trigger in _FRAME_OF:
                 cls._EXPECT.setdefault(state, set()).add(_FRAME_OF[trigger])
 

@@ -1,4 +1,4 @@
-"""The sans-IO wire protocol: encodings, limits, and the four stream state machines."""
+"""The sans-IO wire protocol: encodings, limits, and the stream state machines with ERROR."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ from ringdrop.transport import (
     connect,
     serve,
 )
-from ringdrop.transport._link import PROTOCOL_ERROR
+from ringdrop.transport._link import PROTOCOL_ERROR, _termination_error
 from tests.conftest import pseudo_random
 from tests.hostile import AUTH_STREAM, HostilePeer, first_frame, hostile
 
@@ -286,12 +286,19 @@ def test_a_proof_not_made_for_this_connection_closes_it(attack: str) -> None:
     assert handler.peers == [RECEIVER.peer_id]  # the honest peer's request, and no other
 
 
+def test_a_close_over_a_protocol_error_reaches_the_honest_side_in_words() -> None:
+    error = _termination_error(PROTOCOL_ERROR, "no proof of identity within 1 s")
+    assert str(error) == (
+        "The peer closed the connection over a protocol error: no proof of identity within 1 s"
+    )
+
+
 @pytest.mark.parametrize("hello", [True, False], ids=["after-hello", "without-hello"])
 def test_nothing_is_served_before_the_peer_proves_its_key(hello: bool) -> None:
     handler = Recorder()
 
     async def main() -> tuple[tuple[int, str], bytes, bool]:
-        async with await sharer(handler, Limits(auth_timeout=0.5)) as server:
+        async with await sharer(handler, Limits(auth_timeout=1.0)) as server:
             async with hostile(server.port) as peer:
                 if hello:
                     await peer.challenge()
@@ -302,7 +309,7 @@ def test_nothing_is_served_before_the_peer_proves_its_key(hello: bool) -> None:
             return closed, answered, await an_honest_peer_is_served(server)
 
     closed, answered, served = run(main())
-    assert closed == (PROTOCOL_ERROR, "no proof of identity within 0.5 s")
+    assert closed == (PROTOCOL_ERROR, "no proof of identity within 1 s")
     assert answered == b""
     assert served
     assert handler.peers == [RECEIVER.peer_id]
