@@ -7,19 +7,27 @@ stream of the requested ranges, for an allowed `members` request (many members o
 on one stream) one or more PART frames per member, or for an allowed `catalog` one CATALOG frame.
 Each message is a frame: type (1 byte), body length (4 bytes, big-endian), body.
 
-Receiving methods raise `ProtocolError` when the peer breaks the protocol; sending methods raise
-`LocalProtocolError` when this side would. Nothing here does I/O or keeps time.
+Each side of each stream is a machine (`ClientAuth`, `ServerAuth`, `Requester`, `Responder`,
+`PathsChannel`, `MembersReader`) with a read-only `state` and one table, `TRANSITIONS`, mapping
+(state, trigger) to the next state; PROTOCOL.md prints the same tables, and a test keeps them
+equal. Receiving methods raise `ProtocolError` when the peer breaks the protocol; sending methods
+raise `LocalProtocolError` when this side would. Either puts the machine in the terminal ERROR
+state, as in h11: from then on it refuses all input and output. Nothing here does I/O or keeps
+time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import struct
 import unicodedata
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum, auto
 from ipaddress import ip_address
+from types import MappingProxyType
 from typing import ClassVar, Literal, get_args
 
 from ringdrop.bao import ChunkRanges
@@ -28,6 +36,7 @@ from ringdrop.errors import (
     LocalProtocolError,
     NotFoundError,
     ProtocolError,
+    RingdropError,
     TicketError,
     TransferError,
 )
@@ -67,8 +76,11 @@ __all__ = [
     "Responder",
     "ResponseHeader",
     "ServerAuth",
+    "State",
     "Status",
     "StreamEnded",
+    "Transitions",
+    "Trigger",
     "decode",
     "encode",
     "proof_message",
@@ -618,7 +630,9 @@ class _FrameReader:
         return rest
 
 
-class _State(Enum):
+class State(Enum):
+    """Where one side of one stream stands. ERROR, entered on any violation, is never left."""
+
     START = auto()
     WAIT_CHALLENGE = auto()
     CHALLENGED = auto()
@@ -629,25 +643,150 @@ class _State(Enum):
     SEND_HEADER = auto()
     SEND_CATALOG = auto()
     SEND_BODY = auto()
+    OPEN = auto()
     DONE = auto()
+    ERROR = auto()
 
 
-class _StreamMachine(ABC):
-    """One side of one stream: the frame it expects in each state, and the end of the stream.
+class Trigger(Enum):
+    """What moves a machine: a frame, content bytes or the end of the stream, sent or received.
 
-    `_EXPECT` maps each state in which the peer must send a frame to that frame's type. In any
-    other state the peer must stay silent, except in RECEIVE_BODY, where its bytes are content.
+    A RESPONSE is told apart by its status and by the request it answers; a refusal is any
+    status but `allowed`. Each value is the trigger as tickets/PROTOCOL.md writes it.
     """
 
-    _EXPECT: ClassVar[dict[_State, int]]
+    SEND_HELLO = "send HELLO"
+    RECEIVE_HELLO = "receive HELLO"
+    SEND_CHALLENGE = "send CHALLENGE"
+    RECEIVE_CHALLENGE = "receive CHALLENGE"
+    SEND_PROOF = "send PROOF"
+    RECEIVE_PROOF = "receive PROOF"
+    SEND_REQUEST = "send REQUEST"
+    RECEIVE_REQUEST = "receive REQUEST"
+    SEND_ALLOWED_CONTENT = "send RESPONSE allowed (get, members)"
+    RECEIVE_ALLOWED_CONTENT = "receive RESPONSE allowed (get, members)"
+    SEND_ALLOWED_CATALOG = "send RESPONSE allowed (catalog)"
+    RECEIVE_ALLOWED_CATALOG = "receive RESPONSE allowed (catalog)"
+    SEND_REFUSAL = "send RESPONSE refusal"
+    RECEIVE_REFUSAL = "receive RESPONSE refusal"
+    SEND_CATALOG = "send CATALOG"
+    RECEIVE_CATALOG = "receive CATALOG"
+    SEND_CONTENT = "send content"
+    RECEIVE_CONTENT = "receive content"
+    RECEIVE_PART = "receive PART"
+    RECEIVE_LAST_PART = "receive PART ending the last member"
+    SEND_CANDIDATES = "send CANDIDATES"
+    RECEIVE_CANDIDATES = "receive CANDIDATES"
+    RECEIVE_END = "receive end of stream"
+
+
+Transitions = Mapping[tuple[State, Trigger], State]
+"""One role's table: (state, trigger) to the next state. What it lacks is a violation."""
+
+_FRAME_OF = {
+    Trigger.RECEIVE_HELLO: _Type.HELLO,
+    Trigger.RECEIVE_CHALLENGE: _Type.CHALLENGE,
+    Trigger.RECEIVE_PROOF: _Type.PROOF,
+    Trigger.RECEIVE_REQUEST: _Type.REQUEST,
+    Trigger.RECEIVE_ALLOWED_CONTENT: _Type.RESPONSE,
+    Trigger.RECEIVE_ALLOWED_CATALOG: _Type.RESPONSE,
+    Trigger.RECEIVE_REFUSAL: _Type.RESPONSE,
+    Trigger.RECEIVE_CATALOG: _Type.CATALOG,
+    Trigger.RECEIVE_PART: _Type.PART,
+    Trigger.RECEIVE_LAST_PART: _Type.PART,
+    Trigger.RECEIVE_CANDIDATES: _Type.CANDIDATES,
+}
+
+
+def _table(rows: dict[tuple[State, Trigger], State]) -> Transitions:
+    return MappingProxyType(rows)
+
+
+class _Machine:
+    """A state, the one table that moves it, and ERROR after any violation (as in h11).
+
+    A ProtocolError from an input or a LocalProtocolError from an output puts the machine in
+    ERROR; from then on every input raises ProtocolError and every output LocalProtocolError,
+    both naming the first violation.
+    """
+
+    TRANSITIONS: ClassVar[Transitions]
+    _INITIAL: ClassVar[State] = State.START
 
     def __init__(self) -> None:
+        self._state = self._INITIAL
+        self._violation: RingdropError | None = None
+
+    @property
+    def state(self) -> State:
+        """Where the machine stands: a state of its table, or ERROR after a violation."""
+        return self._state
+
+    def _next(self, trigger: Trigger) -> State | None:
+        return self.TRANSITIONS.get((self._state, trigger))
+
+    def _step(self, trigger: Trigger, message: Message | bytes) -> bytes:
+        """The bytes of an output, once the table allows it in this state."""
+        if self._violation is not None:
+            raise LocalProtocolError(f"Cannot {trigger.value}: {self._in_error()}")
+        try:
+            following = self._next(trigger)
+            if following is None:
+                raise LocalProtocolError(f"Cannot {trigger.value} in state {self._state.name}.")
+            wire = message if isinstance(message, bytes) else encode(message)
+        except LocalProtocolError as error:
+            self._break(error)
+            raise
+        self._state = following
+        return wire
+
+    @contextlib.contextmanager
+    def _receiving(self) -> Iterator[None]:
+        """Refuses input in ERROR; enters ERROR on the input's ProtocolError."""
+        if self._violation is not None:
+            raise ProtocolError(f"The stream takes no more input: {self._in_error()}")
+        try:
+            yield
+        except ProtocolError as error:
+            self._break(error)
+            raise
+
+    def _in_error(self) -> str:
+        return f"it is in ERROR after this violation: {self._violation}"
+
+    def _break(self, error: RingdropError) -> None:
+        self._state = State.ERROR
+        self._violation = error
+
+
+class _StreamMachine(_Machine, ABC):
+    """One side of one stream: frames in and out as its table allows, and the peer's end.
+
+    In each state the peer may send the frame types of the table's receive triggers there, or
+    content bytes where it lists `receive content`, or nothing; it may end its side only where
+    the table lists `receive end of stream`, and after that send nothing at all.
+    """
+
+    _EXPECT: ClassVar[dict[State, set[int]]]
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        cls._EXPECT = {}
+        for state, trigger in cls.TRANSITIONS:
+            if trigger in _FRAME_OF:
+                cls._EXPECT.setdefault(state, set()).add(_FRAME_OF[trigger])
+
+    def __init__(self) -> None:
+        super().__init__()
         self._reader = _FrameReader()
-        self._state = _State.START
         self._ended = False
 
     def receive_data(self, data: bytes, end_stream: bool = False) -> list[Event]:
         """The events in the peer's next bytes on this stream."""
+        with self._receiving():
+            return self._receive(data, end_stream)
+
+    def _receive(self, data: bytes, end_stream: bool) -> list[Event]:
         if self._ended:
             raise ProtocolError("The peer sent data after ending the stream.")
         events: list[Event] = []
@@ -656,38 +795,46 @@ class _StreamMachine(ABC):
                 events.append(Data(data))
         else:
             self._reader.feed(data)
-            while (kind := self._EXPECT.get(self._state)) is not None:
-                found = self._reader.next_frame({kind})
+            while (kinds := self._EXPECT.get(self._state)) is not None:
+                found = self._reader.next_frame(kinds)
                 if found is None:
                     break
-                events.extend(self._on_message(_decode_body(*found)))
+                trigger, event = self._take(_decode_body(*found))
+                self._state = self.TRANSITIONS[self._state, trigger]  # _EXPECT came from it
+                events.append(event)
             if self._reader.pending and self._in_body():
                 events.append(Data(self._reader.take_rest()))
             elif self._reader.pending and self._state not in self._EXPECT:
                 raise ProtocolError("The peer sent bytes on a stream where it must be silent.")
         if end_stream:
             self._ended = True
-            if self._state in self._EXPECT:
+            following = self._next(Trigger.RECEIVE_END)
+            if following is None:
                 raise ProtocolError("The peer ended the stream in the middle of the exchange.")
+            self._state = following
             events.append(StreamEnded())
         return events
 
     def _in_body(self) -> bool:
-        return self._state is _State.RECEIVE_BODY
+        return (self._state, Trigger.RECEIVE_CONTENT) in self.TRANSITIONS
 
     @abstractmethod
-    def _on_message(self, message: Message) -> list[Event]:
-        """Take the message the current state expects; the events it makes."""
-
-    def _require(self, state: _State, action: str) -> None:
-        if self._state is not state:
-            raise LocalProtocolError(f"Cannot {action} in stream state {self._state.name}.")
+    def _take(self, message: Message) -> tuple[Trigger, Event]:
+        """A frame of a type the current state expects: its trigger, and the event it makes."""
 
 
 class ClientAuth(_StreamMachine):
     """The client side of the authentication stream: HELLO, then PROOF for the CHALLENGE."""
 
-    _EXPECT: ClassVar = {_State.WAIT_CHALLENGE: _Type.CHALLENGE}
+    TRANSITIONS: ClassVar = _table(
+        {
+            (State.START, Trigger.SEND_HELLO): State.WAIT_CHALLENGE,
+            (State.WAIT_CHALLENGE, Trigger.RECEIVE_CHALLENGE): State.CHALLENGED,
+            (State.CHALLENGED, Trigger.RECEIVE_END): State.CHALLENGED,
+            (State.CHALLENGED, Trigger.SEND_PROOF): State.DONE,
+            (State.DONE, Trigger.RECEIVE_END): State.DONE,
+        }
+    )
 
     def __init__(self, identity: Identity, server_id: PeerId) -> None:
         super().__init__()
@@ -696,57 +843,70 @@ class ClientAuth(_StreamMachine):
         self._nonce = b""
 
     def hello(self) -> bytes:
-        self._require(_State.START, "say hello")
-        self._state = _State.WAIT_CHALLENGE
-        return encode(Hello())
+        return self._step(Trigger.SEND_HELLO, Hello())
 
-    def _on_message(self, message: Message) -> list[Event]:
+    def _take(self, message: Message) -> tuple[Trigger, Event]:
         assert isinstance(message, Challenge)
         self._nonce = message.nonce
-        self._state = _State.CHALLENGED
-        return [message]
+        return Trigger.RECEIVE_CHALLENGE, message
 
     def prove(self) -> bytes:
         """The PROOF frame answering the challenge; the client then ends the stream."""
-        self._require(_State.CHALLENGED, "prove the key")
-        self._state = _State.DONE
-        return encode(Proof.sign(self._identity, self._server_id, self._nonce))
+        proof = Proof.sign(self._identity, self._server_id, self._nonce)
+        return self._step(Trigger.SEND_PROOF, proof)
 
 
 class ServerAuth(_StreamMachine):
     """The server side of the authentication stream: CHALLENGE on HELLO, then check the PROOF."""
 
-    _EXPECT: ClassVar = {_State.START: _Type.HELLO, _State.WAIT_PROOF: _Type.PROOF}
+    TRANSITIONS: ClassVar = _table(
+        {
+            (State.START, Trigger.RECEIVE_HELLO): State.CHALLENGED,
+            (State.CHALLENGED, Trigger.SEND_CHALLENGE): State.WAIT_PROOF,
+            (State.WAIT_PROOF, Trigger.RECEIVE_PROOF): State.DONE,
+            (State.DONE, Trigger.RECEIVE_END): State.DONE,
+        }
+    )
 
     def __init__(self, server_id: PeerId, nonce: bytes) -> None:
         super().__init__()
         self._server_id = server_id
         self._challenge = Challenge(nonce)
 
-    def _on_message(self, message: Message) -> list[Event]:
+    def _take(self, message: Message) -> tuple[Trigger, Event]:
         if isinstance(message, Hello):
-            self._state = _State.CHALLENGED
-            return [message]
+            return Trigger.RECEIVE_HELLO, message
         assert isinstance(message, Proof)
         if not message.verify(self._server_id, self._challenge.nonce):
             raise ProtocolError(
                 f"The proof from {message.peer_id} is not its signature of this connection's "
                 "challenge: it was replayed, relayed or forged."
             )
-        self._state = _State.DONE
-        return [PeerAuthenticated(message.peer_id)]
+        return Trigger.RECEIVE_PROOF, PeerAuthenticated(message.peer_id)
 
     def challenge(self) -> bytes:
         """The CHALLENGE frame answering the hello; the server then ends its side."""
-        self._require(_State.CHALLENGED, "send the challenge")
-        self._state = _State.WAIT_PROOF
-        return encode(self._challenge)
+        return self._step(Trigger.SEND_CHALLENGE, self._challenge)
 
 
 class Requester(_StreamMachine):
-    """The client side of a request stream: one REQUEST out; RESPONSE and its body in."""
+    """The client side of a request stream: one REQUEST out; RESPONSE and its body in.
 
-    _EXPECT: ClassVar = {_State.WAIT_HEADER: _Type.RESPONSE, _State.WAIT_CATALOG: _Type.CATALOG}
+    A members body is PART frames, which `MembersReader` cuts: here it is content like a get's.
+    """
+
+    TRANSITIONS: ClassVar = _table(
+        {
+            (State.START, Trigger.SEND_REQUEST): State.WAIT_HEADER,
+            (State.WAIT_HEADER, Trigger.RECEIVE_ALLOWED_CONTENT): State.RECEIVE_BODY,
+            (State.WAIT_HEADER, Trigger.RECEIVE_ALLOWED_CATALOG): State.WAIT_CATALOG,
+            (State.WAIT_HEADER, Trigger.RECEIVE_REFUSAL): State.DONE,
+            (State.WAIT_CATALOG, Trigger.RECEIVE_CATALOG): State.DONE,
+            (State.RECEIVE_BODY, Trigger.RECEIVE_CONTENT): State.RECEIVE_BODY,
+            (State.RECEIVE_BODY, Trigger.RECEIVE_END): State.DONE,
+            (State.DONE, Trigger.RECEIVE_END): State.DONE,
+        }
+    )
 
     def __init__(self) -> None:
         super().__init__()
@@ -754,88 +914,105 @@ class Requester(_StreamMachine):
 
     def send_request(self, request: Request) -> bytes:
         """The REQUEST frame; the client then ends its side of the stream."""
-        self._require(_State.START, "send a request")
+        wire = self._step(Trigger.SEND_REQUEST, request)
         self._request = request
-        self._state = _State.WAIT_HEADER
-        return encode(request)
+        return wire
 
-    def _on_message(self, message: Message) -> list[Event]:
-        if not isinstance(message, ResponseHeader) or message.status != "allowed":
-            self._state = _State.DONE
-        elif isinstance(self._request, GetRequest | MembersRequest):
-            # A members body is PART frames: MembersReader cuts them, off this machine.
-            self._state = _State.RECEIVE_BODY
-        else:
-            self._state = _State.WAIT_CATALOG
-        return [message]
+    def _take(self, message: Message) -> tuple[Trigger, Event]:
+        if isinstance(message, Catalog):
+            return Trigger.RECEIVE_CATALOG, message
+        assert isinstance(message, ResponseHeader)
+        if message.status != "allowed":
+            return Trigger.RECEIVE_REFUSAL, message
+        if isinstance(self._request, CatalogRequest):
+            return Trigger.RECEIVE_ALLOWED_CATALOG, message
+        return Trigger.RECEIVE_ALLOWED_CONTENT, message
 
 
 class Responder(_StreamMachine):
     """The server side of a request stream: REQUEST in; RESPONSE and its body out."""
 
-    _EXPECT: ClassVar = {_State.START: _Type.REQUEST}
+    TRANSITIONS: ClassVar = _table(
+        {
+            (State.START, Trigger.RECEIVE_REQUEST): State.SEND_HEADER,
+            (State.START, Trigger.SEND_REFUSAL): State.DONE,
+            (State.SEND_HEADER, Trigger.SEND_ALLOWED_CONTENT): State.SEND_BODY,
+            (State.SEND_HEADER, Trigger.SEND_ALLOWED_CATALOG): State.SEND_CATALOG,
+            (State.SEND_HEADER, Trigger.SEND_REFUSAL): State.DONE,
+            (State.SEND_HEADER, Trigger.RECEIVE_END): State.SEND_HEADER,
+            (State.SEND_CATALOG, Trigger.SEND_CATALOG): State.DONE,
+            (State.SEND_CATALOG, Trigger.RECEIVE_END): State.SEND_CATALOG,
+            (State.SEND_BODY, Trigger.SEND_CONTENT): State.SEND_BODY,
+            (State.SEND_BODY, Trigger.RECEIVE_END): State.SEND_BODY,
+            (State.DONE, Trigger.RECEIVE_END): State.DONE,
+        }
+    )
 
     def __init__(self) -> None:
         super().__init__()
         self._request: Request | None = None
 
-    def _on_message(self, message: Message) -> list[Event]:
+    def _take(self, message: Message) -> tuple[Trigger, Event]:
         assert isinstance(message, GetRequest | MembersRequest | CatalogRequest)
         self._request = message
-        self._state = _State.SEND_HEADER
-        return [message]
+        return Trigger.RECEIVE_REQUEST, message
 
     def send_header(self, header: ResponseHeader) -> bytes:
         """The RESPONSE frame; after `allowed`, the body must follow.
 
         A refusal may also go before the whole request has come (busy, or a broken request).
         """
-        if header.status == "allowed" or self._state is not _State.START:
-            self._require(_State.SEND_HEADER, "send a response header")
         if header.status != "allowed":
-            self._state = _State.DONE
-        elif isinstance(self._request, GetRequest | MembersRequest):
-            self._state = _State.SEND_BODY
+            trigger = Trigger.SEND_REFUSAL
+        elif isinstance(self._request, CatalogRequest):
+            trigger = Trigger.SEND_ALLOWED_CATALOG
         else:
-            self._state = _State.SEND_CATALOG
-        return encode(header)
+            trigger = Trigger.SEND_ALLOWED_CONTENT
+        return self._step(trigger, header)
 
     def send_catalog(self, catalog: Catalog) -> bytes:
-        self._require(_State.SEND_CATALOG, "send a catalog")
-        self._state = _State.DONE
-        return encode(catalog)
+        return self._step(Trigger.SEND_CATALOG, catalog)
 
     def send_data(self, data: bytes) -> bytes:
         """Bao stream bytes pass through unframed once an allowed get's header is sent (for a
         members request: PART frames, which the caller encoded)."""
-        self._require(_State.SEND_BODY, "send content")
-        return data
+        return self._step(Trigger.SEND_CONTENT, data)
 
 
-class PathsChannel:
+class PathsChannel(_Machine):
     """Either side of the paths stream: CANDIDATES frames each way, as many as either sends,
     until the connection ends. The client opens it after authenticating."""
 
     FIRST_BYTE = _Type.CANDIDATES
     """A client stream whose first byte is this is the paths stream, not a request."""
 
+    TRANSITIONS: ClassVar = _table(
+        {
+            (State.OPEN, Trigger.RECEIVE_CANDIDATES): State.OPEN,
+            (State.OPEN, Trigger.SEND_CANDIDATES): State.OPEN,
+        }
+    )
+    _INITIAL: ClassVar = State.OPEN
+
     def __init__(self) -> None:
+        super().__init__()
         self._reader = _FrameReader()
 
     def receive_data(self, data: bytes) -> list[Candidates]:
-        self._reader.feed(data)
-        found: list[Candidates] = []
-        while (frame := self._reader.next_frame({_Type.CANDIDATES})) is not None:
-            message = _decode_body(*frame)
-            assert isinstance(message, Candidates)
-            found.append(message)
-        return found
+        with self._receiving():
+            self._reader.feed(data)
+            found: list[Candidates] = []
+            while (frame := self._reader.next_frame({_Type.CANDIDATES})) is not None:
+                message = _decode_body(*frame)
+                assert isinstance(message, Candidates)
+                found.append(message)
+            return found
 
     def send(self, candidates: Candidates) -> bytes:
-        return encode(candidates)
+        return self._step(Trigger.SEND_CANDIDATES, candidates)
 
 
-class MembersReader:
+class MembersReader(_Machine):
     """Cuts the body of an allowed members response into `MemberData`, one member after another.
 
     The Requester hands a members body on as plain `Data`; this machine takes those bytes and
@@ -843,7 +1020,19 @@ class MembersReader:
     on a bad frame, on bytes after the last member, and (`finish`) on a body that ended early.
     """
 
+    TRANSITIONS: ClassVar = _table(
+        {
+            (State.RECEIVE_BODY, Trigger.RECEIVE_PART): State.RECEIVE_BODY,
+            (State.RECEIVE_BODY, Trigger.RECEIVE_LAST_PART): State.DONE,
+            (State.DONE, Trigger.RECEIVE_END): State.DONE,
+        }
+    )
+    _INITIAL: ClassVar = State.RECEIVE_BODY
+
     def __init__(self, count: int) -> None:
+        if count < 1:
+            raise LocalProtocolError("A members request asks for at least one member.")
+        super().__init__()
         self._count = count
         self._position = 0
         self._buffer = bytearray()
@@ -852,10 +1041,14 @@ class MembersReader:
     @property
     def done(self) -> bool:
         """True once every member asked for has ended."""
-        return self._position == self._count
+        return self._state is State.DONE
 
     def feed(self, data: bytes) -> list[MemberData]:
         """The member bytes in the next piece of the body."""
+        with self._receiving():
+            return self._feed(data)
+
+    def _feed(self, data: bytes) -> list[MemberData]:
         if self._at:
             del self._buffer[: self._at]
             self._at = 0
@@ -863,7 +1056,7 @@ class MembersReader:
         buffer, at, events = self._buffer, 0, []
         head = _FRAME_HEAD.size
         while len(buffer) - at >= head:
-            if self._position == self._count:
+            if self._state is not State.RECEIVE_BODY:
                 raise ProtocolError("The peer sent more than the members asked for.")
             kind, length = _FRAME_HEAD.unpack_from(buffer, at)
             if kind != _Type.PART:
@@ -882,14 +1075,20 @@ class MembersReader:
             events.append(MemberData(self._position, part.data, part.last, part.missing))
             if part.last:
                 self._position += 1
+            ends_all = self._position == self._count
+            trigger = Trigger.RECEIVE_LAST_PART if ends_all else Trigger.RECEIVE_PART
+            self._state = self.TRANSITIONS[self._state, trigger]
             at = end
         self._at = at
         return events
 
     def finish(self) -> None:
         """The body ended: raises unless every member did, and nothing is left over."""
-        if self._position != self._count or len(self._buffer) > self._at:
-            raise ProtocolError(
-                f"The peer ended a members response after {self._position} of {self._count} "
-                "members."
-            )
+        with self._receiving():
+            following = self._next(Trigger.RECEIVE_END)
+            if following is None or len(self._buffer) > self._at:
+                raise ProtocolError(
+                    f"The peer ended a members response after {self._position} of "
+                    f"{self._count} members."
+                )
+            self._state = following

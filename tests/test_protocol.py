@@ -1,4 +1,4 @@
-"""The sans-IO wire protocol: encodings, limits, and the four stream state machines."""
+"""The sans-IO wire protocol: encodings, limits, and the stream state machines with ERROR."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from ringdrop.protocol import (
     MAX_CATALOG_BYTES,
     MAX_HEADER_BYTES,
     MAX_REQUEST_BYTES,
+    Candidates,
     Catalog,
     CatalogEntry,
     CatalogRequest,
@@ -33,13 +34,18 @@ from ringdrop.protocol import (
     Event,
     GetRequest,
     Hello,
+    MemberPart,
+    MembersReader,
     Message,
+    PathsChannel,
     PeerAuthenticated,
     Proof,
+    Request,
     Requester,
     Responder,
     ResponseHeader,
     ServerAuth,
+    State,
     StreamEnded,
     decode,
     encode,
@@ -277,16 +283,99 @@ def test_a_request_of_another_version_is_refused_by_name() -> None:
         Responder().receive_data(bytes(frame))
 
 
-def test_sending_out_of_order_is_a_local_protocol_error() -> None:
+def _responder_for(request: Request) -> Responder:
     responder = Responder()
-    with pytest.raises(LocalProtocolError):
-        responder.send_header(ResponseHeader("allowed"))  # before the request
-    responder.receive_data(encode(GetRequest(bytes(32), ChunkRanges.all())))
-    with pytest.raises(LocalProtocolError):
-        responder.send_data(b"content before the header")
+    responder.receive_data(encode(request))
+    return responder
+
+
+def _allowed_get() -> Responder:
+    responder = _responder_for(GetRequest(bytes(32), ChunkRanges.all()))
     responder.send_header(ResponseHeader("allowed"))
+    return responder
+
+
+@pytest.mark.parametrize(
+    "send",
+    [
+        lambda: Responder().send_header(ResponseHeader("allowed")),  # before the request
+        lambda: _responder_for(GetRequest(bytes(32), ChunkRanges.all())).send_data(b"early"),
+        lambda: _allowed_get().send_catalog(Catalog(())),  # a get is answered with content
+        lambda: _allowed_get().send_header(ResponseHeader("allowed")),  # a second header
+    ],
+)
+def test_sending_out_of_order_is_a_local_protocol_error(send: Callable[[], bytes]) -> None:
+    with pytest.raises(LocalProtocolError, match="in state"):
+        send()
+
+
+def test_after_a_local_violation_the_machine_is_in_error_and_sends_nothing() -> None:
+    responder = _allowed_get()
     with pytest.raises(LocalProtocolError):
-        responder.send_catalog(Catalog(()))  # a get is answered with content
+        responder.send_catalog(Catalog(()))
+    assert responder.state is State.ERROR
+    with pytest.raises(LocalProtocolError, match="violation: Cannot send CATALOG"):
+        responder.send_data(b"content that was allowed a moment ago")
+    with pytest.raises(ProtocolError, match="in ERROR"):
+        responder.receive_data(b"", True)
+
+
+def test_after_the_peers_violation_the_machine_is_in_error_and_takes_nothing() -> None:
+    server = ServerAuth(SERVER.peer_id, NONCE)
+    with pytest.raises(ProtocolError, match="must be silent"):
+        server.receive_data(encode(Hello()) + encode(Proof.sign(CLIENT, SERVER.peer_id, NONCE)))
+    assert server.state is State.ERROR
+    with pytest.raises(ProtocolError, match="no more input: it is in ERROR"):
+        server.receive_data(b"")
+    with pytest.raises(LocalProtocolError, match="in ERROR after this violation: The peer sent"):
+        server.challenge()  # the answer a well-behaved HELLO would get
+
+
+def test_a_requester_that_saw_garbage_stays_in_error() -> None:
+    requester = Requester()
+    requester.send_request(CatalogRequest())
+    with pytest.raises(ProtocolError, match="type 0x13"):
+        requester.receive_data(encode(MemberPart(b"not a header")))
+    with pytest.raises(ProtocolError, match="in ERROR"):
+        requester.receive_data(encode(ResponseHeader("allowed")))  # now too late
+
+
+def test_a_proof_that_fails_puts_the_server_in_error() -> None:
+    server = ServerAuth(SERVER.peer_id, NONCE)
+    server.receive_data(encode(Hello()))
+    server.challenge()
+    forged = Proof(CLIENT.peer_id, bytes(64))
+    with pytest.raises(ProtocolError, match="replayed, relayed or forged"):
+        server.receive_data(encode(forged))
+    with pytest.raises(ProtocolError, match="in ERROR"):
+        server.receive_data(encode(Proof.sign(CLIENT, SERVER.peer_id, NONCE)), True)
+
+
+def test_the_client_may_not_end_the_authentication_before_its_proof() -> None:
+    server = ServerAuth(SERVER.peer_id, NONCE)
+    with pytest.raises(ProtocolError, match="middle of the exchange"):
+        server.receive_data(encode(Hello()), True)
+    assert server.state is State.ERROR
+
+
+def test_a_members_reader_that_saw_a_bad_part_stays_in_error() -> None:
+    reader = MembersReader(2)
+    with pytest.raises(ProtocolError, match="unknown flags"):
+        reader.feed(bytes([0x13, 0, 0, 0, 1, 0x04]))
+    with pytest.raises(ProtocolError, match="in ERROR"):
+        reader.feed(encode(MemberPart(b"x", last=True)))
+    with pytest.raises(ProtocolError, match="in ERROR"):
+        reader.finish()
+
+
+def test_a_paths_channel_that_saw_garbage_stays_in_error() -> None:
+    channel = PathsChannel()
+    with pytest.raises(ProtocolError):
+        channel.receive_data(encode(Hello()))
+    with pytest.raises(ProtocolError, match="in ERROR"):
+        channel.receive_data(encode(Candidates((("192.0.2.7", 4433),))))
+    with pytest.raises(LocalProtocolError, match="in ERROR"):
+        channel.send(Candidates(()))
 
 
 def test_a_refusal_may_go_before_the_request_has_come() -> None:

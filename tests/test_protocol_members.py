@@ -154,3 +154,8 @@ def test_a_part_after_the_last_member_is_a_protocol_error() -> None:
 def test_a_bad_part_is_a_protocol_error(frame: bytes) -> None:
     with pytest.raises(ProtocolError):
         MembersReader(3).feed(frame)
+
+
+def test_a_reader_is_for_at_least_one_member() -> None:
+    with pytest.raises(LocalProtocolError):
+        MembersReader(0)

@@ -17,15 +17,24 @@ from ringdrop.bao import ChunkRanges, Decoder, Encoder, create_outboard
 from ringdrop.errors import TransferError, WrongPeerError
 from ringdrop.identity import Identity, PeerId
 from ringdrop.protocol import (
+    MAX_CANDIDATES,
     MAX_REQUEST_BYTES,
+    NONCE_BYTES,
     Catalog,
     CatalogEntry,
     CatalogRequest,
-    ClientAuth,
+    Event,
     GetRequest,
+    Hello,
+    Message,
+    PathsChannel,
+    Proof,
     Request,
     Requester,
     ResponseHeader,
+    StreamEnded,
+    encode,
+    proof_message,
 )
 from ringdrop.ticket import Address
 from ringdrop.transport import (
@@ -37,8 +46,9 @@ from ringdrop.transport import (
     connect,
     serve,
 )
-from ringdrop.transport._client import _ClientLink
+from ringdrop.transport._link import PROTOCOL_ERROR, _termination_error
 from tests.conftest import pseudo_random
+from tests.hostile import AUTH_STREAM, HostilePeer, first_frame, hostile
 
 T = TypeVar("T")
 LOOPBACK = ip_address("127.0.0.1")
@@ -222,61 +232,191 @@ def test_an_impostor_is_named_next_to_the_expected_peer(backend: Any) -> None:
     assert str(MALLORY.peer_id) in str(caught.value)
 
 
-def test_a_proof_replayed_on_another_connection_is_rejected(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    recorded: list[bytes] = []
-    prove = ClientAuth.prove
+class Recorder:
+    """A handler that answers every request `denied, served` and remembers who asked."""
 
-    def record(self: ClientAuth) -> bytes:
-        recorded.append(prove(self))
-        return recorded[-1]
+    def __init__(self) -> None:
+        self.peers: list[PeerId] = []
 
-    seen: list[PeerId] = []
+    async def __call__(self, peer: PeerId, request: Request) -> Reply:
+        self.peers.append(peer)
+        return Reply(ResponseHeader("denied", "served"))
 
-    async def handler(peer: PeerId, request: Request) -> Reply:
-        seen.append(peer)
-        return Reply(ResponseHeader("denied"))
 
-    async def main() -> None:
+async def an_honest_peer_is_served(server: Server) -> bool:
+    async with await dial(server) as connection:
+        header, _ = await connection.catalog()
+    return header.reason == "served"
+
+
+def forged(nonce: bytes) -> bytes:
+    """Mallory's proof in the receiver's name, signed with her own key."""
+    message = proof_message(SHARER.peer_id, nonce, RECEIVER.peer_id)
+    return encode(Proof(RECEIVER.peer_id, MALLORY.sign(message)))
+
+
+@pytest.mark.parametrize("attack", ["replayed", "relayed", "forged"])
+def test_a_proof_not_made_for_this_connection_closes_it(attack: str) -> None:
+    handler = Recorder()
+
+    async def main() -> tuple[tuple[int, str], bytes, bool]:
         async with await sharer(handler) as server:
-            monkeypatch.setattr(ClientAuth, "prove", record)
-            async with await dial(server) as connection:
-                await connection.catalog()
-            # Mallory replays the receiver's proof on a connection of her own.
-            monkeypatch.setattr(ClientAuth, "prove", lambda self: recorded[0])
-            async with await dial(server, MALLORY) as connection:
-                await connection.catalog()
+            async with hostile(server.port) as receiver:
+                recorded = await receiver.authenticate(RECEIVER, SHARER.peer_id)
+            async with hostile(server.port) as mallory:
+                nonce = await mallory.challenge()
+                proof = {
+                    "replayed": recorded,  # the receiver's, from its own connection
+                    # What the receiver signed when Mallory posed as the sharer to it.
+                    "relayed": encode(Proof.sign(RECEIVER, MALLORY.peer_id, nonce)),
+                    "forged": forged(nonce),
+                }[attack]
+                mallory.write(AUTH_STREAM, proof, end_stream=True)
+                stream = mallory.open_stream()
+                mallory.write(stream, encode(CatalogRequest()), end_stream=True)
+                closed = await asyncio.wait_for(mallory.closed, 5)
+                answered = mallory.received(stream)
+            return closed, answered, await an_honest_peer_is_served(server)
 
-    with pytest.raises(TransferError, match="replayed, relayed or forged"):
-        run(main())
-    assert seen == [RECEIVER.peer_id]
+    closed, answered, served = run(main())
+    assert closed[0] == PROTOCOL_ERROR
+    assert "replayed, relayed or forged" in closed[1]
+    assert answered == b""
+    assert served
+    assert handler.peers == [RECEIVER.peer_id]  # the honest peer's request, and no other
 
 
-def test_nothing_is_served_before_the_peer_proves_its_key(
-    monkeypatch: pytest.MonkeyPatch,
+def test_a_close_over_a_protocol_error_reaches_the_honest_side_in_words() -> None:
+    error = _termination_error(PROTOCOL_ERROR, "no proof of identity within 1 s")
+    assert str(error) == (
+        "The peer closed the connection over a protocol error: no proof of identity within 1 s"
+    )
+
+
+@pytest.mark.parametrize("hello", [True, False], ids=["after-hello", "without-hello"])
+def test_nothing_is_served_before_the_peer_proves_its_key(hello: bool) -> None:
+    handler = Recorder()
+
+    async def main() -> tuple[tuple[int, str], bytes, bool]:
+        async with await sharer(handler, Limits(auth_timeout=1.0)) as server:
+            async with hostile(server.port) as peer:
+                if hello:
+                    await peer.challenge()
+                stream = AUTH_STREAM + 4  # the next client stream, whether or not 0 was used
+                peer.write(stream, encode(CatalogRequest()), end_stream=True)
+                closed = await asyncio.wait_for(peer.closed, 5)
+                answered = peer.received(stream)
+            return closed, answered, await an_honest_peer_is_served(server)
+
+    closed, answered, served = run(main())
+    assert closed == (PROTOCOL_ERROR, "no proof of identity within 1 s")
+    assert answered == b""
+    assert served
+    assert handler.peers == [RECEIVER.peer_id]
+
+
+async def request_on_the_authentication_stream(peer: HostilePeer) -> None:
+    peer.write(AUTH_STREAM, encode(CatalogRequest()))
+
+
+async def proof_before_the_challenge(peer: HostilePeer) -> None:
+    early = Proof.sign(RECEIVER, SHARER.peer_id, bytes(NONCE_BYTES))
+    peer.write(AUTH_STREAM, encode(Hello()) + encode(early))
+
+
+async def authentication_ended_without_a_proof(peer: HostilePeer) -> None:
+    await peer.challenge()
+    peer.write(AUTH_STREAM, b"", end_stream=True)
+
+
+async def a_stream_of_a_kind_ringdrop_never_uses(peer: HostilePeer) -> None:
+    await peer.authenticate(RECEIVER, SHARER.peer_id)
+    peer.write(peer.open_stream(unidirectional=True), b"?")
+
+
+async def too_many_candidates(peer: HostilePeer) -> None:
+    await peer.authenticate(RECEIVER, SHARER.peer_id)
+    count = MAX_CANDIDATES + 1  # the first byte of a CANDIDATES body
+    peer.write(peer.open_stream(), struct.pack(">BIB", PathsChannel.FIRST_BYTE, 1, count))
+
+
+@pytest.mark.parametrize(
+    ("attack", "reason"),
+    [
+        (request_on_the_authentication_stream, "frame of type 0x10 where it may not"),
+        (proof_before_the_challenge, "must be silent"),
+        (authentication_ended_without_a_proof, "middle of the exchange"),
+        (a_stream_of_a_kind_ringdrop_never_uses, "kind of stream ringdrop never uses"),
+        (too_many_candidates, "a candidate list of a bad length"),
+    ],
+)
+def test_a_connection_that_breaks_the_protocol_is_closed_and_others_are_served(
+    attack: Callable[[HostilePeer], Awaitable[None]], reason: str
 ) -> None:
-    calls: list[Request] = []
+    handler = Recorder()
 
-    async def handler(peer: PeerId, request: Request) -> Reply:
-        calls.append(request)
-        return Reply(ResponseHeader("denied"))
+    async def main() -> tuple[tuple[int, str], bool]:
+        async with await sharer(handler) as server:
+            async with hostile(server.port) as peer:
+                await attack(peer)
+                closed = await asyncio.wait_for(peer.closed, 5)
+            return closed, await an_honest_peer_is_served(server)
 
-    def skip_proof(link: _ClientLink, data: bytes, end_stream: bool) -> None:
-        if not link.authenticated.done():
-            link.authenticated.set_result(None)
+    closed, served = run(main())
+    assert closed[0] == PROTOCOL_ERROR
+    assert reason in closed[1]
+    assert served
+    assert handler.peers == [RECEIVER.peer_id]
 
-    # A client that sends requests without ever answering the challenge.
-    monkeypatch.setattr(_ClientLink, "_on_auth_data", skip_proof)
 
-    async def main() -> None:
-        server = await sharer(handler, Limits(auth_timeout=0.3))
-        async with server, await dial(server) as connection:
-            await connection.catalog()
+@pytest.mark.parametrize(
+    ("request_bytes", "reason"),
+    [
+        (
+            struct.pack(">BI", 0x10, MAX_REQUEST_BYTES + 1) + bytes(MAX_REQUEST_BYTES + 1),
+            f"at most {MAX_REQUEST_BYTES}",
+        ),
+        (encode(Hello()), "frame of type 0x01 where it may not"),
+        (encode(ResponseHeader("allowed")), "frame of type 0x11 where it may not"),
+        (b"\x10\x00\x00\x00\x02\x07\x00", "protocol version 7"),
+        (b"\x10\x00\x00\x00\x02\x01\x09", "unknown operation 9"),
+        (encode(CatalogRequest()) * 2, "must be silent"),
+        (encode(CatalogRequest())[:4], "middle of the exchange"),
+    ],
+    ids=[
+        "oversized",
+        "hello",
+        "response",
+        "version",
+        "operation",
+        "two-requests",
+        "cut-short",
+    ],
+)
+def test_a_broken_request_is_refused_and_the_connection_serves_on(
+    request_bytes: bytes, reason: str, tmp_path: Path
+) -> None:
+    blob = Blob(tmp_path, 100_000)
 
-    with pytest.raises(TransferError, match="no proof of identity"):
-        run(main())
-    assert calls == []
+    async def main() -> tuple[Message, list[Event], bytes]:
+        async with await sharer(blob.handler) as server:
+            async with hostile(server.port) as peer:
+                await peer.authenticate(RECEIVER, SHARER.peer_id)
+                refusal = first_frame(await peer.ask(request_bytes))
+                requester = Requester()
+                answer = await peer.ask(requester.send_request(blob.request()))
+                events = requester.receive_data(answer, end_stream=True)
+            async with await dial(server) as connection:
+                received = await receive(connection, blob.request(), tmp_path / "received")
+            return refusal, events, received
+
+    refusal, events, received = run(main())
+    assert isinstance(refusal, ResponseHeader)
+    assert refusal.status == "error"
+    assert reason in refusal.reason
+    assert events[0] == ResponseHeader("allowed")
+    assert events[-1] == StreamEnded()
+    assert received == blob.data
 
 
 def test_the_first_address_that_authenticates_wins_over_dead_ones(tmp_path: Path) -> None:
@@ -367,29 +507,6 @@ def test_requests_beyond_a_limit_are_told_busy_and_the_rest_are_served(
     busy, *rest = run(main())
     assert busy == ResponseHeader("busy", reason)
     assert [header.reason for header in rest] == ["served"] * 3
-
-
-def test_an_oversized_request_is_refused_and_the_server_serves_on(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    blob = Blob(tmp_path, 100_000)
-    honest = Requester.send_request
-
-    def oversized(self: Requester, request: Request) -> bytes:
-        honest(self, request)
-        return struct.pack(">BI", 0x10, MAX_REQUEST_BYTES + 1) + bytes(MAX_REQUEST_BYTES + 1)
-
-    async def main() -> tuple[ResponseHeader, bytes]:
-        async with await sharer(blob.handler) as server, await dial(server) as connection:
-            monkeypatch.setattr(Requester, "send_request", oversized)
-            header, _ = await connection.request(blob.request())
-            monkeypatch.setattr(Requester, "send_request", honest)
-            return header, await receive(connection, blob.request(), tmp_path / "received")
-
-    header, received = run(main())
-    assert header.status == "error"
-    assert f"at most {MAX_REQUEST_BYTES}" in header.reason
-    assert received == blob.data
 
 
 def test_connections_beyond_the_limit_are_refused() -> None:

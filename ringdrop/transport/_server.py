@@ -28,7 +28,9 @@ from ringdrop.protocol import (
     Responder,
     ResponseHeader,
     ServerAuth,
+    State,
     StreamEnded,
+    encode,
 )
 from ringdrop.transport._admission import Admission, AdmissionLimits, Admit, HalfOpen, parse_initial
 from ringdrop.transport._backend import (
@@ -566,7 +568,11 @@ class _ServerLink(Link):
     def _refuse(self, stream_id: int, header: ResponseHeader) -> None:
         """Answer with a refusal at once and discard the rest of the request."""
         exchange = self._exchanges[stream_id]
-        self.send(stream_id, exchange.responder.send_header(header), end_stream=True)
+        responder = exchange.responder
+        # A responder that saw the request break the protocol is in ERROR and sends nothing;
+        # the refusal is then the server's own, which PROTOCOL.md allows at any point.
+        wire = encode(header) if responder.state is State.ERROR else responder.send_header(header)
+        self.send(stream_id, wire, end_stream=True)
         exchange.served = True
         self.stop_receiving(stream_id, PROTOCOL_ERROR)
 

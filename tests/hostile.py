@@ -1,0 +1,107 @@
+"""A hostile peer: a real QUIC client (aioquic's, directly) that writes whatever ringdrop bytes
+a test chooses, built from `ringdrop.protocol`'s messages and machines.
+
+Tests of the server's defences use it instead of patching the honest client, so the bytes that
+reach the server are the attack itself and every check on the way is the server's real code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aioquic.asyncio.client import connect
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived, StreamReset
+
+from ringdrop.identity import Identity, PeerId
+from ringdrop.protocol import ALPN, Challenge, ClientAuth, Hello, Message, decode, encode
+
+AUTH_STREAM = 0
+
+
+class HostilePeer(QuicConnectionProtocol):
+    """One QUIC connection to a ringdrop server, on whose streams the test writes any bytes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._received: defaultdict[int, bytearray] = defaultdict(bytearray)
+        self._ended: defaultdict[int, asyncio.Event] = defaultdict(asyncio.Event)
+        self.reset: set[int] = set()
+        self.closed: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, StreamDataReceived):
+            self._received[event.stream_id] += event.data
+            if event.end_stream:
+                self._ended[event.stream_id].set()
+        elif isinstance(event, StreamReset):
+            self.reset.add(event.stream_id)
+            self._ended[event.stream_id].set()
+        elif isinstance(event, ConnectionTerminated) and not self.closed.done():
+            self.closed.set_result((event.error_code, event.reason_phrase))
+            for ended in self._ended.values():
+                ended.set()
+
+    def write(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+        self._quic.send_stream_data(stream_id, data, end_stream)
+        self.transmit()
+
+    def open_stream(self, unidirectional: bool = False) -> int:
+        return self._quic.get_next_available_stream_id(is_unidirectional=unidirectional)
+
+    def received(self, stream_id: int) -> bytes:
+        """What the server sent on the stream so far."""
+        return bytes(self._received[stream_id])
+
+    async def read(self, stream_id: int) -> bytes:
+        """What the server sent on the stream, once it ended (or reset) it."""
+        await self._ended[stream_id].wait()
+        if self.closed.done():
+            raise ConnectionError(f"The server closed the connection: {self.closed.result()}")
+        return self.received(stream_id)
+
+    async def challenge(self) -> bytes:
+        """Say HELLO on the authentication stream; the nonce of the server's CHALLENGE."""
+        self.write(AUTH_STREAM, encode(Hello()))
+        message = first_frame(await self.read(AUTH_STREAM))
+        assert isinstance(message, Challenge)
+        return message.nonce
+
+    async def authenticate(self, identity: Identity, server_id: PeerId) -> bytes:
+        """Prove `identity` as an honest client would; the PROOF frame that did it."""
+        auth = ClientAuth(identity, server_id)
+        self.write(AUTH_STREAM, auth.hello())
+        auth.receive_data(await self.read(AUTH_STREAM), end_stream=True)
+        proof = auth.prove()
+        self.write(AUTH_STREAM, proof, end_stream=True)
+        return proof
+
+    async def ask(self, frames: bytes) -> bytes:
+        """Send `frames` on a new request stream and end it; the server's whole answer."""
+        stream_id = self.open_stream()
+        self.write(stream_id, frames, end_stream=True)
+        return await self.read(stream_id)
+
+
+def first_frame(data: bytes) -> Message:
+    """The message of the first whole frame in `data`."""
+    return decode(data[: 5 + int.from_bytes(data[1:5], "big")])
+
+
+@contextlib.asynccontextmanager
+async def hostile(port: int) -> AsyncIterator[HostilePeer]:
+    """A connection to the server at 127.0.0.1:`port`; its TLS key is not checked."""
+    configuration = QuicConfiguration(
+        is_client=True, alpn_protocols=[ALPN], verify_mode=ssl.CERT_NONE, idle_timeout=10.0
+    )
+    async with connect(
+        "127.0.0.1", port, configuration=configuration, create_protocol=HostilePeer
+    ) as peer:
+        assert isinstance(peer, HostilePeer)
+        yield peer
