@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ringdrop.access import InvalidNameError, OpenRingError
 from ringdrop.cli import build_parser, main
 from ringdrop.cli.base import expiry
 from ringdrop.cli.exits import ExitCode, classify, report
@@ -37,7 +38,6 @@ from ringdrop.errors import (
 from ringdrop.identity import PeerId
 from ringdrop.node.config import SettingsError
 from ringdrop.node.progress import FileProgress, Progress
-from ringdrop.store.access import InvalidNameError, OpenRingError
 from ringdrop.ticket import Address, Ticket
 
 from .cli_util import RINGDROP, TICKET, Node, cli_env

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ringdrop import display
+from ringdrop.access import AccessLogEntry, Upload
 from ringdrop.bao import create_outboard, outboard_size
 from ringdrop.cli.base import (
     Commands,
@@ -23,7 +24,6 @@ from ringdrop.cli.progress import BytesProgress
 from ringdrop.cli.rings import labeler
 from ringdrop.identity import PeerId
 from ringdrop.node.node import Share
-from ringdrop.store.access import AccessLogEntry, Upload
 
 _SHARE_HELP = "the share's hash (6+ leading hex digits) or its name, as `ringdrop blob list` shows"
 

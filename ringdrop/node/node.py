@@ -15,6 +15,7 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ringdrop.access import MIGRATIONS, OPEN_RING, Access, LogWriter, UploadOutcome
 from ringdrop.bao import ChunkRanges
 from ringdrop.errors import (
     IntegrityError,
@@ -48,15 +49,11 @@ from ringdrop.protocol import (
     Request,
 )
 from ringdrop.store import ImportMode, OnExisting, Store, default_data_dir
-from ringdrop.store.access import Access, UploadOutcome
-from ringdrop.store.access_schema import OPEN_RING
 from ringdrop.store.export import exists_message, free_name
 from ringdrop.store.files import FileLock, ensure_free_space
-from ringdrop.store.log_writer import LogWriter
 from ringdrop.store.names import validate_name
 from ringdrop.store.progress import ProgressFn
 from ringdrop.store.reader import ServingReads
-from ringdrop.store.schema import MIGRATIONS
 from ringdrop.store.tags import Format
 from ringdrop.ticket import Address, Ticket
 from ringdrop.ticket import Format as TicketFormat
@@ -296,7 +293,7 @@ class Node:
         try:
             (self.data_dir / SERVE_LOCK).write_text(f"{os.getpid()}\n")
             logs = LogWriter(self.store.db.path)
-            reads = ServingReads(self.store.layout)
+            reads = ServingReads(self.store.layout, MIGRATIONS)
             self.access.use_log_writer(logs)
             try:
                 await self._serve(Gate(reads, logs, on_event), ready, host, limits, on_relay)

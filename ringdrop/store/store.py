@@ -59,6 +59,9 @@ __all__ = ["Store"]
 class Store:
     """A data directory: complete blobs, downloads in progress, collections, tags.
 
+    `migrations` default to the store's own tables; a node's data directory also holds the access
+    layer's, so it is opened with `ringdrop.access.MIGRATIONS`.
+
     Any number of processes may open the same directory. Each Store owns one database connection;
     share it between threads freely (transactions are serialised) but use each PartialBlob from
     one thread at a time. Close it (or use `with`) to release its temp tags promptly; if the

@@ -13,22 +13,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ringdrop.errors import AccessDeniedError, NotFoundError, RingdropError, StoreError, TicketError
-from ringdrop.identity import PeerId
-from ringdrop.store.access import (
-    _CATALOG,
-    _DECIDE,
+from ringdrop.access import (
+    MIGRATIONS,
+    OPEN_RING_ID,
     Access,
     AmbiguousPeerError,
-    CatalogEntry,
+    CatalogRow,
     InvalidNameError,
     OpenRingError,
     check_nickname,
     check_ring_name,
 )
-from ringdrop.store.access_schema import OPEN_RING_ID
+from ringdrop.access.decision import CATALOG, DECIDE
+from ringdrop.errors import AccessDeniedError, NotFoundError, RingdropError, StoreError, TicketError
+from ringdrop.identity import PeerId
 from ringdrop.store.db import Database
-from ringdrop.store.schema import MIGRATIONS
 
 T0 = 1_800_000_000.0
 BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
@@ -640,8 +639,8 @@ def test_the_catalog_lists_what_the_peer_may_read_with_its_description(access: A
     access.attach(OTHER_FILE, "work", name="secret.txt")
     access.attach(MEMBER, "friends", "write")
     assert access.catalog(ALICE, now=T0) == [
-        CatalogEntry(COLLECTION, "album", "collection", 3000),
-        CatalogEntry(FILE, "notes.txt", "raw", 12),
+        CatalogRow(COLLECTION, "album", "collection", 3000),
+        CatalogRow(FILE, "notes.txt", "raw", 12),
     ]
 
 
@@ -650,7 +649,7 @@ def test_the_catalog_leaves_out_rings_whose_membership_expired(access: Access) -
     access.add_member("friends", ALICE, expires_at=T0)
     access.grant(ALICE)
     access.attach(FILE, "friends")
-    assert access.catalog(ALICE, now=T0 - 1) == [CatalogEntry(FILE, None, None, None)]
+    assert access.catalog(ALICE, now=T0 - 1) == [CatalogRow(FILE, None, None, None)]
     assert access.catalog(ALICE, now=T0) == []
 
 
@@ -658,7 +657,7 @@ def test_attaching_again_without_a_description_keeps_the_old_one(access: Access)
     access.grant(ALICE)
     access.attach(FILE, "open", name="notes.txt", size=12)
     access.attach(FILE, "open", "write", format="raw")
-    assert access.catalog(ALICE) == [CatalogEntry(FILE, "notes.txt", "raw", 12)]
+    assert access.catalog(ALICE) == [CatalogRow(FILE, "notes.txt", "raw", 12)]
 
 
 # The decision's query and the logs
@@ -675,7 +674,7 @@ def test_the_decision_and_catalog_queries_scan_no_table(db: Database) -> None:
     with db.snapshot() as conn:
         plans = [
             str(row[3])
-            for sql in (_DECIDE, _CATALOG)
+            for sql in (DECIDE, CATALOG)
             for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", bindings).fetchall()
         ]
     scans = [step for step in plans if step.startswith("SCAN") and step != "SCAN CONSTANT ROW"]
@@ -744,7 +743,7 @@ def test_everything_survives_reopening_the_database(db_path: Path) -> None:
     assert reads(again, ALICE, MEMBER, now=T0 + 1)
     assert not reads(again, ALICE, MEMBER, now=T0 + 60)
     assert again.grants(ALICE) == ["catalog"]
-    assert again.catalog(ALICE, now=T0) == [CatalogEntry(COLLECTION, "album", "collection", 5)]
+    assert again.catalog(ALICE, now=T0) == [CatalogRow(COLLECTION, "album", "collection", 5)]
     assert [e.at for e in again.access_log()] == [T0 + 60, T0 + 1, T0]
     assert [u.bytes_sent for u in again.uploads()] == [5]
     again_db.close()
