@@ -1,5 +1,5 @@
-"""`Access`: who may fetch what — rings, the peer book, grants, content links, and the logs — in
-the data directory's database.
+"""`Access`: who may fetch what — rings, the peer book and where peers were reached, grants,
+content links, and the logs — in the data directory's database.
 
 The decision itself is in `decision.py`; a server judges with a read (`judge`), which never waits
 for another process's write lock, and hands the log entries to a `LogWriter` that commits them in
@@ -8,6 +8,7 @@ batches on its own thread.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -44,6 +45,7 @@ from ringdrop.errors import AccessDeniedError, NotFoundError, StoreError
 from ringdrop.identity import PeerId, base32_decode, first_non_base32
 from ringdrop.store.db import Database
 from ringdrop.store.tags import Format, check_format
+from ringdrop.ticket import Address
 
 if TYPE_CHECKING:
     from ringdrop.access.log_writer import LogWriter
@@ -220,6 +222,31 @@ class Access:
         first 8 or more characters of the id of a peer in the book."""
         with self._db.snapshot() as conn:
             return _resolve(conn, text)
+
+    def remember_addresses(self, peer: PeerId, addresses: Sequence[Address]) -> None:
+        """Records `addresses` (best first) as where `peer` is reached, replacing what was known,
+        in one transaction: concurrent processes never lose each other's peers.
+
+        An `addresses.json` left in the data directory by an older ringdrop is ignored rather
+        than imported: it only saved typing a ticket again, and using one relearns its
+        addresses."""
+        now = time.time()
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM peer_addresses WHERE peer_id = ?", (peer.raw,))
+            conn.executemany(
+                "INSERT INTO peer_addresses (peer_id, position, ip, port, learnt_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(peer.raw, i, str(a.ip), a.port, now) for i, a in enumerate(addresses)],
+            )
+
+    def addresses_of(self, peer: PeerId) -> list[Address]:
+        """Where `peer` was last reached (best first); empty if nowhere is known."""
+        with self._db.snapshot() as conn:
+            rows = conn.execute(
+                "SELECT ip, port FROM peer_addresses WHERE peer_id = ? ORDER BY position",
+                (peer.raw,),
+            ).fetchall()
+        return [Address(ipaddress.ip_address(cast(str, ip)), cast(int, port)) for ip, port in rows]
 
     # Content
 

@@ -102,8 +102,24 @@ CREATE TABLE uploads (
 ) STRICT;
 """
 
+# Where peers were reached: the addresses of the newest ticket of theirs that this node used,
+# best first, so that `remote list NICKNAME` can reach a sharer without a ticket. Not tied to
+# the peer book by a foreign key: using a ticket does not enter its sharer in the book. Before
+# this step they were kept in addresses.json, which is ignored (see `Access.remember_addresses`).
+_PEER_ADDRESSES = """
+CREATE TABLE peer_addresses (
+    peer_id BLOB NOT NULL CHECK (length(peer_id) = 32),
+    position INTEGER NOT NULL CHECK (position >= 0),
+    ip TEXT NOT NULL,
+    port INTEGER NOT NULL CHECK (port BETWEEN 0 AND 65535),
+    learnt_at REAL NOT NULL,
+    PRIMARY KEY (peer_id, position)
+) STRICT, WITHOUT ROWID;
+"""
+
 ACCESS_MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "rings, peer book, grants, content links, access and upload logs", _ACCESS_TABLES),
+    Migration(3, "the addresses peers were reached at", _PEER_ADDRESSES),
 )
 
 MIGRATIONS: tuple[Migration, ...] = tuple(

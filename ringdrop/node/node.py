@@ -8,7 +8,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import ipaddress
-import json
 import os
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
@@ -555,24 +554,15 @@ class Node:
 
     def _remember(self, ticket: Ticket) -> None:
         """Keeps the sharer's addresses, so that `remote list` can reach it by name later."""
-        known = self.data_dir / "addresses.json"
-        try:
-            book = json.loads(known.read_text())
-        except (OSError, ValueError):
-            book = {}
-        book[str(ticket.peer_id)] = [[str(a.ip), a.port] for a in ticket.addresses]
-        temporary = known.with_suffix(".tmp")
-        temporary.write_text(json.dumps(book, indent=1))
-        os.replace(temporary, known)
+        self.access.remember_addresses(ticket.peer_id, ticket.addresses)
 
     def _addresses_of(self, peer_id: PeerId) -> list[Address]:
-        try:
-            book = json.loads((self.data_dir / "addresses.json").read_text())
-            return [Address(ipaddress.ip_address(ip), port) for ip, port in book[str(peer_id)]]
-        except (OSError, ValueError, KeyError) as error:
+        addresses = self.access.addresses_of(peer_id)
+        if not addresses:
             raise NotFoundError(
                 f"no address is known for {peer_id}; give one of its tickets instead"
-            ) from error
+            )
+        return addresses
 
     def describe(
         self,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import itertools
 import re
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from ringdrop.access.decision import CATALOG, DECIDE
 from ringdrop.errors import AccessDeniedError, NotFoundError, RingdropError, StoreError, TicketError
 from ringdrop.identity import PeerId
 from ringdrop.store.db import Database
+from ringdrop.ticket import Address
 
 T0 = 1_800_000_000.0
 BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
@@ -714,6 +717,47 @@ def test_uploads_are_listed_newest_first_up_to_the_limit(access: Access) -> None
 def test_an_unknown_upload_outcome_is_a_programming_error(access: Access) -> None:
     with pytest.raises(ValueError, match="outcome"):
         access.log_upload(ALICE, FILE, 1, "exploded")  # type: ignore[arg-type]
+
+
+# Where peers were reached
+
+
+def test_a_peers_addresses_are_kept_best_first_and_replaced_by_newer_ones(access: Access) -> None:
+    first = [
+        Address(ipaddress.ip_address("192.0.2.1"), 4433),
+        Address(ipaddress.ip_address("::1"), 1),
+    ]
+    access.remember_addresses(ALICE, first)
+    assert access.addresses_of(ALICE) == first
+    newer = [Address(ipaddress.ip_address("198.51.100.7"), 9)]
+    access.remember_addresses(ALICE, newer)
+    assert access.addresses_of(ALICE) == newer
+    assert access.addresses_of(BOB) == []
+    assert access.peers() == []  # using a ticket does not enter its sharer in the peer book
+
+
+def test_concurrent_writers_of_addresses_lose_none_of_each_others_peers(db_path: Path) -> None:
+    many = [peer(n) for n in range(10, 50)]
+
+    def remember(peers: list[PeerId]) -> None:
+        db = Database(db_path, MIGRATIONS)
+        try:
+            for n, p in enumerate(peers):
+                Access(db).remember_addresses(p, [Address(ipaddress.ip_address("192.0.2.1"), n)])
+        finally:
+            db.close()
+
+    Database(db_path, MIGRATIONS).close()
+    threads = [threading.Thread(target=remember, args=(many[i::2],)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    db = Database(db_path, MIGRATIONS)
+    try:
+        assert all(len(Access(db).addresses_of(p)) == 1 for p in many)
+    finally:
+        db.close()
 
 
 # Persistence
