@@ -38,6 +38,7 @@ from ringdrop.node.config import (
     stun_servers_from,
 )
 from ringdrop.node.download import Download, RetryPolicy, TransferStats, export_target
+from ringdrop.node.manage import Management
 from ringdrop.node.progress import ProgressCallback, Tracker
 from ringdrop.node.server import Answer, Gate, ServeEvent
 from ringdrop.protocol import (
@@ -112,8 +113,12 @@ class Share:
     """Names in a shared folder that are not regular files (symbolic links, sockets…)."""
 
 
-class Node:
+class Node(Management):
     """One data directory's node: its identity, store, rings and settings.
+
+    The one API of the application: sharing, serving and receiving here, and the management of
+    rings, peers, grants, attachments and logs in `Management`. `store` and `access`, the layers
+    beneath, are for the node package and tests; the CLI and the TUI call only the node.
 
     `relays` (URLs) and `stun` (`HOST:PORT` or (host, port)) choose the relay and STUN servers;
     None takes $RINGDROP_RELAY / $RINGDROP_STUN, else the public defaults; `("disabled",)` or

@@ -41,10 +41,10 @@ def crowded(sharer: Node, tmp_path: Path) -> tuple[Node, bytes, PeerId]:
     (returned with a member peer) among them."""
     film = tmp_path / "film.bin"
     film.write_bytes(b"x" * 100_000)
-    sharer.access.create_ring("friends")
+    sharer.create_ring("friends")
     member = _peer(PEERS - 1)
-    sharer.access.add_member("friends", member)
-    sharer.access.set_nickname(member, "bob")
+    sharer.add_member("friends", member)
+    sharer.set_nickname(member, "bob")
     share = sharer.share(film, rings=["friends"])
     now = time.time()
     peers = [_peer(n).raw for n in range(PEERS - 1)]
