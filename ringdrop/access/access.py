@@ -44,8 +44,8 @@ from ringdrop.access.schema import OPEN_RING_ID
 from ringdrop.errors import AccessDeniedError, NotFoundError, StoreError
 from ringdrop.identity import PeerId, base32_decode, first_non_base32
 from ringdrop.store.db import Database
-from ringdrop.store.tags import Format, check_format
-from ringdrop.ticket import Address
+from ringdrop.store.tags import check_format, format_from_sql, format_to_sql
+from ringdrop.ticket import Address, Format
 
 if TYPE_CHECKING:
     from ringdrop.access.log_writer import LogWriter
@@ -283,7 +283,7 @@ class Access:
                 "INSERT INTO content (hash, name, format, size) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (hash) DO UPDATE SET name = coalesce(excluded.name, name), "
                 "format = coalesce(excluded.format, format), size = coalesce(excluded.size, size)",
-                (root, name, format, size),
+                (root, name, None if format is None else format_to_sql(format), size),
             )
 
     def detach(self, root: bytes, ring: str, permission: Permission | None = None) -> None:
@@ -527,7 +527,7 @@ class Access:
             CatalogRow(
                 cast(bytes, h),
                 cast(str | None, n),
-                None if f is None else check_format(cast(str, f)),
+                None if f is None else format_from_sql(cast(str, f)),
                 cast(int | None, s),
             )
             for h, n, f, s in rows

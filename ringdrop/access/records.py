@@ -10,7 +10,7 @@ from typing import Literal
 from ringdrop.access.schema import OPEN_RING
 from ringdrop.errors import StoreError
 from ringdrop.identity import PeerId, first_non_base32
-from ringdrop.store.tags import Format
+from ringdrop.ticket import Format
 
 __all__ = [
     "NICKNAME_MAX",

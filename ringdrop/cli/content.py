@@ -120,7 +120,7 @@ def _share_json(share: Share) -> dict[str, object]:
     return {
         "hash": share.root.hex(),
         "name": share.name,
-        "format": display.json_format(share.format),
+        "format": share.format,
         "size": share.size,
         "rings": list(share.rings),
         "ticket": share.ticket.encode(),

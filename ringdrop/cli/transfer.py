@@ -153,7 +153,7 @@ def _share_json(share: Share) -> dict[str, object]:
         "command": f"ringdrop get {ticket}",
         "hash": share.root.hex(),
         "name": share.name,
-        "format": display.json_format(share.format),
+        "format": share.format,
         "size": share.size,
         "rings": list(share.rings),
         "excluded": share.excluded,

@@ -54,9 +54,7 @@ from ringdrop.store.files import FileLock, ensure_free_space
 from ringdrop.store.names import validate_name
 from ringdrop.store.progress import ProgressFn
 from ringdrop.store.reader import ServingReads
-from ringdrop.store.tags import Format
-from ringdrop.ticket import Address, Ticket
-from ringdrop.ticket import Format as TicketFormat
+from ringdrop.ticket import Address, Format, Ticket
 from ringdrop.transport import (
     Connection,
     Limits,
@@ -215,7 +213,7 @@ class Node(Management):
             raise StoreError(f"{path} is a single file: exclusions apply to folders only")
         elif path.exists():
             info, _ = self.store.import_file(path, mode=mode, progress=progress)
-            root, size, format = info.root, info.size, "raw"
+            root, size, format = info.root, info.size, "blob"
         else:
             raise NotFoundError(f"{path} does not exist")
         for ring in rings:
@@ -397,7 +395,7 @@ class Node(Management):
         self._remember(ticket)
         tracker = Tracker(name, progress, retry.attempts)
         source = _Source(self, ticket, tracker)
-        format: Format = "collection" if ticket.format == "collection" else "raw"
+        format = ticket.format
         await asyncio.to_thread(self._forget_lost_references, root, format)
         download = Download(self.store, source.connect, root, format, name, tracker, retry)
         try:
@@ -599,7 +597,7 @@ class Node(Management):
             peer_id=self.peer_id,
             addresses=self.addresses() if at is None else at,
             content_hash=root,
-            format=_ticket_format(format),
+            format=format,
             name=name,
             size=size,
             relay=self.home_relay,
@@ -693,10 +691,6 @@ def _safe_name(ticket: Ticket) -> str:
         return validate_name(candidate)
     except UnsafePathError:
         return fallback
-
-
-def _ticket_format(format: Format) -> TicketFormat:
-    return "collection" if format == "collection" else "blob"
 
 
 class _Source:

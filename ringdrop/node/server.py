@@ -150,7 +150,7 @@ class Gate:
                 CatalogEntry(
                     name=e.name or e.root.hex()[:16],
                     content_hash=e.root,
-                    format="collection" if e.format == "collection" else "blob",
+                    format=e.format or "blob",
                     size=e.size or 0,
                 )
                 for e in entries

@@ -127,7 +127,7 @@ class Store:
         *,
         tag: str | None = None,
         display_name: str | None = None,
-        format: Format = "raw",
+        format: Format = "blob",
     ) -> tuple[BlobInfo, Tag]:
         """Stores `data` as a blob and tags it."""
         return importer.import_bytes(
@@ -241,7 +241,7 @@ class Store:
         name: str,
         root: bytes,
         *,
-        format: Format = "raw",
+        format: Format = "blob",
         display_name: str | None = None,
     ) -> Tag:
         """Creates or repoints tag `name`; the root need not be in the store yet."""
@@ -272,7 +272,7 @@ class Store:
             delete_tag(conn, name)
 
     @translating("could not protect the content")
-    def temp_tag(self, root: bytes, format: Format = "raw") -> TempTag:
+    def temp_tag(self, root: bytes, format: Format = "blob") -> TempTag:
         """Protects `root` from GC until released or until this process exits."""
         return self._lease.temp_tag(root, format)
 

@@ -636,14 +636,14 @@ def test_the_catalog_lists_what_the_peer_may_read_with_its_description(access: A
     access.create_ring("work")
     access.add_member("friends", ALICE)
     access.grant(ALICE)
-    access.attach(FILE, "friends", name="notes.txt", format="raw", size=12)
+    access.attach(FILE, "friends", name="notes.txt", format="blob", size=12)
     access.attach(FILE, "open")
     access.attach(COLLECTION, "open", name="album", format="collection", size=3000)
     access.attach(OTHER_FILE, "work", name="secret.txt")
     access.attach(MEMBER, "friends", "write")
     assert access.catalog(ALICE, now=T0) == [
         CatalogRow(COLLECTION, "album", "collection", 3000),
-        CatalogRow(FILE, "notes.txt", "raw", 12),
+        CatalogRow(FILE, "notes.txt", "blob", 12),
     ]
 
 
@@ -659,8 +659,8 @@ def test_the_catalog_leaves_out_rings_whose_membership_expired(access: Access) -
 def test_attaching_again_without_a_description_keeps_the_old_one(access: Access) -> None:
     access.grant(ALICE)
     access.attach(FILE, "open", name="notes.txt", size=12)
-    access.attach(FILE, "open", "write", format="raw")
-    assert access.catalog(ALICE) == [CatalogRow(FILE, "notes.txt", "raw", 12)]
+    access.attach(FILE, "open", "write", format="blob")
+    assert access.catalog(ALICE) == [CatalogRow(FILE, "notes.txt", "blob", 12)]
 
 
 # The decision's query and the logs

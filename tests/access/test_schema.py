@@ -34,7 +34,13 @@ def test_a_database_made_with_the_old_migration_list_opens_and_keeps_its_data(
     old = Database(db_path, OLD_MIGRATIONS)
     root = hashlib.sha256(b"notes").digest()
     Access(old).create_ring("friends")
-    Access(old).attach(root, "friends", name="notes.txt", format="raw", size=5)
+    Access(old).attach(root, "friends", name="notes.txt", format="blob", size=5)
+    with old.transaction() as conn:  # as the old code wrote a file's tag
+        conn.execute(
+            "INSERT INTO tags (name, root, format, display_name, created_at) "
+            "VALUES (?, ?, 'raw', 'notes.txt', 0)",
+            (root.hex(), root),
+        )
     assert old.version == 2
     old.close()
 
@@ -46,3 +52,4 @@ def test_a_database_made_with_the_old_migration_list_opens_and_keeps_its_data(
             ("friends", 1),
         ]
         assert [a.ring for a in access.attachments(root)] == ["friends"]
+        assert [(t.root, t.format) for t in store.tags()] == [(root, "blob")]
