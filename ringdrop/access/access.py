@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, cast, get_args
+from typing import TYPE_CHECKING, TypeVar, cast, get_args
 
 import apsw
 
@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from ringdrop.access.log_writer import LogWriter
 
 __all__ = ["NICKNAME", "Access", "insert_decisions", "insert_uploads"]
+
+_T = TypeVar("_T")
 
 NICKNAME = "SELECT nickname FROM peers WHERE peer_id = ?"
 
@@ -429,21 +431,19 @@ class Access:
                 "ORDER BY id DESC LIMIT ?",
                 (_check_limit(limit),),
             ).fetchall()
-        return (
-            pending[::-1][:limit]
-            + [
-                AccessLogEntry(
-                    at=cast(float, at),
-                    peer_id=PeerId(cast(bytes, p)),
-                    root=cast(bytes, h),
-                    operation=_check_permission(cast(str, o)),
-                    allowed=bool(a),
-                    reason=cast(str, reason),
-                    ring=cast(str | None, ring),
-                )
-                for at, p, h, o, a, reason, ring in rows
-            ][: max(0, limit - len(pending))]
-        )
+        committed = [
+            AccessLogEntry(
+                at=cast(float, at),
+                peer_id=PeerId(cast(bytes, p)),
+                root=cast(bytes, h),
+                operation=_check_permission(cast(str, o)),
+                allowed=bool(a),
+                reason=cast(str, reason),
+                ring=cast(str | None, ring),
+            )
+            for at, p, h, o, a, reason, ring in rows
+        ]
+        return _newest_first(pending, committed, limit)
 
     def log_upload(
         self,
@@ -491,19 +491,17 @@ class Access:
                 "ORDER BY id DESC LIMIT ?",
                 (_check_limit(limit),),
             ).fetchall()
-        return (
-            pending[::-1][:limit]
-            + [
-                Upload(
-                    cast(float, at),
-                    PeerId(cast(bytes, p)),
-                    cast(bytes, h),
-                    cast(int, n),
-                    cast(UploadOutcome, o),
-                )
-                for at, p, h, n, o in rows
-            ][: max(0, limit - len(pending))]
-        )
+        committed = [
+            Upload(
+                cast(float, at),
+                PeerId(cast(bytes, p)),
+                cast(bytes, h),
+                cast(int, n),
+                cast(UploadOutcome, o),
+            )
+            for at, p, h, n, o in rows
+        ]
+        return _newest_first(pending, committed, limit)
 
     def catalog(self, peer: PeerId, now: float | None = None) -> list[CatalogRow]:
         """The content `peer` may read, for a peer with the catalog grant (collections are
@@ -601,6 +599,12 @@ def _resolve(conn: apsw.Connection, text: str) -> PeerId:
         f"{quoted(wanted)} is neither a peer id nor the nickname of a peer in your peer book. "
         "Run `ringdrop peer list` to see the nicknames, or give the whole peer id."
     )
+
+
+def _newest_first(pending: list[_T], committed: list[_T], limit: int) -> list[_T]:
+    """The newest `limit` entries: this process's uncommitted ones (oldest first as queued), then
+    the committed ones (already newest first)."""
+    return pending[::-1][:limit] + committed[: max(0, limit - len(pending))]
 
 
 def _prefix_range(text: str) -> tuple[bytes, bytes] | None:
