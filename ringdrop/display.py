@@ -12,6 +12,8 @@ from typing import TextIO
 
 import segno
 
+from ringdrop.ticket import Format
+
 # Unicode categories a name from the network may not put on a terminal as they are: controls
 # (ESC starts escape sequences; C1 controls are escapes on some terminals), format characters
 # (bidirectional overrides make a name read backwards), line and paragraph separators, and
@@ -110,14 +112,9 @@ def table(rows: Sequence[Sequence[str]], out: TextIO | None = None) -> None:
         print("  ".join([*cells, row[-1]]).rstrip(), file=out or sys.stdout)
 
 
-def kind(format: str) -> str:
-    """A content format ("raw"/"blob" or "collection") as people say it."""
+def kind(format: Format) -> str:
+    """A content format as people say it: a blob is a file, a collection a folder."""
     return "folder" if format == "collection" else "file"
-
-
-def json_format(format: str) -> str:
-    """A content format in JSON output: the ticket format's words, "blob" or "collection"."""
-    return "collection" if format == "collection" else "blob"
 
 
 def count(n: int, noun: str) -> str:

@@ -36,6 +36,10 @@ MAX_NAME_BYTES = 255
 MAX_RELAY_BYTES = 255
 
 Format = Literal["blob", "collection"]
+"""How content is read, in every layer: `blob`, the root of the bytes of one file; `collection`,
+the root of a collection (a folder: its members' names and roots), whose members come with it.
+On the wire it is a code (SPEC.md); the database spells `blob` as 'raw' (`ringdrop.store.tags`).
+"""
 
 _FORMATS: tuple[Format, ...] = get_args(Format)
 _FORMAT_BITS = 0b0000_0011

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ringdrop import display
+from ringdrop.access import AccessLogEntry, Upload
 from ringdrop.bao import create_outboard, outboard_size
 from ringdrop.cli.base import (
     Commands,
@@ -23,7 +24,6 @@ from ringdrop.cli.progress import BytesProgress
 from ringdrop.cli.rings import labeler
 from ringdrop.identity import PeerId
 from ringdrop.node.node import Share
-from ringdrop.store.access import AccessLogEntry, Upload
 
 _SHARE_HELP = "the share's hash (6+ leading hex digits) or its name, as `ringdrop blob list` shows"
 
@@ -120,7 +120,7 @@ def _share_json(share: Share) -> dict[str, object]:
     return {
         "hash": share.root.hex(),
         "name": share.name,
-        "format": display.json_format(share.format),
+        "format": share.format,
         "size": share.size,
         "rings": list(share.rings),
         "ticket": share.ticket.encode(),
@@ -140,9 +140,7 @@ def cmd_blob_remove(args: argparse.Namespace) -> int:
 def cmd_blob_attach(args: argparse.Namespace) -> int:
     with open_node(args) as node:
         share = node.find_share(args.share)
-        node.access.attach(
-            share.root, args.ring, name=share.name, format=share.format, size=share.size
-        )
+        node.attach(share, args.ring)
     print(f"The ring '{args.ring}' may now download {display.safe(share.name)}.")
     return 0
 
@@ -150,7 +148,7 @@ def cmd_blob_attach(args: argparse.Namespace) -> int:
 def cmd_blob_detach(args: argparse.Namespace) -> int:
     with open_node(args) as node:
         share = node.find_share(args.share)
-        node.access.detach(share.root, args.ring)
+        node.detach(share, args.ring)
     print(f"The ring '{args.ring}' may no longer download {display.safe(share.name)}.")
     return 0
 
@@ -196,9 +194,9 @@ def cmd_log(args: argparse.Namespace) -> int:
         names = {share.root: share.name for share in node.shares()}
         name_peer = labeler(node)
         if args.access:
-            _print_decisions(node.access.access_log(limit), names, name_peer, args.json)
+            _print_decisions(node.decisions(limit), names, name_peer, args.json)
         else:
-            _print_uploads(node.access.uploads(limit), names, name_peer, args.json)
+            _print_uploads(node.uploads(limit), names, name_peer, args.json)
     return 0
 
 
@@ -312,7 +310,7 @@ def _register_store(commands: Commands) -> None:
 
 def cmd_store_check(args: argparse.Namespace) -> int:
     with open_node(args) as node, BytesProgress("checking") as progress:
-        report = node.store.check(progress)
+        report = node.check_store(progress)
     for problem in report.problems:
         print(f"{display.short_hash(problem.root)}  {problem.kind}: {problem.message}")
     if report.ok:
@@ -329,7 +327,7 @@ def cmd_store_check(args: argparse.Namespace) -> int:
 
 def cmd_store_gc(args: argparse.Namespace) -> int:
     with open_node(args) as node:
-        report = node.store.gc()
+        report = node.gc()
     print(
         f"Deleted {display.count(report.blobs_deleted, 'blob')}, "
         f"{display.count(report.partials_deleted, 'unfinished download')} and "

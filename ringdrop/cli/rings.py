@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 
 from ringdrop import display
+from ringdrop.access import Member
 from ringdrop.cli.base import Commands, add_command, add_group, expiry, open_node
 from ringdrop.identity import PeerId
 from ringdrop.node.node import Node
-from ringdrop.store.access import Member
 
 _PEER_HELP = "a peer id, a nickname from your peer book, or the first 8+ characters of an id"
 
@@ -28,7 +28,7 @@ def label(node: Node, peer_id: PeerId) -> str:
 
 def labeler(node: Node) -> Callable[[PeerId], str]:
     """`label` for many peers, reading the peer book once."""
-    nicknames = {p.peer_id: p.nickname for p in node.access.peers() if p.nickname}
+    nicknames = node.nicknames()
 
     def label(peer_id: PeerId) -> str:
         nickname = nicknames.get(peer_id)
@@ -117,14 +117,14 @@ def _register_ring(commands: Commands) -> None:
 
 def cmd_ring_new(args: argparse.Namespace) -> int:
     with open_node(args) as node:
-        ring = node.access.create_ring(args.name)
+        ring = node.create_ring(args.name)
     print(f"Created the ring '{ring.name}'. Add people with `ringdrop ring add {ring.name} PEER`.")
     return 0
 
 
 def cmd_ring_list(args: argparse.Namespace) -> int:
     with open_node(args) as node:
-        rings = node.access.rings()
+        rings = node.rings()
     rows = [("RING", "MEMBERS", "SHARES")]
     for ring in rings:
         members = "anyone" if ring.is_open else str(ring.member_count)
@@ -135,14 +135,14 @@ def cmd_ring_list(args: argparse.Namespace) -> int:
 
 def cmd_ring_rename(args: argparse.Namespace) -> int:
     with open_node(args) as node:
-        node.access.rename_ring(args.old, args.new)
+        node.rename_ring(args.old, args.new)
     print(f"Renamed the ring '{args.old}' to '{args.new}'.")
     return 0
 
 
 def cmd_ring_delete(args: argparse.Namespace) -> int:
     with open_node(args) as node:
-        node.access.delete_ring(args.name)
+        node.delete_ring(args.name)
     print(f"Deleted the ring '{args.name}'.")
     return 0
 
@@ -150,8 +150,7 @@ def cmd_ring_delete(args: argparse.Namespace) -> int:
 def cmd_ring_add(args: argparse.Namespace) -> int:
     expires: float | None = args.expires
     with open_node(args) as node:
-        peer_id = node.access.resolve_peer(args.peer)
-        node.access.add_member(args.ring, peer_id, expires_at=expires)
+        peer_id = node.add_member(args.ring, args.peer, expires_at=expires)
         who = label(node, peer_id)
     until = f" until {display.when(expires)}" if expires is not None else ""
     print(f"{who} is in the ring '{args.ring}'{until}.")
@@ -160,8 +159,7 @@ def cmd_ring_add(args: argparse.Namespace) -> int:
 
 def cmd_ring_remove(args: argparse.Namespace) -> int:
     with open_node(args) as node:
-        peer_id = node.access.resolve_peer(args.peer)
-        node.access.remove_member(args.ring, peer_id)
+        peer_id = node.remove_member(args.ring, args.peer)
         who = label(node, peer_id)
     print(f"{who} is no longer in the ring '{args.ring}'.")
     return 0
@@ -169,7 +167,7 @@ def cmd_ring_remove(args: argparse.Namespace) -> int:
 
 def cmd_ring_members(args: argparse.Namespace) -> int:
     with open_node(args) as node:
-        members = node.access.members(args.ring)
+        members = node.members(args.ring)
     if not members:
         print(f"The ring '{args.ring}' has no members.")
         return 0
@@ -225,7 +223,7 @@ def _register_peer(commands: Commands) -> None:
 
 def cmd_peer_add(args: argparse.Namespace) -> int:
     with open_node(args) as node:
-        peer = node.access.add_peer(args.peer_id, args.nickname)
+        peer = node.add_peer(args.peer_id, args.nickname)
         who = label(node, peer.peer_id)
     print(f"{who} is in your peer book.")
     return 0
@@ -233,7 +231,7 @@ def cmd_peer_add(args: argparse.Namespace) -> int:
 
 def cmd_peer_list(args: argparse.Namespace) -> int:
     with open_node(args) as node:
-        peers = node.access.peers()
+        peers = node.peers()
     if not peers:
         print("Your peer book is empty. Add a peer with `ringdrop peer add PEER_ID NICKNAME`.")
         return 0
@@ -249,9 +247,9 @@ def cmd_peer_list(args: argparse.Namespace) -> int:
 
 def cmd_peer_remove(args: argparse.Namespace) -> int:
     with open_node(args) as node:
-        peer_id = node.access.resolve_peer(args.peer)
+        peer_id = node.resolve_peer(args.peer)
         who = label(node, peer_id)
-        node.access.remove_peer(peer_id)
+        node.remove_peer(peer_id)
     print(f"Removed {who} from your peer book, its rings and its grants.")
     return 0
 
@@ -291,8 +289,7 @@ def _register_grant(commands: Commands) -> None:
 
 def cmd_grant_add(args: argparse.Namespace) -> int:
     with open_node(args) as node:
-        peer_id = node.access.resolve_peer(args.peer)
-        node.access.grant(peer_id, args.privilege)
+        peer_id = node.grant(args.peer, args.privilege)
         who = label(node, peer_id)
     print(f"{who} now has the {args.privilege} privilege.")
     return 0
@@ -300,8 +297,7 @@ def cmd_grant_add(args: argparse.Namespace) -> int:
 
 def cmd_grant_remove(args: argparse.Namespace) -> int:
     with open_node(args) as node:
-        peer_id = node.access.resolve_peer(args.peer)
-        node.access.revoke(peer_id, args.privilege)
+        peer_id = node.revoke(args.peer, args.privilege)
         who = label(node, peer_id)
     print(f"{who} no longer has the {args.privilege} privilege.")
     return 0
@@ -310,12 +306,9 @@ def cmd_grant_remove(args: argparse.Namespace) -> int:
 def cmd_grant_list(args: argparse.Namespace) -> int:
     peer: str | None = getattr(args, "peer", None)
     with open_node(args) as node:
-        if peer is not None:
-            peers = [node.access.resolve_peer(peer)]
-        else:
-            peers = [p.peer_id for p in node.access.peers()]
+        peers = [node.resolve_peer(peer)] if peer is not None else [p.peer_id for p in node.peers()]
         name = labeler(node)
-        rows = [(name(p), ", ".join(node.access.grants(p))) for p in peers]
+        rows = [(name(p), ", ".join(node.grants(p))) for p in peers]
     rows = [row for row in rows if row[1]]
     if not rows:
         print("No peer has a privilege." if peer is None else "That peer has no privilege.")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ringdrop import display
+from ringdrop.access import OPEN_RING
 from ringdrop.cli.base import (
     Commands,
     add_command,
@@ -26,7 +27,6 @@ from ringdrop.node.node import Node, Received, Share
 from ringdrop.node.server import ServeEvent
 from ringdrop.protocol import CatalogEntry
 from ringdrop.store import OnExisting
-from ringdrop.store.access_schema import OPEN_RING
 from ringdrop.store.collection import IGNORE_FILE
 from ringdrop.ticket import Ticket
 
@@ -153,7 +153,7 @@ def _share_json(share: Share) -> dict[str, object]:
         "command": f"ringdrop get {ticket}",
         "hash": share.root.hex(),
         "name": share.name,
-        "format": display.json_format(share.format),
+        "format": share.format,
         "size": share.size,
         "rings": list(share.rings),
         "excluded": share.excluded,

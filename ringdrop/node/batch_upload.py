@@ -13,13 +13,13 @@ import threading
 from collections import OrderedDict, deque
 from typing import Literal
 
+from ringdrop.access import UploadOutcome
 from ringdrop.bao import Encoder
 from ringdrop.errors import IntegrityError, RingdropError
 from ringdrop.identity import PeerId
 from ringdrop.node.server import Answer, Gate
 from ringdrop.protocol import MAX_PART_BYTES, MemberPart, MembersRequest, ResponseHeader, encode
 from ringdrop.store import Store
-from ringdrop.store.access import UploadOutcome
 from ringdrop.store.collection import member_roots
 from ringdrop.transport import Reply
 

@@ -26,7 +26,7 @@ from ringdrop.store import Store
 from ringdrop.store.collection import Collection
 from ringdrop.store.files import ensure_free_space
 from ringdrop.store.partial import PartialWriter
-from ringdrop.store.tags import Format
+from ringdrop.ticket import Format
 
 # Large members of a collection fetched at once, each on its own QUIC stream (small ones come
 # in members requests, see batch_download).
@@ -165,8 +165,8 @@ class Download:
         self._tracker.update(state="connecting")
         source = await self._connect()
         self._tracker.update(state="transferring", address=source.address)
-        if self._format == "raw":
-            await self._fetch_blob(source, self._root, self._name, "raw", count=True)
+        if self._format == "blob":
+            await self._fetch_blob(source, self._root, self._name, "blob", count=True)
             return 1
         if self._store.blob(self._root) is None:
             # Untagged until it parses and every member is here: a blob that hashes right but
@@ -187,7 +187,7 @@ class Download:
 
         async def member(entry: Member) -> None:
             async with limit:
-                await self._fetch_blob(source, entry.root, entry.name, "raw", count=True)
+                await self._fetch_blob(source, entry.root, entry.name, "blob", count=True)
             if entry.copies > 1:
                 current = self._tracker.current
                 self._tracker.update(
@@ -255,7 +255,7 @@ class Download:
         if not count:
             return
         self._tracker.file_started(name, size, done)
-        if self._format == "raw" and size is not None:
+        if self._format == "blob" and size is not None:
             self._tracker.update(total=size)
 
     def _present_once(self, n: int) -> None:
@@ -298,7 +298,7 @@ class Download:
                     raise TransferError(f"the sharer ended the stream early: {error}") from error
             # Re-hashing a large file takes seconds: off the event loop, so that the other
             # streams keep flowing meanwhile.
-            tag = root.hex() if root == self._root and format == "raw" else None
+            tag = root.hex() if root == self._root and format == "blob" else None
             await asyncio.to_thread(partial.promote, tag=tag, display_name=name, format=format)
         if count and self._format == "collection":
             self._tracker.file_finished(name)

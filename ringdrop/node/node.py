@@ -8,13 +8,13 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import ipaddress
-import json
 import os
 import threading
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ringdrop.access import MIGRATIONS, OPEN_RING, Access, LogWriter, UploadOutcome
 from ringdrop.bao import ChunkRanges
 from ringdrop.errors import (
     AlreadyServedError,
@@ -38,6 +38,7 @@ from ringdrop.node.config import (
     stun_servers_from,
 )
 from ringdrop.node.download import Download, RetryPolicy, TransferStats, export_target
+from ringdrop.node.manage import Management
 from ringdrop.node.progress import ProgressCallback, Tracker
 from ringdrop.node.server import Answer, Gate, ServeEvent
 from ringdrop.protocol import (
@@ -48,18 +49,12 @@ from ringdrop.protocol import (
     Request,
 )
 from ringdrop.store import ImportMode, OnExisting, Store, default_data_dir
-from ringdrop.store.access import Access, UploadOutcome
-from ringdrop.store.access_schema import OPEN_RING
 from ringdrop.store.export import free_name
 from ringdrop.store.files import FileLock, ensure_free_space
-from ringdrop.store.log_writer import LogWriter
 from ringdrop.store.names import validate_name
 from ringdrop.store.progress import ProgressFn
 from ringdrop.store.reader import ServingReads
-from ringdrop.store.schema import MIGRATIONS
-from ringdrop.store.tags import Format
-from ringdrop.ticket import Address, Ticket
-from ringdrop.ticket import Format as TicketFormat
+from ringdrop.ticket import Address, Format, Ticket
 from ringdrop.transport import (
     Connection,
     Limits,
@@ -115,8 +110,12 @@ class Share:
     """Names in a shared folder that are not regular files (symbolic links, sockets…)."""
 
 
-class Node:
+class Node(Management):
     """One data directory's node: its identity, store, rings and settings.
+
+    The one API of the application: sharing, serving and receiving here, and the management of
+    rings, peers, grants, attachments and logs in `Management`. `store` and `access`, the layers
+    beneath, are for the node package and tests; the CLI and the TUI call only the node.
 
     `relays` (URLs) and `stun` (`HOST:PORT` or (host, port)) choose the relay and STUN servers;
     None takes $RINGDROP_RELAY / $RINGDROP_STUN, else the public defaults; `("disabled",)` or
@@ -208,7 +207,7 @@ class Node:
             raise StoreError(f"{path} is a single file: exclusions apply to folders only")
         elif path.exists():
             info, _ = self.store.import_file(path, mode=mode, progress=progress)
-            root, size, format = info.root, info.size, "raw"
+            root, size, format = info.root, info.size, "blob"
         else:
             raise NotFoundError(f"{path} does not exist")
         for ring in rings:
@@ -287,7 +286,7 @@ class Node:
         try:
             (self.data_dir / SERVE_LOCK).write_text(f"{os.getpid()}\n")
             logs = LogWriter(self.store.db.path)
-            reads = ServingReads(self.store.layout)
+            reads = ServingReads(self.store.layout, MIGRATIONS)
             self.access.use_log_writer(logs)
             try:
                 await self._serve(Gate(reads, logs, on_event), ready, host, limits, on_relay)
@@ -387,7 +386,7 @@ class Node:
         self._remember(ticket)
         tracker = Tracker(name, progress, retry.attempts)
         source = _Source(self, ticket, tracker)
-        format: Format = "collection" if ticket.format == "collection" else "raw"
+        format = ticket.format
         await asyncio.to_thread(self._forget_lost_references, root, format)
         download = Download(self.store, source.connect, root, format, name, tracker, retry)
         try:
@@ -548,24 +547,15 @@ class Node:
 
     def _remember(self, ticket: Ticket) -> None:
         """Keeps the sharer's addresses, so that `remote list` can reach it by name later."""
-        known = self.data_dir / "addresses.json"
-        try:
-            book = json.loads(known.read_text())
-        except (OSError, ValueError):
-            book = {}
-        book[str(ticket.peer_id)] = [[str(a.ip), a.port] for a in ticket.addresses]
-        temporary = known.with_suffix(".tmp")
-        temporary.write_text(json.dumps(book, indent=1))
-        os.replace(temporary, known)
+        self.access.remember_addresses(ticket.peer_id, ticket.addresses)
 
     def _addresses_of(self, peer_id: PeerId) -> list[Address]:
-        try:
-            book = json.loads((self.data_dir / "addresses.json").read_text())
-            return [Address(ipaddress.ip_address(ip), port) for ip, port in book[str(peer_id)]]
-        except (OSError, ValueError, KeyError) as error:
+        addresses = self.access.addresses_of(peer_id)
+        if not addresses:
             raise NotFoundError(
                 f"no address is known for {peer_id}", kind="peer-address", peer=str(peer_id)
-            ) from error
+            )
+        return addresses
 
     def describe(
         self,
@@ -597,7 +587,7 @@ class Node:
             peer_id=self.peer_id,
             addresses=self.addresses() if at is None else at,
             content_hash=root,
-            format=_ticket_format(format),
+            format=format,
             name=name,
             size=size,
             relay=self.home_relay,
@@ -690,10 +680,6 @@ def _safe_name(ticket: Ticket) -> str:
         return validate_name(candidate)
     except UnsafePathError:
         return fallback
-
-
-def _ticket_format(format: Format) -> TicketFormat:
-    return "collection" if format == "collection" else "blob"
 
 
 class _Source:

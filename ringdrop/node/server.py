@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ringdrop.access import Access, LogWriter, Upload, UploadOutcome
 from ringdrop.bao import Encoder
 from ringdrop.errors import AccessDeniedError, IntegrityError, NotFoundError, StoreError
 from ringdrop.identity import PeerId
@@ -25,8 +26,6 @@ from ringdrop.protocol import (
     Request,
     ResponseHeader,
 )
-from ringdrop.store.access import Upload, UploadOutcome
-from ringdrop.store.log_writer import LogWriter
 from ringdrop.store.reader import ServingReads
 
 
@@ -71,7 +70,7 @@ class Gate:
         on_event: Callable[[ServeEvent], object] | None,
     ) -> None:
         self._reads = reads
-        self._access = reads.access
+        self._access = Access(reads.db)
         self._logs = logs
         self._on_event = on_event
 
@@ -151,7 +150,7 @@ class Gate:
                 CatalogEntry(
                     name=e.name or e.root.hex()[:16],
                     content_hash=e.root,
-                    format="collection" if e.format == "collection" else "blob",
+                    format=e.format or "blob",
                     size=e.size or 0,
                 )
                 for e in entries

@@ -1,8 +1,9 @@
 """The blob store: a crash-safe, content-addressed data directory (SQLite via apsw, plus files).
 
-Start at `Store`. Modules: `db` (connection, migrations, transactions), `schema` (the migration
-list), `layout` (paths), `blobs` (complete blobs), `importer` (imports), `partial` (downloads),
-`collection` and `names` (folders as blobs, safe names), `tags`, `gc`, `check`, `export`.
+Start at `Store`. Modules: `db` (connection, migrations, transactions), `schema` (the store's
+migrations), `layout` (paths), `blobs` (complete blobs), `importer` (imports), `partial`
+(downloads), `collection` and `names` (folders as blobs, safe names), `tags`, `gc`, `check`,
+`export`, `reader` (a server's lookups). Who may read what is the `ringdrop.access` layer's.
 """
 
 from ringdrop.store.blobs import INLINE_MAX, BlobInfo, ImportMode, Location

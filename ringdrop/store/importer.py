@@ -59,7 +59,7 @@ def import_file(
 ) -> tuple[BlobInfo, Tag]:
     size = path.stat().st_size
     staged = blobs.stage_file(layout, path, mode, Meter(size, progress, passes=blobs.passes(mode)))
-    return _commit_tagged(db, layout, staged, tag, display_name or path.name, "raw")
+    return _commit_tagged(db, layout, staged, tag, display_name or path.name, "blob")
 
 
 def import_bytes(
@@ -105,7 +105,7 @@ def import_directory(
             if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES:
                 with db.transaction() as conn:
                     blobs.commit_all(conn, layout, batch)
-                    protected += lease.add(conn, [s.root for s in batch], "raw")
+                    protected += lease.add(conn, [s.root for s in batch], "blob")
                 batch, batch_bytes = [], 0
         collection = Collection(tuple(entries))
         encoded = blobs.stage_bytes(layout, collection.encode())

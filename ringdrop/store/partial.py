@@ -127,7 +127,7 @@ class PartialBlob:
         with self._db.transaction() as conn:
             if blobs.get_blob(conn, self.root) is not None:
                 raise StoreError(f"{self.root.hex()} is already complete in the store")
-            self._temp_tag = TempTag(self._db, self._lease.add(conn, [self.root], "raw")[0])
+            self._temp_tag = TempTag(self._db, self._lease.add(conn, [self.root], "blob")[0])
             blobs.claim_paths(conn, self._layout, self.paths.files())
             row = conn.execute(
                 "SELECT size, size_proven FROM partials WHERE root = ?", (self.root,)
@@ -221,7 +221,7 @@ class PartialBlob:
         *,
         tag: str | None = None,
         display_name: str | None = None,
-        format: Format = "raw",
+        format: Format = "blob",
         progress: ProgressFn | None = None,
     ) -> BlobInfo:
         """Turns the finished download into a complete blob, tagged `tag` if given.

@@ -8,12 +8,12 @@ reads in WAL mode, so it waits for nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ringdrop.bao import ChunkRanges, Encoder
-from ringdrop.store.access import Access
 from ringdrop.store.blobs import open_encoder
-from ringdrop.store.db import Database
+from ringdrop.store.db import Database, Migration
 from ringdrop.store.layout import Layout
-from ringdrop.store.schema import MIGRATIONS
 from ringdrop.store.tags import display_name
 from ringdrop.store.translate import translating
 
@@ -21,23 +21,23 @@ __all__ = ["ServingReads"]
 
 
 class ServingReads:
-    """Read-only lookups into a data directory: the access decision, names, blob encoders."""
+    """Read-only lookups into a data directory: names and blob encoders here, and through `db`
+    (opened with the data directory's `migrations`) the access layer's decision."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, migrations: Sequence[Migration]) -> None:
         self._layout = layout
-        self._db = Database(layout.db, MIGRATIONS)
-        self.access = Access(self._db)
+        self.db = Database(layout.db, migrations)
 
     def close(self) -> None:
-        self._db.close()
+        self.db.close()
 
     @translating("could not read the blob")
     def encoder(self, root: bytes, ranges: ChunkRanges) -> Encoder:
         """As `Store.encoder`."""
-        with self._db.snapshot() as conn:
+        with self.db.snapshot() as conn:
             return open_encoder(conn, self._layout, root, ranges)
 
     def display_name(self, root: bytes) -> str | None:
         """As `Store.display_name`."""
-        with self._db.snapshot() as conn:
+        with self.db.snapshot() as conn:
             return display_name(conn, root)

@@ -1,12 +1,13 @@
-"""The database schema as an ordered list of migrations; later modules append their own steps.
+"""The store's tables, as its steps of the database's migrations.
 
 Never edit a migration that has shipped: add the next one. Each runs once per database, in its
-own transaction, and leaves `PRAGMA user_version` at its number.
+own transaction, and leaves `PRAGMA user_version` at its number. The numbers are shared with the
+access layer, which keeps its tables in the same database (`ringdrop.access.schema` assembles
+the whole sequence); the store's steps alone make a store-only database (tests, benchmarks).
 """
 
 from __future__ import annotations
 
-from ringdrop.store.access_schema import ACCESS_TABLES
 from ringdrop.store.db import Migration
 
 __all__ = ["MIGRATIONS"]
@@ -65,5 +66,4 @@ CREATE TABLE pending_deletes (
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "blobs, partial downloads, tags, temp tags", _STORE_TABLES),
-    Migration(2, "rings, peer book, grants, content links, access and upload logs", ACCESS_TABLES),
 )

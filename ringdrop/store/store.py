@@ -59,6 +59,9 @@ __all__ = ["Store"]
 class Store:
     """A data directory: complete blobs, downloads in progress, collections, tags.
 
+    `migrations` default to the store's own tables; a node's data directory also holds the access
+    layer's, so it is opened with `ringdrop.access.MIGRATIONS`.
+
     Any number of processes may open the same directory. Each Store owns one database connection;
     share it between threads freely (transactions are serialised) but use each PartialBlob from
     one thread at a time. Close it (or use `with`) to release its temp tags promptly; if the
@@ -124,7 +127,7 @@ class Store:
         *,
         tag: str | None = None,
         display_name: str | None = None,
-        format: Format = "raw",
+        format: Format = "blob",
     ) -> tuple[BlobInfo, Tag]:
         """Stores `data` as a blob and tags it."""
         return importer.import_bytes(
@@ -238,7 +241,7 @@ class Store:
         name: str,
         root: bytes,
         *,
-        format: Format = "raw",
+        format: Format = "blob",
         display_name: str | None = None,
     ) -> Tag:
         """Creates or repoints tag `name`; the root need not be in the store yet."""
@@ -269,7 +272,7 @@ class Store:
             delete_tag(conn, name)
 
     @translating("could not protect the content")
-    def temp_tag(self, root: bytes, format: Format = "raw") -> TempTag:
+    def temp_tag(self, root: bytes, format: Format = "blob") -> TempTag:
         """Protects `root` from GC until released or until this process exits."""
         return self._lease.temp_tag(root, format)
 

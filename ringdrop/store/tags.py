@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import cast, get_args
 
 import apsw
 
@@ -21,13 +21,20 @@ from ringdrop.errors import NotFoundError
 from ringdrop.store.db import Database
 from ringdrop.store.files import FileLock
 from ringdrop.store.layout import Layout
+from ringdrop.ticket import Format
 
-__all__ = ["Format", "Lease", "Tag", "TempTag", "default_tag_name"]
+__all__ = [
+    "Format",
+    "Lease",
+    "Tag",
+    "TempTag",
+    "check_format",
+    "default_tag_name",
+    "format_from_sql",
+    "format_to_sql",
+]
 
-Format = Literal["raw", "collection"]
-"""How a root is read: a plain blob, or a collection whose members GC keeps too."""
-
-FORMATS: tuple[Format, ...] = ("raw", "collection")
+FORMATS: tuple[Format, ...] = get_args(Format)
 
 
 def default_tag_name(root: bytes) -> str:
@@ -50,6 +57,21 @@ def check_format(format: str) -> Format:
     return format
 
 
+# The database spells a blob 'raw', as the first schema did: its CHECK constraints cannot change
+# without rebuilding the tables, and the word never leaves SQL. A collection is 'collection'.
+_SQL_BLOB = "raw"
+
+
+def format_to_sql(format: Format) -> str:
+    """How the database's `format` columns spell `format`."""
+    return _SQL_BLOB if check_format(format) == "blob" else format
+
+
+def format_from_sql(text: str) -> Format:
+    """The format a database `format` column holds."""
+    return "blob" if text == _SQL_BLOB else check_format(text)
+
+
 def set_tag(
     conn: apsw.Connection, name: str, root: bytes, format: Format, display_name: str | None
 ) -> Tag:
@@ -62,7 +84,7 @@ def set_tag(
         "INSERT INTO tags (name, root, format, display_name, created_at) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT (name) DO UPDATE SET root = excluded.root, format = excluded.format, "
         "display_name = excluded.display_name",
-        (name, root, format, display_name, now),
+        (name, root, format_to_sql(format), display_name, now),
     )
     return get_tag(conn, name) or Tag(name, root, format, display_name, now)
 
@@ -114,7 +136,7 @@ def _tag(row: tuple[object, ...]) -> Tag:
     return Tag(
         name=cast(str, name),
         root=bytes(cast(bytes, root)),
-        format=check_format(cast(str, format)),
+        format=format_from_sql(cast(str, format)),
         display_name=cast(str | None, display_name),
         created_at=cast(float, created_at),
     )
@@ -129,20 +151,20 @@ class Lease:
         self._lock: FileLock | None = None
         self.ident = secrets.token_hex(12)
 
-    def temp_tag(self, root: bytes, format: Format = "raw") -> TempTag:
+    def temp_tag(self, root: bytes, format: Format = "blob") -> TempTag:
         """Protects `root` from GC until the temp tag is released or this process dies."""
         with self._db.transaction() as conn:
             return TempTag(self._db, self.add(conn, [root], format)[0])
 
     def add(self, conn: apsw.Connection, roots: list[bytes], format: Format) -> list[int]:
         """Temp-tags `roots` in the caller's transaction; returns the temp tag ids."""
-        check_format(format)
+        spelt = format_to_sql(format)
         self._hold()
         return [
             cast(int, row[0])
             for row in conn.executemany(
                 "INSERT INTO temp_tags (root, format, lease) VALUES (?, ?, ?) RETURNING id",
-                [(root, format, self.ident) for root in roots],
+                [(root, spelt, self.ident) for root in roots],
             )
         ]
 

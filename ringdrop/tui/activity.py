@@ -32,8 +32,7 @@ class ActivityPane(Pane):
         self.reload()
 
     def reload(self) -> None:
-        access = self.node.access
-        nicknames = {p.peer_id: p.nickname for p in access.peers()}
+        nicknames = self.node.nicknames()
         names = {s.root: s.name for s in self.node.shares()}
 
         def who(peer: PeerId) -> Text:
@@ -46,11 +45,11 @@ class ActivityPane(Pane):
 
         uploads = self.query_one("#uploads", DataTable)
         uploads.clear()
-        for u in access.uploads(LIMIT):
+        for u in self.node.uploads(LIMIT):
             uploads.add_row(when(u.at), who(u.peer_id), what(u.root), size(u.bytes_sent),
                             u.outcome)  # fmt: skip
         decisions = self.query_one("#decisions", DataTable)
         decisions.clear()
-        for d in access.access_log(LIMIT):
+        for d in self.node.decisions(LIMIT):
             verdict = Text("allowed", "green") if d.allowed else Text("denied", "bold red")
             decisions.add_row(when(d.at), who(d.peer_id), what(d.root), verdict, Text(d.reason))

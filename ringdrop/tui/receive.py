@@ -66,7 +66,7 @@ class ReceivePane(Pane):
             ticket = Ticket.decode(text)
         except TicketError as error:
             return str(error)
-        nicknames = {p.peer_id: p.nickname for p in self.node.access.peers()}
+        nicknames = self.node.nicknames()
         nickname = nicknames.get(ticket.peer_id)
         sharer = f"{nickname} ({ticket.peer_id.short()})" if nickname else str(ticket.peer_id)
         name = safe(ticket.name) if ticket.name else "(no name)"

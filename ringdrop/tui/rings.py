@@ -68,7 +68,7 @@ class RingsPane(Pane):
             [
                 (r.name, (Text(r.name), "anyone" if r.is_open else str(r.member_count),
                           str(r.content_count)))
-                for r in self.node.access.rings()
+                for r in self.node.rings()
             ],
         )  # fmt: skip
         self._members()
@@ -79,7 +79,7 @@ class RingsPane(Pane):
 
     def _members(self) -> None:
         ring = self.ring
-        members = self.node.access.members(ring) if ring else []
+        members = self.node.members(ring) if ring else []
         _fill(
             self.query_one("#member-table", DataTable),
             [
@@ -92,7 +92,7 @@ class RingsPane(Pane):
     def action_new(self) -> None:
         def create(name: str | None) -> None:
             if name:
-                self.attempt(lambda: self.node.access.create_ring(name.strip()), f"created {name}")
+                self.attempt(lambda: self.node.create_ring(name.strip()), f"created {name}")
 
         self.app.push_screen(Prompt("Name of the new ring:"), create)
 
@@ -103,14 +103,14 @@ class RingsPane(Pane):
 
         def rename(new: str | None) -> None:
             if new:
-                self.attempt(lambda: self.node.access.rename_ring(ring, new.strip()), "renamed")
+                self.attempt(lambda: self.node.rename_ring(ring, new.strip()), "renamed")
 
         self.app.push_screen(Prompt(f"New name for {ring}:", value=ring), rename)
 
     def action_delete(self) -> None:
         ring = self.ring
         if ring is not None:
-            self.attempt(lambda: self.node.access.delete_ring(ring), f"deleted {ring}")
+            self.attempt(lambda: self.node.delete_ring(ring), f"deleted {ring}")
 
     def action_add_member(self) -> None:
         ring = self.ring
@@ -119,18 +119,14 @@ class RingsPane(Pane):
 
         def add(peer: str | None) -> None:
             if peer:
-                self.attempt(
-                    lambda: self.node.access.add_member(ring, peer.strip()), f"added to {ring}"
-                )
+                self.attempt(lambda: self.node.add_member(ring, peer.strip()), f"added to {ring}")
 
         self.app.push_screen(Prompt(f"Peer id or nickname to add to {ring}:"), add)
 
     def action_remove_member(self) -> None:
         ring, member = self.ring, _key(self.query_one("#member-table", DataTable))
         if ring is not None and member is not None:
-            self.attempt(
-                lambda: self.node.access.remove_member(ring, member), f"removed from {ring}"
-            )
+            self.attempt(lambda: self.node.remove_member(ring, member), f"removed from {ring}")
 
 
 class PeersPane(Pane):
@@ -159,13 +155,13 @@ class PeersPane(Pane):
         return _key(self.query_one(DataTable))
 
     def reload(self) -> None:
-        access = self.node.access
+        node = self.node
         _fill(
             self.query_one(DataTable),
             [
                 (str(p.peer_id), (str(p.peer_id), shown(p.nickname) if p.nickname else "",
-                                  ", ".join(access.grants(p.peer_id)) or "-"))
-                for p in access.peers()
+                                  ", ".join(node.grants(p.peer_id)) or "-"))
+                for p in node.peers()
             ],
         )  # fmt: skip
 
@@ -174,7 +170,7 @@ class PeersPane(Pane):
             words = (text or "").split()
             if words:
                 nickname = words[1] if len(words) > 1 else None
-                self.attempt(lambda: self.node.access.add_peer(words[0], nickname), "added")
+                self.attempt(lambda: self.node.add_peer(words[0], nickname), "added")
 
         self.app.push_screen(Prompt("Peer id, then optionally a nickname:"), add)
 
@@ -186,7 +182,7 @@ class PeersPane(Pane):
         def rename(nickname: str | None) -> None:
             if nickname is not None:
                 self.attempt(
-                    lambda: self.node.access.set_nickname(peer, nickname.strip() or None),
+                    lambda: self.node.set_nickname(peer, nickname.strip() or None),
                     "nickname set",
                 )
 
@@ -196,12 +192,12 @@ class PeersPane(Pane):
         peer = self.peer
         if peer is None:
             return
-        if "catalog" in self.node.access.grants(peer):
-            self.attempt(lambda: self.node.access.revoke(peer), "may no longer list your content")
+        if "catalog" in self.node.grants(peer):
+            self.attempt(lambda: self.node.revoke(peer), "may no longer list your content")
         else:
-            self.attempt(lambda: self.node.access.grant(peer), "may now list what it may read")
+            self.attempt(lambda: self.node.grant(peer), "may now list what it may read")
 
     def action_remove(self) -> None:
         peer = self.peer
         if peer is not None:
-            self.attempt(lambda: self.node.access.remove_peer(peer), "removed")
+            self.attempt(lambda: self.node.remove_peer(peer), "removed")

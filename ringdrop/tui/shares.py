@@ -118,10 +118,7 @@ class SharesPane(Pane):
             self.app.push_screen(
                 Prompt(f"Ring to attach {shown(share.name)} to:"),
                 lambda ring: ring and self.attempt(
-                    lambda: self.node.access.attach(
-                        share.root, ring.strip(), name=share.name, format=share.format,
-                        size=share.size,
-                    ),
+                    lambda: self.node.attach(share, ring.strip()),
                     f"attached to {ring.strip()}",
                 ),
             )  # fmt: skip
@@ -137,7 +134,7 @@ class SharesPane(Pane):
                 lambda ring: (
                     ring
                     and self.attempt(
-                        lambda: self.node.access.detach(share.root, ring.strip()),
+                        lambda: self.node.detach(share, ring.strip()),
                         f"detached from {ring.strip()}",
                     )
                 ),

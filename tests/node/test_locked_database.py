@@ -53,8 +53,8 @@ async def test_transfers_and_decisions_complete_while_another_process_holds_the_
     sharer: Node, receiver: Node, tmp_path: Path
 ) -> None:
     films = [pseudo_random(3 * 2**20 + 5, seed=1), pseudo_random(40_000, seed=2)]
-    sharer.access.create_ring("friends")
-    sharer.access.add_member("friends", str(receiver.peer_id))
+    sharer.create_ring("friends")
+    sharer.add_member("friends", str(receiver.peer_id))
     shares = []
     for index, data in enumerate(films):
         (tmp_path / f"film{index}.bin").write_bytes(data)
@@ -127,11 +127,11 @@ async def test_transfers_and_decisions_complete_while_another_process_holds_the_
     with pytest.raises(asyncio.CancelledError):
         await serving
     # The clean stop committed everything that was queued while the lock was held.
-    decisions = sharer.access.access_log()
+    decisions = sharer.decisions()
     assert sorted((e.allowed, e.root) for e in decisions) == sorted(
         [(True, shares[0].root), (True, shares[1].root), (False, shares[0].root)]
     )
-    uploads = sharer.access.uploads()
+    uploads = sharer.uploads()
     assert sorted((u.root, u.outcome, u.peer_id) for u in uploads) == sorted(
         (share.root, "complete", receiver.peer_id) for share in shares
     )

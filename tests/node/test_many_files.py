@@ -54,8 +54,8 @@ async def test_a_folder_of_2000_small_files_arrives_whole_on_a_few_streams(
     assert received.stats.files == len(expected)
     # One decision for the collection blob, one per members request (the 2,000 small members
     # go in two, to overlap), one per large file; each member logged as an upload once.
-    assert len(serving.access.access_log(limit=100)) == 1 + 2 + 3
-    uploads = serving.access.uploads(limit=10_000)
+    assert len(serving.decisions(limit=100)) == 1 + 2 + 3
+    uploads = serving.uploads(limit=10_000)
     collection = receiver.store.collection(share.root)
     members = {e.root for e in collection.entries}
     assert sorted(u.root for u in uploads if u.root in members) == sorted(members)
@@ -105,19 +105,19 @@ async def test_a_peer_no_ring_admits_gets_no_member(
     serving: Node, receiver: Node, tmp_path: Path
 ) -> None:
     small_folder(tmp_path / "small", 5)
-    serving.access.create_ring("friends")
+    serving.create_ring("friends")
     share = serving.share(tmp_path / "small", rings=["friends"])
     status, parts = await members(serving, receiver, MembersRequest(share.root, whole(0, 1)))
     assert (status, parts) == ("denied", [])
-    assert serving.access.uploads() == []
+    assert serving.uploads() == []
 
 
 async def test_members_inherit_the_collections_ring_and_stream_verifiably(
     serving: Node, receiver: Node, tmp_path: Path
 ) -> None:
     expected = small_folder(tmp_path / "small", 5)
-    serving.access.create_ring("friends")
-    serving.access.add_member("friends", receiver.peer_id)
+    serving.create_ring("friends")
+    serving.add_member("friends", receiver.peer_id)
     share = serving.share(tmp_path / "small", rings=["friends"])
     status, parts = await members(serving, receiver, MembersRequest(share.root, whole(1, 3)))
     assert status == "allowed"
@@ -186,16 +186,16 @@ async def test_receiver_killed_in_a_10000_file_folder_never_fetches_a_verified_f
             assert 0 < len(verified) < len(members), "the kill did not land mid-transfer"
             assert not out.exists() or tree(out / "small").items() <= expected.items()
             with Node(tmp_path / "sharer") as sharer:
-                before = len(sharer.access.uploads(limit=1_000_000))
+                before = len(sharer.uploads(limit=1_000_000))
             received = await receiver.get(via(share.ticket, relay), out, retry=PATIENT)
-            assert receiver.store.check().ok
+            assert receiver.check_store().ok
     finally:
         relay.close()
         server.kill()
         server.wait()
     assert tree(received.path) == expected
     with Node(tmp_path / "sharer") as sharer:
-        rerun = sharer.access.uploads(limit=1_000_000)[: -before or None]
+        rerun = sharer.uploads(limit=1_000_000)[: -before or None]
     fetched_again = {u.root for u in rerun} & verified
     assert fetched_again == set(), f"{len(fetched_again)} verified files were fetched again"
     assert {u.root for u in rerun} == set(members) - verified

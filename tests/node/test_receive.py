@@ -77,7 +77,7 @@ async def test_a_deleted_export_is_fetched_again(
     again = await receiver.get(share.ticket, tmp_path / "a.bin")
     assert again.path.read_bytes() == data
     assert again.stats.present == 0
-    assert receiver.store.check().ok
+    assert receiver.check_store().ok
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -11,14 +11,14 @@ from typing import Any
 import nacl.signing
 import pytest
 
+from ringdrop.access import MIGRATIONS, OPEN_RING_ID, LogWriter
+from ringdrop.access.access import NICKNAME
+from ringdrop.access.decision import DECIDE
 from ringdrop.bao import ChunkRanges
 from ringdrop.identity import PeerId
 from ringdrop.node import Node
 from ringdrop.node.server import Gate, ServeEvent
 from ringdrop.protocol import GetRequest
-from ringdrop.store.access import _DECIDE, NICKNAME
-from ringdrop.store.access_schema import OPEN_RING_ID
-from ringdrop.store.log_writer import LogWriter
 from ringdrop.store.reader import ServingReads
 from ringdrop.store.tags import DISPLAY_NAME, TAGGED_BLOBS
 
@@ -41,10 +41,10 @@ def crowded(sharer: Node, tmp_path: Path) -> tuple[Node, bytes, PeerId]:
     (returned with a member peer) among them."""
     film = tmp_path / "film.bin"
     film.write_bytes(b"x" * 100_000)
-    sharer.access.create_ring("friends")
+    sharer.create_ring("friends")
     member = _peer(PEERS - 1)
-    sharer.access.add_member("friends", member)
-    sharer.access.set_nickname(member, "bob")
+    sharer.add_member("friends", member)
+    sharer.set_nickname(member, "bob")
     share = sharer.share(film, rings=["friends"])
     now = time.time()
     peers = [_peer(n).raw for n in range(PEERS - 1)]
@@ -88,7 +88,7 @@ def test_the_decision_and_the_name_lookups_search_indexes_at_scale(
 ) -> None:
     node, root, member = crowded
     bindings = {"open": OPEN_RING_ID, "peer": member.raw, "root": root, "operation": "read"}
-    decide = _plan(node, _DECIDE, bindings | {"now": time.time()})
+    decide = _plan(node, DECIDE, bindings | {"now": time.time()})
     nickname = _plan(node, NICKNAME, (member.raw,))
     name = _plan(node, DISPLAY_NAME, (root,))
     assert _scans(decide) == []
@@ -113,7 +113,7 @@ def test_the_gate_answers_correctly_among_thousands(
     node, root, member = crowded
     events: list[ServeEvent] = []
     logs = LogWriter(node.store.db.path)
-    reads = ServingReads(node.store.layout)
+    reads = ServingReads(node.store.layout, MIGRATIONS)
     try:
         gate = Gate(reads, logs, events.append)
         request = GetRequest(root, ChunkRanges.all())

@@ -219,7 +219,7 @@ def test_a_ticket_without_addresses_needs_a_relay(tmp_path: Path, a_file: Path) 
 
 async def test_getting_a_relay_only_ticket_fails_at_once_saying_why(tmp_path: Path) -> None:
     with Node(tmp_path / "sharer", relays=[LOCAL_RELAY]) as sharer:
-        ticket = sharer.ticket(bytes(32), "raw", "x", 1, at=())
+        ticket = sharer.ticket(bytes(32), "blob", "x", 1, at=())
     with (
         Node(tmp_path / "receiver") as receiver,
         pytest.raises(RelayDisabledError, match=re.escape(f"only its relay {LOCAL_RELAY}")),

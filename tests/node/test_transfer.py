@@ -38,8 +38,8 @@ def overhead_bound(size: int) -> int:
 
 async def test_member_receives_the_file(serving: Node, receiver: Node, tmp_path: Path) -> None:
     data = pseudo_random(3 * 2**20 + 17)
-    serving.access.create_ring("friends")
-    serving.access.add_member("friends", str(receiver.peer_id))
+    serving.create_ring("friends")
+    serving.add_member("friends", str(receiver.peer_id))
     share = serving.share(write(tmp_path / "in" / "film.bin", data), rings=["friends"])
     (tmp_path / "out").mkdir()
     received = await receiver.get(share.ticket, tmp_path / "out")
@@ -48,7 +48,7 @@ async def test_member_receives_the_file(serving: Node, receiver: Node, tmp_path:
     assert received.stats.total == len(data)
     assert received.stats.present == 0
     assert len(data) <= received.stats.received <= len(data) + overhead_bound(len(data))
-    uploads = serving.access.uploads()
+    uploads = serving.uploads()
     assert [(u.peer_id, u.root, u.outcome) for u in uploads] == [
         (receiver.peer_id, share.root, "complete")
     ]
@@ -57,14 +57,12 @@ async def test_member_receives_the_file(serving: Node, receiver: Node, tmp_path:
 async def test_non_member_is_denied_and_gets_no_content(
     serving: Node, receiver: Node, tmp_path: Path
 ) -> None:
-    serving.access.create_ring("friends")
+    serving.create_ring("friends")
     share = serving.share(write(tmp_path / "secret.bin", pseudo_random(200_000)), rings=["friends"])
     with pytest.raises(AccessDeniedError, match=str(receiver.peer_id)):
         await receiver.get(share.ticket, tmp_path / "out", retry=FAST_RETRY)
-    assert serving.access.uploads() == []
-    assert [(e.peer_id, e.allowed) for e in serving.access.access_log()] == [
-        (receiver.peer_id, False)
-    ]
+    assert serving.uploads() == []
+    assert [(e.peer_id, e.allowed) for e in serving.decisions()] == [(receiver.peer_id, False)]
     assert not (tmp_path / "out").exists()
     assert receiver.store.blob(share.root) is None
     assert all(p.size is None for p in receiver.store.partials())
@@ -78,8 +76,8 @@ async def test_open_ring_admits_any_peer(serving: Node, receiver: Node, tmp_path
 
 
 async def test_expired_membership_is_denied(serving: Node, receiver: Node, tmp_path: Path) -> None:
-    serving.access.create_ring("friends")
-    serving.access.add_member("friends", str(receiver.peer_id), expires_at=time.time() - 1)
+    serving.create_ring("friends")
+    serving.add_member("friends", str(receiver.peer_id), expires_at=time.time() - 1)
     share = serving.share(write(tmp_path / "a.bin", pseudo_random(40_000)), rings=["friends"])
     with pytest.raises(AccessDeniedError):
         await receiver.get(share.ticket, tmp_path / "out", retry=FAST_RETRY)
@@ -88,11 +86,11 @@ async def test_expired_membership_is_denied(serving: Node, receiver: Node, tmp_p
 async def test_admission_takes_effect_on_the_next_request(
     serving: Node, receiver: Node, tmp_path: Path
 ) -> None:
-    serving.access.create_ring("friends")
+    serving.create_ring("friends")
     share = serving.share(write(tmp_path / "a.bin", pseudo_random(40_000)), rings=["friends"])
     with pytest.raises(AccessDeniedError):
         await receiver.get(share.ticket, tmp_path / "out", retry=FAST_RETRY)
-    serving.access.add_member("friends", str(receiver.peer_id))
+    serving.add_member("friends", str(receiver.peer_id))
     received = await receiver.get(share.ticket, tmp_path / "out")
     assert received.path.read_bytes() == pseudo_random(40_000)
 
@@ -210,7 +208,7 @@ async def test_a_ticket_bigger_than_the_free_space_fails_before_transferring(
     huge = dataclasses.replace(share.ticket, size=2**62)
     with pytest.raises(DiskFullError, match="needs"):
         await receiver.get(huge, tmp_path / "out")
-    assert serving.access.access_log() == []
+    assert serving.decisions() == []
 
 
 async def test_cancelled_download_keeps_what_it_verified(

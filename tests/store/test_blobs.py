@@ -39,7 +39,7 @@ def test_import_tags_by_root_and_keeps_the_file_name_for_display(
         info.root.hex(),
         info.root,
         "a.bin",
-        "raw",
+        "blob",
     )
 
 

@@ -72,7 +72,7 @@ async def test_a_bad_ring_name_is_shown_in_place(app: RingdropApp) -> None:
         text = screen_text(app)
     assert message.has_class("error")
     assert " ".join(str(message.render()).split()) in " ".join(text.split())
-    assert [r.name for r in app.node.access.rings()] == ["open"]
+    assert [r.name for r in app.node.rings()] == ["open"]
 
 
 async def test_a_peer_added_with_a_nickname_can_be_granted_the_catalog(
@@ -87,7 +87,7 @@ async def test_a_peer_added_with_a_nickname_can_be_granted_the_catalog(
         text = screen_text(app)
     assert "alice" in text
     assert "catalog" in text
-    assert mine.access.grants(sharer.peer_id) == ["catalog"]
+    assert mine.grants(sharer.peer_id) == ["catalog"]
 
 
 async def test_sharing_a_folder_leaves_out_what_its_ringdropignore_names(

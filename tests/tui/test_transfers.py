@@ -58,7 +58,7 @@ async def test_the_ticket_preview_shows_name_size_and_the_sharers_nickname(
     app: RingdropApp, mine: Node, sharer: Node, tmp_path: Path
 ) -> None:
     ticket = shared_file(sharer, tmp_path, open=True)
-    mine.access.add_peer(sharer.peer_id, "alice")
+    mine.add_peer(sharer.peer_id, "alice")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
         app.query_one("#ticket", Input).value = ticket

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import itertools
 import re
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ringdrop.access import (
+    MIGRATIONS,
+    OPEN_RING_ID,
+    Access,
+    CatalogRow,
+    check_nickname,
+    check_ring_name,
+)
+from ringdrop.access.decision import CATALOG, DECIDE
 from ringdrop.errors import (
     AccessDeniedError,
     AmbiguousError,
@@ -24,17 +35,8 @@ from ringdrop.errors import (
     TicketError,
 )
 from ringdrop.identity import PeerId
-from ringdrop.store.access import (
-    _CATALOG,
-    _DECIDE,
-    Access,
-    CatalogEntry,
-    check_nickname,
-    check_ring_name,
-)
-from ringdrop.store.access_schema import OPEN_RING_ID
 from ringdrop.store.db import Database
-from ringdrop.store.schema import MIGRATIONS
+from ringdrop.ticket import Address
 
 T0 = 1_800_000_000.0
 BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
@@ -640,14 +642,14 @@ def test_the_catalog_lists_what_the_peer_may_read_with_its_description(access: A
     access.create_ring("work")
     access.add_member("friends", ALICE)
     access.grant(ALICE)
-    access.attach(FILE, "friends", name="notes.txt", format="raw", size=12)
+    access.attach(FILE, "friends", name="notes.txt", format="blob", size=12)
     access.attach(FILE, "open")
     access.attach(COLLECTION, "open", name="album", format="collection", size=3000)
     access.attach(OTHER_FILE, "work", name="secret.txt")
     access.attach(MEMBER, "friends", "write")
     assert access.catalog(ALICE, now=T0) == [
-        CatalogEntry(COLLECTION, "album", "collection", 3000),
-        CatalogEntry(FILE, "notes.txt", "raw", 12),
+        CatalogRow(COLLECTION, "album", "collection", 3000),
+        CatalogRow(FILE, "notes.txt", "blob", 12),
     ]
 
 
@@ -656,15 +658,15 @@ def test_the_catalog_leaves_out_rings_whose_membership_expired(access: Access) -
     access.add_member("friends", ALICE, expires_at=T0)
     access.grant(ALICE)
     access.attach(FILE, "friends")
-    assert access.catalog(ALICE, now=T0 - 1) == [CatalogEntry(FILE, None, None, None)]
+    assert access.catalog(ALICE, now=T0 - 1) == [CatalogRow(FILE, None, None, None)]
     assert access.catalog(ALICE, now=T0) == []
 
 
 def test_attaching_again_without_a_description_keeps_the_old_one(access: Access) -> None:
     access.grant(ALICE)
     access.attach(FILE, "open", name="notes.txt", size=12)
-    access.attach(FILE, "open", "write", format="raw")
-    assert access.catalog(ALICE) == [CatalogEntry(FILE, "notes.txt", "raw", 12)]
+    access.attach(FILE, "open", "write", format="blob")
+    assert access.catalog(ALICE) == [CatalogRow(FILE, "notes.txt", "blob", 12)]
 
 
 # The decision's query and the logs
@@ -681,7 +683,7 @@ def test_the_decision_and_catalog_queries_scan_no_table(db: Database) -> None:
     with db.snapshot() as conn:
         plans = [
             str(row[3])
-            for sql in (_DECIDE, _CATALOG)
+            for sql in (DECIDE, CATALOG)
             for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", bindings).fetchall()
         ]
     scans = [step for step in plans if step.startswith("SCAN") and step != "SCAN CONSTANT ROW"]
@@ -723,6 +725,47 @@ def test_an_unknown_upload_outcome_is_a_programming_error(access: Access) -> Non
         access.log_upload(ALICE, FILE, 1, "exploded")  # type: ignore[arg-type]
 
 
+# Where peers were reached
+
+
+def test_a_peers_addresses_are_kept_best_first_and_replaced_by_newer_ones(access: Access) -> None:
+    first = [
+        Address(ipaddress.ip_address("192.0.2.1"), 4433),
+        Address(ipaddress.ip_address("::1"), 1),
+    ]
+    access.remember_addresses(ALICE, first)
+    assert access.addresses_of(ALICE) == first
+    newer = [Address(ipaddress.ip_address("198.51.100.7"), 9)]
+    access.remember_addresses(ALICE, newer)
+    assert access.addresses_of(ALICE) == newer
+    assert access.addresses_of(BOB) == []
+    assert access.peers() == []  # using a ticket does not enter its sharer in the peer book
+
+
+def test_concurrent_writers_of_addresses_lose_none_of_each_others_peers(db_path: Path) -> None:
+    many = [peer(n) for n in range(10, 50)]
+
+    def remember(peers: list[PeerId]) -> None:
+        db = Database(db_path, MIGRATIONS)
+        try:
+            for n, p in enumerate(peers):
+                Access(db).remember_addresses(p, [Address(ipaddress.ip_address("192.0.2.1"), n)])
+        finally:
+            db.close()
+
+    Database(db_path, MIGRATIONS).close()
+    threads = [threading.Thread(target=remember, args=(many[i::2],)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    db = Database(db_path, MIGRATIONS)
+    try:
+        assert all(len(Access(db).addresses_of(p)) == 1 for p in many)
+    finally:
+        db.close()
+
+
 # Persistence
 
 
@@ -750,7 +793,7 @@ def test_everything_survives_reopening_the_database(db_path: Path) -> None:
     assert reads(again, ALICE, MEMBER, now=T0 + 1)
     assert not reads(again, ALICE, MEMBER, now=T0 + 60)
     assert again.grants(ALICE) == ["catalog"]
-    assert again.catalog(ALICE, now=T0) == [CatalogEntry(COLLECTION, "album", "collection", 5)]
+    assert again.catalog(ALICE, now=T0) == [CatalogRow(COLLECTION, "album", "collection", 5)]
     assert [e.at for e in again.access_log()] == [T0 + 60, T0 + 1, T0]
     assert [u.bytes_sent for u in again.uploads()] == [5]
     again_db.close()

@@ -1,223 +1,62 @@
-"""Who may fetch what: rings, the peer book, grants, content links, and the access decision.
+"""`Access`: who may fetch what — rings, the peer book and where peers were reached, grants,
+content links, and the logs — in the data directory's database.
 
-The decision is one indexed query per request (see `_DECIDE`); every decision is logged. A
-server judges with a read (`judge`), which never waits for another process's write lock, and
-hands the log entries to a `LogWriter` that commits them in batches on its own thread.
+The decision itself is in `decision.py`; a server judges with a read (`judge`), which never waits
+for another process's write lock, and hands the log entries to a `LogWriter` that commits them in
+batches on its own thread.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
-import re
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, cast, get_args
+from typing import TYPE_CHECKING, TypeVar, cast, get_args
 
 import apsw
 
+from ringdrop.access.decision import CATALOG, judge, log_entry
+from ringdrop.access.records import (
+    NICKNAME_MAX,
+    PEER_ID_CHARS,
+    PEER_PREFIX_MIN,
+    AccessLogEntry,
+    Attachment,
+    CatalogRow,
+    Decision,
+    Member,
+    Peer,
+    PeerRef,
+    Permission,
+    Privilege,
+    RingInfo,
+    Upload,
+    UploadOutcome,
+    check_nickname,
+    check_ring_name,
+    quoted,
+)
+from ringdrop.access.schema import OPEN_RING_ID
 from ringdrop.errors import (
     AccessDeniedError,
     AmbiguousError,
-    InvalidNameError,
     NotFoundError,
     OpenRingError,
     StoreError,
 )
 from ringdrop.identity import PeerId, base32_decode, first_non_base32
-from ringdrop.store.access_schema import OPEN_RING, OPEN_RING_ID
 from ringdrop.store.db import Database
-from ringdrop.store.tags import Format, check_format
+from ringdrop.store.tags import check_format, format_from_sql, format_to_sql
+from ringdrop.ticket import Address, Format
 
 if TYPE_CHECKING:
-    from ringdrop.store.log_writer import LogWriter
+    from ringdrop.access.log_writer import LogWriter
 
-__all__ = [
-    "NICKNAME",
-    "NICKNAME_MAX",
-    "PEER_PREFIX_MIN",
-    "RING_NAME_MAX",
-    "Access",
-    "AccessLogEntry",
-    "Attachment",
-    "CatalogEntry",
-    "Decision",
-    "Member",
-    "Peer",
-    "PeerRef",
-    "Permission",
-    "Privilege",
-    "RingInfo",
-    "Upload",
-    "UploadOutcome",
-    "check_nickname",
-    "check_ring_name",
-    "insert_decisions",
-    "insert_uploads",
-]
+__all__ = ["NICKNAME", "Access", "insert_decisions", "insert_uploads"]
 
-Permission = Literal["read", "write", "delete"]
-"""What a ring may do with attached content; only `read` is asked for so far."""
-
-Privilege = Literal["catalog"]
-"""A per-peer privilege on this node: `catalog` lets the peer list what it may read."""
-
-UploadOutcome = Literal["complete", "interrupted", "failed"]
-
-PeerRef = PeerId | str
-"""A peer as a caller names it: a PeerId, or text that is a peer id, nickname or id prefix."""
-
-RING_NAME_MAX = 64
-NICKNAME_MAX = 32  # shorter than a peer id (52), so a nickname can never be read as one
-PEER_PREFIX_MIN = 8  # as many characters as `PeerId.short()` shows
-
-_PEER_ID_CHARS = 52
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_SHOWN_MAX = 60
-
-
-@dataclass(frozen=True)
-class RingInfo:
-    name: str
-    member_count: int
-    content_count: int
-    created_at: float
-
-    @property
-    def is_open(self) -> bool:
-        """Whether this is the built-in ring that admits every authenticated peer."""
-        return self.name == OPEN_RING
-
-
-@dataclass(frozen=True)
-class Member:
-    peer_id: PeerId
-    nickname: str | None
-    expires_at: float | None
-    added_at: float
-
-    def is_active(self, now: float) -> bool:
-        """Whether the membership still admits the peer at `now`."""
-        return self.expires_at is None or now < self.expires_at
-
-
-@dataclass(frozen=True)
-class Peer:
-    peer_id: PeerId
-    nickname: str | None
-    added_at: float
-
-
-@dataclass(frozen=True)
-class Attachment:
-    root: bytes
-    ring: str
-    permission: Permission
-    attached_at: float
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The verdict on one request; `ring` names the ring that admitted the peer, if one did."""
-
-    allowed: bool
-    reason: str
-    ring: str | None
-
-
-@dataclass(frozen=True)
-class AccessLogEntry:
-    at: float
-    peer_id: PeerId
-    root: bytes
-    operation: Permission
-    allowed: bool
-    reason: str
-    ring: str | None
-
-
-@dataclass(frozen=True)
-class Upload:
-    at: float
-    peer_id: PeerId
-    root: bytes
-    bytes_sent: int
-    outcome: UploadOutcome
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    """Content a peer may read; the name, format and size are those given when it was attached."""
-
-    root: bytes
-    name: str | None
-    format: Format | None
-    size: int | None
-
-
-def check_ring_name(name: str) -> str:
-    """Returns `name` if it may name a ring; raises InvalidNameError saying why not."""
-    if not _NAME.fullmatch(name) or len(name) > RING_NAME_MAX:
-        raise InvalidNameError(
-            f"{_shown(name)} cannot be a ring name: use 1 to {RING_NAME_MAX} letters, digits, "
-            "'.', '_' or '-', starting with a letter or digit."
-        )
-    return name
-
-
-def check_nickname(nickname: str) -> str:
-    """Returns `nickname` if it may be a nickname; raises InvalidNameError saying why not."""
-    if len(nickname.strip()) == _PEER_ID_CHARS and first_non_base32(nickname.strip()) is None:
-        raise InvalidNameError(
-            f"{_shown(nickname)} looks like a peer id, so it cannot be a nickname. "
-            "Choose a short name for the person instead."
-        )
-    if not _NAME.fullmatch(nickname) or len(nickname) > NICKNAME_MAX:
-        raise InvalidNameError(
-            f"{_shown(nickname)} cannot be a nickname: use 1 to {NICKNAME_MAX} letters, digits, "
-            "'.', '_' or '-', starting with a letter or digit."
-        )
-    return nickname
-
-
-# The access decision: of the rings that `:root` (or a collection holding it) is attached to with
-# `:operation`, the best one. That is a ring that admits the peer (one it is a member of before
-# the open ring, which has no members; content itself before a collection holding it), else one
-# where its membership has expired, so that the reason can say so. Every table is reached
-# through its primary key; tests/store/test_access.py checks the plan.
-_DECIDE = """
-SELECT r.id = :open OR (m.peer_id IS NOT NULL
-                        AND (m.expires_at IS NULL OR m.expires_at > :now)) AS admits,
-       r.name,
-       r.id = :open AS is_open,
-       m.peer_id IS NOT NULL AS is_member,
-       m.expires_at,
-       a.hash
-FROM attachments AS a
-JOIN rings AS r ON r.id = a.ring_id
-LEFT JOIN ring_members AS m ON m.ring_id = a.ring_id AND m.peer_id = :peer
-WHERE a.permission = :operation
-  AND a.hash IN (SELECT :root UNION ALL
-                 SELECT collection FROM collection_members WHERE member = :root)
-ORDER BY admits DESC, is_member DESC, a.hash <> :root, r.name
-LIMIT 1
-"""
-
-# Content the peer may read, driven by the rings that admit it (the index on attachments'
-# ring_id), not by the whole attachments table.
-_CATALOG = """
-SELECT DISTINCT a.hash, c.name, c.format, c.size
-FROM attachments AS a
-LEFT JOIN content AS c ON c.hash = a.hash
-WHERE a.permission = 'read'
-  AND a.ring_id IN (SELECT :open UNION ALL
-                    SELECT ring_id FROM ring_members
-                    WHERE peer_id = :peer AND (expires_at IS NULL OR expires_at > :now))
-ORDER BY c.name IS NULL, c.name, a.hash
-"""
-
+_T = TypeVar("_T")
 
 NICKNAME = "SELECT nickname FROM peers WHERE peer_id = ?"
 
@@ -390,6 +229,31 @@ class Access:
         with self._db.snapshot() as conn:
             return _resolve(conn, text)
 
+    def remember_addresses(self, peer: PeerId, addresses: Sequence[Address]) -> None:
+        """Records `addresses` (best first) as where `peer` is reached, replacing what was known,
+        in one transaction: concurrent processes never lose each other's peers.
+
+        An `addresses.json` left in the data directory by an older ringdrop is ignored rather
+        than imported: it only saved typing a ticket again, and using one relearns its
+        addresses."""
+        now = time.time()
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM peer_addresses WHERE peer_id = ?", (peer.raw,))
+            conn.executemany(
+                "INSERT INTO peer_addresses (peer_id, position, ip, port, learnt_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(peer.raw, i, str(a.ip), a.port, now) for i, a in enumerate(addresses)],
+            )
+
+    def addresses_of(self, peer: PeerId) -> list[Address]:
+        """Where `peer` was last reached (best first); empty if nowhere is known."""
+        with self._db.snapshot() as conn:
+            rows = conn.execute(
+                "SELECT ip, port FROM peer_addresses WHERE peer_id = ? ORDER BY position",
+                (peer.raw,),
+            ).fetchall()
+        return [Address(ipaddress.ip_address(cast(str, ip)), cast(int, port)) for ip, port in rows]
+
     # Content
 
     def attach(
@@ -425,7 +289,7 @@ class Access:
                 "INSERT INTO content (hash, name, format, size) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (hash) DO UPDATE SET name = coalesce(excluded.name, name), "
                 "format = coalesce(excluded.format, format), size = coalesce(excluded.size, size)",
-                (root, name, format, size),
+                (root, name, None if format is None else format_to_sql(format), size),
             )
 
     def detach(self, root: bytes, ring: str, permission: Permission | None = None) -> None:
@@ -538,8 +402,8 @@ class Access:
         _check_permission(operation)
         now = time.time() if now is None else now
         with self._db.transaction() as conn:
-            decision = _judge(conn, peer, root, operation, now)
-            insert_decisions(conn, [_log_entry(peer, root, operation, decision, now)])
+            decision = judge(conn, peer, root, operation, now)
+            insert_decisions(conn, [log_entry(peer, root, operation, decision, now)])
         return decision
 
     def judge(
@@ -554,8 +418,8 @@ class Access:
         _check_permission(operation)
         now = time.time() if now is None else now
         with self._db.snapshot() as conn:
-            decision = _judge(conn, peer, root, operation, now)
-        return decision, _log_entry(peer, root, operation, decision, now)
+            decision = judge(conn, peer, root, operation, now)
+        return decision, log_entry(peer, root, operation, decision, now)
 
     def nickname(self, peer: PeerId) -> str | None:
         """The peer's nickname in the peer book (one primary-key lookup)."""
@@ -571,21 +435,19 @@ class Access:
                 "ORDER BY id DESC LIMIT ?",
                 (_check_limit(limit),),
             ).fetchall()
-        return (
-            pending[::-1][:limit]
-            + [
-                AccessLogEntry(
-                    at=cast(float, at),
-                    peer_id=PeerId(cast(bytes, p)),
-                    root=cast(bytes, h),
-                    operation=_check_permission(cast(str, o)),
-                    allowed=bool(a),
-                    reason=cast(str, reason),
-                    ring=cast(str | None, ring),
-                )
-                for at, p, h, o, a, reason, ring in rows
-            ][: max(0, limit - len(pending))]
-        )
+        committed = [
+            AccessLogEntry(
+                at=cast(float, at),
+                peer_id=PeerId(cast(bytes, p)),
+                root=cast(bytes, h),
+                operation=_check_permission(cast(str, o)),
+                allowed=bool(a),
+                reason=cast(str, reason),
+                ring=cast(str | None, ring),
+            )
+            for at, p, h, o, a, reason, ring in rows
+        ]
+        return _newest_first(pending, committed, limit)
 
     def log_upload(
         self,
@@ -633,21 +495,19 @@ class Access:
                 "ORDER BY id DESC LIMIT ?",
                 (_check_limit(limit),),
             ).fetchall()
-        return (
-            pending[::-1][:limit]
-            + [
-                Upload(
-                    cast(float, at),
-                    PeerId(cast(bytes, p)),
-                    cast(bytes, h),
-                    cast(int, n),
-                    cast(UploadOutcome, o),
-                )
-                for at, p, h, n, o in rows
-            ][: max(0, limit - len(pending))]
-        )
+        committed = [
+            Upload(
+                cast(float, at),
+                PeerId(cast(bytes, p)),
+                cast(bytes, h),
+                cast(int, n),
+                cast(UploadOutcome, o),
+            )
+            for at, p, h, n, o in rows
+        ]
+        return _newest_first(pending, committed, limit)
 
-    def catalog(self, peer: PeerId, now: float | None = None) -> list[CatalogEntry]:
+    def catalog(self, peer: PeerId, now: float | None = None) -> list[CatalogRow]:
         """The content `peer` may read, for a peer with the catalog grant (collections are
         listed, not their members); AccessDeniedError for any other peer."""
         now = time.time() if now is None else now
@@ -663,13 +523,13 @@ class Access:
                     "grant."
                 )
             rows = conn.execute(
-                _CATALOG, {"open": OPEN_RING_ID, "peer": peer.raw, "now": now}
+                CATALOG, {"open": OPEN_RING_ID, "peer": peer.raw, "now": now}
             ).fetchall()
         return [
-            CatalogEntry(
+            CatalogRow(
                 cast(bytes, h),
                 cast(str | None, n),
-                None if f is None else check_format(cast(str, f)),
+                None if f is None else format_from_sql(cast(str, f)),
                 cast(int | None, s),
             )
             for h, n, f, s in rows
@@ -710,66 +570,9 @@ def insert_uploads(conn: apsw.Connection, entries: Sequence[Upload]) -> None:
     )
 
 
-def _judge(
-    conn: apsw.Connection, peer: PeerId, root: bytes, operation: Permission, now: float
-) -> Decision:
-    bindings = {
-        "open": OPEN_RING_ID,
-        "peer": peer.raw,
-        "root": root,
-        "operation": operation,
-        "now": now,
-    }
-    return _verdict(_one(conn, _DECIDE, bindings), root, operation)
-
-
-def _log_entry(
-    peer: PeerId, root: bytes, operation: Permission, decision: Decision, now: float
-) -> AccessLogEntry:
-    return AccessLogEntry(
-        now, peer, root, operation, decision.allowed, decision.reason, decision.ring
-    )
-
-
-def _verdict(row: tuple[object, ...] | None, root: bytes, operation: Permission) -> Decision:
-    """The decision that `_DECIDE`'s best row (or its absence) stands for, in words."""
-    if row is None:
-        return Decision(
-            False, f"This content is not attached to any ring that may {operation} it.", None
-        )
-    admits, ring, is_open, is_member, expires_at, attached = row
-    ring = cast(str, ring)
-    what = (
-        "it"
-        if attached == root
-        else f"the collection {cast(bytes, attached).hex()[:16]}… that holds it"
-    )
-    if admits and is_open:
-        return Decision(
-            True,
-            f"{what[0].upper()}{what[1:]} is in the open ring, which admits any authenticated "
-            "peer.",
-            ring,
-        )
-    if admits:
-        return Decision(
-            True, f"The peer is a member of the ring '{ring}', which may {operation} {what}.", ring
-        )
-    if is_member:
-        return Decision(
-            False,
-            f"The peer's membership of the ring '{ring}' expired at "
-            f"{_when(cast(float, expires_at))}.",
-            None,
-        )
-    return Decision(
-        False, f"The peer is not a member of any ring that may {operation} this content.", None
-    )
-
-
 def _resolve(conn: apsw.Connection, text: str) -> PeerId:
     wanted = text.strip()
-    if len(wanted) == _PEER_ID_CHARS:
+    if len(wanted) == PEER_ID_CHARS:
         return PeerId.parse(wanted)
     if not wanted:
         raise NotFoundError("No peer was named: give a peer id or a nickname from your peer book.")
@@ -790,16 +593,23 @@ def _resolve(conn: apsw.Connection, text: str) -> PeerId:
     if found:
         names = ", ".join(_peer_name(conn, PeerId(raw)) for raw in sorted(found)[:5])
         raise AmbiguousError(
-            f"{_shown(wanted)} could be any of several peers in your peer book ({names})",
+            f"{quoted(wanted)} could be any of several peers in your peer book ({names})",
             kind="peer",
         )
     if len(wanted) > NICKNAME_MAX:
         # Too long for a nickname, so it was meant as a peer id: say what is wrong with it.
         PeerId.parse(wanted)
     raise NotFoundError(
-        f"{_shown(wanted)} is neither a peer id nor the nickname of a peer in your peer book",
+        f"{quoted(wanted)} is neither a peer id nor the nickname of a peer in your peer book",
         kind="peer",
+        name=wanted,
     )
+
+
+def _newest_first(pending: list[_T], committed: list[_T], limit: int) -> list[_T]:
+    """The newest `limit` entries: this process's uncommitted ones (oldest first as queued), then
+    the committed ones (already newest first)."""
+    return pending[::-1][:limit] + committed[: max(0, limit - len(pending))]
 
 
 def _prefix_range(text: str) -> tuple[bytes, bytes] | None:
@@ -807,10 +617,10 @@ def _prefix_range(text: str) -> tuple[bytes, bytes] | None:
 
     Base32 keeps the order of the bits, so the ids with a given prefix are one range of BLOBs.
     """
-    if not PEER_PREFIX_MIN <= len(text) < _PEER_ID_CHARS or first_non_base32(text) is not None:
+    if not PEER_PREFIX_MIN <= len(text) < PEER_ID_CHARS or first_non_base32(text) is not None:
         return None
     prefix = text.lower()
-    rest = _PEER_ID_CHARS - len(prefix)
+    rest = PEER_ID_CHARS - len(prefix)
     return base32_decode(prefix + "a" * rest), base32_decode(prefix + "7" * rest)
 
 
@@ -855,7 +665,7 @@ def _ring(conn: apsw.Connection, name: str) -> tuple[int, str]:
     """The id and stored spelling of the ring called `name` (in any case)."""
     row = _one(conn, "SELECT id, name FROM rings WHERE name = ?", (name,))
     if row is None:
-        raise NotFoundError(f"There is no ring named {_shown(name)}.", kind="ring", name=name)
+        raise NotFoundError(f"There is no ring named {quoted(name)}.", kind="ring", name=name)
     return cast(int, row[0]), cast(str, row[1])
 
 
@@ -888,14 +698,3 @@ def _check_limit(limit: int) -> int:
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
     return limit
-
-
-def _when(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _shown(text: str) -> str:
-    """`text` quoted for a message: escaped (no terminal control) and cut short."""
-    if len(text) > _SHOWN_MAX:
-        return ascii(text[:_SHOWN_MAX]) + "…"
-    return ascii(text)

@@ -1,11 +1,18 @@
-"""The access tables: rings, peers, grants, content links, access and upload logs.
+"""The access layer's tables and its migrations, and the data directory's whole schema.
 
-`schema.MIGRATIONS` applies them as step 2 of the one migration list every process shares.
+The store and the access layer share one database file and one `PRAGMA user_version`, so their
+migrations form one sequence: each step keeps the number it shipped with (the store's tables
+are step 1, the first access tables step 2) and `MIGRATIONS` is the union, in order. A new step
+of either layer takes the next free number. Databases written before access became its own
+package are at step 2 of the same sequence and open unchanged.
 """
 
 from __future__ import annotations
 
-__all__ = ["ACCESS_TABLES", "OPEN_RING", "OPEN_RING_ID"]
+from ringdrop.store.db import Migration
+from ringdrop.store.schema import MIGRATIONS as STORE_MIGRATIONS
+
+__all__ = ["ACCESS_MIGRATIONS", "MIGRATIONS", "OPEN_RING", "OPEN_RING_ID"]
 
 # The built-in ring, as the first migration creates it.
 OPEN_RING = "open"
@@ -14,7 +21,7 @@ OPEN_RING_ID = 1
 # Names compare case-insensitively (NOCASE folds ASCII only, and names are ASCII only).
 # Privileges and upload outcomes are checked in Python, not by CHECK constraints, because their
 # lists are meant to grow and SQLite cannot change a CHECK without rebuilding the table.
-ACCESS_TABLES = """
+_ACCESS_TABLES = """
 CREATE TABLE rings (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE COLLATE NOCASE,
@@ -94,3 +101,28 @@ CREATE TABLE uploads (
     outcome TEXT NOT NULL
 ) STRICT;
 """
+
+# Where peers were reached: the addresses of the newest ticket of theirs that this node used,
+# best first, so that `remote list NICKNAME` can reach a sharer without a ticket. Not tied to
+# the peer book by a foreign key: using a ticket does not enter its sharer in the book. Before
+# this step they were kept in addresses.json, which is ignored (see `Access.remember_addresses`).
+_PEER_ADDRESSES = """
+CREATE TABLE peer_addresses (
+    peer_id BLOB NOT NULL CHECK (length(peer_id) = 32),
+    position INTEGER NOT NULL CHECK (position >= 0),
+    ip TEXT NOT NULL,
+    port INTEGER NOT NULL CHECK (port BETWEEN 0 AND 65535),
+    learnt_at REAL NOT NULL,
+    PRIMARY KEY (peer_id, position)
+) STRICT, WITHOUT ROWID;
+"""
+
+ACCESS_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(2, "rings, peer book, grants, content links, access and upload logs", _ACCESS_TABLES),
+    Migration(3, "the addresses peers were reached at", _PEER_ADDRESSES),
+)
+
+MIGRATIONS: tuple[Migration, ...] = tuple(
+    sorted((*STORE_MIGRATIONS, *ACCESS_MIGRATIONS), key=lambda m: m.version)
+)
+"""Every step of the data directory's database, the store's and access's, in order."""

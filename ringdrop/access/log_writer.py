@@ -23,14 +23,15 @@ from pathlib import Path
 
 import apsw
 
+from ringdrop.access.access import insert_decisions, insert_uploads
+from ringdrop.access.records import AccessLogEntry, Upload
+from ringdrop.access.schema import MIGRATIONS
 from ringdrop.errors import StoreError
-from ringdrop.store.access import AccessLogEntry, Upload, insert_decisions, insert_uploads
 from ringdrop.store.db import Database
-from ringdrop.store.schema import MIGRATIONS
 
 __all__ = ["LogWriter"]
 
-_log = logging.getLogger("ringdrop.store")
+_log = logging.getLogger("ringdrop.access")
 
 _BATCH = 1000
 _RETRY_PAUSE = 0.5

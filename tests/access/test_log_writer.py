@@ -11,12 +11,10 @@ import apsw
 import nacl.signing
 import pytest
 
+from ringdrop.access import MIGRATIONS, Access, AccessLogEntry, LogWriter, Upload
 from ringdrop.errors import StoreError
 from ringdrop.identity import PeerId
-from ringdrop.store.access import Access, AccessLogEntry, Upload
 from ringdrop.store.db import Database
-from ringdrop.store.log_writer import LogWriter
-from ringdrop.store.schema import MIGRATIONS
 
 PEER = PeerId(nacl.signing.SigningKey(b"p" * 32).verify_key.encode())
 ROOT = b"r" * 32
@@ -116,7 +114,7 @@ def test_a_closed_writer_refuses_entries_rather_than_drop_them(db: Database) -> 
 def test_a_failure_that_will_not_heal_is_logged_and_does_not_hang_the_stop(
     db: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("ringdrop.store.log_writer._RETRY_PAUSE", 0.01)
+    monkeypatch.setattr("ringdrop.access.log_writer._RETRY_PAUSE", 0.01)
     writer = LogWriter(db.path)
     with db.transaction() as conn:
         conn.execute("DROP TABLE uploads")

@@ -1,0 +1,146 @@
+"""The management use cases of `Node`: rings and their members, the peer book, grants, which
+rings may read a share, the logs, and the store's upkeep.
+
+A mixin of `Node`, so that the CLI and the TUI have one entry point; each method is one thing a
+person does. Peers may be named by `PeerId` or by text (a peer id, a nickname, or at least 8
+leading characters of an id in the peer book); the methods that act on one return its id.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ringdrop.access import (
+    Access,
+    AccessLogEntry,
+    Member,
+    Peer,
+    PeerRef,
+    Privilege,
+    RingInfo,
+    Upload,
+)
+from ringdrop.identity import PeerId
+from ringdrop.store import CheckReport, GcReport, ProgressFn, Store
+
+if TYPE_CHECKING:
+    from ringdrop.node.node import Share
+
+__all__ = ["Management"]
+
+
+class Management:
+    """Rings, peers, grants, attachments, logs and upkeep, for `Node`, which provides the layers
+    beneath: its `access` and its `store`."""
+
+    access: Access
+    store: Store
+
+    # -- rings ---------------------------------------------------------------------------------
+
+    def rings(self) -> list[RingInfo]:
+        """Every ring, the open ring first, with its numbers of members and of shares."""
+        return self.access.rings()
+
+    def create_ring(self, name: str) -> RingInfo:
+        return self.access.create_ring(name)
+
+    def rename_ring(self, old: str, new: str) -> None:
+        self.access.rename_ring(old, new)
+
+    def delete_ring(self, name: str) -> None:
+        """Deletes the ring, its memberships and attachments (not the content); never the open
+        ring."""
+        self.access.delete_ring(name)
+
+    def members(self, ring: str) -> list[Member]:
+        """The ring's members, expired ones included (see `Member.is_active`)."""
+        return self.access.members(ring)
+
+    def add_member(self, ring: str, peer: PeerRef, expires_at: float | None = None) -> PeerId:
+        """Lets `peer` into `ring` until `expires_at` (None: for good); adding a member again
+        changes its expiry."""
+        peer_id = self._peer_id(peer)
+        self.access.add_member(ring, peer_id, expires_at=expires_at)
+        return peer_id
+
+    def remove_member(self, ring: str, peer: PeerRef) -> PeerId:
+        peer_id = self._peer_id(peer)
+        self.access.remove_member(ring, peer_id)
+        return peer_id
+
+    # -- the peer book -------------------------------------------------------------------------
+
+    def peers(self) -> list[Peer]:
+        return self.access.peers()
+
+    def nicknames(self) -> dict[PeerId, str]:
+        """The nickname of each peer in the book that has one: to name many peers at once."""
+        return {p.peer_id: p.nickname for p in self.access.peers() if p.nickname}
+
+    def resolve_peer(self, text: str) -> PeerId:
+        """The peer that `text` names: a whole peer id (in the book or not), a nickname, or the
+        first 8 or more characters of the id of a peer in the book."""
+        return self.access.resolve_peer(text)
+
+    def add_peer(self, peer_id: PeerId | str, nickname: str | None = None) -> Peer:
+        """Enters a peer (by its whole id) in the book; a peer already there keeps its nickname
+        unless a new one is given."""
+        return self.access.add_peer(peer_id, nickname)
+
+    def set_nickname(self, peer: PeerRef, nickname: str | None) -> None:
+        """Gives a peer in the book a nickname (unique, whatever its case); None clears it."""
+        self.access.set_nickname(peer, nickname)
+
+    def remove_peer(self, peer: PeerRef) -> PeerId:
+        """Removes a peer from the book, and with it from every ring and grant."""
+        peer_id = self._peer_id(peer)
+        self.access.remove_peer(peer_id)
+        return peer_id
+
+    # -- grants --------------------------------------------------------------------------------
+
+    def grant(self, peer: PeerRef, privilege: Privilege = "catalog") -> PeerId:
+        """Gives `peer` (entering it in the peer book) a privilege on this node."""
+        peer_id = self._peer_id(peer)
+        self.access.grant(peer_id, privilege)
+        return peer_id
+
+    def revoke(self, peer: PeerRef, privilege: Privilege = "catalog") -> PeerId:
+        peer_id = self._peer_id(peer)
+        self.access.revoke(peer_id, privilege)
+        return peer_id
+
+    def grants(self, peer: PeerRef) -> list[Privilege]:
+        return self.access.grants(peer)
+
+    # -- who may read a share ------------------------------------------------------------------
+
+    def attach(self, share: Share, ring: str) -> None:
+        """Lets `ring` read `share`; the catalog shows it under the share's name and size."""
+        self.access.attach(share.root, ring, name=share.name, format=share.format, size=share.size)
+
+    def detach(self, share: Share, ring: str) -> None:
+        """Takes `share` away from `ring` (not from collections holding it)."""
+        self.access.detach(share.root, ring)
+
+    # -- logs and upkeep -----------------------------------------------------------------------
+
+    def decisions(self, limit: int = 100) -> list[AccessLogEntry]:
+        """The last `limit` access decisions (the access log), newest first."""
+        return self.access.access_log(limit)
+
+    def uploads(self, limit: int = 100) -> list[Upload]:
+        """The last `limit` uploads, newest first."""
+        return self.access.uploads(limit)
+
+    def check_store(self, progress: ProgressFn | None = None) -> CheckReport:
+        """Re-verifies every stored blob against its hash."""
+        return self.store.check(progress)
+
+    def gc(self) -> GcReport:
+        """Deletes content nothing shares or keeps any more, and leftovers of crashes."""
+        return self.store.gc()
+
+    def _peer_id(self, peer: PeerRef) -> PeerId:
+        return self.access.resolve_peer(peer) if isinstance(peer, str) else peer
