@@ -1,11 +1,13 @@
-"""The `ringdrop` command line without a network: every command through the installed entry
-point in a subprocess, their output for people and for programs, errors and exit codes."""
+"""The `ringdrop` command line without a network: every command through its entry point (in this
+process; the installed console script in a few), their output for people and for programs, errors
+and exit codes."""
 
 from __future__ import annotations
 
 import argparse
 import io
 import json
+import logging
 import os
 import re
 import subprocess
@@ -40,7 +42,7 @@ from ringdrop.node.progress import FileProgress, Progress
 from ringdrop.store.access import InvalidNameError, OpenRingError
 from ringdrop.ticket import Address, Ticket
 
-from .cli_util import RINGDROP, TICKET, Node, cli_env
+from .cli_util import TICKET, Node, cli_env, ringdrop
 
 PEER_ID_CHARS = 52
 
@@ -91,7 +93,7 @@ def test_every_command_has_help_with_an_example(
 
 
 def test_help_lists_every_command_and_the_exit_codes(alice: Node) -> None:
-    out = alice.run("--help").stdout
+    out = alice.run("--help", process=True).stdout  # the installed console script
     for command in ("id", "share", "get", "info", "serve", "ring", "peer", "blob", "shares",
                     "grant", "remote", "log", "store", "hash"):  # fmt: skip
         assert f"    {command} " in out or f"({command})" in out
@@ -108,33 +110,43 @@ def test_the_docstring_documents_the_same_exit_codes() -> None:
 
 
 def test_a_wrong_command_line_exits_2(alice: Node) -> None:
-    assert "invalid choice" in alice.run("fly", code=2).stderr
+    assert "invalid choice" in alice.run("fly", code=2, process=True).stderr
     assert "required" in alice.run("ring", "add", "friends", code=2).stderr
 
 
 def test_data_dir_may_follow_the_command(alice: Node, tmp_path: Path) -> None:
     before = alice.peer_id()
-    after = subprocess.run(
-        [*RINGDROP, "id", "--data-dir", str(alice.data_dir)],
-        capture_output=True, text=True, env=cli_env(), check=True,
-    ).stdout.strip()  # fmt: skip
-    assert after == before
+    after = ringdrop(["id", "--data-dir", alice.data_dir], cwd=alice.cwd)
+    assert after.stdout.strip() == before
 
 
 def test_data_dir_comes_from_the_environment(alice: Node) -> None:
     expected = alice.peer_id()
-    found = subprocess.run(
-        [*RINGDROP, "id"],
-        capture_output=True, text=True, check=True,
-        env=cli_env(RINGDROP_DATA_DIR=str(alice.data_dir)),
-    ).stdout.strip()  # fmt: skip
-    assert found == expected
+    found = ringdrop(["id"], cwd=alice.cwd, env=cli_env(RINGDROP_DATA_DIR=str(alice.data_dir)))
+    assert found.stdout.strip() == expected
 
 
 def test_debug_shows_the_traceback(alice: Node) -> None:
     plain = alice.run("ring", "delete", "nothing", code=5).stderr
     assert "Traceback" not in plain
-    assert "Traceback" in alice.run("--debug", "ring", "delete", "nothing", code=1).stderr
+    # A real process: the interpreter prints the traceback and exits 1.
+    debug = alice.run("--debug", "ring", "delete", "nothing", code=1, process=True).stderr
+    assert "Traceback" in debug
+
+
+def test_debug_logs_on_stderr_only_while_the_command_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def logs(args: argparse.Namespace) -> int:
+        logging.getLogger("ringdrop.test").debug("inside the command")
+        return 0
+
+    monkeypatch.setattr("ringdrop.cli.transfer.cmd_id", logs)
+    root = logging.getLogger()
+    before = (root.level, root.handlers[:])
+    assert main(["--debug", "id"]) == 0
+    assert "inside the command" in capsys.readouterr().err
+    assert (root.level, root.handlers) == before
 
 
 # -- id -------------------------------------------------------------------------------------------
@@ -296,10 +308,8 @@ def test_share_without_a_relay_names_none(alice: Node, a_file: Path) -> None:
 
 
 def _share_with_env(node: Node, path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RINGDROP, "--data-dir", str(node.data_dir), "share", str(path), "--open", "--json"],
-        capture_output=True, text=True, env=cli_env(**env), check=False,
-    )  # fmt: skip
+    argv: list[str | Path] = ["--data-dir", node.data_dir, "share", path, "--open", "--json"]
+    return ringdrop(argv, cwd=node.cwd, env=cli_env(**env))
 
 
 def test_share_names_the_relay_of_the_environment(alice: Node, a_file: Path) -> None:
