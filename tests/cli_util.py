@@ -241,12 +241,3 @@ def serving(node: Node) -> Iterator[Process]:
         yield process
     finally:
         process.stop(signal.SIGTERM)
-
-
-def tree(folder: Path) -> dict[str, bytes]:
-    """Every file below `folder` by its relative name, with its bytes."""
-    return {
-        p.relative_to(folder).as_posix(): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }

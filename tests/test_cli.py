@@ -43,24 +43,9 @@ from ringdrop.store.access import InvalidNameError, OpenRingError
 from ringdrop.ticket import Address, Ticket
 
 from .cli_util import TICKET, Node, cli_env, ringdrop
+from .files import tree
 
 PEER_ID_CHARS = 52
-
-
-@pytest.fixture
-def a_file(tmp_path: Path) -> Path:
-    path = tmp_path / "notes.txt"
-    path.write_text("hello ringdrop\n")
-    return path
-
-
-@pytest.fixture
-def a_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "photos"
-    (folder / "2026").mkdir(parents=True)
-    (folder / "a.jpg").write_bytes(b"a" * 20_000)
-    (folder / "2026" / "b.jpg").write_bytes(b"b" * 300)
-    return folder
 
 
 # -- the program ----------------------------------------------------------------------------------
@@ -206,7 +191,7 @@ def test_share_json(alice: Node, a_folder: Path) -> None:
     assert shown["command"] == f"ringdrop get {shown['ticket']}"
     assert shown["name"] == "photos"
     assert shown["format"] == "collection"
-    assert shown["size"] == 20_300
+    assert shown["size"] == sum(map(len, tree(a_folder).values()))
     assert shown["rings"] == ["family"]
     assert shown["server_pid"] is None
     assert Ticket.decode(str(shown["ticket"])).content_hash.hex() == shown["hash"]
@@ -246,7 +231,7 @@ def test_info_json(alice: Node, a_folder: Path) -> None:
         "hash": ticket.content_hash.hex(),
         "format": "collection",
         "name": "photos",
-        "size": 20_300,
+        "size": sum(map(len, tree(a_folder).values())),
         "addresses": [str(a) for a in ticket.addresses],
         "relay": None,
     }

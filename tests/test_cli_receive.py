@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from .cli_util import Node, Process, serving, tree
+from .cli_util import Node, Process, serving
+from .files import tree
 
 MIB = 1 << 20
 
@@ -24,17 +25,6 @@ MIB = 1 << 20
 def server(alice: Node) -> Iterator[Process]:
     with serving(alice) as process:
         yield process
-
-
-@pytest.fixture
-def a_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "photos"
-    (folder / "2026").mkdir(parents=True)
-    (folder / "a.jpg").write_bytes(os.urandom(200_000))
-    (folder / "2026" / "b.jpg").write_bytes(os.urandom(1000))
-    (folder / "run.sh").write_bytes(b"#!/bin/sh\necho hello\n")
-    (folder / "run.sh").chmod(0o755)
-    return folder
 
 
 @pytest.fixture
@@ -190,7 +180,8 @@ def test_share_leaves_out_excluded_files_and_says_how_many(
     ticket = next(line.strip() for line in out.splitlines() if line.strip().startswith("rdrop:"))
     bob.run("get", ticket)
     assert sorted(tree(bob.cwd / "photos")) == [
-        ".ringdropignore", "2026/b.jpg", "a.jpg", "keep.log", "run.sh",
+        ".ringdropignore", "2026/b.jpg", "2026/summer/c.jpg", "a.jpg", "empty.txt", "keep.log",
+        "run.sh",
     ]  # fmt: skip
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from ringdrop.errors import DiskFullError, StoreError
 from ringdrop.node import Node
-from tests.conftest import pseudo_random
+from tests.files import pseudo_random
 
 SIZE = 8 << 20
 

@@ -17,14 +17,11 @@ import pytest
 from ringdrop.errors import IntegrityError, NotFoundError, StoreError
 from ringdrop.store import Store
 from ringdrop.store.collection import Collection
+from tests.files import random_file, tree
 
-from .helpers import files_under, kill, random_file, read_all, spawn
+from .helpers import kill, read_all, spawn
 
 SIZE = 300_000
-
-
-def tree_of(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files_under(folder)}
 
 
 def no_leftovers(folder: Path) -> bool:
@@ -107,7 +104,7 @@ def test_a_folder_is_handed_over_member_by_member_with_its_metadata(
     result = store.export_collection(imported.info.root, tmp_path / "got", keep=False)
     out = result.path
     assert out == tmp_path / "got"
-    assert tree_of(out) == content
+    assert tree(out) == content
     assert (out / "run.sh").stat().st_ino == inodes["run.sh"]
     a, copy = (out / "docs" / "a.txt").stat(), (out / "docs" / "copy-of-a.txt").stat()
     assert {a.st_ino, copy.st_ino} & {inodes["docs/a.txt"]}, "one of the two was handed over"
@@ -153,7 +150,7 @@ def test_rename_writes_numbered_names(store: Store, tmp_path: Path) -> None:
     folder = store.import_directory(tmp_path / "src")
     again = store.export_collection(folder.info.root, tmp_path / "src", existing="rename").path
     assert again.name == "src (1)"
-    assert tree_of(again) == {"report.pdf": data}
+    assert tree(again) == {"report.pdf": data}
 
 
 def test_an_export_stopped_after_the_rename_is_finished_by_the_next(
@@ -170,7 +167,7 @@ def test_an_export_stopped_after_the_rename_is_finished_by_the_next(
     with pytest.raises(KeyboardInterrupt):
         store.export_collection(imported.info.root, tmp_path / "got", keep=False)
     monkeypatch.undo()
-    assert tree_of(tmp_path / "got") == tree_of(tmp_path / "src"), "in place, whole"
+    assert tree(tmp_path / "got") == tree(tmp_path / "src"), "in place, whole"
     with pytest.raises(StoreError, match="already exists"):
         store.export_collection(imported.info.root, tmp_path / "got", keep=False)
     assert store.finish_export(imported.info.root) is None, "the failed call finished it"
@@ -199,7 +196,7 @@ def test_an_export_stopped_before_the_rename_leaves_nothing_in_the_way(
     assert not (tmp_path / "got").exists()
     assert no_leftovers(tmp_path)
     store.export_collection(imported.info.root, tmp_path / "got", keep=False)
-    assert tree_of(tmp_path / "got") == tree_of(tmp_path / "src")
+    assert tree(tmp_path / "got") == tree(tmp_path / "src")
 
 
 @pytest.mark.slow
@@ -211,7 +208,7 @@ def test_a_killed_export_is_finished_by_the_next_without_force(tmp_path: Path, k
     src = tmp_path / "src"
     for i in range(60):
         random_file(src / f"d{i % 4}" / f"f{i}.bin", rng.choice([100, 20_000, 200_000]))
-    expected = tree_of(src)
+    expected = tree(src)
     # About how long the whole export takes here (fsyncs included), so kills land anywhere in
     # it, now and then after it.
     most = 1.2 if keep else 0.4
@@ -228,7 +225,7 @@ def test_a_killed_export_is_finished_by_the_next_without_force(tmp_path: Path, k
             if finished is None and "exported" not in lines:
                 assert not dest.exists(), "a result under the real name must be whole"
                 store.export_collection(root, dest, keep=keep)
-            assert tree_of(dest) == expected
+            assert tree(dest) == expected
             assert no_leftovers(tmp_path)
             report = store.check()
             assert report.ok, report.problems

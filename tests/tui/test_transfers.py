@@ -22,7 +22,7 @@ from ringdrop.tui.dialogs import Choice
 from ringdrop.tui.receive import ReceivePane
 from ringdrop.tui.saved import SavedTransfer, SavedTransfers
 from ringdrop.tui.transfer import TransferView
-from tests.conftest import pseudo_random
+from tests.files import pseudo_random
 from tests.tui.conftest import SIZE, screen_text, until
 
 DATA = pseudo_random(3 * 1024 * 1024 + 17)
