@@ -1,11 +1,16 @@
-"""Test content on disk: deterministic bytes, files written from bytes, and folders read back."""
+"""Test content on disk: deterministic bytes, files written from bytes, folders read back, and
+file systems mounted for a test."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import blake3
+import pytest
 
 
 def pseudo_random(size: int, seed: int = 0) -> bytes:
@@ -34,3 +39,15 @@ def files_under(folder: Path) -> list[Path]:
 def tree(folder: Path) -> dict[str, bytes]:
     """Every file below `folder` by its relative name, with its bytes."""
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files_under(folder)}
+
+
+@contextlib.contextmanager
+def mounted(mount: Path, *options: str) -> Iterator[Path]:
+    """`mount OPTIONS MOUNT` until the block ends; skips the test where mounting is not allowed."""
+    done = subprocess.run(["mount", *options, str(mount)], capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount {' '.join(options)} here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from .cli_util import Node, Process, serving
-from .files import tree
+from .files import mounted, tree
 
 MIB = 1 << 20
 
@@ -32,17 +32,8 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A small tmpfs: another file system than the data directories'."""
     mount = tmp_path / "other-fs"
     mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with mounted(mount, "-t", "tmpfs", "-o", "size=96m", "tmpfs"):
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def got(node: Node, *args: str | Path, code: int = 0) -> dict[str, Any]:

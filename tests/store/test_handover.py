@@ -11,13 +11,14 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from ringdrop.errors import IntegrityError, NotFoundError, StoreError
-from ringdrop.store import Store
+from ringdrop.store import ImportedCollection, Store
 from ringdrop.store.collection import Collection
-from tests.files import random_file, tree
+from tests.files import mounted, random_file, tree
 
 from .helpers import kill, read_all, spawn
 
@@ -153,16 +154,23 @@ def test_rename_writes_numbered_names(store: Store, tmp_path: Path) -> None:
     assert tree(again) == {"report.pdf": data}
 
 
-def test_an_export_stopped_after_the_rename_is_finished_by_the_next(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def two_files(store: Store, tmp_path: Path) -> ImportedCollection:
+    """`src`, a folder of two files, imported."""
     random_file(tmp_path / "src" / "a.bin", SIZE)
     random_file(tmp_path / "src" / "b.bin", SIZE)
-    imported = store.import_directory(tmp_path / "src")
+    return store.import_directory(tmp_path / "src")
 
-    def interrupted(*args: object) -> None:
-        raise KeyboardInterrupt
 
+def interrupted(*args: object, **kwargs: object) -> NoReturn:
+    """Ctrl-C, in place of a step of the export."""
+    raise KeyboardInterrupt
+
+
+def test_an_export_stopped_after_the_rename_is_finished_by_the_next(
+    store: Store, two_files: ImportedCollection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    imported = two_files
     monkeypatch.setattr("ringdrop.store.export._release", interrupted)
     with pytest.raises(KeyboardInterrupt):
         store.export_collection(imported.info.root, tmp_path / "got", keep=False)
@@ -180,15 +188,9 @@ def test_an_export_stopped_after_the_rename_is_finished_by_the_next(
 
 
 def test_an_export_stopped_before_the_rename_leaves_nothing_in_the_way(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, two_files: ImportedCollection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    random_file(tmp_path / "src" / "a.bin", SIZE)
-    random_file(tmp_path / "src" / "b.bin", SIZE)
-    imported = store.import_directory(tmp_path / "src")
-
-    def interrupted(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
-
+    imported = two_files
     monkeypatch.setattr("ringdrop.store.export._rename_new", interrupted)
     with pytest.raises(KeyboardInterrupt):
         store.export_collection(imported.info.root, tmp_path / "got", keep=False)
@@ -246,13 +248,8 @@ def reflink_fs(tmp_path: Path) -> Iterator[Path]:
     made = subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], capture_output=True)
     if made.returncode != 0:
         pytest.skip(f"mkfs.xfs failed: {made.stderr.decode().strip()}")
-    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a loop device here: {mounted.stderr.decode().strip()}")
-    try:
+    with mounted(mount, "-o", "loop", str(image)):
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_where_the_file_system_clones_the_store_keeps_its_copy_for_free(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -90,24 +91,22 @@ def test_the_bitfield_holds_only_what_was_flushed(store: Store) -> None:
         assert flushed != groups(0, 8)
 
 
-def test_a_torn_bitfield_is_rebuilt_from_the_data(store: Store) -> None:
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda bitfield: bitfield.write_bytes(bitfield.read_bytes()[:-3]), id="torn"),
+        pytest.param(Path.unlink, id="missing"),
+    ],
+)
+def test_a_damaged_bitfield_is_rebuilt_from_the_data(
+    store: Store, damage: Callable[[Path], object]
+) -> None:
     data = os.urandom(SIZE)
     root, stream = stream_of(data, groups(3, 7))
     with store.partial(root, SIZE) as partial:
         feed(partial.writer(groups(3, 7)), stream)
         bitfield = partial.paths.bitfield
-    bitfield.write_bytes(bitfield.read_bytes()[:-3])
-    with store.partial(root) as partial:
-        assert partial.valid() == groups(3, 7)
-
-
-def test_a_missing_bitfield_is_rebuilt_from_the_data(store: Store) -> None:
-    data = os.urandom(SIZE)
-    root, stream = stream_of(data, groups(3, 7))
-    with store.partial(root, SIZE) as partial:
-        feed(partial.writer(groups(3, 7)), stream)
-        bitfield = partial.paths.bitfield
-    bitfield.unlink()
+    damage(bitfield)
     with store.partial(root) as partial:
         assert partial.valid() == groups(3, 7)
 
