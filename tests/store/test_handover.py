@@ -163,18 +163,22 @@ def two_files(store: Store, tmp_path: Path) -> ImportedCollection:
 
 
 def interrupted(*args: object, **kwargs: object) -> NoReturn:
-    """Ctrl-C, in place of a step of the export."""
     raise KeyboardInterrupt
 
 
+def export_stopped_at(step: str, store: Store, root: bytes, dest: Path) -> None:
+    """Exports `root` to `dest`, with Ctrl-C in place of the export's function `step`."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(f"ringdrop.store.export.{step}", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            store.export_collection(root, dest, keep=False)
+
+
 def test_an_export_stopped_after_the_rename_is_finished_by_the_next(
-    store: Store, two_files: ImportedCollection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, two_files: ImportedCollection, tmp_path: Path
 ) -> None:
     imported = two_files
-    monkeypatch.setattr("ringdrop.store.export._release", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        store.export_collection(imported.info.root, tmp_path / "got", keep=False)
-    monkeypatch.undo()
+    export_stopped_at("_release", store, imported.info.root, tmp_path / "got")
     assert tree(tmp_path / "got") == tree(tmp_path / "src"), "in place, whole"
     with pytest.raises(StoreError, match="already exists"):
         store.export_collection(imported.info.root, tmp_path / "got", keep=False)
@@ -188,13 +192,10 @@ def test_an_export_stopped_after_the_rename_is_finished_by_the_next(
 
 
 def test_an_export_stopped_before_the_rename_leaves_nothing_in_the_way(
-    store: Store, two_files: ImportedCollection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, two_files: ImportedCollection, tmp_path: Path
 ) -> None:
     imported = two_files
-    monkeypatch.setattr("ringdrop.store.export._rename_new", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        store.export_collection(imported.info.root, tmp_path / "got", keep=False)
-    monkeypatch.undo()
+    export_stopped_at("_rename_new", store, imported.info.root, tmp_path / "got")
     assert not (tmp_path / "got").exists()
     assert no_leftovers(tmp_path)
     store.export_collection(imported.info.root, tmp_path / "got", keep=False)

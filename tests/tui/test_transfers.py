@@ -34,6 +34,13 @@ def shared_file(sharer: Node, tmp_path: Path, *, open: bool) -> str:
     return sharer.share(path, open=open).ticket.encode()
 
 
+@pytest.fixture
+def taken(serving: Node, tmp_path: Path, downloads: Path) -> str:
+    """The ticket of a file whose name is already taken in `downloads` (by b"mine")."""
+    (downloads / "movie.bin").write_bytes(b"mine")
+    return shared_file(serving, tmp_path, open=True)
+
+
 def paste(app: RingdropApp, ticket: str, dest: Path) -> None:
     """Fills in the Receive tab and asks to receive."""
     app.query_one("#dest", Input).value = str(dest)
@@ -167,30 +174,21 @@ async def test_save_in_a_path_that_does_not_exist_makes_it_the_file(
     [("rename", {"movie.bin": b"mine", "movie (1).bin": DATA}), ("force", {"movie.bin": DATA})],
 )
 async def test_an_existing_destination_asks_keep_both_or_overwrite(
-    app: RingdropApp,
-    serving: Node,
-    tmp_path: Path,
-    downloads: Path,
-    choice: str,
-    expected: dict[str, bytes],
+    app: RingdropApp, taken: str, downloads: Path, choice: str, expected: dict[str, bytes]
 ) -> None:
-    ticket = shared_file(serving, tmp_path, open=True)
-    (downloads / "movie.bin").write_bytes(b"mine")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
-        question = await answer(app, pilot, ticket, downloads, choice)
+        question = await answer(app, pilot, taken, downloads, choice)
     assert "already exists. Keep both, or overwrite it?" in question
     assert {p.name: p.read_bytes() for p in downloads.iterdir()} == expected
 
 
 async def test_an_existing_destination_left_alone_when_the_question_is_cancelled(
-    app: RingdropApp, serving: Node, tmp_path: Path, downloads: Path
+    app: RingdropApp, taken: str, downloads: Path
 ) -> None:
-    ticket = shared_file(serving, tmp_path, open=True)
-    (downloads / "movie.bin").write_bytes(b"mine")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
-        paste(app, ticket, downloads)
+        paste(app, taken, downloads)
         await until(pilot, lambda: isinstance(app.screen, Choice))
         await pilot.press("escape")
         await pilot.pause()
@@ -273,14 +271,12 @@ async def test_a_folder_saved_to_a_new_path_keeps_times_and_the_executable_bit(
 
 
 async def test_keep_both_twice_numbers_the_names(
-    app: RingdropApp, serving: Node, tmp_path: Path, downloads: Path
+    app: RingdropApp, taken: str, downloads: Path
 ) -> None:
-    ticket = shared_file(serving, tmp_path, open=True)
-    (downloads / "movie.bin").write_bytes(b"mine")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
         for _ in range(2):
-            await answer(app, pilot, ticket, downloads, "rename")
+            await answer(app, pilot, taken, downloads, "rename")
             app.query_one(TransferView).focus()
             await pilot.press("x")  # a finished transfer leaves the list without a question
             await until(pilot, lambda: not app.query(TransferView))
