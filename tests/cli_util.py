@@ -101,7 +101,7 @@ def _in_process(
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
         leaked = {k for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k)}
-        moved = os.getcwd() != str(cwd)
+        moved = Path.cwd() != cwd.resolve()
     except _TimedOut:
         raise AssertionError(
             f"`ringdrop {' '.join(args)}` still ran after {timeout} s\n"
