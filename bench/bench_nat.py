@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.cli_util import RINGDROP
-from tests.conftest import pseudo_random
+from tests.files import pseudo_random
 from tests.netlab import NatKind, NatLab, in_namespace, nat_lab
 from tests.relay_server import IrohRelay, require_iroh_relay
 

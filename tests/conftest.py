@@ -1,5 +1,6 @@
-"""Shared fixtures and helpers for the test suite: deterministic data, and two nodes with their
-own data directories, the sharer serving on loopback in the test's event loop."""
+"""Shared fixtures for the test suite: two nodes with their own data directories (the sharer
+serving on loopback in the test's event loop), the same two driven through the `ringdrop`
+command, and a file and a folder to share. Helpers for content on disk are in tests/files.py."""
 
 from __future__ import annotations
 
@@ -8,16 +9,14 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import blake3
 import pytest
 
 from ringdrop.node import Node
 from tests.cli_util import Node as CliNode
+from tests.files import pseudo_random, write
 
-
-def pseudo_random(size: int, seed: int = 0) -> bytes:
-    """Deterministic incompressible bytes (BLAKE3 in extendable-output mode)."""
-    return blake3.blake3(b"ringdrop test data %d" % seed).digest(length=size)
+# Still imported from here by tests/test_transport.py; its home is tests/files.py.
+__all__ = ["pseudo_random"]
 
 
 @pytest.fixture(autouse=True)
@@ -57,9 +56,20 @@ async def serving(sharer: Node) -> AsyncIterator[Node]:
 
 @pytest.fixture
 def a_file(tmp_path: Path) -> Path:
-    path = tmp_path / "notes.txt"
-    path.write_bytes(os.urandom(300_000))
-    return path
+    """`notes.txt`, 300 kB."""
+    return write(tmp_path / "notes.txt", os.urandom(300_000))
+
+
+@pytest.fixture
+def a_folder(tmp_path: Path) -> Path:
+    """`photos`: five files at three depths, one of them empty, one an executable script."""
+    folder = tmp_path / "photos"
+    write(folder / "a.jpg", os.urandom(200_000))
+    write(folder / "2026" / "b.jpg", os.urandom(1000))
+    write(folder / "2026" / "summer" / "c.jpg", os.urandom(70_000))
+    write(folder / "empty.txt", b"")
+    write(folder / "run.sh", b"#!/bin/sh\necho hello\n").chmod(0o755)
+    return folder
 
 
 @pytest.fixture

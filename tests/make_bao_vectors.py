@@ -13,7 +13,7 @@ import blake3
 
 from ringdrop.bao import ChunkRanges, outboard_from_bytes
 from tests.bao_util import encode
-from tests.conftest import pseudo_random
+from tests.files import pseudo_random
 
 SIZES = [0, 1, 1024, 16384, 16385, 100_000, 2**20 + 1000]
 RANGES: list[list[tuple[int, int | None]]] = [

@@ -239,19 +239,10 @@ _WAIT_FOR_STUN = (
 )
 
 
-# -- a veth pair ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VethPair:
-    """Namespaces `a` and `b` joined by a veth pair (interface `veth0` on each side)."""
+class _InLab:
+    """Runs commands in the namespaces of its `lab`."""
 
     lab: Lab
-    a: str
-    b: str
-    a_ip: str
-    b_ip: str
-    mtu: int
 
     def run(
         self, ns: str, command: Sequence[str], **options: Any
@@ -260,6 +251,21 @@ class VethPair:
 
     def popen(self, ns: str, command: Sequence[str], **options: Any) -> subprocess.Popen[Any]:
         return self.lab.popen(ns, command, **options)
+
+
+# -- a veth pair ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VethPair(_InLab):
+    """Namespaces `a` and `b` joined by a veth pair (interface `veth0` on each side)."""
+
+    lab: Lab
+    a: str
+    b: str
+    a_ip: str
+    b_ip: str
+    mtu: int
 
 
 @contextlib.contextmanager
@@ -292,7 +298,7 @@ class Side:
 
 
 @dataclass
-class NatLab:
+class NatLab(_InLab):
     """Two hosts behind NATs of the given kinds, on a shared "internet" (see the module
     docstring). Services for both sides (STUN, relay) run in `internet` on `service_ip`."""
 
@@ -302,14 +308,6 @@ class NatLab:
     right: Side
     service_ip: str = SERVICE_IP
     blocked: bool = field(default=False, init=False)
-
-    def run(
-        self, ns: str, command: Sequence[str], **options: Any
-    ) -> subprocess.CompletedProcess[str]:
-        return self.lab.run(ns, command, **options)
-
-    def popen(self, ns: str, command: Sequence[str], **options: Any) -> subprocess.Popen[Any]:
-        return self.lab.popen(ns, command, **options)
 
     def start_stun(self, port: int = STUN_PORT) -> tuple[str, int]:
         """coturn on service_ip:port in the internet namespace; returns that address."""

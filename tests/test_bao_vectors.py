@@ -11,7 +11,7 @@ import pytest
 
 from ringdrop.bao import ChunkRanges, Decoder, outboard_from_bytes
 from tests.bao_util import encode
-from tests.conftest import pseudo_random
+from tests.files import pseudo_random
 
 CASES: list[dict[str, Any]] = json.loads(
     (Path(__file__).parent / "vectors" / "bao_block4.json").read_text()

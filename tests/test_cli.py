@@ -1,11 +1,13 @@
-"""The `ringdrop` command line without a network: every command through the installed entry
-point in a subprocess, their output for people and for programs, errors and exit codes."""
+"""The `ringdrop` command line without a network: every command through its entry point (in this
+process; the installed console script in a few), their output for people and for programs, errors
+and exit codes."""
 
 from __future__ import annotations
 
 import argparse
 import io
 import json
+import logging
 import os
 import re
 import subprocess
@@ -45,25 +47,10 @@ from ringdrop.identity import PeerId
 from ringdrop.node.progress import FileProgress, Progress
 from ringdrop.ticket import Address, Ticket
 
-from .cli_util import RINGDROP, TICKET, Node, cli_env
+from .cli_util import TICKET, Node, cli_env, ringdrop
+from .files import tree
 
 PEER_ID_CHARS = 52
-
-
-@pytest.fixture
-def a_file(tmp_path: Path) -> Path:
-    path = tmp_path / "notes.txt"
-    path.write_text("hello ringdrop\n")
-    return path
-
-
-@pytest.fixture
-def a_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "photos"
-    (folder / "2026").mkdir(parents=True)
-    (folder / "a.jpg").write_bytes(b"a" * 20_000)
-    (folder / "2026" / "b.jpg").write_bytes(b"b" * 300)
-    return folder
 
 
 # -- the program ----------------------------------------------------------------------------------
@@ -96,7 +83,7 @@ def test_every_command_has_help_with_an_example(
 
 
 def test_help_lists_every_command_and_the_exit_codes(alice: Node) -> None:
-    out = alice.run("--help").stdout
+    out = alice.run("--help", process=True).stdout  # the installed console script
     for command in ("id", "share", "get", "info", "serve", "ring", "peer", "blob", "shares",
                     "grant", "remote", "log", "store", "hash"):  # fmt: skip
         assert f"    {command} " in out or f"({command})" in out
@@ -122,33 +109,43 @@ def test_the_error_tree_in_the_docstring_names_every_class_and_its_own_exit_code
 
 
 def test_a_wrong_command_line_exits_2(alice: Node) -> None:
-    assert "invalid choice" in alice.run("fly", code=2).stderr
+    assert "invalid choice" in alice.run("fly", code=2, process=True).stderr
     assert "required" in alice.run("ring", "add", "friends", code=2).stderr
 
 
 def test_data_dir_may_follow_the_command(alice: Node, tmp_path: Path) -> None:
     before = alice.peer_id()
-    after = subprocess.run(
-        [*RINGDROP, "id", "--data-dir", str(alice.data_dir)],
-        capture_output=True, text=True, env=cli_env(), check=True,
-    ).stdout.strip()  # fmt: skip
-    assert after == before
+    after = ringdrop(["id", "--data-dir", alice.data_dir], cwd=alice.cwd)
+    assert after.stdout.strip() == before
 
 
 def test_data_dir_comes_from_the_environment(alice: Node) -> None:
     expected = alice.peer_id()
-    found = subprocess.run(
-        [*RINGDROP, "id"],
-        capture_output=True, text=True, check=True,
-        env=cli_env(RINGDROP_DATA_DIR=str(alice.data_dir)),
-    ).stdout.strip()  # fmt: skip
-    assert found == expected
+    found = ringdrop(["id"], cwd=alice.cwd, env=cli_env(RINGDROP_DATA_DIR=str(alice.data_dir)))
+    assert found.stdout.strip() == expected
 
 
 def test_debug_shows_the_traceback(alice: Node) -> None:
     plain = alice.run("ring", "delete", "nothing", code=5).stderr
     assert "Traceback" not in plain
-    assert "Traceback" in alice.run("--debug", "ring", "delete", "nothing", code=1).stderr
+    # A real process: the interpreter prints the traceback and exits 1.
+    debug = alice.run("--debug", "ring", "delete", "nothing", code=1, process=True).stderr
+    assert "Traceback" in debug
+
+
+def test_debug_logs_on_stderr_only_while_the_command_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def logs(args: argparse.Namespace) -> int:
+        logging.getLogger("ringdrop.test").debug("inside the command")
+        return 0
+
+    monkeypatch.setattr("ringdrop.cli.transfer.cmd_id", logs)
+    root = logging.getLogger()
+    before = (root.level, root.handlers[:])
+    assert main(["--debug", "id"]) == 0
+    assert "inside the command" in capsys.readouterr().err
+    assert (root.level, root.handlers) == before
 
 
 # -- id -------------------------------------------------------------------------------------------
@@ -208,7 +205,7 @@ def test_share_json(alice: Node, a_folder: Path) -> None:
     assert shown["command"] == f"ringdrop get {shown['ticket']}"
     assert shown["name"] == "photos"
     assert shown["format"] == "collection"
-    assert shown["size"] == 20_300
+    assert shown["size"] == sum(map(len, tree(a_folder).values()))
     assert shown["rings"] == ["family"]
     assert shown["server_pid"] is None
     assert Ticket.decode(str(shown["ticket"])).content_hash.hex() == shown["hash"]
@@ -248,7 +245,7 @@ def test_info_json(alice: Node, a_folder: Path) -> None:
         "hash": ticket.content_hash.hex(),
         "format": "collection",
         "name": "photos",
-        "size": 20_300,
+        "size": sum(map(len, tree(a_folder).values())),
         "addresses": [str(a) for a in ticket.addresses],
         "relay": None,
     }
@@ -310,10 +307,8 @@ def test_share_without_a_relay_names_none(alice: Node, a_file: Path) -> None:
 
 
 def _share_with_env(node: Node, path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*RINGDROP, "--data-dir", str(node.data_dir), "share", str(path), "--open", "--json"],
-        capture_output=True, text=True, env=cli_env(**env), check=False,
-    )  # fmt: skip
+    argv: list[str | Path] = ["--data-dir", node.data_dir, "share", path, "--open", "--json"]
+    return ringdrop(argv, cwd=node.cwd, env=cli_env(**env))
 
 
 def test_share_names_the_relay_of_the_environment(alice: Node, a_file: Path) -> None:

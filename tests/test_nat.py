@@ -28,7 +28,7 @@ from typing import IO, Any
 import pytest
 
 from tests.cli_util import RINGDROP
-from tests.conftest import pseudo_random
+from tests.files import pseudo_random
 from tests.netlab import NatKind, NatLab, Side, in_namespace, is_root, missing_tools, nat_lab
 from tests.relay_server import IrohRelay, find_iroh_relay
 

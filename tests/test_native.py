@@ -24,7 +24,7 @@ from ringdrop.bao import (
 )
 from ringdrop.errors import IntegrityError
 from tests.bao_util import encode, expected_chunks, group_of_byte
-from tests.conftest import pseudo_random
+from tests.files import pseudo_random
 
 EDGE_SIZES = [0, 1, 1023, 1024, 1025, 16383, 16384, 16385, 32768, 32769, 3 * 2**20 + 5]
 

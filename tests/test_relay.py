@@ -67,6 +67,8 @@ class Node:
     client: RelayClient
     received: list[tuple[bytes, list[bytes]]] = field(default_factory=list)
     states: list[RelayState] = field(default_factory=list)
+    probed_by: set[bytes] = field(default_factory=set)
+    """The sources of `reachable`'s probes, which are kept out of `received`."""
 
     @property
     def key(self) -> bytes:
@@ -76,17 +78,23 @@ class Node:
         return [d for source, batch in self.received if source == key for d in batch]
 
 
+PROBE = b"reachable?"
+
+
 def make_node(url: str) -> Node:
     identity = new_identity()
     received: list[tuple[bytes, list[bytes]]] = []
     states: list[RelayState] = []
-    client = RelayClient(
-        url,
-        identity,
-        on_datagrams=lambda source, datagrams: received.append((source, datagrams)),
-        on_state=states.append,
-    )
-    return Node(identity, client, received, states)
+    probed_by: set[bytes] = set()
+
+    def on_datagrams(source: bytes, datagrams: list[bytes]) -> None:
+        if PROBE in datagrams:
+            probed_by.add(source)
+        if kept := [d for d in datagrams if d != PROBE]:
+            received.append((source, kept))
+
+    client = RelayClient(url, identity, on_datagrams=on_datagrams, on_state=states.append)
+    return Node(identity, client, received, states, probed_by)
 
 
 @pytest.fixture
@@ -117,16 +125,23 @@ async def until(condition: Callable[[], bool], what: str, deadline: float = DEAD
 
 async def reachable(sender: Node, receiver: Node) -> None:
     """Wait until the relay forwards from `sender` to `receiver` (a relay confirms a client's
-    handshake before it can route to it, and drops what it cannot route yet), then forget the
-    probes."""
+    handshake before it can route to it, and drops what it cannot route yet), then forget what
+    `receiver` received before. Probes that arrive later are not counted as received."""
     end = time.monotonic() + DEADLINE
-    while not receiver.datagrams_from(sender.key):
+    receiver.probed_by.discard(sender.key)
+    while sender.key not in receiver.probed_by:
         if time.monotonic() > end:
             pytest.fail("the relay never forwarded between the two clients")
-        sender.client.send(receiver.key, [b"?"])
+        sender.client.send(receiver.key, [PROBE])
         await asyncio.sleep(0.05)
-    await asyncio.sleep(0.2)  # stragglers of the probing
     receiver.received.clear()
+
+
+async def two_clients(nodes: Callable[[str], Awaitable[Node]], url: str) -> tuple[Node, Node]:
+    """alice and bob, connected to the relay at `url`, alice's datagrams reaching bob."""
+    alice, bob = await nodes(url), await nodes(url)
+    await reachable(alice, bob)
+    return alice, bob
 
 
 def is_connected(node: Node) -> bool:
@@ -143,9 +158,7 @@ def have_arrived(node: Node, source: bytes, count: int) -> Callable[[], bool]:
 async def test_datagrams_cross_the_relay_both_ways_with_their_source_key(
     iroh_relay: IrohRelay, nodes: Callable[[str], Awaitable[Node]]
 ) -> None:
-    alice = await nodes(iroh_relay.url)
-    bob = await nodes(iroh_relay.url)
-    await reachable(alice, bob)
+    alice, bob = await two_clients(nodes, iroh_relay.url)
     await reachable(bob, alice)
     assert alice.client.protocol == "iroh-relay-v2"
     # Every size from 1 to 1472: growing sizes leave one frame each, shrinking ones pair up
@@ -168,9 +181,7 @@ async def test_datagrams_cross_the_relay_both_ways_with_their_source_key(
 async def test_equal_datagrams_travel_in_batches_of_at_most_64_kib(
     iroh_relay: IrohRelay, nodes: Callable[[str], Awaitable[Node]]
 ) -> None:
-    alice = await nodes(iroh_relay.url)
-    bob = await nodes(iroh_relay.url)
-    await reachable(alice, bob)
+    alice, bob = await two_clients(nodes, iroh_relay.url)
     datagrams = [os.urandom(1472) for _ in range(100)]
     alice.client.send(bob.key, datagrams)
     await until(have_arrived(bob, alice.key, 100), "100 datagrams")
@@ -182,9 +193,7 @@ async def test_equal_datagrams_travel_in_batches_of_at_most_64_kib(
 async def test_frames_at_the_64_kib_limit_cross_and_larger_datagrams_are_refused(
     iroh_relay: IrohRelay, nodes: Callable[[str], Awaitable[Node]]
 ) -> None:
-    alice = await nodes(iroh_relay.url)
-    bob = await nodes(iroh_relay.url)
-    await reachable(alice, bob)
+    alice, bob = await two_clients(nodes, iroh_relay.url)
     largest = os.urandom(MAX_DATAGRAM)  # a frame of exactly 64 KiB
     half = (MAX_DATAGRAM - 2) // 2  # two of these fill a batch frame exactly
     pair = [os.urandom(half), os.urandom(half)]
@@ -203,9 +212,7 @@ async def test_frames_at_the_64_kib_limit_cross_and_larger_datagrams_are_refused
 async def test_beyond_the_queue_limit_datagrams_are_dropped_not_queued(
     iroh_relay: IrohRelay, nodes: Callable[[str], Awaitable[Node]]
 ) -> None:
-    alice = await nodes(iroh_relay.url)
-    bob = await nodes(iroh_relay.url)
-    await reachable(alice, bob)
+    alice, bob = await two_clients(nodes, iroh_relay.url)
     datagrams = [os.urandom(1472) for _ in range(3000)]  # about 4.4 MB in one go
     fits = QUEUE_LIMIT // 1472
     alice.client.send(bob.key, datagrams)
@@ -230,9 +237,7 @@ async def test_datagrams_sent_before_connecting_are_dropped_silently(
 async def test_a_restarted_relay_is_reconnected_and_traffic_resumes(
     iroh_relay: IrohRelay, nodes: Callable[[str], Awaitable[Node]]
 ) -> None:
-    alice = await nodes(iroh_relay.url)
-    bob = await nodes(iroh_relay.url)
-    await reachable(alice, bob)
+    alice, bob = await two_clients(nodes, iroh_relay.url)
     alice.client.send(bob.key, [b"before"])
     await until(have_arrived(bob, alice.key, 1), "the first datagram")
     assert bob.datagrams_from(alice.key) == [b"before"]

@@ -4,10 +4,11 @@ message and an exit code."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ringdrop import __version__
 from ringdrop.cli import content, demo, rings, transfer
@@ -55,10 +56,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.debug:
-        logging.basicConfig(
-            level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-        )
+    with _debug_log(args.debug):
+        return _run(args)
+
+
+@contextlib.contextmanager
+def _debug_log(enabled: bool) -> Iterator[None]:
+    """With --debug, every log record on stderr while the command runs; the root logger is left
+    as it was, so that `main` can run more than once in a process (as the tests do)."""
+    if not enabled:
+        yield
+        return
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        root.removeHandler(handler)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         code: int = args.run(args)
     except KeyboardInterrupt as interrupt:

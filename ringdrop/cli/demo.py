@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 from pathlib import Path
 
@@ -16,9 +15,10 @@ from ringdrop import display
 from ringdrop.cli.base import Commands, add_command
 from ringdrop.cli.progress import BytesProgress, TransferProgress
 from ringdrop.errors import AccessDeniedError
-from ringdrop.node.node import ADDRESSES_ENV, Node
+from ringdrop.node.node import Node
 
 MIB = 2**20
+LOOPBACK = ("127.0.0.1",)
 
 
 def register(commands: Commands) -> None:
@@ -44,7 +44,6 @@ def register(commands: Commands) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    os.environ[ADDRESSES_ENV] = "127.0.0.1"  # tickets name loopback only
     if args.keep:
         work = Path(tempfile.mkdtemp(prefix="ringdrop-demo-"))
         code = asyncio.run(_demo(work, args))
@@ -67,16 +66,20 @@ def _make_folder(folder: Path, size: int) -> None:
         offset += max(n, 0)
 
 
+def _node(data_dir: Path, args: argparse.Namespace) -> Node:
+    """Nothing leaves this machine: tickets name loopback only, and there is no relay and no STUN
+    server unless asked for on the command line (the environment's settings are for real
+    transfers)."""
+    return Node(data_dir, relays=args.relay or (), stun=args.stun or (), addresses=LOOPBACK)
+
+
 async def _demo(work: Path, args: argparse.Namespace) -> int:
     folder = work / "demo-folder"
     _make_folder(folder, max(args.size_mib, 1) * MIB)
-    # Nothing leaves this machine: no relay and no STUN server, unless asked for on the command
-    # line (the environment's settings are for real transfers).
-    relays, stun = args.relay or (), args.stun or ()
     with (
-        Node(work / "alice", relays=relays, stun=stun) as alice,
-        Node(work / "bob", relays=relays, stun=stun) as bob,
-        Node(work / "carol", relays=relays, stun=stun) as carol,
+        _node(work / "alice", args) as alice,
+        _node(work / "bob", args) as bob,
+        _node(work / "carol", args) as carol,
     ):
         print(f"alice  {alice.peer_id}")
         print(f"bob    {bob.peer_id}")

@@ -120,6 +120,8 @@ class Node(Management):
     `relays` (URLs) and `stun` (`HOST:PORT` or (host, port)) choose the relay and STUN servers;
     None takes $RINGDROP_RELAY / $RINGDROP_STUN, else the public defaults; `("disabled",)` or
     `()` turns them off. Bad values raise `SettingsError` before anything is opened.
+    `addresses` (IP addresses) are the ones tickets name; None takes $RINGDROP_ADDRESSES, else
+    this machine's interfaces.
     """
 
     def __init__(
@@ -128,7 +130,9 @@ class Node(Management):
         *,
         relays: Iterable[str] | None = None,
         stun: Iterable[str | StunServer] | None = None,
+        addresses: Iterable[str] | None = None,
     ) -> None:
+        self._addresses = None if addresses is None else ",".join(addresses)
         self.relays: tuple[str, ...] = relays_from(relays)
         self.stun_servers: tuple[StunServer, ...] = stun_servers_from(stun)
         self.data_dir = data_dir = default_data_dir() if data_dir is None else data_dir
@@ -602,9 +606,10 @@ class Node(Management):
             )
 
     def addresses(self) -> tuple[Address, ...]:
-        """Where peers can reach this node: its interfaces, or RINGDROP_ADDRESSES if set."""
+        """Where peers can reach this node: the addresses it was given, else RINGDROP_ADDRESSES
+        if set, else its interfaces."""
         port = self.config.port
-        override = os.environ.get(ADDRESSES_ENV)
+        override = self._addresses or os.environ.get(ADDRESSES_ENV)
         if override:
             try:
                 return tuple(

@@ -16,7 +16,7 @@ import pytest
 
 from ringdrop.errors import AccessDeniedError
 from ringdrop.node import Node, RetryPolicy
-from tests.conftest import pseudo_random
+from tests.files import pseudo_random
 
 # Holds SQLite's write lock (BEGIN IMMEDIATE) until told to let go on stdin, at most 120 s.
 _LOCKER = """

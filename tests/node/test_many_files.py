@@ -14,7 +14,7 @@ from ringdrop.errors import NotFoundError
 from ringdrop.node import Node, Progress, RetryPolicy
 from ringdrop.protocol import MemberPart, MemberSelection, MembersReader, MembersRequest
 from ringdrop.transport import connect
-from tests.conftest import pseudo_random
+from tests.files import pseudo_random, tree
 from tests.node.relay import Relay
 from tests.node.test_resume import kill_receiver_when, start_sharer, via
 
@@ -32,12 +32,6 @@ def small_folder(path: Path, files: int, seed: int = 0) -> dict[str, bytes]:
         (path / name).write_bytes(data)
         expected[name] = data
     return expected
-
-
-def tree(path: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()
-    }
 
 
 async def test_a_folder_of_2000_small_files_arrives_whole_on_a_few_streams(

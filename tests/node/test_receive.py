@@ -11,10 +11,17 @@ from typing import Any
 import pytest
 
 from ringdrop.errors import DiskFullError, StoreError
-from ringdrop.node import Node
-from tests.conftest import pseudo_random
+from ringdrop.node import Node, Share
+from tests.files import pseudo_random, write
 
 SIZE = 8 << 20
+DATA = pseudo_random(SIZE)
+
+
+@pytest.fixture
+def share(serving: Node, tmp_path: Path) -> Share:
+    """DATA, shared by the serving node with everyone as `a.bin`."""
+    return serving.share(write(tmp_path / "in" / "a.bin", DATA), open=True)
 
 
 def used_below(*folders: Path) -> int:
@@ -40,64 +47,53 @@ class Disk:
         return Result
 
 
-async def test_one_file_system_with_room_for_the_content_once_is_enough(
-    serving: Node, receiver: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    share = serving.share(_write(tmp_path / "in" / "a.bin", pseudo_random(SIZE)), open=True)
-    out = tmp_path / "out"
-    out.mkdir()
-    disk = Disk(SIZE * 3 // 2, receiver.data_dir, out)
-    monkeypatch.setattr("ringdrop.store.files.os.statvfs", disk)
-    received = await receiver.get(share.ticket, out)
-    assert received.path.read_bytes() == pseudo_random(SIZE)
-    assert received.moved == SIZE
-
-
-async def test_keep_on_one_file_system_asks_for_room_for_two_copies(
-    serving: Node, receiver: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    share = serving.share(_write(tmp_path / "in" / "a.bin", pseudo_random(SIZE)), open=True)
+@pytest.fixture
+def out(receiver: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A destination on one pretend file system with the receiver's data directory, with room
+    for the content once and a half."""
     out = tmp_path / "out"
     out.mkdir()
     monkeypatch.setattr(
         "ringdrop.store.files.os.statvfs", Disk(SIZE * 3 // 2, receiver.data_dir, out)
     )
+    return out
+
+
+async def test_one_file_system_with_room_for_the_content_once_is_enough(
+    share: Share, receiver: Node, out: Path
+) -> None:
+    received = await receiver.get(share.ticket, out)
+    assert received.path.read_bytes() == DATA
+    assert received.moved == SIZE
+
+
+async def test_keep_on_one_file_system_asks_for_room_for_two_copies(
+    share: Share, receiver: Node, out: Path
+) -> None:
     with pytest.raises(DiskFullError, match=r"receiving a\.bin needs 16\.0 MiB"):
         await receiver.get(share.ticket, out, keep=True)
     assert os.listdir(out) == []
 
 
 async def test_a_deleted_export_is_fetched_again(
-    serving: Node, receiver: Node, tmp_path: Path
+    share: Share, receiver: Node, tmp_path: Path
 ) -> None:
-    data = pseudo_random(SIZE)
-    share = serving.share(_write(tmp_path / "in" / "a.bin", data), open=True)
     first = await receiver.get(share.ticket, tmp_path / "a.bin")
     first.path.unlink()
     again = await receiver.get(share.ticket, tmp_path / "a.bin")
-    assert again.path.read_bytes() == data
+    assert again.path.read_bytes() == DATA
     assert again.stats.present == 0
     assert receiver.check_store().ok
 
 
-def _write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
-async def test_the_keep_received_setting_keeps_a_private_copy(
-    serving: Node, tmp_path: Path
-) -> None:
-    data = pseudo_random(SIZE)
-    share = serving.share(_write(tmp_path / "in" / "a.bin", data), open=True)
+async def test_the_keep_received_setting_keeps_a_private_copy(share: Share, tmp_path: Path) -> None:
     data_dir = tmp_path / "keeper"
     data_dir.mkdir()
     (data_dir / "config.json").write_text('{"port": 29999, "keep_received": true}')
     with Node(data_dir) as keeper:
         received = await keeper.get(share.ticket, tmp_path / "a.bin")
         blob = keeper.store.blob(share.root)
-    assert received.path.read_bytes() == data
+    assert received.path.read_bytes() == DATA
     assert (received.moved, received.copied) == (0, SIZE)
     assert blob is not None
     assert blob.location == "file"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ringdrop.node import Node, Progress
-from tests.conftest import pseudo_random
+from tests.files import pseudo_random
 from tests.relay_server import IrohRelay, require_iroh_relay
 from tests.test_relay import FakeRelay
 

@@ -20,7 +20,7 @@ import pytest
 
 from ringdrop.node import Node, Progress, RetryPolicy
 from ringdrop.ticket import Address, Ticket
-from tests.conftest import pseudo_random
+from tests.files import pseudo_random
 from tests.node.relay import Relay
 
 SIZE = 24 * 2**20

@@ -27,13 +27,6 @@ LOCAL_RELAY = "http://127.0.0.1:1/"
 OTHER_RELAY = "http://127.0.0.1:2/"
 
 
-@pytest.fixture
-def a_file(tmp_path: Path) -> Path:
-    path = tmp_path / "notes.txt"
-    path.write_text("hello ringdrop\n")
-    return path
-
-
 # Where the settings come from
 
 

@@ -19,16 +19,10 @@ from ringdrop.errors import (
 )
 from ringdrop.node import Node, Progress, RetryPolicy
 from ringdrop.ticket import Address, Ticket
-from tests.conftest import pseudo_random
+from tests.files import pseudo_random, write
 from tests.node.relay import Relay
 
 FAST_RETRY = RetryPolicy(attempts=2, first_delay=0.05)
-
-
-def write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
 def overhead_bound(size: int) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -21,21 +20,10 @@ def stream_of(data: bytes, ranges: ChunkRanges | None = None) -> tuple[bytes, by
     return root, encoder.read(1 << 40)
 
 
-def random_file(path: Path, size: int) -> bytes:
-    data = os.urandom(size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return data
-
-
 def read_all(store: Store, root: bytes) -> bytes:
     """The content of `root` as a peer would receive it: through the encoder, verified."""
     stream = store.encoder(root).read(1 << 40)
     return b"".join(piece for _, piece in Decoder(root, ChunkRanges.all()).feed(stream))
-
-
-def files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
 # One part of a safe name: any printable text without separators, "." or "..".

@@ -10,8 +10,9 @@ import pytest
 from ringdrop.bao import ChunkRanges, Encoder, outboard_from_bytes
 from ringdrop.errors import IntegrityError, NotFoundError, StoreError
 from ringdrop.store import INLINE_MAX, Store
+from tests.files import files_under, random_file
 
-from .helpers import files_under, random_file, read_all
+from .helpers import read_all
 
 BIG = 200_000
 

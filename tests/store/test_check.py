@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 from ringdrop.store import Store
-
-from .helpers import random_file
+from tests.files import random_file
 
 SIZE = 100_000
 

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from ringdrop.errors import StoreError, UnsafePathError
 from ringdrop.store import Collection, Entry, Store
 from ringdrop.store.collection import MAGIC, MAGIC_V1
+from tests.files import files_under, tree
 
-from .helpers import SAFE_PART, files_under
+from .helpers import SAFE_PART
 
 
 def make_tree(root: Path) -> dict[str, bytes]:
@@ -32,10 +33,6 @@ def make_tree(root: Path) -> dict[str, bytes]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return content
-
-
-def tree_of(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files_under(folder)}
 
 
 def encode_raw(entries: list[tuple[bytes, int, bytes]]) -> bytes:
@@ -55,14 +52,14 @@ def test_a_tree_round_trips_through_import_and_export(store: Store, tmp_path: Pa
     assert imported.tag.format == "collection"
     assert imported.tag.display_name == "src"
     store.export_collection(imported.info.root, tmp_path / "out")
-    assert tree_of(tmp_path / "out") == content
+    assert tree(tmp_path / "out") == content
 
 
 def test_a_reference_import_of_a_tree_round_trips(store: Store, tmp_path: Path) -> None:
     content = make_tree(tmp_path / "src")
     imported = store.import_directory(tmp_path / "src", mode="reference")
     store.export_collection(imported.info.root, tmp_path / "out")
-    assert tree_of(tmp_path / "out") == content
+    assert tree(tmp_path / "out") == content
 
 
 def test_the_same_tree_always_gives_the_same_root(store: Store, tmp_path: Path) -> None:
@@ -209,7 +206,7 @@ def test_members_committed_in_batches_survive_gc_during_the_import(
         assert conn.execute("SELECT count(*) FROM temp_tags").fetchall() == [(0,)]
     store.gc()
     store.export_collection(imported.info.root, tmp_path / "out")
-    assert tree_of(tmp_path / "out") == content
+    assert tree(tmp_path / "out") == content
 
 
 def test_a_failed_folder_import_leaves_nothing_protected(

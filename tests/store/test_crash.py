@@ -16,8 +16,9 @@ import pytest
 
 from ringdrop.bao import ChunkRanges, create_outboard
 from ringdrop.store import Store
+from tests.files import files_under, random_file
 
-from .helpers import files_under, kill, random_file, read_all, spawn
+from .helpers import kill, read_all, spawn
 
 FAST = 8
 SLOW = 60

@@ -10,8 +10,7 @@ import pytest
 from ringdrop.errors import DiskFullError, ExistsError, IntegrityError, UnsafePathError
 from ringdrop.store import Store
 from ringdrop.store.collection import MAGIC_V1
-
-from .helpers import files_under, random_file
+from tests.files import files_under, random_file
 
 SIZE = 100_000
 

@@ -9,8 +9,9 @@ import pytest
 
 from ringdrop.errors import StoreError
 from ringdrop.store import Store
+from tests.files import files_under, random_file
 
-from .helpers import files_under, kill, random_file, read_all, spawn, stream_of
+from .helpers import kill, read_all, spawn, stream_of
 
 SIZE = 100_000
 

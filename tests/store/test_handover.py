@@ -11,20 +11,18 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from ringdrop.errors import IntegrityError, NotFoundError, StoreError
-from ringdrop.store import Store
+from ringdrop.store import ImportedCollection, Store
 from ringdrop.store.collection import Collection
+from tests.files import mounted, random_file, tree
 
-from .helpers import files_under, kill, random_file, read_all, spawn
+from .helpers import kill, read_all, spawn
 
 SIZE = 300_000
-
-
-def tree_of(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files_under(folder)}
 
 
 def no_leftovers(folder: Path) -> bool:
@@ -107,7 +105,7 @@ def test_a_folder_is_handed_over_member_by_member_with_its_metadata(
     result = store.export_collection(imported.info.root, tmp_path / "got", keep=False)
     out = result.path
     assert out == tmp_path / "got"
-    assert tree_of(out) == content
+    assert tree(out) == content
     assert (out / "run.sh").stat().st_ino == inodes["run.sh"]
     a, copy = (out / "docs" / "a.txt").stat(), (out / "docs" / "copy-of-a.txt").stat()
     assert {a.st_ino, copy.st_ino} & {inodes["docs/a.txt"]}, "one of the two was handed over"
@@ -153,24 +151,35 @@ def test_rename_writes_numbered_names(store: Store, tmp_path: Path) -> None:
     folder = store.import_directory(tmp_path / "src")
     again = store.export_collection(folder.info.root, tmp_path / "src", existing="rename").path
     assert again.name == "src (1)"
-    assert tree_of(again) == {"report.pdf": data}
+    assert tree(again) == {"report.pdf": data}
+
+
+@pytest.fixture
+def two_files(store: Store, tmp_path: Path) -> ImportedCollection:
+    """`src`, a folder of two files, imported."""
+    random_file(tmp_path / "src" / "a.bin", SIZE)
+    random_file(tmp_path / "src" / "b.bin", SIZE)
+    return store.import_directory(tmp_path / "src")
+
+
+def interrupted(*args: object, **kwargs: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def export_stopped_at(step: str, store: Store, root: bytes, dest: Path) -> None:
+    """Exports `root` to `dest`, with Ctrl-C in place of the export's function `step`."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(f"ringdrop.store.export.{step}", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            store.export_collection(root, dest, keep=False)
 
 
 def test_an_export_stopped_after_the_rename_is_finished_by_the_next(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, two_files: ImportedCollection, tmp_path: Path
 ) -> None:
-    random_file(tmp_path / "src" / "a.bin", SIZE)
-    random_file(tmp_path / "src" / "b.bin", SIZE)
-    imported = store.import_directory(tmp_path / "src")
-
-    def interrupted(*args: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("ringdrop.store.export._release", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        store.export_collection(imported.info.root, tmp_path / "got", keep=False)
-    monkeypatch.undo()
-    assert tree_of(tmp_path / "got") == tree_of(tmp_path / "src"), "in place, whole"
+    imported = two_files
+    export_stopped_at("_release", store, imported.info.root, tmp_path / "got")
+    assert tree(tmp_path / "got") == tree(tmp_path / "src"), "in place, whole"
     with pytest.raises(StoreError, match="already exists"):
         store.export_collection(imported.info.root, tmp_path / "got", keep=False)
     assert store.finish_export(imported.info.root) is None, "the failed call finished it"
@@ -183,23 +192,14 @@ def test_an_export_stopped_after_the_rename_is_finished_by_the_next(
 
 
 def test_an_export_stopped_before_the_rename_leaves_nothing_in_the_way(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, two_files: ImportedCollection, tmp_path: Path
 ) -> None:
-    random_file(tmp_path / "src" / "a.bin", SIZE)
-    random_file(tmp_path / "src" / "b.bin", SIZE)
-    imported = store.import_directory(tmp_path / "src")
-
-    def interrupted(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("ringdrop.store.export._rename_new", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        store.export_collection(imported.info.root, tmp_path / "got", keep=False)
-    monkeypatch.undo()
+    imported = two_files
+    export_stopped_at("_rename_new", store, imported.info.root, tmp_path / "got")
     assert not (tmp_path / "got").exists()
     assert no_leftovers(tmp_path)
     store.export_collection(imported.info.root, tmp_path / "got", keep=False)
-    assert tree_of(tmp_path / "got") == tree_of(tmp_path / "src")
+    assert tree(tmp_path / "got") == tree(tmp_path / "src")
 
 
 @pytest.mark.slow
@@ -211,7 +211,7 @@ def test_a_killed_export_is_finished_by_the_next_without_force(tmp_path: Path, k
     src = tmp_path / "src"
     for i in range(60):
         random_file(src / f"d{i % 4}" / f"f{i}.bin", rng.choice([100, 20_000, 200_000]))
-    expected = tree_of(src)
+    expected = tree(src)
     # About how long the whole export takes here (fsyncs included), so kills land anywhere in
     # it, now and then after it.
     most = 1.2 if keep else 0.4
@@ -228,7 +228,7 @@ def test_a_killed_export_is_finished_by_the_next_without_force(tmp_path: Path, k
             if finished is None and "exported" not in lines:
                 assert not dest.exists(), "a result under the real name must be whole"
                 store.export_collection(root, dest, keep=keep)
-            assert tree_of(dest) == expected
+            assert tree(dest) == expected
             assert no_leftovers(tmp_path)
             report = store.check()
             assert report.ok, report.problems
@@ -249,13 +249,8 @@ def reflink_fs(tmp_path: Path) -> Iterator[Path]:
     made = subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], capture_output=True)
     if made.returncode != 0:
         pytest.skip(f"mkfs.xfs failed: {made.stderr.decode().strip()}")
-    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a loop device here: {mounted.stderr.decode().strip()}")
-    try:
+    with mounted(mount, "-o", "loop", str(image)):
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_where_the_file_system_clones_the_store_keeps_its_copy_for_free(

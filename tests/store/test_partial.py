@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from ringdrop.bao import GROUP_SIZE, ChunkRanges, valid_ranges
 from ringdrop.errors import DiskFullError, IntegrityError, StoreError
 from ringdrop.store import Store
+from ringdrop.store.layout import PartialPaths
 from ringdrop.store.partial import decode_bitfield
 
 from .helpers import read_all, stream_of
@@ -25,6 +27,15 @@ def feed(writer: object, stream: bytes, piece: int = 10_000) -> None:
     assert isinstance(writer, PartialWriter)
     for at in range(0, len(stream), piece):
         writer.write(stream[at : at + piece])
+
+
+def written(store: Store, ranges: ChunkRanges | None = None) -> tuple[bytes, PartialPaths]:
+    """A download of SIZE random bytes with `ranges` of them (default: all) written and closed:
+    its root and its files."""
+    root, stream = stream_of(os.urandom(SIZE), ranges)
+    with store.partial(root, SIZE) as partial:
+        feed(partial.writer(ranges), stream)
+        return root, partial.paths
 
 
 def groups(first: int, end: int) -> ChunkRanges:
@@ -90,35 +101,25 @@ def test_the_bitfield_holds_only_what_was_flushed(store: Store) -> None:
         assert flushed != groups(0, 8)
 
 
-def test_a_torn_bitfield_is_rebuilt_from_the_data(store: Store) -> None:
-    data = os.urandom(SIZE)
-    root, stream = stream_of(data, groups(3, 7))
-    with store.partial(root, SIZE) as partial:
-        feed(partial.writer(groups(3, 7)), stream)
-        bitfield = partial.paths.bitfield
-    bitfield.write_bytes(bitfield.read_bytes()[:-3])
-    with store.partial(root) as partial:
-        assert partial.valid() == groups(3, 7)
-
-
-def test_a_missing_bitfield_is_rebuilt_from_the_data(store: Store) -> None:
-    data = os.urandom(SIZE)
-    root, stream = stream_of(data, groups(3, 7))
-    with store.partial(root, SIZE) as partial:
-        feed(partial.writer(groups(3, 7)), stream)
-        bitfield = partial.paths.bitfield
-    bitfield.unlink()
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda bitfield: bitfield.write_bytes(bitfield.read_bytes()[:-3]), id="torn"),
+        pytest.param(Path.unlink, id="missing"),
+    ],
+)
+def test_a_damaged_bitfield_is_rebuilt_from_the_data(
+    store: Store, damage: Callable[[Path], object]
+) -> None:
+    root, paths = written(store, groups(3, 7))
+    damage(paths.bitfield)
     with store.partial(root) as partial:
         assert partial.valid() == groups(3, 7)
 
 
 def test_a_bitfield_past_the_end_of_the_data_file_is_not_trusted(store: Store) -> None:
-    data = os.urandom(SIZE)
-    root, stream = stream_of(data)
-    with store.partial(root) as partial:
-        feed(partial.writer(), stream)
-        data_file = partial.paths.data
-    os.truncate(data_file, 5 * GROUP_SIZE)
+    root, paths = written(store)
+    os.truncate(paths.data, 5 * GROUP_SIZE)
     with store.partial(root) as partial:
         assert partial.valid() == groups(0, 5)
 
@@ -169,12 +170,8 @@ def test_a_lying_stream_keeps_what_verified_and_marks_nothing_else(store: Store)
 
 
 def test_promoting_data_that_does_not_hash_to_the_root_resets(store: Store) -> None:
-    data = os.urandom(SIZE)
-    root, stream = stream_of(data)
-    with store.partial(root) as partial:
-        feed(partial.writer(), stream)
-        data_file = partial.paths.data
-    with data_file.open("r+b") as f:
+    root, paths = written(store)
+    with paths.data.open("r+b") as f:
         f.write(b"rot")
     with store.partial(root) as partial, pytest.raises(IntegrityError, match="starts over"):
         partial.promote()

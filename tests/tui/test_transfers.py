@@ -22,7 +22,7 @@ from ringdrop.tui.dialogs import Choice
 from ringdrop.tui.receive import ReceivePane
 from ringdrop.tui.saved import SavedTransfer, SavedTransfers
 from ringdrop.tui.transfer import TransferView
-from tests.conftest import pseudo_random
+from tests.files import pseudo_random
 from tests.tui.conftest import SIZE, screen_text, until
 
 DATA = pseudo_random(3 * 1024 * 1024 + 17)
@@ -34,6 +34,13 @@ def shared_file(sharer: Node, tmp_path: Path, *, open: bool) -> str:
     return sharer.share(path, open=open).ticket.encode()
 
 
+@pytest.fixture
+def taken(serving: Node, tmp_path: Path, downloads: Path) -> str:
+    """The ticket of a file whose name is already taken in `downloads` (by b"mine")."""
+    (downloads / "movie.bin").write_bytes(b"mine")
+    return shared_file(serving, tmp_path, open=True)
+
+
 def paste(app: RingdropApp, ticket: str, dest: Path) -> None:
     """Fills in the Receive tab and asks to receive."""
     app.query_one("#dest", Input).value = str(dest)
@@ -41,9 +48,38 @@ def paste(app: RingdropApp, ticket: str, dest: Path) -> None:
     app.query_one(ReceivePane).receive()
 
 
-async def paste_and_receive(app: RingdropApp, ticket: str, dest: Path) -> TransferView:
+async def start_receiving(
+    app: RingdropApp, pilot: Pilot[None], ticket: str, dest: Path
+) -> TransferView:
+    """Receives `ticket` into `dest` from the Receive tab; returns the transfer's view."""
+    await pilot.press("2")
     paste(app, ticket, dest)
     return app.query_one(TransferView)
+
+
+async def until_ended(pilot: Pilot[None], view: TransferView) -> None:
+    await until(pilot, lambda: view.finished or view.failed)
+
+
+async def receive(app: RingdropApp, pilot: Pilot[None], ticket: str, dest: Path) -> TransferView:
+    """Receives `ticket` into `dest` from the Receive tab until it has finished or failed."""
+    view = await start_receiving(app, pilot, ticket, dest)
+    await until_ended(pilot, view)
+    return view
+
+
+async def answer(app: RingdropApp, pilot: Pilot[None], ticket: str, dest: Path, choice: str) -> str:
+    """Asks to receive `ticket` into `dest`, where its name is taken, answers the question with
+    the button `choice` and waits until the transfer has finished or failed; returns the
+    question as the screen showed it."""
+    paste(app, ticket, dest)
+    await until(pilot, lambda: isinstance(app.screen, Choice))
+    await pilot.pause()
+    question = " ".join(screen_text(app).split())
+    await pilot.click(f"#{choice}")
+    await until(pilot, lambda: bool(app.query(TransferView)))
+    await until_ended(pilot, app.query_one(TransferView))
+    return question
 
 
 async def ask_to_cancel(app: RingdropApp, pilot: Pilot[None]) -> None:
@@ -72,9 +108,7 @@ async def test_a_received_file_reaches_100_percent_and_is_saved(
 ) -> None:
     ticket = shared_file(serving, tmp_path, open=True)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        view = await paste_and_receive(app, ticket, downloads)
-        await until(pilot, lambda: view.finished or view.failed)
+        view = await receive(app, pilot, ticket, downloads)
         bar = view.query_one(ProgressBar)
         text = screen_text(app)
     assert view.finished, text
@@ -89,9 +123,7 @@ async def test_a_denied_receive_shows_the_sharers_reason(
 ) -> None:
     ticket = shared_file(serving, tmp_path, open=False)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        view = await paste_and_receive(app, ticket, downloads)
-        await until(pilot, lambda: view.finished or view.failed)
+        view = await receive(app, pilot, ticket, downloads)
         text = screen_text(app)
     assert view.failed
     assert "[failed]" in text
@@ -106,7 +138,7 @@ async def test_a_transfer_left_unfinished_continues_when_the_tui_reopens(
     SavedTransfers(mine.data_dir).put(SavedTransfer(ticket, str(downloads)))
     async with app.run_test(size=SIZE) as pilot:
         view = app.query_one(TransferView)
-        await until(pilot, lambda: view.finished or view.failed)
+        await until_ended(pilot, view)
     assert (downloads / "movie.bin").read_bytes() == DATA
 
 
@@ -115,8 +147,7 @@ async def test_pausing_keeps_the_transfer_for_later_and_resuming_finishes_it(
 ) -> None:
     ticket = shared_file(serving, tmp_path, open=True)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        view = await paste_and_receive(app, ticket, downloads)
+        view = await start_receiving(app, pilot, ticket, downloads)
         view.focus()
         await pilot.press("p")
         assert view.paused
@@ -124,7 +155,7 @@ async def test_pausing_keeps_the_transfer_for_later_and_resuming_finishes_it(
             SavedTransfer(ticket, str(downloads), paused=True)
         ]
         await pilot.press("p")
-        await until(pilot, lambda: view.finished or view.failed)
+        await until_ended(pilot, view)
     assert (downloads / "movie.bin").read_bytes() == DATA
 
 
@@ -133,48 +164,31 @@ async def test_save_in_a_path_that_does_not_exist_makes_it_the_file(
 ) -> None:
     ticket = shared_file(serving, tmp_path, open=True)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        view = await paste_and_receive(app, ticket, downloads / "film.bin")
-        await until(pilot, lambda: view.finished or view.failed)
+        await receive(app, pilot, ticket, downloads / "film.bin")
     assert (downloads / "film.bin").read_bytes() == DATA
     assert os.listdir(downloads) == ["film.bin"]
 
 
 @pytest.mark.parametrize(
-    ("answer", "expected"),
+    ("choice", "expected"),
     [("rename", {"movie.bin": b"mine", "movie (1).bin": DATA}), ("force", {"movie.bin": DATA})],
 )
 async def test_an_existing_destination_asks_keep_both_or_overwrite(
-    app: RingdropApp,
-    serving: Node,
-    tmp_path: Path,
-    downloads: Path,
-    answer: str,
-    expected: dict[str, bytes],
+    app: RingdropApp, taken: str, downloads: Path, choice: str, expected: dict[str, bytes]
 ) -> None:
-    ticket = shared_file(serving, tmp_path, open=True)
-    (downloads / "movie.bin").write_bytes(b"mine")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
-        paste(app, ticket, downloads)
-        await until(pilot, lambda: isinstance(app.screen, Choice))
-        await pilot.pause()
-        assert "already exists. Keep both, or overwrite it?" in " ".join(screen_text(app).split())
-        await pilot.click(f"#{answer}")
-        await until(pilot, lambda: bool(app.query(TransferView)))
-        view = app.query_one(TransferView)
-        await until(pilot, lambda: view.finished or view.failed)
+        question = await answer(app, pilot, taken, downloads, choice)
+    assert "already exists. Keep both, or overwrite it?" in question
     assert {p.name: p.read_bytes() for p in downloads.iterdir()} == expected
 
 
 async def test_an_existing_destination_left_alone_when_the_question_is_cancelled(
-    app: RingdropApp, serving: Node, tmp_path: Path, downloads: Path
+    app: RingdropApp, taken: str, downloads: Path
 ) -> None:
-    ticket = shared_file(serving, tmp_path, open=True)
-    (downloads / "movie.bin").write_bytes(b"mine")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
-        paste(app, ticket, downloads)
+        paste(app, taken, downloads)
         await until(pilot, lambda: isinstance(app.screen, Choice))
         await pilot.press("escape")
         await pilot.pause()
@@ -246,9 +260,7 @@ async def test_a_folder_saved_to_a_new_path_keeps_times_and_the_executable_bit(
         os.utime(path, ns=(when, when))
     ticket = serving.share(folder, open=True).ticket.encode()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        view = await paste_and_receive(app, ticket, downloads / "copy")
-        await until(pilot, lambda: view.finished or view.failed)
+        await receive(app, pilot, ticket, downloads / "copy")
     out = downloads / "copy"
     assert (out / "bin" / "run").read_bytes() == b"#!/bin/sh\n" + DATA
     assert (out / "notes.txt").read_bytes() == b"notes"
@@ -259,23 +271,13 @@ async def test_a_folder_saved_to_a_new_path_keeps_times_and_the_executable_bit(
 
 
 async def test_keep_both_twice_numbers_the_names(
-    app: RingdropApp, serving: Node, tmp_path: Path, downloads: Path
+    app: RingdropApp, taken: str, downloads: Path
 ) -> None:
-    ticket = shared_file(serving, tmp_path, open=True)
-    (downloads / "movie.bin").write_bytes(b"mine")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
         for _ in range(2):
-            app.query_one("#dest", Input).value = str(downloads)
-            app.query_one("#ticket", Input).value = ticket
-            app.query_one(ReceivePane).receive()
-            await until(pilot, lambda: isinstance(app.screen, Choice))
-            await pilot.pause()
-            await pilot.click("#rename")
-            await until(pilot, lambda: bool(app.query(TransferView)))
-            view = app.query_one(TransferView)
-            await until(pilot, lambda v=view: v.finished or v.failed)  # type: ignore[misc]
-            view.focus()
+            await answer(app, pilot, taken, downloads, "rename")
+            app.query_one(TransferView).focus()
             await pilot.press("x")  # a finished transfer leaves the list without a question
             await until(pilot, lambda: not app.query(TransferView))
     assert sorted(os.listdir(downloads)) == ["movie (1).bin", "movie (2).bin", "movie.bin"]
@@ -306,9 +308,7 @@ async def test_a_folder_export_that_failed_half_way_is_retried_without_overwriti
 
     monkeypatch.setattr(export, "_materialize", disk_full_at_the_third_file)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("2")
-        view = await paste_and_receive(app, ticket, downloads)
-        await until(pilot, lambda: view.finished or view.failed)
+        view = await receive(app, pilot, ticket, downloads)
         assert view.failed
         assert "could not export: the disk is full" in " ".join(screen_text(app).split())
         assert os.listdir(downloads) == [], "nothing half-done in the way"
