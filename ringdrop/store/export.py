@@ -16,8 +16,9 @@ How a stored file reaches the destination, best first:
 Inline blobs (≤ 16 KiB) are written out from the database; references are copied and verified.
 
 Crash safety. Everything is built under a temporary name in the destination's folder —
-`.ringdrop-<hash>.part`, a file or a folder holding the members — and put under the real name
-by one rename (or hard link) at the end, so nothing half-written ever carries the final name.
+`.ringdrop-<hash>-<name hash>.part`, a file or a folder holding the members — and put under the
+real name by one rename (or hard link) at the end, so nothing half-written ever carries the final
+name.
 The store's data files are linked, never moved, until the result is in place: a process killed
 before then leaves the store as it was and a temporary name that the next export of the same
 content removes. Just before the final rename a journal (`exports/<hash>.json` in the data
@@ -36,6 +37,7 @@ import ctypes
 import errno
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -146,7 +148,7 @@ def export_blob(
         dest.parent, copy_bytes_needed(layout, [source.info], dest.parent, keep=keep), _what(dest)
     )
     meter = Meter(source.info.size, progress, passes=2)
-    plan = _Plan(root, dest.parent / _temp_name(root))
+    plan = _Plan(root, dest.parent / _temp_name(root, dest))
     with _open_dir(dest.parent) as folder:
         _remove_stale(folder, plan.temp)
         try:
@@ -191,7 +193,7 @@ def export_collection(
     needed = copy_bytes_needed(layout, [s.info for s in sources], dest.parent, keep=keep)
     ensure_free_space(dest.parent, needed, _what(dest))
     meter = Meter(collection.total_size, progress, passes=2)
-    plan = _Plan(root, dest.parent / _temp_name(root))
+    plan = _Plan(root, dest.parent / _temp_name(root, dest))
     with _open_dir(dest.parent) as parent:
         _remove_stale(parent, plan.temp)
         os.mkdir(plan.temp.name, 0o777, dir_fd=parent)
@@ -557,7 +559,7 @@ def _force_into(layout: Layout, plan: _Plan, parent: int, dest: Path, *, is_fold
         _write_journal(layout, plan, dest, None)
         os.replace(plan.temp.name, dest.name, src_dir_fd=parent, dst_dir_fd=parent)
         return
-    old = dest.parent / f".ringdrop-{plan.root.hex()[:16]}.old"
+    old = plan.temp.with_suffix(".old")
     _remove_any(old)
     _write_journal(layout, plan, dest, old)
     os.rename(dest.name, old.name, src_dir_fd=parent, dst_dir_fd=parent)
@@ -683,9 +685,11 @@ def _source(conn: apsw.Connection, layout: Layout, root: bytes, *, load: bool = 
     return _Source(info, None, layout.blob_data(root))
 
 
-def _temp_name(root: bytes) -> str:
-    """One temporary name per content and folder: a rerun finds (and removes) its leftovers."""
-    return f".ringdrop-{root.hex()[:16]}.part"
+def _temp_name(root: bytes, dest: Path) -> str:
+    """One temporary name per content and destination: a rerun finds (and removes) its
+    leftovers, and exports of the same content to two names in one folder stay apart."""
+    name = hashlib.blake2s(os.fsencode(dest.name), digest_size=4).hexdigest()
+    return f".ringdrop-{root.hex()[:16]}-{name}.part"
 
 
 def _numbered(path: Path, n: int) -> Path:

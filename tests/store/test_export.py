@@ -27,6 +27,28 @@ def test_export_writes_the_blob_and_leaves_no_temporary_file(store: Store, tmp_p
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["copy.bin"]
 
 
+def test_exports_of_one_content_to_two_names_in_one_folder_do_not_meet(
+    store: Store, tmp_path: Path
+) -> None:
+    """The second export starts while the first is writing (from its progress callback):
+    each has its own temporary file, so neither removes the other's."""
+    data = random_file(tmp_path / "a.bin", 3 * 2**20)
+    info, _ = store.import_file(tmp_path / "a.bin")
+    with Store.open(tmp_path / "other") as other:
+        other.import_file(tmp_path / "a.bin")
+        second: list[Path] = []
+
+        def start_the_second(done: int, total: int) -> None:
+            if not second and 0 < done < total:
+                second.append(other.export(info.root, tmp_path / "out" / "two.bin").path)
+
+        first = store.export(info.root, tmp_path / "out" / "one.bin", progress=start_the_second)
+    assert second, "the first export reported no progress before its end"
+    assert first.path.read_bytes() == data
+    assert second[0].read_bytes() == data
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["one.bin", "two.bin"]
+
+
 def test_export_refuses_to_overwrite_unless_forced(store: Store, tmp_path: Path) -> None:
     data = random_file(tmp_path / "a.bin", SIZE)
     info, _ = store.import_file(tmp_path / "a.bin")
