@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from ringdrop.ticket import Ticket
+
 from .cli_util import Node, Process, cli_env, ringdrop, serving
 from .files import tree
 
@@ -113,6 +115,13 @@ def test_a_peer_outside_the_ring_is_denied_until_added(
     assert "ringdrop ring add" in err
     assert not (bob.cwd / "notes.txt").exists()
     assert "denied" in server.wait_for(r"denied")
+    error = bob.json("get", ticket, code=4)["error"]  # type: ignore[index]
+    assert error["type"] == "AccessDeniedError"
+    assert error["exit_code"] == 4
+    assert (error["peer"], error["root"]) == (
+        alice.peer_id(),
+        Ticket.decode(ticket).content_hash.hex(),
+    )
 
     alice.run("ring", "add", "friends", bob_id)  # while serve runs, in another process
     bob.run("get", ticket)

@@ -14,7 +14,8 @@ from ringdrop import __version__
 from ringdrop.cli import content, demo, rings, transfer
 from ringdrop.cli import tui as tui_command
 from ringdrop.cli.base import global_options
-from ringdrop.cli.exits import ExitCode, exit_code_table, report
+from ringdrop.cli.exits import ExitCode, error_json, exit_code_table, report
+from ringdrop.display import emit_json
 
 _DESCRIPTION = """\
 Peer-to-peer file transfer over QUIC, verified with BLAKE3, gated by access rings.
@@ -97,5 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as error:
         if args.debug:
             raise
+        if getattr(args, "json", False):
+            emit_json(error_json(error))  # on stdout, where a script reads the result
         return report(error)
     return code

@@ -20,7 +20,7 @@ from ringdrop.errors import (
     RingdropError,
 )
 
-__all__ = ["ExitCode", "classify", "exit_code_table", "hint", "report"]
+__all__ = ["ExitCode", "classify", "error_json", "exit_code_table", "hint", "report"]
 
 _NOT_FOUND_HINTS = {
     "ring": "Run `ringdrop ring list` to see the rings, or `ringdrop ring new {name}` to make one.",
@@ -79,6 +79,22 @@ def hint(error: BaseException) -> str | None:
             assert isinstance(error, RingdropError)
             return found(error)
     return None
+
+
+def error_json(error: BaseException) -> dict[str, object]:
+    """`error` for programs (`--json`): its class, exit code, message, hint and context."""
+    code, _ = classify(error)
+    fields: dict[str, object] = {
+        "type": type(error).__name__,
+        "exit_code": int(code),
+        "message": describe(error),
+        "hint": hint(error),
+    }
+    if isinstance(error, RingdropError):
+        context = {"peer": error.peer, "address": error.address, "path": error.path}
+        context["root"] = error.root.hex() if error.root is not None else None
+        fields |= {key: value for key, value in context.items() if value is not None}
+    return {"error": fields}
 
 
 def describe(error: BaseException) -> str:

@@ -10,7 +10,7 @@ import dataclasses
 import ipaddress
 import os
 import threading
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -362,9 +362,21 @@ class Node(Management):
         path is the result (see `export_target`). An existing result is refused, overwritten or
         kept beside a numbered new one, as `existing` says. Unless `keep` (default: the config's
         `keep_received`), the store hands its copy over to the exported file and keeps a
-        reference to it (see ringdrop/store/export.py).
+        reference to it (see ringdrop/store/export.py). An error names the ticket's peer and
+        content (`RingdropError.peer`, `.root`).
         """
-        retry = retry or RetryPolicy()
+        with _about(ticket):
+            return await self._get(ticket, dest, existing, keep, progress, retry or RetryPolicy())
+
+    async def _get(
+        self,
+        ticket: Ticket,
+        dest: Path | None,
+        existing: OnExisting,
+        keep: bool | None,
+        progress: ProgressCallback | None,
+        retry: RetryPolicy,
+    ) -> Received:
         self._check_reachable(ticket)  # fails at once, where retrying could not help
         keep = self.config.keep_received if keep is None else keep
         name = _safe_name(ticket)
@@ -666,6 +678,17 @@ class _Upload:
         if not self._logged:
             self._logged = True
             self._gate.finished(self._peer, self._request, self._answer, self._sent, outcome)
+
+
+@contextlib.contextmanager
+def _about(ticket: Ticket) -> Iterator[None]:
+    """Errors raised inside name the ticket's peer and content, unless they name their own."""
+    try:
+        yield
+    except RingdropError as error:
+        error.peer = error.peer or str(ticket.peer_id)
+        error.root = error.root or ticket.content_hash
+        raise
 
 
 def _existing_parent(path: Path) -> Path:
