@@ -95,7 +95,7 @@ def cmd_blob_list(args: argparse.Namespace) -> int:
     with open_node(args) as node:
         shares = node.shares()
     if getattr(args, "json", False):
-        display.emit_json({"shares": [_share_json(share) for share in shares]})
+        display.emit_json({"shares": [share_json(share) for share in shares]})
         return 0
     if not shares:
         print("Nothing is shared or received yet. Share something with `ringdrop share PATH`.")
@@ -116,7 +116,8 @@ def cmd_blob_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _share_json(share: Share) -> dict[str, object]:
+def share_json(share: Share) -> dict[str, object]:
+    """A share as `blob list --json` lists it; `share --json` adds what the import did."""
     return {
         "hash": share.root.hex(),
         "name": share.name,

@@ -19,6 +19,7 @@ from ringdrop.cli.base import (
     add_no_addresses,
     open_node,
 )
+from ringdrop.cli.content import share_json
 from ringdrop.cli.exits import ExitCode
 from ringdrop.cli.progress import BytesProgress, TransferProgress
 from ringdrop.errors import AccessDeniedError
@@ -147,15 +148,8 @@ def cmd_share(args: argparse.Namespace) -> int:
 
 
 def _share_json(share: Share) -> dict[str, object]:
-    ticket = share.ticket.encode()
-    return {
-        "ticket": ticket,
-        "command": f"ringdrop get {ticket}",
-        "hash": share.root.hex(),
-        "name": share.name,
-        "format": share.format,
-        "size": share.size,
-        "rings": list(share.rings),
+    return share_json(share) | {
+        "command": f"ringdrop get {share.ticket.encode()}",
         "excluded": share.excluded,
         "skipped": list(share.skipped),
     }
