@@ -13,10 +13,7 @@ import pytest
 
 from ringdrop.node import Node
 from tests.cli_util import Node as CliNode
-from tests.files import pseudo_random, write
-
-# Still imported from here by tests/test_transport.py; its home is tests/files.py.
-__all__ = ["pseudo_random"]
+from tests.files import write
 
 
 @pytest.fixture(autouse=True)
