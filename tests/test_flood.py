@@ -23,7 +23,7 @@ from ringdrop.transport._admission import (
     retry_packet,
 )
 from tests.flood import forged_initial
-from tests.test_transport import Blob, dial, receive, refuse, run, sharer
+from tests.test_transport import TIMEOUT, Blob, dial, receive, refuse, start_sharer
 
 REPO = Path(__file__).resolve().parent.parent
 # Bounded on purpose: loopback only, a few seconds, well under the 200k the issue allows.
@@ -77,7 +77,7 @@ async def _flood(
 
 @pytest.mark.parametrize("sources", [1, 16], ids=["one-source", "16-sources"])
 @pytest.mark.parametrize("backend", available_backends())
-def test_after_a_flood_the_first_attempt_of_a_legitimate_receiver_gets_in(
+async def test_after_a_flood_the_first_attempt_of_a_legitimate_receiver_gets_in(
     tmp_path: Path,
     backend: Any,
     sources: int,
@@ -90,7 +90,7 @@ def test_after_a_flood_the_first_attempt_of_a_legitimate_receiver_gets_in(
     async def main() -> bytes:
         errors = _record_loop_errors()
         loop = asyncio.get_running_loop()
-        server = await sharer(blob.handler, limits, backend=backend)
+        server = await start_sharer(blob.handler, limits, backend=backend)
         async with server:
             flood_started = loop.time()
             sent, peak = await _flood(server.port, server, FLOOD_DATAGRAMS, FLOOD_SECONDS, sources)
@@ -115,11 +115,12 @@ def test_after_a_flood_the_first_attempt_of_a_legitimate_receiver_gets_in(
         assert not [r for r in caplog.records if r.levelname == "ERROR"]
         return data
 
-    assert run(main(), timeout=120) == blob.data
+    async with asyncio.timeout(120):
+        assert await main() == blob.data
 
 
 @pytest.mark.parametrize("backend", available_backends())
-def test_a_receiver_that_starts_during_a_flood_is_served(
+async def test_a_receiver_that_starts_during_a_flood_is_served(
     tmp_path: Path, backend: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """200,000 datagrams spread over 5 s; a get starts once the flood is under way. It must
@@ -129,7 +130,7 @@ def test_a_receiver_that_starts_during_a_flood_is_served(
     async def main() -> bytes:
         errors = _record_loop_errors()
         loop = asyncio.get_running_loop()
-        server = await sharer(blob.handler, backend=backend)
+        server = await start_sharer(blob.handler, backend=backend)
         async with server:
             flood = await _start_flood(server.port, 200_000, 5.0, 1, paced=True)
             await asyncio.sleep(1.0)  # the flooder's start, and some flood
@@ -148,26 +149,28 @@ def test_a_receiver_that_starts_during_a_flood_is_served(
         assert not errors, errors
         return data
 
-    assert run(main(), timeout=120) == blob.data
+    async with asyncio.timeout(120):
+        assert await main() == blob.data
 
 
 @pytest.mark.parametrize("backend", available_backends())
-def test_a_client_asked_for_a_retry_proves_its_address_and_is_served(
+async def test_a_client_asked_for_a_retry_proves_its_address_and_is_served(
     tmp_path: Path, backend: Any
 ) -> None:
     blob = Blob(tmp_path, 100_000)
 
     async def main() -> bytes:
-        server = await sharer(blob.handler, Limits(accepts_per_second=0), backend=backend)
+        server = await start_sharer(blob.handler, Limits(accepts_per_second=0), backend=backend)
         async with server, await dial(server, backend=backend) as connection:
             data = await receive(connection, blob.request(), tmp_path / "got")
             assert server.admission.retries_sent >= 1
         return data
 
-    assert run(main()) == blob.data
+    async with asyncio.timeout(TIMEOUT):
+        assert await main() == blob.data
 
 
-def test_a_connection_whose_first_packet_is_malformed_is_dropped_without_an_error(
+async def test_a_connection_whose_first_packet_is_malformed_is_dropped_without_an_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """aioquic cannot send anything, not even a close, on a connection that never learnt its
@@ -178,7 +181,7 @@ def test_a_connection_whose_first_packet_is_malformed_is_dropped_without_an_erro
 
     async def main() -> None:
         errors = _record_loop_errors()
-        server = await sharer(refuse, backend="aioquic")
+        server = await start_sharer(refuse, backend="aioquic")
         async with server:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
                 sock.sendto(malformed, ("127.0.0.1", server.port))
@@ -189,7 +192,8 @@ def test_a_connection_whose_first_packet_is_malformed_is_dropped_without_an_erro
         assert not errors, errors
         assert not [r for r in caplog.records if r.levelname == "ERROR"]
 
-    run(main())
+    async with asyncio.timeout(TIMEOUT):
+        await main()
 
 
 def _initial(destination: bytes, token: bytes = b"") -> InitialHeader:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import nacl.signing
 import pytest
@@ -108,20 +108,6 @@ async def dial(server: Server, identity: Identity = RECEIVER, **options: Any) ->
 
 async def refuse(peer: PeerId, request: Request) -> Reply:
     return Reply(ResponseHeader("denied", "not in any ring"))
-
-
-# Still imported by tests/test_flood.py, whose tests run their coroutines through `run`; this
-# file's tests are `async def`. Both go once test_flood.py is converted.
-sharer = start_sharer
-T = TypeVar("T")
-
-
-def run(coroutine: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
-    async def bounded() -> T:
-        async with asyncio.timeout(timeout):
-            return await coroutine
-
-    return asyncio.run(bounded())
 
 
 @pytest.mark.parametrize("backend", available_backends())
