@@ -24,6 +24,7 @@ from ringdrop.errors import (
     NotFoundError,
     RelayDisabledError,
     RingdropError,
+    SettingsError,
     StoreError,
     TicketError,
     UnsafePathError,
@@ -132,7 +133,7 @@ class Node(Management):
         stun: Iterable[str | StunServer] | None = None,
         addresses: Iterable[str] | None = None,
     ) -> None:
-        self._addresses = None if addresses is None else ",".join(addresses)
+        self._ips = None if addresses is None else _ips(addresses, "addresses")
         self.relays: tuple[str, ...] = relays_from(relays)
         self.stun_servers: tuple[StunServer, ...] = stun_servers_from(stun)
         self.data_dir = data_dir = default_data_dir() if data_dir is None else data_dir
@@ -621,16 +622,11 @@ class Node(Management):
         """Where peers can reach this node: the addresses it was given, else RINGDROP_ADDRESSES
         if set, else its interfaces."""
         port = self.config.port
-        override = self._addresses or os.environ.get(ADDRESSES_ENV)
-        if override:
-            try:
-                return tuple(
-                    Address(ipaddress.ip_address(a.strip()), port)
-                    for a in override.split(",")
-                    if a.strip()
-                )
-            except ValueError as error:
-                raise StoreError(f"{ADDRESSES_ENV} holds a bad address: {error}") from error
+        ips, override = self._ips, os.environ.get(ADDRESSES_ENV)
+        if ips is None and override:
+            ips = _ips(override.split(","), ADDRESSES_ENV)
+        if ips:
+            return tuple(Address(ip, port) for ip in ips)
         found = local_addresses(port)
         if not found:
             raise StoreError("this machine has no network address to put in a ticket")
@@ -689,6 +685,15 @@ def _about(ticket: Ticket) -> Iterator[None]:
         error.peer = error.peer or str(ticket.peer_id)
         error.root = error.root or ticket.content_hash
         raise
+
+
+def _ips(
+    texts: Iterable[str], source: str
+) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+    try:
+        return tuple(ipaddress.ip_address(t.strip()) for t in texts if t.strip())
+    except ValueError as error:
+        raise SettingsError(f"{source} holds a bad address: {error}") from error
 
 
 def _existing_parent(path: Path) -> Path:

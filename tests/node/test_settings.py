@@ -158,6 +158,29 @@ def test_node_with_a_bad_setting_opens_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "n").exists()
 
 
+def test_ticket_addresses_come_from_the_keyword_then_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RINGDROP_ADDRESSES", "192.0.2.7, 192.0.2.8")
+    with Node(tmp_path / "n", addresses=["::1"]) as given, Node(tmp_path / "m") as from_env:
+        assert [str(a.ip) for a in given.addresses()] == ["::1"]
+        assert [str(a.ip) for a in from_env.addresses()] == ["192.0.2.7", "192.0.2.8"]
+
+
+def test_a_bad_address_is_a_usage_error_naming_its_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(SettingsError, match=r"^addresses holds a bad address"):
+        Node(tmp_path / "n", addresses=["192.0.2.300"])
+    assert not (tmp_path / "n").exists()
+    monkeypatch.setenv("RINGDROP_ADDRESSES", "nowhere")
+    with (
+        Node(tmp_path / "m") as node,
+        pytest.raises(SettingsError, match=r"^RINGDROP_ADDRESSES holds a bad address"),
+    ):
+        node.addresses()
+
+
 def test_home_relay_is_the_first_relay_without_a_saved_choice(tmp_path: Path) -> None:
     with Node(tmp_path / "n", relays=[LOCAL_RELAY, OTHER_RELAY]) as node:
         assert node.home_relay == LOCAL_RELAY
