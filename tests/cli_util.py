@@ -232,7 +232,7 @@ class Process:
 
 
 @contextlib.contextmanager
-def serving(node: Node) -> Iterator[Process]:
+def serve_process(node: Node) -> Iterator[Process]:
     """`ringdrop serve` for `node` until the block ends, then SIGTERM (its exit code is then
     `popen.returncode`)."""
     process = node.spawn("serve")

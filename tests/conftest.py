@@ -1,6 +1,6 @@
 """Shared fixtures for the test suite: two nodes with their own data directories (the sharer
 serving on loopback in the test's event loop), the same two driven through the `ringdrop`
-command, and a file and a folder to share. Helpers for content on disk are in tests/files.py."""
+command (and alice's `ringdrop serve` in its own process), and a file and a folder to share. Helpers for content on disk are in tests/files.py."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 
 from ringdrop.node import Node
 from tests.cli_util import Node as CliNode
+from tests.cli_util import Process, serve_process
 from tests.files import write
 
 
@@ -80,3 +81,13 @@ def alice(tmp_path: Path) -> CliNode:
 def bob(tmp_path: Path) -> CliNode:
     (tmp_path / "bob-cwd").mkdir()
     return CliNode(tmp_path / "bob", tmp_path / "bob-cwd")
+
+
+@pytest.fixture
+def server(alice: CliNode) -> Iterator[Process]:
+    """`ringdrop serve` for alice in its own process, stopped with SIGTERM at the end, which
+    must exit cleanly."""
+    with serve_process(alice) as process:
+        yield process
+    assert process.popen.returncode == 0, "".join(process.lines)
+    assert process.lines[-1].strip() == "stopped (SIGTERM)"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +13,11 @@ import pytest
 
 from ringdrop.ticket import Ticket
 
-from .cli_util import Node, Process, cli_env, ringdrop, serving
+from .cli_util import Node, Process, cli_env, ringdrop
 from .files import tree
 
 BIG = 96 << 20
 """Big enough that a transfer on loopback lasts a while, so that a test can interrupt it."""
-
-
-@pytest.fixture
-def server(alice: Node) -> Iterator[Process]:
-    """`ringdrop serve` for alice, stopped with SIGTERM at the end, which must exit cleanly."""
-    with serving(alice) as process:
-        yield process
-    assert process.popen.returncode == 0, "".join(process.lines)
-    assert process.lines[-1].strip() == "stopped (SIGTERM)"
 
 
 @pytest.fixture

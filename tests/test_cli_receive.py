@@ -15,16 +15,10 @@ from typing import Any
 
 import pytest
 
-from .cli_util import Node, Process, serving
+from .cli_util import Node, Process, serve_process
 from .files import mounted, tree
 
 MIB = 1 << 20
-
-
-@pytest.fixture
-def server(alice: Node) -> Iterator[Process]:
-    with serving(alice) as process:
-        yield process
 
 
 @pytest.fixture
@@ -326,7 +320,7 @@ def test_received_content_is_reshared_intact_and_an_edit_is_caught(
     bob_got = got(bob, ticket)
     bob.run("blob", "attach", bob_got["hash"][:12], "open")
     reshared = bob.run("blob", "ticket", bob_got["hash"][:12]).stdout.split()[0]
-    with serving(bob):
+    with serve_process(bob):
         carol.run("get", reshared)
         assert (carol.cwd / "film.bin").read_bytes() == original.read_bytes()
 
