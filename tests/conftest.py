@@ -1,6 +1,7 @@
 """Shared fixtures for the test suite: two nodes with their own data directories (the sharer
 serving on loopback in the test's event loop), the same two driven through the `ringdrop`
-command (and alice's `ringdrop serve` in its own process), and a file and a folder to share. Helpers for content on disk are in tests/files.py."""
+command (and alice's `ringdrop serve` in its own process), and a file and a folder to share.
+Helpers for content on disk are in tests/files.py."""
 
 from __future__ import annotations
 
