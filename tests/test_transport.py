@@ -245,7 +245,7 @@ async def test_a_proof_not_made_for_this_connection_closes_it(attack: str) -> No
                 mallory.write(AUTH_STREAM, proof, end_stream=True)
                 stream = mallory.open_stream()
                 mallory.write(stream, encode(CatalogRequest()), end_stream=True)
-                closed = await asyncio.wait_for(mallory.closed, 5)
+                closed = await mallory.closed
                 answered = mallory.received(stream)
             served = await an_honest_peer_is_served(server)
     assert closed[0] == PROTOCOL_ERROR
@@ -266,16 +266,18 @@ def test_a_close_over_a_protocol_error_reaches_the_honest_side_in_words() -> Non
 async def test_nothing_is_served_before_the_peer_proves_its_key(hello: bool) -> None:
     handler = Recorder()
     async with asyncio.timeout(TIMEOUT):
-        async with await start_sharer(handler, Limits(auth_timeout=1.0)) as server:
+        # The limit is the behaviour under test, and it holds for the honest peer too: short
+        # enough to wait out, long enough for an honest handshake on a loaded machine.
+        async with await start_sharer(handler, Limits(auth_timeout=3.0)) as server:
             async with hostile(server.port) as peer:
                 if hello:
                     await peer.challenge()
                 stream = AUTH_STREAM + 4  # the next client stream, whether or not 0 was used
                 peer.write(stream, encode(CatalogRequest()), end_stream=True)
-                closed = await asyncio.wait_for(peer.closed, 5)
+                closed = await peer.closed
                 answered = peer.received(stream)
             served = await an_honest_peer_is_served(server)
-    assert closed == (PROTOCOL_ERROR, "no proof of identity within 1 s")
+    assert closed == (PROTOCOL_ERROR, "no proof of identity within 3 s")
     assert answered == b""
     assert served
     assert handler.peers == [RECEIVER.peer_id]
@@ -324,7 +326,7 @@ async def test_a_connection_that_breaks_the_protocol_is_closed_and_others_are_se
         async with await start_sharer(handler) as server:
             async with hostile(server.port) as peer:
                 await attack(peer)
-                closed = await asyncio.wait_for(peer.closed, 5)
+                closed = await peer.closed
             served = await an_honest_peer_is_served(server)
     assert closed[0] == PROTOCOL_ERROR
     assert reason in closed[1]
@@ -507,17 +509,20 @@ async def test_a_receiver_that_stops_reading_does_not_make_the_sharer_read_ahead
 async def test_cancelling_a_download_closes_its_stream(tmp_path: Path) -> None:
     blob = Blob(tmp_path, 64 * 2**20)
 
+    reading = asyncio.Event()
+
     async def slow_reader(connection: Connection) -> None:
         _, body = await connection.request(blob.request())
         async for _ in body:
+            reading.set()
             await asyncio.sleep(0.01)
 
     async with asyncio.timeout(TIMEOUT):
         async with await start_sharer(blob.handler) as server, await dial(server) as connection:
             download = asyncio.create_task(slow_reader(connection))
-            await asyncio.sleep(0.2)
+            await reading.wait()
             download.cancel()
-            await asyncio.wait_for(blob.closed.wait(), 2)
+            await blob.closed.wait()
             pulled = blob.pulled
             await asyncio.sleep(0.2)
             assert blob.pulled == pulled
