@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from ringdrop import display
-from ringdrop.access import AccessLogEntry, Upload
-from ringdrop.bao import create_outboard, outboard_size
 from ringdrop.cli.base import (
     Commands,
     add_command,
@@ -23,7 +20,7 @@ from ringdrop.cli.exits import ExitCode
 from ringdrop.cli.progress import BytesProgress
 from ringdrop.cli.rings import labeler
 from ringdrop.identity import PeerId
-from ringdrop.node.node import Share
+from ringdrop.node import AccessLogEntry, Share, Upload, hash_file
 
 _SHARE_HELP = "the share's hash (6+ leading hex digits) or its name, as `ringdrop blob list` shows"
 
@@ -353,10 +350,10 @@ def _register_hash(commands: Commands) -> None:
 
 def cmd_hash(args: argparse.Namespace) -> int:
     for path in args.files:
-        with (
-            tempfile.TemporaryDirectory(prefix="ringdrop-") as tmp,
-            BytesProgress(f"hashing {display.safe(path.name)}") as progress,
-        ):
-            root, size = create_outboard(path, Path(tmp) / "obao", progress)
-        print(f"{root.hex()}  {size} bytes, outboard {outboard_size(size)} bytes  {path}")
+        with BytesProgress(f"hashing {display.safe(path.name)}") as progress:
+            hashed = hash_file(path, progress)
+        print(
+            f"{hashed.root.hex()}  {hashed.size} bytes, outboard {hashed.outboard_size} bytes  "
+            f"{path}"
+        )
     return 0

@@ -7,10 +7,9 @@ import time
 from collections.abc import Callable
 
 from ringdrop import display
-from ringdrop.access import Member
 from ringdrop.cli.base import Commands, add_command, add_group, expiry, open_node
 from ringdrop.identity import PeerId
-from ringdrop.node.node import Node
+from ringdrop.node import Member, Node
 
 _PEER_HELP = "a peer id, a nickname from your peer book, or the first 8+ characters of an id"
 

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from ringdrop import display
-from ringdrop.access import OPEN_RING
 from ringdrop.cli.base import (
     Commands,
     add_command,
@@ -23,12 +22,17 @@ from ringdrop.cli.content import share_json
 from ringdrop.cli.exits import ExitCode
 from ringdrop.cli.progress import BytesProgress, TransferProgress
 from ringdrop.errors import AccessDeniedError
-from ringdrop.node.download import RetryPolicy
-from ringdrop.node.node import Node, Received, Share
-from ringdrop.node.server import ServeEvent
-from ringdrop.protocol import CatalogEntry
-from ringdrop.store import OnExisting
-from ringdrop.store.collection import IGNORE_FILE
+from ringdrop.node import (
+    IGNORE_FILE,
+    OPEN_RING,
+    CatalogEntry,
+    Node,
+    OnExisting,
+    Received,
+    RetryPolicy,
+    ServeEvent,
+    Share,
+)
 from ringdrop.ticket import Ticket
 
 

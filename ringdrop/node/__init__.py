@@ -1,8 +1,36 @@
-"""The application service shared by the CLI and the TUI: start at `Node`."""
+"""The application service shared by the CLI and the TUI: start at `Node`.
 
+This package is all the CLI and the TUI import of the layers beneath (tests/test_layers.py holds
+them to it): `Node`, what its methods take and return, and the few names they show.
+"""
+
+from ringdrop.access import OPEN_RING, AccessLogEntry, Member, Upload
 from ringdrop.node.download import RetryPolicy, TransferStats
+from ringdrop.node.hashing import Hashed, hash_file
 from ringdrop.node.node import Node, Received, Share
 from ringdrop.node.progress import Progress
 from ringdrop.node.server import ServeEvent
+from ringdrop.protocol import CatalogEntry
+from ringdrop.store import OnExisting
+from ringdrop.store.collection import IGNORE_FILE
+from ringdrop.store.files import replace_atomically
 
-__all__ = ["Node", "Progress", "Received", "RetryPolicy", "ServeEvent", "Share", "TransferStats"]
+__all__ = [
+    "IGNORE_FILE",
+    "OPEN_RING",
+    "AccessLogEntry",
+    "CatalogEntry",
+    "Hashed",
+    "Member",
+    "Node",
+    "OnExisting",
+    "Progress",
+    "Received",
+    "RetryPolicy",
+    "ServeEvent",
+    "Share",
+    "TransferStats",
+    "Upload",
+    "hash_file",
+    "replace_atomically",
+]

@@ -12,8 +12,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from ringdrop.display import kind, safe, size
 from ringdrop.errors import TicketError
-from ringdrop.node import Node
-from ringdrop.store import OnExisting
+from ringdrop.node import Node, OnExisting
 from ringdrop.ticket import Ticket
 from ringdrop.tui.dialogs import Choice
 from ringdrop.tui.pane import Pane

@@ -7,8 +7,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ringdrop.store import OnExisting
-from ringdrop.store.files import replace_atomically
+from ringdrop.node import OnExisting, replace_atomically
 
 FILE_NAME = "tui-transfers.json"
 

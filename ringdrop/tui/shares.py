@@ -13,8 +13,7 @@ from textual.widgets import DataTable, Static
 
 from ringdrop.display import kind, size
 from ringdrop.errors import RingdropError
-from ringdrop.node import Share
-from ringdrop.store.collection import IGNORE_FILE
+from ringdrop.node import IGNORE_FILE, Share
 from ringdrop.tui.dialogs import Prompt, QrCode
 from ringdrop.tui.pane import Pane, shown
 from ringdrop.tui.paths import PathSuggester

@@ -15,8 +15,7 @@ from textual.widgets import ProgressBar, Static
 
 from ringdrop.display import clock, rate, safe, size
 from ringdrop.errors import RingdropError
-from ringdrop.node import Node, Progress, Received
-from ringdrop.store import OnExisting
+from ringdrop.node import Node, OnExisting, Progress, Received
 from ringdrop.ticket import Ticket
 from ringdrop.tui.dialogs import Choice
 

@@ -1,0 +1,91 @@
+"""The layers the README's "How it works" names, each importing only from the ones above it,
+and the CLI and the TUI reaching the layers beneath through `ringdrop.node` alone."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import ringdrop
+
+PACKAGE = Path(ringdrop.__file__).parent
+
+# The README's order; modules of one rank may import each other.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("errors",),
+    ("_native", "bao"),
+    ("identity", "ticket"),
+    ("store",),
+    ("access",),
+    ("protocol",),
+    ("transport",),
+    ("node",),
+    ("display",),
+    ("cli", "tui"),
+)
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+# What the CLI and the TUI may import besides themselves: the node and what every layer shares.
+FRONT_ENDS = ("cli", "tui")
+FRONT_END_MAY_IMPORT = {"errors", "identity", "ticket", "node", "display", "cli", "tui"}
+
+
+def layer_of(module: str) -> str | None:
+    """`ringdrop.store.blobs` → `store`; None for anything outside the package's layers."""
+    parts = module.split(".")
+    if parts[0] != "ringdrop" or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """Every ringdrop module `path` imports (at any depth: in functions, under TYPE_CHECKING)."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+    return [(line, name) for line, name in found if layer_of(name) is not None]
+
+
+def modules() -> list[tuple[str, Path]]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        top = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        if top in RANK:
+            found.append((top, path))
+    return found
+
+
+def test_every_module_belongs_to_a_layer() -> None:
+    tops = {p.relative_to(PACKAGE).parts[0].removesuffix(".py") for p in PACKAGE.rglob("*.py")}
+    assert tops - set(RANK) == {"__init__"}  # the package's own, which re-exports the errors
+
+
+@pytest.mark.parametrize(("layer", "path"), modules(), ids=lambda v: str(v).split("ringdrop/")[-1])
+def test_no_import_runs_upward(layer: str, path: Path) -> None:
+    upward = [
+        f"line {line}: {name}"
+        for line, name in imports(path)
+        if RANK[layer_of(name) or layer] > RANK[layer]
+    ]
+    assert not upward, f"{layer} may import only from the layers above it"
+
+
+@pytest.mark.parametrize(
+    ("layer", "path"),
+    [(layer, path) for layer, path in modules() if layer in FRONT_ENDS],
+    ids=lambda v: str(v).split("ringdrop/")[-1],
+)
+def test_the_cli_and_the_tui_reach_the_layers_beneath_only_through_the_node(
+    layer: str, path: Path
+) -> None:
+    beneath = [
+        f"line {line}: {name}"
+        for line, name in imports(path)
+        if layer_of(name) not in FRONT_END_MAY_IMPORT
+    ]
+    assert not beneath, "use what ringdrop.node offers"
