@@ -8,7 +8,7 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     │   └── InvalidNameError                  a ring name or nickname breaks the naming rules
     ├── TicketError                  exit 3   a ticket or peer id is garbled, mistyped, too new
     │   └── InvalidTicketError                … with `kind`, what is wrong, for programs
-    ├── AccessDeniedError            exit 4   the sharer's rings do not admit this peer for this
+    ├── AccessDeniedError            exit 4   no ring of the sharer's lets this peer read it
     ├── IntegrityError               exit 6   data does not match its BLAKE3 root
     ├── TransferError                exit 7   network, peer gone or busy
     │   └── WrongPeerError                    another key than the expected peer id answered
@@ -18,7 +18,7 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     │   ├── NotFoundError            exit 5   no such blob, ring, peer, share, file …
     │   ├── DiskFullError            exit 8   not enough free space
     │   ├── AmbiguousError                    text matches several peers or shares
-    │   ├── OpenRingError                     the built-in open ring cannot be changed so
+    │   ├── OpenRingError                     the open ring takes no rename, delete or member
     │   ├── ExistsError                       the destination exists and may not be replaced
     │   └── AlreadyServedError                another process serves this data directory
     └── LocalProtocolError           exit 1   this side was asked to send what the protocol
