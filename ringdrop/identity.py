@@ -21,6 +21,7 @@ from ringdrop.errors import StoreError, TicketError
 
 __all__ = [
     "KEY_FILE",
+    "PEER_ID_CHARS",
     "Identity",
     "PeerId",
     "base32_decode",
@@ -31,7 +32,7 @@ __all__ = [
 
 KEY_FILE = "identity.key"
 
-_PEER_ID_CHARS = 52
+PEER_ID_CHARS = 52
 _BASE32_EITHER_CASE = frozenset("abcdefghijklmnopqrstuvwxyz234567ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -73,9 +74,9 @@ class PeerId:
     def parse(cls, text: str) -> PeerId:
         """Read a peer id as a person pastes it: surrounding whitespace and upper case are fine."""
         text = text.strip()
-        if len(text) != _PEER_ID_CHARS:
+        if len(text) != PEER_ID_CHARS:
             raise TicketError(
-                f"A peer id has {_PEER_ID_CHARS} characters, and this has {len(text)}. "
+                f"A peer id has {PEER_ID_CHARS} characters, and this has {len(text)}. "
                 "Copy the whole peer id and nothing else."
             )
         bad = first_non_base32(text)

@@ -41,7 +41,7 @@ from ringdrop.errors import (
     TransferError,
 )
 from ringdrop.identity import Identity, PeerId, verify
-from ringdrop.ticket import Format
+from ringdrop.ticket import Format, encode_varint
 
 __all__ = [
     "ALPN",
@@ -407,8 +407,8 @@ def _encode_body(message: Message) -> tuple[int, bytes]:
             previous = -1
             for member in members:
                 selected = member.ranges.to_bytes()
-                out += _leb128(member.index - previous - 1)
-                out += _leb128(len(selected))
+                out += encode_varint(member.index - previous - 1)
+                out += encode_varint(len(selected))
                 out += selected
                 previous = member.index
             return _Type.REQUEST, bytes(out)
@@ -510,17 +510,6 @@ def _parse_members(body: bytes) -> MembersRequest:
         at += length
         previous = index
     return MembersRequest(body[2:34], tuple(members))
-
-
-def _leb128(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 def _read_leb128(body: bytes, at: int) -> tuple[int, int]:

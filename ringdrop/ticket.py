@@ -28,6 +28,7 @@ __all__ = [
     "Format",
     "Ticket",
     "check_relay_url",
+    "encode_varint",
 ]
 
 PREFIX = "rdrop:"
@@ -115,7 +116,7 @@ class Ticket:
         out = bytearray([VERSION, flags])
         out += self.peer_id.raw + self.content_hash
         if self.size is not None:
-            out += _encode_varint(self.size)
+            out += encode_varint(self.size)
         out.append(len(self.addresses))
         for ip, port in self.addresses:
             out.append(ip.version)
@@ -305,7 +306,8 @@ def _checksum(payload: bytes | bytearray) -> bytes:
     return zlib.crc32(payload).to_bytes(_CHECKSUM_BYTES, "big")
 
 
-def _encode_varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
+    """`value` as unsigned LEB128, shortest form (the ticket's size, the protocol's members)."""
     out = bytearray()
     while value >= 0x80:
         out.append(value & 0x7F | 0x80)

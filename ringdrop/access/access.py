@@ -467,26 +467,6 @@ class Access:
         with self._db.transaction() as conn:
             insert_uploads(conn, [entry])
 
-    def log_uploads(
-        self,
-        peer: PeerId,
-        sent: Sequence[tuple[bytes, int, UploadOutcome]],
-        at: float | None = None,
-    ) -> None:
-        """Records many uploads to `peer` — `(root, bytes_sent, outcome)` each — in one
-        transaction: the members of one members request."""
-        for root, bytes_sent, outcome in sent:
-            _check_root(root)
-            if outcome not in get_args(UploadOutcome) or bytes_sent < 0:
-                raise ValueError(f"not an upload: {bytes_sent} bytes, {outcome!r}")
-        when = time.time() if at is None else at
-        with self._db.transaction() as conn:
-            conn.executemany(
-                "INSERT INTO uploads (at, peer_id, hash, bytes_sent, outcome) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(when, peer.raw, root, n, outcome) for root, n, outcome in sent],
-            )
-
     def uploads(self, limit: int = 100) -> list[Upload]:
         """The last `limit` uploads, newest first."""
         with self._pending() as (_, pending), self._db.snapshot() as conn:
@@ -655,7 +635,7 @@ def _book_entry(conn: apsw.Connection, peer_id: PeerId) -> Peer:
 
 def _peer_name(conn: apsw.Connection, peer_id: PeerId) -> str:
     """How messages name a peer: its nickname and short id if it has one, else its id."""
-    row = _one(conn, "SELECT nickname FROM peers WHERE peer_id = ?", (peer_id.raw,))
+    row = _one(conn, NICKNAME, (peer_id.raw,))
     if row is None or row[0] is None:
         return f"the peer {peer_id}"
     return f"{row[0]} ({peer_id.short()}…)"

@@ -9,7 +9,7 @@ from typing import Literal
 
 from ringdrop.access.schema import OPEN_RING
 from ringdrop.errors import InvalidNameError
-from ringdrop.identity import PeerId, first_non_base32
+from ringdrop.identity import PEER_ID_CHARS, PeerId, first_non_base32
 from ringdrop.ticket import Format
 
 __all__ = [
@@ -49,7 +49,6 @@ RING_NAME_MAX = 64
 NICKNAME_MAX = 32  # shorter than a peer id (52), so a nickname can never be read as one
 PEER_PREFIX_MIN = 8  # as many characters as `PeerId.short()` shows
 
-PEER_ID_CHARS = 52
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SHOWN_MAX = 60
 

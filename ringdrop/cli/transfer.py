@@ -164,12 +164,12 @@ def _print_share(share: Share, server: int | None, port: int, args: argparse.Nam
     kind = display.kind(share.format)
     print(f"Shared {display.safe(share.name)} ({kind}, {display.size(share.size)}).")
     if share.excluded:
-        plural = "s" if share.excluded != 1 else ""
-        print(f"Left out {share.excluded} file{plural} matching --exclude or {IGNORE_FILE}.")
+        left_out = display.count(share.excluded, "file")
+        print(f"Left out {left_out} matching --exclude or {IGNORE_FILE}.")
     if share.skipped:
-        plural = "s" if len(share.skipped) != 1 else ""
+        skipped = display.count(len(share.skipped), "item")
         print(
-            f"Skipped {len(share.skipped)} item{plural} that are not regular files (symbolic "
+            f"Skipped {skipped} that are not regular files (symbolic "
             f"links, sockets…): {', '.join(display.safe(n) for n in share.skipped[:3])}"
             + (" …" if len(share.skipped) > 3 else "")
         )

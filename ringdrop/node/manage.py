@@ -74,6 +74,10 @@ class Management:
     def peers(self) -> list[Peer]:
         return self.access.peers()
 
+    def nickname(self, peer: PeerId) -> str | None:
+        """The peer's nickname in the book, if it has one."""
+        return self.access.nickname(peer)
+
     def nicknames(self) -> dict[PeerId, str]:
         """The nickname of each peer in the book that has one: to name many peers at once."""
         return {p.peer_id: p.nickname for p in self.access.peers() if p.nickname}

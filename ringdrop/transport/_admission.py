@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from ringdrop.transport._backend import quic_varint
+
 __all__ = [
     "Admission",
     "AdmissionLimits",
@@ -90,23 +92,10 @@ def parse_initial(data: bytes) -> InitialHeader | None:
         return None
     source = data[at + 1 : at + 1 + scid_length]
     at += 1 + scid_length
-    token_length, at = _varint(data, at)
+    token_length, at = quic_varint(data, at)
     if token_length < 0 or at + token_length > len(data):
         return None
     return InitialHeader(destination, source, data[at : at + token_length])
-
-
-def _varint(data: bytes, at: int) -> tuple[int, int]:
-    """A QUIC variable-length integer at `at`, and where the next field starts; -1 if cut off."""
-    if at >= len(data):
-        return -1, at
-    length = 1 << (data[at] >> 6)
-    if at + length > len(data):
-        return -1, at
-    value = data[at] & 0x3F
-    for byte in data[at + 1 : at + length]:
-        value = value << 8 | byte
-    return value, at + length
 
 
 def retry_packet(header: InitialHeader, retry_cid: bytes, token: bytes) -> bytes:

@@ -299,8 +299,25 @@ def backend_for(host: str | None, name: BackendName | None = None) -> Backend:
     return load_backend(name)
 
 
-def is_loopback(host: str) -> bool:
+def quic_varint(data: bytes, at: int) -> tuple[int, int]:
+    """A QUIC variable-length integer at `at`, and where the next field starts; (-1, `at`) if
+    cut off (RFC 9000, 16)."""
+    if at >= len(data):
+        return -1, at
+    length = 1 << (data[at] >> 6)
+    if at + length > len(data):
+        return -1, at
+    value = int.from_bytes(data[at : at + length], "big") & ((1 << (8 * length - 2)) - 1)
+    return value, at + length
+
+
+def unmapped_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IP address in `host`, zone dropped, IPv4-mapped IPv6 turned back into IPv4."""
     ip = ipaddress.ip_address(host.partition("%")[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
+        return ip.ipv4_mapped
+    return ip
+
+
+def is_loopback(host: str) -> bool:
+    return unmapped_ip(host).is_loopback

@@ -7,7 +7,6 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from socket import AF_INET6
 from typing import Any
 
 import nacl.signing
@@ -50,7 +49,7 @@ from ringdrop.transport._link import (
     datagram_size,
 )
 from ringdrop.transport._paths import Direct, Endpoint, PathInfo, PathSet
-from ringdrop.transport._udp import bind_udp
+from ringdrop.transport._udp import bind_udp, socket_address
 from ringdrop.transport.relay import RelayClient
 
 __all__ = ["Connection", "ResponseBody", "connect"]
@@ -174,10 +173,7 @@ class _Plan:
         if loopback and len(targets) == 1:
             # A connected socket hears the kernel's "connection refused": no waiting for a
             # timeout when nothing serves on this machine.
-            host, port = targets[0]
-            sock.connect(
-                (f"::ffff:{host}" if sock.family == AF_INET6 and ":" not in host else host, port)
-            )
+            sock.connect(socket_address(sock.family, targets[0]))
         endpoint = Endpoint(
             self.identity,
             sock,

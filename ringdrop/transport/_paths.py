@@ -353,10 +353,13 @@ class Endpoint:
                 paths.ponged(txid, address)
 
     def _on_stun(self, data: bytes) -> None:
-        for txid, future in list(self._stun.items()):
-            found = stun.parse_binding_response(data, txid)
-            if found is not None and not future.done():
-                future.set_result(normalize(found))
+        txid = bytes(data[8:20])  # the transaction id, after type, length and magic cookie
+        future = self._stun.get(txid)
+        if future is None or future.done():
+            return
+        found = stun.parse_binding_response(data, txid)
+        if found is not None:
+            future.set_result(normalize(found))
 
     def _on_udp_error(self, error: OSError) -> None:
         _log.debug("UDP socket error: %s", error)
@@ -385,7 +388,6 @@ class PathSet:
         probe_size: int,
         dialled: Iterable[Address] = (),
         relay_key: bytes | None = None,
-        use_relay: bool = True,
         on_change: Callable[[PathInfo], object] | None = None,
     ) -> None:
         self._endpoint = endpoint
@@ -394,7 +396,6 @@ class PathSet:
         # of the connection's own (see _client.py); learnt from the first datagram it relays.
         self._relay_key = relay_key
         self._probe_size = probe_size
-        self._use_relay = use_relay
         self._on_change = on_change
         self._dialled = list(dict.fromkeys(dialled))
         self._candidates: dict[Address, _Candidate] = {}
@@ -536,7 +537,7 @@ class PathSet:
 
     def _relay_path(self) -> Relayed | None:
         relay = self._endpoint.relay
-        if not self._use_relay or relay is None or self._relay_key is None:
+        if relay is None or self._relay_key is None:
             return None
         if relay.state != "connected":
             return None
@@ -552,11 +553,15 @@ class PathSet:
             if self._on_change is not None:
                 self._on_change(info_of(path))
 
-    def _choose(self) -> None:
+    def _best_alive(self) -> _Candidate | None:
+        """The live candidate with the shortest round trip, if any."""
         alive = [c for c in self._candidates.values() if c.state == "alive" and c.rtt is not None]
-        if not alive:
+        return min(alive, key=lambda c: c.rtt or 0.0, default=None)
+
+    def _choose(self) -> None:
+        best = self._best_alive()
+        if best is None:
             return
-        best = min(alive, key=lambda c: c.rtt or 0.0)
         current = self.current
         if not isinstance(current, Direct):
             self._switch(Direct(best.address))
@@ -572,9 +577,9 @@ class PathSet:
 
     def _fail_over(self) -> None:
         """The current direct path died: another live one, else the relay, else every way."""
-        alive = [c for c in self._candidates.values() if c.state == "alive" and c.rtt is not None]
-        if alive:
-            self._switch(Direct(min(alive, key=lambda c: c.rtt or 0.0).address))
+        best = self._best_alive()
+        if best is not None:
+            self._switch(Direct(best.address))
         else:
             self._switch(self._relay_path())
 

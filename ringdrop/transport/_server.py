@@ -523,6 +523,7 @@ class _ServerLink(Link):
             self._paths_stream = stream_id
             if len(self._early_paths) + len(data) > MAX_REQUEST_BYTES:
                 self._close_for(ProtocolError("The peer sent too many candidates."))
+                return
             self._early_paths += data
             return
         if self._channel is None:

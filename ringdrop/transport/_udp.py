@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import logging
 import socket
 import struct
 from collections.abc import Callable, Sequence
 
-__all__ = ["Address", "UdpSocket", "bind_udp", "normalize"]
+from ringdrop.transport._backend import unmapped_ip
+
+__all__ = ["Address", "UdpSocket", "bind_udp", "normalize", "socket_address"]
 
 Address = tuple[str, int]
 """A peer's UDP address as (IP text, port); IPv4 always in dotted form, never IPv4-mapped."""
@@ -80,12 +81,17 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def normalize(address: Sequence[object]) -> Address:
     """(IP, port) of a socket address, IPv4-mapped IPv6 turned back into IPv4, zone dropped."""
-    ip = ipaddress.ip_address(str(address[0]).partition("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
     port = address[1]
     assert isinstance(port, int)
-    return str(ip), port
+    return str(unmapped_ip(str(address[0]))), port
+
+
+def socket_address(family: int, address: Address) -> Address:
+    """`address` as a socket of `family` takes it: IPv4 mapped into IPv6 on an IPv6 socket."""
+    host, port = address
+    if family == socket.AF_INET6 and ":" not in host:
+        return f"::ffff:{host}", port
+    return host, port
 
 
 class UdpSocket:
@@ -139,7 +145,7 @@ class UdpSocket:
         resends what it counts as lost); an unreachable destination is reported, not raised."""
         if self._sock.fileno() < 0 or not datagrams:
             return
-        target = self._target(address)
+        target = socket_address(self._family, address)
         try:
             if self._gso and len(datagrams) > 1 and len(datagrams[0]) <= _GSO_MAX_SEGMENT:
                 self._send_segmented(datagrams, target)
@@ -185,14 +191,11 @@ class UdpSocket:
                     return
             start = end
 
-    def _target(self, address: Address) -> tuple[str, int]:
-        host, port = address
-        if self._family == socket.AF_INET6 and ":" not in host:
-            return f"::ffff:{host}", port
-        return host, port
-
     def _on_readable(self) -> None:
         batch: list[tuple[bytes, Address]] = []
+        # A burst comes mostly from one sender: parse its address once, not once a datagram.
+        last: object = None
+        address: Address = ("", 0)
         for _ in range(_BURST):
             try:
                 if self._gro:
@@ -209,7 +212,8 @@ class UdpSocket:
                 if self._on_error is not None:
                     self._on_error(error)
                 break
-            address = normalize(sender)
+            if sender != last:
+                last, address = sender, normalize(sender)
             segment = _segment_size(ancillary)
             if segment and len(data) > segment:
                 batch.extend(

@@ -55,6 +55,7 @@ from websockets.typing import Subprotocol
 
 from ringdrop.errors import TransferError
 from ringdrop.identity import Identity
+from ringdrop.transport._backend import quic_varint
 
 __all__ = [
     "MAX_DATAGRAM",
@@ -348,7 +349,7 @@ class RelayClient:
         message = await ws.recv()
         if isinstance(message, str):
             raise self._garbled("a text message")
-        kind, start = _frame_type(message)
+        kind, start = quic_varint(message, 0)
         if kind < 0:
             raise self._garbled("an empty or truncated frame")
         return kind, message[start:]
@@ -457,7 +458,7 @@ class RelayClient:
     # -- frames from the server ---------------------------------------------------------------
 
     def _on_frame(self, frame: bytes) -> None:
-        kind, start = _frame_type(frame)
+        kind, start = quic_varint(frame, 0)
         end = len(frame)
         if kind < 0:
             self._invalid("an empty or truncated frame")
@@ -577,19 +578,6 @@ def _websocket_url(url: str) -> str:
         raise ValueError(f"not a relay URL (http:// or https://, with a host): {url!r}")
     _ = parts.port  # raises ValueError for a port that is not one
     return f"{scheme}://{parts.netloc}{_RELAY_PATH}"
-
-
-def _frame_type(frame: bytes) -> tuple[int, int]:
-    """The frame type (a QUIC varint) and where the payload starts; (-1, 0) when truncated."""
-    if not frame:
-        return -1, 0
-    first = frame[0]
-    if first < 0x40:
-        return first, 1
-    length = 1 << (first >> 6)
-    if len(frame) < length:
-        return -1, 0
-    return int.from_bytes(frame[:length], "big") & ((1 << (8 * length - 2)) - 1), length
 
 
 def _postcard_string(payload: bytes) -> str:

@@ -65,8 +65,7 @@ class ReceivePane(Pane):
             ticket = Ticket.decode(text)
         except TicketError as error:
             return str(error)
-        nicknames = self.node.nicknames()
-        nickname = nicknames.get(ticket.peer_id)
+        nickname = self.node.nickname(ticket.peer_id)
         sharer = f"{nickname} ({ticket.peer_id.short()})" if nickname else str(ticket.peer_id)
         name = safe(ticket.name) if ticket.name else "(no name)"
         return f"{name}: a {kind(ticket.format)}, {size(ticket.size)}, shared by {sharer}"

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
-from ringdrop.display import kind, size
+from ringdrop.display import count, kind, size
 from ringdrop.errors import RingdropError
 from ringdrop.node import IGNORE_FILE, Share
 from ringdrop.tui.dialogs import Prompt, QrCode
@@ -102,8 +102,7 @@ class SharesPane(Pane):
             return
         self.app.call_from_thread(self.reload)
         left_out = (
-            f" (left out {share.excluded} file{'s' if share.excluded != 1 else ''} that "
-            f"{IGNORE_FILE} names)"
+            f" (left out {count(share.excluded, 'file')} that {IGNORE_FILE} names)"
             if share.excluded
             else ""
         )
