@@ -215,6 +215,7 @@ def test_a_killed_export_is_finished_by_the_next_without_force(tmp_path: Path, k
     # About how long the whole export takes here (fsyncs included), so kills land anywhere in
     # it, now and then after it.
     most = 1.2 if keep else 0.4
+    interrupted = 0
     for iteration in range(8):
         store_path = tmp_path / f"store{iteration}"
         with Store.open(store_path) as store:
@@ -223,6 +224,7 @@ def test_a_killed_export_is_finished_by_the_next_without_force(tmp_path: Path, k
         proc = spawn("export", store_path, root.hex(), dest, "keep" if keep else "move")
         time.sleep(rng.uniform(0, most))
         lines = kill(proc)
+        interrupted += "exported" not in lines
         with Store.open(store_path) as store:
             finished = store.finish_export(root)
             if finished is None and "exported" not in lines:
@@ -234,6 +236,7 @@ def test_a_killed_export_is_finished_by_the_next_without_force(tmp_path: Path, k
             assert report.ok, report.problems
             for blob in store.blobs():
                 assert read_all(store, blob.root) is not None
+    assert interrupted, "every kill landed after the export had finished: nothing was tested"
 
 
 @pytest.fixture
