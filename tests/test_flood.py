@@ -59,6 +59,12 @@ async def _start_flood(
     )
 
 
+def _initials_seen(server: Server) -> int:
+    """How many Initials without a connection the server's admission has decided on."""
+    admission = server.admission
+    return admission.admitted + admission.retries_sent + admission.dropped
+
+
 async def _flood(
     port: int, server: Server, count: int, seconds: float, sources: int
 ) -> tuple[int, int]:
@@ -133,7 +139,9 @@ async def test_a_receiver_that_starts_during_a_flood_is_served(
         server = await start_sharer(blob.handler, backend=backend)
         async with server:
             flood = await _start_flood(server.port, 200_000, 5.0, 1, paced=True)
-            await asyncio.sleep(1.0)  # the flooder's start, and some flood
+            # Under way once the server has weighed some of its forged Initials.
+            while _initials_seen(server) == 0:
+                await asyncio.sleep(0.01)
             assert flood.returncode is None
             started = loop.time()
             async with await dial(server, backend=backend, timeout=60.0) as connection:

@@ -64,7 +64,7 @@ async def test_a_replayed_ping_from_a_forged_address_earns_one_pong_and_one_ping
         now = asyncio.get_running_loop().time()
         for step in range(200):
             paths._tick(now + step * 0.5)
-        await asyncio.sleep(0.2)
+        # _tick sends at once, and loopback delivers on send: anything sent is already here.
         with pytest.raises(BlockingIOError):
             victim.recv(2048)
     finally:
@@ -75,15 +75,26 @@ async def test_a_replayed_ping_from_a_forged_address_earns_one_pong_and_one_ping
 async def test_a_probe_from_a_key_without_a_connection_gets_no_answer(
     bob_endpoint: Endpoint,
 ) -> None:
-    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    stranger.bind(("127.0.0.1", 0))
-    stranger.settimeout(1.0)
+    # A witness with a connection here pings after the stranger: bob reads his socket in order
+    # and answers as he reads, and loopback delivers on send, so once the witness has its pong,
+    # any answer to the stranger would already be waiting in the stranger's socket.
+    paths = PathSet(bob_endpoint, peer_key=ALICE.peer_id.raw, probe_size=1200)
+    stranger, witness = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
+    for sock in (stranger, witness):
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
     try:
         ping = _Codec(MALLORY).seal(BOB.peer_id.raw, 1, TXID, None, 1200)
         for _ in range(PROBE_TRIES):
             stranger.sendto(ping, ("127.0.0.1", bob_endpoint.udp.port))
-        await asyncio.sleep(0.2)
-        with pytest.raises(TimeoutError):
+        witness_ping = _Codec(ALICE).seal(BOB.peer_id.raw, 1, TXID, None, 1200)
+        witness.sendto(witness_ping, ("127.0.0.1", bob_endpoint.udp.port))
+        loop = asyncio.get_running_loop()
+        pong = await asyncio.wait_for(loop.sock_recv(witness, 2048), 10)
+        assert _Codec(ALICE).open(pong) is not None, "the witness was answered"
+        with pytest.raises(BlockingIOError):
             stranger.recv(2048)
     finally:
+        paths.close()
         stranger.close()
+        witness.close()

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import blake3
 import nacl.signing
@@ -297,6 +298,55 @@ async def test_latency_probe_and_home_relay_choice(iroh_relay: IrohRelay) -> Non
     assert await relay_latency(nobody, DEADLINE) is None
     assert await choose_home_relay([nobody, iroh_relay.url], DEADLINE) == iroh_relay.url
     assert await choose_home_relay([nobody], DEADLINE) is None
+
+
+async def test_the_home_relay_is_the_one_that_answers_its_probe_sooner(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 10: of two relays, the lower latency one is home. Which is slower is made certain
+    by events, not by delays: the slow relay's probe has been asked before the fast one's
+    connection is even opened, and is answered only after the fast one's prober has read its
+    answer and hung up. The slow probe's interval holds the fast one's whole."""
+    slow_asked, fast_gone = asyncio.Event(), asyncio.Event()
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        slow_asked.set()
+        await fast_gone.wait()
+        writer.write(ok)
+        writer.close()
+
+    async def fast(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(ok)
+            await reader.read()  # until the prober, having read the status line, hangs up
+        except ConnectionError:
+            pass
+        finally:
+            fast_gone.set()
+            writer.close()
+
+    async with (
+        await asyncio.start_server(slow, "127.0.0.1", 0) as slow_server,
+        await asyncio.start_server(fast, "127.0.0.1", 0) as fast_server,
+    ):
+        slow_port = slow_server.sockets[0].getsockname()[1]
+        fast_port = fast_server.sockets[0].getsockname()[1]
+        open_connection = asyncio.open_connection
+
+        async def after_the_slow_probe(host: str, port: int, **options: Any) -> Any:
+            if port == fast_port:
+                await slow_asked.wait()
+            return await open_connection(host, port, **options)
+
+        monkeypatch.setattr(asyncio, "open_connection", after_the_slow_probe)
+        urls = [f"http://127.0.0.1:{slow_port}", f"http://127.0.0.1:{fast_port}"]
+        # The slow one first: were the latencies equal, it would be chosen and the test fail.
+        assert await choose_home_relay(urls, DEADLINE) == urls[1]
+        assert slow_asked.is_set()
+        assert fast_gone.is_set()
 
 
 async def test_an_unreachable_relay_times_out_with_the_reason() -> None:

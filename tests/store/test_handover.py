@@ -202,33 +202,47 @@ def test_an_export_stopped_before_the_rename_leaves_nothing_in_the_way(
     assert tree(tmp_path / "got") == tree(tmp_path / "src")
 
 
+# Where a kill lands for certain: half the files in the temporary folder, all of them in but the
+# small ones not yet synced, the journal written but nothing renamed, the result renamed but the
+# store not yet told.
+KILL_POINTS = ["_fill_one:30", "_sync_small", "_rename_new", "_release"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("keep", [False, True])
 def test_a_killed_export_is_finished_by_the_next_without_force(tmp_path: Path, keep: bool) -> None:
-    """SIGKILL at random instants of a folder export; each time, the next export (or the
-    journal it finds) completes it, the store stays whole, and nothing is left in the way."""
+    """SIGKILL at known points of a folder export, then at random instants; each time, the next
+    export (or the journal it finds) completes it, the store stays whole, and nothing is left
+    in the way."""
     rng = random.Random(15 + keep)
     src = tmp_path / "src"
     for i in range(60):
         random_file(src / f"d{i % 4}" / f"f{i}.bin", rng.choice([100, 20_000, 200_000]))
     expected = tree(src)
-    # About how long the whole export takes here (fsyncs included), so kills land anywhere in
-    # it, now and then after it.
+    # About how long the whole export takes here (fsyncs included), so random kills land
+    # anywhere in it, now and then after it (the known points are what must be interrupted).
     most = 1.2 if keep else 0.4
-    for iteration in range(8):
+    for iteration, point in enumerate([*KILL_POINTS, *[None] * 8]):
         store_path = tmp_path / f"store{iteration}"
         with Store.open(store_path) as store:
             root = store.import_directory(src).info.root
         dest = tmp_path / f"got{iteration}"
-        proc = spawn("export", store_path, root.hex(), dest, "keep" if keep else "move")
-        time.sleep(rng.uniform(0, most))
+        mode = "keep" if keep else "move"
+        if point is None:
+            proc = spawn("export", store_path, root.hex(), dest, mode)
+            time.sleep(rng.uniform(0, most))
+        else:
+            proc = spawn("export", store_path, root.hex(), dest, mode, point)
+            assert proc.stdout is not None
+            stopped = proc.stdout.readline()
+            assert stopped == f"at {point.partition(':')[0]}\n", (point, stopped)
         lines = kill(proc)
         with Store.open(store_path) as store:
             finished = store.finish_export(root)
             if finished is None and "exported" not in lines:
                 assert not dest.exists(), "a result under the real name must be whole"
                 store.export_collection(root, dest, keep=keep)
-            assert tree(dest) == expected
+            assert tree(dest) == expected, point
             assert no_leftovers(tmp_path)
             report = store.check()
             assert report.ok, report.problems

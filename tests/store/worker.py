@@ -10,13 +10,18 @@ survive the kill.
     python worker.py import STORE SCRATCH SEED
     python worker.py gc STORE SEED
     python worker.py commit-small STORE SEED
-    python worker.py export STORE ROOT DEST KEEP
+    python worker.py export STORE ROOT DEST KEEP [STEP[:N]]
+
+With STEP, the export stops at the Nth call (default: the first) of its function STEP (one of
+ringdrop.store.export's), says "at STEP" and waits there for the kill: a kill at a known point.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -123,8 +128,25 @@ def commit_small_loop(store: Store, seed: int) -> None:
         group += 1
 
 
-def export(store: Store, root: bytes, dest: Path, keep: bool) -> None:
-    """Exports collection `root` to `dest`, handing the store's files over unless `keep`."""
+def export(store: Store, root: bytes, dest: Path, keep: bool, stop_at: str | None) -> None:
+    """Exports collection `root` to `dest`, handing the store's files over unless `keep`;
+    with `stop_at` ("STEP" or "STEP:N"), waits for the kill on entering that step."""
+    if stop_at is not None:
+        step, _, nth = stop_at.partition(":")
+        steps = importlib.import_module("ringdrop.store.export")
+        original = getattr(steps, step)
+        calls = 0
+
+        def stopping(*args: object, **kwargs: object) -> object:
+            nonlocal calls
+            calls += 1
+            if calls == int(nth or 1):
+                say("at", step)
+                while True:
+                    signal.pause()  # until the SIGKILL
+            return original(*args, **kwargs)
+
+        setattr(steps, step, stopping)
     say("ready")
     store.export_collection(root, dest, keep=keep)
     say("exported")
@@ -147,7 +169,8 @@ def main() -> None:
         elif command == "commit-small":
             commit_small_loop(store, int(args[0]))
         elif command == "export":
-            export(store, bytes.fromhex(args[0]), Path(args[1]), args[2] == "keep")
+            stop_at = args[3] if len(args) > 3 else None
+            export(store, bytes.fromhex(args[0]), Path(args[1]), args[2] == "keep", stop_at)
         else:
             raise SystemExit(f"unknown command {command}")
 

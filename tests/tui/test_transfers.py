@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Input, ProgressBar
 
 from ringdrop.bao import GROUP_SIZE, ChunkRanges
-from ringdrop.node import Node
+from ringdrop.node import Node, Progress
 from ringdrop.store import export
 from ringdrop.ticket import Ticket
 from ringdrop.tui.app import RingdropApp
@@ -140,6 +140,31 @@ async def test_a_transfer_left_unfinished_continues_when_the_tui_reopens(
         view = app.query_one(TransferView)
         await until_ended(pilot, view)
     assert (downloads / "movie.bin").read_bytes() == DATA
+
+
+async def test_a_transfers_row_says_how_the_sharer_is_reached(
+    app: RingdropApp, mine: Node, sharer: Node, tmp_path: Path, downloads: Path
+) -> None:
+    """Issue 10: the row shows the path the sharer is reached by now, and follows a move. The
+    transfer is a saved, paused one, so that only the progress given here reaches its view."""
+    ticket = shared_file(sharer, tmp_path, open=True)
+    SavedTransfers(mine.data_dir).put(SavedTransfer(ticket, str(downloads), paused=True))
+
+    def at(address: str) -> Progress:
+        return Progress("movie.bin", "transferring", len(DATA), 1 << 20, 0, 1e6, address=address)
+
+    def shown() -> str:
+        return " ".join(screen_text(app).split())
+
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        view = app.query_one(TransferView)
+        assert view.paused
+        view.post_message(TransferView.Progressed(at("relay http://r/")))
+        await until(pilot, lambda: "via relay http://r/" in shown())
+        view.post_message(TransferView.Progressed(at("direct 203.0.113.7:4242")))
+        await until(pilot, lambda: "via direct 203.0.113.7:4242" in shown())
+        assert "via relay" not in shown(), shown()
 
 
 async def test_pausing_keeps_the_transfer_for_later_and_resuming_finishes_it(
