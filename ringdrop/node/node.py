@@ -458,8 +458,8 @@ class Node(Management):
             entries = self.store.collection(root).entries
         except RingdropError:
             return False
-        return all(
-            self.store.is_reference_to(e.root, target.joinpath(*e.name.split("/"))) for e in entries
+        return self.store.are_references_to(
+            (e.root, target.joinpath(*e.name.split("/"))) for e in entries
         )
 
     def export_target(self, ticket: Ticket, dest: Path | None) -> Path:

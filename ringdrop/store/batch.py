@@ -8,7 +8,8 @@ side; these functions do one statement or one transaction per batch instead.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import cast
 
 import apsw
@@ -16,11 +17,11 @@ import apsw
 from ringdrop.bao import ChunkRanges, Encoder, outboard_from_bytes
 from ringdrop.errors import IntegrityError, NotFoundError
 from ringdrop.store import blobs
-from ringdrop.store.blobs import INLINE_MAX
+from ringdrop.store.blobs import INLINE_MAX, BlobInfo
 from ringdrop.store.db import Database
 from ringdrop.store.layout import Layout
 
-__all__ = ["commit_small", "complete_roots", "open_encoders"]
+__all__ = ["commit_small", "complete_roots", "open_encoders", "references"]
 
 # Bound parameters per statement: well under SQLite's limit (32766 since 3.32).
 _CHUNK = 4096
@@ -28,14 +29,39 @@ _CHUNK = 4096
 
 def complete_roots(conn: apsw.Connection, roots: Iterable[bytes]) -> set[bytes]:
     """Those of `roots` that are complete blobs in the store: one query per 4096 roots."""
+    return {
+        bytes(cast(bytes, root))
+        for (root,) in _rows(conn, "SELECT root FROM blobs WHERE {}", roots)
+    }
+
+
+def references(conn: apsw.Connection, roots: Iterable[bytes]) -> list[tuple[BlobInfo, int | None]]:
+    """The reference blobs among `roots`, each with its source's recorded mtime (the stamp
+    `blobs.check_reference` compares): one query per 4096 roots."""
+    rows = _rows(
+        conn,
+        "SELECT root, size, source, source_mtime_ns FROM blobs WHERE location = 'reference' AND {}",
+        roots,
+    )
+    return [
+        (
+            BlobInfo(bytes(cast(bytes, root)), cast(int, size), "reference", Path(cast(str, src))),
+            cast(int | None, mtime),
+        )
+        for root, size, src, mtime in rows
+    ]
+
+
+def _rows(
+    conn: apsw.Connection, query: str, roots: Iterable[bytes]
+) -> Iterator[tuple[object, ...]]:
+    """The rows of `query` (whose `{}` becomes `root IN (...)`) for each distinct root of
+    `roots`, a chunk of roots per statement."""
     wanted = list(dict.fromkeys(roots))
-    found: set[bytes] = set()
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(f"SELECT root FROM blobs WHERE root IN ({marks})", chunk)  # noqa: S608 - only placeholders
-        found.update(bytes(cast(bytes, root)) for (root,) in rows)
-    return found
+        where = f"root IN ({','.join('?' * len(chunk))})"
+        yield from conn.execute(query.format(where), chunk)
 
 
 def commit_small(db: Database, items: Sequence[tuple[bytes, bytes]]) -> None:
