@@ -21,7 +21,7 @@ from ringdrop.store.blobs import INLINE_MAX, BlobInfo
 from ringdrop.store.db import Database
 from ringdrop.store.layout import Layout
 
-__all__ = ["commit_small", "complete_roots", "open_encoders", "references"]
+__all__ = ["commit_small", "complete_roots", "inline_data", "open_encoders", "references"]
 
 # Bound parameters per statement: well under SQLite's limit (32766 since 3.32).
 _CHUNK = 4096
@@ -50,6 +50,12 @@ def references(conn: apsw.Connection, roots: Iterable[bytes]) -> list[tuple[Blob
         )
         for root, size, src, mtime in rows
     ]
+
+
+def inline_data(conn: apsw.Connection, roots: Iterable[bytes]) -> dict[bytes, bytes]:
+    """The bytes of those of `roots` that are inline blobs: one query per 4096 roots."""
+    rows = _rows(conn, "SELECT root, data FROM blobs WHERE data IS NOT NULL AND {}", roots)
+    return {bytes(cast(bytes, root)): bytes(cast(bytes, data)) for root, data in rows}
 
 
 def _rows(

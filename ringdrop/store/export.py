@@ -51,7 +51,7 @@ import apsw
 
 from ringdrop.bao import create_outboard, outboard_from_bytes
 from ringdrop.errors import ExistsError, IntegrityError, NotFoundError, StoreError, UnsafePathError
-from ringdrop.store import blobs
+from ringdrop.store import batch, blobs
 from ringdrop.store.blobs import BlobInfo
 from ringdrop.store.collection import Collection, Entry
 from ringdrop.store.db import Database
@@ -299,16 +299,21 @@ def _fill_folder(
 
 
 def _loaded(db: Database, sources: Sequence[_Source]) -> list[_Source]:
-    """`sources` with the bytes of the small (inline) ones read, in one read transaction."""
+    """`sources` with the bytes of the small (inline) ones read, in one read transaction (one
+    query per 4096 of them)."""
     if all(s.info.location != "inline" or s.data is not None for s in sources):
         return list(sources)
+    wanted = [s.info.root for s in sources if s.info.location == "inline" and s.data is None]
     with db.snapshot() as conn:
-        return [
-            _Source(s.info, blobs.inline_data(conn, s.info.root), None)
-            if s.info.location == "inline" and s.data is None
-            else s
-            for s in sources
-        ]
+        data = batch.inline_data(conn, wanted)
+    loaded = []
+    for s in sources:
+        if s.info.location == "inline" and s.data is None:
+            if s.info.root not in data:
+                raise NotFoundError(f"blob {s.info.root.hex()} is not in the store")
+            s = _Source(s.info, data[s.info.root], None)
+        loaded.append(s)
+    return loaded
 
 
 def _sync_small(base: int, plan: _Plan) -> None:
