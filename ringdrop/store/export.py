@@ -93,7 +93,6 @@ class ExportResult:
     """Where the content went and how its bytes got there."""
 
     path: Path
-    files: list[Path]
     moved: int
     """Bytes placed without copying them (cloned, or handed over from the store)."""
     copied: int
@@ -162,7 +161,7 @@ def export_blob(
                 os.unlink(plan.temp.name, dir_fd=folder)
             raise
     _release(db, layout, plan, final)
-    return ExportResult(final, [final], plan.moved, plan.copied)
+    return ExportResult(final, plan.moved, plan.copied)
 
 
 def export_collection(
@@ -208,8 +207,7 @@ def export_collection(
                 shutil.rmtree(plan.temp.name, dir_fd=parent)
             raise
     _release(db, layout, plan, final)
-    files = [final.joinpath(*e.name.split("/")) for e in collection.entries]
-    return ExportResult(final, files, plan.moved, plan.copied)
+    return ExportResult(final, plan.moved, plan.copied)
 
 
 def read_collection(conn: apsw.Connection, layout: Layout, root: bytes) -> Collection:
