@@ -63,7 +63,6 @@ from ringdrop.store.files import (
     write_all,
 )
 from ringdrop.store.layout import Layout
-from ringdrop.store.names import validate_name
 from ringdrop.store.progress import Meter, ProgressFn
 
 __all__ = [
@@ -185,8 +184,6 @@ def export_collection(
         # Small files' bytes are read a batch at a time (_fill_folder): memory stays bounded
         # for any number of them.
         sources = [_source(conn, layout, e.root, load=False) for e in collection.entries]
-    for entry in collection.entries:
-        validate_name(entry.name)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _check_existing(dest, existing)
     needed = copy_bytes_needed(layout, [s.info for s in sources], dest.parent, keep=keep)

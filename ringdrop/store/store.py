@@ -29,7 +29,6 @@ from ringdrop.store.db import Database, Migration
 from ringdrop.store.export import (
     ExportResult,
     OnExisting,
-    copy_bytes_needed,
     export_blob,
     export_collection,
     finish_export,
@@ -47,7 +46,6 @@ from ringdrop.store.tags import (
     Tag,
     TempTag,
     delete_tag,
-    display_name,
     get_tag,
     list_tagged_blobs,
     list_tags,
@@ -263,11 +261,6 @@ class Store:
         with self.db.snapshot() as conn:
             return list_tagged_blobs(conn)
 
-    def display_name(self, root: bytes) -> str | None:
-        """The name a tag gives `root` for people to read, if any (an indexed lookup)."""
-        with self.db.snapshot() as conn:
-            return display_name(conn, root)
-
     def delete_tag(self, name: str) -> None:
         """Deletes tag `name` (NotFoundError if there is none); GC may then reclaim its root."""
         with self.db.transaction() as conn:
@@ -386,12 +379,6 @@ class Store:
         """Completes an export of `root` that a crash interrupted; returns its path if the
         content was already in place there."""
         return finish_export(self.db, self.layout, root)
-
-    def export_space_needed(self, roots: Sequence[bytes], folder: Path, *, keep: bool) -> int:
-        """Bytes an export of the complete blobs `roots` into `folder` would have to copy."""
-        with self.db.snapshot() as conn:
-            infos = [i for r in roots if (i := get_blob(conn, r)) is not None]
-        return copy_bytes_needed(self.layout, infos, folder, keep=keep)
 
 
 def _unchanged(info: BlobInfo, stamp: int | None) -> bool:
