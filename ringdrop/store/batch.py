@@ -7,7 +7,6 @@ side; these functions do one statement or one transaction per batch instead.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import cast
@@ -91,14 +90,9 @@ def commit_small(db: Database, items: Sequence[tuple[bytes, bytes]]) -> None:
             raise ValueError(f"{len(data)} bytes are too many for an inline blob")
         if outboard_from_bytes(data)[0] != root:
             raise IntegrityError(f"the content received for {root.hex()} does not match its root")
-    now = time.time()
+    staged = [blobs.Staged(root, len(data), "inline", data=data) for root, data in items]
     with db.transaction() as conn:
-        conn.executemany(
-            "INSERT INTO blobs (root, size, location, data, created_at) "
-            "VALUES (?, ?, 'inline', ?, ?) ON CONFLICT (root) DO NOTHING",
-            # In key order, so each page of the index is written once per group.
-            sorted((root, len(data), data, now) for root, data in items),
-        )
+        blobs.commit_inline(conn, staged)
 
 
 def open_encoders(
