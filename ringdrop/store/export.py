@@ -644,10 +644,7 @@ def _release(db: Database, layout: Layout, plan: _Plan, target: Path) -> None:
                     (str(path), st.st_mtime_ns, root),
                 )
                 data = layout.blob_data(root)
-                conn.execute(
-                    "INSERT OR IGNORE INTO pending_deletes (path) VALUES (?)",
-                    (layout.relative(data),),
-                )
+                blobs.pend_deletes(conn, layout, [data])
                 released.append(data)
         with db.transaction() as conn:
             for data in released:

@@ -20,6 +20,7 @@ from ringdrop.store.blobs import (
     inline_data,
     list_blobs,
     open_encoder,
+    pend_deletes,
     read_blob,
     source_stamp,
 )
@@ -307,10 +308,7 @@ class Store:
                 if _unchanged(info, source_stamp(conn, root)):
                     continue  # received or shared again meanwhile
                 conn.execute("DELETE FROM blobs WHERE root = ?", (root,))
-                conn.execute(
-                    "INSERT OR IGNORE INTO pending_deletes (path) VALUES (?)",
-                    (self.layout.relative(self.layout.blob_outboard(root)),),
-                )
+                pend_deletes(conn, self.layout, [self.layout.blob_outboard(root)])
                 dropped += 1
         return dropped
 
