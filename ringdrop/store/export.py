@@ -647,9 +647,9 @@ def _release(db: Database, layout: Layout, plan: _Plan, target: Path) -> None:
                 blobs.pend_deletes(conn, layout, [data])
                 released.append(data)
         with db.transaction() as conn:
-            for data in released:
-                data.unlink(missing_ok=True)
-                conn.execute("DELETE FROM pending_deletes WHERE path = ?", (layout.relative(data),))
+            # Unlinked only while still pending: one that GC has already deleted may since
+            # have been taken by a new import of the same content.
+            blobs.claim_paths(conn, layout, released)
     _journal_path(layout, plan.root).unlink(missing_ok=True)
 
 
