@@ -411,8 +411,7 @@ def _materialize(
             return "linked"
     fd = _create(folder, name)
     try:
-        _copy(fd, source, meter)
-        os.fsync(fd)
+        _copy(fd, source, meter)  # copy_fd ends with an fsync of fd
     finally:
         os.close(fd)
     _verify(layout, shown, source, meter)
