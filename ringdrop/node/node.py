@@ -412,8 +412,10 @@ class Node(Management):
             await source.close()
         if format == "collection":
             # Received folders can be re-shared: attaching one must cover its members.
-            members = (e.root for e in self.store.collection(root).entries)
-            self.access.record_collection(root, members)
+            collection = download.collection
+            if collection is None:
+                collection = self.store.collection(root)
+            self.access.record_collection(root, (e.root for e in collection.entries))
         if done:
             tracker.update(state="done", force=True)
             return Received(
