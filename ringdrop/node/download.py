@@ -114,6 +114,8 @@ class Download:
         self._first_byte: float | None = None
         self._counted: set[bytes] = set()
         """Roots whose already-present bytes were counted: a retry must not count them again."""
+        self.collection: Collection | None = None
+        """A collection's decoded listing, once `run` has read it (for the caller to reuse)."""
 
     async def run(self) -> TransferStats:
         """Fetches until the content is complete in the store, retrying lost connections."""
@@ -151,8 +153,9 @@ class Download:
         )
 
     async def _attempt(self) -> int:
+        collection = None
         if self._format == "collection":
-            collection = self._complete_collection()
+            collection = self.collection = self._complete_collection()
             if collection is not None and self._missing(collection) == []:
                 self._account_present(collection)
                 self._keep()
@@ -168,12 +171,13 @@ class Download:
         if self._format == "blob":
             await self._fetch_blob(source, self._root, self._name, "blob", count=True)
             return 1
-        if self._store.blob(self._root) is None:
-            # Untagged until it parses and every member is here: a blob that hashes right but
-            # is no valid collection must not be tagged as one (the temp tag taken in run()
-            # keeps it, and the members, from GC meanwhile).
-            await self._fetch_blob(source, self._root, self._name, "collection", count=False)
-        collection = self._store.collection(self._root)
+        if collection is None:  # else already read above
+            if self._store.blob(self._root) is None:
+                # Untagged until it parses and every member is here: a blob that hashes right
+                # but is no valid collection must not be tagged as one (the temp tag taken in
+                # run() keeps it, and the members, from GC meanwhile).
+                await self._fetch_blob(source, self._root, self._name, "collection", count=False)
+            collection = self.collection = self._store.collection(self._root)
         self._account_present(collection)
         missing = self._missing(collection)
         ensure_free_space(

@@ -412,8 +412,10 @@ class Node(Management):
             await source.close()
         if format == "collection":
             # Received folders can be re-shared: attaching one must cover its members.
-            members = (e.root for e in self.store.collection(root).entries)
-            self.access.record_collection(root, members)
+            collection = download.collection
+            if collection is None:
+                collection = self.store.collection(root)
+            self.access.record_collection(root, (e.root for e in collection.entries))
         if done:
             tracker.update(state="done", force=True)
             return Received(
@@ -458,8 +460,8 @@ class Node(Management):
             entries = self.store.collection(root).entries
         except RingdropError:
             return False
-        return all(
-            self.store.is_reference_to(e.root, target.joinpath(*e.name.split("/"))) for e in entries
+        return self.store.are_references_to(
+            (e.root, target.joinpath(*e.name.split("/"))) for e in entries
         )
 
     def export_target(self, ticket: Ticket, dest: Path | None) -> Path:

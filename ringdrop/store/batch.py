@@ -7,8 +7,8 @@ side; these functions do one statement or one transaction per batch instead.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import cast
 
 import apsw
@@ -16,11 +16,11 @@ import apsw
 from ringdrop.bao import ChunkRanges, Encoder, outboard_from_bytes
 from ringdrop.errors import IntegrityError, NotFoundError
 from ringdrop.store import blobs
-from ringdrop.store.blobs import INLINE_MAX
+from ringdrop.store.blobs import INLINE_MAX, BlobInfo
 from ringdrop.store.db import Database
 from ringdrop.store.layout import Layout
 
-__all__ = ["commit_small", "complete_roots", "open_encoders"]
+__all__ = ["commit_small", "complete_roots", "inline_data", "open_encoders", "references"]
 
 # Bound parameters per statement: well under SQLite's limit (32766 since 3.32).
 _CHUNK = 4096
@@ -28,14 +28,45 @@ _CHUNK = 4096
 
 def complete_roots(conn: apsw.Connection, roots: Iterable[bytes]) -> set[bytes]:
     """Those of `roots` that are complete blobs in the store: one query per 4096 roots."""
+    return {
+        bytes(cast(bytes, root))
+        for (root,) in _rows(conn, "SELECT root FROM blobs WHERE {}", roots)
+    }
+
+
+def references(conn: apsw.Connection, roots: Iterable[bytes]) -> list[tuple[BlobInfo, int | None]]:
+    """The reference blobs among `roots`, each with its source's recorded mtime (the stamp
+    `blobs.check_reference` compares): one query per 4096 roots."""
+    rows = _rows(
+        conn,
+        "SELECT root, size, source, source_mtime_ns FROM blobs WHERE location = 'reference' AND {}",
+        roots,
+    )
+    return [
+        (
+            BlobInfo(bytes(cast(bytes, root)), cast(int, size), "reference", Path(cast(str, src))),
+            cast(int | None, mtime),
+        )
+        for root, size, src, mtime in rows
+    ]
+
+
+def inline_data(conn: apsw.Connection, roots: Iterable[bytes]) -> dict[bytes, bytes]:
+    """The bytes of those of `roots` that are inline blobs: one query per 4096 roots."""
+    rows = _rows(conn, "SELECT root, data FROM blobs WHERE data IS NOT NULL AND {}", roots)
+    return {bytes(cast(bytes, root)): bytes(cast(bytes, data)) for root, data in rows}
+
+
+def _rows(
+    conn: apsw.Connection, query: str, roots: Iterable[bytes]
+) -> Iterator[tuple[object, ...]]:
+    """The rows of `query` (whose `{}` becomes `root IN (...)`) for each distinct root of
+    `roots`, a chunk of roots per statement."""
     wanted = list(dict.fromkeys(roots))
-    found: set[bytes] = set()
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(f"SELECT root FROM blobs WHERE root IN ({marks})", chunk)  # noqa: S608 - only placeholders
-        found.update(bytes(cast(bytes, root)) for (root,) in rows)
-    return found
+        where = f"root IN ({','.join('?' * len(chunk))})"
+        yield from conn.execute(query.format(where), chunk)
 
 
 def commit_small(db: Database, items: Sequence[tuple[bytes, bytes]]) -> None:
@@ -59,14 +90,9 @@ def commit_small(db: Database, items: Sequence[tuple[bytes, bytes]]) -> None:
             raise ValueError(f"{len(data)} bytes are too many for an inline blob")
         if outboard_from_bytes(data)[0] != root:
             raise IntegrityError(f"the content received for {root.hex()} does not match its root")
-    now = time.time()
+    staged = [blobs.Staged(root, len(data), "inline", data=data) for root, data in items]
     with db.transaction() as conn:
-        conn.executemany(
-            "INSERT INTO blobs (root, size, location, data, created_at) "
-            "VALUES (?, ?, 'inline', ?, ?) ON CONFLICT (root) DO NOTHING",
-            # In key order, so each page of the index is written once per group.
-            sorted((root, len(data), data, now) for root, data in items),
-        )
+        blobs.commit_inline(conn, staged)
 
 
 def open_encoders(

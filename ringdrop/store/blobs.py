@@ -46,6 +46,7 @@ __all__ = [
     "list_blobs",
     "open_encoder",
     "passes",
+    "pend_deletes",
     "read_blob",
     "source_stamp",
     "stage_bytes",
@@ -219,6 +220,15 @@ def claim_paths(conn: apsw.Connection, layout: Layout, paths: Iterable[Path]) ->
         conn.execute("DELETE FROM pending_deletes WHERE path = ?", (rel,))
         if conn.changes():
             path.unlink(missing_ok=True)
+
+
+def pend_deletes(conn: apsw.Connection, layout: Layout, paths: Iterable[Path]) -> None:
+    """Records `paths` to be unlinked once the caller's write transaction has committed (by
+    whoever next runs GC or needs the path: see `claim_paths`)."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO pending_deletes (path) VALUES (?)",
+        [(layout.relative(p),) for p in paths],
+    )
 
 
 def commit_staged(conn: apsw.Connection, layout: Layout, staged: Staged) -> BlobInfo:

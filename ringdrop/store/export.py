@@ -51,7 +51,7 @@ import apsw
 
 from ringdrop.bao import create_outboard, outboard_from_bytes
 from ringdrop.errors import ExistsError, IntegrityError, NotFoundError, StoreError, UnsafePathError
-from ringdrop.store import blobs
+from ringdrop.store import batch, blobs
 from ringdrop.store.blobs import BlobInfo
 from ringdrop.store.collection import Collection, Entry
 from ringdrop.store.db import Database
@@ -63,7 +63,6 @@ from ringdrop.store.files import (
     write_all,
 )
 from ringdrop.store.layout import Layout
-from ringdrop.store.names import validate_name
 from ringdrop.store.progress import Meter, ProgressFn
 
 __all__ = [
@@ -93,7 +92,6 @@ class ExportResult:
     """Where the content went and how its bytes got there."""
 
     path: Path
-    files: list[Path]
     moved: int
     """Bytes placed without copying them (cloned, or handed over from the store)."""
     copied: int
@@ -162,7 +160,7 @@ def export_blob(
                 os.unlink(plan.temp.name, dir_fd=folder)
             raise
     _release(db, layout, plan, final)
-    return ExportResult(final, [final], plan.moved, plan.copied)
+    return ExportResult(final, plan.moved, plan.copied)
 
 
 def export_collection(
@@ -186,8 +184,6 @@ def export_collection(
         # Small files' bytes are read a batch at a time (_fill_folder): memory stays bounded
         # for any number of them.
         sources = [_source(conn, layout, e.root, load=False) for e in collection.entries]
-    for entry in collection.entries:
-        validate_name(entry.name)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _check_existing(dest, existing)
     needed = copy_bytes_needed(layout, [s.info for s in sources], dest.parent, keep=keep)
@@ -208,8 +204,7 @@ def export_collection(
                 shutil.rmtree(plan.temp.name, dir_fd=parent)
             raise
     _release(db, layout, plan, final)
-    files = [final.joinpath(*e.name.split("/")) for e in collection.entries]
-    return ExportResult(final, files, plan.moved, plan.copied)
+    return ExportResult(final, plan.moved, plan.copied)
 
 
 def read_collection(conn: apsw.Connection, layout: Layout, root: bytes) -> Collection:
@@ -299,16 +294,21 @@ def _fill_folder(
 
 
 def _loaded(db: Database, sources: Sequence[_Source]) -> list[_Source]:
-    """`sources` with the bytes of the small (inline) ones read, in one read transaction."""
+    """`sources` with the bytes of the small (inline) ones read, in one read transaction (one
+    query per 4096 of them)."""
     if all(s.info.location != "inline" or s.data is not None for s in sources):
         return list(sources)
+    wanted = [s.info.root for s in sources if s.info.location == "inline" and s.data is None]
     with db.snapshot() as conn:
-        return [
-            _Source(s.info, blobs.inline_data(conn, s.info.root), None)
-            if s.info.location == "inline" and s.data is None
-            else s
-            for s in sources
-        ]
+        data = batch.inline_data(conn, wanted)
+    loaded = []
+    for s in sources:
+        if s.info.location == "inline" and s.data is None:
+            if s.info.root not in data:
+                raise NotFoundError(f"blob {s.info.root.hex()} is not in the store")
+            s = _Source(s.info, data[s.info.root], None)
+        loaded.append(s)
+    return loaded
 
 
 def _sync_small(base: int, plan: _Plan) -> None:
@@ -411,8 +411,7 @@ def _materialize(
             return "linked"
     fd = _create(folder, name)
     try:
-        _copy(fd, source, meter)
-        os.fsync(fd)
+        _copy(fd, source, meter)  # copy_fd ends with an fsync of fd
     finally:
         os.close(fd)
     _verify(layout, shown, source, meter)
@@ -644,15 +643,12 @@ def _release(db: Database, layout: Layout, plan: _Plan, target: Path) -> None:
                     (str(path), st.st_mtime_ns, root),
                 )
                 data = layout.blob_data(root)
-                conn.execute(
-                    "INSERT OR IGNORE INTO pending_deletes (path) VALUES (?)",
-                    (layout.relative(data),),
-                )
+                blobs.pend_deletes(conn, layout, [data])
                 released.append(data)
         with db.transaction() as conn:
-            for data in released:
-                data.unlink(missing_ok=True)
-                conn.execute("DELETE FROM pending_deletes WHERE path = ?", (layout.relative(data),))
+            # Unlinked only while still pending: one that GC has already deleted may since
+            # have been taken by a new import of the same content.
+            blobs.claim_paths(conn, layout, released)
     _journal_path(layout, plan.root).unlink(missing_ok=True)
 
 

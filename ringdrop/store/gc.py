@@ -10,7 +10,6 @@ own files behind reference blobs are never deleted, only the store's outboards f
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -80,9 +79,9 @@ def _sweep_blobs(conn: apsw.Connection, layout: Layout, live: set[bytes]) -> int
     for root, location in doomed:
         conn.execute("DELETE FROM blobs WHERE root = ?", (root,))
         if location == "file":
-            _pend(conn, layout, [layout.blob_data(root), layout.blob_outboard(root)])
+            blobs.pend_deletes(conn, layout, [layout.blob_data(root), layout.blob_outboard(root)])
         elif location == "reference":
-            _pend(conn, layout, [layout.blob_outboard(root)])
+            blobs.pend_deletes(conn, layout, [layout.blob_outboard(root)])
     return len(doomed)
 
 
@@ -101,16 +100,9 @@ def _sweep_partials(
             continue
         locks.append(lock)
         conn.execute("DELETE FROM partials WHERE root = ?", (root,))
-        _pend(conn, layout, paths.files())
+        blobs.pend_deletes(conn, layout, paths.files())
         deleted += 1
     return deleted
-
-
-def _pend(conn: apsw.Connection, layout: Layout, paths: Iterable[Path]) -> None:
-    conn.executemany(
-        "INSERT OR IGNORE INTO pending_deletes (path) VALUES (?)",
-        [(layout.relative(p),) for p in paths],
-    )
 
 
 def _unlink_pending(conn: apsw.Connection, layout: Layout) -> tuple[int, int]:

@@ -38,6 +38,6 @@ class ServingReads:
             return open_encoder(conn, self._layout, root, ranges)
 
     def display_name(self, root: bytes) -> str | None:
-        """As `Store.display_name`."""
+        """The name a tag gives `root` for people to read, if any (an indexed lookup)."""
         with self.db.snapshot() as conn:
             return display_name(conn, root)

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import cast
 
+import apsw
+
 from ringdrop.bao import ChunkRanges, Encoder
 from ringdrop.errors import IntegrityError, NotFoundError
 from ringdrop.store import batch, importer
@@ -18,6 +20,7 @@ from ringdrop.store.blobs import (
     inline_data,
     list_blobs,
     open_encoder,
+    pend_deletes,
     read_blob,
     source_stamp,
 )
@@ -27,7 +30,6 @@ from ringdrop.store.db import Database, Migration
 from ringdrop.store.export import (
     ExportResult,
     OnExisting,
-    copy_bytes_needed,
     export_blob,
     export_collection,
     finish_export,
@@ -45,7 +47,6 @@ from ringdrop.store.tags import (
     Tag,
     TempTag,
     delete_tag,
-    display_name,
     get_tag,
     list_tagged_blobs,
     list_tags,
@@ -261,11 +262,6 @@ class Store:
         with self.db.snapshot() as conn:
             return list_tagged_blobs(conn)
 
-    def display_name(self, root: bytes) -> str | None:
-        """The name a tag gives `root` for people to read, if any (an indexed lookup)."""
-        with self.db.snapshot() as conn:
-            return display_name(conn, root)
-
     def delete_tag(self, name: str) -> None:
         """Deletes tag `name` (NotFoundError if there is none); GC may then reclaim its root."""
         with self.db.transaction() as conn:
@@ -280,42 +276,40 @@ class Store:
     def is_reference_to(self, root: bytes, path: Path) -> bool:
         """Whether blob `root` holds `path` unchanged: a reference to it whose size and mtime
         are as recorded, or inline bytes equal to the file's."""
+        return self.are_references_to([(root, path)])
+
+    @translating("could not check the content")
+    def are_references_to(self, pairs: Iterable[tuple[bytes, Path]]) -> bool:
+        """Whether every `(root, path)` is as `is_reference_to` says, in one read transaction;
+        stops at the first that is not."""
         with self.db.snapshot() as conn:
-            info = get_blob(conn, root)
-            if info is None:
-                return False
-            if info.location == "inline":
-                try:
-                    return path.read_bytes() == inline_data(conn, root)
-                except OSError:
-                    return False
-            if info.location != "reference" or info.source != path:
-                return False
-            try:
-                check_reference(info, source_stamp(conn, root))
-            except (NotFoundError, IntegrityError):
-                return False
-            return True
+            return all(_holds(conn, root, path) for root, path in pairs)
 
     @translating("could not check the content")
     def forget_broken_references(self, roots: Sequence[bytes]) -> int:
         """Drops the blobs among `roots` that are references to a file that was moved, deleted
-        or changed, so that a download fetches them again; returns how many it dropped."""
+        or changed, so that a download fetches them again; returns how many it dropped.
+
+        The references are read in one snapshot and their files looked at outside any
+        transaction; only those found broken are checked again, and dropped, under the write
+        lock (a get runs this over every member: 100,000 of them must not hold it for a second).
+        """
+        with self.db.snapshot() as conn:
+            references = batch.references(conn, roots)
+        broken = [info.root for info, stamp in references if not _unchanged(info, stamp)]
+        if not broken:
+            return 0
         dropped = 0
         with self.db.transaction() as conn:
-            for root in roots:
+            for root in broken:
                 info = get_blob(conn, root)
                 if info is None or info.location != "reference":
                     continue
-                try:
-                    check_reference(info, source_stamp(conn, root))
-                except (NotFoundError, IntegrityError):
-                    conn.execute("DELETE FROM blobs WHERE root = ?", (root,))
-                    conn.execute(
-                        "INSERT OR IGNORE INTO pending_deletes (path) VALUES (?)",
-                        (self.layout.relative(self.layout.blob_outboard(root)),),
-                    )
-                    dropped += 1
+                if _unchanged(info, source_stamp(conn, root)):
+                    continue  # received or shared again meanwhile
+                conn.execute("DELETE FROM blobs WHERE root = ?", (root,))
+                pend_deletes(conn, self.layout, [self.layout.blob_outboard(root)])
+                dropped += 1
         return dropped
 
     # -- maintenance --------------------------------------------------------------------------
@@ -384,8 +378,26 @@ class Store:
         content was already in place there."""
         return finish_export(self.db, self.layout, root)
 
-    def export_space_needed(self, roots: Sequence[bytes], folder: Path, *, keep: bool) -> int:
-        """Bytes an export of the complete blobs `roots` into `folder` would have to copy."""
-        with self.db.snapshot() as conn:
-            infos = [i for r in roots if (i := get_blob(conn, r)) is not None]
-        return copy_bytes_needed(self.layout, infos, folder, keep=keep)
+
+def _unchanged(info: BlobInfo, stamp: int | None) -> bool:
+    """Whether a reference blob's source still has its recorded size and mtime."""
+    try:
+        check_reference(info, stamp)
+    except (NotFoundError, IntegrityError):
+        return False
+    return True
+
+
+def _holds(conn: apsw.Connection, root: bytes, path: Path) -> bool:
+    """`Store.is_reference_to`, in the caller's transaction."""
+    info = get_blob(conn, root)
+    if info is None:
+        return False
+    if info.location == "inline":
+        try:
+            return path.read_bytes() == inline_data(conn, root)
+        except OSError:
+            return False
+    if info.location != "reference" or info.source != path:
+        return False
+    return _unchanged(info, source_stamp(conn, root))
