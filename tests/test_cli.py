@@ -11,12 +11,14 @@ import logging
 import os
 import re
 import subprocess
+import tomllib
 from datetime import datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
 
+from ringdrop import __version__
 from ringdrop.cli import build_parser, main
 from ringdrop.cli.base import expiry
 from ringdrop.cli.exits import ExitCode, classify, report
@@ -57,9 +59,10 @@ PEER_ID_CHARS = 52
 
 
 def test_version_names_the_package_version(alice: Node) -> None:
-    from ringdrop import __version__
-
-    assert alice.run("--version").stdout.strip() == f"ringdrop {__version__}"
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    version = project["project"]["version"]
+    assert __version__ == version
+    assert alice.run("--version").stdout.strip() == f"ringdrop {version}"
 
 
 def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[str]:

@@ -10,14 +10,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from ringdrop.node.config import DISABLED, RELAY_ENV, STUN_ENV
-from ringdrop.node.node import Node
-
 # What `add_subparsers` returns; generic only to type checkers before Python 3.12.
 if TYPE_CHECKING:
+    from ringdrop.node import Node
+
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 else:
     Commands = argparse._SubParsersAction
+
+# The names ringdrop.node.config reads, spelled out here so that building the parser (all that
+# `--version` and `--help` need) imports no layer beneath; tests/test_cli.py holds them equal.
+DISABLED = "disabled"
+RELAY_ENV = "RINGDROP_RELAY"
+STUN_ENV = "RINGDROP_STUN"
+# And the file of exclusion patterns a shared folder may hold (ringdrop.node.IGNORE_FILE).
+IGNORE_FILE = ".ringdropignore"
 
 Run = Callable[[argparse.Namespace], int]
 
@@ -120,6 +127,8 @@ def add_no_addresses(parser: argparse.ArgumentParser) -> None:
 
 def open_node(args: argparse.Namespace, data_dir: Path | None = None) -> Node:
     """The node of --data-dir (or `data_dir`), with the relay and STUN servers of the options."""
+    from ringdrop.node import Node
+
     return Node(data_dir or args.data_dir, relays=args.relay, stun=args.stun)
 
 

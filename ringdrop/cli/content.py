@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ringdrop import display
 from ringdrop.cli.base import (
@@ -19,8 +20,10 @@ from ringdrop.cli.base import (
 from ringdrop.cli.exits import ExitCode
 from ringdrop.cli.progress import BytesProgress
 from ringdrop.cli.rings import labeler
-from ringdrop.identity import PeerId
-from ringdrop.node import AccessLogEntry, Share, Upload, hash_file
+
+if TYPE_CHECKING:
+    from ringdrop.identity import PeerId
+    from ringdrop.node import AccessLogEntry, Share, Upload
 
 _SHARE_HELP = "the share's hash (6+ leading hex digits) or its name, as `ringdrop blob list` shows"
 
@@ -349,6 +352,8 @@ def _register_hash(commands: Commands) -> None:
 
 
 def cmd_hash(args: argparse.Namespace) -> int:
+    from ringdrop.node import hash_file
+
     for path in args.files:
         with BytesProgress(f"hashing {display.safe(path.name)}") as progress:
             hashed = hash_file(path, progress)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ringdrop import display
 from ringdrop.cli.base import Commands, add_command, add_group, expiry, open_node
-from ringdrop.identity import PeerId
-from ringdrop.node import Member, Node
+
+if TYPE_CHECKING:
+    from ringdrop.identity import PeerId
+    from ringdrop.node import Member, Node
 
 _PEER_HELP = "a peer id, a nickname from your peer book, or the first 8+ characters of an id"
 

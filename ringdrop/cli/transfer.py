@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ringdrop import display
 from ringdrop.cli.base import (
+    IGNORE_FILE,
     Commands,
     add_command,
     add_group,
@@ -22,18 +23,11 @@ from ringdrop.cli.content import share_json
 from ringdrop.cli.exits import ExitCode
 from ringdrop.cli.progress import BytesProgress, TransferProgress
 from ringdrop.errors import AccessDeniedError
-from ringdrop.node import (
-    IGNORE_FILE,
-    OPEN_RING,
-    CatalogEntry,
-    Node,
-    OnExisting,
-    Received,
-    RetryPolicy,
-    ServeEvent,
-    Share,
-)
-from ringdrop.ticket import Ticket
+from ringdrop.node.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from ringdrop.node import CatalogEntry, Node, OnExisting, Received, ServeEvent, Share
+    from ringdrop.ticket import Ticket
 
 
 def register(commands: Commands) -> None:
@@ -188,6 +182,8 @@ def _print_share(share: Share, server: int | None, port: int, args: argparse.Nam
 
 
 def _readers(share: Share) -> str:
+    from ringdrop.node import OPEN_RING
+
     rings = [ring for ring in share.rings if ring != OPEN_RING]
     named = ", ".join(f"'{ring}'" for ring in rings)
     if OPEN_RING in share.rings:
@@ -265,6 +261,10 @@ def _register_get(commands: Commands) -> None:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ringdrop.ticket import Ticket
+
     ticket = Ticket.decode(args.ticket)
     retry = RetryPolicy(attempts=max(1, args.attempts))
     with open_node(args) as node, TransferProgress() as progress:
@@ -367,6 +367,8 @@ def _register_info(commands: Commands) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from ringdrop.ticket import Ticket
+
     ticket = Ticket.decode(args.ticket)
     addresses = [str(address) for address in ticket.addresses]
     if args.json:
@@ -416,6 +418,8 @@ def _register_serve(commands: Commands) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     with open_node(args) as node:
         stopped_by = asyncio.run(_serve(node))
     print(f"stopped ({stopped_by})", flush=True)
@@ -424,6 +428,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _serve(node: Node) -> str:
     """Serves until SIGINT or SIGTERM cancels it; returns the signal's name."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     stopped_by: list[str] = []
     serving = asyncio.ensure_future(
@@ -501,6 +507,8 @@ def _register_remote(commands: Commands) -> None:
 
 
 def cmd_remote_list(args: argparse.Namespace) -> int:
+    import asyncio
+
     with open_node(args) as node:
         try:
             entries = asyncio.run(node.remote_catalog(args.peer))

@@ -21,6 +21,7 @@ from ringdrop.bao import ChunkRanges
 from ringdrop.errors import IntegrityError, RingdropError, TransferError, WrongPeerError
 from ringdrop.node.batch_download import SMALL_MAX, Member, fetch_small_members
 from ringdrop.node.progress import Tracker
+from ringdrop.node.retry import RetryPolicy
 from ringdrop.protocol import MemberSelection
 from ringdrop.store import Store
 from ringdrop.store.collection import Collection
@@ -57,18 +58,6 @@ class Source(Protocol):
 
 
 Connect = Callable[[], Awaitable[Source]]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 8
-    """Connection attempts in all, the first included."""
-    first_delay: float = 0.5
-    max_delay: float = 10.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before attempt `attempt` (2, 3, …)."""
-        return float(min(self.max_delay, self.first_delay * 2 ** (attempt - 2)))
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,10 @@ from ringdrop.node.config import (
     relays_from,
     stun_servers_from,
 )
-from ringdrop.node.download import Download, RetryPolicy, TransferStats, export_target
+from ringdrop.node.download import Download, TransferStats, export_target
 from ringdrop.node.manage import Management
 from ringdrop.node.progress import ProgressCallback, Tracker
+from ringdrop.node.retry import RetryPolicy
 from ringdrop.node.server import Answer, Gate, ServeEvent
 from ringdrop.protocol import (
     CatalogEntry,

@@ -14,15 +14,16 @@ import ssl
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, ClassVar, Literal, Protocol
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from ringdrop.identity import Identity
 from ringdrop.protocol import ALPN
+
+# cryptography's X.509 and key classes are imported where they are used: a receiver starting
+# `ringdrop get` needs them only once a handshake has completed, and they take long to load.
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = [
     "BACKENDS",
@@ -74,6 +75,9 @@ class TlsIdentity:
     @classmethod
     def of(cls, identity: Identity) -> TlsIdentity:
         """The certificate is self-signed: what the client checks is its key, not a CA."""
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
         key = identity.tls_key()
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, str(identity.peer_id))])
         certificate = (
@@ -89,6 +93,8 @@ class TlsIdentity:
         return cls(certificate, key)
 
     def pkcs8(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         return self.key.private_bytes(
             serialization.Encoding.DER,
             serialization.PrivateFormat.PKCS8,
@@ -145,6 +151,9 @@ class Backend(ABC):
 
 
 def _raw_ed25519(key: object) -> bytes | None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     if not isinstance(key, Ed25519PublicKey):
         return None
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -190,6 +199,8 @@ class _Aioquic(Backend):
     def peer_key(self, quic: QuicLike) -> bytes | None:
         # aioquic has no public accessor; its TLS context keeps the certificate it verified
         # the CertificateVerify signature with (the attribute exists since aioquic 0.9).
+        from cryptography import x509
+
         certificate = getattr(getattr(quic, "tls", None), "_peer_certificate", None)
         if not isinstance(certificate, x509.Certificate):
             return None
@@ -237,6 +248,8 @@ class _Qh3(Backend):
         original_cid: bytes,
         retry_cid: bytes | None = None,
     ) -> QuicLike:
+        from cryptography.hazmat.primitives import serialization
+
         configuration = self._configuration(
             is_client=False,
             certificate=self._certificate(tls.certificate.public_bytes(serialization.Encoding.DER)),
@@ -251,6 +264,8 @@ class _Qh3(Backend):
         return quic
 
     def peer_key(self, quic: QuicLike) -> bytes | None:
+        from cryptography import x509
+
         certificate = quic.get_peercert()  # type: ignore[attr-defined]
         if certificate is None:
             return None
