@@ -11,6 +11,7 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     ├── AccessDeniedError            exit 4   no ring of the sharer's lets this peer read it
     ├── IntegrityError               exit 6   data does not match its BLAKE3 root
     ├── TransferError                exit 7   network, peer gone or busy
+    │   ├── UnreachableError                  nothing answered at any address or relay tried
     │   └── WrongPeerError                    another key than the expected peer id answered
     ├── ProtocolError                exit 7   the peer broke the wire protocol (never retried)
     ├── UnsafePathError              exit 9   a name would escape its destination
@@ -57,6 +58,7 @@ __all__ = [
     "TicketError",
     "TicketErrorKind",
     "TransferError",
+    "UnreachableError",
     "UnsafePathError",
     "UsageError",
     "WrongPeerError",
@@ -189,6 +191,10 @@ class TransferError(RingdropError):
 
     exit_code = ExitCode.TRANSFER
     label = "transfer failed"
+
+
+class UnreachableError(TransferError):
+    """Nothing answered a connection attempt: no address of the peer, nor its relay."""
 
 
 class WrongPeerError(TransferError):

@@ -199,13 +199,21 @@ def test_get_refuses_to_overwrite_without_force(
     assert (bob.cwd / "notes.txt").read_bytes() == a_file.read_bytes()
 
 
-def test_get_from_a_sharer_that_is_not_serving_exits_7(
+def test_get_from_a_sharer_that_is_not_serving_says_so_once_likely_cause_first(
     alice: Node, bob: Node, a_file: Path
 ) -> None:
     ticket = alice.share(a_file, "--open")
-    err = bob.run("get", ticket, "--attempts", "1", code=7, timeout=120).stderr
-    assert err.startswith("ringdrop: transfer failed: ")
-    assert "run the same command again" in err
+    err = bob.run("get", ticket, code=7, timeout=120).stderr
+    assert err.splitlines()[0] == (
+        "ringdrop: transfer failed: the sharer did not answer: is `ringdrop serve` (or the TUI) "
+        "running on the sharer's machine?"
+    )
+    assert err.count("Could not reach") == 1
+    assert "retrying" not in err
+    error = bob.json("get", ticket, code=7)
+    assert isinstance(error, dict)
+    assert error["error"]["type"] == "UnreachableError"
+    assert len(error["error"]["notes"]) == 1
 
 
 def test_a_second_server_names_the_first(alice: Node, server: Process) -> None:

@@ -90,6 +90,9 @@ def error_json(error: BaseException) -> dict[str, object]:
         "message": describe(error),
         "hint": hint(error),
     }
+    notes = getattr(error, "__notes__", None)
+    if notes:
+        fields["notes"] = list(notes)
     if isinstance(error, RingdropError):
         context = {"peer": error.peer, "address": error.address, "path": error.path}
         context["root"] = error.root.hex() if error.root is not None else None

@@ -255,7 +255,10 @@ def _register_get(commands: Commands) -> None:
         type=int,
         default=RetryPolicy().attempts,
         metavar="N",
-        help="connection attempts before giving up (default: %(default)s)",
+        help=(
+            "connection attempts in all when the connection is lost during the transfer "
+            "(default: %(default)s); a sharer that does not answer at first fails at once"
+        ),
     )
     add_json(parser)
 

@@ -1,4 +1,4 @@
-"""When a download tries again, and how long it waits before it does."""
+"""When a download tries again: only after a connection that worked was lost, with backoff."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often a download connects again after losing its connection, and how long it waits."""
+    """Retries are for a connection that was working: a sharer that restarts, a network that
+    drops for a moment. When the first connection of a download finds nobody, every address
+    and the relay have had their chance within that attempt, and trying again would only
+    repeat its message: the download fails at once and says why."""
 
     attempts: int = 8
     """Connection attempts in all, the first included."""

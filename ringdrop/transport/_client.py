@@ -11,7 +11,13 @@ from typing import Any
 
 import nacl.signing
 
-from ringdrop.errors import ProtocolError, RingdropError, TransferError, WrongPeerError
+from ringdrop.errors import (
+    ProtocolError,
+    RingdropError,
+    TransferError,
+    UnreachableError,
+    WrongPeerError,
+)
 from ringdrop.identity import Identity, PeerId
 from ringdrop.protocol import (
     MAX_CANDIDATES,
@@ -138,7 +144,10 @@ def _connect_error(
         else " No relay was tried (the ticket names none, or relaying is disabled here): "
         "behind a NAT or firewall, ask the sharer for a ticket with a relay, or enable one."
     )
-    return TransferError(f"Could not reach {peer_id.short()}… ({lines}).{advice}")
+    # Unreachable only if nothing answered anywhere: a refusal means the sharer is running.
+    unanswered = all(isinstance(error, UnreachableError) for error in failures.values())
+    kind = UnreachableError if unanswered else TransferError
+    return kind(f"Could not reach {peer_id.short()}… ({lines}).{advice}")
 
 
 @dataclass(frozen=True)
@@ -211,7 +220,7 @@ class _Plan:
                 await link.authenticated
         except TimeoutError:
             link.close(NO_ERROR, "", TransferError("The connection attempt timed out."))
-            raise TransferError(f"no answer within {timeout:g} s") from None
+            raise UnreachableError(f"no answer within {timeout:g} s") from None
         except BaseException:
             link.close(NO_ERROR, "", TransferError("The connection attempt was abandoned."))
             raise
@@ -468,7 +477,7 @@ class _ClientLink(Link):
             self.endpoint.udp.resume_reading()
 
     def on_socket_error(self, error: OSError) -> None:
-        self.terminate(TransferError(f"the network refused the connection: {error.strerror}"))
+        self.terminate(UnreachableError(f"the network refused the connection: {error.strerror}"))
 
     def on_handshake(self) -> None:
         key = self.backend.peer_key(self.quic)

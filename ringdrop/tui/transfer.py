@@ -92,7 +92,8 @@ class TransferView(Static, can_focus=True):
         except asyncio.CancelledError:
             raise
         except RingdropError as error:
-            self.post_message(self.Failed(self, str(error)))
+            lines = [str(error), *getattr(error, "__notes__", ())]  # the cause, then the details
+            self.post_message(self.Failed(self, "\n".join(lines)))
         except Exception as error:  # never let a surprise reach the terminal
             self.post_message(self.Failed(self, f"{type(error).__name__}: {error}"))
         else:
