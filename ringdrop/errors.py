@@ -15,6 +15,7 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     │   └── WrongPeerError                    another key than the expected peer id answered
     ├── ProtocolError                exit 7   the peer broke the wire protocol (never retried)
     ├── UnsafePathError              exit 9   a name would escape its destination
+    ├── DestinationError             exit 11  the destination folder cannot be written
     ├── StoreError                   exit 10  the data directory cannot do what was asked
     │   ├── NotFoundError            exit 5   no such blob, ring, peer, share, file …
     │   ├── DiskFullError            exit 8   not enough free space
@@ -41,6 +42,7 @@ __all__ = [
     "AccessDeniedError",
     "AlreadyServedError",
     "AmbiguousError",
+    "DestinationError",
     "DiskFullError",
     "ExistsError",
     "ExitCode",
@@ -79,6 +81,7 @@ class ExitCode(IntEnum):
     DISK_FULL = 8
     UNSAFE_PATH = 9
     STORE = 10
+    DESTINATION = 11
     INTERRUPTED = 130
 
 
@@ -94,6 +97,7 @@ MEANINGS: dict[ExitCode, str] = {
     ExitCode.DISK_FULL: "not enough free disk space",
     ExitCode.UNSAFE_PATH: "a name would escape the destination folder",
     ExitCode.STORE: "the data directory cannot do it (already served, file in the way, ...)",
+    ExitCode.DESTINATION: "the destination cannot be written (read-only, no permission)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); a download keeps what it verified",
 }
 """What each exit code means: the one table, shown by `ringdrop --help`."""
@@ -226,6 +230,14 @@ class UnsafePathError(RingdropError):
 
     exit_code = ExitCode.UNSAFE_PATH
     label = "unsafe path"
+
+
+class DestinationError(RingdropError):
+    """The folder a download is written to (`path`) cannot take it: read-only, no permission.
+    Not a `StoreError`: the data directory is fine, the destination is not."""
+
+    exit_code = ExitCode.DESTINATION
+    label = "destination"
 
 
 class StoreError(RingdropError):

@@ -57,6 +57,24 @@ def disk_used(*folders: Path) -> int:
 # -- where --dest puts things ---------------------------------------------------------------------
 
 
+def test_a_read_only_destination_is_named_and_exits_11_keeping_what_was_received(
+    alice: Node, bob: Node, server: Process, a_file: Path, tmp_path: Path
+) -> None:
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    ticket = alice.share(a_file, "--open")
+    with mounted(read_only, "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"):
+        err = bob.run("get", ticket, "--dest", read_only, code=11).stderr
+    first, hint = err.splitlines()
+    assert first == (
+        f"ringdrop: destination: cannot write in {read_only}: the file system is read-only"
+    )
+    assert "--dest" in hint
+    shown = got(bob, ticket, "--dest", bob.cwd)
+    assert shown["present"] == shown["total"] == a_file.stat().st_size
+    assert (bob.cwd / a_file.name).read_bytes() == a_file.read_bytes()
+
+
 def test_a_file_to_a_new_path_is_that_file(
     alice: Node, bob: Node, server: Process, a_file: Path
 ) -> None:

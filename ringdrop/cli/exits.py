@@ -13,6 +13,7 @@ from ringdrop.errors import (
     MEANINGS,
     AlreadyServedError,
     AmbiguousError,
+    DestinationError,
     ExistsError,
     ExitCode,
     NotFoundError,
@@ -40,6 +41,10 @@ _HINTS: dict[type[RingdropError], Callable[[RingdropError], str | None]] = {
         "Use --force to overwrite it, or --rename to keep both (writes a numbered name)."
     ),
     AlreadyServedError: lambda e: "Stop it first, or use another --data-dir.",
+    DestinationError: lambda e: (
+        "Choose a folder you can write to with --dest; what was received is kept, so the "
+        "same command with another --dest only writes it out."
+    ),
     AmbiguousError: lambda e: _AMBIGUOUS_HINTS.get(getattr(e, "kind", None) or ""),
     RelayDisabledError: lambda e: (
         "Choose a relay with --relay URL or RINGDROP_RELAY, or use a "

@@ -50,7 +50,14 @@ from typing import Literal
 import apsw
 
 from ringdrop.bao import create_outboard, outboard_from_bytes
-from ringdrop.errors import ExistsError, IntegrityError, NotFoundError, StoreError, UnsafePathError
+from ringdrop.errors import (
+    DestinationError,
+    ExistsError,
+    IntegrityError,
+    NotFoundError,
+    StoreError,
+    UnsafePathError,
+)
 from ringdrop.store import batch, blobs
 from ringdrop.store.blobs import BlobInfo
 from ringdrop.store.collection import Collection, Entry
@@ -85,6 +92,9 @@ _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, er
 _FICLONE = 0x40049409  # _IOW(0x94, 9, int) from linux/fs.h
 _NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS}
 _JOURNAL = "exports"
+# What the destination's file system says when it will not take what is written there.
+_UNWRITABLE = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,22 @@ def export_blob(
     finish_export(db, layout, root)
     with db.snapshot() as conn:
         source = _source(conn, layout, root)
+    with _writing_in(dest.parent):
+        final, plan = _export_blob(layout, root, source, dest, existing, keep, progress)
+    _release(db, layout, plan, final)
+    return ExportResult(final, plan.moved, plan.copied)
+
+
+def _export_blob(
+    layout: Layout,
+    root: bytes,
+    source: _Source,
+    dest: Path,
+    existing: OnExisting,
+    keep: bool,
+    progress: ProgressFn | None,
+) -> tuple[Path, _Plan]:
+    """The blob under its final name in the destination; the plan says what to release."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     _check_existing(dest, existing)
     ensure_free_space(
@@ -159,8 +185,7 @@ def export_blob(
             with contextlib.suppress(OSError):
                 os.unlink(plan.temp.name, dir_fd=folder)
             raise
-    _release(db, layout, plan, final)
-    return ExportResult(final, plan.moved, plan.copied)
+    return final, plan
 
 
 def export_collection(
@@ -184,6 +209,26 @@ def export_collection(
         # Small files' bytes are read a batch at a time (_fill_folder): memory stays bounded
         # for any number of them.
         sources = [_source(conn, layout, e.root, load=False) for e in collection.entries]
+    with _writing_in(dest.parent):
+        final, plan = _export_collection(
+            db, layout, root, collection, sources, dest, existing, keep, progress
+        )
+    _release(db, layout, plan, final)
+    return ExportResult(final, plan.moved, plan.copied)
+
+
+def _export_collection(
+    db: Database,
+    layout: Layout,
+    root: bytes,
+    collection: Collection,
+    sources: list[_Source],
+    dest: Path,
+    existing: OnExisting,
+    keep: bool,
+    progress: ProgressFn | None,
+) -> tuple[Path, _Plan]:
+    """The folder under its final name in the destination; the plan says what to release."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     _check_existing(dest, existing)
     needed = copy_bytes_needed(layout, [s.info for s in sources], dest.parent, keep=keep)
@@ -203,8 +248,7 @@ def export_collection(
             with contextlib.suppress(OSError):
                 shutil.rmtree(plan.temp.name, dir_fd=parent)
             raise
-    _release(db, layout, plan, final)
-    return ExportResult(final, plan.moved, plan.copied)
+    return final, plan
 
 
 def read_collection(conn: apsw.Connection, layout: Layout, root: bytes) -> Collection:
@@ -725,6 +769,27 @@ def _remove_any(path: Path) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+@contextlib.contextmanager
+def _writing_in(folder: Path) -> Iterator[None]:
+    """A refusal by the destination's file system becomes a `DestinationError` naming the
+    folder (not the temporary name the export was writing), which is not the store's fault."""
+    try:
+        yield
+    except OSError as e:
+        reason = _UNWRITABLE.get(e.errno or 0)
+        if reason is None:
+            raise
+        where = _existing_ancestor(folder)
+        raise DestinationError(f"cannot write in {where}: {reason}", path=str(where)) from e
+
+
+def _existing_ancestor(folder: Path) -> Path:
+    """`folder`, or the nearest folder above it that exists (the one that refused a mkdir)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 @contextlib.contextmanager
