@@ -65,6 +65,44 @@ def test_version_names_the_package_version(alice: Node) -> None:
     assert alice.run("--version").stdout.strip() == f"ringdrop {version}"
 
 
+def test_the_first_command_that_makes_a_data_directory_says_so_once(alice: Node) -> None:
+    first = alice.run("id")
+    peer_id = first.stdout.strip()
+    assert first.stderr == (
+        f"ringdrop: created the data directory {alice.data_dir}; this node's peer id is {peer_id}\n"
+    )
+    again = alice.run("id")
+    assert (again.stdout.strip(), again.stderr) == (peer_id, "")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("ring", "list"),
+        ("ring", "members", "family"),
+        ("ring", "add", "family", "x" * 52),
+        ("peer", "list"),
+        ("grant", "list"),
+        ("log",),
+        ("log", "--access"),
+        ("blob", "list"),
+        ("blob", "ticket", "notes.txt"),
+        ("store", "check"),
+        ("store", "gc"),
+    ],
+    ids=" ".join,
+)
+def test_a_command_that_only_reads_does_not_make_a_missing_data_directory(
+    alice: Node, command: tuple[str, ...]
+) -> None:
+    err = alice.run(*command, code=5).stderr
+    assert err.splitlines()[0] == (
+        f"ringdrop: not found: there is no data directory at {alice.data_dir}"
+    )
+    assert "ringdrop id" in err
+    assert not alice.data_dir.exists()
+
+
 def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[str]:
     paths = []
     for action in parser._actions:
@@ -221,6 +259,7 @@ def test_share_with_no_ring_says_nobody_may_download_yet(alice: Node, a_file: Pa
 
 
 def test_share_to_an_unknown_ring_exits_5_with_the_fix(alice: Node, a_file: Path) -> None:
+    alice.peer_id()
     err = alice.run("share", a_file, "--ring", "nosuch", code=5).stderr
     assert "ringdrop ring new nosuch" in err
     assert len(err.splitlines()) <= 2
@@ -425,6 +464,7 @@ def test_ring_errors(alice: Node, bob: Node) -> None:
 )
 def test_the_open_ring_is_protected(alice: Node, bob: Node, command: tuple[str, ...]) -> None:
     args = [bob.peer_id() if arg == "PEER" else arg for arg in command]
+    alice.peer_id()
     err = alice.run("ring", *args, code=10).stderr
     assert "open ring" in err
 
@@ -473,6 +513,7 @@ def test_grant_add_list_remove(alice: Node, bob: Node) -> None:
 
 
 def test_blob_list_shows_shares_with_their_rings(alice: Node, a_file: Path, a_folder: Path) -> None:
+    alice.peer_id()
     assert "Nothing is shared" in alice.run("blob", "list").stdout
     alice.run("share", a_file, "--open")
     alice.run("share", a_folder)
@@ -523,6 +564,7 @@ def test_blob_ticket_prints_the_share_ticket_again(alice: Node, a_file: Path) ->
 
 
 def test_blob_commands_on_unknown_content_exit_5(alice: Node) -> None:
+    alice.peer_id()
     assert "ringdrop blob list" in alice.run("blob", "remove", "abcdef", code=5).stderr
     alice.run("blob", "attach", "nothing.txt", "open", code=5)
 
@@ -543,6 +585,7 @@ def _rings_of(node: Node) -> list[str]:
 
 
 def test_log_when_nothing_was_served(alice: Node) -> None:
+    alice.peer_id()
     assert "Nothing has been served" in alice.run("log").stdout
     assert alice.json("log") == {"uploads": []}
     assert alice.json("log", "--access") == {"decisions": []}

@@ -203,6 +203,7 @@ def test_get_from_a_sharer_that_is_not_serving_says_so_once_likely_cause_first(
     alice: Node, bob: Node, a_file: Path
 ) -> None:
     ticket = alice.share(a_file, "--open")
+    bob.peer_id()
     err = bob.run("get", ticket, code=7, timeout=120).stderr
     assert err.splitlines()[0] == (
         "ringdrop: transfer failed: the sharer did not answer: is `ringdrop serve` (or the TUI) "

@@ -63,6 +63,7 @@ def test_a_read_only_destination_is_named_and_exits_11_keeping_what_was_received
     read_only = tmp_path / "read-only"
     read_only.mkdir()
     ticket = alice.share(a_file, "--open")
+    bob.peer_id()
     with mounted(read_only, "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"):
         err = bob.run("get", ticket, "--dest", read_only, code=11).stderr
     first, hint = err.splitlines()

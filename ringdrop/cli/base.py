@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -125,11 +126,20 @@ def add_no_addresses(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_node(args: argparse.Namespace, data_dir: Path | None = None) -> Node:
-    """The node of --data-dir (or `data_dir`), with the relay and STUN servers of the options."""
+def open_node(args: argparse.Namespace, *, create: bool = True) -> Node:
+    """The node of --data-dir, with the relay and STUN servers of the options. A command that
+    only reads passes `create=False`: a mistyped --data-dir then fails instead of making a new
+    node. Making one is said on stderr, with its path and peer id: it happens once."""
     from ringdrop.node import Node
 
-    return Node(data_dir or args.data_dir, relays=args.relay, stun=args.stun)
+    node = Node(args.data_dir, relays=args.relay, stun=args.stun, create=create)
+    if node.created:
+        print(
+            f"ringdrop: created the data directory {node.data_dir}; this node's peer id is "
+            f"{node.peer_id}",
+            file=sys.stderr,
+        )
+    return node
 
 
 def expiry(text: str, now: datetime | None = None) -> float:

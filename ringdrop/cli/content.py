@@ -92,7 +92,7 @@ def _register_blob(commands: Commands) -> None:
 
 
 def cmd_blob_list(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         shares = node.shares()
     if getattr(args, "json", False):
         display.emit_json({"shares": [share_json(share) for share in shares]})
@@ -129,7 +129,7 @@ def share_json(share: Share) -> dict[str, object]:
 
 
 def cmd_blob_remove(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         for text in args.share:
             share = node.find_share(text)
             node.unshare(share.root)
@@ -139,7 +139,7 @@ def cmd_blob_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_blob_attach(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         share = node.find_share(args.share)
         node.attach(share, args.ring)
     print(f"The ring '{args.ring}' may now download {display.safe(share.name)}.")
@@ -147,7 +147,7 @@ def cmd_blob_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_blob_detach(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         share = node.find_share(args.share)
         node.detach(share, args.ring)
     print(f"The ring '{args.ring}' may no longer download {display.safe(share.name)}.")
@@ -155,7 +155,7 @@ def cmd_blob_detach(args: argparse.Namespace) -> int:
 
 
 def cmd_blob_ticket(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         if args.no_addresses:
             node.check_relay_only_ticket()
         share = node.find_share(args.share)
@@ -191,7 +191,7 @@ def _register_log(commands: Commands) -> None:
 
 def cmd_log(args: argparse.Namespace) -> int:
     limit = max(1, args.limit)
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         names = {share.root: share.name for share in node.shares()}
         name_peer = labeler(node)
         if args.access:
@@ -310,7 +310,7 @@ def _register_store(commands: Commands) -> None:
 
 
 def cmd_store_check(args: argparse.Namespace) -> int:
-    with open_node(args) as node, BytesProgress("checking") as progress:
+    with open_node(args, create=False) as node, BytesProgress("checking") as progress:
         report = node.check_store(progress)
     for problem in report.problems:
         print(f"{display.short_hash(problem.root)}  {problem.kind}: {problem.message}")
@@ -327,7 +327,7 @@ def cmd_store_check(args: argparse.Namespace) -> int:
 
 
 def cmd_store_gc(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         report = node.gc()
     print(
         f"Deleted {display.count(report.blobs_deleted, 'blob')}, "

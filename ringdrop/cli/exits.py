@@ -28,6 +28,10 @@ _NOT_FOUND_HINTS = {
     "peer": "Run `ringdrop peer list` to see the nicknames, or give the whole peer id.",
     "share": "Run `ringdrop blob list` to see what is shared.",
     "peer-address": "Give one of its tickets instead.",
+    "data-dir": (
+        "Check --data-dir and $RINGDROP_DATA_DIR; `ringdrop id` (or sharing, or receiving) "
+        "creates a data directory."
+    ),
 }
 
 _AMBIGUOUS_HINTS = {

@@ -125,7 +125,7 @@ def cmd_ring_new(args: argparse.Namespace) -> int:
 
 
 def cmd_ring_list(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         rings = node.rings()
     rows = [("RING", "MEMBERS", "SHARES")]
     for ring in rings:
@@ -136,14 +136,14 @@ def cmd_ring_list(args: argparse.Namespace) -> int:
 
 
 def cmd_ring_rename(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         node.rename_ring(args.old, args.new)
     print(f"Renamed the ring '{args.old}' to '{args.new}'.")
     return 0
 
 
 def cmd_ring_delete(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         node.delete_ring(args.name)
     print(f"Deleted the ring '{args.name}'.")
     return 0
@@ -151,7 +151,7 @@ def cmd_ring_delete(args: argparse.Namespace) -> int:
 
 def cmd_ring_add(args: argparse.Namespace) -> int:
     expires: float | None = args.expires
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         peer_id = node.add_member(args.ring, args.peer, expires_at=expires)
         who = label(node, peer_id)
     until = f" until {display.when(expires)}" if expires is not None else ""
@@ -160,7 +160,7 @@ def cmd_ring_add(args: argparse.Namespace) -> int:
 
 
 def cmd_ring_remove(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         peer_id = node.remove_member(args.ring, args.peer)
         who = label(node, peer_id)
     print(f"{who} is no longer in the ring '{args.ring}'.")
@@ -168,7 +168,7 @@ def cmd_ring_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_ring_members(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         members = node.members(args.ring)
     if not members:
         print(f"The ring '{args.ring}' has no members.")
@@ -232,7 +232,7 @@ def cmd_peer_add(args: argparse.Namespace) -> int:
 
 
 def cmd_peer_list(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         peers = node.peers()
     if not peers:
         print("Your peer book is empty. Add a peer with `ringdrop peer add PEER_ID NICKNAME`.")
@@ -248,7 +248,7 @@ def cmd_peer_list(args: argparse.Namespace) -> int:
 
 
 def cmd_peer_remove(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         peer_id = node.resolve_peer(args.peer)
         who = label(node, peer_id)
         node.remove_peer(peer_id)
@@ -298,7 +298,7 @@ def cmd_grant_add(args: argparse.Namespace) -> int:
 
 
 def cmd_grant_remove(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         peer_id = node.revoke(args.peer, args.privilege)
         who = label(node, peer_id)
     print(f"{who} no longer has the {args.privilege} privilege.")
@@ -307,7 +307,7 @@ def cmd_grant_remove(args: argparse.Namespace) -> int:
 
 def cmd_grant_list(args: argparse.Namespace) -> int:
     peer: str | None = getattr(args, "peer", None)
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         peers = [node.resolve_peer(peer)] if peer is not None else [p.peer_id for p in node.peers()]
         name = labeler(node)
         rows = [(name(p), ", ".join(node.grants(p))) for p in peers]

@@ -29,7 +29,7 @@ from ringdrop.errors import (
     TicketError,
     UnsafePathError,
 )
-from ringdrop.identity import Identity, PeerId
+from ringdrop.identity import KEY_FILE, Identity, PeerId
 from ringdrop.node.addresses import local_addresses
 from ringdrop.node.batch_upload import MembersServer
 from ringdrop.node.config import (
@@ -123,7 +123,9 @@ class Node(Management):
     None takes $RINGDROP_RELAY / $RINGDROP_STUN, else the public defaults; `("disabled",)` or
     `()` turns them off. Bad values raise `SettingsError` before anything is opened.
     `addresses` (IP addresses) are the ones tickets name; None takes $RINGDROP_ADDRESSES, else
-    this machine's interfaces.
+    this machine's interfaces. A data directory that does not exist yet is created (`created`
+    says so), unless `create` is false: then it is a `NotFoundError`, so that a mistyped path
+    given to a command that only reads is not silently a new, empty node.
     """
 
     def __init__(
@@ -133,11 +135,19 @@ class Node(Management):
         relays: Iterable[str] | None = None,
         stun: Iterable[str | StunServer] | None = None,
         addresses: Iterable[str] | None = None,
+        create: bool = True,
     ) -> None:
         self._ips = None if addresses is None else _ips(addresses, "addresses")
         self.relays: tuple[str, ...] = relays_from(relays)
         self.stun_servers: tuple[StunServer, ...] = stun_servers_from(stun)
         self.data_dir = data_dir = default_data_dir() if data_dir is None else data_dir
+        # The identity key is what makes a folder a data directory: it is never deleted.
+        self.created = not (data_dir / KEY_FILE).exists()
+        """Whether opening this node made a new data directory (and a new peer id)."""
+        if self.created and not create:
+            raise NotFoundError(
+                f"there is no data directory at {data_dir}", kind="data-dir", name=str(data_dir)
+            )
         self.store = Store(data_dir, MIGRATIONS)
         self.access = Access(self.store.db)
         self.identity = Identity.load_or_create(data_dir)

@@ -56,6 +56,12 @@ class RingdropApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.node.created:
+            self.notify(
+                f"Created the data directory {self.node.data_dir}: this node's peer id is "
+                f"{self.node.peer_id}",
+                timeout=15,
+            )
         self.serve()
         self.query_one(SharesPane).enter()
 
