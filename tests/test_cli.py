@@ -472,6 +472,17 @@ def test_the_open_ring_is_protected(alice: Node, bob: Node, command: tuple[str, 
 # -- peer -----------------------------------------------------------------------------------------
 
 
+def test_peer_add_with_the_nickname_and_the_id_swapped_says_so(alice: Node, bob: Node) -> None:
+    bob_id = bob.peer_id()
+    alice.peer_id()
+    err = alice.run("peer", "add", "bob", bob_id, code=3).stderr
+    assert err == (
+        f"ringdrop: error: 'bob' is not a peer id, but {bob_id[:8]}… is: the peer id comes "
+        "first, then the nickname\n"
+    )
+    assert "empty" in alice.run("peer", "list").stdout
+
+
 def test_peer_add_list_remove_with_nicknames(alice: Node, bob: Node) -> None:
     bob_id = bob.peer_id()
     assert "bob" in alice.run("peer", "add", bob_id, "bob").stdout
