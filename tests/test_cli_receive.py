@@ -146,6 +146,29 @@ def test_force_overwrites(alice: Node, bob: Node, server: Process, a_file: Path)
     assert (bob.cwd / "mine.txt").read_bytes() == a_file.read_bytes()
 
 
+def test_force_onto_a_folder_replaces_it_whole(
+    alice: Node, bob: Node, server: Process, a_folder: Path
+) -> None:
+    ticket = alice.share(a_folder, "--open")
+    old = bob.cwd / "photos"
+    (old / "2026").mkdir(parents=True)
+    (old / "unrelated.txt").write_text("mine")
+    (old / "a.jpg").write_text("old a")
+    (old / "2026" / "old.jpg").write_text("old")
+    bob.run("get", ticket, code=10)
+    assert (old / "unrelated.txt").read_text() == "mine"
+    bob.run("get", ticket, "--force")
+    assert tree(old) == tree(a_folder)
+    assert not [p for p in bob.cwd.iterdir() if p.name.startswith(".ringdrop-")]
+
+
+def test_get_help_says_force_replaces_a_folder_whole(bob: Node) -> None:
+    help_text = " ".join(bob.run("get", "--help").stdout.split())
+    assert "--force replace what is already at the destination: a folder is replaced whole" in (
+        help_text
+    )
+
+
 # -- metadata and exclusions ----------------------------------------------------------------------
 
 
@@ -239,6 +262,25 @@ def test_an_interrupted_folder_export_needs_no_force_to_finish(
     shown = got(bob, ticket, "--keep")
     assert shown["present"] == shown["total"], "nothing downloaded again"
     assert tree(bob.cwd / "big") == tree(a_big_folder)
+    assert os.listdir(bob.cwd) == ["big"]
+
+
+@pytest.mark.slow
+def test_a_folder_replaced_by_force_is_kept_until_the_new_one_is_complete(
+    alice: Node, bob: Node, server: Process, a_big_folder: Path
+) -> None:
+    ticket = alice.share(a_big_folder, "--open", "--reference")
+    old = bob.cwd / "big"
+    old.mkdir()
+    (old / "mine.txt").write_text("mine")
+    get = bob.spawn("get", ticket, "--keep", "--force")
+    _wait_for_export(bob.cwd, get)
+    time.sleep(0.05)
+    get.stop(signal.SIGKILL)
+    assert tree(old) in ({"mine.txt": b"mine"}, tree(a_big_folder)), "the old one, or the new"
+    shown = got(bob, ticket, "--keep", "--force")
+    assert shown["present"] == shown["total"], "nothing downloaded again"
+    assert tree(old) == tree(a_big_folder)
     assert os.listdir(bob.cwd) == ["big"]
 
 

@@ -235,7 +235,12 @@ def _register_get(commands: Commands) -> None:
     )
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument(
-        "--force", action="store_true", help="overwrite what is already at the destination"
+        "--force",
+        action="store_true",
+        help=(
+            "replace what is already at the destination: a folder is replaced whole (its "
+            "files the new one lacks go too), and only once the new one is complete"
+        ),
     )
     existing.add_argument(
         "--rename",

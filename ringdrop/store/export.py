@@ -200,8 +200,8 @@ def export_collection(
 ) -> ExportResult:
     """Writes the files of collection `root` into a new folder `dest`; returns where it went.
 
-    Under `force`, an existing folder `dest` keeps its other files and has those of the same
-    names replaced; an existing file `dest` is replaced."""
+    Under `force`, an existing `dest`, file or folder, is replaced: the old one is removed
+    only after the new one is complete and in place."""
     dest = dest.absolute()
     finish_export(db, layout, root)
     with db.snapshot() as conn:
@@ -588,14 +588,11 @@ def _place(
 
 
 def _force_into(layout: Layout, plan: _Plan, parent: int, dest: Path, *, is_folder: bool) -> None:
-    """--force: a file replaces a file atomically; a folder's files replace those of the same
-    names in an existing folder (its other files stay); anything else is moved aside first
-    and deleted once the new result is in place."""
+    """--force: a file replaces a file atomically; anything else, an existing folder included,
+    is moved aside once the new result is complete, and deleted once that is in place. A folder
+    is replaced whole, as `rsync --delete` or removing it and copying would: files of the old
+    one that the new one lacks do not survive to mix with it."""
     dest_is_folder = os.path.isdir(dest) and not os.path.islink(dest)
-    if is_folder and dest_is_folder:
-        _write_journal(layout, plan, dest, None)
-        _merge(plan.temp, dest)
-        return
     if not is_folder and dest_is_folder:
         raise StoreError(f"cannot overwrite {dest}: it is a folder")
     if not is_folder:
@@ -630,22 +627,6 @@ def _rename_new(parent: int, temp: str, name: str, *, is_folder: bool) -> None:
         os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
         return
     raise FileExistsError(errno.EEXIST, "exists", name)
-
-
-def _merge(temp: Path, target: Path) -> None:
-    """--force onto an existing folder: its same-named files are replaced, the others kept."""
-    with _open_dir(target) as base:
-        for path in sorted(p for p in temp.rglob("*") if not p.is_dir()):
-            relative = path.relative_to(temp).parts
-            with _subfolder(base, list(relative[:-1]), target) as folder:
-                try:
-                    os.replace(path, relative[-1], dst_dir_fd=folder)
-                except IsADirectoryError:
-                    raise StoreError(
-                        f"cannot overwrite {target.joinpath(*relative)}: it is a folder"
-                    ) from None
-                os.fsync(folder)
-    shutil.rmtree(temp)
 
 
 def _write_journal(layout: Layout, plan: _Plan, target: Path, old: Path | None) -> None:
