@@ -5,6 +5,7 @@ interrupted by Ctrl-C or SIGKILL, and the store handing its copy over instead of
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ringdrop import display
 
 from .cli_util import Node, Process, serve_process
 from .files import mounted, tree
@@ -98,7 +101,7 @@ def test_a_dest_ending_in_a_slash_is_a_folder_to_create(
 ) -> None:
     out = bob.run("get", alice.share(a_file, "--open"), "--dest", f"{bob.cwd}/new/").stdout
     assert (bob.cwd / "new" / "notes.txt").read_bytes() == a_file.read_bytes()
-    assert "put in place without copying" in out
+    assert "put in place without copying: the data directory keeps a reference to it" in out
 
 
 def test_an_existing_folder_receives_it_under_its_name(
@@ -310,6 +313,26 @@ def test_a_killed_file_export_is_finished_by_the_rerun(
     assert shown["present"] == shown["total"], "nothing downloaded again"
     assert out.read_bytes() == big.read_bytes()
     assert os.listdir(bob.cwd) == ["big.bin"]
+
+
+def test_the_rate_is_over_what_moved_and_what_was_here_is_said_apart(
+    alice: Node, bob: Node, server: Process, a_folder: Path
+) -> None:
+    (a_folder / "big.bin").write_bytes(os.urandom(3 * MIB))
+    first = bob.run("get", alice.share(a_folder / "big.bin", "--open"), "--dest", "elsewhere.bin")
+    assert first.stdout.splitlines()[1].startswith("  3.0 MiB in ")
+    out = bob.run("get", alice.share(a_folder, "--open")).stdout.splitlines()
+    total = sum(p.stat().st_size for p in a_folder.rglob("*") if p.is_file())
+    moved = display.size(total - 3 * MIB)
+    summary = re.fullmatch(
+        rf"  {re.escape(display.size(total))}, 6 files: {re.escape(moved)} fetched in "
+        r"([0-9.]+) s \(([0-9.]+) (B|KiB|MiB)/s\), 3\.0 MiB already here",
+        out[1],
+    )
+    assert summary is not None, out
+    seconds, rate, unit = float(summary[1]), float(summary[2]), summary[3]
+    per_second = rate * {"B": 1, "KiB": 1024, "MiB": MIB}[unit]
+    assert per_second * seconds < 2 * (total - 3 * MIB) + 1024, "not over the whole 3 MiB more"
 
 
 def test_a_rerun_after_a_finished_get_says_it_is_there(

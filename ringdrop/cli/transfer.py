@@ -336,22 +336,30 @@ def _received_json(ticket: Ticket, received: Received) -> dict[str, object]:
 
 
 def _print_received(ticket: Ticket, received: Received) -> None:
-    """Where it went, how big, how long, how fast, and how much was already here."""
+    """Where it went; how big, and of that how much moved, how long and how fast (the rate is
+    over what moved, never over what was already here); how the sharer was reached."""
     stats = received.stats
     fetched = stats.total - stats.present
-    speed = f" ({display.rate(fetched / stats.seconds)})" if fetched and stats.seconds else ""
     files = f", {stats.files} files" if ticket.format == "collection" else ""
     name = display.safe(ticket.name or received.path.name)
     print(f"Received {name}: {display.safe(str(received.path))}")
-    print(f"  {display.size(stats.total)}{files} in {display.duration(stats.seconds)}{speed}")
+    took = display.duration(stats.seconds)
+    speed = f" ({display.rate(fetched / stats.seconds)})" if fetched and stats.seconds else ""
+    if not stats.present:
+        print(f"  {display.size(stats.total)}{files} in {took}{speed}")
+    elif fetched:
+        print(
+            f"  {display.size(stats.total)}{files}: {display.size(fetched)} fetched in "
+            f"{took}{speed}, {display.size(stats.present)} already here"
+        )
+    else:
+        print(f"  {display.size(stats.total)}{files}, all of it already here")
     if received.route is not None:
         print(f"  from the sharer {display.safe(str(received.route))}")
-    if stats.present:
-        print(f"  {display.size(stats.present)} of it was already here")
     if received.moved:
         print(
             f"  {display.size(received.moved)} put in place without copying: the data directory "
-            "shares it from there (edit it and it is no longer shared)"
+            "keeps a reference to it instead of a second copy"
         )
 
 
