@@ -368,7 +368,7 @@ def test_on_one_file_system_the_content_is_on_disk_once(
     content = [bob.data_dir / "blobs", bob.data_dir / "partial", bob.data_dir / "tmp", bob.cwd]
     assert disk_used(*content) <= size * 1.01 + outboard
     assert disk_used(bob.data_dir) - disk_used(*content[:3]) < 4 * MIB, "database, keys, config"
-    assert "all intact" in bob.run("store", "check").stdout
+    assert "own files are intact" in bob.run("store", "check").stdout
 
 
 def test_on_another_file_system_the_store_copy_is_released_unless_kept(
@@ -384,7 +384,7 @@ def test_on_another_file_system_the_store_copy_is_released_unless_kept(
     got(bob, alice.share(two, "--open"), "--dest", tmpfs, "--keep")
     assert (tmpfs / "two.bin").read_bytes() == two.read_bytes()
     assert len(data_files(bob)) == 1, "--keep keeps the store's copy"
-    assert "all intact" in bob.run("store", "check").stdout
+    assert "own files are intact" in bob.run("store", "check").stdout
 
 
 def test_free_space_is_asked_of_the_file_system_that_needs_it(
@@ -397,6 +397,22 @@ def test_free_space_is_asked_of_the_file_system_that_needs_it(
     err = bob.run("get", ticket, "--dest", tmpfs, code=8).stderr
     assert "writing big.bin needs 200.0 MiB" in err
     assert str(tmpfs) in err
+
+
+def test_store_check_after_editing_a_received_file_forgets_it_and_exits_0(
+    alice: Node, bob: Node, server: Process, a_folder: Path
+) -> None:
+    ticket = alice.share(a_folder, "--open")
+    bob.run("get", ticket)
+    edited = bob.cwd / "photos" / "a.jpg"
+    edited.write_bytes(b"my own version")
+    check = bob.run("store", "check").stdout.splitlines()
+    assert check[0] == f"{edited}: changed outside ringdrop (edited), no longer shared"
+    assert check[-1].endswith("checked: the data directory's own files are intact.")
+    assert bob.run("store", "check").stdout.splitlines()[0].endswith("own files are intact.")
+    shown = got(bob, ticket, "--dest", bob.cwd / "again")
+    assert shown["received"] >= 200_000, "the edited member is fetched again"
+    assert tree(bob.cwd / "again") == tree(a_folder)
 
 
 # -- received content re-shared -------------------------------------------------------------------
@@ -421,8 +437,6 @@ def test_received_content_is_reshared_intact_and_an_edit_is_caught(
         with exported.open("r+b") as f:
             f.seek(MIB)
             f.write(b"edited by bob")
-        check = bob.run("store", "check", code=6)
-        assert f"changed: {exported} changed after ringdrop recorded it" in check.stdout
         (carol.cwd / "film.bin").unlink()
         carol.run("store", "gc")
         for blob in carol.json("blob", "list")["shares"]:  # type: ignore[index]
@@ -431,3 +445,9 @@ def test_received_content_is_reshared_intact_and_an_edit_is_caught(
         err = carol.run("get", reshared, "--attempts", "1", code=7).stderr
         assert "changed" in err
         assert not (carol.cwd / "film.bin").exists()
+        check = bob.run("store", "check")
+        assert check.stdout.splitlines()[0] == (
+            f"{exported}: changed outside ringdrop (edited), no longer shared"
+        )
+        assert "intact" in bob.run("store", "check").stdout
+        carol.run("get", reshared, code=5)

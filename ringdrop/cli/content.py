@@ -296,7 +296,10 @@ def _register_store(commands: Commands) -> None:
     add_command(
         store,
         "check",
-        help="re-verify every stored blob against its hash",
+        help=(
+            "re-verify every stored blob against its hash (a received or --reference file "
+            "edited since is forgotten, not damage)"
+        ),
         examples=["ringdrop store check"],
         run=cmd_store_check,
     )
@@ -312,15 +315,28 @@ def _register_store(commands: Commands) -> None:
 def cmd_store_check(args: argparse.Namespace) -> int:
     with open_node(args, create=False) as node, BytesProgress("checking") as progress:
         report = node.check_store(progress)
+    for changed in report.changed:
+        how = "edited" if changed.how == "edited" else "moved or deleted"
+        print(
+            f"{display.safe(str(changed.path))}: changed outside ringdrop ({how}), no longer shared"
+        )
     for problem in report.problems:
         print(f"{display.short_hash(problem.root)}  {problem.kind}: {problem.message}")
+    checked = display.count(report.checked, "blob")
+    if report.changed:
+        files = display.count(len(report.changed), "file")
+        them = "it" if len(report.changed) == 1 else "them"
+        print(
+            f"{files} changed outside ringdrop: the data directory has forgotten {them}, and "
+            "a later get of the same content fetches it again."
+        )
     if report.ok:
-        print(f"{display.count(report.checked, 'blob')} checked: all intact.")
+        print(f"{checked} checked: the data directory's own files are intact.")
         return 0
     print(
-        f"{len(report.problems)} of {display.count(report.checked, 'blob')} failed the check. "
-        "Remove them with "
-        "`ringdrop blob remove HASH` and share or download them again.",
+        f"{len(report.problems)} of {checked} failed the check: the data directory's own "
+        "files are damaged. Remove them with `ringdrop blob remove HASH` and share or "
+        "download them again.",
         file=sys.stderr,
     )
     return ExitCode.INTEGRITY

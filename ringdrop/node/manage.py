@@ -149,7 +149,8 @@ class Management:
         return self.access.uploads(limit)
 
     def check_store(self, progress: ProgressFn | None = None) -> CheckReport:
-        """Re-verifies every stored blob against its hash."""
+        """Re-verifies every stored blob against its hash: damage to the store's own files is a
+        problem; a referenced file the user edited, moved or deleted is forgotten (`changed`)."""
         return self.store.check(progress)
 
     def gc(self) -> GcReport:
