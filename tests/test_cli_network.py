@@ -133,6 +133,26 @@ def test_the_log_shows_who_downloaded_what(
     assert "notes.txt" in alice.run("log").stdout
 
 
+def test_the_serve_log_names_folder_files_and_peers_by_nickname(
+    alice: Node, bob: Node, server: Process, a_folder: Path
+) -> None:
+    alice.run("peer", "add", bob.peer_id(), "bob")
+    bob.run("get", alice.share(a_folder, "--open"))
+    server.wait_for(r"get files of photos: complete")
+    line = server.wait_for(r"photos/a\.jpg: complete")
+    assert f"  bob ({bob.peer_id()[:8]}…)  get photos/a.jpg: complete, " in line
+    server.wait_for(r"photos/2026/summer/c\.jpg: complete")
+    served = [line for line in server.lines if " get " in line]
+    what = {line.split("  ")[2].split(":")[0] for line in served}
+    assert what == {
+        "get photos",
+        "get files of photos",
+        "get photos/a.jpg",
+        "get photos/2026/summer/c.jpg",
+    }, "the folder, its small files, each large file by its name in the folder"
+    assert not [line for line in served if bob.peer_id() in line], "the nickname, not the id"
+
+
 def test_remote_list_needs_a_catalog_grant(
     alice: Node, bob: Node, server: Process, a_file: Path, a_folder: Path
 ) -> None:
@@ -174,6 +194,12 @@ def test_an_interrupted_get_resumes_when_run_again(
     assert isinstance(shown["received"], int)
     assert shown["received"] < BIG
     assert dest.read_bytes() == big_file.read_bytes()
+    server.wait_for(r"big\.bin: complete")
+    served = [line.split("  ")[-1] for line in server.lines if "big.bin" in line]
+    assert [line.split(":")[1].split(",")[0].strip() for line in served] == [
+        "interrupted",
+        "complete",
+    ], "the killed receiver's upload is logged when it comes back, before the new one ends"
 
 
 def test_ctrl_c_stops_a_get_with_exit_130(

@@ -352,6 +352,14 @@ class Access:
                 rows,
             )
 
+    def collections_holding(self, member: bytes) -> list[bytes]:
+        """The collections recorded as holding `member` (an indexed lookup)."""
+        with self._db.snapshot() as conn:
+            rows = conn.execute(
+                "SELECT collection FROM collection_members WHERE member = ?", (member,)
+            ).fetchall()
+        return [bytes(cast(bytes, row[0])) for row in rows]
+
     # Grants
 
     def grant(self, peer: PeerRef, privilege: Privilege = "catalog") -> None:

@@ -53,10 +53,12 @@ class MembersServer:
         roots: tuple[bytes, ...] = ()
         if header.status == "allowed":
             header, roots = self._select(request)
+        # Named here, on a worker thread: the log entry is made on the event loop.
+        answer = self._gate.named(Answer(header), peer, request.content_hash)
         if header.status != "allowed":
-            self._gate.finished(peer, request, Answer(header), 0, "complete")
+            self._gate.finished(peer, request, answer, 0, "complete")
             return Reply(header)
-        upload = MembersUpload(self, peer, request, roots)
+        upload = MembersUpload(self, peer, request, roots, answer)
         return Reply(header, upload)
 
     def _select(self, request: MembersRequest) -> tuple[ResponseHeader, tuple[bytes, ...]]:
@@ -88,12 +90,13 @@ class MembersServer:
         self,
         peer: PeerId,
         request: MembersRequest,
+        answer: Answer,
         sent: list[tuple[bytes, int, UploadOutcome]],
         outcome: UploadOutcome,
     ) -> None:
         self._gate.uploaded(peer, sent)
         total = sum(n for _, n, _ in sent)
-        self._gate.finished(peer, request, Answer(ResponseHeader("allowed")), total, outcome)
+        self._gate.finished(peer, request, answer, total, outcome)
 
 
 class MembersUpload:
@@ -104,11 +107,17 @@ class MembersUpload:
     """
 
     def __init__(
-        self, server: MembersServer, peer: PeerId, request: MembersRequest, roots: tuple[bytes, ...]
+        self,
+        server: MembersServer,
+        peer: PeerId,
+        request: MembersRequest,
+        roots: tuple[bytes, ...],
+        answer: Answer,
     ) -> None:
         self._server = server
         self._peer = peer
         self._request = request
+        self._answer = answer
         self._roots = roots
         self._ranges = [m.ranges for m in request.members]
         self._next = 0
@@ -178,4 +187,4 @@ class MembersUpload:
         self._logged = True
         if self._current is not None:
             self._sent.append((self._roots[len(self._sent)], self._current_sent, "interrupted"))
-        self._server.finished(self._peer, self._request, self._sent, outcome)
+        self._server.finished(self._peer, self._request, self._answer, self._sent, outcome)

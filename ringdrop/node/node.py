@@ -323,6 +323,7 @@ class Node(Management):
         on_relay: Callable[[RelayState], object] | None,
     ) -> None:
         members = MembersServer(self.store, gate, PIECE)
+        uploads: dict[tuple[PeerId, bytes], _Upload] = {}
 
         async def handler(peer: PeerId, request: Request) -> Reply:
             # The decision reads SQLite and opening the content touches files: neither may
@@ -333,7 +334,8 @@ class Node(Management):
             if answer.encoder is None:
                 gate.finished(peer, request, answer, 0, "complete")
                 return Reply(answer.header, catalog=answer.catalog)
-            return Reply(answer.header, _Upload(gate, peer, request, answer))
+            assert isinstance(request, GetRequest)  # only a get has content to send
+            return Reply(answer.header, _Upload(gate, peer, request, answer, uploads))
 
         reach = Reach(
             relay=self.home_relay,
@@ -652,15 +654,32 @@ class _ExportStoppedError(Exception):
 
 class _Upload:
     """An allowed get's body: the encoder's pieces, pulled as the QUIC window opens, and one
-    entry in the upload log however the stream ends — finished, cut, or closed unstarted."""
+    entry in the upload log however the stream ends — finished, cut, or closed unstarted.
 
-    def __init__(self, gate: Gate, peer: PeerId, request: Request, answer: Answer) -> None:
+    A receiver that vanished (killed, its network gone) is noticed only when its connection
+    times out, 30 s on; if it comes back for the same content first, its earlier upload is
+    logged as interrupted then, not after the new one has completed. `open` holds the uploads
+    under way by peer and content."""
+
+    def __init__(
+        self,
+        gate: Gate,
+        peer: PeerId,
+        request: GetRequest,
+        answer: Answer,
+        open: dict[tuple[PeerId, bytes], _Upload],
+    ) -> None:
         assert answer.encoder is not None
         self._gate, self._peer, self._request, self._answer = gate, peer, request, answer
         self._encoder = answer.encoder
         self._sent = 0
         self._last = 0
         self._logged = False
+        self._open, self._key = open, (peer, request.content_hash)
+        earlier = open.get(self._key)
+        if earlier is not None:
+            earlier._log("interrupted")
+        open[self._key] = self
 
     def __aiter__(self) -> _Upload:
         return self
@@ -686,6 +705,8 @@ class _Upload:
     def _log(self, outcome: UploadOutcome) -> None:
         if not self._logged:
             self._logged = True
+            if self._open.get(self._key) is self:
+                del self._open[self._key]
             self._gate.finished(self._peer, self._request, self._answer, self._sent, outcome)
 
 
