@@ -4,6 +4,7 @@ process and `get`, `remote list` in others, as a sharer and a receiver would use
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -265,6 +266,21 @@ def _wait_for_partial(node: Node, at_least: int, process: Process, timeout: floa
         assert process.popen.poll() is None, "".join(process.lines)
         time.sleep(0.02)
     raise AssertionError(f"the download did not reach {at_least} bytes in {timeout} s")
+
+
+def test_demo_says_it_deletes_what_it_made_unless_kept(tmp_path: Path) -> None:
+    env = {k: v for k, v in cli_env().items() if k != "RINGDROP_ADDRESSES"}
+    result = ringdrop(["demo", "--size-mib", "1"], cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    found = re.fullmatch(
+        r"The demo's folder, data directories and received copy were in (\S+), now deleted; "
+        r"`ringdrop demo --keep` keeps them to look at\.",
+        last,
+    )
+    assert found is not None, last
+    assert f"into {found[1]}/bob-got/demo-folder" in " ".join(result.stdout.split())
+    assert not Path(found[1]).exists()
 
 
 def test_demo_shares_refuses_and_receives_on_loopback(tmp_path: Path) -> None:

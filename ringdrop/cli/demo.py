@@ -52,7 +52,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"\ndata directories and the received copy: {work}")
         return code
     with tempfile.TemporaryDirectory(prefix="ringdrop-demo-") as temporary:
-        return asyncio.run(_demo(Path(temporary), args))
+        code = asyncio.run(_demo(Path(temporary), args))
+    print(
+        f"\nThe demo's folder, data directories and received copy were in {temporary}, now "
+        "deleted; `ringdrop demo --keep` keeps them to look at."
+    )
+    return code
 
 
 def _make_folder(folder: Path, size: int) -> None:
