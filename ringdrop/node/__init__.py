@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ringdrop.node.hashing import Hashed, hash_file
     from ringdrop.node.node import Node, Received, Share
     from ringdrop.node.progress import Progress
+    from ringdrop.node.receipts import Receipt
     from ringdrop.node.retry import RetryPolicy
     from ringdrop.node.server import ServeEvent
     from ringdrop.protocol import CatalogEntry
@@ -34,6 +35,7 @@ _WHERE = {
     "Node": "ringdrop.node.node",
     "OnExisting": "ringdrop.store",
     "Progress": "ringdrop.node.progress",
+    "Receipt": "ringdrop.node.receipts",
     "Received": "ringdrop.node.node",
     "RetryPolicy": "ringdrop.node.retry",
     "ServeEvent": "ringdrop.node.server",
@@ -54,6 +56,7 @@ __all__ = [
     "Node",
     "OnExisting",
     "Progress",
+    "Receipt",
     "Received",
     "RetryPolicy",
     "ServeEvent",

@@ -8,8 +8,10 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import ipaddress
+import logging
 import os
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +43,7 @@ from ringdrop.node.config import (
 from ringdrop.node.download import Download, TransferStats, export_target
 from ringdrop.node.manage import Management
 from ringdrop.node.progress import ProgressCallback, Tracker
+from ringdrop.node.receipts import Receipt, read_receipts, record_receipt
 from ringdrop.node.retry import RetryPolicy
 from ringdrop.node.server import Answer, Gate, ServeEvent
 from ringdrop.protocol import (
@@ -68,6 +71,8 @@ from ringdrop.transport import (
     connect,
     serve,
 )
+
+_log = logging.getLogger(__name__)
 
 # Tickets offer these addresses instead of the machine's interfaces when set (comma-separated
 # IPs), e.g. RINGDROP_ADDRESSES=127.0.0.1 for a demo or test on one machine.
@@ -380,7 +385,27 @@ class Node(Management):
         content (`RingdropError.peer`, `.root`).
         """
         with _about(ticket):
-            return await self._get(ticket, dest, existing, keep, progress, retry or RetryPolicy())
+            received = await self._get(
+                ticket, dest, existing, keep, progress, retry or RetryPolicy()
+            )
+        receipt = Receipt(
+            time.time(),
+            ticket.peer_id,
+            ticket.content_hash,
+            ticket.name or received.path.name,
+            ticket.format,
+            received.stats.total,
+            received.path,
+        )
+        try:
+            await asyncio.to_thread(record_receipt, self.data_dir, receipt)
+        except OSError as error:  # the content is in place: that is what the caller asked for
+            _log.warning("could not record what was received: %s", error)
+        return received
+
+    def receipts(self, limit: int = 200) -> list[Receipt]:
+        """What this node received (by any command or process), newest first."""
+        return read_receipts(self.data_dir, limit)
 
     async def _get(
         self,
