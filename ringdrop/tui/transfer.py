@@ -25,7 +25,7 @@ class TransferView(Static, can_focus=True):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "toggle_pause", "Pause/resume/retry"),
-        Binding("x", "cancel", "Cancel"),
+        Binding("x", "cancel", "Cancel/clear"),
     ]
 
     class Progressed(Message):
@@ -59,22 +59,34 @@ class TransferView(Static, can_focus=True):
             """Whether what was verified was deleted (else it stays, to resume later)."""
 
     def __init__(
-        self, node: Node, ticket: Ticket, dest: Path, existing: OnExisting = "refuse"
+        self,
+        node: Node,
+        ticket: Ticket,
+        dest: Path,
+        existing: OnExisting = "refuse",
+        *,
+        saved_as: Path | None = None,
     ) -> None:
+        """`dest` is the folder it goes into; `saved_as`, where a finished one went."""
         super().__init__(classes="transfer")
         self.node = node
         self.ticket = ticket
         self.dest = dest
         self.existing: OnExisting = existing
         self.paused = False
-        self.finished = False
+        self.finished = saved_as is not None
         self.failed = False
         self.progress: Progress | None = None
+        self._saved_as = saved_as
 
     def compose(self) -> ComposeResult:
         yield Static(self._headline("waiting"), classes="headline", markup=False)
         yield ProgressBar(total=self.ticket.size, show_eta=False)
         yield Static("", classes="detail", markup=False)
+
+    def on_mount(self) -> None:
+        if self._saved_as is not None:
+            self._show_done(self._saved_as)
 
     def start(self) -> None:
         self.paused = self.failed = False
@@ -106,13 +118,16 @@ class TransferView(Static, can_focus=True):
         state: str = progress.state
         if state in ("connecting", "retrying") and progress.attempt > 1:
             state = f"{state}, attempt {progress.attempt} of {progress.attempts}"
-        self._set(self._headline(state), self._detail(progress))
+        self._set(self._headline(state), self._detail(progress, paused=self.paused))
 
     def on_transfer_view_finished(self, message: Finished) -> None:
+        self._show_done(message.received.path)
+
+    def _show_done(self, path: Path) -> None:
         self.finished = True
         bar = self.query_one(ProgressBar)
         bar.update(total=bar.total or 1, progress=bar.total or 1)
-        self._set(self._headline("done"), f"saved as {safe(str(message.received.path))}")
+        self._set(self._headline("done"), f"saved as {safe(str(path))}")
 
     def on_transfer_view_failed(self, message: Failed) -> None:
         self.failed = True
@@ -128,7 +143,8 @@ class TransferView(Static, can_focus=True):
         else:
             self.paused = True
             self.workers.cancel_group(self, "download")
-            self._set(self._headline("paused"), None)
+            detail = None if self.progress is None else self._detail(self.progress, paused=True)
+            self._set(self._headline("paused"), detail)
         self.post_message(self.Paused(self, self.paused))
 
     def action_cancel(self) -> None:
@@ -173,10 +189,13 @@ class TransferView(Static, can_focus=True):
         return f"{name}  [{state}]  → {safe(str(self.dest))}"
 
     @staticmethod
-    def _detail(progress: Progress) -> str:
-        parts = [f"{size(progress.done)} of {size(progress.total)}", rate(progress.rate)]
-        if progress.eta is not None and progress.state == "transferring":
-            parts.append(f"ETA {clock(progress.eta)}")
+    def _detail(progress: Progress, *, paused: bool) -> str:
+        """Amounts, and while bytes are moving the rate and the time left."""
+        parts = [f"{size(progress.done)} of {size(progress.total)}"]
+        if progress.state == "transferring" and not paused:
+            parts.append(rate(progress.rate))
+            if progress.eta is not None:
+                parts.append(f"ETA {clock(progress.eta)}")
         if progress.files_total > 1:
             parts.append(f"files {progress.files_done}/{progress.files_total}")
         if progress.address:
