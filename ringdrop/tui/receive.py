@@ -53,7 +53,7 @@ class ReceivePane(Pane):
             yield Button("Receive", id="start", variant="primary")
         yield VerticalScroll(id="transfers")
         yield Static(
-            "Enter receives into the folder; on a transfer: p pause/resume, x cancel (or clear)",
+            "Enter receives into the folder; on a transfer: p pause/resume, x cancel/clear",
             classes="message",
             markup=False,
         )
