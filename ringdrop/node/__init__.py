@@ -13,10 +13,11 @@ if TYPE_CHECKING:
     from ringdrop.access import OPEN_RING, AccessLogEntry, Member, Upload
     from ringdrop.node.download import TransferStats
     from ringdrop.node.hashing import Hashed, hash_file
-    from ringdrop.node.node import Node, Received, Share
+    from ringdrop.node.node import Node, Received, Sent, Share
     from ringdrop.node.progress import Progress
     from ringdrop.node.receipts import Receipt
     from ringdrop.node.retry import RetryPolicy
+    from ringdrop.node.send import TEXT_NAME, Fetched, is_text
     from ringdrop.node.server import ServeEvent
     from ringdrop.protocol import CatalogEntry
     from ringdrop.store import OnExisting
@@ -39,7 +40,11 @@ _WHERE = {
     "Received": "ringdrop.node.node",
     "RetryPolicy": "ringdrop.node.retry",
     "ServeEvent": "ringdrop.node.server",
+    "Sent": "ringdrop.node.node",
     "Share": "ringdrop.node.node",
+    "TEXT_NAME": "ringdrop.node.send",
+    "Fetched": "ringdrop.node.send",
+    "is_text": "ringdrop.node.send",
     "TransferStats": "ringdrop.node.download",
     "Upload": "ringdrop.access",
     "hash_file": "ringdrop.node.hashing",
@@ -49,8 +54,10 @@ _WHERE = {
 __all__ = [
     "IGNORE_FILE",
     "OPEN_RING",
+    "TEXT_NAME",
     "AccessLogEntry",
     "CatalogEntry",
+    "Fetched",
     "Hashed",
     "Member",
     "Node",
@@ -59,11 +66,13 @@ __all__ = [
     "Receipt",
     "Received",
     "RetryPolicy",
+    "Sent",
     "ServeEvent",
     "Share",
     "TransferStats",
     "Upload",
     "hash_file",
+    "is_text",
     "replace_atomically",
 ]
 

@@ -96,7 +96,8 @@ class MembersServer:
     ) -> None:
         self._gate.uploaded(peer, sent)
         total = sum(n for _, n, _ in sent)
-        self._gate.finished(peer, request, answer, total, outcome)
+        completed = tuple(root for root, _, done in sent if done == "complete")
+        self._gate.finished(peer, request, answer, total, outcome, completed)
 
 
 class MembersUpload:

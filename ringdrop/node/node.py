@@ -12,7 +12,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +37,7 @@ from ringdrop.errors import (
     StoreError,
     TicketError,
     UnsafePathError,
+    UsageError,
 )
 from ringdrop.identity import KEY_FILE, Identity, PeerId
 from ringdrop.node.addresses import local_addresses
@@ -45,6 +53,7 @@ from ringdrop.node.manage import Management
 from ringdrop.node.progress import ProgressCallback, Tracker
 from ringdrop.node.receipts import Receipt, read_receipts, record_receipt
 from ringdrop.node.retry import RetryPolicy
+from ringdrop.node.send import TEXT_MAX, TEXT_NAME, Fetched, Fetches, is_text
 from ringdrop.node.server import Answer, Gate, ServeEvent
 from ringdrop.protocol import (
     CatalogEntry,
@@ -83,6 +92,8 @@ ADDRESSES_ENV = "RINGDROP_ADDRESSES"
 # send window opens.
 PIECE = 256 * 1024
 SERVE_LOCK = "serve.lock"
+# Once `serve` is told it is done, how long it waits at most for its peers to disconnect.
+DRAIN = 10.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,14 @@ class Received:
     """Bytes put in place without a copy (handed over by the store, or cloned)."""
     copied: int = 0
     """Bytes the export had to write."""
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A finished `Node.send`: what was offered, and who fetched all of it."""
+
+    share: Share
+    receivers: tuple[Fetched, ...]
 
 
 @dataclass(frozen=True)
@@ -209,10 +228,7 @@ class Node(Management):
         if not addresses:
             self.check_relay_only_ticket()
         rings = list(rings) + ([OPEN_RING] if open else [])
-        known = {r.name.lower() for r in self.access.rings()}
-        for ring in rings:
-            if ring.lower() not in known:
-                raise NotFoundError(f"there is no ring called {ring!r}", kind="ring", name=ring)
+        self._check_rings(rings)
         mode: ImportMode = "reference" if reference else "copy"
         name = path.absolute().name
         format: Format
@@ -274,6 +290,95 @@ class Node(Management):
             if tag.root == root:
                 self.store.delete_tag(tag.name)
 
+    # -- sending once -------------------------------------------------------------------------
+
+    async def send(
+        self,
+        path: Path | None = None,
+        *,
+        text: str | None = None,
+        rings: Sequence[str] = (),
+        times: int = 1,
+        addresses: bool = True,
+        progress: ProgressFn | None = None,
+        ready: Callable[[Share], object] | None = None,
+        on_event: Callable[[ServeEvent], object] | None = None,
+        on_fetched: Callable[[Fetched], object] | None = None,
+        on_sent: Callable[[str, int], object] | None = None,
+        host: str = "::",
+    ) -> Sent:
+        """Shares `path` (or `text`), serves until `times` receivers have fetched all of it,
+        then stops, and says who fetched it; cancelling stops it too. `ready` gets the share
+        once the server listens; `on_fetched` hears of each receiver done (see send.py).
+
+        Who may fetch it: the members of `rings`; without rings, anyone with the ticket (the
+        open ring). Either way only while this runs: the rings it attached are detached when
+        it ends, and content it brought into the store leaves the listing (GC reclaims it), so
+        the ticket is good for this one send. A file or folder is served from where it is
+        (no copy), and must not change meanwhile."""
+        if (path is None) == (text is None):
+            raise UsageError("give a file or folder to send, or a text, not both")
+        if times < 1:
+            raise UsageError(f"the number of receivers must be 1 or more, not {times}")
+        rings = list(rings) or [OPEN_RING]
+        self._check_rings(rings)
+        if not addresses:
+            self.check_relay_only_ticket()
+        tagged = {tag.name for tag in self.store.tags()}
+        if path is not None:
+            share = self.share(path, reference=True, progress=progress, addresses=addresses)
+        else:
+            assert text is not None
+            share = self._share_text(text, addresses)
+        before = set(share.rings)
+        added = [ring for ring in rings if ring not in before]
+        for ring in added:
+            self.access.attach(share.root, ring, name=share.name, format=share.format,
+                               size=share.size)  # fmt: skip
+        share = dataclasses.replace(share, rings=tuple(sorted(before | set(added))))
+        needed = {share.root}
+        if share.format == "collection":
+            needed |= {e.root for e in self.store.collection(share.root).entries if e.size}
+        fetches = Fetches(needed, times)
+
+        def served(event: ServeEvent) -> None:
+            fetched = fetches.served(event)
+            if on_event is not None:
+                on_event(event)
+            if fetched is not None and on_fetched is not None:
+                on_fetched(fetched)
+
+        try:
+            await self.serve(
+                on_event=served,
+                ready=None if ready is None else lambda port: ready(share),
+                host=host,
+                on_sent=on_sent,
+                done=fetches.finished,
+            )
+        finally:
+            for ring in added:
+                self.access.detach(share.root, ring)
+            if share.root.hex() not in tagged:
+                self.store.delete_tag(share.root.hex())
+        return Sent(share, tuple(fetches.done))
+
+    def _share_text(self, text: str, addresses: bool) -> Share:
+        data = text.encode()
+        if len(data) > TEXT_MAX:
+            raise UsageError(
+                f"a text may have {TEXT_MAX} bytes, and this has {len(data)}: send it as a file"
+            )
+        info, _ = self.store.import_bytes(data, display_name=TEXT_NAME)
+        at = None if addresses else ()
+        return self.describe(info.root, name=TEXT_NAME, format="blob", size=info.size, at=at)
+
+    def _check_rings(self, rings: Iterable[str]) -> None:
+        known = {r.name.lower() for r in self.access.rings()}
+        for ring in rings:
+            if ring.lower() not in known:
+                raise NotFoundError(f"there is no ring called {ring!r}", kind="ring", name=ring)
+
     # -- serving ------------------------------------------------------------------------------
 
     def server_pid(self) -> int | None:
@@ -295,10 +400,15 @@ class Node(Management):
         host: str = "::",
         on_relay: Callable[[RelayState], object] | None = None,
         limits: Limits | None = None,
+        on_sent: Callable[[str, int], object] | None = None,
+        done: asyncio.Event | None = None,
     ) -> None:
         """Listens on the configured port, and through the home relay, and answers requests
         until cancelled. `on_relay` hears whether the home relay is connected; `limits`
-        replaces the transport's defaults (connections, requests, timeouts)."""
+        replaces the transport's defaults (connections, requests, timeouts); `on_sent` hears
+        of content bytes as they go out, with the peer's id. Once `done` is set, serving
+        ends as soon as no peer is connected (after `DRAIN` seconds at most), so that the
+        receivers finish with what was sent."""
         lock = FileLock(self.data_dir / SERVE_LOCK)
         if not lock.acquire(blocking=False):
             pid = self.server_pid()
@@ -310,7 +420,8 @@ class Node(Management):
             reads = ServingReads(self.store.layout, MIGRATIONS)
             self.access.use_log_writer(logs)
             try:
-                await self._serve(Gate(reads, logs, on_event), ready, host, limits, on_relay)
+                gate = Gate(reads, logs, on_event)
+                await self._serve(gate, ready, host, limits, on_relay, on_sent, done)
             finally:
                 reads.close()
                 # Commits every queued entry, waiting out another process's write lock.
@@ -326,6 +437,8 @@ class Node(Management):
         host: str,
         limits: Limits | None,
         on_relay: Callable[[RelayState], object] | None,
+        on_sent: Callable[[str, int], object] | None,
+        done: asyncio.Event | None,
     ) -> None:
         members = MembersServer(self.store, gate, PIECE)
         uploads: dict[tuple[PeerId, bytes], _Upload] = {}
@@ -334,13 +447,17 @@ class Node(Management):
             # The decision reads SQLite and opening the content touches files: neither may
             # hold up the loop that moves every other transfer's packets.
             if isinstance(request, MembersRequest):
-                return await asyncio.to_thread(members.reply, peer, request)
-            answer = await asyncio.to_thread(gate.answer, peer, request)
-            if answer.encoder is None:
-                gate.finished(peer, request, answer, 0, "complete")
-                return Reply(answer.header, catalog=answer.catalog)
-            assert isinstance(request, GetRequest)  # only a get has content to send
-            return Reply(answer.header, _Upload(gate, peer, request, answer, uploads))
+                reply = await asyncio.to_thread(members.reply, peer, request)
+            else:
+                answer = await asyncio.to_thread(gate.answer, peer, request)
+                if answer.encoder is None:
+                    gate.finished(peer, request, answer, 0, "complete")
+                    return Reply(answer.header, catalog=answer.catalog)
+                assert isinstance(request, GetRequest)  # only a get has content to send
+                reply = Reply(answer.header, _Upload(gate, peer, request, answer, uploads))
+            if on_sent is None or reply.body is None:
+                return reply
+            return Reply(reply.header, _Counted(reply.body, str(peer), on_sent))
 
         reach = Reach(
             relay=self.home_relay,
@@ -359,7 +476,12 @@ class Node(Management):
         try:
             if ready is not None:
                 ready(server.port)
-            await asyncio.Event().wait()
+            await (done or asyncio.Event()).wait()
+            # The last bytes may still be on their way: the receiver closes its connection
+            # once it has them all.
+            drained = asyncio.get_running_loop().time() + DRAIN
+            while server.established and asyncio.get_running_loop().time() < drained:
+                await asyncio.sleep(0.05)
         finally:
             await server.close()
 
@@ -402,6 +524,36 @@ class Node(Management):
         except OSError as error:  # the content is in place: that is what the caller asked for
             _log.warning("could not record what was received: %s", error)
         return received
+
+    async def get_text(
+        self,
+        ticket: Ticket,
+        *,
+        progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str:
+        """The text a `send` of a text offers (see `is_text`): fetched and verified like any
+        content, then shown rather than written anywhere; the store does not keep it listed."""
+        if not is_text(ticket):
+            raise UsageError("the ticket names a file or folder, not a text")
+        root = ticket.content_hash
+        had = self.store.tag(root.hex()) is not None
+        retry = retry or RetryPolicy()
+        with _about(ticket):
+            self._check_reachable(ticket)
+            self._remember(ticket)
+            tracker = Tracker(TEXT_NAME, progress, retry.attempts)
+            source = _Source(self, ticket, tracker)
+            download = Download(self.store, source.connect, root, "blob", TEXT_NAME, tracker, retry)
+            try:
+                await download.run()
+            finally:
+                await source.close()
+            data = await asyncio.to_thread(self.store.read_bytes, root, TEXT_MAX)
+        if not had:
+            self.store.delete_tag(root.hex())
+        tracker.update(state="done", force=True)
+        return data.decode("utf-8", errors="replace")
 
     def receipts(self, limit: int = 200) -> list[Receipt]:
         """What this node received (by any command or process), newest first."""
@@ -677,6 +829,30 @@ class _ExportStoppedError(Exception):
     """Raised on the export's thread when the get awaiting it was cancelled."""
 
 
+class _Counted:
+    """A reply's body that tells `on_sent` of each piece it hands to the transport."""
+
+    def __init__(
+        self, body: AsyncIterable[bytes], peer: str, on_sent: Callable[[str, int], object]
+    ) -> None:
+        self._body = aiter(body)
+        self._peer = peer
+        self._on_sent = on_sent
+
+    def __aiter__(self) -> _Counted:
+        return self
+
+    async def __anext__(self) -> bytes:
+        piece = await anext(self._body)
+        self._on_sent(self._peer, len(piece))
+        return piece
+
+    async def aclose(self) -> None:
+        close = getattr(self._body, "aclose", None)
+        if close is not None:
+            await close()
+
+
 class _Upload:
     """An allowed get's body: the encoder's pieces, pulled as the QUIC window opens, and one
     entry in the upload log however the stream ends — finished, cut, or closed unstarted.
@@ -732,7 +908,9 @@ class _Upload:
             self._logged = True
             if self._open.get(self._key) is self:
                 del self._open[self._key]
-            self._gate.finished(self._peer, self._request, self._answer, self._sent, outcome)
+            completed = (self._request.content_hash,) if outcome == "complete" else ()
+            gate, request, answer = self._gate, self._request, self._answer
+            gate.finished(self._peer, request, answer, self._sent, outcome, completed)
 
 
 @contextlib.contextmanager

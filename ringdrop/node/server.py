@@ -51,6 +51,8 @@ class ServeEvent:
     reason: str
     bytes_sent: int
     outcome: str
+    completed: tuple[bytes, ...] = ()
+    """The blobs whose whole requested stream went out (a get's, a members request's files)."""
 
 
 @dataclass
@@ -129,15 +131,22 @@ class Gate:
         return names
 
     def finished(
-        self, peer: PeerId, request: Request, answer: Answer, sent: int, outcome: UploadOutcome
+        self,
+        peer: PeerId,
+        request: Request,
+        answer: Answer,
+        sent: int,
+        outcome: UploadOutcome,
+        completed: tuple[bytes, ...] = (),
     ) -> None:
-        """Records a request once its answer is sent (or failed): the upload log and the event.
+        """Records a request once its answer is sent (or failed): the upload log and the event,
+        which names the blobs whose streams went out whole (`completed`).
 
         Never waits: the upload is queued for the log writer."""
         root = request.content_hash if not isinstance(request, CatalogRequest) else bytes(32)
         if answer.encoder is not None:
             self._logs.upload(Upload(time.time(), peer, root, sent, outcome))
-        self._emit(peer, request, answer, sent, outcome)
+        self._emit(peer, request, answer, sent, outcome, completed)
 
     def uploaded(self, peer: PeerId, sent: Sequence[tuple[bytes, int, UploadOutcome]]) -> None:
         """Queues upload log entries for many roots sent to `peer` (a members request's)."""
@@ -200,7 +209,13 @@ class Gate:
         return Answer(ResponseHeader("allowed"), catalog=catalog)
 
     def _emit(
-        self, peer: PeerId, request: Request, answer: Answer, sent: int, outcome: str
+        self,
+        peer: PeerId,
+        request: Request,
+        answer: Answer,
+        sent: int,
+        outcome: str,
+        completed: tuple[bytes, ...],
     ) -> None:
         if self._on_event is None:
             return
@@ -218,5 +233,6 @@ class Gate:
                 reason=header.reason,
                 bytes_sent=sent,
                 outcome=outcome if header.status == "allowed" else header.status,
+                completed=completed,
             )
         )
