@@ -88,7 +88,7 @@ class ExitCode(IntEnum):
 MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "success",
     ExitCode.ERROR: "any other error (a file that cannot be read, a bug)",
-    ExitCode.USAGE: "the command line is wrong (unknown option, bad ring name, --expires, relay)",
+    ExitCode.USAGE: "the command line is wrong (unknown option, bad name, --expires, relay)",
     ExitCode.BAD_TICKET: "a ticket or peer id cannot be read (garbled, cut short, too new)",
     ExitCode.ACCESS_DENIED: "the sharer does not let this peer read the content or catalog",
     ExitCode.NOT_FOUND: "no such ring, peer, share, file, or content on the sharer's side",

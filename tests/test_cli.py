@@ -123,6 +123,51 @@ def test_every_command_has_help_with_an_example(
     assert "example" in capsys.readouterr().out
 
 
+def _parser_of(command: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    for word in command.split():
+        (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        parser = sub.choices[word]
+    return parser
+
+
+@pytest.mark.parametrize("command", _command_paths(build_parser()))
+def test_every_argument_of_every_command_says_what_it_is(command: str) -> None:
+    undescribed = [
+        a.metavar or a.dest
+        for a in _parser_of(command)._actions
+        if not a.option_strings
+        and not isinstance(a, argparse._SubParsersAction)
+        and a.help in (None, "")
+    ]
+    assert undescribed == []
+
+
+@pytest.mark.parametrize("command", ["", "get", "send", "share", "serve", "demo", "peer add"])
+def test_help_paragraphs_are_wrapped_to_the_terminal(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        main([*command.split(), "--help"])
+    out = capsys.readouterr().out
+    long = [line for line in out.splitlines() if len(line) > 80]
+    assert long == []
+    description = _parser_of(command).description or ""
+    first_words = " ".join(description.split()[:12])
+    assert first_words in " ".join(out.split()), "the description, wrapped, not cut"
+
+
+def test_receive_is_get(alice: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    helps = []
+    for name in ("get", "receive"):
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        helps.append(capsys.readouterr().out)
+    assert helps[0] == helps[1]
+    assert "TICKET            the ticket the sharer gave you" in helps[0]
+
+
 def test_help_lists_every_command_and_the_exit_codes(alice: Node) -> None:
     out = alice.run("--help", process=True).stdout  # the installed console script
     for command in ("id", "share", "get", "info", "serve", "ring", "peer", "blob", "shares",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ringdrop import display
 from ringdrop.ticket import Ticket
 
 from .cli_util import Node, Process, cli_env, ringdrop
@@ -297,3 +298,67 @@ def test_demo_shares_refuses_and_receives_on_loopback(tmp_path: Path) -> None:
         if original.is_file():
             copy = received / original.relative_to(work / "demo-folder")
             assert copy.read_bytes() == original.read_bytes()
+
+
+# -- send and receive -----------------------------------------------------------------------------
+
+
+def test_send_serves_until_received_once_then_exits(alice: Node, bob: Node, a_folder: Path) -> None:
+    sending = alice.spawn("send", a_folder)
+    line = sending.wait_for(r"^  ringdrop receive rdrop:")
+    ticket = line.split()[-1]
+    sending.wait_for(r"^Waiting for the receiver")
+    bob.run("receive", ticket)
+    assert tree(bob.cwd / "photos") == tree(a_folder)
+    code = sending.popen.wait(30)
+    sending.stop(signal.SIGTERM)
+    out = "".join(sending.lines)
+    assert code == 0, out
+    size = display.size(sum(p.stat().st_size for p in a_folder.rglob("*") if p.is_file()))
+    assert (
+        f"Sending photos (folder, {size}): anyone with the ticket may fetch it, until it has "
+        "been fetched once."
+    ) in out
+    assert f"Fetched by {bob.peer_id()}. Nothing more is offered" in out
+    assert "Nothing is shared" in alice.run("blob", "list").stdout
+
+
+def test_send_times_two_waits_for_two_receivers(
+    alice: Node, bob: Node, a_file: Path, tmp_path: Path
+) -> None:
+    carol = Node(tmp_path / "carol", tmp_path / "carol-cwd")
+    carol.cwd.mkdir()
+    sending = alice.spawn("send", a_file, "--times", "2")
+    ticket = sending.wait_for(r"^  ringdrop receive rdrop:").split()[-1]
+    bob.run("receive", ticket)
+    assert sending.popen.poll() is None, "one receiver of two: still sending"
+    carol.run("get", ticket)
+    assert sending.popen.wait(30) == 0
+    sending.stop(signal.SIGTERM)
+    assert (carol.cwd / "notes.txt").read_bytes() == a_file.read_bytes()
+    assert any("(2 of 2)" in line for line in sending.lines), sending.lines
+
+
+def test_send_text_is_printed_by_the_receiver(alice: Node, bob: Node) -> None:
+    message = "the door code is 4711\nsee you at 8 ✓"
+    sending = alice.spawn("send", "--text", message)
+    ticket = sending.wait_for(r"^  ringdrop receive rdrop:").split()[-1]
+    shown = bob.run("receive", ticket)
+    assert shown.stdout == message + "\n"
+    assert not list(bob.cwd.iterdir()), "nothing written"
+    assert sending.popen.wait(30) == 0
+    sending.stop(signal.SIGTERM)
+    assert any(line.startswith("Sending a text (") for line in sending.lines)
+
+
+def test_ctrl_c_stops_a_send_and_its_ticket(alice: Node, bob: Node, a_file: Path) -> None:
+    sending = alice.spawn("send", a_file)
+    ticket = sending.wait_for(r"^  ringdrop receive rdrop:").split()[-1]
+    sending.wait_for(r"^Waiting for the receiver")
+    code = sending.stop(signal.SIGINT)
+    assert code == 130
+    assert "".join(sending.lines).endswith(
+        "ringdrop: interrupted\n  nothing more is offered: the ticket no longer works\n"
+    )
+    bob.peer_id()
+    bob.run("receive", ticket, code=7)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -31,6 +32,29 @@ Run = Callable[[argparse.Namespace], int]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps description paragraphs to the terminal, and keeps indented blocks (examples,
+    commands to type) as they are written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        filled = []
+        for paragraph in text.split("\n\n"):
+            if any(line[:1].isspace() for line in paragraph.splitlines()[1:]):
+                filled.append(super()._fill_text(paragraph, width, indent))
+            else:
+                words = " ".join(paragraph.split())
+                filled.append(
+                    textwrap.fill(
+                        words,
+                        width,
+                        initial_indent=indent,
+                        subsequent_indent=indent,
+                        break_on_hyphens=False,
+                    )
+                )
+        return "\n\n".join(filled)
 
 
 def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -85,7 +109,7 @@ def add_command(
         help=help,
         description=description or help[0].upper() + help[1:] + ".",
         epilog=f"example{'s' if len(examples) > 1 else ''}:\n{lines}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         aliases=list(aliases),
     )
     global_options(parser, top=False)

@@ -78,7 +78,9 @@ def _register_blob(commands: Commands) -> None:
             run=run,
         )
         parser.add_argument("share", metavar="SHARE", help=_SHARE_HELP)
-        parser.add_argument("ring", metavar="RING")
+        parser.add_argument(
+            "ring", metavar="RING", help="a ring's name, as `ringdrop ring list` shows it"
+        )
     parser = add_command(
         blob,
         "ticket",
@@ -364,7 +366,9 @@ def _register_hash(commands: Commands) -> None:
         examples=["ringdrop hash movie.mkv"],
         run=cmd_hash,
     )
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    parser.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="a file to hash (several: each)"
+    )
 
 
 def cmd_hash(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ringdrop.node import Member, Node
 
 _PEER_HELP = "a peer id, a nickname from your peer book, or the first 8+ characters of an id"
+_RING_HELP = "a ring's name, as `ringdrop ring list` shows it"
 
 
 def register(commands: Commands) -> None:
@@ -53,7 +54,7 @@ def _register_ring(commands: Commands) -> None:
     parser = add_command(
         ring, "new", help="create a ring", examples=["ringdrop ring new family"], run=cmd_ring_new
     )
-    parser.add_argument("name", metavar="NAME")
+    parser.add_argument("name", metavar="NAME", help="the new ring's name, such as family")
     add_command(
         ring,
         "list",
@@ -68,8 +69,8 @@ def _register_ring(commands: Commands) -> None:
         examples=["ringdrop ring rename family relatives"],
         run=cmd_ring_rename,
     )
-    parser.add_argument("old", metavar="NAME")
-    parser.add_argument("new", metavar="NEW_NAME")
+    parser.add_argument("old", metavar="NAME", help=_RING_HELP)
+    parser.add_argument("new", metavar="NEW_NAME", help="the name it has from now on")
     parser = add_command(
         ring,
         "delete",
@@ -77,7 +78,7 @@ def _register_ring(commands: Commands) -> None:
         examples=["ringdrop ring delete family"],
         run=cmd_ring_delete,
     )
-    parser.add_argument("name", metavar="NAME")
+    parser.add_argument("name", metavar="NAME", help=_RING_HELP)
     parser = add_command(
         ring,
         "add",
@@ -89,7 +90,7 @@ def _register_ring(commands: Commands) -> None:
         ],
         run=cmd_ring_add,
     )
-    parser.add_argument("ring", metavar="RING")
+    parser.add_argument("ring", metavar="RING", help=_RING_HELP)
     parser.add_argument("peer", metavar="PEER", help=_PEER_HELP)
     parser.add_argument(
         "--expires",
@@ -105,7 +106,7 @@ def _register_ring(commands: Commands) -> None:
         examples=["ringdrop ring remove family alice"],
         run=cmd_ring_remove,
     )
-    parser.add_argument("ring", metavar="RING")
+    parser.add_argument("ring", metavar="RING", help=_RING_HELP)
     parser.add_argument("peer", metavar="PEER", help=_PEER_HELP)
     parser = add_command(
         ring,
@@ -114,7 +115,7 @@ def _register_ring(commands: Commands) -> None:
         examples=["ringdrop ring members family"],
         run=cmd_ring_members,
     )
-    parser.add_argument("ring", metavar="RING")
+    parser.add_argument("ring", metavar="RING", help=_RING_HELP)
 
 
 def cmd_ring_new(args: argparse.Namespace) -> int:
@@ -209,7 +210,12 @@ def _register_peer(commands: Commands) -> None:
     parser.add_argument(
         "peer_id", metavar="PEER_ID", help="the peer's id (what `ringdrop id` prints for them)"
     )
-    parser.add_argument("nickname", metavar="NICKNAME", nargs="?")
+    parser.add_argument(
+        "nickname",
+        metavar="NICKNAME",
+        nargs="?",
+        help="a name of your choice, to use instead of the id in other commands",
+    )
     add_command(
         peer, "list", help="list the peer book", examples=["ringdrop peer list"], run=cmd_peer_list
     )

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from ringdrop.ticket import Ticket
 
 
+_TICKET_HELP = "the ticket the sharer gave you: rdrop: and a long run of letters and digits"
+
+
 def register(commands: Commands) -> None:
     _register_id(commands)
     _register_share(commands)
@@ -210,20 +213,23 @@ def _register_get(commands: Commands) -> None:
     parser = add_command(
         commands,
         "get",
+        aliases=["receive"],
         help="download what a ticket names; rerun the same command to resume",
         description=(
             "Download the file or folder a ticket names, verifying every 16 KiB against its "
             "hash before it is written. A broken connection is retried; if the command stops "
-            "(Ctrl-C, a crash), running it again asks only for what is still missing."
+            "(Ctrl-C, a crash), running it again asks only for what is still missing.\n\n"
+            "A text sent with `ringdrop send --text` is printed instead (or written to --dest, "
+            "if given). `receive` is another name for `get`."
         ),
         examples=[
             "ringdrop get rdrop:aeb…",
-            "ringdrop get rdrop:aeb… --dest ~/Downloads --json",
+            "ringdrop receive rdrop:aeb… --dest ~/Downloads --json",
             "ringdrop get rdrop:aeb… --dest report-final.pdf --rename",
         ],
         run=cmd_get,
     )
-    parser.add_argument("ticket", metavar="TICKET")
+    parser.add_argument("ticket", metavar="TICKET", help=_TICKET_HELP)
     parser.add_argument(
         "--dest",
         metavar="PATH",
@@ -271,10 +277,13 @@ def _register_get(commands: Commands) -> None:
 def cmd_get(args: argparse.Namespace) -> int:
     import asyncio
 
+    from ringdrop.node import is_text
     from ringdrop.ticket import Ticket
 
     ticket = Ticket.decode(args.ticket)
     retry = RetryPolicy(attempts=max(1, args.attempts))
+    if is_text(ticket) and args.dest is None:
+        return _get_text(ticket, retry, args)
     with open_node(args) as node, TransferProgress() as progress:
         dest = _dest(node, ticket, args.dest)
         try:
@@ -299,6 +308,23 @@ def cmd_get(args: argparse.Namespace) -> int:
         display.emit_json(_received_json(ticket, received))
     else:
         _print_received(ticket, received)
+    return 0
+
+
+def _get_text(ticket: Ticket, retry: RetryPolicy, args: argparse.Namespace) -> int:
+    """Fetches a text sent with `send --text` and prints it (each line made safe to show)."""
+    import asyncio
+
+    with open_node(args) as node, TransferProgress() as progress:
+        try:
+            text = asyncio.run(node.get_text(ticket, progress=progress, retry=retry))
+        except AccessDeniedError as error:
+            error.add_note(_send_your_id(node))
+            raise
+    if args.json:
+        display.emit_json({"text": text, "hash": ticket.content_hash.hex()})
+    else:
+        print("\n".join(display.safe(line) for line in text.split("\n")))
     return 0
 
 
@@ -378,7 +404,7 @@ def _register_info(commands: Commands) -> None:
         examples=["ringdrop info rdrop:aeb…"],
         run=cmd_info,
     )
-    parser.add_argument("ticket", metavar="TICKET")
+    parser.add_argument("ticket", metavar="TICKET", help=_TICKET_HELP)
     add_json(parser)
 
 
@@ -450,7 +476,7 @@ async def _serve(node: Node) -> str:
     stopped_by: list[str] = []
     serving = asyncio.ensure_future(
         node.serve(
-            on_event=_print_event,
+            on_event=print_event,
             ready=lambda port: _announce(node, port),
             on_relay=lambda state: _relay_state(node, state),
         )
@@ -483,7 +509,8 @@ def _relay_state(node: Node, state: str) -> None:
         print(f"relay {display.safe(node.home_relay or '')}: {state}", flush=True)
 
 
-def _print_event(event: ServeEvent) -> None:
+def print_event(event: ServeEvent) -> None:
+    """One line of the serving log: when, who, what, and how it ended."""
     who = f"{display.safe(event.nickname)} ({event.peer[:8]}…)" if event.nickname else event.peer
     what = event.operation
     if event.root:

@@ -14,7 +14,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from ringdrop.display import kind, safe, size
 from ringdrop.errors import TicketError
-from ringdrop.node import Node, OnExisting
+from ringdrop.node import Node, OnExisting, is_text
 from ringdrop.ticket import Ticket
 from ringdrop.tui.dialogs import Choice
 from ringdrop.tui.pane import Pane
@@ -65,8 +65,10 @@ class ReceivePane(Pane):
             except TicketError:
                 self.saved.forget(saved.ticket)
                 continue
-            done = None if saved.saved_as is None else Path(saved.saved_as)
-            view = self._add(ticket, Path(saved.dest), saved.existing, saved_as=done)
+            done: Path | str | None = saved.text
+            if saved.saved_as is not None:
+                done = Path(saved.saved_as)
+            view = self._add(ticket, Path(saved.dest), saved.existing, done=done)
             if saved.paused:
                 view.paused = True
             elif done is None:
@@ -86,6 +88,8 @@ class ReceivePane(Pane):
             return str(error)
         nickname = self.node.nickname(ticket.peer_id)
         sharer = f"{nickname} ({ticket.peer_id.short()})" if nickname else str(ticket.peer_id)
+        if is_text(ticket):
+            return f"a text ({size(ticket.size)}) from {sharer}: Enter shows it"
         name = safe(ticket.name) if ticket.name else "(no name)"
         return f"{name}: a {kind(ticket.format)}, {size(ticket.size)}, shared by {sharer}"
 
@@ -112,6 +116,9 @@ class ReceivePane(Pane):
                 return
         typed = self.query_one("#dest", Input).value.strip()
         folder = (Path(typed).expanduser() if typed else self.folder).absolute()
+        if is_text(ticket):
+            self._start(ticket, folder, "refuse")  # shown here: nothing is saved
+            return
         if folder.exists() and not folder.is_dir():
             self.say(f"{safe(str(folder))} is a file: Save in takes a folder", error=True)
             return
@@ -173,9 +180,9 @@ class ReceivePane(Pane):
         folder: Path,
         existing: OnExisting = "refuse",
         *,
-        saved_as: Path | None = None,
+        done: Path | str | None = None,
     ) -> TransferView:
-        view = TransferView(self.node, ticket, folder, existing, saved_as=saved_as)
+        view = TransferView(self.node, ticket, folder, existing, done=done)
         self.query_one("#transfers", VerticalScroll).mount(view)
         return view
 
@@ -186,7 +193,8 @@ class ReceivePane(Pane):
                 view.ticket.encode(),
                 str(view.dest),
                 existing=view.existing,
-                saved_as=str(message.received.path),
+                saved_as=str(message.done) if isinstance(message.done, Path) else None,
+                text=message.done if isinstance(message.done, str) else None,
             )
         )
 

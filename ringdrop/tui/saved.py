@@ -25,6 +25,8 @@ class SavedTransfer:
     """What the user chose to do about a destination that already existed."""
     saved_as: str | None = None
     """Where it was put, once finished (None while it is not)."""
+    text: str | None = None
+    """What a finished text said (one sent with `send --text`)."""
 
 
 class SavedTransfers:
@@ -43,6 +45,7 @@ class SavedTransfers:
                     bool(r["paused"]),
                     _existing(r.get("existing", "refuse")),
                     None if r.get("saved_as") is None else str(r["saved_as"]),
+                    None if r.get("text") is None else str(r["text"]),
                 )
                 for r in rows
             ]

@@ -15,7 +15,7 @@ from textual.widgets import ProgressBar, Static
 
 from ringdrop.display import clock, rate, safe, size
 from ringdrop.errors import RingdropError
-from ringdrop.node import Node, OnExisting, Progress, Received
+from ringdrop.node import Node, OnExisting, Progress, is_text
 from ringdrop.ticket import Ticket
 from ringdrop.tui.dialogs import Choice
 
@@ -34,10 +34,11 @@ class TransferView(Static, can_focus=True):
             self.progress = progress
 
     class Finished(Message):
-        def __init__(self, view: TransferView, received: Received) -> None:
+        def __init__(self, view: TransferView, done: Path | str) -> None:
             super().__init__()
             self.view = view
-            self.received = received
+            self.done = done
+            """Where it was saved; or, for a text, the text."""
 
     class Failed(Message):
         def __init__(self, view: TransferView, reason: str) -> None:
@@ -65,19 +66,20 @@ class TransferView(Static, can_focus=True):
         dest: Path,
         existing: OnExisting = "refuse",
         *,
-        saved_as: Path | None = None,
+        done: Path | str | None = None,
     ) -> None:
-        """`dest` is the folder it goes into; `saved_as`, where a finished one went."""
+        """`dest` is the folder it goes into; `done`, where a finished one went (or, for a
+        text, the text)."""
         super().__init__(classes="transfer")
         self.node = node
         self.ticket = ticket
         self.dest = dest
         self.existing: OnExisting = existing
         self.paused = False
-        self.finished = saved_as is not None
+        self.finished = done is not None
         self.failed = False
         self.progress: Progress | None = None
-        self._saved_as = saved_as
+        self._done = done
 
     def compose(self) -> ComposeResult:
         yield Static(self._headline("waiting"), classes="headline", markup=False)
@@ -85,8 +87,8 @@ class TransferView(Static, can_focus=True):
         yield Static("", classes="detail", markup=False)
 
     def on_mount(self) -> None:
-        if self._saved_as is not None:
-            self._show_done(self._saved_as)
+        if self._done is not None:
+            self._show_done(self._done)
 
     def start(self) -> None:
         self.paused = self.failed = False
@@ -94,13 +96,18 @@ class TransferView(Static, can_focus=True):
         self.run_worker(self._download(), group="download", exclusive=True, exit_on_error=False)
 
     async def _download(self) -> None:
+        def progress(p: Progress) -> None:
+            self.post_message(self.Progressed(p))
+
+        done: Path | str
         try:
-            received = await self.node.get(
-                self.ticket,
-                self.dest,
-                existing=self.existing,
-                progress=lambda p: self.post_message(self.Progressed(p)),
-            )
+            if is_text(self.ticket):  # sent with `send --text`: shown, not saved
+                done = await self.node.get_text(self.ticket, progress=progress)
+            else:
+                received = await self.node.get(
+                    self.ticket, self.dest, existing=self.existing, progress=progress
+                )
+                done = received.path
         except asyncio.CancelledError:
             raise
         except RingdropError as error:
@@ -109,7 +116,7 @@ class TransferView(Static, can_focus=True):
         except Exception as error:  # never let a surprise reach the terminal
             self.post_message(self.Failed(self, f"{type(error).__name__}: {error}"))
         else:
-            self.post_message(self.Finished(self, received))
+            self.post_message(self.Finished(self, done))
 
     def on_transfer_view_progressed(self, message: Progressed) -> None:
         self.progress = progress = message.progress
@@ -121,13 +128,17 @@ class TransferView(Static, can_focus=True):
         self._set(self._headline(state), self._detail(progress, paused=self.paused))
 
     def on_transfer_view_finished(self, message: Finished) -> None:
-        self._show_done(message.received.path)
+        self._show_done(message.done)
 
-    def _show_done(self, path: Path) -> None:
+    def _show_done(self, done: Path | str) -> None:
         self.finished = True
         bar = self.query_one(ProgressBar)
         bar.update(total=bar.total or 1, progress=bar.total or 1)
-        self._set(self._headline("done"), f"saved as {safe(str(path))}")
+        if isinstance(done, Path):
+            self._set(self._headline("done"), f"saved as {safe(str(done))}")
+        else:
+            lines = "\n  ".join(safe(line) for line in done.split("\n"))
+            self._set(self._headline("done"), f"message:\n  {lines}")
 
     def on_transfer_view_failed(self, message: Failed) -> None:
         self.failed = True
@@ -185,6 +196,8 @@ class TransferView(Static, can_focus=True):
             self.query_one(".detail", Static).update(detail)
 
     def _headline(self, state: str) -> str:
+        if is_text(self.ticket):
+            return f"a text from {self.ticket.peer_id.short()}…  [{state}]"
         name = safe(self.ticket.name) if self.ticket.name else self.ticket.content_hash.hex()[:16]
         return f"{name}  [{state}]  → {safe(str(self.dest))}"
 

@@ -4,6 +4,7 @@ what it asks when the destination exists, and what cancelling keeps."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import errno
 import os
@@ -16,7 +17,7 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Input, ProgressBar
 
 from ringdrop.bao import GROUP_SIZE, ChunkRanges
-from ringdrop.node import Node, Progress
+from ringdrop.node import Node, Progress, Share
 from ringdrop.store import export
 from ringdrop.ticket import Address, Ticket
 from ringdrop.tui.app import RingdropApp, make_app
@@ -479,3 +480,29 @@ async def test_finished_transfers_stay_listed_after_a_restart_until_cleared(
     assert f"savedas{downloads}/movie.bin" in listed
     assert SavedTransfers(mine.data_dir).load() == []
     assert (downloads / "movie.bin").read_bytes() == DATA, "clearing the list deletes nothing"
+
+
+async def test_a_text_is_shown_in_the_list_and_nothing_is_saved(
+    app: RingdropApp, mine: Node, sharer: Node, tmp_path: Path, downloads: Path
+) -> None:
+    message = "the door code is 4711\nsee you at 8"
+    shared: asyncio.Future[Share] = asyncio.get_running_loop().create_future()
+    sending = asyncio.create_task(
+        sharer.send(text=message, host="127.0.0.1", ready=shared.set_result)
+    )
+    ticket = (await asyncio.wait_for(shared, 20)).ticket.encode()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        app.query_one("#ticket", Input).value = ticket
+        await pilot.pause()
+        preview = squeezed(app)
+        view = await receive(app, pilot, ticket, downloads)
+        shown = screen_text(app)
+    await asyncio.wait_for(sending, 30)
+    assert "atext(34B)from" in preview
+    assert view.finished
+    lines = [line.replace("▌", "").strip() for line in shown.splitlines()]
+    assert lines[lines.index("message:") + 1 :][:2] == ["the door code is 4711", "see you at 8"]
+    assert os.listdir(downloads) == []
+    (saved,) = SavedTransfers(mine.data_dir).load()
+    assert (saved.text, saved.saved_as) == (message, None)
