@@ -598,7 +598,7 @@ class Node(Management):
         *,
         at: tuple[Address, ...] | None = None,
     ) -> Ticket:
-        """A version 2 ticket for `root` naming the home relay and `at` (default: this node's
+        """A ticket for `root` naming the home relay and `at` (default: this node's
         addresses; `()` for none, which needs a relay)."""
         if at == ():
             self.check_relay_only_ticket()
