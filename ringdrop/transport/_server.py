@@ -397,9 +397,15 @@ class _ServerLink(Link):
         except Exception:
             self._failed("flushing")
 
-    def receive(self, data: bytes) -> None:
+    def receive(self, datagrams: list[bytes]) -> None:
         try:
-            super().receive(data)
+            super().receive(datagrams)
+        except Exception:
+            self._failed("reading a datagram")
+
+    def receive_coalesced(self, buffer: bytes, segment: int) -> None:
+        try:
+            super().receive_coalesced(buffer, segment)
         except Exception:
             self._failed("reading a datagram")
 
