@@ -217,7 +217,7 @@ def connected(backend: Backend) -> Pair:
 
 def stream_bytes(backend: Backend, found: list[object]) -> bytes:
     data_event = backend.events.StreamDataReceived
-    return b"".join(e.data for e in found if isinstance(e, data_event))  # type: ignore[attr-defined]
+    return b"".join(e.data for e in found if isinstance(e, data_event))
 
 
 def terminated(backend: Backend, found: list[object]) -> bool:
