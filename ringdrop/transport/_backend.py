@@ -44,7 +44,8 @@ __all__ = [
 BackendName = Literal["aioquic", "qh3"]
 BACKENDS: tuple[BackendName, ...] = ("aioquic", "qh3")
 
-NetworkAddress = tuple[str, int] | tuple[str, int, int, int]  # (host, port), or IPv6 with flow and scope
+# (host, port), or for IPv6 (host, port, flow info, scope id)
+NetworkAddress = tuple[str, int] | tuple[str, int, int, int]
 
 
 class QuicLike(Protocol):
