@@ -644,7 +644,8 @@ class _ServerLink(Link):
     async def _send_body(
         self, stream_id: int, responder: Responder, pieces: AsyncIterator[bytes]
     ) -> None:
-        """Pull a piece only when the stream has room for it, so no file is read ahead."""
+        """Pull a piece only when the stream has room for it: the file is read no further ahead
+        than the body itself reads."""
         try:
             while True:
                 await self.wait_for_room(stream_id)
