@@ -155,7 +155,8 @@ class TicketError(RingdropError):
 
 TicketErrorKind = Literal[
     "prefix", "character", "length", "truncated", "mangled", "version", "flags", "format",
-    "peer_id", "hash", "size", "address", "no_addresses", "relay", "name", "trailing_bytes",
+    "peer_id", "hash", "size", "address", "no_addresses", "relay", "name", "file",
+    "trailing_bytes",
 ]  # fmt: skip
 
 

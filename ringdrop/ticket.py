@@ -1,14 +1,16 @@
 """Tickets: what a sharer hands a receiver, as short copy-safe `rdrop:` text.
 
 tickets/SPEC.md specifies the format byte by byte; tickets/vectors.json holds its test vectors.
-Writers write version 2 (direct addresses optional, an optional home relay URL); readers read
-versions 1 and 2. A version 1 ticket is a version 2 ticket with version byte 1, no relay and at
-least one address, so one reader serves both.
+Writers write version 3 (direct addresses and a home relay URL both optional — a ticket that
+names only the key is found by discovery — and, for a single file, its time and executable bit);
+readers read versions 1 to 3. Each older version is a newer one with fewer fields allowed, so one
+reader serves all three.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 import unicodedata
 import zlib
 from dataclasses import dataclass
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 PREFIX = "rdrop:"
-VERSION = 2
+VERSION = 3
 MAX_NAME_BYTES = 255
 MAX_RELAY_BYTES = 255
 
@@ -47,17 +49,22 @@ _FORMAT_BITS = 0b0000_0011
 _HAS_SIZE = 0b0000_0100
 _HAS_NAME = 0b0000_1000
 _HAS_RELAY = 0b0001_0000
+_HAS_FILE = 0b0010_0000
 # The flag bits each version defines; the others are reserved and must be zero.
 _KNOWN_FLAGS = {
     1: _FORMAT_BITS | _HAS_SIZE | _HAS_NAME,
     2: _FORMAT_BITS | _HAS_SIZE | _HAS_NAME | _HAS_RELAY,
+    3: _FORMAT_BITS | _HAS_SIZE | _HAS_NAME | _HAS_RELAY | _HAS_FILE,
 }
+# The file metadata field's own flags (version 3).
+_EXECUTABLE = 0b01
+_HAS_MTIME = 0b10
+_MTIME = struct.Struct(">q")
 _RELAY_SCHEMES = ("http://", "https://")
 _IP_BYTES = {4: 4, 6: 16}  # address family tag (the IP version) -> length of the address
 _CHECKSUM_BYTES = 4
-# version, flags, peer id, hash, address count, one IPv4 address, checksum (a ticket with a
-# relay and no address is longer: the shortest relay URL, `http://a`, takes 9 bytes)
-_SHORTEST_BYTES = 1 + 1 + 32 + 32 + 1 + (1 + 4 + 2) + _CHECKSUM_BYTES
+# version, flags, peer id, hash, address count (0: the key alone, version 3), checksum
+_SHORTEST_BYTES = 1 + 1 + 32 + 32 + 1 + _CHECKSUM_BYTES
 _SHORTEST_CHARS = len(PREFIX) + math.ceil(_SHORTEST_BYTES * 8 / 5)
 _FAULTY = "it was made by faulty software. Ask the sharer for a new ticket."
 _UPGRADE = "it was made by a newer ringdrop. Upgrade ringdrop and try again."
@@ -75,7 +82,11 @@ class Address(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Ticket:
-    """Who shares what, and where to reach them: direct addresses, a home relay, or both."""
+    """Who shares what, and where to reach them: direct addresses, a home relay, both, or
+    neither (then the sharer is found by its key alone, through discovery).
+
+    A blob's ticket may carry the file's modification time and executable bit; a collection
+    carries its files' own, so its ticket carries none."""
 
     peer_id: PeerId
     addresses: tuple[Address, ...]
@@ -84,16 +95,14 @@ class Ticket:
     name: str | None = None
     size: int | None = None
     relay: str | None = None
+    mtime_ns: int | None = None
+    """The file's modification time, nanoseconds since the Unix epoch (blob tickets only)."""
+    executable: bool = False
+    """Whether the file is executable (blob tickets only)."""
 
     def __post_init__(self) -> None:
         if len(self.content_hash) != 32:
             raise InvalidTicketError("hash", "A content hash is 32 bytes long.")
-        if not self.addresses and self.relay is None:
-            raise InvalidTicketError(
-                "no_addresses",
-                "The ticket names neither an address nor a relay through which to reach the "
-                f"sharer: {_FAULTY}",
-            )
         if len(self.addresses) > 255:
             raise InvalidTicketError("address", "A ticket holds at most 255 addresses.")
         for address in self.addresses:
@@ -106,6 +115,25 @@ class Ticket:
             raise InvalidTicketError(
                 "size", f"A size must fit in 64 bits, and {self.size} does not."
             )
+        if self.mtime_ns is not None and not -(1 << 63) <= self.mtime_ns < 1 << 63:
+            raise InvalidTicketError(
+                "file", f"A modification time must fit in 64 bits, and {self.mtime_ns} does not."
+            )
+        if self.format != "blob" and self.has_file_metadata:
+            raise InvalidTicketError(
+                "file",
+                "Only a single file's ticket carries a time and an executable bit; a folder's "
+                "files carry their own.",
+            )
+
+    @property
+    def has_file_metadata(self) -> bool:
+        return self.executable or self.mtime_ns is not None
+
+    @property
+    def key_only(self) -> bool:
+        """Whether the ticket names no way to reach the sharer but its key (discovery)."""
+        return not self.addresses and self.relay is None
 
     def encode(self) -> str:
         """The ticket's text: `rdrop:` and lowercase base32, the one text of this ticket."""
@@ -113,6 +141,7 @@ class Ticket:
         flags |= _HAS_SIZE if self.size is not None else 0
         flags |= _HAS_NAME if self.name is not None else 0
         flags |= _HAS_RELAY if self.relay is not None else 0
+        flags |= _HAS_FILE if self.has_file_metadata else 0
         out = bytearray([VERSION, flags])
         out += self.peer_id.raw + self.content_hash
         if self.size is not None:
@@ -129,6 +158,13 @@ class Ticket:
             name = self.name.encode()
             out.append(len(name))
             out += name
+        if self.has_file_metadata:
+            file_flags = (_EXECUTABLE if self.executable else 0) | (
+                _HAS_MTIME if self.mtime_ns is not None else 0
+            )
+            out.append(file_flags)
+            if self.mtime_ns is not None:
+                out += _MTIME.pack(self.mtime_ns)
         out += _checksum(out)
         return PREFIX + base32_encode(bytes(out))
 
@@ -174,9 +210,18 @@ class Ticket:
         addresses = tuple(reader.address() for _ in range(reader.byte("address list")))
         relay = reader.relay() if flags & _HAS_RELAY else None
         name = reader.name() if flags & _HAS_NAME else None
-        reader.finish()
         format = _FORMATS[flags & _FORMAT_BITS]
-        return cls(peer_id, addresses, content_hash, format, name, size, relay)
+        executable, mtime_ns = reader.file(format) if flags & _HAS_FILE else (False, None)
+        reader.finish()
+        if version < 3 and not addresses and relay is None:
+            raise InvalidTicketError(
+                "no_addresses",
+                "The ticket names neither an address nor a relay through which to reach the "
+                f"sharer: {_FAULTY}",
+            )
+        return cls(
+            peer_id, addresses, content_hash, format, name, size, relay, mtime_ns, executable
+        )
 
 
 def _payload(text: str) -> bytes:
@@ -294,6 +339,27 @@ class _Reader:
             return raw.decode()
         except UnicodeDecodeError:
             raise InvalidTicketError("name", f"The ticket's name is not UTF-8: {_FAULTY}") from None
+
+    def file(self, format: Format) -> tuple[bool, int | None]:
+        """A single file's metadata: (executable, modification time in ns or None)."""
+        if format != "blob":
+            raise InvalidTicketError(
+                "file", f"A folder's ticket carries a single file's time and mode: {_FAULTY}"
+            )
+        flags = self.byte("file metadata")
+        if flags & ~(_EXECUTABLE | _HAS_MTIME):
+            raise InvalidTicketError(
+                "flags",
+                f"The ticket's file metadata uses features this ringdrop does not know: {_UPGRADE}",
+            )
+        if not flags:
+            raise InvalidTicketError(
+                "file", f"The ticket's file metadata field is present but empty: {_FAULTY}"
+            )
+        mtime_ns = None
+        if flags & _HAS_MTIME:
+            (mtime_ns,) = _MTIME.unpack(self.take(_MTIME.size, "file metadata"))
+        return bool(flags & _EXECUTABLE), mtime_ns
 
     def finish(self) -> None:
         if self._at != len(self._payload):

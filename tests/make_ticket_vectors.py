@@ -1,11 +1,11 @@
-"""Writes the version 2 entries of tickets/vectors.json; the version 1 entries stay as committed.
+"""Writes the version 3 entries of tickets/vectors.json; older entries stay as committed.
 
 Run `python -m tests.make_ticket_vectors` from the repository root and commit the output. Valid
 tickets come from `Ticket.encode`; invalid ones are assembled here field by field from the layout
-in tickets/SPEC.md (no call into the code under test), each with one problem. Version 1 vectors
-were written when version 1 was current and a version 1 ticket reads the same forever, so they are
-kept as they are (marked `"version": 1` and `"relay": null`), except the one that said version 2
-is unknown: that is now a version 3 vector.
+in tickets/SPEC.md (no call into the code under test), each with one problem. Version 1 and 2
+vectors were written when their version was current, and a ticket reads the same forever, so they
+are kept as they are, except the one that said the next version is unknown: that is now a
+version 4 vector.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ringdrop.identity import PeerId, base32_decode, base32_encode
 from ringdrop.ticket import PREFIX, Address, Format, Ticket
 
 OUT = Path(__file__).parent.parent / "tickets" / "vectors.json"
-OBSOLETE = {"version 2, from a newer ringdrop"}
+OBSOLETE = {"version 2, from a newer ringdrop", "version 3, from a newer ringdrop"}
 HELLO = blake3.blake3(b"hello").digest()
 
 
@@ -47,12 +47,16 @@ def valid(
     name: str | None = None,
     size: int | None = None,
     relay: str | None = None,
+    mtime_ns: int | None = None,
+    executable: bool = False,
 ) -> dict[str, Any]:
-    ticket = Ticket(peer_id, addresses, content_hash, format, name, size, relay)
+    ticket = Ticket(
+        peer_id, addresses, content_hash, format, name, size, relay, mtime_ns, executable
+    )
     text = ticket.encode()
     return {
         "description": description,
-        "version": 2,
+        "version": 3,
         "text": text,
         "bytes_hex": _bytes_of(text).hex(),
         "peer_id": str(peer_id),
@@ -62,12 +66,14 @@ def valid(
         "format": format,
         "name": name,
         "size": size,
+        "mtime_ns": mtime_ns,
+        "executable": executable,
     }
 
 
 def raw(
     *,
-    version: int = 2,
+    version: int = 3,
     flags: int | None = None,
     peer_id: PeerId | None = None,
     addresses: bytes = b"\x01\x04\xc0\x00\x02\x01\x11\x51",  # one address: 192.0.2.1:4433
@@ -75,7 +81,8 @@ def raw(
     tail: bytes = b"",
 ) -> str:
     """A ticket's text assembled from raw fields as SPEC.md lays them out (no size, no name):
-    `flags` defaults to the relay bit if a relay is given; `tail` goes before the checksum."""
+    `flags` defaults to the relay bit if a relay is given; `tail` goes before the checksum (where
+    the file metadata field goes, since no name is written)."""
     if flags is None:
         flags = 0x10 if relay is not None else 0
     payload = bytes([version, flags]) + (peer_id or key(1)).raw + HELLO + addresses
@@ -97,17 +104,47 @@ RELAY = "https://relay.example.net/"
 LONGEST_RELAY = "https://" + "r" * (255 - len("https://") - len(".example/")) + ".example/"
 
 
-def valid_v2() -> list[dict[str, Any]]:
+def valid_v3() -> list[dict[str, Any]]:
     return [
         valid(
-            "version 2: a relay and no address, so the ticket reveals no address of the sharer",
-            key(1),
+            "version 3: the key alone, no address and no relay: the sharer is found by discovery",
+            key(5),
             (),
             HELLO,
-            relay=RELAY,
         ),
         valid(
-            "version 2: a collection with a relay (IPv6 literal and port), two addresses, "
+            "version 3: a single file with its time and executable bit, a relay and an address",
+            key(6),
+            (at("192.0.2.7:4433"),),
+            blake3.blake3(b"#!/bin/sh").digest(),
+            "blob",
+            "run.sh",
+            9,
+            RELAY,
+            1_700_000_000_123_456_789,
+            True,
+        ),
+        valid(
+            "version 3: a file modified before 1970 (a negative time), not executable",
+            key(7),
+            (),
+            HELLO,
+            "blob",
+            "old.txt",
+            5,
+            RELAY,
+            -1_000_000_001,
+        ),
+        valid(
+            "version 3: an executable file whose time is unknown",
+            key(8),
+            (at("[2001:db8::7]:4433"),),
+            HELLO,
+            name="tool",
+            executable=True,
+        ),
+        valid(
+            "version 3: a collection with a relay (IPv6 literal and port), two addresses, "
             "name and size",
             key(2),
             (at("192.168.1.23:41641"), at("[2001:db8:4006:812::200e]:41641")),
@@ -117,97 +154,71 @@ def valid_v2() -> list[dict[str, Any]]:
             734_003_200,
             "http://[2001:db8::2]:3340/",
         ),
-        valid(
-            "version 2 without a relay: one IPv4 address, the shortest ticket",
-            key(3),
-            (at("192.0.2.1:4433"),),
-            HELLO,
-        ),
-        valid(
-            "version 2: a relay URL of 255 bytes, the longest there is",
-            key(4),
-            (),
-            HELLO,
-            "blob",
-            "notes.txt",
-            None,
-            LONGEST_RELAY,
-        ),
     ]
 
 
-def invalid_v2() -> list[dict[str, Any]]:
+def invalid_v3() -> list[dict[str, Any]]:
     no_address = b"\x00"
+    file_flag = 0x20
+    collection = 0x01
+    mtime = (1_700_000_000_000_000_000).to_bytes(8, "big")
     return [
-        invalid("version 3, from a newer ringdrop", raw(version=3), "version"),
+        invalid("version 4, from a newer ringdrop", raw(version=4), "version"),
+        invalid("version 3 with an unknown flag bit (bit 6)", raw(flags=0x40), "flags"),
         invalid(
-            "version 2 with neither an address nor a relay",
-            raw(addresses=no_address),
-            "no_addresses",
+            "version 3: file metadata on a collection's ticket",
+            raw(flags=collection | file_flag, tail=b"\x01"),
+            "file",
         ),
         invalid(
-            "version 1 with the relay flag (bit 4), which version 1 does not define",
-            raw(version=1, relay=RELAY.encode()),
+            "version 3: a file metadata field with no bit set",
+            raw(flags=file_flag, tail=b"\x00"),
+            "file",
+        ),
+        invalid(
+            "version 3: a file metadata field with an unknown bit (bit 2)",
+            raw(flags=file_flag, tail=b"\x04"),
             "flags",
         ),
-        invalid("version 2 with an unknown flag bit (bit 5)", raw(flags=0x20), "flags"),
-        invalid("a relay URL of 0 bytes", raw(addresses=no_address, relay=b""), "relay"),
         invalid(
-            "a relay URL that is not ASCII",
-            raw(relay="https://relay.exämple.net/".encode()),
-            "relay",
-        ),
-        invalid("a relay URL whose scheme is ftp", raw(relay=b"ftp://relay.example.net/"), "relay"),
-        invalid(
-            "a relay URL whose scheme is in upper case",
-            raw(relay=b"HTTPS://relay.example.net/"),
-            "relay",
-        ),
-        invalid("a relay URL with no host", raw(relay=b"https:///relay"), "relay"),
-        invalid(
-            "a relay URL with a user name and password",
-            raw(relay=b"https://user:secret@relay.example.net/"),
-            "relay",
-        ),
-        invalid("a relay URL with a space", raw(relay=b"https://relay.example.net/a b"), "relay"),
-        invalid(
-            "a relay URL with a terminal escape sequence",
-            raw(relay=b"https://relay.example.net/\x1b[2J"),
-            "relay",
-        ),
-        invalid("a relay URL with port 0", raw(relay=b"http://relay.example.net:0/"), "relay"),
-        invalid(
-            "a relay URL with a port above 65535",
-            raw(relay=b"http://relay.example.net:65536/"),
-            "relay",
-        ),
-        invalid(
-            "a relay URL length longer than the URL",
-            raw(addresses=no_address, flags=0x10, tail=b"\x40" + RELAY.encode()),
+            "version 3: a modification time cut short",
+            raw(flags=file_flag, tail=b"\x02" + mtime[:5]),
             "truncated",
+        ),
+        invalid(
+            "version 3: bytes after the file metadata",
+            raw(flags=file_flag, tail=b"\x02" + mtime + b"\x00"),
+            "trailing_bytes",
+        ),
+        invalid(
+            "version 2 with the file metadata flag (bit 5), which version 2 does not define",
+            raw(version=2, flags=file_flag, tail=b"\x01"),
+            "flags",
+        ),
+        invalid(
+            "version 2 with neither an address nor a relay (only version 3 may name the key alone)",
+            raw(version=2, addresses=no_address),
+            "no_addresses",
         ),
     ]
 
 
 def main() -> None:
     vectors: dict[str, Any] = json.loads(OUT.read_text(encoding="utf-8"))
-    made_valid, made_invalid = valid_v2(), invalid_v2()
+    made_valid, made_invalid = valid_v3(), invalid_v3()
     made = {v["description"] for v in made_valid + made_invalid} | OBSOLETE
     kept_valid = [v for v in vectors["valid"] if v["description"] not in made]
     for vector in kept_valid:
         vector.setdefault("version", 1)
         vector.setdefault("relay", None)
+        vector.setdefault("mtime_ns", None)
+        vector.setdefault("executable", False)
     upper = made_valid[1]["text"].upper()
-    accepted = [v for v in vectors["accepted"] if v["canonical"] != made_valid[1]["text"]]
-    accepted.append(
-        {
-            "description": "a version 2 ticket in upper case",
-            "text": upper,
-            "canonical": made_valid[1]["text"],
-        }
-    )
+    description = "a version 3 ticket in upper case"
+    accepted = [v for v in vectors["accepted"] if v["description"] != description]
+    accepted.append({"description": description, "text": upper, "canonical": made_valid[1]["text"]})
     vectors = {
-        "format": "ringdrop ticket, versions 1 and 2 (tickets/SPEC.md); writers write version 2",
+        "format": "ringdrop ticket, versions 1 to 3 (tickets/SPEC.md); writers write version 3",
         "valid": kept_valid + made_valid,
         "accepted": accepted,
         "invalid": [v for v in vectors["invalid"] if v["description"] not in made] + made_invalid,

@@ -1,5 +1,5 @@
-"""Tickets: the shared vectors, round trips, version 1 still read, relay URLs checked, and that
-no text makes decoding fail another way."""
+"""Tickets: the shared vectors, round trips, versions 1 and 2 still read, relay URLs checked, a
+single file's metadata carried, and that no text makes decoding fail another way."""
 
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ def fields_of(vector: dict[str, Any]) -> Ticket:
         vector["name"],
         vector["size"],
         vector["relay"],
+        vector["mtime_ns"],
+        vector["executable"],
     )
 
 
@@ -55,19 +57,19 @@ def with_checksum(payload: bytes) -> bytes:
     return payload + zlib.crc32(payload).to_bytes(4, "big")
 
 
-def as_version_2(data: bytes) -> bytes:
-    """A version 1 ticket's bytes as version 2 writes the same ticket: only the version byte
-    (and so the checksum) differs."""
-    return with_checksum(bytes([2]) + data[1:-4]) if data[0] == 1 else data
+def as_version_3(data: bytes) -> bytes:
+    """An older ticket's bytes as version 3 writes the same ticket: only the version byte (and
+    so the checksum) differs."""
+    return with_checksum(bytes([3]) + data[1:-4]) if data[0] < 3 else data
 
 
 def decodes_to_itself_or_fails_cleanly(text: str) -> None:
     """Decoding gives a TicketError or a ticket whose own text is `text`, up to case and blanks
-    (and, for a version 1 ticket, the version byte)."""
+    (and, for an older version's ticket, the version byte)."""
     with contextlib.suppress(TicketError):
         ticket = Ticket.decode(text)
         data = base32_decode(text.strip().lower()[len(PREFIX) :])
-        assert bytes_of(ticket) == as_version_2(data)
+        assert bytes_of(ticket) == as_version_3(data)
 
 
 SIMPLE = Ticket(
@@ -89,13 +91,21 @@ relays = st.builds(
 )
 # At most 63 characters of at most 4 bytes each: always within the 255-byte limit.
 names = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=63)
-# At least one address, or a relay and perhaps addresses: a ticket must name a way to the sharer.
-reachable = st.tuples(st.lists(addresses, min_size=1, max_size=6), st.none() | relays) | st.tuples(
-    st.lists(addresses, max_size=6), relays
-)
+# Addresses, a relay, both or neither (the key alone: version 3).
+reachable = st.tuples(st.lists(addresses, max_size=6), st.none() | relays)
+# A single file's metadata: (executable, mtime_ns); a collection's ticket carries none.
+file_metadata = st.tuples(st.booleans(), st.none() | st.integers(-(2**63), 2**63 - 1))
 tickets = st.builds(
-    lambda peer_id, reach, content_hash, format, name, size: Ticket(
-        peer_id, tuple(reach[0]), content_hash, format, name, size, reach[1]
+    lambda peer_id, reach, content_hash, format, name, size, file: Ticket(
+        peer_id,
+        tuple(reach[0]),
+        content_hash,
+        format,
+        name,
+        size,
+        reach[1],
+        file[1] if format == "blob" else None,
+        file[0] and format == "blob",
     ),
     peer_ids,
     reachable,
@@ -103,6 +113,7 @@ tickets = st.builds(
     st.sampled_from(["blob", "collection"]),
     st.none() | names,
     st.none() | st.integers(0, 2**64 - 1),
+    file_metadata,
 )
 
 
@@ -122,27 +133,31 @@ def test_valid_vector_decodes_to_its_fields(vector: dict[str, Any]) -> None:
 
 VERSION_1 = [v for v in VECTORS["valid"] if v["version"] == 1]
 VERSION_2 = [v for v in VECTORS["valid"] if v["version"] == 2]
+VERSION_3 = [v for v in VECTORS["valid"] if v["version"] == 3]
 
 
-def test_vectors_hold_both_versions_and_a_relay_without_addresses() -> None:
+def test_vectors_hold_every_version_and_each_way_to_reach_a_sharer() -> None:
     assert VERSION_1
     assert any(v["relay"] and not v["addresses"] for v in VERSION_2)
     assert any(v["relay"] and v["addresses"] for v in VERSION_2)
-    assert {v["version"] for v in VECTORS["valid"]} == {1, 2}
+    assert any(not v["relay"] and not v["addresses"] for v in VERSION_3)
+    assert any(v["executable"] and v["mtime_ns"] is not None for v in VERSION_3)
+    assert any(v["mtime_ns"] is not None and v["mtime_ns"] < 0 for v in VERSION_3)
+    assert {v["version"] for v in VECTORS["valid"]} == {1, 2, 3}
 
 
-@pytest.mark.parametrize("vector", VERSION_2, ids=lambda v: v["description"])
-def test_version_2_vector_is_what_its_fields_encode_to(vector: dict[str, Any]) -> None:
+@pytest.mark.parametrize("vector", VERSION_3, ids=lambda v: v["description"])
+def test_version_3_vector_is_what_its_fields_encode_to(vector: dict[str, Any]) -> None:
     assert fields_of(vector).encode() == vector["text"]
 
 
-@pytest.mark.parametrize("vector", VERSION_1, ids=lambda v: v["description"])
-def test_version_1_vector_is_written_again_as_version_2_with_only_the_version_changed(
+@pytest.mark.parametrize("vector", VERSION_1 + VERSION_2, ids=lambda v: v["description"])
+def test_older_vector_is_written_again_as_version_3_with_only_the_version_changed(
     vector: dict[str, Any],
 ) -> None:
     data = bytes.fromhex(vector["bytes_hex"])
-    assert data[0] == 1
-    assert bytes_of(fields_of(vector)) == as_version_2(data)
+    assert data[0] in (1, 2)
+    assert bytes_of(fields_of(vector)) == as_version_3(data)
 
 
 @pytest.mark.parametrize("vector", VECTORS["valid"], ids=lambda v: v["description"])
@@ -166,8 +181,12 @@ def test_invalid_vector_fails_with_its_kind(vector: dict[str, Any]) -> None:
 # What the person reads
 
 
-def test_the_shortest_ticket_has_131_characters() -> None:
+def test_the_shortest_ticket_with_an_address_has_131_characters() -> None:
     assert len(SIMPLE.encode()) == 131
+
+
+def test_a_ticket_naming_only_the_key_has_120_characters() -> None:
+    assert len(Ticket(SIMPLE.peer_id, (), SIMPLE.content_hash).encode()) == 120
 
 
 def test_bad_character_message_names_the_character_and_its_position() -> None:
@@ -186,7 +205,7 @@ def test_mangled_ticket_message_blames_copy_paste() -> None:
 def test_newer_version_message_says_to_upgrade() -> None:
     payload = bytes_of(SIMPLE)[:-4]
     with pytest.raises(InvalidTicketError, match="Upgrade ringdrop"):
-        Ticket.decode(text_of(with_checksum(bytes([3]) + payload[1:])))
+        Ticket.decode(text_of(with_checksum(bytes([4]) + payload[1:])))
 
 
 def test_a_ticket_with_a_relay_and_no_address_reads_back() -> None:
@@ -194,8 +213,23 @@ def test_a_ticket_with_a_relay_and_no_address_reads_back() -> None:
     assert Ticket.decode(ticket.encode()).relay == "http://127.0.0.1:1/"
 
 
-def test_writers_write_version_2() -> None:
-    assert bytes_of(SIMPLE)[0] == 2
+def test_a_ticket_naming_only_the_key_reads_back_as_key_only() -> None:
+    ticket = Ticket.decode(Ticket(SIMPLE.peer_id, (), SIMPLE.content_hash).encode())
+    assert ticket.key_only
+    assert not SIMPLE.key_only
+
+
+def test_a_single_files_time_and_executable_bit_read_back() -> None:
+    ticket = Ticket(
+        SIMPLE.peer_id, SIMPLE.addresses, SIMPLE.content_hash, mtime_ns=-5, executable=True
+    )
+    decoded = Ticket.decode(ticket.encode())
+    assert (decoded.mtime_ns, decoded.executable) == (-5, True)
+    assert len(bytes_of(ticket)) == len(bytes_of(SIMPLE)) + 1 + 8
+
+
+def test_writers_write_version_3() -> None:
+    assert bytes_of(SIMPLE)[0] == 3
 
 
 def test_an_unusable_relay_in_a_ticket_is_blamed_on_its_writer() -> None:
@@ -204,9 +238,11 @@ def test_an_unusable_relay_in_a_ticket_is_blamed_on_its_writer() -> None:
         Ticket.decode(vector["text"])
 
 
-def test_no_address_message_says_neither_address_nor_relay() -> None:
-    with pytest.raises(InvalidTicketError, match="neither an address nor a relay"):
-        Ticket(SIMPLE.peer_id, (), SIMPLE.content_hash)
+def test_an_older_ticket_naming_neither_address_nor_relay_is_blamed_on_its_writer() -> None:
+    payload = bytes([2, 0]) + SIMPLE.peer_id.raw + SIMPLE.content_hash + b"\x00"
+    with pytest.raises(InvalidTicketError, match="neither an address nor a relay") as caught:
+        Ticket.decode(text_of(with_checksum(payload)))
+    assert caught.value.kind == "no_addresses"
 
 
 @given(tickets)
@@ -218,6 +254,8 @@ def test_ticket_length_follows_the_formula_in_the_spec(ticket: Ticket) -> None:
         + size_bytes
         + (1 + len(ticket.name.encode()) if ticket.name is not None else 0)
         + (1 + len(ticket.relay) if ticket.relay is not None else 0)
+        + (1 if ticket.has_file_metadata else 0)
+        + (8 if ticket.mtime_ns is not None else 0)
     )
     assert len(bytes_of(ticket)) == expected
     assert len(ticket.encode()) == len(PREFIX) + math.ceil(8 * expected / 5)
@@ -230,7 +268,11 @@ def test_ticket_length_follows_the_formula_in_the_spec(ticket: Ticket) -> None:
     ("change", "kind"),
     [
         pytest.param({"content_hash": bytes(31)}, "hash", id="hash of 31 bytes"),
-        pytest.param({"addresses": ()}, "no_addresses", id="no address"),
+        pytest.param(
+            {"format": "collection", "executable": True}, "file", id="a collection's mode"
+        ),
+        pytest.param({"format": "collection", "mtime_ns": 0}, "file", id="a collection's time"),
+        pytest.param({"mtime_ns": 2**63}, "file", id="time of 2**63 ns"),
         pytest.param({"addresses": (Address(ip_address("192.0.2.1"), 0),)}, "address", id="port 0"),
         pytest.param(
             {"addresses": (Address(ip_address("192.0.2.1"), 65536),)}, "address", id="port 65536"
