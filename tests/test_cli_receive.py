@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from ringdrop import display
+from ringdrop.ticket import Ticket
 
 from .cli_util import Node, Process, serve_process
 from .files import mounted, tree
@@ -191,6 +192,35 @@ def test_mtime_and_the_executable_bit_round_trip(
     assert os.access(out / "run.sh", os.X_OK)
     assert not os.access(out / "a.jpg", os.X_OK)
     assert subprocess.run([out / "run.sh"], capture_output=True, check=True).stdout == b"hello\n"
+
+
+def test_a_single_file_keeps_its_time_and_executable_bit(
+    alice: Node, bob: Node, server: Process, tmp_path: Path
+) -> None:
+    script = tmp_path / "run.sh"
+    script.write_bytes(b"#!/bin/sh\necho single\n")
+    script.chmod(0o755)
+    when = 1_600_000_000_123_456_789
+    os.utime(script, ns=(when, when))
+    ticket = alice.share(script, "--open")
+    assert (Ticket.decode(ticket).mtime_ns, Ticket.decode(ticket).executable) == (when, True)
+    again = alice.run("blob", "ticket", "run.sh").stdout.split()[0]
+    assert (Ticket.decode(again).mtime_ns, Ticket.decode(again).executable) == (when, True)
+    bob.run("get", ticket)
+    got_file = bob.cwd / "run.sh"
+    assert got_file.stat().st_mtime_ns == when
+    assert os.access(got_file, os.X_OK)
+    assert subprocess.run([got_file], capture_output=True, check=True).stdout == b"single\n"
+    reshared = bob.run("blob", "ticket", "run.sh").stdout.split()[0]
+    assert (Ticket.decode(reshared).mtime_ns, Ticket.decode(reshared).executable) == (when, True)
+
+
+def test_a_plain_file_stays_plain(alice: Node, bob: Node, server: Process, a_file: Path) -> None:
+    a_file.chmod(0o644)
+    bob.run("get", alice.share(a_file, "--open"))
+    got_file = bob.cwd / a_file.name
+    assert not os.access(got_file, os.X_OK)
+    assert got_file.stat().st_mtime_ns == a_file.stat().st_mtime_ns
 
 
 def test_share_leaves_out_excluded_files_and_says_how_many(

@@ -62,7 +62,7 @@ from ringdrop.protocol import (
     MembersRequest,
     Request,
 )
-from ringdrop.store import ImportMode, OnExisting, Store, default_data_dir
+from ringdrop.store import ExportResult, ImportMode, OnExisting, Store, default_data_dir
 from ringdrop.store.export import free_name
 from ringdrop.store.files import FileLock, ensure_free_space
 from ringdrop.store.names import validate_name
@@ -243,8 +243,11 @@ class Node(Management):
         elif exclude:
             raise StoreError(f"{path} is a single file: exclusions apply to folders only")
         elif path.exists():
+            # Its time and mode travel in its tickets: a blob's root covers only its bytes.
+            st = path.stat()
             info, _ = self.store.import_file(path, mode=mode, progress=progress)
             root, size, format = info.root, info.size, "blob"
+            self.access.record_file(root, st.st_mtime_ns, bool(st.st_mode & 0o111))
         else:
             raise NotFoundError(f"{path} does not exist")
         for ring in rings:
@@ -262,10 +265,12 @@ class Node(Management):
         shares = []
         addresses = self.addresses()  # enumerating interfaces once, not once per share
         rings = self.access.rings_by_root()
+        files = self.access.files()
         for tag, blob_size in self.store.tagged_blobs():
             name = tag.display_name or tag.root.hex()[:16]
             size = _collection_size(self, tag.root) if tag.format == "collection" else blob_size
-            ticket = self.ticket(tag.root, tag.format, name, size, at=addresses)
+            file = files.get(tag.root) if tag.format == "blob" else None
+            ticket = self.ticket(tag.root, tag.format, name, size, at=addresses, file=file)
             shares.append(Share(tag.root, name, tag.format, size, rings.get(tag.root, ()), ticket))
         return shares
 
@@ -606,13 +611,15 @@ class Node(Management):
             if collection is None:
                 collection = self.store.collection(root)
             self.access.record_collection(root, (e.root for e in collection.entries))
+        elif ticket.mtime_ns is not None or ticket.executable:
+            # Kept, so that a ticket for it printed here (a re-share) carries them on.
+            self.access.record_file(root, ticket.mtime_ns, ticket.executable)
         if done:
             tracker.update(state="done", force=True)
             return Received(
                 target, stats, route=source.main_path(), traffic=source.traffic_by_kind()
             )
         tracker.update(state="exporting")
-        export = self.store.export_collection if format == "collection" else self.store.export
         # The export runs on a thread, which cancelling this coroutine (Ctrl-C) cannot stop: it
         # checks this event at every progress step instead, and removes what it started.
         stop = threading.Event()
@@ -621,10 +628,23 @@ class Node(Management):
             if stop.is_set():
                 raise _ExportStoppedError
 
-        try:
-            result = await asyncio.to_thread(
-                export, root, target, existing=existing, keep=keep, progress=stop_if_asked
+        def export() -> ExportResult:
+            if format == "collection":
+                return self.store.export_collection(
+                    root, target, existing=existing, keep=keep, progress=stop_if_asked
+                )
+            return self.store.export(
+                root,
+                target,
+                existing=existing,
+                keep=keep,
+                progress=stop_if_asked,
+                mtime_ns=ticket.mtime_ns,
+                executable=ticket.executable,
             )
+
+        try:
+            result = await asyncio.to_thread(export)
         except asyncio.CancelledError:
             stop.set()
             raise
@@ -787,11 +807,16 @@ class Node(Management):
         size: int | None,
         *,
         at: tuple[Address, ...] | None = None,
+        file: tuple[int | None, bool] | None = None,
     ) -> Ticket:
         """A ticket for `root` naming the home relay and `at` (default: this node's
-        addresses; `()` for none, which needs a relay)."""
+        addresses; `()` for none, which needs a relay). A single file's ticket carries its
+        time and executable bit: `file`, or else as recorded when it was shared or received."""
         if at == ():
             self.check_relay_only_ticket()
+        if format == "blob" and file is None:
+            file = self.access.file(root)
+        mtime_ns, executable = file or (None, False)
         return Ticket(
             peer_id=self.peer_id,
             addresses=self.addresses() if at is None else at,
@@ -800,6 +825,8 @@ class Node(Management):
             name=name,
             size=size,
             relay=self.home_relay,
+            mtime_ns=mtime_ns,
+            executable=executable,
         )
 
     def check_relay_only_ticket(self) -> None:

@@ -144,14 +144,18 @@ def export_blob(
     existing: OnExisting,
     keep: bool,
     progress: ProgressFn | None,
+    mtime_ns: int | None = None,
+    executable: bool = False,
 ) -> ExportResult:
-    """Writes blob `root` to the file `dest` and returns where it went."""
+    """Writes blob `root` to the file `dest` and returns where it went, with the modification
+    time and executable bit given (its ticket's), as a folder's files get theirs."""
     dest = dest.absolute()
     finish_export(db, layout, root)
     with db.snapshot() as conn:
         source = _source(conn, layout, root)
+    metadata = (mtime_ns, executable)
     with _writing_in(dest.parent):
-        final, plan = _export_blob(layout, root, source, dest, existing, keep, progress)
+        final, plan = _export_blob(layout, root, source, dest, existing, keep, progress, metadata)
     _release(db, layout, plan, final)
     return ExportResult(final, plan.moved, plan.copied)
 
@@ -164,6 +168,7 @@ def _export_blob(
     existing: OnExisting,
     keep: bool,
     progress: ProgressFn | None,
+    metadata: tuple[int | None, bool],
 ) -> tuple[Path, _Plan]:
     """The blob under its final name in the destination; the plan says what to release."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +182,7 @@ def _export_blob(
         _remove_stale(folder, plan.temp)
         try:
             how = _materialize(layout, plan, folder, plan.temp.name, plan.temp, source, keep, meter)
-            _set_metadata(folder, plan.temp.name, None, executable=False)
+            _set_metadata(folder, plan.temp.name, metadata[0], executable=metadata[1])
             _sync_small(folder, plan)
             _count(plan, source, how, hand_over=not keep, name="")
             final = _place(layout, plan, folder, dest, existing, is_folder=False)

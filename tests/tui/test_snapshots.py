@@ -53,6 +53,8 @@ def still(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
     (files / "photos" / "beach.jpg").write_bytes(b"\xff\xd8" * 40_000)
     (files / "photos" / "2026" / "hike.jpg").write_bytes(b"\xff\xd9" * 3_000)
     (files / "notes.txt").write_text("meeting notes\n" * 100)
+    for path in files.rglob("*"):
+        os.utime(path, ns=(1_790_000_000 * 10**9, 1_790_000_000 * 10**9))  # tickets carry it
     with Node(data_dir, addresses=["192.0.2.10"]) as node:
         node.create_ring("family")
         node.add_peer(BOB, "bob")
