@@ -573,10 +573,10 @@ class Node(Management):
         finally:
             await connection.close()
 
-    def dialer(self, relay: str | None) -> Dialer:
-        """The start of a connection to a peer whose relay is `relay`, opened now (see
-        `transport.Dialer`): the relay is used if relaying is enabled here and the relay policy
-        allows it (`config.TicketRelay`). Needs a running event loop."""
+    def dialer(self, relay: str | None, addresses: Sequence[Address] = ()) -> Dialer:
+        """The start of a connection to a peer at `addresses` whose relay is `relay`, opened
+        now (see `transport.Dialer`): the relay is used if relaying is enabled here and the
+        relay policy allows it (`config.TicketRelay`). Needs a running event loop."""
         use = TicketRelay.of(relay, self.relays, self.relay_policy)
         return Dialer(
             self.identity,
@@ -584,6 +584,7 @@ class Node(Management):
             relay_public_only=use.public_only,
             stun=self.stun_servers,
             own=machine_ips(),
+            addresses=addresses,
         )
 
     async def connect(
@@ -598,7 +599,7 @@ class Node(Management):
         relay as `dialer` says; by default one made now), then the best path found by
         probing. Raises `RelayRefusedError` if nothing answered and the relay was refused."""
         if dialer is None:
-            dialer = self.dialer(relay)
+            dialer = self.dialer(relay, addresses)
         try:
             return await dialer.connect(
                 peer_id,
@@ -834,7 +835,7 @@ class _Source:
         self._node = node
         self._ticket = ticket
         self.tracker: Tracker | None = None
-        self._dialer: Dialer | None = node.dialer(ticket.relay)
+        self._dialer: Dialer | None = node.dialer(ticket.relay, ticket.addresses)
         self._connection: Connection | None = None
         self._traffic: dict[PathInfo, int] = {}
         self._counted: dict[PathInfo, int] = {}

@@ -179,7 +179,8 @@ class Dialer:
     asked for at once, and a connection to the sharer's relay (if any). Made as soon as the
     ticket is known, so both are ready by the time `connect` dials (the node opens one before
     it reads its store); used for one `connect`. Closing it (or the connection it made) closes
-    both.
+    both. `sock`, a non-blocking UDP socket, replaces the one it would bind (on every address,
+    any port); `addresses` are those `connect` will dial, if known.
 
     The relay is joined under a key of its own, not the node's: a relay forwards to the newest
     connection of a key, so using the node's would cut off this node's own server (serving in
@@ -195,12 +196,15 @@ class Dialer:
         relay_public_only: bool = False,
         stun: Sequence[tuple[str, int]] = (),
         own: Sequence[str] = (),
+        addresses: Sequence[Address] = (),
+        sock: socket.socket | None = None,
     ) -> None:
         self._identity = identity
-        try:
-            sock = bind_udp("::", 0)
-        except OSError as error:
-            raise TransferError(f"Cannot open a UDP socket: {error.strerror}.") from error
+        if sock is None:
+            try:
+                sock = bind_udp("::", 0)
+            except OSError as error:
+                raise TransferError(f"Cannot open a UDP socket: {error.strerror}.") from error
         self._sock = sock
         self.endpoint = Endpoint(
             identity, sock, self._route, on_error=self._socket_error, own_ips=frozenset(own)
@@ -215,6 +219,12 @@ class Dialer:
                 public_only=relay_public_only,
             )
             self.endpoint.relay.start()
+        # The QUIC library for paths off this machine takes a tenth of a second to import: on a
+        # thread, while the store is read and the relay answers, not on the way to the first
+        # byte. (`addresses`, the ones `connect` will be given, say whether it is needed.)
+        self._loading: asyncio.Future[Backend] | None = None
+        if relay is not None or any(not is_loopback(str(a.ip)) for a in addresses):
+            self._loading = self._loop.run_in_executor(None, backend_for, None, None)
         self._stun: asyncio.Task[tuple[str, int] | None] | None = None
         if stun:
             self._stun = self._loop.create_task(
@@ -318,6 +328,9 @@ class Dialer:
     async def _race(
         self, direct: list[Direct], relayed: Relayed | None, attempt: _Plan
     ) -> _ClientLink:
+        if self._loading is not None:
+            with contextlib.suppress(Exception):  # the same failure recurs where it is used
+                await self._loading
         waiting: list[Path] = list(direct)
         if relayed is not None:
             waiting.insert(1 if waiting else 0, relayed)

@@ -247,7 +247,7 @@ class Server:
 
     @property
     def port(self) -> int:
-        return self.endpoint.udp.port
+        return self.endpoint.port
 
     @property
     def relay_state(self) -> RelayState | None:
