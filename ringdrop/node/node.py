@@ -403,6 +403,11 @@ class Node(Management):
                 return await self._get(
                     ticket, source, dest, existing, keep, progress, retry or RetryPolicy()
                 )
+            except TransferError as error:
+                if isinstance(error.__cause__, RelayRefusedError):
+                    # The download gave up: say so, as the error it gave up on.
+                    raise RelayRefusedError(str(error), error.__cause__.relay) from error
+                raise
             finally:
                 await source.close()
 
@@ -585,6 +590,7 @@ class Node(Management):
             stun=self.stun_servers,
             own=machine_ips(),
             addresses=addresses,
+            relay_refused=use.refused,
         )
 
     async def connect(
@@ -611,10 +617,9 @@ class Node(Management):
         except WrongPeerError:
             raise
         except TransferError as error:
-            refused = TicketRelay.of(relay, self.relays, self.relay_policy).refused
-            if refused is None:
+            if TicketRelay.of(relay, self.relays, self.relay_policy).refused is None:
                 raise
-            raise RelayRefusedError(f"{error} {refused}", relay or "") from error
+            raise RelayRefusedError(str(error), relay or "") from error
 
     def _check_reachable(self, ticket: Ticket) -> None:
         if not ticket.addresses and not self.relays:

@@ -180,7 +180,8 @@ class Dialer:
     ticket is known, so both are ready by the time `connect` dials (the node opens one before
     it reads its store); used for one `connect`. Closing it (or the connection it made) closes
     both. `sock`, a non-blocking UDP socket, replaces the one it would bind (on every address,
-    any port); `addresses` are those `connect` will dial, if known.
+    any port); `addresses` are those `connect` will dial, if known; `relay_refused` why the
+    peer's relay is not used, for the error when nothing else answers.
 
     The relay is joined under a key of its own, not the node's: a relay forwards to the newest
     connection of a key, so using the node's would cut off this node's own server (serving in
@@ -198,8 +199,10 @@ class Dialer:
         own: Sequence[str] = (),
         addresses: Sequence[Address] = (),
         sock: socket.socket | None = None,
+        relay_refused: str | None = None,
     ) -> None:
         self._identity = identity
+        self._relay_refused = relay_refused
         if sock is None:
             try:
                 sock = bind_udp("::", 0)
@@ -426,12 +429,16 @@ class Dialer:
         if wrong and len(wrong) == len(failures):
             return wrong[0]
         lines = "; ".join(f"{where}: {error}" for where, error in failures.items())
-        advice = (
-            ""
-            if self.endpoint.relay is not None
-            else " No relay was tried (the ticket names none, or relaying is disabled here): "
-            "behind a NAT or firewall, ask the sharer for a ticket with a relay, or enable one."
-        )
+        if self.endpoint.relay is not None:
+            advice = ""
+        elif self._relay_refused is not None:
+            advice = f" {self._relay_refused}"
+        else:
+            advice = (
+                " No relay was tried (the ticket names none, or relaying is disabled here): "
+                "behind a NAT or firewall, ask the sharer for a ticket with a relay, or enable "
+                "one."
+            )
         return TransferError(f"Could not reach {peer_id.short()}… ({lines or _NOWHERE}).{advice}")
 
 
