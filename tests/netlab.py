@@ -270,7 +270,7 @@ def stun_server_command(host: str, port: int, workdir: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def wait_for_stun(host: str, port: int, timeout: float = 10.0) -> None:
+def wait_for_stun(host: str, port: int, timeout: float = 30.0) -> None:
     """Sends binding requests to host:port until one is answered (the server is ready)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     deadline = time.monotonic() + timeout

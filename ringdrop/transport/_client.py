@@ -296,13 +296,13 @@ class Dialer:
             except TimeoutError:
                 for other in self._attempts:
                     if other.is_open:
-                        self._failures[str(other.paths.current)] = TransferError(
+                        self._failures[_where(other.paths.current)] = TransferError(
                             f"no answer within {timeout:g} s"
                         )
                 raise self._error(peer_id) from None
             except TransferError as error:
                 if self.winner is not None:
-                    self._failures[str(self.winner.paths.current)] = error
+                    self._failures[_where(self.winner.paths.current)] = error
                 raise self._error(peer_id) from None
         except BaseException:
             self.close()
@@ -415,13 +415,13 @@ class Dialer:
         if link is self.winner:
             self.close()
         elif self.winner is None:
-            self._failures[str(link.paths.current)] = error
+            self._failures[_where(link.paths.current)] = error
             self._changed.set()
 
     def _socket_error(self, error: OSError) -> None:
         """What the socket reports outside a send: a connected socket's "connection refused"."""
         for link in list(self._attempts):
-            link.refused(error.strerror or str(error))
+            link.refused(f"the network refused the connection: {error.strerror or error}")
 
     def _error(self, peer_id: PeerId) -> RingdropError:
         failures = self._failures
@@ -443,6 +443,10 @@ class Dialer:
 
 
 _NOWHERE = "the ticket names no address this machine can dial, and no relay"
+
+
+def _where(way: Path) -> str:
+    return str(way) if isinstance(way, Direct) else f"relay {way}"
 
 
 class Connection:
@@ -697,8 +701,8 @@ class _ClientLink(Link):
             self.endpoint.udp.resume_reading()
 
     def refused(self, reason: str) -> None:
-        """The network refused this attempt's way (or the relay refused us)."""
-        self.terminate(TransferError(f"the network refused the connection: {reason}"))
+        """This attempt's way failed at once: the network refused it, or the relay refused us."""
+        self.terminate(TransferError(reason))
 
     def on_handshake(self) -> None:
         key = self.backend.peer_key(self.quic)

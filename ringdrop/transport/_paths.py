@@ -426,8 +426,8 @@ class PathSet:
 
     It starts on `way`. `relay_key` is the key the peer is on the relay with (a server's is its
     node key; a client's is one of the connection's own, learnt from the first datagram it
-    relays). `on_change` hears every move; `on_unreachable` hears that the network refused
-    the way this connection started on before anything came back by it.
+    relays). `on_change` hears every move; `on_unreachable` hears why the way this connection
+    started on failed before anything came back by it (the network refused it, or the relay).
     """
 
     def __init__(
@@ -557,7 +557,7 @@ class PathSet:
         if candidate is not None and candidate.step(Trigger.UNREACHABLE):
             self._died(candidate)
         if self.current == Direct(address):
-            self._first_way_failed(error.strerror or str(error))
+            self._first_way_failed(f"the network refused it: {error.strerror or error}")
 
     def relay_refused(self, reason: str) -> None:
         """The relay will not carry us (it denied us, or may not be used)."""

@@ -376,10 +376,11 @@ class Server:
 
     def _victim(self, newcomer: _ServerLink, now: float) -> _ServerLink | None:
         """The stranger's connection that makes room for `newcomer`, if one may (see the class
-        docstring): from the newcomer's host when only that host is full."""
+        docstring): from the newcomer's host when that host is at its cap."""
         seated = [link for link in self._connections if link.is_seated and link.known is False]
-        if self.established < self.limits.max_connections:
-            seated = [link for link in seated if link.host == newcomer.host]
+        host = newcomer.host
+        if host is not None and self._by_host.get(host, 0) >= self.limits.max_connections_per_host:
+            seated = [link for link in seated if link.host == host]  # frees both caps
         if not newcomer.known:
             grace = self.limits.stranger_grace
             seated = [link for link in seated if not link.allowed and now - link.since >= grace]
