@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from ipaddress import ip_address
@@ -50,23 +51,42 @@ MALLORY = Identity(nacl.signing.SigningKey(b"mallory".ljust(32, b".")))
 TIMEOUT = 60.0
 
 
+_SO_TIMESTAMPNS = 35  # Linux; the socket module does not name it before Python 3.13
+
+
+def stamped(sock: socket.socket) -> socket.socket:
+    """`sock`, made to tell when the kernel received each datagram (see `read_stamped`)."""
+    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    return sock
+
+
+def read_stamped(sock: socket.socket) -> list[tuple[float, bytes, tuple[str, int]]]:
+    """What waits in a `stamped` socket: (when the kernel received it, datagram, sender). The
+    kernel's time, not this loop's, so that a busy test loop reading late does not bunch up
+    what came spread out."""
+    got: list[tuple[float, bytes, tuple[str, int]]] = []
+    while True:
+        try:
+            data, ancillary, _, sender = sock.recvmsg(65536, socket.CMSG_SPACE(16))
+        except BlockingIOError:
+            return got
+        stamp = next(c for _, kind, c in ancillary if kind == _SO_TIMESTAMPNS)
+        seconds, nanoseconds = struct.unpack("qq", stamp[:16])
+        got.append((seconds + nanoseconds / 1e9, data, sender[:2]))
+
+
 class Victim:
-    """A UDP socket that only listens: what arrived, and when (this loop's clock)."""
+    """A UDP socket that only listens: what arrived, and when."""
 
     def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+        self.sock = stamped(sock)
         self.address: tuple[str, int] = sock.getsockname()[:2]
         self.got: list[tuple[float, bytes]] = []
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock, self._read)
 
     def _read(self) -> None:
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except BlockingIOError:
-                return
-            self.got.append((self._loop.time(), data))
+        self.got += [(at, data) for at, data, _ in read_stamped(self.sock)]
 
     @property
     def count(self) -> int:
@@ -328,7 +348,7 @@ class Forwarder:
     with the time the first datagram reached it."""
 
     def __init__(self, front: socket.socket, back: socket.socket, server: tuple[str, int]) -> None:
-        self._front, self._back, self._server = front, back, server
+        self._front, self._back, self._server = stamped(front), back, server
         self._client: tuple[str, int] | None = None
         self.first: float | None = None
         self._loop = asyncio.get_running_loop()
@@ -342,14 +362,10 @@ class Forwarder:
         return cls(isle.udp(ip), isle.udp(ip), server)
 
     def _forward(self) -> None:
-        while True:
-            try:
-                data, sender = self._front.recvfrom(65536)
-            except BlockingIOError:
-                return
+        for at, data, sender in read_stamped(self._front):
             if self.first is None:
-                self.first = self._loop.time()
-            self._client = sender[:2]
+                self.first = at
+            self._client = sender
             self._back.sendto(data, self._server)
 
     def _answer(self) -> None:
