@@ -340,7 +340,7 @@ class Node(Management):
             return await (await asyncio.shield(gate_open)).reply(peer, request)
 
         def known(peers: Sequence[PeerId]) -> Sequence[bool]:
-            if not opened.wait(_OPEN_TIMEOUT):
+            if not opened.wait(_OPEN_TIMEOUT) or not serving:
                 return [False] * len(peers)
             return serving[0].gate.knows(peers)
 
@@ -368,6 +368,7 @@ class Node(Management):
                 ready(server.port)
             await asyncio.Event().wait()
         finally:
+            opened.set()  # whatever waits for the gate stops waiting
             await server.close()
             gate_open.cancel()
             if serving:
