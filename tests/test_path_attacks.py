@@ -1,6 +1,7 @@
-"""Hostile peers against the path layer and the server's seats, over real non-loopback
-addresses (issue 20): an island namespace (tests/netlab.py) holds the server's socket, the
-hostile peers' and their victims', all made and driven by this process; nothing leaves it.
+"""Hostile peers against the path layer and the server's seats, and the receiver's race, over
+real non-loopback addresses (issues 20, 21): an island namespace (tests/netlab.py) holds the
+server's socket, the hostile peers' and their victims', all made and driven by this process;
+nothing leaves it.
 
 Absence ("the victim got nothing") is checked against a witness: a candidate the same server
 must ping, on a connection that earned it, whose pings take longer to finish than the server
@@ -381,3 +382,17 @@ class Forwarder:
         for sock in (self._front, self._back):
             self._loop.remove_reader(sock)
             sock.close()
+
+
+async def test_a_ticket_naming_this_machine_is_raced_on_loopback_first(isle: Island) -> None:
+    # The ticket names the island's address, and the receiver is told it is its own: it dials
+    # loopback first, where large datagrams make transfers faster, and gets there.
+    server_ip = isle.ips[0]
+    async with asyncio.timeout(TIMEOUT), await start_server(isle, members_only(MEMBER)) as server:
+        dialer = Dialer(MEMBER, sock=made_in(isle.ns, lambda: bind_udp("::", 0)))
+        connection = await dialer.connect(
+            SHARER.peer_id, [address(server_ip, server.port)], machine_ips=[server_ip]
+        )
+        async with connection:
+            path = connection.address
+    assert path == f"direct 127.0.0.1:{server.port}"
