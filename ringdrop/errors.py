@@ -11,7 +11,9 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     ├── AccessDeniedError            exit 4   no ring of the sharer's lets this peer read it
     ├── IntegrityError               exit 6   data does not match its BLAKE3 root
     ├── TransferError                exit 7   network, peer gone or busy
-    │   └── WrongPeerError                    another key than the expected peer id answered
+    │   ├── WrongPeerError                    another key than the expected peer id answered
+    │   └── RelayRefusedError                 nothing answered, and the ticket's relay was
+    │                                         not used (not a public https:// relay)
     ├── ProtocolError                exit 7   the peer broke the wire protocol (never retried)
     ├── UnsafePathError              exit 9   a name would escape its destination
     ├── StoreError                   exit 10  the data directory cannot do what was asked
@@ -51,6 +53,7 @@ __all__ = [
     "OpenRingError",
     "ProtocolError",
     "RelayDisabledError",
+    "RelayRefusedError",
     "RingdropError",
     "SettingsError",
     "StoreError",
@@ -202,6 +205,17 @@ class WrongPeerError(TransferError):
         super().__init__(message, peer=expected)
         self.expected = expected
         self.actual = actual
+
+
+class RelayRefusedError(TransferError):
+    """Nothing reached the sharer, and the relay its ticket names was not tried: a relay named
+    by someone else is used only at public https:// addresses unless configured here.
+
+    `relay` is the URL that was refused."""
+
+    def __init__(self, message: str, relay: str) -> None:
+        super().__init__(message)
+        self.relay = relay
 
 
 class ProtocolError(RingdropError):

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from ringdrop.node.config import DISABLED, RELAY_ENV, STUN_ENV
+from ringdrop.node.config import DISABLED, RELAY_ENV, RELAY_POLICIES, RELAY_POLICY_ENV, STUN_ENV
 from ringdrop.node.node import Node
 
 # What `add_subparsers` returns; generic only to type checkers before Python 3.12.
@@ -26,8 +26,9 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    """--data-dir, --relay, --stun and --debug. On a command they default to SUPPRESS, so that
-    they are accepted after the command's name without overriding what was given before it."""
+    """--data-dir, --relay, --relay-policy, --stun and --debug. On a command they default to
+    SUPPRESS, so that they are accepted after the command's name without overriding what was
+    given before it."""
     keep = None if top else argparse.SUPPRESS
     parser.add_argument(
         "--data-dir",
@@ -43,6 +44,14 @@ def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         metavar="URL",
         help=f"an iroh relay server to use (repeat for several; {DISABLED!r} for none; "
         f"default: ${RELAY_ENV}, comma-separated, else n0's public relays)",
+    )
+    parser.add_argument(
+        "--relay-policy",
+        choices=RELAY_POLICIES,
+        default=keep,
+        help="which relays a ticket may make this node use: 'public' (https:// at public "
+        f"addresses, and the relays configured here; the default) or 'any' (default: "
+        f"${RELAY_POLICY_ENV}, else public)",
     )
     parser.add_argument(
         "--stun",
@@ -120,7 +129,12 @@ def add_no_addresses(parser: argparse.ArgumentParser) -> None:
 
 def open_node(args: argparse.Namespace, data_dir: Path | None = None) -> Node:
     """The node of --data-dir (or `data_dir`), with the relay and STUN servers of the options."""
-    return Node(data_dir or args.data_dir, relays=args.relay, stun=args.stun)
+    return Node(
+        data_dir or args.data_dir,
+        relays=args.relay,
+        stun=args.stun,
+        relay_policy=args.relay_policy,
+    )
 
 
 def expiry(text: str, now: datetime | None = None) -> float:

@@ -17,6 +17,7 @@ from ringdrop.errors import (
     ExitCode,
     NotFoundError,
     RelayDisabledError,
+    RelayRefusedError,
     RingdropError,
 )
 
@@ -41,6 +42,10 @@ _HINTS: dict[type[RingdropError], Callable[[RingdropError], str | None]] = {
     ),
     AlreadyServedError: lambda e: "Stop it first, or use another --data-dir.",
     AmbiguousError: lambda e: _AMBIGUOUS_HINTS.get(getattr(e, "kind", None) or ""),
+    RelayRefusedError: lambda e: (
+        "On a private network or in a lab, accept it with --relay-policy any (or "
+        "RINGDROP_RELAY_POLICY=any), or name it with --relay."
+    ),
     RelayDisabledError: lambda e: (
         "Choose a relay with --relay URL or RINGDROP_RELAY, or use a "
         "ticket (or share) with addresses: no --no-addresses."
