@@ -12,7 +12,9 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     ├── IntegrityError               exit 6   data does not match its BLAKE3 root
     ├── TransferError                exit 7   network, peer gone or busy
     │   ├── UnreachableError                  nothing answered at any address or relay tried
-    │   └── WrongPeerError                    another key than the expected peer id answered
+    │   ├── WrongPeerError                    another key than the expected peer id answered
+    │   └── RelayRefusedError                 nothing answered, and the ticket's relay was
+    │                                         not used (not a public https:// relay)
     ├── ProtocolError                exit 7   the peer broke the wire protocol (never retried)
     ├── UnsafePathError              exit 9   a name would escape its destination
     ├── DestinationError             exit 11  the destination folder cannot be written
@@ -54,6 +56,7 @@ __all__ = [
     "OpenRingError",
     "ProtocolError",
     "RelayDisabledError",
+    "RelayRefusedError",
     "RingdropError",
     "SettingsError",
     "StoreError",
@@ -212,6 +215,17 @@ class WrongPeerError(TransferError):
         super().__init__(message, peer=expected)
         self.expected = expected
         self.actual = actual
+
+
+class RelayRefusedError(TransferError):
+    """Nothing reached the sharer, and the relay its ticket names was not tried: a relay named
+    by someone else is used only at public https:// addresses unless configured here.
+
+    `relay` is the URL that was refused."""
+
+    def __init__(self, message: str, relay: str) -> None:
+        super().__init__(message)
+        self.relay = relay
 
 
 class ProtocolError(RingdropError):

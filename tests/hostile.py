@@ -9,18 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamDataReceived, StreamReset
 
 from ringdrop.identity import Identity, PeerId
-from ringdrop.protocol import ALPN, Challenge, ClientAuth, Hello, Message, decode, encode
+from ringdrop.protocol import (
+    ALPN,
+    Candidates,
+    Challenge,
+    ClientAuth,
+    Hello,
+    Message,
+    PathsChannel,
+    decode,
+    encode,
+)
 
 AUTH_STREAM = 0
 
@@ -88,20 +100,49 @@ class HostilePeer(QuicConnectionProtocol):
         self.write(stream_id, frames, end_stream=True)
         return await self.read(stream_id)
 
+    def offer(self, addresses: Sequence[tuple[str, int]]) -> int:
+        """Open the paths stream with a CANDIDATES frame naming `addresses`; its stream id."""
+        stream_id = self.open_stream()
+        self.write(stream_id, PathsChannel().send(Candidates(tuple(addresses))))
+        return stream_id
+
 
 def first_frame(data: bytes) -> Message:
     """The message of the first whole frame in `data`."""
     return decode(data[: 5 + int.from_bytes(data[1:5], "big")])
 
 
+def _configuration() -> QuicConfiguration:
+    return QuicConfiguration(
+        is_client=True, alpn_protocols=[ALPN], verify_mode=ssl.CERT_NONE, idle_timeout=10.0
+    )
+
+
 @contextlib.asynccontextmanager
 async def hostile(port: int) -> AsyncIterator[HostilePeer]:
     """A connection to the server at 127.0.0.1:`port`; its TLS key is not checked."""
-    configuration = QuicConfiguration(
-        is_client=True, alpn_protocols=[ALPN], verify_mode=ssl.CERT_NONE, idle_timeout=10.0
-    )
     async with connect(
-        "127.0.0.1", port, configuration=configuration, create_protocol=HostilePeer
+        "127.0.0.1", port, configuration=_configuration(), create_protocol=HostilePeer
     ) as peer:
         assert isinstance(peer, HostilePeer)
         yield peer
+
+
+@contextlib.asynccontextmanager
+async def hostile_from(sock: socket.socket, host: str, port: int) -> AsyncIterator[HostilePeer]:
+    """A connection from the UDP socket `sock` (bound where the test wants, in a namespace of
+    its own for instance) to the server at `host`:`port`; its TLS key is not checked."""
+    loop = asyncio.get_running_loop()
+    configuration = _configuration()
+    configuration.server_name = host
+    transport, peer = await loop.create_datagram_endpoint(
+        lambda: HostilePeer(QuicConnection(configuration=configuration)), sock=sock
+    )
+    try:
+        peer.connect((host, port))
+        await peer.wait_connected()
+        yield peer
+    finally:
+        peer.close()
+        await peer.wait_closed()
+        transport.close()

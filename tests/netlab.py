@@ -3,8 +3,8 @@
 Two shapes, each a context manager that builds everything on entry and tears it down on exit,
 even after a failure:
 
-- `veth_pair(mtu)`: namespaces `a` (10.201.0.1) and `b` (10.201.0.2) joined by one veth pair,
-  a LAN hop at a real MTU.
+- `veth_pair(mtu, family)`: namespaces `a` and `b` joined by one veth pair, a LAN hop at a real
+  MTU: IPv4 (10.201.0.1, 10.201.0.2), IPv6 only (fd78::1, fd78::2) or both.
 - `nat_lab(left, right)`: an "internet" namespace holding a bridge on 203.0.113.0/24 (its own
   address, 203.0.113.10, is where services such as a STUN server or a relay run), and per side a
   host behind a router that masquerades its LAN onto the bridge, the way REFERENCE.md found that
@@ -14,10 +14,19 @@ even after a failure:
                                                  ├─ bridge 203.0.113.0/24 (services .10)
       host-r 10.2.0.2 ─ router-r ─ 203.0.113.22 ┘
 
+  With `ipv6=True` each side also has an IPv6 address routed without any NAT or firewall
+  (hosts fd00:1::2 and fd00:2::2, routers on fd00:ff::/64 on the bridge): a direct path
+  beside the NATed IPv4 ones, as on many dual-stack home networks.
+
   "port-preserving" is MASQUERADE plus a DROP of NEW inbound connections to the router itself
   (without it a peer's early probe creates a conntrack entry that makes the router remap the
   host's port, and hole punching fails); "symmetric" is MASQUERADE --random-fully (a fresh port
   per destination, so only a relay works); "none" puts the host on the bridge itself.
+
+- `island(count)`: one namespace with `count` addresses of its own (10.201.0.1, .2, …, on a veth
+  whose far end idles in a second namespace), for tests that run in this process: `made_in`
+  makes sockets there (a socket belongs to the namespace it was made in), so a server, a
+  hostile peer and its victims all talk over real non-loopback addresses, and nothing leaves.
 
 Processes belong to the lab when started with its `popen` (killed at teardown); one started
 otherwise inside a namespace outlives the namespace's deletion, so stop it yourself.
@@ -31,23 +40,28 @@ each run's namespaces are their own networks.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ringdrop.transport.stun import binding_request, parse_binding_response
 
 __all__ = [
     "SERVICE_IP",
+    "SERVICE_IP6",
     "STUN_PORT",
+    "Family",
+    "Island",
     "Lab",
     "NatKind",
     "NatLab",
@@ -55,6 +69,8 @@ __all__ = [
     "VethPair",
     "in_namespace",
     "is_root",
+    "island",
+    "made_in",
     "missing_tools",
     "nat_lab",
     "stun_server_command",
@@ -70,6 +86,10 @@ STUN_PORT = 3478
 _WAN_IPS = {"l": "203.0.113.21", "r": "203.0.113.22"}
 _LAN_NETS = {"l": "10.1.0", "r": "10.2.0"}
 _VETH_IPS = ("10.201.0.1", "10.201.0.2")
+_VETH_IPS6 = ("fd78::1", "fd78::2")
+_WAN_IPS6 = {"l": "fd00:ff::21", "r": "fd00:ff::22"}
+_LAN_NETS6 = {"l": "fd00:1::", "r": "fd00:2::"}
+SERVICE_IP6 = "fd00:ff::10"
 _TOOLS = ("ip", "iptables")
 
 
@@ -109,8 +129,10 @@ class Lab:
         )
 
     def address(self, ns: str, interface: str, cidr: str) -> None:
-        """Gives `interface` in `ns` the address `cidr` and brings it up."""
-        self.run(ns, ["ip", "addr", "add", cidr, "dev", interface])
+        """Gives `interface` in `ns` the address `cidr` and brings it up (an IPv6 address
+        without duplicate detection, so that it is usable at once)."""
+        nodad = ["nodad"] if ":" in cidr else []
+        self.run(ns, ["ip", "addr", "add", cidr, "dev", interface, *nodad])
         self.run(ns, ["ip", "link", "set", interface, "up"])
 
     def run(
@@ -191,6 +213,38 @@ def in_namespace(ns: str, command: Sequence[str]) -> list[str]:
     return ["ip", "netns", "exec", ns, *command]
 
 
+_T = TypeVar("_T")
+_CLONE_NEWNET = 0x40000000
+
+
+def made_in(ns: str, make: Callable[[], _T]) -> _T:
+    """`make()` run inside namespace `ns`: the sockets it makes belong there, for good. A
+    thread of its own enters the namespace (setns(2) moves one thread), so this process and
+    its other threads stay where they are."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    result: list[_T] = []
+    failure: list[BaseException] = []
+
+    def enter_and_make() -> None:
+        target = os.open(f"/var/run/netns/{ns}", os.O_RDONLY)
+        try:
+            if libc.setns(target, _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into {ns}")
+            result.append(make())
+        except BaseException as error:  # handed to the caller's thread
+            failure.append(error)
+        finally:
+            os.close(target)
+
+    # The thread ends right after: it never returns to this process's own namespace.
+    thread = threading.Thread(target=enter_and_make)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
 def _host(command: list[str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=30)
     if done.returncode != 0:
@@ -216,7 +270,7 @@ def stun_server_command(host: str, port: int, workdir: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def wait_for_stun(host: str, port: int, timeout: float = 10.0) -> None:
+def wait_for_stun(host: str, port: int, timeout: float = 30.0) -> None:
     """Sends binding requests to host:port until one is answered (the server is ready)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     deadline = time.monotonic() + timeout
@@ -256,9 +310,14 @@ class _InLab:
 # -- a veth pair ----------------------------------------------------------------------------------
 
 
+Family = Literal["4", "6", "dual"]
+
+
 @dataclass(frozen=True)
 class VethPair(_InLab):
-    """Namespaces `a` and `b` joined by a veth pair (interface `veth0` on each side)."""
+    """Namespaces `a` and `b` joined by a veth pair (interface `veth0` on each side).
+    `a_ip` and `b_ip` are their IPv4 addresses, or IPv6 ones for an IPv6-only pair; a
+    dual-stack pair has both (`a_ip6`, `b_ip6`)."""
 
     lab: Lab
     a: str
@@ -266,17 +325,62 @@ class VethPair(_InLab):
     a_ip: str
     b_ip: str
     mtu: int
+    a_ip6: str | None = None
+    b_ip6: str | None = None
 
 
 @contextlib.contextmanager
-def veth_pair(mtu: int = 1500) -> Iterator[VethPair]:
+def veth_pair(mtu: int = 1500, family: Family = "4") -> Iterator[VethPair]:
     lab = Lab()
     try:
         a, b = lab.add_namespace("a"), lab.add_namespace("b")
         lab.link(a, "veth0", b, "veth0", mtu)
-        lab.address(a, "veth0", f"{_VETH_IPS[0]}/24")
-        lab.address(b, "veth0", f"{_VETH_IPS[1]}/24")
-        yield VethPair(lab, a, b, _VETH_IPS[0], _VETH_IPS[1], mtu)
+        if family != "6":
+            lab.address(a, "veth0", f"{_VETH_IPS[0]}/24")
+            lab.address(b, "veth0", f"{_VETH_IPS[1]}/24")
+        if family != "4":
+            lab.address(a, "veth0", f"{_VETH_IPS6[0]}/64")
+            lab.address(b, "veth0", f"{_VETH_IPS6[1]}/64")
+        ips = _VETH_IPS6 if family == "6" else _VETH_IPS
+        six = _VETH_IPS6 if family != "4" else (None, None)
+        yield VethPair(lab, a, b, ips[0], ips[1], mtu, six[0], six[1])
+    finally:
+        lab.close()
+
+
+@dataclass(frozen=True)
+class Island(_InLab):
+    """A namespace with addresses `ips` for in-process tests (see the module docstring)."""
+
+    lab: Lab
+    ns: str
+    ips: tuple[str, ...]
+
+    def udp(self, ip: str, port: int = 0) -> socket.socket:
+        """A non-blocking UDP socket bound to `ip`:`port` in the island."""
+
+        def make() -> socket.socket:
+            sock = socket.socket(
+                socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM
+            )
+            sock.setblocking(False)
+            sock.bind((ip, port))
+            return sock
+
+        return made_in(self.ns, make)
+
+
+@contextlib.contextmanager
+def island(count: int = 4) -> Iterator[Island]:
+    lab = Lab()
+    try:
+        ns, far = lab.add_namespace("island"), lab.add_namespace("far")
+        lab.link(ns, "veth0", far, "veth0")
+        ips = tuple(f"10.201.0.{n}" for n in range(1, count + 1))
+        for ip in ips:
+            lab.address(ns, "veth0", f"{ip}/24")
+        lab.run(far, ["ip", "link", "set", "veth0", "up"])
+        yield Island(lab, ns, ips)
     finally:
         lab.close()
 
@@ -295,6 +399,8 @@ class Side:
     host_ip: str
     public_ip: str
     """The router's WAN address (what a STUN server sees), or the host's own for "none"."""
+    host_ip6: str | None = None
+    """The host's IPv6 address, routed without NAT (a lab built with `ipv6=True`)."""
 
 
 @dataclass
@@ -355,28 +461,40 @@ class NatLab(_InLab):
 
 @contextlib.contextmanager
 def nat_lab(
-    left: NatKind = "port-preserving", right: NatKind = "port-preserving"
+    left: NatKind = "port-preserving", right: NatKind = "port-preserving", *, ipv6: bool = False
 ) -> Iterator[NatLab]:
     lab = Lab()
     try:
         internet = lab.add_namespace("inet")
         lab.run(internet, ["ip", "link", "add", "br0", "type", "bridge"])
         lab.address(internet, "br0", f"{SERVICE_IP}/{INTERNET_PREFIX}")
-        sides = [_build_side(lab, internet, "l", left), _build_side(lab, internet, "r", right)]
+        if ipv6:
+            lab.address(internet, "br0", f"{SERVICE_IP6}/64")
+        sides = [
+            _build_side(lab, internet, "l", left, ipv6),
+            _build_side(lab, internet, "r", right, ipv6),
+        ]
+        if ipv6:
+            _route_ipv6(lab, internet, sides)
         yield NatLab(lab, internet, sides[0], sides[1])
     finally:
         lab.close()
 
 
-def _build_side(lab: Lab, internet: str, name: Literal["l", "r"], kind: NatKind) -> Side:
+def _build_side(
+    lab: Lab, internet: str, name: Literal["l", "r"], kind: NatKind, ipv6: bool
+) -> Side:
     public_ip = _WAN_IPS[name]
     host = lab.add_namespace(f"host-{name}")
     port_on_bridge = f"{name}-wan"
     if kind == "none":
         lab.link(host, "eth0", internet, port_on_bridge)
         lab.address(host, "eth0", f"{public_ip}/{INTERNET_PREFIX}")
+        host_ip6 = _WAN_IPS6[name] if ipv6 else None
+        if host_ip6 is not None:
+            lab.address(host, "eth0", f"{host_ip6}/64")
         _plug(lab, internet, port_on_bridge)
-        return Side(name, kind, host, None, public_ip, public_ip)
+        return Side(name, kind, host, None, public_ip, public_ip, host_ip6)
     router = lab.add_namespace(f"router-{name}")
     lan = _LAN_NETS[name]
     lan_cidr = f"{lan}.0/24"
@@ -402,7 +520,28 @@ def _build_side(lab: Lab, internet: str, name: Literal["l", "r"], kind: NatKind)
         lab.iptables(
             router, "-A", "INPUT", "-i", "wan", "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"
         )
-    return Side(name, kind, host, router, f"{lan}.2", public_ip)
+    host_ip6 = None
+    if ipv6:
+        host_ip6 = f"{_LAN_NETS6[name]}2"
+        lab.address(router, "wan", f"{_WAN_IPS6[name]}/64")
+        lab.address(router, "lan", f"{_LAN_NETS6[name]}1/64")
+        lab.address(host, "eth0", f"{host_ip6}/64")
+        lab.run(host, ["ip", "-6", "route", "add", "default", "via", f"{_LAN_NETS6[name]}1"])
+        lab.run(router, ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+    return Side(name, kind, host, router, f"{lan}.2", public_ip, host_ip6)
+
+
+def _route_ipv6(lab: Lab, internet: str, sides: list[Side]) -> None:
+    """Each side's IPv6 LAN is reached through its router's WAN address, from the other
+    side's router and from the internet namespace."""
+    for side, other in ((sides[0], sides[1]), (sides[1], sides[0])):
+        if side.router is None:
+            continue
+        via = ["via", _WAN_IPS6[side.name]]
+        lan = f"{_LAN_NETS6[side.name]}/64"
+        lab.run(internet, ["ip", "-6", "route", "add", lan, *via])
+        where = other.router or other.host
+        lab.run(where, ["ip", "-6", "route", "add", lan, *via])
 
 
 def _plug(lab: Lab, internet: str, interface: str) -> None:

@@ -17,7 +17,7 @@ from ringdrop.identity import Identity
 from ringdrop.transport import available_backends
 from ringdrop.transport._backend import Backend, QuicLike, Settings, TlsIdentity, load_backend
 from ringdrop.transport._link import PEER
-from ringdrop.transport._paths import Endpoint, Path, PathSet, _Codec
+from ringdrop.transport._paths import Direct, Endpoint, Path, PathSet, _Codec
 from ringdrop.transport._server import _destination
 from ringdrop.transport._udp import Burst, UdpSocket, bind_udp, split
 
@@ -89,8 +89,9 @@ async def bench() -> AsyncIterator[Bench]:
         heard.extend(data for buffer, size, _ in burst for data in split(buffer, size))
 
     alice = UdpSocket(bind_udp("127.0.0.1", 0), take)
+    way = Direct(("127.0.0.1", alice.port))
     for connection_id in (b"A" * 8, b"B" * 8):
-        paths = PathSet(bob, peer_key=ALICE.peer_id.raw, probe_size=SIZE)
+        paths = PathSet(bob, way=way, peer_key=ALICE.peer_id.raw, probe_size=SIZE)
         connections[connection_id] = Recorder(paths)
     yield Bench(bob, alice, heard, connections)
     for recorder in connections.values():
@@ -128,7 +129,9 @@ async def test_a_probe_inside_a_burst_is_answered_and_the_packets_around_it_deli
     bench: Bench,
 ) -> None:
     txid = bytes(range(12))
-    ping = _Codec(ALICE).seal(BOB.peer_id.raw, PING, txid, None, SIZE)
+    codec = _Codec(ALICE)
+    assert codec.know(BOB.peer_id.raw)
+    ping = codec.seal(BOB.peer_id.raw, PING, txid, None, SIZE)
     sent = [packet(b"A" * 8) for _ in range(4)]
     bench.send([*sent[:2], ping, *sent[2:]])
     a = bench.connections[b"A" * 8]
@@ -137,7 +140,7 @@ async def test_a_probe_inside_a_burst_is_answered_and_the_packets_around_it_deli
     async with asyncio.timeout(TIMEOUT):
         while not bench.heard_by_alice:
             await asyncio.sleep(0.01)
-    opened = _Codec(ALICE).open(bench.heard_by_alice[0])
+    opened = codec.open(bench.heard_by_alice[0])
     assert opened is not None
     assert opened[:3] == (BOB.peer_id.raw, PONG, txid)
 

@@ -165,7 +165,7 @@ def test_receive_is_get(alice: Node, capsys: pytest.CaptureFixture[str]) -> None
             main([name, "--help"])
         helps.append(capsys.readouterr().out)
     assert helps[0] == helps[1]
-    assert "TICKET            the ticket the sharer gave you" in helps[0]
+    assert "TICKET the ticket the sharer gave you" in " ".join(helps[0].split())
 
 
 def test_help_lists_every_command_and_the_exit_codes(alice: Node) -> None:

@@ -45,8 +45,8 @@ def test_a_file_goes_from_share_to_get(
     (bob.cwd / "in").mkdir()
     shown = stats(bob, "get", ticket, "--dest", bob.cwd / "in")
     assert set(shown) == {"path", "via", "traffic", "dest", "name", "hash", "format", "total",
-                          "present", "received", "seconds", "first_byte", "files", "moved",
-                          "copied"}  # fmt: skip
+                          "present", "received", "seconds", "first_byte", "paths", "files",
+                          "moved", "copied"}  # fmt: skip
     assert (bob.cwd / "in" / "notes.txt").read_bytes() == a_file.read_bytes()
     assert shown["dest"] == str(bob.cwd / "in" / "notes.txt")
     assert shown["path"] == "direct"
@@ -54,6 +54,8 @@ def test_a_file_goes_from_share_to_get(
     assert shown["via"].startswith("127.0.0.1:")
     assert set(shown["traffic"]) == {"direct"}
     assert 0 < shown["first_byte"] <= shown["seconds"]
+    assert [change["path"] for change in shown["paths"]] == [f"direct {shown['via']}"]
+    assert 0 <= shown["paths"][0]["at"] <= shown["first_byte"]
     assert shown["name"] == "notes.txt"
     assert shown["format"] == "blob"
     assert shown["total"] == a_file.stat().st_size

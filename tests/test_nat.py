@@ -5,7 +5,9 @@ server (coturn) on the lab's "internet": the matrix of issue 10.
   a hole, and the punched direct path carries data;
 - one behind symmetric NAT: no hole can be punched, the relay carries everything;
 - the direct path cut mid-transfer: the connection falls back to the relay and completes;
-- relaying disabled and no reachable address: a clear error.
+- relaying disabled and no reachable address: a clear error;
+- an IPv6 path without NAT beside the NATed IPv4 ones, default tickets: the direct IPv6 path is
+  found, even with one side behind a symmetric NAT (issue 21).
 
 The nodes are the `ringdrop` command, run with `ip netns exec` in the lab's host namespaces.
 Root only (CI runs as root): skipped otherwise, except under CI=true. All traffic stays in the
@@ -60,15 +62,18 @@ class World:
     relay: IrohRelay
     stun: tuple[str, int]
     tmp: Path
+    default_tickets: bool = False
+    """Tickets name what `share` finds on the host, rather than its IPv4 address alone."""
 
     def env(self, side: Side, *, relay: bool = True) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RINGDROP_")}
         env.update(
-            RINGDROP_ADDRESSES=side.host_ip,  # what a ticket names: the host's own address
             RINGDROP_RELAY=self.relay.url if relay else "disabled",
             RINGDROP_STUN=f"{self.stun[0]}:{self.stun[1]}",
             PYTHONUNBUFFERED="1",
         )
+        if not self.default_tickets:
+            env["RINGDROP_ADDRESSES"] = side.host_ip  # what a ticket names: the host's own
         return env
 
     def ringdrop(self, side: Side, *args: str) -> list[str]:
@@ -135,8 +140,8 @@ class _Lines:
 
 
 @contextlib.contextmanager
-def world(left: NatKind, right: NatKind, tmp: Path) -> Iterator[World]:
-    with nat_lab(left, right) as lab:
+def world(left: NatKind, right: NatKind, tmp: Path, *, ipv6: bool = False) -> Iterator[World]:
+    with nat_lab(left, right, ipv6=ipv6) as lab:
         stun = lab.start_stun()
         with IrohRelay(
             find_iroh_relay() or "",
@@ -145,7 +150,7 @@ def world(left: NatKind, right: NatKind, tmp: Path) -> Iterator[World]:
             port=RELAY_PORT,
             netns=lab.internet,
         ) as relay:
-            yield World(lab, relay, stun, tmp)
+            yield World(lab, relay, stun, tmp, default_tickets=ipv6)
 
 
 def received(world: World, ticket: str) -> dict[str, Any]:
@@ -207,7 +212,7 @@ def test_behind_two_port_preserving_nats_a_hole_is_punched(tmp_path: Path) -> No
         assert (tmp_path / "out" / "shared.bin").read_bytes() == data
         # The punched path is the router's public address, not the host's private one.
         assert f" direct {w.lab.left.public_ip}:" in moved
-        assert shown["path"] == "direct", shown
+        assert shown["path"] == "direct", json.dumps(shown)
         assert shown["via"].startswith(w.lab.left.public_ip), shown
         assert shown["traffic"]["relay"] > 0, shown  # it started through the relay
         _nothing_fetched_twice(shown, _LARGE)
@@ -249,3 +254,16 @@ def test_no_relay_and_no_reachable_address_is_a_clear_error(tmp_path: Path) -> N
         assert done.returncode == 7, done.stderr
         assert "relay" in done.stderr
         assert "Could not reach" in done.stderr
+
+
+def test_an_ipv6_path_without_nat_is_found_beside_the_natted_ipv4_ones(tmp_path: Path) -> None:
+    with world("port-preserving", "symmetric", tmp_path, ipv6=True) as w:
+        ticket, data = w.share_and_serve(8 * 1024 * 1024)
+        shown = received(w, ticket)
+        assert (tmp_path / "out" / "shared.bin").read_bytes() == data
+        # The relay may answer first (it starts with the first address, which is the
+        # unroutable IPv4 one); the direct IPv6 path is taken then, and kept.
+        direct = f"direct [{w.lab.left.host_ip6}]:"
+        taken = [change["path"] for change in shown["paths"]]
+        assert taken[-1].startswith(direct), shown
+        assert shown["traffic"].get("direct", 0) > 0, shown

@@ -1,4 +1,6 @@
-"""The transition tables in tickets/PROTOCOL.md are the ones the code consults, row for row."""
+"""The transition tables in tickets/PROTOCOL.md are the ones the code consults, row for row: the
+stream machines' (`ringdrop.protocol`) and the path layer's candidates'
+(`ringdrop.transport._candidates`)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ringdrop.protocol import (
     ServerAuth,
     State,
 )
+from ringdrop.transport import _candidates
 
 SPEC = Path(__file__).resolve().parent.parent / "tickets" / "PROTOCOL.md"
 KEY = Identity(nacl.signing.SigningKey(b"k" * 32))
@@ -68,3 +71,16 @@ def test_a_machine_starts_in_the_state_of_its_first_row(name: str) -> None:
 def test_error_is_in_no_table_so_nothing_leads_out_of_it(name: str) -> None:
     states = {state for row in implemented(name) for state in (row[0], row[2])}
     assert State.ERROR.name not in states
+
+
+def test_the_spec_candidate_table_is_the_code_table() -> None:
+    section = SPEC.read_text().split("\n### Candidates: each direct address of the peer\n")[1]
+    block = section.split("\n## ")[0]
+    rows = re.findall(r"^\| (\w+) \| ([^|]+?) \| (\w+) \|$", block, re.MULTILINE)
+    documented = [row for row in rows if row[0] != "state"]
+    code = [(s.name, t.value, n.name) for (s, t), n in _candidates.TRANSITIONS.items()]
+    assert documented == code
+
+
+def test_no_candidate_leaves_dead() -> None:
+    assert not [key for key in _candidates.TRANSITIONS if key[0] is _candidates.State.DEAD]

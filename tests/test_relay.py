@@ -769,6 +769,57 @@ async def test_a_denial_after_a_valid_proof_carries_the_servers_reason() -> None
             await client.close()
 
 
+async def test_a_relay_that_denies_us_is_not_asked_again() -> None:
+    async def scenario(ws: ServerConnection, _key: bytes) -> None:
+        await ws.send(b"\x00" + os.urandom(16))
+        await ws.recv()
+        reason = b"not authorized"
+        await ws.send(b"\x03" + bytes([len(reason)]) + reason)
+
+    async with FakeRelay(scenario, handshake=False) as fake:
+        client = RelayClient(fake.url, new_identity(), on_datagrams=lambda _k, _d: None)
+        client.start()
+        try:
+            # Its task ends on the denial: once it has, no other connection can come.
+            await until(lambda: not client.running, "the client giving up")
+            assert fake.connections == 1
+            assert client.refused is not None
+            assert "refused this node (not authorized)" in str(client.refused)
+            with pytest.raises(TransferError, match="not authorized"):
+                await client.wait_connected(DEADLINE)
+        finally:
+            await client.close()
+
+
+async def test_a_relay_named_by_others_is_not_dialled_at_a_private_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An https relay, its certificate trusted, under a name (localhost) that resolves to this
+    # machine: a ticket naming it must not make the node connect there.
+    cert, key = self_signed_localhost(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+
+    async def scenario(ws: ServerConnection, _key: bytes) -> None:
+        await ws.send(datagram_frame(b"should not arrive"))
+
+    async with FakeRelay(scenario, tls=server_tls) as fake:
+        client = RelayClient(
+            fake.url, new_identity(), on_datagrams=lambda _k, _d: None, public_only=True
+        )
+        client.start()
+        try:
+            with pytest.raises(TransferError, match=r"is at 127\.0\.0\.1, not a public address"):
+                await client.wait_connected(DEADLINE)
+            assert not client.running
+        finally:
+            await client.close()
+        trusted = await connected_client(fake)  # the same relay, configured here: used
+        await trusted.client.close()
+    assert fake.connections == 1
+
+
 async def test_a_websocket_server_without_the_relay_subprotocol_is_refused() -> None:
     async def scenario(ws: ServerConnection, _key: bytes) -> None:
         await ws.send(b"\x00" + bytes(16))

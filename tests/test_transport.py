@@ -425,20 +425,6 @@ async def test_the_first_address_that_authenticates_wins_over_dead_ones(tmp_path
     assert path == f"direct {working}"
 
 
-async def test_a_sharer_on_this_machine_is_reached_on_loopback() -> None:
-    # The ticket names an address of this machine (here a documentation address the test says
-    # is ours): connect goes to loopback at that port first, and never needs the address.
-    ours = "192.0.2.55"
-    async with asyncio.timeout(TIMEOUT):
-        async with await start_sharer(refuse) as server:
-            addresses = [Address(ip_address(ours), server.port)]
-            async with await connect(
-                RECEIVER, SHARER.peer_id, addresses, machine_ips=[ours]
-            ) as connection:
-                path, port = connection.address, server.port
-    assert path == f"direct 127.0.0.1:{port}"
-
-
 async def test_no_working_address_is_one_error_that_lists_each() -> None:
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))

@@ -223,6 +223,16 @@ class Access:
             Peer(PeerId(cast(bytes, p)), cast(str | None, n), cast(float, t)) for p, n, t in rows
         ]
 
+    def knows(self, peers: Sequence[PeerId]) -> list[bool]:
+        """For each of `peers`, whether it is in the peer book (every ring member is)."""
+        with self._db.snapshot() as conn:
+            found = {
+                cast(bytes, row[0])
+                for peer in peers
+                for row in conn.execute("SELECT peer_id FROM peers WHERE peer_id = ?", (peer.raw,))
+            }
+        return [peer.raw in found for peer in peers]
+
     def resolve_peer(self, text: str) -> PeerId:
         """The peer that `text` names: a whole peer id (in the book or not), a nickname, or the
         first 8 or more characters of the id of a peer in the book."""

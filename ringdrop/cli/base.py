@@ -24,6 +24,8 @@ else:
 # `--version` and `--help` need) imports no layer beneath; tests/test_cli.py holds them equal.
 DISABLED = "disabled"
 RELAY_ENV = "RINGDROP_RELAY"
+RELAY_POLICY_ENV = "RINGDROP_RELAY_POLICY"
+RELAY_POLICIES = ("public", "any")
 STUN_ENV = "RINGDROP_STUN"
 # And the file of exclusion patterns a shared folder may hold (ringdrop.node.IGNORE_FILE).
 IGNORE_FILE = ".ringdropignore"
@@ -58,8 +60,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    """--data-dir, --relay, --stun and --debug. On a command they default to SUPPRESS, so that
-    they are accepted after the command's name without overriding what was given before it."""
+    """--data-dir, --relay, --relay-policy, --stun and --debug. On a command they default to
+    SUPPRESS, so that they are accepted after the command's name without overriding what was
+    given before it."""
     keep = None if top else argparse.SUPPRESS
     parser.add_argument(
         "--data-dir",
@@ -75,6 +78,14 @@ def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         metavar="URL",
         help=f"an iroh relay server to use (repeat for several; {DISABLED!r} for none; "
         f"default: ${RELAY_ENV}, comma-separated, else n0's public relays)",
+    )
+    parser.add_argument(
+        "--relay-policy",
+        choices=RELAY_POLICIES,
+        default=keep,
+        help="which relays a ticket may make this node use: 'public' (https:// at public "
+        f"addresses, and the relays configured here; the default) or 'any' (default: "
+        f"${RELAY_POLICY_ENV}, else public)",
     )
     parser.add_argument(
         "--stun",
@@ -156,7 +167,13 @@ def open_node(args: argparse.Namespace, *, create: bool = True) -> Node:
     node. Making one is said on stderr, with its path and peer id: it happens once."""
     from ringdrop.node import Node
 
-    node = Node(args.data_dir, relays=args.relay, stun=args.stun, create=create)
+    node = Node(
+        args.data_dir,
+        relays=args.relay,
+        stun=args.stun,
+        relay_policy=args.relay_policy,
+        create=create,
+    )
     if node.created:
         print(
             f"ringdrop: created the data directory {node.data_dir}; this node's peer id is "

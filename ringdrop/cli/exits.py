@@ -18,6 +18,7 @@ from ringdrop.errors import (
     ExitCode,
     NotFoundError,
     RelayDisabledError,
+    RelayRefusedError,
     RingdropError,
 )
 
@@ -50,6 +51,10 @@ _HINTS: dict[type[RingdropError], Callable[[RingdropError], str | None]] = {
         "same command with another --dest only writes it out."
     ),
     AmbiguousError: lambda e: _AMBIGUOUS_HINTS.get(getattr(e, "kind", None) or ""),
+    RelayRefusedError: lambda e: (
+        "On a private network or in a lab, accept it with --relay-policy any (or "
+        "RINGDROP_RELAY_POLICY=any), or name it with --relay."
+    ),
     RelayDisabledError: lambda e: (
         "Choose a relay with --relay URL or RINGDROP_RELAY, or use a "
         "ticket (or share) with addresses: no --no-addresses."

@@ -355,6 +355,7 @@ def _received_json(ticket: Ticket, received: Received) -> dict[str, object]:
         "received": stats.received,
         "seconds": round(stats.seconds, 3),
         "first_byte": None if stats.first_byte is None else round(stats.first_byte, 3),
+        "paths": [{"at": at, "path": str(path)} for at, path in received.paths],
         "files": stats.files,
         "moved": received.moved,
         "copied": received.copied,

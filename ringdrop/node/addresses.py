@@ -1,4 +1,5 @@
-"""The direct addresses a ticket offers: this machine's interface addresses, best first."""
+"""This machine's addresses: the ones a ticket may offer other machines, best first, and all of
+them, by which a ticket naming this very machine is recognised."""
 
 from __future__ import annotations
 
@@ -11,22 +12,34 @@ from ringdrop.ticket import Address
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def local_addresses(port: int, *, include_loopback: bool = True) -> tuple[Address, ...]:
-    """Global and private addresses first (IPv4 before IPv6), then loopback, which serves a
-    receiver on the same machine; link-local addresses need a zone and are left out."""
-    found: list[IPAddress] = []
+def machine_ips() -> tuple[str, ...]:
+    """Every address of this machine's interfaces, loopback included (IPv6 without zones)."""
+    found: dict[str, None] = {}
     for adapter in ifaddr.get_adapters():
         for ip in adapter.ips:
             text = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
             try:
-                address = ipaddress.ip_address(text)
+                found[str(ipaddress.ip_address(text.partition("%")[0]))] = None
             except ValueError:
                 continue
-            if address.is_link_local or address.is_multicast or address.is_unspecified:
-                continue
-            if address.is_loopback and not include_loopback:
-                continue
-            if address not in found:
-                found.append(address)
-    found.sort(key=lambda a: (a.is_loopback, a.version))
+    return tuple(found)
+
+
+def local_addresses(port: int) -> tuple[Address, ...]:
+    """The addresses another machine could reach this one at: global and private ones, IPv4
+    before IPv6. Never loopback (on another machine it is that machine), link-local (it needs
+    a zone, which a ticket cannot carry), multicast, unspecified or reserved."""
+    found: list[IPAddress] = []
+    for text in machine_ips():
+        address = ipaddress.ip_address(text)
+        if (
+            address.is_loopback
+            or address.is_link_local
+            or address.is_multicast
+            or address.is_unspecified
+            or address.is_reserved
+        ):
+            continue
+        found.append(address)
+    found.sort(key=lambda a: a.version)
     return tuple(Address(a, port) for a in found)

@@ -1,8 +1,8 @@
 """The node's settings: the file in the data directory (the listening port, chosen once and kept
 so that printed tickets stay valid across restarts; the home relay last chosen; whether received
 content keeps a private copy in the store, `keep_received`, default false: the store hands its
-copy over to the export), and the relay and STUN servers, from the command line, else the
-environment, else the defaults."""
+copy over to the export), the relay and STUN servers, and which relays named by others (a
+ticket's) may be used: from the command line, else the environment, else the defaults."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import os
 import random
 import re
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from ringdrop.errors import InvalidTicketError, SettingsError, StoreError
@@ -31,6 +32,9 @@ DEFAULT_RELAYS = (
 DEFAULT_STUN = ("stun.l.google.com:19302", "stun.cloudflare.com:3478")
 RELAY_ENV = "RINGDROP_RELAY"
 STUN_ENV = "RINGDROP_STUN"
+RELAY_POLICY_ENV = "RINGDROP_RELAY_POLICY"
+RelayPolicy = Literal["public", "any"]
+RELAY_POLICIES: tuple[RelayPolicy, ...] = ("public", "any")
 # The one value that turns relaying (or STUN) off.
 DISABLED = "disabled"
 STUN_PORT = 3478  # RFC 8489's default, when HOST:PORT leaves out the port
@@ -141,6 +145,68 @@ def relay_url(text: str, source: str = "--relay") -> str:
             f"{source}: {error} Give an http:// or https:// URL such as "
             f"https://relay.example.net/, or {DISABLED!r} to turn relaying off."
         ) from None
+
+
+def relay_policy_from(given: str | None, environ: Mapping[str, str] | None = None) -> RelayPolicy:
+    """Which relays named by others may be used: `given` (from --relay-policy), else
+    $RINGDROP_RELAY_POLICY, else `public` (see `TicketRelay`)."""
+    source = "--relay-policy" if given is not None else RELAY_POLICY_ENV
+    text = (
+        given
+        if given is not None
+        else (os.environ if environ is None else environ).get(RELAY_POLICY_ENV, "")
+    )
+    value = text.strip().lower() or "public"
+    for policy in RELAY_POLICIES:
+        if value == policy:
+            return policy
+    raise SettingsError(
+        f"{source}: {text!r} is not a relay policy: give 'public' (relays named by a ticket "
+        "are used only at public https:// addresses, the default) or 'any'."
+    )
+
+
+@dataclass(frozen=True)
+class TicketRelay:
+    """What to do with the relay a ticket names: dial `url` (None: none, or refused), which
+    must then resolve to public addresses if `public_only`; `refused` says why it is not used."""
+
+    url: str | None
+    public_only: bool = False
+    refused: str | None = None
+
+    @classmethod
+    def of(cls, url: str | None, configured: Sequence[str], policy: RelayPolicy) -> TicketRelay:
+        """A ticket's relay is dialled as named when it is one of the `configured` relays (the
+        user chose those) or the policy is `any`; otherwise only if it is `https://` and at a
+        public address — checked again when its name is resolved, so that a ticket cannot
+        make this node connect to its own machine or network (a blind request forgery)."""
+        if url is None or not configured:
+            return cls(None)
+        try:
+            normal = relay_url(url, "the ticket")
+        except SettingsError:
+            return cls(None, refused=f"The ticket's relay {url!r} is not a relay URL.")
+        if normal in configured or policy == "any":
+            return cls(normal)
+        parts = urlsplit(normal)
+        why = None
+        if parts.scheme != "https":
+            why = "it is not an https:// URL"
+        else:
+            try:
+                ip = ipaddress.ip_address(parts.hostname or "")
+            except ValueError:
+                ip = None
+            if ip is not None and not ip.is_global:
+                why = "it is not at a public address"
+        if why is not None:
+            return cls(
+                None,
+                refused=f"The ticket's relay {normal} was not used: {why}, and it is not one "
+                "of the relays configured here.",
+            )
+        return cls(normal, public_only=True)
 
 
 def stun_server(text: str, source: str = "--stun") -> StunServer:

@@ -32,19 +32,25 @@ from ringdrop.errors import (
     IntegrityError,
     NotFoundError,
     RelayDisabledError,
+    RelayRefusedError,
     RingdropError,
     SettingsError,
     StoreError,
     TicketError,
+    TransferError,
     UnsafePathError,
     UsageError,
+    WrongPeerError,
 )
 from ringdrop.identity import KEY_FILE, Identity, PeerId
-from ringdrop.node.addresses import local_addresses
+from ringdrop.node.addresses import local_addresses, machine_ips
 from ringdrop.node.batch_upload import MembersServer
 from ringdrop.node.config import (
     Config,
+    RelayPolicy,
     StunServer,
+    TicketRelay,
+    relay_policy_from,
     relays_from,
     stun_servers_from,
 )
@@ -71,13 +77,13 @@ from ringdrop.store.reader import ServingReads
 from ringdrop.ticket import Address, Format, Ticket
 from ringdrop.transport import (
     Connection,
+    Dialer,
     Limits,
     PathInfo,
     Reach,
     RelayState,
     Reply,
     choose_home_relay,
-    connect,
     serve,
 )
 
@@ -106,6 +112,9 @@ class Received:
     """How the sharer was reached for most of the bytes (None if nothing had to be fetched)."""
     traffic: dict[str, int] = dataclasses.field(default_factory=dict)
     """Datagram bytes received by kind of path: `direct`, `relay`."""
+    paths: tuple[tuple[float, PathInfo], ...] = ()
+    """Every path the sharer was reached by, with when (seconds since the download started,
+    as `stats.first_byte`): the first of each connection, then each move."""
     moved: int = 0
     """Bytes put in place without a copy (handed over by the store, or cloned)."""
     copied: int = 0
@@ -147,9 +156,11 @@ class Node(Management):
     None takes $RINGDROP_RELAY / $RINGDROP_STUN, else the public defaults; `("disabled",)` or
     `()` turns them off. Bad values raise `SettingsError` before anything is opened.
     `addresses` (IP addresses) are the ones tickets name; None takes $RINGDROP_ADDRESSES, else
-    this machine's interfaces. A data directory that does not exist yet is created (`created`
-    says so), unless `create` is false: then it is a `NotFoundError`, so that a mistyped path
-    given to a command that only reads is not silently a new, empty node.
+    this machine's interfaces. `relay_policy` says which relays a ticket may make this node
+    use (`public`, the default, or `any`; None takes $RINGDROP_RELAY_POLICY): see
+    `config.TicketRelay`. A data directory that does not exist yet is created (`created` says
+    so), unless `create` is false: then it is a `NotFoundError`, so that a mistyped path given
+    to a command that only reads is not silently a new, empty node.
     """
 
     def __init__(
@@ -159,9 +170,11 @@ class Node(Management):
         relays: Iterable[str] | None = None,
         stun: Iterable[str | StunServer] | None = None,
         addresses: Iterable[str] | None = None,
+        relay_policy: str | None = None,
         create: bool = True,
     ) -> None:
         self._ips = None if addresses is None else _ips(addresses, "addresses")
+        self.relay_policy: RelayPolicy = relay_policy_from(relay_policy)
         self.relays: tuple[str, ...] = relays_from(relays)
         self.stun_servers: tuple[StunServer, ...] = stun_servers_from(stun)
         self.data_dir = data_dir = default_data_dir() if data_dir is None else data_dir
@@ -192,20 +205,33 @@ class Node(Management):
 
     @property
     def home_relay(self) -> str | None:
-        """The relay that tickets name and `serve` stays connected to: the one saved in
-        config.json while it is still among `relays`; else the configured relay with the lowest
-        latency now (the first, if none answers), saved so that tickets and the server agree.
-        None when relaying is disabled."""
-        if not self.relays:
-            return None
-        if self.config.home_relay in self.relays:
+        """The relay that tickets name and `serve` stays connected to, once chosen: the one
+        saved in config.json while it is still among `relays`. None when relaying is disabled
+        or none is chosen yet (see `choose_home_relay`). Never blocks."""
+        if self.relays and self.config.home_relay in self.relays:
             return self.config.home_relay
+        return None
+
+    async def choose_home_relay(self) -> str | None:
+        """The home relay, chosen now if it is not yet: the configured relay with the lowest
+        latency (the first, if none answers within 3 s), saved so that tickets and the server
+        agree. None when relaying is disabled."""
+        if not self.relays or self.home_relay is not None:
+            return self.home_relay
+        found = await choose_home_relay(self.relays)
+        config = dataclasses.replace(self.config, home_relay=found or self.relays[0])
+        await asyncio.to_thread(config.save, self.data_dir)
+        self.config = config
+        return config.home_relay
+
+    def _ticket_relay(self) -> str | None:
+        """The home relay for a ticket: chosen now if it is not yet, which can take seconds the
+        first time. For callers outside an event loop; those inside one choose it first."""
+        if not self.relays or self.home_relay is not None:
+            return self.home_relay
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            # Its own thread and event loop: callers may or may not be inside one.
-            chosen = pool.submit(asyncio.run, choose_home_relay(self.relays)).result()
-        self.config = dataclasses.replace(self.config, home_relay=chosen or self.relays[0])
-        self.config.save(self.data_dir)
-        return self.config.home_relay
+            # Its own thread and event loop: a caller may be inside one.
+            return pool.submit(asyncio.run, self.choose_home_relay()).result()
 
     # -- sharing ------------------------------------------------------------------------------
 
@@ -421,23 +447,13 @@ class Node(Management):
             raise AlreadyServedError(f"this data directory is already being served by {who}", pid)
         try:
             (self.data_dir / SERVE_LOCK).write_text(f"{os.getpid()}\n")
-            logs = LogWriter(self.store.db.path)
-            reads = ServingReads(self.store.layout, MIGRATIONS)
-            self.access.use_log_writer(logs)
-            try:
-                gate = Gate(reads, logs, on_event)
-                await self._serve(gate, ready, host, limits, on_relay, on_sent, done)
-            finally:
-                reads.close()
-                # Commits every queued entry, waiting out another process's write lock.
-                await asyncio.to_thread(logs.close)
-                self.access.use_log_writer(None)
+            await self._serve(on_event, ready, host, limits, on_relay, on_sent, done)
         finally:
             lock.release()
 
     async def _serve(
         self,
-        gate: Gate,
+        on_event: Callable[[ServeEvent], object] | None,
         ready: Callable[[int], object] | None,
         host: str,
         limits: Limits | None,
@@ -445,29 +461,29 @@ class Node(Management):
         on_sent: Callable[[str, int], object] | None,
         done: asyncio.Event | None,
     ) -> None:
-        members = MembersServer(self.store, gate, PIECE)
-        uploads: dict[tuple[PeerId, bytes], _Upload] = {}
+        # The network side starts first (the port, the home relay's connection, STUN) and the
+        # store's serving connections open meanwhile on a thread; requests that arrive before
+        # they are open wait for them.
+        opened = threading.Event()
+        serving: list[_Serving] = []
+        gate_open: asyncio.Future[_Serving] = asyncio.get_running_loop().create_future()
 
         async def handler(peer: PeerId, request: Request) -> Reply:
-            # The decision reads SQLite and opening the content touches files: neither may
-            # hold up the loop that moves every other transfer's packets.
-            if isinstance(request, MembersRequest):
-                reply = await asyncio.to_thread(members.reply, peer, request)
-            else:
-                answer = await asyncio.to_thread(gate.answer, peer, request)
-                if answer.encoder is None:
-                    gate.finished(peer, request, answer, 0, "complete")
-                    return Reply(answer.header, catalog=answer.catalog)
-                assert isinstance(request, GetRequest)  # only a get has content to send
-                reply = Reply(answer.header, _Upload(gate, peer, request, answer, uploads))
+            reply = await (await asyncio.shield(gate_open)).reply(peer, request)
             if on_sent is None or reply.body is None:
                 return reply
             return Reply(reply.header, _Counted(reply.body, str(peer), on_sent))
 
+        def known(peers: Sequence[PeerId]) -> Sequence[bool]:
+            if not opened.wait(_OPEN_TIMEOUT) or not serving:
+                return [False] * len(peers)
+            return serving[0].gate.knows(peers)
+
         reach = Reach(
-            relay=self.home_relay,
+            relay=await self.choose_home_relay(),
             stun=self.stun_servers,
             addresses=tuple((str(a.ip), a.port) for a in self._addresses_or_none()),
+            own=machine_ips(),
         )
         server = await serve(
             self.identity,
@@ -477,8 +493,12 @@ class Node(Management):
             host=host,
             reach=reach,
             on_relay=on_relay,
+            known=known,
         )
         try:
+            serving.append(await asyncio.to_thread(_Serving, self, on_event))
+            opened.set()
+            gate_open.set_result(serving[0])
             if ready is not None:
                 ready(server.port)
             await (done or asyncio.Event()).wait()
@@ -488,7 +508,11 @@ class Node(Management):
             while server.established and asyncio.get_running_loop().time() < drained:
                 await asyncio.sleep(0.05)
         finally:
+            opened.set()  # whatever waits for the gate stops waiting
             await server.close()
+            gate_open.cancel()
+            if serving:
+                await serving[0].close(self)
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -512,9 +536,21 @@ class Node(Management):
         content (`RingdropError.peer`, `.root`).
         """
         with _about(ticket):
-            received = await self._get(
-                ticket, dest, existing, keep, progress, retry or RetryPolicy()
-            )
+            self._check_reachable(ticket)  # fails at once, where retrying could not help
+            # The way to the sharer opens first (a socket asking STUN for its public address,
+            # the ticket's relay): it is ready by the time the store's checks are done.
+            source = _Source(self, ticket)
+            try:
+                received = await self._get(
+                    ticket, source, dest, existing, keep, progress, retry or RetryPolicy()
+                )
+            except TransferError as error:
+                if isinstance(error.__cause__, RelayRefusedError):
+                    # The download gave up: say so, as the error it gave up on.
+                    raise RelayRefusedError(str(error), error.__cause__.relay) from error
+                raise
+            finally:
+                await source.close()
         receipt = Receipt(
             time.time(),
             ticket.peer_id,
@@ -547,8 +583,8 @@ class Node(Management):
         with _about(ticket):
             self._check_reachable(ticket)
             self._remember(ticket)
-            tracker = Tracker(TEXT_NAME, progress, retry.attempts)
-            source = _Source(self, ticket, tracker)
+            source = _Source(self, ticket)
+            tracker = source.tracker = Tracker(TEXT_NAME, progress, retry.attempts)
             download = Download(self.store, source.connect, root, "blob", TEXT_NAME, tracker, retry)
             try:
                 await download.run()
@@ -567,13 +603,13 @@ class Node(Management):
     async def _get(
         self,
         ticket: Ticket,
+        source: _Source,
         dest: Path | None,
         existing: OnExisting,
         keep: bool | None,
         progress: ProgressCallback | None,
         retry: RetryPolicy,
     ) -> Received:
-        self._check_reachable(ticket)  # fails at once, where retrying could not help
         keep = self.config.keep_received if keep is None else keep
         name = _safe_name(ticket)
         root = ticket.content_hash
@@ -596,12 +632,12 @@ class Node(Management):
         if ticket.size is not None and not done:
             self._check_space(ticket, name, target, keep)
         self._remember(ticket)
-        tracker = Tracker(name, progress, retry.attempts)
-        source = _Source(self, ticket, tracker)
+        tracker = source.tracker = Tracker(name, progress, retry.attempts)
         format = ticket.format
         await asyncio.to_thread(self._forget_lost_references, root, format)
         download = Download(self.store, source.connect, root, format, name, tracker, retry)
         try:
+            source.started = time.monotonic()  # the origin of the download's own times
             stats = await download.run()
         finally:
             await source.close()
@@ -617,7 +653,11 @@ class Node(Management):
         if done:
             tracker.update(state="done", force=True)
             return Received(
-                target, stats, route=source.main_path(), traffic=source.traffic_by_kind()
+                target,
+                stats,
+                route=source.main_path(),
+                traffic=source.traffic_by_kind(),
+                paths=tuple(source.paths),
             )
         tracker.update(state="exporting")
         # The export runs on a thread, which cancelling this coroutine (Ctrl-C) cannot stop: it
@@ -654,6 +694,7 @@ class Node(Management):
             stats,
             route=source.main_path(),
             traffic=source.traffic_by_kind(),
+            paths=tuple(source.paths),
             moved=result.moved,
             copied=result.copied,
         )
@@ -741,31 +782,60 @@ class Node(Management):
         finally:
             await connection.close()
 
+    def dialer(self, relay: str | None, addresses: Sequence[Address] = ()) -> Dialer:
+        """The start of a connection to a peer at `addresses` whose relay is `relay`, opened
+        now (see `transport.Dialer`): the relay is used if relaying is enabled here and the
+        relay policy allows it (`config.TicketRelay`). Needs a running event loop."""
+        use = TicketRelay.of(relay, self.relays, self.relay_policy)
+        return Dialer(
+            self.identity,
+            relay=use.url,
+            relay_public_only=use.public_only,
+            stun=self.stun_servers,
+            own=machine_ips(),
+            addresses=addresses,
+            relay_refused=use.refused,
+        )
+
     async def connect(
         self,
         peer_id: PeerId,
         addresses: list[Address],
         relay: str | None,
         on_path: Callable[[PathInfo], object] | None = None,
+        dialer: Dialer | None = None,
     ) -> Connection:
         """An authenticated connection to `peer_id`: its addresses and its relay raced (the
-        relay only if relaying is not disabled here), then the best path found by probing."""
-        return await connect(
-            self.identity,
-            peer_id,
-            addresses,
-            relay=relay if self.relays else None,
-            stun=self.stun_servers,
-            local_ips=[str(a.ip) for a in self._addresses_or_none()],
-            machine_ips=[str(a.ip) for a in local_addresses(0)],
-            on_path=on_path,
-        )
+        relay as `dialer` says; by default one made now), then the best path found by
+        probing. Raises `RelayRefusedError` if nothing answered and the relay was refused."""
+        if dialer is None:
+            dialer = self.dialer(relay, addresses)
+        try:
+            return await dialer.connect(
+                peer_id,
+                addresses,
+                local_ips=[str(a.ip) for a in self._addresses_or_none()],
+                machine_ips=machine_ips(),
+                on_path=on_path,
+            )
+        except WrongPeerError:
+            raise
+        except TransferError as error:
+            if TicketRelay.of(relay, self.relays, self.relay_policy).refused is None:
+                raise
+            raise RelayRefusedError(str(error), relay or "") from error
 
     def _check_reachable(self, ticket: Ticket) -> None:
         if not ticket.addresses and not self.relays:
             raise RelayDisabledError(
                 f"the ticket names no address of the sharer, only its relay {ticket.relay}, "
                 "and relaying is disabled here"
+            )
+        refused = TicketRelay.of(ticket.relay, self.relays, self.relay_policy).refused
+        if not ticket.addresses and refused is not None:
+            raise RelayRefusedError(
+                f"The ticket names no address of the sharer, only its relay. {refused}",
+                ticket.relay or "",
             )
 
     def _addresses_or_none(self) -> tuple[Address, ...]:
@@ -814,42 +884,84 @@ class Node(Management):
         time and executable bit: `file`, or else as recorded when it was shared or received."""
         if at == ():
             self.check_relay_only_ticket()
+        addresses = self.addresses() if at is None else at
+        relay = self._ticket_relay()
+        if not addresses and relay is None:
+            raise StoreError(
+                "this machine has no network address another machine could use, and relaying "
+                "is disabled here: a ticket needs one or the other"
+            )
         if format == "blob" and file is None:
             file = self.access.file(root)
         mtime_ns, executable = file or (None, False)
         return Ticket(
             peer_id=self.peer_id,
-            addresses=self.addresses() if at is None else at,
+            addresses=addresses,
             content_hash=root,
             format=format,
             name=name,
             size=size,
-            relay=self.home_relay,
+            relay=relay,
             mtime_ns=mtime_ns,
             executable=executable,
         )
 
     def check_relay_only_ticket(self) -> None:
         """Raises `RelayDisabledError` unless a ticket without addresses could name a relay."""
-        if self.home_relay is None:
+        if self._ticket_relay() is None:
             raise RelayDisabledError(
                 "a ticket without addresses reaches the sharer only through a relay, and "
                 "relaying is disabled here"
             )
 
     def addresses(self) -> tuple[Address, ...]:
-        """Where peers can reach this node: the addresses it was given, else RINGDROP_ADDRESSES
-        if set, else its interfaces."""
+        """Where peers can reach this node, as tickets name it: the addresses it was given,
+        else RINGDROP_ADDRESSES if set (either kept as given, loopback included: a test or a
+        demo on one machine), else this machine's addresses that another machine could use
+        (never loopback), at most 8. Empty if there are none."""
         port = self.config.port
         ips, override = self._ips, os.environ.get(ADDRESSES_ENV)
         if ips is None and override:
             ips = _ips(override.split(","), ADDRESSES_ENV)
         if ips:
             return tuple(Address(ip, port) for ip in ips)
-        found = local_addresses(port)
-        if not found:
-            raise StoreError("this machine has no network address to put in a ticket")
-        return found[:8]
+        return local_addresses(port)[:8]
+
+
+_OPEN_TIMEOUT = 30.0
+
+
+class _Serving:
+    """What a serving node reads through: the gate (its own database connection) and the log
+    writer, opened on a thread while the network side starts."""
+
+    def __init__(self, node: Node, on_event: Callable[[ServeEvent], object] | None) -> None:
+        self.logs = LogWriter(node.store.db.path)
+        self.reads = ServingReads(node.store.layout, MIGRATIONS)
+        node.access.use_log_writer(self.logs)
+        self.gate = Gate(self.reads, self.logs, on_event)
+        self.members = MembersServer(node.store, self.gate, PIECE)
+        self.uploads: dict[tuple[PeerId, bytes], _Upload] = {}
+        """The gets being answered, by peer and content (see `_Upload`)."""
+
+    async def reply(self, peer: PeerId, request: Request) -> Reply:
+        # The decision reads SQLite and opening the content touches files: neither may hold up
+        # the loop that moves every other transfer's packets.
+        gate = self.gate
+        if isinstance(request, MembersRequest):
+            return await asyncio.to_thread(self.members.reply, peer, request)
+        answer = await asyncio.to_thread(gate.answer, peer, request)
+        if answer.encoder is None:
+            gate.finished(peer, request, answer, 0, "complete")
+            return Reply(answer.header, catalog=answer.catalog)
+        assert isinstance(request, GetRequest)  # only a get has content to send
+        return Reply(answer.header, _Upload(gate, peer, request, answer, self.uploads))
+
+    async def close(self, node: Node) -> None:
+        self.reads.close()
+        # Commits every queued entry, waiting out another process's write lock.
+        await asyncio.to_thread(self.logs.close)
+        node.access.use_log_writer(None)
 
 
 class _ExportStoppedError(Exception):
@@ -993,27 +1105,40 @@ def _safe_name(ticket: Ticket) -> str:
 
 
 class _Source:
-    """A download source over one connection; reconnecting closes the previous one."""
+    """A download source over one connection; reconnecting closes the previous one. Its first
+    connection starts from a dialer opened when the source is made (see `Node.get`)."""
 
-    def __init__(self, node: Node, ticket: Ticket, tracker: Tracker) -> None:
+    def __init__(self, node: Node, ticket: Ticket) -> None:
         self._node = node
         self._ticket = ticket
-        self._tracker = tracker
+        self.tracker: Tracker | None = None
+        self._dialer: Dialer | None = node.dialer(ticket.relay, ticket.addresses)
         self._connection: Connection | None = None
         self._traffic: dict[PathInfo, int] = {}
         self._counted: dict[PathInfo, int] = {}
+        self.started = time.monotonic()
+        self.paths: list[tuple[float, PathInfo]] = []
+        """Each path taken, with when (seconds since `started`)."""
 
     async def connect(self) -> _Source:
-        await self.close()
+        await self._close_connection()
         self._counted = {}
         ticket = self._ticket
+        dialer, self._dialer = self._dialer, None
         self._connection = await self._node.connect(
-            ticket.peer_id, list(ticket.addresses), ticket.relay, on_path=self._moved
+            ticket.peer_id, list(ticket.addresses), ticket.relay, self._moved, dialer
         )
+        if (path := self._connection.path) is not None:
+            self._record(path)
         return self
 
     def _moved(self, path: PathInfo) -> None:
-        self._tracker.update(address=str(path))
+        self._record(path)
+        if self.tracker is not None:
+            self.tracker.update(address=str(path))
+
+    def _record(self, path: PathInfo) -> None:
+        self.paths.append((round(time.monotonic() - self.started, 3), path))
 
     @property
     def address(self) -> str:
@@ -1064,6 +1189,12 @@ class _Source:
                 yield piece
 
     async def close(self) -> None:
+        if self._dialer is not None:
+            self._dialer.close()
+            self._dialer = None
+        await self._close_connection()
+
+    async def _close_connection(self) -> None:
         if self._connection is not None:
             self._count()
             connection, self._connection = self._connection, None

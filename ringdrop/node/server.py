@@ -148,6 +148,11 @@ class Gate:
             self._logs.upload(Upload(time.time(), peer, root, sent, outcome))
         self._emit(peer, request, answer, sent, outcome, completed)
 
+    def knows(self, peers: Sequence[PeerId]) -> list[bool]:
+        """Which of `peers` are in the peer book: they keep their connections when strangers
+        compete for them (see `transport.Server`). Reads the database: off the loop."""
+        return self._access.knows(peers)
+
     def uploaded(self, peer: PeerId, sent: Sequence[tuple[bytes, int, UploadOutcome]]) -> None:
         """Queues upload log entries for many roots sent to `peer` (a members request's)."""
         now = time.time()

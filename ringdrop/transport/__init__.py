@@ -43,16 +43,18 @@ towards any other; `backend=` forces one.
 """
 
 from ringdrop.transport._backend import BACKENDS, BackendName, available_backends
-from ringdrop.transport._client import Connection, ResponseBody, connect
+from ringdrop.transport._client import Connection, Dialer, ResponseBody, connect
 from ringdrop.transport._paths import PathInfo
-from ringdrop.transport._server import Handler, Limits, Reach, Reply, Server, serve
+from ringdrop.transport._server import Handler, Known, Limits, Reach, Reply, Server, serve
 from ringdrop.transport.relay import RelayState, choose_home_relay
 
 __all__ = [
     "BACKENDS",
     "BackendName",
     "Connection",
+    "Dialer",
     "Handler",
+    "Known",
     "Limits",
     "PathInfo",
     "Reach",

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import struct
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -41,8 +43,10 @@ __all__ = [
     "Admit",
     "HalfOpen",
     "InitialHeader",
+    "PerSource",
     "RetryTokens",
     "TokenBucket",
+    "host_key",
     "parse_initial",
     "retry_packet",
 ]
@@ -184,6 +188,43 @@ class TokenBucket:
             return False
         self._level -= 1
         return True
+
+
+def host_key(host: str) -> str:
+    """What counts as one host when limits are per host: an IPv4 address, or an IPv6 address's
+    /64 (one subscriber usually has a whole /64 and can send from any address in it)."""
+    try:
+        ip = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+class PerSource:
+    """A `TokenBucket` per host (see `host_key`), for at most `sources` hosts at once: a flood
+    from many forged sources costs a bounded table, the least recently seen hosts forgotten
+    first (a forgotten host starts again with a full bucket, which the bound on the table's
+    size keeps harmless)."""
+
+    def __init__(self, rate: float, burst: float, sources: int = 1024) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._sources = sources
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, host: str, now: float) -> bool:
+        key = host_key(host)
+        bucket = self._buckets.pop(key, None)
+        if bucket is None:
+            bucket = TokenBucket(self._rate, self._burst)
+            if len(self._buckets) >= self._sources:
+                self._buckets.popitem(last=False)
+        self._buckets[key] = bucket
+        return bucket.take(now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,22 @@
-"""The receiver's side: connect to a sharer by the first path that answers, directly or through its
-relay, and check that it holds the key the ticket names."""
+"""The receiver's side: reach a sharer by racing every way to it, and check that it holds the key
+the ticket names.
+
+The race follows Happy Eyeballs (RFC 8305): one QUIC connection per way — each direct address
+(at most `MAX_DIALLED`, unicast; this machine's loopback too when the ticket names one of this
+machine's own addresses) and the sharer's relay — started `STAGGER` seconds apart, the relay
+together with the first address; an attempt the network refuses at once makes the next start at
+once. The first whose TLS handshake proves the sharer's key wins and the others are closed; an
+attempt answered by another key only loses. All of them share one `Dialer`: one UDP socket
+(whose public address STUN is asked for as soon as it opens) and one relay connection, which
+the winner keeps, for probing and falling back.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import socket
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +58,7 @@ from ringdrop.transport._backend import (
     backend_for,
     is_loopback,
 )
+from ringdrop.transport._candidates import refusal
 from ringdrop.transport._link import (
     CANCELLED,
     INTERNAL_ERROR,
@@ -54,13 +68,21 @@ from ringdrop.transport._link import (
     Link,
     datagram_size,
 )
-from ringdrop.transport._paths import Direct, Endpoint, PathInfo, PathSet
+from ringdrop.transport._paths import Direct, Endpoint, Path, PathInfo, PathSet, Relayed
 from ringdrop.transport._udp import bind_udp, socket_address
 from ringdrop.transport.relay import RelayClient
 
-__all__ = ["Connection", "ResponseBody", "connect"]
+__all__ = ["MAX_DIALLED", "STAGGER", "Connection", "Dialer", "ResponseBody", "connect", "plan"]
 
+_log = logging.getLogger("ringdrop.transport")
+
+MAX_DIALLED = 8
+"""Direct addresses of a ticket dialled at most: a hostile ticket sprays no more."""
+STAGGER = 0.05
+"""Seconds between the starts of two attempts (RFC 8305's Connection Attempt Delay, which it
+sets at 250 ms for TCP over the Internet; a QUIC handshake on a LAN takes a few ms)."""
 _AUTH_STREAM = 0
+_STUN_TIMEOUT = 3.0
 # A consumer slower than the network makes content pile up; past this much, stop reading the
 # socket (QUIC then sees loss and slows down) until it has caught up to the low mark.
 _HIGH_WATER = 2 * 1024 * 1024
@@ -73,6 +95,7 @@ async def connect(
     addresses: Sequence[Address],
     *,
     relay: str | None = None,
+    relay_public_only: bool = False,
     stun: Sequence[tuple[str, int]] = (),
     local_ips: Sequence[str] = (),
     machine_ips: Sequence[str] = (),
@@ -81,152 +104,360 @@ async def connect(
     backend: BackendName | None = None,
     on_path: Callable[[PathInfo], object] | None = None,
 ) -> Connection:
-    """Connect to `peer_id` by whichever way answers first: its direct `addresses` and its home
-    `relay` are tried at once, on one QUIC connection (see _paths.py); afterwards the path layer
-    probes for a direct path and moves to it.
+    """Connect to `peer_id` by whichever way proves its key first (see the module docstring);
+    afterwards the path layer probes for a better path and moves to it.
 
-    A sharer on this machine (an address in the ticket is loopback or one of `machine_ips`,
-    this machine's interface addresses) is tried on loopback first, where large datagrams make
-    transfers several times faster. `stun` servers tell this side its public address, which the
-    sharer is then told to probe; `local_ips` are the addresses this side offers likewise.
-    Raises WrongPeerError if only other keys answered, TransferError if nothing worked.
+    `relay` is the sharer's relay (with `relay_public_only`, used only at public addresses);
+    `stun` servers tell this side its public address, which the sharer is then told to probe;
+    `local_ips` are the addresses this side offers likewise; `machine_ips` this machine's
+    interface addresses. Raises WrongPeerError if only other keys answered, TransferError if
+    nothing worked.
     """
-    failures: dict[str, RingdropError] = {}
-    targets = [(str(a.ip), a.port) for a in addresses]
-    here = set(machine_ips)
-    local = [t for t in targets if t[0] in here or is_loopback(t[0])]
-    # An address of this machine is still tried as itself after loopback: the same private
-    # address can belong to another machine on another network.
-    remote = [t for t in targets if not is_loopback(t[0])]
-    plan = _Plan(identity, peer_id, stun, local_ips, idle_timeout, backend, on_path)
-    if local:
-        loopback = list(dict.fromkeys(("::1" if ":" in h else "127.0.0.1", p) for h, p in local))
-        # Other ways stay open if the guess was wrong (the same private address on two LANs).
-        first_try = timeout if not remote and relay is None else min(timeout, _LOOPBACK_FIRST)
-        try:
-            return await plan.attempt(loopback, None, first_try)
-        except WrongPeerError as error:
-            if not remote and relay is None:
-                raise
-            failures[_where(loopback, None)] = error
-        except TransferError as error:
-            failures[_where(loopback, None)] = error
-            if not remote and relay is None:
-                raise _connect_error(peer_id, failures, relay) from None
-    try:
-        return await plan.attempt(remote, relay, timeout)
-    except WrongPeerError:
-        raise
-    except TransferError as error:
-        failures[_where(remote, relay)] = error
-        raise _connect_error(peer_id, failures, relay) from None
-
-
-def _where(targets: list[tuple[str, int]], relay: str | None) -> str:
-    ways = [str(Direct(target)) for target in targets] + ([f"relay {relay}"] if relay else [])
-    return ", ".join(ways) or "nowhere"
-
-
-_LOOPBACK_FIRST = 2.0
-_STUN_TIMEOUT = 3.0
-
-
-def _connect_error(
-    peer_id: PeerId, failures: dict[str, RingdropError], relay: str | None
-) -> RingdropError:
-    wrong = [error for error in failures.values() if isinstance(error, WrongPeerError)]
-    if wrong and len(wrong) == len(failures):
-        return wrong[0]
-    lines = "; ".join(f"{where}: {error}" for where, error in failures.items())
-    advice = (
-        ""
-        if relay is not None
-        else " No relay was tried (the ticket names none, or relaying is disabled here): "
-        "behind a NAT or firewall, ask the sharer for a ticket with a relay, or enable one."
+    dialer = Dialer(
+        identity, relay=relay, relay_public_only=relay_public_only, stun=stun, own=machine_ips
     )
-    # Unreachable only if nothing answered anywhere: a refusal means the sharer is running.
-    unanswered = all(isinstance(error, UnreachableError) for error in failures.values())
-    kind = UnreachableError if unanswered else TransferError
-    return kind(f"Could not reach {peer_id.short()}… ({lines}).{advice}")
+    return await dialer.connect(
+        peer_id,
+        addresses,
+        local_ips=local_ips,
+        machine_ips=machine_ips,
+        timeout=timeout,
+        idle_timeout=idle_timeout,
+        backend=backend,
+        on_path=on_path,
+    )
+
+
+def plan(
+    addresses: Sequence[Address], machine_ips: Sequence[str], ipv6: bool = True
+) -> list[tuple[str, int]]:
+    """The direct addresses to dial, in the order to start them, at most `MAX_DIALLED`.
+
+    Unicast only: an address no other machine could mean is skipped, but for loopback, which a
+    ticket names only for a sharer on this machine. A ticket address that is one of this
+    machine's own (`machine_ips`) is dialled on loopback too, first (large datagrams make
+    transfers there several times faster), and as itself (the same private address can belong
+    to another machine on another network). The rest alternate between IP families (RFC 8305
+    §4), starting with the ticket's first. `ipv6` false leaves out IPv6 addresses.
+    """
+    mine = set(machine_ips)
+    targets: list[tuple[str, int]] = []
+    loopback: list[tuple[str, int]] = []
+    for address in addresses:
+        host, port = str(address.ip), address.port
+        if ":" in host and not ipv6:
+            continue
+        if is_loopback(host):
+            loopback.append((host, port))
+        elif refusal(host) is None:
+            targets.append((host, port))
+            if host in mine:
+                loopback.append(("::1" if ":" in host and ipv6 else "127.0.0.1", port))
+    ordered = _interleave(list(dict.fromkeys(targets)))
+    return list(dict.fromkeys(loopback + ordered))[:MAX_DIALLED]
+
+
+def _interleave(targets: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    if not targets:
+        return []
+    first = ":" in targets[0][0]
+    same = [t for t in targets if (":" in t[0]) == first]
+    other = [t for t in targets if (":" in t[0]) != first]
+    out: list[tuple[str, int]] = []
+    for index in range(max(len(same), len(other))):
+        out += same[index : index + 1] + other[index : index + 1]
+    return out
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """What every connection attempt to one peer shares."""
+    """What every attempt of one connect shares."""
 
     identity: Identity
     peer_id: PeerId
-    stun: Sequence[tuple[str, int]]
-    local_ips: Sequence[str]
     idle_timeout: float
     backend: BackendName | None
     on_path: Callable[[PathInfo], object] | None
 
-    async def attempt(
-        self, targets: list[tuple[str, int]], relay: str | None, timeout: float
-    ) -> Connection:
-        """One QUIC connection, its first datagrams sent to every target and the relay."""
-        loopback = relay is None and bool(targets) and all(is_loopback(h) for h, _ in targets)
-        backend = backend_for("127.0.0.1" if loopback else None, self.backend)
-        settings = Settings(
-            datagram_size=datagram_size(backend, loopback),
-            max_data=16 * 1024 * 1024,
-            max_stream_data=8 * 1024 * 1024,
-            idle_timeout=self.idle_timeout,
+
+class Dialer:
+    """Where one connection to a sharer starts from: a UDP socket, whose public address STUN is
+    asked for at once, and a connection to the sharer's relay (if any). Made as soon as the
+    ticket is known, so both are ready by the time `connect` dials (the node opens one before
+    it reads its store); used for one `connect`. Closing it (or the connection it made) closes
+    both. `sock`, a non-blocking UDP socket, replaces the one it would bind (on every address,
+    any port); `addresses` are those `connect` will dial, if known; `relay_refused` why the
+    peer's relay is not used, for the error when nothing else answers.
+
+    The relay is joined under a key of its own, not the node's: a relay forwards to the newest
+    connection of a key, so using the node's would cut off this node's own server (serving in
+    the TUI, or `ringdrop serve` in another terminal). The sharer learns who we are from the
+    QUIC handshake, and the relay learns less.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        relay: str | None = None,
+        relay_public_only: bool = False,
+        stun: Sequence[tuple[str, int]] = (),
+        own: Sequence[str] = (),
+        addresses: Sequence[Address] = (),
+        sock: socket.socket | None = None,
+        relay_refused: str | None = None,
+    ) -> None:
+        self._identity = identity
+        self._relay_refused = relay_refused
+        if sock is None:
+            try:
+                sock = bind_udp("::", 0)
+            except OSError as error:
+                raise TransferError(f"Cannot open a UDP socket: {error.strerror}.") from error
+        self._sock = sock
+        self.endpoint = Endpoint(
+            identity, sock, self._route, on_error=self._socket_error, own_ips=frozenset(own)
         )
-        try:
-            sock = bind_udp("::", 0)
-        except OSError as error:
-            raise TransferError(f"cannot open a UDP socket: {error.strerror}") from error
-        holder: list[_ClientLink] = []
-        if loopback and len(targets) == 1:
-            # A connected socket hears the kernel's "connection refused": no waiting for a
-            # timeout when nothing serves on this machine.
-            sock.connect(socket_address(sock.family, targets[0]))
-        endpoint = Endpoint(
-            self.identity,
-            sock,
-            lambda _data, _path: holder[0],
-            on_error=lambda error: holder[0].on_socket_error(error),
-        )
+        self._loop = asyncio.get_running_loop()
         if relay is not None:
-            # A key of its own for the relay, not the node's: a relay forwards to the newest
-            # connection of a key, so using the node's would cut off this node's own server
-            # (serving in the TUI, or `ringdrop serve` in another terminal). The sharer learns
-            # who we are from the QUIC handshake, and the relay learns less.
-            endpoint.relay = RelayClient(
+            self.endpoint.relay = RelayClient(
                 relay,
                 Identity(nacl.signing.SigningKey.generate()),
-                endpoint.on_relay_datagrams,
-                endpoint.on_relay_state,
+                self.endpoint.on_relay_datagrams,
+                self.endpoint.on_relay_state,
+                public_only=relay_public_only,
             )
-        paths = PathSet(
-            endpoint,
-            peer_key=self.peer_id.raw,
-            probe_size=datagram_size(backend, loopback),
-            dialled=targets,
-            relay_key=self.peer_id.raw,  # a server is on its relay as itself
-            on_change=self.on_path,
-        )
-        link = _ClientLink(backend, backend.client(settings), paths, self.identity, self.peer_id)
-        link.endpoint = endpoint
-        holder.append(link)
+            self.endpoint.relay.start()
+        # The QUIC library for paths off this machine takes a tenth of a second to import: on a
+        # thread, while the store is read and the relay answers, not on the way to the first
+        # byte. (`addresses`, the ones `connect` will be given, say whether it is needed.)
+        self._loading: asyncio.Future[Backend] | None = None
+        if relay is not None or any(not is_loopback(str(a.ip)) for a in addresses):
+            self._loading = self._loop.run_in_executor(None, backend_for, None, None)
+        self._stun: asyncio.Task[tuple[str, int] | None] | None = None
+        if stun:
+            self._stun = self._loop.create_task(
+                self.endpoint.reflexive_address(stun, _STUN_TIMEOUT)
+            )
+        self._attempts: list[_ClientLink] = []
+        self._by_cid: dict[bytes, _ClientLink] = {}
+        self._failures: dict[str, RingdropError] = {}
+        self._changed = asyncio.Event()
+        self.winner: _ClientLink | None = None
+        self._used = False
+        self._closed = False
+
+    def public_address(self) -> tuple[str, int] | None:
+        """This socket's public address, if STUN has told it already."""
+        if self._stun is None or not self._stun.done() or self._stun.cancelled():
+            return None
+        with contextlib.suppress(Exception):
+            return self._stun.result()
+        return None
+
+    async def wait_public_address(self) -> tuple[str, int] | None:
+        if self._stun is None:
+            return None
+        with contextlib.suppress(Exception):
+            return await asyncio.shield(self._stun)
+        return None
+
+    async def connect(
+        self,
+        peer_id: PeerId,
+        addresses: Sequence[Address],
+        *,
+        local_ips: Sequence[str] = (),
+        machine_ips: Sequence[str] = (),
+        timeout: float = 10.0,
+        idle_timeout: float = 30.0,
+        backend: BackendName | None = None,
+        on_path: Callable[[PathInfo], object] | None = None,
+    ) -> Connection:
+        """Race every way to `peer_id` (see the module docstring); the winner, authenticated."""
+        if self._used:
+            raise RuntimeError("a Dialer makes one connection")
+        self._used = True
+        ipv6 = self.endpoint.udp.family == socket.AF_INET6
+        direct = [Direct(target) for target in plan(addresses, machine_ips, ipv6)]
+        relay = self.endpoint.relay
+        relayed = Relayed(relay.url, peer_id.raw) if relay is not None else None
+        attempt = _Plan(self._identity, peer_id, idle_timeout, backend, on_path)
         try:
-            if endpoint.relay is not None:
-                endpoint.relay.start()
-            link.quic.connect(PEER, link.now())
-            link.flush()
-            async with asyncio.timeout(timeout):
-                await link.authenticated
-        except TimeoutError:
-            link.close(NO_ERROR, "", TransferError("The connection attempt timed out."))
-            raise UnreachableError(f"no answer within {timeout:g} s") from None
+            if relayed is None and len(direct) == 1 and is_loopback(direct[0].address[0]):
+                # A connected socket hears the kernel's "connection refused": no waiting for a
+                # timeout when nothing serves on this machine.
+                try:
+                    self._sock.connect(socket_address(self._sock.family, direct[0].address))
+                except OSError as error:
+                    raise UnreachableError(
+                        f"Could not reach {peer_id.short()}… ({direct[0]}: {error.strerror})."
+                    ) from None
+            if not direct and relayed is None:
+                raise TransferError(f"Could not reach {peer_id.short()}…: {_NOWHERE}")
+            try:
+                async with asyncio.timeout(timeout):
+                    link = await self._race(direct, relayed, attempt)
+                    await link.authenticated
+            except TimeoutError:
+                for other in self._attempts:
+                    if other.is_open:
+                        self._failures[_where(other.paths.current)] = UnreachableError(
+                            f"no answer within {timeout:g} s"
+                        )
+                raise self._error(peer_id) from None
+            except TransferError as error:
+                if self.winner is not None:
+                    self._failures[_where(self.winner.paths.current)] = error
+                raise self._error(peer_id) from None
         except BaseException:
-            link.close(NO_ERROR, "", TransferError("The connection attempt was abandoned."))
+            self.close()
             raise
-        paths.start()
-        link.share_candidates(self.local_ips, self.stun)
+        link.paths.start()
+        link.paths.allow_probing()  # the sharer's key is verified: its candidates may be tried
+        link.share_candidates(local_ips)
         return Connection(link)
+
+    def close(self) -> None:
+        """Close every attempt, the socket and the relay connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._stun is not None:
+            self._stun.cancel()
+        for link in list(self._attempts):
+            link.close(NO_ERROR, "", TransferError("The connection attempt was abandoned."))
+        self.endpoint.close()
+        relay = self.endpoint.relay
+        if relay is not None:
+            task = self._loop.create_task(relay.close())
+            _CLOSING.add(task)
+            task.add_done_callback(_CLOSING.discard)
+
+    async def _race(
+        self, direct: list[Direct], relayed: Relayed | None, attempt: _Plan
+    ) -> _ClientLink:
+        if self._loading is not None:
+            with contextlib.suppress(Exception):  # the same failure recurs where it is used
+                await self._loading
+        waiting: list[Path] = list(direct)
+        if relayed is not None:
+            waiting.insert(1 if waiting else 0, relayed)
+        # The relay starts with the first address: both are as likely to be the way.
+        starts = 2 if relayed is not None and direct else 1
+        while self.winner is None:
+            self._changed.clear()
+            for _ in range(starts):
+                if waiting:
+                    self._start(waiting.pop(0), attempt)
+            starts = 1
+            if self.winner is not None:
+                break
+            if not waiting and not any(link.is_open for link in self._attempts):
+                raise self._error(attempt.peer_id)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STAGGER if waiting else None):
+                    await self._changed.wait()
+        return self.winner
+
+    def _start(self, way: Path, attempt: _Plan) -> None:
+        loopback = isinstance(way, Direct) and is_loopback(way.address[0])
+        backend = backend_for("127.0.0.1" if loopback else None, attempt.backend)
+        size = datagram_size(backend, loopback)
+        settings = Settings(
+            datagram_size=size,
+            max_data=16 * 1024 * 1024,
+            max_stream_data=8 * 1024 * 1024,
+            idle_timeout=attempt.idle_timeout,
+        )
+        holder: list[_ClientLink] = []
+        paths = PathSet(
+            self.endpoint,
+            way=way,
+            peer_key=attempt.peer_id.raw,
+            relay_key=attempt.peer_id.raw,  # a server is on its relay as itself
+            probe_size=size,
+            on_change=attempt.on_path,
+            on_unreachable=lambda reason: self._loop.call_soon(holder[0].refused, reason),
+        )
+        link = _ClientLink(
+            backend, backend.client(settings), paths, attempt.identity, attempt.peer_id, self
+        )
+        holder.append(link)
+        self._attempts.append(link)
+        self._by_cid[link.quic.host_cid] = link
+        link.quic.connect(PEER, link.now())
+        link.flush()
+
+    def _route(self, data: bytes, _path: Path) -> _ClientLink | None:
+        if self.winner is not None:
+            return self.winner
+        if not data:
+            return None
+        if data[0] & 0x80:  # a long header: the destination id's length is in the header
+            return self._by_cid.get(data[6 : 6 + data[5]]) if len(data) > 6 else None
+        return self._by_cid.get(data[1:9])  # short: our ids are 8 bytes, as both libraries'
+
+    def identified(self, link: _ClientLink, cid: bytes, issued: bool) -> None:
+        if issued:
+            self._by_cid[cid] = link
+        else:
+            self._by_cid.pop(cid, None)
+
+    def verified(self, link: _ClientLink) -> bool:
+        """`link`'s handshake proved the sharer's key: the winner, unless another was first."""
+        if self.winner is not None:
+            return False
+        self.winner = link
+        self._changed.set()
+        for other in self._attempts:
+            if other is not link:
+                other.close(NO_ERROR, "", TransferError("Another way answered first."))
+        self._attempts = [link]
+        self._by_cid.clear()
+        return True
+
+    def ended(self, link: _ClientLink, error: TransferError) -> None:
+        if link is self.winner:
+            self.close()
+        elif self.winner is None:
+            self._failures[_where(link.paths.current)] = error
+            self._changed.set()
+
+    def _socket_error(self, error: OSError) -> None:
+        """What the socket reports outside a send: a connected socket's "connection refused"."""
+        for link in list(self._attempts):
+            link.refused(f"the network refused the connection: {error.strerror or error}")
+
+    def _error(self, peer_id: PeerId) -> RingdropError:
+        failures = self._failures
+        wrong = [error for error in failures.values() if isinstance(error, WrongPeerError)]
+        if wrong and len(wrong) == len(failures):
+            return wrong[0]
+        lines = "; ".join(f"{where}: {error}" for where, error in failures.items())
+        if self.endpoint.relay is not None:
+            advice = ""
+        elif self._relay_refused is not None:
+            advice = f" {self._relay_refused}"
+        else:
+            advice = (
+                " No relay was tried (the ticket names none, or relaying is disabled here): "
+                "behind a NAT or firewall, ask the sharer for a ticket with a relay, or enable "
+                "one."
+            )
+        # Unreachable only if nothing answered anywhere: a refusal means the sharer is running.
+        unanswered = bool(failures) and all(
+            isinstance(error, UnreachableError) for error in failures.values()
+        )
+        kind = UnreachableError if unanswered else TransferError
+        return kind(f"Could not reach {peer_id.short()}… ({lines or _NOWHERE}).{advice}")
+
+
+_NOWHERE = "the ticket names no address this machine can dial, and no relay"
+
+
+def _where(way: Path) -> str:
+    return str(way) if isinstance(way, Direct) else f"relay {way}"
 
 
 class Connection:
@@ -412,9 +643,7 @@ def _quiet(future: asyncio.Future[Any]) -> None:
 
 
 class _ClientLink(Link):
-    """The connection to the sharer: checks its key, proves ours, routes stream data."""
-
-    endpoint: Endpoint
+    """One attempt's connection to the sharer: checks its key, proves ours, routes stream data."""
 
     def __init__(
         self,
@@ -423,11 +652,14 @@ class _ClientLink(Link):
         paths: PathSet,
         identity: Identity,
         peer_id: PeerId,
+        dialer: Dialer,
     ) -> None:
         super().__init__(backend, quic, paths, high_water=64 * 1024)
         self.peer_id = peer_id
+        self.endpoint = dialer.endpoint
         self.authenticated: asyncio.Future[None] = self._loop.create_future()
         self.authenticated.add_done_callback(_quiet)
+        self._dialer = dialer
         self._auth = ClientAuth(identity, peer_id)
         self._exchanges: dict[int, ResponseBody] = {}
         self._queued = 0
@@ -435,20 +667,23 @@ class _ClientLink(Link):
         self._paths_stream: int | None = None
         self._background: set[asyncio.Task[None]] = set()
 
-    def share_candidates(self, local_ips: Sequence[str], stun: Sequence[tuple[str, int]]) -> None:
-        """Open the paths stream: tell the sharer where to probe us (our addresses now, our
-        public one once STUN answers); its answer says where to probe it."""
-        port = self.endpoint.udp.port
-        ours = [(ip, port) for ip in local_ips if not is_loopback(ip)][: MAX_CANDIDATES - 1]
+    def share_candidates(self, local_ips: Sequence[str]) -> None:
+        """Open the paths stream: tell the sharer where to probe us (our addresses and our
+        public one, now or once STUN answers); its answer says where to probe it."""
+        port = self.endpoint.port
+        ours = [(ip, port) for ip in local_ips if refusal(ip) is None][: MAX_CANDIDATES - 1]
+        public = self._dialer.public_address()
+        if public is not None and public not in ours:
+            ours.append(public)
         self._paths_stream = self.quic.get_next_available_stream_id()
         self.send(self._paths_stream, self._channel.send(Candidates(tuple(ours))))
-        if stun:
-            task = self._loop.create_task(self._send_reflexive(stun))
+        if public is None:
+            task = self._loop.create_task(self._send_public())
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _send_reflexive(self, stun: Sequence[tuple[str, int]]) -> None:
-        found = await self.endpoint.reflexive_address(stun, _STUN_TIMEOUT)
+    async def _send_public(self) -> None:
+        found = await self._dialer.wait_public_address()
         if found is not None and self._paths_stream is not None and self.is_open:
             self.send(self._paths_stream, self._channel.send(Candidates((found,))))
 
@@ -476,8 +711,12 @@ class _ClientLink(Link):
         if self._queued < _LOW_WATER:
             self.endpoint.udp.resume_reading()
 
-    def on_socket_error(self, error: OSError) -> None:
-        self.terminate(UnreachableError(f"the network refused the connection: {error.strerror}"))
+    def refused(self, reason: str) -> None:
+        """This attempt's way failed at once: the network refused it, or the relay refused us.
+        Refused on the way to an address, nothing listens there (`UnreachableError`); a
+        relay's refusal is the relay's."""
+        kind = UnreachableError if isinstance(self.paths.current, Direct) else TransferError
+        self.terminate(kind(reason))
 
     def on_handshake(self) -> None:
         key = self.backend.peer_key(self.quic)
@@ -490,6 +729,9 @@ class _ClientLink(Link):
                 actual=actual,
             )
             self.close(PROTOCOL_ERROR, "wrong peer id", error)
+            return
+        if not self._dialer.verified(self):
+            self.close(NO_ERROR, "", TransferError("Another way answered first."))
             return
         self.send(_AUTH_STREAM, self._auth.hello())
 
@@ -517,7 +759,7 @@ class _ClientLink(Link):
         """The sharer discards the rest of a request: its answer says why."""
 
     def on_connection_id(self, connection_id: bytes, issued: bool) -> None:
-        """A client's socket talks to one peer: nothing to route."""
+        self._dialer.identified(self, connection_id, issued)
 
     def on_terminated(self, error: TransferError) -> None:
         if not self.authenticated.done():
@@ -526,12 +768,7 @@ class _ClientLink(Link):
             exchange._fail(error)
         for task in self._background:
             task.cancel()
-        self.endpoint.close()
-        relay = self.endpoint.relay
-        if relay is not None:
-            task = self._loop.create_task(relay.close())
-            _CLOSING.add(task)
-            task.add_done_callback(_CLOSING.discard)
+        self._dialer.ended(self, error)
 
     def _on_auth_data(self, data: bytes, end_stream: bool) -> None:
         try:

@@ -161,7 +161,8 @@ class Link(ABC):
         for stream_id, waiter in list(self._room.items()):
             if not self.can_write(stream_id) or self._has_room(stream_id):
                 del self._room[stream_id]
-                waiter.set_result(None)
+                if not waiter.done():  # its writer was cancelled meanwhile
+                    waiter.set_result(None)
 
     def _handle_data(self, stream_id: int, chunks: list[bytes]) -> None:
         if chunks and self.is_open:
@@ -246,7 +247,8 @@ class Link(ABC):
                 self._timer.cancel()
                 self._timer = None
             for waiter in self._room.values():
-                waiter.set_result(None)
+                if not waiter.done():
+                    waiter.set_result(None)
             self._room.clear()
             self.paths.close()
             self.on_terminated(error)

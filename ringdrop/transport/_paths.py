@@ -8,38 +8,43 @@ it tells QUIC packets, path probes and STUN answers apart and routes each.
 
 How a connection finds and keeps its path (the same rules on both sides):
 
-- **Start.** Until a path has carried a datagram back, the first datagrams go to every dialled
-  address and the relay at once; the first path the peer answers on becomes the current one.
-  A LAN or same-machine peer answers directly first; a peer behind NAT answers through the relay.
-- **Probes.** Once the peer's key is known on both sides (after authentication), each side pings
-  the other's candidate addresses, exchanged over the authenticated QUIC connection, with its
-  own path probes: small UDP datagrams sealed with NaCl's `crypto_box` between the two nodes'
-  keys (Ed25519 keys converted to X25519), so only the peer can make or read one. Pinging the
-  peer's public (STUN) address while it pings ours opens both NATs: UDP hole punching. A ping
-  from an address not yet known makes it a candidate too (a peer-reflexive candidate, as in ICE).
-  Pings are padded to the largest datagram the connection may send, so a path that answers
-  carries full-size QUIC packets too (no black hole after a move).
+- **Start.** A connection starts on one way: a client makes one QUIC connection per way it
+  races (each address, the relay; see _client.py) and keeps the first whose handshake proves
+  the sharer's key; a server's connection starts on the way its first packet came.
+- **Probes.** Once the peer's key is known on both sides (after authentication) and, on a
+  server, once the peer has made an allowed request, each side pings the other's candidate
+  addresses (_candidates.py: what may be tried, how often, for how long), exchanged over the
+  authenticated QUIC connection, with its own path probes: small UDP datagrams sealed with
+  NaCl's `crypto_box` between the two nodes' keys (Ed25519 keys converted to X25519), so only
+  the peer can make or read one. Pinging the peer's public (STUN) address while it pings ours
+  opens both NATs: UDP hole punching. A ping from an address not yet known makes it a candidate
+  too (a peer-reflexive candidate, as in ICE). Pings are padded to the largest datagram the
+  connection may send, so a path that answers carries full-size QUIC packets too (no black
+  hole after a move).
 - **Moving.** A direct path that answered a ping (validated both ways) replaces the relay, and
   one with less than half the round-trip time replaces another direct path. QUIC keeps its
   streams: it sees the same peer, only the round-trip time changes.
 - **Falling back.** The current direct path is pinged every second; when it has gone quiet
-  (three unanswered pings and no datagram), the connection goes back to the relay, or to
-  another live direct path. When the peer's datagrams arrive on a different path while ours
+  (three unanswered pings and no datagram), it is dead for good and the connection goes back
+  to the relay, or to another live direct path (with neither, it stays where it is and QUIC's
+  own timeout decides). When the peer's datagrams arrive on a different live path while ours
   has gone quiet, we follow.
 
 Nothing here trusts a datagram's source: QUIC packets are authenticated by QUIC, probes by the
-box; a probe from a key without a connection here is dropped unanswered.
+box; a probe from a key without a connection here is dropped unopened. A ping is answered with
+a pong of its own size, at most `PONGS_PER_SECOND` a second per source host, and only if it is
+at least a pong's size; so an answer never outgrows the datagram that asked for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -50,6 +55,8 @@ import nacl.signing
 
 from ringdrop.identity import Identity
 from ringdrop.transport import stun
+from ringdrop.transport._admission import PerSource
+from ringdrop.transport._candidates import Candidate, CandidateSet, State, Trigger
 from ringdrop.transport._udp import Address, Burst, UdpSocket, normalize, split
 
 if TYPE_CHECKING:
@@ -57,6 +64,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAGIC",
+    "MIN_PING",
+    "PONGS_PER_SECOND",
     "Direct",
     "Endpoint",
     "Path",
@@ -74,24 +83,17 @@ _PING, _PONG = 1, 2
 _TXID = 12
 _KEY = 32
 _HEADER = len(MAGIC) + _KEY
-_MIN_PROBE = _HEADER + nacl.public.Box.NONCE_SIZE + 16 + 1 + _TXID
-
-PROBE_INTERVAL = 0.5
-"""Seconds between pings to a candidate not yet answered."""
-PROBE_TRIES = 10
-"""Pings to a new candidate before it counts as unreachable (for now)."""
-KEEPALIVE = 1.0
-"""Seconds between pings on the current direct path: NAT mappings stay open, death shows."""
-IDLE_KEEPALIVE = 5.0
-"""Seconds between pings on other live direct paths."""
-DEAD_PINGS = 3
-"""Unanswered pings, with no datagram heard meanwhile, after which a live path is dead."""
-RETRY_DEAD = 10.0
-"""Seconds before a dead or unreachable candidate is tried again."""
+_SEAL = nacl.public.Box.NONCE_SIZE + 16
+_MIN_PROBE = _HEADER + _SEAL + 1 + _TXID
+MIN_PING = _MIN_PROBE + 19
+"""The smallest ping answered: the size of the largest pong (one carrying an IPv6 address)."""
+PONGS_PER_SECOND = 10.0
+"""Pings answered per second from one source host (see `_admission.host_key`), at most."""
 FOLLOW_QUIET = 1.0
 """Seconds of silence on our path after which we follow the peer to the path it now uses."""
-MAX_CANDIDATES = 16
-_TICK = 0.2
+# Errors that say a datagram was lost, not that its destination cannot be reached: a full
+# queue, or a datagram larger than the path (qh3's own path-MTU probes meet this on IPv6).
+_LOST = frozenset({errno.EMSGSIZE, errno.ENOBUFS, errno.EAGAIN, errno.EINTR})
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,39 +152,44 @@ Route = Callable[[bytes, Path], Receiver | None]
 
 
 class _Codec:
-    """Seals and opens path probes between this node's key and its peers'."""
+    """Seals and opens path probes between this node's key and its peers'. Boxes are kept for
+    the keys it is told of only (`know`), so probes under other keys cost no key exchange and
+    no memory."""
 
     def __init__(self, identity: Identity) -> None:
         self.key = identity.peer_id.raw
         self._secret = identity.curve25519_key()
         self._boxes: dict[bytes, nacl.public.Box] = {}
 
-    def _box(self, peer_key: bytes) -> nacl.public.Box | None:
-        box = self._boxes.get(peer_key)
-        if box is None:
+    def know(self, peer_key: bytes) -> bool:
+        """Keep the box for `peer_key`; False if it is not an Ed25519 key."""
+        if peer_key not in self._boxes:
             try:
                 public = nacl.signing.VerifyKey(peer_key).to_curve25519_public_key()
             except (nacl.exceptions.CryptoError, ValueError):
-                return None
-            box = self._boxes[peer_key] = nacl.public.Box(self._secret, public)
-        return box
+                return False
+            self._boxes[peer_key] = nacl.public.Box(self._secret, public)
+        return True
+
+    def forget(self, peer_key: bytes) -> None:
+        self._boxes.pop(peer_key, None)
 
     def seal(
         self, peer_key: bytes, kind: int, txid: bytes, observed: Address | None, size: int
     ) -> bytes:
-        box = self._box(peer_key)
-        assert box is not None, "peer keys are checked before probing"
+        box = self._boxes[peer_key]
         body = bytes([kind]) + txid + (_pack_address(observed) if observed else b"")
         # Padding inside the box: a probe of `size` bytes proves the path carries that size.
-        padding = max(0, size - _HEADER - box.NONCE_SIZE - 16 - len(body))
+        padding = max(0, size - _HEADER - _SEAL - len(body))
         return MAGIC + self.key + bytes(box.encrypt(body + bytes(padding)))
 
     def open(self, data: bytes) -> tuple[bytes, int, bytes, Address | None] | None:
-        """(sender key, kind, transaction id, observed address) of a genuine probe, else None."""
+        """(sender key, kind, transaction id, observed address) of a genuine probe from a known
+        key, else None."""
         if len(data) < _MIN_PROBE or not data.startswith(MAGIC):
             return None
         sender = data[len(MAGIC) : _HEADER]
-        box = self._box(sender)
+        box = self._boxes.get(sender)
         if box is None:
             return None
         try:
@@ -265,6 +272,10 @@ class Endpoint:
     """One UDP socket and at most one relay connection, shared by a node's connections.
 
     `route(datagram, path)` names the connection a QUIC datagram belongs to (or None to drop it).
+    A send that the network refuses concerns its destination only: the connections using that
+    address hear of it (`PathSet.unreachable`). `on_error` hears the socket's other errors (a
+    connected socket's "connection refused"). `own_ips` are this node's interface addresses,
+    which no peer may name as its candidates.
     """
 
     def __init__(
@@ -273,13 +284,24 @@ class Endpoint:
         sock: socket.socket,
         route: Route,
         on_error: Callable[[OSError], None] | None = None,
+        own_ips: frozenset[str] = frozenset(),
     ) -> None:
-        self.udp = UdpSocket(sock, self._on_udp, on_error or self._on_udp_error)
+        self.udp = UdpSocket(sock, self._on_udp, self._on_udp_error)
+        # Kept: the socket can no longer say once it is closed.
+        self.port = self.udp.port
         self.relay: RelayClient | None = None
+        self.own_ips = own_ips
         self._route = route
+        self._on_error = on_error
         self._codec = _Codec(identity)
+        self.loop = asyncio.get_running_loop()
         self._by_key: dict[bytes, set[PathSet]] = {}
+        self._paths: set[PathSet] = set()
         self._stun: dict[bytes, asyncio.Future[Address]] = {}
+        self._sending_to: Address | None = None
+        self._pongs = PerSource(PONGS_PER_SECOND, PONGS_PER_SECOND)
+        self.pongs_withheld = 0
+        """Pings left unanswered: too small, or over their source's rate."""
 
     def on_relay_datagrams(self, source: bytes, datagrams: list[bytes]) -> None:
         """The relay client's callback: QUIC datagrams from the node with key `source`."""
@@ -294,20 +316,40 @@ class Endpoint:
         self._done(delivery)
 
     def on_relay_state(self, state: RelayState) -> None:
-        """Connections still looking for a path resend their first datagrams through it."""
-        if state == "connected":
-            for sets in list(self._by_key.values()):
-                for paths in list(sets):
-                    paths.relay_up()
+        """Connections still waiting for their first answer resend their first datagrams, or
+        hear that the relay will not carry them."""
+        refused = self.relay.refused if self.relay is not None else None
+        for paths in list(self._paths):
+            if state == "connected":
+                paths.relay_up()
+            elif refused is not None:
+                paths.relay_refused(str(refused))
 
-    def register(self, paths: PathSet, peer_key: bytes) -> None:
+    def add(self, paths: PathSet) -> None:
+        self._paths.add(paths)
+
+    def register(self, paths: PathSet, peer_key: bytes) -> bool:
+        """Probes under `peer_key` are opened and answered from now on."""
+        if not self._codec.know(peer_key):
+            return False
         self._by_key.setdefault(peer_key, set()).add(paths)
+        return True
 
     def unregister(self, paths: PathSet) -> None:
+        self._paths.discard(paths)
         for key, sets in list(self._by_key.items()):
             sets.discard(paths)
             if not sets:
                 del self._by_key[key]
+                self._codec.forget(key)
+
+    def send_direct(self, datagrams: Sequence[bytes], address: Address) -> None:
+        """Send to `address`; a refusal by the network is that address's business."""
+        self._sending_to = address
+        try:
+            self.udp.send(datagrams, address)
+        finally:
+            self._sending_to = None
 
     def send_relay(self, peer_key: bytes, datagrams: Sequence[bytes]) -> None:
         if self.relay is not None:
@@ -317,7 +359,7 @@ class Endpoint:
         self, peer_key: bytes, address: Address, kind: int, txid: bytes, size: int
     ) -> None:
         observed = address if kind == _PONG else None
-        self.udp.send([self._codec.seal(peer_key, kind, txid, observed, size)], address)
+        self.send_direct([self._codec.seal(peer_key, kind, txid, observed, size)], address)
 
     async def reflexive_address(
         self, servers: Sequence[tuple[str, int]], timeout: float
@@ -340,7 +382,7 @@ class Endpoint:
                         txid, request = stun.binding_request()
                         future = self._stun[txid] = loop.create_future()
                         futures.append(future)
-                        self.udp.send([request], normalize(info[4]))
+                        self.send_direct([request], normalize(info[4]))
                         break
                 if not futures:
                     return None
@@ -402,13 +444,18 @@ class Endpoint:
         sets = self._by_key.get(sender)
         if not sets:
             return  # no connection with this key here: say nothing
-        if kind == _PING:
-            self.send_probe(sender, address, _PONG, txid, len(data))
-            for paths in sets:
-                paths.pinged_from(address)
-        else:
-            for paths in sets:
+        if kind == _PONG:
+            for paths in list(sets):
                 paths.ponged(txid, address)
+            return
+        # A pong is as large as its ping: a path that carried the one carries the other, and
+        # a ping replayed from a forged address earns that address no more than it sent.
+        if len(data) < MIN_PING or not self._pongs.take(address[0], self.loop.time()):
+            self.pongs_withheld += 1
+            return
+        self.send_probe(sender, address, _PONG, txid, len(data))
+        for paths in list(sets):
+            paths.pinged_from(address, len(data), len(data))
 
     def _on_stun(self, data: bytes) -> None:
         txid = bytes(data[8:20])  # the transaction id, after type, length and magic cookie
@@ -420,271 +467,243 @@ class Endpoint:
             future.set_result(normalize(found))
 
     def _on_udp_error(self, error: OSError) -> None:
-        _log.debug("UDP socket error: %s", error)
-
-
-@dataclass
-class _Candidate:
-    address: Address
-    state: Literal["new", "alive", "dead"] = "new"
-    tries: int = 0
-    next_ping: float = 0.0
-    rtt: float | None = None
-    unanswered: int = 0
-    learnt: bool = False
-    """Known only from a ping that came from it: not tried again once it has gone dead."""
+        address = self._sending_to
+        if address is not None:
+            if error.errno not in _LOST:
+                _log.debug("Cannot send to %s: %s", Direct(address), error)
+                for paths in list(self._paths):
+                    paths.unreachable(address, error)
+        elif self._on_error is not None:
+            self._on_error(error)
+        else:
+            _log.debug("UDP socket error: %s", error)
 
 
 class PathSet:
-    """The ways to one connection's peer, and the one each datagram takes (see the module)."""
+    """The ways to one connection's peer, and the one each datagram takes (see the module).
+
+    It starts on `way`. `relay_key` is the key the peer is on the relay with (a server's is its
+    node key; a client's is one of the connection's own, learnt from the first datagram it
+    relays). `on_change` hears every move; `on_unreachable` hears why the way this connection
+    started on failed before anything came back by it (the network refused it, or the relay).
+    """
 
     def __init__(
         self,
         endpoint: Endpoint,
         *,
+        way: Path,
         peer_key: bytes | None,
         probe_size: int,
-        dialled: Iterable[Address] = (),
         relay_key: bytes | None = None,
         on_change: Callable[[PathInfo], object] | None = None,
+        on_unreachable: Callable[[str], object] | None = None,
     ) -> None:
         self._endpoint = endpoint
+        self._loop = endpoint.loop
         self._peer_key: bytes | None = None
-        # The key the peer is on the relay with: a server's is its node key, a client's a key
-        # of the connection's own (see _client.py); learnt from the first datagram it relays.
-        self._relay_key = relay_key
+        self._relay_key = way.peer_key if isinstance(way, Relayed) else relay_key
         self._probe_size = probe_size
         self._on_change = on_change
-        self._dialled = list(dict.fromkeys(dialled))
-        self._candidates: dict[Address, _Candidate] = {}
+        self._on_unreachable = on_unreachable
+        self.candidates = CandidateSet(probe_size, endpoint.own_ips)
         self._pending: dict[bytes, tuple[Address, float]] = {}
         self._heard: dict[Path, float] = {}
         self._first: list[bytes] = []
-        self._switched_at = 0.0
-        self._task: asyncio.Task[None] | None = None
-        self.current: Path | None = None
+        self._answered = False
+        self._switched_at = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = None
+        self._started = False
+        self._closed = False
+        self.current: Path = way
         self._traffic: dict[Path, int] = {}
         """Datagram bytes received per path, to tell which carried most of a transfer."""
+        endpoint.add(self)
+        if isinstance(way, Direct):
+            self.candidates.dialled(way.address)
         if peer_key is not None:
             self.set_peer(peer_key)
 
     @property
-    def info(self) -> PathInfo | None:
-        return None if self.current is None else info_of(self.current)
+    def info(self) -> PathInfo:
+        return info_of(self.current)
 
     def traffic(self) -> dict[PathInfo, int]:
         """Datagram bytes received so far, per path."""
         return {info_of(path): size for path, size in self._traffic.items()}
 
     def set_peer(self, peer_key: bytes) -> None:
-        """The peer's key, once known: probes are sealed to it, and its pings accepted."""
-        if self._peer_key is None:
+        """The peer's key, once known: probes are sealed to it, and its pings answered."""
+        if self._peer_key is None and self._endpoint.register(self, peer_key):
             self._peer_key = peer_key
-            self._endpoint.register(self, peer_key)
-
-    def adopt(self, path: Path) -> None:
-        """Use `path` from now on (a server's connection: the path its first packet came by)."""
-        if isinstance(path, Direct):
-            self._add(path.address)
-        else:
-            self._relay_key = path.peer_key
-        self._switch(path)
 
     def start(self) -> None:
-        """Begin probing candidates; needs the peer's key and a running loop."""
-        if self._task is None and self._peer_key is not None:
-            self._task = asyncio.get_running_loop().create_task(self._maintain())
+        """Keep candidates alive and probe them; needs the peer's key. Pinging waits for
+        `allow_probing`."""
+        if not self._started and self._peer_key is not None and not self._closed:
+            self._started = True
+            self._service()
+
+    def allow_probing(self) -> None:
+        """The peer may now direct this side's pings: its candidates are pinged."""
+        self.candidates.allow()
+        self._service()
 
     def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._endpoint.unregister(self)
 
-    def add_candidates(self, addresses: Iterable[Address]) -> None:
-        for address in addresses:
-            self._add(address)
+    def add_candidates(self, addresses: Sequence[Address]) -> None:
+        """Addresses the peer offered (refused ones are dropped, see _candidates.py)."""
+        self.candidates.offer(addresses)
+        self._service()
 
     def send(self, datagrams: list[bytes]) -> None:
         current = self.current
         if isinstance(current, Direct):
-            self._endpoint.udp.send(datagrams, current.address)
-        elif isinstance(current, Relayed):
-            self._endpoint.send_relay(current.peer_key, datagrams)
-        else:
-            # No path yet: every way at once; the first to answer wins.
-            if not self._first:
-                self._first = list(datagrams)
-            for address in self._spray_targets():
-                self._endpoint.udp.send(datagrams, address)
-            if (relay := self._relay_path()) is not None:
-                self._endpoint.send_relay(relay.peer_key, datagrams)
+            self._endpoint.send_direct(datagrams, current.address)
+            return
+        if not self._answered and not self._first:
+            self._first = list(datagrams)  # resent if the relay connects only later
+        self._endpoint.send_relay(current.peer_key, datagrams)
 
     def relay_up(self) -> None:
-        """The relay (re)connected: a connection still without a path tries it now."""
-        if self.current is None and self._first and self._relay_key is not None:
-            self._endpoint.send_relay(self._relay_key, self._first)
+        """The relay (re)connected: a connection on it that has heard nothing yet resends."""
+        if not self._answered and self._first and isinstance(self.current, Relayed):
+            self._endpoint.send_relay(self.current.peer_key, self._first)
 
     def heard(self, path: Path, size: int) -> None:
         """A QUIC datagram arrived by `path`."""
-        now = time.monotonic()
+        now = self._loop.time()
+        self._answered, self._first = True, []
         self._traffic[path] = self._traffic.get(path, 0) + size
         self._heard[path] = now
         if isinstance(path, Relayed):
             self._relay_key = path.peer_key
-        if isinstance(path, Direct) and (candidate := self._candidates.get(path.address)):
-            candidate.unanswered = 0
-        if self.current is None:
-            if isinstance(path, Relayed) or self._known(path.address):
-                self._switch(path)
-        elif (
-            path != self.current
-            and self._known_path(path)
-            and now - max(self._heard.get(self.current, 0.0), self._switched_at) > FOLLOW_QUIET
+        else:
+            self.candidates.heard(path.address, now)
+        current = self.current
+        if (
+            path != current
+            and self._live(path)
+            and now - max(self._heard.get(current, 0.0), self._switched_at) > FOLLOW_QUIET
         ):
             # The peer moved (its view of our path died, or it found a better one): follow it
             # once our own path has gone quiet.
             self._switch(path)
 
-    def pinged_from(self, address: Address) -> None:
-        """The peer pinged us from `address`: ping it back once (hole punching: the peer keeps
-        pinging while it tries). Once per ping received, not a schedule of pings, so that a
-        replayed ping from a forged address earns that address no more than it sent."""
-        known = address in self._candidates
-        candidate = self._add(address)
-        if candidate is None or candidate.state == "alive":
-            return
-        if not known:
-            candidate.tries, candidate.learnt = PROBE_TRIES, True  # no schedule of its own
-        self._ping(address, time.monotonic())
+    def pinged_from(self, address: Address, size: int, answered: int) -> None:
+        """The peer pinged us from `address` (a ping of `size` bytes, answered with
+        `answered`): an address to ping back, within what it sent (see _candidates.py)."""
+        self.candidates.ping_from(address, size, answered, self._loop.time())
+        self._service()
 
     def ponged(self, txid: bytes, address: Address) -> None:
         sent = self._pending.pop(txid, None)
         if sent is None or sent[0] != address:
             return  # not ours, a replay, or from elsewhere: proves nothing
-        candidate = self._candidates.get(address)
-        if candidate is None:
-            return
-        candidate.rtt = time.monotonic() - sent[1]
-        candidate.state, candidate.unanswered = "alive", 0
-        self._choose()
+        now = self._loop.time()
+        if self.candidates.pong(address, now - sent[1], now) is not None:
+            self._choose()
+
+    def unreachable(self, address: Address, error: OSError) -> None:
+        """The network refused a datagram to `address`: it is no way to the peer."""
+        candidate = self.candidates.get(address)
+        if candidate is not None and candidate.step(Trigger.UNREACHABLE):
+            self._died(candidate)
+        if self.current == Direct(address):
+            self._first_way_failed(f"the network refused it: {error.strerror or error}")
+
+    def relay_refused(self, reason: str) -> None:
+        """The relay will not carry us (it denied us, or may not be used)."""
+        if isinstance(self.current, Relayed):
+            self._first_way_failed(reason)
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _known(self, address: Address) -> bool:
-        return address in self._dialled or address in self._candidates
+    def _first_way_failed(self, reason: str) -> None:
+        if not self._answered and self._on_unreachable is not None:
+            self._on_unreachable(reason)
 
-    def _known_path(self, path: Path) -> bool:
+    def _live(self, path: Path) -> bool:
         if isinstance(path, Relayed):
-            return True
-        candidate = self._candidates.get(path.address)
-        return candidate is not None and candidate.state == "alive"
-
-    def _add(self, address: Address) -> _Candidate | None:
-        candidate = self._candidates.get(address)
-        if candidate is None and len(self._candidates) < MAX_CANDIDATES:
-            candidate = self._candidates[address] = _Candidate(address)
-        return candidate
-
-    def _spray_targets(self) -> list[Address]:
-        targets = list(self._dialled)
-        targets += [
-            a for a, c in self._candidates.items() if c.state != "dead" and a not in targets
-        ]
-        return targets
+            return self._endpoint.relay is not None and path.url == self._endpoint.relay.url
+        candidate = self.candidates.get(path.address)
+        return candidate is not None and candidate.state is State.ALIVE
 
     def _relay_path(self) -> Relayed | None:
         relay = self._endpoint.relay
-        if relay is None or self._relay_key is None:
-            return None
-        if relay.state != "connected":
+        if relay is None or self._relay_key is None or relay.state != "connected":
             return None
         return Relayed(relay.url, self._relay_key)
 
-    def _switch(self, path: Path | None) -> None:
+    def _switch(self, path: Path) -> None:
         if path == self.current:
             return
         self.current = path
-        self._switched_at = time.monotonic()
-        if path is not None:
-            _log.info("Path to %s: %s", (self._peer_key or b"").hex()[:12], info_of(path))
-            if self._on_change is not None:
-                self._on_change(info_of(path))
-
-    def _best_alive(self) -> _Candidate | None:
-        """The live candidate with the shortest round trip, if any."""
-        alive = [c for c in self._candidates.values() if c.state == "alive" and c.rtt is not None]
-        return min(alive, key=lambda c: c.rtt or 0.0, default=None)
+        self._switched_at = self._loop.time()
+        _log.info("Path to %s: %s", (self._peer_key or b"").hex()[:12], info_of(path))
+        if self._on_change is not None:
+            self._on_change(info_of(path))
 
     def _choose(self) -> None:
-        best = self._best_alive()
-        if best is None:
+        alive = self.candidates.alive()
+        if not alive:
             return
-        current = self.current
+        best, current = alive[0], self.current
         if not isinstance(current, Direct):
             self._switch(Direct(best.address))
             return
-        mine = self._candidates.get(current.address)
+        mine = self.candidates.get(current.address)
         if (
             mine is None
-            or mine.state != "alive"
+            or mine.state is not State.ALIVE
             or mine.rtt is None
             or (best.address != current.address and (best.rtt or 0.0) < mine.rtt / 2)
         ):
             self._switch(Direct(best.address))
 
-    def _fail_over(self) -> None:
-        """The current direct path died: another live one, else the relay, else every way."""
-        best = self._best_alive()
-        if best is not None:
-            self._switch(Direct(best.address))
-        else:
-            self._switch(self._relay_path())
+    def _died(self, candidate: Candidate) -> None:
+        """A candidate lost consent (or the network refused it): if it was the path in use,
+        another live one, else the relay, else stay (QUIC's own timeout decides)."""
+        if self.current != Direct(candidate.address):
+            return
+        _log.info("Direct path %s went quiet", self.current)
+        alive = self.candidates.alive()
+        fallback: Path | None = Direct(alive[0].address) if alive else self._relay_path()
+        if fallback is not None:
+            self._switch(fallback)
 
-    async def _maintain(self) -> None:
-        while True:
-            try:
-                self._tick(time.monotonic())
-            except Exception:
-                _log.exception("Path maintenance failed")
-            await asyncio.sleep(_TICK)
-
-    def _tick(self, now: float) -> None:
-        assert self._peer_key is not None
-        for candidate in list(self._candidates.values()):
-            if now < candidate.next_ping:
-                continue
-            if candidate.state == "dead":
-                if candidate.learnt:
-                    del self._candidates[candidate.address]
-                    continue
-                candidate.state, candidate.tries = "new", 0
-            if candidate.state == "new":
-                if candidate.tries >= PROBE_TRIES:
-                    candidate.state, candidate.next_ping = "dead", now + RETRY_DEAD
-                    continue
-                candidate.tries += 1
-                candidate.next_ping = now + PROBE_INTERVAL
-            else:
-                path = Direct(candidate.address)
-                quiet = now - self._heard.get(path, 0.0) > KEEPALIVE * DEAD_PINGS
-                if candidate.unanswered >= DEAD_PINGS and quiet:
-                    _log.info("Direct path %s went quiet", path)
-                    candidate.state, candidate.next_ping = "dead", now + RETRY_DEAD
-                    candidate.unanswered = 0
-                    if self.current == path:
-                        self._fail_over()
-                    continue
-                candidate.unanswered += 1
-                candidate.next_ping = now + (KEEPALIVE if self.current == path else IDLE_KEEPALIVE)
-            self._ping(candidate.address, now)
+    def _service(self) -> None:
+        """Send the pings due now, note the candidates that died, and wake up for the next."""
+        if not self._started or self._closed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        now = self._loop.time()
+        current = self.current.address if isinstance(self.current, Direct) else None
+        try:
+            pings, died = self.candidates.due(now, current)
+            for address in pings:
+                self._ping(address, now)
+            for candidate in died:
+                self._died(candidate)
+        except Exception:
+            _log.exception("Path maintenance failed")
+        due = self.candidates.next_due()
+        if due is not None and not self._closed:
+            self._timer = self._loop.call_at(max(due, now + 0.01), self._service)
 
     def _ping(self, address: Address, now: float) -> None:
         assert self._peer_key is not None
         txid = os.urandom(_TXID)
         self._pending[txid] = (address, now)
-        if len(self._pending) > 4 * MAX_CANDIDATES:
+        if len(self._pending) > 64:
             oldest = min(self._pending, key=lambda t: self._pending[t][1])
             del self._pending[oldest]
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, KeyError):
             self._endpoint.send_probe(self._peer_key, address, _PING, txid, self._probe_size)

@@ -1,4 +1,5 @@
-"""The sharer's side: a UDP port where authenticated peers' requests meet the caller's handler."""
+"""The sharer's side: a UDP port where authenticated peers' requests meet the caller's handler,
+and who gets a connection when there are more peers than room."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import os
 import socket
 import unicodedata
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from ringdrop.errors import LocalProtocolError, ProtocolError, RingdropError, TransferError
@@ -32,7 +33,14 @@ from ringdrop.protocol import (
     StreamEnded,
     encode,
 )
-from ringdrop.transport._admission import Admission, AdmissionLimits, Admit, HalfOpen, parse_initial
+from ringdrop.transport._admission import (
+    Admission,
+    AdmissionLimits,
+    Admit,
+    HalfOpen,
+    host_key,
+    parse_initial,
+)
 from ringdrop.transport._backend import (
     Backend,
     BackendName,
@@ -70,7 +78,13 @@ _STUN_RETRY = 30.0
 class Limits:
     """What one server grants its peers.
 
-    `max_connections` peers that proved their key are served at once; more are refused.
+    `max_connections` peers that proved their key are served at once, at most
+    `max_connections_per_host` from one host (an IPv4 address or an IPv6 /64; peers that came
+    through a relay are not counted per host, since the relay hides their address, nor are
+    processes of this machine, on loopback). When there
+    is no room for a peer that proved its key, a connection of a stranger makes room (see
+    `Server`); otherwise the newcomer is refused. A stranger whose connection has made no
+    allowed request may lose it to a newcomer after `stranger_grace` seconds.
     `max_streams` requests at once per connection and `max_requests` in all are served; more
     are answered `busy` at once. Since each served get holds its files open, `max_requests`
     also bounds the server's file handles. `send_buffer` bounds the bytes the QUIC library
@@ -87,6 +101,8 @@ class Limits:
     """
 
     max_connections: int = 32
+    max_connections_per_host: int = 8
+    stranger_grace: float = 10.0
     max_streams: int = 8
     max_requests: int = 64
     idle_timeout: float = 30.0
@@ -111,16 +127,22 @@ class Reply:
 
 
 Handler = Callable[[PeerId, Request], Awaitable[Reply]]
+Known = Callable[[Sequence[PeerId]], Sequence[bool]]
+"""Which of these peers the node knows (its peer book, which holds every ring member): a
+blocking lookup, run on a thread."""
 
 
 @dataclass(frozen=True, slots=True)
 class Reach:
-    """How peers reach a server besides its UDP port: its home relay and STUN servers, and the
-    addresses it tells connected peers to probe (its own, as tickets list them)."""
+    """How peers reach a server besides its UDP port: its home relay and STUN servers, the
+    addresses it tells peers to probe (its own, as tickets list them) once they made an
+    allowed request, and this machine's interface addresses (`own`), which no peer may
+    name as its candidates."""
 
     relay: str | None = None
     stun: tuple[tuple[str, int], ...] = ()
     addresses: tuple[tuple[str, int], ...] = ()
+    own: tuple[str, ...] = ()
 
 
 async def serve(
@@ -133,23 +155,34 @@ async def serve(
     backend: BackendName | None = None,
     reach: Reach | None = None,
     on_relay: Callable[[RelayState], object] | None = None,
+    known: Known | None = None,
 ) -> Server:
     """Listen on UDP `port` (0 picks a free one) of `host` (all addresses by default), and be
     reachable through `reach.relay` (the home relay) by this node's key.
 
     `backend` forces one QUIC library; by default each connection gets the faster for its path.
+    `known` tells peers the node knows from strangers, when connections must be shed.
     """
     try:
         sock = bind_udp(host, port)
     except OSError as error:
         raise TransferError(f"Cannot listen on UDP port {port}: {error.strerror}.") from error
-    server = Server(identity, sock, handler, limits or Limits(), backend, reach or Reach())
+    server = Server(identity, sock, handler, limits or Limits(), backend, reach or Reach(), known)
     server.start(on_relay)
     return server
 
 
 class Server:
-    """Serves requests on one UDP socket and the home relay until closed."""
+    """Serves requests on one UDP socket and the home relay until closed.
+
+    Who keeps a connection when there is no room (`Limits.max_connections`, or the per-host
+    cap): a peer in the node's peer book (every ring member is) never loses its place to a
+    stranger, and takes the place of a stranger's connection — one that has made no allowed
+    request first, the oldest first. A stranger may take the place of another stranger's
+    connection that has made no allowed request in `Limits.stranger_grace` seconds. Otherwise
+    the newcomer is refused. So throwaway keys can hold slots only while nobody known needs
+    them, and only for the grace period without an allowed request.
+    """
 
     def __init__(
         self,
@@ -159,6 +192,7 @@ class Server:
         limits: Limits,
         backend: BackendName | None,
         reach: Reach,
+        known: Known | None = None,
     ) -> None:
         self.peer_id = identity.peer_id
         self.handler = handler
@@ -172,6 +206,10 @@ class Server:
         # Connections whose peer proved its key: what `max_connections` counts. Half-open ones
         # are bounded apart (admission), so forged Initials never take an honest peer's slot.
         self.established = 0
+        self._by_host: dict[str, int] = {}
+        self._known = known
+        self._seating: set[asyncio.Task[None]] = set()
+        self.evicted = 0
         self.serving = 0
         loop = asyncio.get_running_loop()
         self.admission = Admission(
@@ -186,7 +224,7 @@ class Server:
             ),
             loop.time,
         )
-        self.endpoint = Endpoint(identity, sock, self._route)
+        self.endpoint = Endpoint(identity, sock, self._route, own_ips=frozenset(reach.own))
         self.reflexive: tuple[str, int] | None = None
         self._stun_task: asyncio.Task[None] | None = None
 
@@ -209,7 +247,7 @@ class Server:
 
     @property
     def port(self) -> int:
-        return self.endpoint.udp.port
+        return self.endpoint.port
 
     @property
     def relay_state(self) -> RelayState | None:
@@ -226,6 +264,8 @@ class Server:
         """Close every connection, wait for their requests to clean up, close the socket."""
         if self._stun_task is not None:
             self._stun_task.cancel()
+        for task in self._seating:
+            task.cancel()
         tasks = [task for link in self._connections for task in link.tasks()]
         for link in list(self._connections):
             link.close(NO_ERROR, "the sharer stopped", TransferError("The server closed."))
@@ -248,6 +288,104 @@ class Server:
                 _log.info("Public address (STUN): %s:%d", *found)
                 self.reflexive = found
             await asyncio.sleep(_STUN_REFRESH if found else _STUN_RETRY)
+
+    # -- who keeps a connection ------------------------------------------------------------------
+
+    def seat(self, link: _ServerLink) -> None:
+        """`link`'s peer proved its key: establish it if there is room, else decide who goes."""
+        if self._has_room(link.host):
+            self._establish(link)
+            if self._known is not None:
+                self._look_up([link])
+            return
+        task = asyncio.get_running_loop().create_task(self._seat_when_full(link))
+        self._seating.add(task)
+        task.add_done_callback(self._seating.discard)
+
+    def unseat(self, link: _ServerLink) -> None:
+        self.established -= 1
+        if link.host is not None:
+            left = self._by_host[link.host] - 1
+            if left:
+                self._by_host[link.host] = left
+            else:
+                del self._by_host[link.host]  # so the table never outgrows the connections
+
+    def _could_make_room(self) -> bool:
+        """Whether a newcomer could get a connection: there is room, or a stranger's connection
+        might make room for it once it proves its key (a known peer may take any stranger's;
+        a stranger only one past its grace without an allowed request). If not, it is refused
+        at once, before the handshake."""
+        if self.established < self.limits.max_connections:
+            return True
+        now = asyncio.get_running_loop().time()
+        grace = self.limits.stranger_grace
+        for link in self._connections:
+            if not link.is_seated or link.known is True:
+                continue
+            if self._known is not None or (not link.allowed and now - link.since >= grace):
+                return True
+        return False
+
+    def _has_room(self, host: str | None) -> bool:
+        if self.established >= self.limits.max_connections:
+            return False
+        return host is None or self._by_host.get(host, 0) < self.limits.max_connections_per_host
+
+    def _establish(self, link: _ServerLink) -> None:
+        if not link.is_open:
+            return  # it ended while its seat was being decided
+        self.established += 1
+        if link.host is not None:
+            self._by_host[link.host] = self._by_host.get(link.host, 0) + 1
+        link.established(asyncio.get_running_loop().time())
+
+    def _look_up(self, links: list[_ServerLink]) -> None:
+        """Learn in the background whether established peers are known (for a later choice)."""
+        task = asyncio.get_running_loop().create_task(self._learn_known(links))
+        self._seating.add(task)
+        task.add_done_callback(self._seating.discard)
+
+    async def _learn_known(self, links: list[_ServerLink]) -> None:
+        assert self._known is not None
+        peers = [link.peer for link in links if link.peer is not None]
+        try:
+            answers = await asyncio.to_thread(self._known, peers)
+        except Exception:
+            _log.exception("Cannot tell known peers from strangers")
+            answers = [False] * len(peers)
+        for link, known in zip(links, answers, strict=True):
+            link.known = known
+
+    async def _seat_when_full(self, link: _ServerLink) -> None:
+        unsure = [other for other in self._connections if other.is_seated and other.known is None]
+        if self._known is not None:
+            await self._learn_known([link, *unsure])
+        else:
+            link.known = False
+        if not link.is_open:
+            return
+        if not self._has_room(link.host):
+            victim = self._victim(link, asyncio.get_running_loop().time())
+            if victim is None:
+                link.refuse()
+                return
+            self.evicted += 1
+            victim.evict()
+        self._establish(link)
+
+    def _victim(self, newcomer: _ServerLink, now: float) -> _ServerLink | None:
+        """The stranger's connection that makes room for `newcomer`, if one may (see the class
+        docstring): from the newcomer's host when that host is at its cap."""
+        seated = [link for link in self._connections if link.is_seated and link.known is False]
+        host = newcomer.host
+        if host is not None and self._by_host.get(host, 0) >= self.limits.max_connections_per_host:
+            seated = [link for link in seated if link.host == host]  # frees both caps
+        if not newcomer.known:
+            grace = self.limits.stranger_grace
+            seated = [link for link in seated if not link.allowed and now - link.since >= grace]
+        seated.sort(key=lambda link: (link.allowed, link.since))
+        return seated[0] if seated else None
 
     def _add_connection_id(self, connection_id: bytes, link: _ServerLink) -> None:
         if link in self._connections:
@@ -312,14 +450,17 @@ class Server:
             idle_timeout=self.limits.idle_timeout,
         )
         quic = backend.server(settings, self._tls, admitted.original_cid, admitted.retry_cid)
-        paths = PathSet(self.endpoint, peer_key=None, probe_size=datagram_size(backend, loopback))
-        paths.adopt(path)
-        if self.established >= self.limits.max_connections:
+        probe_size = datagram_size(backend, loopback)
+        paths = PathSet(self.endpoint, way=path, peer_key=None, probe_size=probe_size)
+        if not self._could_make_room():
             admitted.slot.release()  # a refusal is answered at once and kept nowhere
-            link = _ServerLink(self, backend, quic, paths, None)
+            link = _ServerLink(self, backend, quic, paths, None, host=None)
             link.refuse_when_ready = True
             return link
-        link = _ServerLink(self, backend, quic, paths, admitted.slot)
+        # Relayed peers are not counted per host (the relay hides their addresses), nor are
+        # this machine's own processes.
+        group = host_key(path.address[0]) if isinstance(path, Direct) and not loopback else None
+        link = _ServerLink(self, backend, quic, paths, admitted.slot, host=group)
         self._connections.add(link)
         # The client sends to the id it chose, or after a Retry to the Retry's id.
         self._links[admitted.retry_cid or admitted.original_cid] = link
@@ -360,15 +501,27 @@ class _ServerLink(Link):
         quic: QuicLike,
         paths: PathSet,
         slot: HalfOpen | None,
+        host: str | None,
     ) -> None:
         super().__init__(backend, quic, paths, server.limits.send_buffer)
         self.refuse_when_ready = False
-        self._established = False
+        self.host = host
+        """The host it counts against per-host caps (None: not counted, a relayed peer)."""
+        self.peer: PeerId | None = None
+        """The key the peer proved (before it has a seat, too)."""
+        self.known: bool | None = None
+        """Whether the node knows the peer (None: not asked yet)."""
+        self.allowed = False
+        """Whether the peer has made an allowed request on this connection."""
+        self.since = 0.0
+        self.is_seated = False
         self._server = server
         self._slot = slot
         self._channel: PathsChannel | None = None
         self._paths_stream: int | None = None
         self._early_paths = b""
+        self._offered: list[tuple[str, int]] = []
+        self._told = False
         self._auth = ServerAuth(server.peer_id, os.urandom(NONCE_BYTES))
         self._peer: PeerId | None = None
         self._exchanges: dict[int, _Exchange] = {}
@@ -418,6 +571,31 @@ class _ServerLink(Link):
     def _refuse_now(self) -> None:
         reason = f"the sharer serves at most {self._server.limits.max_connections} peers"
         self.close(REFUSED, reason, TransferError("Refused: too many connections."))
+
+    def refuse(self) -> None:
+        """No room for this peer, which proved its key."""
+        self._refuse_now()
+
+    def evict(self) -> None:
+        """Make room for another peer (see `Server`)."""
+        reason = "the sharer needed the room for another peer"
+        self.close(REFUSED, reason, TransferError("Evicted to make room for another peer."))
+
+    def established(self, now: float) -> None:
+        """Admitted among the connections served: requests flow from now on."""
+        assert self.peer is not None
+        self.is_seated, self.since = True, now
+        if self._server._known is None:
+            self.known = False  # the node knows nobody: everyone is a stranger
+        self._peer = self.peer
+        self.paths.set_peer(self.peer.raw)
+        self.paths.start()
+        if self._paths_stream is not None:
+            early, self._early_paths = self._early_paths, b""
+            self._on_paths_data(self._paths_stream, early)
+        for stream_id, request in self._waiting:
+            self._start(stream_id, request)
+        self._waiting.clear()
 
     def _failed(self, doing: str) -> None:
         """A bug (ours or the QUIC library's) costs this connection, never the server."""
@@ -486,9 +664,9 @@ class _ServerLink(Link):
         self._handshake_deadline.cancel()
         if self._slot is not None:
             self._slot.release()
-        if self._established:
-            self._established = False
-            self._server.established -= 1
+        if self.is_seated:
+            self.is_seated = False
+            self._server.unseat(self)
         for task in self._tasks.values():
             task.cancel()
         self._server._forget(self)
@@ -507,24 +685,13 @@ class _ServerLink(Link):
                 self._handshake_deadline.cancel()  # streams flow only after a handshake
                 if self._slot is not None:
                     self._slot.release()
-                if self._server.established >= self._server.limits.max_connections:
-                    # Others proved their keys while this one was half-open.
-                    self._refuse_now()
-                    return
-                self._peer = event.peer_id
-                self._established = True
-                self._server.established += 1
-                self.paths.set_peer(event.peer_id.raw)
-                self.paths.start()
-                if self._paths_stream is not None:
-                    early, self._early_paths = self._early_paths, b""
-                    self._on_paths_data(self._paths_stream, early)
-                for stream_id, request in self._waiting:
-                    self._start(stream_id, request)
-                self._waiting.clear()
+                self.peer = event.peer_id
+                self._server.seat(self)
 
     def _on_paths_data(self, stream_id: int, data: bytes) -> None:
-        """The client's candidates: probe them, and answer with ours once (after the proof)."""
+        """The client's candidates, held until it has made an allowed request; then they are
+        probed, and answered with ours (a stranger learns nothing of our addresses, and
+        cannot direct our pings)."""
         if self._peer is None:
             self._paths_stream = stream_id
             if len(self._early_paths) + len(data) > MAX_REQUEST_BYTES:
@@ -535,15 +702,32 @@ class _ServerLink(Link):
         if self._channel is None:
             self._channel = PathsChannel()
             self._paths_stream = stream_id
-            ours = Candidates(self._server.candidates())
-            self.send(stream_id, self._channel.send(ours))
         try:
             found = self._channel.receive_data(data)
         except ProtocolError as error:
             self._close_for(error)
             return
         for candidates in found:
-            self.paths.add_candidates(candidates.addresses)
+            room = MAX_CANDIDATES - len(self._offered)
+            self._offered += candidates.addresses[: max(0, room)]
+        self._exchange_candidates()
+
+    def _exchange_candidates(self) -> None:
+        if not self.allowed or self._channel is None or self._paths_stream is None:
+            return
+        if not self._told:
+            self._told = True
+            ours = Candidates(self._server.candidates())
+            self.send(self._paths_stream, self._channel.send(ours))
+        offered, self._offered = self._offered, []
+        self.paths.add_candidates(offered)
+
+    def _on_allowed(self) -> None:
+        """The peer made an allowed request: a peer, not a stranger, for the path layer."""
+        if not self.allowed and self.is_open:
+            self.allowed = True
+            self.paths.allow_probing()
+            self._exchange_candidates()
 
     def _on_request_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
         exchange = self._exchanges.get(stream_id)
@@ -618,6 +802,8 @@ class _ServerLink(Link):
         except Exception:
             _log.exception("The request handler failed on %s from %s", request, peer)
             reply = Reply(ResponseHeader("error", "the sharer hit an internal error"))
+        if reply.header.status == "allowed":
+            self._on_allowed()
         try:
             await self._send_reply(stream_id, responder, reply)
         except TransferError:

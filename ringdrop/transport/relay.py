@@ -33,15 +33,22 @@ datagram, about 185 MB/s when they come in bursts of 4 or more (as a QUIC flush 
 
 Anything the server sends is validated before use, and a bad frame is counted and skipped;
 only a broken handshake, or a message over 128 KiB (refused by the WebSocket library), costs
-the connection, which is then made again.
+the connection, which is then made again. A relay that denies this node's authentication is
+not asked again (it would only say the same), and neither is one that `public_only` refuses.
+
+`public_only` is for a relay named by someone else (a ticket): it must then resolve to public
+(global unicast) addresses only, and the connection goes to the address that was checked, so
+that neither the name nor a redirect can point it at this machine or its network.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import random
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -131,6 +138,10 @@ class _ViolationError(TransferError):
     """The server does not speak the iroh relay protocol (or not a version we know)."""
 
 
+class _NotPublicError(TransferError):
+    """A relay that must be on a public address is not."""
+
+
 class RelayClient:
     """A connection to one relay server, kept up until `close`; see the module docstring.
 
@@ -148,8 +159,11 @@ class RelayClient:
         identity: Identity,
         on_datagrams: Callable[[bytes, list[bytes]], None],
         on_state: Callable[[RelayState], None] | None = None,
+        *,
+        public_only: bool = False,
     ) -> None:
         self.url = url
+        self._public_only = public_only
         self._ws_url = _websocket_url(url)
         # iroh's relay names are absolute (use1-1.relay.n0.iroh.link.): the dot is right for
         # DNS but not in TLS's server name, which certificates are checked against.
@@ -166,6 +180,8 @@ class RelayClient:
         self.pings_answered = 0
         self.displaced = False
         self.last_error: str | None = None
+        self.refused: TransferError | None = None
+        """Why the relay will not be asked again (denied, or not public), once it is so."""
         self._fatal: TransferError | None = None
         self._queue: deque[tuple[bytes, bytes]] = deque()
         self._queued = 0
@@ -233,6 +249,11 @@ class RelayClient:
             self._wakeup.set()
 
     @property
+    def running(self) -> bool:
+        """Whether it is connected or still trying to be (false once closed or refused)."""
+        return self._task is not None and not self._task.done()
+
+    @property
     def queued_bytes(self) -> int:
         """Bytes of datagrams waiting to be written to the relay."""
         return self._queued
@@ -259,7 +280,13 @@ class RelayClient:
             wait: float | None = None
             try:
                 ws = await self._connect()
-            except (_RefusedError, _ViolationError) as error:
+            except (_RefusedError, _NotPublicError) as error:
+                # Asking again would get the same answer: stop here.
+                self.refused = error
+                self._fail(str(error), fatal=error)
+                self._set_state("disconnected")
+                return
+            except _ViolationError as error:
                 self._fail(str(error), fatal=error)
             except ssl.SSLCertVerificationError as error:  # an impostor, or a misconfiguration
                 message = (
@@ -307,6 +334,8 @@ class RelayClient:
         from websockets.typing import Subprotocol
 
         tls: dict[str, Any] = {"server_hostname": self._tls_name} if self._tls_name else {}
+        if self._public_only:
+            tls |= {"host": await self._public_address(), "proxy": None}
         ws = await websockets.connect(
             self._ws_url,
             subprotocols=[Subprotocol(name) for name in _SUBPROTOCOLS],
@@ -327,6 +356,23 @@ class RelayClient:
             await ws.close()
             raise
         return ws
+
+    async def _public_address(self) -> str:
+        """The relay's address, checked to be public, to connect to instead of its name."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        for address in addresses:
+            if not ipaddress.ip_address(address.partition("%")[0]).is_global:
+                raise _NotPublicError(
+                    f"The relay {self.url} is not used: it is at {address}, not a public "
+                    "address, and it is not one of the relays configured here."
+                )
+        if not addresses:
+            raise OSError(f"{host} has no address")
+        return addresses[0]
 
     async def _handshake(self, ws: ClientConnection) -> None:
         if ws.subprotocol not in (_V1, _V2):

@@ -181,9 +181,14 @@ def test_a_bad_address_is_a_usage_error_naming_its_source(
         node.addresses()
 
 
-def test_home_relay_is_the_first_relay_without_a_saved_choice(tmp_path: Path) -> None:
+async def test_home_relay_is_chosen_by_an_explicit_step_and_saved(tmp_path: Path) -> None:
     with Node(tmp_path / "n", relays=[LOCAL_RELAY, OTHER_RELAY]) as node:
+        assert node.home_relay is None  # never blocks: nothing chosen yet
+        # Neither answers its probe: the first is chosen.
+        assert await node.choose_home_relay() == LOCAL_RELAY
         assert node.home_relay == LOCAL_RELAY
+    with Node(tmp_path / "n", relays=[LOCAL_RELAY, OTHER_RELAY]) as node:
+        assert node.home_relay == LOCAL_RELAY  # saved in config.json
 
 
 def _save_home_relay(data_dir: Path, relay: object) -> None:
@@ -194,20 +199,23 @@ def _save_home_relay(data_dir: Path, relay: object) -> None:
     path.write_text(json.dumps(config | {"home_relay": relay}))
 
 
-def test_home_relay_is_the_saved_choice_while_it_is_configured(tmp_path: Path) -> None:
+async def test_home_relay_is_the_saved_choice_while_it_is_configured(tmp_path: Path) -> None:
     _save_home_relay(tmp_path / "n", OTHER_RELAY)
     with Node(tmp_path / "n", relays=[LOCAL_RELAY, OTHER_RELAY]) as node:
         assert node.home_relay == OTHER_RELAY
+        assert await node.choose_home_relay() == OTHER_RELAY
     with Node(tmp_path / "n", relays=[LOCAL_RELAY]) as node:
-        assert node.home_relay == LOCAL_RELAY
+        assert node.home_relay is None
+        assert await node.choose_home_relay() == LOCAL_RELAY
     with Node(tmp_path / "n", relays=["disabled"]) as node:
         assert node.home_relay is None
+        assert await node.choose_home_relay() is None
 
 
-def test_a_saved_home_relay_that_is_not_text_is_ignored(tmp_path: Path) -> None:
+async def test_a_saved_home_relay_that_is_not_text_is_ignored(tmp_path: Path) -> None:
     _save_home_relay(tmp_path / "n", 42)
     with Node(tmp_path / "n", relays=[LOCAL_RELAY]) as node:
-        assert node.home_relay == LOCAL_RELAY
+        assert await node.choose_home_relay() == LOCAL_RELAY
         assert node.config.port > 0
 
 
