@@ -17,8 +17,8 @@ LOOK_INTERVAL = 30.0
 class NodeStatus(Static):
     """Peer id, the addresses tickets name, the server's state and its home relay's.
 
-    `render` only reads reactives: finding the addresses enumerates interfaces and choosing the
-    home relay may probe the network for seconds, so a worker thread does both and sets them."""
+    `render` only reads reactives: finding the addresses enumerates interfaces, so a worker
+    thread does it and sets them; the home relay is read when its state changes."""
 
     server: reactive[str] = reactive("starting…")
     relay: reactive[str] = reactive("")
@@ -49,6 +49,10 @@ class NodeStatus(Static):
 
     def _found(self, reach: str, relay_url: str) -> None:
         self.reach, self.relay_url = reach, relay_url
+
+    def watch_relay(self, state: str) -> None:
+        # The server chooses the home relay as it starts; its state says it has (and which).
+        self.relay_url = self.node.home_relay or ""
 
     def render(self) -> str:
         relay = f"; relay {self.relay_url} {self.relay}" if self.relay else ""
