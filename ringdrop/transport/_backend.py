@@ -172,6 +172,9 @@ class Backend(ABC):
         """Bytes the library holds for a stream: at least those not yet sent once."""
 
 
+_ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
+
+
 def _raw_ed25519(key: object) -> bytes | None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -298,12 +301,15 @@ class _Qh3(Backend):
         return quic
 
     def peer_key(self, quic: QuicLike) -> bytes | None:
-        from cryptography import x509
-
         certificate = quic.get_peercert()  # type: ignore[attr-defined]
         if certificate is None:
             return None
-        return _raw_ed25519(x509.load_der_x509_certificate(certificate.public_bytes()).public_key())
+        # qh3 gives the key as DER SubjectPublicKeyInfo; an Ed25519 one is these 12 bytes and
+        # the key (RFC 8410), so no X.509 parser needs loading in the middle of a handshake.
+        info: bytes = certificate.public_key()
+        if len(info) != len(_ED25519_SPKI) + 32 or not info.startswith(_ED25519_SPKI):
+            return None
+        return info[len(_ED25519_SPKI) :]
 
     def buffered_bytes(self, quic: QuicLike, stream_id: int) -> int:
         unsent: int = quic.get_send_buffer_size(stream_id)  # type: ignore[attr-defined]
