@@ -67,6 +67,7 @@ class World:
             RINGDROP_ADDRESSES=side.host_ip,  # what a ticket names: the host's own address
             RINGDROP_RELAY=self.relay.url if relay else "disabled",
             RINGDROP_STUN=f"{self.stun[0]}:{self.stun[1]}",
+            RINGDROP_DISCOVERY="disabled",
             PYTHONUNBUFFERED="1",
         )
         return env

@@ -13,6 +13,7 @@ from ringdrop.errors import (
     MEANINGS,
     AlreadyServedError,
     AmbiguousError,
+    DiscoveryDisabledError,
     ExistsError,
     ExitCode,
     NotFoundError,
@@ -41,6 +42,10 @@ _HINTS: dict[type[RingdropError], Callable[[RingdropError], str | None]] = {
     ),
     AlreadyServedError: lambda e: "Stop it first, or use another --data-dir.",
     AmbiguousError: lambda e: _AMBIGUOUS_HINTS.get(getattr(e, "kind", None) or ""),
+    DiscoveryDisabledError: lambda e: (
+        "Turn discovery on (--discovery URL or RINGDROP_DISCOVERY, not 'disabled'), or use a "
+        "ticket (or share) that names the sharer's relay or addresses: no --no-relay."
+    ),
     RelayDisabledError: lambda e: (
         "Choose a relay with --relay URL or RINGDROP_RELAY, or use a "
         "ticket (or share) with addresses: no --no-addresses."

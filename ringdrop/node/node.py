@@ -16,9 +16,11 @@ from pathlib import Path
 
 from ringdrop.access import MIGRATIONS, OPEN_RING, Access, LogWriter, UploadOutcome
 from ringdrop.bao import ChunkRanges
+from ringdrop.discovery import Published, Publisher, Record, Resolver, Services, Timestamps
 from ringdrop.errors import (
     AlreadyServedError,
     AmbiguousError,
+    DiscoveryDisabledError,
     ExistsError,
     IntegrityError,
     NotFoundError,
@@ -35,9 +37,11 @@ from ringdrop.node.batch_upload import MembersServer
 from ringdrop.node.config import (
     Config,
     StunServer,
+    discovery_from,
     relays_from,
     stun_servers_from,
 )
+from ringdrop.node.dial import Route, dial
 from ringdrop.node.download import Download, RetryPolicy, TransferStats, export_target
 from ringdrop.node.manage import Management
 from ringdrop.node.progress import ProgressCallback, Tracker
@@ -63,6 +67,7 @@ from ringdrop.transport import (
     Reach,
     RelayState,
     Reply,
+    Server,
     choose_home_relay,
     connect,
     serve,
@@ -77,6 +82,10 @@ ADDRESSES_ENV = "RINGDROP_ADDRESSES"
 # send window opens.
 PIECE = 256 * 1024
 SERVE_LOCK = "serve.lock"
+RECORD_TIMESTAMP = "record-timestamp"
+# How often `serve` checks whether what its record says changed (a new public address).
+_RECORD_CHECK = 30.0
+MAX_PUBLISHED_ADDRESSES = 8
 
 
 @dataclass(frozen=True)
@@ -122,7 +131,9 @@ class Node(Management):
     None takes $RINGDROP_RELAY / $RINGDROP_STUN, else the public defaults; `("disabled",)` or
     `()` turns them off. Bad values raise `SettingsError` before anything is opened.
     `addresses` (IP addresses) are the ones tickets name; None takes $RINGDROP_ADDRESSES, else
-    this machine's interfaces.
+    this machine's interfaces. `discovery` (pkarr relay URLs, chosen like `relays`, see
+    `config.discovery_from`) is where `serve` publishes this node's record and where peers are
+    looked up by key; `publish_addresses` (None: config.json's) puts its addresses in it.
     """
 
     def __init__(
@@ -132,15 +143,24 @@ class Node(Management):
         relays: Iterable[str] | None = None,
         stun: Iterable[str | StunServer] | None = None,
         addresses: Iterable[str] | None = None,
+        discovery: Iterable[str] | None = None,
+        publish_addresses: bool | None = None,
     ) -> None:
         self._ips = None if addresses is None else _ips(addresses, "addresses")
         self.relays: tuple[str, ...] = relays_from(relays)
+        self.discovery: Services = discovery_from(discovery)
         self.stun_servers: tuple[StunServer, ...] = stun_servers_from(stun)
         self.data_dir = data_dir = default_data_dir() if data_dir is None else data_dir
         self.store = Store(data_dir, MIGRATIONS)
         self.access = Access(self.store.db)
         self.identity = Identity.load_or_create(data_dir)
         self.config = Config.load_or_create(data_dir)
+        self.publish_addresses = (
+            self.config.publish_addresses if publish_addresses is None else publish_addresses
+        )
+        self._resolver = (
+            Resolver(self.discovery, relays=self.relays) if self.discovery.enabled else None
+        )
 
     def close(self) -> None:
         self.store.close()
@@ -184,14 +204,16 @@ class Node(Management):
         exclude: Sequence[str] = (),
         progress: ProgressFn | None = None,
         addresses: bool = True,
+        relay: bool = True,
     ) -> Share:
         """Imports a file or folder and attaches it to `rings` (and the `open` ring if `open`).
-        Without `addresses`, its ticket names only the home relay, no address of this machine.
+        Without `addresses`, its ticket names no address of this machine; without `relay`, not
+        the home relay; without both, only this node's key (the receiver finds it through
+        discovery).
 
         A folder's files that the gitignore-style `exclude` patterns, or its own
         `.ringdropignore`, match are left out (and counted in the result)."""
-        if not addresses:
-            self.check_relay_only_ticket()
+        self.check_ticket_reach(addresses=addresses, relay=relay)
         rings = list(rings) + ([OPEN_RING] if open else [])
         known = {r.name.lower() for r in self.access.rings()}
         for ring in rings:
@@ -218,7 +240,7 @@ class Node(Management):
         for ring in rings:
             self.access.attach(root, ring, name=name, format=format, size=size)
         share = self.describe(
-            root, name=name, format=format, size=size, at=None if addresses else ()
+            root, name=name, format=format, size=size, at=None if addresses else (), relay=relay
         )
         return dataclasses.replace(share, excluded=excluded, skipped=skipped)
 
@@ -279,10 +301,13 @@ class Node(Management):
         host: str = "::",
         on_relay: Callable[[RelayState], object] | None = None,
         limits: Limits | None = None,
+        on_record: Callable[[Published], object] | None = None,
     ) -> None:
         """Listens on the configured port, and through the home relay, and answers requests
-        until cancelled. `on_relay` hears whether the home relay is connected; `limits`
-        replaces the transport's defaults (connections, requests, timeouts)."""
+        until cancelled, keeping this node's address record published (with discovery on).
+        `on_relay` hears whether the home relay is connected, `on_record` each publication's
+        outcome; `limits` replaces the transport's defaults (connections, requests,
+        timeouts)."""
         lock = FileLock(self.data_dir / SERVE_LOCK)
         if not lock.acquire(blocking=False):
             pid = self.server_pid()
@@ -294,7 +319,8 @@ class Node(Management):
             reads = ServingReads(self.store.layout, MIGRATIONS)
             self.access.use_log_writer(logs)
             try:
-                await self._serve(Gate(reads, logs, on_event), ready, host, limits, on_relay)
+                gate = Gate(reads, logs, on_event)
+                await self._serve(gate, ready, host, limits, on_relay, on_record)
             finally:
                 reads.close()
                 # Commits every queued entry, waiting out another process's write lock.
@@ -310,6 +336,7 @@ class Node(Management):
         host: str,
         limits: Limits | None,
         on_relay: Callable[[RelayState], object] | None,
+        on_record: Callable[[Published], object] | None,
     ) -> None:
         members = MembersServer(self.store, gate, PIECE)
 
@@ -338,12 +365,45 @@ class Node(Management):
             reach=reach,
             on_relay=on_relay,
         )
+        publishing = None
+        if self.discovery.pkarr:
+            publishing = asyncio.create_task(self._publish(server, reach.relay, on_record))
         try:
             if ready is not None:
                 ready(server.port)
             await asyncio.Event().wait()
         finally:
+            if publishing is not None:
+                publishing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await publishing
             await server.close()
+
+    async def _publish(
+        self, server: Server, relay: str | None, on_record: Callable[[Published], object] | None
+    ) -> None:
+        """Keeps this node's record published: its home relay, and its addresses (those
+        tickets name, and the public one STUN found) only if it was asked to publish them."""
+        timestamps = await asyncio.to_thread(Timestamps, self.data_dir / RECORD_TIMESTAMP)
+        publisher = Publisher(self.identity, self.discovery.pkarr, timestamps, on_result=on_record)
+        running = asyncio.create_task(publisher.run())
+        try:
+            while True:
+                addresses: tuple[Address, ...] = ()
+                if self.publish_addresses:
+                    found = list(self._addresses_or_none())
+                    if server.reflexive is not None:
+                        host, port = server.reflexive
+                        found.append(Address(ipaddress.ip_address(host), port))
+                    addresses = tuple(dict.fromkeys(found))[:MAX_PUBLISHED_ADDRESSES]
+                record = Record(self.peer_id, relay, addresses)
+                if not record.empty:
+                    publisher.update(record)
+                await asyncio.sleep(_RECORD_CHECK)
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -539,20 +599,50 @@ class Node(Management):
         on_path: Callable[[PathInfo], object] | None = None,
     ) -> Connection:
         """An authenticated connection to `peer_id`: its addresses and its relay raced (the
-        relay only if relaying is not disabled here), then the best path found by probing."""
-        return await connect(
-            self.identity,
-            peer_id,
-            addresses,
-            relay=relay if self.relays else None,
-            stun=self.stun_servers,
-            local_ips=[str(a.ip) for a in self._addresses_or_none()],
-            machine_ips=[str(a.ip) for a in local_addresses(0)],
-            on_path=on_path,
-        )
+        relay only if relaying is not disabled here), and what its published record says (see
+        node/dial.py); then the best path found by probing. Addresses learnt from a record
+        that led to the peer replace the peer book's."""
+        local_ips = [str(a.ip) for a in self._addresses_or_none()]
+        machine_ips = [str(a.ip) for a in local_addresses(0)]
+
+        async def attempt(route: Route) -> Connection:
+            return await connect(
+                self.identity,
+                peer_id,
+                route.addresses,
+                relay=route.relay,
+                stun=self.stun_servers,
+                local_ips=local_ips,
+                machine_ips=machine_ips,
+                on_path=on_path,
+            )
+
+        hints = self._usable(Route(tuple(addresses), relay))
+        if hints.empty and self._resolver is None:
+            raise DiscoveryDisabledError(
+                f"{peer_id.short()}… is known only by its key, which is looked up through "
+                "discovery, and discovery is disabled here",
+                peer=str(peer_id),
+            )
+        dialled = await dial(peer_id, hints, attempt, self._resolver, usable=self._usable_record)
+        record = dialled.record
+        if record is not None and record.addresses:
+            await asyncio.to_thread(self.access.remember_addresses, peer_id, record.addresses)
+        return dialled.connection
+
+    def _usable(self, route: Route) -> Route:
+        return route if self.relays else Route(route.addresses, None)
+
+    def _usable_record(self, record: Record) -> Route:
+        return self._usable(Route(record.addresses, record.relay))
 
     def _check_reachable(self, ticket: Ticket) -> None:
-        if not ticket.addresses and not self.relays:
+        if ticket.key_only and self._resolver is None:
+            raise DiscoveryDisabledError(
+                "the ticket names only the sharer's key, which is looked up through discovery, "
+                "and discovery is disabled here"
+            )
+        if not ticket.addresses and not self.relays and self._resolver is None:
             raise RelayDisabledError(
                 f"the ticket names no address of the sharer, only its relay {ticket.relay}, "
                 "and relaying is disabled here"
@@ -565,14 +655,19 @@ class Node(Management):
             return ()
 
     def _remember(self, ticket: Ticket) -> None:
-        """Keeps the sharer's addresses, so that `remote list` can reach it by name later."""
-        self.access.remember_addresses(ticket.peer_id, ticket.addresses)
+        """Keeps the sharer's addresses, so that `remote list` can reach it by name later (a
+        ticket without any leaves what is known)."""
+        if ticket.addresses:
+            self.access.remember_addresses(ticket.peer_id, ticket.addresses)
 
     def _addresses_of(self, peer_id: PeerId) -> list[Address]:
+        """The peer book's addresses of `peer_id`; with discovery, none is fine."""
         addresses = self.access.addresses_of(peer_id)
-        if not addresses:
+        if not addresses and self._resolver is None:
             raise NotFoundError(
-                f"no address is known for {peer_id}", kind="peer-address", peer=str(peer_id)
+                f"no address is known for {peer_id}, and discovery is disabled here",
+                kind="peer-address",
+                peer=str(peer_id),
             )
         return addresses
 
@@ -584,9 +679,10 @@ class Node(Management):
         format: Format,
         size: int,
         at: tuple[Address, ...] | None = None,
+        relay: bool = True,
     ) -> Share:
         rings = tuple(a.ring for a in self.access.attachments(root))
-        ticket = self.ticket(root, format, name, size, at=at)
+        ticket = self.ticket(root, format, name, size, at=at, relay=relay)
         return Share(root, name, format, size, rings, ticket)
 
     def ticket(
@@ -597,11 +693,11 @@ class Node(Management):
         size: int | None,
         *,
         at: tuple[Address, ...] | None = None,
+        relay: bool = True,
     ) -> Ticket:
-        """A ticket for `root` naming the home relay and `at` (default: this node's
-        addresses; `()` for none, which needs a relay)."""
-        if at == ():
-            self.check_relay_only_ticket()
+        """A ticket for `root` naming `at` (default: this node's addresses; `()` for none) and,
+        if `relay`, the home relay. One with neither is found by discovery."""
+        self.check_ticket_reach(addresses=at != (), relay=relay)
         return Ticket(
             peer_id=self.peer_id,
             addresses=self.addresses() if at is None else at,
@@ -609,15 +705,23 @@ class Node(Management):
             format=format,
             name=name,
             size=size,
-            relay=self.home_relay,
+            relay=self.home_relay if relay else None,
         )
 
-    def check_relay_only_ticket(self) -> None:
-        """Raises `RelayDisabledError` unless a ticket without addresses could name a relay."""
-        if self.home_relay is None:
+    def check_ticket_reach(self, *, addresses: bool, relay: bool) -> None:
+        """Raises unless a ticket with (or without) addresses and relay could reach this node:
+        one without addresses needs a relay, or, without a relay too, discovery."""
+        if addresses:
+            return
+        if relay and self.home_relay is None:
             raise RelayDisabledError(
                 "a ticket without addresses reaches the sharer only through a relay, and "
                 "relaying is disabled here"
+            )
+        if not relay and not self.discovery.pkarr:
+            raise DiscoveryDisabledError(
+                "a ticket that names only this node's key is found through the address record "
+                "this node publishes, and discovery is disabled here"
             )
 
     def addresses(self) -> tuple[Address, ...]:
