@@ -1,5 +1,6 @@
 """Discovery benchmark: time to the first content byte of `ringdrop get` with a ticket that names
-only the sharer's key (found through its record) against one that names its address and relay.
+only the sharer's key (found through its record) against one that names its address and relay,
+and one that names its relay alone (the same path without the lookup).
 
     python bench/bench_discovery.py [--repeat 5] [--json]
 
@@ -52,6 +53,9 @@ def run(repeat: int) -> dict[str, dict[str, object]]:
             sharer = [*RINGDROP, "--data-dir", str(tmp / "sharer")]
             tickets = {
                 "address and relay": _ticket([*sharer, "share", str(data), "--open"], env),
+                "relay only": _ticket(
+                    [*sharer, "share", str(data), "--open", "--no-addresses"], env
+                ),
                 "key only (discovery)": _ticket(
                     [*sharer, "share", str(data), "--open", "--no-addresses", "--no-relay"], env
                 ),
@@ -81,7 +85,7 @@ def _ticket(command: list[str], env: dict[str, str]) -> str:
 def _gets(ticket: str, env: dict[str, str], tmp: Path, name: str, repeat: int) -> dict[str, object]:
     first_bytes, walls, paths = [], [], set()
     for i in range(repeat):
-        where = tmp / f"{name.split()[0]}-{i}"
+        where = tmp / f"{name.replace(' ', '-')}-{i}"
         start = time.perf_counter()
         done = subprocess.run(
             [*RINGDROP, "--data-dir", str(where), "get", ticket, "--dest", str(where / "out"),
