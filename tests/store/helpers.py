@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -54,6 +56,22 @@ def spawn(*args: object) -> subprocess.Popen[str]:
         proc.kill()
         raise AssertionError(f"the worker did not start: {line!r}")
     return proc
+
+
+def wait_for_line(proc: subprocess.Popen[str], prefixes: tuple[str, ...], failsafe: float) -> str:
+    """The next line the worker prints that starts with one of `prefixes`; a worker that prints
+    none within `failsafe` seconds (a hang, not slowness: keep it generous) fails the test."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + failsafe
+    while True:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            raise AssertionError(f"the worker printed no {prefixes} line in {failsafe:g} s")
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"the worker ended (exit {proc.wait()}) before a {prefixes} line")
+        if line.startswith(prefixes):
+            return line
 
 
 def kill(proc: subprocess.Popen[str]) -> list[str]:
