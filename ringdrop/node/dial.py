@@ -57,14 +57,17 @@ async def dial(
     connect: Dial,
     resolver: Resolver | None,
     *,
+    known: Route | None = None,
     usable: Callable[[Record], Route] | None = None,
     head_start: float = HEAD_START,
 ) -> Dialled:
-    """Connects to `peer_id` by `hints` and by what `resolver` finds, whichever authenticates
-    first. `usable` turns a record into the route this node may dial (default: as it is)."""
+    """Connects to `peer_id` by `hints`, by where it was reached before (`known`, the peer
+    book's addresses: with the lookup, after the head start) and by what `resolver` finds,
+    whichever authenticates first. `usable` turns a record into the route this node may dial
+    (default: as it is)."""
     race = _Race(peer_id, connect, resolver, usable or _route_of)
     try:
-        return await race.run(hints, head_start)
+        return await race.run(hints, known, head_start)
     finally:
         await race.abandon()
 
@@ -98,7 +101,7 @@ class _Race:
         self._cached: Record | None = None
         self._later: list[tuple[Route, Record | None]] = []
 
-    async def run(self, hints: Route, head_start: float) -> Dialled:
+    async def run(self, hints: Route, known: Route | None, head_start: float) -> Dialled:
         cached = self._resolver.cached(self._peer_id) if self._resolver is not None else None
         if cached is not None and not self._usable(cached).empty:
             # A fresh record goes first; asking again before its TTL is up would tell nothing
@@ -108,6 +111,8 @@ class _Race:
             self._later.append((hints, None))
         else:
             self._start(hints, None)
+        if known is not None:
+            self._later.append((known, None))
         loop = asyncio.get_running_loop()
         head_start_over: asyncio.Future[None] = loop.create_future()
         timer = loop.call_later(head_start, _set, head_start_over)

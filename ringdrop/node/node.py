@@ -599,9 +599,9 @@ class Node(Management):
         on_path: Callable[[PathInfo], object] | None = None,
     ) -> Connection:
         """An authenticated connection to `peer_id`: its addresses and its relay raced (the
-        relay only if relaying is not disabled here), and what its published record says (see
-        node/dial.py); then the best path found by probing. Addresses learnt from a record
-        that led to the peer replace the peer book's."""
+        relay only if relaying is not disabled here), then where the peer book says it was
+        reached and what its published record says (see node/dial.py); then the best path found
+        by probing. Addresses learnt from a record that led to the peer replace the book's."""
         local_ips = [str(a.ip) for a in self._addresses_or_none()]
         machine_ips = [str(a.ip) for a in local_addresses(0)]
 
@@ -618,13 +618,17 @@ class Node(Management):
             )
 
         hints = self._usable(Route(tuple(addresses), relay))
-        if hints.empty and self._resolver is None:
+        book = await asyncio.to_thread(self.access.addresses_of, peer_id)
+        known = Route(tuple(book), None) if set(book) - set(hints.addresses) else None
+        if hints.empty and known is None and self._resolver is None:
             raise DiscoveryDisabledError(
                 f"{peer_id.short()}… is known only by its key, which is looked up through "
                 "discovery, and discovery is disabled here",
                 peer=str(peer_id),
             )
-        dialled = await dial(peer_id, hints, attempt, self._resolver, usable=self._usable_record)
+        dialled = await dial(
+            peer_id, hints, attempt, self._resolver, known=known, usable=self._usable_record
+        )
         record = dialled.record
         if record is not None and record.addresses:
             await asyncio.to_thread(self.access.remember_addresses, peer_id, record.addresses)
@@ -637,12 +641,13 @@ class Node(Management):
         return self._usable(Route(record.addresses, record.relay))
 
     def _check_reachable(self, ticket: Ticket) -> None:
-        if ticket.key_only and self._resolver is None:
+        known = self.access.addresses_of(ticket.peer_id)
+        if ticket.key_only and self._resolver is None and not known:
             raise DiscoveryDisabledError(
                 "the ticket names only the sharer's key, which is looked up through discovery, "
                 "and discovery is disabled here"
             )
-        if not ticket.addresses and not self.relays and self._resolver is None:
+        if not ticket.addresses and not self.relays and self._resolver is None and not known:
             raise RelayDisabledError(
                 f"the ticket names no address of the sharer, only its relay {ticket.relay}, "
                 "and relaying is disabled here"

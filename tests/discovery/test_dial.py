@@ -64,7 +64,7 @@ class Serving:
 
 
 @pytest.fixture
-async def sharer(
+async def publishing(
     tmp_path: Path, relay: IrohRelay, iroh_dns: IrohDnsServer
 ) -> AsyncIterator[Serving]:
     with node(tmp_path / "sharer", (relay.url,), iroh_dns) as sharing:
@@ -75,14 +75,14 @@ async def sharer(
 
 
 async def test_a_key_only_ticket_is_fetched_through_the_relay_its_record_names(
-    sharer: Serving, relay: IrohRelay, iroh_dns: IrohDnsServer, tmp_path: Path
+    publishing: Serving, relay: IrohRelay, iroh_dns: IrohDnsServer, tmp_path: Path
 ) -> None:
     data = pseudo_random(2 * 1024 * 1024 + 3, seed=11)
     (tmp_path / "f.bin").write_bytes(data)
-    share = sharer.node.share(tmp_path / "f.bin", open=True, addresses=False, relay=False)
+    share = publishing.node.share(tmp_path / "f.bin", open=True, addresses=False, relay=False)
     assert share.ticket.key_only
-    assert sharer.published[-1].record.relay == relay.url + "/"
-    assert sharer.published[-1].record.addresses == ()  # not asked to publish them
+    assert publishing.published[-1].record.relay == relay.url + "/"
+    assert publishing.published[-1].record.addresses == ()  # not asked to publish them
 
     with node(tmp_path / "receiver", (relay.url,), iroh_dns) as receiver:
         received = await receiver.get(share.ticket, tmp_path / "out")
@@ -126,13 +126,13 @@ async def test_a_sharer_on_another_relay_and_port_keeps_its_old_tickets_working(
 
 
 async def test_a_peer_id_alone_is_enough_to_list_its_catalog(
-    sharer: Serving, relay: IrohRelay, iroh_dns: IrohDnsServer, tmp_path: Path
+    publishing: Serving, relay: IrohRelay, iroh_dns: IrohDnsServer, tmp_path: Path
 ) -> None:
     (tmp_path / "f.bin").write_bytes(b"listed")
-    sharer.node.share(tmp_path / "f.bin", open=True)
+    publishing.node.share(tmp_path / "f.bin", open=True)
     with node(tmp_path / "receiver", (relay.url,), iroh_dns) as receiver:
-        sharer.node.grant(str(receiver.peer_id), "catalog")
-        entries = await receiver.remote_catalog(str(sharer.node.peer_id))
+        publishing.node.grant(str(receiver.peer_id), "catalog")
+        entries = await receiver.remote_catalog(str(publishing.node.peer_id))
     assert [entry.name for entry in entries] == ["f.bin"]
 
 
@@ -208,3 +208,22 @@ async def until(condition: object, what: str) -> None:
         if loop.time() > end:
             pytest.fail(f"no {what} within {DEADLINE:g} s")
         await asyncio.sleep(0.05)
+
+
+async def test_a_key_only_ticket_reaches_a_sharer_where_the_peer_book_last_found_it(
+    tmp_path: Path, serving: Node, receiver: Node, a_file: Path
+) -> None:
+    first = serving.share(a_file, open=True).ticket
+    (tmp_path / "second.bin").write_bytes(b"second")
+    key_only = dataclasses.replace(
+        serving.share(tmp_path / "second.bin", open=True).ticket, addresses=(), relay=None
+    )
+    assert key_only.key_only
+    assert not receiver.discovery.enabled  # only the peer book can help
+
+    with pytest.raises(DiscoveryDisabledError):
+        await receiver.get(key_only, tmp_path / "too-early")
+    await receiver.get(first, tmp_path / "first-out")
+    received = await receiver.get(key_only, tmp_path / "second-out")
+
+    assert received.path.read_bytes() == b"second"
