@@ -9,7 +9,12 @@ fn hex(bytes: &[u8]) -> String {
 
 fn main() {
     let cases: [(&str, [u8; 32], &str, &[&str]); 2] = [
-        ("relay only", [7; 32], "https://euc1-1.relay.n0.iroh.link./", &[]),
+        (
+            "relay only",
+            [7; 32],
+            "https://euc1-1.relay.n0.iroh.link./",
+            &[],
+        ),
         (
             "relay and addresses",
             [42; 32],
@@ -21,10 +26,18 @@ fn main() {
     for (name, seed, relay, addrs) in cases {
         let secret = SecretKey::from_bytes(&seed);
         let mut list = vec![TransportAddr::Relay(relay.parse().expect("relay URL"))];
-        list.extend(addrs.iter().map(|a| TransportAddr::Ip(a.parse().expect("address"))));
+        list.extend(
+            addrs
+                .iter()
+                .map(|a| TransportAddr::Ip(a.parse().expect("address"))),
+        );
         let info = EndpointInfo::from_parts(secret.public(), EndpointData::from_iter(list));
         let packet = info.to_pkarr_signed_packet(&secret, 30).expect("packet");
-        let txt: Vec<String> = info.to_txt_strings().iter().map(|s| format!("{s:?}")).collect();
+        let txt: Vec<String> = info
+            .to_txt_strings()
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect();
         out.push(format!(
             "  {{\"name\": {name:?}, \"seed\": \"{}\", \"key_z32\": \"{}\", \"ttl\": 30,\n   \
              \"txt\": [{}],\n   \"timestamp\": {}, \"signed_packet\": \"{}\"}}",
