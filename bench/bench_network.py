@@ -2,6 +2,7 @@
 
     sudo python bench/bench_network.py [--size-mib 256] [--files 10000] [--repeat 1]
                                        [--only ringdrop,wormhole,sendme] [--json] [--one-machine]
+                                       [--baseline CHECKOUT] [--addresses]
 
 Builds two network namespaces joined by a veth pair at MTU 1500 (tests/netlab.py; root needed),
 runs each contender's sender in namespace a and its receiver in namespace b, and times the
@@ -11,10 +12,12 @@ subfolders (--size-mib 0 or --files 0 skips one). Every received copy is compare
 with the original; a run that does not match is reported as failed, not timed.
 
 Contenders (a missing one is reported as "not installed"):
-- ringdrop: the CLI of this checkout: `share --open` then `serve` in a, `get` in b, its ticket
-  naming only a's veth address (RINGDROP_ADDRESSES; relay and STUN disabled). As installed, it
-  uses qh3 off loopback when qh3 is importable; "ringdrop-aioquic" is the same with qh3 hidden
-  from the process (the default install, `pip install .`, has no qh3).
+- ringdrop: the CLI of this checkout: `share --open` then `serve` in a, `get` in b, with the
+  ticket `share` prints by default, as a user would (relay and STUN disabled); --addresses makes
+  it name only a's veth address (RINGDROP_ADDRESSES). It uses qh3 off loopback (a default
+  dependency); "ringdrop-aioquic" is the same with qh3 hidden from the process.
+  "ringdrop-baseline" is the CLI of another checkout (--baseline, e.g. main's), for before and
+  after in the same rounds.
 - wormhole: magic-wormhole with its own mailbox server and transit relay, both in namespace a,
   from the venv at $WORMHOLE_VENV (default /tmp/wh-venv: `python3 -m venv /tmp/wh-venv &&
   /tmp/wh-venv/bin/pip install magic-wormhole magic-wormhole-mailbox-server
@@ -22,13 +25,18 @@ Contenders (a missing one is reported as "not installed"):
 - sendme: $SENDME_BIN (default ~/.cache/ringdrop-ci/sendme/bin/sendme, from `cargo install
   sendme --locked --root ~/.cache/ringdrop-ci/sendme`), relay disabled, address tickets.
 
-Reported per contender and workload: seconds (best of --repeat), MB/s and files/s, the peak RSS
-of the sending and the receiving program (each run as the child of a small go-between that
-reports its rusage from wait4: see _MEASURE for why not straight from here), and the rate as a
-multiple of wormhole's and sendme's.
-For ringdrop the sender's RSS is that of `serve`; the time `share` took is reported apart (as
-"prepare", like the time the others take to print their code or ticket), and so is the time
-`get` reports itself, without interpreter start-up (about 0.3 s here, for every Python tool).
+--repeat N runs N rounds, each of every contender once, in an order rotated from round to round
+(the machine is shared: interleaving spreads its noise over all). Reported per contender and
+workload: the median seconds, MB/s and files/s over the rounds, with their spread (lowest and
+highest); the CPU seconds (user + system) of the sending and of the receiving program, per GiB
+moved; their peak RSS (each program runs as the child of a small go-between that reports its
+rusage from wait4: see _MEASURE for why not straight from here); and the rate as a multiple of
+wormhole's and sendme's in the same round (median over the rounds).
+For ringdrop the sender is `serve` (started for each round, so its CPU is that one transfer's
+and its start-up's); the time `share` took is reported apart (as "prepare", like the time the
+others take to print their code or ticket), and so is the transfer's own clock: the time `get`
+reports itself less its wait for the first byte (connecting, and with the default ticket today
+a 2 s wait for loopback first), without interpreter start-up either.
 
 --one-machine runs the same without namespaces (for the "both on one machine" case): ringdrop
 with its default ticket (every interface address), wormhole's servers on 127.0.0.1.
@@ -48,6 +56,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,9 +75,10 @@ sys.path.insert(0, str(ROOT))
 from tests.netlab import in_namespace, is_root, veth_pair  # noqa: E402
 
 MIB = 2**20
+GIB = 2**30
 TIMEOUT = 900.0  # the slowest receive we wait for, in seconds
 SUBFOLDERS = 10
-NAMES = ("ringdrop", "ringdrop-aioquic", "wormhole", "sendme")
+NAMES = ("ringdrop", "ringdrop-baseline", "ringdrop-aioquic", "wormhole", "sendme")
 
 
 # -- workloads ------------------------------------------------------------------------------------
@@ -145,7 +155,8 @@ class Place:
         return in_namespace(self.namespace, command) if self.namespace else list(command)
 
 
-# Runs a program as its child and writes the child's peak RSS and wall time to a file. Why a
+# Runs a program as its child and writes the child's peak RSS, wall time and CPU time (user and
+# system, its own children included) to a file. Why a
 # go-between: Linux starts a new process's peak RSS at what its parent's memory held when it
 # forked (with vfork, as subprocess uses, at the parent's own peak), and exec keeps it, so a
 # program spawned straight from this benchmark, which has held a large file's blocks, would
@@ -165,8 +176,9 @@ for sig in (signal.SIGINT, signal.SIGTERM):
     signal.signal(sig, lambda number, frame: os.kill(pid, number))
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - start
+cpu = usage.ru_utime + usage.ru_stime
 with open(out, "w") as f:
-    f.write(f"{usage.ru_maxrss * 1024} {seconds}")
+    f.write(f"{usage.ru_maxrss * 1024} {seconds} {cpu}")
 code = os.waitstatus_to_exitcode(status)
 sys.exit(code if code >= 0 else 128 - code)
 """
@@ -174,7 +186,7 @@ sys.exit(code if code >= 0 else 128 - code)
 
 class Process:
     """A started program whose output (stdout and stderr merged) is collected line by line,
-    with its own peak RSS and wall time measured on exit (see _MEASURE)."""
+    with its own peak RSS, wall time and CPU time measured on exit (see _MEASURE)."""
 
     def __init__(
         self, place: Place, command: Sequence[str], *, env: dict[str, str], cwd: Path
@@ -201,6 +213,7 @@ class Process:
         self.returncode: int | None = None
         self.rss = 0
         self.seconds = 0.0
+        self.cpu = 0.0
 
     def _pump(self) -> None:
         assert self.popen.stdout is not None
@@ -238,8 +251,8 @@ class Process:
         self._kill_group()  # anything it left behind
         self._pump_thread.join(5)  # the rest of its output
         with contextlib.suppress(OSError, ValueError):
-            rss, seconds = self._report.read_text().split()
-            self.rss, self.seconds = int(rss), float(seconds)
+            rss, seconds, cpu = self._report.read_text().split()
+            self.rss, self.seconds, self.cpu = int(rss), float(seconds), float(cpu)
         self._report.unlink(missing_ok=True)
         return self.returncode
 
@@ -289,6 +302,8 @@ class Run:
     prepare_seconds: float = 0.0
     via: str = ""  # the path, where the receiver says which it took
     own_seconds: float | None = None  # the transfer time the receiver itself reports
+    sender_cpu: float = 0.0
+    receiver_cpu: float = 0.0
 
 
 @dataclass
@@ -298,13 +313,15 @@ class Result:
     status: str  # "ok", "not installed: …", "failed: …"
     size: int = 0
     files: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the median over the rounds
     prepare_seconds: float = 0.0
     sender_rss: int = 0
     receiver_rss: int = 0
     via: str = ""
     own_seconds: float | None = None
-    runs: list[float] = field(default_factory=list)
+    sender_cpu: float = 0.0  # CPU seconds, medians
+    receiver_cpu: float = 0.0
+    runs: list[float] = field(default_factory=list)  # seconds, one per round, in round order
 
     @property
     def ok(self) -> bool:
@@ -318,6 +335,16 @@ class Result:
     def files_per_s(self) -> float:
         return self.files / self.seconds if self.ok else 0.0
 
+    @property
+    def spread(self) -> tuple[float, float]:
+        """The lowest and highest MB/s (files/s for a folder) of the rounds."""
+        amount = self.size / 1e6 if self.workload == "file" else self.files
+        rates = [amount / seconds for seconds in self.runs] or [0.0]
+        return min(rates), max(rates)
+
+    def cpu_per_gib(self, cpu: float) -> float:
+        return cpu / (self.size / GIB) if self.size else 0.0
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -327,6 +354,7 @@ class Setting:
     receiver: Place
     one_machine: bool
     workdir: Path
+    addresses: bool = False  # ringdrop's ticket names only the sender's address
 
 
 class Contender(ABC):
@@ -360,20 +388,22 @@ def check_exit(process: Process, what: str) -> None:
 
 
 class Ringdrop(Contender):
-    """`share --open` + `serve` on the sender, `get` on the receiver."""
+    """`share --open` + `serve` on the sender, `get` on the receiver, from `checkout`."""
 
-    def __init__(self, hide_qh3: bool) -> None:
+    def __init__(self, hide_qh3: bool, checkout: Path = ROOT, name: str = "ringdrop") -> None:
         self.hide_qh3 = hide_qh3
-        self.name = "ringdrop-aioquic" if hide_qh3 else "ringdrop"
+        self.checkout = checkout
+        self.name = name
 
     def missing(self) -> str | None:
-        return None
+        found = (self.checkout / "ringdrop" / "__init__.py").exists()
+        return None if found else f"not installed: no ringdrop in {self.checkout}"
 
     def command(self, *args: str | Path) -> list[str]:
         if not self.hide_qh3:
             return [sys.executable, "-m", "ringdrop.cli", *map(str, args)]
         # qh3 made invisible to the backend choice (importlib.util.find_spec) inside the one
-        # ringdrop process, as in an install without the `fast` extra.
+        # ringdrop process, as in an install without qh3.
         prelude = (
             "import importlib.util as u, sys; real = u.find_spec; "
             "u.find_spec = lambda n, *a: None if n == 'qh3' else real(n, *a); "
@@ -383,8 +413,10 @@ class Ringdrop(Contender):
 
     def run(self, workload: Workload, setting: Setting, repeat: int) -> list[Run]:
         work = fresh(setting.workdir / self.name)
-        env = base_env(PYTHONPATH=str(ROOT), RINGDROP_RELAY="disabled", RINGDROP_STUN="disabled")
-        if not setting.one_machine:
+        env = base_env(
+            PYTHONPATH=str(self.checkout), RINGDROP_RELAY="disabled", RINGDROP_STUN="disabled"
+        )
+        if setting.addresses and not setting.one_machine:
             env["RINGDROP_ADDRESSES"] = setting.sender.ip
         sharer = ["--data-dir", str(work / "sharer")]
         share = Process(
@@ -424,14 +456,25 @@ class Ringdrop(Contender):
                 # `path`: "direct" or "relay", the route most bytes took; `via`: where.
                 route = got.get("path") if got.get("path") in ("direct", "relay") else None
                 via = f"{route} {got.get('via') or ''}".strip() if route else ""
-                runs.append(Run(get.seconds, 0, get.rss, share.seconds, via, got["seconds"]))
+                own = got["seconds"] - (got.get("first_byte") or 0.0)
+                runs.append(Run(get.seconds, 0, get.rss, share.seconds, via, own, 0.0, get.cpu))
                 shutil.rmtree(receiver_dir)
                 shutil.rmtree(dest)
         finally:
             serve.stop(signal.SIGTERM)
             shutil.rmtree(work, ignore_errors=True)
+        # One serve for all `repeat` transfers: its CPU is shared out evenly.
         return [
-            Run(r.seconds, serve.rss, r.receiver_rss, r.prepare_seconds, r.via, r.own_seconds)
+            Run(
+                r.seconds,
+                serve.rss,
+                r.receiver_rss,
+                r.prepare_seconds,
+                r.via,
+                r.own_seconds,
+                serve.cpu / len(runs),
+                r.receiver_cpu,
+            )
             for r in runs
         ]
 
@@ -499,7 +542,17 @@ class Wormhole(Contender):
                     raise BenchError("the received copy differs from the original")
                 path = re.search(r"\(->(\S+?)\)", receive.output())
                 via = path.group(1) if path else ""
-                runs.append(Run(receive.seconds, send.rss, receive.rss, prepare, via))
+                runs.append(
+                    Run(
+                        receive.seconds,
+                        send.rss,
+                        receive.rss,
+                        prepare,
+                        via,
+                        sender_cpu=send.cpu,
+                        receiver_cpu=receive.cpu,
+                    )
+                )
         finally:
             for server in servers:
                 server.stop(signal.SIGTERM)
@@ -555,7 +608,16 @@ class Sendme(Contender):
                     send.stop(signal.SIGINT)
                 if not identical(workload.path, target / workload.path.name):
                     raise BenchError("the received copy differs from the original")
-                runs.append(Run(receive.seconds, send.rss, receive.rss, prepare))
+                runs.append(
+                    Run(
+                        receive.seconds,
+                        send.rss,
+                        receive.rss,
+                        prepare,
+                        sender_cpu=send.cpu,
+                        receiver_cpu=receive.cpu,
+                    )
+                )
                 shutil.rmtree(target)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -590,13 +652,15 @@ def wait_for_tcp(place: Place, host: str, ports: list[int]) -> None:
     subprocess.run(command, check=True, timeout=60, capture_output=True)
 
 
-def contenders(only: set[str] | None) -> list[Contender]:
+def contenders(only: set[str] | None, baseline: Path | None) -> list[Contender]:
     found: list[Contender] = [Ringdrop(hide_qh3=False)]
+    if baseline is not None:
+        found.append(Ringdrop(hide_qh3=False, checkout=baseline, name="ringdrop-baseline"))
     qh3 = subprocess.run(
         [sys.executable, "-c", "import qh3"], capture_output=True, check=False
     ).returncode
     if qh3 == 0:
-        found.append(Ringdrop(hide_qh3=True))
+        found.append(Ringdrop(hide_qh3=True, name="ringdrop-aioquic"))
     found += [Wormhole(), Sendme()]
     return [c for c in found if only is None or c.name in only]
 
@@ -604,36 +668,62 @@ def contenders(only: set[str] | None) -> list[Contender]:
 # -- running and reporting ------------------------------------------------------------------------
 
 
-def measure(contender: Contender, workload: Workload, setting: Setting, repeat: int) -> Result:
-    base = Result(contender.name, workload.kind, "ok", workload.size, workload.files)
-    if reason := contender.missing():
-        base.status = reason
-        return base
-    try:
-        runs = contender.run(workload, setting, repeat)
-    except Exception as error:  # one contender failing must not cost the others' figures
-        detail = getattr(error, "output", "")
-        print(f"{contender.name} on the {workload.kind}: {error}\n{detail}", file=sys.stderr)
-        base.status = f"failed: {error}"
-        return base
-    best = min(runs, key=lambda run: run.seconds)
-    base.seconds = best.seconds
-    base.prepare_seconds = best.prepare_seconds
-    base.sender_rss = max(run.sender_rss for run in runs)
-    base.receiver_rss = max(run.receiver_rss for run in runs)
-    base.via = best.via
-    base.own_seconds = best.own_seconds
-    base.runs = [round(run.seconds, 3) for run in runs]
-    return base
+def measure(
+    chosen: list[Contender], workload: Workload, setting: Setting, rounds: int
+) -> list[Result]:
+    """`rounds` rounds of one transfer per contender, the order rotated each round."""
+    results = {
+        c.name: Result(c.name, workload.kind, "ok", workload.size, workload.files) for c in chosen
+    }
+    runs: dict[str, list[Run]] = {c.name: [] for c in chosen}
+    for contender in chosen:
+        if reason := contender.missing():
+            results[contender.name].status = reason
+    for round_ in range(rounds):
+        shift = round_ % len(chosen)
+        for contender in chosen[shift:] + chosen[:shift]:
+            result = results[contender.name]
+            if not result.ok:
+                continue
+            try:
+                runs[contender.name] += contender.run(workload, setting, 1)
+            except Exception as error:  # one contender failing must not cost the others' figures
+                detail = getattr(error, "output", "")
+                print(
+                    f"{contender.name} on the {workload.kind}: {error}\n{detail}", file=sys.stderr
+                )
+                result.status = f"failed: {error}"
+    for name, result in results.items():
+        if result.ok:
+            summarize(result, runs[name])
+    return list(results.values())
+
+
+def summarize(result: Result, runs: list[Run]) -> None:
+    result.seconds = statistics.median(run.seconds for run in runs)
+    result.prepare_seconds = statistics.median(run.prepare_seconds for run in runs)
+    result.sender_rss = max(run.sender_rss for run in runs)
+    result.receiver_rss = max(run.receiver_rss for run in runs)
+    result.sender_cpu = statistics.median(run.sender_cpu for run in runs)
+    result.receiver_cpu = statistics.median(run.receiver_cpu for run in runs)
+    result.via = runs[0].via
+    own = [run.own_seconds for run in runs if run.own_seconds is not None]
+    result.own_seconds = statistics.median(own) if own else None
+    result.runs = [round(run.seconds, 3) for run in runs]
 
 
 def ratios(result: Result, results: list[Result]) -> dict[str, float | None]:
-    """The rate of `result` as a multiple of wormhole's and sendme's on the same workload."""
+    """The rate of `result` as a multiple of wormhole's and sendme's on the same workload: the
+    median over the rounds of the ratio within each round."""
     out: dict[str, float | None] = {}
     for other in ("wormhole", "sendme"):
         them = [r for r in results if r.contender == other and r.workload == result.workload]
         theirs = them[0] if them and them[0].ok else None
-        out[f"vs_{other}"] = theirs.seconds / result.seconds if theirs and result.ok else None
+        if theirs is None or not result.ok:
+            out[f"vs_{other}"] = None
+            continue
+        rounds = zip(theirs.runs, result.runs, strict=False)
+        out[f"vs_{other}"] = statistics.median(t / mine for t, mine in rounds)
     return out
 
 
@@ -649,27 +739,39 @@ def places(one_machine: bool) -> Iterator[tuple[Place, Place, str]]:
         yield Place(pair.a, pair.a_ip), Place(pair.b, pair.b_ip), "veth pair, MTU 1500"
 
 
-def print_table(results: list[Result], path: str, repeat: int) -> None:
-    print(f"{path}, best of {repeat}; receive wall time, command start to exit")
+def print_table(results: list[Result], path: str, rounds: int) -> None:
+    print(
+        f"{path}; median of {rounds} interleaved round(s) [lowest-highest]; receive wall time, "
+        "command start to exit; CPU seconds per GiB, sender / receiver"
+    )
     for workload in dict.fromkeys(r.workload for r in results):
         print(f"\n{workload}:")
         for r in (r for r in results if r.workload == workload):
             if not r.ok:
-                print(f"  {r.contender:<17} {r.status}")
+                print(f"  {r.contender:<18} {r.status}")
                 continue
-            rate = f"{r.mb_per_s:7.1f} MB/s" if r.workload == "file" else ""
-            rate += f"{r.files_per_s:8.0f} files/s" if r.workload == "folder" else ""
+            low, high = r.spread
+            if r.workload == "file":
+                rate = f"{r.mb_per_s:6.1f} MB/s [{low:.0f}-{high:.0f}]"
+            else:
+                rate = f"{r.files_per_s:6.0f} files/s [{low:.0f}-{high:.0f}]"
             vs = ratios(r, results)
             versus = "  ".join(
                 f"{v:.2f}x {k[3:]}" for k, v in vs.items() if v is not None and k[3:] != r.contender
             )
+            own = ""
+            if r.own_seconds:
+                amount = r.size / 1e6 / r.own_seconds if r.workload == "file" else 0.0
+                own = f"  (own clock {r.own_seconds:.2f} s" + (
+                    f", {amount:.0f} MB/s)" if amount else ")"
+                )
+            cpu = f"{r.cpu_per_gib(r.sender_cpu):5.2f} / {r.cpu_per_gib(r.receiver_cpu):5.2f}"
             print(
-                f"  {r.contender:<17} {r.seconds:7.2f} s {rate}  "
-                f"RSS sender {r.sender_rss / MIB:5.1f} MiB, "
-                f"receiver {r.receiver_rss / MIB:5.1f} MiB"
+                f"  {r.contender:<18} {r.seconds:6.2f} s {rate}  CPU {cpu} s/GiB  "
+                f"RSS {r.sender_rss / MIB:4.0f} / {r.receiver_rss / MIB:4.0f} MiB"
                 f"  (prepare {r.prepare_seconds:.2f} s)  {versus}"
                 + (f"  via {r.via}" if r.via else "")
-                + (f"  (own clock {r.own_seconds:.2f} s)" if r.own_seconds is not None else "")
+                + own
             )
 
 
@@ -677,16 +779,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=256, help="the file's size (0: skip)")
     parser.add_argument("--files", type=int, default=10000, help="files in the folder (0: skip)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per contender; best counts")
-    parser.add_argument("--only", help="comma-separated: ringdrop,ringdrop-aioquic,wormhole,sendme")
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds; medians count")
+    parser.add_argument("--only", help=f"comma-separated, of: {','.join(NAMES)}")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--one-machine", action="store_true", help="no namespaces")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout, run as ringdrop-baseline (before/after)"
+    )
+    parser.add_argument(
+        "--addresses", action="store_true", help="ringdrop's ticket names the sender's address only"
+    )
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
     if only and (unknown := only - set(NAMES)):
         parser.error(
             f"unknown contenders: {', '.join(sorted(unknown))} (known: {', '.join(NAMES)})"
         )
+    rounds = max(1, args.repeat)
+    chosen = contenders(only, args.baseline.resolve() if args.baseline else None)
     results: list[Result] = []
     with (
         tempfile.TemporaryDirectory(prefix="ringdrop-netbench-") as tmp,
@@ -698,18 +808,25 @@ def main() -> None:
             workloads.append(make_file(workdir / "file.bin", args.size_mib * MIB))
         if args.files > 0:
             workloads.append(make_folder(workdir / "folder", args.files))
-        setting = Setting(sender, receiver, args.one_machine, workdir / "runs")
+        setting = Setting(sender, receiver, args.one_machine, workdir / "runs", args.addresses)
         for workload in workloads:
-            for contender in contenders(only):
-                results.append(measure(contender, workload, setting, max(1, args.repeat)))
+            results += measure(chosen, workload, setting, rounds)
     if args.json:
         out = [
-            asdict(r) | {"mb_per_s": r.mb_per_s, "files_per_s": r.files_per_s} | ratios(r, results)
+            asdict(r)
+            | {
+                "mb_per_s": r.mb_per_s,
+                "files_per_s": r.files_per_s,
+                "spread": r.spread,
+                "sender_cpu_per_gib": r.cpu_per_gib(r.sender_cpu),
+                "receiver_cpu_per_gib": r.cpu_per_gib(r.receiver_cpu),
+            }
+            | ratios(r, results)
             for r in results
         ]
-        print(json.dumps({"path": path, "repeat": args.repeat, "results": out}, indent=2))
+        print(json.dumps({"path": path, "rounds": rounds, "results": out}, indent=2))
     else:
-        print_table(results, path, args.repeat)
+        print_table(results, path, rounds)
 
 
 if __name__ == "__main__":

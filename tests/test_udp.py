@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from ringdrop.transport._udp import Address, UdpSocket, bind_udp
+from ringdrop.transport._udp import Address, Burst, UdpSocket, bind_udp, split
 
 
 async def test_batches_of_datagrams_arrive_whole_and_in_order() -> None:
@@ -15,8 +15,10 @@ async def test_batches_of_datagrams_arrive_whole_and_in_order() -> None:
     sizes = [1452] * 50 + [700] + [1200] * 3 + [1200, 40] + [9] + [1452] * 70 + [3]
     datagrams = [os.urandom(size) for size in sizes]
 
-    def take(batch: list[tuple[bytes, Address]]) -> None:
-        received.extend(batch)
+    def take(burst: Burst) -> None:
+        received.extend(
+            (data, sender) for buffer, size, sender in burst for data in split(buffer, size)
+        )
         if len(received) >= len(datagrams):
             arrived.set()
 
@@ -37,8 +39,10 @@ async def test_an_ipv4_peer_is_reached_from_a_dual_stack_socket() -> None:
     received: list[tuple[bytes, Address]] = []
     arrived = asyncio.Event()
 
-    def take(batch: list[tuple[bytes, Address]]) -> None:
-        received.extend(batch)
+    def take(burst: Burst) -> None:
+        received.extend(
+            (data, sender) for buffer, size, sender in burst for data in split(buffer, size)
+        )
         arrived.set()
 
     receiver = UdpSocket(bind_udp("127.0.0.1", 0), take)

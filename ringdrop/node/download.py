@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ringdrop.bao import ChunkRanges
 from ringdrop.errors import IntegrityError, RingdropError, TransferError, WrongPeerError
@@ -27,6 +27,8 @@ from ringdrop.store.collection import Collection
 from ringdrop.store.files import ensure_free_space
 from ringdrop.store.partial import PartialWriter
 from ringdrop.ticket import Format
+
+T = TypeVar("T")
 
 # Large members of a collection fetched at once, each on its own QUIC stream (small ones come
 # in members requests, see batch_download).
@@ -271,17 +273,24 @@ class Download:
     async def _fetch_blob(
         self, source: Source, root: bytes, name: str, format: Format, *, count: bool
     ) -> None:
-        """Fetches what the store lacks of blob `root` and makes it complete and tagged."""
-        with self._store.partial(root) as partial:
+        """Fetches what the store lacks of blob `root` and makes it complete and tagged.
+
+        Whatever writes the store (opening and closing the partial, verifying and writing what
+        arrives, syncing it) runs on a worker thread, one call at a time: the event loop goes on
+        receiving meanwhile, and what arrived during one write is the next write's piece.
+        """
+        partial = await _on_worker(self._store.partial, root, undo=lambda p: p.close())
+        try:
             if count and root not in self._counted:
                 self._counted.add(root)
                 self._present_once(partial.valid_bytes)
             self._show_file(name, partial.size, partial.valid_bytes, count)
             while not partial.complete:
                 ranges = partial.missing()
-                writer = partial.writer(ranges)
+                writer = await _on_worker(partial.writer, ranges)
+                turn = asyncio.Lock()  # the writer is used by one thread call at a time
                 # Progress becomes durable on a timer too, not only when more data arrives.
-                flusher = asyncio.create_task(_flush_every(writer, FLUSH_INTERVAL))
+                flusher = asyncio.create_task(_flush_every(writer, turn, FLUSH_INTERVAL))
                 try:
                     async with contextlib.aclosing(source.fetch(root, ranges)) as pieces:
                         async for piece in pieces:
@@ -289,21 +298,26 @@ class Download:
                             before = writer.verified_bytes
                             had_size = partial.size is not None
                             valid_before = partial.valid_bytes
-                            writer.write(piece)
+                            async with turn:
+                                await _on_worker(writer.write, piece)
                             if not had_size:
                                 self._show_file(name, partial.size, valid_before, count)
                             if count:
                                 self._tracker.received(writer.verified_bytes - before, name)
                 finally:
                     flusher.cancel()
+                    async with turn:
+                        pass  # a flush under way ends before the writer is used again
                 try:
-                    writer.finish()
+                    await _on_worker(writer.finish)
                 except IntegrityError as error:
                     raise TransferError(f"the sharer ended the stream early: {error}") from error
             # Re-hashing a large file takes seconds: off the event loop, so that the other
             # streams keep flowing meanwhile.
             tag = root.hex() if root == self._root and format == "blob" else None
-            await asyncio.to_thread(partial.promote, tag=tag, display_name=name, format=format)
+            await _on_worker(partial.promote, tag=tag, display_name=name, format=format)
+        finally:
+            await _on_worker(partial.close)
         if count and self._format == "collection":
             self._tracker.file_finished(name)
 
@@ -314,11 +328,30 @@ def _first(group: BaseExceptionGroup[RingdropError]) -> RingdropError:
     return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
-async def _flush_every(writer: PartialWriter, seconds: float) -> None:
+async def _flush_every(writer: PartialWriter, turn: asyncio.Lock, seconds: float) -> None:
     while True:
         await asyncio.sleep(seconds)
-        if writer.size is not None:
-            writer.flush()
+        async with turn:
+            if writer.size is not None:
+                await _on_worker(writer.flush)
+
+
+async def _on_worker(
+    call: Callable[..., T], *args: object, undo: Callable[[T], object] | None = None, **kw: object
+) -> T:
+    """`call(*args, **kw)` on a worker thread. Cancelled meanwhile, it waits for the call to end
+    before it passes the cancellation on (nothing else may touch what the call works on while
+    it runs), and hands a result it will not return to `undo`."""
+    future = asyncio.ensure_future(asyncio.to_thread(call, *args, **kw))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([future])
+        if undo is not None and not future.cancelled() and future.exception() is None:
+            undo(future.result())
+        raise
 
 
 def export_target(dest: Path | None, name: str) -> Path:

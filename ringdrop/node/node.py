@@ -750,7 +750,10 @@ class _ExportStoppedError(Exception):
 
 class _Upload:
     """An allowed get's body: the encoder's pieces, pulled as the QUIC window opens, and one
-    entry in the upload log however the stream ends — finished, cut, or closed unstarted."""
+    entry in the upload log however the stream ends — finished, cut, or closed unstarted.
+
+    The next piece is read while the last one is sent (one piece ahead, on a worker thread:
+    the encoder releases the GIL), so the disk and the network take turns less."""
 
     def __init__(self, gate: Gate, peer: PeerId, request: Request, answer: Answer) -> None:
         assert answer.encoder is not None
@@ -759,6 +762,7 @@ class _Upload:
         self._sent = 0
         self._last = 0
         self._logged = False
+        self._ahead: asyncio.Future[bytes] | None = None
 
     def __aiter__(self) -> _Upload:
         return self
@@ -766,9 +770,9 @@ class _Upload:
     async def __anext__(self) -> bytes:
         self._sent += self._last  # asking for more means the last piece went out
         self._last = 0
+        reading, self._ahead = self._ahead or self._read(), None
         try:
-            # A read can wait on a slow disk; the encoder releases the GIL while it works.
-            piece = await asyncio.to_thread(self._encoder.read, PIECE)
+            piece = await reading
         except IntegrityError:
             self._log("failed")
             raise
@@ -776,10 +780,19 @@ class _Upload:
             self._log("complete")
             raise StopAsyncIteration
         self._last = len(piece)
+        self._ahead = self._read()
         return piece
 
     async def aclose(self) -> None:
+        if self._ahead is not None:
+            # The read under way ends first: nothing else may use the encoder meanwhile.
+            await asyncio.wait([self._ahead])
+            if not self._ahead.cancelled():
+                self._ahead.exception()  # retrieved: a failed read-ahead was never needed
         self._log("interrupted")
+
+    def _read(self) -> asyncio.Future[bytes]:
+        return asyncio.ensure_future(asyncio.to_thread(self._encoder.read, PIECE))
 
     def _log(self, outcome: UploadOutcome) -> None:
         if not self._logged:

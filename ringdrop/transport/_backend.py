@@ -14,7 +14,7 @@ import ssl
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -23,6 +23,9 @@ from cryptography.x509.oid import NameOID
 
 from ringdrop.identity import Identity
 from ringdrop.protocol import ALPN
+
+if TYPE_CHECKING:
+    from qh3._hazmat import QuicConnectionCore
 
 __all__ = [
     "BACKENDS",
@@ -41,7 +44,8 @@ __all__ = [
 BackendName = Literal["aioquic", "qh3"]
 BACKENDS: tuple[BackendName, ...] = ("aioquic", "qh3")
 
-NetworkAddress = tuple[str | int, ...]  # a socket address: (host, port) or (host, port, 0, 0)
+# (host, port), or for IPv6 (host, port, flow info, scope id)
+NetworkAddress = tuple[str, int] | tuple[str, int, int, int]
 
 
 class QuicLike(Protocol):
@@ -139,6 +143,26 @@ class Backend(ABC):
     def peer_key(self, quic: QuicLike) -> bytes | None:
         """The raw Ed25519 key of the server's certificate, after the handshake."""
 
+    def receive(
+        self, quic: QuicLike, datagrams: list[bytes], addr: NetworkAddress, now: float
+    ) -> None:
+        """Feed datagrams that came one way, in order; the caller then drains events."""
+        for data in datagrams:
+            quic.receive_datagram(data, addr, now)
+
+    def receive_coalesced(
+        self, quic: QuicLike, buffer: bytes, segment: int, addr: NetworkAddress, now: float
+    ) -> None:
+        """Feed the datagrams of a buffer the kernel coalesced (each `segment` bytes, the last
+        maybe shorter)."""
+        self.receive(
+            quic, [buffer[at : at + segment] for at in range(0, len(buffer), segment)], addr, now
+        )
+
+    def transmit(self, quic: QuicLike, now: float) -> list[bytes]:
+        """The datagrams the connection wants sent now (all to its one peer address)."""
+        return [data for data, _ in quic.datagrams_to_send(now)]
+
     @abstractmethod
     def buffered_bytes(self, quic: QuicLike, stream_id: int) -> int:
         """Bytes the library holds for a stream: at least those not yet sent once."""
@@ -206,10 +230,18 @@ class _Aioquic(Backend):
 
 
 class _Qh3(Backend):
+    """qh3 runs its packet loop in Rust and takes datagrams in batches, but its Python wrapper
+    (`QuicConnection`) still works per datagram: an address check, a header parse, a slice per
+    datagram for its logger, even with no logger. Once the handshake is done, batches go to the
+    wrapper's core directly, and what the wrapper does after each call (turning the core's
+    events into its own, `_drain_core`) is done the same; the handshake, with its retries,
+    version changes and keys, stays with the wrapper. Where a qh3 lacks those parts, everything
+    goes through the wrapper's public calls."""
+
     name = "qh3"
 
     def __init__(self) -> None:
-        from qh3._hazmat import Certificate, Ed25519PrivateKey
+        from qh3._hazmat import Certificate, Ed25519PrivateKey, QuicConnectionCore
         from qh3.quic import events
         from qh3.quic.configuration import QuicConfiguration
         from qh3.quic.connection import QuicConnection
@@ -221,6 +253,10 @@ class _Qh3(Backend):
         self._ed25519 = SignatureAlgorithm.ED25519
         self._certificate = Certificate
         self._key = Ed25519PrivateKey
+        self._direct = hasattr(QuicConnection, "_drain_core") and all(
+            hasattr(QuicConnectionCore, name)
+            for name in ("receive_many_datagrams", "receive_gro_buffer", "poll_transmit")
+        )
 
     def client(self, settings: Settings) -> QuicLike:
         # qh3 leaves EdDSA out of what a client offers unless asked.
@@ -259,6 +295,45 @@ class _Qh3(Backend):
     def buffered_bytes(self, quic: QuicLike, stream_id: int) -> int:
         unsent: int = quic.get_send_buffer_size(stream_id)  # type: ignore[attr-defined]
         return unsent
+
+    def _core(self, quic: QuicLike) -> QuicConnectionCore | None:
+        """The connection's core once its handshake is done and batches may go to it."""
+        if self._direct and getattr(quic, "_handshake_complete", False):
+            core: QuicConnectionCore | None = getattr(quic, "_core", None)
+            return core
+        return None
+
+    def receive(
+        self, quic: QuicLike, datagrams: list[bytes], addr: NetworkAddress, now: float
+    ) -> None:
+        core = self._core(quic)
+        if core is None:
+            quic.receive_many_datagrams(datagrams, addr, now)  # type: ignore[attr-defined]
+            return
+        core.receive_many_datagrams(datagrams, addr, now)
+        quic._drain_core()  # type: ignore[attr-defined]
+
+    def receive_coalesced(
+        self, quic: QuicLike, buffer: bytes, segment: int, addr: NetworkAddress, now: float
+    ) -> None:
+        core = self._core(quic)
+        if core is None:
+            quic.receive_gro_buffer(buffer, segment, addr, now)  # type: ignore[attr-defined]
+            return
+        core.receive_gro_buffer(buffer, segment, addr, now)
+        quic._drain_core()  # type: ignore[attr-defined]
+
+    def transmit(self, quic: QuicLike, now: float) -> list[bytes]:
+        # The wrapper's loop around the same call also parses every packet's header for its
+        # logger, logger or not: a third of the sender's per-datagram cost.
+        core: QuicConnectionCore | None = getattr(quic, "_core", None) if self._direct else None
+        if core is None:
+            return super().transmit(quic, now)
+        poll = core.poll_transmit
+        datagrams = []
+        while (transmit := poll(now)) is not None:
+            datagrams.append(transmit[0])
+        return datagrams
 
 
 def _options(settings: Settings) -> dict[str, Any]:

@@ -57,8 +57,8 @@ __all__ = ["Connection", "ResponseBody", "connect"]
 _AUTH_STREAM = 0
 # A consumer slower than the network makes content pile up; past this much, stop reading the
 # socket (QUIC then sees loss and slows down) until it has caught up to the low mark.
-_HIGH_WATER = 8 * 1024 * 1024
-_LOW_WATER = 2 * 1024 * 1024
+_HIGH_WATER = 2 * 1024 * 1024
+_LOW_WATER = 512 * 1024
 
 
 async def connect(

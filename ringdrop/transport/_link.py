@@ -115,10 +115,15 @@ class Link(ABC):
     def is_open(self) -> bool:
         return self.error is None
 
-    def receive(self, data: bytes) -> None:
-        """Feed one datagram; the endpoint flushes after its burst."""
+    def receive(self, datagrams: list[bytes]) -> None:
+        """Feed datagrams that came one way, in order; the endpoint flushes after its burst."""
         if self.is_open:
-            self.quic.receive_datagram(data, PEER, self._loop.time())
+            self.backend.receive(self.quic, datagrams, PEER, self._loop.time())
+
+    def receive_coalesced(self, buffer: bytes, segment: int) -> None:
+        """Feed a buffer of datagrams the kernel coalesced (see `_udp.Burst`), whole."""
+        if self.is_open:
+            self.backend.receive_coalesced(self.quic, buffer, segment, PEER, self._loop.time())
 
     def flush(self) -> None:
         """Handle the connection's events, send its datagrams, re-arm its timer, wake writers."""
@@ -142,7 +147,7 @@ class Link(ABC):
         self._handle_data(stream_id, chunks)
         now = self._loop.time()
         try:
-            datagrams = self.quic.datagrams_to_send(now)
+            datagrams = self.backend.transmit(self.quic, now)
         except Exception:
             # A library fault (aioquic once raised IndexError closing a connection that had no
             # path yet) must cost this connection only.
@@ -150,7 +155,7 @@ class Link(ABC):
             datagrams = []
             self.terminate(TransferError("The connection failed on an internal error."))
         if datagrams:
-            self.paths.send([data for data, _ in datagrams])
+            self.paths.send(datagrams)
         if self.is_open:
             self._arm_timer(now)
         for stream_id, waiter in list(self._room.items()):

@@ -397,9 +397,15 @@ class _ServerLink(Link):
         except Exception:
             self._failed("flushing")
 
-    def receive(self, data: bytes) -> None:
+    def receive(self, datagrams: list[bytes]) -> None:
         try:
-            super().receive(data)
+            super().receive(datagrams)
+        except Exception:
+            self._failed("reading a datagram")
+
+    def receive_coalesced(self, buffer: bytes, segment: int) -> None:
+        try:
+            super().receive_coalesced(buffer, segment)
         except Exception:
             self._failed("reading a datagram")
 
@@ -638,7 +644,8 @@ class _ServerLink(Link):
     async def _send_body(
         self, stream_id: int, responder: Responder, pieces: AsyncIterator[bytes]
     ) -> None:
-        """Pull a piece only when the stream has room for it, so no file is read ahead."""
+        """Pull a piece only when the stream has room for it: the file is read no further ahead
+        than the body itself reads."""
         try:
             while True:
                 await self.wait_for_room(stream_id)

@@ -2,9 +2,10 @@
 
 QUIC's cost here is per datagram, in Python; so is a system call. Sending, runs of equal-size
 datagrams to one address go out as one `sendmsg` with UDP generic segmentation offload
-(`UDP_SEGMENT`): the kernel cuts the buffer into datagrams. Receiving, `UDP_GRO` lets the kernel
-hand over several datagrams of one flow in one buffer, with their size beside it. Both fall back
-to one call per datagram where the kernel refuses them.
+(`UDP_SEGMENT`): the kernel gathers the datagrams (no joined copy) and cuts them apart again.
+Receiving, `UDP_GRO` lets the kernel hand over several datagrams of one flow in one buffer, with
+their size beside it; the buffer is passed on whole, for the QUIC library to take apart. Both fall
+back to one call per datagram where the kernel refuses them.
 
 The socket also sets the don't-fragment bit (RFC 9000 § 14: QUIC datagrams must not be
 fragmented) without trusting the kernel's path-MTU cache (`IP_PMTUDISC_PROBE`, as quinn does):
@@ -23,10 +24,15 @@ from collections.abc import Callable, Sequence
 
 from ringdrop.transport._backend import unmapped_ip
 
-__all__ = ["Address", "UdpSocket", "bind_udp", "normalize", "socket_address"]
+__all__ = ["Address", "Burst", "UdpSocket", "bind_udp", "normalize", "socket_address", "split"]
 
 Address = tuple[str, int]
 """A peer's UDP address as (IP text, port); IPv4 always in dotted form, never IPv4-mapped."""
+
+Burst = list[tuple[bytes, int, Address]]
+"""What one read of the socket brought: (buffer, segment size, sender) per receive call. A
+buffer longer than its segment size holds several datagrams of that size, back to back (the
+last may be shorter); otherwise it is one datagram."""
 
 _log = logging.getLogger("ringdrop.transport")
 
@@ -46,6 +52,7 @@ _GSO_MAX_SEGMENT = 4096
 _RECEIVE_BYTES = 65536
 _BURST = 64
 _CMSG_SPACE = socket.CMSG_SPACE(4)
+_SEGMENT = struct.Struct("=H")
 
 
 def bind_udp(host: str, port: int) -> socket.socket:
@@ -97,14 +104,14 @@ def socket_address(family: int, address: Address) -> Address:
 class UdpSocket:
     """Reads its socket in bursts, hands each burst to `receive`, and sends in batches.
 
-    `receive(batch)` gets a list of (datagram, sender) and runs once per burst, so that the
-    connections it touched can be flushed once.
+    `receive(burst)` runs once per burst (see `Burst`), so that the connections it touched can
+    be flushed once.
     """
 
     def __init__(
         self,
         sock: socket.socket,
-        receive: Callable[[list[tuple[bytes, Address]]], None],
+        receive: Callable[[Burst], None],
         on_error: Callable[[OSError], None] | None = None,
     ) -> None:
         self._sock = sock
@@ -160,23 +167,25 @@ class UdpSocket:
 
     def _send_segmented(self, datagrams: Sequence[bytes], target: tuple[str, int]) -> None:
         """Runs of equal size (the last one of a run may be shorter) in one `sendmsg` each."""
+        sizes = list(map(len, datagrams))
         start = 0
-        count = len(datagrams)
+        count = len(sizes)
         while start < count:
-            size = len(datagrams[start])
+            size = sizes[start]
             end = start + 1
             limit = min(count, start + _GSO_SEGMENTS, start + max(1, _GSO_BYTES // max(size, 1)))
-            while end < limit and len(datagrams[end]) == size:
+            while end < limit and sizes[end] == size:
                 end += 1
-            if end < limit and len(datagrams[end]) < size:
+            if end < limit and sizes[end] < size:
                 end += 1  # a shorter datagram may close a segmented send
             if end - start == 1:
                 self._sock.sendto(datagrams[start], target)
             else:
                 try:
+                    # The datagrams as separate buffers: the kernel gathers them, no join here.
                     self._sock.sendmsg(
-                        [b"".join(datagrams[start:end])],
-                        [(_SOL_UDP, _UDP_SEGMENT, struct.pack("=H", size))],
+                        datagrams[start:end],
+                        [(_SOL_UDP, _UDP_SEGMENT, _SEGMENT.pack(size))],
                         0,
                         target,
                     )
@@ -192,7 +201,7 @@ class UdpSocket:
             start = end
 
     def _on_readable(self) -> None:
-        batch: list[tuple[bytes, Address]] = []
+        burst: Burst = []
         # A burst comes mostly from one sender: parse its address once, not once a datagram.
         last: object = None
         address: Address = ("", 0)
@@ -202,9 +211,10 @@ class UdpSocket:
                     data, ancillary, _flags, sender = self._sock.recvmsg(
                         _RECEIVE_BYTES, _CMSG_SPACE
                     )
+                    segment = _segment_size(ancillary) if ancillary else 0
                 else:
                     data, sender = self._sock.recvfrom(_RECEIVE_BYTES)
-                    ancillary = []
+                    segment = 0
             except BlockingIOError:
                 break
             except OSError as error:
@@ -214,15 +224,16 @@ class UdpSocket:
                 break
             if sender != last:
                 last, address = sender, normalize(sender)
-            segment = _segment_size(ancillary)
-            if segment and len(data) > segment:
-                batch.extend(
-                    (data[at : at + segment], address) for at in range(0, len(data), segment)
-                )
-            else:
-                batch.append((data, address))
-        if batch:
-            self._receive(batch)
+            burst.append((data, segment, address))
+        if burst:
+            self._receive(burst)
+
+
+def split(data: bytes, segment: int) -> list[bytes]:
+    """The datagrams of a received buffer (see `Burst`)."""
+    if segment <= 0 or len(data) <= segment:
+        return [data]
+    return [data[at : at + segment] for at in range(0, len(data), segment)]
 
 
 def _enable_gro(sock: socket.socket) -> bool:
