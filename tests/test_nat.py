@@ -70,6 +70,7 @@ class World:
         env.update(
             RINGDROP_RELAY=self.relay.url if relay else "disabled",
             RINGDROP_STUN=f"{self.stun[0]}:{self.stun[1]}",
+            RINGDROP_DISCOVERY="disabled",
             PYTHONUNBUFFERED="1",
         )
         if not self.default_tickets:

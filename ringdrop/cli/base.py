@@ -10,7 +10,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from ringdrop.node.config import DISABLED, RELAY_ENV, RELAY_POLICIES, RELAY_POLICY_ENV, STUN_ENV
+from ringdrop.node.config import (
+    DISABLED,
+    DISCOVERY_ENV,
+    RELAY_ENV,
+    RELAY_POLICIES,
+    RELAY_POLICY_ENV,
+    STUN_ENV,
+)
 from ringdrop.node.node import Node
 
 # What `add_subparsers` returns; generic only to type checkers before Python 3.12.
@@ -26,9 +33,9 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    """--data-dir, --relay, --relay-policy, --stun and --debug. On a command they default to
-    SUPPRESS, so that they are accepted after the command's name without overriding what was
-    given before it."""
+    """--data-dir, --relay, --relay-policy, --stun, --discovery and --debug. On a command they
+    default to SUPPRESS, so that they are accepted after the command's name without overriding
+    what was given before it."""
     keep = None if top else argparse.SUPPRESS
     parser.add_argument(
         "--data-dir",
@@ -60,6 +67,14 @@ def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         metavar="HOST:PORT",
         help=f"a STUN server to use (repeat for several; {DISABLED!r} for none; "
         f"default: ${STUN_ENV}, comma-separated, else public ones)",
+    )
+    parser.add_argument(
+        "--discovery",
+        action="append",
+        default=keep,
+        metavar="URL",
+        help=f"a pkarr relay where peers are found by key (repeat for several; {DISABLED!r} "
+        f"for none; default: ${DISCOVERY_ENV}, comma-separated, else n0's dns.iroh.link)",
     )
     parser.add_argument(
         "--debug",
@@ -125,15 +140,29 @@ def add_no_addresses(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="name no address of this machine in the ticket, only its home relay",
     )
+    parser.add_argument(
+        "--no-relay",
+        action="store_true",
+        help="name no relay in the ticket; with --no-addresses it names only this node's key, "
+        "and the receiver finds it through discovery (while `ringdrop serve` publishes)",
+    )
 
 
-def open_node(args: argparse.Namespace, data_dir: Path | None = None) -> Node:
-    """The node of --data-dir (or `data_dir`), with the relay and STUN servers of the options."""
+def open_node(
+    args: argparse.Namespace,
+    data_dir: Path | None = None,
+    *,
+    publish_addresses: bool | None = None,
+) -> Node:
+    """The node of --data-dir (or `data_dir`), with the relay, STUN and discovery servers of
+    the options."""
     return Node(
         data_dir or args.data_dir,
         relays=args.relay,
         stun=args.stun,
         relay_policy=args.relay_policy,
+        discovery=args.discovery,
+        publish_addresses=publish_addresses,
     )
 
 

@@ -153,11 +153,12 @@ def cmd_blob_detach(args: argparse.Namespace) -> int:
 
 def cmd_blob_ticket(args: argparse.Namespace) -> int:
     with open_node(args) as node:
-        if args.no_addresses:
-            node.check_relay_only_ticket()
+        node.check_ticket_reach(addresses=not args.no_addresses, relay=not args.no_relay)
         share = node.find_share(args.share)
         at = () if args.no_addresses else share.ticket.addresses
-        ticket = node.ticket(share.root, share.format, share.name, share.size, at=at).encode()
+        ticket = node.ticket(
+            share.root, share.format, share.name, share.size, at=at, relay=not args.no_relay
+        ).encode()
     if args.qr:
         display.print_qr(ticket)
     print(ticket)

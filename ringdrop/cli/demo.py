@@ -15,6 +15,7 @@ from ringdrop import display
 from ringdrop.cli.base import Commands, add_command
 from ringdrop.cli.progress import BytesProgress, TransferProgress
 from ringdrop.errors import AccessDeniedError
+from ringdrop.node.config import DISABLED
 from ringdrop.node.node import Node
 
 MIB = 2**20
@@ -67,10 +68,16 @@ def _make_folder(folder: Path, size: int) -> None:
 
 
 def _node(data_dir: Path, args: argparse.Namespace) -> Node:
-    """Nothing leaves this machine: tickets name loopback only, and there is no relay and no STUN
-    server unless asked for on the command line (the environment's settings are for real
-    transfers)."""
-    return Node(data_dir, relays=args.relay or (), stun=args.stun or (), addresses=LOOPBACK)
+    """Nothing leaves this machine: tickets name loopback only, and there is no relay, STUN or
+    discovery server unless asked for on the command line (the environment's settings are for
+    real transfers)."""
+    return Node(
+        data_dir,
+        relays=args.relay or (),
+        stun=args.stun or (),
+        addresses=LOOPBACK,
+        discovery=args.discovery or (DISABLED,),
+    )
 
 
 async def _demo(work: Path, args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ them to it): `Node`, what its methods take and return, and the few names they sh
 """
 
 from ringdrop.access import OPEN_RING, AccessLogEntry, Member, Upload
+from ringdrop.discovery import Published
 from ringdrop.node.download import RetryPolicy, TransferStats
 from ringdrop.node.hashing import Hashed, hash_file
 from ringdrop.node.node import Node, Received, Share
@@ -25,6 +26,7 @@ __all__ = [
     "Node",
     "OnExisting",
     "Progress",
+    "Published",
     "Received",
     "RetryPolicy",
     "ServeEvent",

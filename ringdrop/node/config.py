@@ -1,8 +1,10 @@
 """The node's settings: the file in the data directory (the listening port, chosen once and kept
 so that printed tickets stay valid across restarts; the home relay last chosen; whether received
 content keeps a private copy in the store, `keep_received`, default false: the store hands its
-copy over to the export), the relay and STUN servers, and which relays named by others (a
-ticket's) may be used: from the command line, else the environment, else the defaults."""
+copy over to the export; whether `serve` publishes its addresses in its discovery record,
+`publish_addresses`, default false), the relay, STUN and discovery servers, and which relays
+named by others (a ticket's, a record's) may be used: from the command line, else the
+environment, else the defaults."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from ringdrop.discovery import Services
 from ringdrop.errors import InvalidTicketError, SettingsError, StoreError
 from ringdrop.store.files import replace_atomically
 from ringdrop.ticket import check_relay_url
@@ -30,6 +33,13 @@ DEFAULT_RELAYS = (
     "https://aps1-1.relay.n0.iroh.link/",
 )
 DEFAULT_STUN = ("stun.l.google.com:19302", "stun.cloudflare.com:3478")
+# n0's pkarr relay and the DNS zone its server answers for (iroh's N0_DNS_PKARR_RELAY_PROD and
+# N0_DNS_ENDPOINT_ORIGIN_PROD).
+DEFAULT_DISCOVERY: tuple[str, ...] = ("https://dns.iroh.link/pkarr",)
+DEFAULT_DNS_ORIGIN = "dns.iroh.link"
+DISCOVERY_ENV = "RINGDROP_DISCOVERY"
+DISCOVERY_DNS_ENV = "RINGDROP_DISCOVERY_DNS"
+DNS_PORT = 53
 RELAY_ENV = "RINGDROP_RELAY"
 STUN_ENV = "RINGDROP_STUN"
 RELAY_POLICY_ENV = "RINGDROP_RELAY_POLICY"
@@ -57,6 +67,8 @@ class Config:
     home_relay: str | None = None
     keep_received: bool = False
     """Keep a private copy of received content in the store, as `get --keep` does."""
+    publish_addresses: bool = False
+    """Publish this node's addresses in its discovery record, not only its home relay."""
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> Config:
@@ -69,10 +81,13 @@ class Config:
             keep = raw.get("keep_received", False)
             if not isinstance(keep, bool):
                 raise ValueError(f"keep_received must be true or false, not {keep!r}")
+            publish = raw.get("publish_addresses", False)
+            if not isinstance(publish, bool):
+                raise ValueError(f"publish_addresses must be true or false, not {publish!r}")
             # Only a remembered choice: a bad value is forgotten, not an error.
             home_relay = raw.get("home_relay")
             relay = home_relay if isinstance(home_relay, str) else None
-            return cls(port=port, home_relay=relay, keep_received=keep)
+            return cls(port=port, home_relay=relay, keep_received=keep, publish_addresses=publish)
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError) as error:
@@ -124,6 +139,73 @@ def stun_servers_from(
     if values is None:
         values = list(DEFAULT_STUN)
     return tuple(dict.fromkeys(stun_server(value, source) for value in _enabled(values, source)))
+
+
+def discovery_from(
+    given: Iterable[str] | None, environ: Mapping[str, str] | None = None
+) -> Services:
+    """Where to publish and look up records: the pkarr relays of `given` (from --discovery) if
+    not None, else $RINGDROP_DISCOVERY (comma-separated), else n0's; `disabled` alone turns
+    discovery off. DNS lookups go to $RINGDROP_DISCOVERY_DNS (`ORIGIN`, or `ORIGIN@HOST:PORT`
+    to ask that server directly; `disabled`), else to n0's zone when n0's relay is used, and
+    nowhere when other relays are: a self-hosted service is not leaked to n0."""
+    values, source = _choose(given, DISCOVERY_ENV, "--discovery", environ)
+    if values is None:
+        pkarr = DEFAULT_DISCOVERY
+    else:
+        pkarr = tuple(dict.fromkeys(_service_url(v, source) for v in _enabled(values, source)))
+        if not pkarr:
+            return Services()
+    dns_values, dns_source = _choose(None, DISCOVERY_DNS_ENV, "", environ)
+    if dns_values is None:
+        origin = DEFAULT_DNS_ORIGIN if pkarr == DEFAULT_DISCOVERY else None
+        return Services(pkarr, origin)
+    enabled = _enabled(dns_values, dns_source)
+    if len(enabled) > 1:
+        raise SettingsError(f"{dns_source}: give one DNS origin, not {len(enabled)}.")
+    if not enabled:
+        return Services(pkarr)
+    origin, at, server = enabled[0].partition("@")
+    host, colon, port = server, "", ""
+    if server.startswith("["):
+        host, _, after = server[1:].partition("]")
+        colon, port = after[:1], after[1:]
+    elif server.count(":") == 1:
+        host, colon, port = server.partition(":")
+    problem = _host_problem(origin.rstrip(".")) or (_host_problem(host) if at else None)
+    if problem is None and colon and not (port.isdigit() and 0 < int(port) < 65536):
+        problem = f"its port {port!r} is not a number from 1 to 65535"
+    if problem is not None:
+        raise SettingsError(
+            f"{dns_source}: {enabled[0]!r} is not a DNS origin: {problem}. Give the zone, such "
+            f"as dns.example.org, optionally @HOST:PORT of its server, or {DISABLED!r}."
+        )
+    dns_server = (host, int(port) if colon else DNS_PORT) if at else None
+    return Services(pkarr, origin.rstrip(".").lower(), dns_server)
+
+
+def _service_url(text: str, source: str) -> str:
+    """A pkarr relay's base URL (http or https, a host, no user), without a trailing `/`."""
+    url = text.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.query
+        or parts.fragment
+    ):
+        raise SettingsError(
+            f"{source}: {url!r} is not a discovery service. Give the http:// or https:// URL "
+            f"of a pkarr relay such as {DEFAULT_DISCOVERY[0]}, or {DISABLED!r} to turn "
+            "discovery off."
+        )
+    return url.rstrip("/")
 
 
 def relay_url(text: str, source: str = "--relay") -> str:
