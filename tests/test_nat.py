@@ -259,12 +259,15 @@ def test_no_relay_and_no_reachable_address_is_a_clear_error(tmp_path: Path) -> N
 
 def test_an_ipv6_path_without_nat_is_found_beside_the_natted_ipv4_ones(tmp_path: Path) -> None:
     with world("port-preserving", "symmetric", tmp_path, ipv6=True) as w:
-        ticket, data = w.share_and_serve(8 * 1024 * 1024)
-        shown = received(w, ticket)
-        assert (tmp_path / "out" / "shared.bin").read_bytes() == data
+        ticket, data = w.share_and_serve(_LARGE)
+        get = _Get(w, ticket)
         # The relay may answer first (it starts with the first address, which is the
-        # unroutable IPv4 one); the direct IPv6 path is taken then, and kept.
+        # unroutable IPv4 one); the direct IPv6 path is taken then, and kept. A large file, so
+        # that a loaded machine cannot finish it over the relay before the move.
         direct = f"direct [{w.lab.left.host_ip6}]:"
+        get.progress.wait_for(f" {direct}", _LINE_TIMEOUT)
+        shown = get.result()
+        assert (tmp_path / "out" / "shared.bin").read_bytes() == data
         taken = [change["path"] for change in shown["paths"]]
         assert taken[-1].startswith(direct), shown
         assert shown["traffic"].get("direct", 0) > 0, shown
