@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,17 +42,27 @@ __all__ = [
     "IGNORE_FILE",
     "MAGIC",
     "MAGIC_V1",
+    "MAX_COLLECTION_BYTES",
+    "MAX_COLLECTION_ENTRIES",
     "Collection",
     "Entry",
     "Scan",
     "ScannedFile",
     "check_names",
+    "check_size",
+    "encoded_size",
     "member_roots",
     "scan_directory",
 ]
 
 MAGIC = b"RDCOLL\x00\x02"
 MAGIC_V1 = b"RDCOLL\x00\x01"
+MAX_COLLECTION_ENTRIES = 1_000_000
+"""Files in one collection, at most. A receiver holds the decoded listing in memory, so a
+hostile sharer's collection is refused by its count, before any entry is read."""
+MAX_COLLECTION_BYTES = 256 << 20
+"""An encoded collection's size, at most: a million entries with names of 200 bytes on average
+(SPEC.md). Checked against the claimed size before a download and before any read."""
 IGNORE_FILE = ".ringdropignore"
 """Optional, at the top of a shared folder: gitignore-style patterns of files to leave out."""
 _HEAD = struct.Struct("<8sI")
@@ -163,7 +173,10 @@ def _parse(data: bytes) -> list[tuple[bytes, int, int, int, bytes]]:
     magic, count = _HEAD.unpack_from(data, 0)
     if magic not in (MAGIC, MAGIC_V1):
         raise StoreError("this is not a collection of a format this ringdrop knows")
+    check_size(len(data), count)
     layout = _ENTRY if magic == MAGIC else _ENTRY_V1
+    if count * layout.size > len(data) - _HEAD.size:
+        raise StoreError(f"the collection claims {count} entries, more than its bytes can hold")
     offset = _HEAD.size
     entries = []
     for _ in range(count):
@@ -181,6 +194,26 @@ def _parse(data: bytes) -> list[tuple[bytes, int, int, int, bytes]]:
     if offset != len(data):
         raise StoreError(f"the collection has {len(data) - offset} bytes after its last entry")
     return entries
+
+
+def check_size(size: int, entries: int = 0) -> None:
+    """Raises StoreError if a collection of `size` bytes, or of `entries` entries, is more than
+    a receiver takes (`MAX_COLLECTION_BYTES`, `MAX_COLLECTION_ENTRIES`)."""
+    if size > MAX_COLLECTION_BYTES:
+        raise StoreError(
+            f"the collection is {size} bytes long, more than the {MAX_COLLECTION_BYTES} "
+            "this ringdrop takes"
+        )
+    if entries > MAX_COLLECTION_ENTRIES:
+        raise StoreError(
+            f"the collection lists {entries} files, more than the {MAX_COLLECTION_ENTRIES:,} "
+            "this ringdrop takes in one folder"
+        )
+
+
+def encoded_size(names: Iterable[str]) -> int:
+    """The size of the (version 2) encoding of a collection of files with these names."""
+    return _HEAD.size + sum(_ENTRY.size + len(name.encode("utf-8")) for name in names)
 
 
 def member_roots(data: bytes) -> list[bytes]:

@@ -19,7 +19,13 @@ import apsw
 
 from ringdrop.store import blobs, tags
 from ringdrop.store.blobs import BlobInfo, ImportMode, Staged
-from ringdrop.store.collection import Collection, Entry, scan_directory
+from ringdrop.store.collection import (
+    Collection,
+    Entry,
+    check_size,
+    encoded_size,
+    scan_directory,
+)
 from ringdrop.store.db import Database
 from ringdrop.store.layout import Layout
 from ringdrop.store.progress import Meter, ProgressFn
@@ -89,6 +95,8 @@ def import_directory(
 ) -> ImportedCollection:
     folder = folder.absolute()
     scan = scan_directory(folder, exclude)
+    # Receivers refuse a larger collection: say so before hashing anything.
+    check_size(encoded_size(f.name for f in scan.files), len(scan.files))
     meter = Meter(sum(f.size for f in scan.files), progress, passes=blobs.passes(mode))
     entries: list[Entry] = []
     batch: list[Staged] = []
