@@ -100,6 +100,10 @@ class Decision:
     allowed: bool
     reason: str
     ring: str | None
+    not_shared: bool = False
+    """Refused because no ring may do this with the content at all, to a peer in this node's
+    peer book (every ring member is there): such a peer may be told the content is not (or no
+    longer) shared; a stranger learns only that it is denied."""
 
 
 @dataclass(frozen=True)
