@@ -36,6 +36,7 @@ from pathlib import Path
 from pathspec import GitIgnoreSpec
 
 from ringdrop.errors import StoreError, UnsafePathError
+from ringdrop.store.files import FileId, Tree
 from ringdrop.store.names import validate_name
 
 __all__ = [
@@ -229,6 +230,8 @@ class ScannedFile:
     size: int
     mtime_ns: int
     executable: bool
+    file_id: FileId
+    """Which file the name led to: the import reads only this file under this name."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,8 @@ class Scan:
     """Symbolic links and other things that are not regular files."""
     excluded: int
     """Files left out by an exclusion pattern or the folder's .ringdropignore."""
+    folders: dict[str, FileId]
+    """Each folder walked, by its name relative to the top ("" for the top)."""
 
 
 def scan_directory(folder: Path, exclude: Sequence[str] = ()) -> Scan:
@@ -246,9 +251,11 @@ def scan_directory(folder: Path, exclude: Sequence[str] = ()) -> Scan:
     the folder's own `.ringdropignore` match.
 
     Symbolic links are not followed (a link could lead out of the folder, or loop) and, like
-    other non-files, are listed as skipped (unless excluded). Names are checked here, before any
-    work. Patterns are matched against names relative to `folder`, as git does for a
-    .gitignore at the top of a repository (`build/`, `*.log`, `!keep.log`, `/only-here`).
+    other non-files, are listed as skipped (unless excluded); each folder is opened from its
+    parent's descriptor without following links (`files.Tree`), and the scan records which file
+    each name led to, so that the import can refuse a name swapped meanwhile. Names are checked
+    here, before any work. Patterns are matched against names relative to `folder`, as git does
+    for a .gitignore at the top of a repository (`build/`, `*.log`, `!keep.log`, `/only-here`).
     """
     if not folder.is_dir():
         raise StoreError(f"{folder} is not a folder")
@@ -256,28 +263,39 @@ def scan_directory(folder: Path, exclude: Sequence[str] = ()) -> Scan:
     files: list[ScannedFile] = []
     skipped: list[str] = []
     excluded = 0
-    pending: list[tuple[str, str]] = [("", str(folder))]
-    while pending:
-        prefix, current = pending.pop()
-        with os.scandir(current) as it:
-            for entry in it:
-                name = prefix + entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append((name + "/", entry.path))
-                    continue
-                if spec is not None and spec.match_file(name):
-                    excluded += entry.is_file(follow_symlinks=False)
-                elif entry.is_file(follow_symlinks=False):
-                    st = entry.stat(follow_symlinks=False)
-                    executable = bool(st.st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
-                    files.append(
-                        ScannedFile(name, entry.path, st.st_size, st.st_mtime_ns, executable)
-                    )
-                else:
-                    skipped.append(name)
+    top = str(folder)
+    with Tree(folder) as tree:
+        pending = [""]
+        while pending:
+            current = pending.pop()
+            prefix = current + "/" if current else ""
+            with os.scandir(tree.folder(current)) as it:
+                for entry in it:
+                    name = prefix + entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(name)
+                        continue
+                    if spec is not None and spec.match_file(name):
+                        excluded += entry.is_file(follow_symlinks=False)
+                    elif entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        executable = bool(st.st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
+                        files.append(
+                            ScannedFile(
+                                name,
+                                f"{top}/{name}",
+                                st.st_size,
+                                st.st_mtime_ns,
+                                executable,
+                                (st.st_dev, st.st_ino),
+                            )
+                        )
+                    else:
+                        skipped.append(name)
+        folders = tree.folders
     files.sort(key=lambda f: _sort_key(f.name))
     check_names([f.name for f in files])
-    return Scan(files, sorted(skipped), excluded)
+    return Scan(files, sorted(skipped), excluded, folders)
 
 
 def _ignore_spec(folder: Path, exclude: Sequence[str]) -> GitIgnoreSpec | None:
