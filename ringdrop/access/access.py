@@ -32,6 +32,7 @@ from ringdrop.access.records import (
     PeerRef,
     Permission,
     Privilege,
+    Retention,
     RingInfo,
     Upload,
     UploadOutcome,
@@ -55,7 +56,14 @@ from ringdrop.ticket import Address, Format
 if TYPE_CHECKING:
     from ringdrop.access.log_writer import LogWriter
 
-__all__ = ["NICKNAME", "Access", "insert_decisions", "insert_uploads"]
+__all__ = [
+    "NICKNAME",
+    "Access",
+    "insert_decision",
+    "insert_decisions",
+    "insert_uploads",
+    "prune_logs",
+]
 
 _T = TypeVar("_T")
 
@@ -462,8 +470,8 @@ class Access:
         """The last `limit` decisions, newest first."""
         with self._pending() as (pending, _), self._db.snapshot() as conn:
             rows = conn.execute(
-                "SELECT at, peer_id, hash, operation, allowed, reason, ring FROM access_log "
-                "ORDER BY id DESC LIMIT ?",
+                "SELECT at, peer_id, hash, operation, allowed, reason, ring, count, last_at "
+                "FROM access_log ORDER BY id DESC LIMIT ?",
                 (_check_limit(limit),),
             ).fetchall()
         committed = [
@@ -475,8 +483,10 @@ class Access:
                 allowed=bool(a),
                 reason=cast(str, reason),
                 ring=cast(str | None, ring),
+                count=cast(int, n),
+                last_at=cast(float | None, last),
             )
-            for at, p, h, o, a, reason, ring in rows
+            for at, p, h, o, a, reason, ring, n, last in rows
         ]
         return _newest_first(pending, committed, limit)
 
@@ -564,13 +574,44 @@ class Access:
         return peer_id
 
 
+_INSERT_DECISION = (
+    "INSERT INTO access_log (at, peer_id, hash, operation, allowed, ring, reason, count, last_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def insert_decisions(conn: apsw.Connection, entries: Sequence[AccessLogEntry]) -> None:
     """Appends decisions to the access log, in the caller's transaction."""
-    conn.executemany(
-        "INSERT INTO access_log (at, peer_id, hash, operation, allowed, ring, reason) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(e.at, e.peer_id.raw, e.root, e.operation, e.allowed, e.ring, e.reason) for e in entries],
-    )
+    conn.executemany(_INSERT_DECISION, [_decision_row(e) for e in entries])
+
+
+def insert_decision(conn: apsw.Connection, entry: AccessLogEntry) -> int:
+    """Appends one decision to the access log, in the caller's transaction; its row's id."""
+    conn.execute(_INSERT_DECISION, _decision_row(entry))
+    return conn.last_insert_rowid()
+
+
+def _decision_row(e: AccessLogEntry) -> tuple[object, ...]:
+    return (e.at, e.peer_id.raw, e.root, e.operation, e.allowed, e.ring, e.reason, e.count,
+            e.last_at)  # fmt: skip
+
+
+def prune_logs(conn: apsw.Connection, retention: Retention, now: float) -> None:
+    """Deletes the access and upload log entries `retention` no longer keeps, in the caller's
+    transaction. Rows are appended in time order, so both limits cut a prefix of ids, and each
+    costs a search by id and a walk over the rows it deletes."""
+    cutoff = now - retention.days * 86400
+    for table in ("access_log", "uploads"):
+        conn.execute(
+            f"DELETE FROM {table} WHERE id <= (SELECT max(id) FROM {table}) - ?",  # noqa: S608
+            (retention.entries,),
+        )
+        conn.execute(
+            f"DELETE FROM {table} WHERE id < coalesce("  # noqa: S608
+            f"(SELECT id FROM {table} WHERE at >= ? ORDER BY id LIMIT 1), "
+            f"(SELECT max(id) + 1 FROM {table}))",
+            (cutoff,),
+        )
 
 
 def insert_uploads(conn: apsw.Connection, entries: Sequence[Upload]) -> None:

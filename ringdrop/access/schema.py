@@ -185,10 +185,18 @@ def insert_members(conn: apsw.Connection, collection: bytes, roots: Sequence[byt
 
 _WRITE_MEMBERS = 32768
 
+# A peer's repeated denials share one access-log row: how many it stands for, and the last one's
+# time (NULL for one). Old rows stand for one decision each.
+_REPEATED_DENIALS = """
+ALTER TABLE access_log ADD COLUMN count INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1);
+ALTER TABLE access_log ADD COLUMN last_at REAL;
+"""
+
 ACCESS_MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "rings, peer book, grants, content links, access and upload logs", _ACCESS_TABLES),
     Migration(3, "the addresses peers were reached at", _PEER_ADDRESSES),
     Migration(4, "each collection's members in order", _record_collections),
+    Migration(5, "repeated denials in one access-log row", _REPEATED_DENIALS),
 )
 
 MIGRATIONS: tuple[Migration, ...] = tuple(

@@ -1,8 +1,9 @@
 """The node's settings: the file in the data directory (the listening port, chosen once and kept
 so that printed tickets stay valid across restarts; the home relay last chosen; whether received
 content keeps a private copy in the store, `keep_received`, default false: the store hands its
-copy over to the export), and the relay and STUN servers, from the command line, else the
-environment, else the defaults."""
+copy over to the export; how much of the logs a serving node keeps, `log_keep_days` and
+`log_keep_entries`, default 90 days and 100,000 entries each), and the relay and STUN servers,
+from the command line, else the environment, else the defaults."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ringdrop.access import Retention
 from ringdrop.errors import InvalidTicketError, SettingsError, StoreError
 from ringdrop.store.files import replace_atomically
 from ringdrop.ticket import check_relay_url
@@ -53,6 +55,14 @@ class Config:
     home_relay: str | None = None
     keep_received: bool = False
     """Keep a private copy of received content in the store, as `get --keep` does."""
+    log_keep_days: float = Retention.days
+    """The access and upload logs keep no entry older than this many days…"""
+    log_keep_entries: int = Retention.entries
+    """…and each at most this many entries (a peer's repeated denials are one)."""
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(self.log_keep_days, self.log_keep_entries)
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> Config:
@@ -65,10 +75,23 @@ class Config:
             keep = raw.get("keep_received", False)
             if not isinstance(keep, bool):
                 raise ValueError(f"keep_received must be true or false, not {keep!r}")
+            days = raw.get("log_keep_days", Retention.days)
+            entries = raw.get("log_keep_entries", Retention.entries)
+            if isinstance(days, bool) or not isinstance(days, int | float):
+                raise ValueError(f"log_keep_days must be a number, not {days!r}")
+            if isinstance(entries, bool) or not isinstance(entries, int):
+                raise ValueError(f"log_keep_entries must be a whole number, not {entries!r}")
+            Retention(days, entries)  # raises ValueError for values out of range
             # Only a remembered choice: a bad value is forgotten, not an error.
             home_relay = raw.get("home_relay")
             relay = home_relay if isinstance(home_relay, str) else None
-            return cls(port=port, home_relay=relay, keep_received=keep)
+            return cls(
+                port=port,
+                home_relay=relay,
+                keep_received=keep,
+                log_keep_days=float(days),
+                log_keep_entries=entries,
+            )
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError) as error:

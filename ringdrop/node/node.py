@@ -290,7 +290,7 @@ class Node(Management):
             raise AlreadyServedError(f"this data directory is already being served by {who}", pid)
         try:
             (self.data_dir / SERVE_LOCK).write_text(f"{os.getpid()}\n")
-            logs = LogWriter(self.store.db.path)
+            logs = LogWriter(self.store.db.path, self.config.retention)
             reads = ServingReads(self.store.layout, MIGRATIONS)
             self.access.use_log_writer(logs)
             try:

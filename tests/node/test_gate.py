@@ -188,3 +188,22 @@ async def test_a_ring_member_asking_for_a_removed_folder_learns_it_is_no_longer_
 
     assert header(answer).status == "not_found"
     assert SECRET not in answer
+
+
+# A peer that asks again and again is one line in the access log, not one per request.
+
+
+async def test_a_peers_stream_of_denied_requests_is_one_access_log_entry(
+    rings: Node, serving: Node, tmp_path: Path
+) -> None:
+    secret = rings.share(write(tmp_path / "diary.txt", SECRET), rings=["family"])
+    mallory = stranger()
+    requests = 300
+    async with connected(serving, mallory) as peer:
+        for i in range(requests):
+            # Other content each time: the entry keeps the first, and counts them all.
+            root = secret.root if i == 0 else bytes([i % 256]) * 31 + bytes([i // 256])
+            assert header(await peer.ask(get(root))).status == "denied"
+
+    entries = [e for e in serving.decisions(limit=1000) if e.peer_id == mallory.peer_id]
+    assert [(e.allowed, e.count, e.root) for e in entries] == [(False, requests, secret.root)]
