@@ -75,6 +75,7 @@ _TXID = 12
 _KEY = 32
 _HEADER = len(MAGIC) + _KEY
 _MIN_PROBE = _HEADER + nacl.public.Box.NONCE_SIZE + 16 + 1 + _TXID
+_BOXES = 1024  # peers' key-exchange results kept
 
 PROBE_INTERVAL = 0.5
 """Seconds between pings to a candidate not yet answered."""
@@ -163,6 +164,8 @@ class _Codec:
                 public = nacl.signing.VerifyKey(peer_key).to_curve25519_public_key()
             except (nacl.exceptions.CryptoError, ValueError):
                 return None
+            if len(self._boxes) >= _BOXES:  # bounded, whatever keys come and go
+                del self._boxes[next(iter(self._boxes))]
             box = self._boxes[peer_key] = nacl.public.Box(self._secret, public)
         return box
 
@@ -337,13 +340,15 @@ class Endpoint:
             receiver.flush()
 
     def _on_probe(self, data: bytes, address: Address) -> None:
+        # No connection with the key the probe names: say nothing, and spend no key exchange
+        # (nor a cached box) on a stranger's datagram.
+        if not self._by_key.get(data[len(MAGIC) : _HEADER]):
+            return
         opened = self._codec.open(data)
         if opened is None:
             return
         sender, kind, txid, _observed = opened
-        sets = self._by_key.get(sender)
-        if not sets:
-            return  # no connection with this key here: say nothing
+        sets = self._by_key[sender]
         if kind == _PING:
             self.send_probe(sender, address, _PONG, txid, len(data))
             for paths in sets:
