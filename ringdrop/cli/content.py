@@ -258,6 +258,8 @@ def _print_decisions(
                         "allowed": e.allowed,
                         "ring": e.ring,
                         "reason": e.reason,
+                        "count": e.count,
+                        "last_at": None if e.last_at is None else display.iso(e.last_at),
                     }
                     for e in entries
                 ]
@@ -272,7 +274,7 @@ def _print_decisions(
                 (
                     display.when(e.at),
                     name_peer(e.peer_id),
-                    "allowed" if e.allowed else "DENIED",
+                    "allowed" if e.allowed else "DENIED" + (f" x{e.count}" if e.count > 1 else ""),
                     display.safe(names.get(e.root) or display.short_hash(e.root)),
                     e.reason,
                 )

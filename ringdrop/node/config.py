@@ -2,9 +2,10 @@
 so that printed tickets stay valid across restarts; the home relay last chosen; whether received
 content keeps a private copy in the store, `keep_received`, default false: the store hands its
 copy over to the export; whether `serve` publishes its addresses in its discovery record,
-`publish_addresses`, default false), the relay, STUN and discovery servers, and which relays
-named by others (a ticket's, a record's) may be used: from the command line, else the
-environment, else the defaults."""
+`publish_addresses`, default false; how much of the logs a serving node keeps, `log_keep_days`
+and `log_keep_entries`, default 90 days and 100,000 entries each), the relay, STUN and
+discovery servers, and which relays named by others (a ticket's, a record's) may be used: from
+the command line, else the environment, else the defaults."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from ringdrop.access import Retention
 from ringdrop.discovery import Services
 from ringdrop.errors import InvalidTicketError, SettingsError, StoreError
 from ringdrop.store.files import replace_atomically
@@ -69,6 +71,14 @@ class Config:
     """Keep a private copy of received content in the store, as `get --keep` does."""
     publish_addresses: bool = False
     """Publish this node's addresses in its discovery record, not only its home relay."""
+    log_keep_days: float = Retention.days
+    """The access and upload logs keep no entry older than this many days…"""
+    log_keep_entries: int = Retention.entries
+    """…and each at most this many entries (a peer's repeated denials are one)."""
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(self.log_keep_days, self.log_keep_entries)
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> Config:
@@ -84,10 +94,24 @@ class Config:
             publish = raw.get("publish_addresses", False)
             if not isinstance(publish, bool):
                 raise ValueError(f"publish_addresses must be true or false, not {publish!r}")
+            days = raw.get("log_keep_days", Retention.days)
+            entries = raw.get("log_keep_entries", Retention.entries)
+            if isinstance(days, bool) or not isinstance(days, int | float):
+                raise ValueError(f"log_keep_days must be a number, not {days!r}")
+            if isinstance(entries, bool) or not isinstance(entries, int):
+                raise ValueError(f"log_keep_entries must be a whole number, not {entries!r}")
+            Retention(days, entries)  # raises ValueError for values out of range
             # Only a remembered choice: a bad value is forgotten, not an error.
             home_relay = raw.get("home_relay")
             relay = home_relay if isinstance(home_relay, str) else None
-            return cls(port=port, home_relay=relay, keep_received=keep, publish_addresses=publish)
+            return cls(
+                port=port,
+                home_relay=relay,
+                keep_received=keep,
+                publish_addresses=publish,
+                log_keep_days=float(days),
+                log_keep_entries=entries,
+            )
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError) as error:

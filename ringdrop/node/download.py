@@ -23,7 +23,7 @@ from ringdrop.node.batch_download import SMALL_MAX, Member, fetch_small_members
 from ringdrop.node.progress import Tracker
 from ringdrop.protocol import MemberSelection
 from ringdrop.store import Store
-from ringdrop.store.collection import Collection
+from ringdrop.store.collection import Collection, check_size
 from ringdrop.store.files import ensure_free_space
 from ringdrop.store.partial import PartialWriter
 from ringdrop.ticket import Format
@@ -300,6 +300,8 @@ class Download:
                             valid_before = partial.valid_bytes
                             async with turn:
                                 await _on_worker(writer.write, piece)
+                            if format == "collection" and partial.size is not None:
+                                check_size(partial.size)  # refused before it fills the disk
                             if not had_size:
                                 self._show_file(name, partial.size, valid_before, count)
                             if count:

@@ -839,7 +839,7 @@ class _Serving:
     writer, opened on a thread while the network side starts."""
 
     def __init__(self, node: Node, on_event: Callable[[ServeEvent], object] | None) -> None:
-        self.logs = LogWriter(node.store.db.path)
+        self.logs = LogWriter(node.store.db.path, node.config.retention)
         self.reads = ServingReads(node.store.layout, MIGRATIONS)
         node.access.use_log_writer(self.logs)
         self.gate = Gate(self.reads, self.logs, on_event)
