@@ -43,6 +43,7 @@ def env(lab: NatLab, relay: IrohRelay, host_ip: str, stun: tuple[str, int]) -> d
         RINGDROP_ADDRESSES=host_ip,
         RINGDROP_RELAY=relay.url,
         RINGDROP_STUN=f"{stun[0]}:{stun[1]}",
+        RINGDROP_DISCOVERY="disabled",
     )
     return out
 

@@ -371,7 +371,7 @@ class Contender(ABC):
 
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RINGDROP_")}
-    env.update(PYTHONUNBUFFERED="1", COLUMNS="120")
+    env.update(PYTHONUNBUFFERED="1", COLUMNS="120", RINGDROP_DISCOVERY="disabled")
     env.update(extra)
     return env
 

@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ringdrop.access import MIGRATIONS  # noqa: E402
 from ringdrop.store import Store  # noqa: E402
 
 TICKET = re.compile(r"rdrop:[a-z2-7]+")
@@ -105,7 +106,7 @@ def run_once(source: Path, files: int, work: Path) -> dict[str, float]:
     received = work / "out" / source.name
     if not same_tree(source, received):
         raise SystemExit("the received folder differs from the original")
-    with Store.open(receiver) as store:
+    with Store(receiver, MIGRATIONS) as store:
         (tag,) = [t for t in store.tags() if t.format == "collection"]
         started = time.perf_counter()
         store.export_collection(tag.root, work / "export")

@@ -5,6 +5,7 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     ├── UsageError                   exit 2   a setting or argument cannot be used
     │   ├── SettingsError                     a relay or STUN setting (option or variable)
     │   ├── RelayDisabledError                a relay is needed but relaying is disabled here
+    │   ├── DiscoveryDisabledError            a peer must be found by its key, discovery is off
     │   └── InvalidNameError                  a ring name or nickname breaks the naming rules
     ├── TicketError                  exit 3   a ticket or peer id is garbled, mistyped, too new
     │   └── InvalidTicketError                … with `kind`, what is wrong, for programs
@@ -13,8 +14,10 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     ├── TransferError                exit 7   network, peer gone or busy
     │   ├── UnreachableError                  nothing answered at any address or relay tried
     │   ├── WrongPeerError                    another key than the expected peer id answered
-    │   └── RelayRefusedError                 nothing answered, and the ticket's relay was
-    │                                         not used (not a public https:// relay)
+    │   ├── RelayRefusedError                 nothing answered, and the ticket's relay was
+    │   │                                     not used (not a public https:// relay)
+    │   └── DiscoveryError                    a peer could not be found by its key
+    │       └── InvalidRecordError            … a service's record is forged, stale or garbled
     ├── ProtocolError                exit 7   the peer broke the wire protocol (never retried)
     ├── UnsafePathError              exit 9   a name would escape its destination
     ├── DestinationError             exit 11  the destination folder cannot be written
@@ -45,11 +48,14 @@ __all__ = [
     "AlreadyServedError",
     "AmbiguousError",
     "DestinationError",
+    "DiscoveryDisabledError",
+    "DiscoveryError",
     "DiskFullError",
     "ExistsError",
     "ExitCode",
     "IntegrityError",
     "InvalidNameError",
+    "InvalidRecordError",
     "InvalidTicketError",
     "LocalProtocolError",
     "NotFoundError",
@@ -146,6 +152,11 @@ class RelayDisabledError(UsageError):
     """A relay is needed (a ticket without addresses) but relaying is disabled here."""
 
 
+class DiscoveryDisabledError(UsageError):
+    """A peer named by its key alone (a key-only ticket, a peer id with no known address) must
+    be looked up, but discovery is disabled here."""
+
+
 class InvalidNameError(UsageError):
     """A ring name or nickname breaks the naming rules."""
 
@@ -226,6 +237,16 @@ class RelayRefusedError(TransferError):
     def __init__(self, message: str, relay: str) -> None:
         super().__init__(message)
         self.relay = relay
+
+
+class DiscoveryError(TransferError):
+    """No discovery service gave a usable record of the peer's key (none published, none
+    answered, or each record was refused)."""
+
+
+class InvalidRecordError(DiscoveryError):
+    """A discovery service answered with a record that fails verification: signed by another
+    key, older than one already seen, garbled, too large, or naming what may not be used."""
 
 
 class ProtocolError(RingdropError):

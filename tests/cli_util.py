@@ -38,7 +38,7 @@ def cli_env(**extra: str) -> dict[str, str]:
     up from the caller."""
     env = {k: v for k, v in os.environ.items() if k != "RINGDROP_DATA_DIR"}
     env.update(RINGDROP_ADDRESSES="127.0.0.1", COLUMNS="200", PYTHONUNBUFFERED="1")
-    env.update(RINGDROP_RELAY="disabled", RINGDROP_STUN="disabled")
+    env.update(RINGDROP_RELAY="disabled", RINGDROP_STUN="disabled", RINGDROP_DISCOVERY="disabled")
     env.update(extra)
     return env
 

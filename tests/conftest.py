@@ -20,11 +20,13 @@ from tests.files import write
 
 @pytest.fixture(autouse=True)
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tickets name only 127.0.0.1, and no relay or STUN server is configured: tests never send
-    traffic anywhere but loopback (a test that wants a relay names a local one)."""
+    """Tickets name only 127.0.0.1, and no relay, STUN or discovery server is configured: tests
+    never send traffic anywhere but loopback (a test that wants one names a local one)."""
     monkeypatch.setenv("RINGDROP_ADDRESSES", "127.0.0.1")
     monkeypatch.setenv("RINGDROP_RELAY", "disabled")
     monkeypatch.setenv("RINGDROP_STUN", "disabled")
+    monkeypatch.setenv("RINGDROP_DISCOVERY", "disabled")
+    monkeypatch.delenv("RINGDROP_DISCOVERY_DNS", raising=False)
 
 
 @pytest.fixture

@@ -335,6 +335,7 @@ def test_info_json(alice: Node, a_folder: Path) -> None:
         "size": sum(map(len, tree(a_folder).values())),
         "addresses": [str(a) for a in ticket.addresses],
         "relay": None,
+        "needs_discovery": False,
     }
 
 

@@ -62,7 +62,8 @@ def test_what_get_loads_leaves_out_what_it_does_not_use(tmp_path: Path) -> None:
 def test_the_parser_names_the_settings_the_node_reads() -> None:
     spelled_out = (base.DISABLED, base.RELAY_ENV, base.STUN_ENV, base.IGNORE_FILE)
     assert spelled_out == (config.DISABLED, config.RELAY_ENV, config.STUN_ENV, IGNORE_FILE)
-    assert (base.RELAY_POLICY_ENV, base.RELAY_POLICIES) == (
+    assert (base.RELAY_POLICY_ENV, base.RELAY_POLICIES, base.DISCOVERY_ENV) == (
         config.RELAY_POLICY_ENV,
         config.RELAY_POLICIES,
+        config.DISCOVERY_ENV,
     )

@@ -21,6 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("access",),
     ("protocol",),
     ("transport",),
+    ("discovery",),
     ("node",),
     ("display",),
     ("cli", "tui"),

@@ -9,6 +9,7 @@ batches on its own thread.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -31,6 +32,7 @@ from ringdrop.access.records import (
     PeerRef,
     Permission,
     Privilege,
+    Retention,
     RingInfo,
     Upload,
     UploadOutcome,
@@ -38,7 +40,7 @@ from ringdrop.access.records import (
     check_ring_name,
     quoted,
 )
-from ringdrop.access.schema import OPEN_RING_ID
+from ringdrop.access.schema import OPEN_RING_ID, insert_members
 from ringdrop.errors import (
     AccessDeniedError,
     AmbiguousError,
@@ -54,7 +56,14 @@ from ringdrop.ticket import Address, Format
 if TYPE_CHECKING:
     from ringdrop.access.log_writer import LogWriter
 
-__all__ = ["NICKNAME", "Access", "insert_decisions", "insert_uploads"]
+__all__ = [
+    "NICKNAME",
+    "Access",
+    "insert_decision",
+    "insert_decisions",
+    "insert_uploads",
+    "prune_logs",
+]
 
 _T = TypeVar("_T")
 
@@ -348,19 +357,45 @@ class Access:
         return {root: tuple(rings) for root, rings in found.items()}
 
     def record_collection(self, collection: bytes, members: Iterable[bytes]) -> None:
-        """Records the roots the collection `collection` holds, so that rings it is attached to
-        may read them too. Called when a collection is imported or received; repeating it is
-        harmless, since a collection's root fixes its members."""
+        """Records the roots the collection `collection` holds, in its order, so that rings it
+        is attached to may read them too, and members requests are answered from this record.
+        Called when a collection is imported or received (from its checked, decoded listing);
+        repeating it is harmless, since a collection's root fixes its members."""
         _check_root(collection)
+        ordered = [_check_root(member) for member in members]
         # In key order: a B-tree filled in order touches each page once, not once per row
         # (100,000 members: 0.15 s instead of 1.8 s).
-        rows = sorted({(_check_root(member), collection) for member in members})
+        rows = sorted({(member, collection) for member in ordered})
         with self._db.transaction() as conn:
             conn.executemany(
                 "INSERT INTO collection_members (member, collection) VALUES (?, ?) "
                 "ON CONFLICT DO NOTHING",
                 rows,
             )
+            insert_members(conn, collection, ordered)
+
+    def recorded_members(
+        self, collection: bytes, indices: Iterable[int]
+    ) -> tuple[int, list[bytes]] | None:
+        """The roots at `indices` (increasing) of the collection recorded as `collection`, and
+        its number of members; the roots stop before the first index past its end. None if no
+        collection of that root was recorded. Reads only the roots asked for."""
+        _check_root(collection)
+        with self._db.snapshot() as conn:
+            row = _one(conn, "SELECT id, count FROM collections WHERE hash = ?", (collection,))
+            if row is None:
+                return None
+            rowid, count = cast(int, row[0]), cast(int, row[1])
+            roots: list[bytes] = []
+            wanted = itertools.takewhile(lambda i: i < count, indices)
+            first = next(wanted, None)
+            if first is None:
+                return count, roots
+            with conn.blob_open("main", "collections", "members", rowid, False) as blob:
+                for index in itertools.chain((first,), wanted):
+                    blob.seek(32 * index)
+                    roots.append(blob.read(32))
+        return count, roots
 
     def record_file(self, root: bytes, mtime_ns: int | None, executable: bool) -> None:
         """Records the time and executable bit of the single file whose content is `root`,
@@ -459,13 +494,17 @@ class Access:
         root: bytes,
         operation: Permission = "read",
         now: float | None = None,
+        *,
+        as_collection: bool = False,
     ) -> tuple[Decision, AccessLogEntry]:
-        """`decide` without the write: the decision, and the log entry the caller must queue."""
+        """`decide` without the write: the decision, and the log entry the caller must queue.
+        `as_collection` asks for `root` as a whole collection (a members request): only rings
+        it is attached to itself count, not those of a collection that holds it."""
         _check_root(root)
         _check_permission(operation)
         now = time.time() if now is None else now
         with self._db.snapshot() as conn:
-            decision = judge(conn, peer, root, operation, now)
+            decision = judge(conn, peer, root, operation, now, as_collection=as_collection)
         return decision, log_entry(peer, root, operation, decision, now)
 
     def nickname(self, peer: PeerId) -> str | None:
@@ -478,8 +517,8 @@ class Access:
         """The last `limit` decisions, newest first."""
         with self._pending() as (pending, _), self._db.snapshot() as conn:
             rows = conn.execute(
-                "SELECT at, peer_id, hash, operation, allowed, reason, ring FROM access_log "
-                "ORDER BY id DESC LIMIT ?",
+                "SELECT at, peer_id, hash, operation, allowed, reason, ring, count, last_at "
+                "FROM access_log ORDER BY id DESC LIMIT ?",
                 (_check_limit(limit),),
             ).fetchall()
         committed = [
@@ -491,8 +530,10 @@ class Access:
                 allowed=bool(a),
                 reason=cast(str, reason),
                 ring=cast(str | None, ring),
+                count=cast(int, n),
+                last_at=cast(float | None, last),
             )
-            for at, p, h, o, a, reason, ring in rows
+            for at, p, h, o, a, reason, ring, n, last in rows
         ]
         return _newest_first(pending, committed, limit)
 
@@ -580,13 +621,44 @@ class Access:
         return peer_id
 
 
+_INSERT_DECISION = (
+    "INSERT INTO access_log (at, peer_id, hash, operation, allowed, ring, reason, count, last_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def insert_decisions(conn: apsw.Connection, entries: Sequence[AccessLogEntry]) -> None:
     """Appends decisions to the access log, in the caller's transaction."""
-    conn.executemany(
-        "INSERT INTO access_log (at, peer_id, hash, operation, allowed, ring, reason) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(e.at, e.peer_id.raw, e.root, e.operation, e.allowed, e.ring, e.reason) for e in entries],
-    )
+    conn.executemany(_INSERT_DECISION, [_decision_row(e) for e in entries])
+
+
+def insert_decision(conn: apsw.Connection, entry: AccessLogEntry) -> int:
+    """Appends one decision to the access log, in the caller's transaction; its row's id."""
+    conn.execute(_INSERT_DECISION, _decision_row(entry))
+    return conn.last_insert_rowid()
+
+
+def _decision_row(e: AccessLogEntry) -> tuple[object, ...]:
+    return (e.at, e.peer_id.raw, e.root, e.operation, e.allowed, e.ring, e.reason, e.count,
+            e.last_at)  # fmt: skip
+
+
+def prune_logs(conn: apsw.Connection, retention: Retention, now: float) -> None:
+    """Deletes the access and upload log entries `retention` no longer keeps, in the caller's
+    transaction. Rows are appended in time order, so both limits cut a prefix of ids, and each
+    costs a search by id and a walk over the rows it deletes."""
+    cutoff = now - retention.days * 86400
+    for table in ("access_log", "uploads"):
+        conn.execute(
+            f"DELETE FROM {table} WHERE id <= (SELECT max(id) FROM {table}) - ?",  # noqa: S608
+            (retention.entries,),
+        )
+        conn.execute(
+            f"DELETE FROM {table} WHERE id < coalesce("  # noqa: S608
+            f"(SELECT id FROM {table} WHERE at >= ? ORDER BY id LIMIT 1), "
+            f"(SELECT max(id) + 1 FROM {table}))",
+            (cutoff,),
+        )
 
 
 def insert_uploads(conn: apsw.Connection, entries: Sequence[Upload]) -> None:

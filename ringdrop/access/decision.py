@@ -5,6 +5,7 @@ Also the catalog query, which is driven by the same memberships.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import cast
 
@@ -14,14 +15,14 @@ from ringdrop.access.records import AccessLogEntry, Decision, Permission
 from ringdrop.access.schema import OPEN_RING_ID
 from ringdrop.identity import PeerId
 
-__all__ = ["CATALOG", "DECIDE", "judge", "log_entry"]
+__all__ = ["CATALOG", "DECIDE", "DECIDE_COLLECTION", "KNOWN", "judge", "log_entry"]
 
 # The access decision: of the rings that `:root` (or a collection holding it) is attached to with
 # `:operation`, the best one. That is a ring that admits the peer (one it is a member of before
 # the open ring, which has no members; content itself before a collection holding it), else one
 # where its membership has expired, so that the reason can say so. Every table is reached
 # through its primary key; tests/access/test_access.py checks the plan.
-DECIDE = """
+_DECIDE = """
 SELECT r.id = :open OR (m.peer_id IS NOT NULL
                         AND (m.expires_at IS NULL OR m.expires_at > :now)) AS admits,
        r.name,
@@ -33,11 +34,19 @@ FROM attachments AS a
 JOIN rings AS r ON r.id = a.ring_id
 LEFT JOIN ring_members AS m ON m.ring_id = a.ring_id AND m.peer_id = :peer
 WHERE a.permission = :operation
-  AND a.hash IN (SELECT :root UNION ALL
-                 SELECT collection FROM collection_members WHERE member = :root)
+  AND {content}
 ORDER BY admits DESC, is_member DESC, a.hash <> :root, r.name
 LIMIT 1
 """
+DECIDE = _DECIDE.format(
+    content="a.hash IN (SELECT :root UNION ALL "
+    "SELECT collection FROM collection_members WHERE member = :root)"
+)
+# A members request asks for a collection as a whole: only the collection's own attachments
+# count, never those of a folder that happens to hold its blob as a file.
+DECIDE_COLLECTION = _DECIDE.format(content="a.hash = :root")
+
+KNOWN = "SELECT 1 FROM peers WHERE peer_id = ?"
 
 # Content the peer may read, driven by the rings that admit it (the index on attachments'
 # ring_id), not by the whole attachments table.
@@ -54,9 +63,17 @@ ORDER BY c.name IS NULL, c.name, a.hash
 
 
 def judge(
-    conn: apsw.Connection, peer: PeerId, root: bytes, operation: Permission, now: float
+    conn: apsw.Connection,
+    peer: PeerId,
+    root: bytes,
+    operation: Permission,
+    now: float,
+    *,
+    as_collection: bool = False,
 ) -> Decision:
-    """May `peer` do `operation` with `root` at `now`? One query, in the caller's transaction."""
+    """May `peer` do `operation` with `root` at `now`? One query, in the caller's transaction
+    (two when nothing is attached: is the peer one this node knows?). `as_collection` judges
+    `root` as a whole collection, admitted only through its own attachments."""
     bindings = {
         "open": OPEN_RING_ID,
         "peer": peer.raw,
@@ -64,8 +81,11 @@ def judge(
         "operation": operation,
         "now": now,
     }
-    row = conn.execute(DECIDE, bindings).fetchone()
-    return _verdict(None if row is None else tuple(row), root, operation)
+    row = conn.execute(DECIDE_COLLECTION if as_collection else DECIDE, bindings).fetchone()
+    decision = _verdict(None if row is None else tuple(row), root, operation)
+    if row is None and conn.execute(KNOWN, (peer.raw,)).fetchone() is not None:
+        return dataclasses.replace(decision, not_shared=True)
+    return decision
 
 
 def log_entry(

@@ -3,6 +3,7 @@ for ring names and nicknames."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -26,6 +27,7 @@ __all__ = [
     "PeerRef",
     "Permission",
     "Privilege",
+    "Retention",
     "RingInfo",
     "Upload",
     "UploadOutcome",
@@ -100,6 +102,10 @@ class Decision:
     allowed: bool
     reason: str
     ring: str | None
+    not_shared: bool = False
+    """Refused because no ring may do this with the content at all, to a peer in this node's
+    peer book (every ring member is there): such a peer may be told the content is not (or no
+    longer) shared; a stranger learns only that it is denied."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,26 @@ class AccessLogEntry:
     allowed: bool
     reason: str
     ring: str | None
+    count: int = 1
+    """Decisions this entry stands for: a peer's repeated denials share one entry, which names
+    the first one's content and reason."""
+    last_at: float | None = None
+    """When the last of them was made, if more than one."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much of the access and upload logs a serving node keeps: of each, the newest
+    `entries`, none older than `days`."""
+
+    days: float = 90.0
+    entries: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not (self.days > 0 and math.isfinite(self.days)):
+            raise ValueError(f"a log is kept for a positive number of days, not {self.days}")
+        if self.entries < 1:
+            raise ValueError(f"a log keeps at least one entry, not {self.entries}")
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,20 @@ package are at step 2 of the same sequence and open unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+
+import apsw
+
+from ringdrop.errors import RingdropError
+from ringdrop.store.blobs import read_blob
+from ringdrop.store.collection import MAX_COLLECTION_BYTES, member_roots
 from ringdrop.store.db import Migration
+from ringdrop.store.layout import Layout
 from ringdrop.store.schema import MIGRATIONS as STORE_MIGRATIONS
 
-__all__ = ["ACCESS_MIGRATIONS", "MIGRATIONS", "OPEN_RING", "OPEN_RING_ID"]
+__all__ = ["ACCESS_MIGRATIONS", "MIGRATIONS", "OPEN_RING", "OPEN_RING_ID", "insert_members"]
 
 # The built-in ring, as the first migration creates it.
 OPEN_RING = "open"
@@ -117,6 +127,71 @@ CREATE TABLE peer_addresses (
 ) STRICT, WITHOUT ROWID;
 """
 
+# Each collection this node recorded (shared as a folder, or received as one) with its members'
+# roots in the collection's order, 32 bytes each: a members request is answered from this
+# record (index to root), never from bytes parsed when the request comes. A rowid table, so
+# that one member's root is read without loading the list (SQLite's incremental blob I/O).
+_COLLECTIONS = """
+CREATE TABLE collections (
+    id INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),
+    count INTEGER NOT NULL CHECK (count >= 0),
+    members BLOB NOT NULL CHECK (length(members) = 32 * count)
+) STRICT;
+"""
+
+
+def _record_collections(conn: apsw.Connection) -> None:
+    """Creates `collections` and fills it for the collections recorded before it existed, from
+    their blobs in the store (verified against their roots), where the member list read there is
+    exactly the one recorded. A collection whose blob is gone stays out: its members are still
+    admitted one by one through `collection_members`."""
+    conn.execute(_COLLECTIONS)
+    layout = Layout(Path(conn.filename).parent)
+    recorded = [
+        bytes(cast(bytes, c))
+        for (c,) in conn.execute("SELECT DISTINCT collection FROM collection_members")
+    ]
+    for collection in recorded:
+        try:
+            roots = member_roots(read_blob(conn, layout, collection, MAX_COLLECTION_BYTES))
+        except (RingdropError, OSError):
+            continue
+        members = {
+            bytes(cast(bytes, m))
+            for (m,) in conn.execute(
+                "SELECT member FROM collection_members WHERE collection = ?", (collection,)
+            )
+        }
+        if set(roots) == members:
+            insert_members(conn, collection, roots)
+
+
+def insert_members(conn: apsw.Connection, collection: bytes, roots: Sequence[bytes]) -> None:
+    """Records the ordered member list of `collection` in the caller's transaction, unless it
+    is recorded already (a collection's root fixes its members)."""
+    conn.execute(
+        "INSERT INTO collections (hash, count, members) VALUES (?, ?, zeroblob(?)) "
+        "ON CONFLICT (hash) DO NOTHING",
+        (collection, len(roots), 32 * len(roots)),
+    )
+    if not conn.changes() or not roots:
+        return
+    # Written a slice at a time: a million members never sit in memory as one 32 MB string.
+    with conn.blob_open("main", "collections", "members", conn.last_insert_rowid(), True) as blob:
+        for start in range(0, len(roots), _WRITE_MEMBERS):
+            blob.write(b"".join(roots[start : start + _WRITE_MEMBERS]))
+
+
+_WRITE_MEMBERS = 32768
+
+# A peer's repeated denials share one access-log row: how many it stands for, and the last one's
+# time (NULL for one). Old rows stand for one decision each.
+_REPEATED_DENIALS = """
+ALTER TABLE access_log ADD COLUMN count INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1);
+ALTER TABLE access_log ADD COLUMN last_at REAL;
+"""
+
 # A single file's modification time and executable bit, which its ticket carries (a blob's root
 # covers only its bytes; a folder's files carry theirs in the collection). Recorded when the file
 # is shared or received, so that every ticket printed for it later carries them again. Here,
@@ -133,7 +208,9 @@ CREATE TABLE file_metadata (
 ACCESS_MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "rings, peer book, grants, content links, access and upload logs", _ACCESS_TABLES),
     Migration(3, "the addresses peers were reached at", _PEER_ADDRESSES),
-    Migration(4, "a single file's time and executable bit", _FILE_METADATA),
+    Migration(4, "each collection's members in order", _record_collections),
+    Migration(5, "repeated denials in one access-log row", _REPEATED_DENIALS),
+    Migration(6, "a single file's time and executable bit", _FILE_METADATA),
 )
 
 MIGRATIONS: tuple[Migration, ...] = tuple(

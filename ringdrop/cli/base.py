@@ -27,6 +27,7 @@ RELAY_ENV = "RINGDROP_RELAY"
 RELAY_POLICY_ENV = "RINGDROP_RELAY_POLICY"
 RELAY_POLICIES = ("public", "any")
 STUN_ENV = "RINGDROP_STUN"
+DISCOVERY_ENV = "RINGDROP_DISCOVERY"
 # And the file of exclusion patterns a shared folder may hold (ringdrop.node.IGNORE_FILE).
 IGNORE_FILE = ".ringdropignore"
 
@@ -60,9 +61,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    """--data-dir, --relay, --relay-policy, --stun and --debug. On a command they default to
-    SUPPRESS, so that they are accepted after the command's name without overriding what was
-    given before it."""
+    """--data-dir, --relay, --relay-policy, --stun, --discovery and --debug. On a command they
+    default to SUPPRESS, so that they are accepted after the command's name without overriding
+    what was given before it."""
     keep = None if top else argparse.SUPPRESS
     parser.add_argument(
         "--data-dir",
@@ -94,6 +95,14 @@ def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
         metavar="HOST:PORT",
         help=f"a STUN server to use (repeat for several; {DISABLED!r} for none; "
         f"default: ${STUN_ENV}, comma-separated, else public ones)",
+    )
+    parser.add_argument(
+        "--discovery",
+        action="append",
+        default=keep,
+        metavar="URL",
+        help=f"a pkarr relay where peers are found by key (repeat for several; {DISABLED!r} "
+        f"for none; default: ${DISCOVERY_ENV}, comma-separated, else n0's dns.iroh.link)",
     )
     parser.add_argument(
         "--debug",
@@ -159,12 +168,24 @@ def add_no_addresses(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="name no address of this machine in the ticket, only its home relay",
     )
+    parser.add_argument(
+        "--no-relay",
+        action="store_true",
+        help="name no relay in the ticket; with --no-addresses it names only this node's key, "
+        "and the receiver finds it through discovery (while `ringdrop serve` publishes)",
+    )
 
 
-def open_node(args: argparse.Namespace, *, create: bool = True) -> Node:
-    """The node of --data-dir, with the relay and STUN servers of the options. A command that
-    only reads passes `create=False`: a mistyped --data-dir then fails instead of making a new
-    node. Making one is said on stderr, with its path and peer id: it happens once."""
+def open_node(
+    args: argparse.Namespace,
+    *,
+    create: bool = True,
+    publish_addresses: bool | None = None,
+) -> Node:
+    """The node of --data-dir, with the relay, STUN and discovery servers of the options. A
+    command that only reads passes `create=False`: a mistyped --data-dir then fails instead of
+    making a new node. Making one is said on stderr, with its path and peer id: it happens
+    once."""
     from ringdrop.node import Node
 
     node = Node(
@@ -172,6 +193,8 @@ def open_node(args: argparse.Namespace, *, create: bool = True) -> Node:
         relays=args.relay,
         stun=args.stun,
         relay_policy=args.relay_policy,
+        discovery=args.discovery,
+        publish_addresses=publish_addresses,
         create=create,
     )
     if node.created:

@@ -158,11 +158,12 @@ def cmd_blob_detach(args: argparse.Namespace) -> int:
 
 def cmd_blob_ticket(args: argparse.Namespace) -> int:
     with open_node(args, create=False) as node:
-        if args.no_addresses:
-            node.check_relay_only_ticket()
+        node.check_ticket_reach(addresses=not args.no_addresses, relay=not args.no_relay)
         share = node.find_share(args.share)
         at = () if args.no_addresses else share.ticket.addresses
-        ticket = node.ticket(share.root, share.format, share.name, share.size, at=at).encode()
+        ticket = node.ticket(
+            share.root, share.format, share.name, share.size, at=at, relay=not args.no_relay
+        ).encode()
     if args.qr:
         display.print_qr(ticket)
     print(ticket)
@@ -262,6 +263,8 @@ def _print_decisions(
                         "allowed": e.allowed,
                         "ring": e.ring,
                         "reason": e.reason,
+                        "count": e.count,
+                        "last_at": None if e.last_at is None else display.iso(e.last_at),
                     }
                     for e in entries
                 ]
@@ -276,7 +279,7 @@ def _print_decisions(
                 (
                     display.when(e.at),
                     name_peer(e.peer_id),
-                    "allowed" if e.allowed else "DENIED",
+                    "allowed" if e.allowed else "DENIED" + (f" x{e.count}" if e.count > 1 else ""),
                     display.safe(names.get(e.root) or display.short_hash(e.root)),
                     e.reason,
                 )

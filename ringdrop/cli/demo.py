@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ringdrop import display
-from ringdrop.cli.base import Commands, add_command
+from ringdrop.cli.base import DISABLED, Commands, add_command
 from ringdrop.cli.progress import BytesProgress, TransferProgress
 from ringdrop.errors import AccessDeniedError
 
@@ -76,12 +76,18 @@ def _make_folder(folder: Path, size: int) -> None:
 
 
 def _node(data_dir: Path, args: argparse.Namespace) -> Node:
-    """Nothing leaves this machine: tickets name loopback only, and there is no relay and no STUN
-    server unless asked for on the command line (the environment's settings are for real
-    transfers)."""
+    """Nothing leaves this machine: tickets name loopback only, and there is no relay, STUN or
+    discovery server unless asked for on the command line (the environment's settings are for
+    real transfers)."""
     from ringdrop.node import Node
 
-    return Node(data_dir, relays=args.relay or (), stun=args.stun or (), addresses=LOOPBACK)
+    return Node(
+        data_dir,
+        relays=args.relay or (),
+        stun=args.stun or (),
+        addresses=LOOPBACK,
+        discovery=args.discovery or (DISABLED,),
+    )
 
 
 async def _demo(work: Path, args: argparse.Namespace) -> int:

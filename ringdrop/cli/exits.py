@@ -14,6 +14,7 @@ from ringdrop.errors import (
     AlreadyServedError,
     AmbiguousError,
     DestinationError,
+    DiscoveryDisabledError,
     ExistsError,
     ExitCode,
     NotFoundError,
@@ -54,6 +55,10 @@ _HINTS: dict[type[RingdropError], Callable[[RingdropError], str | None]] = {
     RelayRefusedError: lambda e: (
         "On a private network or in a lab, accept it with --relay-policy any (or "
         "RINGDROP_RELAY_POLICY=any), or name it with --relay."
+    ),
+    DiscoveryDisabledError: lambda e: (
+        "Turn discovery on (--discovery URL or RINGDROP_DISCOVERY, not 'disabled'), or use a "
+        "ticket (or share) that names the sharer's relay or addresses: no --no-relay."
     ),
     RelayDisabledError: lambda e: (
         "Choose a relay with --relay URL or RINGDROP_RELAY, or use a "

@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,15 @@ from ringdrop.errors import AccessDeniedError
 from ringdrop.node.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from ringdrop.node import CatalogEntry, Node, OnExisting, Received, ServeEvent, Share
+    from ringdrop.node import (
+        CatalogEntry,
+        Node,
+        OnExisting,
+        Published,
+        Received,
+        ServeEvent,
+        Share,
+    )
     from ringdrop.ticket import Ticket
 
 
@@ -139,6 +148,7 @@ def cmd_share(args: argparse.Namespace) -> int:
                 exclude=args.exclude,
                 progress=progress,
                 addresses=not args.no_addresses,
+                relay=not args.no_relay,
             )
         server = node.server_pid()
         if args.json:
@@ -424,17 +434,23 @@ def cmd_info(args: argparse.Namespace) -> int:
                 "size": ticket.size,
                 "addresses": addresses,
                 "relay": ticket.relay,
+                "needs_discovery": ticket.key_only,
             }
         )
         return 0
     name = display.safe(ticket.name) if ticket.name else "(no name)"
+    reach = [
+        ("addresses", ", ".join(addresses) or "none (only through the relay)"),
+        ("relay", ticket.relay or "none (only at the addresses)"),
+    ]
+    if ticket.key_only:
+        reach = [("reached", "by key alone: needs discovery (the sharer's published record)")]
     display.table(
         [
             ("content", f"{name}: a {display.kind(ticket.format)}, {display.size(ticket.size)}"),
             ("hash", ticket.content_hash.hex()),
             ("sharer", str(ticket.peer_id)),
-            ("addresses", ", ".join(addresses) or "none (only through the relay)"),
-            ("relay", ticket.relay or "none (only at the addresses)"),
+            *reach,
         ]
     )
     print(f"\nTo download it: ringdrop get {ticket.encode()}")
@@ -445,7 +461,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _register_serve(commands: Commands) -> None:
-    add_command(
+    parser = add_command(
         commands,
         "serve",
         help="answer downloads until stopped, logging one line per request",
@@ -455,15 +471,26 @@ def _register_serve(commands: Commands) -> None:
             "`ringdrop ring …` or `ringdrop share` apply from the next request. One server per "
             "data directory. Stop with Ctrl-C or SIGTERM."
         ),
-        examples=["ringdrop serve", "ringdrop --data-dir /srv/ringdrop serve >> ringdrop.log"],
+        examples=[
+            "ringdrop serve",
+            "ringdrop --data-dir /srv/ringdrop serve >> ringdrop.log",
+            "ringdrop serve --publish-addresses",
+        ],
         run=cmd_serve,
+    )
+    parser.add_argument(
+        "--publish-addresses",
+        action="store_true",
+        default=None,
+        help="put this machine's addresses in the record that lets peers find it by key, not "
+        'only its home relay (or "publish_addresses": true in config.json)',
     )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    with open_node(args) as node:
+    with open_node(args, publish_addresses=args.publish_addresses) as node:
         stopped_by = asyncio.run(_serve(node))
     print(f"stopped ({stopped_by})", flush=True)
     return 0
@@ -480,6 +507,7 @@ async def _serve(node: Node) -> str:
             on_event=print_event,
             ready=lambda port: _announce(node, port),
             on_relay=lambda state: _relay_state(node, state),
+            on_record=_record_published(),
         )
     )
 
@@ -502,7 +530,28 @@ def _announce(node: Node, port: int) -> None:
     relay = f" and relay {node.home_relay}" if node.home_relay else ""
     print(f"serving as {node.peer_id}", flush=True)
     print(f"  UDP port {port}; tickets name {addresses}{relay}", flush=True)
+    if node.discovery.pkarr:
+        published = "its relay and addresses" if node.publish_addresses else "its relay"
+        where = ", ".join(node.discovery.pkarr)
+        print(f"  found by key: a record of {published} at {where}", flush=True)
     print(f"  data directory {node.data_dir}; Ctrl-C to stop", flush=True)
+
+
+def _record_published() -> Callable[[Published], None]:
+    """Prints the first publication of the record, each change of what it says, and each
+    failure (and the success after one)."""
+    last: list[Published] = []
+
+    def show(result: Published) -> None:
+        record = result.record
+        before = last[0] if last else None
+        last[:] = [result]
+        if not result.ok:
+            print(f"record not published: {display.safe('; '.join(result.failures))}", flush=True)
+        elif before is None or not before.ok or before.record.strings() != record.strings():
+            print(f"record published: {display.safe(record.describe())}", flush=True)
+
+    return show
 
 
 def _relay_state(node: Node, state: str) -> None:

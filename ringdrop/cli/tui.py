@@ -24,4 +24,4 @@ def register(parser: argparse.ArgumentParser, commands: Commands) -> None:
 def run(args: argparse.Namespace) -> int:
     from ringdrop.tui import run as run_tui
 
-    return run_tui(args.data_dir, relays=args.relay, stun=args.stun)
+    return run_tui(args.data_dir, relays=args.relay, stun=args.stun, discovery=args.discovery)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ringdrop.access import OPEN_RING, AccessLogEntry, Member, Upload
+    from ringdrop.discovery import Published
     from ringdrop.node.download import TransferStats
     from ringdrop.node.hashing import Hashed, hash_file
     from ringdrop.node.node import Node, Received, Sent, Share
@@ -36,6 +37,7 @@ _WHERE = {
     "Node": "ringdrop.node.node",
     "OnExisting": "ringdrop.store",
     "Progress": "ringdrop.node.progress",
+    "Published": "ringdrop.discovery",
     "Receipt": "ringdrop.node.receipts",
     "Received": "ringdrop.node.node",
     "RetryPolicy": "ringdrop.node.retry",
@@ -63,6 +65,7 @@ __all__ = [
     "Node",
     "OnExisting",
     "Progress",
+    "Published",
     "Receipt",
     "Received",
     "RetryPolicy",

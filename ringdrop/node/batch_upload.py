@@ -1,16 +1,15 @@
 """Serving a members request: one access decision for the collection, then each selected
 member's verified stream in PART frames, packed into pieces of about 256 KiB.
 
-A member inherits the collection's verdict, as for single gets (`Access.decide` admits a member
-through any collection that holds it): the member roots come from the collection blob itself,
-read from the store and verified against the root the peer was admitted to. Each member goes
-into the upload log (queued for the log writer); the serving log gets one event per request.
+A member inherits the collection's verdict, as for single gets. The gate admits the request only
+for a collection this node recorded, attached itself to a ring that admits the peer, and the
+member roots are those recorded for it (`Gate.admit_members`). Each member goes into the upload
+log (queued for the log writer); the serving log gets one event per request.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Literal
 
 from ringdrop.access import UploadOutcome
@@ -18,9 +17,8 @@ from ringdrop.bao import Encoder
 from ringdrop.errors import IntegrityError, RingdropError
 from ringdrop.identity import PeerId
 from ringdrop.node.server import Answer, Gate
-from ringdrop.protocol import MAX_PART_BYTES, MemberPart, MembersRequest, ResponseHeader, encode
+from ringdrop.protocol import MAX_PART_BYTES, MemberPart, MembersRequest, encode
 from ringdrop.store import Store
-from ringdrop.store.collection import member_roots
 from ringdrop.transport import Reply
 
 __all__ = ["MembersServer", "MembersUpload"]
@@ -31,10 +29,6 @@ _READ = 64 * 1024
 assert _READ + 32 * 1024 <= MAX_PART_BYTES
 # Encoders opened together, in one read transaction: bounds the files held open at once.
 _OPEN_AT_ONCE = 64
-_COLLECTION_LIMIT = 1 << 30
-# Collections whose member lists are kept, so that the requests of one download (a few
-# thousand members each) decode the collection once.
-_CACHED_COLLECTIONS = 8
 
 
 class MembersServer:
@@ -45,14 +39,9 @@ class MembersServer:
         self.piece = piece
         """Bytes handed to the transport at once: several small members' parts."""
         self._gate = gate
-        self._members: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
-        self._lock = threading.Lock()  # replies are made on worker threads, off the loop
 
     def reply(self, peer: PeerId, request: MembersRequest) -> Reply:
-        header = self._gate.admit(peer, request.content_hash)
-        roots: tuple[bytes, ...] = ()
-        if header.status == "allowed":
-            header, roots = self._select(request)
+        header, roots = self._gate.admit_members(peer, request)
         # Named here, on a worker thread: the log entry is made on the event loop.
         answer = self._gate.named(Answer(header), peer, request.content_hash)
         if header.status != "allowed":
@@ -60,31 +49,6 @@ class MembersServer:
             return Reply(header)
         upload = MembersUpload(self, peer, request, roots, answer)
         return Reply(header, upload)
-
-    def _select(self, request: MembersRequest) -> tuple[ResponseHeader, tuple[bytes, ...]]:
-        try:
-            members = self._collection(request.content_hash)
-        except RingdropError:
-            return ResponseHeader("not_found", "this folder is not (or no longer) shared"), ()
-        last = request.members[-1].index
-        if last >= len(members):
-            reason = f"the folder has {len(members)} files, and file {last} was asked for"
-            return ResponseHeader("error", reason), ()
-        return ResponseHeader("allowed"), tuple(members[m.index] for m in request.members)
-
-    def _collection(self, root: bytes) -> tuple[bytes, ...]:
-        with self._lock:
-            members = self._members.get(root)
-        if members is None:
-            # Roots only: the names are the receiver's business, and checking 10,000 of them
-            # would delay the first member for nothing.
-            members = tuple(member_roots(self.store.read_bytes(root, _COLLECTION_LIMIT)))
-        with self._lock:
-            self._members[root] = members
-            self._members.move_to_end(root)
-            while len(self._members) > _CACHED_COLLECTIONS:
-                self._members.popitem(last=False)
-        return members
 
     def finished(
         self,

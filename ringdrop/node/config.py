@@ -1,8 +1,11 @@
 """The node's settings: the file in the data directory (the listening port, chosen once and kept
 so that printed tickets stay valid across restarts; the home relay last chosen; whether received
 content keeps a private copy in the store, `keep_received`, default false: the store hands its
-copy over to the export), the relay and STUN servers, and which relays named by others (a
-ticket's) may be used: from the command line, else the environment, else the defaults."""
+copy over to the export; whether `serve` publishes its addresses in its discovery record,
+`publish_addresses`, default false; how much of the logs a serving node keeps, `log_keep_days`
+and `log_keep_entries`, default 90 days and 100,000 entries each), the relay, STUN and
+discovery servers, and which relays named by others (a ticket's, a record's) may be used: from
+the command line, else the environment, else the defaults."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from ringdrop.access import Retention
+from ringdrop.discovery import Services
 from ringdrop.errors import InvalidTicketError, SettingsError, StoreError
 from ringdrop.store.files import replace_atomically
 from ringdrop.ticket import check_relay_url
@@ -30,6 +35,13 @@ DEFAULT_RELAYS = (
     "https://aps1-1.relay.n0.iroh.link/",
 )
 DEFAULT_STUN = ("stun.l.google.com:19302", "stun.cloudflare.com:3478")
+# n0's pkarr relay and the DNS zone its server answers for (iroh's N0_DNS_PKARR_RELAY_PROD and
+# N0_DNS_ENDPOINT_ORIGIN_PROD).
+DEFAULT_DISCOVERY: tuple[str, ...] = ("https://dns.iroh.link/pkarr",)
+DEFAULT_DNS_ORIGIN = "dns.iroh.link"
+DISCOVERY_ENV = "RINGDROP_DISCOVERY"
+DISCOVERY_DNS_ENV = "RINGDROP_DISCOVERY_DNS"
+DNS_PORT = 53
 RELAY_ENV = "RINGDROP_RELAY"
 STUN_ENV = "RINGDROP_STUN"
 RELAY_POLICY_ENV = "RINGDROP_RELAY_POLICY"
@@ -57,6 +69,16 @@ class Config:
     home_relay: str | None = None
     keep_received: bool = False
     """Keep a private copy of received content in the store, as `get --keep` does."""
+    publish_addresses: bool = False
+    """Publish this node's addresses in its discovery record, not only its home relay."""
+    log_keep_days: float = Retention.days
+    """The access and upload logs keep no entry older than this many days…"""
+    log_keep_entries: int = Retention.entries
+    """…and each at most this many entries (a peer's repeated denials are one)."""
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(self.log_keep_days, self.log_keep_entries)
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> Config:
@@ -69,10 +91,27 @@ class Config:
             keep = raw.get("keep_received", False)
             if not isinstance(keep, bool):
                 raise ValueError(f"keep_received must be true or false, not {keep!r}")
+            publish = raw.get("publish_addresses", False)
+            if not isinstance(publish, bool):
+                raise ValueError(f"publish_addresses must be true or false, not {publish!r}")
+            days = raw.get("log_keep_days", Retention.days)
+            entries = raw.get("log_keep_entries", Retention.entries)
+            if isinstance(days, bool) or not isinstance(days, int | float):
+                raise ValueError(f"log_keep_days must be a number, not {days!r}")
+            if isinstance(entries, bool) or not isinstance(entries, int):
+                raise ValueError(f"log_keep_entries must be a whole number, not {entries!r}")
+            Retention(days, entries)  # raises ValueError for values out of range
             # Only a remembered choice: a bad value is forgotten, not an error.
             home_relay = raw.get("home_relay")
             relay = home_relay if isinstance(home_relay, str) else None
-            return cls(port=port, home_relay=relay, keep_received=keep)
+            return cls(
+                port=port,
+                home_relay=relay,
+                keep_received=keep,
+                publish_addresses=publish,
+                log_keep_days=float(days),
+                log_keep_entries=entries,
+            )
         except FileNotFoundError:
             pass
         except (ValueError, KeyError, TypeError) as error:
@@ -124,6 +163,73 @@ def stun_servers_from(
     if values is None:
         values = list(DEFAULT_STUN)
     return tuple(dict.fromkeys(stun_server(value, source) for value in _enabled(values, source)))
+
+
+def discovery_from(
+    given: Iterable[str] | None, environ: Mapping[str, str] | None = None
+) -> Services:
+    """Where to publish and look up records: the pkarr relays of `given` (from --discovery) if
+    not None, else $RINGDROP_DISCOVERY (comma-separated), else n0's; `disabled` alone turns
+    discovery off. DNS lookups go to $RINGDROP_DISCOVERY_DNS (`ORIGIN`, or `ORIGIN@HOST:PORT`
+    to ask that server directly; `disabled`), else to n0's zone when n0's relay is used, and
+    nowhere when other relays are: a self-hosted service is not leaked to n0."""
+    values, source = _choose(given, DISCOVERY_ENV, "--discovery", environ)
+    if values is None:
+        pkarr = DEFAULT_DISCOVERY
+    else:
+        pkarr = tuple(dict.fromkeys(_service_url(v, source) for v in _enabled(values, source)))
+        if not pkarr:
+            return Services()
+    dns_values, dns_source = _choose(None, DISCOVERY_DNS_ENV, "", environ)
+    if dns_values is None:
+        origin = DEFAULT_DNS_ORIGIN if pkarr == DEFAULT_DISCOVERY else None
+        return Services(pkarr, origin)
+    enabled = _enabled(dns_values, dns_source)
+    if len(enabled) > 1:
+        raise SettingsError(f"{dns_source}: give one DNS origin, not {len(enabled)}.")
+    if not enabled:
+        return Services(pkarr)
+    origin, at, server = enabled[0].partition("@")
+    host, colon, port = server, "", ""
+    if server.startswith("["):
+        host, _, after = server[1:].partition("]")
+        colon, port = after[:1], after[1:]
+    elif server.count(":") == 1:
+        host, colon, port = server.partition(":")
+    problem = _host_problem(origin.rstrip(".")) or (_host_problem(host) if at else None)
+    if problem is None and colon and not (port.isdigit() and 0 < int(port) < 65536):
+        problem = f"its port {port!r} is not a number from 1 to 65535"
+    if problem is not None:
+        raise SettingsError(
+            f"{dns_source}: {enabled[0]!r} is not a DNS origin: {problem}. Give the zone, such "
+            f"as dns.example.org, optionally @HOST:PORT of its server, or {DISABLED!r}."
+        )
+    dns_server = (host, int(port) if colon else DNS_PORT) if at else None
+    return Services(pkarr, origin.rstrip(".").lower(), dns_server)
+
+
+def _service_url(text: str, source: str) -> str:
+    """A pkarr relay's base URL (http or https, a host, no user), without a trailing `/`."""
+    url = text.strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.query
+        or parts.fragment
+    ):
+        raise SettingsError(
+            f"{source}: {url!r} is not a discovery service. Give the http:// or https:// URL "
+            f"of a pkarr relay such as {DEFAULT_DISCOVERY[0]}, or {DISABLED!r} to turn "
+            "discovery off."
+        )
+    return url.rstrip("/")
 
 
 def relay_url(text: str, source: str = "--relay") -> str:

@@ -30,7 +30,7 @@ from ringdrop.node.progress import Tracker
 from ringdrop.node.retry import RetryPolicy
 from ringdrop.protocol import MemberSelection
 from ringdrop.store import Store
-from ringdrop.store.collection import Collection
+from ringdrop.store.collection import Collection, check_size
 from ringdrop.store.files import ensure_free_space
 from ringdrop.store.partial import PartialWriter
 from ringdrop.ticket import Format
@@ -302,6 +302,8 @@ class Download:
                             valid_before = partial.valid_bytes
                             async with turn:
                                 await _on_worker(writer.write, piece)
+                            if format == "collection" and partial.size is not None:
+                                check_size(partial.size)  # refused before it fills the disk
                             if not had_size:
                                 self._show_file(name, partial.size, valid_before, count)
                             if count:

@@ -25,9 +25,11 @@ from pathlib import Path
 
 from ringdrop.access import MIGRATIONS, OPEN_RING, Access, LogWriter, UploadOutcome
 from ringdrop.bao import ChunkRanges
+from ringdrop.discovery import Published, Publisher, Record, Resolver, Services, Timestamps
 from ringdrop.errors import (
     AlreadyServedError,
     AmbiguousError,
+    DiscoveryDisabledError,
     ExistsError,
     IntegrityError,
     NotFoundError,
@@ -50,10 +52,12 @@ from ringdrop.node.config import (
     RelayPolicy,
     StunServer,
     TicketRelay,
+    discovery_from,
     relay_policy_from,
     relays_from,
     stun_servers_from,
 )
+from ringdrop.node.dial import Route, dial
 from ringdrop.node.download import Download, TransferStats, export_target
 from ringdrop.node.manage import Management
 from ringdrop.node.progress import ProgressCallback, Tracker
@@ -83,6 +87,7 @@ from ringdrop.transport import (
     Reach,
     RelayState,
     Reply,
+    Server,
     choose_home_relay,
     serve,
 )
@@ -98,6 +103,10 @@ ADDRESSES_ENV = "RINGDROP_ADDRESSES"
 # send window opens.
 PIECE = 256 * 1024
 SERVE_LOCK = "serve.lock"
+RECORD_TIMESTAMP = "record-timestamp"
+# How often `serve` checks whether what its record says changed (a new public address).
+_RECORD_CHECK = 30.0
+MAX_PUBLISHED_ADDRESSES = 8
 # Once `serve` is told it is done, how long it waits at most for its peers to disconnect.
 DRAIN = 10.0
 
@@ -156,11 +165,15 @@ class Node(Management):
     None takes $RINGDROP_RELAY / $RINGDROP_STUN, else the public defaults; `("disabled",)` or
     `()` turns them off. Bad values raise `SettingsError` before anything is opened.
     `addresses` (IP addresses) are the ones tickets name; None takes $RINGDROP_ADDRESSES, else
-    this machine's interfaces. `relay_policy` says which relays a ticket may make this node
-    use (`public`, the default, or `any`; None takes $RINGDROP_RELAY_POLICY): see
-    `config.TicketRelay`. A data directory that does not exist yet is created (`created` says
-    so), unless `create` is false: then it is a `NotFoundError`, so that a mistyped path given
-    to a command that only reads is not silently a new, empty node.
+    this machine's interfaces. `relay_policy` says which relays a ticket (or a discovery
+    record) may make this node use (`public`, the default, or `any`; None takes
+    $RINGDROP_RELAY_POLICY): see `config.TicketRelay`. `discovery` (pkarr relay URLs, chosen
+    like `relays`, see `config.discovery_from`) is where `serve` publishes this node's record
+    and where peers are looked up by key; `publish_addresses` (None: config.json's) puts its
+    addresses in it.
+    A data directory that does not exist yet is created (`created` says so), unless `create`
+    is false: then it is a `NotFoundError`, so that a mistyped path given to a command that only
+    reads is not silently a new, empty node.
     """
 
     def __init__(
@@ -171,11 +184,14 @@ class Node(Management):
         stun: Iterable[str | StunServer] | None = None,
         addresses: Iterable[str] | None = None,
         relay_policy: str | None = None,
+        discovery: Iterable[str] | None = None,
+        publish_addresses: bool | None = None,
         create: bool = True,
     ) -> None:
         self._ips = None if addresses is None else _ips(addresses, "addresses")
         self.relay_policy: RelayPolicy = relay_policy_from(relay_policy)
         self.relays: tuple[str, ...] = relays_from(relays)
+        self.discovery: Services = discovery_from(discovery)
         self.stun_servers: tuple[StunServer, ...] = stun_servers_from(stun)
         self.data_dir = data_dir = default_data_dir() if data_dir is None else data_dir
         # The identity key is what makes a folder a data directory: it is never deleted.
@@ -189,6 +205,14 @@ class Node(Management):
         self.access = Access(self.store.db)
         self.identity = Identity.load_or_create(data_dir)
         self.config = Config.load_or_create(data_dir)
+        self.publish_addresses = (
+            self.config.publish_addresses if publish_addresses is None else publish_addresses
+        )
+        self._resolver = (
+            Resolver(self.discovery, allow_relay=self._relay_allowed)
+            if self.discovery.enabled
+            else None
+        )
 
     def close(self) -> None:
         self.store.close()
@@ -245,14 +269,16 @@ class Node(Management):
         exclude: Sequence[str] = (),
         progress: ProgressFn | None = None,
         addresses: bool = True,
+        relay: bool = True,
     ) -> Share:
         """Imports a file or folder and attaches it to `rings` (and the `open` ring if `open`).
-        Without `addresses`, its ticket names only the home relay, no address of this machine.
+        Without `addresses`, its ticket names no address of this machine; without `relay`, not
+        the home relay; without both, only this node's key (the receiver finds it through
+        discovery).
 
         A folder's files that the gitignore-style `exclude` patterns, or its own
         `.ringdropignore`, match are left out (and counted in the result)."""
-        if not addresses:
-            self.check_relay_only_ticket()
+        self.check_ticket_reach(addresses=addresses, relay=relay)
         rings = list(rings) + ([OPEN_RING] if open else [])
         self._check_rings(rings)
         mode: ImportMode = "reference" if reference else "copy"
@@ -279,7 +305,7 @@ class Node(Management):
         for ring in rings:
             self.access.attach(root, ring, name=name, format=format, size=size)
         share = self.describe(
-            root, name=name, format=format, size=size, at=None if addresses else ()
+            root, name=name, format=format, size=size, at=None if addresses else (), relay=relay
         )
         return dataclasses.replace(share, excluded=excluded, skipped=skipped)
 
@@ -353,8 +379,7 @@ class Node(Management):
             raise UsageError(f"the number of receivers must be 1 or more, not {times}")
         rings = list(rings) or [OPEN_RING]
         self._check_rings(rings)
-        if not addresses:
-            self.check_relay_only_ticket()
+        self.check_ticket_reach(addresses=addresses, relay=True)
         tagged = {tag.name for tag in self.store.tags()}
         if path is not None:
             share = self.share(path, reference=True, progress=progress, addresses=addresses)
@@ -431,15 +456,17 @@ class Node(Management):
         host: str = "::",
         on_relay: Callable[[RelayState], object] | None = None,
         limits: Limits | None = None,
+        on_record: Callable[[Published], object] | None = None,
         on_sent: Callable[[str, int], object] | None = None,
         done: asyncio.Event | None = None,
     ) -> None:
         """Listens on the configured port, and through the home relay, and answers requests
-        until cancelled. `on_relay` hears whether the home relay is connected; `limits`
-        replaces the transport's defaults (connections, requests, timeouts); `on_sent` hears
-        of content bytes as they go out, with the peer's id. Once `done` is set, serving
-        ends as soon as no peer is connected (after `DRAIN` seconds at most), so that the
-        receivers finish with what was sent."""
+        until cancelled, keeping this node's address record published (with discovery on).
+        `on_relay` hears whether the home relay is connected, `on_record` each publication's
+        outcome; `limits` replaces the transport's defaults (connections, requests,
+        timeouts); `on_sent` hears of content bytes as they go out, with the peer's id. Once
+        `done` is set, serving ends as soon as no peer is connected (after `DRAIN` seconds at
+        most), so that the receivers finish with what was sent."""
         lock = FileLock(self.data_dir / SERVE_LOCK)
         if not lock.acquire(blocking=False):
             pid = self.server_pid()
@@ -447,7 +474,7 @@ class Node(Management):
             raise AlreadyServedError(f"this data directory is already being served by {who}", pid)
         try:
             (self.data_dir / SERVE_LOCK).write_text(f"{os.getpid()}\n")
-            await self._serve(on_event, ready, host, limits, on_relay, on_sent, done)
+            await self._serve(on_event, ready, host, limits, on_relay, on_record, on_sent, done)
         finally:
             lock.release()
 
@@ -458,6 +485,7 @@ class Node(Management):
         host: str,
         limits: Limits | None,
         on_relay: Callable[[RelayState], object] | None,
+        on_record: Callable[[Published], object] | None,
         on_sent: Callable[[str, int], object] | None,
         done: asyncio.Event | None,
     ) -> None:
@@ -495,6 +523,9 @@ class Node(Management):
             on_relay=on_relay,
             known=known,
         )
+        publishing = None
+        if self.discovery.pkarr:
+            publishing = asyncio.create_task(self._publish(server, reach.relay, on_record))
         try:
             serving.append(await asyncio.to_thread(_Serving, self, on_event))
             opened.set()
@@ -509,10 +540,40 @@ class Node(Management):
                 await asyncio.sleep(0.05)
         finally:
             opened.set()  # whatever waits for the gate stops waiting
+            if publishing is not None:
+                publishing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await publishing
             await server.close()
             gate_open.cancel()
             if serving:
                 await serving[0].close(self)
+
+    async def _publish(
+        self, server: Server, relay: str | None, on_record: Callable[[Published], object] | None
+    ) -> None:
+        """Keeps this node's record published: its home relay, and its addresses (those
+        tickets name, and the public one STUN found) only if it was asked to publish them."""
+        timestamps = await asyncio.to_thread(Timestamps, self.data_dir / RECORD_TIMESTAMP)
+        publisher = Publisher(self.identity, self.discovery.pkarr, timestamps, on_result=on_record)
+        running = asyncio.create_task(publisher.run())
+        try:
+            while True:
+                addresses: tuple[Address, ...] = ()
+                if self.publish_addresses:
+                    found = list(self._addresses_or_none())
+                    if server.reflexive is not None:
+                        host, port = server.reflexive
+                        found.append(Address(ipaddress.ip_address(host), port))
+                    addresses = tuple(dict.fromkeys(found))[:MAX_PUBLISHED_ADDRESSES]
+                record = Record(self.peer_id, relay, addresses)
+                if not record.empty:
+                    publisher.update(record)
+                await asyncio.sleep(_RECORD_CHECK)
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -806,17 +867,36 @@ class Node(Management):
         dialer: Dialer | None = None,
     ) -> Connection:
         """An authenticated connection to `peer_id`: its addresses and its relay raced (the
-        relay as `dialer` says; by default one made now), then the best path found by
-        probing. Raises `RelayRefusedError` if nothing answered and the relay was refused."""
-        if dialer is None:
-            dialer = self.dialer(relay, addresses)
+        relay as `dialer` says, by default one made now: used only if relaying is enabled here
+        and the relay policy allows it), then where the peer book says it was reached and what
+        its published record says (see node/dial.py, where a record's relay meets the same
+        policy); then the best path found by probing. Addresses learnt from a record that led
+        to the peer replace the book's. Raises `RelayRefusedError` if nothing answered and the
+        ticket's relay was refused."""
+        local_ips = [str(a.ip) for a in self._addresses_or_none()]
+        own = machine_ips()
+        hints = Route(tuple(addresses), relay)
+        unused = [dialer] if dialer is not None else []
+
+        async def attempt(route: Route) -> Connection:
+            start = unused.pop() if unused and route == hints else None
+            if start is None:
+                start = self.dialer(route.relay, route.addresses)
+            return await start.connect(
+                peer_id, route.addresses, local_ips=local_ips, machine_ips=own, on_path=on_path
+            )
+
+        book = await asyncio.to_thread(self.access.addresses_of, peer_id)
+        known = Route(tuple(book), None) if set(book) - set(hints.addresses) else None
         try:
-            return await dialer.connect(
-                peer_id,
-                addresses,
-                local_ips=[str(a.ip) for a in self._addresses_or_none()],
-                machine_ips=machine_ips(),
-                on_path=on_path,
+            if hints.empty and known is None and self._resolver is None:
+                raise DiscoveryDisabledError(
+                    f"{peer_id.short()}… is known only by its key, which is looked up through "
+                    "discovery, and discovery is disabled here",
+                    peer=str(peer_id),
+                )
+            dialled = await dial(
+                peer_id, hints, attempt, self._resolver, known=known, usable=self._usable_record
             )
         except WrongPeerError:
             raise
@@ -824,9 +904,31 @@ class Node(Management):
             if TicketRelay.of(relay, self.relays, self.relay_policy).refused is None:
                 raise
             raise RelayRefusedError(str(error), relay or "") from error
+        finally:
+            for start in unused:
+                start.close()
+        record = dialled.record
+        if record is not None and record.addresses:
+            await asyncio.to_thread(self.access.remember_addresses, peer_id, record.addresses)
+        return dialled.connection
+
+    def _relay_allowed(self, url: str) -> bool:
+        """Whether a relay that a discovery record names may be dialled: as for a ticket's."""
+        return TicketRelay.of(url, self.relays, self.relay_policy).url is not None
+
+    def _usable_record(self, record: Record) -> Route:
+        """The route a record names, as this node may dial it: its relay meets the policy a
+        ticket's does (`dialer`), so a record cannot point this node at a private service."""
+        return Route(record.addresses, record.relay)
 
     def _check_reachable(self, ticket: Ticket) -> None:
-        if not ticket.addresses and not self.relays:
+        known = self.access.addresses_of(ticket.peer_id)
+        if ticket.key_only and self._resolver is None and not known:
+            raise DiscoveryDisabledError(
+                "the ticket names only the sharer's key, which is looked up through discovery, "
+                "and discovery is disabled here"
+            )
+        if not ticket.addresses and not self.relays and self._resolver is None and not known:
             raise RelayDisabledError(
                 f"the ticket names no address of the sharer, only its relay {ticket.relay}, "
                 "and relaying is disabled here"
@@ -845,14 +947,19 @@ class Node(Management):
             return ()
 
     def _remember(self, ticket: Ticket) -> None:
-        """Keeps the sharer's addresses, so that `remote list` can reach it by name later."""
-        self.access.remember_addresses(ticket.peer_id, ticket.addresses)
+        """Keeps the sharer's addresses, so that `remote list` can reach it by name later (a
+        ticket without any leaves what is known)."""
+        if ticket.addresses:
+            self.access.remember_addresses(ticket.peer_id, ticket.addresses)
 
     def _addresses_of(self, peer_id: PeerId) -> list[Address]:
+        """The peer book's addresses of `peer_id`; with discovery, none is fine."""
         addresses = self.access.addresses_of(peer_id)
-        if not addresses:
+        if not addresses and self._resolver is None:
             raise NotFoundError(
-                f"no address is known for {peer_id}", kind="peer-address", peer=str(peer_id)
+                f"no address is known for {peer_id}, and discovery is disabled here",
+                kind="peer-address",
+                peer=str(peer_id),
             )
         return addresses
 
@@ -864,9 +971,10 @@ class Node(Management):
         format: Format,
         size: int,
         at: tuple[Address, ...] | None = None,
+        relay: bool = True,
     ) -> Share:
         rings = tuple(a.ring for a in self.access.attachments(root))
-        ticket = self.ticket(root, format, name, size, at=at)
+        ticket = self.ticket(root, format, name, size, at=at, relay=relay)
         return Share(root, name, format, size, rings, ticket)
 
     def ticket(
@@ -877,20 +985,15 @@ class Node(Management):
         size: int | None,
         *,
         at: tuple[Address, ...] | None = None,
+        relay: bool = True,
         file: tuple[int | None, bool] | None = None,
     ) -> Ticket:
-        """A ticket for `root` naming the home relay and `at` (default: this node's
-        addresses; `()` for none, which needs a relay). A single file's ticket carries its
-        time and executable bit: `file`, or else as recorded when it was shared or received."""
-        if at == ():
-            self.check_relay_only_ticket()
+        """A ticket for `root` naming `at` (default: this node's addresses; `()` for none) and,
+        if `relay`, the home relay (chosen now if it is not yet). One with neither is found by
+        discovery, which `check_ticket_reach` requires. A single file's ticket carries its time
+        and executable bit: `file`, or else as recorded when it was shared or received."""
         addresses = self.addresses() if at is None else at
-        relay = self._ticket_relay()
-        if not addresses and relay is None:
-            raise StoreError(
-                "this machine has no network address another machine could use, and relaying "
-                "is disabled here: a ticket needs one or the other"
-            )
+        self.check_ticket_reach(addresses=bool(addresses), relay=relay)
         if format == "blob" and file is None:
             file = self.access.file(root)
         mtime_ns, executable = file or (None, False)
@@ -901,17 +1004,26 @@ class Node(Management):
             format=format,
             name=name,
             size=size,
-            relay=relay,
+            relay=self._ticket_relay() if relay else None,
             mtime_ns=mtime_ns,
             executable=executable,
         )
 
-    def check_relay_only_ticket(self) -> None:
-        """Raises `RelayDisabledError` unless a ticket without addresses could name a relay."""
-        if self._ticket_relay() is None:
+    def check_ticket_reach(self, *, addresses: bool, relay: bool) -> None:
+        """Raises unless a ticket with (or without) addresses and relay could reach this node:
+        one without addresses needs a relay (chosen now if it is not yet), or, without a relay
+        too, discovery."""
+        if addresses:
+            return
+        if relay and self._ticket_relay() is None:
             raise RelayDisabledError(
-                "a ticket without addresses reaches the sharer only through a relay, and "
-                "relaying is disabled here"
+                "a ticket without addresses (none asked for, or none that another machine could "
+                "use) reaches the sharer only through a relay, and relaying is disabled here"
+            )
+        if not relay and not self.discovery.pkarr:
+            raise DiscoveryDisabledError(
+                "a ticket that names only this node's key is found through the address record "
+                "this node publishes, and discovery is disabled here"
             )
 
     def addresses(self) -> tuple[Address, ...]:
@@ -936,7 +1048,7 @@ class _Serving:
     writer, opened on a thread while the network side starts."""
 
     def __init__(self, node: Node, on_event: Callable[[ServeEvent], object] | None) -> None:
-        self.logs = LogWriter(node.store.db.path)
+        self.logs = LogWriter(node.store.db.path, node.config.retention)
         self.reads = ServingReads(node.store.layout, MIGRATIONS)
         node.access.use_log_writer(self.logs)
         self.gate = Gate(self.reads, self.logs, on_event)

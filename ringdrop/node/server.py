@@ -68,6 +68,7 @@ class Answer:
 
 
 _OPERATIONS = {GetRequest: "get", MembersRequest: "get files of", CatalogRequest: "catalog"}
+_NOT_SHARED = "this content is not (or no longer) shared"
 # Collections whose member names the serving log keeps at hand (a folder's large files are
 # fetched one request each).
 _NAMED_COLLECTIONS = 4
@@ -159,20 +160,44 @@ class Gate:
         for root, size, outcome in sent:
             self._logs.upload(Upload(now, peer, root, size, outcome))
 
-    def admit(self, peer: PeerId, root: bytes) -> ResponseHeader:
-        """May `peer` read `root` (for a collection: and its members)? The decision only reads
-        the database and is logged through the log writer; the header says allowed, or the
-        refusal the peer reads."""
-        decision, entry = self._access.judge(peer, root, "read")
+    def admit(self, peer: PeerId, root: bytes, *, as_collection: bool = False) -> ResponseHeader:
+        """May `peer` read `root` (`as_collection`: as a whole collection, through its own
+        attachments only)? The decision only reads the database and is logged through the log
+        writer; the header says allowed, or the refusal the peer reads."""
+        decision, entry = self._access.judge(peer, root, "read", as_collection=as_collection)
         self._logs.decision(entry)
         if decision.allowed:
             return ResponseHeader("allowed")
+        if decision.not_shared:
+            # A peer in the peer book may learn that nothing is shared under this root any
+            # more; a stranger could use it to find out what this node holds, so it may not.
+            return ResponseHeader("not_found", _NOT_SHARED)
         # The reason given to the peer names no ring: ring names are the sharer's business.
         return ResponseHeader(
             "denied",
             f"your peer id {peer} is not in a ring that may read this content; "
             "send your peer id to the sharer and ask to be added",
         )
+
+    def admit_members(
+        self, peer: PeerId, request: MembersRequest
+    ) -> tuple[ResponseHeader, tuple[bytes, ...]]:
+        """May `peer` read the members `request` selects, and which roots are they? Only a
+        collection this node recorded (shared as a folder or received as one), admitted as a
+        collection, is answered, with the member roots recorded for it: never roots read from
+        a blob's bytes, which a peer allowed to read one blob could have written itself."""
+        header = self.admit(peer, request.content_hash, as_collection=True)
+        if header.status != "allowed":
+            return header, ()
+        indices = [m.index for m in request.members]
+        recorded = self._access.recorded_members(request.content_hash, indices)
+        if recorded is None:
+            return ResponseHeader("not_found", _NOT_SHARED), ()
+        count, roots = recorded
+        if len(roots) < len(indices):
+            reason = f"the folder has {count} files, and file {indices[-1]} was asked for"
+            return ResponseHeader("error", reason), ()
+        return header, tuple(roots)
 
     def _get(self, peer: PeerId, request: GetRequest) -> Answer:
         root = request.content_hash
@@ -182,7 +207,7 @@ class Gate:
         try:
             encoder = self._reads.encoder(root, request.ranges)
         except NotFoundError:
-            return Answer(ResponseHeader("not_found", "this content is not (or no longer) shared"))
+            return Answer(ResponseHeader("not_found", _NOT_SHARED))
         except IntegrityError:
             return Answer(ResponseHeader("error", "the shared file changed on the sharer's disk"))
         except StoreError:

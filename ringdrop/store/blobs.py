@@ -51,6 +51,7 @@ __all__ = [
     "source_stamp",
     "stage_bytes",
     "stage_file",
+    "stage_open_file",
 ]
 
 INLINE_MAX = GROUP_SIZE
@@ -113,47 +114,58 @@ def stage_bytes(layout: Layout, data: bytes) -> Staged:
 
 
 def stage_file(layout: Layout, path: str | Path, mode: ImportMode, meter: Meter) -> Staged:
-    """Hashes the file at `path`: copied under tmp/, or (reference mode) left where it is.
+    """Hashes the file at `path` (a link there is followed: the caller named it), read through
+    one open descriptor: see `stage_open_file`."""
+    # O_NONBLOCK: opening a FIFO must not hang (it is refused below); no effect on files.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        return stage_open_file(layout, fd, path, mode, meter)
+    finally:
+        os.close(fd)
+
+
+def stage_open_file(
+    layout: Layout, fd: int, path: str | Path, mode: ImportMode, meter: Meter
+) -> Staged:
+    """Hashes the file open as `fd`, found at `path`: copied under tmp/, or (reference mode)
+    left where it is. Every byte is read through `fd`, never by name, so a name swapped for
+    something else meanwhile is never read.
 
     Either way the file must not change while it is read; if its size or mtime moves (or, for a
     reference, its path comes to name another file), the import fails rather than record a hash
     of a moving target.
     """
-    # O_NONBLOCK: opening a FIFO must not hang (it is refused below); no effect on files.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode):
-            raise StoreError(f"{path} is not a regular file")
-        size = before.st_size
-        if size <= INLINE_MAX:
-            # Small files are copied into the database even in reference mode: the outboard
-            # would be empty and serving them costs nothing.
-            # Read one byte more than expected to notice a file that grew.
-            data = os.pread(fd, size + 1, 0)
-            if len(data) != size:
-                raise _moved(path)
-            meter.add(size * passes(mode))
-            root, _ = outboard_from_bytes(data)
-            return Staged(root, size, "inline", data=data)
-        elif mode == "reference":
-            staged = _stage_reference(layout, Path(path).absolute(), size, meter)
-        else:
-            staged = _stage_copy(layout, path, fd, size, meter)
-        # A reference is hashed through its path, so the path must still name the same file.
-        after = os.stat(path) if mode == "reference" else os.fstat(fd)
-        if (after.st_ino, after.st_size, after.st_mtime_ns) != (
-            before.st_ino,
-            size,
-            before.st_mtime_ns,
-        ):
-            staged.discard()
+    before = os.fstat(fd)
+    if not stat.S_ISREG(before.st_mode):
+        raise StoreError(f"{path} is not a regular file")
+    size = before.st_size
+    if size <= INLINE_MAX:
+        # Small files are copied into the database even in reference mode: the outboard
+        # would be empty and serving them costs nothing.
+        # Read one byte more than expected to notice a file that grew.
+        data = os.pread(fd, size + 1, 0)
+        if len(data) != size:
             raise _moved(path)
-        if staged.location == "reference":
-            staged.source_mtime_ns = before.st_mtime_ns
-        return staged
-    finally:
-        os.close(fd)
+        meter.add(size * passes(mode))
+        root, _ = outboard_from_bytes(data)
+        return Staged(root, size, "inline", data=data)
+    elif mode == "reference":
+        staged = _stage_reference(layout, fd, Path(path).absolute(), size, meter)
+    else:
+        staged = _stage_copy(layout, path, fd, size, meter)
+    # A reference is served through its path, so the path must still name the file read.
+    after = os.stat(path) if mode == "reference" else os.fstat(fd)
+    if (after.st_dev, after.st_ino, after.st_size, after.st_mtime_ns) != (
+        before.st_dev,
+        before.st_ino,
+        size,
+        before.st_mtime_ns,
+    ):
+        staged.discard()
+        raise _moved(path)
+    if staged.location == "reference":
+        staged.source_mtime_ns = before.st_mtime_ns
+    return staged
 
 
 def _stage_copy(layout: Layout, path: str | Path, src: int, size: int, meter: Meter) -> Staged:
@@ -179,13 +191,16 @@ def _stage_copy(layout: Layout, path: str | Path, src: int, size: int, meter: Me
     return staged
 
 
-def _stage_reference(layout: Layout, path: Path, size: int, meter: Meter) -> Staged:
+def _stage_reference(layout: Layout, fd: int, path: Path, size: int, meter: Meter) -> Staged:
     staged = _new_staging(layout, None, size)
     assert staged.paths is not None
     staged.location = "reference"
     staged.source = path
     try:
-        staged.root, hashed = create_outboard(path, staged.paths.outboard, meter.native())
+        # The native module opens a path: this one reopens the file `fd` is (Linux's proc),
+        # whatever `path` names by now.
+        opened = f"/proc/self/fd/{fd}"
+        staged.root, hashed = create_outboard(opened, staged.paths.outboard, meter.native())
         if hashed != size:
             raise _moved(path)
     except BaseException:

@@ -29,12 +29,13 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ringdrop.errors import StoreError, UnsafePathError
+from ringdrop.store.files import FileId, Tree
 from ringdrop.store.names import validate_name
 
 if TYPE_CHECKING:
@@ -44,17 +45,27 @@ __all__ = [
     "IGNORE_FILE",
     "MAGIC",
     "MAGIC_V1",
+    "MAX_COLLECTION_BYTES",
+    "MAX_COLLECTION_ENTRIES",
     "Collection",
     "Entry",
     "Scan",
     "ScannedFile",
     "check_names",
+    "check_size",
+    "encoded_size",
     "member_roots",
     "scan_directory",
 ]
 
 MAGIC = b"RDCOLL\x00\x02"
 MAGIC_V1 = b"RDCOLL\x00\x01"
+MAX_COLLECTION_ENTRIES = 1_000_000
+"""Files in one collection, at most. A receiver holds the decoded listing in memory, so a
+hostile sharer's collection is refused by its count, before any entry is read."""
+MAX_COLLECTION_BYTES = 256 << 20
+"""An encoded collection's size, at most: a million entries with names of 200 bytes on average
+(SPEC.md). Checked against the claimed size before a download and before any read."""
 IGNORE_FILE = ".ringdropignore"
 """Optional, at the top of a shared folder: gitignore-style patterns of files to leave out."""
 _HEAD = struct.Struct("<8sI")
@@ -165,7 +176,10 @@ def _parse(data: bytes) -> list[tuple[bytes, int, int, int, bytes]]:
     magic, count = _HEAD.unpack_from(data, 0)
     if magic not in (MAGIC, MAGIC_V1):
         raise StoreError("this is not a collection of a format this ringdrop knows")
+    check_size(len(data), count)
     layout = _ENTRY if magic == MAGIC else _ENTRY_V1
+    if count * layout.size > len(data) - _HEAD.size:
+        raise StoreError(f"the collection claims {count} entries, more than its bytes can hold")
     offset = _HEAD.size
     entries = []
     for _ in range(count):
@@ -185,6 +199,26 @@ def _parse(data: bytes) -> list[tuple[bytes, int, int, int, bytes]]:
     return entries
 
 
+def check_size(size: int, entries: int = 0) -> None:
+    """Raises StoreError if a collection of `size` bytes, or of `entries` entries, is more than
+    a receiver takes (`MAX_COLLECTION_BYTES`, `MAX_COLLECTION_ENTRIES`)."""
+    if size > MAX_COLLECTION_BYTES:
+        raise StoreError(
+            f"the collection is {size} bytes long, more than the {MAX_COLLECTION_BYTES} "
+            "this ringdrop takes"
+        )
+    if entries > MAX_COLLECTION_ENTRIES:
+        raise StoreError(
+            f"the collection lists {entries} files, more than the {MAX_COLLECTION_ENTRIES:,} "
+            "this ringdrop takes in one folder"
+        )
+
+
+def encoded_size(names: Iterable[str]) -> int:
+    """The size of the (version 2) encoding of a collection of files with these names."""
+    return _HEAD.size + sum(_ENTRY.size + len(name.encode("utf-8")) for name in names)
+
+
 def member_roots(data: bytes) -> list[bytes]:
     """The roots a collection holds, reading only its structure (GC needs no names)."""
     return [entry[0] for entry in _parse(data)]
@@ -198,6 +232,8 @@ class ScannedFile:
     size: int
     mtime_ns: int
     executable: bool
+    file_id: FileId
+    """Which file the name led to: the import reads only this file under this name."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +244,8 @@ class Scan:
     """Symbolic links and other things that are not regular files."""
     excluded: int
     """Files left out by an exclusion pattern or the folder's .ringdropignore."""
+    folders: dict[str, FileId]
+    """Each folder walked, by its name relative to the top ("" for the top)."""
 
 
 def scan_directory(folder: Path, exclude: Sequence[str] = ()) -> Scan:
@@ -215,9 +253,11 @@ def scan_directory(folder: Path, exclude: Sequence[str] = ()) -> Scan:
     the folder's own `.ringdropignore` match.
 
     Symbolic links are not followed (a link could lead out of the folder, or loop) and, like
-    other non-files, are listed as skipped (unless excluded). Names are checked here, before any
-    work. Patterns are matched against names relative to `folder`, as git does for a
-    .gitignore at the top of a repository (`build/`, `*.log`, `!keep.log`, `/only-here`).
+    other non-files, are listed as skipped (unless excluded); each folder is opened from its
+    parent's descriptor without following links (`files.Tree`), and the scan records which file
+    each name led to, so that the import can refuse a name swapped meanwhile. Names are checked
+    here, before any work. Patterns are matched against names relative to `folder`, as git does
+    for a .gitignore at the top of a repository (`build/`, `*.log`, `!keep.log`, `/only-here`).
     """
     if not folder.is_dir():
         raise StoreError(f"{folder} is not a folder")
@@ -225,28 +265,39 @@ def scan_directory(folder: Path, exclude: Sequence[str] = ()) -> Scan:
     files: list[ScannedFile] = []
     skipped: list[str] = []
     excluded = 0
-    pending: list[tuple[str, str]] = [("", str(folder))]
-    while pending:
-        prefix, current = pending.pop()
-        with os.scandir(current) as it:
-            for entry in it:
-                name = prefix + entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append((name + "/", entry.path))
-                    continue
-                if spec is not None and spec.match_file(name):
-                    excluded += entry.is_file(follow_symlinks=False)
-                elif entry.is_file(follow_symlinks=False):
-                    st = entry.stat(follow_symlinks=False)
-                    executable = bool(st.st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
-                    files.append(
-                        ScannedFile(name, entry.path, st.st_size, st.st_mtime_ns, executable)
-                    )
-                else:
-                    skipped.append(name)
+    top = str(folder)
+    with Tree(folder) as tree:
+        pending = [""]
+        while pending:
+            current = pending.pop()
+            prefix = current + "/" if current else ""
+            with os.scandir(tree.folder(current)) as it:
+                for entry in it:
+                    name = prefix + entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(name)
+                        continue
+                    if spec is not None and spec.match_file(name):
+                        excluded += entry.is_file(follow_symlinks=False)
+                    elif entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        executable = bool(st.st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
+                        files.append(
+                            ScannedFile(
+                                name,
+                                f"{top}/{name}",
+                                st.st_size,
+                                st.st_mtime_ns,
+                                executable,
+                                (st.st_dev, st.st_ino),
+                            )
+                        )
+                    else:
+                        skipped.append(name)
+        folders = tree.folders
     files.sort(key=lambda f: _sort_key(f.name))
     check_names([f.name for f in files])
-    return Scan(files, sorted(skipped), excluded)
+    return Scan(files, sorted(skipped), excluded, folders)
 
 
 def _ignore_spec(folder: Path, exclude: Sequence[str]) -> GitIgnoreSpec | None:

@@ -60,7 +60,7 @@ from ringdrop.errors import (
 )
 from ringdrop.store import batch, blobs
 from ringdrop.store.blobs import BlobInfo
-from ringdrop.store.collection import Collection, Entry
+from ringdrop.store.collection import MAX_COLLECTION_BYTES, Collection, Entry
 from ringdrop.store.db import Database
 from ringdrop.store.files import (
     copy_fd,
@@ -87,7 +87,6 @@ OnExisting = Literal["refuse", "force", "rename"]
 """What to do when the destination exists: refuse, overwrite it, or pick `name (1).ext`."""
 How = Literal["cloned", "linked", "copied", "written"]
 
-_COLLECTION_LIMIT = 1 << 30
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
 _FICLONE = 0x40049409  # _IOW(0x94, 9, int) from linux/fs.h
 _NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS}
@@ -258,7 +257,7 @@ def _export_collection(
 
 def read_collection(conn: apsw.Connection, layout: Layout, root: bytes) -> Collection:
     """The collection stored as blob `root`, verified and with every name checked."""
-    return Collection.decode(blobs.read_blob(conn, layout, root, _COLLECTION_LIMIT))
+    return Collection.decode(blobs.read_blob(conn, layout, root, MAX_COLLECTION_BYTES))
 
 
 def copy_bytes_needed(

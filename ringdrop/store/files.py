@@ -1,19 +1,24 @@
-"""File-system helpers for the store: advisory locks, atomic replace, copying, free space."""
+"""File-system helpers for the store: advisory locks, atomic replace, copying, free space, and
+reading a folder's tree without following links."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from ringdrop.errors import DiskFullError
+from ringdrop.errors import DiskFullError, IntegrityError, UnsafePathError
 
 __all__ = [
     "COPY_BUFFER",
+    "FileId",
     "FileLock",
+    "Tree",
     "copy_fd",
     "ensure_free_space",
     "fsync_dir",
@@ -87,6 +92,111 @@ class FileLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+FileId = tuple[int, int]
+"""A file's `(st_dev, st_ino)`: which file a name led to."""
+
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO must not hang (it is refused when staged); no effect on files.
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class Tree:
+    """Opens folders and files below `top` one name at a time, each from its parent's open
+    folder with O_NOFOLLOW, so that no symbolic link below `top` is ever followed; each must be
+    the file it was when first opened (or as `folders`, from a scan, say). A name swapped for a
+    link or another file meanwhile is an error naming it. `top` itself is the user's choice: a
+    link there is followed.
+
+    Keeps the folders of the last path open, so that a walk in name order opens each folder
+    about once and holds one descriptor per level of depth.
+    """
+
+    def __init__(self, top: Path, folders: dict[str, FileId] | None = None) -> None:
+        self.top = top
+        self.folders = dict(folders or {})
+        """Each folder's identity by its path relative to `top` ("" for `top`)."""
+        fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._open: list[tuple[str, int]] = [("", fd)]
+        self._check(fd, "", self.folders.setdefault("", _file_id(fd)))
+
+    def folder(self, relative: str) -> int:
+        """The descriptor of the folder `relative` (`a/b`), valid until the next call."""
+        if relative == self._open[-1][0]:
+            return self._open[-1][1]
+        parts = relative.split("/") if relative else []
+        paths = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        kept = 0  # levels below `top` already open on the way to `relative`
+        while (
+            kept < min(len(paths), len(self._open) - 1) and self._open[kept + 1][0] == paths[kept]
+        ):
+            kept += 1
+        for _, fd in self._open[kept + 1 :]:
+            os.close(fd)
+        del self._open[kept + 1 :]
+        for depth in range(kept, len(paths)):
+            fd = self._open_at(self._open[-1][1], parts[depth], paths[depth], _DIRECTORY)
+            self._open.append((paths[depth], fd))
+            self._check(fd, paths[depth], self.folders.setdefault(paths[depth], _file_id(fd)))
+        return self._open[-1][1]
+
+    def open_file(self, relative: str, expected: FileId) -> int:
+        """A new descriptor of the file `relative`, which must be the file `expected` names."""
+        folder, _, name = relative.rpartition("/")
+        fd = self._open_at(self.folder(folder), name, relative, _FILE)
+        try:
+            self._check(fd, relative, expected)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def close(self) -> None:
+        for _, fd in self._open:
+            os.close(fd)
+        self._open.clear()
+
+    def __enter__(self) -> Tree:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open_at(self, parent: int, name: str, relative: str, flags: int) -> int:
+        try:
+            return os.open(name, flags, dir_fd=parent)
+        except OSError as error:
+            # O_NOFOLLOW met a link: ELOOP for a file, ENOTDIR where a folder was expected.
+            if error.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            try:
+                now = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            except OSError:
+                raise error from None
+            if stat.S_ISLNK(now.st_mode):
+                path = self.top / relative
+                raise UnsafePathError(
+                    f"{path} became a symbolic link while the folder was being shared; links "
+                    "are never followed, so nothing was shared",
+                    path=str(path),
+                ) from None
+            raise self._changed(relative) from None
+
+    def _check(self, fd: int, relative: str, expected: FileId) -> None:
+        if _file_id(fd) != expected:
+            raise self._changed(relative)
+
+    def _changed(self, relative: str) -> IntegrityError:
+        return IntegrityError(
+            f"{self.top / relative} was replaced while the folder was being shared; try again "
+            "when it is still"
+        )
+
+
+def _file_id(fd: int) -> FileId:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino
 
 
 def fsync_dir(path: Path) -> None:

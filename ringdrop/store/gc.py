@@ -18,15 +18,13 @@ import apsw
 
 from ringdrop.errors import RingdropError, StoreError
 from ringdrop.store import blobs
-from ringdrop.store.collection import member_roots
+from ringdrop.store.collection import MAX_COLLECTION_BYTES, member_roots
 from ringdrop.store.db import Database
 from ringdrop.store.files import FileLock
 from ringdrop.store.layout import Layout
 from ringdrop.store.tags import reap_dead_leases
 
 __all__ = ["GcReport", "collect_garbage"]
-
-_COLLECTION_LIMIT = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -63,7 +61,7 @@ def _live_roots(conn: apsw.Connection, layout: Layout) -> set[bytes]:
         if format != "collection" or blobs.get_blob(conn, root) is None:
             continue
         try:
-            live.update(member_roots(blobs.read_blob(conn, layout, root, _COLLECTION_LIMIT)))
+            live.update(member_roots(blobs.read_blob(conn, layout, root, MAX_COLLECTION_BYTES)))
         except (RingdropError, OSError) as e:
             # Without the member list, deleting anything could delete a member: stop instead.
             raise StoreError(

@@ -11,6 +11,7 @@ GIL released.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,15 @@ import apsw
 
 from ringdrop.store import blobs, tags
 from ringdrop.store.blobs import BlobInfo, ImportMode, Staged
-from ringdrop.store.collection import Collection, Entry, scan_directory
+from ringdrop.store.collection import (
+    Collection,
+    Entry,
+    check_size,
+    encoded_size,
+    scan_directory,
+)
 from ringdrop.store.db import Database
+from ringdrop.store.files import Tree
 from ringdrop.store.layout import Layout
 from ringdrop.store.progress import Meter, ProgressFn
 from ringdrop.store.tags import Format, Lease, Tag
@@ -89,14 +97,22 @@ def import_directory(
 ) -> ImportedCollection:
     folder = folder.absolute()
     scan = scan_directory(folder, exclude)
+    # Receivers refuse a larger collection: say so before hashing anything.
+    check_size(encoded_size(f.name for f in scan.files), len(scan.files))
     meter = Meter(sum(f.size for f in scan.files), progress, passes=blobs.passes(mode))
     entries: list[Entry] = []
     batch: list[Staged] = []
     batch_bytes = 0
     protected: list[int] = []
+    tree = Tree(folder, scan.folders)
     try:
         for file in scan.files:
-            staged = blobs.stage_file(layout, file.path, mode, meter)
+            # Opened name by name without following links, and only if it is the file scanned.
+            fd = tree.open_file(file.name, file.file_id)
+            try:
+                staged = blobs.stage_open_file(layout, fd, file.path, mode, meter)
+            finally:
+                os.close(fd)
             entries.append(
                 Entry(file.name, staged.root, staged.size, file.mtime_ns, file.executable)
             )
@@ -124,6 +140,7 @@ def import_directory(
             _drop_temp_tags(conn, protected)
         protected = []
     finally:
+        tree.close()
         for s in batch:
             s.discard()
         if protected:

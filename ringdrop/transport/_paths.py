@@ -437,6 +437,10 @@ class Endpoint:
             receiver.flush()
 
     def _on_probe(self, data: bytes, address: Address) -> None:
+        # No connection with the key the probe names: say nothing, and spend no key exchange
+        # (nor a cached box) on a stranger's datagram.
+        if not self._by_key.get(data[len(MAGIC) : _HEADER]):
+            return
         opened = self._codec.open(data)
         if opened is None:
             return

@@ -11,13 +11,14 @@ def run(
     *,
     relays: Sequence[str] | None = None,
     stun: Sequence[str] | None = None,
+    discovery: Sequence[str] | None = None,
 ) -> int:
-    """Opens the node in `data_dir` (with these relay and STUN servers; None: the environment's,
-    else the defaults) and runs the TUI on it until the user quits."""
+    """Opens the node in `data_dir` (with these relay, STUN and discovery servers; None: the
+    environment's, else the defaults) and runs the TUI on it until the user quits."""
     from ringdrop.node import Node
     from ringdrop.tui.app import make_app
 
-    with Node(data_dir, relays=relays, stun=stun) as node:
+    with Node(data_dir, relays=relays, stun=stun, discovery=discovery) as node:
         make_app(node).run()
     return 0
 

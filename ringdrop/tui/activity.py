@@ -105,5 +105,8 @@ class ActivityPane(Pane):
         decisions = self.query_one("#decisions", DataTable)
         decisions.clear()
         for d in loaded.decisions:
-            verdict = Text("allowed", "green") if d.allowed else Text("denied", "bold red")
+            repeated = f" x{d.count}" if d.count > 1 else ""
+            verdict = (
+                Text("allowed", "green") if d.allowed else Text("denied" + repeated, "bold red")
+            )
             decisions.add_row(when(d.at), who(d.peer_id), what(d.root), verdict, Text(d.reason))

@@ -23,7 +23,7 @@ from ringdrop.access import (
     check_nickname,
     check_ring_name,
 )
-from ringdrop.access.decision import CATALOG, DECIDE
+from ringdrop.access.decision import CATALOG, DECIDE, DECIDE_COLLECTION
 from ringdrop.errors import (
     AccessDeniedError,
     AmbiguousError,
@@ -611,6 +611,67 @@ def test_recording_a_collection_twice_is_harmless(access: Access) -> None:
     assert reads(access, CAROL, MEMBER)
 
 
+def test_a_collections_members_are_recorded_in_its_order(access: Access) -> None:
+    members = [root(10 + i) for i in range(5)]
+    access.record_collection(COLLECTION, members)
+    assert access.recorded_members(COLLECTION, [0, 3, 4]) == (
+        5,
+        [members[0], members[3], members[4]],
+    )
+
+
+def test_the_recorded_members_stop_at_the_first_index_past_the_end(access: Access) -> None:
+    access.record_collection(COLLECTION, [MEMBER, FILE])
+    assert access.recorded_members(COLLECTION, [1, 2, 3]) == (2, [FILE])
+    assert access.recorded_members(COLLECTION, [7]) == (2, [])
+
+
+def test_a_root_never_recorded_as_a_collection_has_no_members(access: Access) -> None:
+    access.record_collection(COLLECTION, [MEMBER])
+    assert access.recorded_members(MEMBER, [0]) is None
+    assert access.recorded_members(FILE, [0]) is None
+
+
+def test_a_collection_recorded_again_keeps_its_first_list(access: Access) -> None:
+    access.record_collection(COLLECTION, [MEMBER, FILE])
+    access.record_collection(COLLECTION, [OTHER_FILE])
+    assert access.recorded_members(COLLECTION, [0, 1]) == (2, [MEMBER, FILE])
+
+
+def test_an_empty_collection_is_recorded_with_no_members(access: Access) -> None:
+    access.record_collection(COLLECTION, [])
+    assert access.recorded_members(COLLECTION, [0]) == (0, [])
+
+
+def test_a_member_of_an_attached_collection_is_not_admitted_as_a_collection(
+    access: Access,
+) -> None:
+    access.record_collection(COLLECTION, [MEMBER])
+    access.attach(COLLECTION, "open")
+    assert access.judge(CAROL, MEMBER, now=T0)[0].allowed
+    assert not access.judge(CAROL, MEMBER, now=T0, as_collection=True)[0].allowed
+    assert access.judge(CAROL, COLLECTION, now=T0, as_collection=True)[0].allowed
+
+
+def test_content_shared_with_no_ring_is_not_shared_to_a_known_peer_only(access: Access) -> None:
+    access.create_ring("friends")
+    access.add_member("friends", ALICE)
+    access.add_peer(BOB, "bob")
+    known, in_book, stranger = (access.judge(p, FILE, now=T0)[0] for p in (ALICE, BOB, CAROL))
+    assert (known.allowed, known.not_shared) == (False, True)
+    assert (in_book.allowed, in_book.not_shared) == (False, True)
+    assert (stranger.allowed, stranger.not_shared) == (False, False)
+
+
+def test_content_shared_with_another_ring_is_denied_even_to_a_known_peer(access: Access) -> None:
+    access.create_ring("friends")
+    access.create_ring("family")
+    access.add_member("friends", ALICE)
+    access.attach(FILE, "family")
+    decision = access.judge(ALICE, FILE, now=T0)[0]
+    assert (decision.allowed, decision.not_shared) == (False, False)
+
+
 # Grants and the catalog
 
 
@@ -683,7 +744,7 @@ def test_the_decision_and_catalog_queries_scan_no_table(db: Database) -> None:
     with db.snapshot() as conn:
         plans = [
             str(row[3])
-            for sql in (DECIDE, CATALOG)
+            for sql in (DECIDE, DECIDE_COLLECTION, CATALOG)
             for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", bindings).fetchall()
         ]
     scans = [step for step in plans if step.startswith("SCAN") and step != "SCAN CONSTANT ROW"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from ringdrop.access import MIGRATIONS, Access
 from ringdrop.access.schema import ACCESS_MIGRATIONS
 from ringdrop.store import Store
+from ringdrop.store.collection import Collection, Entry
 from ringdrop.store.db import Database
 from ringdrop.store.layout import Layout
 from ringdrop.store.schema import MIGRATIONS as STORE_MIGRATIONS
@@ -53,3 +54,28 @@ def test_a_database_made_with_the_old_migration_list_opens_and_keeps_its_data(
         ]
         assert [a.ring for a in access.attachments(root)] == ["friends"]
         assert [(t.root, t.format) for t in store.tags()] == [(root, "blob")]
+
+
+def test_collections_recorded_before_their_order_was_kept_get_it_from_their_blobs(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for name, data in (("b.txt", b"second"), ("a.txt", b"first"), ("c.txt", b"third")):
+        (folder / name).write_bytes(data)
+    with Store(tmp_path / "store", MIGRATIONS[:3]) as store:
+        shared = store.import_directory(folder)
+        gone = store.import_bytes(Collection.of([Entry("x.txt", bytes(32), 0)]).encode())[0]
+        members = [e.root for e in shared.collection.entries]
+        with store.db.transaction() as conn:  # as record_collection wrote them at step 3
+            conn.executemany(
+                "INSERT INTO collection_members (member, collection) VALUES (?, ?)",
+                [(m, shared.info.root) for m in members] + [(bytes(32), gone.root)],
+            )
+            conn.execute("DELETE FROM blobs WHERE root = ?", (gone.root,))
+        assert store.db.version == 3
+
+    with Store(tmp_path / "store", MIGRATIONS) as store:
+        access = Access(store.db)
+        assert access.recorded_members(shared.info.root, [0, 1, 2]) == (3, members)
+        assert access.recorded_members(gone.root, [0]) is None

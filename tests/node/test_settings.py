@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ringdrop.errors import RelayDisabledError, SettingsError
+from ringdrop.errors import RelayDisabledError, SettingsError, StoreError
 from ringdrop.node import Node
 from ringdrop.node.config import (
     DEFAULT_RELAYS,
@@ -249,3 +249,39 @@ async def test_getting_a_relay_only_ticket_fails_at_once_saying_why(tmp_path: Pa
         pytest.raises(RelayDisabledError, match=re.escape(f"only its relay {LOCAL_RELAY}")),
     ):
         await asyncio.wait_for(receiver.get(ticket, tmp_path / "out"), 5)
+
+
+# How much of the logs a serving node keeps
+
+
+def _set_config(data_dir: Path, **values: object) -> None:
+    with Node(data_dir):
+        pass
+    path = data_dir / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **values}))
+
+
+def test_the_logs_are_kept_90_days_and_100000_entries_by_default(tmp_path: Path) -> None:
+    with Node(tmp_path / "n") as node:
+        assert (node.config.retention.days, node.config.retention.entries) == (90.0, 100_000)
+    saved = json.loads((tmp_path / "n" / "config.json").read_text())
+    assert (saved["log_keep_days"], saved["log_keep_entries"]) == (90.0, 100_000)
+
+
+def test_the_log_retention_is_read_from_the_config_file(tmp_path: Path) -> None:
+    _set_config(tmp_path / "n", log_keep_days=7, log_keep_entries=500)
+    with Node(tmp_path / "n") as node:
+        assert (node.config.retention.days, node.config.retention.entries) == (7.0, 500)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"log_keep_days": 0}, {"log_keep_days": "long"}, {"log_keep_entries": 1.5},
+     {"log_keep_entries": 0}, {"log_keep_entries": True}],
+)  # fmt: skip
+def test_a_bad_log_retention_is_an_error_naming_the_file(
+    tmp_path: Path, values: dict[str, object]
+) -> None:
+    _set_config(tmp_path / "n", **values)
+    with pytest.raises(StoreError, match=re.escape(str(tmp_path / "n" / "config.json"))):
+        Node(tmp_path / "n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,14 @@ from hypothesis import strategies as st
 
 from ringdrop.errors import StoreError, UnsafePathError
 from ringdrop.store import Collection, Entry, Store
-from ringdrop.store.collection import MAGIC, MAGIC_V1
+from ringdrop.store.collection import (
+    MAGIC,
+    MAGIC_V1,
+    MAX_COLLECTION_BYTES,
+    MAX_COLLECTION_ENTRIES,
+    check_size,
+    encoded_size,
+)
 from tests.files import files_under, tree
 
 from .helpers import SAFE_PART
@@ -157,6 +165,29 @@ def test_decoding_refuses_trailing_bytes() -> None:
         Collection.decode(encode_raw([(bytes(32), 1, b"a")]) + b"\x00")
 
 
+def test_a_collection_of_more_than_a_million_files_is_refused_before_its_entries_are_read() -> None:
+    claim = MAGIC + struct.pack("<I", MAX_COLLECTION_ENTRIES + 1) + bytes(51) * 1000
+    tracemalloc.start()
+    try:
+        with pytest.raises(StoreError, match="1,000,000"):
+            Collection.decode(claim)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024
+
+
+def test_a_count_the_bytes_cannot_hold_is_refused_at_once() -> None:
+    with pytest.raises(StoreError, match="more than its bytes can hold"):
+        Collection.decode(MAGIC + struct.pack("<I", 100_000) + bytes(51) * 10)
+
+
+def test_a_collection_larger_than_the_limit_is_refused_by_its_size() -> None:
+    with pytest.raises(StoreError, match="bytes long"):
+        check_size(MAX_COLLECTION_BYTES + 1)
+    check_size(MAX_COLLECTION_BYTES, MAX_COLLECTION_ENTRIES)
+
+
 ENTRIES = st.dictionaries(
     st.lists(SAFE_PART, min_size=1, max_size=3).map("/".join),
     st.tuples(
@@ -176,6 +207,15 @@ def test_encoding_round_trips(entries: dict[str, tuple[bytes, int, int | None, b
     files = [n for n in names if not any(o.startswith(n + "/") for o in names)]
     collection = Collection.of([Entry(n, *entries[n]) for n in files])
     assert Collection.decode(collection.encode()) == collection
+
+
+@given(ENTRIES)
+def test_the_size_checked_before_an_import_is_the_encodings(
+    entries: dict[str, tuple[bytes, int, int | None, bool]],
+) -> None:
+    files = [n for n in entries if not any(o.startswith(n + "/") for o in entries)]
+    collection = Collection.of([Entry(n, *entries[n]) for n in files])
+    assert encoded_size(files) == len(collection.encode())
 
 
 @given(st.binary(max_size=300))
