@@ -48,6 +48,7 @@ from ringdrop.transport.relay import (
     choose_home_relay,
     relay_latency,
 )
+from tests.ci import skip_unless_ci
 from tests.relay_server import IrohRelay, free_port, iroh_relay, require_iroh_relay
 
 __all__ = ["iroh_relay"]  # the fixture, re-exported so that pytest finds it here
@@ -367,7 +368,7 @@ async def test_an_unreachable_relay_times_out_with_the_reason() -> None:
 def netns() -> Iterator[str]:
     """A fresh network namespace with only its loopback up, deleted afterwards."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("a network namespace needs root and iproute2")
+        skip_unless_ci("a network namespace needs root and iproute2")
     name = f"rdrelay{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
