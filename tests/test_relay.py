@@ -83,7 +83,8 @@ class Node:
 PROBE = b"reachable?"
 
 
-def make_node(url: str) -> Node:
+def make_node(url: str, **options: Any) -> Node:
+    """A relay client for `url` (`options` go to RelayClient) that records what it gets."""
     identity = new_identity()
     received: list[tuple[bytes, list[bytes]]] = []
     states: list[RelayState] = []
@@ -95,7 +96,9 @@ def make_node(url: str) -> Node:
         if kept := [d for d in datagrams if d != PROBE]:
             received.append((source, kept))
 
-    client = RelayClient(url, identity, on_datagrams=on_datagrams, on_state=states.append)
+    client = RelayClient(
+        url, identity, on_datagrams=on_datagrams, on_state=states.append, **options
+    )
     return Node(identity, client, received, states, probed_by)
 
 
@@ -519,8 +522,8 @@ class FakeRelay:
             self.errors.append(error)
 
 
-async def connected_client(fake: FakeRelay) -> Node:
-    node = make_node(fake.url)
+async def connected_client(fake: FakeRelay, **options: Any) -> Node:
+    node = make_node(fake.url, **options)
     node.client.start()
     await node.client.wait_connected(DEADLINE)
     return node
@@ -702,9 +705,7 @@ async def test_a_restart_notice_is_honoured() -> None:
             await node.client.close()
 
 
-async def test_a_silent_relay_is_pinged_then_abandoned(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(relay, "_KEEPALIVE_IDLE", 0.3)
-    monkeypatch.setattr(relay, "_KEEPALIVE_DEAD", 1.0)
+async def test_a_silent_relay_is_pinged_then_abandoned() -> None:
     pings: list[bytes] = []
 
     async def scenario(ws: ServerConnection, _key: bytes) -> None:
@@ -714,7 +715,7 @@ async def test_a_silent_relay_is_pinged_then_abandoned(monkeypatch: pytest.Monke
                 pings.append(frame)
 
     async with FakeRelay(scenario) as fake:
-        node = await connected_client(fake)
+        node = await connected_client(fake, keepalive=(0.3, 1.0))
         try:
             await until(lambda: fake.connections == 2, "a new connection")
             assert pings

@@ -161,8 +161,11 @@ class RelayClient:
         on_state: Callable[[RelayState], None] | None = None,
         *,
         public_only: bool = False,
+        keepalive: tuple[float, float] = (_KEEPALIVE_IDLE, _KEEPALIVE_DEAD),
     ) -> None:
+        """`keepalive`: after how many seconds of silence the relay is pinged, and given up."""
         self.url = url
+        self._keepalive_idle, self._keepalive_dead = keepalive
         self._public_only = public_only
         self._ws_url = _websocket_url(url)
         # iroh's relay names are absolute (use1-1.relay.n0.iroh.link.): the dot is right for
@@ -476,13 +479,13 @@ class RelayClient:
     async def _keepalive(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(_KEEPALIVE_IDLE / 3)
+            await asyncio.sleep(self._keepalive_idle / 3)
             silent = loop.time() - self._last_rx
-            if silent > _KEEPALIVE_DEAD:
+            if silent > self._keepalive_dead:
                 self.last_error = f"the relay was silent for {silent:.0f} s"
                 await ws.close()  # ends the read loop
                 return
-            if silent > _KEEPALIVE_IDLE:
+            if silent > self._keepalive_idle:
                 self._queue_control(bytes([_PING]) + random.randbytes(8))
 
     def _queue_control(self, frame: bytes) -> None:
