@@ -52,13 +52,17 @@ from ringdrop.node.dial import Route, dial
 from ringdrop.node.download import Download, RetryPolicy, TransferStats, export_target
 from ringdrop.node.manage import Management
 from ringdrop.node.progress import ProgressCallback, Tracker
+from ringdrop.node.rings import RingService
 from ringdrop.node.server import Answer, Gate, ServeEvent
 from ringdrop.protocol import (
+    AboutRequest,
     CatalogEntry,
     GetRequest,
+    HaveRequest,
     MemberSelection,
     MembersRequest,
     Request,
+    RingsRequest,
 )
 from ringdrop.store import ImportMode, OnExisting, Store, default_data_dir
 from ringdrop.store.export import free_name
@@ -842,8 +846,9 @@ class _Serving:
         self.logs = LogWriter(node.store.db.path, node.config.retention)
         self.reads = ServingReads(node.store.layout, MIGRATIONS)
         node.access.use_log_writer(self.logs)
-        self.gate = Gate(self.reads, self.logs, on_event)
+        self.gate = Gate(self.reads, self.logs, on_event, reserve=node.config.serve_rings)
         self.members = MembersServer(node.store, self.gate, PIECE)
+        self.rings = RingService(node.access, node.identity, self.gate, self.logs)
 
     async def reply(self, peer: PeerId, request: Request) -> Reply:
         # The decision reads SQLite and opening the content touches files: neither may hold up
@@ -851,6 +856,10 @@ class _Serving:
         gate = self.gate
         if isinstance(request, MembersRequest):
             return await asyncio.to_thread(self.members.reply, peer, request)
+        if isinstance(request, RingsRequest | AboutRequest | HaveRequest):
+            header, info = await asyncio.to_thread(self.rings.answer, peer, request)
+            gate.finished(peer, request, Answer(header), 0, "complete")
+            return Reply(header, info=info)
         answer = await asyncio.to_thread(gate.answer, peer, request)
         if answer.encoder is None:
             gate.finished(peer, request, answer, 0, "complete")

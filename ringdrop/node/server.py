@@ -18,13 +18,16 @@ from ringdrop.bao import Encoder
 from ringdrop.errors import AccessDeniedError, IntegrityError, NotFoundError, StoreError
 from ringdrop.identity import PeerId
 from ringdrop.protocol import (
+    AboutRequest,
     Catalog,
     CatalogEntry,
     CatalogRequest,
     GetRequest,
+    HaveRequest,
     MembersRequest,
     Request,
     ResponseHeader,
+    RingsRequest,
 )
 from ringdrop.store.reader import ServingReads
 
@@ -57,7 +60,14 @@ class Answer:
     name: str | None = None
 
 
-_OPERATIONS = {GetRequest: "get", MembersRequest: "get members", CatalogRequest: "catalog"}
+_OPERATIONS = {
+    GetRequest: "get",
+    MembersRequest: "get members",
+    CatalogRequest: "catalog",
+    RingsRequest: "rings",
+    AboutRequest: "about",
+    HaveRequest: "have",
+}
 _NOT_SHARED = "this content is not (or no longer) shared"
 
 
@@ -69,11 +79,14 @@ class Gate:
         reads: ServingReads,
         logs: LogWriter,
         on_event: Callable[[ServeEvent], object] | None,
+        *,
+        reserve: bool = True,
     ) -> None:
         self._reads = reads
         self._access = Access(reads.db)
         self._logs = logs
         self._on_event = on_event
+        self._reserve = reserve
 
     def answer(self, peer: PeerId, request: GetRequest | CatalogRequest) -> Answer:
         """The answer to `request`; reads the database and opens files, so call it off the loop.
@@ -94,7 +107,7 @@ class Gate:
         """Records a request once its answer is sent (or failed): the upload log and the event.
 
         Never waits: the upload is queued for the log writer."""
-        root = request.content_hash if not isinstance(request, CatalogRequest) else bytes(32)
+        root = _root_of(request) or bytes(32)
         if answer.encoder is not None:
             self._logs.upload(Upload(time.time(), peer, root, sent, outcome))
         self._emit(peer, request, answer, sent, outcome)
@@ -114,7 +127,9 @@ class Gate:
         """May `peer` read `root` (`as_collection`: as a whole collection, through its own
         attachments only)? The decision only reads the database and is logged through the log
         writer; the header says allowed, or the refusal the peer reads."""
-        decision, entry = self._access.judge(peer, root, "read", as_collection=as_collection)
+        decision, entry = self._access.judge(
+            peer, root, "read", as_collection=as_collection, reserve=self._reserve
+        )
         self._logs.decision(entry)
         if decision.allowed:
             return ResponseHeader("allowed")
@@ -193,7 +208,7 @@ class Gate:
     ) -> None:
         if self._on_event is None:
             return
-        root = request.content_hash if not isinstance(request, CatalogRequest) else b""
+        root = _root_of(request)
         header = answer.header
         self._on_event(
             ServeEvent(
@@ -209,3 +224,8 @@ class Gate:
                 outcome=outcome if header.status == "allowed" else header.status,
             )
         )
+
+
+def _root_of(request: Request) -> bytes:
+    """The content a request is about; empty for those about none (catalog, rings)."""
+    return b"" if isinstance(request, CatalogRequest | RingsRequest) else request.content_hash
