@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ringdrop.access import MIGRATIONS, OPEN_RING, Access, LogWriter, UploadOutcome
+from ringdrop.access.manifest import Manifest
 from ringdrop.bao import ChunkRanges
 from ringdrop.discovery import Published, Publisher, Record, Resolver, Services, Timestamps
 from ringdrop.errors import (
@@ -49,10 +50,10 @@ from ringdrop.node.config import (
     stun_servers_from,
 )
 from ringdrop.node.dial import Route, dial
-from ringdrop.node.download import Download, RetryPolicy, TransferStats, export_target
+from ringdrop.node.download import Download, RetryPolicy, Source, TransferStats, export_target
 from ringdrop.node.manage import Management
 from ringdrop.node.progress import ProgressCallback, Tracker
-from ringdrop.node.rings import RingService
+from ringdrop.node.rings import RingService, ask_about, exchange_rings, tell_have
 from ringdrop.node.server import Answer, Gate, ServeEvent
 from ringdrop.protocol import (
     AboutRequest,
@@ -61,6 +62,7 @@ from ringdrop.protocol import (
     HaveRequest,
     MemberSelection,
     MembersRequest,
+    Provider,
     Request,
     RingsRequest,
 )
@@ -116,6 +118,8 @@ class Received:
     """Bytes put in place without a copy (handed over by the store, or cloned)."""
     copied: int = 0
     """Bytes the export had to write."""
+    providers: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Content bytes received from each provider (peer id text), the sharer included."""
 
 
 @dataclass(frozen=True)
@@ -451,8 +455,11 @@ class Node(Management):
         keep: bool | None = None,
         progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
+        providers: Sequence[str] = (),
     ) -> Received:
-        """Downloads the ticket's content (resuming what is already verified) and exports it.
+        """Downloads the ticket's content (resuming what is already verified) and exports it,
+        from the sharer and at once from every ring member that holds it (those the sharer
+        names, and `providers`: peer ids or nicknames given by hand).
 
         `dest` follows `cp`: an existing folder receives the content under its name, any other
         path is the result (see `export_target`). An existing result is refused, overwritten or
@@ -465,10 +472,12 @@ class Node(Management):
             self._check_reachable(ticket)  # fails at once, where retrying could not help
             # The way to the sharer opens first (a socket asking STUN for its public address,
             # the ticket's relay): it is ready by the time the store's checks are done.
-            source = _Source(self, ticket)
+            by_hand = [self.resolve_peer(p) for p in providers]
+            source = _Source(self, ticket.peer_id, ticket.addresses, ticket.relay)
+            swarm = _Swarm(self, ticket.content_hash, ticket.peer_id, by_hand)
             try:
                 return await self._get(
-                    ticket, source, dest, existing, keep, progress, retry or RetryPolicy()
+                    ticket, source, swarm, dest, existing, keep, progress, retry or RetryPolicy()
                 )
             except TransferError as error:
                 if isinstance(error.__cause__, RelayRefusedError):
@@ -477,11 +486,13 @@ class Node(Management):
                 raise
             finally:
                 await source.close()
+                await swarm.close()
 
     async def _get(
         self,
         ticket: Ticket,
         source: _Source,
+        swarm: _Swarm,
         dest: Path | None,
         existing: OnExisting,
         keep: bool | None,
@@ -513,12 +524,16 @@ class Node(Management):
         tracker = source.tracker = Tracker(name, progress, retry.attempts)
         format = ticket.format
         await asyncio.to_thread(self._forget_lost_references, root, format)
-        download = Download(self.store, source.connect, root, format, name, tracker, retry)
+        download = Download(
+            self.store, source.connect, root, format, name, tracker, retry, more=swarm.more
+        )
         try:
             source.started = time.monotonic()  # the origin of the download's own times
             stats = await download.run()
+            await swarm.tell(source, download.by_provider)
         finally:
             await source.close()
+            await swarm.close()
         if format == "collection":
             # Received folders can be re-shared: attaching one must cover its members.
             collection = download.collection
@@ -533,6 +548,7 @@ class Node(Management):
                 route=source.main_path(),
                 traffic=source.traffic_by_kind(),
                 paths=tuple(source.paths),
+                providers=dict(download.by_provider),
             )
         tracker.update(state="exporting")
         export = self.store.export_collection if format == "collection" else self.store.export
@@ -560,6 +576,7 @@ class Node(Management):
             paths=tuple(source.paths),
             moved=result.moved,
             copied=result.copied,
+            providers=dict(download.by_provider),
         )
 
     def _already_there(self, ticket: Ticket, target: Path) -> bool:
@@ -972,11 +989,19 @@ class _Source:
     """A download source over one connection; reconnecting closes the previous one. Its first
     connection starts from a dialer opened when the source is made (see `Node.get`)."""
 
-    def __init__(self, node: Node, ticket: Ticket) -> None:
+    def __init__(
+        self,
+        node: Node,
+        peer_id: PeerId,
+        addresses: Sequence[Address],
+        relay: str | None,
+        *,
+        dial_now: bool = True,
+    ) -> None:
         self._node = node
-        self._ticket = ticket
+        self._peer_id, self._addresses, self._relay = peer_id, list(addresses), relay
         self.tracker: Tracker | None = None
-        self._dialer: Dialer | None = node.dialer(ticket.relay, ticket.addresses)
+        self._dialer: Dialer | None = node.dialer(relay, addresses) if dial_now else None
         self._connection: Connection | None = None
         self._traffic: dict[PathInfo, int] = {}
         self._counted: dict[PathInfo, int] = {}
@@ -987,10 +1012,9 @@ class _Source:
     async def connect(self) -> _Source:
         await self._close_connection()
         self._counted = {}
-        ticket = self._ticket
         dialer, self._dialer = self._dialer, None
         self._connection = await self._node.connect(
-            ticket.peer_id, list(ticket.addresses), ticket.relay, self._moved, dialer
+            self._peer_id, self._addresses, self._relay, self._moved, dialer
         )
         if (path := self._connection.path) is not None:
             self._record(path)
@@ -1007,6 +1031,10 @@ class _Source:
     @property
     def address(self) -> str:
         return self._connection.address if self._connection is not None else "?"
+
+    @property
+    def peer(self) -> str:
+        return str(self._peer_id)
 
     def main_path(self) -> PathInfo | None:
         """The path that carried most of the bytes, over every connection of the download:
@@ -1052,6 +1080,10 @@ class _Source:
             async for piece in body:
                 yield piece
 
+    @property
+    def connection(self) -> Connection | None:
+        return self._connection
+
     async def close(self) -> None:
         if self._dialer is not None:
             self._dialer.close()
@@ -1063,6 +1095,91 @@ class _Source:
             self._count()
             connection, self._connection = self._connection, None
             await connection.close()
+
+
+class _Swarm:
+    """The providers of one download besides the sharer: those the sharer names (ABOUT), and
+    those given by hand; each dialled by key (the addresses and relay it gave are hints).
+    Also keeps what the sharer said of the rings through which this node may read the content,
+    to record and to tell the sharer, once it is complete, that this node holds it (HAVE)."""
+
+    def __init__(self, node: Node, root: bytes, sharer: PeerId, by_hand: Sequence[PeerId]) -> None:
+        self._node = node
+        self._root = root
+        self._sharer = sharer
+        self._by_hand = list(by_hand)
+        self.admitting: list[Manifest] = []
+        self._known: dict[PeerId, Provider] = {}
+        self._sources: list[_Source] = []
+
+    async def more(self, sharer: Source | None) -> list[Source]:
+        node = self._node
+        if isinstance(sharer, _Source) and sharer.connection is not None:
+            try:
+                _, admitting, providers = await asyncio.wait_for(
+                    ask_about(sharer.connection, node.access, node.peer_id, self._root),
+                    _PROVIDER_CONNECT,
+                )
+            except (RingdropError, TimeoutError):
+                providers = ()
+            else:
+                self.admitting = admitting or self.admitting
+                self._known.update({p.peer_id: p for p in providers})
+        wanted = [
+            p for p in (*self._by_hand, *self._known) if p not in (self._sharer, node.peer_id)
+        ]
+        for source in self._sources:
+            await source.close()
+        self._sources = []
+
+        async def reach(peer: PeerId) -> _Source:
+            known = self._known.get(peer)
+            addresses = [] if known is None else [_address(a) for a in known.addresses]
+            source = _Source(node, peer, addresses, None if known is None else known.relay)
+            self._sources.append(source)
+            await asyncio.wait_for(source.connect(), _PROVIDER_CONNECT)
+            assert source.connection is not None
+            with contextlib.suppress(RingdropError, TimeoutError):
+                await asyncio.wait_for(
+                    exchange_rings(source.connection, node.access, node.peer_id),
+                    _PROVIDER_CONNECT,
+                )
+            return source
+
+        found = await asyncio.gather(*(reach(p) for p in dict.fromkeys(wanted)),
+                                     return_exceptions=True)  # fmt: skip
+        return [f for f in found if isinstance(f, _Source)]
+
+    async def tell(self, sharer: _Source, received: dict[str, int]) -> None:
+        """Records the rings the content came under, and tells the sharer this node holds it."""
+        node = self._node
+        if not self.admitting:
+            return
+        await asyncio.to_thread(node.access.record_received, self._root, self.admitting)
+        via = [(PeerId.parse(p), n) for p, n in received.items() if p != str(self._sharer)]
+        try:
+            if sharer.connection is None:
+                await asyncio.wait_for(sharer.connect(), _PROVIDER_CONNECT)
+            assert sharer.connection is not None
+            await asyncio.wait_for(
+                tell_have(sharer.connection, node.access, node.peer_id, self._root,
+                          node.home_relay, node._addresses_or_none(), via),
+                _PROVIDER_CONNECT,
+            )  # fmt: skip
+        except (RingdropError, TimeoutError):
+            pass  # the sharer is gone: the other members still learn of this node from others
+
+    async def close(self) -> None:
+        for source in self._sources:
+            await source.close()
+
+
+_PROVIDER_CONNECT = 5.0
+"""Seconds to reach a provider (or ask the sharer about one) before going on without it."""
+
+
+def _address(pair: tuple[str, int]) -> Address:
+    return Address(ipaddress.ip_address(pair[0]), pair[1])
 
 
 def _collection_size(node: Node, root: bytes) -> int:
