@@ -53,6 +53,7 @@ from ringdrop.node.dial import Route, dial
 from ringdrop.node.download import Download, RetryPolicy, Source, TransferStats, export_target
 from ringdrop.node.manage import Management
 from ringdrop.node.progress import ProgressCallback, Tracker
+from ringdrop.node.ratelimit import Limited, RateLimit
 from ringdrop.node.rings import RingService, ask_about, exchange_rings, tell_have
 from ringdrop.node.server import Answer, Gate, ServeEvent
 from ringdrop.protocol import (
@@ -181,6 +182,8 @@ class Node(Management):
         self.publish_addresses = (
             self.config.publish_addresses if publish_addresses is None else publish_addresses
         )
+        self.limit_rate: int | None = self.config.limit_rate
+        """The upload rate limit `serve` keeps, bytes a second for all peers (None: none)."""
         self._resolver = (
             Resolver(self.discovery, allow_relay=self._relay_allowed)
             if self.discovery.enabled
@@ -643,6 +646,30 @@ class Node(Management):
                 with self.store.partial(root) as partial:
                     partial.discard()
 
+    async def sync_rings(self, peers: Sequence[str] = ()) -> list[Manifest]:
+        """Exchanges ring manifests (RINGS) with `peers` (peer ids or nicknames; default: the
+        owners of the rings this node holds manifests of), each dialled by key: newer versions
+        are kept here and passed on there. Returns the manifests kept; peers that cannot be
+        reached are skipped."""
+        held = await asyncio.to_thread(self.access.held_manifests)
+        targets = [self.resolve_peer(p) for p in peers] or list(
+            dict.fromkeys(m.owner for m in held if m.owner != self.peer_id)
+        )
+        kept: list[Manifest] = []
+        for peer_id in targets:
+            addresses = await asyncio.to_thread(self.access.addresses_of, peer_id)
+            try:
+                connection = await self.connect(peer_id, addresses, None)
+            except RingdropError:
+                continue
+            try:
+                kept += await exchange_rings(connection, self.access, self.peer_id)
+            except RingdropError:
+                continue
+            finally:
+                await connection.close()
+        return kept
+
     async def remote_catalog(self, peer: str) -> list[CatalogEntry]:
         """What `peer` (a ticket, or a peer whose addresses a used ticket taught us) lets this
         node download; needs the catalog grant on that node."""
@@ -866,13 +893,15 @@ class _Serving:
         self.gate = Gate(self.reads, self.logs, on_event, reserve=node.config.serve_rings)
         self.members = MembersServer(node.store, self.gate, PIECE)
         self.rings = RingService(node.access, node.identity, self.gate, self.logs)
+        self.limit = None if node.limit_rate is None else RateLimit(node.limit_rate)
 
     async def reply(self, peer: PeerId, request: Request) -> Reply:
         # The decision reads SQLite and opening the content touches files: neither may hold up
         # the loop that moves every other transfer's packets.
         gate = self.gate
         if isinstance(request, MembersRequest):
-            return await asyncio.to_thread(self.members.reply, peer, request)
+            reply = await asyncio.to_thread(self.members.reply, peer, request)
+            return self._limited(reply)
         if isinstance(request, RingsRequest | AboutRequest | HaveRequest):
             header, info = await asyncio.to_thread(self.rings.answer, peer, request)
             gate.finished(peer, request, Answer(header), 0, "complete")
@@ -881,7 +910,12 @@ class _Serving:
         if answer.encoder is None:
             gate.finished(peer, request, answer, 0, "complete")
             return Reply(answer.header, catalog=answer.catalog)
-        return Reply(answer.header, _Upload(gate, peer, request, answer))
+        return self._limited(Reply(answer.header, _Upload(gate, peer, request, answer)))
+
+    def _limited(self, reply: Reply) -> Reply:
+        if self.limit is None or reply.body is None:
+            return reply
+        return dataclasses.replace(reply, body=Limited(reply.body, self.limit))
 
     async def close(self, node: Node) -> None:
         self.reads.close()

@@ -318,11 +318,16 @@ class Striped:
                     provider.streamed += len(piece)
                     async with self._turn:
                         before = partial.valid()
-                        got = await on_worker(writer.write, piece)
-                        new = (got - before).byte_count(self._size)
-                    if new:
-                        provider.received += new
-                        self._received(provider, new)
+
+                        def credit(got: ChunkRanges, before: ChunkRanges = before) -> None:
+                            new = (got - before).byte_count(self._size)
+                            if new:
+                                provider.received += new
+                                self._received(provider, new)
+
+                        # Credited even when this copy is cancelled meanwhile: what verified
+                        # is in the partial either way.
+                        credit(await on_worker(writer.write, piece, undo=credit))
             async with self._turn:
                 try:
                     await on_worker(writer.finish)
