@@ -107,6 +107,8 @@ class Provider:
 class _Stripe:
     ranges: ChunkRanges
     copies: dict[Provider, asyncio.Task[None]] = field(default_factory=dict)
+    done: bool = False
+    """A copy completed it: the others are being cancelled, and no new one starts."""
 
 
 def stripe_bytes(size: int, providers: int) -> int:
@@ -226,7 +228,7 @@ class Striped:
             assert median is not None
             lagging = [
                 s for s in self._flying
-                if len(s.copies) == 1 and provider not in s.copies
+                if not s.done and len(s.copies) == 1 and provider not in s.copies
                 and (r := next(iter(s.copies)).rate) is not None and r * SLOW < median
             ]  # fmt: skip
             if lagging:
@@ -237,7 +239,7 @@ class Striped:
             return self._queue.popleft()
         # The end game: the queue is empty; a copy of the stripe in flight longest.
         for stripe in self._flying:
-            if len(stripe.copies) == 1 and provider not in stripe.copies:
+            if not stripe.done and len(stripe.copies) == 1 and provider not in stripe.copies:
                 return stripe
         return None
 
@@ -245,6 +247,8 @@ class Striped:
         if stripe not in self._flying:
             self._flying.append(stripe)
         provider.started()
+        _log.debug("stripe %s to %s (copy %d)", list(stripe.ranges), provider.peer[:8],
+                   len(stripe.copies) + 1)  # fmt: skip
         stripe.copies[provider] = asyncio.ensure_future(self._copy(provider, stripe))
 
     def _settle(self) -> None:
@@ -259,6 +263,8 @@ class Striped:
                 provider.stopped()
                 error = None if task.cancelled() else task.exception()
                 if error is None and not task.cancelled():
+                    stripe.done = True
+                    _log.debug("stripe %s done by %s", list(stripe.ranges), provider.peer[:8])
                     for other in stripe.copies.values():
                         other.cancel()  # the slower copy
                     continue
