@@ -13,6 +13,12 @@ the root, and here against the file's hash).
 
 Goals (issue 24): two providers at least 1.8 times one provider's rate, three at least 2.5
 times; one of three at a tenth of the others' limit within 15 % of two providers alone.
+
+    python bench/bench_swarm.py --baseline /work/main [--size-mib 256] [--repeat 3]
+
+measures the common case instead: one sharer, no limit, no other provider, the open ring;
+`get` of this checkout against `get` of the one at BASELINE (both from a sharer running this
+checkout), run alternately, so that asking the sharer about providers shows up as what it costs.
 """
 
 from __future__ import annotations
@@ -44,23 +50,25 @@ ENV = {
 }
 
 
-def run(data: Path, *args: str) -> str:
+def run(data: Path, *args: str, code: Path = ROOT) -> str:
     done = subprocess.run(
         [*RINGDROP, "--data-dir", str(data), *args],
-        capture_output=True, text=True, env=ENV, check=False,
+        capture_output=True, text=True, env={**ENV, "PYTHONPATH": str(code)}, check=False,
     )  # fmt: skip
     if done.returncode:
         sys.exit(f"ringdrop {' '.join(args)} failed: {done.stderr}")
     return done.stdout
 
 
-def serve(data: Path, limit: str) -> subprocess.Popen[str]:
+def serve(data: Path, limit: str | None, code: Path = ROOT) -> subprocess.Popen[str]:
     """`ringdrop serve --limit-rate LIMIT`, its log in serve.log beside the data directory."""
     log = data.parent / f"{data.name}-serve.log"
+    limited = ["--limit-rate", limit] if limit else []
     with log.open("a") as out:
         process = subprocess.Popen(
-            [*RINGDROP, "--data-dir", str(data), "serve", "--limit-rate", limit],
-            stdout=out, stderr=subprocess.STDOUT, text=True, env=ENV,
+            [*RINGDROP, "--data-dir", str(data), "serve", *limited],
+            stdout=out, stderr=subprocess.STDOUT, text=True,
+            env={**ENV, "PYTHONPATH": str(code)},
         )  # fmt: skip
     deadline = time.monotonic() + 60
     while "serving as " not in log.read_text():
@@ -110,6 +118,32 @@ def fetch(work: Path, ticket: str, name: str, expected: bytes) -> tuple[float, d
     return seconds, json.loads(out)["providers"]
 
 
+def baseline(work: Path, size: int, repeat: int, other: Path) -> None:
+    """One sharer (this code), no limit: `get` by this code and by the baseline's."""
+    a = work / "a"
+    expected = make_file(work / "share.bin", size)
+    ticket = json.loads(run(a, "share", str(work / "share.bin"), "--open", "--json"))["ticket"]
+    server = serve(a, None)
+    times: dict[str, list[float]] = {"this checkout": [], "baseline": []}
+    try:
+        for i in range(repeat):
+            for label, code in (("this checkout", ROOT), ("baseline", other)):
+                data, dest = work / f"r{i}{label[0]}", work / "out.bin"
+                started = time.monotonic()
+                run(data, "get", ticket, "--dest", str(dest), code=code)
+                times[label].append(time.monotonic() - started)
+                if file_hash(dest) != expected:
+                    sys.exit("the file arrived altered")
+                dest.unlink()
+                shutil.rmtree(data)
+    finally:
+        stop(server)
+    for label, runs in times.items():
+        print(f"{label}: median {statistics.median(runs):.3f} s, best {min(runs):.3f} s, "
+              f"{size / min(runs) / 1e6:.0f} MB/s (runs: "
+              f"{', '.join(f'{t:.3f}' for t in runs)})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=256)
@@ -117,11 +151,15 @@ def main() -> None:
     parser.add_argument("--slow", default="2M")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (logs)")
+    parser.add_argument("--baseline", type=Path, help="compare one sharer's case with this code")
     args = parser.parse_args()
     size = args.size_mib * MIB
     with tempfile.TemporaryDirectory(prefix="bench-swarm-") as tmp:
         work = Path(tmp) if args.keep is None else args.keep
         work.mkdir(parents=True, exist_ok=True)
+        if args.baseline is not None:
+            baseline(work, size, args.repeat, args.baseline.resolve())
+            return
         a, b, c, d = (work / n for n in ("a", "b", "c", "d-keys"))
         ids = {}
         for name, data in (("b", b), ("c", c), ("d", d)):
