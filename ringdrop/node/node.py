@@ -100,6 +100,8 @@ RECORD_TIMESTAMP = "record-timestamp"
 # How often `serve` checks whether what its record says changed (a new public address).
 _RECORD_CHECK = 30.0
 MAX_PUBLISHED_ADDRESSES = 8
+# How often `serve` checks whether a ring's manifest is due to be signed again.
+_RESIGN_CHECK = 600.0
 
 
 @dataclass(frozen=True)
@@ -403,6 +405,7 @@ class Node(Management):
         publishing = None
         if self.discovery.pkarr:
             publishing = asyncio.create_task(self._publish(server, reach.relay, on_record))
+        signing = asyncio.create_task(self._keep_manifests_valid())
         try:
             serving.append(await asyncio.to_thread(_Serving, self, on_event))
             opened.set()
@@ -411,6 +414,7 @@ class Node(Management):
                 ready(server.port)
             await asyncio.Event().wait()
         finally:
+            signing.cancel()
             opened.set()  # whatever waits for the gate stops waiting
             if publishing is not None:
                 publishing.cancel()
@@ -420,6 +424,14 @@ class Node(Management):
             gate_open.cancel()
             if serving:
                 await serving[0].close(self)
+
+    async def _keep_manifests_valid(self) -> None:
+        """Signs this node's rings again while it serves, before their manifests' validity
+        runs out (past half of it), so that members that ask get one that is valid."""
+        while True:
+            with contextlib.suppress(RingdropError):
+                await asyncio.to_thread(self.access.sign_due, self.identity)
+            await asyncio.sleep(_RESIGN_CHECK)
 
     async def _publish(
         self, server: Server, relay: str | None, on_record: Callable[[Published], object] | None
