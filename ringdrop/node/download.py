@@ -18,9 +18,16 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from ringdrop.bao import ChunkRanges
-from ringdrop.errors import IntegrityError, RingdropError, TransferError, WrongPeerError
+from ringdrop.errors import (
+    IntegrityError,
+    RingdropError,
+    TransferError,
+    UnreachableError,
+    WrongPeerError,
+)
 from ringdrop.node.batch_download import SMALL_MAX, Member, fetch_small_members
 from ringdrop.node.progress import Tracker
+from ringdrop.node.retry import RetryPolicy
 from ringdrop.node.swarm import STRIPE_MIN, Provider, Striped, on_worker
 from ringdrop.protocol import MemberSelection
 from ringdrop.store import Store
@@ -76,18 +83,6 @@ _HEAD = ChunkRanges([(0, STRIPE_MIN // 1024), (1 << 40, None)])
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 8
-    """Connection attempts in all, the first included."""
-    first_delay: float = 0.5
-    max_delay: float = 10.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before attempt `attempt` (2, 3, …)."""
-        return float(min(self.max_delay, self.first_delay * 2 ** (attempt - 2)))
-
-
-@dataclass(frozen=True)
 class TransferStats:
     """What a finished transfer did."""
 
@@ -134,6 +129,8 @@ class Download:
         self._present = 0
         self._started = time.monotonic()
         self._first_byte: float | None = None
+        self._connected = False
+        """Whether a connection of this download ever worked: only then is one retried."""
         self._counted: set[bytes] = set()
         """Roots whose already-present bytes were counted: a retry must not count them again."""
         self.collection: Collection | None = None
@@ -154,6 +151,10 @@ class Download:
             except WrongPeerError:
                 raise  # another key at the address: retrying cannot help
             except TransferError as error:
+                if not self._connected:
+                    if isinstance(error, UnreachableError):
+                        raise _not_answering(error) from error
+                    raise
                 if attempt >= self._retry.attempts:
                     raise TransferError(
                         f"{error} (gave up after {attempt} attempts; run the same command again "
@@ -189,6 +190,7 @@ class Download:
             return 1
         self._tracker.update(state="connecting")
         source = await self._connect_all()
+        self._connected = True
         self._tracker.update(state="transferring", address=source.address)
         if self._format == "blob":
             await self._fetch_blob(source, self._root, self._name, "blob", count=True)
@@ -411,6 +413,16 @@ class Download:
             await striped.run()
         finally:
             self._tracker.update(providers=self._shown())
+
+
+def _not_answering(error: UnreachableError) -> UnreachableError:
+    """The likely cause first, then what was tried (from the transport) as a note."""
+    unanswered = UnreachableError(
+        "the sharer did not answer: is `ringdrop serve` (or the TUI) running on the sharer's "
+        "machine?"
+    )
+    unanswered.add_note(str(error))
+    return unanswered
 
 
 def _first(group: BaseExceptionGroup[RingdropError]) -> RingdropError:
