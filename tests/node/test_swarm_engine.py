@@ -14,8 +14,9 @@ import pytest
 from ringdrop.access import MIGRATIONS
 from ringdrop.bao import ChunkRanges, Encoder, outboard_from_bytes
 from ringdrop.errors import TransferError
-from ringdrop.node.download import Download, RetryPolicy, Source
+from ringdrop.node.download import Download, Source
 from ringdrop.node.progress import Tracker
+from ringdrop.node.retry import RetryPolicy
 from ringdrop.node.swarm import IN_FLIGHT, STRIPE_MAX, STRIPE_MIN, stripe_bytes, stripes
 from ringdrop.protocol import MemberSelection
 from ringdrop.store import Store
