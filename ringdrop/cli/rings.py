@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -232,6 +231,8 @@ def cmd_ring_expire(args: argparse.Namespace) -> int:
 
 
 def cmd_ring_sync(args: argparse.Namespace) -> int:
+    import asyncio
+
     with open_node(args) as node:
         kept = asyncio.run(node.sync_rings(args.peers))
     if not kept:
