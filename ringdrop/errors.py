@@ -19,6 +19,7 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     │   └── DiscoveryError                    a peer could not be found by its key
     │       └── InvalidRecordError            … a service's record is forged, stale or garbled
     ├── ProtocolError                exit 7   the peer broke the wire protocol (never retried)
+    │   └── InvalidManifestError              a ring manifest is garbled, too large or forged
     ├── UnsafePathError              exit 9   a name would escape its destination
     ├── DestinationError             exit 11  the destination folder cannot be written
     ├── StoreError                   exit 10  the data directory cannot do what was asked
@@ -54,6 +55,7 @@ __all__ = [
     "ExistsError",
     "ExitCode",
     "IntegrityError",
+    "InvalidManifestError",
     "InvalidNameError",
     "InvalidRecordError",
     "InvalidTicketError",
@@ -255,6 +257,10 @@ class ProtocolError(RingdropError):
 
     exit_code = ExitCode.TRANSFER
     label = "transfer failed"
+
+
+class InvalidManifestError(ProtocolError):
+    """A ring manifest does not parse, breaks a limit, or is not its owner's signature."""
 
 
 class LocalProtocolError(RingdropError):
