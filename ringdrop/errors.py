@@ -7,11 +7,13 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     │   ├── RelayDisabledError                a relay is needed but relaying is disabled here
     │   └── InvalidNameError                  a ring name or nickname breaks the naming rules
     ├── TicketError                  exit 3   a ticket or peer id is garbled, mistyped, too new
-    │   └── InvalidTicketError                … with `kind`, what is wrong, for programs
+    │   ├── InvalidTicketError                … with `kind`, what is wrong, for programs
+    │   └── CodeError                         a short code is mistyped (checked before use)
     ├── AccessDeniedError            exit 4   no ring of the sharer's lets this peer read it
     ├── IntegrityError               exit 6   data does not match its BLAKE3 root
     ├── TransferError                exit 7   network, peer gone or busy
-    │   └── WrongPeerError                    another key than the expected peer id answered
+    │   ├── WrongPeerError                    another key than the expected peer id answered
+    │   └── RendezvousError                   a short code's exchange ended (`kind` says how)
     ├── ProtocolError                exit 7   the peer broke the wire protocol (never retried)
     ├── UnsafePathError              exit 9   a name would escape its destination
     ├── StoreError                   exit 10  the data directory cannot do what was asked
@@ -40,6 +42,7 @@ __all__ = [
     "AccessDeniedError",
     "AlreadyServedError",
     "AmbiguousError",
+    "CodeError",
     "DiskFullError",
     "ExistsError",
     "ExitCode",
@@ -51,6 +54,8 @@ __all__ = [
     "OpenRingError",
     "ProtocolError",
     "RelayDisabledError",
+    "RendezvousError",
+    "RendezvousErrorKind",
     "RingdropError",
     "SettingsError",
     "StoreError",
@@ -162,6 +167,11 @@ class InvalidTicketError(TicketError):
         self.kind: TicketErrorKind = kind
 
 
+class CodeError(TicketError):
+    """A short code is not one that could have been made: a word not in the list, words out of
+    their order, no nameplate. Found before any network use, so a typo costs no guess."""
+
+
 class AccessDeniedError(RingdropError):
     """The sharer does not let this peer read this content."""
 
@@ -202,6 +212,20 @@ class WrongPeerError(TransferError):
         super().__init__(message, peer=expected)
         self.expected = expected
         self.actual = actual
+
+
+RendezvousErrorKind = Literal["guessed", "expired", "unanswered", "taken", "busy"]
+
+
+class RendezvousError(TransferError):
+    """The exchange of a short code ended without a ticket; `kind` says how, for programs:
+    `guessed` (a key confirmation failed: the code is ended for good), `expired`, `unanswered`
+    (nobody answered on its nameplate), `taken` (another transfer holds the nameplate),
+    `busy` (another receiver is using the code)."""
+
+    def __init__(self, kind: RendezvousErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind: RendezvousErrorKind = kind
 
 
 class ProtocolError(RingdropError):

@@ -16,10 +16,10 @@ PACKAGE = Path(ringdrop.__file__).parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("_native", "bao"),
-    ("identity", "ticket"),
+    ("identity", "ticket", "shortcode"),
     ("store",),
     ("access",),
-    ("protocol",),
+    ("protocol", "rendezvous"),
     ("transport",),
     ("node",),
     ("display",),
@@ -29,7 +29,7 @@ RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 # What the CLI and the TUI may import besides themselves: the node and what every layer shares.
 FRONT_ENDS = ("cli", "tui")
-FRONT_END_MAY_IMPORT = {"errors", "identity", "ticket", "node", "display", "cli", "tui"}
+FRONT_END_MAY_IMPORT = {"errors", "identity", "ticket", "shortcode", "node", "display", "cli", "tui"}
 
 
 def layer_of(module: str) -> str | None:
