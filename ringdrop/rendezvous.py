@@ -458,7 +458,6 @@ class Sender(_Side):
             (State.WAIT_DONE, Trigger.RECEIVE_OTHER_PAKE): State.WAIT_DONE,
             (State.WAIT_DONE, Trigger.RECEIVE_CONFIRM): State.WAIT_DONE,
             (State.WAIT_DONE, Trigger.RECEIVE_DONE): State.DONE,
-            (State.WAIT_DONE, Trigger.RECEIVE_FAIL_GUESSED): State.GUESSED,
             (State.WAIT_DONE, Trigger.DISPLACED): State.WAIT_DONE,
             (State.WAIT_DONE, Trigger.DEADLINE): State.DONE,
         }

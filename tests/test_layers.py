@@ -29,7 +29,7 @@ RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 # What the CLI and the TUI may import besides themselves: the node and what every layer shares.
 FRONT_ENDS = ("cli", "tui")
-FRONT_END_MAY_IMPORT = {"errors", "identity", "ticket", "shortcode", "node", "display", "cli", "tui"}
+FRONT_END_MAY_IMPORT = {"errors", "identity", "ticket", "node", "display", "cli", "tui"}
 
 
 def layer_of(module: str) -> str | None:

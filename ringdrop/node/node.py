@@ -32,6 +32,14 @@ from ringdrop.errors import (
 from ringdrop.identity import Identity, PeerId
 from ringdrop.node.addresses import local_addresses
 from ringdrop.node.batch_upload import MembersServer
+from ringdrop.node.codes import (
+    CODE_EXPIRES,
+    RECEIVE_TIMEOUT,
+    CodeOffer,
+    end_offer,
+    offer_code,
+    redeem_code,
+)
 from ringdrop.node.config import (
     Config,
     StunServer,
@@ -49,6 +57,7 @@ from ringdrop.protocol import (
     MembersRequest,
     Request,
 )
+from ringdrop.shortcode import ShortCode
 from ringdrop.store import ImportMode, OnExisting, Store, default_data_dir
 from ringdrop.store.export import free_name
 from ringdrop.store.files import FileLock, ensure_free_space
@@ -344,6 +353,39 @@ class Node(Management):
             await asyncio.Event().wait()
         finally:
             await server.close()
+
+    # -- short codes --------------------------------------------------------------------------
+
+    async def offer_code(
+        self,
+        share: Share,
+        code: ShortCode | None = None,
+        *,
+        expires: float = CODE_EXPIRES,
+        on_ready: Callable[[CodeOffer], object] | None = None,
+    ) -> CodeOffer:
+        """Offers `share` under `code` (default: a new one) on the relay its nameplate picks,
+        until a receiver redeems it (returned: its peer id, and the one-time ring that admits
+        it to this content for `expires` seconds) or `expires` seconds pass. `on_ready` hears
+        the code once it is held on the relay: that is when to show it. Serve meanwhile, so
+        that the receiver can fetch at once, and call `end_offer` when it has.
+
+        Raises `RendezvousError`: `guessed` (a receiver's key confirmation failed: the code is
+        ended for good), `expired`, `taken` (another sender holds the nameplate)."""
+        code = ShortCode.generate() if code is None else code
+        return await offer_code(
+            self.access, share.ticket, code, self.relays, expires=expires, on_ready=on_ready
+        )
+
+    def end_offer(self, offer: CodeOffer) -> None:
+        """Removes the offer's one-time ring: its receiver may fetch no more."""
+        end_offer(self.access, offer)
+
+    async def redeem_code(self, code: ShortCode, *, timeout: float = RECEIVE_TIMEOUT) -> Ticket:
+        """The ticket that the sender of `code` hands over, which admits this node; then `get`
+        it. Raises `RendezvousError`: `guessed`, `unanswered` (no sender within `timeout`
+        seconds), `busy` (another receiver has it) or `taken`."""
+        return await redeem_code(code, self.relays, self.peer_id, timeout=timeout)
 
     # -- receiving ----------------------------------------------------------------------------
 
