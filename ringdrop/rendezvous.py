@@ -326,13 +326,17 @@ class _Side:
         """The key this side holds on the relay."""
         self.peer_key = rendezvous_identity(code.nameplate, peer_role).peer_id.raw
         self.own_key = self.identity.peer_id.raw
-        self.state = State.WAIT_PAKE
+        self._state = State.WAIT_PAKE
         self.dropped = 0
         """Datagrams dropped: malformed, from another key or session, or not in the table."""
         self._outbox: list[tuple[bytes, bytes]] = []
         self._session = _NO_SESSION
         self._keys: SessionKeys | None = None
         self._transcript = b""
+
+    @property
+    def state(self) -> State:
+        return self._state
 
     @property
     def finished(self) -> bool:
@@ -407,7 +411,7 @@ class _Side:
         following = self.TRANSITIONS.get((self.state, trigger))
         if following is None:
             return False
-        self.state = following
+        self._state = following
         return True
 
     def _finish_pake(self, serialized: bytes, message: bytes) -> bytes | None:
@@ -492,6 +496,13 @@ class Sender(_Side):
 
     def _handle(self, message: _SessionMessage, now: float) -> bool:
         session = message.session
+        if isinstance(message, Fail):
+            # Before any session, whoever watched a guess fail may end the code: a guess of
+            # their own could have ended it as well.
+            known = self.state is State.WAIT_PAKE or session == self._session
+            return (
+                known and message.reason == "guessed" and self._move(Trigger.RECEIVE_FAIL_GUESSED)
+            )
         if isinstance(message, Pake):
             if self.state is not State.WAIT_PAKE and session != self._session:
                 if self._move(Trigger.RECEIVE_OTHER_PAKE):
@@ -509,8 +520,6 @@ class Sender(_Side):
                 message.tag, _tag(self._keys.receiver_done, self._transcript)
             )
             return good and self._move(Trigger.RECEIVE_DONE)
-        if isinstance(message, Fail) and message.reason == "guessed":
-            return self._move(Trigger.RECEIVE_FAIL_GUESSED)
         return False
 
     def _on_pake(self, message: Pake) -> bool:
