@@ -106,7 +106,10 @@ async def offer_code(
             on_ready=None if on_ready is None else lambda: on_ready(pending),
         )
     except BaseException:
-        end_offer(access, CodeOffer(code, relay, ring, forget=tuple(admitted)))
+        # The first error is the one to report; a ring left behind is removed by a later
+        # offer once its time is up (`remove_stale_rings`).
+        with contextlib.suppress(RingdropError):
+            end_offer(access, CodeOffer(code, relay, ring, forget=tuple(admitted)))
         raise
     return CodeOffer(code, relay, ring, receiver, tuple(admitted))
 
