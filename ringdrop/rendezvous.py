@@ -190,7 +190,7 @@ class TicketMessage:
 
 @dataclass(frozen=True)
 class Done:
-    """The receiver has the ticket; the sender may stop."""
+    """The receiver is finished with the content; the sender may stop admitting it."""
 
     session: bytes
     tag: bytes
@@ -274,6 +274,7 @@ class State(Enum):
     CONFIRMED = auto()
     WAIT_DONE = auto()
     WAIT_TICKET = auto()
+    HAVE_TICKET = auto()
     DONE = auto()
     GUESSED = auto()
     EXPIRED = auto()
@@ -296,6 +297,7 @@ class Trigger(Enum):
     RECEIVE_FAIL_BUSY = "receive FAIL busy"
     RECEIVE_TAKEN = "receive TAKEN"
     SEND_TICKET = "send TICKET"
+    SEND_DONE = "send DONE"
     DISPLACED = "displaced"
     RETRANSMIT = "retransmit time"
     DEADLINE = "deadline"
@@ -467,16 +469,24 @@ class Sender(_Side):
         }
     )
 
-    def __init__(self, code: ShortCode, deadline: float, *, entropy: _Entropy = os.urandom) -> None:
+    def __init__(
+        self,
+        code: ShortCode,
+        deadline: float,
+        *,
+        admission: float = 600.0,
+        entropy: _Entropy = os.urandom,
+    ) -> None:
         super().__init__(code, deadline, entropy)
+        self._admission = admission
         self._message, self._half = _spake(Role.SENDER, code, entropy)
         self.receiver: PeerId | None = None
         """The receiver's peer id, once its confirmation checked out."""
         self._sealed_ticket = b""
 
-    def send_ticket(self, ticket: Ticket) -> None:
+    def send_ticket(self, ticket: Ticket, now: float) -> None:
         """Seal `ticket` for the confirmed receiver and send it (again for each repeat of the
-        receiver's confirmation, until its DONE)."""
+        receiver's confirmation). The receiver then has `admission` seconds until its DONE."""
         assert self._keys is not None, "send_ticket follows the receiver's confirmation"
         text = ticket.encode().encode("ascii")
         if len(text) > MAX_TICKET_BYTES:
@@ -486,6 +496,7 @@ class Sender(_Side):
         box = nacl.secret.SecretBox(self._keys.sender_box)
         nonce = self._entropy(nacl.secret.SecretBox.NONCE_SIZE)
         self._sealed_ticket = bytes(box.encrypt(text, nonce))
+        self.deadline = now + self._admission
         self._send_ticket()
 
     def _send_ticket(self) -> None:
@@ -560,7 +571,7 @@ class Sender(_Side):
 class Receiver(_Side):
     """The side that holds a typed code: sends its SPAKE2 message until the sender answers,
     confirms the key with its peer id, and checks the sender's confirmation on the ticket
-    (`ticket`, once DONE)."""
+    (`ticket`, once HAVE_TICKET); `finish` tells the sender when it is done with the content."""
 
     ROLE = Role.RECEIVER
     TRANSITIONS = MappingProxyType(
@@ -572,13 +583,14 @@ class Receiver(_Side):
             (State.WAIT_PAKE, Trigger.DISPLACED): State.WAIT_PAKE,
             (State.WAIT_PAKE, Trigger.RETRANSMIT): State.WAIT_PAKE,
             (State.WAIT_PAKE, Trigger.DEADLINE): State.UNANSWERED,
-            (State.WAIT_TICKET, Trigger.RECEIVE_TICKET): State.DONE,
+            (State.WAIT_TICKET, Trigger.RECEIVE_TICKET): State.HAVE_TICKET,
             (State.WAIT_TICKET, Trigger.RECEIVE_BAD_TICKET): State.GUESSED,
             (State.WAIT_TICKET, Trigger.RECEIVE_FAIL_GUESSED): State.GUESSED,
             (State.WAIT_TICKET, Trigger.RECEIVE_TAKEN): State.TAKEN,
             (State.WAIT_TICKET, Trigger.DISPLACED): State.WAIT_TICKET,
             (State.WAIT_TICKET, Trigger.RETRANSMIT): State.WAIT_TICKET,
             (State.WAIT_TICKET, Trigger.DEADLINE): State.UNANSWERED,
+            (State.HAVE_TICKET, Trigger.SEND_DONE): State.DONE,
         }
     )
 
@@ -602,7 +614,9 @@ class Receiver(_Side):
         self.handle_timer(now)
 
     def next_timer(self) -> float | None:
-        return None if self.finished else min(self._resend_at, self.deadline)
+        if self.finished or self.state is State.HAVE_TICKET:
+            return None
+        return min(self._resend_at, self.deadline)
 
     def handle_timer(self, now: float) -> None:
         super().handle_timer(now)
@@ -657,6 +671,13 @@ class Receiver(_Side):
         if not self._move(Trigger.RECEIVE_TICKET):
             return False
         self.ticket = ticket
+        return True
+
+    def finish(self) -> None:
+        """Tell the sender this receiver is finished with the content (fetched, or given up):
+        the sender may then stop admitting it."""
+        keys = self._keys
+        if keys is None or not self._move(Trigger.SEND_DONE):
+            raise ValueError(f"DONE follows the ticket, not state {self.state.name}")
         done = Done(self._session, _tag(keys.receiver_done, self._transcript))
         self._outbox.append((self.peer_key, encode(done)))
-        return True

@@ -71,8 +71,9 @@ def exchange() -> dict[str, Any]:
     carry(receiver, sender)  # PAKE
     carry(sender, receiver)  # PAKE
     carry(receiver, sender)  # CONFIRM
-    sender.send_ticket(TICKET)
+    sender.send_ticket(TICKET, 1.0)
     carry(sender, receiver)  # TICKET
+    receiver.finish()
     carry(receiver, sender)  # DONE
     assert receiver.ticket == TICKET
     assert sender.receiver == receiver_id

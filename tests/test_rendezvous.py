@@ -99,8 +99,10 @@ def run(sender: Sender, receiver: Receiver) -> None:
     for _ in range(4):
         carry(receiver, sender)
         if sender.state is State.CONFIRMED:
-            sender.send_ticket(TICKET)
+            sender.send_ticket(TICKET, 1.0)
         carry(sender, receiver)
+        if receiver.state is State.HAVE_TICKET:
+            receiver.finish()  # at once: this test fetches nothing
 
 
 # -- key derivation and vectors -------------------------------------------------------------------
@@ -321,11 +323,14 @@ def test_lost_datagrams_are_repeated_and_the_exchange_completes() -> None:
     carry(receiver, sender)
     carry(sender, receiver)
     carry(receiver, sender)  # CONFIRM
-    sender.send_ticket(TICKET)
+    sender.send_ticket(TICKET, 1.0)
     sender.datagrams_to_send()  # the TICKET is lost
     receiver.handle_timer(3.0)  # CONFIRM again, which the sender answers with the TICKET again
     carry(receiver, sender)
     carry(sender, receiver)
+    assert state(receiver) is State.HAVE_TICKET
+    assert receiver.next_timer() is None  # nothing more to repeat while it fetches
+    receiver.finish()
     carry(receiver, sender)
     assert (sender.state, receiver.state) == (State.DONE, State.DONE)
     assert receiver.ticket == TICKET
@@ -375,12 +380,27 @@ def test_taken_from_another_key_than_ones_own_is_dropped() -> None:
     assert sender.dropped == 1
 
 
+def test_the_sender_admits_for_the_transfer_then_as_long_again_as_the_code_lived() -> None:
+    sender, receiver = pair()
+    carry(receiver, sender)
+    carry(sender, receiver)
+    carry(receiver, sender)
+    sender.send_ticket(TICKET, 500.0)  # the code would have expired at 600
+    carry(sender, receiver)
+    assert state(receiver) is State.HAVE_TICKET
+    sender.handle_timer(EXPIRES + 1)
+    assert state(sender) is State.WAIT_DONE  # the receiver is still fetching
+    sender.handle_timer(500.0 + EXPIRES)
+    assert state(sender) is State.DONE
+    assert sender.error() is None
+
+
 def test_a_confirmed_sender_ignores_a_later_fail() -> None:
     sender, receiver = pair()
     carry(receiver, sender)
     carry(sender, receiver)
     carry(receiver, sender)
-    sender.send_ticket(TICKET)
+    sender.send_ticket(TICKET, 1.0)
     session = decode(sender.datagrams_to_send()[0][1])
     assert isinstance(session, TicketMessage)
     sender.receive(sender.peer_key, encode(Fail(session.session, "guessed")), 1.0)

@@ -8,7 +8,7 @@ import contextlib
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from ringdrop.access import Access
@@ -17,7 +17,7 @@ from ringdrop.identity import PeerId
 from ringdrop.rendezvous import choose_relay
 from ringdrop.shortcode import ShortCode
 from ringdrop.ticket import Ticket
-from ringdrop.transport.rendezvous import offer, redeem
+from ringdrop.transport.rendezvous import offer, redeeming
 
 __all__ = [
     "CODE_EXPIRES",
@@ -26,7 +26,7 @@ __all__ = [
     "CodeOffer",
     "end_offer",
     "offer_code",
-    "redeem_code",
+    "redeeming_code",
     "remove_stale_rings",
     "rendezvous_relay",
 ]
@@ -73,7 +73,8 @@ async def offer_code(
 ) -> CodeOffer:
     """Offers the content of `ticket` under `code` until a receiver redeems it or `expires`
     seconds pass. The receiver is admitted to a ring of its own that may read this content
-    only, for `expires` seconds from then; `end_offer` removes the ring sooner."""
+    only, until it says it is finished or `expires` seconds after it got the ticket; then the
+    ring is removed and the offer returned."""
     relay = rendezvous_relay(code, relays)
     remove_stale_rings(access)
     until = int(time.time() + 2 * expires) + 1
@@ -105,12 +106,11 @@ async def offer_code(
             admit=admit,
             on_ready=None if on_ready is None else lambda: on_ready(pending),
         )
-    except BaseException:
-        # The first error is the one to report; a ring left behind is removed by a later
-        # offer once its time is up (`remove_stale_rings`).
+    finally:
+        # On the way out of an error, that error is the one to report; a ring left behind is
+        # removed by a later offer once its time is up (`remove_stale_rings`).
         with contextlib.suppress(RingdropError):
             end_offer(access, CodeOffer(code, relay, ring, forget=tuple(admitted)))
-        raise
     return CodeOffer(code, relay, ring, receiver, tuple(admitted))
 
 
@@ -141,8 +141,12 @@ def remove_stale_rings(access: Access, now: float | None = None) -> list[str]:
     return stale
 
 
-async def redeem_code(
+@contextlib.asynccontextmanager
+async def redeeming_code(
     code: ShortCode, relays: Sequence[str], peer_id: PeerId, *, timeout: float
-) -> Ticket:
-    """The sender's ticket for `code`, for which the sender admits `peer_id`."""
-    return await redeem(code, rendezvous_relay(code, relays), peer_id, timeout=timeout)
+) -> AsyncIterator[Ticket]:
+    """The sender's ticket for `code`, for which the sender admits `peer_id` until the block
+    is left."""
+    relay = rendezvous_relay(code, relays)
+    async with redeeming(code, relay, peer_id, timeout=timeout) as ticket:
+        yield ticket

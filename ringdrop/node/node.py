@@ -36,9 +36,8 @@ from ringdrop.node.codes import (
     CODE_EXPIRES,
     RECEIVE_TIMEOUT,
     CodeOffer,
-    end_offer,
     offer_code,
-    redeem_code,
+    redeeming_code,
 )
 from ringdrop.node.config import (
     Config,
@@ -365,10 +364,11 @@ class Node(Management):
         on_ready: Callable[[CodeOffer], object] | None = None,
     ) -> CodeOffer:
         """Offers `share` under `code` (default: a new one) on the relay its nameplate picks,
-        until a receiver redeems it (returned: its peer id, and the one-time ring that admits
-        it to this content for `expires` seconds) or `expires` seconds pass. `on_ready` hears
-        the code once it is held on the relay: that is when to show it. Serve meanwhile, so
-        that the receiver can fetch at once, and call `end_offer` when it has.
+        for `expires` seconds. A receiver that redeems it is admitted to this content alone,
+        through a ring of its own, until it says it is finished or `expires` seconds later;
+        then the ring is removed and the offer (with the receiver's peer id) returned. Serve
+        meanwhile, so that the receiver can fetch. `on_ready` hears the code once it is held on
+        the relay: that is when to show it.
 
         Raises `RendezvousError`: `guessed` (a receiver's key confirmation failed: the code is
         ended for good), `expired`, `taken` (another sender holds the nameplate)."""
@@ -377,15 +377,35 @@ class Node(Management):
             self.access, share.ticket, code, self.relays, expires=expires, on_ready=on_ready
         )
 
-    def end_offer(self, offer: CodeOffer) -> None:
-        """Removes the offer's one-time ring: its receiver may fetch no more."""
-        end_offer(self.access, offer)
+    def redeeming_code(
+        self, code: ShortCode, *, timeout: float = RECEIVE_TIMEOUT
+    ) -> contextlib.AbstractAsyncContextManager[Ticket]:
+        """The ticket that the sender of `code` hands over, which admits this node until the
+        block is left (the sender is then told this node is finished). Raises
+        `RendezvousError`: `guessed`, `unanswered` (no sender within `timeout` seconds), `busy`
+        (another receiver has it) or `taken`."""
+        return redeeming_code(code, self.relays, self.peer_id, timeout=timeout)
 
-    async def redeem_code(self, code: ShortCode, *, timeout: float = RECEIVE_TIMEOUT) -> Ticket:
-        """The ticket that the sender of `code` hands over, which admits this node; then `get`
-        it. Raises `RendezvousError`: `guessed`, `unanswered` (no sender within `timeout`
-        seconds), `busy` (another receiver has it) or `taken`."""
-        return await redeem_code(code, self.relays, self.peer_id, timeout=timeout)
+    async def receive_code(
+        self,
+        code: ShortCode,
+        dest: Path | None = None,
+        *,
+        timeout: float = RECEIVE_TIMEOUT,
+        on_ticket: Callable[[Ticket], object] | None = None,
+        existing: OnExisting = "refuse",
+        keep: bool | None = None,
+        progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Received:
+        """Redeems `code` and fetches what its ticket names as `get` does, with `get`'s
+        options; `on_ticket` hears the ticket first."""
+        async with self.redeeming_code(code, timeout=timeout) as ticket:
+            if on_ticket is not None:
+                on_ticket(ticket)
+            return await self.get(
+                ticket, dest, existing=existing, keep=keep, progress=progress, retry=retry
+            )
 
     # -- receiving ----------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from ringdrop.identity import Identity, PeerId
 from ringdrop.rendezvous import Receiver, Role, Sender, State, rendezvous_identity
@@ -14,7 +14,7 @@ from ringdrop.shortcode import ShortCode
 from ringdrop.ticket import Ticket
 from ringdrop.transport.relay import RelayClient
 
-__all__ = ["CONNECT_TIMEOUT", "offer", "redeem"]
+__all__ = ["CONNECT_TIMEOUT", "offer", "redeeming"]
 
 CONNECT_TIMEOUT = 20.0
 """Seconds to reach the rendezvous relay before giving up."""
@@ -36,17 +36,18 @@ async def offer(
 ) -> PeerId:
     """Waits on `relay` for a receiver of `code` for `expires` seconds. Once a receiver's key
     confirmation checks out, `admit(peer_id)` lets that peer in and returns the ticket to send;
-    returns the peer id when the receiver has the ticket. `on_ready` runs once the rendezvous
-    key is held on the relay. Raises `RendezvousError` (guessed, expired, taken) or
-    `TransferError` (the relay cannot be reached)."""
+    returns the peer id once the receiver says it is finished with the content, or `expires`
+    seconds after it got the ticket. `on_ready` runs once the rendezvous key is held on the
+    relay. Raises `RendezvousError` (guessed, expired, taken) or `TransferError` (the relay
+    cannot be reached)."""
     loop = asyncio.get_running_loop()
     async with _Pump(relay, rendezvous_identity(code.nameplate, Role.SENDER)) as pump:
-        sender = Sender(code, loop.time() + expires)
+        sender = Sender(code, loop.time() + expires, admission=expires)
         if on_ready is not None:
             on_ready()
         await pump.run(sender, lambda: sender.finished or sender.state is State.CONFIRMED)
         if sender.receiver is not None:
-            sender.send_ticket(await admit(sender.receiver))
+            sender.send_ticket(await admit(sender.receiver), loop.time())
             await pump.run(sender, lambda: sender.finished)
         error = sender.error()
         if error is not None:
@@ -55,20 +56,29 @@ async def offer(
         return sender.receiver
 
 
-async def redeem(code: ShortCode, relay: str, peer_id: PeerId, *, timeout: float) -> Ticket:
+@contextlib.asynccontextmanager
+async def redeeming(
+    code: ShortCode, relay: str, peer_id: PeerId, *, timeout: float
+) -> AsyncIterator[Ticket]:
     """The ticket the sender of `code` hands over on `relay` in exchange for `peer_id`, which it
-    then admits. Raises `RendezvousError` (guessed, unanswered within `timeout` seconds, taken,
-    busy) or `TransferError` (the relay cannot be reached)."""
+    then admits; leaving the block tells the sender the receiver is finished with it. Raises
+    `RendezvousError` (guessed, unanswered within `timeout` seconds, taken, busy) or
+    `TransferError` (the relay cannot be reached)."""
     loop = asyncio.get_running_loop()
     async with _Pump(relay, rendezvous_identity(code.nameplate, Role.RECEIVER)) as pump:
         now = loop.time()
         receiver = Receiver(code, peer_id, now, now + timeout)
-        await pump.run(receiver, lambda: receiver.finished)
+        await pump.run(receiver, lambda: receiver.finished or receiver.ticket is not None)
         error = receiver.error()
         if error is not None:
             raise error
         assert receiver.ticket is not None
-        return receiver.ticket
+        # The connection stays up meanwhile, with nothing to say: the sender waits for DONE.
+        try:
+            yield receiver.ticket
+        finally:
+            receiver.finish()
+            await pump.run(receiver, lambda: True)
 
 
 class _Pump:

@@ -19,6 +19,7 @@ from ringdrop.errors import AccessDeniedError, RendezvousError
 from ringdrop.node import CodeOffer, Node, ShortCode
 from ringdrop.node.codes import CODE_RING_PREFIX, remove_stale_rings
 from ringdrop.rendezvous import Role, decode, encode, rendezvous_identity
+from ringdrop.ticket import Ticket
 from ringdrop.transport.relay import RelayClient
 from tests.files import pseudo_random
 from tests.relay_server import IrohRelay, require_iroh_relay
@@ -89,23 +90,21 @@ async def test_a_file_sent_by_code_reaches_its_receiver_who_may_read_that_conten
     other = sender.share(tmp_path / "other.bin")
     task, pending = await offering(sender, tmp_path / "report.bin")
 
-    ticket = await receiver.redeem_code(pending.code)
-    received = await receiver.get(ticket, tmp_path / "out")
-    offer = await asyncio.wait_for(task, DEADLINE)
+    async with receiver.redeeming_code(pending.code) as ticket:
+        received = await receiver.get(ticket, tmp_path / "out")
+        # While the receiver fetches, one ring admits it, to this content alone.
+        assert [m.peer_id for m in sender.members(pending.ring)] == [receiver.peer_id]
+        assert code_rings(sender) == [pending.ring]
+        with pytest.raises(AccessDeniedError):
+            await receiver.get(other.ticket, tmp_path / "other-out")
+        assert sender.access.decide(receiver.peer_id, ticket.content_hash).allowed
+    offer = await asyncio.wait_for(task, DEADLINE)  # ends when the receiver says it is done
 
     assert received.path.read_bytes() == data
     assert offer.receiver == receiver.peer_id
-    assert [m.peer_id for m in sender.members(offer.ring)] == [receiver.peer_id]
-    assert code_rings(sender) == [offer.ring]
-    other_ticket = other.ticket
-    with pytest.raises(AccessDeniedError):
-        await receiver.get(other_ticket, tmp_path / "other-out")
-
-    assert sender.access.decide(receiver.peer_id, ticket.content_hash, "read").allowed
-    sender.end_offer(offer)
     assert code_rings(sender) == []
     assert receiver.peer_id not in [p.peer_id for p in sender.peers()]
-    assert not sender.access.decide(receiver.peer_id, ticket.content_hash, "read").allowed
+    assert not sender.access.decide(receiver.peer_id, ticket.content_hash).allowed
 
 
 async def test_a_folder_sent_by_code_arrives_whole(
@@ -122,11 +121,13 @@ async def test_a_folder_sent_by_code_arrives_whole(
         (folder / name).write_bytes(content)
     task, pending = await offering(sender, folder)
 
-    ticket = await receiver.redeem_code(ShortCode.parse(str(pending.code)))
-    received = await receiver.get(ticket, tmp_path / "out")
+    tickets: list[Ticket] = []
+    received = await receiver.receive_code(
+        ShortCode.parse(str(pending.code)), tmp_path / "out", on_ticket=tickets.append
+    )
     await asyncio.wait_for(task, DEADLINE)
 
-    assert ticket.format == "collection"
+    assert tickets[0].format == "collection"
     for name, content in files.items():
         assert (received.path / name).read_bytes() == content
 
@@ -141,7 +142,7 @@ async def test_a_wrong_code_ends_both_sides_as_guessed_and_the_right_code_no_lon
                       ("aardvark", "adroitness"))  # fmt: skip
 
     with pytest.raises(RendezvousError) as guesser_saw:
-        await receiver.redeem_code(wrong)
+        await receiver.receive_code(wrong, tmp_path / "out")
     with pytest.raises(RendezvousError) as sender_saw:
         await asyncio.wait_for(task, DEADLINE)
 
@@ -150,8 +151,9 @@ async def test_a_wrong_code_ends_both_sides_as_guessed_and_the_right_code_no_lon
         assert "someone may have guessed" in str(error)
     assert code_rings(sender) == []  # the one-time ring went with the code
     with pytest.raises(RendezvousError) as late:
-        await receiver.redeem_code(right, timeout=3)
+        await receiver.receive_code(right, tmp_path / "out", timeout=3)
     assert late.value.kind == "unanswered"
+    assert not (tmp_path / "out").exists()
 
 
 async def test_an_expired_code_is_refused(sender: Node, receiver: Node, tmp_path: Path) -> None:
@@ -163,7 +165,7 @@ async def test_an_expired_code_is_refused(sender: Node, receiver: Node, tmp_path
     assert expired.value.kind == "expired"
     assert code_rings(sender) == []
     with pytest.raises(RendezvousError) as late:
-        await receiver.redeem_code(pending.code, timeout=3)
+        await receiver.receive_code(pending.code, tmp_path / "out", timeout=3)
     assert late.value.kind == "unanswered"
 
 
@@ -185,8 +187,7 @@ async def test_a_second_sender_on_the_same_nameplate_is_told_to_pick_another(
         assert "pick" in str(taken.value)
         assert code_rings(another) == []
 
-    ticket = await receiver.redeem_code(first_code)  # the first offer was never disturbed
-    received = await receiver.get(ticket, tmp_path / "out")
+    received = await receiver.receive_code(first_code, tmp_path / "out")  # still there
     assert received.path.read_bytes() == b"the first"
     await asyncio.wait_for(task, DEADLINE)
 
@@ -227,8 +228,7 @@ async def test_malformed_pake_messages_from_a_hostile_receiver_do_not_end_the_co
             hostile.send(sender_key, [datagram])
     await drained(hostile)
 
-    ticket = await receiver.redeem_code(pending.code)
-    received = await receiver.get(ticket, tmp_path / "out")
+    received = await receiver.receive_code(pending.code, tmp_path / "out")
     assert received.path.read_bytes() == b"still delivered"
     assert (await asyncio.wait_for(task, DEADLINE)).receiver == receiver.peer_id
 
@@ -238,7 +238,7 @@ async def test_a_hostile_sender_answering_with_malformed_pake_does_not_derail_th
 ) -> None:
     code = ShortCode.parse("314-revenge-guitarist")
     hostile, heard = await hostile_client(relay, code.nameplate, Role.SENDER)
-    redeeming = asyncio.create_task(receiver.redeem_code(code))
+    redeeming = asyncio.create_task(receiver.receive_code(code, tmp_path / "out"))
     pake = decode(await asyncio.wait_for(heard.get(), DEADLINE))  # the receiver's real PAKE
     assert pake is not None
     receiver_key = rendezvous_identity(code.nameplate, Role.RECEIVER).peer_id.raw
@@ -251,8 +251,7 @@ async def test_a_hostile_sender_answering_with_malformed_pake_does_not_derail_th
 
     (tmp_path / "f.bin").write_bytes(b"from the real sender")
     task, _ = await offering(sender, tmp_path / "f.bin", code)
-    ticket = await asyncio.wait_for(redeeming, DEADLINE)
-    received = await receiver.get(ticket, tmp_path / "out")
+    received = await asyncio.wait_for(redeeming, DEADLINE)
     assert received.path.read_bytes() == b"from the real sender"
     await asyncio.wait_for(task, DEADLINE)
 
