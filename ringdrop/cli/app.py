@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from ringdrop import __version__
-from ringdrop.cli import content, demo, rings, transfer
+from ringdrop.cli import codes, content, demo, rings, transfer
 from ringdrop.cli import tui as tui_command
 from ringdrop.cli.base import global_options
 from ringdrop.cli.exits import ExitCode, error_json, exit_code_table, report
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     global_options(parser, top=True)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     transfer.register(commands)
+    codes.register(commands)
     rings.register(commands)
     content.register(commands)
     tui_command.register(parser, commands)

@@ -17,6 +17,7 @@ from ringdrop.errors import (
     ExitCode,
     NotFoundError,
     RelayDisabledError,
+    RendezvousError,
     RingdropError,
 )
 
@@ -34,6 +35,17 @@ _AMBIGUOUS_HINTS = {
     "share": "Give more of the hash.",
 }
 
+_RENDEZVOUS_HINTS = {
+    "guessed": "Make a new code with `ringdrop send PATH --code`, and read it out carefully.",
+    "expired": "Make a new code with `ringdrop send PATH --code` (--expires gives it longer).",
+    "unanswered": (
+        "Check the code with the sender, and that both sides use the same relays (--relay, "
+        "RINGDROP_RELAY); --timeout waits longer."
+    ),
+    "taken": "Run it again for a new code, or choose another number: --code NUMBER-WORD-WORD.",
+    "busy": "Ask the sender for a new code.",
+}
+
 _HINTS: dict[type[RingdropError], Callable[[RingdropError], str | None]] = {
     NotFoundError: lambda e: _not_found_hint(cast(NotFoundError, e)),
     ExistsError: lambda e: (
@@ -41,6 +53,7 @@ _HINTS: dict[type[RingdropError], Callable[[RingdropError], str | None]] = {
     ),
     AlreadyServedError: lambda e: "Stop it first, or use another --data-dir.",
     AmbiguousError: lambda e: _AMBIGUOUS_HINTS.get(getattr(e, "kind", None) or ""),
+    RendezvousError: lambda e: _RENDEZVOUS_HINTS.get(cast(RendezvousError, e).kind),
     RelayDisabledError: lambda e: (
         "Choose a relay with --relay URL or RINGDROP_RELAY, or use a "
         "ticket (or share) with addresses: no --no-addresses."
