@@ -1,18 +1,20 @@
-"""The Receive tab: paste a ticket, see what it names, choose where it goes, and follow the
-transfers (which survive closing the TUI: see `saved`)."""
+"""The Receive tab: paste a ticket or type a short code, see what it names, choose where it goes,
+and follow the transfers (those of tickets survive closing the TUI: see `saved`)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Static
 
 from ringdrop.display import kind, safe, size
-from ringdrop.errors import TicketError
-from ringdrop.node import Node, OnExisting
+from ringdrop.errors import RingdropError, TicketError
+from ringdrop.node import Node, OnExisting, ShortCode, looks_like_code
 from ringdrop.ticket import Ticket
 from ringdrop.tui.dialogs import Choice
 from ringdrop.tui.pane import Pane
@@ -25,11 +27,13 @@ class ReceivePane(Pane):
     def __init__(self, node: Node, *, id: str | None = None) -> None:
         super().__init__(node, id=id)
         self.saved = SavedTransfers(node.data_dir)
+        # Transfers of short codes, and what ends the sender's admission when each is over.
+        self._codes: dict[TransferView, asyncio.Event] = {}
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
             yield Label("Ticket ", classes="label")
-            yield Input(placeholder="paste a ticket (rdrop:…)", id="ticket")
+            yield Input(placeholder="paste a ticket (rdrop:…) or type a code", id="ticket")
         yield Static("", id="preview", markup=False)
         with Horizontal(classes="row"):
             yield Label("Save in", classes="label")
@@ -61,6 +65,12 @@ class ReceivePane(Pane):
         """What a ticket names, without connecting anywhere."""
         if not text.strip():
             return ""
+        if looks_like_code(text):
+            try:
+                code = ShortCode.parse(text)
+            except TicketError as error:
+                return str(error)
+            return f"a short code: Receive asks its sender (nameplate {code.nameplate}) for it"
         try:
             ticket = Ticket.decode(text)
         except TicketError as error:
@@ -80,6 +90,15 @@ class ReceivePane(Pane):
 
     def receive(self) -> None:
         text = self.query_one("#ticket", Input).value
+        if looks_like_code(text):
+            try:
+                code = ShortCode.parse(text)
+            except TicketError as error:
+                self.say(str(error), error=True)
+                return
+            self.query_one("#ticket", Input).value = ""
+            self._redeem(code, Path(self.query_one("#dest", Input).value or ".").expanduser())
+            return
         try:
             ticket = Ticket.decode(text)
         except TicketError as error:
@@ -113,6 +132,27 @@ class ReceivePane(Pane):
         self.query_one("#ticket", Input).value = ""
         self.say("receiving; p pauses or resumes the selected transfer, x cancels it")
 
+    @work(group="codes", exit_on_error=False)
+    async def _redeem(self, code: ShortCode, dest: Path) -> None:
+        """Trades the code for its ticket and receives it; the sender admits this node until
+        the transfer is over (finished or cancelled), when the block below ends."""
+        self.say(f"asking the sender of {code.nameplate}-… for its ticket")
+        try:
+            async with self.node.redeeming_code(code) as ticket:
+                over = asyncio.Event()
+                view = self._add(ticket, dest.absolute())
+                self._codes[view] = over
+                view.start()
+                self.say("receiving; p pauses or resumes the selected transfer, x cancels it")
+                await over.wait()
+        except RingdropError as error:
+            self.say(str(error), error=True)
+
+    def _over(self, view: TransferView) -> None:
+        over = self._codes.pop(view, None)
+        if over is not None:
+            over.set()
+
     def _add(self, ticket: Ticket, dest: Path, existing: OnExisting = "refuse") -> TransferView:
         view = TransferView(self.node, ticket, dest, existing)
         self.query_one("#transfers", VerticalScroll).mount(view)
@@ -120,6 +160,7 @@ class ReceivePane(Pane):
 
     def on_transfer_view_finished(self, message: TransferView.Finished) -> None:
         self.saved.forget(message.view.ticket.encode())
+        self._over(message.view)
 
     def on_transfer_view_paused(self, message: TransferView.Paused) -> None:
         view = message.view
@@ -129,6 +170,7 @@ class ReceivePane(Pane):
 
     def on_transfer_view_cancelled(self, message: TransferView.Cancelled) -> None:
         self.saved.forget(message.view.ticket.encode())
+        self._over(message.view)
         message.view.remove()
         if message.deleted:
             self.say("cancelled; what was received so far is deleted")

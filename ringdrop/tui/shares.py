@@ -11,9 +11,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
-from ringdrop.display import count, kind, size
+from ringdrop.display import count, duration, kind, safe, size
 from ringdrop.errors import RingdropError
-from ringdrop.node import IGNORE_FILE, Share
+from ringdrop.node import CODE_EXPIRES, IGNORE_FILE, CodeOffer, Share
 from ringdrop.tui.dialogs import Prompt, QrCode
 from ringdrop.tui.pane import Pane, shown
 from ringdrop.tui.paths import PathSuggester
@@ -26,6 +26,7 @@ class SharesPane(Pane):
         Binding("d", "detach", "Detach"),
         Binding("c", "copy", "Copy"),
         Binding("q", "qr", "QR"),
+        Binding("o", "code", "Code"),
         Binding("delete,x", "remove", "Remove"),
     ]
 
@@ -34,7 +35,11 @@ class SharesPane(Pane):
         table.add_columns("name", "kind", "size", "rings", "ticket")
         yield table
         yield Static("", id="share-ticket", markup=False)
-        yield Static("a: share a file or folder", classes="message", markup=False)
+        yield Static(
+            "a: share a file or folder; o: offer the selected one under a short code",
+            classes="message",
+            markup=False,
+        )
 
     def on_mount(self) -> None:
         self.reload()
@@ -148,6 +153,31 @@ class SharesPane(Pane):
         share = self.selected()
         if share is not None:
             self.app.push_screen(QrCode(f"Ticket for {shown(share.name)}", share.ticket.encode()))
+
+    def action_code(self) -> None:
+        share = self.selected()
+        if share is not None:
+            self._offer(share)
+
+    @work(group="codes", exit_on_error=False)
+    async def _offer(self, share: Share) -> None:
+        """Offers the share under a short code; this app serves it meanwhile."""
+        name = safe(share.name)
+
+        def ready(offer: CodeOffer) -> None:
+            self.say(
+                f"code {offer.code} for {name}: the other side types it in Receive (or runs "
+                f"`ringdrop receive {offer.code}`); it works once, for {duration(CODE_EXPIRES)}"
+            )
+
+        try:
+            offer = await self.node.offer_code(share, on_ready=ready)
+        except RingdropError as error:
+            self.say(str(error), error=True)
+            return
+        assert offer.receiver is not None
+        self.say(f"code {offer.code}: {offer.receiver.short()} is finished with {name}")
+        self.reload()
 
     def action_remove(self) -> None:
         share = self.selected()
