@@ -37,6 +37,7 @@ from ringdrop.ticket import Ticket
 __all__ = [
     "MAGIC",
     "MAX_TICKET_BYTES",
+    "PAKE_RATE",
     "RETRANSMIT",
     "SESSION_BYTES",
     "Confirm",
@@ -74,6 +75,9 @@ MAX_TICKET_BYTES = 8192
 """A sealed ticket's plaintext is at most this long (a ticket with 255 IPv6 addresses fits)."""
 RETRANSMIT = 1.0
 """Seconds between the receiver's repeats of its last message while no answer comes."""
+PAKE_RATE = 4
+"""SPAKE2 computations a side makes per second at most (each costs tens of milliseconds of pure
+Python); PAKE beyond that is dropped unread, and the real peer's next repeat gets through."""
 
 _CONTEXT = b"ringdrop code v1 "
 _SENDER_ID = _CONTEXT + b"sender"
@@ -331,6 +335,10 @@ class _Side:
         self._state = State.WAIT_PAKE
         self.dropped = 0
         """Datagrams dropped: malformed, from another key or session, or not in the table."""
+        self.throttled = 0
+        """PAKE dropped unread because `PAKE_RATE` was spent (counted in `dropped` too)."""
+        self._budget = float(PAKE_RATE)
+        self._budget_at = 0.0
         self._outbox: list[tuple[bytes, bytes]] = []
         self._session = _NO_SESSION
         self._keys: SessionKeys | None = None
@@ -416,10 +424,19 @@ class _Side:
         self._state = following
         return True
 
-    def _finish_pake(self, serialized: bytes, message: bytes) -> bytes | None:
+    def _finish_pake(self, serialized: bytes, message: bytes, now: float) -> bytes | None:
         """SPAKE2's shared key from a fresh copy of our half (so that a malformed message
-        leaves it usable), or None if the message is not a valid one from the other side."""
+        leaves it usable), or None if the message is not a valid one from the other side, or
+        if this second's computations are spent."""
         cls = spake2.SPAKE2_A if self.ROLE is Role.SENDER else spake2.SPAKE2_B
+        if message[:1] != (b"B" if self.ROLE is Role.SENDER else b"A"):
+            return None  # the wrong side: no need to compute anything
+        self._budget = min(PAKE_RATE, self._budget + (now - self._budget_at) * PAKE_RATE)
+        self._budget_at = now
+        if self._budget < 1:
+            self.throttled += 1
+            return None
+        self._budget -= 1
         try:
             return bytes(cls.from_serialized(serialized).finish(message))
         except (ValueError, spake2.SPAKEError):
@@ -520,7 +537,7 @@ class Sender(_Side):
                     self._fail("busy", session)
                     return True
                 return False
-            return self._on_pake(message)
+            return self._on_pake(message, now)
         if session != self._session:
             return False
         if isinstance(message, Confirm):
@@ -533,9 +550,9 @@ class Sender(_Side):
             return good and self._move(Trigger.RECEIVE_DONE)
         return False
 
-    def _on_pake(self, message: Pake) -> bool:
+    def _on_pake(self, message: Pake, now: float) -> bool:
         if self.state is State.WAIT_PAKE:
-            shared = self._finish_pake(self._half, message.message)
+            shared = self._finish_pake(self._half, message.message, now)
             if shared is None:
                 return False
             self._session = message.session
@@ -640,7 +657,7 @@ class Receiver(_Side):
         return False
 
     def _on_pake(self, message: Pake, now: float) -> bool:
-        shared = self._finish_pake(self._half, message.message)
+        shared = self._finish_pake(self._half, message.message, now)
         if shared is None:
             return False
         self._keys = keys = session_keys(shared)

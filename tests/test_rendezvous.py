@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from ringdrop.identity import Identity
 from ringdrop.rendezvous import (
     MAGIC,
+    PAKE_RATE,
     Confirm,
     Done,
     Fail,
@@ -479,6 +480,20 @@ def test_a_confirm_with_a_right_tag_but_a_box_that_does_not_open_is_dropped() ->
     sender.receive(sender.peer_key, confirm, 1.0)
     assert state(sender) is State.CONFIRMED
     assert sender.receiver == RECEIVER_ID
+
+
+def test_a_flood_of_pake_costs_at_most_pake_rate_computations_a_second() -> None:
+    sender, receiver = pair()
+    not_a_point = encode(Pake(b"f" * 16, b"B" + b"\xff" * 32))
+    for _ in range(3 * PAKE_RATE):
+        sender.receive(sender.peer_key, not_a_point, 5.0)
+    assert sender.throttled == 2 * PAKE_RATE  # the rest were dropped without computing
+    assert sender.dropped == 3 * PAKE_RATE
+    [(_, real)] = receiver.datagrams_to_send()
+    sender.receive(sender.peer_key, real, 5.0)  # this second's budget is spent
+    assert state(sender) is State.WAIT_PAKE
+    sender.receive(sender.peer_key, real, 5.0 + 1 / PAKE_RATE)  # the receiver's next repeat
+    assert state(sender) is State.WAIT_CONFIRM
 
 
 @settings(max_examples=300, deadline=None)
