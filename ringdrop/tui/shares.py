@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Static
 from ringdrop.display import count, duration, kind, size, when
 from ringdrop.errors import RingdropError
 from ringdrop.node import CODE_EXPIRES, IGNORE_FILE, OPEN_RING, CodeOffer, Node, Share
-from ringdrop.tui.dialogs import Prompt, QrCode
+from ringdrop.tui.dialogs import Prompt, QrCode, Readers, ShareTo
 from ringdrop.tui.pane import Pane, shown
 from ringdrop.tui.paths import PathSuggester
 
@@ -117,13 +117,14 @@ class SharesPane(Pane):
         def with_path(text: str | None) -> None:
             if text:
                 self.app.push_screen(
-                    Prompt(
+                    ShareTo(
                         "Rings that may fetch it, comma-separated (`open` lets anyone with the "
                         "ticket); none: nobody yet",
-                        value=self._last_rings,
+                        rings=self._last_rings,
                         placeholder="no ring: attach one later with t",
+                        code_lasts=f"{CODE_EXPIRES / 60:g} minutes",
                     ),
-                    lambda rings: self._share(Path(text).expanduser(), rings),
+                    lambda readers: self._share(Path(text).expanduser(), readers),
                 )
 
         self.app.push_screen(
@@ -131,23 +132,26 @@ class SharesPane(Pane):
             with_path,
         )
 
-    def _share(self, path: Path, rings: str | None) -> None:
-        if rings is None:
+    def _share(self, path: Path, readers: Readers | None) -> None:
+        if readers is None:
             return
-        chosen = [r.strip() for r in rings.split(",") if r.strip()]
-        if OPEN_RING not in (r.lower() for r in chosen):
+        chosen = [r.strip() for r in readers.rings.split(",") if r.strip()]
+        if not readers.code and OPEN_RING not in (r.lower() for r in chosen):
             self._last_rings = ", ".join(chosen)
         self.say(f"hashing {path} …")
-        self._import(path, chosen)
+        self._import(path, chosen, readers.code)
 
     @work(thread=True, exit_on_error=False)
-    def _import(self, path: Path, rings: list[str]) -> None:
+    def _import(self, path: Path, rings: list[str], code: bool = False) -> None:
         try:
             share = self.node.share(path, rings=rings)
         except (RingdropError, OSError) as error:
             self.app.call_from_thread(self.say, str(error), error=True)
             return
         self.app.call_from_thread(self.reload)
+        if code:  # no ring: the code's receiver is admitted through a ring of its own
+            self.app.call_from_thread(self._offer, share)
+            return
         left_out = (
             f" (left out {count(share.excluded, 'file')} that {IGNORE_FILE} names)"
             if share.excluded

@@ -1,5 +1,6 @@
 """Short codes in the TUI, through a real iroh-relay on loopback: the Receive field takes a code
-(and refuses a mistyped one before anything is sent), and `o` on a share offers it under one."""
+(and refuses a mistyped one before anything is sent); the share dialog's "Short code instead", and
+`o` on a share, offer it under one."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from textual.widgets import Input, Static
 
 from ringdrop.node import CodeOffer, Node, ShortCode
 from ringdrop.tui.app import make_app
+from ringdrop.tui.dialogs import ShareTo
 from ringdrop.tui.receive import ReceivePane
 from ringdrop.tui.shares import SharesPane
 from ringdrop.tui.transfer import TransferView
@@ -120,5 +122,33 @@ async def test_o_offers_the_selected_share_under_a_code_that_another_node_redeem
         assert found is not None
         received = await other.receive_code(ShortCode.parse(found.group(1)), tmp_path / "got")
         await until(pilot, lambda: "is finished with" in message(), timeout=30)
+
+    assert received.path.read_bytes() == DATA
+
+
+async def test_the_share_dialog_offers_a_new_share_under_a_short_code(
+    mine: Node, other: Node, tmp_path: Path
+) -> None:
+    (tmp_path / "slides.bin").write_bytes(DATA)
+    app = make_app(mine, host="127.0.0.1")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("1", "a", *str(tmp_path / "slides.bin"), "enter")
+        await until(pilot, lambda: isinstance(app.screen, ShareTo))
+        await pilot.press("tab", "tab", "enter")  # past the rings, to "Short code instead"
+        pane = app.query_one(SharesPane)
+
+        def message() -> str:
+            return str(pane.query_one(".message", Static).render())
+
+        await until(pilot, lambda: "code " in message(), timeout=30)
+        found = re.search(r"code (\d+-[a-z]+-[a-z]+)", message())
+        assert found is not None
+        assert f"short code: {found.group(1)}" in str(pane.query_one("#share-ticket").render())
+        (share,) = mine.shares()
+        assert share.rings[0].startswith("code-")  # its one-time ring, and no other
+        assert len(share.rings) == 1
+        received = await other.receive_code(ShortCode.parse(found.group(1)), tmp_path / "got")
+        await until(pilot, lambda: "is finished with" in message(), timeout=30)
+        await until(pilot, lambda: mine.shares()[0].rings == ())
 
     assert received.path.read_bytes() == DATA
