@@ -8,7 +8,7 @@ import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from ringdrop.identity import Identity, PeerId
+from ringdrop.identity import PeerId
 from ringdrop.rendezvous import Receiver, Role, Sender, State, rendezvous_identity
 from ringdrop.shortcode import ShortCode
 from ringdrop.ticket import Ticket
@@ -41,7 +41,7 @@ async def offer(
     relay. Raises `RendezvousError` (guessed, expired, taken) or `TransferError` (the relay
     cannot be reached)."""
     loop = asyncio.get_running_loop()
-    async with _Pump(relay, rendezvous_identity(code.nameplate, Role.SENDER)) as pump:
+    async with _Pump(relay, code.nameplate, Role.SENDER) as pump:
         sender = Sender(code, loop.time() + expires, admission=expires)
         if on_ready is not None:
             on_ready()
@@ -65,7 +65,7 @@ async def redeeming(
     `RendezvousError` (guessed, unanswered within `timeout` seconds, taken, busy) or
     `TransferError` (the relay cannot be reached)."""
     loop = asyncio.get_running_loop()
-    async with _Pump(relay, rendezvous_identity(code.nameplate, Role.RECEIVER)) as pump:
+    async with _Pump(relay, code.nameplate, Role.RECEIVER) as pump:
         now = loop.time()
         receiver = Receiver(code, peer_id, now, now + timeout)
         await pump.run(receiver, lambda: receiver.finished or receiver.ticket is not None)
@@ -84,10 +84,21 @@ async def redeeming(
 class _Pump:
     """The relay connection of one side, and the loop that feeds its machine."""
 
-    def __init__(self, relay: str, identity: Identity) -> None:
+    def __init__(self, relay: str, nameplate: int, role: Role) -> None:
         self._inbox: deque[tuple[bytes, bytes]] = deque()
         self._wake = asyncio.Event()
-        self.client = RelayClient(relay, identity, on_datagrams=self._on_datagrams)
+        # Its seed is public: whoever took the key over may be another side of the nameplate,
+        # or anyone; the machine decides what that means (see `displaced`).
+        holder = (
+            f"another client with the {role.value}'s rendezvous key of nameplate {nameplate} "
+            f"(a second {role.value} on it, or someone who took the key)"
+        )
+        self.client = RelayClient(
+            relay,
+            rendezvous_identity(nameplate, role),
+            on_datagrams=self._on_datagrams,
+            holder=holder,
+        )
 
     async def __aenter__(self) -> _Pump:
         self.client.start()

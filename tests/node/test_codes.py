@@ -171,7 +171,7 @@ async def test_an_expired_code_is_refused(sender: Node, receiver: Node, tmp_path
 
 
 async def test_a_second_sender_on_the_same_nameplate_is_told_to_pick_another(
-    sender: Node, receiver: Node, tmp_path: Path, relay: IrohRelay
+    sender: Node, receiver: Node, tmp_path: Path, relay: IrohRelay, caplog: pytest.LogCaptureFixture
 ) -> None:
     (tmp_path / "first.bin").write_bytes(b"the first")
     (tmp_path / "second.bin").write_bytes(b"the second")
@@ -187,6 +187,9 @@ async def test_a_second_sender_on_the_same_nameplate_is_told_to_pick_another(
         assert taken.value.kind == "taken"
         assert "pick" in str(taken.value)
         assert code_rings(another) == []
+    # The first sender's relay client was displaced for a moment, and says by whom it may be.
+    assert "another client with the sender's rendezvous key of nameplate 42" in caplog.text
+    assert "this node's key" not in caplog.text
 
     received = await receiver.receive_code(first_code, tmp_path / "out")  # still there
     assert received.path.read_bytes() == b"the first"
