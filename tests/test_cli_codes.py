@@ -210,3 +210,12 @@ def test_send_refuses_options_a_code_cannot_keep(
     assert done.returncode == 2
     assert says in done.stderr
     assert not (tmp_path / "sender").exists()  # refused before anything was made
+
+
+def test_a_path_after_code_is_not_taken_for_a_mistyped_code(tmp_path: Path) -> None:
+    (tmp_path / "f.txt").write_text("f")
+    done = ringdrop(
+        ["--data-dir", tmp_path / "sender", "send", "--code", tmp_path / "f.txt"], cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert "put the PATH before it" in done.stderr

@@ -138,6 +138,13 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def _unusable(args: argparse.Namespace) -> str | None:
     """Why these options cannot go together, if they cannot."""
+    from ringdrop.node import looks_like_code
+
+    if args.code and args.path is None and not looks_like_code(args.code):
+        return (
+            f"--code took {display.safe(args.code)!r} for the code: put the PATH before it "
+            "(ringdrop send PATH --code)"
+        )
     if (args.path is None) == (args.text is None):
         return "give a PATH to send, or --text, not both"
     if args.code is None:
