@@ -28,8 +28,12 @@ RELAY_POLICY_ENV = "RINGDROP_RELAY_POLICY"
 RELAY_POLICIES = ("public", "any")
 STUN_ENV = "RINGDROP_STUN"
 DISCOVERY_ENV = "RINGDROP_DISCOVERY"
-# And the file of exclusion patterns a shared folder may hold (ringdrop.node.IGNORE_FILE).
+# And the file of exclusion patterns a shared folder may hold (ringdrop.node.IGNORE_FILE), and
+# the defaults of short codes (ringdrop.node.CODE_EXPIRES, RECEIVE_TIMEOUT): seconds a code
+# works, and seconds a receiver waits for its sender.
 IGNORE_FILE = ".ringdropignore"
+CODE_EXPIRES = 600.0
+RECEIVE_TIMEOUT = 60.0
 
 Run = Callable[[argparse.Namespace], int]
 

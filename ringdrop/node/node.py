@@ -22,6 +22,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ringdrop.access import MIGRATIONS, OPEN_RING, Access, LogWriter, UploadOutcome
 from ringdrop.access.manifest import Manifest
@@ -79,6 +80,7 @@ from ringdrop.protocol import (
     Request,
     RingsRequest,
 )
+from ringdrop.shortcode import ShortCode
 from ringdrop.store import ExportResult, ImportMode, OnExisting, Store, default_data_dir
 from ringdrop.store.export import free_name
 from ringdrop.store.files import FileLock, ensure_free_space
@@ -98,6 +100,9 @@ from ringdrop.transport import (
     choose_home_relay,
     serve,
 )
+
+if TYPE_CHECKING:
+    from ringdrop.node.codes import CodeOffer
 
 _log = logging.getLogger(__name__)
 
@@ -147,6 +152,8 @@ class Sent:
 
     share: Share
     receivers: tuple[Fetched, ...]
+    offer: CodeOffer | None = None
+    """The short code it was offered under, with the receiver that redeemed it."""
 
 
 @dataclass(frozen=True)
@@ -369,6 +376,8 @@ class Node(Management):
         text: str | None = None,
         rings: Sequence[str] = (),
         times: int = 1,
+        code: ShortCode | None = None,
+        expires: float | None = None,
         addresses: bool = True,
         progress: ProgressFn | None = None,
         ready: Callable[[Share], object] | None = None,
@@ -385,14 +394,31 @@ class Node(Management):
         open ring). Either way only while this runs: the rings it attached are detached when
         it ends, and content it brought into the store leaves the listing (GC reclaims it), so
         the ticket is good for this one send. A file or folder is served from where it is
-        (no copy), and must not change meanwhile."""
+        (no copy), and must not change meanwhile.
+
+        With `code`, the ticket goes only to whoever redeems the code (see `offer_code`), for
+        `expires` seconds (default `CODE_EXPIRES`), and only that one receiver may fetch, through
+        a ring of its own, never the open ring: so no `rings`, and `times` is 1. `ready` then
+        waits until the code is held on the relay too. The send ends once the receiver has all
+        of it, or says it is finished (a receiver that had it all before fetches nothing), or
+        its time is up; `Sent.offer` names it. A code that ends badly raises its
+        `RendezvousError` (guessed, expired, taken)."""
         if (path is None) == (text is None):
             raise UsageError("give a file or folder to send, or a text, not both")
         if times < 1:
             raise UsageError(f"the number of receivers must be 1 or more, not {times}")
-        rings = list(rings) or [OPEN_RING]
+        if code is not None and (rings or times != 1):
+            raise UsageError(
+                "a short code lets exactly one receiver fetch, through a ring of its own: "
+                "send to rings, or to several receivers, with a ticket"
+            )
+        rings = [] if code is not None else list(rings) or [OPEN_RING]
         self._check_rings(rings)
         self.check_ticket_reach(addresses=addresses, relay=True)
+        if code is not None:
+            from ringdrop.node.codes import rendezvous_relay
+
+            rendezvous_relay(code, self.relays)  # no relay to meet on: say so before hashing
         tagged = {tag.name for tag in self.store.tags()}
         if path is not None:
             share = self.share(path, reference=True, progress=progress, addresses=addresses)
@@ -409,6 +435,8 @@ class Node(Management):
         if share.format == "collection":
             needed |= {e.root for e in self.store.collection(share.root).entries if e.size}
         fetches = Fetches(needed, times)
+        over = asyncio.Event()
+        offering: list[asyncio.Task[CodeOffer]] = []
 
         def served(event: ServeEvent) -> None:
             fetched = fetches.served(event)
@@ -416,16 +444,40 @@ class Node(Management):
                 on_event(event)
             if fetched is not None and on_fetched is not None:
                 on_fetched(fetched)
+            if fetches.finished.is_set():
+                over.set()
+
+        def listening(port: int) -> None:
+            if code is None:
+                if ready is not None:
+                    ready(share)
+                return
+            # The code is offered once the server listens: its receiver connects at once.
+            offer = asyncio.ensure_future(
+                self.offer_code(
+                    share,
+                    code,
+                    expires=expires,
+                    on_ready=None if ready is None else lambda _: ready(share),
+                )
+            )
+            offer.add_done_callback(lambda _: over.set())
+            offering.append(offer)
 
         try:
-            await self.serve(
-                on_event=served,
-                ready=None if ready is None else lambda port: ready(share),
-                host=host,
-                on_sent=on_sent,
-                done=fetches.finished,
-            )
+            await self.serve(on_event=served, ready=listening, host=host, on_sent=on_sent,
+                             done=over)  # fmt: skip
+            for offer in offering:
+                # Its receiver says it is finished once it has closed its connection.
+                await asyncio.wait([offer], timeout=DRAIN)
+                if offer.done():
+                    return Sent(share, tuple(fetches.done), offer.result())
         finally:
+            for offer in offering:
+                if not offer.done():
+                    offer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, RingdropError):
+                        await offer
             for ring in added:
                 self.access.detach(share.root, ring)
             if share.root.hex() not in tagged:
@@ -597,6 +649,73 @@ class Node(Management):
             running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running
+
+    # -- short codes --------------------------------------------------------------------------
+
+    async def offer_code(
+        self,
+        share: Share,
+        code: ShortCode | None = None,
+        *,
+        expires: float | None = None,
+        on_ready: Callable[[CodeOffer], object] | None = None,
+    ) -> CodeOffer:
+        """Offers `share` under `code` (default: a new one) on the relay its nameplate picks,
+        for `expires` seconds (default `CODE_EXPIRES`). A receiver that redeems it is admitted
+        to this content alone, through a ring of its own, until it says it is finished or
+        `expires` seconds later; then the ring is removed and the offer (with the receiver's
+        peer id) returned. Serve meanwhile, so that the receiver can fetch (`send` with a code
+        does both). `on_ready` hears the code once it is held on the relay: that is when to
+        show it.
+
+        Raises `RendezvousError`: `guessed` (a receiver's key confirmation failed: the code is
+        ended for good), `expired`, `taken` (another sender holds the nameplate)."""
+        # Here, not at the top: the rendezvous pulls in SPAKE2 and the relay's WebSocket client,
+        # which a node that never uses a code (most commands) need not load.
+        from ringdrop.node.codes import CODE_EXPIRES, offer_code
+
+        code = ShortCode.generate() if code is None else code
+        return await offer_code(
+            self.access,
+            share.ticket,
+            code,
+            self.relays,
+            expires=CODE_EXPIRES if expires is None else expires,
+            on_ready=on_ready,
+        )
+
+    def redeeming_code(
+        self, code: ShortCode, *, timeout: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[Ticket]:
+        """The ticket that the sender of `code` hands over, which admits this node until the
+        block is left (the sender is then told this node is finished). Raises
+        `RendezvousError`: `guessed`, `unanswered` (no sender within `timeout` seconds, default
+        `RECEIVE_TIMEOUT`), `busy` (another receiver has it) or `taken`."""
+        from ringdrop.node.codes import RECEIVE_TIMEOUT, redeeming_code
+
+        timeout = RECEIVE_TIMEOUT if timeout is None else timeout
+        return redeeming_code(code, self.relays, self.peer_id, timeout=timeout)
+
+    async def receive_code(
+        self,
+        code: ShortCode,
+        dest: Path | None = None,
+        *,
+        timeout: float | None = None,
+        on_ticket: Callable[[Ticket], object] | None = None,
+        existing: OnExisting = "refuse",
+        keep: bool | None = None,
+        progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Received:
+        """Redeems `code` and fetches what its ticket names as `get` does, with `get`'s
+        options; `on_ticket` hears the ticket first."""
+        async with self.redeeming_code(code, timeout=timeout) as ticket:
+            if on_ticket is not None:
+                on_ticket(ticket)
+            return await self.get(
+                ticket, dest, existing=existing, keep=keep, progress=progress, retry=retry
+            )
 
     # -- receiving ----------------------------------------------------------------------------
 
