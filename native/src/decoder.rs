@@ -15,10 +15,9 @@ use pyo3::types::{PyBytes, PyList, PyMemoryView, PySlice};
 use smallvec::SmallVec;
 
 use crate::error::{at, Error, Result};
-use crate::hash::{hash_subtree, parent_cv, split_pair};
 use crate::outboard::tree;
 use crate::ranges::{chunks, truncated, ChunkRanges};
-use crate::GROUP_CHUNKS;
+use crate::verify::{group_of, Mismatch, Verifier};
 
 // One state per decoder: the size of the unused variants does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -28,7 +27,7 @@ enum State {
         tree: BaoTree,
         iter: ResponseIter,
         next: Option<BaoChunk>,
-        stack: SmallVec<[blake3::Hash; 16]>,
+        verifier: Verifier,
     },
     Done,
     Failed,
@@ -39,10 +38,6 @@ struct Run<'a> {
     offset: u64,
     len: usize,
     pieces: SmallVec<[Cow<'a, [u8]>; 4]>,
-}
-
-fn group_of(chunk: ChunkNum) -> u64 {
-    chunk.0 / GROUP_CHUNKS
 }
 
 struct Core {
@@ -58,6 +53,20 @@ struct Core {
 }
 
 impl Core {
+    fn new(root: blake3::Hash, ranges: Ranges, outboard_path: Option<PathBuf>) -> Self {
+        Core {
+            root,
+            ranges,
+            state: State::Header,
+            pending: Vec::new(),
+            size: None,
+            size_proven: false,
+            verified_bytes: 0,
+            outboard_path,
+            outboard: None,
+        }
+    }
+
     /// Takes `need` bytes from `pending` + `input`, or returns None (keeping them) if short.
     fn take<'a>(&mut self, input: &mut &'a [u8], need: usize) -> Option<Cow<'a, [u8]>> {
         if self.pending.is_empty() && input.len() >= need {
@@ -85,12 +94,12 @@ impl Core {
             .truncate(false)
             .open(path)
             .map_err(at(path))?;
-        if file.metadata()?.len() < tree.outboard_size() {
-            file.set_len(tree.outboard_size())?;
+        if file.metadata().map_err(at(path))?.len() < tree.outboard_size() {
+            file.set_len(tree.outboard_size()).map_err(at(path))?;
         }
         let map = if tree.outboard_size() > 0 {
             // SAFETY: the store gives each partial blob's outboard to one decoder at a time.
-            Some(unsafe { MmapMut::map_mut(&file)? })
+            Some(unsafe { MmapMut::map_mut(&file).map_err(at(path))? })
         } else {
             None
         };
@@ -136,20 +145,16 @@ impl Core {
                     };
                     let size = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
                     let tree = tree(size);
-                    let ranges = truncated(&self.ranges, size);
-                    let mut iter = ResponseIter::new(tree, ranges);
-                    let next = iter.next();
-                    let mut stack = SmallVec::new();
-                    stack.push(self.root);
+                    let mut iter = ResponseIter::new(tree, truncated(&self.ranges, size));
                     self.size = Some(size);
                     self.open_outboard(tree)?;
-                    self.state = match next {
+                    self.state = match iter.next() {
                         None => State::Done,
                         next => State::Body {
                             tree,
                             iter,
                             next,
-                            stack,
+                            verifier: Verifier::new(tree, self.root),
                         },
                     };
                 }
@@ -165,7 +170,7 @@ impl Core {
                     let Some(bytes) = self.take(&mut input, need) else {
                         return Ok(());
                     };
-                    if let Err(e) = self.verify(item, bytes, runs) {
+                    if let Err(e) = self.accept(item, bytes, runs) {
                         self.state = State::Failed;
                         return Err(e);
                     }
@@ -174,7 +179,8 @@ impl Core {
         }
     }
 
-    fn verify<'a>(
+    /// Verifies one complete item; a parent goes into the outboard, a leaf into `runs`.
+    fn accept<'a>(
         &mut self,
         item: BaoChunk,
         bytes: Cow<'a, [u8]>,
@@ -184,61 +190,21 @@ impl Core {
             tree,
             iter,
             next,
-            stack,
+            verifier,
         } = &mut self.state
         else {
-            unreachable!("verify is only called in the body");
+            unreachable!("items are only accepted in the body");
         };
-        let tree = *tree;
-        let expected = stack.pop().expect("one hash per pending item");
+        verifier.verify_item(&item, &bytes).map_err(mismatch)?;
+        *next = iter.next();
         match item {
-            BaoChunk::Parent {
-                node,
-                is_root,
-                left,
-                right,
-                ..
-            } => {
-                let (l, r) = split_pair(&bytes);
-                if parent_cv(&l, &r, is_root) != expected {
-                    let chunks = node.chunk_range();
-                    return Err(Error::integrity(
-                        format!(
-                            "hash tree node over chunk groups {}..{} does not match the root",
-                            group_of(chunks.start),
-                            chunks.end.0.min(tree.chunks().0).div_ceil(GROUP_CHUNKS)
-                        ),
-                        Some(group_of(chunks.start)),
-                    ));
-                }
-                if right {
-                    stack.push(r);
-                }
-                if left {
-                    stack.push(l);
-                }
-                *next = iter.next();
+            BaoChunk::Parent { node, .. } => {
+                let tree = *tree;
                 self.save_parent(&tree, node, &bytes);
             }
             BaoChunk::Leaf {
-                start_chunk,
-                size,
-                is_root,
-                ..
+                start_chunk, size, ..
             } => {
-                if hash_subtree(start_chunk.0, &bytes, is_root) != expected {
-                    let offset = start_chunk.to_bytes();
-                    return Err(Error::integrity(
-                        format!(
-                            "chunk group {} (bytes {}..{}) does not match the root",
-                            group_of(start_chunk),
-                            offset,
-                            offset + size as u64
-                        ),
-                        Some(group_of(start_chunk)),
-                    ));
-                }
-                *next = iter.next();
                 let offset = start_chunk.to_bytes();
                 if offset + size as u64 == tree.size() {
                     self.size_proven = true;
@@ -259,6 +225,20 @@ impl Core {
         }
         Ok(())
     }
+}
+
+fn mismatch(m: Mismatch) -> Error {
+    let message = match &m {
+        Mismatch::Parent { groups } => format!(
+            "hash tree node over chunk groups {}..{} does not match the root",
+            groups.start, groups.end
+        ),
+        Mismatch::Leaf { group, bytes } => format!(
+            "chunk group {group} (bytes {}..{}) does not match the root",
+            bytes.start, bytes.end
+        ),
+    };
+    Error::integrity(message, Some(m.group()))
 }
 
 /// Writes all of `pieces` at `offset` with as few syscalls as the kernel allows.
@@ -311,7 +291,7 @@ fn pwritev_all(file: &File, mut offset: u64, pieces: &[Cow<'_, [u8]>]) -> io::Re
 #[pyclass(module = "ringdrop._native")]
 pub struct Decoder {
     core: Core,
-    data: Option<File>,
+    data: Option<(File, PathBuf)>,
 }
 
 #[pymethods]
@@ -324,29 +304,21 @@ impl Decoder {
         data: Option<PathBuf>,
         outboard: Option<PathBuf>,
     ) -> Result<Self> {
+        let root = crate::parse_root(root)?;
         let data = match data {
-            Some(path) => Some(
-                OpenOptions::new()
+            Some(path) => {
+                let file = OpenOptions::new()
                     .write(true)
                     .create(true)
                     .truncate(false)
                     .open(&path)
-                    .map_err(at(&path))?,
-            ),
+                    .map_err(at(&path))?;
+                Some((file, path))
+            }
             None => None,
         };
         Ok(Decoder {
-            core: Core {
-                root: crate::parse_root(root)?,
-                ranges: ranges.inner.clone(),
-                state: State::Header,
-                pending: Vec::new(),
-                size: None,
-                size_proven: false,
-                verified_bytes: 0,
-                outboard_path: outboard,
-                outboard: None,
-            },
+            core: Core::new(root, ranges.inner.clone(), outboard),
             data,
         })
     }
@@ -425,7 +397,7 @@ impl Decoder {
     /// Verifies `data`, writes the verified leaves into the data file, and returns the chunks
     /// that verified in this call.
     fn write(&mut self, py: Python<'_>, data: &[u8]) -> Result<ChunkRanges> {
-        let Some(file) = &self.data else {
+        let Some((file, path)) = &self.data else {
             return Err(Error::Value(
                 "this decoder was created without a data file".into(),
             ));
@@ -436,7 +408,7 @@ impl Decoder {
             let result = core.process(data, &mut runs);
             let mut written = Ranges::empty();
             for run in &runs {
-                pwritev_all(file, run.offset, &run.pieces)?;
+                pwritev_all(file, run.offset, &run.pieces).map_err(at(path))?;
                 let start = run.offset / 1024;
                 written |= Ranges::from(ChunkNum(start)..ChunkNum(start + chunks(run.len as u64)));
             }
@@ -472,14 +444,15 @@ impl Decoder {
     /// Makes everything written so far durable (data file and outboard).
     fn sync(&self, py: Python<'_>) -> Result<()> {
         py.detach(|| {
-            if let Some(file) = &self.data {
-                file.sync_data()?;
+            if let Some((file, path)) = &self.data {
+                file.sync_data().map_err(at(path))?;
             }
-            if let Some((file, map)) = &self.core.outboard {
+            if let (Some((file, map)), Some(path)) = (&self.core.outboard, &self.core.outboard_path)
+            {
                 if let Some(map) = map {
-                    map.flush()?;
+                    map.flush().map_err(at(path))?;
                 }
-                file.sync_data()?;
+                file.sync_data().map_err(at(path))?;
             }
             Ok(())
         })

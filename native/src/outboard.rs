@@ -3,18 +3,19 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use bao_tree::io::outboard::PreOrderOutboard;
-use bao_tree::io::sync::{outboard, OutboardMut};
+use bao_tree::io::sync::outboard;
 use bao_tree::iter::BaoChunk;
 use bao_tree::{BaoTree, ChunkRanges as Ranges, TreeNode};
 use memmap2::MmapMut;
 use pyo3::prelude::*;
 use smallvec::SmallVec;
 
-use crate::error::{at, Error, Result};
+use crate::error::{at, tagged, Error, Result};
 use crate::hash::{hash_subtree, parent_cv};
 use crate::ranges::ChunkRanges;
 use crate::BLOCK_SIZE;
@@ -37,16 +38,15 @@ struct MmapOutboard {
     map: Option<MmapMut>,
 }
 
-impl OutboardMut for MmapOutboard {
-    fn save(&mut self, node: TreeNode, pair: &(blake3::Hash, blake3::Hash)) -> io::Result<()> {
+impl MmapOutboard {
+    fn save(&mut self, node: TreeNode, pair: &(blake3::Hash, blake3::Hash)) {
         let (Some(offset), Some(map)) = (self.tree.pre_order_offset(node), self.map.as_mut())
         else {
-            return Ok(());
+            return;
         };
         let at = (offset * 64) as usize;
         map[at..at + 32].copy_from_slice(pair.0.as_bytes());
         map[at + 32..at + 64].copy_from_slice(pair.1.as_bytes());
-        Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -83,6 +83,7 @@ impl Progress<'_> {
 /// groups, so that the kernel's copy overlaps with hashing; blocks come back for reuse.
 fn with_blocks<T>(
     mut file: &File,
+    path: &Path,
     size: u64,
     consume: impl FnOnce(&mut dyn FnMut(Vec<u8>) -> Result<Option<Block>>) -> Result<T>,
 ) -> Result<T> {
@@ -120,7 +121,7 @@ fn with_blocks<T>(
                     "the file shrank while it was being hashed",
                     None,
                 )),
-                Ok(Err(e)) => Err(e.into()),
+                Ok(Err(e)) => Err(at(path)(e)),
                 Err(_) => Ok(None),
             }
         };
@@ -141,11 +142,12 @@ pub struct Block {
 /// it lies in the block that was read.
 fn hash_into(
     file: &File,
+    path: &Path,
     tree: BaoTree,
     ob: &mut MmapOutboard,
     progress: &mut Progress<'_>,
 ) -> Result<blake3::Hash> {
-    with_blocks(file, tree.size(), |next_block| {
+    with_blocks(file, path, tree.size(), |next_block| {
         let mut stack: SmallVec<[blake3::Hash; 64]> = SmallVec::new();
         let mut block = Block {
             buf: Vec::new(),
@@ -161,7 +163,7 @@ fn hash_into(
                     let left = stack
                         .pop()
                         .expect("post-order gives two children per parent");
-                    ob.save(node, &(left, right))?;
+                    ob.save(node, &(left, right));
                     stack.push(parent_cv(&left, &right, is_root));
                 }
                 BaoChunk::Leaf {
@@ -194,7 +196,7 @@ fn create_file_outboard(
     callback: Option<&Py<PyAny>>,
 ) -> Result<(blake3::Hash, u64)> {
     let file = File::open(data).map_err(at(data))?;
-    let size = file.metadata()?.len();
+    let size = file.metadata().map_err(at(data))?.len();
     let tree = tree(size);
     let out = OpenOptions::new()
         .read(true)
@@ -203,10 +205,10 @@ fn create_file_outboard(
         .truncate(true)
         .open(target)
         .map_err(at(target))?;
-    out.set_len(tree.outboard_size())?;
+    out.set_len(tree.outboard_size()).map_err(at(target))?;
     let map = if tree.outboard_size() > 0 {
         // SAFETY: the outboard file was just created by us; nothing else maps or truncates it.
-        Some(unsafe { MmapMut::map_mut(&out)? })
+        Some(unsafe { MmapMut::map_mut(&out).map_err(at(target))? })
     } else {
         None
     };
@@ -216,10 +218,10 @@ fn create_file_outboard(
         next_report: PROGRESS_EVERY,
     };
     let mut ob = MmapOutboard { tree, map };
-    let root = hash_into(&file, tree, &mut ob, &mut progress)?;
-    ob.sync()?;
+    let root = hash_into(&file, data, tree, &mut ob, &mut progress)?;
+    ob.sync().map_err(at(target))?;
     drop(ob);
-    out.sync_data()?;
+    out.sync_data().map_err(at(target))?;
     progress.report(size)?;
     Ok((root, size))
 }
@@ -231,8 +233,8 @@ fn create_file_outboard(
 #[pyo3(signature = (data, outboard, progress = None))]
 pub fn create_outboard(
     py: Python<'_>,
-    data: std::path::PathBuf,
-    outboard: std::path::PathBuf,
+    data: PathBuf,
+    outboard: PathBuf,
     progress: Option<Py<PyAny>>,
 ) -> Result<(Vec<u8>, u64)> {
     let (root, size) = py.detach(|| create_file_outboard(&data, &outboard, progress.as_ref()))?;
@@ -249,7 +251,7 @@ pub fn outboard_from_bytes(py: Python<'_>, data: &[u8]) -> Result<(Vec<u8>, Vec<
             ..Default::default()
         };
         ob.data = vec![0u8; tree.outboard_size() as usize];
-        let root = outboard(data, tree, &mut ob)?;
+        let root = outboard(data, tree, &mut ob).map_err(Error::untag)?;
         Ok((root.as_bytes().to_vec(), ob.data))
     })
 }
@@ -258,23 +260,41 @@ pub fn outboard_from_bytes(py: Python<'_>, data: &[u8]) -> Result<(Vec<u8>, Vec<
 #[pyfunction]
 pub fn valid_ranges(
     py: Python<'_>,
-    data: std::path::PathBuf,
-    outboard: std::path::PathBuf,
+    data: PathBuf,
+    outboard: PathBuf,
     root: &[u8],
     size: u64,
 ) -> Result<ChunkRanges> {
     let root = crate::parse_root(root)?;
     py.detach(|| {
-        let data = File::open(&data).map_err(at(&data))?;
         let ob = PreOrderOutboard {
             root,
             tree: tree(size),
-            data: File::open(&outboard).map_err(at(&outboard))?,
+            data: Named::open(&outboard)?,
         };
         let mut valid = Ranges::empty();
-        for range in bao_tree::io::sync::valid_ranges(ob, data, &Ranges::all()) {
-            valid |= Ranges::from(range?);
+        for range in bao_tree::io::sync::valid_ranges(ob, Named::open(&data)?, &Ranges::all()) {
+            valid |= Ranges::from(range.map_err(Error::untag)?);
         }
         Ok(ChunkRanges::new(valid))
     })
+}
+
+/// A file whose read errors carry its path through bao-tree's `io::Result`s.
+struct Named<'a> {
+    file: File,
+    path: &'a Path,
+}
+
+impl<'a> Named<'a> {
+    fn open(path: &'a Path) -> Result<Self> {
+        let file = File::open(path).map_err(at(path))?;
+        Ok(Named { file, path })
+    }
+}
+
+impl positioned_io::ReadAt for Named<'_> {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        FileExt::read_at(&self.file, buf, pos).map_err(|e| tagged(self.path, e))
+    }
 }
