@@ -312,6 +312,18 @@ def test_resumed_decode_fills_only_the_missing_groups(tmp_path: Path) -> None:
     assert (tmp_path / "d").read_bytes() == blob
 
 
+def test_a_resumed_decode_keeps_the_outboard_pairs_of_the_first(tmp_path: Path) -> None:
+    blob = pseudo_random(40 * GROUP_SIZE + 5)
+    root, outboard = outboard_from_bytes(blob)
+    for ranges in (ChunkRanges.groups(3, 9), ChunkRanges.groups(3, 9).complement(len(blob))):
+        decoder = Decoder(root, ranges, data=tmp_path / "d", outboard=tmp_path / "o")
+        decoder.write(encode(blob, ranges))
+        decoder.finish()
+        decoder.sync()
+    assert (tmp_path / "o").read_bytes() == outboard
+    assert (tmp_path / "d").read_bytes() == blob
+
+
 def test_valid_ranges_finds_the_damaged_groups(tmp_path: Path) -> None:
     blob = bytearray(pseudo_random(12 * GROUP_SIZE + 5))
     (tmp_path / "d").write_bytes(blob)

@@ -9,13 +9,12 @@ use std::path::PathBuf;
 
 use bao_tree::iter::{BaoChunk, ResponseIter};
 use bao_tree::{BaoTree, ChunkNum, ChunkRanges as Ranges};
-use memmap2::MmapMut;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyMemoryView, PySlice};
 use smallvec::SmallVec;
 
 use crate::error::{at, Error, Result};
-use crate::outboard::tree;
+use crate::outboard::{tree, OutboardWriter, WINDOW_PAIRS};
 use crate::ranges::{chunks, truncated, ChunkRanges};
 use crate::verify::{group_of, Mismatch, Verifier};
 
@@ -49,7 +48,7 @@ struct Core {
     size_proven: bool,
     verified_bytes: u64,
     outboard_path: Option<PathBuf>,
-    outboard: Option<(File, Option<MmapMut>)>,
+    outboard: Option<OutboardWriter>,
 }
 
 impl Core {
@@ -88,7 +87,6 @@ impl Core {
             return Ok(());
         };
         let file = OpenOptions::new()
-            .read(true)
             .write(true)
             .create(true)
             .truncate(false)
@@ -97,29 +95,19 @@ impl Core {
         if file.metadata().map_err(at(path))?.len() < tree.outboard_size() {
             file.set_len(tree.outboard_size()).map_err(at(path))?;
         }
-        let map = if tree.outboard_size() > 0 {
-            // SAFETY: the store gives each partial blob's outboard to one decoder at a time.
-            Some(unsafe { MmapMut::map_mut(&file).map_err(at(path))? })
-        } else {
-            None
-        };
-        self.outboard = Some((file, map));
+        self.outboard = Some(OutboardWriter::new(file, path.clone(), tree, WINDOW_PAIRS));
         Ok(())
     }
 
-    fn save_parent(&mut self, tree: &BaoTree, node: bao_tree::TreeNode, pair: &[u8]) {
-        if let (Some((_, Some(map))), Some(offset)) =
-            (&mut self.outboard, tree.pre_order_offset(node))
-        {
-            let at = (offset * 64) as usize;
-            if at + 64 <= map.len() {
-                map[at..at + 64].copy_from_slice(pair);
-            }
-        }
+    /// Verifies as much of `input` as possible, appending verified leaves to `runs`; the
+    /// parents that verified are in the outboard file when it returns, even on failure.
+    fn process<'a>(&mut self, input: &'a [u8], runs: &mut Vec<Run<'a>>) -> Result<()> {
+        let result = self.advance(input, runs);
+        let flushed = self.outboard.as_mut().map_or(Ok(()), OutboardWriter::flush);
+        result.and(flushed)
     }
 
-    /// Verifies as much of `input` as possible, appending verified leaves to `runs`.
-    fn process<'a>(&mut self, mut input: &'a [u8], runs: &mut Vec<Run<'a>>) -> Result<()> {
+    fn advance<'a>(&mut self, mut input: &'a [u8], runs: &mut Vec<Run<'a>>) -> Result<()> {
         loop {
             match &mut self.state {
                 State::Failed => {
@@ -199,8 +187,10 @@ impl Core {
         *next = iter.next();
         match item {
             BaoChunk::Parent { node, .. } => {
-                let tree = *tree;
-                self.save_parent(&tree, node, &bytes);
+                if let Some(outboard) = &mut self.outboard {
+                    let pair: &[u8; 64] = bytes.as_ref().try_into().expect("64-byte pair");
+                    outboard.save(node, pair)?;
+                }
             }
             BaoChunk::Leaf {
                 start_chunk, size, ..
@@ -442,19 +432,15 @@ impl Decoder {
     }
 
     /// Makes everything written so far durable (data file and outboard).
-    fn sync(&self, py: Python<'_>) -> Result<()> {
+    fn sync(&mut self, py: Python<'_>) -> Result<()> {
         py.detach(|| {
             if let Some((file, path)) = &self.data {
                 file.sync_data().map_err(at(path))?;
             }
-            if let (Some((file, map)), Some(path)) = (&self.core.outboard, &self.core.outboard_path)
-            {
-                if let Some(map) = map {
-                    map.flush().map_err(at(path))?;
-                }
-                file.sync_data().map_err(at(path))?;
+            match &mut self.core.outboard {
+                Some(outboard) => outboard.sync(),
+                None => Ok(()),
             }
-            Ok(())
         })
     }
 }

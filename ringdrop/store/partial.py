@@ -193,7 +193,7 @@ class PartialBlob:
         return self._writer
 
     def close_writer(self) -> None:
-        """Flushes and drops the current writer (and its decoder's memory map)."""
+        """Flushes and drops the current writer (and its decoder's open files)."""
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.close()
@@ -419,8 +419,8 @@ class PartialWriter:
 
     `write()` takes network bytes in any fragments and returns the chunks newly verified and
     written. The first 8 bytes (the sender's size claim) are checked against the partial before
-    the decoder sees them, so a disagreeing unproven size resets the files while no decoder holds
-    them mapped.
+    the decoder sees them, so a disagreeing unproven size resets the files before the decoder
+    writes anything into them.
     """
 
     def __init__(
@@ -502,7 +502,7 @@ class PartialWriter:
         decoder.finish()
 
     def close(self) -> None:
-        """Flushes and drops the decoder (and the outboard's memory map)."""
+        """Flushes and drops the decoder (and its open files)."""
         if self._decoder is not None:
             try:
                 if len(self._header) == 8:
