@@ -3,9 +3,9 @@
 
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bao_tree::iter::{BaoChunk, ResponseIter};
 use bao_tree::{BaoTree, ChunkNum, ChunkRanges as Ranges};
@@ -17,6 +17,9 @@ use crate::error::{at, Error, Result};
 use crate::outboard::{tree, OutboardWriter, WINDOW_PAIRS};
 use crate::ranges::{chunks, truncated, ChunkRanges};
 use crate::verify::{group_of, Mismatch, Verifier};
+
+/// The most slices one `pwritev` takes (Linux's IOV_MAX).
+const IOV_MAX: usize = 1024;
 
 // One state per decoder: the size of the unused variants does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -231,51 +234,50 @@ fn mismatch(m: Mismatch) -> Error {
     Error::integrity(message, Some(m.group()))
 }
 
-/// Writes all of `pieces` at `offset` with as few syscalls as the kernel allows.
-fn pwritev_all(file: &File, mut offset: u64, pieces: &[Cow<'_, [u8]>]) -> io::Result<()> {
-    let mut slices: Vec<&[u8]> = pieces
-        .iter()
-        .map(|p| p.as_ref())
-        .filter(|p| !p.is_empty())
-        .collect();
-    while !slices.is_empty() {
-        let iov: Vec<libc::iovec> = slices
-            .iter()
-            .take(1024)
-            .map(|s| libc::iovec {
-                iov_base: s.as_ptr() as *mut libc::c_void,
-                iov_len: s.len(),
-            })
-            .collect();
-        // SAFETY: the iovecs point into live slices; the fd is open for writing.
-        let n = unsafe {
-            libc::pwritev(
-                file.as_raw_fd(),
-                iov.as_ptr(),
-                iov.len() as libc::c_int,
-                offset as libc::off_t,
-            )
+/// Writes a run of leaves into the data file at their offset.
+fn write_run(file: &File, path: &Path, run: &Run<'_>) -> Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = run.pieces.iter().map(|p| IoSlice::new(p)).collect();
+    write_all_vectored(&mut slices, run.offset, |bufs, offset| {
+        pwritev(file, bufs, offset)
+    })
+    .map_err(at(path))
+}
+
+/// Writes all of `bufs` from `offset` with `write` (a positioned, vectored write that may
+/// write less than asked), at most IOV_MAX slices a call. Each call only advances the front of
+/// `bufs` past what was written, so the work is linear in the number of slices.
+fn write_all_vectored(
+    mut bufs: &mut [IoSlice<'_>],
+    mut offset: u64,
+    mut write: impl FnMut(&[IoSlice<'_>], u64) -> io::Result<usize>,
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = match write(&bufs[..bufs.len().min(IOV_MAX)], offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
         };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        let mut n = n as usize;
         offset += n as u64;
-        while n > 0 {
-            if slices[0].len() <= n {
-                n -= slices[0].len();
-                slices.remove(0);
-            } else {
-                slices[0] = &slices[0][n..];
-                n = 0;
-            }
-        }
+        IoSlice::advance_slices(&mut bufs, n);
     }
     Ok(())
+}
+
+fn pwritev(file: &File, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
+    let offset = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::FileTooLarge)?;
+    // SAFETY: IoSlice is ABI compatible with iovec on Unix (std's guarantee), the slices are
+    // alive for the call, and the fd is open for writing.
+    let n = unsafe {
+        libc::pwritev(
+            file.as_raw_fd(),
+            bufs.as_ptr().cast::<libc::iovec>(),
+            bufs.len() as libc::c_int,
+            offset,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 #[pyclass(module = "ringdrop._native")]
@@ -398,7 +400,7 @@ impl Decoder {
             let result = core.process(data, &mut runs);
             let mut written = Ranges::empty();
             for run in &runs {
-                pwritev_all(file, run.offset, &run.pieces).map_err(at(path))?;
+                write_run(file, path, run)?;
                 let start = run.offset / 1024;
                 written |= Ranges::from(ChunkNum(start)..ChunkNum(start + chunks(run.len as u64)));
             }
@@ -442,5 +444,80 @@ impl Decoder {
                 None => Ok(()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A positioned write that takes at most `limit` bytes a call, into `out`.
+    fn short_writer<'a>(
+        out: &'a mut [u8],
+        limit: usize,
+        calls: &'a mut usize,
+    ) -> impl FnMut(&[IoSlice<'_>], u64) -> io::Result<usize> + 'a {
+        move |bufs, offset| {
+            *calls += 1;
+            assert!(bufs.len() <= IOV_MAX);
+            let (mut at, mut n) = (offset as usize, 0);
+            for buf in bufs {
+                let take = buf.len().min(limit - n);
+                out[at..at + take].copy_from_slice(&buf[..take]);
+                (at, n) = (at + take, n + take);
+                if n == limit {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn short_writes_put_every_byte_in_place() {
+        // Empty pieces too, as the empty blob's one leaf is.
+        let pieces: Vec<Vec<u8>> = (0..3000).map(|i| vec![(i % 251) as u8; i % 7]).collect();
+        let expected = pieces.concat();
+        for limit in [1, 5, 64, 100_000] {
+            let mut out = vec![0u8; 10 + expected.len()];
+            let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+            let mut calls = 0;
+            write_all_vectored(&mut slices, 10, short_writer(&mut out, limit, &mut calls)).unwrap();
+            assert!(out[10..] == expected[..], "limit {limit}");
+            assert!(out[..10] == [0; 10]);
+            assert!(calls >= expected.len().div_ceil(limit));
+        }
+    }
+
+    #[test]
+    fn a_whole_run_takes_one_call_per_iov_max_slices() {
+        let pieces: Vec<Vec<u8>> = (0..5000).map(|i| vec![i as u8; 3]).collect();
+        let mut out = vec![0u8; 3 * pieces.len()];
+        let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+        let mut calls = 0;
+        write_all_vectored(
+            &mut slices,
+            0,
+            short_writer(&mut out, usize::MAX, &mut calls),
+        )
+        .unwrap();
+        assert_eq!(calls, 5000usize.div_ceil(IOV_MAX));
+        assert!(out == pieces.concat());
+    }
+
+    #[test]
+    fn a_write_that_makes_no_progress_is_an_error_not_a_loop() {
+        let piece = [1u8; 10];
+        let mut slices = [IoSlice::new(&piece)];
+        let mut interrupted = false;
+        let result = write_all_vectored(&mut slices, 0, |_, _| {
+            if !interrupted {
+                interrupted = true;
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            Ok(0)
+        });
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::WriteZero);
+        assert!(interrupted);
     }
 }
