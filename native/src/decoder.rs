@@ -449,7 +449,227 @@ impl Decoder {
 
 #[cfg(test)]
 mod tests {
+    use bao_tree::io::outboard::PreOrderOutboard;
+
     use super::*;
+
+    fn data(size: usize, seed: u64) -> Vec<u8> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        std::iter::repeat_with(|| rng.u8(..)).take(size).collect()
+    }
+
+    /// The root, the outboard and the response stream for `ranges` of `data`, from bao-tree's
+    /// own encoder: an oracle independent of ours.
+    fn encode(data: &[u8], ranges: &Ranges) -> (blake3::Hash, Vec<u8>, Vec<u8>) {
+        let tree = tree(data.len() as u64);
+        let mut ob = PreOrderOutboard::<Vec<u8>> {
+            tree,
+            ..Default::default()
+        };
+        ob.data = vec![0; tree.outboard_size() as usize];
+        ob.root = bao_tree::io::sync::outboard(data, tree, &mut ob).unwrap();
+        let mut stream = (data.len() as u64).to_le_bytes().to_vec();
+        bao_tree::io::sync::encode_ranges_validated(data, &ob, ranges, &mut stream).unwrap();
+        (ob.root, ob.data, stream)
+    }
+
+    /// What a decoder fed `stream` cut at `cuts` gave out: the leaves placed at their offsets
+    /// (zero elsewhere) and the chunks they cover; an error ends the feeding.
+    struct Fed {
+        core: Core,
+        blob: Vec<u8>,
+        chunks: Ranges,
+        result: Result<()>,
+    }
+
+    fn feed(mut core: Core, stream: &[u8], cuts: &[usize]) -> Fed {
+        let (mut blob, mut chunks_out) = (Vec::new(), Ranges::empty());
+        let mut previous = 0;
+        for &cut in cuts.iter().chain([&stream.len()]) {
+            let mut runs = Vec::new();
+            let result = core.process(&stream[previous..cut], &mut runs);
+            for run in &runs {
+                let start = run.offset as usize;
+                blob.resize(blob.len().max(start + run.len), 0);
+                let mut at = start;
+                for piece in &run.pieces {
+                    blob[at..at + piece.len()].copy_from_slice(piece);
+                    at += piece.len();
+                }
+                let first = run.offset / 1024;
+                chunks_out |=
+                    Ranges::from(ChunkNum(first)..ChunkNum(first + chunks(run.len as u64)));
+            }
+            if result.is_err() {
+                return Fed {
+                    core,
+                    blob,
+                    chunks: chunks_out,
+                    result,
+                };
+            }
+            previous = cut;
+        }
+        Fed {
+            core,
+            blob,
+            chunks: chunks_out,
+            result: Ok(()),
+        }
+    }
+
+    fn assert_whole(fed: &Fed, data: &[u8]) {
+        assert!(fed.result.is_ok(), "{:?}", fed.result);
+        assert!(matches!(fed.core.state, State::Done));
+        assert!(fed.core.size_proven);
+        assert_eq!(fed.core.verified_bytes, data.len() as u64);
+        assert!(fed.blob == data);
+    }
+
+    #[test]
+    fn a_small_stream_cut_at_every_point_decodes_the_same() {
+        // Three groups, the last one short: two parents, three leaves.
+        let data = data(2 * 16384 + 1000, 1);
+        let (root, _, stream) = encode(&data, &Ranges::all());
+        assert_eq!(stream.len(), 8 + 2 * 64 + data.len());
+        for cut in 0..=stream.len() {
+            let fed = feed(Core::new(root, Ranges::all(), None), &stream, &[cut]);
+            assert_whole(&fed, &data);
+        }
+        let every: Vec<usize> = (1..stream.len()).collect();
+        assert_whole(
+            &feed(Core::new(root, Ranges::all(), None), &stream, &every),
+            &data,
+        );
+    }
+
+    #[test]
+    fn random_ranges_in_random_fragments_give_exactly_the_leaves_asked_for() {
+        let mut rng = fastrand::Rng::with_seed(27);
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..200 {
+            let size = match round % 4 {
+                0 => rng.usize(..3 * 16384),
+                _ => rng.usize(..40 * 16384),
+            };
+            let data = data(size, round);
+            let groups = (size as u64).div_ceil(16384).max(1);
+            let ranges = if rng.bool() {
+                Ranges::all()
+            } else {
+                let start = rng.u64(..groups);
+                let end = rng.u64(start + 1..=groups + 2);
+                Ranges::from(ChunkNum(start * 16)..ChunkNum(end * 16))
+            };
+            let (root, outboard, stream) = encode(&data, &ranges);
+            let mut cuts: Vec<usize> = (0..rng.usize(..12))
+                .map(|_| rng.usize(..=stream.len()))
+                .collect();
+            cuts.sort_unstable();
+            let path = dir.path().join(format!("obao-{round}"));
+            let fed = feed(
+                Core::new(root, ranges.clone(), Some(path.clone())),
+                &stream,
+                &cuts,
+            );
+            assert!(fed.result.is_ok(), "round {round}: {:?}", fed.result);
+            assert!(matches!(fed.core.state, State::Done));
+            let wanted = &truncated(&ranges, size as u64)
+                & &Ranges::from(ChunkNum(0)..ChunkNum(chunks(size as u64)));
+            assert_eq!(fed.chunks, wanted, "round {round}");
+            for range in fed.chunks.iter() {
+                let (start, end) = match range {
+                    range_collections::range_set::RangeSetRange::Range(r) => (r.start, r.end),
+                    range_collections::range_set::RangeSetRange::RangeFrom(_) => unreachable!(),
+                };
+                let (s, e) = (
+                    start.to_bytes() as usize,
+                    (end.to_bytes() as usize).min(size),
+                );
+                assert!(fed.blob[s..e] == data[s..e], "round {round}");
+            }
+            // Every pair the stream carried is in the outboard file; no other was written.
+            let written = std::fs::read(&path).unwrap();
+            assert_eq!(written.len(), outboard.len());
+            let tree = tree(size as u64);
+            for item in ResponseIter::new(tree, truncated(&ranges, size as u64)) {
+                if let BaoChunk::Parent { node, .. } = item {
+                    let at = tree.pre_order_offset(node).unwrap() as usize * 64;
+                    assert_eq!(written[at..at + 64], outboard[at..at + 64], "round {round}");
+                }
+            }
+        }
+    }
+
+    /// The chunks of the leaf at `position` of the stream for `ranges` of a `size`-byte blob.
+    fn leaf_at(size: u64, ranges: &Ranges, position: usize) -> Option<Ranges> {
+        let mut at = 8;
+        for item in ResponseIter::new(tree(size), truncated(ranges, size)) {
+            let (len, chunks) = match item {
+                BaoChunk::Parent { .. } => (64, None),
+                BaoChunk::Leaf {
+                    start_chunk, size, ..
+                } => {
+                    let end = ChunkNum(start_chunk.0 + chunks(size as u64));
+                    (size, Some(Ranges::from(start_chunk..end)))
+                }
+            };
+            if (at..at + len).contains(&position) {
+                return chunks;
+            }
+            at += len;
+        }
+        None
+    }
+
+    #[test]
+    fn a_flipped_byte_anywhere_fails_and_nothing_wrong_comes_out() {
+        let data = data(3 * 16384 + 500, 3);
+        let ranges = Ranges::from(ChunkNum(16)..ChunkNum(64));
+        let (root, _, stream) = encode(&data, &ranges);
+        let mut rng = fastrand::Rng::with_seed(7);
+        for position in (0..stream.len()).step_by(7).chain([stream.len() - 1]) {
+            let mut bad = stream.clone();
+            bad[position] ^= 1 << rng.u8(..8);
+            let mut cuts = vec![rng.usize(..=stream.len()), rng.usize(..=stream.len())];
+            cuts.sort_unstable();
+            let fed = feed(Core::new(root, ranges.clone(), None), &bad, &cuts);
+            // A flipped size header may instead leave the stream waiting for bytes that never
+            // come: not done, so `finish` raises.
+            let failed = matches!(fed.result, Err(Error::Integrity { .. }));
+            assert!(
+                failed || (position < 8 && !matches!(fed.core.state, State::Done)),
+                "flip at {position}: {:?}",
+                fed.result
+            );
+            for range in fed.chunks.iter() {
+                let range_collections::range_set::RangeSetRange::Range(r) = range else {
+                    unreachable!("a decoder gives out bounded ranges");
+                };
+                let (s, e) = (r.start.to_bytes() as usize, r.end.to_bytes() as usize);
+                let e = e.min(data.len());
+                assert!(fed.blob[s..e] == data[s..e], "flip at {position}");
+            }
+            if let Some(leaf) = leaf_at(data.len() as u64, &ranges, position) {
+                assert!((&fed.chunks & &leaf).is_empty(), "flip at {position}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_that_ends_early_is_not_done() {
+        let data = data(5 * 16384, 4);
+        let (root, _, stream) = encode(&data, &Ranges::all());
+        for end in [0, 7, 8, 100, stream.len() - 1] {
+            let fed = feed(
+                Core::new(root, Ranges::all(), None),
+                &stream[..end],
+                &[end / 2],
+            );
+            assert!(fed.result.is_ok());
+            assert!(!matches!(fed.core.state, State::Done), "ended at {end}");
+        }
+    }
 
     /// A positioned write that takes at most `limit` bytes a call, into `out`.
     fn short_writer<'a>(
