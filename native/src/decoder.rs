@@ -433,13 +433,14 @@ impl Decoder {
         }
     }
 
-    /// Makes everything written so far durable (data file and outboard).
-    fn sync(&mut self, py: Python<'_>) -> Result<()> {
+    /// Makes everything written so far durable (data file and outboard). A shared borrow, as
+    /// the getters are: the download reads progress while another thread syncs.
+    fn sync(&self, py: Python<'_>) -> Result<()> {
         py.detach(|| {
             if let Some((file, path)) = &self.data {
                 file.sync_data().map_err(at(path))?;
             }
-            match &mut self.core.outboard {
+            match &self.core.outboard {
                 Some(outboard) => outboard.sync(),
                 None => Ok(()),
             }

@@ -123,9 +123,9 @@ impl OutboardWriter {
         Ok(())
     }
 
-    /// Writes out the saved pairs and makes the file durable.
-    pub fn sync(&mut self) -> Result<()> {
-        self.flush()?;
+    /// Makes the pairs written out by [`flush`](Self::flush) durable. Takes `&self` so that a
+    /// decoder's `sync` shares its borrow with the getters another thread may call meanwhile.
+    pub fn sync(&self) -> Result<()> {
         self.file.sync_data().map_err(at(&self.path))
     }
 }
@@ -291,6 +291,7 @@ fn create_file_outboard(
     };
     let mut ob = OutboardWriter::new(out, target.to_path_buf(), tree, WINDOW_PAIRS);
     let root = hash_into(&file, data, tree, &mut ob, &mut progress)?;
+    ob.flush()?;
     ob.sync()?;
     progress.report(size)?;
     Ok((root, size))
@@ -428,7 +429,7 @@ mod tests {
                 };
                 let file = File::open(input.path()).unwrap();
                 let got = hash_into(&file, input.path(), tree, &mut ob, &mut progress);
-                ob.sync().unwrap();
+                ob.flush().unwrap();
                 assert_eq!(got.unwrap(), root, "size {size}");
                 let written = std::fs::read(out.path()).unwrap();
                 assert!(written == expected, "size {size}, window {capacity}");
@@ -509,7 +510,7 @@ mod tests {
                 other => panic!("saving {node:?} gave {other:?}"),
             }
         }
-        ob.sync().unwrap();
+        ob.flush().unwrap();
         assert_eq!(std::fs::read(out.path()).unwrap(), vec![0xAA; 3 * 64]);
     }
 }
