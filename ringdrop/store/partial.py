@@ -202,7 +202,7 @@ class PartialBlob:
         return writer
 
     def close_writer(self) -> None:
-        """Flushes and drops every writer (and their decoders' memory maps)."""
+        """Flushes and drops every writer (and their decoders' open files)."""
         writers, self._writers = self._writers, []
         for writer in writers:
             writer.close()
@@ -435,8 +435,8 @@ class PartialWriter:
 
     `write()` takes network bytes in any fragments and returns the chunks newly verified and
     written. The first 8 bytes (the sender's size claim) are checked against the partial before
-    the decoder sees them, so a disagreeing unproven size resets the files while no decoder holds
-    them mapped.
+    the decoder sees them, so a disagreeing unproven size resets the files before the decoder
+    writes anything into them.
     """
 
     def __init__(
@@ -523,7 +523,7 @@ class PartialWriter:
         decoder.finish()
 
     def close(self) -> None:
-        """Flushes and drops the decoder (and the outboard's memory map)."""
+        """Flushes and drops the decoder (and its open files)."""
         if self._decoder is not None:
             try:
                 if len(self._header) == 8:
