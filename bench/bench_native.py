@@ -4,7 +4,9 @@
 
 Reports, on one file: outboard creation vs single-thread BLAKE3 hashing of the same file (goal
 ratio >= 0.9); decode+verify of a full response stream vs single-thread BLAKE3 of the same bytes
-in memory (goal >= 0.8); and the peak RSS above the interpreter's baseline while building the
+in memory (goal >= 0.8), also into a data file, into data and outboard files as a download does,
+and from the whole stream in one write call (a leaf per 16 KiB, written to /dev/null so that only
+the decoder's work counts); and the peak RSS above the interpreter's baseline while building the
 outboard of a larger file (goal < 64 MiB). Best of --repeat runs; files live in a temp dir.
 """
 
@@ -88,6 +90,23 @@ def decode_into_file(root: bytes, pieces: list[bytes], target: Path) -> None:
     decoder.finish()
 
 
+def decode_into_files(root: bytes, pieces: list[bytes], data: Path, outboard: Path) -> None:
+    """As a download writes: verified leaves into the data file, verified parents into the
+    outboard."""
+    data.unlink(missing_ok=True)
+    outboard.unlink(missing_ok=True)
+    decoder = Decoder(root, ChunkRanges.all(), data=data, outboard=outboard)
+    for piece in pieces:
+        decoder.write(piece)
+    decoder.finish()
+
+
+def decode_in_one_call(root: bytes, stream: bytes) -> None:
+    decoder = Decoder(root, ChunkRanges.all(), data="/dev/null")
+    decoder.write(stream)
+    decoder.finish()
+
+
 def drain(encoder: Encoder) -> None:
     """Reads the whole stream, as a sender handing pieces to the network would."""
     while encoder.read(PIECE):
@@ -124,8 +143,13 @@ def main() -> None:
         stream = encode(Encoder(data, outboard, root, size, ChunkRanges.all()))
         t_mem_ref = time_memory_hash(data.read_bytes(), args.repeat)
         t_decode = best(args.repeat, lambda: decode(root, stream))
-        t_decode_file = best(args.repeat, lambda: decode_into_file(root, stream, Path(tmp) / "out"))
+        out, out_ob = Path(tmp) / "out", Path(tmp) / "out-obao"
+        t_decode_file = best(args.repeat, lambda: decode_into_file(root, stream, out))
+        t_decode_files = best(args.repeat, lambda: decode_into_files(root, stream, out, out_ob))
+        whole = b"".join(stream)
         stream.clear()
+        t_decode_one_call = best(args.repeat, lambda: decode_in_one_call(root, whole))
+        whole = b""
         data.unlink()
 
         big = Path(tmp) / "big"
@@ -151,6 +175,8 @@ def main() -> None:
         "decode_ratio": round(t_mem_ref / t_decode, 3),
         "decode_into_file_MBps": round(mbps(t_decode_file)),
         "decode_into_file_ratio": round(t_mem_ref / t_decode_file, 3),
+        "decode_into_files_MBps": round(mbps(t_decode_files)),
+        "decode_in_one_call_MBps": round(mbps(t_decode_one_call)),
         "encode_validated_file_MBps": round(mbps(t_encode)),
         "rss_over_baseline_MiB": round(rss_delta / MIB, 1),
         "rss_file_size_mib": args.rss_size_mib,
@@ -173,6 +199,8 @@ def main() -> None:
         f"  decode+verify into a file      {figures['decode_into_file_MBps']:>7} MB/s"
         f"  ratio {figures['decode_into_file_ratio']:.2f}"
     )
+    print(f"  decode+verify into data+obao   {figures['decode_into_files_MBps']:>7} MB/s")
+    print(f"  decode+verify, one write call  {figures['decode_in_one_call_MBps']:>7} MB/s")
     print(f"  validated encode from the file {figures['encode_validated_file_MBps']:>7} MB/s")
     print(
         f"peak RSS over baseline, outboard of {args.rss_size_mib} MiB: "

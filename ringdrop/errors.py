@@ -8,7 +8,8 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     │   ├── DiscoveryDisabledError            a peer must be found by its key, discovery is off
     │   └── InvalidNameError                  a ring name or nickname breaks the naming rules
     ├── TicketError                  exit 3   a ticket or peer id is garbled, mistyped, too new
-    │   └── InvalidTicketError                … with `kind`, what is wrong, for programs
+    │   ├── InvalidTicketError                … with `kind`, what is wrong, for programs
+    │   └── CodeError                         a short code is mistyped (checked before use)
     ├── AccessDeniedError            exit 4   no ring of the sharer's lets this peer read it
     ├── IntegrityError               exit 6   data does not match its BLAKE3 root
     ├── TransferError                exit 7   network, peer gone or busy
@@ -16,9 +17,11 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     │   ├── WrongPeerError                    another key than the expected peer id answered
     │   ├── RelayRefusedError                 nothing answered, and the ticket's relay was
     │   │                                     not used (not a public https:// relay)
+    │   ├── RendezvousError                   a short code's exchange ended (`kind` says how)
     │   └── DiscoveryError                    a peer could not be found by its key
     │       └── InvalidRecordError            … a service's record is forged, stale or garbled
     ├── ProtocolError                exit 7   the peer broke the wire protocol (never retried)
+    │   └── InvalidManifestError              a ring manifest is garbled, too large or forged
     ├── UnsafePathError              exit 9   a name would escape its destination
     ├── DestinationError             exit 11  the destination folder cannot be written
     ├── StoreError                   exit 10  the data directory cannot do what was asked
@@ -47,6 +50,7 @@ __all__ = [
     "AccessDeniedError",
     "AlreadyServedError",
     "AmbiguousError",
+    "CodeError",
     "DestinationError",
     "DiscoveryDisabledError",
     "DiscoveryError",
@@ -54,6 +58,7 @@ __all__ = [
     "ExistsError",
     "ExitCode",
     "IntegrityError",
+    "InvalidManifestError",
     "InvalidNameError",
     "InvalidRecordError",
     "InvalidTicketError",
@@ -63,6 +68,8 @@ __all__ = [
     "ProtocolError",
     "RelayDisabledError",
     "RelayRefusedError",
+    "RendezvousError",
+    "RendezvousErrorKind",
     "RingdropError",
     "SettingsError",
     "StoreError",
@@ -182,6 +189,11 @@ class InvalidTicketError(TicketError):
         self.kind: TicketErrorKind = kind
 
 
+class CodeError(TicketError):
+    """A short code is not one that could have been made: a word not in the list, words out of
+    their order, no nameplate. Found before any network use, so a typo costs no guess."""
+
+
 class AccessDeniedError(RingdropError):
     """The sharer does not let this peer read this content."""
 
@@ -249,12 +261,30 @@ class InvalidRecordError(DiscoveryError):
     key, older than one already seen, garbled, too large, or naming what may not be used."""
 
 
+RendezvousErrorKind = Literal["guessed", "expired", "unanswered", "taken", "busy"]
+
+
+class RendezvousError(TransferError):
+    """The exchange of a short code ended without a ticket; `kind` says how, for programs:
+    `guessed` (a key confirmation failed: the code is ended for good), `expired`, `unanswered`
+    (nobody answered on its nameplate), `taken` (another transfer holds the nameplate),
+    `busy` (another receiver is using the code)."""
+
+    def __init__(self, kind: RendezvousErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind: RendezvousErrorKind = kind
+
+
 class ProtocolError(RingdropError):
     """The peer sent something the protocol does not allow. Not a `TransferError`: a download
     retries those, and a peer that breaks the protocol is not asked again."""
 
     exit_code = ExitCode.TRANSFER
     label = "transfer failed"
+
+
+class InvalidManifestError(ProtocolError):
+    """A ring manifest does not parse, breaks a limit, or is not its owner's signature."""
 
 
 class LocalProtocolError(RingdropError):

@@ -4,7 +4,8 @@ tickets/PROTOCOL.md specifies it byte by byte. In short: QUIC with ALPN `ringdro
 client stream authenticates the client (HELLO, CHALLENGE, PROOF); every later client stream
 carries one REQUEST and its answer: a RESPONSE header, then for an allowed `get` the raw bao
 stream of the requested ranges, for an allowed `members` request (many members of one collection
-on one stream) one or more PART frames per member, or for an allowed `catalog` one CATALOG frame.
+on one stream) one or more PART frames per member, for an allowed `catalog` one CATALOG frame,
+and for the ring requests (`rings`, `about`, `have`: manifests and providers) one INFO frame.
 Each message is a frame: type (1 byte), body length (4 bytes, big-endian), body.
 
 Each side of each stream is a machine (`ClientAuth`, `ServerAuth`, `Requester`, `Responder`,
@@ -30,6 +31,7 @@ from ipaddress import ip_address
 from types import MappingProxyType
 from typing import ClassVar, Literal, get_args
 
+from ringdrop.access.manifest import MAX_MANIFEST_BYTES
 from ringdrop.bao import ChunkRanges
 from ringdrop.errors import (
     AccessDeniedError,
@@ -52,6 +54,7 @@ __all__ = [
     "MAX_REQUEST_BYTES",
     "NONCE_BYTES",
     "VERSION",
+    "AboutRequest",
     "Candidates",
     "Catalog",
     "CatalogEntry",
@@ -61,7 +64,9 @@ __all__ = [
     "Data",
     "Event",
     "GetRequest",
+    "HaveRequest",
     "Hello",
+    "Info",
     "MemberData",
     "MemberPart",
     "MemberSelection",
@@ -71,10 +76,13 @@ __all__ = [
     "PathsChannel",
     "PeerAuthenticated",
     "Proof",
+    "Provider",
     "Request",
     "Requester",
     "Responder",
     "ResponseHeader",
+    "RingRequest",
+    "RingsRequest",
     "ServerAuth",
     "State",
     "Status",
@@ -96,6 +104,16 @@ MAX_NAME_BYTES = 4096
 MAX_CANDIDATES = 16
 MAX_PART_BYTES = 1024 * 1024
 """Bao stream bytes in one PART frame (its body is one flags byte more)."""
+MAX_MANIFESTS = 16
+"""Ring manifests in one RINGS request or one INFO frame."""
+MAX_PROVIDERS = 64
+"""Providers in one INFO frame."""
+MAX_REACH = 8
+"""Addresses a provider names."""
+MAX_RECEIVED = 64
+"""Providers a HAVE request reports bytes from."""
+MAX_RELAY_BYTES = 255
+MAX_INFO_BYTES = 1024 * 1024
 
 Status = Literal["allowed", "denied", "not_found", "busy", "error"]
 
@@ -103,7 +121,7 @@ _STATUSES: tuple[Status, ...] = get_args(Status)
 _FORMATS: tuple[Format, ...] = get_args(Format)
 _FRAME_HEAD = struct.Struct(">BI")
 _PROOF_CONTEXT = b"ringdrop/1 client proof\x00"
-_GET, _CATALOG, _MEMBERS = 0, 1, 2
+_GET, _CATALOG, _MEMBERS, _RINGS, _ABOUT, _HAVE = 0, 1, 2, 3, 4, 5
 _PART_LAST, _PART_MISSING = 0x01, 0x02
 _ENTRY_HEAD = struct.Struct(">32sBQH")  # hash, format, size, name length
 
@@ -119,6 +137,7 @@ class _Type:
     CATALOG = 0x12
     CANDIDATES = 0x20
     PART = 0x13
+    INFO = 0x14
 
 
 _MAX_BODY = {
@@ -130,6 +149,7 @@ _MAX_BODY = {
     _Type.CATALOG: MAX_CATALOG_BYTES,
     _Type.CANDIDATES: 1 + MAX_CANDIDATES * 19,
     _Type.PART: 1 + MAX_PART_BYTES,
+    _Type.INFO: MAX_INFO_BYTES,
 }
 
 
@@ -228,7 +248,96 @@ class CatalogRequest:
     """Ask for the list of content this peer may download."""
 
 
-Request = GetRequest | MembersRequest | CatalogRequest
+@dataclass(frozen=True, slots=True)
+class RingsRequest:
+    """Exchange ring manifests: the client sends those it holds (signed bytes, see
+    `access.manifest`); the server keeps the newer ones of rings it holds and answers with the
+    newer manifests it holds of those rings, and every manifest that admits the client."""
+
+    manifests: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_manifests(self.manifests)
+
+
+@dataclass(frozen=True, slots=True)
+class AboutRequest:
+    """Ask about `content_hash`: the manifests of the rings through which the client may read
+    it, and the members known to hold it."""
+
+    content_hash: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.content_hash) != 32:
+            raise LocalProtocolError("A content hash is 32 bytes long.")
+
+
+@dataclass(frozen=True, slots=True)
+class HaveRequest:
+    """The client holds `content_hash` whole and may be asked for it there: through `relay` and
+    at `addresses`. `received` says how many content bytes it got from which providers (for the
+    sharer's upload log)."""
+
+    content_hash: bytes
+    relay: str | None = None
+    addresses: tuple[tuple[str, int], ...] = ()
+    received: tuple[tuple[PeerId, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.content_hash) != 32:
+            raise LocalProtocolError("A content hash is 32 bytes long.")
+        _check_reach(self.relay, self.addresses)
+        if len(self.received) > MAX_RECEIVED:
+            raise LocalProtocolError(f"A have request names at most {MAX_RECEIVED} providers.")
+        for _, count in self.received:
+            if not 0 <= count < 1 << 64:
+                raise LocalProtocolError(f"A byte count fits in 64 bits, and {count} does not.")
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A member that holds content, and how it said it is reached."""
+
+    peer_id: PeerId
+    relay: str | None = None
+    addresses: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_reach(self.relay, self.addresses)
+
+
+@dataclass(frozen=True, slots=True)
+class Info:
+    """The answer body of an allowed rings, about or have request."""
+
+    manifests: tuple[bytes, ...] = ()
+    providers: tuple[Provider, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_manifests(self.manifests)
+        if len(self.providers) > MAX_PROVIDERS:
+            raise LocalProtocolError(f"An info frame names at most {MAX_PROVIDERS} providers.")
+
+
+def _check_manifests(manifests: tuple[bytes, ...]) -> None:
+    if len(manifests) > MAX_MANIFESTS:
+        raise LocalProtocolError(f"At most {MAX_MANIFESTS} manifests go in one frame.")
+    if any(not 0 < len(m) <= MAX_MANIFEST_BYTES for m in manifests):
+        raise LocalProtocolError(f"A manifest is 1 to {MAX_MANIFEST_BYTES} bytes long.")
+
+
+def _check_reach(relay: str | None, addresses: tuple[tuple[str, int], ...]) -> None:
+    if relay is not None:
+        _check_text(relay, MAX_RELAY_BYTES, "A relay URL")
+        if not relay:
+            raise LocalProtocolError("A relay URL is not empty.")
+    if len(addresses) > MAX_REACH:
+        raise LocalProtocolError(f"At most {MAX_REACH} addresses are named.")
+    Candidates(addresses)
+
+
+Request = GetRequest | MembersRequest | CatalogRequest | RingsRequest | AboutRequest | HaveRequest
+RingRequest = RingsRequest | AboutRequest | HaveRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +475,10 @@ Message = (
     | Catalog
     | MemberPart
     | Candidates
+    | RingsRequest
+    | AboutRequest
+    | HaveRequest
+    | Info
 )
 Event = Message | Data | StreamEnded | PeerAuthenticated
 
@@ -428,11 +541,43 @@ def _encode_body(message: Message) -> tuple[int, bytes]:
                 out += name
             return _Type.CATALOG, bytes(out)
         case Candidates(addresses):
-            out = bytearray([len(addresses)])
-            for host, port in addresses:
-                ip = ip_address(host)
-                out += bytes([ip.version]) + ip.packed + port.to_bytes(2, "big")
-            return _Type.CANDIDATES, bytes(out)
+            return _Type.CANDIDATES, _addresses_bytes(addresses)
+        case RingsRequest(manifests):
+            return _Type.REQUEST, bytes([VERSION, _RINGS]) + _manifests_bytes(manifests)
+        case AboutRequest(content_hash):
+            return _Type.REQUEST, bytes([VERSION, _ABOUT]) + content_hash
+        case HaveRequest(content_hash, relay, addresses, received):
+            out = bytearray([VERSION, _HAVE]) + content_hash + _reach_bytes(relay, addresses)
+            out.append(len(received))
+            for peer, count in received:
+                out += peer.raw + count.to_bytes(8, "big")
+            return _Type.REQUEST, bytes(out)
+        case Info(manifests, providers):
+            out = bytearray(_manifests_bytes(manifests))
+            out.append(len(providers))
+            for provider in providers:
+                out += provider.peer_id.raw + _reach_bytes(provider.relay, provider.addresses)
+            return _Type.INFO, bytes(out)
+
+
+def _addresses_bytes(addresses: tuple[tuple[str, int], ...]) -> bytes:
+    out = bytearray([len(addresses)])
+    for host, port in addresses:
+        ip = ip_address(host)
+        out += bytes([ip.version]) + ip.packed + port.to_bytes(2, "big")
+    return bytes(out)
+
+
+def _manifests_bytes(manifests: tuple[bytes, ...]) -> bytes:
+    out = bytearray([len(manifests)])
+    for manifest in manifests:
+        out += len(manifest).to_bytes(2, "big") + manifest
+    return bytes(out)
+
+
+def _reach_bytes(relay: str | None, addresses: tuple[tuple[str, int], ...]) -> bytes:
+    url = (relay or "").encode()
+    return bytes([len(url)]) + url + _addresses_bytes(addresses)
 
 
 def _decode_body(kind: int, body: bytes) -> Message:
@@ -465,7 +610,93 @@ def _parse_body(kind: int, body: bytes) -> Message:
         return _parse_candidates(body)
     if kind == _Type.PART:
         return _parse_part(body)
+    if kind == _Type.INFO:
+        return _parse_info(body)
     return _parse_catalog(body)
+
+
+class _Cursor:
+    """Reads a body front to back; every shortfall is the peer's fault."""
+
+    def __init__(self, body: bytes, at: int = 0) -> None:
+        self.body, self.at = body, at
+
+    def take(self, n: int, what: str) -> bytes:
+        _need(self.at + n <= len(self.body), f"{what} cut short")
+        piece = self.body[self.at : self.at + n]
+        self.at += n
+        return piece
+
+    def byte(self, what: str) -> int:
+        return self.take(1, what)[0]
+
+    def end(self, what: str) -> None:
+        _need(self.at == len(self.body), f"{what} with trailing bytes")
+
+
+def _read_manifests(cursor: _Cursor, what: str) -> tuple[bytes, ...]:
+    count = cursor.byte(what)
+    _need(count <= MAX_MANIFESTS, f"{what} with more than {MAX_MANIFESTS} manifests")
+    found = []
+    for _ in range(count):
+        length = int.from_bytes(cursor.take(2, what), "big")
+        _need(0 < length <= MAX_MANIFEST_BYTES, f"{what} with a manifest of a bad length")
+        found.append(cursor.take(length, what))
+    return tuple(found)
+
+
+def _read_reach(cursor: _Cursor, what: str) -> tuple[str | None, tuple[tuple[str, int], ...]]:
+    relay = _utf8(cursor.take(cursor.byte(what), what), f"{what}'s relay") or None
+    count = cursor.byte(what)
+    _need(count <= MAX_REACH, f"{what} with more than {MAX_REACH} addresses")
+    start = cursor.at - 1
+    for _ in range(count):
+        family = cursor.byte(what)
+        _need(family in (4, 6), f"{what} with an address of an unknown family")
+        cursor.take((4 if family == 4 else 16) + 2, what)
+    return relay, _parse_candidates(cursor.body[start : cursor.at]).addresses
+
+
+def _read_peer(cursor: _Cursor, what: str) -> PeerId:
+    try:
+        return PeerId(cursor.take(32, what))
+    except TicketError:
+        raise ProtocolError(f"The peer sent {what} naming a key that is not Ed25519.") from None
+
+
+def _parse_info(body: bytes) -> Info:
+    cursor = _Cursor(body)
+    manifests = _read_manifests(cursor, "an info frame")
+    count = cursor.byte("an info frame")
+    _need(count <= MAX_PROVIDERS, f"an info frame with more than {MAX_PROVIDERS} providers")
+    providers = []
+    for _ in range(count):
+        peer = _read_peer(cursor, "an info frame")
+        relay, addresses = _read_reach(cursor, "an info frame")
+        providers.append(Provider(peer, relay, addresses))
+    cursor.end("an info frame")
+    return Info(manifests, tuple(providers))
+
+
+def _parse_ring_request(operation: int, body: bytes) -> Request:
+    cursor = _Cursor(body, 2)
+    if operation == _RINGS:
+        manifests = _read_manifests(cursor, "a rings request")
+        cursor.end("a rings request")
+        return RingsRequest(manifests)
+    content_hash = cursor.take(32, "a ring request")
+    if operation == _ABOUT:
+        cursor.end("an about request")
+        return AboutRequest(content_hash)
+    relay, addresses = _read_reach(cursor, "a have request")
+    count = cursor.byte("a have request")
+    _need(count <= MAX_RECEIVED, f"a have request with more than {MAX_RECEIVED} providers")
+    received = []
+    for _ in range(count):
+        peer = _read_peer(cursor, "a have request")
+        received.append((peer, int.from_bytes(cursor.take(8, "a have request"), "big")))
+    cursor.end("a have request")
+    return HaveRequest(content_hash, relay, addresses, tuple(received))
 
 
 def _parse_part(body: bytes | memoryview) -> MemberPart:
@@ -487,6 +718,8 @@ def _parse_request(body: bytes) -> Request:
         return CatalogRequest()
     if body[1] == _MEMBERS:
         return _parse_members(body)
+    if body[1] in (_RINGS, _ABOUT, _HAVE):
+        return _parse_ring_request(body[1], body)
     _need(body[1] == _GET, f"a request with the unknown operation {body[1]}")
     _need(len(body) > 34, "a get request without a hash and ranges")
     return GetRequest(body[2:34], ChunkRanges.from_bytes(body[34:]))
@@ -628,9 +861,11 @@ class State(Enum):
     WAIT_PROOF = auto()
     WAIT_HEADER = auto()
     WAIT_CATALOG = auto()
+    WAIT_INFO = auto()
     RECEIVE_BODY = auto()
     SEND_HEADER = auto()
     SEND_CATALOG = auto()
+    SEND_INFO = auto()
     SEND_BODY = auto()
     OPEN = auto()
     DONE = auto()
@@ -656,10 +891,14 @@ class Trigger(Enum):
     RECEIVE_ALLOWED_CONTENT = "receive RESPONSE allowed (get, members)"
     SEND_ALLOWED_CATALOG = "send RESPONSE allowed (catalog)"
     RECEIVE_ALLOWED_CATALOG = "receive RESPONSE allowed (catalog)"
+    SEND_ALLOWED_INFO = "send RESPONSE allowed (rings, about, have)"
+    RECEIVE_ALLOWED_INFO = "receive RESPONSE allowed (rings, about, have)"
     SEND_REFUSAL = "send RESPONSE refusal"
     RECEIVE_REFUSAL = "receive RESPONSE refusal"
     SEND_CATALOG = "send CATALOG"
     RECEIVE_CATALOG = "receive CATALOG"
+    SEND_INFO = "send INFO"
+    RECEIVE_INFO = "receive INFO"
     SEND_CONTENT = "send content"
     RECEIVE_CONTENT = "receive content"
     RECEIVE_PART = "receive PART"
@@ -681,6 +920,8 @@ _FRAME_OF = {
     Trigger.RECEIVE_ALLOWED_CATALOG: _Type.RESPONSE,
     Trigger.RECEIVE_REFUSAL: _Type.RESPONSE,
     Trigger.RECEIVE_CATALOG: _Type.CATALOG,
+    Trigger.RECEIVE_ALLOWED_INFO: _Type.RESPONSE,
+    Trigger.RECEIVE_INFO: _Type.INFO,
     Trigger.RECEIVE_PART: _Type.PART,
     Trigger.RECEIVE_LAST_PART: _Type.PART,
     Trigger.RECEIVE_CANDIDATES: _Type.CANDIDATES,
@@ -890,7 +1131,9 @@ class Requester(_StreamMachine):
             (State.WAIT_HEADER, Trigger.RECEIVE_ALLOWED_CONTENT): State.RECEIVE_BODY,
             (State.WAIT_HEADER, Trigger.RECEIVE_ALLOWED_CATALOG): State.WAIT_CATALOG,
             (State.WAIT_HEADER, Trigger.RECEIVE_REFUSAL): State.DONE,
+            (State.WAIT_HEADER, Trigger.RECEIVE_ALLOWED_INFO): State.WAIT_INFO,
             (State.WAIT_CATALOG, Trigger.RECEIVE_CATALOG): State.DONE,
+            (State.WAIT_INFO, Trigger.RECEIVE_INFO): State.DONE,
             (State.RECEIVE_BODY, Trigger.RECEIVE_CONTENT): State.RECEIVE_BODY,
             (State.RECEIVE_BODY, Trigger.RECEIVE_END): State.DONE,
             (State.DONE, Trigger.RECEIVE_END): State.DONE,
@@ -910,11 +1153,15 @@ class Requester(_StreamMachine):
     def _take(self, message: Message) -> tuple[Trigger, Event]:
         if isinstance(message, Catalog):
             return Trigger.RECEIVE_CATALOG, message
+        if isinstance(message, Info):
+            return Trigger.RECEIVE_INFO, message
         assert isinstance(message, ResponseHeader)
         if message.status != "allowed":
             return Trigger.RECEIVE_REFUSAL, message
         if isinstance(self._request, CatalogRequest):
             return Trigger.RECEIVE_ALLOWED_CATALOG, message
+        if isinstance(self._request, RingsRequest | AboutRequest | HaveRequest):
+            return Trigger.RECEIVE_ALLOWED_INFO, message
         return Trigger.RECEIVE_ALLOWED_CONTENT, message
 
 
@@ -927,10 +1174,13 @@ class Responder(_StreamMachine):
             (State.START, Trigger.SEND_REFUSAL): State.DONE,
             (State.SEND_HEADER, Trigger.SEND_ALLOWED_CONTENT): State.SEND_BODY,
             (State.SEND_HEADER, Trigger.SEND_ALLOWED_CATALOG): State.SEND_CATALOG,
+            (State.SEND_HEADER, Trigger.SEND_ALLOWED_INFO): State.SEND_INFO,
             (State.SEND_HEADER, Trigger.SEND_REFUSAL): State.DONE,
             (State.SEND_HEADER, Trigger.RECEIVE_END): State.SEND_HEADER,
             (State.SEND_CATALOG, Trigger.SEND_CATALOG): State.DONE,
             (State.SEND_CATALOG, Trigger.RECEIVE_END): State.SEND_CATALOG,
+            (State.SEND_INFO, Trigger.SEND_INFO): State.DONE,
+            (State.SEND_INFO, Trigger.RECEIVE_END): State.SEND_INFO,
             (State.SEND_BODY, Trigger.SEND_CONTENT): State.SEND_BODY,
             (State.SEND_BODY, Trigger.RECEIVE_END): State.SEND_BODY,
             (State.DONE, Trigger.RECEIVE_END): State.DONE,
@@ -942,7 +1192,7 @@ class Responder(_StreamMachine):
         self._request: Request | None = None
 
     def _take(self, message: Message) -> tuple[Trigger, Event]:
-        assert isinstance(message, GetRequest | MembersRequest | CatalogRequest)
+        assert isinstance(message, Request)
         self._request = message
         return Trigger.RECEIVE_REQUEST, message
 
@@ -955,12 +1205,17 @@ class Responder(_StreamMachine):
             trigger = Trigger.SEND_REFUSAL
         elif isinstance(self._request, CatalogRequest):
             trigger = Trigger.SEND_ALLOWED_CATALOG
+        elif isinstance(self._request, RingsRequest | AboutRequest | HaveRequest):
+            trigger = Trigger.SEND_ALLOWED_INFO
         else:
             trigger = Trigger.SEND_ALLOWED_CONTENT
         return self._step(trigger, header)
 
     def send_catalog(self, catalog: Catalog) -> bytes:
         return self._step(Trigger.SEND_CATALOG, catalog)
+
+    def send_info(self, info: Info) -> bytes:
+        return self._step(Trigger.SEND_INFO, info)
 
     def send_data(self, data: bytes) -> bytes:
         """Bao stream bytes pass through unframed once an allowed get's header is sent (for a

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ringdrop.cli import base
-from ringdrop.node import IGNORE_FILE, config
+from ringdrop.node import CODE_EXPIRES, IGNORE_FILE, RECEIVE_TIMEOUT, config
 
 # Slow to load, and needed only by the commands or the moments that use them.
 NOT_FOR_GET = (
@@ -62,6 +62,7 @@ def test_what_get_loads_leaves_out_what_it_does_not_use(tmp_path: Path) -> None:
 def test_the_parser_names_the_settings_the_node_reads() -> None:
     spelled_out = (base.DISABLED, base.RELAY_ENV, base.STUN_ENV, base.IGNORE_FILE)
     assert spelled_out == (config.DISABLED, config.RELAY_ENV, config.STUN_ENV, IGNORE_FILE)
+    assert (base.CODE_EXPIRES, base.RECEIVE_TIMEOUT) == (CODE_EXPIRES, RECEIVE_TIMEOUT)
     assert (base.RELAY_POLICY_ENV, base.RELAY_POLICIES, base.DISCOVERY_ENV) == (
         config.RELAY_POLICY_ENV,
         config.RELAY_POLICIES,

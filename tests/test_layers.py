@@ -16,10 +16,10 @@ PACKAGE = Path(ringdrop.__file__).parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("_native", "bao"),
-    ("identity", "ticket"),
+    ("identity", "ticket", "shortcode"),
     ("store",),
     ("access",),
-    ("protocol",),
+    ("protocol", "rendezvous"),
     ("transport",),
     ("discovery",),
     ("node",),

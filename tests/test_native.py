@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 from pathlib import Path
@@ -102,6 +103,43 @@ def test_missing_file_raises_file_not_found_naming_it(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError) as failure:
         create_outboard(tmp_path / "nope", tmp_path / "obao")
     assert str(failure.value.filename) == str(tmp_path / "nope")
+
+
+def test_a_full_disk_under_the_decoder_names_the_data_file() -> None:
+    blob = pseudo_random(3 * GROUP_SIZE)
+    decoder = Decoder(blake3.blake3(blob).digest(), ChunkRanges.all(), data="/dev/full")
+    with pytest.raises(OSError, match="No space left") as failure:
+        decoder.write(encode(blob, ChunkRanges.all()))
+    assert failure.value.errno == errno.ENOSPC
+    assert failure.value.filename == "/dev/full"
+
+
+def test_an_outboard_that_cannot_grow_is_named() -> None:
+    blob = pseudo_random(3 * GROUP_SIZE)
+    decoder = Decoder(blake3.blake3(blob).digest(), ChunkRanges.all(), outboard="/dev/full")
+    # A device cannot be truncated to the outboard's size.
+    with pytest.raises(OSError, match="Invalid argument") as failure:
+        decoder.feed(encode(blob, ChunkRanges.all()))
+    assert failure.value.errno == errno.EINVAL
+    assert failure.value.filename == "/dev/full"
+
+
+def test_read_errors_name_the_file_in_every_reader(tmp_path: Path) -> None:
+    blob = pseudo_random(3 * GROUP_SIZE)
+    (tmp_path / "d").write_bytes(blob)
+    root, size = create_outboard(tmp_path / "d", tmp_path / "o")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    # A folder opens for reading, and every read of it fails with EISDIR.
+    with pytest.raises(IsADirectoryError) as failure:
+        valid_ranges(tmp_path / "d", folder, root, size)
+    assert failure.value.filename == str(folder)
+    with pytest.raises(IsADirectoryError) as failure:
+        valid_ranges(folder, tmp_path / "o", root, size)
+    assert failure.value.filename == str(folder)
+    with pytest.raises(IsADirectoryError) as failure:
+        Encoder(folder, tmp_path / "o", root, size, ChunkRanges.all()).read()
+    assert failure.value.filename == str(folder)
 
 
 chunk_ranges = st.lists(
@@ -271,6 +309,18 @@ def test_resumed_decode_fills_only_the_missing_groups(tmp_path: Path) -> None:
     have = have | d2.write(stream)
     d2.finish()
     assert have.complement(size).is_empty()
+    assert (tmp_path / "d").read_bytes() == blob
+
+
+def test_a_resumed_decode_keeps_the_outboard_pairs_of_the_first(tmp_path: Path) -> None:
+    blob = pseudo_random(40 * GROUP_SIZE + 5)
+    root, outboard = outboard_from_bytes(blob)
+    for ranges in (ChunkRanges.groups(3, 9), ChunkRanges.groups(3, 9).complement(len(blob))):
+        decoder = Decoder(root, ranges, data=tmp_path / "d", outboard=tmp_path / "o")
+        decoder.write(encode(blob, ranges))
+        decoder.finish()
+        decoder.sync()
+    assert (tmp_path / "o").read_bytes() == outboard
     assert (tmp_path / "d").read_bytes() == blob
 
 

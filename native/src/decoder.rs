@@ -3,22 +3,23 @@
 
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bao_tree::iter::{BaoChunk, ResponseIter};
 use bao_tree::{BaoTree, ChunkNum, ChunkRanges as Ranges};
-use memmap2::MmapMut;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyMemoryView, PySlice};
 use smallvec::SmallVec;
 
 use crate::error::{at, Error, Result};
-use crate::hash::{hash_subtree, parent_cv, split_pair};
-use crate::outboard::tree;
+use crate::outboard::{tree, OutboardWriter, WINDOW_PAIRS};
 use crate::ranges::{chunks, truncated, ChunkRanges};
-use crate::GROUP_CHUNKS;
+use crate::verify::{group_of, Mismatch, Verifier};
+
+/// The most slices one `pwritev` takes (Linux's IOV_MAX).
+const IOV_MAX: usize = 1024;
 
 // One state per decoder: the size of the unused variants does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -28,7 +29,7 @@ enum State {
         tree: BaoTree,
         iter: ResponseIter,
         next: Option<BaoChunk>,
-        stack: SmallVec<[blake3::Hash; 16]>,
+        verifier: Verifier,
     },
     Done,
     Failed,
@@ -41,10 +42,6 @@ struct Run<'a> {
     pieces: SmallVec<[Cow<'a, [u8]>; 4]>,
 }
 
-fn group_of(chunk: ChunkNum) -> u64 {
-    chunk.0 / GROUP_CHUNKS
-}
-
 struct Core {
     root: blake3::Hash,
     ranges: Ranges,
@@ -54,10 +51,24 @@ struct Core {
     size_proven: bool,
     verified_bytes: u64,
     outboard_path: Option<PathBuf>,
-    outboard: Option<(File, Option<MmapMut>)>,
+    outboard: Option<OutboardWriter>,
 }
 
 impl Core {
+    fn new(root: blake3::Hash, ranges: Ranges, outboard_path: Option<PathBuf>) -> Self {
+        Core {
+            root,
+            ranges,
+            state: State::Header,
+            pending: Vec::new(),
+            size: None,
+            size_proven: false,
+            verified_bytes: 0,
+            outboard_path,
+            outboard: None,
+        }
+    }
+
     /// Takes `need` bytes from `pending` + `input`, or returns None (keeping them) if short.
     fn take<'a>(&mut self, input: &mut &'a [u8], need: usize) -> Option<Cow<'a, [u8]>> {
         if self.pending.is_empty() && input.len() >= need {
@@ -79,38 +90,27 @@ impl Core {
             return Ok(());
         };
         let file = OpenOptions::new()
-            .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)
             .map_err(at(path))?;
-        if file.metadata()?.len() < tree.outboard_size() {
-            file.set_len(tree.outboard_size())?;
+        if file.metadata().map_err(at(path))?.len() < tree.outboard_size() {
+            file.set_len(tree.outboard_size()).map_err(at(path))?;
         }
-        let map = if tree.outboard_size() > 0 {
-            // SAFETY: the store gives each partial blob's outboard to one decoder at a time.
-            Some(unsafe { MmapMut::map_mut(&file)? })
-        } else {
-            None
-        };
-        self.outboard = Some((file, map));
+        self.outboard = Some(OutboardWriter::new(file, path.clone(), tree, WINDOW_PAIRS));
         Ok(())
     }
 
-    fn save_parent(&mut self, tree: &BaoTree, node: bao_tree::TreeNode, pair: &[u8]) {
-        if let (Some((_, Some(map))), Some(offset)) =
-            (&mut self.outboard, tree.pre_order_offset(node))
-        {
-            let at = (offset * 64) as usize;
-            if at + 64 <= map.len() {
-                map[at..at + 64].copy_from_slice(pair);
-            }
-        }
+    /// Verifies as much of `input` as possible, appending verified leaves to `runs`; the
+    /// parents that verified are in the outboard file when it returns, even on failure.
+    fn process<'a>(&mut self, input: &'a [u8], runs: &mut Vec<Run<'a>>) -> Result<()> {
+        let result = self.advance(input, runs);
+        let flushed = self.outboard.as_mut().map_or(Ok(()), OutboardWriter::flush);
+        result.and(flushed)
     }
 
-    /// Verifies as much of `input` as possible, appending verified leaves to `runs`.
-    fn process<'a>(&mut self, mut input: &'a [u8], runs: &mut Vec<Run<'a>>) -> Result<()> {
+    fn advance<'a>(&mut self, mut input: &'a [u8], runs: &mut Vec<Run<'a>>) -> Result<()> {
         loop {
             match &mut self.state {
                 State::Failed => {
@@ -136,20 +136,16 @@ impl Core {
                     };
                     let size = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
                     let tree = tree(size);
-                    let ranges = truncated(&self.ranges, size);
-                    let mut iter = ResponseIter::new(tree, ranges);
-                    let next = iter.next();
-                    let mut stack = SmallVec::new();
-                    stack.push(self.root);
+                    let mut iter = ResponseIter::new(tree, truncated(&self.ranges, size));
                     self.size = Some(size);
                     self.open_outboard(tree)?;
-                    self.state = match next {
+                    self.state = match iter.next() {
                         None => State::Done,
                         next => State::Body {
                             tree,
                             iter,
                             next,
-                            stack,
+                            verifier: Verifier::new(tree, self.root),
                         },
                     };
                 }
@@ -165,7 +161,7 @@ impl Core {
                     let Some(bytes) = self.take(&mut input, need) else {
                         return Ok(());
                     };
-                    if let Err(e) = self.verify(item, bytes, runs) {
+                    if let Err(e) = self.accept(item, bytes, runs) {
                         self.state = State::Failed;
                         return Err(e);
                     }
@@ -174,7 +170,8 @@ impl Core {
         }
     }
 
-    fn verify<'a>(
+    /// Verifies one complete item; a parent goes into the outboard, a leaf into `runs`.
+    fn accept<'a>(
         &mut self,
         item: BaoChunk,
         bytes: Cow<'a, [u8]>,
@@ -184,61 +181,23 @@ impl Core {
             tree,
             iter,
             next,
-            stack,
+            verifier,
         } = &mut self.state
         else {
-            unreachable!("verify is only called in the body");
+            unreachable!("items are only accepted in the body");
         };
-        let tree = *tree;
-        let expected = stack.pop().expect("one hash per pending item");
+        verifier.verify_item(&item, &bytes).map_err(mismatch)?;
+        *next = iter.next();
         match item {
-            BaoChunk::Parent {
-                node,
-                is_root,
-                left,
-                right,
-                ..
-            } => {
-                let (l, r) = split_pair(&bytes);
-                if parent_cv(&l, &r, is_root) != expected {
-                    let chunks = node.chunk_range();
-                    return Err(Error::integrity(
-                        format!(
-                            "hash tree node over chunk groups {}..{} does not match the root",
-                            group_of(chunks.start),
-                            chunks.end.0.min(tree.chunks().0).div_ceil(GROUP_CHUNKS)
-                        ),
-                        Some(group_of(chunks.start)),
-                    ));
+            BaoChunk::Parent { node, .. } => {
+                if let Some(outboard) = &mut self.outboard {
+                    let pair: &[u8; 64] = bytes.as_ref().try_into().expect("64-byte pair");
+                    outboard.save(node, pair)?;
                 }
-                if right {
-                    stack.push(r);
-                }
-                if left {
-                    stack.push(l);
-                }
-                *next = iter.next();
-                self.save_parent(&tree, node, &bytes);
             }
             BaoChunk::Leaf {
-                start_chunk,
-                size,
-                is_root,
-                ..
+                start_chunk, size, ..
             } => {
-                if hash_subtree(start_chunk.0, &bytes, is_root) != expected {
-                    let offset = start_chunk.to_bytes();
-                    return Err(Error::integrity(
-                        format!(
-                            "chunk group {} (bytes {}..{}) does not match the root",
-                            group_of(start_chunk),
-                            offset,
-                            offset + size as u64
-                        ),
-                        Some(group_of(start_chunk)),
-                    ));
-                }
-                *next = iter.next();
                 let offset = start_chunk.to_bytes();
                 if offset + size as u64 == tree.size() {
                     self.size_proven = true;
@@ -261,57 +220,70 @@ impl Core {
     }
 }
 
-/// Writes all of `pieces` at `offset` with as few syscalls as the kernel allows.
-fn pwritev_all(file: &File, mut offset: u64, pieces: &[Cow<'_, [u8]>]) -> io::Result<()> {
-    let mut slices: Vec<&[u8]> = pieces
-        .iter()
-        .map(|p| p.as_ref())
-        .filter(|p| !p.is_empty())
-        .collect();
-    while !slices.is_empty() {
-        let iov: Vec<libc::iovec> = slices
-            .iter()
-            .take(1024)
-            .map(|s| libc::iovec {
-                iov_base: s.as_ptr() as *mut libc::c_void,
-                iov_len: s.len(),
-            })
-            .collect();
-        // SAFETY: the iovecs point into live slices; the fd is open for writing.
-        let n = unsafe {
-            libc::pwritev(
-                file.as_raw_fd(),
-                iov.as_ptr(),
-                iov.len() as libc::c_int,
-                offset as libc::off_t,
-            )
+fn mismatch(m: Mismatch) -> Error {
+    let message = match &m {
+        Mismatch::Parent { groups } => format!(
+            "hash tree node over chunk groups {}..{} does not match the root",
+            groups.start, groups.end
+        ),
+        Mismatch::Leaf { group, bytes } => format!(
+            "chunk group {group} (bytes {}..{}) does not match the root",
+            bytes.start, bytes.end
+        ),
+    };
+    Error::integrity(message, Some(m.group()))
+}
+
+/// Writes a run of leaves into the data file at their offset.
+fn write_run(file: &File, path: &Path, run: &Run<'_>) -> Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = run.pieces.iter().map(|p| IoSlice::new(p)).collect();
+    write_all_vectored(&mut slices, run.offset, |bufs, offset| {
+        pwritev(file, bufs, offset)
+    })
+    .map_err(at(path))
+}
+
+/// Writes all of `bufs` from `offset` with `write` (a positioned, vectored write that may
+/// write less than asked), at most IOV_MAX slices a call. Each call only advances the front of
+/// `bufs` past what was written, so the work is linear in the number of slices.
+fn write_all_vectored(
+    mut bufs: &mut [IoSlice<'_>],
+    mut offset: u64,
+    mut write: impl FnMut(&[IoSlice<'_>], u64) -> io::Result<usize>,
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0);
+    while !bufs.is_empty() {
+        let n = match write(&bufs[..bufs.len().min(IOV_MAX)], offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
         };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        let mut n = n as usize;
         offset += n as u64;
-        while n > 0 {
-            if slices[0].len() <= n {
-                n -= slices[0].len();
-                slices.remove(0);
-            } else {
-                slices[0] = &slices[0][n..];
-                n = 0;
-            }
-        }
+        IoSlice::advance_slices(&mut bufs, n);
     }
     Ok(())
+}
+
+fn pwritev(file: &File, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
+    let offset = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::FileTooLarge)?;
+    // SAFETY: IoSlice is ABI compatible with iovec on Unix (std's guarantee), the slices are
+    // alive for the call, and the fd is open for writing.
+    let n = unsafe {
+        libc::pwritev(
+            file.as_raw_fd(),
+            bufs.as_ptr().cast::<libc::iovec>(),
+            bufs.len() as libc::c_int,
+            offset,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 #[pyclass(module = "ringdrop._native")]
 pub struct Decoder {
     core: Core,
-    data: Option<File>,
+    data: Option<(File, PathBuf)>,
 }
 
 #[pymethods]
@@ -324,29 +296,21 @@ impl Decoder {
         data: Option<PathBuf>,
         outboard: Option<PathBuf>,
     ) -> Result<Self> {
+        let root = crate::parse_root(root)?;
         let data = match data {
-            Some(path) => Some(
-                OpenOptions::new()
+            Some(path) => {
+                let file = OpenOptions::new()
                     .write(true)
                     .create(true)
                     .truncate(false)
                     .open(&path)
-                    .map_err(at(&path))?,
-            ),
+                    .map_err(at(&path))?;
+                Some((file, path))
+            }
             None => None,
         };
         Ok(Decoder {
-            core: Core {
-                root: crate::parse_root(root)?,
-                ranges: ranges.inner.clone(),
-                state: State::Header,
-                pending: Vec::new(),
-                size: None,
-                size_proven: false,
-                verified_bytes: 0,
-                outboard_path: outboard,
-                outboard: None,
-            },
+            core: Core::new(root, ranges.inner.clone(), outboard),
             data,
         })
     }
@@ -425,7 +389,7 @@ impl Decoder {
     /// Verifies `data`, writes the verified leaves into the data file, and returns the chunks
     /// that verified in this call.
     fn write(&mut self, py: Python<'_>, data: &[u8]) -> Result<ChunkRanges> {
-        let Some(file) = &self.data else {
+        let Some((file, path)) = &self.data else {
             return Err(Error::Value(
                 "this decoder was created without a data file".into(),
             ));
@@ -436,7 +400,7 @@ impl Decoder {
             let result = core.process(data, &mut runs);
             let mut written = Ranges::empty();
             for run in &runs {
-                pwritev_all(file, run.offset, &run.pieces)?;
+                write_run(file, path, run)?;
                 let start = run.offset / 1024;
                 written |= Ranges::from(ChunkNum(start)..ChunkNum(start + chunks(run.len as u64)));
             }
@@ -469,19 +433,312 @@ impl Decoder {
         }
     }
 
-    /// Makes everything written so far durable (data file and outboard).
+    /// Makes everything written so far durable (data file and outboard). A shared borrow, as
+    /// the getters are: the download reads progress while another thread syncs.
     fn sync(&self, py: Python<'_>) -> Result<()> {
         py.detach(|| {
-            if let Some(file) = &self.data {
-                file.sync_data()?;
+            if let Some((file, path)) = &self.data {
+                file.sync_data().map_err(at(path))?;
             }
-            if let Some((file, map)) = &self.core.outboard {
-                if let Some(map) = map {
-                    map.flush()?;
-                }
-                file.sync_data()?;
+            match &self.core.outboard {
+                Some(outboard) => outboard.sync(),
+                None => Ok(()),
             }
-            Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bao_tree::io::outboard::PreOrderOutboard;
+
+    use super::*;
+
+    fn data(size: usize, seed: u64) -> Vec<u8> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        std::iter::repeat_with(|| rng.u8(..)).take(size).collect()
+    }
+
+    /// The root, the outboard and the response stream for `ranges` of `data`, from bao-tree's
+    /// own encoder: an oracle independent of ours.
+    fn encode(data: &[u8], ranges: &Ranges) -> (blake3::Hash, Vec<u8>, Vec<u8>) {
+        let tree = tree(data.len() as u64);
+        let mut ob = PreOrderOutboard::<Vec<u8>> {
+            tree,
+            ..Default::default()
+        };
+        ob.data = vec![0; tree.outboard_size() as usize];
+        ob.root = bao_tree::io::sync::outboard(data, tree, &mut ob).unwrap();
+        let mut stream = (data.len() as u64).to_le_bytes().to_vec();
+        bao_tree::io::sync::encode_ranges_validated(data, &ob, ranges, &mut stream).unwrap();
+        (ob.root, ob.data, stream)
+    }
+
+    /// What a decoder fed `stream` cut at `cuts` gave out: the leaves placed at their offsets
+    /// (zero elsewhere) and the chunks they cover; an error ends the feeding.
+    struct Fed {
+        core: Core,
+        blob: Vec<u8>,
+        chunks: Ranges,
+        result: Result<()>,
+    }
+
+    fn feed(mut core: Core, stream: &[u8], cuts: &[usize]) -> Fed {
+        let (mut blob, mut chunks_out) = (Vec::new(), Ranges::empty());
+        let mut previous = 0;
+        for &cut in cuts.iter().chain([&stream.len()]) {
+            let mut runs = Vec::new();
+            let result = core.process(&stream[previous..cut], &mut runs);
+            for run in &runs {
+                let start = run.offset as usize;
+                blob.resize(blob.len().max(start + run.len), 0);
+                let mut at = start;
+                for piece in &run.pieces {
+                    blob[at..at + piece.len()].copy_from_slice(piece);
+                    at += piece.len();
+                }
+                let first = run.offset / 1024;
+                chunks_out |=
+                    Ranges::from(ChunkNum(first)..ChunkNum(first + chunks(run.len as u64)));
+            }
+            if result.is_err() {
+                return Fed {
+                    core,
+                    blob,
+                    chunks: chunks_out,
+                    result,
+                };
+            }
+            previous = cut;
+        }
+        Fed {
+            core,
+            blob,
+            chunks: chunks_out,
+            result: Ok(()),
+        }
+    }
+
+    fn assert_whole(fed: &Fed, data: &[u8]) {
+        assert!(fed.result.is_ok(), "{:?}", fed.result);
+        assert!(matches!(fed.core.state, State::Done));
+        assert!(fed.core.size_proven);
+        assert_eq!(fed.core.verified_bytes, data.len() as u64);
+        assert!(fed.blob == data);
+    }
+
+    #[test]
+    fn a_small_stream_cut_at_every_point_decodes_the_same() {
+        // Three groups, the last one short: two parents, three leaves.
+        let data = data(2 * 16384 + 1000, 1);
+        let (root, _, stream) = encode(&data, &Ranges::all());
+        assert_eq!(stream.len(), 8 + 2 * 64 + data.len());
+        for cut in 0..=stream.len() {
+            let fed = feed(Core::new(root, Ranges::all(), None), &stream, &[cut]);
+            assert_whole(&fed, &data);
+        }
+        let every: Vec<usize> = (1..stream.len()).collect();
+        assert_whole(
+            &feed(Core::new(root, Ranges::all(), None), &stream, &every),
+            &data,
+        );
+    }
+
+    #[test]
+    fn random_ranges_in_random_fragments_give_exactly_the_leaves_asked_for() {
+        let mut rng = fastrand::Rng::with_seed(27);
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..200 {
+            let size = match round % 4 {
+                0 => rng.usize(..3 * 16384),
+                _ => rng.usize(..40 * 16384),
+            };
+            let data = data(size, round);
+            let groups = (size as u64).div_ceil(16384).max(1);
+            let ranges = if rng.bool() {
+                Ranges::all()
+            } else {
+                let start = rng.u64(..groups);
+                let end = rng.u64(start + 1..=groups + 2);
+                Ranges::from(ChunkNum(start * 16)..ChunkNum(end * 16))
+            };
+            let (root, outboard, stream) = encode(&data, &ranges);
+            let mut cuts: Vec<usize> = (0..rng.usize(..12))
+                .map(|_| rng.usize(..=stream.len()))
+                .collect();
+            cuts.sort_unstable();
+            let path = dir.path().join(format!("obao-{round}"));
+            let fed = feed(
+                Core::new(root, ranges.clone(), Some(path.clone())),
+                &stream,
+                &cuts,
+            );
+            assert!(fed.result.is_ok(), "round {round}: {:?}", fed.result);
+            assert!(matches!(fed.core.state, State::Done));
+            let wanted = &truncated(&ranges, size as u64)
+                & &Ranges::from(ChunkNum(0)..ChunkNum(chunks(size as u64)));
+            assert_eq!(fed.chunks, wanted, "round {round}");
+            for range in fed.chunks.iter() {
+                let (start, end) = match range {
+                    range_collections::range_set::RangeSetRange::Range(r) => (r.start, r.end),
+                    range_collections::range_set::RangeSetRange::RangeFrom(_) => unreachable!(),
+                };
+                let (s, e) = (
+                    start.to_bytes() as usize,
+                    (end.to_bytes() as usize).min(size),
+                );
+                assert!(fed.blob[s..e] == data[s..e], "round {round}");
+            }
+            // Every pair the stream carried is in the outboard file; no other was written.
+            let written = std::fs::read(&path).unwrap();
+            assert_eq!(written.len(), outboard.len());
+            let tree = tree(size as u64);
+            for item in ResponseIter::new(tree, truncated(&ranges, size as u64)) {
+                if let BaoChunk::Parent { node, .. } = item {
+                    let at = tree.pre_order_offset(node).unwrap() as usize * 64;
+                    assert_eq!(written[at..at + 64], outboard[at..at + 64], "round {round}");
+                }
+            }
+        }
+    }
+
+    /// The chunks of the leaf at `position` of the stream for `ranges` of a `size`-byte blob.
+    fn leaf_at(size: u64, ranges: &Ranges, position: usize) -> Option<Ranges> {
+        let mut at = 8;
+        for item in ResponseIter::new(tree(size), truncated(ranges, size)) {
+            let (len, chunks) = match item {
+                BaoChunk::Parent { .. } => (64, None),
+                BaoChunk::Leaf {
+                    start_chunk, size, ..
+                } => {
+                    let end = ChunkNum(start_chunk.0 + chunks(size as u64));
+                    (size, Some(Ranges::from(start_chunk..end)))
+                }
+            };
+            if (at..at + len).contains(&position) {
+                return chunks;
+            }
+            at += len;
+        }
+        None
+    }
+
+    #[test]
+    fn a_flipped_byte_anywhere_fails_and_nothing_wrong_comes_out() {
+        let data = data(3 * 16384 + 500, 3);
+        let ranges = Ranges::from(ChunkNum(16)..ChunkNum(64));
+        let (root, _, stream) = encode(&data, &ranges);
+        let mut rng = fastrand::Rng::with_seed(7);
+        for position in (0..stream.len()).step_by(7).chain([stream.len() - 1]) {
+            let mut bad = stream.clone();
+            bad[position] ^= 1 << rng.u8(..8);
+            let mut cuts = vec![rng.usize(..=stream.len()), rng.usize(..=stream.len())];
+            cuts.sort_unstable();
+            let fed = feed(Core::new(root, ranges.clone(), None), &bad, &cuts);
+            // A flipped size header may instead leave the stream waiting for bytes that never
+            // come: not done, so `finish` raises.
+            let failed = matches!(fed.result, Err(Error::Integrity { .. }));
+            assert!(
+                failed || (position < 8 && !matches!(fed.core.state, State::Done)),
+                "flip at {position}: {:?}",
+                fed.result
+            );
+            for range in fed.chunks.iter() {
+                let range_collections::range_set::RangeSetRange::Range(r) = range else {
+                    unreachable!("a decoder gives out bounded ranges");
+                };
+                let (s, e) = (r.start.to_bytes() as usize, r.end.to_bytes() as usize);
+                let e = e.min(data.len());
+                assert!(fed.blob[s..e] == data[s..e], "flip at {position}");
+            }
+            if let Some(leaf) = leaf_at(data.len() as u64, &ranges, position) {
+                assert!((&fed.chunks & &leaf).is_empty(), "flip at {position}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_that_ends_early_is_not_done() {
+        let data = data(5 * 16384, 4);
+        let (root, _, stream) = encode(&data, &Ranges::all());
+        for end in [0, 7, 8, 100, stream.len() - 1] {
+            let fed = feed(
+                Core::new(root, Ranges::all(), None),
+                &stream[..end],
+                &[end / 2],
+            );
+            assert!(fed.result.is_ok());
+            assert!(!matches!(fed.core.state, State::Done), "ended at {end}");
+        }
+    }
+
+    /// A positioned write that takes at most `limit` bytes a call, into `out`.
+    fn short_writer<'a>(
+        out: &'a mut [u8],
+        limit: usize,
+        calls: &'a mut usize,
+    ) -> impl FnMut(&[IoSlice<'_>], u64) -> io::Result<usize> + 'a {
+        move |bufs, offset| {
+            *calls += 1;
+            assert!(bufs.len() <= IOV_MAX);
+            let (mut at, mut n) = (offset as usize, 0);
+            for buf in bufs {
+                let take = buf.len().min(limit - n);
+                out[at..at + take].copy_from_slice(&buf[..take]);
+                (at, n) = (at + take, n + take);
+                if n == limit {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn short_writes_put_every_byte_in_place() {
+        // Empty pieces too, as the empty blob's one leaf is.
+        let pieces: Vec<Vec<u8>> = (0..3000).map(|i| vec![(i % 251) as u8; i % 7]).collect();
+        let expected = pieces.concat();
+        for limit in [1, 5, 64, 100_000] {
+            let mut out = vec![0u8; 10 + expected.len()];
+            let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+            let mut calls = 0;
+            write_all_vectored(&mut slices, 10, short_writer(&mut out, limit, &mut calls)).unwrap();
+            assert!(out[10..] == expected[..], "limit {limit}");
+            assert!(out[..10] == [0; 10]);
+            assert!(calls >= expected.len().div_ceil(limit));
+        }
+    }
+
+    #[test]
+    fn a_whole_run_takes_one_call_per_iov_max_slices() {
+        let pieces: Vec<Vec<u8>> = (0..5000).map(|i| vec![i as u8; 3]).collect();
+        let mut out = vec![0u8; 3 * pieces.len()];
+        let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|p| IoSlice::new(p)).collect();
+        let mut calls = 0;
+        write_all_vectored(
+            &mut slices,
+            0,
+            short_writer(&mut out, usize::MAX, &mut calls),
+        )
+        .unwrap();
+        assert_eq!(calls, 5000usize.div_ceil(IOV_MAX));
+        assert!(out == pieces.concat());
+    }
+
+    #[test]
+    fn a_write_that_makes_no_progress_is_an_error_not_a_loop() {
+        let piece = [1u8; 10];
+        let mut slices = [IoSlice::new(&piece)];
+        let mut interrupted = false;
+        let result = write_all_vectored(&mut slices, 0, |_, _| {
+            if !interrupted {
+                interrupted = true;
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            Ok(0)
+        });
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::WriteZero);
+        assert!(interrupted);
     }
 }

@@ -10,13 +10,12 @@ use std::path::PathBuf;
 use bao_tree::iter::{BaoChunk, ResponseIter};
 use bao_tree::{BaoTree, TreeNode};
 use pyo3::prelude::*;
-use smallvec::SmallVec;
 
 use crate::error::{at, Error, Result};
-use crate::hash::{hash_subtree, parent_cv, split_pair};
+use crate::hash::hash_subtree;
 use crate::outboard::tree;
 use crate::ranges::{truncated, ChunkRanges};
-use crate::GROUP_CHUNKS;
+use crate::verify::{group_of, Verifier};
 
 /// Where bytes come from: a file, or a small blob held in memory.
 #[derive(FromPyObject)]
@@ -27,28 +26,33 @@ pub enum Source {
 
 enum Reader {
     Bytes(Vec<u8>),
-    File(File),
+    File(File, PathBuf),
 }
 
 impl Reader {
     fn open(source: Source) -> Result<Self> {
         Ok(match source {
             Source::Bytes(b) => Reader::Bytes(b),
-            Source::Path(p) => Reader::File(File::open(&p).map_err(at(&p))?),
+            Source::Path(p) => Reader::File(File::open(&p).map_err(at(&p))?, p),
         })
     }
 
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    /// Fills `buf` from `offset`; Ok(false) if the source ends before.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<bool> {
         match self {
-            Reader::File(f) => f.read_exact_at(buf, offset),
+            Reader::File(f, path) => match f.read_exact_at(buf, offset) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+                other => other.map(|()| true).map_err(at(path)),
+            },
             Reader::Bytes(b) => {
                 let start = usize::try_from(offset).unwrap_or(usize::MAX);
                 let src = start
                     .checked_add(buf.len())
-                    .and_then(|end| b.get(start..end))
-                    .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-                buf.copy_from_slice(src);
-                Ok(())
+                    .and_then(|end| b.get(start..end));
+                if let Some(src) = src {
+                    buf.copy_from_slice(src);
+                }
+                Ok(src.is_some())
             }
         }
     }
@@ -60,7 +64,7 @@ pub struct Encoder {
     data: Reader,
     outboard: Reader,
     iter: ResponseIter,
-    stack: SmallVec<[blake3::Hash; 16]>,
+    verifier: Verifier,
     header_sent: bool,
     next: Option<BaoChunk>,
     buffer: Vec<u8>,
@@ -76,22 +80,19 @@ fn changed(what: &str, group: u64) -> Error {
 impl Encoder {
     fn read_data(&mut self, offset: u64, len: usize, group: u64) -> Result<()> {
         self.buffer.resize(len, 0);
-        match self.data.read_exact_at(offset, &mut self.buffer) {
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(changed("the data", group)),
-            other => Ok(other?),
+        if !self.data.read_exact_at(offset, &mut self.buffer)? {
+            return Err(changed("the data", group));
         }
+        Ok(())
     }
 
     /// The hash pair of `node`: from the outboard, or hashed from the data below group level.
     fn pair(&mut self, node: TreeNode) -> Result<[u8; 64]> {
-        let group = node.chunk_range().start.0 / GROUP_CHUNKS;
+        let group = group_of(node.chunk_range().start);
         let mut pair = [0u8; 64];
         if let Some(offset) = self.tree.pre_order_offset(node) {
-            match self.outboard.read_exact_at(offset * 64, &mut pair) {
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(changed("the outboard", group))
-                }
-                other => other?,
+            if !self.outboard.read_exact_at(offset * 64, &mut pair)? {
+                return Err(changed("the outboard", group));
             }
             return Ok(pair);
         }
@@ -109,42 +110,21 @@ impl Encoder {
     }
 
     fn emit(&mut self, item: BaoChunk, out: &mut Vec<u8>) -> Result<()> {
-        let expected = self.stack.pop().expect("one hash per item");
         match item {
-            BaoChunk::Parent {
-                node,
-                is_root,
-                left,
-                right,
-                ..
-            } => {
+            BaoChunk::Parent { node, .. } => {
                 let pair = self.pair(node)?;
-                let (l, r) = split_pair(&pair);
-                if parent_cv(&l, &r, is_root) != expected {
-                    return Err(changed(
-                        "the outboard",
-                        node.chunk_range().start.0 / GROUP_CHUNKS,
-                    ));
-                }
-                if right {
-                    self.stack.push(r);
-                }
-                if left {
-                    self.stack.push(l);
-                }
+                self.verifier
+                    .verify_item(&item, &pair)
+                    .map_err(|m| changed("the outboard", m.group()))?;
                 out.extend_from_slice(&pair);
             }
             BaoChunk::Leaf {
-                start_chunk,
-                size,
-                is_root,
-                ..
+                start_chunk, size, ..
             } => {
-                let group = start_chunk.0 / GROUP_CHUNKS;
-                self.read_data(start_chunk.to_bytes(), size, group)?;
-                if hash_subtree(start_chunk.0, &self.buffer, is_root) != expected {
-                    return Err(changed("the data", group));
-                }
+                self.read_data(start_chunk.to_bytes(), size, group_of(start_chunk))?;
+                self.verifier
+                    .verify_item(&item, &self.buffer)
+                    .map_err(|m| changed("the data", m.group()))?;
                 out.extend_from_slice(&self.buffer);
             }
         }
@@ -181,14 +161,12 @@ impl Encoder {
         let ranges = truncated(&ranges.inner, size);
         let mut iter = ResponseIter::new(tree, ranges);
         let next = iter.next();
-        let mut stack = SmallVec::new();
-        stack.push(root);
         Ok(Encoder {
             tree,
             data: Reader::open(data)?,
             outboard: Reader::open(outboard)?,
             iter,
-            stack,
+            verifier: Verifier::new(tree, root),
             header_sent: false,
             next,
             buffer: Vec::new(),

@@ -7,6 +7,7 @@ mod error;
 mod hash;
 mod outboard;
 mod ranges;
+mod verify;
 
 use bao_tree::BlockSize;
 use pyo3::prelude::*;

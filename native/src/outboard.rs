@@ -3,18 +3,18 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use bao_tree::io::outboard::PreOrderOutboard;
-use bao_tree::io::sync::{outboard, OutboardMut};
+use bao_tree::io::sync::outboard;
 use bao_tree::iter::BaoChunk;
 use bao_tree::{BaoTree, ChunkRanges as Ranges, TreeNode};
-use memmap2::MmapMut;
 use pyo3::prelude::*;
 use smallvec::SmallVec;
 
-use crate::error::{at, Error, Result};
+use crate::error::{at, tagged, Error, Result};
 use crate::hash::{hash_subtree, parent_cv};
 use crate::ranges::ChunkRanges;
 use crate::BLOCK_SIZE;
@@ -30,27 +30,112 @@ pub fn tree(size: u64) -> BaoTree {
     BaoTree::new(size, BLOCK_SIZE)
 }
 
-/// An outboard being written into a memory map of its file: node writes cost a memcpy, not a
-/// syscall each, and memory stays bounded by the page cache rather than the process.
-struct MmapOutboard {
+/// Hash pairs a writer gathers before it writes them out: 1 MiB, the pairs over 256 MiB of data.
+pub const WINDOW_PAIRS: usize = 16384;
+
+/// Writes hash pairs into a pre-order outboard file with `pwrite`, never through a memory map: a
+/// map of a file that another process truncates faults with SIGBUS, ending the whole node, and
+/// no lock taken here could stop a process that does not ask for it. Pairs are gathered in a
+/// window of adjacent slots and written in runs, so the cost is a few syscalls per window rather
+/// than one per pair; a slot never saved is never written, so the pairs already in a partial
+/// blob's outboard survive a decoder that covers other ranges.
+pub struct OutboardWriter {
+    file: File,
+    path: PathBuf,
     tree: BaoTree,
-    map: Option<MmapMut>,
+    capacity: usize,
+    /// The slot (pair number in the file) of `window[0..64]`.
+    start: u64,
+    window: Vec<u8>,
+    /// Whether each slot of the window holds a pair to write.
+    saved: Vec<bool>,
 }
 
-impl OutboardMut for MmapOutboard {
-    fn save(&mut self, node: TreeNode, pair: &(blake3::Hash, blake3::Hash)) -> io::Result<()> {
-        let (Some(offset), Some(map)) = (self.tree.pre_order_offset(node), self.map.as_mut())
-        else {
+impl OutboardWriter {
+    /// A writer of at most `capacity` pairs at a time into `file`, the outboard of `tree`.
+    pub fn new(file: File, path: PathBuf, tree: BaoTree, capacity: usize) -> Self {
+        OutboardWriter {
+            file,
+            path,
+            tree,
+            capacity: capacity.max(1),
+            start: 0,
+            window: Vec::new(),
+            saved: Vec::new(),
+        }
+    }
+
+    /// The slot of `node`'s pair: none for a node inside one chunk group (a stream of a range
+    /// smaller than a group, such as the last chunk that proves the size, carries such nodes;
+    /// they are verified, and the group's data is what the outboard keeps of them), and an
+    /// error for a node past the end of this blob, which would land on another node's slot.
+    fn slot(&self, node: TreeNode) -> Result<Option<u64>> {
+        if node.level() < u32::from(self.tree.block_size().chunk_log()) {
+            return Ok(None);
+        }
+        let pairs = self.tree.outboard_size() / 64;
+        match self.tree.pre_order_offset(node) {
+            Some(slot) if slot < pairs && node.mid().to_bytes() < self.tree.size() => {
+                Ok(Some(slot))
+            }
+            _ => Err(Error::Internal(format!(
+                "the outboard of a {} byte blob has no place for node {node:?}",
+                self.tree.size()
+            ))),
+        }
+    }
+
+    /// Saves the hash pair of `node` (64 bytes: the left child's hash, then the right one's).
+    pub fn save(&mut self, node: TreeNode, pair: &[u8; 64]) -> Result<()> {
+        let Some(slot) = self.slot(node)? else {
             return Ok(());
         };
-        let at = (offset * 64) as usize;
-        map[at..at + 32].copy_from_slice(pair.0.as_bytes());
-        map[at + 32..at + 64].copy_from_slice(pair.1.as_bytes());
+        if self.saved.is_empty() {
+            self.start = slot;
+        } else if slot >= self.start + self.capacity as u64 {
+            self.flush()?;
+            self.start = slot;
+        }
+        if slot < self.start {
+            // Post-order saves a parent after its subtree, which may already be written out.
+            return self
+                .file
+                .write_all_at(pair, slot * 64)
+                .map_err(at(&self.path));
+        }
+        let i = (slot - self.start) as usize;
+        if self.saved.len() <= i {
+            self.saved.resize(i + 1, false);
+            self.window.resize((i + 1) * 64, 0);
+        }
+        self.window[i * 64..(i + 1) * 64].copy_from_slice(pair);
+        self.saved[i] = true;
         Ok(())
     }
 
-    fn sync(&mut self) -> io::Result<()> {
-        self.map.as_ref().map_or(Ok(()), |m| m.flush())
+    /// Writes out the saved pairs, one `pwrite` per run of adjacent slots.
+    pub fn flush(&mut self) -> Result<()> {
+        let mut i = 0;
+        while i < self.saved.len() {
+            if !self.saved[i] {
+                i += 1;
+                continue;
+            }
+            let end = i + self.saved[i..].iter().take_while(|s| **s).count();
+            self.file
+                .write_all_at(&self.window[i * 64..end * 64], (self.start + i as u64) * 64)
+                .map_err(at(&self.path))?;
+            i = end;
+        }
+        self.saved.clear();
+        self.window.clear();
+        Ok(())
+    }
+
+    /// Makes the pairs written out by [`flush`](Self::flush) durable. Takes `&self` so that a
+    /// decoder's `sync` shares its borrow with the getters another thread may call meanwhile.
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(at(&self.path))
     }
 }
 
@@ -83,6 +168,7 @@ impl Progress<'_> {
 /// groups, so that the kernel's copy overlaps with hashing; blocks come back for reuse.
 fn with_blocks<T>(
     mut file: &File,
+    path: &Path,
     size: u64,
     consume: impl FnOnce(&mut dyn FnMut(Vec<u8>) -> Result<Option<Block>>) -> Result<T>,
 ) -> Result<T> {
@@ -120,7 +206,7 @@ fn with_blocks<T>(
                     "the file shrank while it was being hashed",
                     None,
                 )),
-                Ok(Err(e)) => Err(e.into()),
+                Ok(Err(e)) => Err(at(path)(e)),
                 Err(_) => Ok(None),
             }
         };
@@ -141,11 +227,12 @@ pub struct Block {
 /// it lies in the block that was read.
 fn hash_into(
     file: &File,
+    path: &Path,
     tree: BaoTree,
-    ob: &mut MmapOutboard,
+    ob: &mut OutboardWriter,
     progress: &mut Progress<'_>,
 ) -> Result<blake3::Hash> {
-    with_blocks(file, tree.size(), |next_block| {
+    with_blocks(file, path, tree.size(), |next_block| {
         let mut stack: SmallVec<[blake3::Hash; 64]> = SmallVec::new();
         let mut block = Block {
             buf: Vec::new(),
@@ -161,7 +248,10 @@ fn hash_into(
                     let left = stack
                         .pop()
                         .expect("post-order gives two children per parent");
-                    ob.save(node, &(left, right))?;
+                    let mut pair = [0u8; 64];
+                    pair[..32].copy_from_slice(left.as_bytes());
+                    pair[32..].copy_from_slice(right.as_bytes());
+                    ob.save(node, &pair)?;
                     stack.push(parent_cv(&left, &right, is_root));
                 }
                 BaoChunk::Leaf {
@@ -194,32 +284,24 @@ fn create_file_outboard(
     callback: Option<&Py<PyAny>>,
 ) -> Result<(blake3::Hash, u64)> {
     let file = File::open(data).map_err(at(data))?;
-    let size = file.metadata()?.len();
+    let size = file.metadata().map_err(at(data))?.len();
     let tree = tree(size);
     let out = OpenOptions::new()
-        .read(true)
         .write(true)
         .create(true)
         .truncate(true)
         .open(target)
         .map_err(at(target))?;
-    out.set_len(tree.outboard_size())?;
-    let map = if tree.outboard_size() > 0 {
-        // SAFETY: the outboard file was just created by us; nothing else maps or truncates it.
-        Some(unsafe { MmapMut::map_mut(&out)? })
-    } else {
-        None
-    };
+    out.set_len(tree.outboard_size()).map_err(at(target))?;
     let mut progress = Progress {
         callback,
         total: size,
         next_report: PROGRESS_EVERY,
     };
-    let mut ob = MmapOutboard { tree, map };
-    let root = hash_into(&file, tree, &mut ob, &mut progress)?;
+    let mut ob = OutboardWriter::new(out, target.to_path_buf(), tree, WINDOW_PAIRS);
+    let root = hash_into(&file, data, tree, &mut ob, &mut progress)?;
+    ob.flush()?;
     ob.sync()?;
-    drop(ob);
-    out.sync_data()?;
     progress.report(size)?;
     Ok((root, size))
 }
@@ -231,8 +313,8 @@ fn create_file_outboard(
 #[pyo3(signature = (data, outboard, progress = None))]
 pub fn create_outboard(
     py: Python<'_>,
-    data: std::path::PathBuf,
-    outboard: std::path::PathBuf,
+    data: PathBuf,
+    outboard: PathBuf,
     progress: Option<Py<PyAny>>,
 ) -> Result<(Vec<u8>, u64)> {
     let (root, size) = py.detach(|| create_file_outboard(&data, &outboard, progress.as_ref()))?;
@@ -249,7 +331,7 @@ pub fn outboard_from_bytes(py: Python<'_>, data: &[u8]) -> Result<(Vec<u8>, Vec<
             ..Default::default()
         };
         ob.data = vec![0u8; tree.outboard_size() as usize];
-        let root = outboard(data, tree, &mut ob)?;
+        let root = outboard(data, tree, &mut ob).map_err(Error::untag)?;
         Ok((root.as_bytes().to_vec(), ob.data))
     })
 }
@@ -258,23 +340,186 @@ pub fn outboard_from_bytes(py: Python<'_>, data: &[u8]) -> Result<(Vec<u8>, Vec<
 #[pyfunction]
 pub fn valid_ranges(
     py: Python<'_>,
-    data: std::path::PathBuf,
-    outboard: std::path::PathBuf,
+    data: PathBuf,
+    outboard: PathBuf,
     root: &[u8],
     size: u64,
 ) -> Result<ChunkRanges> {
     let root = crate::parse_root(root)?;
     py.detach(|| {
-        let data = File::open(&data).map_err(at(&data))?;
         let ob = PreOrderOutboard {
             root,
             tree: tree(size),
-            data: File::open(&outboard).map_err(at(&outboard))?,
+            data: Named::open(&outboard)?,
         };
         let mut valid = Ranges::empty();
-        for range in bao_tree::io::sync::valid_ranges(ob, data, &Ranges::all()) {
-            valid |= Ranges::from(range?);
+        for range in bao_tree::io::sync::valid_ranges(ob, Named::open(&data)?, &Ranges::all()) {
+            valid |= Ranges::from(range.map_err(Error::untag)?);
         }
         Ok(ChunkRanges::new(valid))
     })
+}
+
+/// A file whose read errors carry its path through bao-tree's `io::Result`s.
+struct Named<'a> {
+    file: File,
+    path: &'a Path,
+}
+
+impl<'a> Named<'a> {
+    fn open(path: &'a Path) -> Result<Self> {
+        let file = File::open(path).map_err(at(path))?;
+        Ok(Named { file, path })
+    }
+}
+
+impl positioned_io::ReadAt for Named<'_> {
+    fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        FileExt::read_at(&self.file, buf, pos).map_err(|e| tagged(self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use bao_tree::BlockSize;
+
+    use super::*;
+
+    /// bao-tree's own pre-order outboard of `data`, the reference.
+    fn reference(data: &[u8]) -> (blake3::Hash, Vec<u8>) {
+        let tree = tree(data.len() as u64);
+        let mut ob = PreOrderOutboard::<Vec<u8>> {
+            tree,
+            ..Default::default()
+        };
+        ob.data = vec![0u8; tree.outboard_size() as usize];
+        let root = outboard(data, tree, &mut ob).unwrap();
+        (root, ob.data)
+    }
+
+    fn data(size: usize) -> Vec<u8> {
+        let mut rng = fastrand::Rng::with_seed(size as u64);
+        std::iter::repeat_with(|| rng.u8(..)).take(size).collect()
+    }
+
+    fn writer(file: &tempfile::NamedTempFile, tree: BaoTree, capacity: usize) -> OutboardWriter {
+        let handle = file.reopen().unwrap();
+        OutboardWriter::new(handle, file.path().to_path_buf(), tree, capacity)
+    }
+
+    const SIZES: [usize; 7] = [
+        0,
+        1,
+        16384,
+        16385,
+        5 * 16384 + 3,
+        37 * 16384,
+        100 * 16384 + 1000,
+    ];
+
+    #[test]
+    fn a_file_outboard_in_any_window_matches_bao_tree() {
+        for size in SIZES {
+            let data = data(size);
+            let (root, expected) = reference(&data);
+            let mut input = tempfile::NamedTempFile::new().unwrap();
+            input.write_all(&data).unwrap();
+            for capacity in [1, 2, 3, 7, WINDOW_PAIRS] {
+                let out = tempfile::NamedTempFile::new().unwrap();
+                let tree = tree(size as u64);
+                out.as_file().set_len(tree.outboard_size()).unwrap();
+                let mut ob = writer(&out, tree, capacity);
+                let mut progress = Progress {
+                    callback: None,
+                    total: size as u64,
+                    next_report: PROGRESS_EVERY,
+                };
+                let file = File::open(input.path()).unwrap();
+                let got = hash_into(&file, input.path(), tree, &mut ob, &mut progress);
+                ob.flush().unwrap();
+                assert_eq!(got.unwrap(), root, "size {size}");
+                let written = std::fs::read(out.path()).unwrap();
+                assert!(written == expected, "size {size}, window {capacity}");
+            }
+        }
+    }
+
+    #[test]
+    fn create_outboard_replaces_a_longer_file() {
+        let data = data(9 * 16384);
+        let dir = tempfile::tempdir().unwrap();
+        let (input, target) = (dir.path().join("data"), dir.path().join("obao"));
+        std::fs::write(&input, &data).unwrap();
+        std::fs::write(&target, vec![0xAA; 4096]).unwrap();
+        let (root, size) = create_file_outboard(&input, &target, None).unwrap();
+        assert_eq!((root, size), (reference(&data).0, data.len() as u64));
+        assert_eq!(std::fs::read(&target).unwrap(), reference(&data).1);
+    }
+
+    #[test]
+    fn slots_never_saved_are_never_written() {
+        let size = 37 * 16384;
+        let (_, expected) = reference(&data(size));
+        let tree = tree(size as u64);
+        let nodes: Vec<TreeNode> = tree
+            .pre_order_nodes_iter()
+            .filter(|n| tree.pre_order_offset(*n).is_some())
+            .collect();
+        assert_eq!(nodes.len() * 64, expected.len());
+        // Every third node: in pre-order (as a decoder saves) and the other way round (as
+        // post-order saves a parent after its children).
+        let forward: Vec<TreeNode> = nodes.iter().copied().step_by(3).collect();
+        let backward: Vec<TreeNode> = forward.iter().copied().rev().collect();
+        for chosen in [forward, backward] {
+            for capacity in [1, 4, WINDOW_PAIRS] {
+                let out = tempfile::NamedTempFile::new().unwrap();
+                std::fs::write(out.path(), vec![0xAA; expected.len()]).unwrap();
+                let mut ob = writer(&out, tree, capacity);
+                for node in &chosen {
+                    let slot = tree.pre_order_offset(*node).unwrap() as usize * 64;
+                    ob.save(*node, expected[slot..slot + 64].try_into().unwrap())
+                        .unwrap();
+                }
+                ob.flush().unwrap();
+                let written = std::fs::read(out.path()).unwrap();
+                for node in &nodes {
+                    let slot = tree.pre_order_offset(*node).unwrap() as usize * 64;
+                    let want = if chosen.contains(node) {
+                        &expected[slot..slot + 64]
+                    } else {
+                        &[0xAA; 64][..]
+                    };
+                    assert_eq!(&written[slot..slot + 64], want, "window {capacity}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_pair_without_a_slot_is_an_error_and_writes_nothing() {
+        let small = tree(4 * 16384);
+        let out = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(out.path(), vec![0xAA; small.outboard_size() as usize]).unwrap();
+        let mut ob = writer(&out, small, WINDOW_PAIRS);
+        // The parent over groups 4..8 of a larger blob lies past the end of this one.
+        let beyond = tree(8 * 16384)
+            .pre_order_nodes_iter()
+            .find(|n| n.chunk_range().start.0 == 4 * 16 && n.chunk_range().end.0 == 8 * 16)
+            .unwrap();
+        match ob.save(beyond, &[0u8; 64]) {
+            Err(Error::Internal(message)) => assert!(message.contains("no place")),
+            other => panic!("saving {beyond:?} gave {other:?}"),
+        }
+        // A node inside one chunk group has no pair in an outboard of 16 KiB groups: a stream
+        // of the last chunk alone carries it, and it is skipped.
+        let inside = BaoTree::new(4 * 16384, BlockSize::ZERO)
+            .pre_order_nodes_iter()
+            .find(|n| n.level() == 1)
+            .unwrap();
+        ob.save(inside, &[0u8; 64]).unwrap();
+        ob.flush().unwrap();
+        assert_eq!(std::fs::read(out.path()).unwrap(), vec![0xAA; 3 * 64]);
+    }
 }

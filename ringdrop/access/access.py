@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import math
+import os
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -18,7 +19,9 @@ from typing import TYPE_CHECKING, TypeVar, cast, get_args
 
 import apsw
 
+from ringdrop.access import groups
 from ringdrop.access.decision import CATALOG, judge, log_entry
+from ringdrop.access.manifest import RING_ID_BYTES, Manifest
 from ringdrop.access.records import (
     NICKNAME_MAX,
     PEER_ID_CHARS,
@@ -48,7 +51,7 @@ from ringdrop.errors import (
     OpenRingError,
     StoreError,
 )
-from ringdrop.identity import PeerId, base32_decode, first_non_base32
+from ringdrop.identity import Identity, PeerId, base32_decode, first_non_base32
 from ringdrop.store.db import Database
 from ringdrop.store.tags import check_format, format_from_sql, format_to_sql
 from ringdrop.ticket import Address, Format
@@ -96,7 +99,10 @@ class Access:
             existing = _one(conn, "SELECT name FROM rings WHERE name = ?", (name,))
             if existing is not None:
                 raise StoreError(f"There is already a ring named '{existing[0]}'.")
-            conn.execute("INSERT INTO rings (name, created_at) VALUES (?, ?)", (name, now))
+            conn.execute(
+                "INSERT INTO rings (name, created_at, uid) VALUES (?, ?, ?)",
+                (name, now, os.urandom(RING_ID_BYTES)),
+            )
         return RingInfo(name, 0, 0, now)
 
     def rename_ring(self, old: str, new: str) -> None:
@@ -130,14 +136,129 @@ class Access:
                 "SELECT r.name,"
                 " (SELECT count(*) FROM ring_members AS m WHERE m.ring_id = r.id),"
                 " (SELECT count(DISTINCT a.hash) FROM attachments AS a WHERE a.ring_id = r.id),"
-                " r.created_at "
+                " r.created_at, r.members_serve, r.version "
                 "FROM rings AS r ORDER BY r.id <> ?, r.name",
                 (OPEN_RING_ID,),
             ).fetchall()
         return [
-            RingInfo(cast(str, n), cast(int, m), cast(int, c), cast(float, t))
-            for n, m, c, t in rows
+            RingInfo(
+                cast(str, n), cast(int, m), cast(int, c), cast(float, t), bool(s), cast(int, v)
+            )
+            for n, m, c, t, s, v in rows
         ]
+
+    def set_members_serve(self, ring: str, on: bool) -> None:
+        """Whether the members of this node's `ring` may serve what they received under it
+        (carried in its manifest)."""
+        with self._db.transaction() as conn:
+            ring_id, _ = _ring(conn, ring)
+            if ring_id == OPEN_RING_ID:
+                raise OpenRingError("The open ring has no members, so none can serve for it.")
+            conn.execute("UPDATE rings SET members_serve = ? WHERE id = ?", (int(on), ring_id))
+
+    # Ring manifests (see groups.py)
+
+    def sign_ring(self, identity: Identity, ring: str, now: float | None = None) -> Manifest | None:
+        """Signs and stores the next version of `ring`'s manifest; None for the open ring."""
+        now = time.time() if now is None else now
+        with self._db.transaction() as conn:
+            ring_id, _ = _ring(conn, ring)
+            if ring_id == OPEN_RING_ID:
+                return None
+            return groups.sign_own(conn, identity, ring_id, now)
+
+    def sign_due(self, identity: Identity, now: float | None = None) -> list[Manifest]:
+        """Signs again every ring of this node whose manifest is missing, older than its tables
+        or past half its validity."""
+        now = time.time() if now is None else now
+        with self._db.snapshot() as conn:  # most of the time nothing is due: no write lock
+            if not groups.own_due(conn, now):
+                return []
+        with self._db.transaction() as conn:
+            return [groups.sign_own(conn, identity, r, now) for r in groups.own_due(conn, now)]
+
+    def store_manifests(
+        self, raws: Iterable[bytes], own: PeerId, *, new_ring_ok: bool, now: float | None = None
+    ) -> list[Manifest]:
+        """Keeps those of `raws` that are valid and newer than what is held (see
+        `groups.store`); the others, forged ones included, are ignored. Returns those kept."""
+        now = time.time() if now is None else now
+        kept = []
+        with self._db.transaction() as conn:
+            for manifest in groups.parse_all(raws):
+                stored = groups.store(conn, manifest.raw, now, own=own, new_ring_ok=new_ring_ok)
+                if stored is not None:
+                    kept.append(stored)
+        return kept
+
+    def manifest(self, ring_id: bytes) -> Manifest | None:
+        """The newest manifest held of the ring `ring_id`."""
+        with self._db.snapshot() as conn:
+            row = _one(conn, "SELECT raw FROM manifests WHERE uid = ?", (ring_id,))
+        return None if row is None else groups.parse_all([cast(bytes, row[0])])[0]
+
+    def held_manifests(self, now: float | None = None) -> list[Manifest]:
+        """Every valid manifest held, own and received, newest first."""
+        now = time.time() if now is None else now
+        with self._db.snapshot() as conn:
+            raws = [
+                bytes(cast(bytes, r))
+                for (r,) in conn.execute(
+                    "SELECT raw FROM manifests WHERE valid_until > ? ORDER BY issued_at DESC",
+                    (now,),
+                )
+            ]
+        return groups.parse_all(raws)
+
+    def manifests_admitting(self, peer: PeerId, now: float | None = None) -> list[bytes]:
+        now = time.time() if now is None else now
+        with self._db.snapshot() as conn:
+            return groups.admitting(conn, peer, now)
+
+    def newer_manifests(self, held: Sequence[Manifest]) -> list[bytes]:
+        with self._db.snapshot() as conn:
+            return groups.newer_than(conn, held)
+
+    def manifests_for_root(
+        self, peer: PeerId, root: bytes, now: float | None = None
+    ) -> list[bytes]:
+        """The manifests of the rings through which `peer` may read `root`."""
+        _check_root(root)
+        now = time.time() if now is None else now
+        with self._db.snapshot() as conn:
+            return groups.for_root(conn, peer, root, now)
+
+    def record_received(self, root: bytes, manifests: Iterable[Manifest]) -> None:
+        """Records that `root` was received under the rings of `manifests`: this node may serve
+        it to their members, as their newest manifests allow."""
+        _check_root(root)
+        with self._db.transaction() as conn:
+            groups.record_received(conn, root, manifests, time.time())
+
+    def received_under(self, root: bytes) -> list[bytes]:
+        """The ids of the rings `root` was received under."""
+        with self._db.snapshot() as conn:
+            return [
+                bytes(cast(bytes, u))
+                for (u,) in conn.execute("SELECT uid FROM received_under WHERE hash = ?", (root,))
+            ]
+
+    def add_provider(
+        self, root: bytes, peer: PeerId, relay: str | None, addresses: Sequence[Address]
+    ) -> None:
+        """Records that `peer` holds `root`, and how it is reached."""
+        _check_root(root)
+        text = ",".join(f"{a.ip} {a.port}" for a in addresses)
+        with self._db.transaction() as conn:
+            groups.record_provider(conn, root, peer, relay, text, time.time())
+
+    def providers(self, root: bytes) -> list[tuple[PeerId, str | None, list[Address]]]:
+        """The members that said they hold `root`, newest first, with their relay and
+        addresses."""
+        _check_root(root)
+        with self._db.snapshot() as conn:
+            rows = groups.providers(conn, root)
+        return [(p, r, [_address(t) for t in a.split(",") if t]) for p, r, a in rows]
 
     def add_member(self, ring: str, peer: PeerRef, expires_at: float | None = None) -> None:
         """Puts `peer` in `ring` (and in the peer book); if it is already a member, sets the
@@ -160,6 +281,22 @@ class Access:
                 "ON CONFLICT (ring_id, peer_id) DO UPDATE SET expires_at = excluded.expires_at",
                 (ring_id, peer_id.raw, expires_at, now),
             )
+
+    def expire_member(self, ring: str, peer: PeerRef, at: float) -> None:
+        """Ends a member's membership of `ring` at `at`; NotFoundError if it is no member."""
+        if not math.isfinite(at):
+            raise ValueError(f"at must be a finite time, not {at}")
+        with self._db.transaction() as conn:
+            ring_id, ring_name = _ring(conn, ring)
+            peer_id = self._peer_id(conn, peer)
+            conn.execute(
+                "UPDATE ring_members SET expires_at = ? WHERE ring_id = ? AND peer_id = ?",
+                (at, ring_id, peer_id.raw),
+            )
+            if conn.changes() == 0:
+                raise NotFoundError(
+                    f"The ring '{ring_name}' does not include {_peer_name(conn, peer_id)}."
+                )
 
     def remove_member(self, ring: str, peer: PeerRef) -> None:
         with self._db.transaction() as conn:
@@ -496,6 +633,7 @@ class Access:
         now: float | None = None,
         *,
         as_collection: bool = False,
+        reserve: bool = False,
     ) -> tuple[Decision, AccessLogEntry]:
         """`decide` without the write: the decision, and the log entry the caller must queue.
         `as_collection` asks for `root` as a whole collection (a members request): only rings
@@ -504,7 +642,9 @@ class Access:
         _check_permission(operation)
         now = time.time() if now is None else now
         with self._db.snapshot() as conn:
-            decision = judge(conn, peer, root, operation, now, as_collection=as_collection)
+            decision = judge(
+                conn, peer, root, operation, now, as_collection=as_collection, reserve=reserve
+            )
         return decision, log_entry(peer, root, operation, decision, now)
 
     def nickname(self, peer: PeerId) -> str | None:
@@ -559,7 +699,7 @@ class Access:
         """The last `limit` uploads, newest first."""
         with self._pending() as (_, pending), self._db.snapshot() as conn:
             rows = conn.execute(
-                "SELECT at, peer_id, hash, bytes_sent, outcome FROM uploads "
+                "SELECT at, peer_id, hash, bytes_sent, outcome, via FROM uploads "
                 "ORDER BY id DESC LIMIT ?",
                 (_check_limit(limit),),
             ).fetchall()
@@ -570,8 +710,9 @@ class Access:
                 cast(bytes, h),
                 cast(int, n),
                 cast(UploadOutcome, o),
+                None if v is None else PeerId(cast(bytes, v)),
             )
-            for at, p, h, n, o in rows
+            for at, p, h, n, o, v in rows
         ]
         return _newest_first(pending, committed, limit)
 
@@ -639,8 +780,17 @@ def insert_decision(conn: apsw.Connection, entry: AccessLogEntry) -> int:
 
 
 def _decision_row(e: AccessLogEntry) -> tuple[object, ...]:
-    return (e.at, e.peer_id.raw, e.root, e.operation, e.allowed, e.ring, e.reason, e.count,
-            e.last_at)  # fmt: skip
+    return (
+        e.at,
+        e.peer_id.raw,
+        e.root,
+        e.operation,
+        e.allowed,
+        e.ring,
+        e.reason,
+        e.count,
+        e.last_at,
+    )
 
 
 def prune_logs(conn: apsw.Connection, retention: Retention, now: float) -> None:
@@ -664,8 +814,19 @@ def prune_logs(conn: apsw.Connection, retention: Retention, now: float) -> None:
 def insert_uploads(conn: apsw.Connection, entries: Sequence[Upload]) -> None:
     """Appends uploads to the upload log, in the caller's transaction."""
     conn.executemany(
-        "INSERT INTO uploads (at, peer_id, hash, bytes_sent, outcome) VALUES (?, ?, ?, ?, ?)",
-        [(e.at, e.peer_id.raw, e.root, e.bytes_sent, e.outcome) for e in entries],
+        "INSERT INTO uploads (at, peer_id, hash, bytes_sent, outcome, via) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (
+                e.at,
+                e.peer_id.raw,
+                e.root,
+                e.bytes_sent,
+                e.outcome,
+                None if e.via is None else e.via.raw,
+            )
+            for e in entries
+        ],
     )
 
 
@@ -773,6 +934,11 @@ def _one(
 ) -> tuple[object, ...] | None:
     row = conn.execute(sql, bindings).fetchone()
     return None if row is None else tuple(row)
+
+
+def _address(text: str) -> Address:
+    ip, port = text.split(" ")
+    return Address(ipaddress.ip_address(ip), int(port))
 
 
 def _check_root(root: bytes) -> bytes:

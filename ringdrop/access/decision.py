@@ -15,7 +15,16 @@ from ringdrop.access.records import AccessLogEntry, Decision, Permission
 from ringdrop.access.schema import OPEN_RING_ID
 from ringdrop.identity import PeerId
 
-__all__ = ["CATALOG", "DECIDE", "DECIDE_COLLECTION", "KNOWN", "judge", "log_entry"]
+__all__ = [
+    "CATALOG",
+    "DECIDE",
+    "DECIDE_COLLECTION",
+    "KNOWN",
+    "RESERVE",
+    "RESERVE_COLLECTION",
+    "judge",
+    "log_entry",
+]
 
 # The access decision: of the rings that `:root` (or a collection holding it) is attached to with
 # `:operation`, the best one. That is a ring that admits the peer (one it is a member of before
@@ -46,6 +55,26 @@ DECIDE = _DECIDE.format(
 # count, never those of a folder that happens to hold its blob as a file.
 DECIDE_COLLECTION = _DECIDE.format(content="a.hash = :root")
 
+# The member-side gate: content this node received under a ring whose newest manifest it holds,
+# which lets members re-serve and admits the peer now. `manifest_members` is keyed by peer first,
+# so this is a walk over the peer's few memberships, each checked by primary keys.
+_RESERVE = """
+SELECT m.name, m.owner, m.version
+FROM manifest_members AS mm
+JOIN manifests AS m ON m.uid = mm.uid
+JOIN received_under AS u ON u.uid = mm.uid
+WHERE mm.peer_id = :peer
+  AND (mm.expires_at IS NULL OR mm.expires_at > :now)
+  AND m.members_serve = 1 AND m.valid_until > :now AND m.issued_at <= :now + 300
+  AND u.hash {content}
+LIMIT 1
+"""
+RESERVE = _RESERVE.format(
+    content="IN (SELECT :root UNION ALL SELECT collection FROM collection_members "
+    "WHERE member = :root)"
+)
+RESERVE_COLLECTION = _RESERVE.format(content="= :root")
+
 KNOWN = "SELECT 1 FROM peers WHERE peer_id = ?"
 
 # Content the peer may read, driven by the rings that admit it (the index on attachments'
@@ -70,10 +99,13 @@ def judge(
     now: float,
     *,
     as_collection: bool = False,
+    reserve: bool = False,
 ) -> Decision:
     """May `peer` do `operation` with `root` at `now`? One query, in the caller's transaction
     (two when nothing is attached: is the peer one this node knows?). `as_collection` judges
-    `root` as a whole collection, admitted only through its own attachments."""
+    `root` as a whole collection, admitted only through its own attachments. With `reserve`,
+    content this node received under a ring is also served to that ring's members, as the
+    ring's newest manifest held here says (a second query, only when the first refuses)."""
     bindings = {
         "open": OPEN_RING_ID,
         "peer": peer.raw,
@@ -83,6 +115,18 @@ def judge(
     }
     row = conn.execute(DECIDE_COLLECTION if as_collection else DECIDE, bindings).fetchone()
     decision = _verdict(None if row is None else tuple(row), root, operation)
+    if not decision.allowed and reserve and operation == "read":
+        found = conn.execute(RESERVE_COLLECTION if as_collection else RESERVE, bindings)
+        member = found.fetchone()
+        if member is not None:
+            name, owner, version = member
+            return Decision(
+                True,
+                f"The peer is a member of the ring '{name}' (owner {PeerId(owner).short()}…, "
+                f"manifest version {version}), under which this node received it and whose "
+                "members may serve it.",
+                cast(str, name),
+            )
     if row is None and conn.execute(KNOWN, (peer.raw,)).fetchone() is not None:
         return dataclasses.replace(decision, not_shared=True)
     return decision

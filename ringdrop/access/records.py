@@ -61,6 +61,10 @@ class RingInfo:
     member_count: int
     content_count: int
     created_at: float
+    members_serve: bool = True
+    """Whether members may serve what they received under the ring (carried in its manifest)."""
+    version: int = 0
+    """The version of its newest signed manifest."""
 
     @property
     def is_open(self) -> bool:
@@ -146,6 +150,9 @@ class Upload:
     root: bytes
     bytes_sent: int
     outcome: UploadOutcome
+    via: PeerId | None = None
+    """A ring member that sent the bytes for this node, as the receiver reported it (None:
+    this node sent them)."""
 
 
 @dataclass(frozen=True)

@@ -205,12 +205,68 @@ CREATE TABLE file_metadata (
 ) STRICT, WITHOUT ROWID;
 """
 
+# Rings as groups (issue 24). An own ring gains a random id (`uid`, none for the open ring), the
+# version of its newest signed manifest, and whether members may re-serve. Every signed manifest
+# this node holds, its own and those received from owners or other members, is in `manifests`
+# (the raw signed bytes and the fields the gate reads), its members in `manifest_members`, keyed
+# by peer first so that the member-side gate is one indexed lookup. `received_under` says under
+# which rings content was received: a member re-serves only that. `providers` are the members
+# that said they hold a root, with how they are reached.
+_RING_MANIFESTS = """
+ALTER TABLE rings ADD COLUMN uid BLOB CHECK (uid IS NULL OR length(uid) = 16);
+ALTER TABLE rings ADD COLUMN version INTEGER NOT NULL DEFAULT 0 CHECK (version >= 0);
+ALTER TABLE rings ADD COLUMN members_serve INTEGER NOT NULL DEFAULT 1
+    CHECK (members_serve IN (0, 1));
+UPDATE rings SET uid = randomblob(16) WHERE id <> 1;
+CREATE UNIQUE INDEX rings_by_uid ON rings (uid);
+
+CREATE TABLE manifests (
+    uid BLOB PRIMARY KEY CHECK (length(uid) = 16),
+    owner BLOB NOT NULL CHECK (length(owner) = 32),
+    version INTEGER NOT NULL CHECK (version >= 0),
+    issued_at INTEGER NOT NULL,
+    valid_until INTEGER NOT NULL,
+    members_serve INTEGER NOT NULL CHECK (members_serve IN (0, 1)),
+    name TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    stored_at REAL NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE manifest_members (
+    peer_id BLOB NOT NULL CHECK (length(peer_id) = 32),
+    uid BLOB NOT NULL REFERENCES manifests (uid) ON DELETE CASCADE,
+    expires_at INTEGER,
+    PRIMARY KEY (peer_id, uid)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX manifest_members_by_ring ON manifest_members (uid);
+
+CREATE TABLE received_under (
+    hash BLOB NOT NULL CHECK (length(hash) = 32),
+    uid BLOB NOT NULL CHECK (length(uid) = 16),
+    received_at REAL NOT NULL,
+    PRIMARY KEY (hash, uid)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE providers (
+    hash BLOB NOT NULL CHECK (length(hash) = 32),
+    peer_id BLOB NOT NULL CHECK (length(peer_id) = 32),
+    relay TEXT,
+    addresses TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (hash, peer_id)
+) STRICT, WITHOUT ROWID;
+
+-- An upload a member made and the receiver reported: `via` is the member that sent the bytes.
+ALTER TABLE uploads ADD COLUMN via BLOB CHECK (via IS NULL OR length(via) = 32);
+"""
+
 ACCESS_MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "rings, peer book, grants, content links, access and upload logs", _ACCESS_TABLES),
     Migration(3, "the addresses peers were reached at", _PEER_ADDRESSES),
     Migration(4, "each collection's members in order", _record_collections),
     Migration(5, "repeated denials in one access-log row", _REPEATED_DENIALS),
     Migration(6, "a single file's time and executable bit", _FILE_METADATA),
+    Migration(7, "signed ring manifests, content received under rings, providers", _RING_MANIFESTS),
 )
 
 MIGRATIONS: tuple[Migration, ...] = tuple(

@@ -28,8 +28,12 @@ RELAY_POLICY_ENV = "RINGDROP_RELAY_POLICY"
 RELAY_POLICIES = ("public", "any")
 STUN_ENV = "RINGDROP_STUN"
 DISCOVERY_ENV = "RINGDROP_DISCOVERY"
-# And the file of exclusion patterns a shared folder may hold (ringdrop.node.IGNORE_FILE).
+# And the file of exclusion patterns a shared folder may hold (ringdrop.node.IGNORE_FILE), and
+# the defaults of short codes (ringdrop.node.CODE_EXPIRES, RECEIVE_TIMEOUT): seconds a code
+# works, and seconds a receiver waits for its sender.
 IGNORE_FILE = ".ringdropignore"
+CODE_EXPIRES = 600.0
+RECEIVE_TIMEOUT = 60.0
 
 Run = Callable[[argparse.Namespace], int]
 
@@ -204,6 +208,22 @@ def open_node(
             file=sys.stderr,
         )
     return node
+
+
+_RATE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]?)b?(?:/s)?", re.IGNORECASE)
+_RATE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+
+
+def rate_limit(text: str) -> int:
+    """`--limit-rate` as bytes a second: a number with K, M or G (decimal, as network rates
+    are: 20M is 20,000,000 bytes a second)."""
+    found = _RATE.fullmatch(text.strip())
+    value = 0 if found is None else int(float(found[1]) * _RATE_UNITS[found[2].lower()])
+    if value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a rate: give bytes a second such as 20M, 500K or 1G"
+        )
+    return value
 
 
 def expiry(text: str, now: datetime | None = None) -> float:

@@ -20,6 +20,7 @@ from ringdrop.errors import (
     NotFoundError,
     RelayDisabledError,
     RelayRefusedError,
+    RendezvousError,
     RingdropError,
 )
 
@@ -41,6 +42,17 @@ _AMBIGUOUS_HINTS = {
     "share": "Give more of the hash.",
 }
 
+_RENDEZVOUS_HINTS = {
+    "guessed": "Make a new code with `ringdrop send PATH --code`, and read it out carefully.",
+    "expired": "Make a new code with `ringdrop send PATH --code` (--expires gives it longer).",
+    "unanswered": (
+        "Check the code with the sender, and that both sides use the same relays (--relay, "
+        "RINGDROP_RELAY); --timeout waits longer."
+    ),
+    "taken": "Run it again for a new code, or choose another number: --code NUMBER-WORD-WORD.",
+    "busy": "Ask the sender for a new code.",
+}
+
 _HINTS: dict[type[RingdropError], Callable[[RingdropError], str | None]] = {
     NotFoundError: lambda e: _not_found_hint(cast(NotFoundError, e)),
     ExistsError: lambda e: (
@@ -60,6 +72,7 @@ _HINTS: dict[type[RingdropError], Callable[[RingdropError], str | None]] = {
         "Turn discovery on (--discovery URL or RINGDROP_DISCOVERY, not 'disabled'), or use a "
         "ticket (or share) that names the sharer's relay or addresses: no --no-relay."
     ),
+    RendezvousError: lambda e: _RENDEZVOUS_HINTS.get(cast(RendezvousError, e).kind),
     RelayDisabledError: lambda e: (
         "Choose a relay with --relay URL or RINGDROP_RELAY, or use a "
         "ticket (or share) with addresses: no --no-addresses."

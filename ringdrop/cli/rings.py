@@ -52,9 +52,23 @@ def _register_ring(commands: Commands) -> None:
         default=cmd_ring_list,
     )
     parser = add_command(
-        ring, "new", help="create a ring", examples=["ringdrop ring new family"], run=cmd_ring_new
+        ring,
+        "new",
+        help="create a ring",
+        examples=["ringdrop ring new family", "ringdrop ring new family --members-serve off"],
+        run=cmd_ring_new,
     )
     parser.add_argument("name", metavar="NAME", help="the new ring's name, such as family")
+    _members_serve_option(parser, default="on")
+    parser = add_command(
+        ring,
+        "set",
+        help="change a ring's settings (its members get them with its next signed manifest)",
+        examples=["ringdrop ring set family --members-serve off"],
+        run=cmd_ring_set,
+    )
+    parser.add_argument("name", metavar="NAME", help="the ring's name")
+    _members_serve_option(parser, default=None)
     add_command(
         ring,
         "list",
@@ -101,6 +115,22 @@ def _register_ring(commands: Commands) -> None:
     )
     parser = add_command(
         ring,
+        "expire",
+        help="end a peer's membership of a ring now, or at a time to come",
+        examples=["ringdrop ring expire family alice", "ringdrop ring expire family alice 2h"],
+        run=cmd_ring_expire,
+    )
+    parser.add_argument("ring", metavar="RING", help=_RING_HELP)
+    parser.add_argument("peer", metavar="PEER", help=_PEER_HELP)
+    parser.add_argument(
+        "when",
+        metavar="WHEN",
+        nargs="?",
+        type=expiry,
+        help="a duration (90m, 2h, 3d) or a date or time (2026-12-24T18:00); default: now",
+    )
+    parser = add_command(
+        ring,
         "remove",
         help="take a peer out of a ring",
         examples=["ringdrop ring remove family alice"],
@@ -108,6 +138,15 @@ def _register_ring(commands: Commands) -> None:
     )
     parser.add_argument("ring", metavar="RING", help=_RING_HELP)
     parser.add_argument("peer", metavar="PEER", help=_PEER_HELP)
+    parser = add_command(
+        ring,
+        "sync",
+        help="fetch the newest signed manifests of your rings from their owners (or the peers "
+        "named) and pass yours on",
+        examples=["ringdrop ring sync", "ringdrop ring sync alice"],
+        run=cmd_ring_sync,
+    )
+    parser.add_argument("peers", metavar="PEER", nargs="*", help=_PEER_HELP)
     parser = add_command(
         ring,
         "members",
@@ -118,20 +157,41 @@ def _register_ring(commands: Commands) -> None:
     parser.add_argument("ring", metavar="RING", help=_RING_HELP)
 
 
+def _members_serve_option(parser: argparse.ArgumentParser, default: str | None) -> None:
+    parser.add_argument(
+        "--members-serve",
+        choices=("on", "off"),
+        default=default,
+        required=default is None,
+        help="whether members serve what they received under the ring to each other, so that "
+        "a download takes from every member that holds it (default: on)",
+    )
+
+
 def cmd_ring_new(args: argparse.Namespace) -> int:
     with open_node(args) as node:
-        ring = node.create_ring(args.name)
+        ring = node.create_ring(args.name, members_serve=args.members_serve == "on")
     print(f"Created the ring '{ring.name}'. Add people with `ringdrop ring add {ring.name} PEER`.")
+    return 0
+
+
+def cmd_ring_set(args: argparse.Namespace) -> int:
+    with open_node(args) as node:
+        node.set_members_serve(args.name, args.members_serve == "on")
+    verb = "serve" if args.members_serve == "on" else "no longer serve"
+    print(f"Members of the ring '{args.name}' {verb} what they received under it.")
     return 0
 
 
 def cmd_ring_list(args: argparse.Namespace) -> int:
     with open_node(args, create=False) as node:
         rings = node.rings()
-    rows = [("RING", "MEMBERS", "SHARES")]
+    rows = [("RING", "MEMBERS", "SHARES", "MEMBERS SERVE", "VERSION")]
     for ring in rings:
         members = "anyone" if ring.is_open else str(ring.member_count)
-        rows.append((ring.name, members, str(ring.content_count)))
+        serve = "-" if ring.is_open else ("yes" if ring.members_serve else "no")
+        version = "-" if ring.is_open else str(ring.version)
+        rows.append((ring.name, members, str(ring.content_count), serve, version))
     display.table(rows)
     return 0
 
@@ -157,6 +217,29 @@ def cmd_ring_add(args: argparse.Namespace) -> int:
         who = label(node, peer_id)
     until = f" until {display.when(expires)}" if expires is not None else ""
     print(f"{who} is in the ring '{args.ring}'{until}.")
+    return 0
+
+
+def cmd_ring_expire(args: argparse.Namespace) -> int:
+    at: float = time.time() if args.when is None else args.when
+    with open_node(args) as node:
+        peer_id = node.expire_member(args.ring, args.peer, at)
+        who = label(node, peer_id)
+    when = "now" if args.when is None else f"at {display.when(at)}"
+    print(f"{who}'s membership of the ring '{args.ring}' ends {when}.")
+    return 0
+
+
+def cmd_ring_sync(args: argparse.Namespace) -> int:
+    import asyncio
+
+    with open_node(args) as node:
+        kept = asyncio.run(node.sync_rings(args.peers))
+    if not kept:
+        print("Your rings' manifests are the newest known.")
+    for manifest in kept:
+        print(f"The ring '{manifest.name}' of {manifest.owner.short()}… is now at version "
+              f"{manifest.version} ({len(manifest.members)} members).")  # fmt: skip
     return 0
 
 

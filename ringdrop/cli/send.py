@@ -1,6 +1,6 @@
 """`ringdrop send`: share, serve until the content has been fetched (once, or --times N), print
 progress, stop — the one-shot flow of `sendme send` and `croc send`. The other side runs
-`ringdrop receive TICKET` (the same as `get`)."""
+`ringdrop receive TICKET` (the same as `get`), or `ringdrop receive CODE` after `send --code`."""
 
 from __future__ import annotations
 
@@ -12,13 +12,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ringdrop import display
-from ringdrop.cli.base import Commands, add_command, add_no_addresses, open_node
+from ringdrop.cli.base import (
+    CODE_EXPIRES,
+    Commands,
+    add_command,
+    add_no_addresses,
+    expiry,
+    open_node,
+)
 from ringdrop.cli.exits import ExitCode
 from ringdrop.cli.progress import BytesProgress, StatusLine
 from ringdrop.cli.transfer import print_event
 
 if TYPE_CHECKING:
-    from ringdrop.node import Fetched, Node, Sent, Share
+    from ringdrop.node import Fetched, Node, Sent, Share, ShortCode
 
 _REDRAW = 0.2
 
@@ -35,12 +42,20 @@ def register(commands: Commands) -> None:
             "Without --ring, anyone with the ticket may fetch it, and only while this command "
             "runs: what it shares is offered by this send alone, so the ticket stops working "
             "when it ends (after --times receivers, or Ctrl-C). With --ring, only that ring's "
-            "members may fetch it, for as long."
+            "members may fetch it, for as long.\n\n"
+            "With --code, it prints a short code to read aloud (7-revenge-guitarist) instead "
+            "of the ticket, and the other side runs `ringdrop receive CODE`. The words are the "
+            "secret (16 bits for two): whoever types a wrong one ends the code for both sides, "
+            "so a guesser gets one try. Only the one receiver who typed it may fetch the "
+            "content — not anyone with the ticket, nor a ring (so no --ring, and no --times "
+            "but 1) — until it has all of it, or for as long again as --expires gives the code."
         ),
         examples=[
             "ringdrop send holiday.mp4",
             "ringdrop send ./photos --ring family --times 3",
             'ringdrop send --text "the door code is 4711"',
+            "ringdrop send holiday.mp4 --code",
+            "ringdrop send ./photos --code 42-revenge-guitarist --expires 30m",
         ],
         run=cmd_send,
     )
@@ -66,28 +81,90 @@ def register(commands: Commands) -> None:
         metavar="N",
         help="stop once N receivers have fetched all of it (default: %(default)s)",
     )
-    parser.add_argument("--qr", action="store_true", help="also show the ticket as a QR code")
+    parser.add_argument(
+        "--code",
+        nargs="?",
+        const="",
+        metavar="CODE",
+        help=(
+            "print a short code to read aloud instead of the ticket: a new one, or this one "
+            "(NUMBER-WORD-WORD); it lets one receiver fetch, with `ringdrop receive CODE`"
+        ),
+    )
+    parser.add_argument(
+        "--expires",
+        type=expiry,
+        metavar="WHEN",
+        help=(
+            "with --code: how long the code may be used (a duration such as 5m or 1h, or a "
+            "time); its receiver is admitted as long again. Default: "
+            f"{CODE_EXPIRES / 60:g} minutes"
+        ),
+    )
+    parser.add_argument(
+        "--qr", action="store_true", help="also show the ticket (or the code) as a QR code"
+    )
     add_no_addresses(parser)
 
 
 def cmd_send(args: argparse.Namespace) -> int:
     import asyncio
 
-    if (args.path is None) == (args.text is None):
-        print("ringdrop: error: give a PATH to send, or --text, not both", file=sys.stderr)
+    from ringdrop.node import ShortCode
+
+    problem = _unusable(args)
+    if problem:
+        print(f"ringdrop: error: {problem}", file=sys.stderr)
         return ExitCode.USAGE
+    code: ShortCode | None = None
+    if args.code is not None:
+        # A chosen code is checked before anything is hashed or sent.
+        code = ShortCode.parse(args.code) if args.code else ShortCode.generate()
     with open_node(args) as node:
-        sent = asyncio.run(_send(node, args))
-    who = ", ".join(_who(f) for f in sent.receivers)
-    print(f"Fetched by {who}. Nothing more is offered: the ticket no longer works.", flush=True)
+        sent = asyncio.run(_send(node, args, code))
+    what = "the ticket" if code is None else "the code"
+    if sent.receivers:
+        who = ", ".join(_who(f) for f in sent.receivers)
+        print(f"Fetched by {who}. Nothing more is offered: {what} no longer works.", flush=True)
+    elif sent.offer is not None and sent.offer.receiver is not None:
+        print(
+            f"{sent.offer.receiver} is finished with it, without fetching all of it from here "
+            f"(it had some of it already, or it stopped). Nothing more is offered: {what} no "
+            "longer works.",
+            flush=True,
+        )
     return 0
 
 
-async def _send(node: Node, args: argparse.Namespace) -> Sent:
+def _unusable(args: argparse.Namespace) -> str | None:
+    """Why these options cannot go together, if they cannot."""
+    from ringdrop.node import looks_like_code
+
+    if args.code and args.path is None and not looks_like_code(args.code):
+        return (
+            f"--code took {display.safe(args.code)!r} for the code: put the PATH before it "
+            "(ringdrop send PATH --code)"
+        )
+    if (args.path is None) == (args.text is None):
+        return "give a PATH to send, or --text, not both"
+    if args.code is None:
+        return "--expires is how long a short code works: add --code" if args.expires else None
+    if args.ring:
+        return (
+            "with --code, one receiver may fetch it, through a ring of its own: to let a ring's "
+            "members fetch it, send it without --code"
+        )
+    if args.times != 1:
+        return "with --code, one receiver may fetch it: to send to several, leave out --code"
+    return None
+
+
+async def _send(node: Node, args: argparse.Namespace, code: ShortCode | None) -> Sent:
     import asyncio
 
     loop = asyncio.get_running_loop()
-    watch = _Watch(args.times)
+    expires = None if args.expires is None else max(1.0, args.expires - time.time())
+    watch = _Watch(args.times, code, CODE_EXPIRES if expires is None else expires)
     name = display.safe(args.path.absolute().name) if args.path is not None else "the text"
     with BytesProgress(f"hashing {name}") as hashing:
         task = asyncio.ensure_future(
@@ -96,6 +173,8 @@ async def _send(node: Node, args: argparse.Namespace) -> Sent:
                 text=args.text,
                 rings=args.ring,
                 times=args.times,
+                code=code,
+                expires=expires,
                 addresses=not args.no_addresses,
                 progress=hashing,
                 ready=lambda share: watch.ready(share, args),
@@ -118,18 +197,21 @@ async def _send(node: Node, args: argparse.Namespace) -> Sent:
             if not stopped:
                 raise
             interrupt = KeyboardInterrupt()
-            interrupt.add_note("nothing more is offered: the ticket no longer works")
+            what = "the ticket" if code is None else "the code"
+            interrupt.add_note(f"nothing more is offered: {what} no longer works")
             raise interrupt from None
         finally:
             watch.line.clear()
 
 
 class _Watch:
-    """What the command prints while it serves: the ticket once it listens, the bytes going out
-    on the status line, and each receiver that has fetched it all."""
+    """What the command prints while it serves: the ticket (or the code) once it can be used,
+    the bytes going out on the status line, and each receiver that has fetched it all."""
 
-    def __init__(self, times: int) -> None:
+    def __init__(self, times: int, code: ShortCode | None, expires: float) -> None:
         self.times = times
+        self.code = code
+        self.expires = expires
         self.line = StatusLine()
         self.total = 0
         self.out = 0
@@ -138,13 +220,18 @@ class _Watch:
         self.done = 0
 
     def ready(self, share: Share, args: argparse.Namespace) -> None:
-        ticket = share.ticket.encode()
         what = (
             f"a text ({display.size(share.size)})"
             if args.text is not None
             else f"{display.safe(share.name)} ({display.kind(share.format)}, "
             f"{display.size(share.size)})"
         )
+        self.total = share.size * self.times
+        self.started = time.monotonic()
+        if self.code is not None:
+            self._show_code(what, self.code, args)
+            return
+        ticket = share.ticket.encode()
         readers = (
             "anyone with the ticket may fetch it"
             if not args.ring
@@ -156,8 +243,18 @@ class _Watch:
             display.print_qr(ticket)
         print(f"\nTicket:\n\n  {ticket}\n\nThe other side runs:\n\n  ringdrop receive {ticket}\n")
         print("Waiting for the receiver; Ctrl-C stops (and the ticket stops working).", flush=True)
-        self.total = share.size * self.times
-        self.started = time.monotonic()
+
+    def _show_code(self, what: str, code: ShortCode, args: argparse.Namespace) -> None:
+        print(f"Sending {what}: the one receiver who types the code may fetch it.")
+        if args.qr:
+            display.print_qr(str(code))
+        print(f"\nCode: {code}\n\nOn the other side: ringdrop receive {code}\n")
+        print(
+            f"It works once, for {display.duration(self.expires)}; {code.entropy_bits} bits "
+            "that a guesser gets one try at. Waiting for the receiver; Ctrl-C stops (and the "
+            "code stops working).",
+            flush=True,
+        )
 
     def sent(self, peer: str, n: int) -> None:
         self.out += n

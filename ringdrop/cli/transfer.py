@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING
 from ringdrop import display
 from ringdrop.cli.base import (
     IGNORE_FILE,
+    RECEIVE_TIMEOUT,
     Commands,
     add_command,
     add_group,
     add_json,
     add_no_addresses,
     open_node,
+    rate_limit,
 )
 from ringdrop.cli.content import share_json
 from ringdrop.cli.exits import ExitCode
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
         Received,
         ServeEvent,
         Share,
+        ShortCode,
     )
     from ringdrop.ticket import Ticket
 
@@ -230,16 +233,25 @@ def _register_get(commands: Commands) -> None:
             "hash before it is written. A broken connection is retried; if the command stops "
             "(Ctrl-C, a crash), running it again asks only for what is still missing.\n\n"
             "A text sent with `ringdrop send --text` is printed instead (or written to --dest, "
-            "if given). `receive` is another name for `get`."
+            "if given). `receive` is another name for `get`.\n\n"
+            "A short code from `ringdrop send --code` works in place of the ticket: it is "
+            "traded for the sender's ticket, which lets only this node fetch, until it is done. "
+            "A mistyped code is refused before anything is sent; a wrong one ends the code for "
+            "the sender too (it may have been a guess), and the sender must make a new one."
         ),
         examples=[
             "ringdrop get rdrop:aeb…",
             "ringdrop receive rdrop:aeb… --dest ~/Downloads --json",
             "ringdrop get rdrop:aeb… --dest report-final.pdf --rename",
+            "ringdrop receive 7-revenge-guitarist",
         ],
         run=cmd_get,
     )
-    parser.add_argument("ticket", metavar="TICKET", help=_TICKET_HELP)
+    parser.add_argument(
+        "ticket",
+        metavar="TICKET",
+        help=f"{_TICKET_HELP}; or the short code the sender read out (NUMBER-WORD-WORD)",
+    )
     parser.add_argument(
         "--dest",
         metavar="PATH",
@@ -272,6 +284,15 @@ def _register_get(commands: Commands) -> None:
         ),
     )
     parser.add_argument(
+        "--from",
+        dest="providers",
+        action="append",
+        default=[],
+        metavar="PEER",
+        help="also fetch from this ring member, which holds the content (a peer id or a "
+        "nickname; repeat for more); those the sharer knows of are asked anyway",
+    )
+    parser.add_argument(
         "--attempts",
         type=int,
         default=RetryPolicy().attempts,
@@ -281,43 +302,95 @@ def _register_get(commands: Commands) -> None:
             "(default: %(default)s); a sharer that does not answer at first fails at once"
         ),
     )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=RECEIVE_TIMEOUT,
+        metavar="SECONDS",
+        help="with a short code: give up when its sender does not answer within this time "
+        "(default: %(default)g)",
+    )
     add_json(parser)
 
 
 def cmd_get(args: argparse.Namespace) -> int:
     import asyncio
 
-    from ringdrop.node import is_text
+    from ringdrop.node import ShortCode, is_text, looks_like_code
     from ringdrop.ticket import Ticket
 
-    ticket = Ticket.decode(args.ticket)
     retry = RetryPolicy(attempts=max(1, args.attempts))
+    if looks_like_code(args.ticket):
+        # Checked here, before anything is sent: a typo must not cost the code's one guess.
+        return _get_by_code(ShortCode.parse(args.ticket), retry, args)
+    ticket = Ticket.decode(args.ticket)
     if is_text(ticket) and args.dest is None:
         return _get_text(ticket, retry, args)
     with open_node(args) as node, TransferProgress() as progress:
-        dest = _dest(node, ticket, args.dest)
         try:
-            existing: OnExisting = "force" if args.force else "rename" if args.rename else "refuse"
-            received = asyncio.run(
-                node.get(
-                    ticket,
-                    dest,
-                    existing=existing,
-                    keep=True if args.keep else None,
-                    progress=progress,
-                    retry=retry,
-                )
-            )
+            received = asyncio.run(_fetch(node, ticket, args, retry, progress))
         except AccessDeniedError as error:
             error.add_note(_send_your_id(node))
             raise
         except KeyboardInterrupt as interrupt:
             interrupt.add_note("what was verified is kept: run the same command to resume")
             raise
+    _show_received(ticket, received, args)
+    return 0
+
+
+async def _fetch(
+    node: Node,
+    ticket: Ticket,
+    args: argparse.Namespace,
+    retry: RetryPolicy,
+    progress: TransferProgress,
+) -> Received:
+    existing: OnExisting = "force" if args.force else "rename" if args.rename else "refuse"
+    return await node.get(
+        ticket,
+        _dest(node, ticket, args.dest),
+        existing=existing,
+        keep=True if args.keep else None,
+        progress=progress,
+        retry=retry,
+        providers=getattr(args, "providers", ()),
+    )
+
+
+def _show_received(ticket: Ticket, received: Received, args: argparse.Namespace) -> None:
     if args.json:
         display.emit_json(_received_json(ticket, received))
     else:
         _print_received(ticket, received)
+
+
+def _get_by_code(code: ShortCode, retry: RetryPolicy, args: argparse.Namespace) -> int:
+    """Trades the code for the sender's ticket and fetches what it names (a text is shown,
+    unless --dest is given); the sender admits this node until the fetch ends."""
+    import asyncio
+
+    from ringdrop.node import is_text
+
+    async def fetch() -> tuple[Ticket, Received | str]:
+        async with node.redeeming_code(code, timeout=args.timeout) as ticket:
+            if is_text(ticket) and args.dest is None:
+                return ticket, await node.get_text(ticket, progress=progress, retry=retry)
+            return ticket, await _fetch(node, ticket, args, retry, progress)
+
+    with open_node(args) as node, TransferProgress() as progress:
+        try:
+            ticket, received = asyncio.run(fetch())
+        except KeyboardInterrupt as interrupt:
+            interrupt.add_note(
+                "what was verified is kept: with a new code (or a ticket) for the same "
+                "content, the download resumes"
+            )
+            raise
+    if isinstance(received, str):
+        _show_text(ticket, received, args)
+    else:
+        _show_received(ticket, received, args)
     return 0
 
 
@@ -331,11 +404,15 @@ def _get_text(ticket: Ticket, retry: RetryPolicy, args: argparse.Namespace) -> i
         except AccessDeniedError as error:
             error.add_note(_send_your_id(node))
             raise
+    _show_text(ticket, text, args)
+    return 0
+
+
+def _show_text(ticket: Ticket, text: str, args: argparse.Namespace) -> None:
     if args.json:
         display.emit_json({"text": text, "hash": ticket.content_hash.hex()})
     else:
         print("\n".join(display.safe(line) for line in text.split("\n")))
-    return 0
 
 
 def _dest(node: Node, ticket: Ticket, text: str | None) -> Path | None:
@@ -369,6 +446,7 @@ def _received_json(ticket: Ticket, received: Received) -> dict[str, object]:
         "files": stats.files,
         "moved": received.moved,
         "copied": received.copied,
+        "providers": received.providers,
     }
 
 
@@ -393,6 +471,11 @@ def _print_received(ticket: Ticket, received: Received) -> None:
         print(f"  {display.size(stats.total)}{files}, all of it already here")
     if received.route is not None:
         print(f"  from the sharer {display.safe(str(received.route))}")
+    if len(received.providers) > 1:
+        shares = ", ".join(
+            f"{peer[:8]}… {display.size(n)}" for peer, n in received.providers.items()
+        )
+        print(f"  from {len(received.providers)} providers: {shares}")
     if received.moved:
         print(
             f"  {display.size(received.moved)} put in place without copying: the data directory "
@@ -485,12 +568,21 @@ def _register_serve(commands: Commands) -> None:
         help="put this machine's addresses in the record that lets peers find it by key, not "
         'only its home relay (or "publish_addresses": true in config.json)',
     )
+    parser.add_argument(
+        "--limit-rate",
+        type=rate_limit,
+        metavar="RATE",
+        help="send at most this many bytes a second to all peers together: 20M is 20 MB/s, "
+        '500K 500 kB/s (or "limit_rate" in bytes in config.json)',
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     with open_node(args, publish_addresses=args.publish_addresses) as node:
+        if args.limit_rate is not None:
+            node.limit_rate = args.limit_rate
         stopped_by = asyncio.run(_serve(node))
     print(f"stopped ({stopped_by})", flush=True)
     return 0
@@ -567,6 +659,8 @@ def print_event(event: ServeEvent) -> None:
         what += f" {display.safe(event.name) if event.name else display.short_hash(event.root)}"
     if not event.allowed:
         result = f"{event.outcome}: {display.safe(event.reason)}"
+    elif event.operation in ("rings", "about", "have"):
+        result = "answered"
     elif event.root:
         result = f"{event.outcome}, {display.size(event.bytes_sent)} sent"
     else:

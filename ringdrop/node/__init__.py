@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ringdrop.access import OPEN_RING, AccessLogEntry, Member, Upload
     from ringdrop.discovery import Published
+    from ringdrop.node.codes import CODE_EXPIRES, RECEIVE_TIMEOUT, CodeOffer
     from ringdrop.node.download import TransferStats
     from ringdrop.node.hashing import Hashed, hash_file
     from ringdrop.node.node import Node, Received, Sent, Share
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from ringdrop.node.send import TEXT_NAME, Fetched, is_text
     from ringdrop.node.server import ServeEvent
     from ringdrop.protocol import CatalogEntry
+    from ringdrop.shortcode import ShortCode, looks_like_code
     from ringdrop.store import OnExisting
     from ringdrop.store.collection import IGNORE_FILE
     from ringdrop.store.files import replace_atomically
@@ -32,21 +34,26 @@ _WHERE = {
     "OPEN_RING": "ringdrop.access",
     "AccessLogEntry": "ringdrop.access",
     "CatalogEntry": "ringdrop.protocol",
+    "CODE_EXPIRES": "ringdrop.node.codes",
+    "CodeOffer": "ringdrop.node.codes",
     "Hashed": "ringdrop.node.hashing",
     "Member": "ringdrop.access",
     "Node": "ringdrop.node.node",
     "OnExisting": "ringdrop.store",
     "Progress": "ringdrop.node.progress",
     "Published": "ringdrop.discovery",
+    "RECEIVE_TIMEOUT": "ringdrop.node.codes",
     "Receipt": "ringdrop.node.receipts",
     "Received": "ringdrop.node.node",
     "RetryPolicy": "ringdrop.node.retry",
     "ServeEvent": "ringdrop.node.server",
     "Sent": "ringdrop.node.node",
     "Share": "ringdrop.node.node",
+    "ShortCode": "ringdrop.shortcode",
     "TEXT_NAME": "ringdrop.node.send",
     "Fetched": "ringdrop.node.send",
     "is_text": "ringdrop.node.send",
+    "looks_like_code": "ringdrop.shortcode",
     "TransferStats": "ringdrop.node.download",
     "Upload": "ringdrop.access",
     "hash_file": "ringdrop.node.hashing",
@@ -54,11 +61,14 @@ _WHERE = {
 }
 
 __all__ = [
+    "CODE_EXPIRES",
     "IGNORE_FILE",
     "OPEN_RING",
+    "RECEIVE_TIMEOUT",
     "TEXT_NAME",
     "AccessLogEntry",
     "CatalogEntry",
+    "CodeOffer",
     "Fetched",
     "Hashed",
     "Member",
@@ -72,10 +82,12 @@ __all__ = [
     "Sent",
     "ServeEvent",
     "Share",
+    "ShortCode",
     "TransferStats",
     "Upload",
     "hash_file",
     "is_text",
+    "looks_like_code",
     "replace_atomically",
 ]
 

@@ -3,7 +3,9 @@ so that printed tickets stay valid across restarts; the home relay last chosen; 
 content keeps a private copy in the store, `keep_received`, default false: the store hands its
 copy over to the export; whether `serve` publishes its addresses in its discovery record,
 `publish_addresses`, default false; how much of the logs a serving node keeps, `log_keep_days`
-and `log_keep_entries`, default 90 days and 100,000 entries each), the relay, STUN and
+and `log_keep_entries`, default 90 days and 100,000 entries each; whether it serves what it received
+under a ring to the ring's other members, `serve_rings`, default true; its upload rate limit,
+`limit_rate` in bytes a second, default none), the relay, STUN and
 discovery servers, and which relays named by others (a ticket's, a record's) may be used: from
 the command line, else the environment, else the defaults."""
 
@@ -75,6 +77,11 @@ class Config:
     """The access and upload logs keep no entry older than this many days…"""
     log_keep_entries: int = Retention.entries
     """…and each at most this many entries (a peer's repeated denials are one)."""
+    serve_rings: bool = True
+    """Serve content received under a ring to the ring's other members, where the ring's
+    manifest lets members serve; false refuses for this node whatever the owner allows."""
+    limit_rate: int | None = None
+    """Upload bytes a second for all peers together; None: no limit."""
 
     @property
     def retention(self) -> Retention:
@@ -101,6 +108,13 @@ class Config:
             if isinstance(entries, bool) or not isinstance(entries, int):
                 raise ValueError(f"log_keep_entries must be a whole number, not {entries!r}")
             Retention(days, entries)  # raises ValueError for values out of range
+            serve_rings = raw.get("serve_rings", True)
+            if not isinstance(serve_rings, bool):
+                raise ValueError(f"serve_rings must be true or false, not {serve_rings!r}")
+            limit = raw.get("limit_rate")
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                      or limit <= 0):  # fmt: skip
+                raise ValueError(f"limit_rate must be a positive whole number, not {limit!r}")
             # Only a remembered choice: a bad value is forgotten, not an error.
             home_relay = raw.get("home_relay")
             relay = home_relay if isinstance(home_relay, str) else None
@@ -111,6 +125,8 @@ class Config:
                 publish_addresses=publish,
                 log_keep_days=float(days),
                 log_keep_entries=entries,
+                serve_rings=serve_rings,
+                limit_rate=limit,
             )
         except FileNotFoundError:
             pass

@@ -20,8 +20,9 @@ from ringdrop.access import (
     RingInfo,
     Upload,
 )
+from ringdrop.access.manifest import Manifest
 from ringdrop.errors import TicketError
-from ringdrop.identity import PeerId
+from ringdrop.identity import Identity, PeerId
 from ringdrop.store import CheckReport, GcReport, ProgressFn, Store
 
 if TYPE_CHECKING:
@@ -36,23 +37,46 @@ class Management:
 
     access: Access
     store: Store
+    identity: Identity
 
     # -- rings ---------------------------------------------------------------------------------
+    # Every change to a ring signs its next manifest at once, so that members learn it the next
+    # time they talk to this node; `serve` signs again before a manifest's validity runs out.
 
     def rings(self) -> list[RingInfo]:
         """Every ring, the open ring first, with its numbers of members and of shares."""
         return self.access.rings()
 
-    def create_ring(self, name: str) -> RingInfo:
-        return self.access.create_ring(name)
+    def create_ring(self, name: str, *, members_serve: bool = True) -> RingInfo:
+        """A new ring with a random id; `members_serve` lets its members serve what they
+        received under it to each other."""
+        ring = self.access.create_ring(name)
+        if not members_serve:
+            self.access.set_members_serve(name, False)
+        self.sign_ring(name)
+        return ring
+
+    def set_members_serve(self, ring: str, on: bool) -> None:
+        """Whether members of `ring` may serve what they received under it."""
+        self.access.set_members_serve(ring, on)
+        self.sign_ring(ring)
 
     def rename_ring(self, old: str, new: str) -> None:
         self.access.rename_ring(old, new)
+        self.sign_ring(new)
 
     def delete_ring(self, name: str) -> None:
         """Deletes the ring, its memberships and attachments (not the content); never the open
-        ring."""
+        ring. Its last manifest admits nobody, so that members who learn it stop serving."""
+        for member in self.access.members(name):
+            self.access.remove_member(name, member.peer_id)
+        self.sign_ring(name)
         self.access.delete_ring(name)
+
+    def sign_ring(self, ring: str) -> Manifest | None:
+        """Signs the next version of `ring`'s manifest from its current members and settings
+        (None for the open ring, which has none)."""
+        return self.access.sign_ring(self.identity, ring)
 
     def members(self, ring: str) -> list[Member]:
         """The ring's members, expired ones included (see `Member.is_active`)."""
@@ -63,11 +87,20 @@ class Management:
         changes its expiry."""
         peer_id = self._peer_id(peer)
         self.access.add_member(ring, peer_id, expires_at=expires_at)
+        self.sign_ring(ring)
+        return peer_id
+
+    def expire_member(self, ring: str, peer: PeerRef, at: float) -> PeerId:
+        """Ends `peer`'s membership of `ring` at `at` (now, or a time to come)."""
+        peer_id = self._peer_id(peer)
+        self.access.expire_member(ring, peer_id, at)
+        self.sign_ring(ring)
         return peer_id
 
     def remove_member(self, ring: str, peer: PeerRef) -> PeerId:
         peer_id = self._peer_id(peer)
         self.access.remove_member(ring, peer_id)
+        self.sign_ring(ring)
         return peer_id
 
     # -- the peer book -------------------------------------------------------------------------

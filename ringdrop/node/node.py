@@ -22,8 +22,10 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ringdrop.access import MIGRATIONS, OPEN_RING, Access, LogWriter, UploadOutcome
+from ringdrop.access.manifest import Manifest
 from ringdrop.bao import ChunkRanges
 from ringdrop.discovery import Published, Publisher, Record, Resolver, Services, Timestamps
 from ringdrop.errors import (
@@ -58,20 +60,27 @@ from ringdrop.node.config import (
     stun_servers_from,
 )
 from ringdrop.node.dial import Route, dial
-from ringdrop.node.download import Download, TransferStats, export_target
+from ringdrop.node.download import Download, Source, TransferStats, export_target
 from ringdrop.node.manage import Management
 from ringdrop.node.progress import ProgressCallback, Tracker
+from ringdrop.node.ratelimit import Limited, RateLimit
 from ringdrop.node.receipts import Receipt, read_receipts, record_receipt
 from ringdrop.node.retry import RetryPolicy
+from ringdrop.node.rings import RingService, ask_about, exchange_rings, tell_have
 from ringdrop.node.send import TEXT_MAX, TEXT_NAME, Fetched, Fetches, is_text
 from ringdrop.node.server import Answer, Gate, ServeEvent
 from ringdrop.protocol import (
+    AboutRequest,
     CatalogEntry,
     GetRequest,
+    HaveRequest,
     MemberSelection,
     MembersRequest,
+    Provider,
     Request,
+    RingsRequest,
 )
+from ringdrop.shortcode import ShortCode
 from ringdrop.store import ExportResult, ImportMode, OnExisting, Store, default_data_dir
 from ringdrop.store.export import free_name
 from ringdrop.store.files import FileLock, ensure_free_space
@@ -92,6 +101,9 @@ from ringdrop.transport import (
     serve,
 )
 
+if TYPE_CHECKING:
+    from ringdrop.node.codes import CodeOffer
+
 _log = logging.getLogger(__name__)
 
 # Tickets offer these addresses instead of the machine's interfaces when set (comma-separated
@@ -107,6 +119,8 @@ RECORD_TIMESTAMP = "record-timestamp"
 # How often `serve` checks whether what its record says changed (a new public address).
 _RECORD_CHECK = 30.0
 MAX_PUBLISHED_ADDRESSES = 8
+# How often `serve` checks whether a ring's manifest is due to be signed again.
+_RESIGN_CHECK = 600.0
 # Once `serve` is told it is done, how long it waits at most for its peers to disconnect.
 DRAIN = 10.0
 
@@ -128,6 +142,8 @@ class Received:
     """Bytes put in place without a copy (handed over by the store, or cloned)."""
     copied: int = 0
     """Bytes the export had to write."""
+    providers: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Content bytes received from each provider (peer id text), the sharer included."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +152,8 @@ class Sent:
 
     share: Share
     receivers: tuple[Fetched, ...]
+    offer: CodeOffer | None = None
+    """The short code it was offered under, with the receiver that redeemed it."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +226,8 @@ class Node(Management):
         self.publish_addresses = (
             self.config.publish_addresses if publish_addresses is None else publish_addresses
         )
+        self.limit_rate: int | None = self.config.limit_rate
+        """The upload rate limit `serve` keeps, bytes a second for all peers (None: none)."""
         self._resolver = (
             Resolver(self.discovery, allow_relay=self._relay_allowed)
             if self.discovery.enabled
@@ -356,6 +376,8 @@ class Node(Management):
         text: str | None = None,
         rings: Sequence[str] = (),
         times: int = 1,
+        code: ShortCode | None = None,
+        expires: float | None = None,
         addresses: bool = True,
         progress: ProgressFn | None = None,
         ready: Callable[[Share], object] | None = None,
@@ -372,14 +394,31 @@ class Node(Management):
         open ring). Either way only while this runs: the rings it attached are detached when
         it ends, and content it brought into the store leaves the listing (GC reclaims it), so
         the ticket is good for this one send. A file or folder is served from where it is
-        (no copy), and must not change meanwhile."""
+        (no copy), and must not change meanwhile.
+
+        With `code`, the ticket goes only to whoever redeems the code (see `offer_code`), for
+        `expires` seconds (default `CODE_EXPIRES`), and only that one receiver may fetch, through
+        a ring of its own, never the open ring: so no `rings`, and `times` is 1. `ready` then
+        waits until the code is held on the relay too. The send ends once the receiver has all
+        of it, or says it is finished (a receiver that had it all before fetches nothing), or
+        its time is up; `Sent.offer` names it. A code that ends badly raises its
+        `RendezvousError` (guessed, expired, taken)."""
         if (path is None) == (text is None):
             raise UsageError("give a file or folder to send, or a text, not both")
         if times < 1:
             raise UsageError(f"the number of receivers must be 1 or more, not {times}")
-        rings = list(rings) or [OPEN_RING]
+        if code is not None and (rings or times != 1):
+            raise UsageError(
+                "a short code lets exactly one receiver fetch, through a ring of its own: "
+                "send to rings, or to several receivers, with a ticket"
+            )
+        rings = [] if code is not None else list(rings) or [OPEN_RING]
         self._check_rings(rings)
         self.check_ticket_reach(addresses=addresses, relay=True)
+        if code is not None:
+            from ringdrop.node.codes import rendezvous_relay
+
+            rendezvous_relay(code, self.relays)  # no relay to meet on: say so before hashing
         tagged = {tag.name for tag in self.store.tags()}
         if path is not None:
             share = self.share(path, reference=True, progress=progress, addresses=addresses)
@@ -396,6 +435,8 @@ class Node(Management):
         if share.format == "collection":
             needed |= {e.root for e in self.store.collection(share.root).entries if e.size}
         fetches = Fetches(needed, times)
+        over = asyncio.Event()
+        offering: list[asyncio.Task[CodeOffer]] = []
 
         def served(event: ServeEvent) -> None:
             fetched = fetches.served(event)
@@ -403,16 +444,40 @@ class Node(Management):
                 on_event(event)
             if fetched is not None and on_fetched is not None:
                 on_fetched(fetched)
+            if fetches.finished.is_set():
+                over.set()
+
+        def listening(port: int) -> None:
+            if code is None:
+                if ready is not None:
+                    ready(share)
+                return
+            # The code is offered once the server listens: its receiver connects at once.
+            offer = asyncio.ensure_future(
+                self.offer_code(
+                    share,
+                    code,
+                    expires=expires,
+                    on_ready=None if ready is None else lambda _: ready(share),
+                )
+            )
+            offer.add_done_callback(lambda _: over.set())
+            offering.append(offer)
 
         try:
-            await self.serve(
-                on_event=served,
-                ready=None if ready is None else lambda port: ready(share),
-                host=host,
-                on_sent=on_sent,
-                done=fetches.finished,
-            )
+            await self.serve(on_event=served, ready=listening, host=host, on_sent=on_sent,
+                             done=over)  # fmt: skip
+            for offer in offering:
+                # Its receiver says it is finished once it has closed its connection.
+                await asyncio.wait([offer], timeout=DRAIN)
+                if offer.done():
+                    return Sent(share, tuple(fetches.done), offer.result())
         finally:
+            for offer in offering:
+                if not offer.done():
+                    offer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, RingdropError):
+                        await offer
             for ring in added:
                 self.access.detach(share.root, ring)
             if share.root.hex() not in tagged:
@@ -526,6 +591,7 @@ class Node(Management):
         publishing = None
         if self.discovery.pkarr:
             publishing = asyncio.create_task(self._publish(server, reach.relay, on_record))
+        signing = asyncio.create_task(self._keep_manifests_valid())
         try:
             serving.append(await asyncio.to_thread(_Serving, self, on_event))
             opened.set()
@@ -539,6 +605,7 @@ class Node(Management):
             while server.established and asyncio.get_running_loop().time() < drained:
                 await asyncio.sleep(0.05)
         finally:
+            signing.cancel()
             opened.set()  # whatever waits for the gate stops waiting
             if publishing is not None:
                 publishing.cancel()
@@ -548,6 +615,14 @@ class Node(Management):
             gate_open.cancel()
             if serving:
                 await serving[0].close(self)
+
+    async def _keep_manifests_valid(self) -> None:
+        """Signs this node's rings again while it serves, before their manifests' validity
+        runs out (past half of it), so that members that ask get one that is valid."""
+        while True:
+            with contextlib.suppress(RingdropError):
+                await asyncio.to_thread(self.access.sign_due, self.identity)
+            await asyncio.sleep(_RESIGN_CHECK)
 
     async def _publish(
         self, server: Server, relay: str | None, on_record: Callable[[Published], object] | None
@@ -575,6 +650,73 @@ class Node(Management):
             with contextlib.suppress(asyncio.CancelledError):
                 await running
 
+    # -- short codes --------------------------------------------------------------------------
+
+    async def offer_code(
+        self,
+        share: Share,
+        code: ShortCode | None = None,
+        *,
+        expires: float | None = None,
+        on_ready: Callable[[CodeOffer], object] | None = None,
+    ) -> CodeOffer:
+        """Offers `share` under `code` (default: a new one) on the relay its nameplate picks,
+        for `expires` seconds (default `CODE_EXPIRES`). A receiver that redeems it is admitted
+        to this content alone, through a ring of its own, until it says it is finished or
+        `expires` seconds later; then the ring is removed and the offer (with the receiver's
+        peer id) returned. Serve meanwhile, so that the receiver can fetch (`send` with a code
+        does both). `on_ready` hears the code once it is held on the relay: that is when to
+        show it.
+
+        Raises `RendezvousError`: `guessed` (a receiver's key confirmation failed: the code is
+        ended for good), `expired`, `taken` (another sender holds the nameplate)."""
+        # Here, not at the top: the rendezvous pulls in SPAKE2 and the relay's WebSocket client,
+        # which a node that never uses a code (most commands) need not load.
+        from ringdrop.node.codes import CODE_EXPIRES, offer_code
+
+        code = ShortCode.generate() if code is None else code
+        return await offer_code(
+            self.access,
+            share.ticket,
+            code,
+            self.relays,
+            expires=CODE_EXPIRES if expires is None else expires,
+            on_ready=on_ready,
+        )
+
+    def redeeming_code(
+        self, code: ShortCode, *, timeout: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[Ticket]:
+        """The ticket that the sender of `code` hands over, which admits this node until the
+        block is left (the sender is then told this node is finished). Raises
+        `RendezvousError`: `guessed`, `unanswered` (no sender within `timeout` seconds, default
+        `RECEIVE_TIMEOUT`), `busy` (another receiver has it) or `taken`."""
+        from ringdrop.node.codes import RECEIVE_TIMEOUT, redeeming_code
+
+        timeout = RECEIVE_TIMEOUT if timeout is None else timeout
+        return redeeming_code(code, self.relays, self.peer_id, timeout=timeout)
+
+    async def receive_code(
+        self,
+        code: ShortCode,
+        dest: Path | None = None,
+        *,
+        timeout: float | None = None,
+        on_ticket: Callable[[Ticket], object] | None = None,
+        existing: OnExisting = "refuse",
+        keep: bool | None = None,
+        progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Received:
+        """Redeems `code` and fetches what its ticket names as `get` does, with `get`'s
+        options; `on_ticket` hears the ticket first."""
+        async with self.redeeming_code(code, timeout=timeout) as ticket:
+            if on_ticket is not None:
+                on_ticket(ticket)
+            return await self.get(
+                ticket, dest, existing=existing, keep=keep, progress=progress, retry=retry
+            )
+
     # -- receiving ----------------------------------------------------------------------------
 
     async def get(
@@ -586,8 +728,11 @@ class Node(Management):
         keep: bool | None = None,
         progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
+        providers: Sequence[str] = (),
     ) -> Received:
-        """Downloads the ticket's content (resuming what is already verified) and exports it.
+        """Downloads the ticket's content (resuming what is already verified) and exports it,
+        from the sharer and at once from every ring member that holds it (those the sharer
+        names, and `providers`: peer ids or nicknames given by hand).
 
         `dest` follows `cp`: an existing folder receives the content under its name, any other
         path is the result (see `export_target`). An existing result is refused, overwritten or
@@ -600,10 +745,12 @@ class Node(Management):
             self._check_reachable(ticket)  # fails at once, where retrying could not help
             # The way to the sharer opens first (a socket asking STUN for its public address,
             # the ticket's relay): it is ready by the time the store's checks are done.
-            source = _Source(self, ticket)
+            by_hand = [self.resolve_peer(p) for p in providers]
+            source = _Source(self, ticket.peer_id, ticket.addresses, ticket.relay)
+            swarm = _Swarm(self, ticket.content_hash, ticket.peer_id, by_hand)
             try:
                 received = await self._get(
-                    ticket, source, dest, existing, keep, progress, retry or RetryPolicy()
+                    ticket, source, swarm, dest, existing, keep, progress, retry or RetryPolicy()
                 )
             except TransferError as error:
                 if isinstance(error.__cause__, RelayRefusedError):
@@ -612,6 +759,7 @@ class Node(Management):
                 raise
             finally:
                 await source.close()
+                await swarm.close()
         receipt = Receipt(
             time.time(),
             ticket.peer_id,
@@ -644,7 +792,7 @@ class Node(Management):
         with _about(ticket):
             self._check_reachable(ticket)
             self._remember(ticket)
-            source = _Source(self, ticket)
+            source = _Source(self, ticket.peer_id, ticket.addresses, ticket.relay)
             tracker = source.tracker = Tracker(TEXT_NAME, progress, retry.attempts)
             download = Download(self.store, source.connect, root, "blob", TEXT_NAME, tracker, retry)
             try:
@@ -665,6 +813,7 @@ class Node(Management):
         self,
         ticket: Ticket,
         source: _Source,
+        swarm: _Swarm,
         dest: Path | None,
         existing: OnExisting,
         keep: bool | None,
@@ -696,12 +845,16 @@ class Node(Management):
         tracker = source.tracker = Tracker(name, progress, retry.attempts)
         format = ticket.format
         await asyncio.to_thread(self._forget_lost_references, root, format)
-        download = Download(self.store, source.connect, root, format, name, tracker, retry)
+        download = Download(
+            self.store, source.connect, root, format, name, tracker, retry, more=swarm.more
+        )
         try:
             source.started = time.monotonic()  # the origin of the download's own times
             stats = await download.run()
+            await swarm.tell(source, download.by_provider)
         finally:
             await source.close()
+            await swarm.close()
         if format == "collection":
             # Received folders can be re-shared: attaching one must cover its members.
             collection = download.collection
@@ -719,6 +872,7 @@ class Node(Management):
                 route=source.main_path(),
                 traffic=source.traffic_by_kind(),
                 paths=tuple(source.paths),
+                providers=dict(download.by_provider),
             )
         tracker.update(state="exporting")
         # The export runs on a thread, which cancelling this coroutine (Ctrl-C) cannot stop: it
@@ -758,6 +912,7 @@ class Node(Management):
             paths=tuple(source.paths),
             moved=result.moved,
             copied=result.copied,
+            providers=dict(download.by_provider),
         )
 
     def _already_there(self, ticket: Ticket, target: Path) -> bool:
@@ -823,6 +978,30 @@ class Node(Management):
             if root in pending:
                 with self.store.partial(root) as partial:
                     partial.discard()
+
+    async def sync_rings(self, peers: Sequence[str] = ()) -> list[Manifest]:
+        """Exchanges ring manifests (RINGS) with `peers` (peer ids or nicknames; default: the
+        owners of the rings this node holds manifests of), each dialled by key: newer versions
+        are kept here and passed on there. Returns the manifests kept; peers that cannot be
+        reached are skipped."""
+        held = await asyncio.to_thread(self.access.held_manifests)
+        targets = [self.resolve_peer(p) for p in peers] or list(
+            dict.fromkeys(m.owner for m in held if m.owner != self.peer_id)
+        )
+        kept: list[Manifest] = []
+        for peer_id in targets:
+            addresses = await asyncio.to_thread(self.access.addresses_of, peer_id)
+            try:
+                connection = await self.connect(peer_id, addresses, None)
+            except RingdropError:
+                continue
+            try:
+                kept += await exchange_rings(connection, self.access, self.peer_id)
+            except RingdropError:
+                continue
+            finally:
+                await connection.close()
+        return kept
 
     async def remote_catalog(self, peer: str) -> list[CatalogEntry]:
         """What `peer` (a ticket, or a peer whose addresses a used ticket taught us) lets this
@@ -1051,9 +1230,11 @@ class _Serving:
         self.logs = LogWriter(node.store.db.path, node.config.retention)
         self.reads = ServingReads(node.store.layout, MIGRATIONS)
         node.access.use_log_writer(self.logs)
-        self.gate = Gate(self.reads, self.logs, on_event)
+        self.gate = Gate(self.reads, self.logs, on_event, reserve=node.config.serve_rings)
         self.members = MembersServer(node.store, self.gate, PIECE)
-        self.uploads: dict[tuple[PeerId, bytes], _Upload] = {}
+        self.rings = RingService(node.access, node.identity, self.gate, self.logs)
+        self.limit = None if node.limit_rate is None else RateLimit(node.limit_rate)
+        self.uploads: dict[tuple[PeerId, bytes], list[_Upload]] = {}
         """The gets being answered, by peer and content (see `_Upload`)."""
 
     async def reply(self, peer: PeerId, request: Request) -> Reply:
@@ -1061,13 +1242,24 @@ class _Serving:
         # the loop that moves every other transfer's packets.
         gate = self.gate
         if isinstance(request, MembersRequest):
-            return await asyncio.to_thread(self.members.reply, peer, request)
+            reply = await asyncio.to_thread(self.members.reply, peer, request)
+            return self._limited(reply)
+        if isinstance(request, RingsRequest | AboutRequest | HaveRequest):
+            header, info = await asyncio.to_thread(self.rings.answer, peer, request)
+            gate.finished(peer, request, Answer(header), 0, "complete")
+            return Reply(header, info=info)
         answer = await asyncio.to_thread(gate.answer, peer, request)
         if answer.encoder is None:
             gate.finished(peer, request, answer, 0, "complete")
             return Reply(answer.header, catalog=answer.catalog)
         assert isinstance(request, GetRequest)  # only a get has content to send
-        return Reply(answer.header, _Upload(gate, peer, request, answer, self.uploads))
+        upload = _Upload(gate, peer, request, answer, self.uploads)
+        return self._limited(Reply(answer.header, upload))
+
+    def _limited(self, reply: Reply) -> Reply:
+        if self.limit is None or reply.body is None:
+            return reply
+        return dataclasses.replace(reply, body=Limited(reply.body, self.limit))
 
     async def close(self, node: Node) -> None:
         self.reads.close()
@@ -1113,8 +1305,10 @@ class _Upload:
 
     A receiver that vanished (killed, its network gone) is noticed only when its connection
     times out, 30 s on; if it comes back for the same content first, its earlier upload is
-    logged as interrupted then, not after the new one has completed. `open` holds the uploads
-    under way by peer and content."""
+    logged as interrupted then, not after the new one has completed. A receiver fetching from
+    several providers asks one for several stripes at once: those ask for other ranges, and
+    only a request for ranges an earlier one is still sending supersedes it. `open` holds the
+    uploads under way by peer and content."""
 
     def __init__(
         self,
@@ -1122,7 +1316,7 @@ class _Upload:
         peer: PeerId,
         request: GetRequest,
         answer: Answer,
-        open: dict[tuple[PeerId, bytes], _Upload],
+        open: dict[tuple[PeerId, bytes], list[_Upload]],
     ) -> None:
         assert answer.encoder is not None
         self._gate, self._peer, self._request, self._answer = gate, peer, request, answer
@@ -1132,10 +1326,10 @@ class _Upload:
         self._logged = False
         self._ahead: asyncio.Future[bytes] | None = None
         self._open, self._key = open, (peer, request.content_hash)
-        earlier = open.get(self._key)
-        if earlier is not None:
-            earlier._log("interrupted")
-        open[self._key] = self
+        for earlier in list(open.get(self._key, ())):
+            if not (earlier._request.ranges & request.ranges).is_empty():
+                earlier._log("interrupted")
+        open.setdefault(self._key, []).append(self)
 
     def __aiter__(self) -> _Upload:
         return self
@@ -1170,8 +1364,11 @@ class _Upload:
     def _log(self, outcome: UploadOutcome) -> None:
         if not self._logged:
             self._logged = True
-            if self._open.get(self._key) is self:
-                del self._open[self._key]
+            under_way = self._open.get(self._key, [])
+            if self in under_way:
+                under_way.remove(self)
+                if not under_way:
+                    del self._open[self._key]
             completed = (self._request.content_hash,) if outcome == "complete" else ()
             gate, request, answer = self._gate, self._request, self._answer
             gate.finished(self._peer, request, answer, self._sent, outcome, completed)
@@ -1220,11 +1417,19 @@ class _Source:
     """A download source over one connection; reconnecting closes the previous one. Its first
     connection starts from a dialer opened when the source is made (see `Node.get`)."""
 
-    def __init__(self, node: Node, ticket: Ticket) -> None:
+    def __init__(
+        self,
+        node: Node,
+        peer_id: PeerId,
+        addresses: Sequence[Address],
+        relay: str | None,
+        *,
+        dial_now: bool = True,
+    ) -> None:
         self._node = node
-        self._ticket = ticket
+        self._peer_id, self._addresses, self._relay = peer_id, list(addresses), relay
         self.tracker: Tracker | None = None
-        self._dialer: Dialer | None = node.dialer(ticket.relay, ticket.addresses)
+        self._dialer: Dialer | None = node.dialer(relay, addresses) if dial_now else None
         self._connection: Connection | None = None
         self._traffic: dict[PathInfo, int] = {}
         self._counted: dict[PathInfo, int] = {}
@@ -1235,10 +1440,9 @@ class _Source:
     async def connect(self) -> _Source:
         await self._close_connection()
         self._counted = {}
-        ticket = self._ticket
         dialer, self._dialer = self._dialer, None
         self._connection = await self._node.connect(
-            ticket.peer_id, list(ticket.addresses), ticket.relay, self._moved, dialer
+            self._peer_id, self._addresses, self._relay, self._moved, dialer
         )
         if (path := self._connection.path) is not None:
             self._record(path)
@@ -1255,6 +1459,10 @@ class _Source:
     @property
     def address(self) -> str:
         return self._connection.address if self._connection is not None else "?"
+
+    @property
+    def peer(self) -> str:
+        return str(self._peer_id)
 
     def main_path(self) -> PathInfo | None:
         """The path that carried most of the bytes, over every connection of the download:
@@ -1300,6 +1508,10 @@ class _Source:
             async for piece in body:
                 yield piece
 
+    @property
+    def connection(self) -> Connection | None:
+        return self._connection
+
     async def close(self) -> None:
         if self._dialer is not None:
             self._dialer.close()
@@ -1311,6 +1523,91 @@ class _Source:
             self._count()
             connection, self._connection = self._connection, None
             await connection.close()
+
+
+class _Swarm:
+    """The providers of one download besides the sharer: those the sharer names (ABOUT), and
+    those given by hand; each dialled by key (the addresses and relay it gave are hints).
+    Also keeps what the sharer said of the rings through which this node may read the content,
+    to record and to tell the sharer, once it is complete, that this node holds it (HAVE)."""
+
+    def __init__(self, node: Node, root: bytes, sharer: PeerId, by_hand: Sequence[PeerId]) -> None:
+        self._node = node
+        self._root = root
+        self._sharer = sharer
+        self._by_hand = list(by_hand)
+        self.admitting: list[Manifest] = []
+        self._known: dict[PeerId, Provider] = {}
+        self._sources: list[_Source] = []
+
+    async def more(self, sharer: Source | None) -> list[Source]:
+        node = self._node
+        if isinstance(sharer, _Source) and sharer.connection is not None:
+            try:
+                _, admitting, providers = await asyncio.wait_for(
+                    ask_about(sharer.connection, node.access, node.peer_id, self._root),
+                    _PROVIDER_CONNECT,
+                )
+            except (RingdropError, TimeoutError):
+                providers = ()
+            else:
+                self.admitting = admitting or self.admitting
+                self._known.update({p.peer_id: p for p in providers})
+        wanted = [
+            p for p in (*self._by_hand, *self._known) if p not in (self._sharer, node.peer_id)
+        ]
+        for source in self._sources:
+            await source.close()
+        self._sources = []
+
+        async def reach(peer: PeerId) -> _Source:
+            known = self._known.get(peer)
+            addresses = [] if known is None else [_address(a) for a in known.addresses]
+            source = _Source(node, peer, addresses, None if known is None else known.relay)
+            self._sources.append(source)
+            await asyncio.wait_for(source.connect(), _PROVIDER_CONNECT)
+            assert source.connection is not None
+            with contextlib.suppress(RingdropError, TimeoutError):
+                await asyncio.wait_for(
+                    exchange_rings(source.connection, node.access, node.peer_id),
+                    _PROVIDER_CONNECT,
+                )
+            return source
+
+        found = await asyncio.gather(*(reach(p) for p in dict.fromkeys(wanted)),
+                                     return_exceptions=True)  # fmt: skip
+        return [f for f in found if isinstance(f, _Source)]
+
+    async def tell(self, sharer: _Source, received: dict[str, int]) -> None:
+        """Records the rings the content came under, and tells the sharer this node holds it."""
+        node = self._node
+        if not self.admitting:
+            return
+        await asyncio.to_thread(node.access.record_received, self._root, self.admitting)
+        via = [(PeerId.parse(p), n) for p, n in received.items() if p != str(self._sharer)]
+        try:
+            if sharer.connection is None:
+                await asyncio.wait_for(sharer.connect(), _PROVIDER_CONNECT)
+            assert sharer.connection is not None
+            await asyncio.wait_for(
+                tell_have(sharer.connection, node.access, node.peer_id, self._root,
+                          node.home_relay, node._addresses_or_none(), via),
+                _PROVIDER_CONNECT,
+            )  # fmt: skip
+        except (RingdropError, TimeoutError):
+            pass  # the sharer is gone: the other members still learn of this node from others
+
+    async def close(self) -> None:
+        for source in self._sources:
+            await source.close()
+
+
+_PROVIDER_CONNECT = 5.0
+"""Seconds to reach a provider (or ask the sharer about one) before going on without it."""
+
+
+def _address(pair: tuple[str, int]) -> Address:
+    return Address(ipaddress.ip_address(pair[0]), pair[1])
 
 
 def _collection_size(node: Node, root: bytes) -> int:

@@ -26,13 +26,16 @@ from ringdrop.errors import (
 )
 from ringdrop.identity import PeerId
 from ringdrop.protocol import (
+    AboutRequest,
     Catalog,
     CatalogEntry,
     CatalogRequest,
     GetRequest,
+    HaveRequest,
     MembersRequest,
     Request,
     ResponseHeader,
+    RingsRequest,
 )
 from ringdrop.store.reader import ServingReads
 
@@ -67,7 +70,14 @@ class Answer:
     name: str | None = None
 
 
-_OPERATIONS = {GetRequest: "get", MembersRequest: "get files of", CatalogRequest: "catalog"}
+_OPERATIONS = {
+    GetRequest: "get",
+    MembersRequest: "get files of",
+    CatalogRequest: "catalog",
+    RingsRequest: "rings",
+    AboutRequest: "about",
+    HaveRequest: "have",
+}
 _NOT_SHARED = "this content is not (or no longer) shared"
 # Collections whose member names the serving log keeps at hand (a folder's large files are
 # fetched one request each).
@@ -82,11 +92,14 @@ class Gate:
         reads: ServingReads,
         logs: LogWriter,
         on_event: Callable[[ServeEvent], object] | None,
+        *,
+        reserve: bool = True,
     ) -> None:
         self._reads = reads
         self._access = Access(reads.db)
         self._logs = logs
         self._on_event = on_event
+        self._reserve = reserve
         self._member_names: OrderedDict[bytes, dict[bytes, str]] = OrderedDict()
         self._names_lock = threading.Lock()  # answers are made on worker threads
 
@@ -144,7 +157,7 @@ class Gate:
         which names the blobs whose streams went out whole (`completed`).
 
         Never waits: the upload is queued for the log writer."""
-        root = request.content_hash if not isinstance(request, CatalogRequest) else bytes(32)
+        root = _root_of(request) or bytes(32)
         if answer.encoder is not None:
             self._logs.upload(Upload(time.time(), peer, root, sent, outcome))
         self._emit(peer, request, answer, sent, outcome, completed)
@@ -160,12 +173,18 @@ class Gate:
         for root, size, outcome in sent:
             self._logs.upload(Upload(now, peer, root, size, outcome))
 
-    def admit(self, peer: PeerId, root: bytes, *, as_collection: bool = False) -> ResponseHeader:
+    def admit(
+        self, peer: PeerId, root: bytes, *, as_collection: bool = False, log_allowed: bool = True
+    ) -> ResponseHeader:
         """May `peer` read `root` (`as_collection`: as a whole collection, through its own
         attachments only)? The decision only reads the database and is logged through the log
-        writer; the header says allowed, or the refusal the peer reads."""
-        decision, entry = self._access.judge(peer, root, "read", as_collection=as_collection)
-        self._logs.decision(entry)
+        writer (unless allowed and not `log_allowed`: a question about content, whose get
+        will be logged); the header says allowed, or the refusal the peer reads."""
+        decision, entry = self._access.judge(
+            peer, root, "read", as_collection=as_collection, reserve=self._reserve
+        )
+        if log_allowed or not decision.allowed:
+            self._logs.decision(entry)
         if decision.allowed:
             return ResponseHeader("allowed")
         if decision.not_shared:
@@ -249,7 +268,7 @@ class Gate:
     ) -> None:
         if self._on_event is None:
             return
-        root = request.content_hash if not isinstance(request, CatalogRequest) else b""
+        root = _root_of(request)
         header = answer.header
         self._on_event(
             ServeEvent(
@@ -266,3 +285,8 @@ class Gate:
                 completed=completed,
             )
         )
+
+
+def _root_of(request: Request) -> bytes:
+    """The content a request is about; empty for those about none (catalog, rings)."""
+    return b"" if isinstance(request, CatalogRequest | RingsRequest) else request.content_hash

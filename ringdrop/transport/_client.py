@@ -42,11 +42,13 @@ from ringdrop.protocol import (
     ClientAuth,
     Data,
     GetRequest,
+    Info,
     MembersRequest,
     PathsChannel,
     Request,
     Requester,
     ResponseHeader,
+    RingRequest,
     StreamEnded,
 )
 from ringdrop.ticket import Address
@@ -511,6 +513,18 @@ class Connection:
             raise
         return header, catalog.entries if catalog else ()
 
+    async def ask(self, request: RingRequest) -> tuple[ResponseHeader, Info | None]:
+        """Send a rings, about or have request; the header, and the INFO (None unless
+        allowed)."""
+        exchange = self._link.open(request)
+        try:
+            header = await asyncio.shield(exchange.header)
+            info = await asyncio.shield(exchange.info) if header.status == "allowed" else None
+        except asyncio.CancelledError:
+            exchange._abandon()
+            raise
+        return header, info
+
     async def close(self) -> None:
         self._link.close(NO_ERROR, "", TransferError("The connection was closed."))
 
@@ -540,9 +554,10 @@ class ResponseBody:
         self._owner: asyncio.Task[Any] | None = None
         self.header: asyncio.Future[ResponseHeader] = asyncio.get_running_loop().create_future()
         self.catalog: asyncio.Future[Catalog] = asyncio.get_running_loop().create_future()
+        self.info: asyncio.Future[Info] = asyncio.get_running_loop().create_future()
         # A failed request leaves its futures unread: that is not worth a warning.
-        self.header.add_done_callback(_quiet)
-        self.catalog.add_done_callback(_quiet)
+        for future in (self.header, self.catalog, self.info):
+            future.add_done_callback(_quiet)
         link.send(stream_id, self._requester.send_request(request), end_stream=True)
 
     def __aiter__(self) -> ResponseBody:
@@ -611,6 +626,8 @@ class ResponseBody:
                 self.header.set_result(event)
             elif isinstance(event, Catalog):
                 self.catalog.set_result(event)
+            elif isinstance(event, Info):
+                self.info.set_result(event)
             elif isinstance(event, StreamEnded):
                 self._finish(None)
         self._wake()
@@ -627,7 +644,7 @@ class ResponseBody:
         if self._owner is not None:
             self._owner.remove_done_callback(self._owner_done)
             self._owner = None
-        for future in (self.header, self.catalog):
+        for future in (self.header, self.catalog, self.info):
             if not future.done():
                 future.set_exception(error or ProtocolError("The sharer sent no answer."))
         self._wake()

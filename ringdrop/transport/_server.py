@@ -19,10 +19,8 @@ from ringdrop.protocol import (
     NONCE_BYTES,
     Candidates,
     Catalog,
-    CatalogRequest,
-    GetRequest,
     Hello,
-    MembersRequest,
+    Info,
     PathsChannel,
     PeerAuthenticated,
     Request,
@@ -124,6 +122,7 @@ class Reply:
     header: ResponseHeader
     body: AsyncIterable[bytes] | None = None
     catalog: Catalog | None = None
+    info: Info | None = None
 
 
 Handler = Callable[[PeerId, Request], Awaitable[Reply]]
@@ -747,7 +746,7 @@ class _ServerLink(Link):
             self._refuse(stream_id, ResponseHeader("error", _reason(f"Bad request: {error}")))
             return
         for event in events:
-            if isinstance(event, GetRequest | MembersRequest | CatalogRequest):
+            if isinstance(event, Request):
                 if self._peer is None:
                     self._waiting.append((stream_id, event))
                 else:
@@ -802,7 +801,8 @@ class _ServerLink(Link):
         except Exception:
             _log.exception("The request handler failed on %s from %s", request, peer)
             reply = Reply(ResponseHeader("error", "the sharer hit an internal error"))
-        if reply.header.status == "allowed":
+        if reply.header.status == "allowed" and reply.info is None:
+            # Content (or a catalog) opens the paths; a question about rings does not.
             self._on_allowed()
         try:
             await self._send_reply(stream_id, responder, reply)
@@ -821,11 +821,13 @@ class _ServerLink(Link):
             self.send(stream_id, header, end_stream=True)
         elif reply.catalog is not None:
             self.send(stream_id, header + responder.send_catalog(reply.catalog), end_stream=True)
+        elif reply.info is not None:
+            self.send(stream_id, header + responder.send_info(reply.info), end_stream=True)
         elif reply.body is not None:
             self.send(stream_id, header)
             await self._send_body(stream_id, responder, aiter(reply.body))
         else:
-            raise LocalProtocolError("An allowed reply needs a body or a catalog.")
+            raise LocalProtocolError("An allowed reply needs a body, a catalog or an info.")
 
     async def _send_body(
         self, stream_id: int, responder: Responder, pieces: AsyncIterator[bytes]

@@ -149,8 +149,11 @@ class RelayClient:
     received (a batch already split); `on_state(state)` on every change of `state`. Both should
     return quickly. Counters for tests and status lines: `dropped` (datagrams not sent: queue
     full or not connected), `invalid_frames` (frames from the server that were skipped),
-    `pings_answered`. `displaced` is true while another connection with the same key (another
-    process with this node's identity) has taken over: sending works, nothing is received.
+    `pings_answered`. `displaced` is true while another connection with the same key has taken
+    over: sending works, nothing is received. `holder` says who else could hold the key, for the
+    log that says so (a node's key: another process of the node; a rendezvous key, whose seed is
+    public: anyone). `keepalive` is (idle, dead): after how many seconds of silence the relay is
+    pinged, and after how many it is given up.
     """
 
     def __init__(
@@ -161,10 +164,11 @@ class RelayClient:
         on_state: Callable[[RelayState], None] | None = None,
         *,
         public_only: bool = False,
+        holder: str = "another process with this node's key",
         keepalive: tuple[float, float] = (_KEEPALIVE_IDLE, _KEEPALIVE_DEAD),
     ) -> None:
-        """`keepalive`: after how many seconds of silence the relay is pinged, and given up."""
         self.url = url
+        self._holder = holder
         self._keepalive_idle, self._keepalive_dead = keepalive
         self._public_only = public_only
         self._ws_url = _websocket_url(url)
@@ -582,9 +586,9 @@ class RelayClient:
                 # only take the key back from the other process, which would take it back ...
                 self.displaced = True
                 _log.warning(
-                    "relay %s: another process connected with this node's key; nothing is "
-                    "received here until it leaves",
+                    "relay %s: %s connected; nothing is received here until it leaves",
                     self.url,
+                    self._holder,
                 )
             elif payload[0] == 0:
                 if self.displaced:

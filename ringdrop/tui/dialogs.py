@@ -1,9 +1,10 @@
-"""Modal dialogs: a one-line prompt (with optional completion), a question answered with one of
-a few buttons, and a QR code view."""
+"""Modal dialogs: a one-line prompt (with optional completion), who may fetch a new share (rings,
+or a short code), a question answered with one of a few buttons, and a QR code view."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import ClassVar
 
 from rich.text import Text
@@ -61,6 +62,58 @@ class Prompt(ModalScreen[str | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         self.dismiss(event.value)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+@dataclass(frozen=True)
+class Readers:
+    """Who may fetch a new share: the members of `rings` (as typed: comma-separated), or, with
+    `code`, the one receiver who types a short code."""
+
+    rings: str = ""
+    code: bool = False
+
+
+class ShareTo(ModalScreen[Readers | None]):
+    """Asks who may fetch a new share: Enter takes the rings typed, the "Short code" button (Tab
+    reaches it) a code instead; Escape cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str, rings: str, placeholder: str, code_lasts: str) -> None:
+        super().__init__()
+        self._question = question
+        self._rings = rings
+        self._placeholder = placeholder
+        self._code_lasts = code_lasts
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self._question, markup=False)
+            yield Input(value=self._rings, placeholder=self._placeholder, id="answer")
+            with Horizontal(classes="choices"):
+                yield Button("With these rings", id="rings", variant="primary")
+                yield Button("Short code instead", id="code")
+            yield Static(
+                "A short code to read aloud lets one receiver fetch it, once, within "
+                f"{self._code_lasts}. Enter shares with the rings; Tab moves to the buttons, "
+                "Escape cancels",
+                classes="hint",
+                markup=False,
+            )
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.dismiss(Readers(rings=event.value))
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "code":
+            self.dismiss(Readers(code=True))
+        else:
+            self.dismiss(Readers(rings=self.query_one("#answer", Input).value))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

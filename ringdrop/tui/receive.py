@@ -1,20 +1,24 @@
-"""The Receive tab: paste a ticket, see what it names, choose the folder it goes into, and follow
-the transfers (which survive closing the TUI, and stay listed once finished: see `saved`)."""
+"""The Receive tab: paste a ticket or type a short code, see what it names, choose the folder it
+goes into, and follow the transfers (which survive closing the TUI, and stay listed once finished:
+see `saved`; an unfinished one of a short code does not: the code is spent, and the sender stops
+admitting this node when the TUI closes)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import ClassVar
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Static
 
 from ringdrop.display import kind, safe, size
-from ringdrop.errors import TicketError
-from ringdrop.node import Node, OnExisting, is_text
+from ringdrop.errors import RingdropError, TicketError
+from ringdrop.node import Node, OnExisting, ShortCode, is_text, looks_like_code
 from ringdrop.ticket import Ticket
 from ringdrop.tui.dialogs import Choice
 from ringdrop.tui.pane import Pane
@@ -39,11 +43,14 @@ class ReceivePane(Pane):
         super().__init__(node, id=id)
         self.saved = SavedTransfers(node.data_dir)
         self.folder = default_folder()
+        # The transfers of short codes, each with what ends the sender's admission of this node
+        # (the redeeming block of `_redeem`) once it is over.
+        self._codes: dict[TransferView, asyncio.Event] = {}
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
             yield Label("Ticket ", classes="label")
-            yield Input(placeholder="paste a ticket (rdrop:…)", id="ticket")
+            yield Input(placeholder="paste a ticket (rdrop:…) or type a short code", id="ticket")
         yield Static("", id="preview", markup=False)
         with Horizontal(classes="row"):
             yield Label("Save in", classes="label")
@@ -79,9 +86,15 @@ class ReceivePane(Pane):
             self.query_one("#preview", Static).update(self.describe(event.value))
 
     def describe(self, text: str) -> str:
-        """What a ticket names, without connecting anywhere."""
+        """What a ticket names, without connecting anywhere; whether a short code is one."""
         if not text.strip():
             return ""
+        if looks_like_code(text):
+            try:
+                code = ShortCode.parse(text)
+            except TicketError as error:
+                return str(error)
+            return f"a short code: Enter asks its sender (on nameplate {code.nameplate}) for it"
         try:
             ticket = Ticket.decode(text)
         except TicketError as error:
@@ -102,11 +115,15 @@ class ReceivePane(Pane):
         self.receive()
 
     def receive(self) -> None:
-        """Receives the ticket into the "Save in" folder, asking before it creates the folder
-        and before it replaces anything."""
+        """Receives the ticket (or what a short code's sender offers) into the "Save in"
+        folder, asking before it creates the folder and before it replaces anything."""
         text = self.query_one("#ticket", Input).value
+        code: ShortCode | None = None
+        ticket: Ticket | None = None
         try:
-            ticket = Ticket.decode(text)
+            # A mistyped code is refused here, before it is sent: a wrong one ends it for good.
+            code = ShortCode.parse(text) if looks_like_code(text) else None
+            ticket = None if code is not None else Ticket.decode(text)
         except TicketError as error:
             self.say(str(error), error=True)
             return
@@ -116,14 +133,14 @@ class ReceivePane(Pane):
                 return
         typed = self.query_one("#dest", Input).value.strip()
         folder = (Path(typed).expanduser() if typed else self.folder).absolute()
-        if is_text(ticket):
+        if ticket is not None and is_text(ticket):
             self._start(ticket, folder, "refuse")  # shown here: nothing is saved
             return
         if folder.exists() and not folder.is_dir():
             self.say(f"{safe(str(folder))} is a file: Save in takes a folder", error=True)
             return
         if folder.is_dir():
-            self._into(ticket, folder)
+            self._ticket_into(code, ticket, folder)
             return
 
         def answered(answer: str | None) -> None:
@@ -135,16 +152,40 @@ class ReceivePane(Pane):
             except OSError as error:
                 self.say(f"cannot create {safe(str(folder))}: {error.strerror}", error=True)
                 return
-            self._into(ticket, folder)
+            self._ticket_into(code, ticket, folder)
 
         question = f"The folder {safe(str(folder))} does not exist. Create it?"
         self.app.push_screen(Choice(question, [("create", "Create it"), ("cancel", "Cancel")]),
                              answered)  # fmt: skip
 
-    def _into(self, ticket: Ticket, folder: Path) -> None:
+    def _ticket_into(self, code: ShortCode | None, ticket: Ticket | None, folder: Path) -> None:
+        if code is not None:
+            self.query_one("#ticket", Input).value = ""
+            self._redeem(code, folder)
+        elif ticket is not None:
+            self._into(ticket, folder)
+
+    @work(group="codes", exit_on_error=False)
+    async def _redeem(self, code: ShortCode, folder: Path) -> None:
+        """Trades the code for its sender's ticket and receives it, as a ticket pasted here;
+        the sender admits this node until the transfer is over (finished, cancelled, or not
+        started after all), when the block below ends and the sender is told so."""
+        self.say(f"asking the sender on nameplate {code.nameplate} for its ticket …")
+        try:
+            async with self.node.redeeming_code(code) as ticket:
+                over = asyncio.Event()
+                if is_text(ticket):
+                    self._start(ticket, folder, "refuse", over)
+                else:
+                    self._into(ticket, folder, over)
+                await over.wait()
+        except RingdropError as error:
+            self.say(str(error), error=True)
+
+    def _into(self, ticket: Ticket, folder: Path, over: asyncio.Event | None = None) -> None:
         target = self.node.export_target(ticket, folder)
         if not os.path.lexists(target):
-            self._start(ticket, folder, "refuse")
+            self._start(ticket, folder, "refuse", over)
             return
         what = "folder" if target.is_dir() else "file"
         question = (
@@ -155,21 +196,30 @@ class ReceivePane(Pane):
 
         def answered(answer: str | None) -> None:
             if answer == "rename":
-                self._start(ticket, folder, "rename")
+                self._start(ticket, folder, "rename", over)
             elif answer == "force":
-                self._start(ticket, folder, "force")
+                self._start(ticket, folder, "force", over)
             else:
                 self.say("not received: the destination is already taken", error=True)
+                if over is not None:
+                    over.set()
 
         self.app.push_screen(Choice(question, choices), answered)
 
-    def _start(self, ticket: Ticket, folder: Path, existing: OnExisting) -> None:
+    def _start(
+        self, ticket: Ticket, folder: Path, existing: OnExisting, over: asyncio.Event | None = None
+    ) -> None:
+        """Starts the transfer; `over`, for a short code's, is set when it is over."""
         for old in [v for v in self.query(TransferView) if v.ticket == ticket]:
             old.remove()  # finished before: the new one takes its place in the list
-        self.saved.put(SavedTransfer(ticket.encode(), str(folder), existing=existing))
+        if over is None:  # a code's ticket admits this node only while the TUI runs
+            self.saved.put(SavedTransfer(ticket.encode(), str(folder), existing=existing))
         view = self._add(ticket, folder, existing)
+        if over is not None:
+            self._codes[view] = over
         view.start()
-        self.query_one("#ticket", Input).value = ""
+        if over is None:  # a code's field was cleared when it was sent
+            self.query_one("#ticket", Input).value = ""
         # Focus on the new transfer, so that its keys (p, x) work at once.
         self.call_after_refresh(view.focus)
         self.say("receiving; p pauses or resumes the selected transfer, x cancels it")
@@ -197,15 +247,24 @@ class ReceivePane(Pane):
                 text=message.done if isinstance(message.done, str) else None,
             )
         )
+        self._over(view)
+
+    def _over(self, view: TransferView) -> None:
+        over = self._codes.pop(view, None)
+        if over is not None:
+            over.set()
 
     def on_transfer_view_paused(self, message: TransferView.Paused) -> None:
         view = message.view
+        if view in self._codes:
+            return  # not kept for next time: the code's sender admits this node only meanwhile
         self.saved.put(
             SavedTransfer(view.ticket.encode(), str(view.dest), message.paused, view.existing)
         )
 
     def on_transfer_view_cancelled(self, message: TransferView.Cancelled) -> None:
         self.saved.forget(message.view.ticket.encode())
+        self._over(message.view)
         finished = message.view.finished
         message.view.remove()
         if finished:

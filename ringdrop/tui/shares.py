@@ -1,8 +1,9 @@
 """The Shares tab: what this node offers (and what it received), and sharing, attaching,
-copying and removing it."""
+copying and removing it, and offering it under a short code."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -13,10 +14,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
-from ringdrop.display import count, kind, size
+from ringdrop.display import count, duration, kind, size, when
 from ringdrop.errors import RingdropError
-from ringdrop.node import IGNORE_FILE, OPEN_RING, Node, Share
-from ringdrop.tui.dialogs import Prompt, QrCode
+from ringdrop.node import CODE_EXPIRES, IGNORE_FILE, OPEN_RING, CodeOffer, Node, Share
+from ringdrop.tui.dialogs import Prompt, QrCode, Readers, ShareTo
 from ringdrop.tui.pane import Pane, shown
 from ringdrop.tui.paths import PathSuggester
 
@@ -37,6 +38,7 @@ class SharesPane(Pane):
         Binding("d", "detach", "Detach"),
         Binding("c", "copy", "Copy"),
         Binding("q", "qr", "QR"),
+        Binding("o", "code", "Short code"),
         Binding("delete,x", "remove", "Remove"),
     ]
 
@@ -45,13 +47,19 @@ class SharesPane(Pane):
         self._shares: list[Share] = []
         self._last_rings = ""
         """The rings of the last share made here, offered for the next (never `open`)."""
+        self._offers: dict[bytes, tuple[CodeOffer, float]] = {}
+        """The shares offered under a short code now, by root: the offer, and when it ends."""
 
     def compose(self) -> ComposeResult:
         table: DataTable[Text | str] = DataTable(cursor_type="row", id="share-table")
         table.add_columns("name", "kind", "size", "rings", "ticket")
         yield table
         yield Static("", id="share-ticket")
-        yield Static("a: share a file or folder", classes="message", markup=False)
+        yield Static(
+            "a: share a file or folder; o: offer the selected one under a short code",
+            classes="message",
+            markup=False,
+        )
 
     def on_mount(self) -> None:
         self.reload()
@@ -98,6 +106,10 @@ class SharesPane(Pane):
         share = self.selected()
         # Folded, not cut: the whole ticket on screen, to read or to copy with the mouse.
         text = Text(f"ticket: {share.ticket.encode()}" if share else "nothing shared yet")
+        offered = self._offers.get(share.root) if share else None
+        if offered is not None:
+            offer, until = offered
+            text = Text(f"short code: {offer.code} (works once, until {when(until)})\n") + text
         text.overflow = "fold"
         self.query_one("#share-ticket", Static).update(text)
 
@@ -105,13 +117,14 @@ class SharesPane(Pane):
         def with_path(text: str | None) -> None:
             if text:
                 self.app.push_screen(
-                    Prompt(
+                    ShareTo(
                         "Rings that may fetch it, comma-separated (`open` lets anyone with the "
                         "ticket); none: nobody yet",
-                        value=self._last_rings,
+                        rings=self._last_rings,
                         placeholder="no ring: attach one later with t",
+                        code_lasts=f"{CODE_EXPIRES / 60:g} minutes",
                     ),
-                    lambda rings: self._share(Path(text).expanduser(), rings),
+                    lambda readers: self._share(Path(text).expanduser(), readers),
                 )
 
         self.app.push_screen(
@@ -119,23 +132,26 @@ class SharesPane(Pane):
             with_path,
         )
 
-    def _share(self, path: Path, rings: str | None) -> None:
-        if rings is None:
+    def _share(self, path: Path, readers: Readers | None) -> None:
+        if readers is None:
             return
-        chosen = [r.strip() for r in rings.split(",") if r.strip()]
-        if OPEN_RING not in (r.lower() for r in chosen):
+        chosen = [r.strip() for r in readers.rings.split(",") if r.strip()]
+        if not readers.code and OPEN_RING not in (r.lower() for r in chosen):
             self._last_rings = ", ".join(chosen)
         self.say(f"hashing {path} …")
-        self._import(path, chosen)
+        self._import(path, chosen, readers.code)
 
     @work(thread=True, exit_on_error=False)
-    def _import(self, path: Path, rings: list[str]) -> None:
+    def _import(self, path: Path, rings: list[str], code: bool = False) -> None:
         try:
             share = self.node.share(path, rings=rings)
         except (RingdropError, OSError) as error:
             self.app.call_from_thread(self.say, str(error), error=True)
             return
         self.app.call_from_thread(self.reload)
+        if code:  # no ring: the code's receiver is admitted through a ring of its own
+            self.app.call_from_thread(self._offer, share)
+            return
         left_out = (
             f" (left out {count(share.excluded, 'file')} that {IGNORE_FILE} names)"
             if share.excluded
@@ -184,6 +200,46 @@ class SharesPane(Pane):
         share = self.selected()
         if share is not None:
             self.app.push_screen(QrCode(f"Ticket for {shown(share.name)}", share.ticket.encode()))
+
+    def action_code(self) -> None:
+        share = self.selected()
+        if share is None:
+            return
+        offered = self._offers.get(share.root)
+        if offered is not None:
+            self.say(f"{shown(share.name)} is offered under the code {offered[0].code} already")
+            return
+        self._offer(share)
+
+    @work(group="codes", exit_on_error=False)
+    async def _offer(self, share: Share) -> None:
+        """Offers the share under a new short code until its receiver is done with it (this
+        app serves it meanwhile); the code is shown while it can be used."""
+        name = shown(share.name)
+        self.say(f"making a short code for {name} …")
+
+        def ready(offer: CodeOffer) -> None:
+            self._offers[share.root] = (offer, time.time() + CODE_EXPIRES)
+            self._show_ticket()
+            self.say(
+                f"code {offer.code} for {name}: the other side types it in Receive (or runs "
+                f"`ringdrop receive {offer.code}`); it works once, for {duration(CODE_EXPIRES)}"
+            )
+
+        try:
+            offer = await self.node.offer_code(share, on_ready=ready)
+        except RingdropError as error:
+            self._offer_ended(share)
+            self.say(str(error), error=True)
+            return
+        self._offer_ended(share)
+        assert offer.receiver is not None
+        self.say(f"code {offer.code}: {offer.receiver.short()} is finished with {name}")
+
+    def _offer_ended(self, share: Share) -> None:
+        # Its one-time ring is gone: from the rings column too, and the code from the screen.
+        self._offers.pop(share.root, None)
+        self.reload()
 
     def action_remove(self) -> None:
         share = self.selected()

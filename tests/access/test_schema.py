@@ -34,9 +34,13 @@ def test_a_database_made_with_the_old_migration_list_opens_and_keeps_its_data(
     db_path.parent.mkdir()
     old = Database(db_path, OLD_MIGRATIONS)
     root = hashlib.sha256(b"notes").digest()
-    Access(old).create_ring("friends")
-    Access(old).attach(root, "friends", name="notes.txt", format="blob", size=5)
-    with old.transaction() as conn:  # as the old code wrote a file's tag
+    with old.transaction() as conn:  # as the old code wrote a ring, its content and its tag
+        conn.execute("INSERT INTO rings (name, created_at) VALUES ('friends', 0)")
+        conn.execute(
+            "INSERT INTO attachments (hash, permission, ring_id, attached_at) "
+            "VALUES (?, 'read', 2, 0)",
+            (root,),
+        )
         conn.execute(
             "INSERT INTO tags (name, root, format, display_name, created_at) "
             "VALUES (?, ?, 'raw', 'notes.txt', 0)",
@@ -53,6 +57,11 @@ def test_a_database_made_with_the_old_migration_list_opens_and_keeps_its_data(
             ("friends", 1),
         ]
         assert [a.ring for a in access.attachments(root)] == ["friends"]
+        with store.db.snapshot() as conn:  # an old ring gains a random id; the open ring none
+            ids = {n: u for n, u in conn.execute("SELECT name, uid FROM rings")}
+        assert ids["open"] is None
+        assert isinstance(ids["friends"], bytes)
+        assert len(ids["friends"]) == 16
         assert [(t.root, t.format) for t in store.tags()] == [(root, "blob")]
 
 

@@ -1,17 +1,20 @@
 """Fuzzing what a sharer or a ticket hands a receiver: collections (a folder's listing, as a
-blob) and tickets. Only the module's own errors may come out, and a hostile listing costs memory
-in proportion to its bytes, never to the count it claims."""
+blob), tickets and signed ring manifests. Only the module's own errors may come out, and a
+hostile listing costs memory in proportion to its bytes, never to the count it claims."""
 
 from __future__ import annotations
 
+import json
 import struct
 from ipaddress import ip_address
+from pathlib import Path
 
 import nacl.signing
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ringdrop.errors import StoreError, TicketError, UnsafePathError
+from ringdrop.access.manifest import Manifest, parse_manifest
+from ringdrop.errors import InvalidManifestError, StoreError, TicketError, UnsafePathError
 from ringdrop.identity import PeerId
 from ringdrop.store.collection import (
     MAGIC,
@@ -156,3 +159,19 @@ def test_decoding_any_text_gives_a_ticket_or_a_ticket_error(text: str) -> None:
 @given(tickets)
 def test_every_ticket_round_trips(ticket: Ticket) -> None:
     assert Ticket.decode(ticket.encode()) == ticket
+
+
+MANIFEST_VECTORS = json.loads(
+    (Path(__file__).parent.parent / "vectors" / "ring_manifests.json").read_text()
+)
+manifests = st.sampled_from([bytes.fromhex(v["manifest"]) for v in MANIFEST_VECTORS["valid"]])
+
+
+@fuzz
+@given(st.one_of(st.binary(max_size=2048), manifests.flatmap(mangled)))
+def test_parsing_a_ring_manifest_gives_one_or_an_invalid_manifest_error(data: bytes) -> None:
+    result, peak = peak_memory(lambda: parse_manifest(data))
+    assert isinstance(result, Manifest | InvalidManifestError)
+    assert within(peak, len(data))
+    if isinstance(result, Manifest):
+        assert result.raw == data  # only the exact signed bytes verify

@@ -17,6 +17,7 @@ from ringdrop.identity import Identity, PeerId
 from ringdrop.protocol import (
     MAX_CANDIDATES,
     NONCE_BYTES,
+    AboutRequest,
     Candidates,
     Catalog,
     CatalogEntry,
@@ -24,7 +25,9 @@ from ringdrop.protocol import (
     Challenge,
     ClientAuth,
     GetRequest,
+    HaveRequest,
     Hello,
+    Info,
     MemberPart,
     MemberSelection,
     MembersReader,
@@ -32,10 +35,12 @@ from ringdrop.protocol import (
     Message,
     PathsChannel,
     Proof,
+    Provider,
     Request,
     Requester,
     Responder,
     ResponseHeader,
+    RingsRequest,
     ServerAuth,
     State,
     _FrameReader,
@@ -46,7 +51,7 @@ from tests.fuzz.common import fuzz, peak_memory, within
 
 CLIENT = Identity(nacl.signing.SigningKey(b"c" * 32))
 SERVER = Identity(nacl.signing.SigningKey(b"s" * 32))
-FRAME_TYPES = [0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x20]
+FRAME_TYPES = [0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x20]
 
 hashes = st.binary(min_size=32, max_size=32)
 ranges = st.lists(st.integers(0, 1 << 20), min_size=1, max_size=6, unique=True).map(
@@ -72,7 +77,28 @@ requests: st.SearchStrategy[Request] = st.one_of(
 addresses = st.one_of(st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str)).flatmap(
     lambda host: st.tuples(st.just(host), st.integers(1, 65535))
 )
+peers = st.sampled_from([CLIENT.peer_id, SERVER.peer_id])
+manifest_bytes = st.lists(st.binary(min_size=1, max_size=64), max_size=16).map(tuple)
+relays = st.one_of(st.none(), text.filter(bool))
+reach = st.lists(addresses, max_size=8).map(tuple)
+ring_messages: st.SearchStrategy[Message] = st.one_of(
+    st.builds(RingsRequest, manifest_bytes),
+    st.builds(AboutRequest, hashes),
+    st.builds(
+        HaveRequest,
+        hashes,
+        relays,
+        reach,
+        st.lists(st.tuples(peers, st.integers(0, (1 << 64) - 1)), max_size=4).map(tuple),
+    ),
+    st.builds(
+        Info,
+        manifest_bytes,
+        st.lists(st.builds(Provider, peers, relays, reach), max_size=4).map(tuple),
+    ),
+)
 messages: st.SearchStrategy[Message] = st.one_of(
+    ring_messages,
     st.just(Hello()),
     st.builds(Challenge, st.binary(min_size=NONCE_BYTES, max_size=NONCE_BYTES)),
     st.just(Proof(CLIENT.peer_id, bytes(64))),
@@ -157,6 +183,18 @@ def test_a_mangled_members_encoding_is_a_request_or_a_protocol_error(body: bytes
         indices = [m.index for m in result.members]
         assert indices == sorted(set(indices))
         assert all(0 <= i < 1 << 32 for i in indices)
+
+
+@fuzz
+@given(ring_messages.flatmap(lambda m: mangled(encode(m)[5:]).map(lambda b: (encode(m)[0], b))))
+def test_a_mangled_ring_request_or_info_is_a_message_or_a_protocol_error(
+    kind_body: tuple[int, bytes],
+) -> None:
+    kind, body = kind_body
+    frame = bytes([kind]) + len(body).to_bytes(4, "big") + body
+    result, peak = peak_memory(lambda: decode(frame))
+    assert isinstance(result, ProtocolError | Message)
+    assert within(peak, len(frame))
 
 
 @fuzz

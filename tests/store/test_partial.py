@@ -87,6 +87,19 @@ def test_progress_survives_closing_and_the_rest_is_fetched_on_resume(store: Stor
     assert read_all(store, root) == data
 
 
+def test_a_first_stripe_with_the_chunk_that_proves_the_size_is_written(store: Store) -> None:
+    # A provider's first stripe asks for the size too: a chunk past the end, which the sender
+    # answers with the last chunk and the parents inside its group (no outboard slot of their own).
+    data = os.urandom(8 * GROUP_SIZE)
+    ranges = groups(0, 2) | ChunkRanges([(1 << 40, None)])
+    root, stream = stream_of(data, ranges)
+    with store.partial(root, len(data)) as partial:
+        feed(partial.writer(ranges), stream)
+        assert partial.size_proven
+        last = len(data) // 1024
+        assert partial.valid() == groups(0, 2) | ChunkRanges([(last - 1, last)])
+
+
 def test_the_bitfield_holds_only_what_was_flushed(store: Store) -> None:
     data = os.urandom(SIZE)
     root, stream = stream_of(data, groups(0, 8))

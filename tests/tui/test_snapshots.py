@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from ringdrop.identity import KEY_FILE, PeerId
 from ringdrop.node import Node
 from ringdrop.node.receipts import Receipt, record_receipt
 from ringdrop.tui.app import RingdropApp, make_app
-from ringdrop.tui.dialogs import QrCode
+from ringdrop.tui.dialogs import Prompt, QrCode, ShareTo
 from ringdrop.tui.saved import SavedTransfer, SavedTransfers
 from tests.tui.conftest import screen_text, until
 
@@ -116,6 +117,27 @@ def test_the_qr_code_of_the_peer_id(snap_compare: Snap, still: Node, size: tuple
         app.push_screen(
             QrCode("This node's peer id: a sharer adds it to a ring", str(still.peer_id))
         )
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_share_dialog_asks_for_rings_or_a_short_code(
+    snap_compare: Snap, still: Node, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    app = make_app(still, host="127.0.0.1")
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await ready("1")(pilot)
+        app.query_one("#share-table").focus()
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, Prompt))
+        app.screen.query_one("#answer", Input).value = str(tmp_path / "files" / "notes.txt")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ShareTo))
+        app.screen.query_one("#answer", Input).value = "family"
+        app.set_focus(None)
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
