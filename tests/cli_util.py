@@ -220,9 +220,11 @@ class Process:
         raise AssertionError(f"no line matched {pattern!r}; output so far:\n{''.join(self.lines)}")
 
     def stop(self, sig: int, timeout: float = 15) -> int:
-        """Sends `sig` and waits for the exit code."""
+        """Sends `sig` and waits for the exit code. A process held with SIGSTOP is continued
+        after the signal, so that it meets the signal first."""
         if self.popen.poll() is None:
             self.popen.send_signal(sig)
+            self.popen.send_signal(signal.SIGCONT)
         code = self.popen.wait(timeout)
         for pump in self._pumps:  # they end at the end of the output
             pump.join(timeout)

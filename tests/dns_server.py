@@ -26,6 +26,7 @@ from types import TracebackType
 
 import pytest
 
+from tests.ci import skip_unless_ci
 from tests.relay_server import free_port
 
 __all__ = ["IROH_DNS_SERVER_VERSION", "ORIGIN", "IrohDnsServer", "iroh_dns", "require_dns_server"]
@@ -59,9 +60,7 @@ def require_dns_server() -> str:
             f"run `cargo install iroh-dns-server --version {IROH_DNS_SERVER_VERSION} --locked` "
             "(.ci/run does)"
         )
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_unless_ci(message)
     return binary
 
 

@@ -27,6 +27,8 @@ from types import TracebackType
 
 import pytest
 
+from tests.ci import skip_unless_ci
+
 __all__ = ["IROH_RELAY_VERSION", "IrohRelay", "find_iroh_relay", "iroh_relay", "require_iroh_relay"]
 
 IROH_RELAY_VERSION = "1.0.3"
@@ -64,9 +66,7 @@ def require_iroh_relay() -> str:
                 "--locked` (.ci/run does)"
             )
         )
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_unless_ci(message)
     return binary
 
 

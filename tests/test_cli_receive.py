@@ -266,6 +266,16 @@ def _wait_for_export(folder: Path, process: Process, timeout: float = 60) -> Non
     raise AssertionError("the export did not start")
 
 
+def _held_mid_export(folder: Path, process: Process, files: int) -> None:
+    """Waits until the export into `folder` has begun, then holds the process with SIGSTOP, at
+    most half way through the export's `files` files: a signal sent now lands mid-export."""
+    _wait_for_export(folder, process)
+    process.popen.send_signal(signal.SIGSTOP)
+    (temporary,) = (p for p in folder.iterdir() if p.name.startswith(".ringdrop-"))
+    written = sum(1 for p in temporary.rglob("*") if p.is_file())
+    assert written <= files // 2, f"{written} of {files} files were written before the hold"
+
+
 @pytest.fixture
 def a_big_folder(tmp_path: Path) -> Path:
     folder = tmp_path / "big"
@@ -284,14 +294,12 @@ def test_an_interrupted_folder_export_needs_no_force_to_finish(
     ticket = alice.share(a_big_folder, "--open", "--reference")
     # --keep makes the export copy (and fsync, and hash again): long enough to interrupt.
     get = bob.spawn("get", ticket, "--keep")
-    _wait_for_export(bob.cwd, get)
-    time.sleep(0.05)
+    _held_mid_export(bob.cwd, get, 48)
     code = get.stop(sig)
     assert code == (130 if sig == signal.SIGINT else -signal.SIGKILL), "".join(get.lines)
-    if (bob.cwd / "big").exists():
-        assert tree(bob.cwd / "big") == tree(a_big_folder), "nothing half-done under that name"
+    assert not (bob.cwd / "big").exists(), "nothing half-done under that name"
     if sig == signal.SIGINT:
-        assert os.listdir(bob.cwd) in ([], ["big"]), "Ctrl-C removes its temporary folder"
+        assert os.listdir(bob.cwd) == [], "Ctrl-C removes its temporary folder"
     shown = got(bob, ticket, "--keep")
     assert shown["present"] == shown["total"], "nothing downloaded again"
     assert tree(bob.cwd / "big") == tree(a_big_folder)
@@ -307,10 +315,9 @@ def test_a_folder_replaced_by_force_is_kept_until_the_new_one_is_complete(
     old.mkdir()
     (old / "mine.txt").write_text("mine")
     get = bob.spawn("get", ticket, "--keep", "--force")
-    _wait_for_export(bob.cwd, get)
-    time.sleep(0.05)
+    _held_mid_export(bob.cwd, get, 48)
     get.stop(signal.SIGKILL)
-    assert tree(old) in ({"mine.txt": b"mine"}, tree(a_big_folder)), "the old one, or the new"
+    assert tree(old) == {"mine.txt": b"mine"}, "the old one stays until the new one is whole"
     shown = got(bob, ticket, "--keep", "--force")
     assert shown["present"] == shown["total"], "nothing downloaded again"
     assert tree(old) == tree(a_big_folder)

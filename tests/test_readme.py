@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ci import skip_unless_ci
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,7 +39,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 @pytest.mark.slow
 def test_the_run_command_works_in_a_clean_copy(tmp_path: Path) -> None:
     if shutil.which("git") is None or not (ROOT / ".git").exists():
-        pytest.skip("needs the git checkout to know which files are the project's")
+        skip_unless_ci("it needs the git checkout to know which files are the project's")
     files = subprocess.run(
         ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
     ).stdout.split(b"\0")

@@ -48,6 +48,7 @@ from ringdrop.transport.relay import (
     choose_home_relay,
     relay_latency,
 )
+from tests.ci import skip_unless_ci
 from tests.relay_server import IrohRelay, free_port, iroh_relay, require_iroh_relay
 
 __all__ = ["iroh_relay"]  # the fixture, re-exported so that pytest finds it here
@@ -82,7 +83,8 @@ class Node:
 PROBE = b"reachable?"
 
 
-def make_node(url: str) -> Node:
+def make_node(url: str, **options: Any) -> Node:
+    """A relay client for `url` (`options` go to RelayClient) that records what it gets."""
     identity = new_identity()
     received: list[tuple[bytes, list[bytes]]] = []
     states: list[RelayState] = []
@@ -94,7 +96,9 @@ def make_node(url: str) -> Node:
         if kept := [d for d in datagrams if d != PROBE]:
             received.append((source, kept))
 
-    client = RelayClient(url, identity, on_datagrams=on_datagrams, on_state=states.append)
+    client = RelayClient(
+        url, identity, on_datagrams=on_datagrams, on_state=states.append, **options
+    )
     return Node(identity, client, received, states, probed_by)
 
 
@@ -367,7 +371,7 @@ async def test_an_unreachable_relay_times_out_with_the_reason() -> None:
 def netns() -> Iterator[str]:
     """A fresh network namespace with only its loopback up, deleted afterwards."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("a network namespace needs root and iproute2")
+        skip_unless_ci("a network namespace needs root and iproute2")
     name = f"rdrelay{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
@@ -518,8 +522,8 @@ class FakeRelay:
             self.errors.append(error)
 
 
-async def connected_client(fake: FakeRelay) -> Node:
-    node = make_node(fake.url)
+async def connected_client(fake: FakeRelay, **options: Any) -> Node:
+    node = make_node(fake.url, **options)
     node.client.start()
     await node.client.wait_connected(DEADLINE)
     return node
@@ -701,9 +705,7 @@ async def test_a_restart_notice_is_honoured() -> None:
             await node.client.close()
 
 
-async def test_a_silent_relay_is_pinged_then_abandoned(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(relay, "_KEEPALIVE_IDLE", 0.3)
-    monkeypatch.setattr(relay, "_KEEPALIVE_DEAD", 1.0)
+async def test_a_silent_relay_is_pinged_then_abandoned() -> None:
     pings: list[bytes] = []
 
     async def scenario(ws: ServerConnection, _key: bytes) -> None:
@@ -713,7 +715,7 @@ async def test_a_silent_relay_is_pinged_then_abandoned(monkeypatch: pytest.Monke
                 pings.append(frame)
 
     async with FakeRelay(scenario) as fake:
-        node = await connected_client(fake)
+        node = await connected_client(fake, keepalive=(0.3, 1.0))
         try:
             await until(lambda: fake.connections == 2, "a new connection")
             assert pings

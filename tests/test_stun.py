@@ -23,6 +23,7 @@ from ringdrop.transport.stun import (
     is_stun,
     parse_binding_response,
 )
+from tests.ci import skip_unless_ci
 from tests.netlab import stun_server_command, wait_for_stun
 
 # RFC 5769 §2.2 and §2.3: binding success responses carrying SOFTWARE, XOR-MAPPED-ADDRESS,
@@ -172,9 +173,7 @@ def test_the_parser_never_raises_on_mangled_responses(
 def coturn(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """coturn as a STUN-only server on a free UDP port of 127.0.0.1."""
     if shutil.which("turnserver") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI must run the coturn test: install coturn (turnserver)")
-        pytest.skip("coturn (turnserver) is not installed")
+        skip_unless_ci("coturn (turnserver) is not installed")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])

@@ -506,14 +506,15 @@ async def test_a_receiver_that_stops_reading_does_not_make_the_sharer_read_ahead
         ):
             await connection.request(blob.request())
             connection._link.endpoint.udp.pause_reading()  # a receiver whose process stalled
-            # Sampled until two in a row agree: the sharer has stopped reading (if it never
-            # does, the failsafe ends the test).
+            # Sampled until four in a row agree: the sharer has stopped reading (if it never
+            # does, the failsafe ends the test). A sharer that reads ahead stops only at the end
+            # of the blob, far above the bound.
             samples = [blob.pulled]
-            while len(samples) < 2 or samples[-1] != samples[-2]:
+            while len(samples) < 4 or len(set(samples[-4:])) > 1:
                 await asyncio.sleep(0.3)
                 samples.append(blob.pulled)
-    assert samples[-1] == samples[-2], "the sharer keeps reading from a stalled stream"
-    assert samples[-1] <= 2 * window + limits.send_buffer + 64 * 1024
+    bound = 2 * window + limits.send_buffer + 64 * 1024
+    assert samples[-1] <= bound, f"the sharer read {samples[-1]} bytes for a stalled stream"
 
 
 async def test_cancelling_a_download_closes_its_stream(tmp_path: Path) -> None:

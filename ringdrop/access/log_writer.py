@@ -88,7 +88,11 @@ _Item = AccessLogEntry | _Run | Upload | _Marker
 class LogWriter:
     """Commits queued log entries to the data directory's database from a thread of its own."""
 
-    def __init__(self, path: Path, retention: Retention | None = None) -> None:
+    def __init__(
+        self, path: Path, retention: Retention | None = None, *, retry_pause: float = _RETRY_PAUSE
+    ) -> None:
+        """`retry_pause`: seconds between attempts to commit entries the database refused."""
+        self._retry_pause = retry_pause
         # Its own connection: the serving side's reads never queue behind this one's lock.
         self._db = Database(path, MIGRATIONS)
         self._retention = retention or Retention()
@@ -262,7 +266,7 @@ class LogWriter:
                 if not warned:
                     _log.warning("Cannot save %d log entries yet (%s); retrying", count, error)
                     warned = True
-                time.sleep(_RETRY_PAUSE)
+                time.sleep(self._retry_pause)
             finally:
                 if viewing:
                     self._view.release()

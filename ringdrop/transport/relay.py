@@ -152,7 +152,8 @@ class RelayClient:
     `pings_answered`. `displaced` is true while another connection with the same key has taken
     over: sending works, nothing is received. `holder` says who else could hold the key, for the
     log that says so (a node's key: another process of the node; a rendezvous key, whose seed is
-    public: anyone).
+    public: anyone). `keepalive` is (idle, dead): after how many seconds of silence the relay is
+    pinged, and after how many it is given up.
     """
 
     def __init__(
@@ -164,9 +165,11 @@ class RelayClient:
         *,
         public_only: bool = False,
         holder: str = "another process with this node's key",
+        keepalive: tuple[float, float] = (_KEEPALIVE_IDLE, _KEEPALIVE_DEAD),
     ) -> None:
         self.url = url
         self._holder = holder
+        self._keepalive_idle, self._keepalive_dead = keepalive
         self._public_only = public_only
         self._ws_url = _websocket_url(url)
         # iroh's relay names are absolute (use1-1.relay.n0.iroh.link.): the dot is right for
@@ -480,13 +483,13 @@ class RelayClient:
     async def _keepalive(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(_KEEPALIVE_IDLE / 3)
+            await asyncio.sleep(self._keepalive_idle / 3)
             silent = loop.time() - self._last_rx
-            if silent > _KEEPALIVE_DEAD:
+            if silent > self._keepalive_dead:
                 self.last_error = f"the relay was silent for {silent:.0f} s"
                 await ws.close()  # ends the read loop
                 return
-            if silent > _KEEPALIVE_IDLE:
+            if silent > self._keepalive_idle:
                 self._queue_control(bytes([_PING]) + random.randbytes(8))
 
     def _queue_control(self, frame: bytes) -> None:

@@ -115,10 +115,9 @@ def test_a_closed_writer_refuses_entries_rather_than_drop_them(db: Database) -> 
 
 
 def test_a_failure_that_will_not_heal_is_logged_and_does_not_hang_the_stop(
-    db: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr("ringdrop.access.log_writer._RETRY_PAUSE", 0.01)
-    writer = LogWriter(db.path)
+    writer = LogWriter(db.path, retry_pause=0.01)
     with db.transaction() as conn:
         conn.execute("DROP TABLE uploads")
     writer.upload(upload(1.0))

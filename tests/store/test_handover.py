@@ -18,6 +18,7 @@ import pytest
 from ringdrop.errors import IntegrityError, NotFoundError, StoreError
 from ringdrop.store import ImportedCollection, Store
 from ringdrop.store.collection import Collection
+from tests.ci import skip_unless_ci
 from tests.files import mounted, random_file, tree
 
 from .helpers import kill, read_all, spawn
@@ -256,14 +257,14 @@ def reflink_fs(tmp_path: Path) -> Iterator[Path]:
     """An XFS file system in a loop-mounted image (XFS has reflinks); skipped where the tools
     or the permission to mount are missing."""
     if shutil.which("mkfs.xfs") is None:
-        pytest.skip("mkfs.xfs is not installed")
+        skip_unless_ci("mkfs.xfs is not installed (xfsprogs)")
     image, mount = tmp_path / "xfs.img", tmp_path / "xfs"
     with image.open("wb") as f:
         f.truncate(320 << 20)
     mount.mkdir()
     made = subprocess.run(["mkfs.xfs", "-q", "-m", "reflink=1", str(image)], capture_output=True)
     if made.returncode != 0:
-        pytest.skip(f"mkfs.xfs failed: {made.stderr.decode().strip()}")
+        skip_unless_ci(f"mkfs.xfs failed: {made.stderr.decode().strip()}")
     with mounted(mount, "-o", "loop", str(image)):
         yield mount
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import errno
 import os
+import subprocess
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Any
 
 import pytest
 from textual.pilot import Pilot
@@ -18,14 +17,13 @@ from textual.widgets import Button, Input, ProgressBar
 
 from ringdrop.bao import GROUP_SIZE, ChunkRanges
 from ringdrop.node import Node, Progress, Share
-from ringdrop.store import export
 from ringdrop.ticket import Address, Ticket
 from ringdrop.tui.app import RingdropApp, make_app
 from ringdrop.tui.dialogs import Choice
 from ringdrop.tui.receive import ReceivePane
 from ringdrop.tui.saved import SavedTransfer, SavedTransfers
 from ringdrop.tui.transfer import TransferView
-from tests.files import pseudo_random
+from tests.files import mounted, pseudo_random, tree
 from tests.node.relay import Relay
 from tests.tui.conftest import SIZE, screen_text, squeezed, until
 
@@ -369,41 +367,31 @@ async def test_keep_both_twice_numbers_the_names(
 
 
 async def test_a_folder_export_that_failed_half_way_is_retried_without_overwriting(
-    app: RingdropApp,
-    serving: Node,
-    tmp_path: Path,
-    downloads: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    app: RingdropApp, serving: Node, tmp_path: Path
 ) -> None:
     folder = tmp_path / "album"
     for i in range(6):
         (folder / f"disc{i % 2}").mkdir(parents=True, exist_ok=True)
         (folder / f"disc{i % 2}" / f"track{i}.bin").write_bytes(pseudo_random(100_000, seed=i))
     ticket = serving.share(folder, open=True).ticket.encode()
-    real = export._materialize
-    calls = 0
-
-    def disk_full_at_the_third_file(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(export, "_materialize", disk_full_at_the_third_file)
-    async with app.run_test(size=SIZE) as pilot:
-        view = await receive(app, pilot, ticket, downloads)
-        assert view.failed
-        assert "could not export: the disk is full" in " ".join(screen_text(app).split())
-        assert os.listdir(downloads) == [], "nothing half-done in the way"
-        view.focus()
-        await pilot.press("p")  # retry: no question, nothing to overwrite
-        await until(pilot, lambda: view.finished or (view.failed and calls > 3))
-        assert not isinstance(app.screen, Choice)
-    assert view.finished
-    assert sorted(p.relative_to(downloads).as_posix() for p in downloads.rglob("*.bin")) == [
-        f"album/disc{i % 2}/track{i}.bin" for i in (0, 2, 4, 1, 3, 5)
-    ]
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    # A disk with room for the bytes but only six inodes: its root, the export's temporary
+    # folder, disc0 and two tracks. The third file finds the disk full, though the check of
+    # free bytes before the export passed.
+    with mounted(downloads, "-t", "tmpfs", "-o", "size=8m,nr_inodes=6", "tmpfs"):
+        async with app.run_test(size=SIZE) as pilot:
+            view = await receive(app, pilot, ticket, downloads)
+            assert view.failed
+            assert "could not export: the disk is full" in " ".join(screen_text(app).split())
+            assert os.listdir(downloads) == [], "nothing half-done in the way"
+            subprocess.run(["mount", "-o", "remount,nr_inodes=1000", downloads], check=True)
+            view.focus()
+            await pilot.press("p")  # retry: no question, nothing to overwrite
+            await until_ended(pilot, view)
+            assert not isinstance(app.screen, Choice)
+        assert view.finished
+        assert tree(downloads / "album") == tree(folder)
 
 
 async def test_a_started_transfer_has_the_focus_so_its_keys_work_at_once(
