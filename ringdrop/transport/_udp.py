@@ -136,6 +136,10 @@ class UdpSocket:
     def family(self) -> socket.AddressFamily:
         return self._family
 
+    @property
+    def reading(self) -> bool:
+        return self._reading
+
     def pause_reading(self) -> None:
         if self._reading:
             self._loop.remove_reader(self._sock)
