@@ -136,6 +136,7 @@ def transfer(
         to_server = backend.transmit(client, now)
         if to_server:
             backend.receive(server, to_server, PEER, now)
+            backend.drain(server)
             while server.next_event() is not None:
                 pass
         if not to_client and not to_server:

@@ -135,6 +135,34 @@ async def test_a_reader_slower_than_the_network_still_gets_every_byte(tmp_path: 
     assert (tmp_path / "received").read_bytes() == blob.data
 
 
+@pytest.mark.skipif("qh3" not in available_backends(), reason="qh3 is not installed")
+async def test_a_stalled_reader_leaves_the_content_to_qh3_and_reads_its_socket_on(
+    tmp_path: Path,
+) -> None:
+    blob = Blob(tmp_path, 48 * 2**20)  # far more than flow control lets the sharer send ahead
+    async with asyncio.timeout(TIMEOUT):
+        server = await start_sharer(blob.handler, backend="qh3")
+        async with server, await dial(server, backend="qh3") as connection:
+            _, body = await connection.request(blob.request())
+            # Nothing reads the body. Sampled until two in a row agree: the sharer has stopped,
+            # out of flow control credit (if it never does, the failsafe ends the test).
+            samples = [blob.pulled]
+            while len(samples) < 2 or samples[-1] != samples[-2]:
+                await asyncio.sleep(0.3)
+                samples.append(blob.pulled)
+            link = connection._link
+            # The link holds what arrives, in qh3, whose credit it withholds: its socket is
+            # read on (nothing is dropped for a stalled reader, probes are answered).
+            assert link.held
+            assert link.endpoint.udp.reading
+            decoder = Decoder(blob.root, ChunkRanges.all(), data=tmp_path / "received")
+            async for piece in body:
+                decoder.write(piece)
+            decoder.finish()
+    assert samples[-1] < blob.size
+    assert (tmp_path / "received").read_bytes() == blob.data
+
+
 async def test_only_the_missing_ranges_are_sent(tmp_path: Path) -> None:
     blob = Blob(tmp_path, 2**20)
     missing = ChunkRanges.groups(10, 20)

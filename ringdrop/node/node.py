@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ringdrop.access import MIGRATIONS, OPEN_RING, Access, LogWriter, UploadOutcome
+from ringdrop.access import MIGRATIONS, OPEN_RING, Access, LogWriter
 from ringdrop.access.manifest import Manifest
 from ringdrop.bao import ChunkRanges
 from ringdrop.discovery import Published, Publisher, Record, Resolver, Services, Timestamps
@@ -33,7 +33,6 @@ from ringdrop.errors import (
     AmbiguousError,
     DiscoveryDisabledError,
     ExistsError,
-    IntegrityError,
     NotFoundError,
     RelayDisabledError,
     RelayRefusedError,
@@ -69,6 +68,7 @@ from ringdrop.node.retry import RetryPolicy
 from ringdrop.node.rings import RingService, ask_about, exchange_rings, tell_have
 from ringdrop.node.send import TEXT_MAX, TEXT_NAME, Fetched, Fetches, is_text
 from ringdrop.node.server import Answer, Gate, ServeEvent
+from ringdrop.node.upload import Upload
 from ringdrop.protocol import (
     AboutRequest,
     CatalogEntry,
@@ -111,8 +111,7 @@ _log = logging.getLogger(__name__)
 ADDRESSES_ENV = "RINGDROP_ADDRESSES"
 
 
-# The server answers a get with pieces of about this size, read from the encoder as the QUIC
-# send window opens.
+# The server answers a members request with PART frames of about this size.
 PIECE = 256 * 1024
 SERVE_LOCK = "serve.lock"
 RECORD_TIMESTAMP = "record-timestamp"
@@ -1234,8 +1233,8 @@ class _Serving:
         self.members = MembersServer(node.store, self.gate, PIECE)
         self.rings = RingService(node.access, node.identity, self.gate, self.logs)
         self.limit = None if node.limit_rate is None else RateLimit(node.limit_rate)
-        self.uploads: dict[tuple[PeerId, bytes], list[_Upload]] = {}
-        """The gets being answered, by peer and content (see `_Upload`)."""
+        self.uploads: dict[tuple[PeerId, bytes], list[Upload]] = {}
+        """The gets being answered, by peer and content (see `Upload`)."""
 
     async def reply(self, peer: PeerId, request: Request) -> Reply:
         # The decision reads SQLite and opening the content touches files: neither may hold up
@@ -1253,7 +1252,7 @@ class _Serving:
             gate.finished(peer, request, answer, 0, "complete")
             return Reply(answer.header, catalog=answer.catalog)
         assert isinstance(request, GetRequest)  # only a get has content to send
-        upload = _Upload(gate, peer, request, answer, self.uploads)
+        upload = Upload(gate, peer, request, answer, self.uploads)
         return self._limited(Reply(answer.header, upload))
 
     def _limited(self, reply: Reply) -> Reply:
@@ -1294,84 +1293,6 @@ class _Counted:
         close = getattr(self._body, "aclose", None)
         if close is not None:
             await close()
-
-
-class _Upload:
-    """An allowed get's body: the encoder's pieces, pulled as the QUIC window opens, and one
-    entry in the upload log however the stream ends — finished, cut, or closed unstarted.
-
-    The next piece is read while the last one is sent (one piece ahead, on a worker thread:
-    the encoder releases the GIL), so the disk and the network take turns less.
-
-    A receiver that vanished (killed, its network gone) is noticed only when its connection
-    times out, 30 s on; if it comes back for the same content first, its earlier upload is
-    logged as interrupted then, not after the new one has completed. A receiver fetching from
-    several providers asks one for several stripes at once: those ask for other ranges, and
-    only a request for ranges an earlier one is still sending supersedes it. `open` holds the
-    uploads under way by peer and content."""
-
-    def __init__(
-        self,
-        gate: Gate,
-        peer: PeerId,
-        request: GetRequest,
-        answer: Answer,
-        open: dict[tuple[PeerId, bytes], list[_Upload]],
-    ) -> None:
-        assert answer.encoder is not None
-        self._gate, self._peer, self._request, self._answer = gate, peer, request, answer
-        self._encoder = answer.encoder
-        self._sent = 0
-        self._last = 0
-        self._logged = False
-        self._ahead: asyncio.Future[bytes] | None = None
-        self._open, self._key = open, (peer, request.content_hash)
-        for earlier in list(open.get(self._key, ())):
-            if not (earlier._request.ranges & request.ranges).is_empty():
-                earlier._log("interrupted")
-        open.setdefault(self._key, []).append(self)
-
-    def __aiter__(self) -> _Upload:
-        return self
-
-    async def __anext__(self) -> bytes:
-        self._sent += self._last  # asking for more means the last piece went out
-        self._last = 0
-        reading, self._ahead = self._ahead or self._read(), None
-        try:
-            piece = await reading
-        except IntegrityError:
-            self._log("failed")
-            raise
-        if not piece:
-            self._log("complete")
-            raise StopAsyncIteration
-        self._last = len(piece)
-        self._ahead = self._read()
-        return piece
-
-    async def aclose(self) -> None:
-        if self._ahead is not None:
-            # The read under way ends first: nothing else may use the encoder meanwhile.
-            await asyncio.wait([self._ahead])
-            if not self._ahead.cancelled():
-                self._ahead.exception()  # retrieved: a failed read-ahead was never needed
-        self._log("interrupted")
-
-    def _read(self) -> asyncio.Future[bytes]:
-        return asyncio.ensure_future(asyncio.to_thread(self._encoder.read, PIECE))
-
-    def _log(self, outcome: UploadOutcome) -> None:
-        if not self._logged:
-            self._logged = True
-            under_way = self._open.get(self._key, [])
-            if self in under_way:
-                under_way.remove(self)
-                if not under_way:
-                    del self._open[self._key]
-            completed = (self._request.content_hash,) if outcome == "complete" else ()
-            gate, request, answer = self._gate, self._request, self._answer
-            gate.finished(self._peer, request, answer, self._sent, outcome, completed)
 
 
 @contextlib.contextmanager

@@ -150,7 +150,8 @@ class Backend(ABC):
     def receive(
         self, quic: QuicLike, datagrams: list[bytes], addr: NetworkAddress, now: float
     ) -> None:
-        """Feed datagrams that came one way, in order; the caller then drains events."""
+        """Feed datagrams that came one way, in order; `drain` then makes their events
+        `quic.next_event`'s."""
         for data in datagrams:
             quic.receive_datagram(data, addr, now)
 
@@ -162,6 +163,20 @@ class Backend(ABC):
         self.receive(
             quic, [buffer[at : at + segment] for at in range(0, len(buffer), segment)], addr, now
         )
+
+    def handle_timer(self, quic: QuicLike, now: float) -> None:
+        """The connection's timer is due; `drain` then makes its events `next_event`'s."""
+        quic.handle_timer(now)
+
+    def holds(self, quic: QuicLike) -> bool:
+        """Whether the library keeps what it received to itself until `drain`, and with it
+        the peer's flow control credit: only then can a receiver slow its peer down by not
+        draining, instead of by dropping datagrams."""
+        return False
+
+    def drain(self, quic: QuicLike) -> None:
+        """Make the events of what was received and of timers `quic.next_event`'s."""
+        return None  # aioquic makes them so as it receives
 
     def transmit(self, quic: QuicLike, now: float) -> list[bytes]:
         """The datagrams the connection wants sent now (all to its one peer address)."""
@@ -244,11 +259,11 @@ class _Aioquic(Backend):
 class _Qh3(Backend):
     """qh3 runs its packet loop in Rust and takes datagrams in batches, but its Python wrapper
     (`QuicConnection`) still works per datagram: an address check, a header parse, a slice per
-    datagram for its logger, even with no logger. Once the handshake is done, batches go to the
-    wrapper's core directly, and what the wrapper does after each call (turning the core's
-    events into its own, `_drain_core`) is done the same; the handshake, with its retries,
-    version changes and keys, stays with the wrapper. Where a qh3 lacks those parts, everything
-    goes through the wrapper's public calls."""
+    datagram for its logger, even with no logger. Once the handshake is done, batches and timer
+    ticks go to the wrapper's core directly, and what the wrapper does after each call (turning
+    the core's events into its own, `_drain_core`) is done when the link drains; the handshake,
+    with its retries, version changes and keys, stays with the wrapper. Where a qh3 lacks those
+    parts, everything goes through the wrapper's public calls."""
 
     name = "qh3"
 
@@ -328,9 +343,8 @@ class _Qh3(Backend):
         core = self._core(quic)
         if core is None:
             quic.receive_many_datagrams(datagrams, addr, now)  # type: ignore[attr-defined]
-            return
-        core.receive_many_datagrams(datagrams, addr, now)
-        quic._drain_core()  # type: ignore[attr-defined]
+        else:
+            core.receive_many_datagrams(datagrams, addr, now)
 
     def receive_coalesced(
         self, quic: QuicLike, buffer: bytes, segment: int, addr: NetworkAddress, now: float
@@ -338,9 +352,23 @@ class _Qh3(Backend):
         core = self._core(quic)
         if core is None:
             quic.receive_gro_buffer(buffer, segment, addr, now)  # type: ignore[attr-defined]
-            return
-        core.receive_gro_buffer(buffer, segment, addr, now)
-        quic._drain_core()  # type: ignore[attr-defined]
+        else:
+            core.receive_gro_buffer(buffer, segment, addr, now)
+
+    def handle_timer(self, quic: QuicLike, now: float) -> None:
+        core = self._core(quic)
+        if core is None:
+            quic.handle_timer(now)
+        else:
+            core.handle_timer(now)
+
+    def holds(self, quic: QuicLike) -> bool:
+        # The core grants flow control credit for stream data as its event is taken.
+        return self._core(quic) is not None
+
+    def drain(self, quic: QuicLike) -> None:
+        if self._core(quic) is not None:
+            quic._drain_core()  # type: ignore[attr-defined]
 
     def transmit(self, quic: QuicLike, now: float) -> list[bytes]:
         # The wrapper's loop around the same call also parses every packet's header for its

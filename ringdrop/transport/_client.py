@@ -85,8 +85,10 @@ STAGGER = 0.05
 sets at 250 ms for TCP over the Internet; a QUIC handshake on a LAN takes a few ms)."""
 _AUTH_STREAM = 0
 _STUN_TIMEOUT = 3.0
-# A consumer slower than the network makes content pile up; past this much, stop reading the
-# socket (QUIC then sees loss and slows down) until it has caught up to the low mark.
+# A consumer slower than the network makes content pile up; past this much, the link holds
+# what arrives until the consumer has caught up to the low mark: qh3 keeps it, and the sender's
+# flow control credit with it; with aioquic, which cannot, the socket is not read meanwhile
+# (QUIC then sees loss and slows down).
 _HIGH_WATER = 2 * 1024 * 1024
 _LOW_WATER = 512 * 1024
 
@@ -720,13 +722,17 @@ class _ClientLink(Link):
 
     def queued(self, size: int) -> None:
         self._queued += size
-        if self._queued > _HIGH_WATER:
-            self.endpoint.udp.pause_reading()
+        if self._queued > _HIGH_WATER and not self.held:
+            self.held = True
+            if not self.backend.holds(self.quic):
+                self.endpoint.udp.pause_reading()
 
     def consumed(self, size: int) -> None:
         self._queued -= size
-        if self._queued < _LOW_WATER:
+        if self._queued < _LOW_WATER and self.held:
+            self.held = False
             self.endpoint.udp.resume_reading()
+            self.flush_soon()
 
     def refused(self, reason: str) -> None:
         """This attempt's way failed at once: the network refused it, or the relay refused us.

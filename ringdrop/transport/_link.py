@@ -3,7 +3,9 @@
 A `Link` drives one QUIC connection: it feeds it the datagrams its `PathSet` received (the
 endpoint flushes each link once per burst of datagrams, so one round of event handling, packet
 building and timer arming serves many), hands what QUIC wants sent to the `PathSet`, and lets
-writers wait for room in a stream's send buffer. QUIC sees its peer at one fixed address,
+writers wait for room in a stream's send buffer. A reader that cannot keep up has the link
+hold what arrives: with qh3 it stays in the library, and so does the peer's flow control credit
+(the peer slows down, nothing is dropped). QUIC sees its peer at one fixed address,
 `PEER`, whichever path the datagrams really take.
 """
 
@@ -88,6 +90,8 @@ class Link(ABC):
         self._flush_handle: asyncio.Handle | None = None
         self._room: dict[int, asyncio.Future[None]] = {}
         self._stopped: set[int] = set()
+        self.held = False
+        """While set, what arrives stays with the library, undrained (see `Backend.holds`)."""
 
     @abstractmethod
     def on_stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None: ...
@@ -130,6 +134,8 @@ class Link(ABC):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        if not (self.held and self.backend.holds(self.quic)):
+            self.backend.drain(self.quic)
         data_event = self.backend.events.StreamDataReceived
         # One STREAM frame a packet makes one event a packet: a stream's consecutive data
         # events are joined and handled once, so work above is per burst, not per packet.
@@ -274,7 +280,7 @@ class Link(ABC):
         self._timer = None
         now = self._loop.time()
         if self._timer_at is not None and self._timer_at <= now:
-            self.quic.handle_timer(now)
+            self.backend.handle_timer(self.quic, now)
         self._timer_at = None
         self.flush()
 

@@ -122,6 +122,9 @@ class UdpSocket:
         self._gso = True
         self._gro = _enable_gro(sock)
         self._reading = False
+        # Datagrams come mostly from one sender: its address is parsed once, not once a burst.
+        self._sender: object = None
+        self._address: Address = ("", 0)
         self.resume_reading()
 
     @property
@@ -132,6 +135,10 @@ class UdpSocket:
     @property
     def family(self) -> socket.AddressFamily:
         return self._family
+
+    @property
+    def reading(self) -> bool:
+        return self._reading
 
     def pause_reading(self) -> None:
         if self._reading:
@@ -202,9 +209,6 @@ class UdpSocket:
 
     def _on_readable(self) -> None:
         burst: Burst = []
-        # A burst comes mostly from one sender: parse its address once, not once a datagram.
-        last: object = None
-        address: Address = ("", 0)
         for _ in range(_BURST):
             try:
                 if self._gro:
@@ -222,9 +226,9 @@ class UdpSocket:
                 if self._on_error is not None:
                     self._on_error(error)
                 break
-            if sender != last:
-                last, address = sender, normalize(sender)
-            burst.append((data, segment, address))
+            if sender != self._sender:
+                self._sender, self._address = sender, normalize(sender)
+            burst.append((data, segment, self._address))
         if burst:
             self._receive(burst)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 from ipaddress import ip_address
 from pathlib import Path
@@ -19,6 +20,7 @@ from ringdrop.errors import (
     WrongPeerError,
 )
 from ringdrop.node import Node, Progress, RetryPolicy
+from ringdrop.node.upload import PIECE, READ_AHEAD
 from ringdrop.ticket import Address, Ticket
 from tests.files import pseudo_random, write
 from tests.node.relay import Relay
@@ -172,6 +174,27 @@ async def test_changed_reference_file_fails_without_corrupt_export(
     with pytest.raises(TransferError, match="changed"):
         await receiver.get(share.ticket, tmp_path / "out", retry=FAST_RETRY)
     assert not (tmp_path / "out").exists()
+
+
+async def test_a_change_deep_inside_a_file_is_found_after_the_pieces_before_it_went_out(
+    serving: Node, receiver: Node, tmp_path: Path
+) -> None:
+    # The sharer reads ahead of the network, several pieces at a time: the piece that fails
+    # verification must still end the upload only after every good piece before it was sent.
+    size = 3 * READ_AHEAD
+    source = write(tmp_path / "live.bin", pseudo_random(size))
+    share = serving.share(source, open=True, reference=True)
+    before = source.stat()
+    with source.open("r+b") as f:  # behind an unchanged size and time: only hashing tells
+        f.seek(size - 1000)
+        f.write(b"changed!")
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(TransferError, match="error reading the content"):
+        await receiver.get(share.ticket, tmp_path / "out", retry=RetryPolicy(attempts=1))
+    [upload] = serving.uploads()
+    assert upload.outcome == "failed"
+    # The last group's piece failed; every piece before it was handed to the network.
+    assert size - 2 * PIECE <= upload.bytes_sent < size
 
 
 async def test_two_receivers_download_the_same_content_at_once(
