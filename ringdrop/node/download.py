@@ -73,9 +73,11 @@ class Source(Protocol):
 
 
 Connect = Callable[[], Awaitable[Source]]
-More = Callable[[Source | None], Awaitable[list[Source]]]
-"""Providers besides the sharer, connected: given the sharer's source (None if it could not be
-reached), those it names and those known otherwise."""
+More = Callable[[Source | None], Awaitable[list[Awaitable[Source]]]]
+"""Providers besides the sharer: given the sharer's source (None if it could not be reached),
+one awaitable for each provider it names or known otherwise, which connects to it (or raises).
+The download starts without waiting for them: each joins the pool when it is reached, so a
+provider that is offline costs nothing."""
 
 # The first request for a blob of unproven size: its first stripe and its last chunk, which
 # proves the size, so that several providers may then write the rest at once.
@@ -117,6 +119,9 @@ class Download:
         self._connect = connect
         self._more = more
         self._pool: list[Provider] = []
+        """The providers reached, the sharer first; it grows as others join."""
+        self._joining: set[asyncio.Task[Source]] = set()
+        """Providers still being reached."""
         self._sources: dict[str, Source] = {}
         self.by_provider: dict[str, int] = {}
         """Content bytes first verified from each provider (peer id text), over all attempts."""
@@ -139,7 +144,10 @@ class Download:
     async def run(self) -> TransferStats:
         """Fetches until the content is complete in the store, retrying lost connections."""
         with self._store.temp_tag(self._root, self._format):
-            return await self._run()
+            try:
+                return await self._run()
+            finally:
+                self._stop_joining()
 
     async def _run(self) -> TransferStats:
         started = self._started = time.monotonic()
@@ -242,10 +250,11 @@ class Download:
         return len(collection.entries)
 
     async def _connect_all(self) -> Source:
-        """The sharer's source, and (with `more`) the other providers in the pool; when the
-        sharer cannot be reached, a provider stands in for it. Asking the sharer about
-        providers costs a round trip before the first request: with none, the download is one
-        request, as from a sharer alone."""
+        """The sharer's source, and (with `more`) the other providers joining the pool as they
+        are reached; when the sharer cannot be reached, the first provider reached stands in
+        for it. Asking the sharer about providers costs a round trip before the first request:
+        with none, the download is one request, as from a sharer alone."""
+        self._stop_joining()
         error: TransferError | None = None
         try:
             source: Source | None = await self._connect()
@@ -255,16 +264,50 @@ class Download:
             if self._more is None:
                 raise
             source, error = None, failed
-        others = [] if self._more is None else await self._more(source)
-        everyone = ([source] if source is not None else []) + others
-        if not everyone:
-            assert error is not None
-            raise error
-        self._pool = [Provider(s, s.peer) for s in everyone]
-        self._sources = {s.peer: s for s in everyone}
+        reaching = [] if self._more is None else await self._more(source)
+        self._pool, self._sources = [], {}
+        joining = {asyncio.ensure_future(r) for r in reaching}
+        if source is None:
+            source = await self._first_reached(joining)
+            if source is None:
+                assert error is not None
+                raise error
+        self._join(source)
+        for task in joining:
+            self._joining.add(task)
+            task.add_done_callback(self._joined)
+        return source
+
+    @staticmethod
+    async def _first_reached(joining: set[asyncio.Task[Source]]) -> Source | None:
+        """The first provider reached (the others go on joining), or None if none can be."""
+        while joining:
+            done, _ = await asyncio.wait(joining, return_when=asyncio.FIRST_COMPLETED)
+            joining -= done
+            for task in done:
+                if not task.cancelled() and task.exception() is None:
+                    return task.result()
+        return None
+
+    def _joined(self, task: asyncio.Task[Source]) -> None:
+        self._joining.discard(task)
+        if not task.cancelled() and task.exception() is None:
+            self._join(task.result())
+
+    def _join(self, source: Source) -> None:
+        self._pool.append(Provider(source, source.peer))
+        self._sources[source.peer] = source
         if len(self._pool) > 1:
             self._tracker.update(providers=self._shown())
-        return everyone[0]
+
+    def _stop_joining(self) -> None:
+        for task in self._joining:
+            task.cancel()
+        self._joining.clear()
+
+    def _many(self) -> bool:
+        """Whether other providers are in the pool or on their way: then a blob is striped."""
+        return len(self._pool) > 1 or bool(self._joining)
 
     def _shown(self) -> tuple[tuple[str, int], ...]:
         """The providers for progress: each in the pool with the bytes it sent so far."""
@@ -350,11 +393,11 @@ class Download:
                 self._present_once(partial.valid_bytes)
             self._show_file(name, partial.size, partial.valid_bytes, count)
             while not partial.complete:
-                if len(self._pool) > 1 and partial.size_proven:
+                if self._many() and partial.size_proven:
                     await self._fetch_striped(partial, name, count)
                     continue
                 ranges = partial.missing()
-                if len(self._pool) > 1:
+                if self._many():
                     # First what proves the size, so that several may then write at once.
                     ranges = (ranges & _HEAD) | ChunkRanges([(1 << 40, None)])
                 writer = await on_worker(partial.writer, ranges)
@@ -407,8 +450,7 @@ class Download:
             if count:
                 self._tracker.received(n, name)
 
-        live = [p for p in self._pool if p.dropped is None]
-        striped = Striped(partial, live, received)
+        striped = Striped(partial, self._pool, received)
         try:
             await striped.run()
         finally:

@@ -15,6 +15,7 @@ import time
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
+    Awaitable,
     Callable,
     Iterable,
     Iterator,
@@ -1461,7 +1462,7 @@ class _Swarm:
         self._known: dict[PeerId, Provider] = {}
         self._sources: list[_Source] = []
 
-    async def more(self, sharer: Source | None) -> list[Source]:
+    async def more(self, sharer: Source | None) -> list[Awaitable[Source]]:
         node = self._node
         if isinstance(sharer, _Source) and sharer.connection is not None:
             try:
@@ -1495,9 +1496,7 @@ class _Swarm:
                 )
             return source
 
-        found = await asyncio.gather(*(reach(p) for p in dict.fromkeys(wanted)),
-                                     return_exceptions=True)  # fmt: skip
-        return [f for f in found if isinstance(f, _Source)]
+        return [reach(p) for p in dict.fromkeys(wanted)]
 
     async def tell(self, sharer: _Source, received: dict[str, int]) -> None:
         """Records the rings the content came under, and tells the sharer this node holds it."""

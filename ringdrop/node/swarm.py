@@ -19,7 +19,7 @@ import logging
 import statistics
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -136,6 +136,7 @@ def stripes(missing: ChunkRanges, size: int, stripe: int) -> list[ChunkRanges]:
 
 class Striped:
     """Fetches what `partial` lacks from `providers` at once. `partial`'s size must be proven.
+    `providers` may grow while it runs: one that joins is given stripes at the next turn.
 
     `received(provider, n)` hears each count of newly verified content bytes.
     """
@@ -143,14 +144,14 @@ class Striped:
     def __init__(
         self,
         partial: PartialBlob,
-        providers: Iterable[Provider],
+        providers: list[Provider],
         received: Callable[[Provider, int], None],
     ) -> None:
         assert partial.size is not None
         assert partial.size_proven
         self._partial = partial
         self._size = partial.size
-        self._providers = list(providers)
+        self._providers = providers
         self._received = received
         self._turn = asyncio.Lock()
         self._queue: deque[_Stripe] = deque()

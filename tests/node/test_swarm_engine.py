@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Sequence
 from pathlib import Path
 
 import pytest
@@ -68,12 +68,20 @@ class Fake:
         yield b""  # pragma: no cover
 
 
-async def download(tmp_path: Path, first: Fake, *others: Fake) -> Download:
+async def reached(provider: Source) -> Source:
+    return provider
+
+
+async def download(
+    tmp_path: Path, first: Fake, *others: Fake, joining: Sequence[Awaitable[Source]] = ()
+) -> Download:
+    """`first` is the sharer; `others` are reached at once, `joining` when they complete."""
+
     async def connect() -> Source:
         return first
 
-    async def more(_: Source | None) -> list[Source]:
-        return list(others)
+    async def more(_: Source | None) -> list[Awaitable[Source]]:
+        return [*(reached(o) for o in others), *joining]
 
     store = Store(tmp_path / "store", MIGRATIONS)
     tracker = Tracker("data", None, 1)
@@ -144,3 +152,30 @@ async def test_what_verified_from_providers_that_left_is_kept_for_the_next_run(
     job = await download(tmp_path, Fake("c"))
     assert job.by_provider["c"] <= len(DATA) - fetched_before + 2 * STRIPE_MAX
     assert job.by_provider["c"] < len(DATA)
+
+
+async def test_a_provider_still_being_reached_holds_nothing_up(tmp_path: Path) -> None:
+    never = asyncio.Event()
+
+    async def offline() -> Source:
+        await never.wait()  # a laptop that is closed: no answer, no error
+        raise AssertionError("never reached")
+
+    job = await download(tmp_path, Fake("a"), joining=[offline()])
+    assert job.by_provider == {"a": len(DATA)}
+
+
+async def test_a_provider_reached_after_the_start_joins_and_takes_stripes(tmp_path: Path) -> None:
+    sharer, late = Fake("a"), Fake("b")
+    first_stripe = asyncio.Event()
+
+    async def reached_later() -> Source:
+        while not sharer.served:
+            await asyncio.sleep(0.01)
+        first_stripe.set()
+        return late
+
+    job = await download(tmp_path, sharer, joining=[reached_later()])
+    assert first_stripe.is_set()
+    assert 0 < job.by_provider["b"] < len(DATA)
+    assert sum(job.by_provider.values()) == len(DATA)
