@@ -23,6 +23,9 @@ even after a failure:
   host's port, and hole punching fails); "symmetric" is MASQUERADE --random-fully (a fresh port
   per destination, so only a relay works); "none" puts the host on the bridge itself.
 
+- `lan(roles, mtu)`: one namespace per role, all on one bridge (in a namespace of its own) at
+  a real MTU, at 10.203.0.1, .2, … in the order of `roles`: several machines on one LAN.
+
 - `island(count)`: one namespace with `count` addresses of its own (10.201.0.1, .2, …, on a veth
   whose far end idles in a second namespace), for tests that run in this process: `made_in`
   makes sockets there (a socket belongs to the namespace it was made in), so a server, a
@@ -63,6 +66,7 @@ __all__ = [
     "Family",
     "Island",
     "Lab",
+    "Lan",
     "NatKind",
     "NatLab",
     "Side",
@@ -70,6 +74,7 @@ __all__ = [
     "in_namespace",
     "is_root",
     "island",
+    "lan",
     "made_in",
     "missing_tools",
     "nat_lab",
@@ -87,6 +92,7 @@ _WAN_IPS = {"l": "203.0.113.21", "r": "203.0.113.22"}
 _LAN_NETS = {"l": "10.1.0", "r": "10.2.0"}
 _VETH_IPS = ("10.201.0.1", "10.201.0.2")
 _VETH_IPS6 = ("fd78::1", "fd78::2")
+_LAN_NET = "10.203.0"
 _WAN_IPS6 = {"l": "fd00:ff::21", "r": "fd00:ff::22"}
 _LAN_NETS6 = {"l": "fd00:1::", "r": "fd00:2::"}
 SERVICE_IP6 = "fd00:ff::10"
@@ -344,6 +350,35 @@ def veth_pair(mtu: int = 1500, family: Family = "4") -> Iterator[VethPair]:
         ips = _VETH_IPS6 if family == "6" else _VETH_IPS
         six = _VETH_IPS6 if family != "4" else (None, None)
         yield VethPair(lab, a, b, ips[0], ips[1], mtu, six[0], six[1])
+    finally:
+        lab.close()
+
+
+@dataclass(frozen=True)
+class Lan(_InLab):
+    """Hosts on one bridge: `hosts` maps each role to its namespace, `ips` to its address."""
+
+    lab: Lab
+    hosts: dict[str, str]
+    ips: dict[str, str]
+    mtu: int
+
+
+@contextlib.contextmanager
+def lan(roles: Sequence[str], mtu: int = 1500) -> Iterator[Lan]:
+    lab = Lab()
+    try:
+        switch = lab.add_namespace("switch")
+        lab.run(switch, ["ip", "link", "add", "br0", "type", "bridge"])
+        lab.run(switch, ["ip", "link", "set", "br0", "up"])
+        hosts, ips = {}, {}
+        for n, role in enumerate(roles, start=1):
+            host = lab.add_namespace(role)
+            lab.link(host, "eth0", switch, f"p{n}", mtu)
+            lab.address(host, "eth0", f"{_LAN_NET}.{n}/24")
+            _plug(lab, switch, f"p{n}")
+            hosts[role], ips[role] = host, f"{_LAN_NET}.{n}"
+        yield Lan(lab, hosts, ips, mtu)
     finally:
         lab.close()
 

@@ -21,7 +21,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.netlab import NatKind, NatLab, Side, is_root, missing_tools, nat_lab, veth_pair
+from tests.netlab import (
+    NatKind,
+    NatLab,
+    Side,
+    is_root,
+    lan,
+    missing_tools,
+    nat_lab,
+    veth_pair,
+)
 
 PEER = str(Path(__file__).resolve().parent / "udp_peer.py")
 LOCAL_PORT = 40000
@@ -239,6 +248,35 @@ def test_veth_pair_carries_full_size_frames_and_not_larger() -> None:
     assert too_big.stdout.strip() == str(errno.EMSGSIZE)
     assert fits.stdout.strip() == "sent"
     assert got == str(full)
+
+
+def test_lan_hosts_reach_each_other_across_the_bridge_in_full_size_frames() -> None:
+    full = 1500 - 20 - 8
+    with lan(("a", "b", "c"), mtu=1500) as net:
+        got = {}
+        for sender, receiver in (("a", "c"), ("c", "b")):
+            listening = net.popen(
+                net.hosts[receiver],
+                [sys.executable, "-c", _RECEIVE_ONE, net.ips[receiver]],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert listening.stdout is not None
+            assert listening.stdout.readline().strip() == "ready"
+            too_big = net.run(
+                net.hosts[sender],
+                [sys.executable, "-c", _SEND_DF, net.ips[receiver], str(full + 1)],
+            )
+            assert too_big.stdout.strip() == str(errno.EMSGSIZE)
+            net.run(
+                net.hosts[sender], [sys.executable, "-c", _SEND_DF, net.ips[receiver], str(full)]
+            )
+            got[sender, receiver] = listening.stdout.readline().strip()
+        names = list(net.lab.namespaces)
+    assert got == {("a", "c"): str(full), ("c", "b"): str(full)}
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    assert len(names) == 4
+    assert not [name for name in names if name in listed.stdout]
 
 
 def test_teardown_removes_every_namespace_even_after_a_failure() -> None:
