@@ -49,7 +49,7 @@ def test_valid_vectors_parse_to_their_fields_and_signing_them_again_gives_the_sa
         vector["size"],
     )
     assert (found.name, found.ring_name, found.relay) == (
-        vector["name"],
+        vector["content_name"],
         vector["ring_name"],
         vector["relay"],
     )
