@@ -19,6 +19,7 @@ from ringdrop.errors import AccessDeniedError, IntegrityError, NotFoundError, St
 from ringdrop.identity import PeerId
 from ringdrop.protocol import (
     AboutRequest,
+    AnnounceRequest,
     Catalog,
     CatalogEntry,
     CatalogRequest,
@@ -28,6 +29,7 @@ from ringdrop.protocol import (
     Request,
     ResponseHeader,
     RingsRequest,
+    SinceRequest,
 )
 from ringdrop.store.reader import ServingReads
 
@@ -67,6 +69,8 @@ _OPERATIONS = {
     RingsRequest: "rings",
     AboutRequest: "about",
     HaveRequest: "have",
+    AnnounceRequest: "announce",
+    SinceRequest: "since",
 }
 _NOT_SHARED = "this content is not (or no longer) shared"
 
@@ -227,5 +231,7 @@ class Gate:
 
 
 def _root_of(request: Request) -> bytes:
-    """The content a request is about; empty for those about none (catalog, rings)."""
-    return b"" if isinstance(request, CatalogRequest | RingsRequest) else request.content_hash
+    """The content a request is about; empty for those about none (catalog, rings, news)."""
+    if isinstance(request, CatalogRequest | RingsRequest | AnnounceRequest | SinceRequest):
+        return b""
+    return request.content_hash

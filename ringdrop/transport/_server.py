@@ -21,6 +21,7 @@ from ringdrop.protocol import (
     Catalog,
     Hello,
     Info,
+    News,
     PathsChannel,
     PeerAuthenticated,
     Request,
@@ -117,12 +118,14 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A handler's answer: the header, and for an allowed request its body or catalog."""
+    """A handler's answer: the header, and for an allowed request its body, catalog, info or
+    news (an allowed announce has none)."""
 
     header: ResponseHeader
     body: AsyncIterable[bytes] | None = None
     catalog: Catalog | None = None
     info: Info | None = None
+    news: News | None = None
 
 
 Handler = Callable[[PeerId, Request], Awaitable[Reply]]
@@ -816,12 +819,15 @@ class _ServerLink(Link):
 
     async def _send_reply(self, stream_id: int, responder: Responder, reply: Reply) -> None:
         header = responder.send_header(reply.header)
-        if reply.header.status != "allowed":
+        # A refusal, or an allowed announce, is the whole answer.
+        if responder.state is State.DONE:
             self.send(stream_id, header, end_stream=True)
         elif reply.catalog is not None:
             self.send(stream_id, header + responder.send_catalog(reply.catalog), end_stream=True)
         elif reply.info is not None:
             self.send(stream_id, header + responder.send_info(reply.info), end_stream=True)
+        elif reply.news is not None:
+            self.send(stream_id, header + responder.send_news(reply.news), end_stream=True)
         elif reply.body is not None:
             self.send(stream_id, header)
             await self._send_body(stream_id, responder, aiter(reply.body))
