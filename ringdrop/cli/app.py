@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from ringdrop import __version__
-from ringdrop.cli import content, demo, rings, transfer
+from ringdrop.cli import content, demo, news, rings, transfer
 from ringdrop.cli import tui as tui_command
 from ringdrop.cli.base import global_options
 from ringdrop.cli.exits import ExitCode, error_json, exit_code_table, report
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.register(commands)
     rings.register(commands)
     content.register(commands)
+    news.register(commands)
     tui_command.register(parser, commands)
     demo.register(commands)
     return parser

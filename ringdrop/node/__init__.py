@@ -5,10 +5,12 @@ them to it): `Node`, what its methods take and return, and the few names they sh
 """
 
 from ringdrop.access import OPEN_RING, AccessLogEntry, Member, Upload
+from ringdrop.access.news import Follow
 from ringdrop.discovery import Published
 from ringdrop.node.download import RetryPolicy, TransferStats
 from ringdrop.node.hashing import Hashed, hash_file
-from ringdrop.node.node import Node, Received, Share
+from ringdrop.node.news import NewsEvent
+from ringdrop.node.node import InboxItem, Node, Received, Share
 from ringdrop.node.progress import Progress
 from ringdrop.node.server import ServeEvent
 from ringdrop.protocol import CatalogEntry
@@ -21,8 +23,11 @@ __all__ = [
     "OPEN_RING",
     "AccessLogEntry",
     "CatalogEntry",
+    "Follow",
     "Hashed",
+    "InboxItem",
     "Member",
+    "NewsEvent",
     "Node",
     "OnExisting",
     "Progress",
