@@ -132,9 +132,11 @@ def test_news_comes_a_page_at_a_time_in_order(access: Access) -> None:
     for n in range(5):
         access.attach(root(n), "family")
     first, more = access.news_since(r, 0, 3)
-    assert [i.sequence for i in first] == [1, 2, 3] and more
+    assert [i.sequence for i in first] == [1, 2, 3]
+    assert more
     rest, more = access.news_since(r, 3, 3)
-    assert [i.sequence for i in rest] == [4, 5] and not more
+    assert [i.sequence for i in rest] == [4, 5]
+    assert not more
 
 
 def test_only_members_the_newest_manifest_admits_are_owed_news(access: Access) -> None:
@@ -282,7 +284,8 @@ def test_a_follow_enters_the_owner_in_the_peer_book_and_matches_its_ring_by_name
     access.accept_news(B.peer_id, manifest(B.peer_id), [announcement(1, 1)], asked=False)
     (entry,) = access.inbox()
     found = access.follow_of(entry)
-    assert found is not None and found.id == follow.id
+    assert found is not None
+    assert found.id == follow.id
     assert access.follows()[0].uid == RING  # a renamed ring stays followed
 
     other = sign_announcement(
