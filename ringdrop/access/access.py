@@ -330,15 +330,17 @@ class Access:
             return news.cursor(conn, uid)
 
     def news_owners(self, own: PeerId, now: float | None = None) -> list[PeerId]:
-        """The owners to ask for news: of the rings held that admit this node, and of the
-        rings it follows."""
+        """The owners to ask for news: of the rings held that admit this node, of the rings
+        it follows, and the peers in its book whose tickets it used (they may have put it in
+        a ring since)."""
         now = time.time() if now is None else now
         with self._db.snapshot() as conn:
             rows = conn.execute(
                 "SELECT DISTINCT m.owner FROM manifests AS m JOIN manifest_members AS mm "
                 "ON mm.uid = m.uid AND mm.peer_id = :own WHERE m.owner <> :own "
                 "AND m.valid_until > :now AND (mm.expires_at IS NULL OR mm.expires_at > :now) "
-                "UNION SELECT owner FROM follows",
+                "UNION SELECT owner FROM follows UNION SELECT p.peer_id FROM peers AS p "
+                "WHERE EXISTS (SELECT 1 FROM peer_addresses AS a WHERE a.peer_id = p.peer_id)",
                 {"own": own.raw, "now": now},
             ).fetchall()
         return [PeerId(cast(bytes, r[0])) for r in rows]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 from pathlib import Path
@@ -70,10 +71,9 @@ def _register_inbox(commands: Commands) -> None:
     )
     get.add_argument(
         "--dest",
-        metavar="DIR",
-        type=Path,
-        help="an existing folder to receive it in, or the path of the result (as for get); "
-        "default: the current folder",
+        metavar="PATH",
+        help="as for get: an existing folder receives it under its own name, a path ending in "
+        "/ is a folder to create, any other path is the result. Default: the current folder",
     )
     existing = get.add_mutually_exclusive_group()
     existing.add_argument(
@@ -157,12 +157,20 @@ def cmd_inbox_get(args: argparse.Namespace) -> int:
             entries = [item.id for item in node.inbox() if item.state == "new"]
         else:
             entries = [_entry_id(args.entry)]
+        text: str | None = args.dest
+        dest = None if text is None else Path(text).expanduser()
+        folder = text is not None and text.endswith(("/", os.sep))
         results = []
         for entry in entries:
             with TransferProgress() as progress:
                 received = asyncio.run(
                     node.fetch_news(
-                        entry, args.dest, existing=existing, progress=progress, retry=RetryPolicy()
+                        entry,
+                        dest,
+                        existing=existing,
+                        progress=progress,
+                        retry=RetryPolicy(),
+                        make_dest=folder,
                     )
                 )
             item = node.inbox_item(entry)

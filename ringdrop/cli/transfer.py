@@ -522,7 +522,8 @@ def _print_news(node: Node, event: NewsEvent) -> None:
             line = f"news from or to {who} for {ring} refused: {reason}"
         case "announced":
             what = name or display.count(event.count, "announcement")
-            line = f"announced {what} to {who} in {ring}"
+            via = f" ({display.safe(event.via)})" if event.via else ""
+            line = f"announced {what} to {who} in {ring}{via}"
         case "unreachable":
             line = f"could not announce {ring}'s news to {who}: {reason}"
         case "fetched":

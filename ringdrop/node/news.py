@@ -88,6 +88,7 @@ FIRST_RETRY = 5.0
 LAST_RETRY = 900.0
 """The owner retries an unreachable member after 5 s, then twice as long each time, up to this."""
 PARALLEL = 4
+SIGN_CHECK = 60.0
 """Members announced to at once."""
 _NO_RING = "your peer id is in no ring of this node with that id"
 
@@ -110,6 +111,8 @@ class NewsEvent:
     """The inbox entry, on a member's side."""
     path: str | None = None
     reason: str | None = None
+    via: str | None = None
+    """How the member was reached, for an announcement: `direct ADDRESS` or `relay URL`."""
 
 
 K = TypeVar("K", bound=Hashable)
@@ -221,8 +224,9 @@ class NewsService:
         ring_id, name, sequence = ring
         if not manifest.admits(peer, now):
             return self._refuse(peer, "since", bytes(32), name, _NO_RING, now), None
-        addresses = [Address(ipaddress.ip_address(h), p) for h, p in request.addresses]
-        self._access.set_member_reach(peer, request.relay, addresses)
+        if request.relay is not None or request.addresses:
+            addresses = [Address(ipaddress.ip_address(h), p) for h, p in request.addresses]
+            self._access.set_member_reach(peer, request.relay, addresses)
         items, more = self._access.news_since(ring_id, request.sequence, MAX_ANNOUNCEMENTS)
         raws = sign_items(self._node, request.ring_id, name, items)
         told = items[-1].sequence if more else max([sequence, *(i.sequence for i in items)])
@@ -272,6 +276,7 @@ class Announcer:
         self._backoff: Backoff[PeerId] = Backoff()
         self._running: dict[PeerId, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._sign_check = 0.0
 
     def heard_from(self, peer: PeerId) -> None:
         """`peer` reached this node: a member that could not be reached can be now."""
@@ -292,7 +297,11 @@ class Announcer:
 
     async def _round(self) -> None:
         access, own = self._node.access, self._node.peer_id
-        await asyncio.to_thread(access.sign_due, self._node.identity)
+        if time.monotonic() >= self._sign_check:
+            # Manifests past half their validity are signed again: members keep being owed
+            # news only while their ring's manifest is valid.
+            self._sign_check = time.monotonic() + SIGN_CHECK
+            await asyncio.to_thread(access.sign_due, self._node.identity)
         due = await asyncio.to_thread(access.news_due, own)
         by_peer: dict[PeerId, list[Delivery]] = {}
         for delivery in due:
@@ -363,6 +372,7 @@ class Announcer:
                         delivery.ring,
                         name=shares[0].name if len(shares) == 1 else None,
                         count=len(items),
+                        via=connection.address,
                     )
                 )
             await asyncio.to_thread(access.mark_sent, delivery.ring_id, peer, last)
