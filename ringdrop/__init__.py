@@ -1,7 +1,5 @@
 """ringdrop: peer-to-peer file transfer over QUIC, BLAKE3-verified, gated by access rings."""
 
-from importlib.metadata import version
-
 from ringdrop.errors import (
     AccessDeniedError,
     DiskFullError,
@@ -15,7 +13,9 @@ from ringdrop.errors import (
     UnsafePathError,
 )
 
-__version__ = version("ringdrop")
+# Kept equal to pyproject.toml's by tests/test_cli.py; read from here rather than from the
+# installed metadata, whose lookup (importlib.metadata) costs more than the rest of `--version`.
+__version__ = "0.1.0"
 
 __all__ = [
     "AccessDeniedError",

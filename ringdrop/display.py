@@ -8,11 +8,10 @@ import sys
 import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import segno
-
-from ringdrop.ticket import Format
+if TYPE_CHECKING:
+    from ringdrop.ticket import Format
 
 # Unicode categories a name from the network may not put on a terminal as they are: controls
 # (ESC starts escape sequences; C1 controls are escapes on some terminals), format characters
@@ -99,6 +98,8 @@ def emit_json(value: object, out: TextIO | None = None) -> None:
 def print_qr(text: str, out: TextIO | None = None) -> None:
     """`text` as a QR code of Unicode blocks. Tickets and peer ids are read in either case, and
     in upper case they fit QR's denser alphanumeric mode, so the code comes out smaller."""
+    import segno  # here: it pulls in urllib and xml, which no other command needs
+
     segno.make(text.upper(), error="m").terminal(out=out or sys.stdout, compact=True)
 
 

@@ -12,6 +12,7 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     ├── AccessDeniedError            exit 4   no ring of the sharer's lets this peer read it
     ├── IntegrityError               exit 6   data does not match its BLAKE3 root
     ├── TransferError                exit 7   network, peer gone or busy
+    │   ├── UnreachableError                  nothing answered at any address or relay tried
     │   ├── WrongPeerError                    another key than the expected peer id answered
     │   ├── RelayRefusedError                 nothing answered, and the ticket's relay was
     │   │                                     not used (not a public https:// relay)
@@ -21,6 +22,7 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     │   ├── InvalidManifestError              a ring manifest is garbled, too large or forged
     │   └── InvalidAnnouncementError          a ring announcement is garbled or forged
     ├── UnsafePathError              exit 9   a name would escape its destination
+    ├── DestinationError             exit 11  the destination folder cannot be written
     ├── StoreError                   exit 10  the data directory cannot do what was asked
     │   ├── NotFoundError            exit 5   no such blob, ring, peer, share, file …
     │   ├── DiskFullError            exit 8   not enough free space
@@ -47,6 +49,7 @@ __all__ = [
     "AccessDeniedError",
     "AlreadyServedError",
     "AmbiguousError",
+    "DestinationError",
     "DiscoveryDisabledError",
     "DiscoveryError",
     "DiskFullError",
@@ -70,6 +73,7 @@ __all__ = [
     "TicketError",
     "TicketErrorKind",
     "TransferError",
+    "UnreachableError",
     "UnsafePathError",
     "UsageError",
     "WrongPeerError",
@@ -90,13 +94,14 @@ class ExitCode(IntEnum):
     DISK_FULL = 8
     UNSAFE_PATH = 9
     STORE = 10
+    DESTINATION = 11
     INTERRUPTED = 130
 
 
 MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "success",
     ExitCode.ERROR: "any other error (a file that cannot be read, a bug)",
-    ExitCode.USAGE: "the command line is wrong (unknown option, bad ring name, --expires, relay)",
+    ExitCode.USAGE: "the command line is wrong (unknown option, bad name, --expires, relay)",
     ExitCode.BAD_TICKET: "a ticket or peer id cannot be read (garbled, cut short, too new)",
     ExitCode.ACCESS_DENIED: "the sharer does not let this peer read the content or catalog",
     ExitCode.NOT_FOUND: "no such ring, peer, share, file, or content on the sharer's side",
@@ -105,6 +110,7 @@ MEANINGS: dict[ExitCode, str] = {
     ExitCode.DISK_FULL: "not enough free disk space",
     ExitCode.UNSAFE_PATH: "a name would escape the destination folder",
     ExitCode.STORE: "the data directory cannot do it (already served, file in the way, ...)",
+    ExitCode.DESTINATION: "the destination cannot be written (read-only, no permission)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); a download keeps what it verified",
 }
 """What each exit code means: the one table, shown by `ringdrop --help`."""
@@ -210,6 +216,10 @@ class TransferError(RingdropError):
     label = "transfer failed"
 
 
+class UnreachableError(TransferError):
+    """Nothing answered a connection attempt: no address of the peer, nor its relay."""
+
+
 class WrongPeerError(TransferError):
     """The key that answered at an address is not the peer id that was expected there.
 
@@ -268,6 +278,14 @@ class UnsafePathError(RingdropError):
 
     exit_code = ExitCode.UNSAFE_PATH
     label = "unsafe path"
+
+
+class DestinationError(RingdropError):
+    """The folder a download is written to (`path`) cannot take it: read-only, no permission.
+    Not a `StoreError`: the data directory is fine, the destination is not."""
+
+    exit_code = ExitCode.DESTINATION
+    label = "destination"
 
 
 class StoreError(RingdropError):

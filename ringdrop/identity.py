@@ -10,14 +10,17 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nacl.bindings
 import nacl.exceptions
 import nacl.public
 import nacl.signing
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ringdrop.errors import StoreError, TicketError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = [
     "KEY_FILE",
@@ -143,6 +146,9 @@ class Identity:
 
     def tls_key(self) -> Ed25519PrivateKey:
         """The same key for a TLS library, which signs the handshakes that prove it."""
+        # Imported here: only a server needs it, and cryptography is slow to load.
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return Ed25519PrivateKey.from_private_bytes(bytes(self._key))
 
     def curve25519_key(self) -> nacl.public.PrivateKey:

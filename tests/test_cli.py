@@ -11,12 +11,14 @@ import logging
 import os
 import re
 import subprocess
+import tomllib
 from datetime import datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
 
+from ringdrop import __version__
 from ringdrop.cli import build_parser, main
 from ringdrop.cli.base import expiry
 from ringdrop.cli.exits import ExitCode, classify, report
@@ -57,9 +59,48 @@ PEER_ID_CHARS = 52
 
 
 def test_version_names_the_package_version(alice: Node) -> None:
-    from ringdrop import __version__
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    version = project["project"]["version"]
+    assert __version__ == version
+    assert alice.run("--version").stdout.strip() == f"ringdrop {version}"
 
-    assert alice.run("--version").stdout.strip() == f"ringdrop {__version__}"
+
+def test_the_first_command_that_makes_a_data_directory_says_so_once(alice: Node) -> None:
+    first = alice.run("id")
+    peer_id = first.stdout.strip()
+    assert first.stderr == (
+        f"ringdrop: created the data directory {alice.data_dir}; this node's peer id is {peer_id}\n"
+    )
+    again = alice.run("id")
+    assert (again.stdout.strip(), again.stderr) == (peer_id, "")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("ring", "list"),
+        ("ring", "members", "family"),
+        ("ring", "add", "family", "x" * 52),
+        ("peer", "list"),
+        ("grant", "list"),
+        ("log",),
+        ("log", "--access"),
+        ("blob", "list"),
+        ("blob", "ticket", "notes.txt"),
+        ("store", "check"),
+        ("store", "gc"),
+    ],
+    ids=" ".join,
+)
+def test_a_command_that_only_reads_does_not_make_a_missing_data_directory(
+    alice: Node, command: tuple[str, ...]
+) -> None:
+    err = alice.run(*command, code=5).stderr
+    assert err.splitlines()[0] == (
+        f"ringdrop: not found: there is no data directory at {alice.data_dir}"
+    )
+    assert "ringdrop id" in err
+    assert not alice.data_dir.exists()
 
 
 def _command_paths(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[str]:
@@ -80,6 +121,51 @@ def test_every_command_has_help_with_an_example(
         main([*command.split(), "--help"])
     assert exit.value.code == 0
     assert "example" in capsys.readouterr().out
+
+
+def _parser_of(command: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    for word in command.split():
+        (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        parser = sub.choices[word]
+    return parser
+
+
+@pytest.mark.parametrize("command", _command_paths(build_parser()))
+def test_every_argument_of_every_command_says_what_it_is(command: str) -> None:
+    undescribed = [
+        a.metavar or a.dest
+        for a in _parser_of(command)._actions
+        if not a.option_strings
+        and not isinstance(a, argparse._SubParsersAction)
+        and a.help in (None, "")
+    ]
+    assert undescribed == []
+
+
+@pytest.mark.parametrize("command", ["", "get", "send", "share", "serve", "demo", "peer add"])
+def test_help_paragraphs_are_wrapped_to_the_terminal(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        main([*command.split(), "--help"])
+    out = capsys.readouterr().out
+    long = [line for line in out.splitlines() if len(line) > 80]
+    assert long == []
+    description = _parser_of(command).description or ""
+    first_words = " ".join(description.split()[:12])
+    assert first_words in " ".join(out.split()), "the description, wrapped, not cut"
+
+
+def test_receive_is_get(alice: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    helps = []
+    for name in ("get", "receive"):
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        helps.append(capsys.readouterr().out)
+    assert helps[0] == helps[1]
+    assert "TICKET the ticket the sharer gave you" in " ".join(helps[0].split())
 
 
 def test_help_lists_every_command_and_the_exit_codes(alice: Node) -> None:
@@ -218,6 +304,7 @@ def test_share_with_no_ring_says_nobody_may_download_yet(alice: Node, a_file: Pa
 
 
 def test_share_to_an_unknown_ring_exits_5_with_the_fix(alice: Node, a_file: Path) -> None:
+    alice.peer_id()
     err = alice.run("share", a_file, "--ring", "nosuch", code=5).stderr
     assert "ringdrop ring new nosuch" in err
     assert len(err.splitlines()) <= 2
@@ -423,11 +510,23 @@ def test_ring_errors(alice: Node, bob: Node) -> None:
 )
 def test_the_open_ring_is_protected(alice: Node, bob: Node, command: tuple[str, ...]) -> None:
     args = [bob.peer_id() if arg == "PEER" else arg for arg in command]
+    alice.peer_id()
     err = alice.run("ring", *args, code=10).stderr
     assert "open ring" in err
 
 
 # -- peer -----------------------------------------------------------------------------------------
+
+
+def test_peer_add_with_the_nickname_and_the_id_swapped_says_so(alice: Node, bob: Node) -> None:
+    bob_id = bob.peer_id()
+    alice.peer_id()
+    err = alice.run("peer", "add", "bob", bob_id, code=3).stderr
+    assert err == (
+        f"ringdrop: error: 'bob' is not a peer id, but {bob_id[:8]}… is: the peer id comes "
+        "first, then the nickname\n"
+    )
+    assert "empty" in alice.run("peer", "list").stdout
 
 
 def test_peer_add_list_remove_with_nicknames(alice: Node, bob: Node) -> None:
@@ -471,6 +570,7 @@ def test_grant_add_list_remove(alice: Node, bob: Node) -> None:
 
 
 def test_blob_list_shows_shares_with_their_rings(alice: Node, a_file: Path, a_folder: Path) -> None:
+    alice.peer_id()
     assert "Nothing is shared" in alice.run("blob", "list").stdout
     alice.run("share", a_file, "--open")
     alice.run("share", a_folder)
@@ -521,6 +621,7 @@ def test_blob_ticket_prints_the_share_ticket_again(alice: Node, a_file: Path) ->
 
 
 def test_blob_commands_on_unknown_content_exit_5(alice: Node) -> None:
+    alice.peer_id()
     assert "ringdrop blob list" in alice.run("blob", "remove", "abcdef", code=5).stderr
     alice.run("blob", "attach", "nothing.txt", "open", code=5)
 
@@ -541,6 +642,7 @@ def _rings_of(node: Node) -> list[str]:
 
 
 def test_log_when_nothing_was_served(alice: Node) -> None:
+    alice.peer_id()
     assert "Nothing has been served" in alice.run("log").stdout
     assert alice.json("log") == {"uploads": []}
     assert alice.json("log", "--access") == {"decisions": []}

@@ -4,6 +4,7 @@ process and `get`, `remote list` in others, as a sharer and a receiver would use
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ringdrop import display
 from ringdrop.ticket import Ticket
 
 from .cli_util import Node, Process, cli_env, ringdrop
@@ -135,6 +137,26 @@ def test_the_log_shows_who_downloaded_what(
     assert "notes.txt" in alice.run("log").stdout
 
 
+def test_the_serve_log_names_folder_files_and_peers_by_nickname(
+    alice: Node, bob: Node, server: Process, a_folder: Path
+) -> None:
+    alice.run("peer", "add", bob.peer_id(), "bob")
+    bob.run("get", alice.share(a_folder, "--open"))
+    server.wait_for(r"get files of photos: complete")
+    line = server.wait_for(r"photos/a\.jpg: complete")
+    assert f"  bob ({bob.peer_id()[:8]}…)  get photos/a.jpg: complete, " in line
+    server.wait_for(r"photos/2026/summer/c\.jpg: complete")
+    served = [line for line in server.lines if " get " in line]
+    what = {line.split("  ")[2].split(":")[0] for line in served}
+    assert what == {
+        "get photos",
+        "get files of photos",
+        "get photos/a.jpg",
+        "get photos/2026/summer/c.jpg",
+    }, "the folder, its small files, each large file by its name in the folder"
+    assert not [line for line in served if bob.peer_id() in line], "the nickname, not the id"
+
+
 def test_remote_list_needs_a_catalog_grant(
     alice: Node, bob: Node, server: Process, a_file: Path, a_folder: Path
 ) -> None:
@@ -176,6 +198,12 @@ def test_an_interrupted_get_resumes_when_run_again(
     assert isinstance(shown["received"], int)
     assert shown["received"] < BIG
     assert dest.read_bytes() == big_file.read_bytes()
+    server.wait_for(r"big\.bin: complete")
+    served = [line.split("  ")[-1] for line in server.lines if "big.bin" in line]
+    assert [line.split(":")[1].split(",")[0].strip() for line in served] == [
+        "interrupted",
+        "complete",
+    ], "the killed receiver's upload is logged when it comes back, before the new one ends"
 
 
 def test_ctrl_c_stops_a_get_with_exit_130(
@@ -201,13 +229,22 @@ def test_get_refuses_to_overwrite_without_force(
     assert (bob.cwd / "notes.txt").read_bytes() == a_file.read_bytes()
 
 
-def test_get_from_a_sharer_that_is_not_serving_exits_7(
+def test_get_from_a_sharer_that_is_not_serving_says_so_once_likely_cause_first(
     alice: Node, bob: Node, a_file: Path
 ) -> None:
     ticket = alice.share(a_file, "--open")
-    err = bob.run("get", ticket, "--attempts", "1", code=7, timeout=120).stderr
-    assert err.startswith("ringdrop: transfer failed: ")
-    assert "run the same command again" in err
+    bob.peer_id()
+    err = bob.run("get", ticket, code=7, timeout=120).stderr
+    assert err.splitlines()[0] == (
+        "ringdrop: transfer failed: the sharer did not answer: is `ringdrop serve` (or the TUI) "
+        "running on the sharer's machine?"
+    )
+    assert err.count("Could not reach") == 1
+    assert "retrying" not in err
+    error = bob.json("get", ticket, code=7)
+    assert isinstance(error, dict)
+    assert error["error"]["type"] == "UnreachableError"
+    assert len(error["error"]["notes"]) == 1
 
 
 def test_a_second_server_names_the_first(alice: Node, server: Process) -> None:
@@ -234,6 +271,21 @@ def _wait_for_partial(node: Node, at_least: int, process: Process, timeout: floa
     raise AssertionError(f"the download did not reach {at_least} bytes in {timeout} s")
 
 
+def test_demo_says_it_deletes_what_it_made_unless_kept(tmp_path: Path) -> None:
+    env = {k: v for k, v in cli_env().items() if k != "RINGDROP_ADDRESSES"}
+    result = ringdrop(["demo", "--size-mib", "1"], cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    found = re.fullmatch(
+        r"The demo's folder, data directories and received copy were in (\S+), now deleted; "
+        r"`ringdrop demo --keep` keeps them to look at\.",
+        last,
+    )
+    assert found is not None, last
+    assert f"into {found[1]}/bob-got/demo-folder" in " ".join(result.stdout.split())
+    assert not Path(found[1]).exists()
+
+
 def test_demo_shares_refuses_and_receives_on_loopback(tmp_path: Path) -> None:
     # Without RINGDROP_ADDRESSES: the demo names loopback itself, and must not do it by setting
     # the variable for the whole process (which `ringdrop` refuses in this process).
@@ -248,3 +300,67 @@ def test_demo_shares_refuses_and_receives_on_loopback(tmp_path: Path) -> None:
         if original.is_file():
             copy = received / original.relative_to(work / "demo-folder")
             assert copy.read_bytes() == original.read_bytes()
+
+
+# -- send and receive -----------------------------------------------------------------------------
+
+
+def test_send_serves_until_received_once_then_exits(alice: Node, bob: Node, a_folder: Path) -> None:
+    sending = alice.spawn("send", a_folder)
+    line = sending.wait_for(r"^  ringdrop receive rdrop:")
+    ticket = line.split()[-1]
+    sending.wait_for(r"^Waiting for the receiver")
+    bob.run("receive", ticket)
+    assert tree(bob.cwd / "photos") == tree(a_folder)
+    code = sending.popen.wait(30)
+    sending.stop(signal.SIGTERM)
+    out = "".join(sending.lines)
+    assert code == 0, out
+    size = display.size(sum(p.stat().st_size for p in a_folder.rglob("*") if p.is_file()))
+    assert (
+        f"Sending photos (folder, {size}): anyone with the ticket may fetch it, until it has "
+        "been fetched once."
+    ) in out
+    assert f"Fetched by {bob.peer_id()}. Nothing more is offered" in out
+    assert "Nothing is shared" in alice.run("blob", "list").stdout
+
+
+def test_send_times_two_waits_for_two_receivers(
+    alice: Node, bob: Node, a_file: Path, tmp_path: Path
+) -> None:
+    carol = Node(tmp_path / "carol", tmp_path / "carol-cwd")
+    carol.cwd.mkdir()
+    sending = alice.spawn("send", a_file, "--times", "2")
+    ticket = sending.wait_for(r"^  ringdrop receive rdrop:").split()[-1]
+    bob.run("receive", ticket)
+    assert sending.popen.poll() is None, "one receiver of two: still sending"
+    carol.run("get", ticket)
+    assert sending.popen.wait(30) == 0
+    sending.stop(signal.SIGTERM)
+    assert (carol.cwd / "notes.txt").read_bytes() == a_file.read_bytes()
+    assert any("(2 of 2)" in line for line in sending.lines), sending.lines
+
+
+def test_send_text_is_printed_by_the_receiver(alice: Node, bob: Node) -> None:
+    message = "the door code is 4711\nsee you at 8 ✓"
+    sending = alice.spawn("send", "--text", message)
+    ticket = sending.wait_for(r"^  ringdrop receive rdrop:").split()[-1]
+    shown = bob.run("receive", ticket)
+    assert shown.stdout == message + "\n"
+    assert not list(bob.cwd.iterdir()), "nothing written"
+    assert sending.popen.wait(30) == 0
+    sending.stop(signal.SIGTERM)
+    assert any(line.startswith("Sending a text (") for line in sending.lines)
+
+
+def test_ctrl_c_stops_a_send_and_its_ticket(alice: Node, bob: Node, a_file: Path) -> None:
+    sending = alice.spawn("send", a_file)
+    ticket = sending.wait_for(r"^  ringdrop receive rdrop:").split()[-1]
+    sending.wait_for(r"^Waiting for the receiver")
+    code = sending.stop(signal.SIGINT)
+    assert code == 130
+    assert "".join(sending.lines).endswith(
+        "ringdrop: interrupted\n  nothing more is offered: the ticket no longer works\n"
+    )
+    bob.peer_id()
+    bob.run("receive", ticket, code=7)

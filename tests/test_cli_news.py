@@ -165,6 +165,8 @@ def test_a_followed_ring_fills_its_folder_and_what_exceeds_the_cap_waits_in_the_
         65 * 1024 * 1024,
     )
     big = write(tmp_path / "video.mp4", pseudo_random(64 * 1024 * 1024, seed=2))
+    big.chmod(0o755)
+    os.utime(big, ns=(1_690_000_000_987_654_321, 1_690_000_000_987_654_321))
     folder = tmp_path / "album"
     write(folder / "a.jpg", pseudo_random(300_000, seed=3))
     write(folder / "2026" / "b.jpg", pseudo_random(5000, seed=4))
@@ -182,6 +184,8 @@ def test_a_followed_ring_fills_its_folder_and_what_exceeds_the_cap_waits_in_the_
         waits = b_serve.wait_for(r"followed 'family': huge\.iso .* waits in the inbox", 300)
         assert "cap" in waits
     assert (into / "video.mp4").read_bytes() == big.read_bytes()
+    assert (into / "video.mp4").stat().st_mtime_ns == 1_690_000_000_987_654_321
+    assert (into / "video.mp4").stat().st_mode & stat.S_IXUSR
     for name in ("a.jpg", "2026/b.jpg", "run.sh"):
         assert (into / "album" / name).read_bytes() == (folder / name).read_bytes()
     assert (into / "album" / "a.jpg").stat().st_mtime_ns == 1_700_000_000_123_456_789

@@ -5,6 +5,7 @@ interrupted by Ctrl-C or SIGKILL, and the store handing its copy over instead of
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ringdrop import display
+from ringdrop.ticket import Ticket
 
 from .cli_util import Node, Process, serve_process
 from .files import mounted, tree
@@ -57,6 +61,25 @@ def disk_used(*folders: Path) -> int:
 # -- where --dest puts things ---------------------------------------------------------------------
 
 
+def test_a_read_only_destination_is_named_and_exits_11_keeping_what_was_received(
+    alice: Node, bob: Node, server: Process, a_file: Path, tmp_path: Path
+) -> None:
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    ticket = alice.share(a_file, "--open")
+    bob.peer_id()
+    with mounted(read_only, "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"):
+        err = bob.run("get", ticket, "--dest", read_only, code=11).stderr
+    first, hint = err.splitlines()
+    assert first == (
+        f"ringdrop: destination: cannot write in {read_only}: the file system is read-only"
+    )
+    assert "--dest" in hint
+    shown = got(bob, ticket, "--dest", bob.cwd)
+    assert shown["present"] == shown["total"] == a_file.stat().st_size
+    assert (bob.cwd / a_file.name).read_bytes() == a_file.read_bytes()
+
+
 def test_a_file_to_a_new_path_is_that_file(
     alice: Node, bob: Node, server: Process, a_file: Path
 ) -> None:
@@ -79,7 +102,7 @@ def test_a_dest_ending_in_a_slash_is_a_folder_to_create(
 ) -> None:
     out = bob.run("get", alice.share(a_file, "--open"), "--dest", f"{bob.cwd}/new/").stdout
     assert (bob.cwd / "new" / "notes.txt").read_bytes() == a_file.read_bytes()
-    assert "put in place without copying" in out
+    assert "put in place without copying: the data directory keeps a reference to it" in out
 
 
 def test_an_existing_folder_receives_it_under_its_name(
@@ -127,6 +150,29 @@ def test_force_overwrites(alice: Node, bob: Node, server: Process, a_file: Path)
     assert (bob.cwd / "mine.txt").read_bytes() == a_file.read_bytes()
 
 
+def test_force_onto_a_folder_replaces_it_whole(
+    alice: Node, bob: Node, server: Process, a_folder: Path
+) -> None:
+    ticket = alice.share(a_folder, "--open")
+    old = bob.cwd / "photos"
+    (old / "2026").mkdir(parents=True)
+    (old / "unrelated.txt").write_text("mine")
+    (old / "a.jpg").write_text("old a")
+    (old / "2026" / "old.jpg").write_text("old")
+    bob.run("get", ticket, code=10)
+    assert (old / "unrelated.txt").read_text() == "mine"
+    bob.run("get", ticket, "--force")
+    assert tree(old) == tree(a_folder)
+    assert not [p for p in bob.cwd.iterdir() if p.name.startswith(".ringdrop-")]
+
+
+def test_get_help_says_force_replaces_a_folder_whole(bob: Node) -> None:
+    help_text = " ".join(bob.run("get", "--help").stdout.split())
+    assert "--force replace what is already at the destination: a folder is replaced whole" in (
+        help_text
+    )
+
+
 # -- metadata and exclusions ----------------------------------------------------------------------
 
 
@@ -146,6 +192,35 @@ def test_mtime_and_the_executable_bit_round_trip(
     assert os.access(out / "run.sh", os.X_OK)
     assert not os.access(out / "a.jpg", os.X_OK)
     assert subprocess.run([out / "run.sh"], capture_output=True, check=True).stdout == b"hello\n"
+
+
+def test_a_single_file_keeps_its_time_and_executable_bit(
+    alice: Node, bob: Node, server: Process, tmp_path: Path
+) -> None:
+    script = tmp_path / "run.sh"
+    script.write_bytes(b"#!/bin/sh\necho single\n")
+    script.chmod(0o755)
+    when = 1_600_000_000_123_456_789
+    os.utime(script, ns=(when, when))
+    ticket = alice.share(script, "--open")
+    assert (Ticket.decode(ticket).mtime_ns, Ticket.decode(ticket).executable) == (when, True)
+    again = alice.run("blob", "ticket", "run.sh").stdout.split()[0]
+    assert (Ticket.decode(again).mtime_ns, Ticket.decode(again).executable) == (when, True)
+    bob.run("get", ticket)
+    got_file = bob.cwd / "run.sh"
+    assert got_file.stat().st_mtime_ns == when
+    assert os.access(got_file, os.X_OK)
+    assert subprocess.run([got_file], capture_output=True, check=True).stdout == b"single\n"
+    reshared = bob.run("blob", "ticket", "run.sh").stdout.split()[0]
+    assert (Ticket.decode(reshared).mtime_ns, Ticket.decode(reshared).executable) == (when, True)
+
+
+def test_a_plain_file_stays_plain(alice: Node, bob: Node, server: Process, a_file: Path) -> None:
+    a_file.chmod(0o644)
+    bob.run("get", alice.share(a_file, "--open"))
+    got_file = bob.cwd / a_file.name
+    assert not os.access(got_file, os.X_OK)
+    assert got_file.stat().st_mtime_ns == a_file.stat().st_mtime_ns
 
 
 def test_share_leaves_out_excluded_files_and_says_how_many(
@@ -224,6 +299,25 @@ def test_an_interrupted_folder_export_needs_no_force_to_finish(
 
 
 @pytest.mark.slow
+def test_a_folder_replaced_by_force_is_kept_until_the_new_one_is_complete(
+    alice: Node, bob: Node, server: Process, a_big_folder: Path
+) -> None:
+    ticket = alice.share(a_big_folder, "--open", "--reference")
+    old = bob.cwd / "big"
+    old.mkdir()
+    (old / "mine.txt").write_text("mine")
+    get = bob.spawn("get", ticket, "--keep", "--force")
+    _wait_for_export(bob.cwd, get)
+    time.sleep(0.05)
+    get.stop(signal.SIGKILL)
+    assert tree(old) in ({"mine.txt": b"mine"}, tree(a_big_folder)), "the old one, or the new"
+    shown = got(bob, ticket, "--keep", "--force")
+    assert shown["present"] == shown["total"], "nothing downloaded again"
+    assert tree(old) == tree(a_big_folder)
+    assert os.listdir(bob.cwd) == ["big"]
+
+
+@pytest.mark.slow
 def test_a_killed_file_export_is_finished_by_the_rerun(
     alice: Node, server: Process, tmp_path: Path
 ) -> None:
@@ -249,6 +343,26 @@ def test_a_killed_file_export_is_finished_by_the_rerun(
     assert shown["present"] == shown["total"], "nothing downloaded again"
     assert out.read_bytes() == big.read_bytes()
     assert os.listdir(bob.cwd) == ["big.bin"]
+
+
+def test_the_rate_is_over_what_moved_and_what_was_here_is_said_apart(
+    alice: Node, bob: Node, server: Process, a_folder: Path
+) -> None:
+    (a_folder / "big.bin").write_bytes(os.urandom(3 * MIB))
+    first = bob.run("get", alice.share(a_folder / "big.bin", "--open"), "--dest", "elsewhere.bin")
+    assert first.stdout.splitlines()[1].startswith("  3.0 MiB in ")
+    out = bob.run("get", alice.share(a_folder, "--open")).stdout.splitlines()
+    total = sum(p.stat().st_size for p in a_folder.rglob("*") if p.is_file())
+    moved = display.size(total - 3 * MIB)
+    summary = re.fullmatch(
+        rf"  {re.escape(display.size(total))}, 6 files: {re.escape(moved)} fetched in "
+        r"([0-9.]+) s \(([0-9.]+) (B|KiB|MiB)/s\), 3\.0 MiB already here",
+        out[1],
+    )
+    assert summary is not None, out
+    seconds, rate, unit = float(summary[1]), float(summary[2]), summary[3]
+    per_second = rate * {"B": 1, "KiB": 1024, "MiB": MIB}[unit]
+    assert per_second * seconds < 2 * (total - 3 * MIB) + 1024, "not over the whole 3 MiB more"
 
 
 def test_a_rerun_after_a_finished_get_says_it_is_there(
@@ -284,7 +398,7 @@ def test_on_one_file_system_the_content_is_on_disk_once(
     content = [bob.data_dir / "blobs", bob.data_dir / "partial", bob.data_dir / "tmp", bob.cwd]
     assert disk_used(*content) <= size * 1.01 + outboard
     assert disk_used(bob.data_dir) - disk_used(*content[:3]) < 4 * MIB, "database, keys, config"
-    assert "all intact" in bob.run("store", "check").stdout
+    assert "own files are intact" in bob.run("store", "check").stdout
 
 
 def test_on_another_file_system_the_store_copy_is_released_unless_kept(
@@ -300,7 +414,7 @@ def test_on_another_file_system_the_store_copy_is_released_unless_kept(
     got(bob, alice.share(two, "--open"), "--dest", tmpfs, "--keep")
     assert (tmpfs / "two.bin").read_bytes() == two.read_bytes()
     assert len(data_files(bob)) == 1, "--keep keeps the store's copy"
-    assert "all intact" in bob.run("store", "check").stdout
+    assert "own files are intact" in bob.run("store", "check").stdout
 
 
 def test_free_space_is_asked_of_the_file_system_that_needs_it(
@@ -313,6 +427,22 @@ def test_free_space_is_asked_of_the_file_system_that_needs_it(
     err = bob.run("get", ticket, "--dest", tmpfs, code=8).stderr
     assert "writing big.bin needs 200.0 MiB" in err
     assert str(tmpfs) in err
+
+
+def test_store_check_after_editing_a_received_file_forgets_it_and_exits_0(
+    alice: Node, bob: Node, server: Process, a_folder: Path
+) -> None:
+    ticket = alice.share(a_folder, "--open")
+    bob.run("get", ticket)
+    edited = bob.cwd / "photos" / "a.jpg"
+    edited.write_bytes(b"my own version")
+    check = bob.run("store", "check").stdout.splitlines()
+    assert check[0] == f"{edited}: changed outside ringdrop (edited), no longer shared"
+    assert check[-1].endswith("checked: the data directory's own files are intact.")
+    assert bob.run("store", "check").stdout.splitlines()[0].endswith("own files are intact.")
+    shown = got(bob, ticket, "--dest", bob.cwd / "again")
+    assert shown["received"] >= 200_000, "the edited member is fetched again"
+    assert tree(bob.cwd / "again") == tree(a_folder)
 
 
 # -- received content re-shared -------------------------------------------------------------------
@@ -337,8 +467,6 @@ def test_received_content_is_reshared_intact_and_an_edit_is_caught(
         with exported.open("r+b") as f:
             f.seek(MIB)
             f.write(b"edited by bob")
-        check = bob.run("store", "check", code=6)
-        assert f"changed: {exported} changed after ringdrop recorded it" in check.stdout
         (carol.cwd / "film.bin").unlink()
         carol.run("store", "gc")
         for blob in carol.json("blob", "list")["shares"]:  # type: ignore[index]
@@ -347,3 +475,9 @@ def test_received_content_is_reshared_intact_and_an_edit_is_caught(
         err = carol.run("get", reshared, "--attempts", "1", code=7).stderr
         assert "changed" in err
         assert not (carol.cwd / "film.bin").exists()
+        check = bob.run("store", "check")
+        assert check.stdout.splitlines()[0] == (
+            f"{exported}: changed outside ringdrop (edited), no longer shared"
+        )
+        assert "intact" in bob.run("store", "check").stdout
+        carol.run("get", reshared, code=5)

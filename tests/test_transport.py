@@ -47,6 +47,7 @@ from ringdrop.transport import (
 from ringdrop.transport._link import PROTOCOL_ERROR, _termination_error
 from tests.files import pseudo_random
 from tests.hostile import AUTH_STREAM, HostilePeer, first_frame, hostile
+from tests.node.relay import Relay
 
 LOOPBACK = ip_address("127.0.0.1")
 SHARER = Identity(nacl.signing.SigningKey(b"sharer".ljust(32, b".")))
@@ -260,6 +261,27 @@ def test_a_close_over_a_protocol_error_reaches_the_honest_side_in_words() -> Non
     assert str(error) == (
         "The peer closed the connection over a protocol error: no proof of identity within 1 s"
     )
+
+
+@pytest.mark.parametrize("backend", available_backends())
+async def test_a_sharer_that_stops_answering_is_said_so_in_plain_words(
+    tmp_path: Path, backend: Any
+) -> None:
+    blob = Blob(tmp_path, 64 * 1024)
+    async with asyncio.timeout(TIMEOUT), await start_sharer(blob.handler) as server:
+        relay = await Relay(server.port, None).start()
+        try:
+            address = Address(LOOPBACK, relay.port)
+            connection = await connect(
+                RECEIVER, SHARER.peer_id, [address], idle_timeout=1.0, backend=backend
+            )
+            relay.cut = True  # the sharer's machine is gone: not a packet more either way
+            with pytest.raises(TransferError) as caught:
+                await receive(connection, blob.request(), tmp_path / "received")
+            await connection.close()
+        finally:
+            relay.close()
+    assert str(caught.value) == "The peer stopped answering (the connection timed out)."
 
 
 @pytest.mark.parametrize("hello", [True, False], ids=["after-hello", "without-hello"])

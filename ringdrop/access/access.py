@@ -717,6 +717,43 @@ class Access:
                     roots.append(blob.read(32))
         return count, roots
 
+    def record_file(self, root: bytes, mtime_ns: int | None, executable: bool) -> None:
+        """Records the time and executable bit of the single file whose content is `root`,
+        for its tickets (the newest recording wins: the same bytes may come with another)."""
+        _check_root(root)
+        with self._db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO file_metadata (root, mtime_ns, executable) VALUES (?, ?, ?) "
+                "ON CONFLICT (root) DO UPDATE SET mtime_ns = excluded.mtime_ns, "
+                "executable = excluded.executable",
+                (root, mtime_ns, int(executable)),
+            )
+
+    def file(self, root: bytes) -> tuple[int | None, bool] | None:
+        """The recorded (time, executable bit) of the single file `root`, if any."""
+        with self._db.snapshot() as conn:
+            row = conn.execute(
+                "SELECT mtime_ns, executable FROM file_metadata WHERE root = ?", (root,)
+            ).fetchone()
+        return None if row is None else (cast(int | None, row[0]), bool(row[1]))
+
+    def files(self) -> dict[bytes, tuple[int | None, bool]]:
+        """Every recorded file's (time, executable bit) by root: one query for a listing."""
+        with self._db.snapshot() as conn:
+            rows = conn.execute("SELECT root, mtime_ns, executable FROM file_metadata")
+            return {
+                bytes(cast(bytes, root)): (cast(int | None, mtime), bool(executable))
+                for root, mtime, executable in rows
+            }
+
+    def collections_holding(self, member: bytes) -> list[bytes]:
+        """The collections recorded as holding `member` (an indexed lookup)."""
+        with self._db.snapshot() as conn:
+            rows = conn.execute(
+                "SELECT collection FROM collection_members WHERE member = ?", (member,)
+            ).fetchall()
+        return [bytes(cast(bytes, row[0])) for row in rows]
+
     # Grants
 
     def grant(self, peer: PeerRef, privilege: Privilege = "catalog") -> None:

@@ -56,6 +56,9 @@ class Item:
     name: str | None
     format: Format | None
     size: int | None
+    mtime_ns: int | None = None
+    executable: bool = False
+    """A single file's time and executable bit, where they were recorded."""
 
 
 @dataclass(frozen=True)
@@ -141,8 +144,10 @@ def since(conn: apsw.Connection, ring_id: int, after: int, limit: int) -> tuple[
     """The ring's news numbered after `after`, in order, at most `limit`, and whether there is
     more. A member that has nothing yet (`after` 0) is told no withdrawals."""
     rows = conn.execute(
-        "SELECT n.hash, n.sequence, n.kind, n.at, c.name, c.format, c.size FROM announced AS n "
+        "SELECT n.hash, n.sequence, n.kind, n.at, c.name, c.format, c.size, f.mtime_ns, "
+        "coalesce(f.executable, 0) FROM announced AS n "
         "LEFT JOIN content AS c ON c.hash = n.hash "
+        "LEFT JOIN file_metadata AS f ON f.root = n.hash "
         "WHERE n.ring_id = ? AND n.sequence > ? AND (n.kind = 'share' OR ? > 0) "
         "ORDER BY n.sequence LIMIT ?",
         (ring_id, after, after, limit + 1),
@@ -156,8 +161,10 @@ def since(conn: apsw.Connection, ring_id: int, after: int, limit: int) -> tuple[
             cast(str | None, n),
             None if f is None else ("collection" if f == "collection" else "blob"),
             cast(int | None, z),
+            cast(int | None, m),
+            bool(x),
         )
-        for h, s, k, a, n, f, z in rows
+        for h, s, k, a, n, f, z, m, x in rows
     ]
     return items[:limit], len(items) > limit
 

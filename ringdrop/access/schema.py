@@ -192,6 +192,19 @@ ALTER TABLE access_log ADD COLUMN count INTEGER NOT NULL DEFAULT 1 CHECK (count 
 ALTER TABLE access_log ADD COLUMN last_at REAL;
 """
 
+# A single file's modification time and executable bit, which its ticket carries (a blob's root
+# covers only its bytes; a folder's files carry theirs in the collection). Recorded when the file
+# is shared or received, so that every ticket printed for it later carries them again. Here,
+# beside the collections' members, rather than on the store's tags: the store's own steps are
+# numbered 1 alone, so that a store-only database stays a valid sequence.
+_FILE_METADATA = """
+CREATE TABLE file_metadata (
+    root BLOB PRIMARY KEY CHECK (length(root) = 32),
+    mtime_ns INTEGER,
+    executable INTEGER NOT NULL CHECK (executable IN (0, 1))
+) STRICT, WITHOUT ROWID;
+"""
+
 # Rings as groups (issue 24). An own ring gains a random id (`uid`, none for the open ring), the
 # version of its newest signed manifest, and whether members may re-serve. Every signed manifest
 # this node holds, its own and those received from owners or other members, is in `manifests`
@@ -325,8 +338,9 @@ ACCESS_MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "the addresses peers were reached at", _PEER_ADDRESSES),
     Migration(4, "each collection's members in order", _record_collections),
     Migration(5, "repeated denials in one access-log row", _REPEATED_DENIALS),
-    Migration(6, "signed ring manifests, content received under rings, providers", _RING_MANIFESTS),
-    Migration(7, "ring news: announcements sent, the inbox, followed rings", _NEWS),
+    Migration(6, "a single file's time and executable bit", _FILE_METADATA),
+    Migration(7, "signed ring manifests, content received under rings, providers", _RING_MANIFESTS),
+    Migration(8, "ring news: announcements sent, the inbox, followed rings", _NEWS),
 )
 
 MIGRATIONS: tuple[Migration, ...] = tuple(

@@ -9,8 +9,12 @@ ASCII-only JSON.
 
 Modules: `app` (the parser and `main`), `base` (declaring commands, opening the node), `exits`
 (error messages and the CLI's hints), `display` (safe names, sizes, times, JSON, QR codes),
-`progress` (the progress line), and the commands: `transfer` (id, share, get, info, serve,
-remote), `rings` (ring, peer, grant), `content` (blob/shares, log, store, hash).
+`progress` (the progress line), and the commands: `transfer` (id, share, get/receive, info,
+serve, remote), `send`, `rings` (ring, peer, grant), `content` (blob/shares, log, store, hash).
+
+The command modules import the node inside the commands that open one, so that building the
+parser — all `--version` and `--help` need — loads nothing beneath the CLI
+(tests/test_cli_startup.py).
 """
 
 from ringdrop.cli.app import build_parser, main

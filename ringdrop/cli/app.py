@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
 
 from ringdrop import __version__
-from ringdrop.cli import content, demo, news, rings, transfer
+from ringdrop.cli import content, demo, news, rings, send, transfer
 from ringdrop.cli import tui as tui_command
-from ringdrop.cli.base import global_options
+from ringdrop.cli.base import HelpFormatter, global_options
 from ringdrop.cli.exits import ExitCode, error_json, exit_code_table, report
 from ringdrop.display import emit_json
 
@@ -26,10 +25,14 @@ anyone, with --open) can download it, straight from your machine while `ringdrop
 _EPILOG = f"""\
 quick start:
   sharer:    ringdrop ring new friends
-             ringdrop ring add friends PEER_ID      (the receiver's `ringdrop id`)
-             ringdrop share photos/ --ring friends  (prints a ticket)
+             ringdrop ring add friends PEER_ID   (the receiver's `ringdrop id`)
+             ringdrop share photos/ --ring friends   (prints a ticket)
              ringdrop serve
   receiver:  ringdrop get TICKET
+
+once, to anyone with the ticket:
+  sharer:    ringdrop send photos/   (stops once it has been fetched)
+  receiver:  ringdrop receive TICKET
 
 exit codes:
 {exit_code_table()}
@@ -42,12 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ringdrop",
         description=_DESCRIPTION,
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"ringdrop {__version__}")
     global_options(parser, top=True)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     transfer.register(commands)
+    send.register(commands)
     rings.register(commands)
     content.register(commands)
     news.register(commands)
@@ -69,6 +73,8 @@ def _debug_log(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
+    import logging
+
     root = logging.getLogger()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))

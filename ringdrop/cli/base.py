@@ -5,31 +5,59 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
-from ringdrop.node.config import (
-    DISABLED,
-    DISCOVERY_ENV,
-    RELAY_ENV,
-    RELAY_POLICIES,
-    RELAY_POLICY_ENV,
-    STUN_ENV,
-)
-from ringdrop.node.node import Node
-
 # What `add_subparsers` returns; generic only to type checkers before Python 3.12.
 if TYPE_CHECKING:
+    from ringdrop.node import Node
+
     Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 else:
     Commands = argparse._SubParsersAction
+
+# The names ringdrop.node.config reads, spelled out here so that building the parser (all that
+# `--version` and `--help` need) imports no layer beneath; tests/test_cli.py holds them equal.
+DISABLED = "disabled"
+RELAY_ENV = "RINGDROP_RELAY"
+RELAY_POLICY_ENV = "RINGDROP_RELAY_POLICY"
+RELAY_POLICIES = ("public", "any")
+STUN_ENV = "RINGDROP_STUN"
+DISCOVERY_ENV = "RINGDROP_DISCOVERY"
+# And the file of exclusion patterns a shared folder may hold (ringdrop.node.IGNORE_FILE).
+IGNORE_FILE = ".ringdropignore"
 
 Run = Callable[[argparse.Namespace], int]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps description paragraphs to the terminal, and keeps indented blocks (examples,
+    commands to type) as they are written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        filled = []
+        for paragraph in text.split("\n\n"):
+            if any(line[:1].isspace() for line in paragraph.splitlines()[1:]):
+                filled.append(super()._fill_text(paragraph, width, indent))
+            else:
+                words = " ".join(paragraph.split())
+                filled.append(
+                    textwrap.fill(
+                        words,
+                        width,
+                        initial_indent=indent,
+                        subsequent_indent=indent,
+                        break_on_hyphens=False,
+                    )
+                )
+        return "\n\n".join(filled)
 
 
 def global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -101,7 +129,7 @@ def add_command(
         help=help,
         description=description or help[0].upper() + help[1:] + ".",
         epilog=f"example{'s' if len(examples) > 1 else ''}:\n{lines}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         aliases=list(aliases),
     )
     global_options(parser, top=False)
@@ -150,20 +178,32 @@ def add_no_addresses(parser: argparse.ArgumentParser) -> None:
 
 def open_node(
     args: argparse.Namespace,
-    data_dir: Path | None = None,
     *,
+    create: bool = True,
     publish_addresses: bool | None = None,
 ) -> Node:
-    """The node of --data-dir (or `data_dir`), with the relay, STUN and discovery servers of
-    the options."""
-    return Node(
-        data_dir or args.data_dir,
+    """The node of --data-dir, with the relay, STUN and discovery servers of the options. A
+    command that only reads passes `create=False`: a mistyped --data-dir then fails instead of
+    making a new node. Making one is said on stderr, with its path and peer id: it happens
+    once."""
+    from ringdrop.node import Node
+
+    node = Node(
+        args.data_dir,
         relays=args.relay,
         stun=args.stun,
         relay_policy=args.relay_policy,
         discovery=args.discovery,
         publish_addresses=publish_addresses,
+        create=create,
     )
+    if node.created:
+        print(
+            f"ringdrop: created the data directory {node.data_dir}; this node's peer id is "
+            f"{node.peer_id}",
+            file=sys.stderr,
+        )
+    return node
 
 
 def expiry(text: str, now: datetime | None = None) -> float:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ringdrop import display
 from ringdrop.cli.base import (
@@ -19,8 +20,10 @@ from ringdrop.cli.base import (
 from ringdrop.cli.exits import ExitCode
 from ringdrop.cli.progress import BytesProgress
 from ringdrop.cli.rings import labeler
-from ringdrop.identity import PeerId
-from ringdrop.node import AccessLogEntry, Share, Upload, hash_file
+
+if TYPE_CHECKING:
+    from ringdrop.identity import PeerId
+    from ringdrop.node import AccessLogEntry, Share, Upload
 
 _SHARE_HELP = "the share's hash (6+ leading hex digits) or its name, as `ringdrop blob list` shows"
 
@@ -75,7 +78,9 @@ def _register_blob(commands: Commands) -> None:
             run=run,
         )
         parser.add_argument("share", metavar="SHARE", help=_SHARE_HELP)
-        parser.add_argument("ring", metavar="RING")
+        parser.add_argument(
+            "ring", metavar="RING", help="a ring's name, as `ringdrop ring list` shows it"
+        )
     parser = add_command(
         blob,
         "ticket",
@@ -89,7 +94,7 @@ def _register_blob(commands: Commands) -> None:
 
 
 def cmd_blob_list(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         shares = node.shares()
     if getattr(args, "json", False):
         display.emit_json({"shares": [share_json(share) for share in shares]})
@@ -126,7 +131,7 @@ def share_json(share: Share) -> dict[str, object]:
 
 
 def cmd_blob_remove(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         for text in args.share:
             share = node.find_share(text)
             node.unshare(share.root)
@@ -136,7 +141,7 @@ def cmd_blob_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_blob_attach(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         share = node.find_share(args.share)
         node.attach(share, args.ring)
     print(f"The ring '{args.ring}' may now download {display.safe(share.name)}.")
@@ -144,7 +149,7 @@ def cmd_blob_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_blob_detach(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         share = node.find_share(args.share)
         node.detach(share, args.ring)
     print(f"The ring '{args.ring}' may no longer download {display.safe(share.name)}.")
@@ -152,7 +157,7 @@ def cmd_blob_detach(args: argparse.Namespace) -> int:
 
 
 def cmd_blob_ticket(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         node.check_ticket_reach(addresses=not args.no_addresses, relay=not args.no_relay)
         share = node.find_share(args.share)
         at = () if args.no_addresses else share.ticket.addresses
@@ -189,7 +194,7 @@ def _register_log(commands: Commands) -> None:
 
 def cmd_log(args: argparse.Namespace) -> int:
     limit = max(1, args.limit)
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         names = {share.root: share.name for share in node.shares()}
         name_peer = labeler(node)
         if args.access:
@@ -296,7 +301,10 @@ def _register_store(commands: Commands) -> None:
     add_command(
         store,
         "check",
-        help="re-verify every stored blob against its hash",
+        help=(
+            "re-verify every stored blob against its hash (a received or --reference file "
+            "edited since is forgotten, not damage)"
+        ),
         examples=["ringdrop store check"],
         run=cmd_store_check,
     )
@@ -310,24 +318,37 @@ def _register_store(commands: Commands) -> None:
 
 
 def cmd_store_check(args: argparse.Namespace) -> int:
-    with open_node(args) as node, BytesProgress("checking") as progress:
+    with open_node(args, create=False) as node, BytesProgress("checking") as progress:
         report = node.check_store(progress)
+    for changed in report.changed:
+        how = "edited" if changed.how == "edited" else "moved or deleted"
+        print(
+            f"{display.safe(str(changed.path))}: changed outside ringdrop ({how}), no longer shared"
+        )
     for problem in report.problems:
         print(f"{display.short_hash(problem.root)}  {problem.kind}: {problem.message}")
+    checked = display.count(report.checked, "blob")
+    if report.changed:
+        files = display.count(len(report.changed), "file")
+        them = "it" if len(report.changed) == 1 else "them"
+        print(
+            f"{files} changed outside ringdrop: the data directory has forgotten {them}, and "
+            "a later get of the same content fetches it again."
+        )
     if report.ok:
-        print(f"{display.count(report.checked, 'blob')} checked: all intact.")
+        print(f"{checked} checked: the data directory's own files are intact.")
         return 0
     print(
-        f"{len(report.problems)} of {display.count(report.checked, 'blob')} failed the check. "
-        "Remove them with "
-        "`ringdrop blob remove HASH` and share or download them again.",
+        f"{len(report.problems)} of {checked} failed the check: the data directory's own "
+        "files are damaged. Remove them with `ringdrop blob remove HASH` and share or "
+        "download them again.",
         file=sys.stderr,
     )
     return ExitCode.INTEGRITY
 
 
 def cmd_store_gc(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         report = node.gc()
     print(
         f"Deleted {display.count(report.blobs_deleted, 'blob')}, "
@@ -348,10 +369,14 @@ def _register_hash(commands: Commands) -> None:
         examples=["ringdrop hash movie.mkv"],
         run=cmd_hash,
     )
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    parser.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="a file to hash (several: each)"
+    )
 
 
 def cmd_hash(args: argparse.Namespace) -> int:
+    from ringdrop.node import hash_file
+
     for path in args.files:
         with BytesProgress(f"hashing {display.safe(path.name)}") as progress:
             hashed = hash_file(path, progress)

@@ -5,18 +5,17 @@ and an outsider refused."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import tempfile
 from pathlib import Path
-
-import blake3
+from typing import TYPE_CHECKING
 
 from ringdrop import display
-from ringdrop.cli.base import Commands, add_command
+from ringdrop.cli.base import DISABLED, Commands, add_command
 from ringdrop.cli.progress import BytesProgress, TransferProgress
 from ringdrop.errors import AccessDeniedError
-from ringdrop.node.config import DISABLED
-from ringdrop.node.node import Node
+
+if TYPE_CHECKING:
+    from ringdrop.node import Node
 
 MIB = 2**20
 LOOPBACK = ("127.0.0.1",)
@@ -45,17 +44,26 @@ def register(commands: Commands) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+
     if args.keep:
         work = Path(tempfile.mkdtemp(prefix="ringdrop-demo-"))
         code = asyncio.run(_demo(work, args))
         print(f"\ndata directories and the received copy: {work}")
         return code
     with tempfile.TemporaryDirectory(prefix="ringdrop-demo-") as temporary:
-        return asyncio.run(_demo(Path(temporary), args))
+        code = asyncio.run(_demo(Path(temporary), args))
+    print(
+        f"\nThe demo's folder, data directories and received copy were in {temporary}, now "
+        "deleted; `ringdrop demo --keep` keeps them to look at."
+    )
+    return code
 
 
 def _make_folder(folder: Path, size: int) -> None:
     """A folder of incompressible files: one large, several small, one nested."""
+    import blake3
+
     xof = blake3.blake3(b"ringdrop demo")
     sizes = {"video/holiday.mp4": size - 20 * 40_000, "README.txt": 1_000}
     sizes |= {f"photos/img-{i:02d}.jpg": 40_000 for i in range(20)}
@@ -71,6 +79,8 @@ def _node(data_dir: Path, args: argparse.Namespace) -> Node:
     """Nothing leaves this machine: tickets name loopback only, and there is no relay, STUN or
     discovery server unless asked for on the command line (the environment's settings are for
     real transfers)."""
+    from ringdrop.node import Node
+
     return Node(
         data_dir,
         relays=args.relay or (),
@@ -81,6 +91,8 @@ def _node(data_dir: Path, args: argparse.Namespace) -> Node:
 
 
 async def _demo(work: Path, args: argparse.Namespace) -> int:
+    import asyncio
+
     folder = work / "demo-folder"
     _make_folder(folder, max(args.size_mib, 1) * MIB)
     with (

@@ -13,6 +13,7 @@ from ringdrop.errors import (
     MEANINGS,
     AlreadyServedError,
     AmbiguousError,
+    DestinationError,
     DiscoveryDisabledError,
     ExistsError,
     ExitCode,
@@ -29,6 +30,10 @@ _NOT_FOUND_HINTS = {
     "peer": "Run `ringdrop peer list` to see the nicknames, or give the whole peer id.",
     "share": "Run `ringdrop blob list` to see what is shared.",
     "peer-address": "Give one of its tickets instead.",
+    "data-dir": (
+        "Check --data-dir and $RINGDROP_DATA_DIR; `ringdrop id` (or sharing, or receiving) "
+        "creates a data directory."
+    ),
 }
 
 _AMBIGUOUS_HINTS = {
@@ -42,6 +47,10 @@ _HINTS: dict[type[RingdropError], Callable[[RingdropError], str | None]] = {
         "Use --force to overwrite it, or --rename to keep both (writes a numbered name)."
     ),
     AlreadyServedError: lambda e: "Stop it first, or use another --data-dir.",
+    DestinationError: lambda e: (
+        "Choose a folder you can write to with --dest; what was received is kept, so the "
+        "same command with another --dest only writes it out."
+    ),
     AmbiguousError: lambda e: _AMBIGUOUS_HINTS.get(getattr(e, "kind", None) or ""),
     RelayRefusedError: lambda e: (
         "On a private network or in a lab, accept it with --relay-policy any (or "
@@ -100,6 +109,9 @@ def error_json(error: BaseException) -> dict[str, object]:
         "message": describe(error),
         "hint": hint(error),
     }
+    notes = getattr(error, "__notes__", None)
+    if notes:
+        fields["notes"] = list(notes)
     if isinstance(error, RingdropError):
         context = {"peer": error.peer, "address": error.address, "path": error.path}
         context["root"] = error.root.hex() if error.root is not None else None

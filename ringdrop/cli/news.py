@@ -4,17 +4,20 @@ into folders."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ringdrop import display
 from ringdrop.cli.base import Commands, add_command, add_json, open_node
 from ringdrop.cli.progress import TransferProgress
 from ringdrop.cli.rings import labeler
-from ringdrop.node import Follow, InboxItem, OnExisting, RetryPolicy
+from ringdrop.node.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from ringdrop.node import Follow, InboxItem, OnExisting
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -151,6 +154,8 @@ def _item_json(item: InboxItem) -> dict[str, object]:
 
 
 def cmd_inbox_get(args: argparse.Namespace) -> int:
+    import asyncio  # the network stack loads only for a command that goes on the network
+
     existing: OnExisting = "force" if args.force else "rename" if args.rename else "refuse"
     with open_node(args) as node:
         if args.entry == "all":

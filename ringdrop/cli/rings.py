@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ringdrop import display
 from ringdrop.cli.base import Commands, add_command, add_group, expiry, open_node
-from ringdrop.identity import PeerId
-from ringdrop.node import Member, Node
+
+if TYPE_CHECKING:
+    from ringdrop.identity import PeerId
+    from ringdrop.node import Member, Node
 
 _PEER_HELP = "a peer id, a nickname from your peer book, or the first 8+ characters of an id"
+_RING_HELP = "a ring's name, as `ringdrop ring list` shows it"
 
 
 def register(commands: Commands) -> None:
@@ -54,7 +58,7 @@ def _register_ring(commands: Commands) -> None:
         examples=["ringdrop ring new family", "ringdrop ring new family --members-serve off"],
         run=cmd_ring_new,
     )
-    parser.add_argument("name", metavar="NAME")
+    parser.add_argument("name", metavar="NAME", help="the new ring's name, such as family")
     _members_serve_option(parser, default="on")
     parser = add_command(
         ring,
@@ -63,7 +67,7 @@ def _register_ring(commands: Commands) -> None:
         examples=["ringdrop ring set family --members-serve off"],
         run=cmd_ring_set,
     )
-    parser.add_argument("name", metavar="NAME")
+    parser.add_argument("name", metavar="NAME", help=_RING_HELP)
     _members_serve_option(parser, default=None)
     add_command(
         ring,
@@ -79,8 +83,8 @@ def _register_ring(commands: Commands) -> None:
         examples=["ringdrop ring rename family relatives"],
         run=cmd_ring_rename,
     )
-    parser.add_argument("old", metavar="NAME")
-    parser.add_argument("new", metavar="NEW_NAME")
+    parser.add_argument("old", metavar="NAME", help=_RING_HELP)
+    parser.add_argument("new", metavar="NEW_NAME", help="the name it has from now on")
     parser = add_command(
         ring,
         "delete",
@@ -88,7 +92,7 @@ def _register_ring(commands: Commands) -> None:
         examples=["ringdrop ring delete family"],
         run=cmd_ring_delete,
     )
-    parser.add_argument("name", metavar="NAME")
+    parser.add_argument("name", metavar="NAME", help=_RING_HELP)
     parser = add_command(
         ring,
         "add",
@@ -100,7 +104,7 @@ def _register_ring(commands: Commands) -> None:
         ],
         run=cmd_ring_add,
     )
-    parser.add_argument("ring", metavar="RING")
+    parser.add_argument("ring", metavar="RING", help=_RING_HELP)
     parser.add_argument("peer", metavar="PEER", help=_PEER_HELP)
     parser.add_argument(
         "--expires",
@@ -132,7 +136,7 @@ def _register_ring(commands: Commands) -> None:
         examples=["ringdrop ring remove family alice"],
         run=cmd_ring_remove,
     )
-    parser.add_argument("ring", metavar="RING")
+    parser.add_argument("ring", metavar="RING", help=_RING_HELP)
     parser.add_argument("peer", metavar="PEER", help=_PEER_HELP)
     parser = add_command(
         ring,
@@ -141,7 +145,7 @@ def _register_ring(commands: Commands) -> None:
         examples=["ringdrop ring members family"],
         run=cmd_ring_members,
     )
-    parser.add_argument("ring", metavar="RING")
+    parser.add_argument("ring", metavar="RING", help=_RING_HELP)
 
 
 def _members_serve_option(parser: argparse.ArgumentParser, default: str | None) -> None:
@@ -171,7 +175,7 @@ def cmd_ring_set(args: argparse.Namespace) -> int:
 
 
 def cmd_ring_list(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         rings = node.rings()
     rows = [("RING", "MEMBERS", "SHARES", "MEMBERS SERVE", "VERSION")]
     for ring in rings:
@@ -184,14 +188,14 @@ def cmd_ring_list(args: argparse.Namespace) -> int:
 
 
 def cmd_ring_rename(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         node.rename_ring(args.old, args.new)
     print(f"Renamed the ring '{args.old}' to '{args.new}'.")
     return 0
 
 
 def cmd_ring_delete(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         node.delete_ring(args.name)
     print(f"Deleted the ring '{args.name}'.")
     return 0
@@ -199,7 +203,7 @@ def cmd_ring_delete(args: argparse.Namespace) -> int:
 
 def cmd_ring_add(args: argparse.Namespace) -> int:
     expires: float | None = args.expires
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         peer_id = node.add_member(args.ring, args.peer, expires_at=expires)
         who = label(node, peer_id)
     until = f" until {display.when(expires)}" if expires is not None else ""
@@ -218,7 +222,7 @@ def cmd_ring_expire(args: argparse.Namespace) -> int:
 
 
 def cmd_ring_remove(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         peer_id = node.remove_member(args.ring, args.peer)
         who = label(node, peer_id)
     print(f"{who} is no longer in the ring '{args.ring}'.")
@@ -226,7 +230,7 @@ def cmd_ring_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_ring_members(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         members = node.members(args.ring)
     if not members:
         print(f"The ring '{args.ring}' has no members.")
@@ -267,7 +271,12 @@ def _register_peer(commands: Commands) -> None:
     parser.add_argument(
         "peer_id", metavar="PEER_ID", help="the peer's id (what `ringdrop id` prints for them)"
     )
-    parser.add_argument("nickname", metavar="NICKNAME", nargs="?")
+    parser.add_argument(
+        "nickname",
+        metavar="NICKNAME",
+        nargs="?",
+        help="a name of your choice, to use instead of the id in other commands",
+    )
     add_command(
         peer, "list", help="list the peer book", examples=["ringdrop peer list"], run=cmd_peer_list
     )
@@ -290,7 +299,7 @@ def cmd_peer_add(args: argparse.Namespace) -> int:
 
 
 def cmd_peer_list(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         peers = node.peers()
     if not peers:
         print("Your peer book is empty. Add a peer with `ringdrop peer add PEER_ID NICKNAME`.")
@@ -306,7 +315,7 @@ def cmd_peer_list(args: argparse.Namespace) -> int:
 
 
 def cmd_peer_remove(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         peer_id = node.resolve_peer(args.peer)
         who = label(node, peer_id)
         node.remove_peer(peer_id)
@@ -356,7 +365,7 @@ def cmd_grant_add(args: argparse.Namespace) -> int:
 
 
 def cmd_grant_remove(args: argparse.Namespace) -> int:
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         peer_id = node.revoke(args.peer, args.privilege)
         who = label(node, peer_id)
     print(f"{who} no longer has the {args.privilege} privilege.")
@@ -365,7 +374,7 @@ def cmd_grant_remove(args: argparse.Namespace) -> int:
 
 def cmd_grant_list(args: argparse.Namespace) -> int:
     peer: str | None = getattr(args, "peer", None)
-    with open_node(args) as node:
+    with open_node(args, create=False) as node:
         peers = [node.resolve_peer(peer)] if peer is not None else [p.peer_id for p in node.peers()]
         name = labeler(node)
         rows = [(name(p), ", ".join(node.grants(p))) for p in peers]

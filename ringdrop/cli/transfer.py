@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ringdrop import display
 from ringdrop.cli.base import (
+    IGNORE_FILE,
     Commands,
     add_command,
     add_group,
@@ -23,20 +24,23 @@ from ringdrop.cli.content import share_json
 from ringdrop.cli.exits import ExitCode
 from ringdrop.cli.progress import BytesProgress, TransferProgress
 from ringdrop.errors import AccessDeniedError
-from ringdrop.node import (
-    IGNORE_FILE,
-    OPEN_RING,
-    CatalogEntry,
-    NewsEvent,
-    Node,
-    OnExisting,
-    Published,
-    Received,
-    RetryPolicy,
-    ServeEvent,
-    Share,
-)
-from ringdrop.ticket import Ticket
+from ringdrop.node.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from ringdrop.node import (
+        CatalogEntry,
+        NewsEvent,
+        Node,
+        OnExisting,
+        Published,
+        Received,
+        ServeEvent,
+        Share,
+    )
+    from ringdrop.ticket import Ticket
+
+
+_TICKET_HELP = "the ticket the sharer gave you: rdrop: and a long run of letters and digits"
 
 
 def register(commands: Commands) -> None:
@@ -192,6 +196,8 @@ def _print_share(share: Share, server: int | None, port: int, args: argparse.Nam
 
 
 def _readers(share: Share) -> str:
+    from ringdrop.node import OPEN_RING
+
     rings = [ring for ring in share.rings if ring != OPEN_RING]
     named = ", ".join(f"'{ring}'" for ring in rings)
     if OPEN_RING in share.rings:
@@ -218,20 +224,23 @@ def _register_get(commands: Commands) -> None:
     parser = add_command(
         commands,
         "get",
+        aliases=["receive"],
         help="download what a ticket names; rerun the same command to resume",
         description=(
             "Download the file or folder a ticket names, verifying every 16 KiB against its "
             "hash before it is written. A broken connection is retried; if the command stops "
-            "(Ctrl-C, a crash), running it again asks only for what is still missing."
+            "(Ctrl-C, a crash), running it again asks only for what is still missing.\n\n"
+            "A text sent with `ringdrop send --text` is printed instead (or written to --dest, "
+            "if given). `receive` is another name for `get`."
         ),
         examples=[
             "ringdrop get rdrop:aeb…",
-            "ringdrop get rdrop:aeb… --dest ~/Downloads --json",
+            "ringdrop receive rdrop:aeb… --dest ~/Downloads --json",
             "ringdrop get rdrop:aeb… --dest report-final.pdf --rename",
         ],
         run=cmd_get,
     )
-    parser.add_argument("ticket", metavar="TICKET")
+    parser.add_argument("ticket", metavar="TICKET", help=_TICKET_HELP)
     parser.add_argument(
         "--dest",
         metavar="PATH",
@@ -243,7 +252,12 @@ def _register_get(commands: Commands) -> None:
     )
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument(
-        "--force", action="store_true", help="overwrite what is already at the destination"
+        "--force",
+        action="store_true",
+        help=(
+            "replace what is already at the destination: a folder is replaced whole (its "
+            "files the new one lacks go too), and only once the new one is complete"
+        ),
     )
     existing.add_argument(
         "--rename",
@@ -263,14 +277,24 @@ def _register_get(commands: Commands) -> None:
         type=int,
         default=RetryPolicy().attempts,
         metavar="N",
-        help="connection attempts before giving up (default: %(default)s)",
+        help=(
+            "connection attempts in all when the connection is lost during the transfer "
+            "(default: %(default)s); a sharer that does not answer at first fails at once"
+        ),
     )
     add_json(parser)
 
 
 def cmd_get(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from ringdrop.node import is_text
+    from ringdrop.ticket import Ticket
+
     ticket = Ticket.decode(args.ticket)
     retry = RetryPolicy(attempts=max(1, args.attempts))
+    if is_text(ticket) and args.dest is None:
+        return _get_text(ticket, retry, args)
     with open_node(args) as node, TransferProgress() as progress:
         dest = _dest(node, ticket, args.dest)
         try:
@@ -295,6 +319,23 @@ def cmd_get(args: argparse.Namespace) -> int:
         display.emit_json(_received_json(ticket, received))
     else:
         _print_received(ticket, received)
+    return 0
+
+
+def _get_text(ticket: Ticket, retry: RetryPolicy, args: argparse.Namespace) -> int:
+    """Fetches a text sent with `send --text` and prints it (each line made safe to show)."""
+    import asyncio
+
+    with open_node(args) as node, TransferProgress() as progress:
+        try:
+            text = asyncio.run(node.get_text(ticket, progress=progress, retry=retry))
+        except AccessDeniedError as error:
+            error.add_note(_send_your_id(node))
+            raise
+    if args.json:
+        display.emit_json({"text": text, "hash": ticket.content_hash.hex()})
+    else:
+        print("\n".join(display.safe(line) for line in text.split("\n")))
     return 0
 
 
@@ -333,22 +374,30 @@ def _received_json(ticket: Ticket, received: Received) -> dict[str, object]:
 
 
 def _print_received(ticket: Ticket, received: Received) -> None:
-    """Where it went, how big, how long, how fast, and how much was already here."""
+    """Where it went; how big, and of that how much moved, how long and how fast (the rate is
+    over what moved, never over what was already here); how the sharer was reached."""
     stats = received.stats
     fetched = stats.total - stats.present
-    speed = f" ({display.rate(fetched / stats.seconds)})" if fetched and stats.seconds else ""
     files = f", {stats.files} files" if ticket.format == "collection" else ""
     name = display.safe(ticket.name or received.path.name)
     print(f"Received {name}: {display.safe(str(received.path))}")
-    print(f"  {display.size(stats.total)}{files} in {display.duration(stats.seconds)}{speed}")
+    took = display.duration(stats.seconds)
+    speed = f" ({display.rate(fetched / stats.seconds)})" if fetched and stats.seconds else ""
+    if not stats.present:
+        print(f"  {display.size(stats.total)}{files} in {took}{speed}")
+    elif fetched:
+        print(
+            f"  {display.size(stats.total)}{files}: {display.size(fetched)} fetched in "
+            f"{took}{speed}, {display.size(stats.present)} already here"
+        )
+    else:
+        print(f"  {display.size(stats.total)}{files}, all of it already here")
     if received.route is not None:
         print(f"  from the sharer {display.safe(str(received.route))}")
-    if stats.present:
-        print(f"  {display.size(stats.present)} of it was already here")
     if received.moved:
         print(
             f"  {display.size(received.moved)} put in place without copying: the data directory "
-            "shares it from there (edit it and it is no longer shared)"
+            "keeps a reference to it instead of a second copy"
         )
 
 
@@ -367,11 +416,13 @@ def _register_info(commands: Commands) -> None:
         examples=["ringdrop info rdrop:aeb…"],
         run=cmd_info,
     )
-    parser.add_argument("ticket", metavar="TICKET")
+    parser.add_argument("ticket", metavar="TICKET", help=_TICKET_HELP)
     add_json(parser)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from ringdrop.ticket import Ticket
+
     ticket = Ticket.decode(args.ticket)
     addresses = [str(address) for address in ticket.addresses]
     if args.json:
@@ -438,6 +489,8 @@ def _register_serve(commands: Commands) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     with open_node(args, publish_addresses=args.publish_addresses) as node:
         stopped_by = asyncio.run(_serve(node))
     print(f"stopped ({stopped_by})", flush=True)
@@ -446,11 +499,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _serve(node: Node) -> str:
     """Serves until SIGINT or SIGTERM cancels it; returns the signal's name."""
+    import asyncio
+
     loop = asyncio.get_running_loop()
     stopped_by: list[str] = []
     serving = asyncio.ensure_future(
         node.serve(
-            on_event=_print_event,
+            on_event=print_event,
             ready=lambda port: _announce(node, port),
             on_relay=lambda state: _relay_state(node, state),
             on_record=_record_published(),
@@ -533,7 +588,8 @@ def _print_news(node: Node, event: NewsEvent) -> None:
     print(f"{display.when(event.at)}  {line}", flush=True)
 
 
-def _print_event(event: ServeEvent) -> None:
+def print_event(event: ServeEvent) -> None:
+    """One line of the serving log: when, who, what, and how it ended."""
     who = f"{display.safe(event.nickname)} ({event.peer[:8]}…)" if event.nickname else event.peer
     what = event.operation
     if event.root:
@@ -573,6 +629,8 @@ def _register_remote(commands: Commands) -> None:
 
 
 def cmd_remote_list(args: argparse.Namespace) -> int:
+    import asyncio
+
     with open_node(args) as node:
         try:
             entries = asyncio.run(node.remote_catalog(args.peer))

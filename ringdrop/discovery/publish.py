@@ -13,14 +13,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ringdrop.discovery.record import Record, sign, z32_encode
 from ringdrop.discovery.resolve import LOOKUP_TIMEOUT
 from ringdrop.errors import StoreError
 from ringdrop.identity import Identity
 from ringdrop.store.files import replace_atomically
+
+# Imported where it is used: it takes long to load, and only `serve` publishes.
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["REPUBLISH_INTERVAL", "Published", "Publisher", "Timestamps"]
 
@@ -108,6 +111,8 @@ class Publisher:
 
     async def publish(self, record: Record) -> Published:
         """Signs `record` with a new timestamp and sends it to every service at once."""
+        import httpx
+
         # The loop must not wait on the disk (the timestamp file is synced).
         record = replace(record, timestamp=await asyncio.to_thread(self._timestamps.next))
         payload = sign(self._identity, record)[32:]  # a relay names the key in its URL
@@ -128,6 +133,8 @@ class Publisher:
 
 async def _put(client: httpx.AsyncClient, url: str, payload: bytes) -> str | None:
     """None if the relay took the record, else what went wrong."""
+    import httpx
+
     try:
         response = await client.put(url, content=payload)
     except httpx.TimeoutException:

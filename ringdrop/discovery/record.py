@@ -20,14 +20,6 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.rdataclass
-import dns.rdatatype
-import dns.rdtypes.ANY.TXT
-
 from ringdrop.errors import InvalidRecordError, TicketError
 from ringdrop.identity import Identity, PeerId, verify
 from ringdrop.ticket import Address, check_relay_url
@@ -110,6 +102,15 @@ class Record:
 
 def sign(identity: Identity, record: Record) -> bytes:
     """The signed packet of `record` (which must be `identity`'s), its key first."""
+    # dnspython is imported where it is used: it takes long to load, and most commands never
+    # sign or read a record.
+    import dns.flags
+    import dns.message
+    import dns.name
+    import dns.rdataclass
+    import dns.rdatatype
+    import dns.rdtypes.ANY.TXT
+
     if record.peer_id != identity.peer_id:
         raise ValueError("a node signs only its own record")
     message = dns.message.Message(id=0)
@@ -134,6 +135,11 @@ def sign(identity: Identity, record: Record) -> bytes:
 def verify_payload(peer_id: PeerId, payload: bytes) -> Record:
     """The record in a pkarr relay's answer for `peer_id` (signature, timestamp, DNS packet),
     or `InvalidRecordError` saying why it cannot be used."""
+    import dns.exception
+    import dns.message
+    import dns.name
+    import dns.rdatatype
+
     if len(payload) > MAX_PAYLOAD:
         raise InvalidRecordError(
             f"the record is {len(payload)} bytes, more than the {MAX_PAYLOAD} a record may have"

@@ -17,13 +17,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import dns.asyncresolver
-import dns.exception
-import dns.rdatatype
-import dns.resolver
-import httpx
 
 from ringdrop.discovery.record import (
     DEFAULT_TTL,
@@ -36,6 +31,11 @@ from ringdrop.discovery.record import (
 )
 from ringdrop.errors import DiscoveryError, InvalidRecordError
 from ringdrop.identity import PeerId
+
+# httpx and dnspython are imported where they are used: they take about 0.1 s to load, and a
+# command that looks up no key (most `get`s: their tickets name addresses) must not wait for it.
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["LOOKUP_TIMEOUT", "Lookup", "Resolver", "Services", "relay_allowed"]
 
@@ -142,6 +142,8 @@ class Resolver:
 
     async def lookup(self, peer_id: PeerId) -> Lookup:
         """Asks every service at once; the newest signed record (else the DNS answer)."""
+        import httpx
+
         pending: set[asyncio.Task[Record | None]] = set()
         sources: dict[asyncio.Task[Record | None], str] = {}
         async with httpx.AsyncClient(
@@ -235,6 +237,8 @@ class Resolver:
             self._cache.popitem(last=False)
 
     async def _pkarr(self, client: httpx.AsyncClient, base: str, peer_id: PeerId) -> Record | None:
+        import httpx
+
         url = f"{base.rstrip('/')}/{z32_encode(peer_id.raw)}"
         try:
             async with client.stream("GET", url) as response:
@@ -254,6 +258,11 @@ class Resolver:
         return verify_payload(peer_id, bytes(body))
 
     async def _dns(self, peer_id: PeerId) -> Record | None:
+        import dns.asyncresolver
+        import dns.exception
+        import dns.rdatatype
+        import dns.resolver
+
         origin = self.services.dns_origin
         assert origin is not None
         server = self.services.dns_server
@@ -279,6 +288,8 @@ class Resolver:
 
 
 def _http_problem(error: httpx.HTTPError) -> str:
+    import httpx
+
     if isinstance(error, httpx.TimeoutException):
         return "no answer in time"
     return f"the request failed ({type(error).__name__}: {error})"

@@ -4,25 +4,67 @@ This package is all the CLI and the TUI import of the layers beneath (tests/test
 them to it): `Node`, what its methods take and return, and the few names they show.
 """
 
-from ringdrop.access import OPEN_RING, AccessLogEntry, Member, Upload
-from ringdrop.access.news import Follow
-from ringdrop.discovery import Published
-from ringdrop.node.download import RetryPolicy, TransferStats
-from ringdrop.node.hashing import Hashed, hash_file
-from ringdrop.node.news import NewsEvent
-from ringdrop.node.node import InboxItem, Node, Received, Share
-from ringdrop.node.progress import Progress
-from ringdrop.node.server import ServeEvent
-from ringdrop.protocol import CatalogEntry
-from ringdrop.store import OnExisting
-from ringdrop.store.collection import IGNORE_FILE
-from ringdrop.store.files import replace_atomically
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ringdrop.access import OPEN_RING, AccessLogEntry, Member, Upload
+    from ringdrop.access.news import Follow
+    from ringdrop.discovery import Published
+    from ringdrop.node.download import TransferStats
+    from ringdrop.node.hashing import Hashed, hash_file
+    from ringdrop.node.news import NewsEvent
+    from ringdrop.node.node import InboxItem, Node, Received, Sent, Share
+    from ringdrop.node.progress import Progress
+    from ringdrop.node.receipts import Receipt
+    from ringdrop.node.retry import RetryPolicy
+    from ringdrop.node.send import TEXT_NAME, Fetched, is_text
+    from ringdrop.node.server import ServeEvent
+    from ringdrop.protocol import CatalogEntry
+    from ringdrop.store import OnExisting
+    from ringdrop.store.collection import IGNORE_FILE
+    from ringdrop.store.files import replace_atomically
+
+# Each name is imported from its module when first used, so that a command that never opens a
+# node (`ringdrop --version`, `--help`, `info`) does not load the network stack to start.
+_WHERE = {
+    "IGNORE_FILE": "ringdrop.store.collection",
+    "OPEN_RING": "ringdrop.access",
+    "AccessLogEntry": "ringdrop.access",
+    "CatalogEntry": "ringdrop.protocol",
+    "Follow": "ringdrop.access.news",
+    "Hashed": "ringdrop.node.hashing",
+    "InboxItem": "ringdrop.node.node",
+    "Member": "ringdrop.access",
+    "NewsEvent": "ringdrop.node.news",
+    "Node": "ringdrop.node.node",
+    "OnExisting": "ringdrop.store",
+    "Progress": "ringdrop.node.progress",
+    "Published": "ringdrop.discovery",
+    "Receipt": "ringdrop.node.receipts",
+    "Received": "ringdrop.node.node",
+    "RetryPolicy": "ringdrop.node.retry",
+    "ServeEvent": "ringdrop.node.server",
+    "Sent": "ringdrop.node.node",
+    "Share": "ringdrop.node.node",
+    "TEXT_NAME": "ringdrop.node.send",
+    "Fetched": "ringdrop.node.send",
+    "is_text": "ringdrop.node.send",
+    "TransferStats": "ringdrop.node.download",
+    "Upload": "ringdrop.access",
+    "hash_file": "ringdrop.node.hashing",
+    "replace_atomically": "ringdrop.store.files",
+}
 
 __all__ = [
     "IGNORE_FILE",
     "OPEN_RING",
+    "TEXT_NAME",
     "AccessLogEntry",
     "CatalogEntry",
+    "Fetched",
     "Follow",
     "Hashed",
     "InboxItem",
@@ -32,12 +74,28 @@ __all__ = [
     "OnExisting",
     "Progress",
     "Published",
+    "Receipt",
     "Received",
     "RetryPolicy",
+    "Sent",
     "ServeEvent",
     "Share",
     "TransferStats",
     "Upload",
     "hash_file",
+    "is_text",
     "replace_atomically",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -17,7 +17,7 @@ from ringdrop.bao import Encoder
 from ringdrop.errors import IntegrityError, RingdropError
 from ringdrop.identity import PeerId
 from ringdrop.node.server import Answer, Gate
-from ringdrop.protocol import MAX_PART_BYTES, MemberPart, MembersRequest, ResponseHeader, encode
+from ringdrop.protocol import MAX_PART_BYTES, MemberPart, MembersRequest, encode
 from ringdrop.store import Store
 from ringdrop.transport import Reply
 
@@ -42,22 +42,26 @@ class MembersServer:
 
     def reply(self, peer: PeerId, request: MembersRequest) -> Reply:
         header, roots = self._gate.admit_members(peer, request)
+        # Named here, on a worker thread: the log entry is made on the event loop.
+        answer = self._gate.named(Answer(header), peer, request.content_hash)
         if header.status != "allowed":
-            self._gate.finished(peer, request, Answer(header), 0, "complete")
+            self._gate.finished(peer, request, answer, 0, "complete")
             return Reply(header)
-        upload = MembersUpload(self, peer, request, roots)
+        upload = MembersUpload(self, peer, request, roots, answer)
         return Reply(header, upload)
 
     def finished(
         self,
         peer: PeerId,
         request: MembersRequest,
+        answer: Answer,
         sent: list[tuple[bytes, int, UploadOutcome]],
         outcome: UploadOutcome,
     ) -> None:
         self._gate.uploaded(peer, sent)
         total = sum(n for _, n, _ in sent)
-        self._gate.finished(peer, request, Answer(ResponseHeader("allowed")), total, outcome)
+        completed = tuple(root for root, _, done in sent if done == "complete")
+        self._gate.finished(peer, request, answer, total, outcome, completed)
 
 
 class MembersUpload:
@@ -68,11 +72,17 @@ class MembersUpload:
     """
 
     def __init__(
-        self, server: MembersServer, peer: PeerId, request: MembersRequest, roots: tuple[bytes, ...]
+        self,
+        server: MembersServer,
+        peer: PeerId,
+        request: MembersRequest,
+        roots: tuple[bytes, ...],
+        answer: Answer,
     ) -> None:
         self._server = server
         self._peer = peer
         self._request = request
+        self._answer = answer
         self._roots = roots
         self._ranges = [m.ranges for m in request.members]
         self._next = 0
@@ -142,4 +152,4 @@ class MembersUpload:
         self._logged = True
         if self._current is not None:
             self._sent.append((self._roots[len(self._sent)], self._current_sent, "interrupted"))
-        self._server.finished(self._peer, self._request, self._sent, outcome)
+        self._server.finished(self._peer, self._request, self._answer, self._sent, outcome)

@@ -18,9 +18,16 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from ringdrop.bao import ChunkRanges
-from ringdrop.errors import IntegrityError, RingdropError, TransferError, WrongPeerError
+from ringdrop.errors import (
+    IntegrityError,
+    RingdropError,
+    TransferError,
+    UnreachableError,
+    WrongPeerError,
+)
 from ringdrop.node.batch_download import SMALL_MAX, Member, fetch_small_members
 from ringdrop.node.progress import Tracker
+from ringdrop.node.retry import RetryPolicy
 from ringdrop.protocol import MemberSelection
 from ringdrop.store import Store
 from ringdrop.store.collection import Collection, check_size
@@ -59,18 +66,6 @@ class Source(Protocol):
 
 
 Connect = Callable[[], Awaitable[Source]]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 8
-    """Connection attempts in all, the first included."""
-    first_delay: float = 0.5
-    max_delay: float = 10.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before attempt `attempt` (2, 3, …)."""
-        return float(min(self.max_delay, self.first_delay * 2 ** (attempt - 2)))
 
 
 @dataclass(frozen=True)
@@ -114,6 +109,8 @@ class Download:
         self._present = 0
         self._started = time.monotonic()
         self._first_byte: float | None = None
+        self._connected = False
+        """Whether a connection of this download ever worked: only then is one retried."""
         self._counted: set[bytes] = set()
         """Roots whose already-present bytes were counted: a retry must not count them again."""
         self.collection: Collection | None = None
@@ -134,6 +131,10 @@ class Download:
             except WrongPeerError:
                 raise  # another key at the address: retrying cannot help
             except TransferError as error:
+                if not self._connected:
+                    if isinstance(error, UnreachableError):
+                        raise _not_answering(error) from error
+                    raise
                 if attempt >= self._retry.attempts:
                     raise TransferError(
                         f"{error} (gave up after {attempt} attempts; run the same command again "
@@ -169,6 +170,7 @@ class Download:
             return 1
         self._tracker.update(state="connecting")
         source = await self._connect()
+        self._connected = True
         self._tracker.update(state="transferring", address=source.address)
         if self._format == "blob":
             await self._fetch_blob(source, self._root, self._name, "blob", count=True)
@@ -322,6 +324,16 @@ class Download:
             await _on_worker(partial.close)
         if count and self._format == "collection":
             self._tracker.file_finished(name)
+
+
+def _not_answering(error: UnreachableError) -> UnreachableError:
+    """The likely cause first, then what was tried (from the transport) as a note."""
+    unanswered = UnreachableError(
+        "the sharer did not answer: is `ringdrop serve` (or the TUI) running on the sharer's "
+        "machine?"
+    )
+    unanswered.add_note(str(error))
+    return unanswered
 
 
 def _first(group: BaseExceptionGroup[RingdropError]) -> RingdropError:

@@ -21,6 +21,7 @@ from ringdrop.access import (
     Upload,
 )
 from ringdrop.access.manifest import Manifest
+from ringdrop.errors import TicketError
 from ringdrop.identity import Identity, PeerId
 from ringdrop.store import CheckReport, GcReport, ProgressFn, Store
 
@@ -122,8 +123,17 @@ class Management:
 
     def add_peer(self, peer_id: PeerId | str, nickname: str | None = None) -> Peer:
         """Enters a peer (by its whole id) in the book; a peer already there keeps its nickname
-        unless a new one is given."""
-        return self.access.add_peer(peer_id, nickname)
+        unless a new one is given. A nickname given where the peer id belongs, with the id
+        after it, is named as the swap it is."""
+        try:
+            return self.access.add_peer(peer_id, nickname)
+        except TicketError:
+            if isinstance(peer_id, str) and nickname is not None and _is_peer_id(nickname):
+                raise TicketError(
+                    f"{peer_id!r} is not a peer id, but {nickname[:8]}… is: the peer id comes "
+                    "first, then the nickname"
+                ) from None
+            raise
 
     def set_nickname(self, peer: PeerRef, nickname: str | None) -> None:
         """Gives a peer in the book a nickname (unique, whatever its case); None clears it."""
@@ -172,7 +182,8 @@ class Management:
         return self.access.uploads(limit)
 
     def check_store(self, progress: ProgressFn | None = None) -> CheckReport:
-        """Re-verifies every stored blob against its hash."""
+        """Re-verifies every stored blob against its hash: damage to the store's own files is a
+        problem; a referenced file the user edited, moved or deleted is forgotten (`changed`)."""
         return self.store.check(progress)
 
     def gc(self) -> GcReport:
@@ -181,3 +192,11 @@ class Management:
 
     def _peer_id(self, peer: PeerRef) -> PeerId:
         return self.access.resolve_peer(peer) if isinstance(peer, str) else peer
+
+
+def _is_peer_id(text: str) -> bool:
+    try:
+        PeerId.parse(text)
+    except TicketError:
+        return False
+    return True

@@ -180,6 +180,8 @@ def sign_items(node: Node, uid: bytes, ring: str, items: Sequence[Item]) -> list
                 name=announced_name(item.name, item.root),
                 relay=relay,
                 addresses=addresses,
+                mtime_ns=item.mtime_ns if item.format == "blob" else None,
+                executable=item.executable and item.format == "blob",
             ).raw
         )
     return signed

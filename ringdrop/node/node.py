@@ -8,10 +8,18 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import ipaddress
+import logging
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +46,7 @@ from ringdrop.errors import (
     UsageError,
     WrongPeerError,
 )
-from ringdrop.identity import Identity, PeerId
+from ringdrop.identity import KEY_FILE, Identity, PeerId
 from ringdrop.node.addresses import local_addresses, machine_ips
 from ringdrop.node.batch_upload import MembersServer
 from ringdrop.node.config import (
@@ -52,7 +60,7 @@ from ringdrop.node.config import (
     stun_servers_from,
 )
 from ringdrop.node.dial import Route, dial
-from ringdrop.node.download import Download, RetryPolicy, TransferStats, export_target
+from ringdrop.node.download import Download, TransferStats, export_target
 from ringdrop.node.manage import Management
 from ringdrop.node.news import (
     Announcer,
@@ -64,7 +72,10 @@ from ringdrop.node.news import (
     process_alive,
 )
 from ringdrop.node.progress import ProgressCallback, Tracker
+from ringdrop.node.receipts import Receipt, read_receipts, record_receipt
+from ringdrop.node.retry import RetryPolicy
 from ringdrop.node.rings import RingService
+from ringdrop.node.send import TEXT_MAX, TEXT_NAME, Fetched, Fetches, is_text
 from ringdrop.node.server import Answer, Gate, ServeEvent
 from ringdrop.protocol import (
     AboutRequest,
@@ -78,7 +89,7 @@ from ringdrop.protocol import (
     RingsRequest,
     SinceRequest,
 )
-from ringdrop.store import ImportMode, OnExisting, Store, default_data_dir
+from ringdrop.store import ExportResult, ImportMode, OnExisting, Store, default_data_dir
 from ringdrop.store.export import free_name
 from ringdrop.store.files import FileLock, ensure_free_space
 from ringdrop.store.names import validate_name
@@ -98,6 +109,8 @@ from ringdrop.transport import (
     serve,
 )
 
+_log = logging.getLogger(__name__)
+
 # Tickets offer these addresses instead of the machine's interfaces when set (comma-separated
 # IPs), e.g. RINGDROP_ADDRESSES=127.0.0.1 for a demo or test on one machine.
 ADDRESSES_ENV = "RINGDROP_ADDRESSES"
@@ -111,6 +124,8 @@ RECORD_TIMESTAMP = "record-timestamp"
 # How often `serve` checks whether what its record says changed (a new public address).
 _RECORD_CHECK = 30.0
 MAX_PUBLISHED_ADDRESSES = 8
+# Once `serve` is told it is done, how long it waits at most for its peers to disconnect.
+DRAIN = 10.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +145,14 @@ class Received:
     """Bytes put in place without a copy (handed over by the store, or cloned)."""
     copied: int = 0
     """Bytes the export had to write."""
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A finished `Node.send`: what was offered, and who fetched all of it."""
+
+    share: Share
+    receivers: tuple[Fetched, ...]
 
 
 @dataclass(frozen=True)
@@ -188,6 +211,9 @@ class Node(Management):
     like `relays`, see `config.discovery_from`) is where `serve` publishes this node's record
     and where peers are looked up by key; `publish_addresses` (None: config.json's) puts its
     addresses in it.
+    A data directory that does not exist yet is created (`created` says so), unless `create`
+    is false: then it is a `NotFoundError`, so that a mistyped path given to a command that only
+    reads is not silently a new, empty node.
     """
 
     def __init__(
@@ -200,6 +226,7 @@ class Node(Management):
         relay_policy: str | None = None,
         discovery: Iterable[str] | None = None,
         publish_addresses: bool | None = None,
+        create: bool = True,
     ) -> None:
         self._ips = None if addresses is None else _ips(addresses, "addresses")
         self.relay_policy: RelayPolicy = relay_policy_from(relay_policy)
@@ -207,6 +234,13 @@ class Node(Management):
         self.discovery: Services = discovery_from(discovery)
         self.stun_servers: tuple[StunServer, ...] = stun_servers_from(stun)
         self.data_dir = data_dir = default_data_dir() if data_dir is None else data_dir
+        # The identity key is what makes a folder a data directory: it is never deleted.
+        self.created = not (data_dir / KEY_FILE).exists()
+        """Whether opening this node made a new data directory (and a new peer id)."""
+        if self.created and not create:
+            raise NotFoundError(
+                f"there is no data directory at {data_dir}", kind="data-dir", name=str(data_dir)
+            )
         self.store = Store(data_dir, MIGRATIONS)
         self.access = Access(self.store.db)
         self.identity = Identity.load_or_create(data_dir)
@@ -286,10 +320,7 @@ class Node(Management):
         `.ringdropignore`, match are left out (and counted in the result)."""
         self.check_ticket_reach(addresses=addresses, relay=relay)
         rings = list(rings) + ([OPEN_RING] if open else [])
-        known = {r.name.lower() for r in self.access.rings()}
-        for ring in rings:
-            if ring.lower() not in known:
-                raise NotFoundError(f"there is no ring called {ring!r}", kind="ring", name=ring)
+        self._check_rings(rings)
         mode: ImportMode = "reference" if reference else "copy"
         name = path.absolute().name
         format: Format
@@ -304,8 +335,11 @@ class Node(Management):
         elif exclude:
             raise StoreError(f"{path} is a single file: exclusions apply to folders only")
         elif path.exists():
+            # Its time and mode travel in its tickets: a blob's root covers only its bytes.
+            st = path.stat()
             info, _ = self.store.import_file(path, mode=mode, progress=progress)
             root, size, format = info.root, info.size, "blob"
+            self.access.record_file(root, st.st_mtime_ns, bool(st.st_mode & 0o111))
         else:
             raise NotFoundError(f"{path} does not exist")
         for ring in rings:
@@ -323,10 +357,12 @@ class Node(Management):
         shares = []
         addresses = self.addresses()  # enumerating interfaces once, not once per share
         rings = self.access.rings_by_root()
+        files = self.access.files()
         for tag, blob_size in self.store.tagged_blobs():
             name = tag.display_name or tag.root.hex()[:16]
             size = _collection_size(self, tag.root) if tag.format == "collection" else blob_size
-            ticket = self.ticket(tag.root, tag.format, name, size, at=addresses)
+            file = files.get(tag.root) if tag.format == "blob" else None
+            ticket = self.ticket(tag.root, tag.format, name, size, at=addresses, file=file)
             shares.append(Share(tag.root, name, tag.format, size, rings.get(tag.root, ()), ticket))
         return shares
 
@@ -351,6 +387,94 @@ class Node(Management):
             if tag.root == root:
                 self.store.delete_tag(tag.name)
 
+    # -- sending once -------------------------------------------------------------------------
+
+    async def send(
+        self,
+        path: Path | None = None,
+        *,
+        text: str | None = None,
+        rings: Sequence[str] = (),
+        times: int = 1,
+        addresses: bool = True,
+        progress: ProgressFn | None = None,
+        ready: Callable[[Share], object] | None = None,
+        on_event: Callable[[ServeEvent], object] | None = None,
+        on_fetched: Callable[[Fetched], object] | None = None,
+        on_sent: Callable[[str, int], object] | None = None,
+        host: str = "::",
+    ) -> Sent:
+        """Shares `path` (or `text`), serves until `times` receivers have fetched all of it,
+        then stops, and says who fetched it; cancelling stops it too. `ready` gets the share
+        once the server listens; `on_fetched` hears of each receiver done (see send.py).
+
+        Who may fetch it: the members of `rings`; without rings, anyone with the ticket (the
+        open ring). Either way only while this runs: the rings it attached are detached when
+        it ends, and content it brought into the store leaves the listing (GC reclaims it), so
+        the ticket is good for this one send. A file or folder is served from where it is
+        (no copy), and must not change meanwhile."""
+        if (path is None) == (text is None):
+            raise UsageError("give a file or folder to send, or a text, not both")
+        if times < 1:
+            raise UsageError(f"the number of receivers must be 1 or more, not {times}")
+        rings = list(rings) or [OPEN_RING]
+        self._check_rings(rings)
+        self.check_ticket_reach(addresses=addresses, relay=True)
+        tagged = {tag.name for tag in self.store.tags()}
+        if path is not None:
+            share = self.share(path, reference=True, progress=progress, addresses=addresses)
+        else:
+            assert text is not None
+            share = self._share_text(text, addresses)
+        before = set(share.rings)
+        added = [ring for ring in rings if ring not in before]
+        for ring in added:
+            self.access.attach(share.root, ring, name=share.name, format=share.format,
+                               size=share.size)  # fmt: skip
+        share = dataclasses.replace(share, rings=tuple(sorted(before | set(added))))
+        needed = {share.root}
+        if share.format == "collection":
+            needed |= {e.root for e in self.store.collection(share.root).entries if e.size}
+        fetches = Fetches(needed, times)
+
+        def served(event: ServeEvent) -> None:
+            fetched = fetches.served(event)
+            if on_event is not None:
+                on_event(event)
+            if fetched is not None and on_fetched is not None:
+                on_fetched(fetched)
+
+        try:
+            await self.serve(
+                on_event=served,
+                ready=None if ready is None else lambda port: ready(share),
+                host=host,
+                on_sent=on_sent,
+                done=fetches.finished,
+            )
+        finally:
+            for ring in added:
+                self.access.detach(share.root, ring)
+            if share.root.hex() not in tagged:
+                self.store.delete_tag(share.root.hex())
+        return Sent(share, tuple(fetches.done))
+
+    def _share_text(self, text: str, addresses: bool) -> Share:
+        data = text.encode()
+        if len(data) > TEXT_MAX:
+            raise UsageError(
+                f"a text may have {TEXT_MAX} bytes, and this has {len(data)}: send it as a file"
+            )
+        info, _ = self.store.import_bytes(data, display_name=TEXT_NAME)
+        at = None if addresses else ()
+        return self.describe(info.root, name=TEXT_NAME, format="blob", size=info.size, at=at)
+
+    def _check_rings(self, rings: Iterable[str]) -> None:
+        known = {r.name.lower() for r in self.access.rings()}
+        for ring in rings:
+            if ring.lower() not in known:
+                raise NotFoundError(f"there is no ring called {ring!r}", kind="ring", name=ring)
+
     # -- serving ------------------------------------------------------------------------------
 
     def server_pid(self) -> int | None:
@@ -374,14 +498,19 @@ class Node(Management):
         limits: Limits | None = None,
         on_record: Callable[[Published], object] | None = None,
         on_news: Callable[[NewsEvent], object] | None = None,
+        on_sent: Callable[[str, int], object] | None = None,
+        done: asyncio.Event | None = None,
     ) -> None:
         """Listens on the configured port, and through the home relay, and answers requests
         until cancelled, keeping this node's address record published (with discovery on).
-        Meanwhile it tells its rings' members the news (what was shared to a ring or withdrawn
-        from it), asks the owners of the rings it is in for what it missed, and fetches what
-        arrives for a followed ring into its folder. `on_relay` hears whether the home relay is
-        connected, `on_record` each publication's outcome, `on_news` what the news did;
-        `limits` replaces the transport's defaults (connections, requests, timeouts)."""
+        Unless `done` is given, it meanwhile tells its rings' members the news (what was shared
+        to a ring or withdrawn from it), asks the owners of the rings it is in for what it
+        missed, and fetches what arrives for a followed ring into its folder. `on_relay` hears
+        whether the home relay is connected, `on_record` each publication's outcome, `on_news`
+        what the news did; `limits` replaces the transport's defaults (connections, requests,
+        timeouts); `on_sent` hears of content bytes as they go out, with the peer's id. Once
+        `done` is set, serving ends as soon as no peer is connected (after `DRAIN` seconds at
+        most), so that the receivers finish with what was sent."""
         lock = FileLock(self.data_dir / SERVE_LOCK)
         if not lock.acquire(blocking=False):
             pid = self.server_pid()
@@ -389,7 +518,9 @@ class Node(Management):
             raise AlreadyServedError(f"this data directory is already being served by {who}", pid)
         try:
             (self.data_dir / SERVE_LOCK).write_text(f"{os.getpid()}\n")
-            await self._serve(on_event, ready, host, limits, on_relay, on_record, on_news)
+            await self._serve(
+                on_event, ready, host, limits, on_relay, on_record, on_news, on_sent, done
+            )
         finally:
             lock.release()
 
@@ -402,6 +533,8 @@ class Node(Management):
         on_relay: Callable[[RelayState], object] | None,
         on_record: Callable[[Published], object] | None,
         on_news: Callable[[NewsEvent], object] | None,
+        on_sent: Callable[[str, int], object] | None,
+        done: asyncio.Event | None,
     ) -> None:
         # The network side starts first (the port, the home relay's connection, STUN) and the
         # store's serving connections open meanwhile on a thread; requests that arrive before
@@ -411,7 +544,10 @@ class Node(Management):
         gate_open: asyncio.Future[_Serving] = asyncio.get_running_loop().create_future()
 
         async def handler(peer: PeerId, request: Request) -> Reply:
-            return await (await asyncio.shield(gate_open)).reply(peer, request)
+            reply = await (await asyncio.shield(gate_open)).reply(peer, request)
+            if on_sent is None or reply.body is None:
+                return reply
+            return Reply(reply.header, _Counted(reply.body, str(peer), on_sent))
 
         def known(peers: Sequence[PeerId]) -> Sequence[bool]:
             if not opened.wait(_OPEN_TIMEOUT) or not serving:
@@ -439,12 +575,18 @@ class Node(Management):
             background.append(asyncio.create_task(self._publish(server, reach.relay, on_record)))
         try:
             serving.append(await asyncio.to_thread(_Serving, self, on_event))
-            background += serving[0].start_news(self, on_news or (lambda _: None))
+            if done is None:  # a one-shot send tells no ring anything
+                background += serving[0].start_news(self, on_news or (lambda _: None))
             opened.set()
             gate_open.set_result(serving[0])
             if ready is not None:
                 ready(server.port)
-            await asyncio.Event().wait()
+            await (done or asyncio.Event()).wait()
+            # The last bytes may still be on their way: the receiver closes its connection
+            # once it has them all.
+            drained = asyncio.get_running_loop().time() + DRAIN
+            while server.established and asyncio.get_running_loop().time() < drained:
+                await asyncio.sleep(0.05)
         finally:
             opened.set()  # whatever waits for the gate stops waiting
             for task in background:
@@ -510,7 +652,7 @@ class Node(Management):
             # the ticket's relay): it is ready by the time the store's checks are done.
             source = _Source(self, ticket)
             try:
-                return await self._get(
+                received = await self._get(
                     ticket, source, dest, existing, keep, progress, retry or RetryPolicy()
                 )
             except TransferError as error:
@@ -520,6 +662,54 @@ class Node(Management):
                 raise
             finally:
                 await source.close()
+        receipt = Receipt(
+            time.time(),
+            ticket.peer_id,
+            ticket.content_hash,
+            ticket.name or received.path.name,
+            ticket.format,
+            received.stats.total,
+            received.path,
+        )
+        try:
+            await asyncio.to_thread(record_receipt, self.data_dir, receipt)
+        except OSError as error:  # the content is in place: that is what the caller asked for
+            _log.warning("could not record what was received: %s", error)
+        return received
+
+    async def get_text(
+        self,
+        ticket: Ticket,
+        *,
+        progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str:
+        """The text a `send` of a text offers (see `is_text`): fetched and verified like any
+        content, then shown rather than written anywhere; the store does not keep it listed."""
+        if not is_text(ticket):
+            raise UsageError("the ticket names a file or folder, not a text")
+        root = ticket.content_hash
+        had = self.store.tag(root.hex()) is not None
+        retry = retry or RetryPolicy()
+        with _about(ticket):
+            self._check_reachable(ticket)
+            self._remember(ticket)
+            source = _Source(self, ticket)
+            tracker = source.tracker = Tracker(TEXT_NAME, progress, retry.attempts)
+            download = Download(self.store, source.connect, root, "blob", TEXT_NAME, tracker, retry)
+            try:
+                await download.run()
+            finally:
+                await source.close()
+            data = await asyncio.to_thread(self.store.read_bytes, root, TEXT_MAX)
+        if not had:
+            self.store.delete_tag(root.hex())
+        tracker.update(state="done", force=True)
+        return data.decode("utf-8", errors="replace")
+
+    def receipts(self, limit: int = 200) -> list[Receipt]:
+        """What this node received (by any command or process), newest first."""
+        return read_receipts(self.data_dir, limit)
 
     async def _get(
         self,
@@ -568,6 +758,9 @@ class Node(Management):
             if collection is None:
                 collection = self.store.collection(root)
             self.access.record_collection(root, (e.root for e in collection.entries))
+        elif ticket.mtime_ns is not None or ticket.executable:
+            # Kept, so that a ticket for it printed here (a re-share) carries them on.
+            self.access.record_file(root, ticket.mtime_ns, ticket.executable)
         if done:
             tracker.update(state="done", force=True)
             return Received(
@@ -578,7 +771,6 @@ class Node(Management):
                 paths=tuple(source.paths),
             )
         tracker.update(state="exporting")
-        export = self.store.export_collection if format == "collection" else self.store.export
         # The export runs on a thread, which cancelling this coroutine (Ctrl-C) cannot stop: it
         # checks this event at every progress step instead, and removes what it started.
         stop = threading.Event()
@@ -587,10 +779,23 @@ class Node(Management):
             if stop.is_set():
                 raise _ExportStoppedError
 
-        try:
-            result = await asyncio.to_thread(
-                export, root, target, existing=existing, keep=keep, progress=stop_if_asked
+        def export() -> ExportResult:
+            if format == "collection":
+                return self.store.export_collection(
+                    root, target, existing=existing, keep=keep, progress=stop_if_asked
+                )
+            return self.store.export(
+                root,
+                target,
+                existing=existing,
+                keep=keep,
+                progress=stop_if_asked,
+                mtime_ns=ticket.mtime_ns,
+                executable=ticket.executable,
             )
+
+        try:
+            result = await asyncio.to_thread(export)
         except asyncio.CancelledError:
             stop.set()
             raise
@@ -953,12 +1158,17 @@ class Node(Management):
         *,
         at: tuple[Address, ...] | None = None,
         relay: bool = True,
+        file: tuple[int | None, bool] | None = None,
     ) -> Ticket:
         """A ticket for `root` naming `at` (default: this node's addresses; `()` for none) and,
         if `relay`, the home relay (chosen now if it is not yet). One with neither is found by
-        discovery, which `check_ticket_reach` requires."""
+        discovery, which `check_ticket_reach` requires. A single file's ticket carries its time
+        and executable bit: `file`, or else as recorded when it was shared or received."""
         addresses = self.addresses() if at is None else at
         self.check_ticket_reach(addresses=bool(addresses), relay=relay)
+        if format == "blob" and file is None:
+            file = self.access.file(root)
+        mtime_ns, executable = file or (None, False)
         return Ticket(
             peer_id=self.peer_id,
             addresses=addresses,
@@ -967,6 +1177,8 @@ class Node(Management):
             name=name,
             size=size,
             relay=self._ticket_relay() if relay else None,
+            mtime_ns=mtime_ns,
+            executable=executable,
         )
 
     def check_ticket_reach(self, *, addresses: bool, relay: bool) -> None:
@@ -1013,6 +1225,8 @@ class _Serving:
         node.access.use_log_writer(self.logs)
         self.gate = Gate(self.reads, self.logs, on_event, reserve=node.config.serve_rings)
         self.members = MembersServer(node.store, self.gate, PIECE)
+        self.uploads: dict[tuple[PeerId, bytes], _Upload] = {}
+        """The gets being answered, by peer and content (see `_Upload`)."""
         self.rings = RingService(node.access, node.identity, self.gate, self.logs)
         self.news = NewsService(node, self.logs)
         self._announcer: Announcer | None = None
@@ -1077,7 +1291,8 @@ class _Serving:
         if answer.encoder is None:
             gate.finished(peer, request, answer, 0, "complete")
             return Reply(answer.header, catalog=answer.catalog)
-        return Reply(answer.header, _Upload(gate, peer, request, answer))
+        assert isinstance(request, GetRequest)  # only a get has content to send
+        return Reply(answer.header, _Upload(gate, peer, request, answer, self.uploads))
 
     async def close(self, node: Node) -> None:
         self.reads.close()
@@ -1090,14 +1305,50 @@ class _ExportStoppedError(Exception):
     """Raised on the export's thread when the get awaiting it was cancelled."""
 
 
+class _Counted:
+    """A reply's body that tells `on_sent` of each piece it hands to the transport."""
+
+    def __init__(
+        self, body: AsyncIterable[bytes], peer: str, on_sent: Callable[[str, int], object]
+    ) -> None:
+        self._body = aiter(body)
+        self._peer = peer
+        self._on_sent = on_sent
+
+    def __aiter__(self) -> _Counted:
+        return self
+
+    async def __anext__(self) -> bytes:
+        piece = await anext(self._body)
+        self._on_sent(self._peer, len(piece))
+        return piece
+
+    async def aclose(self) -> None:
+        close = getattr(self._body, "aclose", None)
+        if close is not None:
+            await close()
+
+
 class _Upload:
     """An allowed get's body: the encoder's pieces, pulled as the QUIC window opens, and one
     entry in the upload log however the stream ends — finished, cut, or closed unstarted.
 
     The next piece is read while the last one is sent (one piece ahead, on a worker thread:
-    the encoder releases the GIL), so the disk and the network take turns less."""
+    the encoder releases the GIL), so the disk and the network take turns less.
 
-    def __init__(self, gate: Gate, peer: PeerId, request: Request, answer: Answer) -> None:
+    A receiver that vanished (killed, its network gone) is noticed only when its connection
+    times out, 30 s on; if it comes back for the same content first, its earlier upload is
+    logged as interrupted then, not after the new one has completed. `open` holds the uploads
+    under way by peer and content."""
+
+    def __init__(
+        self,
+        gate: Gate,
+        peer: PeerId,
+        request: GetRequest,
+        answer: Answer,
+        open: dict[tuple[PeerId, bytes], _Upload],
+    ) -> None:
         assert answer.encoder is not None
         self._gate, self._peer, self._request, self._answer = gate, peer, request, answer
         self._encoder = answer.encoder
@@ -1105,6 +1356,11 @@ class _Upload:
         self._last = 0
         self._logged = False
         self._ahead: asyncio.Future[bytes] | None = None
+        self._open, self._key = open, (peer, request.content_hash)
+        earlier = open.get(self._key)
+        if earlier is not None:
+            earlier._log("interrupted")
+        open[self._key] = self
 
     def __aiter__(self) -> _Upload:
         return self
@@ -1139,7 +1395,11 @@ class _Upload:
     def _log(self, outcome: UploadOutcome) -> None:
         if not self._logged:
             self._logged = True
-            self._gate.finished(self._peer, self._request, self._answer, self._sent, outcome)
+            if self._open.get(self._key) is self:
+                del self._open[self._key]
+            completed = (self._request.content_hash,) if outcome == "complete" else ()
+            gate, request, answer = self._gate, self._request, self._answer
+            gate.finished(self._peer, request, answer, self._sent, outcome, completed)
 
 
 @contextlib.contextmanager

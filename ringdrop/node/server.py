@@ -9,13 +9,21 @@ with the peers, tags or shares.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ringdrop.access import Access, LogWriter, Upload, UploadOutcome
 from ringdrop.bao import Encoder
-from ringdrop.errors import AccessDeniedError, IntegrityError, NotFoundError, StoreError
+from ringdrop.errors import (
+    AccessDeniedError,
+    IntegrityError,
+    NotFoundError,
+    RingdropError,
+    StoreError,
+)
 from ringdrop.identity import PeerId
 from ringdrop.protocol import (
     AboutRequest,
@@ -48,6 +56,8 @@ class ServeEvent:
     reason: str
     bytes_sent: int
     outcome: str
+    completed: tuple[bytes, ...] = ()
+    """The blobs whose whole requested stream went out (a get's, a members request's files)."""
 
 
 @dataclass
@@ -64,7 +74,7 @@ class Answer:
 
 _OPERATIONS = {
     GetRequest: "get",
-    MembersRequest: "get members",
+    MembersRequest: "get files of",
     CatalogRequest: "catalog",
     RingsRequest: "rings",
     AboutRequest: "about",
@@ -73,6 +83,9 @@ _OPERATIONS = {
     SinceRequest: "since",
 }
 _NOT_SHARED = "this content is not (or no longer) shared"
+# Collections whose member names the serving log keeps at hand (a folder's large files are
+# fetched one request each).
+_NAMED_COLLECTIONS = 4
 
 
 class Gate:
@@ -91,30 +104,67 @@ class Gate:
         self._logs = logs
         self._on_event = on_event
         self._reserve = reserve
+        self._member_names: OrderedDict[bytes, dict[bytes, str]] = OrderedDict()
+        self._names_lock = threading.Lock()  # answers are made on worker threads
 
     def answer(self, peer: PeerId, request: GetRequest | CatalogRequest) -> Answer:
         """The answer to `request`; reads the database and opens files, so call it off the loop.
         Members requests are answered by `node.batch_upload`, which asks `admit`."""
         if isinstance(request, CatalogRequest):
-            answer = self._catalog(peer)
-        else:
-            answer = self._get(peer, request)
-            if self._on_event is not None:
-                answer.name = self._reads.display_name(request.content_hash)
+            return self.named(self._catalog(peer), peer, None)
+        return self.named(self._get(peer, request), peer, request.content_hash)
+
+    def named(self, answer: Answer, peer: PeerId, root: bytes | None) -> Answer:
+        """`answer` with what the serving log shows for it, when there is a log: the peer's
+        nickname, and the content's name (a folder's file as `folder/path/in/it`)."""
         if self._on_event is not None:
             answer.nickname = self._access.nickname(peer)
+            answer.name = None if root is None else self._name(root)
         return answer
 
+    def _name(self, root: bytes) -> str | None:
+        name = self._reads.display_name(root)
+        if name is not None:
+            return name
+        for collection in self._access.collections_holding(root):
+            member = self._names_in(collection).get(root)
+            if member is not None:
+                folder = self._reads.display_name(collection) or collection.hex()[:12]
+                return f"{folder}/{member}"
+        return None
+
+    def _names_in(self, collection: bytes) -> dict[bytes, str]:
+        with self._names_lock:
+            names = self._member_names.get(collection)
+        if names is None:
+            try:
+                names = {e.root: e.name for e in self._reads.collection(collection).entries}
+            except RingdropError:
+                names = {}  # not here (any more): the log shows the hash
+        with self._names_lock:
+            self._member_names[collection] = names
+            self._member_names.move_to_end(collection)
+            while len(self._member_names) > _NAMED_COLLECTIONS:
+                self._member_names.popitem(last=False)
+        return names
+
     def finished(
-        self, peer: PeerId, request: Request, answer: Answer, sent: int, outcome: UploadOutcome
+        self,
+        peer: PeerId,
+        request: Request,
+        answer: Answer,
+        sent: int,
+        outcome: UploadOutcome,
+        completed: tuple[bytes, ...] = (),
     ) -> None:
-        """Records a request once its answer is sent (or failed): the upload log and the event.
+        """Records a request once its answer is sent (or failed): the upload log and the event,
+        which names the blobs whose streams went out whole (`completed`).
 
         Never waits: the upload is queued for the log writer."""
         root = _root_of(request) or bytes(32)
         if answer.encoder is not None:
             self._logs.upload(Upload(time.time(), peer, root, sent, outcome))
-        self._emit(peer, request, answer, sent, outcome)
+        self._emit(peer, request, answer, sent, outcome, completed)
 
     def knows(self, peers: Sequence[PeerId]) -> list[bool]:
         """Which of `peers` are in the peer book: they keep their connections when strangers
@@ -208,7 +258,13 @@ class Gate:
         return Answer(ResponseHeader("allowed"), catalog=catalog)
 
     def _emit(
-        self, peer: PeerId, request: Request, answer: Answer, sent: int, outcome: str
+        self,
+        peer: PeerId,
+        request: Request,
+        answer: Answer,
+        sent: int,
+        outcome: str,
+        completed: tuple[bytes, ...],
     ) -> None:
         if self._on_event is None:
             return
@@ -226,6 +282,7 @@ class Gate:
                 reason=header.reason,
                 bytes_sent=sent,
                 outcome=outcome if header.status == "allowed" else header.status,
+                completed=completed,
             )
         )
 

@@ -7,7 +7,7 @@ migrations), `layout` (paths), `blobs` (complete blobs), `importer` (imports), `
 """
 
 from ringdrop.store.blobs import INLINE_MAX, BlobInfo, ImportMode, Location
-from ringdrop.store.check import CheckProblem, CheckReport
+from ringdrop.store.check import ChangedReference, CheckProblem, CheckReport
 from ringdrop.store.collection import Collection, Entry
 from ringdrop.store.db import Database, Migration
 from ringdrop.store.export import ExportResult, OnExisting
@@ -23,6 +23,7 @@ from ringdrop.store.tags import Format, Tag, TempTag, default_tag_name
 __all__ = [
     "INLINE_MAX",
     "BlobInfo",
+    "ChangedReference",
     "CheckProblem",
     "CheckReport",
     "Collection",

@@ -32,12 +32,14 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from pathspec import GitIgnoreSpec
+from typing import TYPE_CHECKING
 
 from ringdrop.errors import StoreError, UnsafePathError
 from ringdrop.store.files import FileId, Tree
 from ringdrop.store.names import validate_name
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
 
 __all__ = [
     "IGNORE_FILE",
@@ -306,4 +308,10 @@ def _ignore_spec(folder: Path, exclude: Sequence[str]) -> GitIgnoreSpec | None:
         pass
     except (OSError, UnicodeDecodeError) as e:
         raise StoreError(f"could not read {folder / IGNORE_FILE}: {e}") from None
-    return GitIgnoreSpec.from_lines(lines) if lines else None
+    if not lines:
+        return None
+    from pathspec import (
+        GitIgnoreSpec,
+    )  # here: only a folder with patterns needs it, and it is slow to load
+
+    return GitIgnoreSpec.from_lines(lines)

@@ -50,7 +50,14 @@ from typing import Literal
 import apsw
 
 from ringdrop.bao import create_outboard, outboard_from_bytes
-from ringdrop.errors import ExistsError, IntegrityError, NotFoundError, StoreError, UnsafePathError
+from ringdrop.errors import (
+    DestinationError,
+    ExistsError,
+    IntegrityError,
+    NotFoundError,
+    StoreError,
+    UnsafePathError,
+)
 from ringdrop.store import batch, blobs
 from ringdrop.store.blobs import BlobInfo
 from ringdrop.store.collection import MAX_COLLECTION_BYTES, Collection, Entry
@@ -84,6 +91,9 @@ _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, er
 _FICLONE = 0x40049409  # _IOW(0x94, 9, int) from linux/fs.h
 _NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS}
 _JOURNAL = "exports"
+# What the destination's file system says when it will not take what is written there.
+_UNWRITABLE = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -133,12 +143,33 @@ def export_blob(
     existing: OnExisting,
     keep: bool,
     progress: ProgressFn | None,
+    mtime_ns: int | None = None,
+    executable: bool = False,
 ) -> ExportResult:
-    """Writes blob `root` to the file `dest` and returns where it went."""
+    """Writes blob `root` to the file `dest` and returns where it went, with the modification
+    time and executable bit given (its ticket's), as a folder's files get theirs."""
     dest = dest.absolute()
     finish_export(db, layout, root)
     with db.snapshot() as conn:
         source = _source(conn, layout, root)
+    metadata = (mtime_ns, executable)
+    with _writing_in(dest.parent):
+        final, plan = _export_blob(layout, root, source, dest, existing, keep, progress, metadata)
+    _release(db, layout, plan, final)
+    return ExportResult(final, plan.moved, plan.copied)
+
+
+def _export_blob(
+    layout: Layout,
+    root: bytes,
+    source: _Source,
+    dest: Path,
+    existing: OnExisting,
+    keep: bool,
+    progress: ProgressFn | None,
+    metadata: tuple[int | None, bool],
+) -> tuple[Path, _Plan]:
+    """The blob under its final name in the destination; the plan says what to release."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     _check_existing(dest, existing)
     ensure_free_space(
@@ -150,7 +181,7 @@ def export_blob(
         _remove_stale(folder, plan.temp)
         try:
             how = _materialize(layout, plan, folder, plan.temp.name, plan.temp, source, keep, meter)
-            _set_metadata(folder, plan.temp.name, None, executable=False)
+            _set_metadata(folder, plan.temp.name, metadata[0], executable=metadata[1])
             _sync_small(folder, plan)
             _count(plan, source, how, hand_over=not keep, name="")
             final = _place(layout, plan, folder, dest, existing, is_folder=False)
@@ -158,8 +189,7 @@ def export_blob(
             with contextlib.suppress(OSError):
                 os.unlink(plan.temp.name, dir_fd=folder)
             raise
-    _release(db, layout, plan, final)
-    return ExportResult(final, plan.moved, plan.copied)
+    return final, plan
 
 
 def export_collection(
@@ -174,8 +204,8 @@ def export_collection(
 ) -> ExportResult:
     """Writes the files of collection `root` into a new folder `dest`; returns where it went.
 
-    Under `force`, an existing folder `dest` keeps its other files and has those of the same
-    names replaced; an existing file `dest` is replaced."""
+    Under `force`, an existing `dest`, file or folder, is replaced: the old one is removed
+    only after the new one is complete and in place."""
     dest = dest.absolute()
     finish_export(db, layout, root)
     with db.snapshot() as conn:
@@ -183,6 +213,26 @@ def export_collection(
         # Small files' bytes are read a batch at a time (_fill_folder): memory stays bounded
         # for any number of them.
         sources = [_source(conn, layout, e.root, load=False) for e in collection.entries]
+    with _writing_in(dest.parent):
+        final, plan = _export_collection(
+            db, layout, root, collection, sources, dest, existing, keep, progress
+        )
+    _release(db, layout, plan, final)
+    return ExportResult(final, plan.moved, plan.copied)
+
+
+def _export_collection(
+    db: Database,
+    layout: Layout,
+    root: bytes,
+    collection: Collection,
+    sources: list[_Source],
+    dest: Path,
+    existing: OnExisting,
+    keep: bool,
+    progress: ProgressFn | None,
+) -> tuple[Path, _Plan]:
+    """The folder under its final name in the destination; the plan says what to release."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     _check_existing(dest, existing)
     needed = copy_bytes_needed(layout, [s.info for s in sources], dest.parent, keep=keep)
@@ -202,8 +252,7 @@ def export_collection(
             with contextlib.suppress(OSError):
                 shutil.rmtree(plan.temp.name, dir_fd=parent)
             raise
-    _release(db, layout, plan, final)
-    return ExportResult(final, plan.moved, plan.copied)
+    return final, plan
 
 
 def read_collection(conn: apsw.Connection, layout: Layout, root: bytes) -> Collection:
@@ -543,14 +592,11 @@ def _place(
 
 
 def _force_into(layout: Layout, plan: _Plan, parent: int, dest: Path, *, is_folder: bool) -> None:
-    """--force: a file replaces a file atomically; a folder's files replace those of the same
-    names in an existing folder (its other files stay); anything else is moved aside first
-    and deleted once the new result is in place."""
+    """--force: a file replaces a file atomically; anything else, an existing folder included,
+    is moved aside once the new result is complete, and deleted once that is in place. A folder
+    is replaced whole, as `rsync --delete` or removing it and copying would: files of the old
+    one that the new one lacks do not survive to mix with it."""
     dest_is_folder = os.path.isdir(dest) and not os.path.islink(dest)
-    if is_folder and dest_is_folder:
-        _write_journal(layout, plan, dest, None)
-        _merge(plan.temp, dest)
-        return
     if not is_folder and dest_is_folder:
         raise StoreError(f"cannot overwrite {dest}: it is a folder")
     if not is_folder:
@@ -585,22 +631,6 @@ def _rename_new(parent: int, temp: str, name: str, *, is_folder: bool) -> None:
         os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
         return
     raise FileExistsError(errno.EEXIST, "exists", name)
-
-
-def _merge(temp: Path, target: Path) -> None:
-    """--force onto an existing folder: its same-named files are replaced, the others kept."""
-    with _open_dir(target) as base:
-        for path in sorted(p for p in temp.rglob("*") if not p.is_dir()):
-            relative = path.relative_to(temp).parts
-            with _subfolder(base, list(relative[:-1]), target) as folder:
-                try:
-                    os.replace(path, relative[-1], dst_dir_fd=folder)
-                except IsADirectoryError:
-                    raise StoreError(
-                        f"cannot overwrite {target.joinpath(*relative)}: it is a folder"
-                    ) from None
-                os.fsync(folder)
-    shutil.rmtree(temp)
 
 
 def _write_journal(layout: Layout, plan: _Plan, target: Path, old: Path | None) -> None:
@@ -724,6 +754,27 @@ def _remove_any(path: Path) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
+
+
+@contextlib.contextmanager
+def _writing_in(folder: Path) -> Iterator[None]:
+    """A refusal by the destination's file system becomes a `DestinationError` naming the
+    folder (not the temporary name the export was writing), which is not the store's fault."""
+    try:
+        yield
+    except OSError as e:
+        reason = _UNWRITABLE.get(e.errno or 0)
+        if reason is None:
+            raise
+        where = _existing_ancestor(folder)
+        raise DestinationError(f"cannot write in {where}: {reason}", path=str(where)) from e
+
+
+def _existing_ancestor(folder: Path) -> Path:
+    """`folder`, or the nearest folder above it that exists (the one that refused a mkdir)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 @contextlib.contextmanager

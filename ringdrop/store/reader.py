@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ringdrop.bao import ChunkRanges, Encoder
-from ringdrop.store.blobs import open_encoder
+from ringdrop.store.blobs import open_encoder, read_blob
+from ringdrop.store.collection import Collection
 from ringdrop.store.db import Database, Migration
 from ringdrop.store.layout import Layout
 from ringdrop.store.tags import display_name
@@ -36,6 +37,12 @@ class ServingReads:
         """As `Store.encoder`."""
         with self.db.snapshot() as conn:
             return open_encoder(conn, self._layout, root, ranges)
+
+    @translating("could not read the collection")
+    def collection(self, root: bytes, limit: int = 1 << 30) -> Collection:
+        """The collection stored as blob `root`, as `Store.collection`."""
+        with self.db.snapshot() as conn:
+            return Collection.decode(read_blob(conn, self._layout, root, limit))
 
     def display_name(self, root: bytes) -> str | None:
         """The name a tag gives `root` for people to read, if any (an indexed lookup)."""

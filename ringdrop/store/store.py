@@ -335,11 +335,14 @@ class Store:
         existing: OnExisting = "refuse",
         keep: bool = True,
         progress: ProgressFn | None = None,
+        mtime_ns: int | None = None,
+        executable: bool = False,
     ) -> ExportResult:
         """Writes blob `root` to the file `dest` (atomically, verified or handed over); an
         existing `dest` is refused, overwritten or kept beside (`existing`). Without `keep`, the
         store's own copy is handed over (see export.py) and the blob becomes a reference to
-        the exported file. Checks free space first, for what must be copied."""
+        the exported file. Checks free space first, for what must be copied. The file gets
+        `mtime_ns` (if given) and, with `executable`, the x bits the umask allows."""
         return export_blob(
             self.db,
             self.layout,
@@ -348,6 +351,8 @@ class Store:
             existing=existing,
             keep=keep,
             progress=progress,
+            mtime_ns=mtime_ns,
+            executable=executable,
         )
 
     @translating("could not export")

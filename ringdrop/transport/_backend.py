@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.x509.oid import NameOID
-
 from ringdrop.identity import Identity
 from ringdrop.protocol import ALPN
 
+# cryptography's X.509 and key classes are imported where they are used: a receiver starting
+# `ringdrop get` needs them only once a handshake has completed, and they take long to load.
 if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from qh3._hazmat import QuicConnectionCore
 
 __all__ = [
@@ -78,6 +77,9 @@ class TlsIdentity:
     @classmethod
     def of(cls, identity: Identity) -> TlsIdentity:
         """The certificate is self-signed: what the client checks is its key, not a CA."""
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
         key = identity.tls_key()
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, str(identity.peer_id))])
         certificate = (
@@ -93,6 +95,8 @@ class TlsIdentity:
         return cls(certificate, key)
 
     def pkcs8(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         return self.key.private_bytes(
             serialization.Encoding.DER,
             serialization.PrivateFormat.PKCS8,
@@ -168,7 +172,13 @@ class Backend(ABC):
         """Bytes the library holds for a stream: at least those not yet sent once."""
 
 
+_ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
+
+
 def _raw_ed25519(key: object) -> bytes | None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     if not isinstance(key, Ed25519PublicKey):
         return None
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
@@ -214,6 +224,8 @@ class _Aioquic(Backend):
     def peer_key(self, quic: QuicLike) -> bytes | None:
         # aioquic has no public accessor; its TLS context keeps the certificate it verified
         # the CertificateVerify signature with (the attribute exists since aioquic 0.9).
+        from cryptography import x509
+
         certificate = getattr(getattr(quic, "tls", None), "_peer_certificate", None)
         if not isinstance(certificate, x509.Certificate):
             return None
@@ -273,6 +285,8 @@ class _Qh3(Backend):
         original_cid: bytes,
         retry_cid: bytes | None = None,
     ) -> QuicLike:
+        from cryptography.hazmat.primitives import serialization
+
         configuration = self._configuration(
             is_client=False,
             certificate=self._certificate(tls.certificate.public_bytes(serialization.Encoding.DER)),
@@ -290,7 +304,12 @@ class _Qh3(Backend):
         certificate = quic.get_peercert()  # type: ignore[attr-defined]
         if certificate is None:
             return None
-        return _raw_ed25519(x509.load_der_x509_certificate(certificate.public_bytes()).public_key())
+        # qh3 gives the key as DER SubjectPublicKeyInfo; an Ed25519 one is these 12 bytes and
+        # the key (RFC 8410), so no X.509 parser needs loading in the middle of a handshake.
+        info: bytes = certificate.public_key()
+        if len(info) != len(_ED25519_SPKI) + 32 or not info.startswith(_ED25519_SPKI):
+            return None
+        return info[len(_ED25519_SPKI) :]
 
     def buffered_bytes(self, quic: QuicLike, stream_id: int) -> int:
         unsent: int = quic.get_send_buffer_size(stream_id)  # type: ignore[attr-defined]

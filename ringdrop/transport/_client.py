@@ -24,7 +24,13 @@ from typing import Any
 
 import nacl.signing
 
-from ringdrop.errors import ProtocolError, RingdropError, TransferError, WrongPeerError
+from ringdrop.errors import (
+    ProtocolError,
+    RingdropError,
+    TransferError,
+    UnreachableError,
+    WrongPeerError,
+)
 from ringdrop.identity import Identity, PeerId
 from ringdrop.protocol import (
     MAX_CANDIDATES,
@@ -289,7 +295,7 @@ class Dialer:
                 try:
                     self._sock.connect(socket_address(self._sock.family, direct[0].address))
                 except OSError as error:
-                    raise TransferError(
+                    raise UnreachableError(
                         f"Could not reach {peer_id.short()}… ({direct[0]}: {error.strerror})."
                     ) from None
             if not direct and relayed is None:
@@ -301,7 +307,7 @@ class Dialer:
             except TimeoutError:
                 for other in self._attempts:
                     if other.is_open:
-                        self._failures[_where(other.paths.current)] = TransferError(
+                        self._failures[_where(other.paths.current)] = UnreachableError(
                             f"no answer within {timeout:g} s"
                         )
                 raise self._error(peer_id) from None
@@ -444,7 +450,12 @@ class Dialer:
                 "behind a NAT or firewall, ask the sharer for a ticket with a relay, or enable "
                 "one."
             )
-        return TransferError(f"Could not reach {peer_id.short()}… ({lines or _NOWHERE}).{advice}")
+        # Unreachable only if nothing answered anywhere: a refusal means the sharer is running.
+        unanswered = bool(failures) and all(
+            isinstance(error, UnreachableError) for error in failures.values()
+        )
+        kind = UnreachableError if unanswered else TransferError
+        return kind(f"Could not reach {peer_id.short()}… ({lines or _NOWHERE}).{advice}")
 
 
 _NOWHERE = "the ticket names no address this machine can dial, and no relay"
@@ -745,8 +756,11 @@ class _ClientLink(Link):
             self.endpoint.udp.resume_reading()
 
     def refused(self, reason: str) -> None:
-        """This attempt's way failed at once: the network refused it, or the relay refused us."""
-        self.terminate(TransferError(reason))
+        """This attempt's way failed at once: the network refused it, or the relay refused us.
+        Refused on the way to an address, nothing listens there (`UnreachableError`); a
+        relay's refusal is the relay's."""
+        kind = UnreachableError if isinstance(self.paths.current, Direct) else TransferError
+        self.terminate(kind(reason))
 
     def on_handshake(self) -> None:
         key = self.backend.peer_key(self.quic)

@@ -300,7 +300,8 @@ class Link(ABC):
 def _termination_error(code: int, reason: str) -> TransferError:
     """The error a connection's end means, in words; `reason` is the peer's or the library's."""
     said = f": {reason}" if reason else "."
-    if code == NO_ERROR and reason.lower() == "idle timeout":
+    # Both libraries end an idle connection with this phrase (aioquic with INTERNAL_ERROR).
+    if reason.lower() == "idle timeout":
         return TransferError("The peer stopped answering (the connection timed out).")
     if code in (REFUSED, _QUIC_APPLICATION_ERROR):
         # Before the handshake an application's close travels as APPLICATION_ERROR, and

@@ -52,13 +52,14 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import blake3
-import websockets
-from websockets.asyncio.client import ClientConnection
-from websockets.typing import Subprotocol
+
+# websockets is imported when a relay is first dialled: most transfers never need one.
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
 
 from ringdrop.errors import TransferError
 from ringdrop.identity import Identity
@@ -95,7 +96,7 @@ _STATUS = 13
 
 _V1 = "iroh-relay-v1"
 _V2 = "iroh-relay-v2"
-_SUBPROTOCOLS = [Subprotocol(_V2), Subprotocol(_V1)]  # our preference first, as iroh's client
+_SUBPROTOCOLS = [_V2, _V1]  # our preference first, as iroh's client
 _RELAY_PATH = "/relay"
 _PROBE_PATH = "/ping"
 _CHALLENGE_CONTEXT = "iroh-relay handshake v1 challenge signature"
@@ -272,6 +273,8 @@ class RelayClient:
         delay = _BACKOFF_FIRST
         quick_until = 0.0
         loop = asyncio.get_running_loop()
+        import websockets
+
         while True:
             self._set_state("connecting")
             wait: float | None = None
@@ -327,12 +330,15 @@ class RelayClient:
 
     async def _connect(self) -> ClientConnection:
         """Open the WebSocket and authenticate; the connection is ready for datagrams."""
+        import websockets
+        from websockets.typing import Subprotocol
+
         tls: dict[str, Any] = {"server_hostname": self._tls_name} if self._tls_name else {}
         if self._public_only:
             tls |= {"host": await self._public_address(), "proxy": None}
         ws = await websockets.connect(
             self._ws_url,
-            subprotocols=_SUBPROTOCOLS,
+            subprotocols=[Subprotocol(name) for name in _SUBPROTOCOLS],
             compression=None,
             open_timeout=_OPEN_TIMEOUT,
             ping_interval=None,  # the relay protocol has its own ping, which the server answers
@@ -434,6 +440,8 @@ class RelayClient:
                 raise outcome  # a bug: _run logs it and reconnects
 
     async def _read_loop(self, ws: ClientConnection) -> None:
+        import websockets
+
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -450,6 +458,8 @@ class RelayClient:
             self.last_error = self.last_error or f"connection closed ({_describe(error)})"
 
     async def _write_loop(self, ws: ClientConnection) -> None:
+        import websockets
+
         try:
             while True:
                 await self._wakeup.wait()

@@ -11,15 +11,17 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import Footer, TabbedContent, TabPane
 
+from ringdrop.display import count
 from ringdrop.errors import RingdropError
 from ringdrop.node import Node, ServeEvent
 from ringdrop.tui.activity import ActivityPane
-from ringdrop.tui.dialogs import QrCode
+from ringdrop.tui.dialogs import Choice, QrCode
 from ringdrop.tui.pane import Pane
 from ringdrop.tui.receive import ReceivePane
 from ringdrop.tui.rings import PeersPane, RingsPane
 from ringdrop.tui.shares import SharesPane
 from ringdrop.tui.status import NodeStatus
+from ringdrop.tui.transfer import TransferView
 
 TABS = (("shares", "Shares"), ("receive", "Receive"), ("rings", "Rings"),
         ("peers", "Peers"), ("activity", "Activity"))  # fmt: skip
@@ -32,6 +34,7 @@ class RingdropApp(App[None]):
         *(Binding(f"f{n},{n}", f"show('{tab}')", title, show=False)
           for n, (tab, title) in enumerate(TABS, 1)),
         Binding("i", "identity", "My id"),
+        Binding("ctrl+q", "request_quit", "Quit", priority=True),
     ]  # fmt: skip
 
     class Served(Message):
@@ -56,6 +59,12 @@ class RingdropApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        if self.node.created:
+            self.notify(
+                f"Created the data directory {self.node.data_dir}: this node's peer id is "
+                f"{self.node.peer_id}",
+                timeout=15,
+            )
         self.serve()
         self.query_one(SharesPane).enter()
 
@@ -80,13 +89,30 @@ class RingdropApp(App[None]):
             status.server = f"not serving: {error}"
 
     def on_ringdrop_app_served(self, message: RingdropApp.Served) -> None:
-        self.query_one(ActivityPane).reload()
+        self.query_one(ActivityPane).changed()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         event.pane.query_one(Pane).enter()
 
     def action_show(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
+
+    def action_request_quit(self) -> None:
+        """Quits, asking first while transfers are running (they go on next time)."""
+        running = [v for v in self.query(TransferView) if not (v.finished or v.failed or v.paused)]
+        if not running:
+            self.exit()
+            return
+        question = (
+            f"{count(len(running), 'transfer')} still running. Quit anyway? What was verified "
+            "is kept, and they go on when ringdrop opens again; this node stops serving."
+        )
+
+        def answered(answer: str | None) -> None:
+            if answer == "quit":
+                self.exit()
+
+        self.push_screen(Choice(question, [("stay", "Stay"), ("quit", "Quit")]), answered)
 
     def action_identity(self) -> None:
         self.push_screen(

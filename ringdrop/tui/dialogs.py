@@ -3,33 +3,60 @@ a few buttons, and a QR code view."""
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
-import segno
+from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Button, Footer, Input, Label, Static
 
 
 class Prompt(ModalScreen[str | None]):
-    """Asks for one line of text; dismisses with it, or with None on Escape."""
+    """Asks for one line of text; dismisses with it, or with None on Escape. With a suggester,
+    Tab (as →) takes the suggestion shown after the cursor."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("tab", "complete", "Complete", show=False, priority=True),
+    ]
 
-    def __init__(self, question: str, value: str = "", suggester: Suggester | None = None) -> None:
+    def __init__(
+        self,
+        question: str,
+        value: str = "",
+        suggester: Suggester | None = None,
+        placeholder: str = "",
+    ) -> None:
         super().__init__()
         self._question = question
         self._value = value
         self._suggester = suggester
+        self._placeholder = placeholder
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self._question)
-            yield Input(value=self._value, suggester=self._suggester, id="answer")
+            yield Input(
+                value=self._value,
+                suggester=self._suggester,
+                placeholder=self._placeholder,
+                id="answer",
+            )
             yield Label("Enter to confirm, Escape to cancel", classes="hint")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Without completion, Tab keeps its usual meaning.
+        return self._suggester is not None if action == "complete" else True
+
+    def action_complete(self) -> None:
+        answer = self.query_one("#answer", Input)
+        answer.cursor_position = len(answer.value)
+        answer.action_cursor_right()  # at the end, this takes the suggestion
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -67,8 +94,15 @@ class Choice(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+_MIN_INNER = 50  # columns inside the QR dialog, for the title and the wrapped text
+
+
 class QrCode(ModalScreen[None]):
-    """Shows `text` as a QR code above the text itself; `c` copies the text."""
+    """Shows `text` as a QR code above the text itself; `c` copies the text.
+
+    A QR code cut off at the bottom cannot be scanned: where the terminal is too short for all
+    of it, the text goes first, then the title and a module of the quiet zone; where it is too
+    short for the code alone, the dialog says how many rows it needs, and shows the text."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "close", "Close"),
@@ -79,13 +113,45 @@ class QrCode(ModalScreen[None]):
         super().__init__()
         self._title = title
         self._text = text
+        self._modules = qr_modules(text)
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog qr-dialog"):
-            yield Label(self._title)
-            yield Static(qr_text(self._text), classes="qr")
-            yield Static(self._text, classes="qr-caption")
+        width, height = self.app.size
+        height -= 1  # the footer
+        columns, rows = qr_size(self._modules, border=2)
+        inner = max(columns, _MIN_INNER)
+        caption_rows = math.ceil(len(self._text) / inner)
+        # The dialog's border and padding take 4 columns, its border and title 3 rows.
+        if rows + caption_rows + 3 <= height and inner + 4 <= width:
+            with Vertical(classes="dialog qr-dialog") as dialog:
+                dialog.styles.width = inner + 4
+                yield Label(self._title)
+                yield Static(qr_text(self._text, border=2), classes="qr")
+                yield Static(_folded(self._text), classes="qr-caption")
+        elif _fits(qr_size(self._modules, border=1), (width - 4, height - 3)):
+            with Vertical(classes="dialog qr-dialog") as dialog:
+                dialog.styles.width = min(
+                    width, max(qr_size(self._modules, border=1)[0], _MIN_INNER) + 4
+                )
+                yield Label(f"{self._title} (c copies it)")
+                yield Static(qr_text(self._text, border=1), classes="qr")
+        elif _fits(qr_size(self._modules, border=1), (width, height)):
+            yield Static(qr_text(self._text, border=1), classes="qr qr-alone")
+        else:
+            needs = qr_size(self._modules, border=1)
+            with Vertical(classes="dialog qr-dialog"):
+                yield Label(self._title)
+                yield Static(
+                    f"The QR code needs {needs[1]} rows of {needs[0]} columns, and this "
+                    f"terminal has {height + 1} rows of {width}: make it larger to show the "
+                    "code, or press c to copy the text:",
+                    classes="hint",
+                )
+                yield Static(_folded(self._text), classes="qr-caption")
         yield Footer()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.refresh(recompose=True)
 
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self._text)
@@ -95,11 +161,37 @@ class QrCode(ModalScreen[None]):
         self.dismiss(None)
 
 
-def qr_text(text: str) -> str:
-    """`text` as a QR code in half-block characters (two modules per character cell). Upper
-    case fits QR's denser alphanumeric mode; tickets and peer ids read in either case."""
+def _fits(needs: tuple[int, int], room: tuple[int, int]) -> bool:
+    return needs[0] <= room[0] and needs[1] <= room[1]
+
+
+def _folded(text: str) -> Text:
+    """Long text without spaces (a ticket) wrapped at the edge rather than cut."""
+    return Text(text, overflow="fold")
+
+
+def qr_modules(text: str) -> int:
+    """The QR code's width in modules, without its quiet zone."""
+    import segno  # here: it pulls in urllib and xml
+
+    width, _ = segno.make(text.upper(), error="l").symbol_size(border=0)
+    return int(width)
+
+
+def qr_size(modules: int, *, border: int) -> tuple[int, int]:
+    """Columns and rows of terminal cells that `qr_text` takes: two modules a row."""
+    side = modules + 2 * border
+    return side, math.ceil(side / 2)
+
+
+def qr_text(text: str, border: int = 2) -> str:
+    """`text` as a QR code in half-block characters (two modules per character cell), with a
+    quiet zone of `border` modules. Upper case fits QR's denser alphanumeric mode; tickets and
+    peer ids read in either case."""
+    import segno
+
     code = segno.make(text.upper(), error="l")
-    rows = [[bool(m) for m in row] for row in code.matrix_iter(scale=1, border=2)]
+    rows = [[bool(m) for m in row] for row in code.matrix_iter(scale=1, border=border)]
     if len(rows) % 2:
         rows.append([False] * len(rows[0]))
     glyphs = {(True, True): "█", (True, False): "▀", (False, True): "▄", (False, False): " "}

@@ -1,18 +1,20 @@
-"""The Receive tab: paste a ticket, see what it names, choose where it goes, and follow the
-transfers (which survive closing the TUI: see `saved`)."""
+"""The Receive tab: paste a ticket, see what it names, choose the folder it goes into, and follow
+the transfers (which survive closing the TUI, and stay listed once finished: see `saved`)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar
 
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Static
 
 from ringdrop.display import kind, safe, size
 from ringdrop.errors import TicketError
-from ringdrop.node import Node, OnExisting
+from ringdrop.node import Node, OnExisting, is_text
 from ringdrop.ticket import Ticket
 from ringdrop.tui.dialogs import Choice
 from ringdrop.tui.pane import Pane
@@ -21,10 +23,22 @@ from ringdrop.tui.saved import SavedTransfer, SavedTransfers
 from ringdrop.tui.transfer import TransferView
 
 
+def default_folder() -> Path:
+    """Where "Save in" points unless changed: ~/Downloads if there is one, else the folder the
+    TUI was started in."""
+    downloads = Path.home() / "Downloads"
+    return downloads if downloads.is_dir() else Path.cwd()
+
+
 class ReceivePane(Pane):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "clear_finished", "Clear finished"),
+    ]
+
     def __init__(self, node: Node, *, id: str | None = None) -> None:
         super().__init__(node, id=id)
         self.saved = SavedTransfers(node.data_dir)
+        self.folder = default_folder()
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
@@ -33,11 +47,15 @@ class ReceivePane(Pane):
         yield Static("", id="preview", markup=False)
         with Horizontal(classes="row"):
             yield Label("Save in", classes="label")
-            yield Input(str(Path.cwd()), suggester=PathSuggester(), id="dest")
+            yield Input(
+                str(self.folder), placeholder=str(self.folder), suggester=PathSuggester(), id="dest"
+            )
             yield Button("Receive", id="start", variant="primary")
         yield VerticalScroll(id="transfers")
         yield Static(
-            "Enter starts; on a transfer: p pause/resume, x cancel", classes="message", markup=False
+            "Enter receives into the folder; on a transfer: p pause/resume, x cancel/clear",
+            classes="message",
+            markup=False,
         )
 
     def on_mount(self) -> None:
@@ -47,10 +65,13 @@ class ReceivePane(Pane):
             except TicketError:
                 self.saved.forget(saved.ticket)
                 continue
-            view = self._add(ticket, Path(saved.dest), saved.existing)
+            done: Path | str | None = saved.text
+            if saved.saved_as is not None:
+                done = Path(saved.saved_as)
+            view = self._add(ticket, Path(saved.dest), saved.existing, done=done)
             if saved.paused:
                 view.paused = True
-            else:
+            elif done is None:
                 view.start()
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -67,6 +88,8 @@ class ReceivePane(Pane):
             return str(error)
         nickname = self.node.nickname(ticket.peer_id)
         sharer = f"{nickname} ({ticket.peer_id.short()})" if nickname else str(ticket.peer_id)
+        if is_text(ticket):
+            return f"a text ({size(ticket.size)}) from {sharer}: Enter shows it"
         name = safe(ticket.name) if ticket.name else "(no name)"
         return f"{name}: a {kind(ticket.format)}, {size(ticket.size)}, shared by {sharer}"
 
@@ -79,47 +102,101 @@ class ReceivePane(Pane):
         self.receive()
 
     def receive(self) -> None:
+        """Receives the ticket into the "Save in" folder, asking before it creates the folder
+        and before it replaces anything."""
         text = self.query_one("#ticket", Input).value
         try:
             ticket = Ticket.decode(text)
         except TicketError as error:
             self.say(str(error), error=True)
             return
-        if any(v.ticket == ticket for v in self.query(TransferView)):
-            self.say("that ticket is already in the list below", error=True)
+        for view in self.query(TransferView):
+            if view.ticket == ticket and not view.finished:
+                self.say("that ticket is already in the list below", error=True)
+                return
+        typed = self.query_one("#dest", Input).value.strip()
+        folder = (Path(typed).expanduser() if typed else self.folder).absolute()
+        if is_text(ticket):
+            self._start(ticket, folder, "refuse")  # shown here: nothing is saved
             return
-        # As `get --dest`: an existing folder receives it under its name, another path is it.
-        dest = Path(self.query_one("#dest", Input).value or ".").expanduser().absolute()
-        target = self.node.export_target(ticket, dest)
+        if folder.exists() and not folder.is_dir():
+            self.say(f"{safe(str(folder))} is a file: Save in takes a folder", error=True)
+            return
+        if folder.is_dir():
+            self._into(ticket, folder)
+            return
+
+        def answered(answer: str | None) -> None:
+            if answer != "create":
+                self.say("not received: the folder does not exist", error=True)
+                return
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                self.say(f"cannot create {safe(str(folder))}: {error.strerror}", error=True)
+                return
+            self._into(ticket, folder)
+
+        question = f"The folder {safe(str(folder))} does not exist. Create it?"
+        self.app.push_screen(Choice(question, [("create", "Create it"), ("cancel", "Cancel")]),
+                             answered)  # fmt: skip
+
+    def _into(self, ticket: Ticket, folder: Path) -> None:
+        target = self.node.export_target(ticket, folder)
         if not os.path.lexists(target):
-            self._start(ticket, dest, "refuse")
+            self._start(ticket, folder, "refuse")
             return
-        question = f"{safe(str(target))} already exists. Keep both, or overwrite it?"
-        choices = [("rename", "Keep both"), ("force", "Overwrite"), ("cancel", "Cancel")]
+        what = "folder" if target.is_dir() else "file"
+        question = (
+            f"{safe(str(target))} already exists. Keep both, or replace it (a folder is replaced "
+            f"whole, once the new one is complete)?"
+        )
+        choices = [("rename", "Keep both"), ("force", f"Replace the {what}"), ("cancel", "Cancel")]
 
         def answered(answer: str | None) -> None:
             if answer == "rename":
-                self._start(ticket, dest, "rename")
+                self._start(ticket, folder, "rename")
             elif answer == "force":
-                self._start(ticket, dest, "force")
+                self._start(ticket, folder, "force")
             else:
                 self.say("not received: the destination is already taken", error=True)
 
         self.app.push_screen(Choice(question, choices), answered)
 
-    def _start(self, ticket: Ticket, dest: Path, existing: OnExisting) -> None:
-        self.saved.put(SavedTransfer(ticket.encode(), str(dest), existing=existing))
-        self._add(ticket, dest, existing).start()
+    def _start(self, ticket: Ticket, folder: Path, existing: OnExisting) -> None:
+        for old in [v for v in self.query(TransferView) if v.ticket == ticket]:
+            old.remove()  # finished before: the new one takes its place in the list
+        self.saved.put(SavedTransfer(ticket.encode(), str(folder), existing=existing))
+        view = self._add(ticket, folder, existing)
+        view.start()
         self.query_one("#ticket", Input).value = ""
+        # Focus on the new transfer, so that its keys (p, x) work at once.
+        self.call_after_refresh(view.focus)
         self.say("receiving; p pauses or resumes the selected transfer, x cancels it")
 
-    def _add(self, ticket: Ticket, dest: Path, existing: OnExisting = "refuse") -> TransferView:
-        view = TransferView(self.node, ticket, dest, existing)
+    def _add(
+        self,
+        ticket: Ticket,
+        folder: Path,
+        existing: OnExisting = "refuse",
+        *,
+        done: Path | str | None = None,
+    ) -> TransferView:
+        view = TransferView(self.node, ticket, folder, existing, done=done)
         self.query_one("#transfers", VerticalScroll).mount(view)
         return view
 
     def on_transfer_view_finished(self, message: TransferView.Finished) -> None:
-        self.saved.forget(message.view.ticket.encode())
+        view = message.view
+        self.saved.put(
+            SavedTransfer(
+                view.ticket.encode(),
+                str(view.dest),
+                existing=view.existing,
+                saved_as=str(message.done) if isinstance(message.done, Path) else None,
+                text=message.done if isinstance(message.done, str) else None,
+            )
+        )
 
     def on_transfer_view_paused(self, message: TransferView.Paused) -> None:
         view = message.view
@@ -129,8 +206,18 @@ class ReceivePane(Pane):
 
     def on_transfer_view_cancelled(self, message: TransferView.Cancelled) -> None:
         self.saved.forget(message.view.ticket.encode())
+        finished = message.view.finished
         message.view.remove()
-        if message.deleted:
+        if finished:
+            self.say("cleared from the list; what was received stays where it was saved")
+        elif message.deleted:
             self.say("cancelled; what was received so far is deleted")
         else:
             self.say("cancelled; what was verified stays in the store: receive it again to resume")
+
+    def action_clear_finished(self) -> None:
+        done = [v for v in self.query(TransferView) if v.finished]
+        for view in done:
+            self.saved.forget(view.ticket.encode())
+            view.remove()
+        self.say(f"cleared {len(done)} finished from the list" if done else "nothing finished")

@@ -1,5 +1,6 @@
-"""Unfinished transfers kept in the data directory, so that closing the TUI interrupts them
-and opening it again continues them. No Textual here: plain data and one JSON file."""
+"""The transfers of the Receive tab, kept in the data directory: closing the TUI interrupts the
+unfinished ones and opening it again continues them, and finished ones stay listed until the
+user clears them. No Textual here: plain data and one JSON file."""
 
 from __future__ import annotations
 
@@ -14,17 +15,22 @@ FILE_NAME = "tui-transfers.json"
 
 @dataclass(frozen=True)
 class SavedTransfer:
-    """A download the user started and has not finished or cancelled."""
+    """A download the user started and has not cleared from the list."""
 
     ticket: str
     dest: str
+    """The folder it is saved in."""
     paused: bool = False
     existing: OnExisting = "refuse"
     """What the user chose to do about a destination that already existed."""
+    saved_as: str | None = None
+    """Where it was put, once finished (None while it is not)."""
+    text: str | None = None
+    """What a finished text said (one sent with `send --text`)."""
 
 
 class SavedTransfers:
-    """The list of unfinished transfers in `data_dir`, keyed by ticket text."""
+    """The list of transfers in `data_dir`, keyed by ticket text."""
 
     def __init__(self, data_dir: Path) -> None:
         self._path = data_dir / FILE_NAME
@@ -38,6 +44,8 @@ class SavedTransfers:
                     str(r["dest"]),
                     bool(r["paused"]),
                     _existing(r.get("existing", "refuse")),
+                    None if r.get("saved_as") is None else str(r["saved_as"]),
+                    None if r.get("text") is None else str(r["text"]),
                 )
                 for r in rows
             ]

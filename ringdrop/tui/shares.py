@@ -1,7 +1,9 @@
-"""The Shares tab: what this node offers, and sharing, attaching, copying and removing it."""
+"""The Shares tab: what this node offers (and what it received), and sharing, attaching,
+copying and removing it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -13,10 +15,19 @@ from textual.widgets import DataTable, Static
 
 from ringdrop.display import count, kind, size
 from ringdrop.errors import RingdropError
-from ringdrop.node import IGNORE_FILE, Share
+from ringdrop.node import IGNORE_FILE, OPEN_RING, Node, Share
 from ringdrop.tui.dialogs import Prompt, QrCode
 from ringdrop.tui.pane import Pane, shown
 from ringdrop.tui.paths import PathSuggester
+
+# Received content is looked for among this many of the newest receipts.
+RECEIPTS = 1000
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    shares: list[Share]
+    received: set[bytes]
 
 
 class SharesPane(Pane):
@@ -29,26 +40,43 @@ class SharesPane(Pane):
         Binding("delete,x", "remove", "Remove"),
     ]
 
+    def __init__(self, node: Node, *, id: str | None = None) -> None:
+        super().__init__(node, id=id)
+        self._shares: list[Share] = []
+        self._last_rings = ""
+        """The rings of the last share made here, offered for the next (never `open`)."""
+
     def compose(self) -> ComposeResult:
         table: DataTable[Text | str] = DataTable(cursor_type="row", id="share-table")
         table.add_columns("name", "kind", "size", "rings", "ticket")
         yield table
-        yield Static("", id="share-ticket", markup=False)
+        yield Static("", id="share-ticket")
         yield Static("a: share a file or folder", classes="message", markup=False)
 
     def on_mount(self) -> None:
         self.reload()
 
     def reload(self) -> None:
+        self._load()
+
+    @work(thread=True, exclusive=True, group="shares", exit_on_error=False)
+    def _load(self) -> None:
+        # Listing shares decodes every collection (for its size): not on the UI thread.
+        node = self.node
+        loaded = _Loaded(node.shares(), {r.root for r in node.receipts(RECEIPTS)})
+        self.app.call_from_thread(self._show, loaded)
+
+    def _show(self, loaded: _Loaded) -> None:
+        self._shares = loaded.shares
         table = self.query_one(DataTable)
         row = table.cursor_row
         table.clear()
-        for share in self.node.shares():
+        for share in loaded.shares:
             table.add_row(
                 shown(share.name),
                 kind(share.format),
                 size(share.size),
-                ", ".join(share.rings) or "(none: nobody may fetch it)",
+                _readers(share, share.root in loaded.received),
                 share.ticket.encode()[:18] + "…",
                 key=share.root.hex(),
             )
@@ -61,14 +89,16 @@ class SharesPane(Pane):
         if not table.row_count:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return next((s for s in self.node.shares() if s.root.hex() == key), None)
+        return next((s for s in self._shares if s.root.hex() == key), None)
 
     def on_data_table_row_highlighted(self) -> None:
         self._show_ticket()
 
     def _show_ticket(self) -> None:
         share = self.selected()
-        text = f"ticket: {share.ticket.encode()}" if share else "nothing shared yet"
+        # Folded, not cut: the whole ticket on screen, to read or to copy with the mouse.
+        text = Text(f"ticket: {share.ticket.encode()}" if share else "nothing shared yet")
+        text.overflow = "fold"
         self.query_one("#share-ticket", Static).update(text)
 
     def action_share(self) -> None:
@@ -76,8 +106,10 @@ class SharesPane(Pane):
             if text:
                 self.app.push_screen(
                     Prompt(
-                        "Rings that may fetch it (comma-separated; `open` lets anyone):",
-                        value="open",
+                        "Rings that may fetch it, comma-separated (`open` lets anyone with the "
+                        "ticket); none: nobody yet",
+                        value=self._last_rings,
+                        placeholder="no ring: attach one later with t",
                     ),
                     lambda rings: self._share(Path(text).expanduser(), rings),
                 )
@@ -90,8 +122,11 @@ class SharesPane(Pane):
     def _share(self, path: Path, rings: str | None) -> None:
         if rings is None:
             return
+        chosen = [r.strip() for r in rings.split(",") if r.strip()]
+        if OPEN_RING not in (r.lower() for r in chosen):
+            self._last_rings = ", ".join(chosen)
         self.say(f"hashing {path} …")
-        self._import(path, [r.strip() for r in rings.split(",") if r.strip()])
+        self._import(path, chosen)
 
     @work(thread=True, exit_on_error=False)
     def _import(self, path: Path, rings: list[str]) -> None:
@@ -106,8 +141,9 @@ class SharesPane(Pane):
             if share.excluded
             else ""
         )
+        readers = "" if share.rings else "; nobody may fetch it until t attaches a ring"
         self.app.call_from_thread(
-            self.say, f"shared {shown(share.name)}{left_out}; c copies its ticket"
+            self.say, f"shared {shown(share.name)}{left_out}{readers}; c copies its ticket"
         )
 
     def action_attach(self) -> None:
@@ -153,3 +189,10 @@ class SharesPane(Pane):
         share = self.selected()
         if share is not None:
             self.attempt(lambda: self.node.unshare(share.root), f"removed {shown(share.name)}")
+
+
+def _readers(share: Share, received: bool) -> str:
+    """Who may fetch it, in the rings column; received content shared with nobody says so."""
+    if share.rings:
+        return ", ".join(share.rings)
+    return "(received; not shared)" if received else "(none: nobody may fetch it)"

@@ -15,7 +15,7 @@ from textual.widgets import ProgressBar, Static
 
 from ringdrop.display import clock, rate, safe, size
 from ringdrop.errors import RingdropError
-from ringdrop.node import Node, OnExisting, Progress, Received
+from ringdrop.node import Node, OnExisting, Progress, is_text
 from ringdrop.ticket import Ticket
 from ringdrop.tui.dialogs import Choice
 
@@ -25,7 +25,7 @@ class TransferView(Static, can_focus=True):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "toggle_pause", "Pause/resume/retry"),
-        Binding("x", "cancel", "Cancel"),
+        Binding("x", "cancel", "Cancel/clear"),
     ]
 
     class Progressed(Message):
@@ -34,10 +34,11 @@ class TransferView(Static, can_focus=True):
             self.progress = progress
 
     class Finished(Message):
-        def __init__(self, view: TransferView, received: Received) -> None:
+        def __init__(self, view: TransferView, done: Path | str) -> None:
             super().__init__()
             self.view = view
-            self.received = received
+            self.done = done
+            """Where it was saved; or, for a text, the text."""
 
     class Failed(Message):
         def __init__(self, view: TransferView, reason: str) -> None:
@@ -59,22 +60,35 @@ class TransferView(Static, can_focus=True):
             """Whether what was verified was deleted (else it stays, to resume later)."""
 
     def __init__(
-        self, node: Node, ticket: Ticket, dest: Path, existing: OnExisting = "refuse"
+        self,
+        node: Node,
+        ticket: Ticket,
+        dest: Path,
+        existing: OnExisting = "refuse",
+        *,
+        done: Path | str | None = None,
     ) -> None:
+        """`dest` is the folder it goes into; `done`, where a finished one went (or, for a
+        text, the text)."""
         super().__init__(classes="transfer")
         self.node = node
         self.ticket = ticket
         self.dest = dest
         self.existing: OnExisting = existing
         self.paused = False
-        self.finished = False
+        self.finished = done is not None
         self.failed = False
         self.progress: Progress | None = None
+        self._done = done
 
     def compose(self) -> ComposeResult:
         yield Static(self._headline("waiting"), classes="headline", markup=False)
         yield ProgressBar(total=self.ticket.size, show_eta=False)
         yield Static("", classes="detail", markup=False)
+
+    def on_mount(self) -> None:
+        if self._done is not None:
+            self._show_done(self._done)
 
     def start(self) -> None:
         self.paused = self.failed = False
@@ -82,21 +96,27 @@ class TransferView(Static, can_focus=True):
         self.run_worker(self._download(), group="download", exclusive=True, exit_on_error=False)
 
     async def _download(self) -> None:
+        def progress(p: Progress) -> None:
+            self.post_message(self.Progressed(p))
+
+        done: Path | str
         try:
-            received = await self.node.get(
-                self.ticket,
-                self.dest,
-                existing=self.existing,
-                progress=lambda p: self.post_message(self.Progressed(p)),
-            )
+            if is_text(self.ticket):  # sent with `send --text`: shown, not saved
+                done = await self.node.get_text(self.ticket, progress=progress)
+            else:
+                received = await self.node.get(
+                    self.ticket, self.dest, existing=self.existing, progress=progress
+                )
+                done = received.path
         except asyncio.CancelledError:
             raise
         except RingdropError as error:
-            self.post_message(self.Failed(self, str(error)))
+            lines = [str(error), *getattr(error, "__notes__", ())]  # the cause, then the details
+            self.post_message(self.Failed(self, "\n".join(lines)))
         except Exception as error:  # never let a surprise reach the terminal
             self.post_message(self.Failed(self, f"{type(error).__name__}: {error}"))
         else:
-            self.post_message(self.Finished(self, received))
+            self.post_message(self.Finished(self, done))
 
     def on_transfer_view_progressed(self, message: Progressed) -> None:
         self.progress = progress = message.progress
@@ -105,13 +125,20 @@ class TransferView(Static, can_focus=True):
         state: str = progress.state
         if state in ("connecting", "retrying") and progress.attempt > 1:
             state = f"{state}, attempt {progress.attempt} of {progress.attempts}"
-        self._set(self._headline(state), self._detail(progress))
+        self._set(self._headline(state), self._detail(progress, paused=self.paused))
 
     def on_transfer_view_finished(self, message: Finished) -> None:
+        self._show_done(message.done)
+
+    def _show_done(self, done: Path | str) -> None:
         self.finished = True
         bar = self.query_one(ProgressBar)
         bar.update(total=bar.total or 1, progress=bar.total or 1)
-        self._set(self._headline("done"), f"saved as {safe(str(message.received.path))}")
+        if isinstance(done, Path):
+            self._set(self._headline("done"), f"saved as {safe(str(done))}")
+        else:
+            lines = "\n  ".join(safe(line) for line in done.split("\n"))
+            self._set(self._headline("done"), f"message:\n  {lines}")
 
     def on_transfer_view_failed(self, message: Failed) -> None:
         self.failed = True
@@ -127,7 +154,8 @@ class TransferView(Static, can_focus=True):
         else:
             self.paused = True
             self.workers.cancel_group(self, "download")
-            self._set(self._headline("paused"), None)
+            detail = None if self.progress is None else self._detail(self.progress, paused=True)
+            self._set(self._headline("paused"), detail)
         self.post_message(self.Paused(self, self.paused))
 
     def action_cancel(self) -> None:
@@ -168,14 +196,19 @@ class TransferView(Static, can_focus=True):
             self.query_one(".detail", Static).update(detail)
 
     def _headline(self, state: str) -> str:
+        if is_text(self.ticket):
+            return f"a text from {self.ticket.peer_id.short()}…  [{state}]"
         name = safe(self.ticket.name) if self.ticket.name else self.ticket.content_hash.hex()[:16]
         return f"{name}  [{state}]  → {safe(str(self.dest))}"
 
     @staticmethod
-    def _detail(progress: Progress) -> str:
-        parts = [f"{size(progress.done)} of {size(progress.total)}", rate(progress.rate)]
-        if progress.eta is not None and progress.state == "transferring":
-            parts.append(f"ETA {clock(progress.eta)}")
+    def _detail(progress: Progress, *, paused: bool) -> str:
+        """Amounts, and while bytes are moving the rate and the time left."""
+        parts = [f"{size(progress.done)} of {size(progress.total)}"]
+        if progress.state == "transferring" and not paused:
+            parts.append(rate(progress.rate))
+            if progress.eta is not None:
+                parts.append(f"ETA {clock(progress.eta)}")
         if progress.files_total > 1:
             parts.append(f"files {progress.files_done}/{progress.files_total}")
         if progress.address:

@@ -27,8 +27,11 @@ async def test_a_collection_larger_than_the_limit_is_refused_by_its_size_header(
     with huge.open("wb") as f:
         f.truncate(MAX_COLLECTION_BYTES + GROUP_SIZE)  # sparse: nothing to write or read
     share = serving.share(huge, open=True, reference=True)
-    # The sharer calls this blob a folder: its ticket says collection.
-    ticket = dataclasses.replace(share.ticket, format="collection", size=None)
+    # The sharer calls this blob a folder: its ticket says collection (and, as a folder's,
+    # carries no single file's time or mode).
+    ticket = dataclasses.replace(
+        share.ticket, format="collection", size=None, mtime_ns=None, executable=False
+    )
 
     with pytest.raises(StoreError, match=f"collection is {huge.stat().st_size} bytes long"):
         await receiver.get(ticket, tmp_path / "out", retry=FAST_RETRY)

@@ -18,7 +18,7 @@ import pytest
 from ringdrop.errors import RelayRefusedError
 from ringdrop.identity import Identity
 from ringdrop.node import Node
-from ringdrop.node.download import RetryPolicy
+from ringdrop.node.retry import RetryPolicy
 from ringdrop.ticket import Address, Ticket
 from tests.cli_util import cli_env, ringdrop
 

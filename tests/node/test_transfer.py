@@ -15,6 +15,7 @@ from ringdrop.errors import (
     DiskFullError,
     RingdropError,
     TransferError,
+    UnreachableError,
     WrongPeerError,
 )
 from ringdrop.node import Node, Progress, RetryPolicy
@@ -185,14 +186,53 @@ async def test_two_receivers_download_the_same_content_at_once(
     assert [r.path.read_bytes() == data for r in got] == [True, True]
 
 
-async def test_unreachable_sharer_fails_after_the_retries(
+async def test_a_sharer_that_never_answers_fails_at_once_naming_the_likely_cause(
     sharer: Node, receiver: Node, tmp_path: Path
 ) -> None:
     share = sharer.share(write(tmp_path / "a.bin", pseudo_random(1000)), open=True)
     events: list[Progress] = []
-    with pytest.raises(TransferError, match="attempts"):
-        await receiver.get(share.ticket, tmp_path / "out", progress=events.append, retry=FAST_RETRY)
-    assert any(e.state == "retrying" for e in events)
+    with pytest.raises(UnreachableError) as caught:
+        await receiver.get(
+            share.ticket, tmp_path / "out", progress=events.append, retry=RetryPolicy(attempts=8)
+        )
+    assert str(caught.value).startswith("the sharer did not answer: is `ringdrop serve`")
+    tried = caught.value.__notes__
+    assert len(tried) == 1
+    assert "127.0.0.1" in tried[0]
+    assert not [e for e in events if e.state == "retrying"]
+
+
+async def test_a_connection_that_worked_is_retried_when_lost(
+    sharer: Node, receiver: Node, tmp_path: Path
+) -> None:
+    data = pseudo_random(8 * 2**20)
+    share = sharer.share(write(tmp_path / "a.bin", data), open=True)
+    ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    serving = asyncio.create_task(
+        sharer.serve(host="127.0.0.1", ready=lambda port: ready.set_result(port))
+    )
+    relay = await Relay(await asyncio.wait_for(ready, 10), 2e6).start()
+    events: list[Progress] = []
+
+    def on_progress(progress: Progress) -> None:
+        events.append(progress)
+        if progress.done and not serving.done():
+            serving.cancel()  # the sharer stops mid-transfer, and nothing answers after it
+            relay.close()
+
+    ticket = dataclasses.replace(
+        share.ticket, addresses=(Address(ip_address("127.0.0.1"), relay.port),)
+    )
+    try:
+        with pytest.raises(TransferError, match="gave up after 3 attempts"):
+            await receiver.get(
+                ticket, tmp_path / "out", progress=on_progress, retry=RetryPolicy(3, 0.05)
+            )
+    finally:
+        serving.cancel()
+        relay.close()
+        await asyncio.gather(serving, return_exceptions=True)
+    assert [e.attempt for e in events if e.state == "retrying"][:2] == [2, 3]
 
 
 async def test_a_ticket_bigger_than_the_free_space_fails_before_transferring(

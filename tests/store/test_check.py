@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ringdrop.store import Store
+from ringdrop.store import ChangedReference, CheckReport, Store
 from tests.files import random_file
 
 SIZE = 100_000
@@ -45,12 +45,52 @@ def test_a_deleted_file_is_reported_missing(store: Store) -> None:
     assert [p.kind for p in store.check().problems] == ["missing"]
 
 
-def test_a_changed_reference_is_reported_changed(store: Store, tmp_path: Path) -> None:
+def test_a_changed_reference_is_not_damage_and_is_forgotten(store: Store, tmp_path: Path) -> None:
     random_file(tmp_path / "ref", SIZE)
-    store.import_file(tmp_path / "ref", mode="reference")
+    info, _ = store.import_file(tmp_path / "ref", mode="reference")
     with (tmp_path / "ref").open("ab") as f:
         f.write(b"appended")
-    assert [p.kind for p in store.check().problems] == ["changed"]
+    report = store.check()
+    assert report.ok
+    assert report.changed == (ChangedReference(info.root, tmp_path / "ref", "edited"),)
+    assert store.blob(info.root) is None
+    assert store.check() == CheckReport(0, (), ())
+
+
+def test_a_deleted_reference_is_not_damage_and_is_forgotten(store: Store, tmp_path: Path) -> None:
+    random_file(tmp_path / "ref", SIZE)
+    info, _ = store.import_file(tmp_path / "ref", mode="reference")
+    (tmp_path / "ref").unlink()
+    report = store.check()
+    assert (report.ok, report.changed) == (
+        True,
+        (ChangedReference(info.root, tmp_path / "ref", "gone"),),
+    )
+
+
+def test_a_reference_edited_with_its_time_put_back_is_found_by_its_bytes(
+    store: Store, tmp_path: Path
+) -> None:
+    random_file(tmp_path / "ref", SIZE)
+    store.import_file(tmp_path / "ref", mode="reference")
+    before = (tmp_path / "ref").stat()
+    with (tmp_path / "ref").open("r+b") as f:
+        f.seek(50_000)
+        f.write(b"\x00\x00")
+    os.utime(tmp_path / "ref", ns=(before.st_atime_ns, before.st_mtime_ns))
+    report = store.check()
+    assert (report.ok, [c.how for c in report.changed]) == (True, ["edited"])
+
+
+def test_a_damaged_outboard_of_an_intact_reference_is_the_stores_damage(
+    store: Store, tmp_path: Path
+) -> None:
+    random_file(tmp_path / "ref", SIZE)
+    info, _ = store.import_file(tmp_path / "ref", mode="reference")
+    store.layout.blob_outboard(info.root).write_bytes(b"\x00" * 64)
+    report = store.check()
+    assert ([p.kind for p in report.problems], report.changed) == (["corrupt"], ())
+    assert store.blob(info.root) is not None
 
 
 def test_corrupt_inline_bytes_are_reported(store: Store) -> None:

@@ -54,3 +54,13 @@ def screen_text(app: RingdropApp) -> str:
     )
     console.print(app.screen._compositor.render_update(full=True))
     return console.export_text()
+
+
+# Borders, selection marks and bars: the frame around text, not text.
+_FRAME = str.maketrans("", "", "█▌▐▎▊▀▄▔▁━╸╺")
+
+
+def squeezed(app: RingdropApp) -> str:
+    """The screen's text without whitespace and without the frame drawn around it (dialog
+    borders, the mark before a focused row): for finding text the layout may wrap anywhere."""
+    return "".join(screen_text(app).translate(_FRAME).split())

@@ -13,7 +13,7 @@ from ringdrop.node import Node
 from ringdrop.ticket import Ticket
 from ringdrop.tui.app import RingdropApp
 from ringdrop.tui.shares import SharesPane
-from tests.tui.conftest import SIZE, screen_text, until
+from tests.tui.conftest import SIZE, screen_text, squeezed, until
 
 
 async def test_sharing_a_path_lists_it_with_its_rings_and_ticket(
@@ -109,3 +109,90 @@ async def test_sharing_a_folder_leaves_out_what_its_ringdropignore_names(
     (share,) = mine.shares()
     names = [e.name for e in mine.store.collection(share.root).entries]
     assert names == [".ringdropignore", "main.c"]
+
+
+async def test_tab_completes_the_path_in_the_share_dialog(
+    app: RingdropApp, mine: Node, tmp_path: Path
+) -> None:
+    (tmp_path / "holiday-photos").mkdir()
+    (tmp_path / "holiday-photos" / "beach.jpg").write_bytes(b"jpeg")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a", *f"{tmp_path}/holi")
+        answer = app.screen.query_one("#answer", Input)
+        await until(pilot, lambda: answer._suggestion.endswith("holiday-photos/"))
+        await pilot.press("tab")
+        await until(pilot, lambda: answer.value == f"{tmp_path}/holiday-photos/")
+        await pilot.press("b")
+        await until(pilot, lambda: answer._suggestion.endswith("beach.jpg"))
+        await pilot.press("tab")
+        assert answer.value == f"{tmp_path}/holiday-photos/beach.jpg"
+        assert answer.has_focus, "Tab completed, and did not move the focus away"
+
+
+async def test_the_rings_prompt_offers_no_ring_so_enter_shares_with_nobody(
+    app: RingdropApp, mine: Node, tmp_path: Path
+) -> None:
+    (tmp_path / "a.txt").write_text("a")
+    (tmp_path / "b.txt").write_text("b")
+    mine.create_ring("family")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a", *str(tmp_path / "a.txt"), "enter")
+        await pilot.pause()
+        offered = app.screen.query_one("#answer", Input).value
+        await pilot.press("enter")
+        await until(pilot, lambda: app.query_one(DataTable).row_count == 1)
+        await until(pilot, lambda: "nobody may fetch it" in screen_text(app))
+        await pilot.press("a", *str(tmp_path / "b.txt"), "enter")
+        await pilot.press(*"family", "enter")
+        await until(pilot, lambda: app.query_one(DataTable).row_count == 2)
+        await pilot.press("a", *str(tmp_path / "a.txt"), "enter")
+        await pilot.pause()
+        offered_after_family = app.screen.query_one("#answer", Input).value
+        await pilot.press("escape")
+        await pilot.press("a", *str(tmp_path / "b.txt"), "enter", *"open", "enter")
+        await until(pilot, lambda: "open" in [r for s in mine.shares() for r in s.rings])
+        await pilot.press("a", *str(tmp_path / "a.txt"), "enter")
+        await pilot.pause()
+        offered_after_open = app.screen.query_one("#answer", Input).value
+    assert offered == ""
+    assert {s.name: s.rings for s in mine.shares()}["a.txt"] == ()
+    assert offered_after_family == "family"
+    assert offered_after_open == "family", "the last ring used, never open"
+
+
+async def test_the_whole_ticket_is_on_screen_at_80x24(
+    app: RingdropApp, mine: Node, tmp_path: Path
+) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    ticket = mine.share(path, open=True).ticket.encode()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "ticket:" in screen_text(app))
+        words = squeezed(app)
+    assert f"ticket:{ticket}" in words
+
+
+async def test_a_received_file_is_listed_as_received_not_as_shared_with_nobody(
+    app: RingdropApp, mine: Node, serving: Node, tmp_path: Path
+) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello")
+    own = tmp_path / "mine.txt"
+    own.write_text("my own")
+    ticket = serving.share(path, open=True).ticket
+    (tmp_path / "in").mkdir()
+    await mine.get(ticket, tmp_path / "in")
+    mine.share(own)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.query_one(DataTable).row_count == 2)
+        rows = [
+            " ".join(str(cell) for cell in app.query_one(DataTable).get_row_at(i)) for i in range(2)
+        ]
+        await pilot.press("5")
+        await until(pilot, lambda: "notes.txt" in screen_text(app))
+        activity = screen_text(app)
+    assert any("notes.txt" in r and "(received; not shared)" in r for r in rows), rows
+    assert any("mine.txt" in r and "(none: nobody may fetch it)" in r for r in rows), rows
+    received = next(line for line in activity.splitlines() if "notes.txt" in line)
+    assert serving.peer_id.short() in received
+    assert "5 B" in received

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
 
 from ringdrop.node import Node
+from ringdrop.ticket import Address, Ticket
 from ringdrop.tui.app import RingdropApp, make_app
+from ringdrop.tui.dialogs import Choice, QrCode, qr_modules, qr_size, qr_text
+from ringdrop.tui.saved import SavedTransfer, SavedTransfers
+from ringdrop.tui.shares import SharesPane
+from ringdrop.tui.transfer import TransferView
+from tests.node.relay import Relay
 from tests.relay_server import IrohRelay, require_iroh_relay
-from tests.tui.conftest import SIZE, screen_text, until
+from tests.tui.conftest import SIZE, screen_text, squeezed, until
 
 
 async def test_the_status_bar_shows_the_peer_id_addresses_and_server(
@@ -78,8 +86,97 @@ async def test_q_shows_the_selected_shares_ticket_as_a_qr_code(
     path.write_text("hello")
     mine.share(path, open=True)
     async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.query_one(SharesPane).selected() is not None)
+        ticket = app.query_one(SharesPane).selected().ticket.encode()  # type: ignore[union-attr]
         await pilot.press("q")
         await pilot.pause()
         text = screen_text(app)
-    assert "Ticket for notes.txt" in text
-    assert "▀" in text
+        shown = [str(code.render()) for code in app.screen.query(".qr")]
+    assert shown[0] in (qr_text(ticket, border=2), qr_text(ticket, border=1))
+    assert all(line in text for line in shown[0].splitlines()), "the whole code"
+
+
+def a_long_ticket(node: Node, addresses: int) -> str:
+    """A ticket naming several addresses and a relay, as a machine with many interfaces has."""
+    ticket = Ticket(
+        peer_id=node.peer_id,
+        addresses=tuple(
+            Address(ip_address(f"192.0.2.{i + 1}"), 40000 + i) for i in range(addresses)
+        ),
+        content_hash=bytes(range(32)),
+        format="blob",
+        name="holiday.mp4",
+        size=1 << 30,
+        relay="https://euc1-1.relay.n0.iroh.link/",
+    )
+    return ticket.encode()
+
+
+@pytest.mark.parametrize(
+    ("size", "addresses"), [(SIZE, 0), (SIZE, 1), ((120, 35), 1), ((120, 35), 6)]
+)
+async def test_a_qr_code_is_shown_whole_or_not_at_all(
+    app: RingdropApp, mine: Node, size: tuple[int, int], addresses: int
+) -> None:
+    text = str(mine.peer_id) if addresses == 0 else a_long_ticket(mine, addresses)
+    async with app.run_test(size=size) as pilot:
+        app.push_screen(QrCode("The code", text))
+        await pilot.pause()
+        screen = screen_text(app)
+        shown = [str(code.render()) for code in app.screen.query(".qr")]
+    needs = qr_size(qr_modules(text), border=1)
+    if needs[1] <= size[1] - 1:
+        assert len(shown) == 1
+        assert shown[0] in (qr_text(text, border=2), qr_text(text, border=1))
+        assert all(line in screen for line in shown[0].splitlines()), "every row on screen"
+    else:
+        assert shown == []
+        assert f"The QR code needs {needs[1]} rows" in " ".join(screen.split())
+
+
+async def test_a_235_character_ticket_at_80x24_says_what_the_qr_code_needs(
+    app: RingdropApp, mine: Node
+) -> None:
+    text = a_long_ticket(mine, 6)
+    assert len(text) >= 235
+    async with app.run_test(size=SIZE) as pilot:
+        app.push_screen(QrCode("The code", text))
+        await pilot.pause()
+        words = squeezed(app)
+    assert "TheQRcodeneeds26rowsof51columns,andthisterminalhas24rowsof80" in words
+    assert text in words, "and the ticket itself, whole"
+
+
+async def test_ctrl_q_asks_while_a_transfer_runs_and_the_footer_shows_it(
+    app: RingdropApp, mine: Node, serving: Node, tmp_path: Path
+) -> None:
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"x" * 3_000_000)
+    fast = serving.share(path, open=True).ticket
+    relay = await Relay(fast.addresses[0].port, 300e3).start()  # about 10 s for the file
+    slow = dataclasses.replace(fast, addresses=(Address(ip_address("127.0.0.1"), relay.port),))
+    (tmp_path / "in").mkdir()
+    SavedTransfers(mine.data_dir).put(SavedTransfer(slow.encode(), str(tmp_path / "in")))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("2")
+            view = app.query_one(TransferView)
+            await until(pilot, lambda: "[transferring]" in screen_text(app))
+            footer = screen_text(app).splitlines()[-1]
+            await pilot.press("ctrl+q")
+            await until(pilot, lambda: isinstance(app.screen, Choice))
+            question = " ".join(screen_text(app).split())
+            await pilot.click("#stay")
+            await pilot.pause()
+            stayed = app.is_running and not view.paused
+            view.focus()
+            await pilot.press("p")
+            await pilot.press("ctrl+q")
+            await pilot.pause()
+            quit_at_once = not isinstance(app.screen, Choice)
+    finally:
+        relay.close()
+    assert "^q Quit" in footer
+    assert "1 transfer still running. Quit anyway?" in question
+    assert stayed
+    assert quit_at_once

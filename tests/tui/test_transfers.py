@@ -4,8 +4,11 @@ what it asks when the destination exists, and what cancelling keeps."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import errno
 import os
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +17,17 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Input, ProgressBar
 
 from ringdrop.bao import GROUP_SIZE, ChunkRanges
-from ringdrop.node import Node, Progress
+from ringdrop.node import Node, Progress, Share
 from ringdrop.store import export
-from ringdrop.ticket import Ticket
-from ringdrop.tui.app import RingdropApp
+from ringdrop.ticket import Address, Ticket
+from ringdrop.tui.app import RingdropApp, make_app
 from ringdrop.tui.dialogs import Choice
 from ringdrop.tui.receive import ReceivePane
 from ringdrop.tui.saved import SavedTransfer, SavedTransfers
 from ringdrop.tui.transfer import TransferView
 from tests.files import pseudo_random
-from tests.tui.conftest import SIZE, screen_text, until
+from tests.node.relay import Relay
+from tests.tui.conftest import SIZE, screen_text, squeezed, until
 
 DATA = pseudo_random(3 * 1024 * 1024 + 17)
 
@@ -41,15 +45,16 @@ def taken(serving: Node, tmp_path: Path, downloads: Path) -> str:
     return shared_file(serving, tmp_path, open=True)
 
 
-def paste(app: RingdropApp, ticket: str, dest: Path) -> None:
-    """Fills in the Receive tab and asks to receive."""
-    app.query_one("#dest", Input).value = str(dest)
+def paste(app: RingdropApp, ticket: str, dest: Path | None) -> None:
+    """Fills in the Receive tab (None: leaves "Save in" as it is) and asks to receive."""
+    if dest is not None:
+        app.query_one("#dest", Input).value = str(dest)
     app.query_one("#ticket", Input).value = ticket
     app.query_one(ReceivePane).receive()
 
 
 async def start_receiving(
-    app: RingdropApp, pilot: Pilot[None], ticket: str, dest: Path
+    app: RingdropApp, pilot: Pilot[None], ticket: str, dest: Path | None
 ) -> TransferView:
     """Receives `ticket` into `dest` from the Receive tab; returns the transfer's view."""
     await pilot.press("2")
@@ -61,7 +66,9 @@ async def until_ended(pilot: Pilot[None], view: TransferView) -> None:
     await until(pilot, lambda: view.finished or view.failed)
 
 
-async def receive(app: RingdropApp, pilot: Pilot[None], ticket: str, dest: Path) -> TransferView:
+async def receive(
+    app: RingdropApp, pilot: Pilot[None], ticket: str, dest: Path | None
+) -> TransferView:
     """Receives `ticket` into `dest` from the Receive tab until it has finished or failed."""
     view = await start_receiving(app, pilot, ticket, dest)
     await until_ended(pilot, view)
@@ -115,7 +122,9 @@ async def test_a_received_file_reaches_100_percent_and_is_saved(
     assert bar.percentage == 1.0
     assert "[done]" in text
     assert (downloads / "movie.bin").read_bytes() == DATA
-    assert SavedTransfers(app.node.data_dir).load() == []
+    assert SavedTransfers(app.node.data_dir).load() == [
+        SavedTransfer(ticket, str(downloads), saved_as=str(downloads / "movie.bin"))
+    ], "listed until cleared"
 
 
 async def test_a_denied_receive_shows_the_sharers_reason(
@@ -125,9 +134,10 @@ async def test_a_denied_receive_shows_the_sharers_reason(
     async with app.run_test(size=SIZE) as pilot:
         view = await receive(app, pilot, ticket, downloads)
         text = screen_text(app)
+        words = squeezed(app)
     assert view.failed
     assert "[failed]" in text
-    assert "not in a ring that may read this content" in " ".join(text.split()), text
+    assert "notinaringthatmayreadthiscontent" in words, text
     assert not (downloads / "movie.bin").exists()
 
 
@@ -184,14 +194,63 @@ async def test_pausing_keeps_the_transfer_for_later_and_resuming_finishes_it(
     assert (downloads / "movie.bin").read_bytes() == DATA
 
 
-async def test_save_in_a_path_that_does_not_exist_makes_it_the_file(
+@pytest.mark.parametrize(("button", "made"), [("create", True), ("cancel", False)])
+async def test_save_in_a_folder_that_does_not_exist_asks_to_create_it(
+    app: RingdropApp, serving: Node, tmp_path: Path, downloads: Path, button: str, made: bool
+) -> None:
+    ticket = shared_file(serving, tmp_path, open=True)
+    folder = downloads / "new" / "film.bin"
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        paste(app, ticket, folder)
+        await until(pilot, lambda: isinstance(app.screen, Choice))
+        await pilot.pause()
+        question = squeezed(app)
+        await pilot.click(f"#{button}")
+        if made:
+            await until(pilot, lambda: bool(app.query(TransferView)))
+            await until_ended(pilot, app.query_one(TransferView))
+        else:
+            await until(pilot, lambda: "does not exist" in screen_text(app))
+    assert "".join(f"The folder {folder} does not exist. Create it?".split()) in question
+    if made:
+        assert (folder / "movie.bin").read_bytes() == DATA, "a folder, never the file's name"
+    else:
+        assert os.listdir(downloads) == []
+
+
+async def test_save_in_empty_means_the_folder_it_shows(
+    app: RingdropApp,
+    serving: Node,
+    tmp_path: Path,
+    downloads: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(downloads)
+    ticket = shared_file(serving, tmp_path, open=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        app.query_one("#dest", Input).value = ""
+        await pilot.pause()
+        shown = squeezed(app)
+        view = await receive(app, pilot, ticket, None)
+    assert f"Savein{downloads}"[:40] in shown, "the default, as a placeholder"
+    assert view.finished
+    assert (downloads / "movie.bin").read_bytes() == DATA
+
+
+async def test_save_in_a_file_is_refused(
     app: RingdropApp, serving: Node, tmp_path: Path, downloads: Path
 ) -> None:
     ticket = shared_file(serving, tmp_path, open=True)
+    (downloads / "a-file").write_bytes(b"x")
     async with app.run_test(size=SIZE) as pilot:
-        await receive(app, pilot, ticket, downloads / "film.bin")
-    assert (downloads / "film.bin").read_bytes() == DATA
-    assert os.listdir(downloads) == ["film.bin"]
+        await pilot.press("2")
+        paste(app, ticket, downloads / "a-file")
+        await pilot.pause()
+        text = squeezed(app)
+        assert not app.query(TransferView)
+    assert "a-fileisafile:Saveintakesafolder" in text
 
 
 @pytest.mark.parametrize(
@@ -204,7 +263,7 @@ async def test_an_existing_destination_asks_keep_both_or_overwrite(
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
         question = await answer(app, pilot, taken, downloads, choice)
-    assert "already exists. Keep both, or overwrite it?" in question
+    assert "already exists. Keep both, or replace it" in question
     assert {p.name: p.read_bytes() for p in downloads.iterdir()} == expected
 
 
@@ -272,7 +331,7 @@ async def test_going_on_after_cancel_keeps_the_transfer(
     assert len(SavedTransfers(mine.data_dir).load()) == 1
 
 
-async def test_a_folder_saved_to_a_new_path_keeps_times_and_the_executable_bit(
+async def test_a_received_folder_keeps_times_and_the_executable_bit(
     app: RingdropApp, serving: Node, tmp_path: Path, downloads: Path
 ) -> None:
     folder = tmp_path / "project"
@@ -285,8 +344,8 @@ async def test_a_folder_saved_to_a_new_path_keeps_times_and_the_executable_bit(
         os.utime(path, ns=(when, when))
     ticket = serving.share(folder, open=True).ticket.encode()
     async with app.run_test(size=SIZE) as pilot:
-        await receive(app, pilot, ticket, downloads / "copy")
-    out = downloads / "copy"
+        await receive(app, pilot, ticket, downloads)
+    out = downloads / "project"
     assert (out / "bin" / "run").read_bytes() == b"#!/bin/sh\n" + DATA
     assert (out / "notes.txt").read_bytes() == b"notes"
     assert os.access(out / "bin" / "run", os.X_OK)
@@ -345,3 +404,105 @@ async def test_a_folder_export_that_failed_half_way_is_retried_without_overwriti
     assert sorted(p.relative_to(downloads).as_posix() for p in downloads.rglob("*.bin")) == [
         f"album/disc{i % 2}/track{i}.bin" for i in (0, 2, 4, 1, 3, 5)
     ]
+
+
+async def test_a_started_transfer_has_the_focus_so_its_keys_work_at_once(
+    app: RingdropApp, mine: Node, serving: Node, tmp_path: Path, downloads: Path
+) -> None:
+    # Through a slow link (about 10 s for the file), so that it is still running when paused.
+    fast = Ticket.decode(shared_file(serving, tmp_path, open=True))
+    relay = await Relay(fast.addresses[0].port, 300e3).start()
+    slow = dataclasses.replace(fast, addresses=(Address(ip_address("127.0.0.1"), relay.port),))
+    ticket = slow.encode()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        app.query_one("#dest", Input).value = str(downloads)
+        ticket_field = app.query_one("#ticket", Input)
+        ticket_field.focus()
+        ticket_field.value = ticket
+        await pilot.press("enter")
+        await until(pilot, lambda: bool(app.query(TransferView)))
+        view = app.query_one(TransferView)
+        await until(pilot, lambda: view.has_focus)
+        marked = [line for line in screen_text(app).splitlines() if line.startswith("▌")]
+        await pilot.press("p")
+        paused = view.paused
+        typed = ticket_field.value
+        await pilot.press("p")
+        await until(pilot, lambda: view.finished or view.failed, timeout=120)
+    relay.close()
+    assert view.finished
+    assert "movie.bin" in marked[0], "the selected transfer is marked"
+    assert paused
+    assert typed == "", "p paused the transfer, and typed nothing into the ticket field"
+    assert (downloads / "movie.bin").read_bytes() == DATA
+
+
+async def test_a_paused_transfer_shows_no_rate_and_no_eta(
+    app: RingdropApp, mine: Node, sharer: Node, tmp_path: Path, downloads: Path
+) -> None:
+    ticket = shared_file(sharer, tmp_path, open=True)
+    SavedTransfers(mine.data_dir).put(SavedTransfer(ticket, str(downloads), paused=True))
+    moving = Progress("movie.bin", "transferring", len(DATA), 1 << 20, 0, 2e6)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        view = app.query_one(TransferView)
+        view.paused = False  # as if it had been running: the next progress comes from it
+        view.post_message(TransferView.Progressed(moving))
+        await until(pilot, lambda: "ETA" in screen_text(app))
+        running = squeezed(app)
+        view.focus()
+        view.workers.cancel_group(view, "download")
+        await pilot.press("p")
+        await until(pilot, lambda: "[paused]" in screen_text(app))
+        paused = squeezed(app)
+    assert "1.0MiBof3.0MiB1.9MiB/sETA0:01" in running
+    assert "1.0MiBof3.0MiB" in paused
+    assert "MiB/s" not in paused
+    assert "ETA" not in paused
+
+
+async def test_finished_transfers_stay_listed_after_a_restart_until_cleared(
+    mine: Node, serving: Node, tmp_path: Path, downloads: Path
+) -> None:
+    ticket = shared_file(serving, tmp_path, open=True)
+    first = make_app(mine, host="127.0.0.1")
+    async with first.run_test(size=SIZE) as pilot:
+        await receive(first, pilot, ticket, downloads)
+    again = make_app(mine, host="127.0.0.1")
+    async with again.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: "[done]" in screen_text(again))
+        listed = squeezed(again)
+        again.query_one(TransferView).focus()
+        await pilot.press("c")
+        await until(pilot, lambda: not again.query(TransferView))
+    assert f"savedas{downloads}/movie.bin" in listed
+    assert SavedTransfers(mine.data_dir).load() == []
+    assert (downloads / "movie.bin").read_bytes() == DATA, "clearing the list deletes nothing"
+
+
+async def test_a_text_is_shown_in_the_list_and_nothing_is_saved(
+    app: RingdropApp, mine: Node, sharer: Node, tmp_path: Path, downloads: Path
+) -> None:
+    message = "the door code is 4711\nsee you at 8"
+    shared: asyncio.Future[Share] = asyncio.get_running_loop().create_future()
+    sending = asyncio.create_task(
+        sharer.send(text=message, host="127.0.0.1", ready=shared.set_result)
+    )
+    ticket = (await asyncio.wait_for(shared, 20)).ticket.encode()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        app.query_one("#ticket", Input).value = ticket
+        await pilot.pause()
+        preview = squeezed(app)
+        view = await receive(app, pilot, ticket, downloads)
+        shown = screen_text(app)
+    await asyncio.wait_for(sending, 30)
+    assert "atext(34B)from" in preview
+    assert view.finished
+    lines = [line.replace("▌", "").strip() for line in shown.splitlines()]
+    assert lines[lines.index("message:") + 1 :][:2] == ["the door code is 4711", "see you at 8"]
+    assert os.listdir(downloads) == []
+    (saved,) = SavedTransfers(mine.data_dir).load()
+    assert (saved.text, saved.saved_as) == (message, None)

@@ -1,0 +1,121 @@
+"""Every tab's layout at 80x24 and 120x35, as SVG snapshots (pytest-textual-snapshot): what a
+newcomer sees first, held still. A changed layout fails here; `pytest --snapshot-update`
+records the new one once it has been looked at (`snapshot_report.html` shows the difference).
+
+What the screen shows is made the same on every run: a fixed key, port, address, home folder,
+time zone and content; received content with a fixed time."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from ringdrop.identity import KEY_FILE, PeerId
+from ringdrop.node import Node
+from ringdrop.node.receipts import Receipt, record_receipt
+from ringdrop.tui.app import RingdropApp, make_app
+from ringdrop.tui.dialogs import QrCode
+from ringdrop.tui.saved import SavedTransfer, SavedTransfers
+from tests.tui.conftest import screen_text, until
+
+# Outside both the range the node picks its port from and the kernel's ephemeral range, so
+# that nothing else on the machine holds it.
+PORT = 64321
+# A fixed place: "Save in" shows the home folder's Downloads, and received paths are shown.
+HOME = Path("/tmp/ringdrop-snapshots/home")
+SIZES = [(80, 24), (120, 35)]
+TABS = ["1", "2", "3", "4", "5"]
+BOB = PeerId.parse("lg3yxfl2xp5ut4p42str2ttux4dlajhqiioj2yopfk3jztoggo2a")
+Snap = Callable[..., bool]
+
+
+@pytest.fixture
+def still(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
+    """A node whose every shown detail is the same on every run."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.setenv("HOME", str(HOME))
+    (HOME / "Downloads").mkdir(parents=True, exist_ok=True)
+    data_dir = tmp_path / "still"
+    data_dir.mkdir(mode=0o700)
+    fd = os.open(data_dir / KEY_FILE, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"ringdrop snapshot key".ljust(32, b"."))
+    os.close(fd)
+    (data_dir / "config.json").write_text(f'{{"port": {PORT}}}\n')
+    files = tmp_path / "files"
+    (files / "photos" / "2026").mkdir(parents=True)
+    (files / "photos" / "beach.jpg").write_bytes(b"\xff\xd8" * 40_000)
+    (files / "photos" / "2026" / "hike.jpg").write_bytes(b"\xff\xd9" * 3_000)
+    (files / "notes.txt").write_text("meeting notes\n" * 100)
+    for path in files.rglob("*"):
+        os.utime(path, ns=(1_790_000_000 * 10**9, 1_790_000_000 * 10**9))  # tickets carry it
+    with Node(data_dir, addresses=["192.0.2.10"]) as node:
+        node.create_ring("family")
+        node.add_peer(BOB, "bob")
+        node.add_member("family", "bob")
+        node.grant("bob")
+        node.share(files / "photos", rings=["family"])
+        node.share(files / "notes.txt", open=True)
+        received = HOME / "Downloads" / "report.pdf"
+        record_receipt(
+            data_dir,
+            Receipt(
+                1_790_000_000.0, BOB, bytes(range(32)), "report.pdf", "blob", 123_456, received
+            ),
+        )
+        ticket = node.share(files / "notes.txt").ticket.encode()
+        SavedTransfers(data_dir).put(
+            SavedTransfer(ticket, str(HOME / "Downloads"), saved_as=str(received))
+        )
+        yield node
+    time.tzset()
+
+
+def ready(key: str) -> Callable[[Pilot[None]], Awaitable[None]]:
+    async def run_before(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        assert isinstance(app, RingdropApp)
+        await until(pilot, lambda: f"serving on port {PORT}" in screen_text(app))
+        await pilot.press(key)
+        await until(pilot, lambda: _loaded(app, key))
+        app.set_focus(None)  # no blinking cursor in the picture
+
+    return run_before
+
+
+def _loaded(app: RingdropApp, key: str) -> bool:
+    text = screen_text(app)
+    return {
+        "1": "notes.txt" in text and "ticket:" in text,
+        "2": "[done]" in text,
+        "3": "family" in text,
+        "4": "bob" in text,
+        "5": "report.pdf" in text,
+    }[key]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("key", TABS, ids=["shares", "receive", "rings", "peers", "activity"])
+def test_each_tab(snap_compare: Snap, still: Node, key: str, size: tuple[int, int]) -> None:
+    app = make_app(still, host="127.0.0.1")
+    assert snap_compare(app, terminal_size=size, run_before=ready(key))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_qr_code_of_the_peer_id(snap_compare: Snap, still: Node, size: tuple[int, int]) -> None:
+    app = make_app(still, host="127.0.0.1")
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await ready("1")(pilot)
+        app.push_screen(
+            QrCode("This node's peer id: a sharer adds it to a ring", str(still.peer_id))
+        )
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
