@@ -95,7 +95,7 @@ def _register_inbox(commands: Commands) -> None:
         examples=["ringdrop inbox dismiss 4"],
         run=cmd_inbox_dismiss,
     )
-    dismiss.add_argument("entry", metavar="ID", type=int)
+    dismiss.add_argument("entry", metavar="ID", type=int, help="the entry's id, as inbox lists it")
 
 
 def cmd_inbox_list(args: argparse.Namespace) -> int:
@@ -228,7 +228,11 @@ def _register_follow(commands: Commands) -> None:
         run=cmd_follow,
     )
     parser.add_argument(
-        "peer", metavar="PEER", nargs="?", help="the ring's owner: a peer id or nickname"
+        "peer",
+        metavar="PEER",
+        nargs="?",
+        help="the ring's owner: a peer id, a nickname, or one of its tickets (then this node "
+        "asks it for news where the ticket says it is)",
     )
     parser.add_argument(
         "ring", metavar="RING", nargs="?", help="the ring's name, as its owner calls it"
@@ -257,8 +261,8 @@ def _register_follow(commands: Commands) -> None:
         examples=["ringdrop unfollow alice family"],
         run=cmd_unfollow,
     )
-    parser.add_argument("peer", metavar="PEER")
-    parser.add_argument("ring", metavar="RING")
+    parser.add_argument("peer", metavar="PEER", help="the ring's owner: a peer id or nickname")
+    parser.add_argument("ring", metavar="RING", help="the ring's name, as its owner calls it")
 
 
 def cmd_follow(args: argparse.Namespace) -> int:

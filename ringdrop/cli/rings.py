@@ -120,7 +120,7 @@ def _register_ring(commands: Commands) -> None:
         examples=["ringdrop ring expire family alice", "ringdrop ring expire family alice 2h"],
         run=cmd_ring_expire,
     )
-    parser.add_argument("ring", metavar="RING")
+    parser.add_argument("ring", metavar="RING", help=_RING_HELP)
     parser.add_argument("peer", metavar="PEER", help=_PEER_HELP)
     parser.add_argument(
         "when",

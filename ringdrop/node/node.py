@@ -916,6 +916,26 @@ class Node(Management):
         self.access.set_inbox_state(entry, "dismissed", note=None)
         return self.inbox_item(entry)
 
+    def inbox_ticket(self, entry: int) -> Ticket:
+        """The ticket the inbox entry `entry` stands for: the content its sharer announced,
+        reached as the signed announcement says (a single file with its time and mode)."""
+        found = self.access.inbox_entries([entry])
+        if not found:
+            raise NotFoundError(f"the inbox holds no entry {entry}", kind="inbox", name=str(entry))
+        held = found[0]
+        announcement = parse_announcement(held.raw)
+        return Ticket(
+            peer_id=held.owner,
+            addresses=announcement.addresses,
+            content_hash=held.root,
+            format=held.format,
+            name=held.name,
+            size=held.size,
+            relay=announcement.relay,
+            mtime_ns=announcement.mtime_ns if held.format == "blob" else None,
+            executable=announcement.executable and held.format == "blob",
+        )
+
     async def fetch_news(
         self,
         entry: int,
@@ -939,18 +959,7 @@ class Node(Management):
         (held,) = self.access.inbox_entries([entry])
         if item.state == "fetching" and held.fetcher != os.getpid():
             raise StoreError(f"{item.name} is being fetched by process {held.fetcher}")
-        announcement = parse_announcement(held.raw)
-        ticket = Ticket(
-            peer_id=held.owner,
-            addresses=announcement.addresses,
-            content_hash=held.root,
-            format=held.format,
-            name=held.name,
-            size=held.size,
-            relay=announcement.relay,
-            mtime_ns=announcement.mtime_ns if held.format == "blob" else None,
-            executable=announcement.executable and held.format == "blob",
-        )
+        ticket = self.inbox_ticket(entry)
         if make_dest and dest is not None:
             dest.mkdir(parents=True, exist_ok=True)
         self.access.set_inbox_state(entry, "fetching", fetcher=os.getpid())
@@ -958,10 +967,9 @@ class Node(Management):
             received = await self.get(
                 ticket, dest, existing=existing, keep=keep, progress=progress, retry=retry
             )
-        except BaseException as error:
-            note = str(error) if isinstance(error, RingdropError) else None
+        except BaseException:
             back = "new" if item.state in ("new", "fetching") else item.state
-            self.access.set_inbox_state(entry, back, note=note, only_from=("fetching",))
+            self.access.set_inbox_state(entry, back, only_from=("fetching",))
             raise
         manifest = self.access.manifest(held.uid)
         if manifest is not None:

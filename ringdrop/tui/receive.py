@@ -3,7 +3,6 @@ the transfers (which survive closing the TUI, and stay listed once finished: see
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,7 +15,7 @@ from ringdrop.display import kind, safe, size
 from ringdrop.errors import TicketError
 from ringdrop.node import Node, OnExisting, is_text
 from ringdrop.ticket import Ticket
-from ringdrop.tui.dialogs import Choice
+from ringdrop.tui.dialogs import Choice, ask_existing
 from ringdrop.tui.pane import Pane
 from ringdrop.tui.paths import PathSuggester
 from ringdrop.tui.saved import SavedTransfer, SavedTransfers
@@ -142,26 +141,13 @@ class ReceivePane(Pane):
                              answered)  # fmt: skip
 
     def _into(self, ticket: Ticket, folder: Path) -> None:
-        target = self.node.export_target(ticket, folder)
-        if not os.path.lexists(target):
-            self._start(ticket, folder, "refuse")
-            return
-        what = "folder" if target.is_dir() else "file"
-        question = (
-            f"{safe(str(target))} already exists. Keep both, or replace it (a folder is replaced "
-            f"whole, once the new one is complete)?"
-        )
-        choices = [("rename", "Keep both"), ("force", f"Replace the {what}"), ("cancel", "Cancel")]
-
-        def answered(answer: str | None) -> None:
-            if answer == "rename":
-                self._start(ticket, folder, "rename")
-            elif answer == "force":
-                self._start(ticket, folder, "force")
-            else:
+        def answered(existing: OnExisting | None) -> None:
+            if existing is None:
                 self.say("not received: the destination is already taken", error=True)
+            else:
+                self._start(ticket, folder, existing)
 
-        self.app.push_screen(Choice(question, choices), answered)
+        ask_existing(self.app, self.node.export_target(ticket, folder), answered)
 
     def _start(self, ticket: Ticket, folder: Path, existing: OnExisting) -> None:
         for old in [v for v in self.query(TransferView) if v.ticket == ticket]:
