@@ -429,10 +429,13 @@ class Access:
         with self._db.snapshot() as conn:
             return news.follows(conn)
 
-    def follow_of(self, entry: news.InboxEntry) -> news.Follow | None:
-        """The follow covering `entry`'s ring, if any."""
+    def followed(self) -> list[tuple[news.InboxEntry, news.Follow]]:
+        """The new entries of followed rings that wait for nothing, with their follows."""
+        with self._db.snapshot() as conn:
+            if not conn.execute(news.FOLLOWED_ANY).fetchone():
+                return []
         with self._db.transaction() as conn:
-            return news.follow_of(conn, entry)
+            return news.followed(conn)
 
     def add_member(self, ring: str, peer: PeerRef, expires_at: float | None = None) -> None:
         """Puts `peer` in `ring` (and in the peer book); if it is already a member, sets the

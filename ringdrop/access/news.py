@@ -11,7 +11,7 @@ it, at most `MAX_INBOX` entries a ring; an owner keeps one reach row per admitte
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, cast, get_args
 
 import apsw
@@ -33,6 +33,7 @@ __all__ = [
     "OnExisting",
     "accept",
     "due",
+    "followed",
     "mark_sent",
     "record",
     "since",
@@ -390,15 +391,34 @@ def follows(conn: apsw.Connection) -> list[Follow]:
     ]
 
 
-def follow_of(conn: apsw.Connection, entry: InboxEntry) -> Follow | None:
-    """The follow that covers `entry`'s ring: by the ring's id once known, else by its owner
-    and name (and then the id is recorded, so that a renamed ring stays followed)."""
-    for follow in follows(conn):
-        if follow.owner != entry.owner:
-            continue
-        if follow.uid == entry.uid:
-            return follow
-        if follow.uid is None and follow.ring.lower() == entry.ring.lower():
+# New entries, not set aside with a note, of a followed ring: by the ring's id once known, else by
+# its owner and name.
+_FOLLOWED_ROWS = """
+FROM inbox AS i JOIN follows AS f ON f.owner = i.owner
+    AND (f.uid = i.uid OR (f.uid IS NULL AND f.ring = i.ring))
+WHERE i.state = 'new' AND i.note IS NULL
+"""
+_FOLLOWED = f"SELECT i.id, f.id {_FOLLOWED_ROWS} ORDER BY i.id"
+FOLLOWED_ANY = f"SELECT 1 {_FOLLOWED_ROWS} LIMIT 1"
+"""Whether `followed` would find anything: a read, so that looking takes no write lock."""
+
+
+def followed(conn: apsw.Connection) -> list[tuple[InboxEntry, Follow]]:
+    """The new entries of followed rings that wait for nothing, with their follows, oldest
+    first. A follow matched by name learns its ring's id, so that a renamed ring stays
+    followed (another ring given the old name is not)."""
+    pairs = conn.execute(_FOLLOWED).fetchall()
+    if not pairs:
+        return []
+    by_id = {f.id: f for f in follows(conn)}
+    found = []
+    for entry_id, follow_id in pairs:
+        (entry,) = entries(conn, "WHERE id = ?", (entry_id,))
+        follow = by_id[cast(int, follow_id)]
+        if follow.uid is None:
             conn.execute("UPDATE follows SET uid = ? WHERE id = ?", (entry.uid, follow.id))
-            return follow
-    return None
+            follow = by_id[follow.id] = replace(follow, uid=entry.uid)
+        elif follow.uid != entry.uid:
+            continue  # matched by the name an earlier entry already bound to another ring
+        found.append((entry, follow))
+    return found

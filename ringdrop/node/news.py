@@ -262,9 +262,12 @@ class NewsService:
 
 
 def _first_root(news: News) -> bytes:
-    """The root the first announcement names, for the access log, whatever else it holds."""
-    first = news.announcements[0] if news.announcements else b""
-    return first[64:96] if len(first) >= 96 else bytes(32)
+    """The root the first announcement names, for the access log (zeros if it does not
+    parse): a forgery is logged with the content it named."""
+    try:
+        return parse_announcement(news.announcements[0]).root
+    except (IndexError, InvalidAnnouncementError):
+        return bytes(32)
 
 
 class Announcer:
@@ -517,14 +520,10 @@ class Follower:
                 await asyncio.wait_for(self._wake.wait(), FOLLOW_POLL)
 
     async def _round(self) -> None:
-        access = self._node.access
-        waiting = await asyncio.to_thread(access.inbox, "new")
+        waiting = await asyncio.to_thread(self._node.access.followed)
         now = time.monotonic()
-        for entry in waiting:
-            if entry.note is not None or not self._backoff.ready(entry.id, now):
-                continue
-            follow = await asyncio.to_thread(access.follow_of, entry)
-            if follow is not None:
+        for entry, follow in waiting:
+            if self._backoff.ready(entry.id, now):
                 await self._fetch(entry, follow.dest, follow.existing, follow.max_size)
 
     async def _fetch(

@@ -158,6 +158,8 @@ async def test_news_signed_by_a_member_or_passed_on_by_one_is_refused_and_logged
     )
     reasons = denials(serving, member.peer_id, "announce")
     assert any("owner" in r for r in reasons), reasons
+    logged = [e for e in serving.decisions(1000) if e.peer_id == member.peer_id]
+    assert logged[-1].root == bytes([1]) * 32  # the refusal names what it announced
 
 
 async def test_the_owners_news_of_a_ring_the_member_is_not_in_is_refused_and_logged(
