@@ -279,23 +279,37 @@ class Access:
         with self._db.snapshot() as conn:
             return news.own_ring(conn, uid)
 
-    def mark_sent(self, ring_id: int, peer: PeerId, sequence: int) -> None:
-        """`peer` has the news of this node's ring `ring_id` up to `sequence`."""
+    def mark_sent(
+        self,
+        ring_id: int,
+        peer: PeerId,
+        sequence: int,
+        reach: tuple[str | None, Sequence[Address]] | None = None,
+    ) -> None:
+        """`peer` has the news of this node's ring `ring_id` up to `sequence`; with `reach`,
+        it said (in a since request) that it is reached through that relay and at those
+        addresses. One transaction: whoever learns how to reach the member from it also learns
+        what it was told, and does not tell it again."""
         with self._db.transaction() as conn:
             news.mark_sent(conn, ring_id, peer, sequence)
+            if reach is not None:
+                relay, addresses = reach
+                conn.execute(
+                    "INSERT INTO member_reach (peer_id, relay, addresses, at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (peer_id) DO UPDATE SET "
+                    "relay = excluded.relay, addresses = excluded.addresses, at = excluded.at",
+                    (peer.raw, relay, ",".join(f"{a.ip} {a.port}" for a in addresses), time.time()),
+                )
 
-    def set_member_reach(
-        self, peer: PeerId, relay: str | None, addresses: Sequence[Address]
-    ) -> None:
-        """Where a member said it is reached (its since request), for announcing to it."""
-        text = ",".join(f"{a.ip} {a.port}" for a in addresses)
-        with self._db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO member_reach (peer_id, relay, addresses, at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (peer_id) DO UPDATE SET relay = excluded.relay, "
-                "addresses = excluded.addresses, at = excluded.at",
-                (peer.raw, relay, text, time.time()),
+    def sent_to(self, ring_id: int, peer: PeerId) -> int:
+        """How far `peer` was told the news of this node's ring `ring_id` (0: nothing)."""
+        with self._db.snapshot() as conn:
+            row = _one(
+                conn,
+                "SELECT sequence FROM announce_sent WHERE ring_id = ? AND peer_id = ?",
+                (ring_id, peer.raw),
             )
+        return 0 if row is None else cast(int, row[0])
 
     def member_reach(self, peer: PeerId) -> tuple[str | None, list[Address]]:
         """The relay and addresses a member last said it is reached at (none known: nothing)."""

@@ -226,13 +226,14 @@ class NewsService:
         ring_id, name, sequence = ring
         if not manifest.admits(peer, now):
             return self._refuse(peer, "since", bytes(32), name, _NO_RING, now), None
-        if request.relay is not None or request.addresses:
-            addresses = [Address(ipaddress.ip_address(h), p) for h, p in request.addresses]
-            self._access.set_member_reach(peer, request.relay, addresses)
         items, more = self._access.news_since(ring_id, request.sequence, MAX_ANNOUNCEMENTS)
         raws = sign_items(self._node, request.ring_id, name, items)
         told = items[-1].sequence if more else max([sequence, *(i.sequence for i in items)])
-        self._access.mark_sent(ring_id, peer, max(told, request.sequence))
+        reach = None
+        if request.relay is not None or request.addresses:
+            addresses = [Address(ipaddress.ip_address(h), p) for h, p in request.addresses]
+            reach = (request.relay, addresses)
+        self._access.mark_sent(ring_id, peer, max(told, request.sequence), reach)
         self._log(peer, "since", bytes(32), name, True, "a member asked for the news", now)
         return ResponseHeader("allowed"), News(manifest.raw, tuple(raws), more)
 
@@ -348,7 +349,9 @@ class Announcer:
     async def _tell(self, connection: Connection, delivery: Delivery) -> bool:
         """Sends one ring's untold news to its member; False if the member refused it."""
         access, peer = self._node.access, delivery.peer
-        told = delivery.sent
+        # Read after how to reach the member: a since request that taught it also said what
+        # the member was told then (Access.mark_sent), so that nothing is told twice.
+        told = max(delivery.sent, await asyncio.to_thread(access.sent_to, delivery.ring_id, peer))
         while True:
             items, more = await asyncio.to_thread(
                 access.news_since, delivery.ring_id, told, MAX_ANNOUNCEMENTS
