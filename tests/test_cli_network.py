@@ -46,7 +46,8 @@ def test_a_file_goes_from_share_to_get(
     shown = stats(bob, "get", ticket, "--dest", bob.cwd / "in")
     assert set(shown) == {"path", "via", "traffic", "dest", "name", "hash", "format", "total",
                           "present", "received", "seconds", "first_byte", "paths", "files",
-                          "moved", "copied"}  # fmt: skip
+                          "moved", "copied", "providers"}  # fmt: skip
+    assert shown["providers"] == {alice.peer_id(): a_file.stat().st_size}
     assert (bob.cwd / "in" / "notes.txt").read_bytes() == a_file.read_bytes()
     assert shown["dest"] == str(bob.cwd / "in" / "notes.txt")
     assert shown["path"] == "direct"

@@ -174,6 +174,9 @@ class Access:
         """Signs again every ring of this node whose manifest is missing, older than its tables
         or past half its validity."""
         now = time.time() if now is None else now
+        with self._db.snapshot() as conn:  # most of the time nothing is due: no write lock
+            if not groups.own_due(conn, now):
+                return []
         with self._db.transaction() as conn:
             return [groups.sign_own(conn, identity, r, now) for r in groups.own_due(conn, now)]
 

@@ -206,6 +206,22 @@ def open_node(
     return node
 
 
+_RATE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]?)b?(?:/s)?", re.IGNORECASE)
+_RATE_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}
+
+
+def rate_limit(text: str) -> int:
+    """`--limit-rate` as bytes a second: a number with K, M or G (decimal, as network rates
+    are: 20M is 20,000,000 bytes a second)."""
+    found = _RATE.fullmatch(text.strip())
+    value = 0 if found is None else int(float(found[1]) * _RATE_UNITS[found[2].lower()])
+    if value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a rate: give bytes a second such as 20M, 500K or 1G"
+        )
+    return value
+
+
 def expiry(text: str, now: datetime | None = None) -> float:
     """`--expires` as epoch seconds: a duration from now (`90m`, `2h`, `3d`, `1w`, `1d12h`) or
     an ISO date or date and time (`2026-12-24`, `2026-12-24T18:00`, in local time unless it

@@ -221,6 +221,7 @@ def _print_uploads(
                         "name": names.get(u.root),
                         "bytes_sent": u.bytes_sent,
                         "outcome": u.outcome,
+                        "via": None if u.via is None else str(u.via),
                     }
                     for u in uploads
                 ]
@@ -236,7 +237,7 @@ def _print_uploads(
                     display.when(u.at),
                     name_peer(u.peer_id),
                     display.size(u.bytes_sent),
-                    u.outcome,
+                    u.outcome if u.via is None else f"by member {name_peer(u.via)}",
                     display.safe(names.get(u.root) or display.short_hash(u.root)),
                 )
                 for u in uploads

@@ -135,7 +135,9 @@ def _amounts(progress: Progress) -> str:
     eta = progress.eta
     if eta is not None and progress.done < (progress.total or 0):
         parts.append(f"ETA {display.clock(eta)}")
-    if progress.address:
+    if len(progress.providers) > 1:
+        parts.append(f"{len(progress.providers)} providers")
+    elif progress.address:
         parts.append(display.safe(progress.address))
     return "  ".join(parts)
 

@@ -140,6 +140,15 @@ def _register_ring(commands: Commands) -> None:
     parser.add_argument("peer", metavar="PEER", help=_PEER_HELP)
     parser = add_command(
         ring,
+        "sync",
+        help="fetch the newest signed manifests of your rings from their owners (or the peers "
+        "named) and pass yours on",
+        examples=["ringdrop ring sync", "ringdrop ring sync alice"],
+        run=cmd_ring_sync,
+    )
+    parser.add_argument("peers", metavar="PEER", nargs="*", help=_PEER_HELP)
+    parser = add_command(
+        ring,
         "members",
         help="list a ring's members and when their membership ends",
         examples=["ringdrop ring members family"],
@@ -218,6 +227,19 @@ def cmd_ring_expire(args: argparse.Namespace) -> int:
         who = label(node, peer_id)
     when = "now" if args.when is None else f"at {display.when(at)}"
     print(f"{who}'s membership of the ring '{args.ring}' ends {when}.")
+    return 0
+
+
+def cmd_ring_sync(args: argparse.Namespace) -> int:
+    import asyncio
+
+    with open_node(args) as node:
+        kept = asyncio.run(node.sync_rings(args.peers))
+    if not kept:
+        print("Your rings' manifests are the newest known.")
+    for manifest in kept:
+        print(f"The ring '{manifest.name}' of {manifest.owner.short()}… is now at version "
+              f"{manifest.version} ({len(manifest.members)} members).")  # fmt: skip
     return 0
 
 

@@ -19,6 +19,7 @@ from ringdrop.cli.base import (
     add_json,
     add_no_addresses,
     open_node,
+    rate_limit,
 )
 from ringdrop.cli.content import share_json
 from ringdrop.cli.exits import ExitCode
@@ -273,6 +274,15 @@ def _register_get(commands: Commands) -> None:
         ),
     )
     parser.add_argument(
+        "--from",
+        dest="providers",
+        action="append",
+        default=[],
+        metavar="PEER",
+        help="also fetch from this ring member, which holds the content (a peer id or a "
+        "nickname; repeat for more); those the sharer knows of are asked anyway",
+    )
+    parser.add_argument(
         "--attempts",
         type=int,
         default=RetryPolicy().attempts,
@@ -307,6 +317,7 @@ def cmd_get(args: argparse.Namespace) -> int:
                     keep=True if args.keep else None,
                     progress=progress,
                     retry=retry,
+                    providers=args.providers,
                 )
             )
         except AccessDeniedError as error:
@@ -370,6 +381,7 @@ def _received_json(ticket: Ticket, received: Received) -> dict[str, object]:
         "files": stats.files,
         "moved": received.moved,
         "copied": received.copied,
+        "providers": received.providers,
     }
 
 
@@ -394,6 +406,11 @@ def _print_received(ticket: Ticket, received: Received) -> None:
         print(f"  {display.size(stats.total)}{files}, all of it already here")
     if received.route is not None:
         print(f"  from the sharer {display.safe(str(received.route))}")
+    if len(received.providers) > 1:
+        shares = ", ".join(
+            f"{peer[:8]}… {display.size(n)}" for peer, n in received.providers.items()
+        )
+        print(f"  from {len(received.providers)} providers: {shares}")
     if received.moved:
         print(
             f"  {display.size(received.moved)} put in place without copying: the data directory "
@@ -486,12 +503,21 @@ def _register_serve(commands: Commands) -> None:
         help="put this machine's addresses in the record that lets peers find it by key, not "
         'only its home relay (or "publish_addresses": true in config.json)',
     )
+    parser.add_argument(
+        "--limit-rate",
+        type=rate_limit,
+        metavar="RATE",
+        help="send at most this many bytes a second to all peers together: 20M is 20 MB/s, "
+        '500K 500 kB/s (or "limit_rate" in bytes in config.json)',
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     with open_node(args, publish_addresses=args.publish_addresses) as node:
+        if args.limit_rate is not None:
+            node.limit_rate = args.limit_rate
         stopped_by = asyncio.run(_serve(node))
     print(f"stopped ({stopped_by})", flush=True)
     return 0
@@ -596,6 +622,8 @@ def print_event(event: ServeEvent) -> None:
         what += f" {display.safe(event.name) if event.name else display.short_hash(event.root)}"
     if not event.allowed:
         result = f"{event.outcome}: {display.safe(event.reason)}"
+    elif event.operation in ("rings", "about", "have"):
+        result = "answered"
     elif event.root:
         result = f"{event.outcome}, {display.size(event.bytes_sent)} sent"
     else:

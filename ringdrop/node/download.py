@@ -28,11 +28,12 @@ from ringdrop.errors import (
 from ringdrop.node.batch_download import SMALL_MAX, Member, fetch_small_members
 from ringdrop.node.progress import Tracker
 from ringdrop.node.retry import RetryPolicy
+from ringdrop.node.swarm import STRIPE_MIN, Provider, Striped, on_worker
 from ringdrop.protocol import MemberSelection
 from ringdrop.store import Store
 from ringdrop.store.collection import Collection, check_size
 from ringdrop.store.files import ensure_free_space
-from ringdrop.store.partial import PartialWriter
+from ringdrop.store.partial import PartialBlob, PartialWriter
 from ringdrop.ticket import Format
 
 T = TypeVar("T")
@@ -45,11 +46,17 @@ FLUSH_INTERVAL = 1.0
 
 
 class Source(Protocol):
-    """An authenticated connection to a sharer."""
+    """An authenticated connection to a sharer, or to a provider (a ring member that holds the
+    content)."""
 
     @property
     def address(self) -> str:
         """The direct address in use, for display."""
+        ...
+
+    @property
+    def peer(self) -> str:
+        """The peer id of the other end, as text."""
         ...
 
     def fetch(self, root: bytes, ranges: ChunkRanges) -> AsyncGenerator[bytes, None]:
@@ -66,6 +73,13 @@ class Source(Protocol):
 
 
 Connect = Callable[[], Awaitable[Source]]
+More = Callable[[Source | None], Awaitable[list[Source]]]
+"""Providers besides the sharer, connected: given the sharer's source (None if it could not be
+reached), those it names and those known otherwise."""
+
+# The first request for a blob of unproven size: its first stripe and its last chunk, which
+# proves the size, so that several providers may then write the rest at once.
+_HEAD = ChunkRanges([(0, STRIPE_MIN // 1024), (1 << 40, None)])
 
 
 @dataclass(frozen=True)
@@ -97,9 +111,15 @@ class Download:
         name: str,
         tracker: Tracker,
         retry: RetryPolicy,
+        more: More | None = None,
     ) -> None:
         self._store = store
         self._connect = connect
+        self._more = more
+        self._pool: list[Provider] = []
+        self._sources: dict[str, Source] = {}
+        self.by_provider: dict[str, int] = {}
+        """Content bytes first verified from each provider (peer id text), over all attempts."""
         self._root = root
         self._format = format
         self._name = name
@@ -169,7 +189,7 @@ class Download:
             self._keep()
             return 1
         self._tracker.update(state="connecting")
-        source = await self._connect()
+        source = await self._connect_all()
         self._connected = True
         self._tracker.update(state="transferring", address=source.address)
         if self._format == "blob":
@@ -205,8 +225,13 @@ class Download:
 
         try:
             async with asyncio.TaskGroup() as group:
-                if small:
-                    group.create_task(self._fetch_small(source, small))
+                # A folder's small files are spread over the providers as its large ones are.
+                live = [self._sources[p.peer] for p in self._pool if p.dropped is None]
+                live = live or [source]
+                for at, holder in enumerate(live):
+                    part = small[at :: len(live)]
+                    if part:
+                        group.create_task(self._fetch_small(holder, part))
                 for entry in large:
                     group.create_task(member(entry))
         except* RingdropError as failures:
@@ -216,10 +241,47 @@ class Download:
         self._keep()
         return len(collection.entries)
 
-    async def _fetch_small(self, source: Source, members: list[Member]) -> None:
-        await fetch_small_members(
-            self._store, source, self._root, members, self._tracker, self._count_received
+    async def _connect_all(self) -> Source:
+        """The sharer's source, and (with `more`) the other providers in the pool; when the
+        sharer cannot be reached, a provider stands in for it. Asking the sharer about
+        providers costs a round trip before the first request: with none, the download is one
+        request, as from a sharer alone."""
+        error: TransferError | None = None
+        try:
+            source: Source | None = await self._connect()
+        except WrongPeerError:
+            raise
+        except TransferError as failed:
+            if self._more is None:
+                raise
+            source, error = None, failed
+        others = [] if self._more is None else await self._more(source)
+        everyone = ([source] if source is not None else []) + others
+        if not everyone:
+            assert error is not None
+            raise error
+        self._pool = [Provider(s, s.peer) for s in everyone]
+        self._sources = {s.peer: s for s in everyone}
+        if len(self._pool) > 1:
+            self._tracker.update(providers=self._shown())
+        return everyone[0]
+
+    def _shown(self) -> tuple[tuple[str, int], ...]:
+        """The providers for progress: each in the pool with the bytes it sent so far."""
+        return tuple(
+            (p.peer, self.by_provider.get(p.peer, 0)) for p in self._pool if p.dropped is None
         )
+
+    def _from_provider(self, provider: Provider, n: int) -> None:
+        self.by_provider[provider.peer] = self.by_provider.get(provider.peer, 0) + n
+        self._tracker.update(providers=self._shown())
+
+    async def _fetch_small(self, source: Source, members: list[Member]) -> None:
+        def counted(n: int) -> None:
+            self._count_received(n)
+            self.by_provider[source.peer] = self.by_provider.get(source.peer, 0) + n
+
+        await fetch_small_members(self._store, source, self._root, members, self._tracker, counted)
 
     def _count_received(self, n: int) -> None:
         if self._first_byte is None and n:
@@ -281,15 +343,21 @@ class Download:
         arrives, syncing it) runs on a worker thread, one call at a time: the event loop goes on
         receiving meanwhile, and what arrived during one write is the next write's piece.
         """
-        partial = await _on_worker(self._store.partial, root, undo=lambda p: p.close())
+        partial = await on_worker(self._store.partial, root, undo=lambda p: p.close())
         try:
             if count and root not in self._counted:
                 self._counted.add(root)
                 self._present_once(partial.valid_bytes)
             self._show_file(name, partial.size, partial.valid_bytes, count)
             while not partial.complete:
+                if len(self._pool) > 1 and partial.size_proven:
+                    await self._fetch_striped(partial, name, count)
+                    continue
                 ranges = partial.missing()
-                writer = await _on_worker(partial.writer, ranges)
+                if len(self._pool) > 1:
+                    # First what proves the size, so that several may then write at once.
+                    ranges = (ranges & _HEAD) | ChunkRanges([(1 << 40, None)])
+                writer = await on_worker(partial.writer, ranges)
                 turn = asyncio.Lock()  # the writer is used by one thread call at a time
                 # Progress becomes durable on a timer too, not only when more data arrives.
                 flusher = asyncio.create_task(_flush_every(writer, turn, FLUSH_INTERVAL))
@@ -301,29 +369,50 @@ class Download:
                             had_size = partial.size is not None
                             valid_before = partial.valid_bytes
                             async with turn:
-                                await _on_worker(writer.write, piece)
+                                await on_worker(writer.write, piece)
                             if format == "collection" and partial.size is not None:
                                 check_size(partial.size)  # refused before it fills the disk
                             if not had_size:
                                 self._show_file(name, partial.size, valid_before, count)
                             if count:
                                 self._tracker.received(writer.verified_bytes - before, name)
+                            self._credit(source, writer.verified_bytes - before)
                 finally:
                     flusher.cancel()
                     async with turn:
                         pass  # a flush under way ends before the writer is used again
                 try:
-                    await _on_worker(writer.finish)
+                    await on_worker(writer.finish)
                 except IntegrityError as error:
                     raise TransferError(f"the sharer ended the stream early: {error}") from error
             # Re-hashing a large file takes seconds: off the event loop, so that the other
             # streams keep flowing meanwhile.
             tag = root.hex() if root == self._root and format == "blob" else None
-            await _on_worker(partial.promote, tag=tag, display_name=name, format=format)
+            await on_worker(partial.promote, tag=tag, display_name=name, format=format)
         finally:
-            await _on_worker(partial.close)
+            await on_worker(partial.close)
         if count and self._format == "collection":
             self._tracker.file_finished(name)
+
+    def _credit(self, source: Source, n: int) -> None:
+        if n:
+            self.by_provider[source.peer] = self.by_provider.get(source.peer, 0) + n
+
+    async def _fetch_striped(self, partial: PartialBlob, name: str, count: bool) -> None:
+        """The rest of `partial` from every provider in the pool at once."""
+
+        def received(provider: Provider, n: int) -> None:
+            self._count_received(n)
+            self._from_provider(provider, n)
+            if count:
+                self._tracker.received(n, name)
+
+        live = [p for p in self._pool if p.dropped is None]
+        striped = Striped(partial, live, received)
+        try:
+            await striped.run()
+        finally:
+            self._tracker.update(providers=self._shown())
 
 
 def _not_answering(error: UnreachableError) -> UnreachableError:
@@ -347,25 +436,7 @@ async def _flush_every(writer: PartialWriter, turn: asyncio.Lock, seconds: float
         await asyncio.sleep(seconds)
         async with turn:
             if writer.size is not None:
-                await _on_worker(writer.flush)
-
-
-async def _on_worker(
-    call: Callable[..., T], *args: object, undo: Callable[[T], object] | None = None, **kw: object
-) -> T:
-    """`call(*args, **kw)` on a worker thread. Cancelled meanwhile, it waits for the call to end
-    before it passes the cancellation on (nothing else may touch what the call works on while
-    it runs), and hands a result it will not return to `undo`."""
-    future = asyncio.ensure_future(asyncio.to_thread(call, *args, **kw))
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        while not future.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([future])
-        if undo is not None and not future.cancelled() and future.exception() is None:
-            undo(future.result())
-        raise
+                await on_worker(writer.flush)
 
 
 def export_target(dest: Path | None, name: str) -> Path:

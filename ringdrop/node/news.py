@@ -88,7 +88,6 @@ FIRST_RETRY = 5.0
 LAST_RETRY = 900.0
 """The owner retries an unreachable member after 5 s, then twice as long each time, up to this."""
 PARALLEL = 4
-SIGN_CHECK = 60.0
 """Members announced to at once."""
 _NO_RING = "your peer id is in no ring of this node with that id"
 
@@ -282,7 +281,6 @@ class Announcer:
         self._backoff: Backoff[PeerId] = Backoff()
         self._running: dict[PeerId, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
-        self._sign_check = 0.0
 
     def heard_from(self, peer: PeerId) -> None:
         """`peer` reached this node: a member that could not be reached can be now."""
@@ -303,11 +301,6 @@ class Announcer:
 
     async def _round(self) -> None:
         access, own = self._node.access, self._node.peer_id
-        if time.monotonic() >= self._sign_check:
-            # Manifests past half their validity are signed again: members keep being owed
-            # news only while their ring's manifest is valid.
-            self._sign_check = time.monotonic() + SIGN_CHECK
-            await asyncio.to_thread(access.sign_due, self._node.identity)
         due = await asyncio.to_thread(access.news_due, own)
         by_peer: dict[PeerId, list[Delivery]] = {}
         for delivery in due:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ringdrop.access import MIGRATIONS, OPEN_RING, Access, LogWriter, PeerRef, UploadOutcome
 from ringdrop.access.announcement import parse_announcement
+from ringdrop.access.manifest import Manifest
 from ringdrop.access.news import Follow, InboxEntry, InboxState
 from ringdrop.bao import ChunkRanges
 from ringdrop.discovery import Published, Publisher, Record, Resolver, Services, Timestamps
@@ -60,7 +61,7 @@ from ringdrop.node.config import (
     stun_servers_from,
 )
 from ringdrop.node.dial import Route, dial
-from ringdrop.node.download import Download, TransferStats, export_target
+from ringdrop.node.download import Download, Source, TransferStats, export_target
 from ringdrop.node.manage import Management
 from ringdrop.node.news import (
     Announcer,
@@ -72,9 +73,10 @@ from ringdrop.node.news import (
     process_alive,
 )
 from ringdrop.node.progress import ProgressCallback, Tracker
+from ringdrop.node.ratelimit import Limited, RateLimit
 from ringdrop.node.receipts import Receipt, read_receipts, record_receipt
 from ringdrop.node.retry import RetryPolicy
-from ringdrop.node.rings import RingService
+from ringdrop.node.rings import RingService, ask_about, exchange_rings, tell_have
 from ringdrop.node.send import TEXT_MAX, TEXT_NAME, Fetched, Fetches, is_text
 from ringdrop.node.server import Answer, Gate, ServeEvent
 from ringdrop.protocol import (
@@ -85,6 +87,7 @@ from ringdrop.protocol import (
     HaveRequest,
     MemberSelection,
     MembersRequest,
+    Provider,
     Request,
     RingsRequest,
     SinceRequest,
@@ -124,6 +127,8 @@ RECORD_TIMESTAMP = "record-timestamp"
 # How often `serve` checks whether what its record says changed (a new public address).
 _RECORD_CHECK = 30.0
 MAX_PUBLISHED_ADDRESSES = 8
+# How often `serve` checks whether a ring's manifest is due to be signed again.
+_RESIGN_CHECK = 600.0
 # Once `serve` is told it is done, how long it waits at most for its peers to disconnect.
 DRAIN = 10.0
 
@@ -145,6 +150,8 @@ class Received:
     """Bytes put in place without a copy (handed over by the store, or cloned)."""
     copied: int = 0
     """Bytes the export had to write."""
+    providers: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Content bytes received from each provider (peer id text), the sharer included."""
 
 
 @dataclass(frozen=True)
@@ -248,6 +255,8 @@ class Node(Management):
         self.publish_addresses = (
             self.config.publish_addresses if publish_addresses is None else publish_addresses
         )
+        self.limit_rate: int | None = self.config.limit_rate
+        """The upload rate limit `serve` keeps, bytes a second for all peers (None: none)."""
         self._resolver = (
             Resolver(self.discovery, allow_relay=self._relay_allowed)
             if self.discovery.enabled
@@ -573,6 +582,7 @@ class Node(Management):
         background: list[asyncio.Task[None]] = []
         if self.discovery.pkarr:
             background.append(asyncio.create_task(self._publish(server, reach.relay, on_record)))
+        background.append(asyncio.create_task(self._keep_manifests_valid()))
         try:
             serving.append(await asyncio.to_thread(_Serving, self, on_event))
             if done is None:  # a one-shot send tells no ring anything
@@ -598,6 +608,14 @@ class Node(Management):
             gate_open.cancel()
             if serving:
                 await serving[0].close(self)
+
+    async def _keep_manifests_valid(self) -> None:
+        """Signs this node's rings again while it serves, before their manifests' validity
+        runs out (past half of it), so that members that ask get one that is valid."""
+        while True:
+            with contextlib.suppress(RingdropError):
+                await asyncio.to_thread(self.access.sign_due, self.identity)
+            await asyncio.sleep(_RESIGN_CHECK)
 
     async def _publish(
         self, server: Server, relay: str | None, on_record: Callable[[Published], object] | None
@@ -636,8 +654,11 @@ class Node(Management):
         keep: bool | None = None,
         progress: ProgressCallback | None = None,
         retry: RetryPolicy | None = None,
+        providers: Sequence[str] = (),
     ) -> Received:
-        """Downloads the ticket's content (resuming what is already verified) and exports it.
+        """Downloads the ticket's content (resuming what is already verified) and exports it,
+        from the sharer and at once from every ring member that holds it (those the sharer
+        names, and `providers`: peer ids or nicknames given by hand).
 
         `dest` follows `cp`: an existing folder receives the content under its name, any other
         path is the result (see `export_target`). An existing result is refused, overwritten or
@@ -650,10 +671,12 @@ class Node(Management):
             self._check_reachable(ticket)  # fails at once, where retrying could not help
             # The way to the sharer opens first (a socket asking STUN for its public address,
             # the ticket's relay): it is ready by the time the store's checks are done.
-            source = _Source(self, ticket)
+            by_hand = [self.resolve_peer(p) for p in providers]
+            source = _Source(self, ticket.peer_id, ticket.addresses, ticket.relay)
+            swarm = _Swarm(self, ticket.content_hash, ticket.peer_id, by_hand)
             try:
                 received = await self._get(
-                    ticket, source, dest, existing, keep, progress, retry or RetryPolicy()
+                    ticket, source, swarm, dest, existing, keep, progress, retry or RetryPolicy()
                 )
             except TransferError as error:
                 if isinstance(error.__cause__, RelayRefusedError):
@@ -662,6 +685,7 @@ class Node(Management):
                 raise
             finally:
                 await source.close()
+                await swarm.close()
         receipt = Receipt(
             time.time(),
             ticket.peer_id,
@@ -694,7 +718,7 @@ class Node(Management):
         with _about(ticket):
             self._check_reachable(ticket)
             self._remember(ticket)
-            source = _Source(self, ticket)
+            source = _Source(self, ticket.peer_id, ticket.addresses, ticket.relay)
             tracker = source.tracker = Tracker(TEXT_NAME, progress, retry.attempts)
             download = Download(self.store, source.connect, root, "blob", TEXT_NAME, tracker, retry)
             try:
@@ -715,6 +739,7 @@ class Node(Management):
         self,
         ticket: Ticket,
         source: _Source,
+        swarm: _Swarm,
         dest: Path | None,
         existing: OnExisting,
         keep: bool | None,
@@ -746,12 +771,16 @@ class Node(Management):
         tracker = source.tracker = Tracker(name, progress, retry.attempts)
         format = ticket.format
         await asyncio.to_thread(self._forget_lost_references, root, format)
-        download = Download(self.store, source.connect, root, format, name, tracker, retry)
+        download = Download(
+            self.store, source.connect, root, format, name, tracker, retry, more=swarm.more
+        )
         try:
             source.started = time.monotonic()  # the origin of the download's own times
             stats = await download.run()
+            await swarm.tell(source, download.by_provider)
         finally:
             await source.close()
+            await swarm.close()
         if format == "collection":
             # Received folders can be re-shared: attaching one must cover its members.
             collection = download.collection
@@ -769,6 +798,7 @@ class Node(Management):
                 route=source.main_path(),
                 traffic=source.traffic_by_kind(),
                 paths=tuple(source.paths),
+                providers=dict(download.by_provider),
             )
         tracker.update(state="exporting")
         # The export runs on a thread, which cancelling this coroutine (Ctrl-C) cannot stop: it
@@ -808,6 +838,7 @@ class Node(Management):
             paths=tuple(source.paths),
             moved=result.moved,
             copied=result.copied,
+            providers=dict(download.by_provider),
         )
 
     def _already_there(self, ticket: Ticket, target: Path) -> bool:
@@ -873,6 +904,30 @@ class Node(Management):
             if root in pending:
                 with self.store.partial(root) as partial:
                     partial.discard()
+
+    async def sync_rings(self, peers: Sequence[str] = ()) -> list[Manifest]:
+        """Exchanges ring manifests (RINGS) with `peers` (peer ids or nicknames; default: the
+        owners of the rings this node holds manifests of), each dialled by key: newer versions
+        are kept here and passed on there. Returns the manifests kept; peers that cannot be
+        reached are skipped."""
+        held = await asyncio.to_thread(self.access.held_manifests)
+        targets = [self.resolve_peer(p) for p in peers] or list(
+            dict.fromkeys(m.owner for m in held if m.owner != self.peer_id)
+        )
+        kept: list[Manifest] = []
+        for peer_id in targets:
+            addresses = await asyncio.to_thread(self.access.addresses_of, peer_id)
+            try:
+                connection = await self.connect(peer_id, addresses, None)
+            except RingdropError:
+                continue
+            try:
+                kept += await exchange_rings(connection, self.access, self.peer_id)
+            except RingdropError:
+                continue
+            finally:
+                await connection.close()
+        return kept
 
     async def remote_catalog(self, peer: str) -> list[CatalogEntry]:
         """What `peer` (a ticket, or a peer whose addresses a used ticket taught us) lets this
@@ -1233,9 +1288,10 @@ class _Serving:
         node.access.use_log_writer(self.logs)
         self.gate = Gate(self.reads, self.logs, on_event, reserve=node.config.serve_rings)
         self.members = MembersServer(node.store, self.gate, PIECE)
-        self.uploads: dict[tuple[PeerId, bytes], _Upload] = {}
-        """The gets being answered, by peer and content (see `_Upload`)."""
         self.rings = RingService(node.access, node.identity, self.gate, self.logs)
+        self.limit = None if node.limit_rate is None else RateLimit(node.limit_rate)
+        self.uploads: dict[tuple[PeerId, bytes], list[_Upload]] = {}
+        """The gets being answered, by peer and content (see `_Upload`)."""
         self.news = NewsService(node, self.logs)
         self._announcer: Announcer | None = None
         self._follower: Follower | None = None
@@ -1290,7 +1346,8 @@ class _Serving:
             gate.finished(peer, request, Answer(header), 0, "complete")
             return Reply(header, news=news)
         if isinstance(request, MembersRequest):
-            return await asyncio.to_thread(self.members.reply, peer, request)
+            reply = await asyncio.to_thread(self.members.reply, peer, request)
+            return self._limited(reply)
         if isinstance(request, RingsRequest | AboutRequest | HaveRequest):
             header, info = await asyncio.to_thread(self.rings.answer, peer, request)
             gate.finished(peer, request, Answer(header), 0, "complete")
@@ -1300,7 +1357,13 @@ class _Serving:
             gate.finished(peer, request, answer, 0, "complete")
             return Reply(answer.header, catalog=answer.catalog)
         assert isinstance(request, GetRequest)  # only a get has content to send
-        return Reply(answer.header, _Upload(gate, peer, request, answer, self.uploads))
+        upload = _Upload(gate, peer, request, answer, self.uploads)
+        return self._limited(Reply(answer.header, upload))
+
+    def _limited(self, reply: Reply) -> Reply:
+        if self.limit is None or reply.body is None:
+            return reply
+        return dataclasses.replace(reply, body=Limited(reply.body, self.limit))
 
     async def close(self, node: Node) -> None:
         self.reads.close()
@@ -1346,8 +1409,10 @@ class _Upload:
 
     A receiver that vanished (killed, its network gone) is noticed only when its connection
     times out, 30 s on; if it comes back for the same content first, its earlier upload is
-    logged as interrupted then, not after the new one has completed. `open` holds the uploads
-    under way by peer and content."""
+    logged as interrupted then, not after the new one has completed. A receiver fetching from
+    several providers asks one for several stripes at once: those ask for other ranges, and
+    only a request for ranges an earlier one is still sending supersedes it. `open` holds the
+    uploads under way by peer and content."""
 
     def __init__(
         self,
@@ -1355,7 +1420,7 @@ class _Upload:
         peer: PeerId,
         request: GetRequest,
         answer: Answer,
-        open: dict[tuple[PeerId, bytes], _Upload],
+        open: dict[tuple[PeerId, bytes], list[_Upload]],
     ) -> None:
         assert answer.encoder is not None
         self._gate, self._peer, self._request, self._answer = gate, peer, request, answer
@@ -1365,10 +1430,10 @@ class _Upload:
         self._logged = False
         self._ahead: asyncio.Future[bytes] | None = None
         self._open, self._key = open, (peer, request.content_hash)
-        earlier = open.get(self._key)
-        if earlier is not None:
-            earlier._log("interrupted")
-        open[self._key] = self
+        for earlier in list(open.get(self._key, ())):
+            if not (earlier._request.ranges & request.ranges).is_empty():
+                earlier._log("interrupted")
+        open.setdefault(self._key, []).append(self)
 
     def __aiter__(self) -> _Upload:
         return self
@@ -1403,8 +1468,11 @@ class _Upload:
     def _log(self, outcome: UploadOutcome) -> None:
         if not self._logged:
             self._logged = True
-            if self._open.get(self._key) is self:
-                del self._open[self._key]
+            under_way = self._open.get(self._key, [])
+            if self in under_way:
+                under_way.remove(self)
+                if not under_way:
+                    del self._open[self._key]
             completed = (self._request.content_hash,) if outcome == "complete" else ()
             gate, request, answer = self._gate, self._request, self._answer
             gate.finished(self._peer, request, answer, self._sent, outcome, completed)
@@ -1453,11 +1521,19 @@ class _Source:
     """A download source over one connection; reconnecting closes the previous one. Its first
     connection starts from a dialer opened when the source is made (see `Node.get`)."""
 
-    def __init__(self, node: Node, ticket: Ticket) -> None:
+    def __init__(
+        self,
+        node: Node,
+        peer_id: PeerId,
+        addresses: Sequence[Address],
+        relay: str | None,
+        *,
+        dial_now: bool = True,
+    ) -> None:
         self._node = node
-        self._ticket = ticket
+        self._peer_id, self._addresses, self._relay = peer_id, list(addresses), relay
         self.tracker: Tracker | None = None
-        self._dialer: Dialer | None = node.dialer(ticket.relay, ticket.addresses)
+        self._dialer: Dialer | None = node.dialer(relay, addresses) if dial_now else None
         self._connection: Connection | None = None
         self._traffic: dict[PathInfo, int] = {}
         self._counted: dict[PathInfo, int] = {}
@@ -1468,10 +1544,9 @@ class _Source:
     async def connect(self) -> _Source:
         await self._close_connection()
         self._counted = {}
-        ticket = self._ticket
         dialer, self._dialer = self._dialer, None
         self._connection = await self._node.connect(
-            ticket.peer_id, list(ticket.addresses), ticket.relay, self._moved, dialer
+            self._peer_id, self._addresses, self._relay, self._moved, dialer
         )
         if (path := self._connection.path) is not None:
             self._record(path)
@@ -1488,6 +1563,10 @@ class _Source:
     @property
     def address(self) -> str:
         return self._connection.address if self._connection is not None else "?"
+
+    @property
+    def peer(self) -> str:
+        return str(self._peer_id)
 
     def main_path(self) -> PathInfo | None:
         """The path that carried most of the bytes, over every connection of the download:
@@ -1533,6 +1612,10 @@ class _Source:
             async for piece in body:
                 yield piece
 
+    @property
+    def connection(self) -> Connection | None:
+        return self._connection
+
     async def close(self) -> None:
         if self._dialer is not None:
             self._dialer.close()
@@ -1566,6 +1649,91 @@ def _inbox_item(entry: InboxEntry, nickname: str | None) -> InboxItem:
         note=entry.note,
         asked=entry.asked,
     )
+
+
+class _Swarm:
+    """The providers of one download besides the sharer: those the sharer names (ABOUT), and
+    those given by hand; each dialled by key (the addresses and relay it gave are hints).
+    Also keeps what the sharer said of the rings through which this node may read the content,
+    to record and to tell the sharer, once it is complete, that this node holds it (HAVE)."""
+
+    def __init__(self, node: Node, root: bytes, sharer: PeerId, by_hand: Sequence[PeerId]) -> None:
+        self._node = node
+        self._root = root
+        self._sharer = sharer
+        self._by_hand = list(by_hand)
+        self.admitting: list[Manifest] = []
+        self._known: dict[PeerId, Provider] = {}
+        self._sources: list[_Source] = []
+
+    async def more(self, sharer: Source | None) -> list[Source]:
+        node = self._node
+        if isinstance(sharer, _Source) and sharer.connection is not None:
+            try:
+                _, admitting, providers = await asyncio.wait_for(
+                    ask_about(sharer.connection, node.access, node.peer_id, self._root),
+                    _PROVIDER_CONNECT,
+                )
+            except (RingdropError, TimeoutError):
+                providers = ()
+            else:
+                self.admitting = admitting or self.admitting
+                self._known.update({p.peer_id: p for p in providers})
+        wanted = [
+            p for p in (*self._by_hand, *self._known) if p not in (self._sharer, node.peer_id)
+        ]
+        for source in self._sources:
+            await source.close()
+        self._sources = []
+
+        async def reach(peer: PeerId) -> _Source:
+            known = self._known.get(peer)
+            addresses = [] if known is None else [_address(a) for a in known.addresses]
+            source = _Source(node, peer, addresses, None if known is None else known.relay)
+            self._sources.append(source)
+            await asyncio.wait_for(source.connect(), _PROVIDER_CONNECT)
+            assert source.connection is not None
+            with contextlib.suppress(RingdropError, TimeoutError):
+                await asyncio.wait_for(
+                    exchange_rings(source.connection, node.access, node.peer_id),
+                    _PROVIDER_CONNECT,
+                )
+            return source
+
+        found = await asyncio.gather(*(reach(p) for p in dict.fromkeys(wanted)),
+                                     return_exceptions=True)  # fmt: skip
+        return [f for f in found if isinstance(f, _Source)]
+
+    async def tell(self, sharer: _Source, received: dict[str, int]) -> None:
+        """Records the rings the content came under, and tells the sharer this node holds it."""
+        node = self._node
+        if not self.admitting:
+            return
+        await asyncio.to_thread(node.access.record_received, self._root, self.admitting)
+        via = [(PeerId.parse(p), n) for p, n in received.items() if p != str(self._sharer)]
+        try:
+            if sharer.connection is None:
+                await asyncio.wait_for(sharer.connect(), _PROVIDER_CONNECT)
+            assert sharer.connection is not None
+            await asyncio.wait_for(
+                tell_have(sharer.connection, node.access, node.peer_id, self._root,
+                          node.home_relay, node._addresses_or_none(), via),
+                _PROVIDER_CONNECT,
+            )  # fmt: skip
+        except (RingdropError, TimeoutError):
+            pass  # the sharer is gone: the other members still learn of this node from others
+
+    async def close(self) -> None:
+        for source in self._sources:
+            await source.close()
+
+
+_PROVIDER_CONNECT = 5.0
+"""Seconds to reach a provider (or ask the sharer about one) before going on without it."""
+
+
+def _address(pair: tuple[str, int]) -> Address:
+    return Address(ipaddress.ip_address(pair[0]), pair[1])
 
 
 def _collection_size(node: Node, root: bytes) -> int:

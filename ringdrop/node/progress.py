@@ -45,6 +45,9 @@ class Progress:
     files_done: int = 0
     files_total: int = 1
     active: tuple[FileProgress, ...] = ()
+    providers: tuple[tuple[str, int], ...] = ()
+    """When more than the sharer serve the download: each provider in use (peer id) with the
+    content bytes received from it so far."""
     """The files being received right now."""
     message: str | None = None
 

@@ -54,7 +54,7 @@ class RingService:
         self._access.sign_due(self._identity)
         if isinstance(request, RingsRequest):
             return self._rings(peer, request)
-        header = self._gate.admit(peer, request.content_hash)
+        header = self._gate.admit(peer, request.content_hash, log_allowed=False)
         if header.status != "allowed":
             return header, None
         root = request.content_hash

@@ -177,14 +177,18 @@ class Gate:
         for root, size, outcome in sent:
             self._logs.upload(Upload(now, peer, root, size, outcome))
 
-    def admit(self, peer: PeerId, root: bytes, *, as_collection: bool = False) -> ResponseHeader:
+    def admit(
+        self, peer: PeerId, root: bytes, *, as_collection: bool = False, log_allowed: bool = True
+    ) -> ResponseHeader:
         """May `peer` read `root` (`as_collection`: as a whole collection, through its own
         attachments only)? The decision only reads the database and is logged through the log
-        writer; the header says allowed, or the refusal the peer reads."""
+        writer (unless allowed and not `log_allowed`: a question about content, whose get
+        will be logged); the header says allowed, or the refusal the peer reads."""
         decision, entry = self._access.judge(
             peer, root, "read", as_collection=as_collection, reserve=self._reserve
         )
-        self._logs.decision(entry)
+        if log_allowed or not decision.allowed:
+            self._logs.decision(entry)
         if decision.allowed:
             return ResponseHeader("allowed")
         if decision.not_shared:

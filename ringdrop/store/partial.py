@@ -108,7 +108,7 @@ class PartialBlob:
         self.paths = layout.partial_paths(root)
         self._lock = FileLock(self.paths.lock)
         self._temp_tag: TempTag | None = None
-        self._writer: PartialWriter | None = None
+        self._writers: list[PartialWriter] = []
         self._valid = ChunkRanges()
         self.size: int | None = None
         self.size_proven = False
@@ -179,32 +179,48 @@ class PartialBlob:
         *,
         flush_bytes: int = 16 << 20,
         flush_interval: float = 1.0,
+        shared: bool = False,
     ) -> PartialWriter:
         """A verifier for one response stream covering `ranges` (default: what is missing).
 
         It writes verified leaves into the data file and makes them durable every `flush_bytes`
-        bytes or `flush_interval` seconds. A new writer finishes the previous one.
+        bytes or `flush_interval` seconds. A new writer finishes the previous ones, unless
+        `shared`: then several streams (from several providers) write at once, each its own
+        ranges. Only once the size is proven: a stream's size header can then no longer reset
+        the files under the others. The writers of one partial are used by one thread at a
+        time (the caller's lock): they share the data and outboard files.
         """
         self._check_open()
-        self.close_writer()
-        self._writer = PartialWriter(
+        if shared and not self.size_proven:
+            raise StoreError("several streams may write a download only once its size is proven")
+        if not shared:
+            self.close_writer()
+        writer = PartialWriter(
             self, self.missing() if ranges is None else ranges, flush_bytes, flush_interval
         )
-        return self._writer
+        self._writers.append(writer)
+        return writer
 
     def close_writer(self) -> None:
-        """Flushes and drops the current writer (and its decoder's memory map)."""
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
+        """Flushes and drops every writer (and their decoders' memory maps)."""
+        writers, self._writers = self._writers, []
+        for writer in writers:
             writer.close()
 
     @translating("could not save download progress")
     def flush(self) -> None:
-        """Makes all progress durable: the current writer's data first, then the bitfield."""
-        if self._writer is not None:
-            self._writer.flush()
-        else:
-            self._save_bitfield()
+        """Makes all progress durable: every writer's data first, then the bitfield."""
+        self._sync_all()
+
+    def _sync_all(self) -> None:
+        """Syncs what every writer wrote, then records it in the bitfield: a bit is never set
+        for another writer's bytes that are not yet durable."""
+        proven = False
+        for writer in self._writers:
+            proven = writer._sync() or proven
+        self._save_bitfield()
+        if proven:
+            self._mark_proven()
 
     @translating("could not reset the download")
     def reset(self, size: int | None = None) -> None:
@@ -309,7 +325,7 @@ class PartialBlob:
             raise StoreError(f"the download of {self.root.hex()} was already closed")
 
     def _release(self, *, unlink_lock: bool = False) -> None:
-        self._writer = None
+        self._writers = []
         if self._temp_tag is not None:
             self._temp_tag.release()
             self._temp_tag = None
@@ -486,14 +502,19 @@ class PartialWriter:
 
     @translating("could not save download progress")
     def flush(self) -> None:
-        """Syncs data and outboard, then records them in the bitfield (in that order)."""
-        decoder = self._live()
-        decoder.sync()
-        self._partial._save_bitfield()
-        if decoder.size_proven:
-            self._partial._mark_proven()
+        """Syncs data and outboard (every writer's of the partial), then records them in the
+        bitfield (in that order)."""
+        self._live()
+        self._partial._sync_all()
+
+    def _sync(self) -> bool:
+        """Syncs this writer's files; whether its stream proved the size."""
+        if self._decoder is None:
+            return False
+        self._decoder.sync()
         self._unflushed = 0
         self._last_flush = time.monotonic()
+        return self._decoder.size_proven
 
     def finish(self) -> None:
         """Raises IntegrityError unless the whole requested stream arrived; flushes either way."""
@@ -509,6 +530,8 @@ class PartialWriter:
                     self.flush()
             finally:
                 self._decoder = None
+                if self in self._partial._writers:
+                    self._partial._writers.remove(self)
 
     def _live(self) -> Decoder:
         if self._decoder is None:

@@ -100,8 +100,9 @@ class ActivityPane(Pane):
         uploads = self.query_one("#uploads", DataTable)
         uploads.clear()
         for u in loaded.uploads:
+            outcome = u.outcome if u.via is None else Text.assemble("by member ", who(u.via))
             uploads.add_row(when(u.at), who(u.peer_id), what(u.root), size(u.bytes_sent),
-                            u.outcome)  # fmt: skip
+                            outcome)  # fmt: skip
         decisions = self.query_one("#decisions", DataTable)
         decisions.clear()
         for d in loaded.decisions:

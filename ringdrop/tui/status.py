@@ -6,6 +6,7 @@ from textual import work
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from ringdrop.display import rate
 from ringdrop.errors import RingdropError
 from ringdrop.node import Node
 
@@ -15,7 +16,8 @@ LOOK_INTERVAL = 30.0
 
 
 class NodeStatus(Static):
-    """Peer id, the addresses tickets name, the server's state and its home relay's.
+    """Peer id, the addresses tickets name, the server's state, its home relay's, and the
+    upload rate limit if there is one.
 
     `render` only reads reactives: finding the addresses enumerates interfaces, so a worker
     thread does it and sets them; the home relay is read when its state changes."""
@@ -56,6 +58,8 @@ class NodeStatus(Static):
 
     def render(self) -> str:
         relay = f"; relay {self.relay_url} {self.relay}" if self.relay else ""
+        limit = self.node.limit_rate  # an attribute: no I/O here
+        relay += f"; uploads at most {rate(limit)}" if limit is not None else ""
         return (
             f"peer id {self.node.peer_id}  (i: QR, copy)\n"
             f"server  {self.server}{relay}\n"

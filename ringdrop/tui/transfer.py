@@ -221,6 +221,10 @@ class TransferView(Static, can_focus=True):
         if progress.address:
             parts.append(f"via {progress.address}")
         line = "  ".join(parts)
+        if len(progress.providers) > 1:
+            line += "\n  from " + ", ".join(
+                f"{peer[:8]}… {size(done)}" for peer, done in progress.providers
+            )
         for file in progress.active[:2]:
             line += f"\n  {safe(file.name)}: {size(file.done)} of {size(file.total)}"
         if progress.message:
