@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_network import Place as NetPlace  # noqa: E402
 from bench_network import free_port, identical, make_file, wait_for_tcp  # noqa: E402
+from installed import compile_bytecode, user_env  # noqa: E402
 
 from tests.netlab import NatKind, NatLab, in_namespace, is_root, nat_lab, veth_pair  # noqa: E402
 from tests.relay_server import IrohRelay, find_iroh_relay  # noqa: E402
@@ -234,10 +235,7 @@ def fresh(path: Path) -> Path:
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGDROP_")}
-    env.update(PYTHONUNBUFFERED="1", COLUMNS="120")
-    env.update(extra)
-    return env
+    return user_env(**extra)
 
 
 # -- contenders -----------------------------------------------------------------------------------
@@ -252,7 +250,10 @@ class Ringdrop:
         self.name = label
 
     def missing(self) -> str | None:
-        return None if (self.code / "ringdrop").is_dir() else f"no ringdrop in {self.code}"
+        if not (self.code / "ringdrop").is_dir():
+            return f"no ringdrop in {self.code}"
+        compile_bytecode(self.code)
+        return None
 
     def command(self, *args: str | Path) -> list[str]:
         return [sys.executable, "-m", "ringdrop.cli", *map(str, args)]

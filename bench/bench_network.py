@@ -72,6 +72,8 @@ import blake3
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from installed import compile_bytecode, user_env  # noqa: E402
+
 from tests.netlab import in_namespace, is_root, veth_pair  # noqa: E402
 
 MIB = 2**20
@@ -370,10 +372,7 @@ class Contender(ABC):
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGDROP_")}
-    env.update(PYTHONUNBUFFERED="1", COLUMNS="120", RINGDROP_DISCOVERY="disabled")
-    env.update(extra)
-    return env
+    return user_env(RINGDROP_DISCOVERY="disabled", **extra)
 
 
 def fresh(path: Path) -> Path:
@@ -397,6 +396,8 @@ class Ringdrop(Contender):
 
     def missing(self) -> str | None:
         found = (self.checkout / "ringdrop" / "__init__.py").exists()
+        if found:
+            compile_bytecode(self.checkout)
         return None if found else f"not installed: no ringdrop in {self.checkout}"
 
     def command(self, *args: str | Path) -> list[str]:

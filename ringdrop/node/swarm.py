@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from ringdrop.bao import ChunkRanges
 from ringdrop.errors import (
@@ -137,8 +137,7 @@ def stripes(missing: ChunkRanges, size: int, stripe: int) -> list[ChunkRanges]:
 class Striped:
     """Fetches what `partial` lacks from `providers` at once. `partial`'s size must be proven.
 
-    `received(provider, n)` hears each count of newly verified content bytes; `joined` brings
-    providers that connect later.
+    `received(provider, n)` hears each count of newly verified content bytes.
     """
 
     def __init__(
@@ -146,7 +145,6 @@ class Striped:
         partial: PartialBlob,
         providers: Iterable[Provider],
         received: Callable[[Provider, int], None],
-        joined: asyncio.Queue[Provider] | None = None,
     ) -> None:
         assert partial.size is not None
         assert partial.size_proven
@@ -154,29 +152,21 @@ class Striped:
         self._size = partial.size
         self._providers = list(providers)
         self._received = received
-        self._joined = joined
         self._turn = asyncio.Lock()
         self._queue: deque[_Stripe] = deque()
         self._flying: list[_Stripe] = []
         self._errors: list[RingdropError] = []
 
-    @property
-    def providers(self) -> list[Provider]:
-        return list(self._providers)
-
     async def run(self) -> None:
         """Until the blob is complete; TransferError once no provider is left."""
         size = stripe_bytes(self._size, len(self._providers))
         self._queue.extend(_Stripe(r) for r in stripes(self._partial.missing(), self._size, size))
-        joining: asyncio.Task[Provider] | None = None
         try:
             while not self._partial.missing().is_empty():
                 self._assign()
                 tasks: set[asyncio.Future[None]] = set()
                 for stripe in self._flying:
                     tasks.update(stripe.copies.values())
-                if self._joined is not None and joining is None:
-                    joining = asyncio.ensure_future(self._joined.get())
                 if not tasks:
                     if not self._live():
                         raise self._gave_up()
@@ -185,19 +175,10 @@ class Striped:
                             _Stripe(r) for r in stripes(self._partial.missing(), self._size, size)
                         )
                         continue
-                waiting: set[asyncio.Future[Any]] = {*tasks}
-                if joining is not None:
-                    waiting.add(joining)
-                done, _ = await asyncio.wait(
-                    waiting, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
-                )
-                if joining is not None and joining in done:
-                    self._providers.append(joining.result())
-                    joining = None
+                # A second at most: rates change, and a lagging stripe may be copied.
+                await asyncio.wait(tasks, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
                 self._settle()
         finally:
-            if joining is not None:
-                joining.cancel()
             await self._cancel_all()
 
     def _live(self) -> list[Provider]:

@@ -804,7 +804,8 @@ class _ServerLink(Link):
         except Exception:
             _log.exception("The request handler failed on %s from %s", request, peer)
             reply = Reply(ResponseHeader("error", "the sharer hit an internal error"))
-        if reply.header.status == "allowed":
+        if reply.header.status == "allowed" and reply.info is None:
+            # Content (or a catalog) opens the paths; a question about rings does not.
             self._on_allowed()
         try:
             await self._send_reply(stream_id, responder, reply)

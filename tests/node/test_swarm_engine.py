@@ -38,6 +38,8 @@ class Fake:
         self.kind = kind
         self.vanish_after = vanish_after
         self.asked: list[ChunkRanges] = []
+        self.served = 0
+        """Content bytes of the stripes it sent whole."""
         data = bytearray(DATA)
         if kind == "liar":
             for at in range(100, len(data), 1 << 20):
@@ -57,6 +59,7 @@ class Fake:
         while piece := encoder.read(64 * 1024):
             yield piece
             await asyncio.sleep(0)
+        self.served += ranges.byte_count(len(DATA))
 
     async def fetch_members(
         self, collection: bytes, members: Sequence[MemberSelection]
@@ -76,9 +79,11 @@ async def download(tmp_path: Path, first: Fake, *others: Fake) -> Download:
     tracker = Tracker("data", None, 1)
     job = Download(store, connect, ROOT, "blob", "data", tracker, RetryPolicy(attempts=1),
                    more=more)  # fmt: skip
-    await asyncio.wait_for(job.run(), FAILSAFE)
-    assert store.read_bytes(ROOT) == DATA
-    store.close()
+    try:
+        await asyncio.wait_for(job.run(), FAILSAFE)
+        assert store.read_bytes(ROOT) == DATA
+    finally:
+        store.close()
     return job
 
 
@@ -124,3 +129,18 @@ async def test_a_provider_that_vanishes_costs_only_its_stripe(tmp_path: Path) ->
     # Two stripes served; then the stripes it had in flight were lost, and it was not asked again.
     assert 3 <= len(vanishing.asked) <= 2 + IN_FLIGHT
     assert job.by_provider["a"] + job.by_provider.get("gone", 0) == len(DATA)
+
+
+async def test_what_verified_from_providers_that_left_is_kept_for_the_next_run(
+    tmp_path: Path,
+) -> None:
+    first, second = Fake("a", "vanishing", vanish_after=3), Fake("b", "vanishing", vanish_after=2)
+    with pytest.raises(TransferError, match="No provider is left"):
+        await download(tmp_path, first, second)
+    fetched_before = first.served + second.served
+    assert 0 < fetched_before < len(DATA)
+
+    # Another run, with another provider: only what the partial blob's bitfield lacks.
+    job = await download(tmp_path, Fake("c"))
+    assert job.by_provider["c"] <= len(DATA) - fetched_before + 2 * STRIPE_MAX
+    assert job.by_provider["c"] < len(DATA)

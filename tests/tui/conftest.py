@@ -7,9 +7,11 @@ import io
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
+from textual.app import App
 from textual.pilot import Pilot
 
 from ringdrop.node import Node
@@ -37,16 +39,20 @@ def downloads(tmp_path: Path) -> Path:
     return folder
 
 
-async def until(pilot: Pilot[None], condition: Callable[[], bool], timeout: float = 15) -> None:
-    """Lets the app run until `condition()` holds; fails the test after `timeout` seconds."""
+async def until(pilot: Pilot[None], condition: Callable[[], bool], timeout: float = 60) -> None:
+    """Lets the app run until `condition()` holds; fails the test after `timeout` seconds (a
+    failsafe against a hang, not a measure: a loaded machine may need most of it).
+
+    An AssertionError, not `pytest.fail`: Textual ends an app whose pilot raised an Exception and
+    hands it to the test, but a BaseException (pytest's outcomes) would leave the app running."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"still not true after {timeout} s")
+            raise AssertionError(f"still not true after {timeout} s: {screen_text(pilot.app)}")
         await pilot.pause(0.05)
 
 
-def screen_text(app: RingdropApp) -> str:
+def screen_text(app: App[Any]) -> str:
     """What the screen shows, as plain text: the screenshot `export_screenshot` makes, as text."""
     width, height = app.size
     console = Console(
