@@ -3,7 +3,7 @@ ring, or withdrawn from it — in one fixed binary layout (tickets/PROTOCOL.md, 
 signed with the owner's key.
 
 Parsing checks every limit before the signature; nothing here touches the database or the
-network (`access/news.py` stores them, `node/announce.py` sends them).
+network (`access/news.py` stores them, `node/news.py` sends them).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ __all__ = [
     "Announcement",
     "Kind",
     "announced_name",
+    "named_root",
     "parse_announcement",
     "sign_announcement",
 ]
@@ -219,6 +220,14 @@ def parse_announcement(raw: bytes) -> Announcement:
         mtime if flags & _HAS_MTIME else None,
         bool(flags & _EXECUTABLE),
     )
+
+
+def named_root(raw: bytes) -> bytes | None:
+    """The root `raw` names if it has an announcement's layout, its signature unchecked: what a
+    refused announcement, a forged one too, is logged with."""
+    if len(raw) < _HEAD.size or raw[: len(MAGIC)] != MAGIC:
+        return None
+    return bytes(_HEAD.unpack_from(raw)[6])
 
 
 def announced_name(name: str | None, root: bytes) -> str:

@@ -28,6 +28,7 @@ from ringdrop.access import AccessLogEntry, LogWriter
 from ringdrop.access.announcement import (
     Announcement,
     announced_name,
+    named_root,
     parse_announcement,
     sign_announcement,
 )
@@ -262,12 +263,10 @@ class NewsService:
 
 
 def _first_root(news: News) -> bytes:
-    """The root the first announcement names, for the access log (zeros if it does not
-    parse): a forgery is logged with the content it named."""
-    try:
-        return parse_announcement(news.announcements[0]).root
-    except (IndexError, InvalidAnnouncementError):
-        return bytes(32)
+    """The root the first announcement names, for the access log (zeros if it has none): a
+    forgery is logged with the content it named."""
+    root = named_root(news.announcements[0]) if news.announcements else None
+    return bytes(32) if root is None else root
 
 
 class Announcer:

@@ -16,6 +16,7 @@ from ringdrop.access.announcement import (
     MAX_ANNOUNCEMENT_BYTES,
     MAX_NAME_BYTES,
     announced_name,
+    named_root,
     parse_announcement,
     sign_announcement,
 )
@@ -117,6 +118,17 @@ def test_an_altered_byte_anywhere_breaks_the_signature_or_the_layout() -> None:
         altered = raw[:at] + bytes([raw[at] ^ 0x40]) + raw[at + 1 :]
         with pytest.raises(InvalidAnnouncementError):
             parse_announcement(altered)
+
+
+def test_the_root_a_refused_announcement_named_is_read_without_its_signature() -> None:
+    raw = _largest()
+    root = parse_announcement(raw).root
+    unsigned = raw[:-64] + bytes(64)
+    with pytest.raises(InvalidAnnouncementError):
+        parse_announcement(unsigned)
+    assert named_root(unsigned) == root
+    assert named_root(raw[:100]) is None  # shorter than the fixed fields
+    assert named_root(b"X" + raw[1:]) is None  # not an announcement at all
 
 
 @given(
