@@ -163,6 +163,24 @@ def test_only_members_the_newest_manifest_admits_are_owed_news(access: Access) -
     ]
 
 
+def test_a_member_added_later_is_owed_what_the_ring_already_has(access: Access) -> None:
+    access.create_ring("family")
+    access.add_member("family", B.peer_id)
+    r = ring_id(access, "family")
+    for n in (1, 2, 3):
+        access.attach(root(n), "family", name=f"file-{n}.bin")
+    access.detach(root(2), "family")
+    access.mark_sent(r, B.peer_id, 4)
+    assert access.news_due(OWNER.peer_id) == []
+
+    access.add_member("family", C.peer_id)
+    access.sign_ring(OWNER, "family")
+    (owed,) = access.news_due(OWNER.peer_id)
+    assert (owed.peer, owed.sent, owed.sequence) == (C.peer_id, 0, 4)
+    items, _ = access.news_since(r, owed.sent, 16)
+    assert [(i.root, i.kind) for i in items] == [(root(1), "share"), (root(3), "share")]
+
+
 # -- a member's side ------------------------------------------------------------------------------
 
 
