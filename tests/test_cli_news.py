@@ -138,10 +138,18 @@ def test_a_member_that_was_offline_gets_what_it_missed_by_asking_when_it_starts_
                 assert found["state"] == "new"
             b_serve.wait_for(r"inbox \d+: two\.bin")
         a_serve.wait_for(r"since: complete")
+        b.run("inbox", "dismiss", str(_id(b, "first.txt")))
+        got = b.json("inbox", "get", "all", "--dest", str(tmp_path / "b") + "/")
+        assert isinstance(got, dict)
+        assert sorted(r["name"] for r in got["received"]) == sorted(items)
         for name, path in items.items():
-            dest = str(tmp_path / "b") + "/"
-            assert b.json("inbox", "get", str(_id(b, name)), "--dest", dest)
             assert (tmp_path / "b" / name).read_bytes() == path.read_bytes()
+    assert not (tmp_path / "b" / "first.txt").exists()
+    assert {e["name"]: e["state"] for e in inbox(b)} == {
+        "first.txt": "dismissed",
+        "one.bin": "received",
+        "two.bin": "received",
+    }
 
 
 def _id(node: Node, name: str) -> int:
@@ -236,8 +244,8 @@ def test_a_stranger_and_a_removed_member_are_told_nothing(
     assert len([line for line in served["m"].lines if " announce" in line]) == 1
 
 
-def test_inbox_commands_say_what_is_wrong_and_change_nothing(tmp_path: Path) -> None:
-    (b,) = nodes(tmp_path, "b")
+def test_inbox_commands_say_what_is_wrong_and_a_follow_can_be_undone(tmp_path: Path) -> None:
+    b, a = nodes(tmp_path, "b", "a")
     assert inbox(b) == []
     done = b.run("inbox", "get", "7", code=5)
     assert "no entry 7" in done.stderr
@@ -245,4 +253,12 @@ def test_inbox_commands_say_what_is_wrong_and_change_nothing(tmp_path: Path) -> 
     b.run("follow", "zzzzzzzz", "family", "--into", str(tmp_path / "x"), code=5)
     assert not (tmp_path / "x").exists()
     b.run("unfollow", b.peer_id(), "family", code=5)
+    assert b.json("follow") == {"follows": []}
+
+    owner = a.peer_id()
+    b.run("follow", owner, "family", "--into", str(tmp_path / "family"), "--max-size", "2G")
+    listed = b.json("follow")
+    assert isinstance(listed, dict)
+    assert [(f["ring"], f["max_size"]) for f in listed["follows"]] == [("family", 2 << 30)]
+    b.run("unfollow", owner, "family")
     assert b.json("follow") == {"follows": []}
