@@ -19,8 +19,11 @@ from ringdrop.protocol import (
     NONCE_BYTES,
     Candidates,
     Catalog,
+    CatalogRequest,
+    GetRequest,
     Hello,
     Info,
+    MembersRequest,
     News,
     PathsChannel,
     PeerAuthenticated,
@@ -71,6 +74,8 @@ _CID_LENGTH = 8  # both libraries' default connection id length
 _MAX_REASON = 1000
 _STUN_REFRESH = 300.0
 _STUN_RETRY = 30.0
+_OPENS_PATHS = (GetRequest, MembersRequest, CatalogRequest)
+"""The requests whose allowed answer makes the client a peer for the path layer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -804,8 +809,9 @@ class _ServerLink(Link):
         except Exception:
             _log.exception("The request handler failed on %s from %s", request, peer)
             reply = Reply(ResponseHeader("error", "the sharer hit an internal error"))
-        if reply.header.status == "allowed" and reply.info is None:
-            # Content (or a catalog) opens the paths; a question about rings does not.
+        if reply.header.status == "allowed" and isinstance(request, _OPENS_PATHS):
+            # Content (or a catalog) is worth a direct path; a ring's manifests and news, a
+            # frame or two on a connection that usually closes next, are not.
             self._on_allowed()
         try:
             await self._send_reply(stream_id, responder, reply)
