@@ -249,6 +249,8 @@ def test_inbox_commands_say_what_is_wrong_and_a_follow_can_be_undone(tmp_path: P
     assert inbox(b) == []
     done = b.run("inbox", "get", "7", code=5)
     assert "no entry 7" in done.stderr
+    done = b.run("inbox", "get", "seven", code=2)
+    assert "'seven' is not an inbox id (a number) or all" in done.stderr
     b.run("inbox", "dismiss", "7", code=5)
     b.run("follow", "zzzzzzzz", "family", "--into", str(tmp_path / "x"), code=5)
     assert not (tmp_path / "x").exists()

@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ringdrop import display
 from ringdrop.cli.base import Commands, add_command, add_json, open_node
@@ -70,7 +70,10 @@ def _register_inbox(commands: Commands) -> None:
         run=cmd_inbox_get,
     )
     get.add_argument(
-        "entry", metavar="ID|all", help="the entry's id, or all to fetch every new one"
+        "entry",
+        metavar="ID|all",
+        type=_entry_arg,
+        help="the entry's id, or all to fetch every new one",
     )
     get.add_argument(
         "--dest",
@@ -161,7 +164,7 @@ def cmd_inbox_get(args: argparse.Namespace) -> int:
         if args.entry == "all":
             entries = [item.id for item in node.inbox() if item.state == "new"]
         else:
-            entries = [_entry_id(args.entry)]
+            entries = [args.entry]
         text: str | None = args.dest
         dest = None if text is None else Path(text).expanduser()
         folder = text is not None and text.endswith(("/", os.sep))
@@ -189,13 +192,13 @@ def cmd_inbox_get(args: argparse.Namespace) -> int:
     return 0
 
 
-def _entry_id(text: str) -> int:
+def _entry_arg(text: str) -> int | Literal["all"]:
+    if text == "all":
+        return "all"
     try:
         return int(text)
     except ValueError:
-        raise SystemExit(
-            f"ringdrop: error: {text!r} is not an inbox id (a number) or all"
-        ) from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not an inbox id (a number) or all") from None
 
 
 def cmd_inbox_dismiss(args: argparse.Namespace) -> int:
