@@ -152,6 +152,28 @@ def test_a_member_that_was_offline_gets_what_it_missed_by_asking_when_it_starts_
     }
 
 
+def test_a_member_that_was_offline_is_told_by_the_owners_retries_once_it_can_be_reached(
+    tmp_path: Path, iroh_dns: IrohDnsServer
+) -> None:
+    # B has never reached A (it holds no manifest and no address of A) and follows nothing:
+    # it has nobody to ask, so only A trying again can bring the news.
+    a, b = nodes(tmp_path, "a", "b", env=iroh_dns.env())
+    a.run("ring", "new", "family")
+    a.run("ring", "add", "family", b.peer_id())
+    b.run("peer", "add", a.peer_id(), "mum")
+    note = write(tmp_path / "note.txt", b"while you were away")
+    with serving(a) as a_serve:
+        a.run("share", note, "--ring", "family")
+        a_serve.wait_for("could not announce 'family''s news to")  # B is not serving
+        with serving(b, "--publish-addresses") as b_serve:
+            b_serve.wait_for("record published")
+            # A's retries come 5 s after the first failure, then twice as long each time.
+            found = eventually(partial(entry, b, "note.txt"), "A's retry", timeout=180)
+            assert (found["arrived"], found["state"]) == ("pushed", "new")
+            a_serve.wait_for(r"announced note\.txt to ")
+    assert not [line for line in a_serve.lines if "since" in line]  # B asked nothing
+
+
 def _id(node: Node, name: str) -> int:
     found = entry(node, name)
     assert found is not None
