@@ -291,8 +291,7 @@ class Announcer:
             while True:
                 await self._round()
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL)
+                await _woken(self._wake, POLL)
         finally:
             for task in self._running.values():
                 task.cancel()
@@ -511,8 +510,7 @@ class Follower:
         while True:
             await self._round()
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), FOLLOW_POLL)
+            await _woken(self._wake, FOLLOW_POLL)
 
     async def _round(self) -> None:
         waiting = await asyncio.to_thread(self._node.access.followed)
@@ -571,6 +569,15 @@ class Follower:
                 reason=reason,
             )
         )
+
+
+async def _woken(wake: asyncio.Event, timeout: float) -> None:
+    """Waits until `wake` is set, `timeout` seconds at most. Not `asyncio.wait_for`: on Python
+    3.11 it returns, instead of raising, when the task is cancelled just as `wake` is set, and
+    a loop that waits with it runs on after serving ended."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await wake.wait()
 
 
 def process_alive(pid: int | None) -> bool:
