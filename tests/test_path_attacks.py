@@ -216,7 +216,7 @@ async def test_allowed_questions_about_rings_and_their_news_open_no_paths(
             return Reply(ResponseHeader("allowed"))
         return Reply(ResponseHeader("allowed"), info=Info())
 
-    questions = [RingsRequest(), AnnounceRequest(news), SinceRequest(b"R" * 16, 0)]
+    questions: list[Request] = [RingsRequest(), AnnounceRequest(news), SinceRequest(b"R" * 16, 0)]
     async with (
         asyncio.timeout(TIMEOUT),
         await start_server(isle, handler) as server,
