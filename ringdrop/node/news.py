@@ -20,9 +20,10 @@ import logging
 import os
 import time
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, ParamSpec, TypeVar
 
 from ringdrop.access import AccessLogEntry, LogWriter
 from ringdrop.access.announcement import (
@@ -269,6 +270,27 @@ def _first_root(news: News) -> bytes:
     return bytes(32) if root is None else root
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Database:
+    """The one thread a news task reads and writes the node's database on. Not the event loop's
+    shared threads: a write of this node's own stuck behind another process's lock (up to the
+    busy timeout) holds the node's connection, and news tasks waiting for it there would take
+    the threads that serving and downloads need."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ringdrop-news")
+
+    async def __call__(self, call: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(call, *args, **kwargs))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
 class Announcer:
     """The owner's side, while it serves: tells each member its rings admit the news it has
     not been told, at once when there is news, and again with backoff when a member cannot
@@ -280,6 +302,7 @@ class Announcer:
         self._backoff: Backoff[PeerId] = Backoff()
         self._running: dict[PeerId, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._db = _Database()
 
     def heard_from(self, peer: PeerId) -> None:
         """`peer` reached this node: a member that could not be reached can be now."""
@@ -296,10 +319,11 @@ class Announcer:
             for task in self._running.values():
                 task.cancel()
             await asyncio.gather(*self._running.values(), return_exceptions=True)
+            self._db.close()
 
     async def _round(self) -> None:
         access, own = self._node.access, self._node.peer_id
-        due = await asyncio.to_thread(access.news_due, own)
+        due = await self._db(access.news_due, own)
         by_peer: dict[PeerId, list[Delivery]] = {}
         for delivery in due:
             by_peer.setdefault(delivery.peer, []).append(delivery)
@@ -319,7 +343,7 @@ class Announcer:
 
     async def _deliver(self, peer: PeerId, deliveries: list[Delivery]) -> None:
         try:
-            relay, addresses = await asyncio.to_thread(self._node.access.member_reach, peer)
+            relay, addresses = await self._db(self._node.access.member_reach, peer)
             connection = await self._node.connect(peer, addresses, relay)
         except RingdropError as error:
             self._failed(peer, deliveries[0].ring, str(error))
@@ -342,9 +366,9 @@ class Announcer:
         access, peer = self._node.access, delivery.peer
         # Read after how to reach the member: a since request that taught it also said what
         # the member was told then (Access.mark_sent), so that nothing is told twice.
-        told = max(delivery.sent, await asyncio.to_thread(access.sent_to, delivery.ring_id, peer))
+        told = max(delivery.sent, await self._db(access.sent_to, delivery.ring_id, peer))
         while True:
-            items, more = await asyncio.to_thread(
+            items, more = await self._db(
                 access.news_since, delivery.ring_id, told, MAX_ANNOUNCEMENTS
             )
             last = (
@@ -353,7 +377,7 @@ class Announcer:
                 else max([delivery.sequence, told, *(i.sequence for i in items)])
             )
             if items:
-                manifest = await asyncio.to_thread(access.manifest, delivery.uid)
+                manifest = await self._db(access.manifest, delivery.uid)
                 if manifest is None:
                     return True
                 raws = sign_items(self._node, delivery.uid, delivery.ring, items)
@@ -374,7 +398,7 @@ class Announcer:
                         via=connection.address,
                     )
                 )
-            await asyncio.to_thread(access.mark_sent, delivery.ring_id, peer, last)
+            await self._db(access.mark_sent, delivery.ring_id, peer, last)
             told = last
             if not more:
                 return True
@@ -406,6 +430,7 @@ class CatchUp:
         self._backoff: Backoff[PeerId] = Backoff()
         self._asked: dict[PeerId, tuple[int, ...]] = {}
         self._running: dict[PeerId, asyncio.Task[None]] = {}
+        self._db = _Database()
 
     async def run(self) -> None:
         try:
@@ -416,11 +441,12 @@ class CatchUp:
             for task in self._running.values():
                 task.cancel()
             await asyncio.gather(*self._running.values(), return_exceptions=True)
+            self._db.close()
 
     async def _round(self) -> None:
         access, own = self._node.access, self._node.peer_id
-        owners = await asyncio.to_thread(access.news_owners, own)
-        follows = await asyncio.to_thread(access.follows)
+        owners = await self._db(access.news_owners, own)
+        follows = await self._db(access.follows)
         now = time.monotonic()
         for owner in owners:
             followed = tuple(f.id for f in follows if f.owner == owner)
@@ -445,7 +471,7 @@ class CatchUp:
             return
         try:
             await exchange_rings(connection, node.access, node.peer_id)
-            held = await asyncio.to_thread(node.access.held_manifests)
+            held = await self._db(node.access.held_manifests)
             now = time.time()
             for manifest in held:
                 if manifest.owner == owner and manifest.admits(node.peer_id, now):
@@ -462,7 +488,7 @@ class CatchUp:
         node, access = self._node, self._node.access
         relay = node.home_relay
         addresses = tuple((str(a.ip), a.port) for a in node.reachable_at()[:MAX_REACH])
-        after = await asyncio.to_thread(access.ring_cursor, manifest.ring_id)
+        after = await self._db(access.ring_cursor, manifest.ring_id)
         while True:
             request = SinceRequest(manifest.ring_id, after, relay, addresses)
             _, news = await connection.since(request)
@@ -475,7 +501,7 @@ class CatchUp:
                 )
                 return
             got, announcements = checked
-            reason, changed = await asyncio.to_thread(
+            reason, changed = await self._db(
                 access.accept_news, node.peer_id, got, announcements, asked=True
             )
             if reason is not None:
@@ -483,7 +509,7 @@ class CatchUp:
                     NewsEvent(time.time(), "refused", manifest.owner, manifest.name, reason=reason)
                 )
                 return
-            entries = await asyncio.to_thread(access.inbox_entries, changed)
+            entries = await self._db(access.inbox_entries, changed)
             self._on_arrived(entries, True)
             if not news.more or not announcements:
                 return
@@ -502,18 +528,22 @@ class Follower:
         self._on_event = on_event
         self._wake = asyncio.Event()
         self._backoff: Backoff[int] = Backoff()
+        self._db = _Database()
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
-        while True:
-            await self._round()
-            self._wake.clear()
-            await _woken(self._wake, FOLLOW_POLL)
+        try:
+            while True:
+                await self._round()
+                self._wake.clear()
+                await _woken(self._wake, FOLLOW_POLL)
+        finally:
+            self._db.close()
 
     async def _round(self) -> None:
-        waiting = await asyncio.to_thread(self._node.access.followed)
+        waiting = await self._db(self._node.access.followed)
         now = time.monotonic()
         for entry, follow in waiting:
             if self._backoff.ready(entry.id, now):
@@ -525,7 +555,7 @@ class Follower:
         node = self._node
         if max_size is not None and entry.size > max_size:
             note = f"larger than the follow's cap of {max_size} bytes"
-            await asyncio.to_thread(node.access.set_inbox_state, entry.id, "new", note=note)
+            await self._db(node.access.set_inbox_state, entry.id, "new", note=note)
             self._event("waiting", entry, reason=note)
             return
         try:
@@ -534,7 +564,7 @@ class Follower:
             )
         except (DiskFullError, ExistsError) as error:
             note = str(error)
-            await asyncio.to_thread(node.access.set_inbox_state, entry.id, "new", note=note)
+            await self._db(node.access.set_inbox_state, entry.id, "new", note=note)
             self._event("waiting", entry, reason=note)
             return
         except TransferError as error:
@@ -542,7 +572,7 @@ class Follower:
             self._event("waiting", entry, reason=f"{error}; again in {delay:g} s")
             return
         except RingdropError as error:
-            await asyncio.to_thread(node.access.set_inbox_state, entry.id, "new", note=str(error))
+            await self._db(node.access.set_inbox_state, entry.id, "new", note=str(error))
             self._event("waiting", entry, reason=str(error))
             return
         self._backoff.reset(entry.id)
