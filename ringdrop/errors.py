@@ -21,7 +21,8 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     │   └── DiscoveryError                    a peer could not be found by its key
     │       └── InvalidRecordError            … a service's record is forged, stale or garbled
     ├── ProtocolError                exit 7   the peer broke the wire protocol (never retried)
-    │   └── InvalidManifestError              a ring manifest is garbled, too large or forged
+    │   ├── InvalidManifestError              a ring manifest is garbled, too large or forged
+    │   └── InvalidAnnouncementError          a ring announcement is garbled or forged
     ├── UnsafePathError              exit 9   a name would escape its destination
     ├── DestinationError             exit 11  the destination folder cannot be written
     ├── StoreError                   exit 10  the data directory cannot do what was asked
@@ -58,6 +59,7 @@ __all__ = [
     "ExistsError",
     "ExitCode",
     "IntegrityError",
+    "InvalidAnnouncementError",
     "InvalidManifestError",
     "InvalidNameError",
     "InvalidRecordError",
@@ -285,6 +287,10 @@ class ProtocolError(RingdropError):
 
 class InvalidManifestError(ProtocolError):
     """A ring manifest does not parse, breaks a limit, or is not its owner's signature."""
+
+
+class InvalidAnnouncementError(ProtocolError):
+    """A ring announcement does not parse, breaks a limit, or is not its owner's signature."""
 
 
 class LocalProtocolError(RingdropError):

@@ -5,7 +5,9 @@ client stream authenticates the client (HELLO, CHALLENGE, PROOF); every later cl
 carries one REQUEST and its answer: a RESPONSE header, then for an allowed `get` the raw bao
 stream of the requested ranges, for an allowed `members` request (many members of one collection
 on one stream) one or more PART frames per member, for an allowed `catalog` one CATALOG frame,
-and for the ring requests (`rings`, `about`, `have`: manifests and providers) one INFO frame.
+for the ring requests (`rings`, `about`, `have`: manifests and providers) one INFO frame, for
+an allowed `announce` (a ring owner's news pushed to a member) nothing more, and for an allowed
+`since` (a member asking its ring's owner for the news it missed) one NEWS frame.
 Each message is a frame: type (1 byte), body length (4 bytes, big-endian), body.
 
 Each side of each stream is a machine (`ClientAuth`, `ServerAuth`, `Requester`, `Responder`,
@@ -31,7 +33,8 @@ from ipaddress import ip_address
 from types import MappingProxyType
 from typing import ClassVar, Literal, get_args
 
-from ringdrop.access.manifest import MAX_MANIFEST_BYTES
+from ringdrop.access.announcement import MAX_ANNOUNCEMENT_BYTES
+from ringdrop.access.manifest import MAX_MANIFEST_BYTES, RING_ID_BYTES
 from ringdrop.bao import ChunkRanges
 from ringdrop.errors import (
     AccessDeniedError,
@@ -55,6 +58,7 @@ __all__ = [
     "NONCE_BYTES",
     "VERSION",
     "AboutRequest",
+    "AnnounceRequest",
     "Candidates",
     "Catalog",
     "CatalogEntry",
@@ -73,6 +77,7 @@ __all__ = [
     "MembersReader",
     "MembersRequest",
     "Message",
+    "News",
     "PathsChannel",
     "PeerAuthenticated",
     "Proof",
@@ -84,6 +89,7 @@ __all__ = [
     "RingRequest",
     "RingsRequest",
     "ServerAuth",
+    "SinceRequest",
     "State",
     "Status",
     "StreamEnded",
@@ -114,6 +120,9 @@ MAX_RECEIVED = 64
 """Providers a HAVE request reports bytes from."""
 MAX_RELAY_BYTES = 255
 MAX_INFO_BYTES = 1024 * 1024
+MAX_ANNOUNCEMENTS = 16
+"""Announcements in one announce request or one NEWS frame."""
+MAX_NEWS_BYTES = 64 * 1024
 
 Status = Literal["allowed", "denied", "not_found", "busy", "error"]
 
@@ -121,7 +130,8 @@ _STATUSES: tuple[Status, ...] = get_args(Status)
 _FORMATS: tuple[Format, ...] = get_args(Format)
 _FRAME_HEAD = struct.Struct(">BI")
 _PROOF_CONTEXT = b"ringdrop/1 client proof\x00"
-_GET, _CATALOG, _MEMBERS, _RINGS, _ABOUT, _HAVE = 0, 1, 2, 3, 4, 5
+_GET, _CATALOG, _MEMBERS, _RINGS, _ABOUT, _HAVE, _ANNOUNCE, _SINCE = range(8)
+_NEWS_MORE = 0x01
 _PART_LAST, _PART_MISSING = 0x01, 0x02
 _ENTRY_HEAD = struct.Struct(">32sBQH")  # hash, format, size, name length
 
@@ -138,6 +148,7 @@ class _Type:
     CANDIDATES = 0x20
     PART = 0x13
     INFO = 0x14
+    NEWS = 0x15
 
 
 _MAX_BODY = {
@@ -150,6 +161,7 @@ _MAX_BODY = {
     _Type.CANDIDATES: 1 + MAX_CANDIDATES * 19,
     _Type.PART: 1 + MAX_PART_BYTES,
     _Type.INFO: MAX_INFO_BYTES,
+    _Type.NEWS: MAX_NEWS_BYTES,
 }
 
 
@@ -319,6 +331,56 @@ class Info:
             raise LocalProtocolError(f"An info frame names at most {MAX_PROVIDERS} providers.")
 
 
+@dataclass(frozen=True, slots=True)
+class News:
+    """A ring's news: its owner's current manifest of the ring, and signed announcements of
+    that ring in sequence order (see `access.announcement`; kept as bytes here, checked by the
+    node that receives them). The body of an announce request, and of the NEWS frame that
+    answers a since request, where `more` says that the owner holds newer ones still."""
+
+    manifest: bytes
+    announcements: tuple[bytes, ...] = ()
+    more: bool = False
+
+    def __post_init__(self) -> None:
+        _check_manifests((self.manifest,))
+        if len(self.announcements) > MAX_ANNOUNCEMENTS:
+            raise LocalProtocolError(f"At most {MAX_ANNOUNCEMENTS} announcements go in one frame.")
+        if any(not 0 < len(a) <= MAX_ANNOUNCEMENT_BYTES for a in self.announcements):
+            raise LocalProtocolError(
+                f"An announcement is 1 to {MAX_ANNOUNCEMENT_BYTES} bytes long."
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceRequest:
+    """A ring's owner tells a member of its news: what was shared to the ring or withdrawn."""
+
+    news: News
+
+    def __post_init__(self) -> None:
+        if not self.news.announcements or self.news.more:
+            raise LocalProtocolError("An announce request carries announcements, and no more.")
+
+
+@dataclass(frozen=True, slots=True)
+class SinceRequest:
+    """A member asks the owner of the ring `ring_id` for its announcements after `sequence`,
+    saying how it is reached: through `relay` and at `addresses`."""
+
+    ring_id: bytes
+    sequence: int
+    relay: str | None = None
+    addresses: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.ring_id) != RING_ID_BYTES:
+            raise LocalProtocolError(f"A ring id is {RING_ID_BYTES} bytes long.")
+        if not 0 <= self.sequence < 1 << 64:
+            raise LocalProtocolError(f"A sequence number fits in 64 bits; {self.sequence} not.")
+        _check_reach(self.relay, self.addresses)
+
+
 def _check_manifests(manifests: tuple[bytes, ...]) -> None:
     if len(manifests) > MAX_MANIFESTS:
         raise LocalProtocolError(f"At most {MAX_MANIFESTS} manifests go in one frame.")
@@ -336,7 +398,16 @@ def _check_reach(relay: str | None, addresses: tuple[tuple[str, int], ...]) -> N
     Candidates(addresses)
 
 
-Request = GetRequest | MembersRequest | CatalogRequest | RingsRequest | AboutRequest | HaveRequest
+Request = (
+    GetRequest
+    | MembersRequest
+    | CatalogRequest
+    | RingsRequest
+    | AboutRequest
+    | HaveRequest
+    | AnnounceRequest
+    | SinceRequest
+)
 RingRequest = RingsRequest | AboutRequest | HaveRequest
 
 
@@ -479,6 +550,9 @@ Message = (
     | AboutRequest
     | HaveRequest
     | Info
+    | AnnounceRequest
+    | SinceRequest
+    | News
 )
 Event = Message | Data | StreamEnded | PeerAuthenticated
 
@@ -558,6 +632,22 @@ def _encode_body(message: Message) -> tuple[int, bytes]:
             for provider in providers:
                 out += provider.peer_id.raw + _reach_bytes(provider.relay, provider.addresses)
             return _Type.INFO, bytes(out)
+        case AnnounceRequest(news):
+            return _Type.REQUEST, bytes([VERSION, _ANNOUNCE]) + _news_bytes(news)
+        case SinceRequest(ring_id, sequence, relay, addresses):
+            out = bytearray([VERSION, _SINCE]) + ring_id + sequence.to_bytes(8, "big")
+            return _Type.REQUEST, bytes(out + _reach_bytes(relay, addresses))
+        case News():
+            return _Type.NEWS, _news_bytes(message)
+
+
+def _news_bytes(news: News) -> bytes:
+    out = bytearray([_NEWS_MORE if news.more else 0])
+    out += len(news.manifest).to_bytes(2, "big") + news.manifest
+    out.append(len(news.announcements))
+    for announcement in news.announcements:
+        out += len(announcement).to_bytes(2, "big") + announcement
+    return bytes(out)
 
 
 def _addresses_bytes(addresses: tuple[tuple[str, int], ...]) -> bytes:
@@ -612,6 +702,9 @@ def _parse_body(kind: int, body: bytes) -> Message:
         return _parse_part(body)
     if kind == _Type.INFO:
         return _parse_info(body)
+    if kind == _Type.NEWS:
+        news = _read_news(_Cursor(body), "a news frame")
+        return news
     return _parse_catalog(body)
 
 
@@ -678,6 +771,37 @@ def _parse_info(body: bytes) -> Info:
     return Info(manifests, tuple(providers))
 
 
+def _read_news(cursor: _Cursor, what: str) -> News:
+    flags = cursor.byte(what)
+    _need(flags & ~_NEWS_MORE == 0, f"{what} with unknown flags {flags:#04x}")
+    length = int.from_bytes(cursor.take(2, what), "big")
+    _need(0 < length <= MAX_MANIFEST_BYTES, f"{what} with a manifest of a bad length")
+    manifest = cursor.take(length, what)
+    count = cursor.byte(what)
+    _need(count <= MAX_ANNOUNCEMENTS, f"{what} with more than {MAX_ANNOUNCEMENTS} announcements")
+    found = []
+    for _ in range(count):
+        length = int.from_bytes(cursor.take(2, what), "big")
+        _need(0 < length <= MAX_ANNOUNCEMENT_BYTES, f"{what} with an announcement too long")
+        found.append(cursor.take(length, what))
+    cursor.end(what)
+    return News(manifest, tuple(found), bool(flags & _NEWS_MORE))
+
+
+def _parse_news_request(operation: int, body: bytes) -> Request:
+    cursor = _Cursor(body, 2)
+    if operation == _ANNOUNCE:
+        news = _read_news(cursor, "an announce request")
+        _need(bool(news.announcements), "an announce request without announcements")
+        _need(not news.more, "an announce request with the flag more")
+        return AnnounceRequest(news)
+    ring_id = cursor.take(RING_ID_BYTES, "a since request")
+    sequence = int.from_bytes(cursor.take(8, "a since request"), "big")
+    relay, addresses = _read_reach(cursor, "a since request")
+    cursor.end("a since request")
+    return SinceRequest(ring_id, sequence, relay, addresses)
+
+
 def _parse_ring_request(operation: int, body: bytes) -> Request:
     cursor = _Cursor(body, 2)
     if operation == _RINGS:
@@ -720,6 +844,8 @@ def _parse_request(body: bytes) -> Request:
         return _parse_members(body)
     if body[1] in (_RINGS, _ABOUT, _HAVE):
         return _parse_ring_request(body[1], body)
+    if body[1] in (_ANNOUNCE, _SINCE):
+        return _parse_news_request(body[1], body)
     _need(body[1] == _GET, f"a request with the unknown operation {body[1]}")
     _need(len(body) > 34, "a get request without a hash and ranges")
     return GetRequest(body[2:34], ChunkRanges.from_bytes(body[34:]))
@@ -862,10 +988,12 @@ class State(Enum):
     WAIT_HEADER = auto()
     WAIT_CATALOG = auto()
     WAIT_INFO = auto()
+    WAIT_NEWS = auto()
     RECEIVE_BODY = auto()
     SEND_HEADER = auto()
     SEND_CATALOG = auto()
     SEND_INFO = auto()
+    SEND_NEWS = auto()
     SEND_BODY = auto()
     OPEN = auto()
     DONE = auto()
@@ -893,12 +1021,18 @@ class Trigger(Enum):
     RECEIVE_ALLOWED_CATALOG = "receive RESPONSE allowed (catalog)"
     SEND_ALLOWED_INFO = "send RESPONSE allowed (rings, about, have)"
     RECEIVE_ALLOWED_INFO = "receive RESPONSE allowed (rings, about, have)"
+    SEND_ALLOWED_ANNOUNCE = "send RESPONSE allowed (announce)"
+    RECEIVE_ALLOWED_ANNOUNCE = "receive RESPONSE allowed (announce)"
+    SEND_ALLOWED_SINCE = "send RESPONSE allowed (since)"
+    RECEIVE_ALLOWED_SINCE = "receive RESPONSE allowed (since)"
     SEND_REFUSAL = "send RESPONSE refusal"
     RECEIVE_REFUSAL = "receive RESPONSE refusal"
     SEND_CATALOG = "send CATALOG"
     RECEIVE_CATALOG = "receive CATALOG"
     SEND_INFO = "send INFO"
     RECEIVE_INFO = "receive INFO"
+    SEND_NEWS = "send NEWS"
+    RECEIVE_NEWS = "receive NEWS"
     SEND_CONTENT = "send content"
     RECEIVE_CONTENT = "receive content"
     RECEIVE_PART = "receive PART"
@@ -922,6 +1056,9 @@ _FRAME_OF = {
     Trigger.RECEIVE_CATALOG: _Type.CATALOG,
     Trigger.RECEIVE_ALLOWED_INFO: _Type.RESPONSE,
     Trigger.RECEIVE_INFO: _Type.INFO,
+    Trigger.RECEIVE_ALLOWED_ANNOUNCE: _Type.RESPONSE,
+    Trigger.RECEIVE_ALLOWED_SINCE: _Type.RESPONSE,
+    Trigger.RECEIVE_NEWS: _Type.NEWS,
     Trigger.RECEIVE_PART: _Type.PART,
     Trigger.RECEIVE_LAST_PART: _Type.PART,
     Trigger.RECEIVE_CANDIDATES: _Type.CANDIDATES,
@@ -1132,8 +1269,11 @@ class Requester(_StreamMachine):
             (State.WAIT_HEADER, Trigger.RECEIVE_ALLOWED_CATALOG): State.WAIT_CATALOG,
             (State.WAIT_HEADER, Trigger.RECEIVE_REFUSAL): State.DONE,
             (State.WAIT_HEADER, Trigger.RECEIVE_ALLOWED_INFO): State.WAIT_INFO,
+            (State.WAIT_HEADER, Trigger.RECEIVE_ALLOWED_ANNOUNCE): State.DONE,
+            (State.WAIT_HEADER, Trigger.RECEIVE_ALLOWED_SINCE): State.WAIT_NEWS,
             (State.WAIT_CATALOG, Trigger.RECEIVE_CATALOG): State.DONE,
             (State.WAIT_INFO, Trigger.RECEIVE_INFO): State.DONE,
+            (State.WAIT_NEWS, Trigger.RECEIVE_NEWS): State.DONE,
             (State.RECEIVE_BODY, Trigger.RECEIVE_CONTENT): State.RECEIVE_BODY,
             (State.RECEIVE_BODY, Trigger.RECEIVE_END): State.DONE,
             (State.DONE, Trigger.RECEIVE_END): State.DONE,
@@ -1155,6 +1295,8 @@ class Requester(_StreamMachine):
             return Trigger.RECEIVE_CATALOG, message
         if isinstance(message, Info):
             return Trigger.RECEIVE_INFO, message
+        if isinstance(message, News):
+            return Trigger.RECEIVE_NEWS, message
         assert isinstance(message, ResponseHeader)
         if message.status != "allowed":
             return Trigger.RECEIVE_REFUSAL, message
@@ -1162,6 +1304,10 @@ class Requester(_StreamMachine):
             return Trigger.RECEIVE_ALLOWED_CATALOG, message
         if isinstance(self._request, RingsRequest | AboutRequest | HaveRequest):
             return Trigger.RECEIVE_ALLOWED_INFO, message
+        if isinstance(self._request, AnnounceRequest):
+            return Trigger.RECEIVE_ALLOWED_ANNOUNCE, message
+        if isinstance(self._request, SinceRequest):
+            return Trigger.RECEIVE_ALLOWED_SINCE, message
         return Trigger.RECEIVE_ALLOWED_CONTENT, message
 
 
@@ -1175,12 +1321,16 @@ class Responder(_StreamMachine):
             (State.SEND_HEADER, Trigger.SEND_ALLOWED_CONTENT): State.SEND_BODY,
             (State.SEND_HEADER, Trigger.SEND_ALLOWED_CATALOG): State.SEND_CATALOG,
             (State.SEND_HEADER, Trigger.SEND_ALLOWED_INFO): State.SEND_INFO,
+            (State.SEND_HEADER, Trigger.SEND_ALLOWED_ANNOUNCE): State.DONE,
+            (State.SEND_HEADER, Trigger.SEND_ALLOWED_SINCE): State.SEND_NEWS,
             (State.SEND_HEADER, Trigger.SEND_REFUSAL): State.DONE,
             (State.SEND_HEADER, Trigger.RECEIVE_END): State.SEND_HEADER,
             (State.SEND_CATALOG, Trigger.SEND_CATALOG): State.DONE,
             (State.SEND_CATALOG, Trigger.RECEIVE_END): State.SEND_CATALOG,
             (State.SEND_INFO, Trigger.SEND_INFO): State.DONE,
             (State.SEND_INFO, Trigger.RECEIVE_END): State.SEND_INFO,
+            (State.SEND_NEWS, Trigger.SEND_NEWS): State.DONE,
+            (State.SEND_NEWS, Trigger.RECEIVE_END): State.SEND_NEWS,
             (State.SEND_BODY, Trigger.SEND_CONTENT): State.SEND_BODY,
             (State.SEND_BODY, Trigger.RECEIVE_END): State.SEND_BODY,
             (State.DONE, Trigger.RECEIVE_END): State.DONE,
@@ -1207,6 +1357,10 @@ class Responder(_StreamMachine):
             trigger = Trigger.SEND_ALLOWED_CATALOG
         elif isinstance(self._request, RingsRequest | AboutRequest | HaveRequest):
             trigger = Trigger.SEND_ALLOWED_INFO
+        elif isinstance(self._request, AnnounceRequest):
+            trigger = Trigger.SEND_ALLOWED_ANNOUNCE
+        elif isinstance(self._request, SinceRequest):
+            trigger = Trigger.SEND_ALLOWED_SINCE
         else:
             trigger = Trigger.SEND_ALLOWED_CONTENT
         return self._step(trigger, header)
@@ -1216,6 +1370,9 @@ class Responder(_StreamMachine):
 
     def send_info(self, info: Info) -> bytes:
         return self._step(Trigger.SEND_INFO, info)
+
+    def send_news(self, news: News) -> bytes:
+        return self._step(Trigger.SEND_NEWS, news)
 
     def send_data(self, data: bytes) -> bytes:
         """Bao stream bytes pass through unframed once an allowed get's header is sent (for a

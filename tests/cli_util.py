@@ -138,10 +138,12 @@ def _exit_code(args: list[str]) -> int:
 
 @dataclass
 class Node:
-    """One data directory, and the `ringdrop` commands run against it."""
+    """One data directory, and the `ringdrop` commands run against it (with `env` added to
+    `cli_env()`)."""
 
     data_dir: Path
     cwd: Path
+    env: dict[str, str] = field(default_factory=dict)
 
     def run(
         self, *args: str | Path, code: int = 0, process: bool = False, timeout: float = 60
@@ -149,7 +151,11 @@ class Node:
         """Runs `ringdrop --data-dir … ARGS` (in this process unless `process`), checking that
         it exits with `code`."""
         done = ringdrop(
-            ["--data-dir", self.data_dir, *args], cwd=self.cwd, process=process, timeout=timeout
+            ["--data-dir", self.data_dir, *args],
+            cwd=self.cwd,
+            env=cli_env(**self.env),
+            process=process,
+            timeout=timeout,
         )
         assert done.returncode == code, (
             f"`ringdrop {' '.join(map(str, args))}` exited {done.returncode}, not {code}\n"
@@ -176,7 +182,7 @@ class Node:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=cli_env(),
+            env=cli_env(**self.env),
             cwd=self.cwd,
         )
         return Process(popen)

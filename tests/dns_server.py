@@ -65,22 +65,35 @@ def require_dns_server() -> str:
 
 
 class IrohDnsServer:
-    """One iroh-dns-server on 127.0.0.1: HTTP (the pkarr relay) and DNS on free ports."""
+    """One iroh-dns-server on 127.0.0.1: HTTP (the pkarr relay) and DNS on free ports.
 
-    def __init__(self, binary: str, workdir: Path) -> None:
+    With `netns`, it runs in that network namespace (`ip netns exec`) on `host`, one of its
+    addresses, at the ports given (53 and 8080 by default: the namespace is the test's own)."""
+
+    def __init__(
+        self,
+        binary: str,
+        workdir: Path,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+        http_port: int = 8080,
+        dns_port: int = 53,
+    ) -> None:
         self.binary = binary
         self.workdir = workdir
+        self.host = host
+        self.netns = netns
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "home").mkdir(exist_ok=True)
-        self.http_port = free_port()
-        self.dns_port = _free_udp_port()
+        self.http_port = free_port() if netns is None else http_port
+        self.dns_port = _free_udp_port() if netns is None else dns_port
         self.config_path = workdir / "iroh-dns-server.toml"
         self.log_path = workdir / "iroh-dns-server.log"
         self.config_path.write_text(
             'pkarr_put_rate_limit = "disabled"\n'
             f'data_dir = "{workdir / "data"}"\n\n'
-            f'[http]\nport = {self.http_port}\nbind_addr = "127.0.0.1"\n\n'
-            f'[dns]\nport = {self.dns_port}\nbind_addr = "127.0.0.1"\n'
+            f'[http]\nport = {self.http_port}\nbind_addr = "{host}"\n\n'
+            f'[dns]\nport = {self.dns_port}\nbind_addr = "{host}"\n'
             f'default_soa = "ns1.{ORIGIN} hostmaster.{ORIGIN} 0 10800 3600 604800 3600"\n'
             f'default_ttl = 30\norigins = ["{ORIGIN}.", "."]\n\n'
             "[metrics]\ndisabled = true\n\n"
@@ -90,12 +103,12 @@ class IrohDnsServer:
 
     @property
     def pkarr_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/pkarr"
+        return f"http://{self.host}:{self.http_port}/pkarr"
 
     @property
     def dns_setting(self) -> str:
         """The value of RINGDROP_DISCOVERY_DNS that asks this server directly."""
-        return f"{ORIGIN}@127.0.0.1:{self.dns_port}"
+        return f"{ORIGIN}@{self.host}:{self.dns_port}"
 
     def env(self) -> dict[str, str]:
         """The discovery settings of a node that uses this server (and nothing else)."""
@@ -115,8 +128,11 @@ class IrohDnsServer:
             "RUST_LOG": "info",
         }
         with self.log_path.open("ab") as log:
+            command = [self.binary, "--config", str(self.config_path)]
+            if self.netns is not None:
+                command = ["ip", "netns", "exec", self.netns, *command]
             self._process = subprocess.Popen(
-                [self.binary, "--config", str(self.config_path)],
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

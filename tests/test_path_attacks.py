@@ -26,12 +26,17 @@ import pytest
 
 from ringdrop.identity import Identity, PeerId
 from ringdrop.protocol import (
+    AnnounceRequest,
     Candidates,
     Catalog,
     CatalogRequest,
+    Info,
+    News,
     PathsChannel,
     Request,
     ResponseHeader,
+    RingsRequest,
+    SinceRequest,
     encode,
 )
 from ringdrop.ticket import Address
@@ -191,6 +196,46 @@ async def test_a_stranger_learns_no_address_and_directs_no_ping(
     assert learnt == b""  # the sharer's addresses stay its own (share --no-addresses holds)
     (candidates,) = PathsChannel().receive_data(told)
     assert candidates == Candidates(((server_ip, server.port),))
+
+
+async def test_allowed_questions_about_rings_and_their_news_open_no_paths(
+    isle: Island, victims: Callable[[str], Victim]
+) -> None:
+    # Only content (or a catalog) is worth a direct path; a ring's manifests and news are a
+    # frame or two, and the connection that carries them is usually closed right after.
+    server_ip, peer_ip, victim_ip, witness_ip = isle.ips[:4]
+    victim, witness = victims(victim_ip), victims(witness_ip)
+    news = News(b"m" * 100, (b"a" * 200,))
+
+    async def handler(peer: PeerId, request: Request) -> Reply:
+        if isinstance(request, CatalogRequest):
+            return Reply(ResponseHeader("allowed"), catalog=Catalog(()))
+        if isinstance(request, SinceRequest):
+            return Reply(ResponseHeader("allowed"), news=news)
+        if isinstance(request, AnnounceRequest):
+            return Reply(ResponseHeader("allowed"))
+        return Reply(ResponseHeader("allowed"), info=Info())
+
+    questions: list[Request] = [RingsRequest(), AnnounceRequest(news), SinceRequest(b"R" * 16, 0)]
+    async with (
+        asyncio.timeout(TIMEOUT),
+        await start_server(isle, handler) as server,
+        hostile_from(isle.udp(peer_ip), server_ip, server.port) as asker,
+    ):
+        await asker.authenticate(MEMBER, SHARER.peer_id)
+        asker_paths = asker.offer([victim.address])
+        for question in questions:
+            header = first_frame(await asker.ask(encode(question)))
+            assert isinstance(header, ResponseHeader)
+            assert header.status == "allowed", question
+        async with hostile_from(isle.udp(peer_ip), server_ip, server.port) as fetcher:
+            await fetcher.authenticate(MEMBER, SHARER.peer_id)
+            fetcher.offer([witness.address])
+            assert await ask_catalog(fetcher) == "allowed"
+            await until(lambda: witness.count >= PROBE_TRIES, "the witness's pings")
+        learnt = asker.received(asker_paths)
+    assert victim.count == 0
+    assert learnt == b""
 
 
 async def test_addresses_no_other_machine_could_mean_are_never_pinged(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import json
 import math
 import os
 import time
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING, TypeVar, cast, get_args
 
 import apsw
 
-from ringdrop.access import groups
+from ringdrop.access import groups, news
+from ringdrop.access.announcement import Announcement
 from ringdrop.access.decision import CATALOG, judge, log_entry
 from ringdrop.access.manifest import RING_ID_BYTES, Manifest
 from ringdrop.access.records import (
@@ -31,6 +33,7 @@ from ringdrop.access.records import (
     CatalogRow,
     Decision,
     Member,
+    Operation,
     Peer,
     PeerRef,
     Permission,
@@ -260,6 +263,197 @@ class Access:
             rows = groups.providers(conn, root)
         return [(p, r, [_address(t) for t in a.split(",") if t]) for p, r, a in rows]
 
+    # A ring's news (see news.py): the owner's side
+
+    def news_due(self, own: PeerId, now: float | None = None) -> list[news.Delivery]:
+        """The members of this node's rings that have not been told all of a ring's news."""
+        now = time.time() if now is None else now
+        with self._db.snapshot() as conn:
+            return news.due(conn, own, now)
+
+    def news_since(self, ring_id: int, after: int, limit: int) -> tuple[list[news.Item], bool]:
+        """This node's ring's news numbered after `after` (at most `limit`), and whether
+        there is more."""
+        with self._db.snapshot() as conn:
+            return news.since(conn, ring_id, after, limit)
+
+    def own_ring(self, uid: bytes) -> tuple[int, str, int] | None:
+        """This node's ring of the id `uid`: its row id, name and last sequence number."""
+        with self._db.snapshot() as conn:
+            return news.own_ring(conn, uid)
+
+    def mark_sent(
+        self,
+        ring_id: int,
+        peer: PeerId,
+        sequence: int,
+        reach: tuple[str | None, Sequence[Address]] | None = None,
+    ) -> None:
+        """`peer` has the news of this node's ring `ring_id` up to `sequence`; with `reach`,
+        it said (in a since request) that it is reached through that relay and at those
+        addresses. One transaction: whoever learns how to reach the member from it also learns
+        what it was told, and does not tell it again."""
+        with self._db.transaction() as conn:
+            news.mark_sent(conn, ring_id, peer, sequence)
+            if reach is not None:
+                relay, addresses = reach
+                conn.execute(
+                    "INSERT INTO member_reach (peer_id, relay, addresses, at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (peer_id) DO UPDATE SET "
+                    "relay = excluded.relay, addresses = excluded.addresses, at = excluded.at",
+                    (peer.raw, relay, ",".join(f"{a.ip} {a.port}" for a in addresses), time.time()),
+                )
+
+    def sent_to(self, ring_id: int, peer: PeerId) -> int:
+        """How far `peer` was told the news of this node's ring `ring_id` (0: nothing)."""
+        with self._db.snapshot() as conn:
+            row = _one(
+                conn,
+                "SELECT sequence FROM announce_sent WHERE ring_id = ? AND peer_id = ?",
+                (ring_id, peer.raw),
+            )
+        return 0 if row is None else cast(int, row[0])
+
+    def member_reach(self, peer: PeerId) -> tuple[str | None, list[Address]]:
+        """The relay and addresses a member last said it is reached at (none known: nothing)."""
+        with self._db.snapshot() as conn:
+            row = _one(
+                conn, "SELECT relay, addresses FROM member_reach WHERE peer_id = ?", (peer.raw,)
+            )
+        if row is None:
+            return None, []
+        return cast(str | None, row[0]), [_address(t) for t in cast(str, row[1]).split(",") if t]
+
+    # A ring's news: a member's side
+
+    def accept_news(
+        self,
+        own: PeerId,
+        manifest: Manifest,
+        announcements: Sequence[Announcement],
+        *,
+        asked: bool,
+        now: float | None = None,
+    ) -> tuple[str | None, list[int]]:
+        """Keeps a ring owner's announcements if this node may (see `news.accept`): the reason
+        for a refusal, or None, and the ids of the inbox entries that changed."""
+        now = time.time() if now is None else now
+        with self._db.transaction() as conn:
+            return news.accept(conn, own, manifest, announcements, asked=asked, now=now)
+
+    def ring_cursor(self, uid: bytes) -> int:
+        """The last sequence number of the ring `uid`'s news this node has (0: none)."""
+        with self._db.snapshot() as conn:
+            return news.cursor(conn, uid)
+
+    def news_owners(self, own: PeerId, now: float | None = None) -> list[PeerId]:
+        """The owners to ask for news: of the rings held that admit this node, of the rings
+        it follows, and the peers in its book whose tickets it used (they may have put it in
+        a ring since)."""
+        now = time.time() if now is None else now
+        with self._db.snapshot() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT m.owner FROM manifests AS m JOIN manifest_members AS mm "
+                "ON mm.uid = m.uid AND mm.peer_id = :own WHERE m.owner <> :own "
+                "AND m.valid_until > :now AND (mm.expires_at IS NULL OR mm.expires_at > :now) "
+                "UNION SELECT owner FROM follows UNION SELECT p.peer_id FROM peers AS p "
+                "WHERE EXISTS (SELECT 1 FROM peer_addresses AS a WHERE a.peer_id = p.peer_id)",
+                {"own": own.raw, "now": now},
+            ).fetchall()
+        return [PeerId(cast(bytes, r[0])) for r in rows]
+
+    def inbox(self, state: news.InboxState | None = None) -> list[news.InboxEntry]:
+        """The inbox, oldest first (only the entries in `state`, if given)."""
+        with self._db.snapshot() as conn:
+            if state is None:
+                return news.entries(conn)
+            return news.entries(conn, "WHERE state = ?", (state,))
+
+    def inbox_entries(self, ids: Iterable[int]) -> list[news.InboxEntry]:
+        wanted = json.dumps(sorted(set(ids)))
+        with self._db.snapshot() as conn:
+            return news.entries(conn, "WHERE id IN (SELECT value FROM json_each(?))", (wanted,))
+
+    def set_inbox_state(
+        self,
+        entry: int,
+        state: news.InboxState,
+        *,
+        path: str | None = None,
+        fetcher: int | None = None,
+        note: str | None = None,
+        only_from: Sequence[news.InboxState] = news.INBOX_STATES,
+    ) -> bool:
+        """Moves an inbox entry to `state` (with where it was received, the fetching process,
+        or why it waits), if it is in one of `only_from`; whether it was."""
+        if state not in news.INBOX_STATES:
+            raise ValueError(f"{state!r} is not an inbox state")
+        with self._db.transaction() as conn:
+            conn.execute(
+                "UPDATE inbox SET state = ?, path = coalesce(?, path), fetcher = ?, note = ? "
+                "WHERE id = ? AND state IN (SELECT value FROM json_each(?))",
+                (state, path, fetcher, note, entry, json.dumps(list(only_from))),
+            )
+            return conn.changes() > 0
+
+    def add_follow(
+        self,
+        owner: PeerId,
+        ring: str,
+        dest: str,
+        existing: news.OnExisting,
+        max_size: int | None,
+    ) -> news.Follow:
+        """Follows the ring `ring` of `owner` into `dest` (replacing an earlier follow of it);
+        the owner enters the peer book, so that its news is taken."""
+        check_ring_name(ring)
+        with self._db.transaction() as conn:
+            _enter_in_book(conn, owner, time.time())
+            uid = _one(
+                conn,
+                "SELECT uid FROM manifests WHERE owner = ? AND name = ? COLLATE NOCASE",
+                (owner.raw, ring),
+            )
+            conn.execute(
+                "INSERT INTO follows (owner, ring, uid, dest, existing, max_size, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner, ring) DO UPDATE SET "
+                "dest = excluded.dest, existing = excluded.existing, "
+                "max_size = excluded.max_size",
+                (
+                    owner.raw,
+                    ring,
+                    None if uid is None else uid[0],
+                    dest,
+                    existing,
+                    max_size,
+                    time.time(),
+                ),
+            )
+            return next(
+                f for f in news.follows(conn) if f.owner == owner and f.ring.lower() == ring.lower()
+            )
+
+    def remove_follow(self, owner: PeerId, ring: str) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM follows WHERE owner = ? AND ring = ?", (owner.raw, ring))
+            if conn.changes() == 0:
+                raise NotFoundError(
+                    f"{_peer_name(conn, owner)}'s ring {quoted(ring)} is not followed here.",
+                    kind="follow",
+                )
+
+    def follows(self) -> list[news.Follow]:
+        with self._db.snapshot() as conn:
+            return news.follows(conn)
+
+    def followed(self) -> list[tuple[news.InboxEntry, news.Follow]]:
+        """The new entries of followed rings that wait for nothing, with their follows."""
+        with self._db.snapshot() as conn:
+            if not conn.execute(news.FOLLOWED_ANY).fetchone():
+                return []
+        with self._db.transaction() as conn:
+            return news.followed(conn)
+
     def add_member(self, ring: str, peer: PeerRef, expires_at: float | None = None) -> None:
         """Puts `peer` in `ring` (and in the peer book); if it is already a member, sets the
         membership's expiry to `expires_at` (None: for good)."""
@@ -436,11 +630,14 @@ class Access:
             raise ValueError(f"a size cannot be negative ({size})")
         with self._db.transaction() as conn:
             ring_id, _ = _ring(conn, ring)
+            now = time.time()
             conn.execute(
                 "INSERT INTO attachments (hash, permission, ring_id, attached_at) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (root, permission, ring_id, time.time()),
+                (root, permission, ring_id, now),
             )
+            if conn.changes() and permission == "read":
+                news.record(conn, ring_id, root, "share", now)
             conn.execute(
                 "INSERT INTO content (hash, name, format, size) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (hash) DO UPDATE SET name = coalesce(excluded.name, name), "
@@ -465,6 +662,12 @@ class Access:
                     f"The content {root.hex()[:16]}… is not attached to the ring '{ring_name}'"
                     + (f" for {permission}." if permission else ".")
                 )
+            still = conn.execute(
+                "SELECT 1 FROM attachments WHERE hash = ? AND ring_id = ? AND permission = 'read'",
+                (root, ring_id),
+            ).fetchone()
+            if still is None:
+                news.record(conn, ring_id, root, "withdraw", time.time())
 
     def attachments(self, root: bytes) -> list[Attachment]:
         """The rings `root` itself is attached to (not those of collections holding it)."""
@@ -666,7 +869,7 @@ class Access:
                 at=cast(float, at),
                 peer_id=PeerId(cast(bytes, p)),
                 root=cast(bytes, h),
-                operation=_check_permission(cast(str, o)),
+                operation=_check_operation(cast(str, o)),
                 allowed=bool(a),
                 reason=cast(str, reason),
                 ring=cast(str | None, ring),
@@ -951,6 +1154,12 @@ def _check_permission(permission: str) -> Permission:
     if permission not in get_args(Permission):
         raise ValueError(f"permission must be one of {get_args(Permission)}, not {permission!r}")
     return cast(Permission, permission)
+
+
+def _check_operation(operation: str) -> Operation:
+    if operation not in get_args(Operation):
+        raise ValueError(f"operation must be one of {get_args(Operation)}, not {operation!r}")
+    return cast(Operation, operation)
 
 
 def _check_privilege(privilege: str) -> Privilege:

@@ -23,6 +23,7 @@ __all__ = [
     "CatalogRow",
     "Decision",
     "Member",
+    "Operation",
     "Peer",
     "PeerRef",
     "Permission",
@@ -38,6 +39,10 @@ __all__ = [
 
 Permission = Literal["read", "write", "delete"]
 """What a ring may do with attached content; only `read` is asked for so far."""
+
+Operation = Literal["read", "write", "delete", "announce", "since"]
+"""What the access log records a decision on: a permission asked for content, or a ring's news
+(an owner's announcement to this node, a member asking this node for the news it missed)."""
 
 Privilege = Literal["catalog"]
 """A per-peer privilege on this node: `catalog` lets the peer list what it may read."""
@@ -117,7 +122,7 @@ class AccessLogEntry:
     at: float
     peer_id: PeerId
     root: bytes
-    operation: Permission
+    operation: Operation
     allowed: bool
     reason: str
     ring: str | None

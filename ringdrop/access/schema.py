@@ -260,6 +260,79 @@ CREATE TABLE providers (
 ALTER TABLE uploads ADD COLUMN via BLOB CHECK (via IS NULL OR length(via) = 32);
 """
 
+# A ring's news (issue 25). On the owner's side: the ring's last sequence number, one row per root
+# ever attached to it (its newest announcement, a share or a withdrawal, and its number), how far
+# each member has been told, and how members said they are reached. On a member's side: the
+# inbox (one row per ring and root, with the newest signed announcement about it), the last
+# sequence number had of each ring, and the rings followed into folders.
+_NEWS = """
+ALTER TABLE rings ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0 CHECK (sequence >= 0);
+
+CREATE TABLE announced (
+    ring_id INTEGER NOT NULL REFERENCES rings (id) ON DELETE CASCADE,
+    hash BLOB NOT NULL CHECK (length(hash) = 32),
+    sequence INTEGER NOT NULL CHECK (sequence > 0),
+    kind TEXT NOT NULL CHECK (kind IN ('share', 'withdraw')),
+    at REAL NOT NULL,
+    PRIMARY KEY (ring_id, hash)
+) STRICT, WITHOUT ROWID;
+CREATE UNIQUE INDEX announced_by_sequence ON announced (ring_id, sequence);
+
+CREATE TABLE announce_sent (
+    ring_id INTEGER NOT NULL REFERENCES rings (id) ON DELETE CASCADE,
+    peer_id BLOB NOT NULL CHECK (length(peer_id) = 32),
+    sequence INTEGER NOT NULL CHECK (sequence >= 0),
+    PRIMARY KEY (ring_id, peer_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE member_reach (
+    peer_id BLOB PRIMARY KEY CHECK (length(peer_id) = 32),
+    relay TEXT,
+    addresses TEXT NOT NULL,
+    at REAL NOT NULL
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE inbox (
+    id INTEGER PRIMARY KEY,
+    uid BLOB NOT NULL CHECK (length(uid) = 16),
+    hash BLOB NOT NULL CHECK (length(hash) = 32),
+    owner BLOB NOT NULL CHECK (length(owner) = 32),
+    ring TEXT NOT NULL,
+    sequence INTEGER NOT NULL CHECK (sequence > 0),
+    name TEXT NOT NULL,
+    format TEXT NOT NULL CHECK (format IN ('blob', 'collection')),
+    size INTEGER NOT NULL CHECK (size >= 0),
+    announced_at REAL NOT NULL,
+    arrived_at REAL NOT NULL,
+    asked INTEGER NOT NULL CHECK (asked IN (0, 1)),
+    state TEXT NOT NULL
+        CHECK (state IN ('new', 'fetching', 'received', 'dismissed', 'withdrawn')),
+    raw BLOB NOT NULL,
+    path TEXT,
+    fetcher INTEGER,
+    note TEXT,
+    UNIQUE (uid, hash)
+) STRICT;
+CREATE INDEX inbox_by_state ON inbox (state, id);
+
+CREATE TABLE ring_cursors (
+    uid BLOB PRIMARY KEY CHECK (length(uid) = 16),
+    sequence INTEGER NOT NULL CHECK (sequence >= 0)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE follows (
+    id INTEGER PRIMARY KEY,
+    owner BLOB NOT NULL CHECK (length(owner) = 32),
+    ring TEXT NOT NULL COLLATE NOCASE,
+    uid BLOB CHECK (uid IS NULL OR length(uid) = 16),
+    dest TEXT NOT NULL,
+    existing TEXT NOT NULL CHECK (existing IN ('refuse', 'rename', 'force')),
+    max_size INTEGER CHECK (max_size IS NULL OR max_size >= 0),
+    created_at REAL NOT NULL,
+    UNIQUE (owner, ring)
+) STRICT;
+"""
+
 ACCESS_MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "rings, peer book, grants, content links, access and upload logs", _ACCESS_TABLES),
     Migration(3, "the addresses peers were reached at", _PEER_ADDRESSES),
@@ -267,6 +340,7 @@ ACCESS_MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "repeated denials in one access-log row", _REPEATED_DENIALS),
     Migration(6, "a single file's time and executable bit", _FILE_METADATA),
     Migration(7, "signed ring manifests, content received under rings, providers", _RING_MANIFESTS),
+    Migration(8, "ring news: announcements sent, the inbox, followed rings", _NEWS),
 )
 
 MIGRATIONS: tuple[Migration, ...] = tuple(

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from ringdrop import __version__
-from ringdrop.cli import content, demo, rings, send, transfer
+from ringdrop.cli import content, demo, news, rings, send, transfer
 from ringdrop.cli import tui as tui_command
 from ringdrop.cli.base import HelpFormatter, global_options
 from ringdrop.cli.exits import ExitCode, error_json, exit_code_table, report
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.register(commands)
     rings.register(commands)
     content.register(commands)
+    news.register(commands)
     tui_command.register(parser, commands)
     demo.register(commands)
     return parser

@@ -67,7 +67,7 @@ def _register_ring(commands: Commands) -> None:
         examples=["ringdrop ring set family --members-serve off"],
         run=cmd_ring_set,
     )
-    parser.add_argument("name", metavar="NAME", help="the ring's name")
+    parser.add_argument("name", metavar="NAME", help=_RING_HELP)
     _members_serve_option(parser, default=None)
     add_command(
         ring,

@@ -31,6 +31,7 @@ from ringdrop.node.retry import RetryPolicy
 if TYPE_CHECKING:
     from ringdrop.node import (
         CatalogEntry,
+        NewsEvent,
         Node,
         OnExisting,
         Published,
@@ -600,6 +601,7 @@ async def _serve(node: Node) -> str:
             ready=lambda port: _announce(node, port),
             on_relay=lambda state: _relay_state(node, state),
             on_record=_record_published(),
+            on_news=lambda event: _print_news(node, event),
         )
     )
 
@@ -649,6 +651,33 @@ def _record_published() -> Callable[[Published], None]:
 def _relay_state(node: Node, state: str) -> None:
     if state in ("connected", "disconnected"):
         print(f"relay {display.safe(node.home_relay or '')}: {state}", flush=True)
+
+
+def _print_news(node: Node, event: NewsEvent) -> None:
+    nickname = node.nickname(event.peer)
+    who = f"{display.safe(nickname)} ({str(event.peer)[:8]}…)" if nickname else str(event.peer)
+    ring = f"'{display.safe(event.ring)}'"
+    name = display.safe(event.name) if event.name else None
+    size = f" ({display.size(event.size)})" if event.size is not None else ""
+    reason = display.safe(event.reason or "")
+    match event.kind:
+        case "arrived":
+            line = f"inbox {event.entry}: {name}{size} from {who} in {ring}"
+        case "withdrawn":
+            line = f"inbox {event.entry}: {name} withdrawn by {who} from {ring}"
+        case "refused":
+            line = f"news from or to {who} for {ring} refused: {reason}"
+        case "announced":
+            what = name or display.count(event.count, "announcement")
+            via = f" ({display.safe(event.via)})" if event.via else ""
+            line = f"announced {what} to {who} in {ring}{via}"
+        case "unreachable":
+            line = f"could not announce {ring}'s news to {who}: {reason}"
+        case "fetched":
+            line = f"followed {ring}: received {name} into {display.safe(event.path or '')}"
+        case "waiting":
+            line = f"followed {ring}: {name}{size} waits in the inbox ({event.entry}): {reason}"
+    print(f"{display.when(event.at)}  {line}", flush=True)
 
 
 def print_event(event: ServeEvent) -> None:

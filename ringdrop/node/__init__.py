@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ringdrop.access import OPEN_RING, AccessLogEntry, Member, Upload
+    from ringdrop.access.news import Follow
     from ringdrop.discovery import Published
     from ringdrop.node.codes import CODE_EXPIRES, RECEIVE_TIMEOUT, CodeOffer
     from ringdrop.node.download import TransferStats
     from ringdrop.node.hashing import Hashed, hash_file
-    from ringdrop.node.node import Node, Received, Sent, Share
+    from ringdrop.node.news import NewsEvent
+    from ringdrop.node.node import InboxItem, Node, Received, Sent, Share
     from ringdrop.node.progress import Progress
     from ringdrop.node.receipts import Receipt
     from ringdrop.node.retry import RetryPolicy
@@ -36,8 +38,11 @@ _WHERE = {
     "CatalogEntry": "ringdrop.protocol",
     "CODE_EXPIRES": "ringdrop.node.codes",
     "CodeOffer": "ringdrop.node.codes",
+    "Follow": "ringdrop.access.news",
     "Hashed": "ringdrop.node.hashing",
+    "InboxItem": "ringdrop.node.node",
     "Member": "ringdrop.access",
+    "NewsEvent": "ringdrop.node.news",
     "Node": "ringdrop.node.node",
     "OnExisting": "ringdrop.store",
     "Progress": "ringdrop.node.progress",
@@ -70,8 +75,11 @@ __all__ = [
     "CatalogEntry",
     "CodeOffer",
     "Fetched",
+    "Follow",
     "Hashed",
+    "InboxItem",
     "Member",
+    "NewsEvent",
     "Node",
     "OnExisting",
     "Progress",

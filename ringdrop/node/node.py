@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ringdrop.access import MIGRATIONS, OPEN_RING, Access, LogWriter
+from ringdrop.access import MIGRATIONS, OPEN_RING, Access, LogWriter, PeerRef
+from ringdrop.access.announcement import parse_announcement
 from ringdrop.access.manifest import Manifest
+from ringdrop.access.news import Follow, InboxEntry, InboxState
 from ringdrop.bao import ChunkRanges
 from ringdrop.discovery import Published, Publisher, Record, Resolver, Services, Timestamps
 from ringdrop.errors import (
@@ -62,6 +64,15 @@ from ringdrop.node.config import (
 from ringdrop.node.dial import Route, dial
 from ringdrop.node.download import Download, Source, TransferStats, export_target
 from ringdrop.node.manage import Management
+from ringdrop.node.news import (
+    Announcer,
+    CatchUp,
+    EventKind,
+    Follower,
+    NewsEvent,
+    NewsService,
+    process_alive,
+)
 from ringdrop.node.progress import ProgressCallback, Tracker
 from ringdrop.node.ratelimit import Limited, RateLimit
 from ringdrop.node.receipts import Receipt, read_receipts, record_receipt
@@ -72,6 +83,7 @@ from ringdrop.node.server import Answer, Gate, ServeEvent
 from ringdrop.node.upload import Upload
 from ringdrop.protocol import (
     AboutRequest,
+    AnnounceRequest,
     CatalogEntry,
     GetRequest,
     HaveRequest,
@@ -80,6 +92,7 @@ from ringdrop.protocol import (
     Provider,
     Request,
     RingsRequest,
+    SinceRequest,
 )
 from ringdrop.shortcode import ShortCode
 from ringdrop.store import ExportResult, ImportMode, OnExisting, Store, default_data_dir
@@ -170,6 +183,29 @@ class Share:
     """Files of a shared folder left out by --exclude patterns or its .ringdropignore."""
     skipped: tuple[str, ...] = ()
     """Names in a shared folder that are not regular files (symbolic links, sockets…)."""
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """An announcement in this node's inbox: what a ring's owner shared (or withdrew), when it
+    arrived, and where it stands — `new`, `fetching`, `received` (at `path`), `dismissed` or
+    `withdrawn`. `note` says why a followed ring's content waits here."""
+
+    id: int
+    arrived_at: float
+    announced_at: float
+    ring: str
+    sharer: PeerId
+    nickname: str | None
+    name: str
+    format: Format
+    size: int
+    state: InboxState
+    root: bytes
+    path: str | None
+    note: str | None
+    asked: bool
+    """It came in answer to this node's own request for news (not pushed by the owner)."""
 
 
 class Node(Management):
@@ -522,13 +558,17 @@ class Node(Management):
         on_relay: Callable[[RelayState], object] | None = None,
         limits: Limits | None = None,
         on_record: Callable[[Published], object] | None = None,
+        on_news: Callable[[NewsEvent], object] | None = None,
         on_sent: Callable[[str, int], object] | None = None,
         done: asyncio.Event | None = None,
     ) -> None:
         """Listens on the configured port, and through the home relay, and answers requests
         until cancelled, keeping this node's address record published (with discovery on).
-        `on_relay` hears whether the home relay is connected, `on_record` each publication's
-        outcome; `limits` replaces the transport's defaults (connections, requests,
+        Unless `done` is given, it meanwhile tells its rings' members the news (what was shared
+        to a ring or withdrawn from it), asks the owners of the rings it is in for what it
+        missed, and fetches what arrives for a followed ring into its folder. `on_relay` hears
+        whether the home relay is connected, `on_record` each publication's outcome, `on_news`
+        what the news did; `limits` replaces the transport's defaults (connections, requests,
         timeouts); `on_sent` hears of content bytes as they go out, with the peer's id. Once
         `done` is set, serving ends as soon as no peer is connected (after `DRAIN` seconds at
         most), so that the receivers finish with what was sent."""
@@ -539,7 +579,9 @@ class Node(Management):
             raise AlreadyServedError(f"this data directory is already being served by {who}", pid)
         try:
             (self.data_dir / SERVE_LOCK).write_text(f"{os.getpid()}\n")
-            await self._serve(on_event, ready, host, limits, on_relay, on_record, on_sent, done)
+            await self._serve(
+                on_event, ready, host, limits, on_relay, on_record, on_news, on_sent, done
+            )
         finally:
             lock.release()
 
@@ -551,6 +593,7 @@ class Node(Management):
         limits: Limits | None,
         on_relay: Callable[[RelayState], object] | None,
         on_record: Callable[[Published], object] | None,
+        on_news: Callable[[NewsEvent], object] | None,
         on_sent: Callable[[str, int], object] | None,
         done: asyncio.Event | None,
     ) -> None:
@@ -588,12 +631,14 @@ class Node(Management):
             on_relay=on_relay,
             known=known,
         )
-        publishing = None
+        background: list[asyncio.Task[None]] = []
         if self.discovery.pkarr:
-            publishing = asyncio.create_task(self._publish(server, reach.relay, on_record))
-        signing = asyncio.create_task(self._keep_manifests_valid())
+            background.append(asyncio.create_task(self._publish(server, reach.relay, on_record)))
+        background.append(asyncio.create_task(self._keep_manifests_valid()))
         try:
             serving.append(await asyncio.to_thread(_Serving, self, on_event))
+            if done is None:  # a one-shot send tells no ring anything
+                background += serving[0].start_news(self, on_news or (lambda _: None))
             opened.set()
             gate_open.set_result(serving[0])
             if ready is not None:
@@ -605,12 +650,12 @@ class Node(Management):
             while server.established and asyncio.get_running_loop().time() < drained:
                 await asyncio.sleep(0.05)
         finally:
-            signing.cancel()
             opened.set()  # whatever waits for the gate stops waiting
-            if publishing is not None:
-                publishing.cancel()
+            for task in background:
+                task.cancel()
+            for task in background:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await publishing
+                    await task
             await server.close()
             gate_open.cancel()
             if serving:
@@ -1022,6 +1067,136 @@ class Node(Management):
         finally:
             await connection.close()
 
+    # -- a ring's news ---------------------------------------------------------------------------
+
+    def inbox(self) -> list[InboxItem]:
+        """What the owners of this node's rings announced to it, oldest first. An entry whose
+        fetch was cut short (its process is gone) is `new` again: fetching it resumes."""
+        nicknames = self.nicknames()
+        return [_inbox_item(e, nicknames.get(e.owner)) for e in self.access.inbox()]
+
+    def inbox_item(self, entry: int) -> InboxItem:
+        """The inbox entry numbered `entry`."""
+        found = self.access.inbox_entries([entry])
+        if not found:
+            raise NotFoundError(f"the inbox holds no entry {entry}", kind="inbox", name=str(entry))
+        return _inbox_item(found[0], self.nickname(found[0].owner))
+
+    def dismiss(self, entry: int) -> InboxItem:
+        """Sets an inbox entry aside: it is not fetched, nor shown as new."""
+        item = self.inbox_item(entry)
+        if item.state == "fetching":
+            raise StoreError(f"{item.name} is being fetched; stop that first")
+        self.access.set_inbox_state(entry, "dismissed", note=None)
+        return self.inbox_item(entry)
+
+    def inbox_ticket(self, entry: int) -> Ticket:
+        """The ticket the inbox entry `entry` stands for: the content its sharer announced,
+        reached as the signed announcement says (a single file with its time and mode)."""
+        found = self.access.inbox_entries([entry])
+        if not found:
+            raise NotFoundError(f"the inbox holds no entry {entry}", kind="inbox", name=str(entry))
+        held = found[0]
+        announcement = parse_announcement(held.raw)
+        return Ticket(
+            peer_id=held.owner,
+            addresses=announcement.addresses,
+            content_hash=held.root,
+            format=held.format,
+            name=held.name,
+            size=held.size,
+            relay=announcement.relay,
+            mtime_ns=announcement.mtime_ns if held.format == "blob" else None,
+            executable=announcement.executable and held.format == "blob",
+        )
+
+    async def fetch_news(
+        self,
+        entry: int,
+        dest: Path | None = None,
+        *,
+        existing: OnExisting = "refuse",
+        keep: bool | None = None,
+        progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+        make_dest: bool = False,
+    ) -> Received:
+        """Fetches what the inbox entry `entry` announced, as `get` fetches a ticket's content
+        (resuming what is verified already, exporting to `dest` by the same rules): from its
+        sharer, reached as the signed announcement says (and by the peer book and
+        discovery). `make_dest` creates `dest` as a folder first. Content received this way
+        was received under the announcing ring: this node may serve it to the ring's members
+        where the ring lets members serve."""
+        item = self.inbox_item(entry)
+        if item.state == "withdrawn":
+            raise NotFoundError(f"its sharer withdrew {item.name}", kind="inbox")
+        (held,) = self.access.inbox_entries([entry])
+        if item.state == "fetching" and held.fetcher != os.getpid():
+            raise StoreError(f"{item.name} is being fetched by process {held.fetcher}")
+        ticket = self.inbox_ticket(entry)
+        if make_dest and dest is not None:
+            dest.mkdir(parents=True, exist_ok=True)
+        self.access.set_inbox_state(entry, "fetching", fetcher=os.getpid())
+        try:
+            received = await self.get(
+                ticket, dest, existing=existing, keep=keep, progress=progress, retry=retry
+            )
+        except BaseException:
+            back = "new" if item.state in ("new", "fetching") else item.state
+            self.access.set_inbox_state(entry, back, only_from=("fetching",))
+            raise
+        manifest = self.access.manifest(held.uid)
+        if manifest is not None:
+            self.access.record_received(held.root, [manifest])
+        self.access.set_inbox_state(entry, "received", path=str(received.path))
+        return received
+
+    def follow(
+        self,
+        peer: PeerRef,
+        ring: str,
+        into: Path,
+        *,
+        existing: OnExisting = "refuse",
+        max_size: int | None = None,
+    ) -> Follow:
+        """Follows `peer`'s ring called `ring` into the folder `into` (created if need be).
+        `peer` is the owner's id or nickname, or one of its tickets (whose addresses are then
+        where this node asks it for news). While this node serves, what the ring's owner
+        announces is fetched there, unless it is larger than `max_size` bytes or does not fit
+        (then it waits in the inbox). The owner enters the peer book: its news is taken from
+        now on. Following again changes the folder, the policy and the cap."""
+        try:
+            ticket = Ticket.decode(peer) if isinstance(peer, str) else None
+        except TicketError:
+            ticket = None
+        if ticket is not None:
+            self._remember(ticket)  # its addresses: where to ask the owner for its news
+        owner = ticket.peer_id if ticket is not None else self._peer_id(peer)
+        if owner == self.peer_id:
+            raise UsageError("this node owns its rings: what it shares to them is here already")
+        into = into.expanduser().absolute()
+        if into.exists() and not into.is_dir():
+            raise ExistsError(f"{into} exists and is not a folder", path=str(into))
+        into.mkdir(parents=True, exist_ok=True)
+        if max_size is not None and max_size < 0:
+            raise ValueError(f"a size cap cannot be negative ({max_size})")
+        return self.access.add_follow(owner, ring, str(into), existing, max_size)
+
+    def unfollow(self, peer: PeerRef, ring: str) -> PeerId:
+        """Stops following `peer`'s ring `ring` (what it fetched stays)."""
+        owner = self._peer_id(peer)
+        self.access.remove_follow(owner, ring)
+        return owner
+
+    def follows(self) -> list[Follow]:
+        """The rings this node follows into folders."""
+        return self.access.follows()
+
+    def reachable_at(self) -> tuple[Address, ...]:
+        """The addresses tickets name (see `addresses`); none when they cannot be told."""
+        return self._addresses_or_none()
+
     def dialer(self, relay: str | None, addresses: Sequence[Address] = ()) -> Dialer:
         """The start of a connection to a peer at `addresses` whose relay is `relay`, opened
         now (see `transport.Dialer`): the relay is used if relaying is enabled here and the
@@ -1236,11 +1411,59 @@ class _Serving:
         self.limit = None if node.limit_rate is None else RateLimit(node.limit_rate)
         self.uploads: dict[tuple[PeerId, bytes], list[Upload]] = {}
         """The gets being answered, by peer and content (see `Upload`)."""
+        self.news = NewsService(node, self.logs)
+        self._announcer: Announcer | None = None
+        self._follower: Follower | None = None
+        self._on_news: Callable[[NewsEvent], object] = lambda _: None
+
+    def start_news(
+        self, node: Node, on_news: Callable[[NewsEvent], object]
+    ) -> list[asyncio.Task[None]]:
+        """The news tasks of a serving node: announcing to members, asking owners for what
+        was missed, fetching followed rings' content."""
+        self._on_news = on_news
+        self._announcer = Announcer(node, on_news)
+        self._follower = Follower(node, on_news)
+        catch_up = CatchUp(node, self._arrived, on_news)
+        return [
+            asyncio.create_task(self._announcer.run()),
+            asyncio.create_task(catch_up.run()),
+            asyncio.create_task(self._follower.run()),
+        ]
+
+    def _arrived(self, entries: Sequence[InboxEntry], asked: bool) -> None:
+        for entry in entries:
+            kind: EventKind = "withdrawn" if entry.state == "withdrawn" else "arrived"
+            self._on_news(
+                NewsEvent(
+                    time.time(),
+                    kind,
+                    entry.owner,
+                    entry.ring,
+                    name=entry.name,
+                    size=entry.size,
+                    entry=entry.id,
+                    reason="asked" if asked else None,
+                )
+            )
+        if entries and self._follower is not None:
+            self._follower.wake()
 
     async def reply(self, peer: PeerId, request: Request) -> Reply:
         # The decision reads SQLite and opening the content touches files: neither may hold up
         # the loop that moves every other transfer's packets.
         gate = self.gate
+        if self._announcer is not None:
+            self._announcer.heard_from(peer)
+        if isinstance(request, AnnounceRequest):
+            header, entries = await asyncio.to_thread(self.news.announce, peer, request)
+            gate.finished(peer, request, Answer(header), 0, "complete")
+            self._arrived(entries, False)
+            return Reply(header)
+        if isinstance(request, SinceRequest):
+            header, news = await asyncio.to_thread(self.news.since, peer, request)
+            gate.finished(peer, request, Answer(header), 0, "complete")
+            return Reply(header, news=news)
         if isinstance(request, MembersRequest):
             reply = await asyncio.to_thread(self.members.reply, peer, request)
             return self._limited(reply)
@@ -1445,6 +1668,28 @@ class _Source:
             self._count()
             connection, self._connection = self._connection, None
             await connection.close()
+
+
+def _inbox_item(entry: InboxEntry, nickname: str | None) -> InboxItem:
+    state = entry.state
+    if state == "fetching" and not process_alive(entry.fetcher):
+        state = "new"  # its fetch was cut short: fetching it again resumes
+    return InboxItem(
+        id=entry.id,
+        arrived_at=entry.arrived_at,
+        announced_at=entry.announced_at,
+        ring=entry.ring,
+        sharer=entry.owner,
+        nickname=nickname,
+        name=entry.name,
+        format=entry.format,
+        size=entry.size,
+        state=state,
+        root=entry.root,
+        path=entry.path,
+        note=entry.note,
+        asked=entry.asked,
+    )
 
 
 class _Swarm:

@@ -27,6 +27,7 @@ from ringdrop.errors import (
 from ringdrop.identity import PeerId
 from ringdrop.protocol import (
     AboutRequest,
+    AnnounceRequest,
     Catalog,
     CatalogEntry,
     CatalogRequest,
@@ -36,6 +37,7 @@ from ringdrop.protocol import (
     Request,
     ResponseHeader,
     RingsRequest,
+    SinceRequest,
 )
 from ringdrop.store.reader import ServingReads
 
@@ -77,6 +79,8 @@ _OPERATIONS = {
     RingsRequest: "rings",
     AboutRequest: "about",
     HaveRequest: "have",
+    AnnounceRequest: "announce",
+    SinceRequest: "since",
 }
 _NOT_SHARED = "this content is not (or no longer) shared"
 # Collections whose member names the serving log keeps at hand (a folder's large files are
@@ -288,5 +292,7 @@ class Gate:
 
 
 def _root_of(request: Request) -> bytes:
-    """The content a request is about; empty for those about none (catalog, rings)."""
-    return b"" if isinstance(request, CatalogRequest | RingsRequest) else request.content_hash
+    """The content a request is about; empty for those about none (catalog, rings, news)."""
+    if isinstance(request, CatalogRequest | RingsRequest | AnnounceRequest | SinceRequest):
+        return b""
+    return request.content_hash

@@ -34,6 +34,7 @@ from ringdrop.errors import (
 from ringdrop.identity import Identity, PeerId
 from ringdrop.protocol import (
     MAX_CANDIDATES,
+    AnnounceRequest,
     Candidates,
     Catalog,
     CatalogEntry,
@@ -44,11 +45,13 @@ from ringdrop.protocol import (
     GetRequest,
     Info,
     MembersRequest,
+    News,
     PathsChannel,
     Request,
     Requester,
     ResponseHeader,
     RingRequest,
+    SinceRequest,
     StreamEnded,
 )
 from ringdrop.ticket import Address
@@ -527,6 +530,27 @@ class Connection:
             raise
         return header, info
 
+    async def announce(self, request: AnnounceRequest) -> ResponseHeader:
+        """Tell the peer a ring's news; its answer (allowed: it took them)."""
+        exchange = self._link.open(request)
+        try:
+            return await asyncio.shield(exchange.header)
+        except asyncio.CancelledError:
+            exchange._abandon()
+            raise
+
+    async def since(self, request: SinceRequest) -> tuple[ResponseHeader, News | None]:
+        """Ask a ring's owner for its news after a sequence number; the header, and the NEWS
+        (None unless allowed)."""
+        exchange = self._link.open(request)
+        try:
+            header = await asyncio.shield(exchange.header)
+            news = await asyncio.shield(exchange.news) if header.status == "allowed" else None
+        except asyncio.CancelledError:
+            exchange._abandon()
+            raise
+        return header, news
+
     async def close(self) -> None:
         self._link.close(NO_ERROR, "", TransferError("The connection was closed."))
 
@@ -557,8 +581,9 @@ class ResponseBody:
         self.header: asyncio.Future[ResponseHeader] = asyncio.get_running_loop().create_future()
         self.catalog: asyncio.Future[Catalog] = asyncio.get_running_loop().create_future()
         self.info: asyncio.Future[Info] = asyncio.get_running_loop().create_future()
+        self.news: asyncio.Future[News] = asyncio.get_running_loop().create_future()
         # A failed request leaves its futures unread: that is not worth a warning.
-        for future in (self.header, self.catalog, self.info):
+        for future in (self.header, self.catalog, self.info, self.news):
             future.add_done_callback(_quiet)
         link.send(stream_id, self._requester.send_request(request), end_stream=True)
 
@@ -630,6 +655,8 @@ class ResponseBody:
                 self.catalog.set_result(event)
             elif isinstance(event, Info):
                 self.info.set_result(event)
+            elif isinstance(event, News):
+                self.news.set_result(event)
             elif isinstance(event, StreamEnded):
                 self._finish(None)
         self._wake()
@@ -646,7 +673,7 @@ class ResponseBody:
         if self._owner is not None:
             self._owner.remove_done_callback(self._owner_done)
             self._owner = None
-        for future in (self.header, self.catalog, self.info):
+        for future in (self.header, self.catalog, self.info, self.news):
             if not future.done():
                 future.set_exception(error or ProtocolError("The sharer sent no answer."))
         self._wake()

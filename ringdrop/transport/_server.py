@@ -19,8 +19,12 @@ from ringdrop.protocol import (
     NONCE_BYTES,
     Candidates,
     Catalog,
+    CatalogRequest,
+    GetRequest,
     Hello,
     Info,
+    MembersRequest,
+    News,
     PathsChannel,
     PeerAuthenticated,
     Request,
@@ -70,6 +74,8 @@ _CID_LENGTH = 8  # both libraries' default connection id length
 _MAX_REASON = 1000
 _STUN_REFRESH = 300.0
 _STUN_RETRY = 30.0
+_OPENS_PATHS = (GetRequest, MembersRequest, CatalogRequest)
+"""The requests whose allowed answer makes the client a peer for the path layer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +123,14 @@ class Limits:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A handler's answer: the header, and for an allowed request its body or catalog."""
+    """A handler's answer: the header, and for an allowed request its body, catalog, info or
+    news (an allowed announce has none)."""
 
     header: ResponseHeader
     body: AsyncIterable[bytes] | None = None
     catalog: Catalog | None = None
     info: Info | None = None
+    news: News | None = None
 
 
 Handler = Callable[[PeerId, Request], Awaitable[Reply]]
@@ -801,8 +809,9 @@ class _ServerLink(Link):
         except Exception:
             _log.exception("The request handler failed on %s from %s", request, peer)
             reply = Reply(ResponseHeader("error", "the sharer hit an internal error"))
-        if reply.header.status == "allowed" and reply.info is None:
-            # Content (or a catalog) opens the paths; a question about rings does not.
+        if reply.header.status == "allowed" and isinstance(request, _OPENS_PATHS):
+            # Content (or a catalog) is worth a direct path; a ring's manifests and news, a
+            # frame or two on a connection that usually closes next, are not.
             self._on_allowed()
         try:
             await self._send_reply(stream_id, responder, reply)
@@ -817,12 +826,15 @@ class _ServerLink(Link):
 
     async def _send_reply(self, stream_id: int, responder: Responder, reply: Reply) -> None:
         header = responder.send_header(reply.header)
-        if reply.header.status != "allowed":
+        # A refusal, or an allowed announce, is the whole answer.
+        if responder.state is State.DONE:
             self.send(stream_id, header, end_stream=True)
         elif reply.catalog is not None:
             self.send(stream_id, header + responder.send_catalog(reply.catalog), end_stream=True)
         elif reply.info is not None:
             self.send(stream_id, header + responder.send_info(reply.info), end_stream=True)
+        elif reply.news is not None:
+            self.send(stream_id, header + responder.send_news(reply.news), end_stream=True)
         elif reply.body is not None:
             self.send(stream_id, header)
             await self._send_body(stream_id, responder, aiter(reply.body))

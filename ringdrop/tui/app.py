@@ -11,11 +11,12 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from ringdrop.display import count
+from ringdrop.display import count, safe, size
 from ringdrop.errors import RingdropError
-from ringdrop.node import Node, ServeEvent
+from ringdrop.node import NewsEvent, Node, ServeEvent
 from ringdrop.tui.activity import ActivityPane
 from ringdrop.tui.dialogs import Choice, QrCode
+from ringdrop.tui.inbox import InboxPane
 from ringdrop.tui.pane import Pane
 from ringdrop.tui.receive import ReceivePane
 from ringdrop.tui.rings import PeersPane, RingsPane
@@ -24,7 +25,7 @@ from ringdrop.tui.status import NodeStatus
 from ringdrop.tui.transfer import TransferView
 
 TABS = (("shares", "Shares"), ("receive", "Receive"), ("rings", "Rings"),
-        ("peers", "Peers"), ("activity", "Activity"))  # fmt: skip
+        ("peers", "Peers"), ("activity", "Activity"), ("inbox", "Inbox"))  # fmt: skip
 
 
 class RingdropApp(App[None]):
@@ -44,6 +45,13 @@ class RingdropApp(App[None]):
             super().__init__()
             self.event = event
 
+    class News(Message):
+        """Ring news: something arrived in the inbox, was withdrawn, or was fetched."""
+
+        def __init__(self, event: NewsEvent) -> None:
+            super().__init__()
+            self.event = event
+
     def __init__(self, node: Node, *, host: str = "::") -> None:
         super().__init__()
         self.node = node
@@ -51,7 +59,7 @@ class RingdropApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield NodeStatus(self.node)
-        panes = (SharesPane, ReceivePane, RingsPane, PeersPane, ActivityPane)
+        panes = (SharesPane, ReceivePane, RingsPane, PeersPane, ActivityPane, InboxPane)
         with TabbedContent():
             for (tab, title), pane in zip(TABS, panes, strict=True):
                 with TabPane(f"{title} F{TABS.index((tab, title)) + 1}", id=tab):
@@ -81,6 +89,7 @@ class RingdropApp(App[None]):
         try:
             await self.node.serve(
                 on_event=lambda event: self.post_message(self.Served(event)),
+                on_news=lambda event: self.post_message(self.News(event)),
                 ready=ready,
                 host=self.host,
                 on_relay=relay,
@@ -90,6 +99,27 @@ class RingdropApp(App[None]):
 
     def on_ringdrop_app_served(self, message: RingdropApp.Served) -> None:
         self.query_one(ActivityPane).changed()
+
+    def on_ringdrop_app_news(self, message: RingdropApp.News) -> None:
+        event = message.event
+        self.query_one(InboxPane).changed()
+        nickname = self.node.nickname(event.peer)
+        who = safe(nickname) if nickname else f"{event.peer.short()}…"
+        name = safe(event.name or "")
+        if event.kind == "arrived":
+            self.notify(
+                f"{name} ({size(event.size)}) from {who}, in the ring {safe(event.ring)}",
+                title="Inbox",
+            )
+        elif event.kind == "fetched":
+            self.notify(f"{name} saved in {safe(event.path or '')}", title="Followed ring")
+        elif event.kind == "waiting":
+            self.notify(f"{name} waits in the inbox: {safe(event.reason or '')}", title="Inbox")
+
+    def on_inbox_pane_counted(self, message: InboxPane.Counted) -> None:
+        number = TABS.index(("inbox", "Inbox")) + 1
+        new = f" {message.new}" if message.new else ""
+        self.query_one(TabbedContent).get_tab("inbox").label = f"Inbox{new} F{number}"
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         event.pane.query_one(Pane).enter()

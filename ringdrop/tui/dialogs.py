@@ -1,11 +1,15 @@
 """Modal dialogs: a one-line prompt (with optional completion), who may fetch a new share (rings,
-or a short code), a question answered with one of a few buttons, and a QR code view."""
+or a short code), a question answered with one of a few buttons (and the one asked before a
+download replaces anything), and a QR code view."""
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import events
@@ -15,6 +19,13 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Button, Footer, Input, Label, Static
+
+from ringdrop.display import safe
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+    from ringdrop.node import OnExisting
 
 
 class Prompt(ModalScreen[str | None]):
@@ -252,3 +263,24 @@ def qr_text(text: str, border: int = 2) -> str:
         "".join(glyphs[top, bottom] for top, bottom in zip(upper, lower, strict=True))
         for upper, lower in zip(rows[::2], rows[1::2], strict=True)
     )
+
+
+def ask_existing(
+    app: App[None], target: Path, answered: Callable[[OnExisting | None], None]
+) -> None:
+    """Calls `answered` with how a download may treat `target`: `refuse` (nothing is there),
+    or, once the person chose, `rename` (keep both) or `force` (replace it); None to give up."""
+    if not os.path.lexists(target):
+        answered("refuse")
+        return
+    what = "folder" if target.is_dir() else "file"
+    question = (
+        f"{safe(str(target))} already exists. Keep both, or replace it (a folder is replaced "
+        "whole, once the new one is complete)?"
+    )
+    choices = [("rename", "Keep both"), ("force", f"Replace the {what}"), ("cancel", "Cancel")]
+
+    def chosen(answer: str | None) -> None:
+        answered("rename" if answer == "rename" else "force" if answer == "force" else None)
+
+    app.push_screen(Choice(question, choices), chosen)

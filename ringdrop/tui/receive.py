@@ -6,7 +6,6 @@ admitting this node when the TUI closes)."""
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,7 +19,7 @@ from ringdrop.display import kind, safe, size
 from ringdrop.errors import RingdropError, TicketError
 from ringdrop.node import Node, OnExisting, ShortCode, is_text, looks_like_code
 from ringdrop.ticket import Ticket
-from ringdrop.tui.dialogs import Choice
+from ringdrop.tui.dialogs import Choice, ask_existing
 from ringdrop.tui.pane import Pane
 from ringdrop.tui.paths import PathSuggester
 from ringdrop.tui.saved import SavedTransfer, SavedTransfers
@@ -183,28 +182,15 @@ class ReceivePane(Pane):
             self.say(str(error), error=True)
 
     def _into(self, ticket: Ticket, folder: Path, over: asyncio.Event | None = None) -> None:
-        target = self.node.export_target(ticket, folder)
-        if not os.path.lexists(target):
-            self._start(ticket, folder, "refuse", over)
-            return
-        what = "folder" if target.is_dir() else "file"
-        question = (
-            f"{safe(str(target))} already exists. Keep both, or replace it (a folder is replaced "
-            f"whole, once the new one is complete)?"
-        )
-        choices = [("rename", "Keep both"), ("force", f"Replace the {what}"), ("cancel", "Cancel")]
-
-        def answered(answer: str | None) -> None:
-            if answer == "rename":
-                self._start(ticket, folder, "rename", over)
-            elif answer == "force":
-                self._start(ticket, folder, "force", over)
-            else:
+        def answered(existing: OnExisting | None) -> None:
+            if existing is None:
                 self.say("not received: the destination is already taken", error=True)
                 if over is not None:
                     over.set()
+            else:
+                self._start(ticket, folder, existing, over)
 
-        self.app.push_screen(Choice(question, choices), answered)
+        ask_existing(self.app, self.node.export_target(ticket, folder), answered)
 
     def _start(
         self, ticket: Ticket, folder: Path, existing: OnExisting, over: asyncio.Event | None = None

@@ -67,9 +67,10 @@ class TransferView(Static, can_focus=True):
         existing: OnExisting = "refuse",
         *,
         done: Path | str | None = None,
+        entry: int | None = None,
     ) -> None:
         """`dest` is the folder it goes into; `done`, where a finished one went (or, for a
-        text, the text)."""
+        text, the text); `entry`, the inbox entry it fetches (whose state it then keeps)."""
         super().__init__(classes="transfer")
         self.node = node
         self.ticket = ticket
@@ -79,6 +80,7 @@ class TransferView(Static, can_focus=True):
         self.finished = done is not None
         self.failed = False
         self.progress: Progress | None = None
+        self.entry = entry
         self._done = done
 
     def compose(self) -> ComposeResult:
@@ -103,6 +105,11 @@ class TransferView(Static, can_focus=True):
         try:
             if is_text(self.ticket):  # sent with `send --text`: shown, not saved
                 done = await self.node.get_text(self.ticket, progress=progress)
+            elif self.entry is not None:
+                received = await self.node.fetch_news(
+                    self.entry, self.dest, existing=self.existing, progress=progress
+                )
+                done = received.path
             else:
                 received = await self.node.get(
                     self.ticket, self.dest, existing=self.existing, progress=progress

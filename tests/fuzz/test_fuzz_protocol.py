@@ -51,7 +51,7 @@ from tests.fuzz.common import fuzz, peak_memory, within
 
 CLIENT = Identity(nacl.signing.SigningKey(b"c" * 32))
 SERVER = Identity(nacl.signing.SigningKey(b"s" * 32))
-FRAME_TYPES = [0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x20]
+FRAME_TYPES = [0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20]
 
 hashes = st.binary(min_size=32, max_size=32)
 ranges = st.lists(st.integers(0, 1 << 20), min_size=1, max_size=6, unique=True).map(

@@ -13,11 +13,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import nacl.signing
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from ringdrop.identity import KEY_FILE, PeerId
+from ringdrop.access.announcement import sign_announcement
+from ringdrop.access.manifest import ManifestMember, sign_manifest
+from ringdrop.identity import KEY_FILE, Identity, PeerId
 from ringdrop.node import Node
 from ringdrop.node.receipts import Receipt, record_receipt
 from ringdrop.tui.app import RingdropApp, make_app
@@ -31,7 +34,7 @@ PORT = 64321
 # A fixed place: "Save in" shows the home folder's Downloads, and received paths are shown.
 HOME = Path("/tmp/ringdrop-snapshots/home")
 SIZES = [(80, 24), (120, 35)]
-TABS = ["1", "2", "3", "4", "5"]
+TABS = ["1", "2", "3", "4", "5", "6"]
 BOB = PeerId.parse("lg3yxfl2xp5ut4p42str2ttux4dlajhqiioj2yopfk3jztoggo2a")
 Snap = Callable[..., bool]
 
@@ -70,12 +73,43 @@ def still(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
                 1_790_000_000.0, BOB, bytes(range(32)), "report.pdf", "blob", 123_456, received
             ),
         )
+        _announced(node)
         ticket = node.share(files / "notes.txt").ticket.encode()
         SavedTransfers(data_dir).put(
             SavedTransfer(ticket, str(HOME / "Downloads"), saved_as=str(received))
         )
         yield node
     time.tzset()
+
+
+def _announced(node: Node) -> None:
+    """A folder that mum announced in her own ring, waiting in the inbox."""
+    mum = Identity(nacl.signing.SigningKey(b"ringdrop snapshot owner".ljust(32, b".")))
+    node.add_peer(mum.peer_id, "mum")
+    at = 1_790_000_000
+    ring = sign_manifest(
+        mum,
+        ring_id=b"S" * 16,
+        version=1,
+        name="cousins",
+        members=[ManifestMember(node.peer_id)],
+        members_serve=True,
+        issued_at=at,
+        valid_until=at + 86400,
+    )
+    news = sign_announcement(
+        mum,
+        ring_id=b"S" * 16,
+        ring_name="cousins",
+        sequence=1,
+        at=at,
+        kind="share",
+        root=bytes(range(32, 64)),
+        format="collection",
+        size=2_345_678,
+        name="holiday",
+    )
+    node.access.accept_news(node.peer_id, ring, [news], asked=False, now=at)
 
 
 def ready(key: str) -> Callable[[Pilot[None]], Awaitable[None]]:
@@ -98,11 +132,14 @@ def _loaded(app: RingdropApp, key: str) -> bool:
         "3": "family" in text,
         "4": "bob" in text,
         "5": "report.pdf" in text,
+        "6": "holiday/" in text,
     }[key]
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("key", TABS, ids=["shares", "receive", "rings", "peers", "activity"])
+@pytest.mark.parametrize(
+    "key", TABS, ids=["shares", "receive", "rings", "peers", "activity", "inbox"]
+)
 def test_each_tab(snap_compare: Snap, still: Node, key: str, size: tuple[int, int]) -> None:
     app = make_app(still, host="127.0.0.1")
     assert snap_compare(app, terminal_size=size, run_before=ready(key))
