@@ -40,6 +40,7 @@ from ringdrop.errors import (
     ExistsError,
     InvalidAnnouncementError,
     InvalidManifestError,
+    ProtocolError,
     RingdropError,
     TransferError,
 )
@@ -562,7 +563,7 @@ class Follower:
             received = await node.fetch_news(
                 entry.id, Path(dest), existing=existing, make_dest=True
             )
-        except (DiskFullError, ExistsError) as error:
+        except (DiskFullError, ExistsError, ProtocolError) as error:
             note = str(error)
             await self._db(node._access.set_inbox_state, entry.id, "new", note=note)
             self._event("waiting", entry, reason=note)

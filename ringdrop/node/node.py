@@ -37,6 +37,7 @@ from ringdrop.errors import (
     DiscoveryDisabledError,
     ExistsError,
     NotFoundError,
+    ProtocolError,
     RelayDisabledError,
     RelayRefusedError,
     RingdropError,
@@ -1255,7 +1256,7 @@ class Node(Management):
             dialled = await dial(
                 peer_id, hints, attempt, self._resolver, known=known, usable=self._usable_record
             )
-        except WrongPeerError:
+        except (WrongPeerError, ProtocolError):
             raise
         except TransferError as error:
             if TicketRelay.of(relay, self.relays, self.relay_policy).refused is None:
