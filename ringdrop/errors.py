@@ -11,6 +11,8 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     │   ├── InvalidTicketError                … with `kind`, what is wrong, for programs
     │   └── CodeError                         a short code is mistyped (checked before use)
     ├── AccessDeniedError            exit 4   no ring of the sharer's lets this peer read it
+    ├── NotFoundError                exit 5   no such blob, ring, peer, share, file …
+    │   └── NotServedError                    … on the peer's side: it does not have the content
     ├── IntegrityError               exit 6   data does not match its BLAKE3 root
     ├── TransferError                exit 7   network, peer gone or busy
     │   ├── UnreachableError                  nothing answered at any address or relay tried
@@ -18,22 +20,23 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
     │   ├── RelayRefusedError                 nothing answered, and the ticket's relay was
     │   │                                     not used (not a public https:// relay)
     │   ├── RendezvousError                   a short code's exchange ended (`kind` says how)
-    │   └── DiscoveryError                    a peer could not be found by its key
-    │       └── InvalidRecordError            … a service's record is forged, stale or garbled
-    ├── ProtocolError                exit 7   the peer broke the wire protocol (never retried)
-    │   ├── InvalidManifestError              a ring manifest is garbled, too large or forged
-    │   └── InvalidAnnouncementError          a ring announcement is garbled or forged
+    │   ├── DiscoveryError                    a peer could not be found by its key
+    │   │   └── InvalidRecordError            … a service's record is forged, stale or garbled
+    │   └── ProtocolError                     the peer broke the wire protocol (never retried)
+    │       ├── InvalidManifestError          a ring manifest is garbled, too large or forged
+    │       └── InvalidAnnouncementError      a ring announcement is garbled or forged
     ├── UnsafePathError              exit 9   a name would escape its destination
     ├── DestinationError             exit 11  the destination folder cannot be written
-    ├── StoreError                   exit 10  the data directory cannot do what was asked
-    │   ├── NotFoundError            exit 5   no such blob, ring, peer, share, file …
-    │   ├── DiskFullError            exit 8   not enough free space
-    │   ├── AmbiguousError                    text matches several peers or shares
-    │   ├── OpenRingError                     the open ring takes no rename, delete or member
-    │   ├── ExistsError                       the destination exists and may not be replaced
-    │   └── AlreadyServedError                another process serves this data directory
-    └── LocalProtocolError           exit 1   this side was asked to send what the protocol
-                                              does not allow (a bug)
+    └── StoreError                   exit 10  the data directory cannot do what was asked
+        ├── DiskFullError            exit 8   not enough free space
+        ├── AmbiguousError                    text matches several peers or shares
+        ├── OpenRingError                     the open ring takes no rename, delete or member
+        ├── ExistsError                       the destination exists and may not be replaced
+        └── AlreadyServedError                another process serves this data directory
+
+    LocalProtocolError               exit 1   this side was asked to send what the protocol
+                                              does not allow: a bug, so not a RingdropError,
+                                              which no `except RingdropError` may swallow
 
 Each class carries its exit code (`exit_code`) and the label its message starts with (`label`),
 and each error the context it is about, where it has one: `peer` (peer id as text), `root`
@@ -66,6 +69,7 @@ __all__ = [
     "InvalidTicketError",
     "LocalProtocolError",
     "NotFoundError",
+    "NotServedError",
     "OpenRingError",
     "ProtocolError",
     "RelayDisabledError",
@@ -203,6 +207,33 @@ class AccessDeniedError(RingdropError):
     label = "access denied"
 
 
+class NotFoundError(RingdropError):
+    """The named blob, ring, peer, share or file does not exist. Not a `StoreError`: the data
+    directory is fine, the thing is not there (or, as `NotServedError`, not on the peer)."""
+
+    exit_code = ExitCode.NOT_FOUND
+    label = "not found"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str | None = None,
+        name: str | None = None,
+        peer: str | None = None,
+    ) -> None:
+        super().__init__(message, peer=peer)
+        self.kind = kind
+        """What was not found, for hints: `ring`, `peer`, `share`, `peer-address`, …"""
+        self.name = name
+        """The name that was looked for."""
+
+
+class NotServedError(NotFoundError):
+    """The peer answered that it does not have (or no longer has) the content asked for: a
+    remote "not found", which no check of this data directory can fix."""
+
+
 class IntegrityError(RingdropError):
     """Bytes failed verification against their BLAKE3 root hash.
 
@@ -277,12 +308,9 @@ class RendezvousError(TransferError):
         self.kind: RendezvousErrorKind = kind
 
 
-class ProtocolError(RingdropError):
-    """The peer sent something the protocol does not allow. Not a `TransferError`: a download
-    retries those, and a peer that breaks the protocol is not asked again."""
-
-    exit_code = ExitCode.TRANSFER
-    label = "transfer failed"
+class ProtocolError(TransferError):
+    """The peer sent something the protocol does not allow. A download retries other transfer
+    errors, never this one: a peer that breaks the protocol is not asked again."""
 
 
 class InvalidManifestError(ProtocolError):
@@ -293,8 +321,10 @@ class InvalidAnnouncementError(ProtocolError):
     """A ring announcement does not parse, breaks a limit, or is not its owner's signature."""
 
 
-class LocalProtocolError(RingdropError):
-    """This side tried to send something the wire protocol does not allow (a caller's bug)."""
+class LocalProtocolError(Exception):
+    """This side tried to send something the wire protocol does not allow (a caller's bug).
+    Not a `RingdropError`: code that handles the errors ringdrop raises on purpose must let a
+    bug through, to be reported as one."""
 
 
 class UnsafePathError(RingdropError):
@@ -316,27 +346,6 @@ class StoreError(RingdropError):
     """The data directory could not do what was asked."""
 
     exit_code = ExitCode.STORE
-
-
-class NotFoundError(StoreError):
-    """The named blob, ring, peer, share or file does not exist."""
-
-    exit_code = ExitCode.NOT_FOUND
-    label = "not found"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        kind: str | None = None,
-        name: str | None = None,
-        peer: str | None = None,
-    ) -> None:
-        super().__init__(message, peer=peer)
-        self.kind = kind
-        """What was not found, for hints: `ring`, `peer`, `share`, `peer-address`, …"""
-        self.name = name
-        """The name that was looked for."""
 
 
 class DiskFullError(StoreError):

@@ -39,9 +39,8 @@ from ringdrop.bao import ChunkRanges
 from ringdrop.errors import (
     AccessDeniedError,
     LocalProtocolError,
-    NotFoundError,
+    NotServedError,
     ProtocolError,
-    RingdropError,
     TicketError,
     TransferError,
 )
@@ -429,7 +428,7 @@ class ResponseHeader:
         if self.status == "denied":
             raise AccessDeniedError(f"The sharer does not let this peer read the content{reason}")
         if self.status == "not_found":
-            raise NotFoundError(f"The sharer does not have the content{reason}")
+            raise NotServedError(f"The sharer does not have the content{reason}")
         if self.status == "busy":
             raise TransferError(f"The sharer is busy; try again later{reason}")
         if self.status == "error":
@@ -1082,7 +1081,7 @@ class _Machine:
 
     def __init__(self) -> None:
         self._state = self._INITIAL
-        self._violation: RingdropError | None = None
+        self._violation: ProtocolError | LocalProtocolError | None = None
 
     @property
     def state(self) -> State:
@@ -1121,7 +1120,7 @@ class _Machine:
     def _in_error(self) -> str:
         return f"it is in ERROR after this violation: {self._violation}"
 
-    def _break(self, error: RingdropError) -> None:
+    def _break(self, error: ProtocolError | LocalProtocolError) -> None:
         self._state = State.ERROR
         self._violation = error
 

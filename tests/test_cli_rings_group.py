@@ -37,7 +37,7 @@ def test_every_change_to_a_ring_signs_a_higher_version(alice: Node, bob: Node) -
         seen.append(version(alice, "family"))
     assert seen == sorted(set(seen)), seen
     with ApiNode(alice.data_dir) as node:
-        (manifest,) = node.access.held_manifests()
+        (manifest,) = node._access.held_manifests()
     assert (manifest.version, manifest.members_serve, manifest.members) == (seen[-1], True, ())
 
 

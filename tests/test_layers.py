@@ -1,14 +1,17 @@
 """The layers the README's "How it works" names, each importing only from the ones above it,
-and the CLI and the TUI reaching the layers beneath through `ringdrop.node` alone."""
+and the CLI and the TUI reaching the layers beneath through `ringdrop.node`'s public API alone."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import inspect
 from pathlib import Path
 
 import pytest
 
 import ringdrop
+from ringdrop.node import Node
 
 PACKAGE = Path(ringdrop.__file__).parent
 
@@ -90,3 +93,68 @@ def test_the_cli_and_the_tui_reach_the_layers_beneath_only_through_the_node(
         if layer_of(name) not in FRONT_END_MAY_IMPORT
     ]
     assert not beneath, "use what ringdrop.node offers"
+
+
+def foreign_private_attributes(path: Path) -> list[tuple[int, str]]:
+    """Every `x._name` in `path` where `x` is not the code's own object (`self`, `cls`,
+    `super()`) nor a module from outside ringdrop that it imports (`argparse._SubParsersAction`):
+    the private attributes of another module's objects."""
+    tree = ast.parse(path.read_text(), str(path))
+    foreign_modules = {
+        (alias.asname or alias.name).split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+        if layer_of(alias.name) is None
+    }
+    own = {"self", "cls"} | foreign_modules
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        name = node.attr
+        if not name.startswith("_") or (name.startswith("__") and name.endswith("__")):
+            continue
+        value = node.value
+        if isinstance(value, ast.Name) and value.id in own:
+            continue
+        if isinstance(value, ast.Call) and ast.unparse(value.func) == "super":
+            continue
+        found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("layer", "path"),
+    [(layer, path) for layer, path in modules() if layer in FRONT_ENDS],
+    ids=lambda v: str(v).split("ringdrop/")[-1],
+)
+def test_the_cli_and_the_tui_touch_no_private_attribute_of_the_node_or_another_object(
+    layer: str, path: Path
+) -> None:
+    private = [f"line {line}: {text}" for line, text in foreign_private_attributes(path)]
+    assert not private, "add a public Node method named for what the front end needs"
+
+
+def _frozen_dataclass(value: object) -> bool:
+    params = getattr(type(value), "__dataclass_params__", None)
+    return dataclasses.is_dataclass(value) and params is not None and bool(params.frozen)
+
+
+def test_the_node_hands_the_front_ends_no_layer_beneath(tmp_path: Path) -> None:
+    # The import rule alone would let `node._store.…` through: a public attribute holding the
+    # store or the access layer is that layer's whole API. Values (settings, ids) are fine.
+    with Node(tmp_path / "data", relays=(), stun=(), discovery=("disabled",)) as node:
+        public = {
+            name: getattr(node, name)
+            for name in dir(node)
+            if not name.startswith("_") and not inspect.ismethod(getattr(node, name))
+        }
+    beneath = {
+        name: f"{type(value).__module__}.{type(value).__name__}"
+        for name, value in public.items()
+        if layer_of(type(value).__module__) not in FRONT_END_MAY_IMPORT | {None}
+        and not _frozen_dataclass(value)
+    }
+    assert "peer_id" in public, "found no public attribute at all"
+    assert not beneath, "make it private to the node package; add Node methods for the uses"

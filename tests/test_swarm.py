@@ -205,7 +205,7 @@ async def test_a_removed_member_is_refused_by_members_once_they_learn_the_new_ma
     held = m["b"].run("ring", "sync", owner.peer_id(), process=True).stdout
     assert "is now at version" not in held  # nothing newer yet
     with ApiNode(owner.data_dir) as owner_node:  # the version that still lists E
-        (older,) = [x.raw for x in owner_node.access.held_manifests()]
+        (older,) = [x.raw for x in owner_node._access.held_manifests()]
 
     owner.run("ring", "remove", "family", "e")
     synced = m["b"].run("ring", "sync", owner.peer_id(), process=True).stdout

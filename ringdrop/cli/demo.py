@@ -103,8 +103,8 @@ async def _demo(work: Path, args: argparse.Namespace) -> int:
         print(f"alice  {alice.peer_id}")
         print(f"bob    {bob.peer_id}")
         print(f"carol  {carol.peer_id}\n")
-        alice.access.create_ring("friends")
-        alice.access.add_member("friends", str(bob.peer_id))
+        alice.create_ring("friends")
+        alice.add_member("friends", bob.peer_id)
         print("alice: ringdrop ring new friends && ringdrop ring add friends <bob's id>")
         with BytesProgress("alice: importing") as progress:
             share = alice.share(folder, rings=["friends"], progress=progress)
@@ -136,7 +136,7 @@ async def _demo(work: Path, args: argparse.Namespace) -> int:
         print(f"  received {stats.files} files, {display.size(stats.total)} in")
         print(f"  {display.duration(stats.seconds)} ({rate}), every 16 KiB verified against")
         print(f"  the BLAKE3 root {share.root.hex()[:16]}…, into {received.path}\n")
-        uploads = [u for u in alice.access.uploads(limit=1000) if u.peer_id == bob.peer_id]
+        uploads = [u for u in alice.uploads(limit=1000) if u.peer_id == bob.peer_id]
         sent = sum(u.bytes_sent for u in uploads)
         print(f"alice: ringdrop log   ({len(uploads)} uploads to bob, {display.size(sent)})")
     return 0

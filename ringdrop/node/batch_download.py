@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ringdrop.bao import ChunkRanges
-from ringdrop.errors import IntegrityError, NotFoundError, RingdropError
+from ringdrop.errors import IntegrityError, NotServedError, RingdropError
 from ringdrop.node.progress import Tracker
 from ringdrop.protocol import MemberSelection, MembersReader
 from ringdrop.store import Store
@@ -125,7 +125,7 @@ async def _fetch_chunk(
                     continue
                 pending_bytes = 0
                 if event.missing:
-                    raise NotFoundError(
+                    raise NotServedError(
                         f"the sharer no longer has {member.name} of this folder (or it changed "
                         "on the sharer's disk)"
                     )

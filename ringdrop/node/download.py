@@ -20,6 +20,7 @@ from typing import Protocol, TypeVar
 from ringdrop.bao import ChunkRanges
 from ringdrop.errors import (
     IntegrityError,
+    ProtocolError,
     RingdropError,
     TransferError,
     UnreachableError,
@@ -156,8 +157,8 @@ class Download:
             try:
                 files = await self._attempt()
                 break
-            except WrongPeerError:
-                raise  # another key at the address: retrying cannot help
+            except (WrongPeerError, ProtocolError):
+                raise  # another key at the address, or a peer that broke the protocol
             except TransferError as error:
                 if not self._connected:
                     if isinstance(error, UnreachableError):
@@ -258,7 +259,7 @@ class Download:
         error: TransferError | None = None
         try:
             source: Source | None = await self._connect()
-        except WrongPeerError:
+        except (WrongPeerError, ProtocolError):
             raise
         except TransferError as failed:
             if self._more is None:

@@ -40,6 +40,7 @@ from ringdrop.errors import (
     ExistsError,
     InvalidAnnouncementError,
     InvalidManifestError,
+    ProtocolError,
     RingdropError,
     TransferError,
 )
@@ -194,7 +195,7 @@ class NewsService:
 
     def __init__(self, node: Node, logs: LogWriter) -> None:
         self._node = node
-        self._access = node.access
+        self._access = node._access
         self._logs = logs
 
     def announce(
@@ -322,7 +323,7 @@ class Announcer:
             self._db.close()
 
     async def _round(self) -> None:
-        access, own = self._node.access, self._node.peer_id
+        access, own = self._node._access, self._node.peer_id
         due = await self._db(access.news_due, own)
         by_peer: dict[PeerId, list[Delivery]] = {}
         for delivery in due:
@@ -343,7 +344,7 @@ class Announcer:
 
     async def _deliver(self, peer: PeerId, deliveries: list[Delivery]) -> None:
         try:
-            relay, addresses = await self._db(self._node.access.member_reach, peer)
+            relay, addresses = await self._db(self._node._access.member_reach, peer)
             connection = await self._node.connect(peer, addresses, relay)
         except RingdropError as error:
             self._failed(peer, deliveries[0].ring, str(error))
@@ -363,7 +364,7 @@ class Announcer:
 
     async def _tell(self, connection: Connection, delivery: Delivery) -> bool:
         """Sends one ring's untold news to its member; False if the member refused it."""
-        access, peer = self._node.access, delivery.peer
+        access, peer = self._node._access, delivery.peer
         # Read after how to reach the member: a since request that taught it also said what
         # the member was told then (Access.mark_sent), so that nothing is told twice.
         told = max(delivery.sent, await self._db(access.sent_to, delivery.ring_id, peer))
@@ -444,7 +445,7 @@ class CatchUp:
             self._db.close()
 
     async def _round(self) -> None:
-        access, own = self._node.access, self._node.peer_id
+        access, own = self._node._access, self._node.peer_id
         owners = await self._db(access.news_owners, own)
         follows = await self._db(access.follows)
         now = time.monotonic()
@@ -470,8 +471,8 @@ class CatchUp:
             _log.info("Could not ask %s for its rings' news: %s", owner, error)
             return
         try:
-            await exchange_rings(connection, node.access, node.peer_id)
-            held = await self._db(node.access.held_manifests)
+            await exchange_rings(connection, node._access, node.peer_id)
+            held = await self._db(node._access.held_manifests)
             now = time.time()
             for manifest in held:
                 if manifest.owner == owner and manifest.admits(node.peer_id, now):
@@ -485,7 +486,7 @@ class CatchUp:
             await connection.close()
 
     async def _since(self, connection: Connection, manifest: Manifest) -> None:
-        node, access = self._node, self._node.access
+        node, access = self._node, self._node._access
         relay = node.home_relay
         addresses = tuple((str(a.ip), a.port) for a in node.reachable_at()[:MAX_REACH])
         after = await self._db(access.ring_cursor, manifest.ring_id)
@@ -543,7 +544,7 @@ class Follower:
             self._db.close()
 
     async def _round(self) -> None:
-        waiting = await self._db(self._node.access.followed)
+        waiting = await self._db(self._node._access.followed)
         now = time.monotonic()
         for entry, follow in waiting:
             if self._backoff.ready(entry.id, now):
@@ -555,16 +556,16 @@ class Follower:
         node = self._node
         if max_size is not None and entry.size > max_size:
             note = f"larger than the follow's cap of {max_size} bytes"
-            await self._db(node.access.set_inbox_state, entry.id, "new", note=note)
+            await self._db(node._access.set_inbox_state, entry.id, "new", note=note)
             self._event("waiting", entry, reason=note)
             return
         try:
             received = await node.fetch_news(
                 entry.id, Path(dest), existing=existing, make_dest=True
             )
-        except (DiskFullError, ExistsError) as error:
+        except (DiskFullError, ExistsError, ProtocolError) as error:
             note = str(error)
-            await self._db(node.access.set_inbox_state, entry.id, "new", note=note)
+            await self._db(node._access.set_inbox_state, entry.id, "new", note=note)
             self._event("waiting", entry, reason=note)
             return
         except TransferError as error:
@@ -572,7 +573,7 @@ class Follower:
             self._event("waiting", entry, reason=f"{error}; again in {delay:g} s")
             return
         except RingdropError as error:
-            await self._db(node.access.set_inbox_state, entry.id, "new", note=str(error))
+            await self._db(node._access.set_inbox_state, entry.id, "new", note=str(error))
             self._event("waiting", entry, reason=str(error))
             return
         self._backoff.reset(entry.id)

@@ -37,6 +37,7 @@ from ringdrop.errors import (
     DiscoveryDisabledError,
     ExistsError,
     NotFoundError,
+    ProtocolError,
     RelayDisabledError,
     RelayRefusedError,
     RingdropError,
@@ -212,8 +213,9 @@ class Node(Management):
     """One data directory's node: its identity, store, rings and settings.
 
     The one API of the application: sharing, serving and receiving here, and the management of
-    rings, peers, grants, attachments and logs in `Management`. `store` and `access`, the layers
-    beneath, are for the node package and tests; the CLI and the TUI call only the node.
+    rings, peers, grants, attachments and logs in `Management`. `_store` and `_access`, the layers
+    beneath, are private to the node package (and tests of it); the CLI and the TUI call only
+    the node's public methods.
 
     `relays` (URLs) and `stun` (`HOST:PORT` or (host, port)) choose the relay and STUN servers;
     None takes $RINGDROP_RELAY / $RINGDROP_STUN, else the public defaults; `("disabled",)` or
@@ -255,8 +257,8 @@ class Node(Management):
             raise NotFoundError(
                 f"there is no data directory at {data_dir}", kind="data-dir", name=str(data_dir)
             )
-        self.store = Store(data_dir, MIGRATIONS)
-        self.access = Access(self.store.db)
+        self._store = Store(data_dir, MIGRATIONS)
+        self._access = Access(self._store.db)
         self.identity = Identity.load_or_create(data_dir)
         self.config = Config.load_or_create(data_dir)
         self.publish_addresses = (
@@ -271,7 +273,7 @@ class Node(Management):
         )
 
     def close(self) -> None:
-        self.store.close()
+        self._store.close()
 
     def __enter__(self) -> Node:
         return self
@@ -342,24 +344,24 @@ class Node(Management):
         format: Format
         excluded, skipped = 0, tuple[str, ...]()
         if path.is_dir():
-            imported = self.store.import_directory(
+            imported = self._store.import_directory(
                 path, mode=mode, progress=progress, exclude=exclude
             )
             root, size, format = imported.info.root, imported.collection.total_size, "collection"
             excluded, skipped = imported.excluded, imported.skipped
-            self.access.record_collection(root, (e.root for e in imported.collection.entries))
+            self._access.record_collection(root, (e.root for e in imported.collection.entries))
         elif exclude:
             raise StoreError(f"{path} is a single file: exclusions apply to folders only")
         elif path.exists():
             # Its time and mode travel in its tickets: a blob's root covers only its bytes.
             st = path.stat()
-            info, _ = self.store.import_file(path, mode=mode, progress=progress)
+            info, _ = self._store.import_file(path, mode=mode, progress=progress)
             root, size, format = info.root, info.size, "blob"
-            self.access.record_file(root, st.st_mtime_ns, bool(st.st_mode & 0o111))
+            self._access.record_file(root, st.st_mtime_ns, bool(st.st_mode & 0o111))
         else:
             raise NotFoundError(f"{path} does not exist")
         for ring in rings:
-            self.access.attach(root, ring, name=name, format=format, size=size)
+            self._access.attach(root, ring, name=name, format=format, size=size)
         share = self.describe(
             root, name=name, format=format, size=size, at=None if addresses else (), relay=relay
         )
@@ -372,9 +374,9 @@ class Node(Management):
         root's rings); a collection's total size still needs reading the collection."""
         shares = []
         addresses = self.addresses()  # enumerating interfaces once, not once per share
-        rings = self.access.rings_by_root()
-        files = self.access.files()
-        for tag, blob_size in self.store.tagged_blobs():
+        rings = self._access.rings_by_root()
+        files = self._access.files()
+        for tag, blob_size in self._store.tagged_blobs():
             name = tag.display_name or tag.root.hex()[:16]
             size = _collection_size(self, tag.root) if tag.format == "collection" else blob_size
             file = files.get(tag.root) if tag.format == "blob" else None
@@ -397,11 +399,11 @@ class Node(Management):
 
     def unshare(self, root: bytes) -> None:
         """Detaches `root` from every ring and drops its tags, so GC may reclaim it."""
-        for attachment in self.access.attachments(root):
-            self.access.detach(root, attachment.ring)
-        for tag in self.store.tags():
+        for attachment in self._access.attachments(root):
+            self._access.detach(root, attachment.ring)
+        for tag in self._store.tags():
             if tag.root == root:
-                self.store.delete_tag(tag.name)
+                self._store.delete_tag(tag.name)
 
     # -- sending once -------------------------------------------------------------------------
 
@@ -455,7 +457,7 @@ class Node(Management):
             from ringdrop.node.codes import rendezvous_relay
 
             rendezvous_relay(code, self.relays)  # no relay to meet on: say so before hashing
-        tagged = {tag.name for tag in self.store.tags()}
+        tagged = {tag.name for tag in self._store.tags()}
         if path is not None:
             share = self.share(path, reference=True, progress=progress, addresses=addresses)
         else:
@@ -464,12 +466,12 @@ class Node(Management):
         before = set(share.rings)
         added = [ring for ring in rings if ring not in before]
         for ring in added:
-            self.access.attach(share.root, ring, name=share.name, format=share.format,
+            self._access.attach(share.root, ring, name=share.name, format=share.format,
                                size=share.size)  # fmt: skip
         share = dataclasses.replace(share, rings=tuple(sorted(before | set(added))))
         needed = {share.root}
         if share.format == "collection":
-            needed |= {e.root for e in self.store.collection(share.root).entries if e.size}
+            needed |= {e.root for e in self._store.collection(share.root).entries if e.size}
         fetches = Fetches(needed, times)
         over = asyncio.Event()
         offering: list[asyncio.Task[CodeOffer]] = []
@@ -515,9 +517,9 @@ class Node(Management):
                     with contextlib.suppress(asyncio.CancelledError, RingdropError):
                         await offer
             for ring in added:
-                self.access.detach(share.root, ring)
+                self._access.detach(share.root, ring)
             if share.root.hex() not in tagged:
-                self.store.delete_tag(share.root.hex())
+                self._store.delete_tag(share.root.hex())
         return Sent(share, tuple(fetches.done))
 
     def _share_text(self, text: str, addresses: bool) -> Share:
@@ -526,12 +528,12 @@ class Node(Management):
             raise UsageError(
                 f"a text may have {TEXT_MAX} bytes, and this has {len(data)}: send it as a file"
             )
-        info, _ = self.store.import_bytes(data, display_name=TEXT_NAME)
+        info, _ = self._store.import_bytes(data, display_name=TEXT_NAME)
         at = None if addresses else ()
         return self.describe(info.root, name=TEXT_NAME, format="blob", size=info.size, at=at)
 
     def _check_rings(self, rings: Iterable[str]) -> None:
-        known = {r.name.lower() for r in self.access.rings()}
+        known = {r.name.lower() for r in self._access.rings()}
         for ring in rings:
             if ring.lower() not in known:
                 raise NotFoundError(f"there is no ring called {ring!r}", kind="ring", name=ring)
@@ -666,7 +668,7 @@ class Node(Management):
         runs out (past half of it), so that members that ask get one that is valid."""
         while True:
             with contextlib.suppress(RingdropError):
-                await asyncio.to_thread(self.access.sign_due, self.identity)
+                await asyncio.to_thread(self._access.sign_due, self.identity)
             await asyncio.sleep(_RESIGN_CHECK)
 
     async def _publish(
@@ -721,7 +723,7 @@ class Node(Management):
 
         code = ShortCode.generate() if code is None else code
         return await offer_code(
-            self.access,
+            self._access,
             share.ticket,
             code,
             self.relays,
@@ -832,21 +834,23 @@ class Node(Management):
         if not is_text(ticket):
             raise UsageError("the ticket names a file or folder, not a text")
         root = ticket.content_hash
-        had = self.store.tag(root.hex()) is not None
+        had = self._store.tag(root.hex()) is not None
         retry = retry or RetryPolicy()
         with _about(ticket):
             self._check_reachable(ticket)
             self._remember(ticket)
             source = _Source(self, ticket.peer_id, ticket.addresses, ticket.relay)
             tracker = source.tracker = Tracker(TEXT_NAME, progress, retry.attempts)
-            download = Download(self.store, source.connect, root, "blob", TEXT_NAME, tracker, retry)
+            download = Download(
+                self._store, source.connect, root, "blob", TEXT_NAME, tracker, retry
+            )
             try:
                 await download.run()
             finally:
                 await source.close()
-            data = await asyncio.to_thread(self.store.read_bytes, root, TEXT_MAX)
+            data = await asyncio.to_thread(self._store.read_bytes, root, TEXT_MAX)
         if not had:
-            self.store.delete_tag(root.hex())
+            self._store.delete_tag(root.hex())
         tracker.update(state="done", force=True)
         return data.decode("utf-8", errors="replace")
 
@@ -870,7 +874,7 @@ class Node(Management):
         root = ticket.content_hash
         target = self.export_target(ticket, dest)
         # A rerun after a crash in the export finishes it first: its result is already there.
-        finished = await asyncio.to_thread(self.store.finish_export, root)
+        finished = await asyncio.to_thread(self._store.finish_export, root)
         done = finished is not None and (
             finished == target or (existing == "rename" and finished.parent == target.parent)
         )
@@ -891,7 +895,7 @@ class Node(Management):
         format = ticket.format
         await asyncio.to_thread(self._forget_lost_references, root, format)
         download = Download(
-            self.store, source.connect, root, format, name, tracker, retry, more=swarm.more
+            self._store, source.connect, root, format, name, tracker, retry, more=swarm.more
         )
         try:
             source.started = time.monotonic()  # the origin of the download's own times
@@ -904,11 +908,11 @@ class Node(Management):
             # Received folders can be re-shared: attaching one must cover its members.
             collection = download.collection
             if collection is None:
-                collection = self.store.collection(root)
-            self.access.record_collection(root, (e.root for e in collection.entries))
+                collection = self._store.collection(root)
+            self._access.record_collection(root, (e.root for e in collection.entries))
         elif ticket.mtime_ns is not None or ticket.executable:
             # Kept, so that a ticket for it printed here (a re-share) carries them on.
-            self.access.record_file(root, ticket.mtime_ns, ticket.executable)
+            self._access.record_file(root, ticket.mtime_ns, ticket.executable)
         if done:
             tracker.update(state="done", force=True)
             return Received(
@@ -930,10 +934,10 @@ class Node(Management):
 
         def export() -> ExportResult:
             if format == "collection":
-                return self.store.export_collection(
+                return self._store.export_collection(
                     root, target, existing=existing, keep=keep, progress=stop_if_asked
                 )
-            return self.store.export(
+            return self._store.export(
                 root,
                 target,
                 existing=existing,
@@ -964,15 +968,15 @@ class Node(Management):
         """Whether `target` holds exactly the ticket's content, exported there earlier by this
         node and handed over: every file is the store's reference to it, unchanged."""
         root = ticket.content_hash
-        if not os.path.lexists(target) or self.store.blob(root) is None:
+        if not os.path.lexists(target) or self._store.blob(root) is None:
             return False
         if ticket.format != "collection":
-            return self.store.is_reference_to(root, target)
+            return self._store.is_reference_to(root, target)
         try:
-            entries = self.store.collection(root).entries
+            entries = self._store.collection(root).entries
         except RingdropError:
             return False
-        return self.store.are_references_to(
+        return self._store.are_references_to(
             (e.root, target.joinpath(*e.name.split("/"))) for e in entries
         )
 
@@ -990,8 +994,8 @@ class Node(Management):
         sizes. A download under way needs less than the whole in the store: checked per member.
         """
         assert ticket.size is not None
-        started = self.store.blob(ticket.content_hash) is not None or any(
-            p.root == ticket.content_hash for p in self.store.partials()
+        started = self._store.blob(ticket.content_hash) is not None or any(
+            p.root == ticket.content_hash for p in self._store.partials()
         )
         download = 0 if started else ticket.size
         parent = _existing_parent(target)
@@ -1006,22 +1010,22 @@ class Node(Management):
         """Content handed over to an earlier export that was since edited, moved or deleted
         is fetched again rather than exported from a file that no longer holds it."""
         roots = [root]
-        if format == "collection" and self.store.blob(root) is not None:
+        if format == "collection" and self._store.blob(root) is not None:
             with contextlib.suppress(RingdropError):
-                roots += [e.root for e in self.store.collection(root).entries]
-        self.store.forget_broken_references(roots)
+                roots += [e.root for e in self._store.collection(root).entries]
+        self._store.forget_broken_references(roots)
 
     def discard_download(self, ticket: Ticket) -> None:
         """Deletes what an unfinished download of the ticket's content verified so far (the
         parts of its files still being downloaded; complete files of a folder stay until
         `store gc`, as other content does)."""
         roots = [ticket.content_hash]
-        if ticket.format == "collection" and self.store.blob(ticket.content_hash) is not None:
-            roots += [e.root for e in self.store.collection(ticket.content_hash).entries]
-        pending = {p.root for p in self.store.partials()}
+        if ticket.format == "collection" and self._store.blob(ticket.content_hash) is not None:
+            roots += [e.root for e in self._store.collection(ticket.content_hash).entries]
+        pending = {p.root for p in self._store.partials()}
         for root in roots:
             if root in pending:
-                with self.store.partial(root) as partial:
+                with self._store.partial(root) as partial:
                     partial.discard()
 
     async def sync_rings(self, peers: Sequence[str] = ()) -> list[Manifest]:
@@ -1029,19 +1033,19 @@ class Node(Management):
         owners of the rings this node holds manifests of), each dialled by key: newer versions
         are kept here and passed on there. Returns the manifests kept; peers that cannot be
         reached are skipped."""
-        held = await asyncio.to_thread(self.access.held_manifests)
+        held = await asyncio.to_thread(self._access.held_manifests)
         targets = [self.resolve_peer(p) for p in peers] or list(
             dict.fromkeys(m.owner for m in held if m.owner != self.peer_id)
         )
         kept: list[Manifest] = []
         for peer_id in targets:
-            addresses = await asyncio.to_thread(self.access.addresses_of, peer_id)
+            addresses = await asyncio.to_thread(self._access.addresses_of, peer_id)
             try:
                 connection = await self.connect(peer_id, addresses, None)
             except RingdropError:
                 continue
             try:
-                kept += await exchange_rings(connection, self.access, self.peer_id)
+                kept += await exchange_rings(connection, self._access, self.peer_id)
             except RingdropError:
                 continue
             finally:
@@ -1057,7 +1061,7 @@ class Node(Management):
             peer_id, addresses, relay = ticket.peer_id, list(ticket.addresses), ticket.relay
             self._remember(ticket)
         except TicketError:
-            peer_id = self.access.resolve_peer(peer)
+            peer_id = self._access.resolve_peer(peer)
             addresses, relay = self._addresses_of(peer_id), None
         connection = await self.connect(peer_id, addresses, relay)
         try:
@@ -1073,11 +1077,11 @@ class Node(Management):
         """What the owners of this node's rings announced to it, oldest first. An entry whose
         fetch was cut short (its process is gone) is `new` again: fetching it resumes."""
         nicknames = self.nicknames()
-        return [_inbox_item(e, nicknames.get(e.owner)) for e in self.access.inbox()]
+        return [_inbox_item(e, nicknames.get(e.owner)) for e in self._access.inbox()]
 
     def inbox_item(self, entry: int) -> InboxItem:
         """The inbox entry numbered `entry`."""
-        found = self.access.inbox_entries([entry])
+        found = self._access.inbox_entries([entry])
         if not found:
             raise NotFoundError(f"the inbox holds no entry {entry}", kind="inbox", name=str(entry))
         return _inbox_item(found[0], self.nickname(found[0].owner))
@@ -1087,13 +1091,13 @@ class Node(Management):
         item = self.inbox_item(entry)
         if item.state == "fetching":
             raise StoreError(f"{item.name} is being fetched; stop that first")
-        self.access.set_inbox_state(entry, "dismissed", note=None)
+        self._access.set_inbox_state(entry, "dismissed", note=None)
         return self.inbox_item(entry)
 
     def inbox_ticket(self, entry: int) -> Ticket:
         """The ticket the inbox entry `entry` stands for: the content its sharer announced,
         reached as the signed announcement says (a single file with its time and mode)."""
-        found = self.access.inbox_entries([entry])
+        found = self._access.inbox_entries([entry])
         if not found:
             raise NotFoundError(f"the inbox holds no entry {entry}", kind="inbox", name=str(entry))
         held = found[0]
@@ -1130,25 +1134,25 @@ class Node(Management):
         item = self.inbox_item(entry)
         if item.state == "withdrawn":
             raise NotFoundError(f"its sharer withdrew {item.name}", kind="inbox")
-        (held,) = self.access.inbox_entries([entry])
+        (held,) = self._access.inbox_entries([entry])
         if item.state == "fetching" and held.fetcher != os.getpid():
             raise StoreError(f"{item.name} is being fetched by process {held.fetcher}")
         ticket = self.inbox_ticket(entry)
         if make_dest and dest is not None:
             dest.mkdir(parents=True, exist_ok=True)
-        self.access.set_inbox_state(entry, "fetching", fetcher=os.getpid())
+        self._access.set_inbox_state(entry, "fetching", fetcher=os.getpid())
         try:
             received = await self.get(
                 ticket, dest, existing=existing, keep=keep, progress=progress, retry=retry
             )
         except BaseException:
             back = "new" if item.state in ("new", "fetching") else item.state
-            self.access.set_inbox_state(entry, back, only_from=("fetching",))
+            self._access.set_inbox_state(entry, back, only_from=("fetching",))
             raise
-        manifest = self.access.manifest(held.uid)
+        manifest = self._access.manifest(held.uid)
         if manifest is not None:
-            self.access.record_received(held.root, [manifest])
-        self.access.set_inbox_state(entry, "received", path=str(received.path))
+            self._access.record_received(held.root, [manifest])
+        self._access.set_inbox_state(entry, "received", path=str(received.path))
         return received
 
     def follow(
@@ -1181,17 +1185,17 @@ class Node(Management):
         into.mkdir(parents=True, exist_ok=True)
         if max_size is not None and max_size < 0:
             raise ValueError(f"a size cap cannot be negative ({max_size})")
-        return self.access.add_follow(owner, ring, str(into), existing, max_size)
+        return self._access.add_follow(owner, ring, str(into), existing, max_size)
 
     def unfollow(self, peer: PeerRef, ring: str) -> PeerId:
         """Stops following `peer`'s ring `ring` (what it fetched stays)."""
         owner = self._peer_id(peer)
-        self.access.remove_follow(owner, ring)
+        self._access.remove_follow(owner, ring)
         return owner
 
     def follows(self) -> list[Follow]:
         """The rings this node follows into folders."""
-        return self.access.follows()
+        return self._access.follows()
 
     def reachable_at(self) -> tuple[Address, ...]:
         """The addresses tickets name (see `addresses`); none when they cannot be told."""
@@ -1240,7 +1244,7 @@ class Node(Management):
                 peer_id, route.addresses, local_ips=local_ips, machine_ips=own, on_path=on_path
             )
 
-        book = await asyncio.to_thread(self.access.addresses_of, peer_id)
+        book = await asyncio.to_thread(self._access.addresses_of, peer_id)
         known = Route(tuple(book), None) if set(book) - set(hints.addresses) else None
         try:
             if hints.empty and known is None and self._resolver is None:
@@ -1252,7 +1256,7 @@ class Node(Management):
             dialled = await dial(
                 peer_id, hints, attempt, self._resolver, known=known, usable=self._usable_record
             )
-        except WrongPeerError:
+        except (WrongPeerError, ProtocolError):
             raise
         except TransferError as error:
             if TicketRelay.of(relay, self.relays, self.relay_policy).refused is None:
@@ -1263,7 +1267,7 @@ class Node(Management):
                 start.close()
         record = dialled.record
         if record is not None and record.addresses:
-            await asyncio.to_thread(self.access.remember_addresses, peer_id, record.addresses)
+            await asyncio.to_thread(self._access.remember_addresses, peer_id, record.addresses)
         return dialled.connection
 
     def _relay_allowed(self, url: str) -> bool:
@@ -1276,7 +1280,7 @@ class Node(Management):
         return Route(record.addresses, record.relay)
 
     def _check_reachable(self, ticket: Ticket) -> None:
-        known = self.access.addresses_of(ticket.peer_id)
+        known = self._access.addresses_of(ticket.peer_id)
         if ticket.key_only and self._resolver is None and not known:
             raise DiscoveryDisabledError(
                 "the ticket names only the sharer's key, which is looked up through discovery, "
@@ -1304,11 +1308,11 @@ class Node(Management):
         """Keeps the sharer's addresses, so that `remote list` can reach it by name later (a
         ticket without any leaves what is known)."""
         if ticket.addresses:
-            self.access.remember_addresses(ticket.peer_id, ticket.addresses)
+            self._access.remember_addresses(ticket.peer_id, ticket.addresses)
 
     def _addresses_of(self, peer_id: PeerId) -> list[Address]:
         """The peer book's addresses of `peer_id`; with discovery, none is fine."""
-        addresses = self.access.addresses_of(peer_id)
+        addresses = self._access.addresses_of(peer_id)
         if not addresses and self._resolver is None:
             raise NotFoundError(
                 f"no address is known for {peer_id}, and discovery is disabled here",
@@ -1327,7 +1331,7 @@ class Node(Management):
         at: tuple[Address, ...] | None = None,
         relay: bool = True,
     ) -> Share:
-        rings = tuple(a.ring for a in self.access.attachments(root))
+        rings = tuple(a.ring for a in self._access.attachments(root))
         ticket = self.ticket(root, format, name, size, at=at, relay=relay)
         return Share(root, name, format, size, rings, ticket)
 
@@ -1349,7 +1353,7 @@ class Node(Management):
         addresses = self.addresses() if at is None else at
         self.check_ticket_reach(addresses=bool(addresses), relay=relay)
         if format == "blob" and file is None:
-            file = self.access.file(root)
+            file = self._access.file(root)
         mtime_ns, executable = file or (None, False)
         return Ticket(
             peer_id=self.peer_id,
@@ -1402,12 +1406,12 @@ class _Serving:
     writer, opened on a thread while the network side starts."""
 
     def __init__(self, node: Node, on_event: Callable[[ServeEvent], object] | None) -> None:
-        self.logs = LogWriter(node.store.db.path, node.config.retention)
-        self.reads = ServingReads(node.store.layout, MIGRATIONS)
-        node.access.use_log_writer(self.logs)
+        self.logs = LogWriter(node._store.db.path, node.config.retention)
+        self.reads = ServingReads(node._store.layout, MIGRATIONS)
+        node._access.use_log_writer(self.logs)
         self.gate = Gate(self.reads, self.logs, on_event, reserve=node.config.serve_rings)
-        self.members = MembersServer(node.store, self.gate, PIECE)
-        self.rings = RingService(node.access, node.identity, self.gate, self.logs)
+        self.members = MembersServer(node._store, self.gate, PIECE)
+        self.rings = RingService(node._access, node.identity, self.gate, self.logs)
         self.limit = None if node.limit_rate is None else RateLimit(node.limit_rate)
         self.uploads: dict[tuple[PeerId, bytes], list[Upload]] = {}
         """The gets being answered, by peer and content (see `Upload`)."""
@@ -1488,7 +1492,7 @@ class _Serving:
         self.reads.close()
         # Commits every queued entry, waiting out another process's write lock.
         await asyncio.to_thread(self.logs.close)
-        node.access.use_log_writer(None)
+        node._access.use_log_writer(None)
 
 
 class _ExportStoppedError(Exception):
@@ -1712,7 +1716,7 @@ class _Swarm:
         if isinstance(sharer, _Source) and sharer.connection is not None:
             try:
                 _, admitting, providers = await asyncio.wait_for(
-                    ask_about(sharer.connection, node.access, node.peer_id, self._root),
+                    ask_about(sharer.connection, node._access, node.peer_id, self._root),
                     _PROVIDER_CONNECT,
                 )
             except (RingdropError, TimeoutError):
@@ -1736,7 +1740,7 @@ class _Swarm:
             assert source.connection is not None
             with contextlib.suppress(RingdropError, TimeoutError):
                 await asyncio.wait_for(
-                    exchange_rings(source.connection, node.access, node.peer_id),
+                    exchange_rings(source.connection, node._access, node.peer_id),
                     _PROVIDER_CONNECT,
                 )
             return source
@@ -1748,14 +1752,14 @@ class _Swarm:
         node = self._node
         if not self.admitting:
             return
-        await asyncio.to_thread(node.access.record_received, self._root, self.admitting)
+        await asyncio.to_thread(node._access.record_received, self._root, self.admitting)
         via = [(PeerId.parse(p), n) for p, n in received.items() if p != str(self._sharer)]
         try:
             if sharer.connection is None:
                 await asyncio.wait_for(sharer.connect(), _PROVIDER_CONNECT)
             assert sharer.connection is not None
             await asyncio.wait_for(
-                tell_have(sharer.connection, node.access, node.peer_id, self._root,
+                tell_have(sharer.connection, node._access, node.peer_id, self._root,
                           node.home_relay, node._addresses_or_none(), via),
                 _PROVIDER_CONNECT,
             )  # fmt: skip
@@ -1777,6 +1781,6 @@ def _address(pair: tuple[str, int]) -> Address:
 
 def _collection_size(node: Node, root: bytes) -> int:
     try:
-        return node.store.collection(root).total_size
+        return node._store.collection(root).total_size
     except RingdropError:
         return 0  # unreadable: `ringdrop store check` says why; listing must still work

@@ -20,7 +20,7 @@ T = TypeVar("T")
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
-def os_error(e: OSError, what: str) -> StoreError:
+def os_error(e: OSError, what: str) -> StoreError | NotFoundError:
     """The store error for an OS error that happened while doing `what`."""
     where = f" ({e.filename})" if e.filename else ""
     if e.errno in _DISK_FULL:

@@ -150,7 +150,7 @@ def member() -> Iterator[tuple[Node, NewsService]]:
     with tempfile.TemporaryDirectory() as folder:
         node = Node(Path(folder), relays=["disabled"], stun=["disabled"], discovery=["disabled"])
         node.add_peer(OWNER.peer_id, "owner")
-        logs = LogWriter(node.store.db.path)
+        logs = LogWriter(node._store.db.path)
         try:
             yield node, NewsService(node, logs)
         finally:
@@ -188,7 +188,7 @@ def test_a_strangers_news_however_mangled_leaves_the_inbox_as_it_was(
     assert header.status == "denied"
     assert changed == []
     assert node.inbox() == before
-    assert node.access.manifest(b"X" * 16) is None
+    assert node._access.manifest(b"X" * 16) is None
     if isinstance(check_news(STRANGER.peer_id, news), tuple):
         assert header.reason == "this node does not know the ring's owner"
 

@@ -98,14 +98,14 @@ async def test_a_file_sent_by_code_reaches_its_receiver_who_may_read_that_conten
         assert code_rings(sender) == [pending.ring]
         with pytest.raises(AccessDeniedError):
             await receiver.get(other.ticket, tmp_path / "other-out")
-        assert sender.access.decide(receiver.peer_id, ticket.content_hash).allowed
+        assert sender._access.decide(receiver.peer_id, ticket.content_hash).allowed
     offer = await asyncio.wait_for(task, DEADLINE)  # ends when the receiver says it is done
 
     assert received.path.read_bytes() == data
     assert offer.receiver == receiver.peer_id
     assert code_rings(sender) == []
     assert receiver.peer_id not in [p.peer_id for p in sender.peers()]
-    assert not sender.access.decide(receiver.peer_id, ticket.content_hash).allowed
+    assert not sender._access.decide(receiver.peer_id, ticket.content_hash).allowed
 
 
 async def test_a_folder_sent_by_code_arrives_whole(
@@ -265,7 +265,7 @@ def test_stale_one_time_rings_are_removed_and_live_ones_kept(tmp_path: Path) -> 
         node.create_ring("code-7-1000-ab12")
         node.create_ring("code-8-4000000000-cd34")
         node.create_ring("codebook")
-        assert remove_stale_rings(node.access, now=2000.0) == ["code-7-1000-ab12"]
+        assert remove_stale_rings(node._access, now=2000.0) == ["code-7-1000-ab12"]
         assert sorted(r.name for r in node.rings()) == [
             "code-8-4000000000-cd34", "codebook", "open",
         ]  # fmt: skip

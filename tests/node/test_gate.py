@@ -101,7 +101,7 @@ async def test_a_member_of_an_attached_folder_is_not_admitted_as_a_collection(
     # The family folder's collection blob is a file in a folder shared with friends: its root
     # is then a member of an attached collection, which admits it as a blob, not as a folder.
     friends = tmp_path / "friends"
-    write(friends / "listing.bin", rings.store.read_bytes(secret.root))
+    write(friends / "listing.bin", rings._store.read_bytes(secret.root))
     rings.share(friends, rings=["friends"])
     mallory = stranger()
     rings.add_member("friends", str(mallory.peer_id))

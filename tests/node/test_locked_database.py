@@ -65,7 +65,7 @@ async def test_transfers_and_decisions_complete_while_another_process_holds_the_
         sharer.serve(host="127.0.0.1", ready=lambda port: ready.set_result(port))
     )
     await asyncio.wait_for(ready, 10)
-    database = sharer.store.db.path
+    database = sharer._store.db.path
     locker = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -82,7 +82,7 @@ async def test_transfers_and_decisions_complete_while_another_process_holds_the_
     def own_write() -> None:
         # Holds the store connection's lock while SQLite makes it wait for the other process.
         stuck.set()
-        with sharer.store.db.transaction():
+        with sharer._store.db.transaction():
             pass
         own_write_done.set()
 
@@ -91,7 +91,7 @@ async def test_transfers_and_decisions_complete_while_another_process_holds_the_
         assert await asyncio.wait_for(locker.stdout.readline(), 30) == b"locked\n"
         writer.start()
         assert await asyncio.to_thread(stuck.wait, 30)
-        while _free(sharer.store.db._lock):  # until the thread holds it, stuck in BEGIN
+        while _free(sharer._store.db._lock):  # until the thread holds it, stuck in BEGIN
             await asyncio.sleep(0.01)
         # Before: each decision was a write transaction that waited 30 s for this lock.
         received = await asyncio.wait_for(

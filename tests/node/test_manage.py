@@ -20,7 +20,7 @@ def test_attaching_a_share_lists_it_under_its_name_format_and_size(
     sharer.add_member("friends", receiver.peer_id)
     sharer.grant(str(receiver.peer_id))
     sharer.attach(share, "friends")
-    assert sharer.access.catalog(receiver.peer_id) == [
+    assert sharer._access.catalog(receiver.peer_id) == [
         CatalogRow(share.root, "notes.txt", share.format, 12)
     ]
     assert sharer.find_share("notes.txt").rings == ("friends",)

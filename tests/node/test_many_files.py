@@ -50,7 +50,7 @@ async def test_a_folder_of_2000_small_files_arrives_whole_on_a_few_streams(
     # go in two, to overlap), one per large file; each member logged as an upload once.
     assert len(serving.decisions(limit=100)) == 1 + 2 + 3
     uploads = serving.uploads(limit=10_000)
-    collection = receiver.store.collection(share.root)
+    collection = receiver._store.collection(share.root)
     members = {e.root for e in collection.entries}
     assert sorted(u.root for u in uploads if u.root in members) == sorted(members)
     assert all(u.outcome == "complete" for u in uploads)
@@ -137,8 +137,8 @@ async def test_a_member_the_sharer_lost_is_marked_missing_and_the_rest_still_com
 ) -> None:
     small_folder(tmp_path / "small", 5)
     share = serving.share(tmp_path / "small", open=True)
-    lost = serving.store.collection(share.root).entries[2].root
-    with serving.store.db.transaction() as conn:
+    lost = serving._store.collection(share.root).entries[2].root
+    with serving._store.db.transaction() as conn:
         conn.execute("DELETE FROM blobs WHERE root = ?", (lost,))
     status, parts = await members(serving, receiver, MembersRequest(share.root, whole(1, 2, 3)))
     assert status == "allowed"
@@ -174,9 +174,9 @@ async def test_receiver_killed_in_a_10000_file_folder_never_fetches_a_verified_f
         server, again = await start_sharer(tmp_path / "sharer")
         assert again == port
         with Node(receiver_dir) as receiver:
-            collection = receiver.store.collection(share.root)
+            collection = receiver._store.collection(share.root)
             members = [e.root for e in collection.entries]
-            verified = receiver.store.complete_roots(members)
+            verified = receiver._store.complete_roots(members)
             assert 0 < len(verified) < len(members), "the kill did not land mid-transfer"
             assert not out.exists() or tree(out / "small").items() <= expected.items()
             with Node(tmp_path / "sharer") as sharer:

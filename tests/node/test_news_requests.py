@@ -181,7 +181,7 @@ async def test_the_owners_news_of_a_ring_the_member_is_not_in_is_refused_and_log
     assert header.status == "denied"
     assert "does not admit" in header.reason
     assert serving.inbox() == []
-    assert serving.access.manifest(b"T" * 16) is None
+    assert serving._access.manifest(b"T" * 16) is None
     await wait_for(
         lambda: denials(serving, owner.peer_id, "announce"), "the refusal in the access log"
     )
@@ -205,7 +205,7 @@ async def test_a_strangers_flood_of_news_leaves_no_state_and_earns_small_answers
             sizes.append((size, len(request)))
     assert all(size <= 3 * sent for size, sent in sizes)
     assert serving.inbox() == []
-    assert serving.access.held_manifests() == []
+    assert serving._access.held_manifests() == []
     await wait_for(
         lambda: denials(serving, stranger.peer_id, "announce"), "the refusals in the access log"
     )
@@ -246,10 +246,10 @@ async def test_since_tells_a_member_the_news_a_page_at_a_time(
         assert news is not None
         assert not news.more
         assert [parse_announcement(a).sequence for a in news.announcements] == [17, 18, 19, 20]
-    _, addresses = serving.access.member_reach(member.peer_id)
+    _, addresses = serving._access.member_reach(member.peer_id)
     assert [str(a) for a in addresses] == ["192.0.2.8:4433"]
     # It has been told everything: the owner owes it nothing more.
-    assert serving.access.news_due(serving.peer_id) == []
+    assert serving._access.news_due(serving.peer_id) == []
 
 
 async def test_since_from_a_stranger_or_a_removed_member_is_refused_small_and_logged(
@@ -267,4 +267,4 @@ async def test_since_from_a_stranger_or_a_removed_member_is_refused_small_and_lo
                 assert news is None
                 assert size <= 3 * len(request)
         await wait_for(partial(denials, serving, who.peer_id, "since"), "the refusal logged")
-        assert serving.access.member_reach(who.peer_id) == (None, [])
+        assert serving._access.member_reach(who.peer_id) == (None, [])

@@ -92,7 +92,7 @@ async def test_the_keep_received_setting_keeps_a_private_copy(share: Share, tmp_
     (data_dir / "config.json").write_text('{"port": 29999, "keep_received": true}')
     with Node(data_dir) as keeper:
         received = await keeper.get(share.ticket, tmp_path / "a.bin")
-        blob = keeper.store.blob(share.root)
+        blob = keeper._store.blob(share.root)
     assert received.path.read_bytes() == DATA
     assert (received.moved, received.copied) == (0, SIZE)
     assert blob is not None

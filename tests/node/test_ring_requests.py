@@ -87,7 +87,7 @@ async def test_a_stranger_learns_nothing_and_leaves_no_provider_behind(
             assert header.status == "denied"
             assert len(frames(answer)) == 1
             assert len(answer) <= 3 * len(request) + 200  # a refusal, no manifest, no list
-    assert serving.access.providers(share.root) == []
+    assert serving._access.providers(share.root) == []
     await wait_for(
         lambda: any(
             e.peer_id == mallory.peer_id and not e.allowed and e.root == share.root
@@ -163,7 +163,7 @@ async def test_a_forged_or_older_manifest_pushed_to_a_member_changes_nothing(
 
     unlisted = manifest(1, c, e)
     # A ring that does not list B is not kept, even when B asked.
-    assert serving.access.store_manifests([unlisted], serving.peer_id, new_ring_ok=True) == []
+    assert serving._access.store_manifests([unlisted], serving.peer_id, new_ring_ok=True) == []
     listed = sign_manifest(
         owner,
         ring_id=b"R" * 16,
@@ -174,9 +174,9 @@ async def test_a_forged_or_older_manifest_pushed_to_a_member_changes_nothing(
         issued_at=int(time.time()),
         valid_until=int(time.time()) + 3600,
     )
-    assert serving.access.store_manifests([listed.raw], serving.peer_id, new_ring_ok=True)
+    assert serving._access.store_manifests([listed.raw], serving.peer_id, new_ring_ok=True)
     root = serving.share(write(tmp_path / "a.bin", pseudo_random(5000, seed=3))).root
-    serving.access.record_received(root, [listed])
+    serving._access.record_received(root, [listed])
 
     without_e = sign_manifest(
         c,  # a member signs a "newer" version that drops E: a forgery
@@ -193,7 +193,7 @@ async def test_a_forged_or_older_manifest_pushed_to_a_member_changes_nothing(
         assert header.status == "allowed"  # C is a member: it gets the newest real manifest
         assert info is not None
         assert [parse_manifest(m) for m in info.manifests] == [listed]
-    assert serving.access.manifest(b"R" * 16) == listed
+    assert serving._access.manifest(b"R" * 16) == listed
     async with connected(serving, e) as peer:
         header, _ = await ask(peer, encode(AboutRequest(root)))
     assert header.status == "allowed"  # E is still admitted by the real manifest

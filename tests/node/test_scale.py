@@ -48,7 +48,7 @@ def crowded(sharer: Node, tmp_path: Path) -> tuple[Node, bytes, PeerId]:
     share = sharer.share(film, rings=["friends"])
     now = time.time()
     peers = [_peer(n).raw for n in range(PEERS - 1)]
-    with sharer.store.db.transaction() as conn:
+    with sharer._store.db.transaction() as conn:
         conn.executemany(
             "INSERT INTO rings (id, name, created_at) VALUES (?, ?, ?)",
             [(100 + r, f"ring{r}", now) for r in range(RINGS)],
@@ -75,7 +75,7 @@ def crowded(sharer: Node, tmp_path: Path) -> tuple[Node, bytes, PeerId]:
 
 
 def _plan(node: Node, sql: str, bindings: Any) -> list[str]:
-    with node.store.db.snapshot() as conn:
+    with node._store.db.snapshot() as conn:
         return [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", bindings)]
 
 
@@ -112,8 +112,8 @@ def test_the_gate_answers_correctly_among_thousands(
 ) -> None:
     node, root, member = crowded
     events: list[ServeEvent] = []
-    logs = LogWriter(node.store.db.path)
-    reads = ServingReads(node.store.layout, MIGRATIONS)
+    logs = LogWriter(node._store.db.path)
+    reads = ServingReads(node._store.layout, MIGRATIONS)
     try:
         gate = Gate(reads, logs, events.append)
         request = GetRequest(root, ChunkRanges.all())

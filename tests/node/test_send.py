@@ -47,7 +47,7 @@ async def test_a_file_is_served_until_it_has_been_fetched_once_then_no_more(
     assert [f.peer for f in sent.receivers] == [str(receiver.peer_id)]
     assert fetched == list(sent.receivers)
     assert sharer.shares() == [], "no longer offered, nor listed"
-    assert sharer.access.attachments(share.root) == []
+    assert sharer._access.attachments(share.root) == []
     with Node(tmp_path / "late") as late, pytest.raises(Exception, match="did not answer"):
         await late.get(share.ticket, tmp_path / "late-out")
 
@@ -103,7 +103,7 @@ async def test_with_a_ring_only_its_members_may_fetch(
     assert share.rings == ("friends",)
     assert len(denied) == 1
     assert (tmp_path / "in" / "notes.txt").read_bytes() == b"for friends"
-    assert sharer.access.attachments(share.root) == []
+    assert sharer._access.attachments(share.root) == []
 
 
 async def test_a_text_is_shown_not_saved(sharer: Node, receiver: Node, tmp_path: Path) -> None:
@@ -145,4 +145,4 @@ async def test_cancelled_before_anyone_fetched_it_offers_nothing_more(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert sharer.shares() == []
-    assert sharer.access.attachments(share.root) == []
+    assert sharer._access.attachments(share.root) == []

@@ -61,8 +61,8 @@ async def test_non_member_is_denied_and_gets_no_content(
     assert serving.uploads() == []
     assert [(e.peer_id, e.allowed) for e in serving.decisions()] == [(receiver.peer_id, False)]
     assert not (tmp_path / "out").exists()
-    assert receiver.store.blob(share.root) is None
-    assert all(p.size is None for p in receiver.store.partials())
+    assert receiver._store.blob(share.root) is None
+    assert all(p.size is None for p in receiver._store.partials())
 
 
 async def test_open_ring_admits_any_peer(serving: Node, receiver: Node, tmp_path: Path) -> None:
@@ -315,8 +315,8 @@ async def test_a_folder_with_duplicate_files_reports_them_done(
 async def test_a_blob_that_is_no_collection_is_refused_and_not_kept_as_one(
     serving: Node, receiver: Node, tmp_path: Path
 ) -> None:
-    info, _ = serving.store.import_bytes(b"not a collection" * 100, display_name="bogus")
-    serving.access.attach(info.root, "open")
+    info, _ = serving._store.import_bytes(b"not a collection" * 100, display_name="bogus")
+    serving._access.attach(info.root, "open")
     bogus = Ticket(
         peer_id=serving.peer_id,
         addresses=serving.addresses(),
@@ -326,6 +326,6 @@ async def test_a_blob_that_is_no_collection_is_refused_and_not_kept_as_one(
     )
     with pytest.raises(RingdropError):
         await receiver.get(bogus, tmp_path / "out")
-    assert all(tag.root != info.root for tag in receiver.store.tags())
+    assert all(tag.root != info.root for tag in receiver._store.tags())
     assert receiver.shares() == []
     assert not (tmp_path / "out").exists()

@@ -31,7 +31,7 @@ async def test_news_arrives_with_a_count_and_a_notice_and_enter_fetches_it(
     first = serving.share(write(tmp_path / "first.bin", FIRST), rings=["family"])
     # The member knows its owner, and where it was reached: as after using one of its tickets.
     mine.add_peer(serving.peer_id, "mum")
-    mine.access.remember_addresses(serving.peer_id, list(first.ticket.addresses))
+    mine._access.remember_addresses(serving.peer_id, list(first.ticket.addresses))
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         # Serving, the TUI asks the owner for what it missed: the first share.
         await until(pilot, lambda: label(app) == "Inbox 1 F6", timeout=30)

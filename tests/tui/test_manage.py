@@ -107,7 +107,7 @@ async def test_sharing_a_folder_leaves_out_what_its_ringdropignore_names(
         text = " ".join(screen_text(app).split())
     assert "shared project (left out 2 files that .ringdropignore names)" in text
     (share,) = mine.shares()
-    names = [e.name for e in mine.store.collection(share.root).entries]
+    names = [e.name for e in mine._store.collection(share.root).entries]
     assert names == [".ringdropignore", "main.c"]
 
 

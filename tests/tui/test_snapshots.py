@@ -109,7 +109,7 @@ def _announced(node: Node) -> None:
         size=2_345_678,
         name="holiday",
     )
-    node.access.accept_news(node.peer_id, ring, [news], asked=False, now=at)
+    node._access.accept_news(node.peer_id, ring, [news], asked=False, now=at)
 
 
 def ready(key: str) -> Callable[[Pilot[None]], Awaitable[None]]:

@@ -285,8 +285,8 @@ def half_downloaded(mine: Node, sharer: Node, tmp_path: Path, downloads: Path) -
     ticket = shared_file(sharer, tmp_path, open=True)
     root = Ticket.decode(ticket).content_hash
     half = ChunkRanges.groups(0, len(DATA) // 2 // GROUP_SIZE)
-    encoded = sharer.store.encoder(root, half).read(1 << 30)
-    with mine.store.partial(root) as partial:
+    encoded = sharer._store.encoder(root, half).read(1 << 30)
+    with mine._store.partial(root) as partial:
         writer = partial.writer(half)
         writer.write(encoded)
         writer.flush()
@@ -312,7 +312,7 @@ async def test_cancel_asks_whether_to_keep_what_was_verified(
         app.screen.query_one(f"#{answer}", Button).press()
         await until(pilot, lambda: not app.query(TransferView))
     assert SavedTransfers(mine.data_dir).load() == []
-    partials = [p.root for p in mine.store.partials()]
+    partials = [p.root for p in mine._store.partials()]
     assert (root in partials) == kept
     assert any((mine.data_dir / "partial").glob("*.data")) == kept
 
