@@ -86,19 +86,24 @@ async def fetch_small_members(
 
     # Spread over at least IN_FLIGHT requests, so that they overlap from the start.
     size = max(1, min(REQUEST_MEMBERS, -(-len(members) // IN_FLIGHT)))
+    failed: RingdropError | None = None
     try:
         async with asyncio.TaskGroup() as group:
             for start in range(0, len(members), size):
                 group.create_task(one_request(members[start : start + size]))
     except* RingdropError as failures:
-        # The first error stands for the requests it stopped, as for a single file's.
+        # The first error stands for the requests it stopped, as for a single file's. It is
+        # raised after the except* clause: Python before 3.11.4 wraps one raised inside it in
+        # a group.
         first = failures.exceptions[0]
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
-        raise first from None
+        failed = first
     finally:
         # What verified before a failure is kept: the next attempt will not ask for it.
         await asyncio.shield(committer.commit())
+    if failed is not None:
+        raise failed from None
 
 
 async def _fetch_chunk(

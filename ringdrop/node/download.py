@@ -232,6 +232,7 @@ class Download:
                     files_done=current.files_done + entry.copies - 1,
                 )
 
+        failed: RingdropError | None = None
         try:
             async with asyncio.TaskGroup() as group:
                 # A folder's small files are spread over the providers as its large ones are.
@@ -245,8 +246,11 @@ class Download:
                     group.create_task(member(entry))
         except* RingdropError as failures:
             # One member's failure stops its siblings; the first error stands for them all,
-            # so a lost connection is retried like a single file's.
-            raise _first(failures) from None
+            # so a lost connection is retried like a single file's. It is raised after the
+            # except* clause: Python before 3.11.4 wraps one raised inside it in a group.
+            failed = _first(failures)
+        if failed is not None:
+            raise failed from None
         self._keep()
         return len(collection.entries)
 
