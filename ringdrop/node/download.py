@@ -288,8 +288,8 @@ class Download:
         """The first provider reached (the others go on joining), or None if none can be."""
         while joining:
             done, _ = await asyncio.wait(joining, return_when=asyncio.FIRST_COMPLETED)
-            joining -= done
             for task in done:
+                joining.discard(task)  # the others reached at once stay, to join the pool
                 if not task.cancelled() and task.exception() is None:
                     return task.result()
         return None
