@@ -40,7 +40,8 @@ command-line option: the CLI adds its own hints (`ringdrop.cli.exits`), the TUI 
 
 Each class carries its exit code (`exit_code`) and the label its message starts with (`label`),
 and each error the context it is about, where it has one: `peer` (peer id as text), `root`
-(content hash), `address`, `path`. Errors from foreign code (apsw, aioquic, the OS) are
+(content hash), `address`, `path`, and `kind`, which case of its class it is (the CLI's hints
+are chosen by class and kind). Errors from foreign code (apsw, aioquic, the OS) are
 translated where they enter, so callers catch `RingdropError` only. The native module raises
 these same classes.
 """
@@ -139,8 +140,11 @@ class RingdropError(Exception):
         root: bytes | None = None,
         address: str | None = None,
         path: str | None = None,
+        kind: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.kind = kind
+        """Which case of its class the error is, for hints and programs."""
         self.peer = peer
         """The peer id (as text) the error is about."""
         self.root = root
@@ -158,7 +162,22 @@ class UsageError(RingdropError):
 
 
 class SettingsError(UsageError):
-    """A relay or STUN setting (option or environment variable) cannot be used."""
+    """A relay, STUN or discovery setting cannot be used. `setting` names it (`relay`, `stun`,
+    `discovery`, `relay-policy`, `discovery-dns`), `variable` the environment variable it came
+    from (None: given by the caller), and `problem` is the message without its source."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        setting: str | None = None,
+        variable: str | None = None,
+        problem: str | None = None,
+    ) -> None:
+        super().__init__(message, kind=setting)
+        self.setting = setting
+        self.variable = variable
+        self.problem = message if problem is None else problem
 
 
 class RelayDisabledError(UsageError):
@@ -209,7 +228,9 @@ class AccessDeniedError(RingdropError):
 
 class NotFoundError(RingdropError):
     """The named blob, ring, peer, share or file does not exist. Not a `StoreError`: the data
-    directory is fine, the thing is not there (or, as `NotServedError`, not on the peer)."""
+    directory is fine, the thing is not there (or, as `NotServedError`, not on the peer).
+    `kind` says what was not found: `ring`, `peer`, `share`, `peer-address`, `source` (the file
+    a reference blob is served from), `stored-file` (a file of the store itself), …"""
 
     exit_code = ExitCode.NOT_FOUND
     label = "not found"
@@ -222,9 +243,7 @@ class NotFoundError(RingdropError):
         name: str | None = None,
         peer: str | None = None,
     ) -> None:
-        super().__init__(message, peer=peer)
-        self.kind = kind
-        """What was not found, for hints: `ring`, `peer`, `share`, `peer-address`, …"""
+        super().__init__(message, peer=peer, kind=kind)
         self.name = name
         """The name that was looked for."""
 
@@ -251,14 +270,16 @@ class IntegrityError(RingdropError):
 
 
 class TransferError(RingdropError):
-    """A transfer could not complete."""
+    """A transfer could not complete; `kind` `gave-up` when a download gave up retrying (what it
+    verified is kept, so running it again continues)."""
 
     exit_code = ExitCode.TRANSFER
     label = "transfer failed"
 
 
 class UnreachableError(TransferError):
-    """Nothing answered a connection attempt: no address of the peer, nor its relay."""
+    """Nothing answered a connection attempt: no address of the peer, nor its relay; `kind`
+    `not-serving` when the likely cause is that the sharer's node is not serving."""
 
 
 class WrongPeerError(TransferError):
@@ -343,7 +364,8 @@ class DestinationError(RingdropError):
 
 
 class StoreError(RingdropError):
-    """The data directory could not do what was asked."""
+    """The data directory could not do what was asked; `kind` `damaged` when a check of the
+    store is the next step."""
 
     exit_code = ExitCode.STORE
 
@@ -359,8 +381,7 @@ class AmbiguousError(StoreError):
     """Text given for a peer or a share (`kind`) matches more than one."""
 
     def __init__(self, message: str, *, kind: str | None = None) -> None:
-        super().__init__(message)
-        self.kind = kind
+        super().__init__(message, kind=kind)
 
 
 class OpenRingError(StoreError):

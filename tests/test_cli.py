@@ -418,6 +418,7 @@ def test_a_bad_relay_variable_exits_2_naming_it(alice: Node, a_file: Path) -> No
         ("--relay", "ftp://relay.example/", "http:// or https://"),
         ("--relay", "https://relay example/", "white space"),
         ("--stun", "stun.example:0", "not a STUN server"),
+        ("--discovery", "ftp://dns.example/", "not a discovery service"),
     ],
 )
 def test_a_bad_setting_exits_2(alice: Node, option: str, value: str, message: str) -> None:
@@ -799,6 +800,10 @@ def test_an_error_is_one_line_plus_its_notes() -> None:
         (ExistsError("out already exists"), "--force"),
         (AlreadyServedError("served by process 7", 7), "--data-dir"),
         (RelayDisabledError("relaying is disabled here"), "--relay URL"),
+        (NotFoundError("/x was moved or deleted", kind="source"), "--reference"),
+        (NotFoundError("a stored file is missing", kind="stored-file"), "`ringdrop store check`"),
+        (StoreError("a collection cannot be read", kind="damaged"), "`ringdrop store check`"),
+        (TransferError("lost (gave up after 8 attempts)", kind="gave-up"), "same command again"),
     ],
 )
 def test_the_cli_adds_its_hint_below_the_message(error: RingdropError, words: str) -> None:

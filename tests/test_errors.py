@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import re
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +75,55 @@ def test_the_tree_in_the_docstring_nests_each_class_under_its_parent() -> None:
         parents.append(name)
         checked += 1
     assert checked >= 30
+
+
+# An option (`--relay`) or a command (`ringdrop serve`) in a string the layers beneath the CLI
+# may show: an error's message, a note, a default that ends up in one.
+_CLI_WORDS = re.compile(r"--[a-z]|`ringdrop ")
+
+
+def cli_words_beneath_the_cli(package: Path) -> list[str]:
+    """`file:line: text` for every string literal outside cli/ and tui/ that names an option or
+    a command; docstrings and comments, which no user reads, are left out, and so is
+    `errors.MEANINGS`, the exit-code table written for `ringdrop --help`."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).parts[0] in ("cli", "tui"):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        skipped = {
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.AnnAssign | ast.Assign) and "MEANINGS" in ast.dump(node):
+                skipped |= {id(inner) for inner in ast.walk(node)}
+        found += [
+            f"{path.relative_to(package)}:{node.lineno}: {node.value!r}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in skipped
+            and _CLI_WORDS.search(node.value)
+        ]
+    return found
+
+
+def test_no_message_beneath_the_cli_names_an_option_or_a_command() -> None:
+    assert cli_words_beneath_the_cli(Path(ringdrop.__file__).parent) == []
+
+
+def test_the_scan_finds_an_option_in_a_message(tmp_path: Path) -> None:
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "x.py").write_text(
+        '"""Run `ringdrop x` --now."""\n'
+        'raise StoreError(f"{path} moved (shared with --reference)")\n'
+        'hint = "is `ringdrop serve` running?"\n'
+    )
+    (tmp_path / "cli").mkdir()
+    (tmp_path / "cli" / "y.py").write_text('HINT = "use --force"\n')
+    assert sorted(line.split(": ")[0] for line in cli_words_beneath_the_cli(tmp_path)) == [
+        "store/x.py:2",
+        "store/x.py:3",
+    ]

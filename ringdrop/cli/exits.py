@@ -22,6 +22,10 @@ from ringdrop.errors import (
     RelayRefusedError,
     RendezvousError,
     RingdropError,
+    SettingsError,
+    StoreError,
+    TransferError,
+    UnreachableError,
 )
 
 __all__ = ["ExitCode", "classify", "error_json", "exit_code_table", "hint", "report"]
@@ -31,6 +35,8 @@ _NOT_FOUND_HINTS = {
     "peer": "Run `ringdrop peer list` to see the nicknames, or give the whole peer id.",
     "share": "Run `ringdrop blob list` to see what is shared.",
     "peer-address": "Give one of its tickets instead.",
+    "source": "It was served from that file (shared with --reference, or received there).",
+    "stored-file": "Run `ringdrop store check` to see what else is damaged.",
     "data-dir": (
         "Check --data-dir and $RINGDROP_DATA_DIR; `ringdrop id` (or sharing, or receiving) "
         "creates a data directory."
@@ -53,7 +59,26 @@ _RENDEZVOUS_HINTS = {
     "busy": "Ask the sender for a new code.",
 }
 
+# The options that give the settings `SettingsError.setting` names; its message names them in
+# words, or by the environment variable they came from.
+_SETTING_OPTIONS = {
+    "relay": "--relay",
+    "stun": "--stun",
+    "discovery": "--discovery",
+    "relay-policy": "--relay-policy",
+}
+
+_TRANSFER_HINTS = {
+    "gave-up": "Run the same command again to continue from what was verified.",
+}
+
+_STORE_HINTS = {
+    "damaged": "Run `ringdrop store check` to see what is damaged.",
+}
+
 _HINTS: dict[type[RingdropError], Callable[[RingdropError], str | None]] = {
+    TransferError: lambda e: _TRANSFER_HINTS.get(e.kind or ""),
+    StoreError: lambda e: _STORE_HINTS.get(e.kind or ""),
     NotFoundError: lambda e: _not_found_hint(cast(NotFoundError, e)),
     ExistsError: lambda e: (
         "Use --force to overwrite it, or --rename to keep both (writes a numbered name)."
@@ -133,10 +158,21 @@ def error_json(error: BaseException) -> dict[str, object]:
 
 
 def describe(error: BaseException) -> str:
-    """The error's message; an OS error names its file, other foreign errors their type."""
+    """The error's message; an OS error names its file, other foreign errors their type. Where
+    the message names a setting or a node in words, the CLI's own names take their place: the
+    option that gave the setting, the command that serves."""
     if isinstance(error, OSError) and not isinstance(error, RingdropError):
         message = error.strerror or str(error)
         return f"{message}: {error.filename}" if error.filename else message
+    if isinstance(error, SettingsError) and error.variable is None:
+        option = _SETTING_OPTIONS.get(error.setting or "")
+        if option is not None:
+            return f"{option}: {error.problem}"
+    if isinstance(error, UnreachableError) and error.kind == "not-serving":
+        return (
+            "the sharer did not answer: is `ringdrop serve` (or the TUI) running on the sharer's "
+            "machine?"
+        )
     if isinstance(error, RingdropError):
         return str(error)
     return f"{type(error).__name__}: {error}"

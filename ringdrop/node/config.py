@@ -160,49 +160,52 @@ def _free_udp_port() -> int:
 def relays_from(
     given: Iterable[str] | None, environ: Mapping[str, str] | None = None
 ) -> tuple[str, ...]:
-    """The relay URLs to use: `given` (from --relay) if not None, else $RINGDROP_RELAY
-    (comma-separated) if set and not empty, else `DEFAULT_RELAYS`; `disabled` alone gives none."""
-    values, source = _choose(given, RELAY_ENV, "--relay", environ)
+    """The relay URLs to use: `given` if not None, else $RINGDROP_RELAY (comma-separated) if
+    set and not empty, else `DEFAULT_RELAYS`; `disabled` alone gives none."""
+    values, variable = _choose(given, RELAY_ENV, environ)
     if values is None:
         return DEFAULT_RELAYS
-    return tuple(dict.fromkeys(relay_url(value, source) for value in _enabled(values, source)))
+    enabled = _enabled(values, "relay", variable)
+    return tuple(dict.fromkeys(relay_url(value, variable) for value in enabled))
 
 
 def stun_servers_from(
     given: Iterable[str | StunServer] | None, environ: Mapping[str, str] | None = None
 ) -> tuple[StunServer, ...]:
-    """The STUN servers to use, chosen like `relays_from` (from --stun and $RINGDROP_STUN)."""
+    """The STUN servers to use, chosen like `relays_from` (`given`, else $RINGDROP_STUN)."""
     texts = (
         None if given is None else [v if isinstance(v, str) else _join_host_port(*v) for v in given]
     )
-    values, source = _choose(texts, STUN_ENV, "--stun", environ)
+    values, variable = _choose(texts, STUN_ENV, environ)
     if values is None:
         values = list(DEFAULT_STUN)
-    return tuple(dict.fromkeys(stun_server(value, source) for value in _enabled(values, source)))
+    enabled = _enabled(values, "stun", variable)
+    return tuple(dict.fromkeys(stun_server(value, variable) for value in enabled))
 
 
 def discovery_from(
     given: Iterable[str] | None, environ: Mapping[str, str] | None = None
 ) -> Services:
-    """Where to publish and look up records: the pkarr relays of `given` (from --discovery) if
-    not None, else $RINGDROP_DISCOVERY (comma-separated), else n0's; `disabled` alone turns
-    discovery off. DNS lookups go to $RINGDROP_DISCOVERY_DNS (`ORIGIN`, or `ORIGIN@HOST:PORT`
-    to ask that server directly; `disabled`), else to n0's zone when n0's relay is used, and
-    nowhere when other relays are: a self-hosted service is not leaked to n0."""
-    values, source = _choose(given, DISCOVERY_ENV, "--discovery", environ)
+    """Where to publish and look up records: the pkarr relays of `given` if not None, else
+    $RINGDROP_DISCOVERY (comma-separated), else n0's; `disabled` alone turns discovery off.
+    DNS lookups go to $RINGDROP_DISCOVERY_DNS (`ORIGIN`, or `ORIGIN@HOST:PORT` to ask that
+    server directly; `disabled`), else to n0's zone when n0's relay is used, and nowhere when
+    other relays are: a self-hosted service is not leaked to n0."""
+    values, variable = _choose(given, DISCOVERY_ENV, environ)
     if values is None:
         pkarr = DEFAULT_DISCOVERY
     else:
-        pkarr = tuple(dict.fromkeys(_service_url(v, source) for v in _enabled(values, source)))
+        enabled = _enabled(values, "discovery", variable)
+        pkarr = tuple(dict.fromkeys(_service_url(v, variable) for v in enabled))
         if not pkarr:
             return Services()
-    dns_values, dns_source = _choose(None, DISCOVERY_DNS_ENV, "", environ)
+    dns_values, _ = _choose(None, DISCOVERY_DNS_ENV, environ)
     if dns_values is None:
         origin = DEFAULT_DNS_ORIGIN if pkarr == DEFAULT_DISCOVERY else None
         return Services(pkarr, origin)
-    enabled = _enabled(dns_values, dns_source)
+    enabled = _enabled(dns_values, "discovery-dns", DISCOVERY_DNS_ENV)
     if len(enabled) > 1:
-        raise SettingsError(f"{dns_source}: give one DNS origin, not {len(enabled)}.")
+        raise _bad("discovery-dns", DISCOVERY_DNS_ENV, f"give one DNS origin, not {len(enabled)}.")
     if not enabled:
         return Services(pkarr)
     origin, at, server = enabled[0].partition("@")
@@ -216,15 +219,17 @@ def discovery_from(
     if problem is None and colon and not (port.isdigit() and 0 < int(port) < 65536):
         problem = f"its port {port!r} is not a number from 1 to 65535"
     if problem is not None:
-        raise SettingsError(
-            f"{dns_source}: {enabled[0]!r} is not a DNS origin: {problem}. Give the zone, such "
-            f"as dns.example.org, optionally @HOST:PORT of its server, or {DISABLED!r}."
+        raise _bad(
+            "discovery-dns",
+            DISCOVERY_DNS_ENV,
+            f"{enabled[0]!r} is not a DNS origin: {problem}. Give the zone, such as "
+            f"dns.example.org, optionally @HOST:PORT of its server, or {DISABLED!r}.",
         )
     dns_server = (host, int(port) if colon else DNS_PORT) if at else None
     return Services(pkarr, origin.rstrip(".").lower(), dns_server)
 
 
-def _service_url(text: str, source: str) -> str:
+def _service_url(text: str, variable: str | None) -> str:
     """A pkarr relay's base URL (http or https, a host, no user), without a trailing `/`."""
     url = text.strip()
     try:
@@ -240,17 +245,18 @@ def _service_url(text: str, source: str) -> str:
         or parts.query
         or parts.fragment
     ):
-        raise SettingsError(
-            f"{source}: {url!r} is not a discovery service. Give the http:// or https:// URL "
-            f"of a pkarr relay such as {DEFAULT_DISCOVERY[0]}, or {DISABLED!r} to turn "
-            "discovery off."
+        raise _bad(
+            "discovery",
+            variable,
+            f"{url!r} is not a discovery service. Give the http:// or https:// URL of a pkarr "
+            f"relay such as {DEFAULT_DISCOVERY[0]}, or {DISABLED!r} to turn discovery off.",
         )
     return url.rstrip("/")
 
 
-def relay_url(text: str, source: str = "--relay") -> str:
+def relay_url(text: str, variable: str | None = None) -> str:
     """`text` as a relay URL: scheme lower-cased, `/` added when it has no path; else a
-    `SettingsError` that names `source` (the option or variable it came from)."""
+    `SettingsError` that names the environment `variable` it came from, if one did."""
     url = text.strip()
     scheme, sep, rest = url.partition("://")
     url = scheme.lower() + sep + rest
@@ -263,16 +269,18 @@ def relay_url(text: str, source: str = "--relay") -> str:
     try:
         return check_relay_url(url)
     except InvalidTicketError as error:
-        raise SettingsError(
-            f"{source}: {error} Give an http:// or https:// URL such as "
-            f"https://relay.example.net/, or {DISABLED!r} to turn relaying off."
+        raise _bad(
+            "relay",
+            variable,
+            f"{error} Give an http:// or https:// URL such as https://relay.example.net/, or "
+            f"{DISABLED!r} to turn relaying off.",
         ) from None
 
 
 def relay_policy_from(given: str | None, environ: Mapping[str, str] | None = None) -> RelayPolicy:
-    """Which relays named by others may be used: `given` (from --relay-policy), else
-    $RINGDROP_RELAY_POLICY, else `public` (see `TicketRelay`)."""
-    source = "--relay-policy" if given is not None else RELAY_POLICY_ENV
+    """Which relays named by others may be used: `given`, else $RINGDROP_RELAY_POLICY, else
+    `public` (see `TicketRelay`)."""
+    variable = None if given is not None else RELAY_POLICY_ENV
     text = (
         given
         if given is not None
@@ -282,9 +290,11 @@ def relay_policy_from(given: str | None, environ: Mapping[str, str] | None = Non
     for policy in RELAY_POLICIES:
         if value == policy:
             return policy
-    raise SettingsError(
-        f"{source}: {text!r} is not a relay policy: give 'public' (relays named by a ticket "
-        "are used only at public https:// addresses, the default) or 'any'."
+    raise _bad(
+        "relay-policy",
+        variable,
+        f"{text!r} is not a relay policy: give 'public' (relays named by a ticket are used only "
+        "at public https:// addresses, the default) or 'any'.",
     )
 
 
@@ -306,7 +316,7 @@ class TicketRelay:
         if url is None or not configured:
             return cls(None)
         try:
-            normal = relay_url(url, "the ticket")
+            normal = relay_url(url)
         except SettingsError:
             return cls(None, refused=f"The ticket's relay {url!r} is not a relay URL.")
         if normal in configured or policy == "any":
@@ -331,7 +341,7 @@ class TicketRelay:
         return cls(normal, public_only=True)
 
 
-def stun_server(text: str, source: str = "--stun") -> StunServer:
+def stun_server(text: str, variable: str | None = None) -> StunServer:
     """`HOST:PORT` (or `HOST`, for port 3478; an IPv6 address in brackets) as (host, port)."""
     value = text.strip()
     host, colon, port_text = value, "", ""
@@ -347,35 +357,56 @@ def stun_server(text: str, source: str = "--stun") -> StunServer:
     if problem is None and colon and not valid_port:
         problem = f"its port {port_text!r} is not a number from 1 to 65535"
     if problem is not None:
-        raise SettingsError(
-            f"{source}: {value!r} is not a STUN server: {problem}. Give HOST:PORT such as "
-            f"stun.example.net:3478 or [2001:db8::1]:3478, or {DISABLED!r} to turn STUN off."
+        raise _bad(
+            "stun",
+            variable,
+            f"{value!r} is not a STUN server: {problem}. Give HOST:PORT such as "
+            f"stun.example.net:3478 or [2001:db8::1]:3478, or {DISABLED!r} to turn STUN off.",
         )
     return host, int(port_text) if port_text else STUN_PORT
 
 
 def _choose(
-    given: Iterable[str] | None, variable: str, option: str, environ: Mapping[str, str] | None
-) -> tuple[list[str] | None, str]:
-    """The raw values and where they came from; None when neither option nor variable is set."""
+    given: Iterable[str] | None, variable: str, environ: Mapping[str, str] | None
+) -> tuple[list[str] | None, str | None]:
+    """The raw values, None when neither `given` nor the variable sets them, and the variable
+    they came from (None: `given`)."""
     if given is not None:
-        return list(given), option
+        return list(given), None
     text = (os.environ if environ is None else environ).get(variable, "")
     values = [item.strip() for item in text.split(",") if item.strip()]
     return (values or None), variable
 
 
-def _enabled(values: list[str], source: str) -> list[str]:
+def _enabled(values: list[str], setting: str, variable: str | None) -> list[str]:
     """`values` without the `disabled` switch: no values if it is the one value, else an error."""
     disabled = [value for value in values if value.strip().lower() == DISABLED]
     if not disabled:
         return values
     if len(values) > 1:
-        raise SettingsError(
-            f"{source}: {DISABLED!r} turns it off, so it must be the only value, not one of "
-            f"{len(values)}."
+        raise _bad(
+            setting,
+            variable,
+            f"{DISABLED!r} turns it off, so it must be the only value, not one of {len(values)}.",
         )
     return []
+
+
+# How a message names a setting given by the caller; one from the environment is named by its
+# variable. The CLI names the option instead (`ringdrop.cli.exits`).
+_SETTING_WORDS = {
+    "relay": "the relay setting",
+    "stun": "the STUN setting",
+    "discovery": "the discovery setting",
+    "relay-policy": "the relay policy",
+}
+
+
+def _bad(setting: str, variable: str | None, problem: str) -> SettingsError:
+    source = variable or _SETTING_WORDS[setting]
+    return SettingsError(
+        f"{source}: {problem}", setting=setting, variable=variable, problem=problem
+    )
 
 
 def _host_problem(host: str) -> str | None:

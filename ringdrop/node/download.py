@@ -166,8 +166,8 @@ class Download:
                     raise
                 if attempt >= self._retry.attempts:
                     raise TransferError(
-                        f"{error} (gave up after {attempt} attempts; run the same command again "
-                        "to continue from what was verified)"
+                        f"{error} (gave up after {attempt} attempts; what was verified is kept)",
+                        kind="gave-up",
                     ) from error
                 attempt += 1
                 self._tracker.update(
@@ -465,8 +465,7 @@ class Download:
 def _not_answering(error: UnreachableError) -> UnreachableError:
     """The likely cause first, then what was tried (from the transport) as a note."""
     unanswered = UnreachableError(
-        "the sharer did not answer: is `ringdrop serve` (or the TUI) running on the sharer's "
-        "machine?"
+        "the sharer did not answer: is its node serving?", kind="not-serving"
     )
     unanswered.add_note(str(error))
     return unanswered

@@ -350,8 +350,9 @@ def check_reference(info: BlobInfo, mtime_ns: int | None) -> None:
         st = info.source.stat()
     except FileNotFoundError:
         raise NotFoundError(
-            f"{info.source} was moved or deleted after ringdrop recorded it (shared with "
-            "--reference, or received there); share or receive it again"
+            f"{info.source} was moved or deleted after ringdrop recorded it; share or receive "
+            "it again",
+            kind="source",
         ) from None
     if (st.st_size, st.st_mtime_ns) != (info.size, mtime_ns):
         raise IntegrityError(
@@ -386,7 +387,8 @@ def _encoder(data: Path, outboard: Path, info: BlobInfo, ranges: ChunkRanges) ->
         return Encoder(data, outboard, info.root, info.size, ranges)
     except FileNotFoundError as e:
         raise NotFoundError(
-            f"the stored file {e.filename} of blob {info.hex} is missing; run a store check"
+            f"the stored file {e.filename} of blob {info.hex} is missing: the store is damaged",
+            kind="stored-file",
         ) from None
 
 

@@ -66,7 +66,8 @@ def _live_roots(conn: apsw.Connection, layout: Layout) -> set[bytes]:
             # Without the member list, deleting anything could delete a member: stop instead.
             raise StoreError(
                 f"garbage collection stopped, nothing was deleted: the tagged collection "
-                f"{root.hex()} cannot be read ({e}); run a store check"
+                f"{root.hex()} cannot be read ({e}): the store is damaged",
+                kind="damaged",
             ) from e
     return live
 

@@ -39,7 +39,7 @@ def test_the_dns_zone_and_its_server_can_be_named() -> None:
 @pytest.mark.parametrize(
     ("given", "environ", "says"),
     [
-        (["ftp://dns.example.org/"], {}, "--discovery: 'ftp://dns.example.org/' is not a"),
+        (["ftp://dns.example.org/"], {}, "the discovery setting: 'ftp://dns.example.org/' is"),
         (["https://user@dns.example.org/"], {}, "is not a discovery service"),
         ([f"disabled,{OWN}"], {}, None),
         (None, {"RINGDROP_DISCOVERY_DNS": "a b"}, "RINGDROP_DISCOVERY_DNS: 'a b' is not a DNS"),

@@ -122,8 +122,10 @@ def test_stun_servers_are_host_and_port(given: str, used: tuple[str, int]) -> No
             "stun example:3478", "[2001:db8::1", "a:b:c", "-bad-.example:1"],
 )  # fmt: skip
 def test_bad_stun_servers_are_refused(bad: str) -> None:
-    with pytest.raises(SettingsError, match=r"^--stun: .* is not a STUN server"):
+    with pytest.raises(SettingsError, match=r"^the STUN setting: .* is not a STUN server") as e:
         stun_servers_from([bad], {})
+    assert (e.value.setting, e.value.variable) == ("stun", None)  # the CLI names its option
+    assert str(e.value).endswith(e.value.problem)
 
 
 # The node

@@ -218,7 +218,8 @@ async def test_a_sharer_that_never_answers_fails_at_once_naming_the_likely_cause
         await receiver.get(
             share.ticket, tmp_path / "out", progress=events.append, retry=RetryPolicy(attempts=8)
         )
-    assert str(caught.value).startswith("the sharer did not answer: is `ringdrop serve`")
+    assert str(caught.value) == "the sharer did not answer: is its node serving?"
+    assert caught.value.kind == "not-serving"  # for the CLI to name the commands that serve
     tried = caught.value.__notes__
     assert len(tried) == 1
     assert "127.0.0.1" in tried[0]
