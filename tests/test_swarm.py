@@ -256,3 +256,39 @@ async def test_a_stranger_gets_neither_the_providers_nor_the_content_from_a_memb
         assert len(answer) == len(encode(header))  # nothing but the refusal
     b_server.wait_for(rf"{stranger.peer_id}\s+about .*denied", timeout=30)
     b_server.wait_for(rf"{stranger.peer_id}\s+get .*denied", timeout=30)
+
+
+async def test_a_member_cannot_make_another_re_serve_what_the_ring_never_had(
+    tmp_path: Path, processes: list[Process]
+) -> None:
+    # B holds a diary of its own, in no ring. Mallory, a member of the same ring as B, shares a
+    # folder listing the diary's root and claims, as a hostile node may, that the folder came
+    # under the ring: B must not take a member's word for what the ring holds.
+    owner, m = ring_of(tmp_path, "b", "mallory")
+    diary = b"B's diary, for B alone. " * 20_000
+    secret = Ticket.decode(m["b"].share(write(tmp_path / "b-own" / "diary.txt", diary)))
+    write(tmp_path / "bait" / "diary.txt", diary)
+    write(tmp_path / "bait" / "other.txt", b"something to fetch " * 1_000)
+    bait = Ticket.decode(m["mallory"].share(tmp_path / "bait", "--ring", "open"))
+    hello = owner.share(write(tmp_path / "hello.txt", b"hello, family"), "--ring", "family")
+    processes.append(serve(owner, limit=None))
+    get(m["mallory"], hello, tmp_path / "m-hello.txt")  # Mallory holds the ring's manifest now
+    with ApiNode(m["mallory"].data_dir) as mallory_node:
+        (family,) = mallory_node._access.held_manifests()
+        mallory_node._access.record_received(bait.content_hash, [family])
+    processes.append(serve(m["mallory"], limit=None))
+
+    got = get(m["b"], bait.encode(), tmp_path / "b-bait")
+    assert Path(str(got["dest"])).joinpath("diary.txt").read_bytes() == diary
+    b_server = serve(m["b"], limit=None)
+    processes.append(b_server)
+    b_port = json.loads((m["b"].data_dir / "config.json").read_text())["port"]
+    mallory = Identity.load_or_create(m["mallory"].data_dir)
+    async with hostile(b_port) as peer:
+        await peer.authenticate(mallory, PeerId.parse(m["b"].peer_id()))
+        answer = await peer.ask(encode(GetRequest(secret.content_hash, ChunkRanges.all())))
+    header = first_frame(answer)
+    assert isinstance(header, ResponseHeader)
+    assert header.status == "denied"
+    assert len(answer) == len(encode(header))
+    b_server.wait_for(rf"{mallory.peer_id}\s+get .*denied", timeout=30)

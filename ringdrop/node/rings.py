@@ -107,12 +107,20 @@ async def ask_about(
     connection: Connection, access: Access, own: PeerId, root: bytes
 ) -> tuple[ResponseHeader, list[Manifest], tuple[Provider, ...]]:
     """ABOUT `root`: the header, the manifests through which this node may read it (stored if
-    new or newer; also those held already), and the providers the peer knows of."""
+    new or newer; also those held already), and the providers the peer knows of.
+
+    Only the peer's own rings count as rings `root` came under: a ring's owner alone says what
+    the ring holds. A member passes on its ring's manifest truthfully or not (a hostile one
+    could name a folder that lists another ring's root), so its word would let this node
+    re-serve content to a ring that never had it."""
     header, info = await connection.ask(AboutRequest(root))
     if info is None:
         return header, [], ()
     await asyncio.to_thread(access.store_manifests, info.manifests, own, new_ring_ok=True)
-    admitting = [m for m in parse_all(info.manifests) if m.admits(own, time.time())]
+    now = time.time()
+    admitting = [
+        m for m in parse_all(info.manifests) if m.owner == connection.peer_id and m.admits(own, now)
+    ]
     return header, admitting, info.providers
 
 
