@@ -13,7 +13,7 @@ import socket
 import ssl
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -33,6 +33,9 @@ from ringdrop.protocol import (
     decode,
     encode,
 )
+
+if TYPE_CHECKING:
+    from ringdrop.node import Node
 
 AUTH_STREAM = 0
 
@@ -112,6 +115,17 @@ def first_frame(data: bytes) -> Message:
     return decode(data[: 5 + int.from_bytes(data[1:5], "big")])
 
 
+def frames(data: bytes) -> list[Message]:
+    """The messages of every frame in `data`, in order."""
+    found: list[Message] = []
+    at = 0
+    while at < len(data):
+        length = int.from_bytes(data[at + 1 : at + 5], "big")
+        found.append(decode(data[at : at + 5 + length]))
+        at += 5 + length
+    return found
+
+
 def _configuration() -> QuicConfiguration:
     return QuicConfiguration(
         is_client=True, alpn_protocols=[ALPN], verify_mode=ssl.CERT_NONE, idle_timeout=10.0
@@ -125,6 +139,14 @@ async def hostile(port: int) -> AsyncIterator[HostilePeer]:
         "127.0.0.1", port, configuration=_configuration(), create_protocol=HostilePeer
     ) as peer:
         assert isinstance(peer, HostilePeer)
+        yield peer
+
+
+@contextlib.asynccontextmanager
+async def connected(node: Node, identity: Identity) -> AsyncIterator[HostilePeer]:
+    """A hostile client that proved `identity` to the serving `node`."""
+    async with hostile(node.config.port) as peer:
+        await peer.authenticate(identity, node.peer_id)
         yield peer
 
 

@@ -6,8 +6,6 @@ to strangers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import nacl.signing
@@ -27,21 +25,13 @@ from ringdrop.protocol import (
 from ringdrop.store.collection import Collection, Entry
 from ringdrop.ticket import Ticket
 from tests.files import pseudo_random, write
-from tests.hostile import HostilePeer, first_frame, hostile
+from tests.hostile import connected, first_frame
 
 SECRET = pseudo_random(3000, seed=7)
 
 
 def stranger() -> Identity:
     return Identity(nacl.signing.SigningKey.generate())
-
-
-@asynccontextmanager
-async def connected(node: Node, identity: Identity) -> AsyncIterator[HostilePeer]:
-    """A hostile client that proved `identity` to the serving `node`."""
-    async with hostile(node.config.port) as peer:
-        await peer.authenticate(identity, node.peer_id)
-        yield peer
 
 
 def header(answer: bytes) -> ResponseHeader:

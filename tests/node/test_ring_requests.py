@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import nacl.signing
@@ -22,32 +20,14 @@ from ringdrop.protocol import (
     Info,
     ResponseHeader,
     RingsRequest,
-    decode,
     encode,
 )
 from tests.files import pseudo_random, write
-from tests.hostile import HostilePeer, hostile
+from tests.hostile import HostilePeer, connected, frames
 
 
 def someone() -> Identity:
     return Identity(nacl.signing.SigningKey.generate())
-
-
-@asynccontextmanager
-async def connected(node: Node, identity: Identity) -> AsyncIterator[HostilePeer]:
-    async with hostile(node.config.port) as peer:
-        await peer.authenticate(identity, node.peer_id)
-        yield peer
-
-
-def frames(answer: bytes) -> list[object]:
-    found: list[object] = []
-    at = 0
-    while at < len(answer):
-        length = int.from_bytes(answer[at + 1 : at + 5], "big")
-        found.append(decode(answer[at : at + 5 + length]))
-        at += 5 + length
-    return found
 
 
 async def ask(peer: HostilePeer, request: bytes) -> tuple[ResponseHeader, Info | None]:
