@@ -20,6 +20,7 @@ from ringdrop.discovery.resolve import LOOKUP_TIMEOUT
 from ringdrop.errors import StoreError
 from ringdrop.identity import Identity
 from ringdrop.store.files import replace_atomically
+from ringdrop.transport.wake import woken
 
 # Imported where it is used: it takes long to load, and only `serve` publishes.
 if TYPE_CHECKING:
@@ -104,10 +105,8 @@ class Publisher:
                 self._on_result(result)
             failed = 0 if result.ok else failed + 1
             wait = self._interval if result.ok else min(float(failed), self._interval)
-            try:
-                await asyncio.wait_for(self._changed.wait(), wait)
-            except TimeoutError:
-                self._changed.set()  # the interval is up (or the retry is due): publish again
+            await woken(self._changed, wait)
+            self._changed.set()  # a change, the interval's end or a retry: publish again
 
     async def publish(self, record: Record) -> Published:
         """Signs `record` with a new timestamp and sends it to every service at once."""

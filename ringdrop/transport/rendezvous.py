@@ -13,6 +13,7 @@ from ringdrop.rendezvous import Receiver, Role, Sender, State, rendezvous_identi
 from ringdrop.shortcode import ShortCode
 from ringdrop.ticket import Ticket
 from ringdrop.transport.relay import RelayClient
+from ringdrop.transport.wake import woken
 
 __all__ = ["CONNECT_TIMEOUT", "offer", "redeeming"]
 
@@ -146,5 +147,4 @@ class _Pump:
             wait = _DISPLACED_POLL if timer is None else min(_DISPLACED_POLL, timer - now)
             self._wake.clear()
             if not self._inbox:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(wait, 0))
+                await woken(self._wake, wait)
