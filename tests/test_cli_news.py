@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from tests.cli_util import Node, Process
 from tests.dns_server import IrohDnsServer, iroh_dns
-from tests.files import pseudo_random, write
+from tests.files import mounted, pseudo_random, write
 
 __all__ = ["iroh_dns"]
 
@@ -286,3 +286,32 @@ def test_inbox_commands_say_what_is_wrong_and_a_follow_can_be_undone(tmp_path: P
     assert [(f["ring"], f["max_size"]) for f in listed["follows"]] == [("family", 2 << 30)]
     b.run("unfollow", owner, "family")
     assert b.json("follow") == {"follows": []}
+
+
+def test_a_follow_into_a_full_disk_waits_in_the_inbox_loses_nothing_and_goes_on(
+    tmp_path: Path, iroh_dns: IrohDnsServer
+) -> None:
+    a, b = nodes(tmp_path, "a", "b", env=iroh_dns.env())
+    a.run("ring", "new", "family")
+    a.run("ring", "add", "family", b.peer_id())
+    into = tmp_path / "small-disk"
+    into.mkdir()
+    big = write(tmp_path / "big.bin", pseudo_random(12 * 1024 * 1024, seed=6))
+    small = write(tmp_path / "small.bin", pseudo_random(100_000, seed=7))
+    with mounted(into, "-t", "tmpfs", "-o", "size=8m", "tmpfs"):
+        b.run("follow", a.peer_id(), "family", "--into", str(into))
+        with serving(b, "--publish-addresses") as b_serve, serving(a, "--publish-addresses"):
+            b_serve.wait_for("record published")
+            a.run("share", big, "--ring", "family")
+            waits = b_serve.wait_for(r"followed 'family': big\.bin .* waits in the inbox", 300)
+            assert str(into) in waits
+            assert "needs" in waits
+            assert "free" in waits
+            a.run("share", small, "--ring", "family")
+            b_serve.wait_for(r"followed 'family': received small\.bin", timeout=300)
+        assert sorted(p.name for p in into.iterdir()) == ["small.bin"]
+        assert (into / "small.bin").read_bytes() == small.read_bytes()
+    states = {e["name"]: (e["state"], e["note"]) for e in inbox(b)}
+    assert states["small.bin"][0] == "received"
+    assert states["big.bin"][0] == "new"
+    assert str(into) in states["big.bin"][1]
