@@ -338,6 +338,11 @@ class Access:
         """Keeps a ring owner's announcements if this node may (see `news.accept`): the reason
         for a refusal, or None, and the ids of the inbox entries that changed."""
         now = time.time() if now is None else now
+        # A stranger's news is refused on a read: it never waits for the write lock.
+        with self._db.snapshot() as conn:
+            refused = news.refusal(conn, manifest, asked=asked)
+        if refused is not None:
+            return refused, []
         with self._db.transaction() as conn:
             return news.accept(conn, own, manifest, announcements, asked=asked, now=now)
 

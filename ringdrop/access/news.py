@@ -36,6 +36,7 @@ __all__ = [
     "followed",
     "mark_sent",
     "record",
+    "refusal",
     "since",
 ]
 
@@ -244,11 +245,9 @@ def accept(
     for that ring, if this node may: it holds the ring (or the owner is one it trusts, or it
     `asked` the owner) and the newest manifest held admits it. Returns the reason for a
     refusal (None if accepted) and the ids of the inbox entries that changed."""
-    held = conn.execute("SELECT owner FROM manifests WHERE uid = ?", (manifest.ring_id,)).fetchone()
-    if held is not None and cast(bytes, held[0]) != manifest.owner.raw:
-        return "another key owns a ring of that id here", []
-    if held is None and not (asked or trusts(conn, manifest.owner)):
-        return "this node does not know the ring's owner", []
+    refused = refusal(conn, manifest, asked=asked)
+    if refused is not None:
+        return refused, []
     groups.store(conn, manifest.raw, now, own=own, new_ring_ok=True)
     newest = conn.execute("SELECT raw FROM manifests WHERE uid = ?", (manifest.ring_id,)).fetchone()
     if newest is None or not parse_manifest(cast(bytes, newest[0])).admits(own, now):
@@ -266,6 +265,17 @@ def accept(
     )
     _trim(conn, manifest.ring_id)
     return None, changed
+
+
+def refusal(conn: apsw.Connection, manifest: Manifest, *, asked: bool) -> str | None:
+    """Why news of the ring of `manifest` is not for this node whatever it says (None if it may
+    be): another key owns a ring of that id here, or the owner is unknown and was not asked."""
+    held = conn.execute("SELECT owner FROM manifests WHERE uid = ?", (manifest.ring_id,)).fetchone()
+    if held is not None and cast(bytes, held[0]) != manifest.owner.raw:
+        return "another key owns a ring of that id here"
+    if held is None and not (asked or trusts(conn, manifest.owner)):
+        return "this node does not know the ring's owner"
+    return None
 
 
 def _keep(

@@ -20,10 +20,9 @@ import logging
 import os
 import time
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from ringdrop.access import AccessLogEntry, LogWriter
 from ringdrop.access.announcement import (
@@ -45,6 +44,7 @@ from ringdrop.errors import (
     TransferError,
 )
 from ringdrop.identity import PeerId
+from ringdrop.node.dbthread import DatabaseThread
 from ringdrop.node.rings import exchange_rings
 from ringdrop.protocol import (
     MAX_ANNOUNCEMENTS,
@@ -271,27 +271,6 @@ def _first_root(news: News) -> bytes:
     return bytes(32) if root is None else root
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-class _Database:
-    """The one thread a news task reads and writes the node's database on. Not the event loop's
-    shared threads: a write of this node's own stuck behind another process's lock (up to the
-    busy timeout) holds the node's connection, and news tasks waiting for it there would take
-    the threads that serving and downloads need."""
-
-    def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ringdrop-news")
-
-    async def __call__(self, call: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(call, *args, **kwargs))
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-
 class Announcer:
     """The owner's side, while it serves: tells each member its rings admit the news it has
     not been told, at once when there is news, and again with backoff when a member cannot
@@ -303,7 +282,7 @@ class Announcer:
         self._backoff: Backoff[PeerId] = Backoff()
         self._running: dict[PeerId, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
-        self._db = _Database()
+        self._db = DatabaseThread("ringdrop-news")
 
     def heard_from(self, peer: PeerId) -> None:
         """`peer` reached this node: a member that could not be reached can be now."""
@@ -431,7 +410,7 @@ class CatchUp:
         self._backoff: Backoff[PeerId] = Backoff()
         self._asked: dict[PeerId, tuple[int, ...]] = {}
         self._running: dict[PeerId, asyncio.Task[None]] = {}
-        self._db = _Database()
+        self._db = DatabaseThread("ringdrop-news")
 
     async def run(self) -> None:
         try:
@@ -529,7 +508,7 @@ class Follower:
         self._on_event = on_event
         self._wake = asyncio.Event()
         self._backoff: Backoff[int] = Backoff()
-        self._db = _Database()
+        self._db = DatabaseThread("ringdrop-news")
 
     def wake(self) -> None:
         self._wake.set()

@@ -62,6 +62,7 @@ from ringdrop.node.config import (
     relays_from,
     stun_servers_from,
 )
+from ringdrop.node.dbthread import DatabaseThread
 from ringdrop.node.dial import Route, dial
 from ringdrop.node.download import Download, Source, TransferStats, export_target
 from ringdrop.node.manage import Management
@@ -1416,6 +1417,8 @@ class _Serving:
         self.uploads: dict[tuple[PeerId, bytes], list[Upload]] = {}
         """The gets being answered, by peer and content (see `Upload`)."""
         self.news = NewsService(node, self.logs)
+        self.writes = DatabaseThread("ringdrop-requests")
+        """Where news and ring requests, which write the node's database, wait for its lock."""
         self._announcer: Announcer | None = None
         self._follower: Follower | None = None
         self._on_news: Callable[[NewsEvent], object] = lambda _: None
@@ -1460,19 +1463,19 @@ class _Serving:
         if self._announcer is not None:
             self._announcer.heard_from(peer)
         if isinstance(request, AnnounceRequest):
-            header, entries = await asyncio.to_thread(self.news.announce, peer, request)
+            header, entries = await self.writes(self.news.announce, peer, request)
             gate.finished(peer, request, Answer(header), 0, "complete")
             self._arrived(entries, False)
             return Reply(header)
         if isinstance(request, SinceRequest):
-            header, news = await asyncio.to_thread(self.news.since, peer, request)
+            header, news = await self.writes(self.news.since, peer, request)
             gate.finished(peer, request, Answer(header), 0, "complete")
             return Reply(header, news=news)
         if isinstance(request, MembersRequest):
             reply = await asyncio.to_thread(self.members.reply, peer, request)
             return self._limited(reply)
         if isinstance(request, RingsRequest | AboutRequest | HaveRequest):
-            header, info = await asyncio.to_thread(self.rings.answer, peer, request)
+            header, info = await self.writes(self.rings.answer, peer, request)
             gate.finished(peer, request, Answer(header), 0, "complete")
             return Reply(header, info=info)
         answer = await asyncio.to_thread(gate.answer, peer, request)
@@ -1489,6 +1492,7 @@ class _Serving:
         return dataclasses.replace(reply, body=Limited(reply.body, self.limit))
 
     async def close(self, node: Node) -> None:
+        self.writes.close()
         self.reads.close()
         # Commits every queued entry, waiting out another process's write lock.
         await asyncio.to_thread(self.logs.close)

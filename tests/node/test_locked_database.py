@@ -6,8 +6,10 @@ either."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,12 @@ import apsw
 import pytest
 
 from ringdrop.errors import AccessDeniedError
+from ringdrop.identity import Identity
 from ringdrop.node import Node, RetryPolicy
-from tests.files import pseudo_random
+from ringdrop.protocol import AnnounceRequest, News, ResponseHeader, encode
+from tests.files import pseudo_random, write
+from tests.hostile import HostilePeer, connected, frames
+from tests.node.test_news_requests import announcement, manifest, someone
 
 # Holds SQLite's write lock (BEGIN IMMEDIATE) until told to let go on stdin, at most 120 s.
 _LOCKER = """
@@ -135,3 +141,97 @@ async def test_transfers_and_decisions_complete_while_another_process_holds_the_
     assert sorted((u.root, u.outcome, u.peer_id) for u in uploads) == sorted(
         (share.root, "complete", receiver.peer_id) for share in shares
     )
+
+
+@contextlib.asynccontextmanager
+async def write_lock_held(database: Path) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """Another process holds `database`'s write lock until the block ends, or until the
+    block calls what this yields."""
+    locker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _LOCKER,
+        str(database),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert locker.stdin is not None
+    assert locker.stdout is not None
+    stdin, stdout = locker.stdin, locker.stdout
+
+    async def release() -> None:
+        if locker.returncode is None:
+            stdin.write(b"release\n")
+            await stdin.drain()
+            assert await asyncio.wait_for(stdout.readline(), 30) == b"released\n"
+            await locker.wait()
+
+    try:
+        assert await asyncio.wait_for(stdout.readline(), 30) == b"locked\n"
+        yield release
+    finally:
+        await release()
+
+
+@contextlib.asynccontextmanager
+async def announcing(
+    node: Node, owner: Identity, news: News
+) -> AsyncIterator[list[asyncio.Task[ResponseHeader]]]:
+    """32 announce requests of `news` at once, on 4 connections (8 is the server's stream
+    limit per connection), each a task that ends with the answer's header."""
+
+    async def one(peer: HostilePeer) -> ResponseHeader:
+        header = frames(await peer.ask(encode(AnnounceRequest(news))))[0]
+        assert isinstance(header, ResponseHeader)
+        return header
+
+    async with contextlib.AsyncExitStack() as stack:
+        peers = [await stack.enter_async_context(connected(node, owner)) for _ in range(4)]
+        tasks = [asyncio.create_task(one(p)) for p in peers for _ in range(8)]
+        try:
+            yield tasks
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_strangers_news_is_refused_without_waiting_for_another_process_write_lock(
+    serving: Node,
+) -> None:
+    stranger = someone()
+    news = News(manifest(stranger, serving.peer_id), (announcement(stranger, 1),))
+    database = serving._store.db.path
+    async with write_lock_held(database), announcing(serving, stranger, news) as answers:
+        # Before: each took the write lock first, waited 30 s and failed.
+        headers = await asyncio.wait_for(asyncio.gather(*answers), 60)
+        assert _write_lock_is_held(database)
+    assert {(h.status, h.reason) for h in headers} == {
+        ("denied", "this node does not know the ring's owner")
+    }
+    assert serving.inbox() == []
+
+
+async def test_an_owners_news_stuck_behind_the_write_lock_holds_up_no_transfer(
+    serving: Node, receiver: Node, tmp_path: Path
+) -> None:
+    owner = someone()
+    serving.add_peer(owner.peer_id, "mum")
+    news = News(manifest(owner, serving.peer_id), (announcement(owner, 1),))
+    data = pseudo_random(2 * 2**20, seed=3)
+    share = serving.share(write(tmp_path / "film.bin", data), open=True)
+    database = serving._store.db.path
+    async with (
+        write_lock_held(database) as release,
+        announcing(serving, owner, news) as answers,
+    ):
+        # Before: the waiting announcements took every shared thread, and the get waited for
+        # them to fail.
+        received = await asyncio.wait_for(receiver.get(share.ticket, tmp_path / "out"), 60)
+        assert not any(a.done() for a in answers)
+        assert _write_lock_is_held(database)
+        await release()
+        headers = await asyncio.wait_for(asyncio.gather(*answers), 60)
+    assert received.path.read_bytes() == data
+    assert {h.status for h in headers} == {"allowed"}
+    assert [i.name for i in serving.inbox()] == ["photo-1.jpg"]
