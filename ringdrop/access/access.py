@@ -186,9 +186,18 @@ class Access:
         """Keeps those of `raws` that are valid and newer than what is held (see
         `groups.store`); the others, forged ones included, are ignored. Returns those kept."""
         now = time.time() if now is None else now
+        # Most pushes hold nothing new (and a stranger's never do): no write lock for those.
+        with self._db.snapshot() as conn:
+            wanted = [
+                m
+                for m in groups.parse_all(raws)
+                if groups.storable(conn, m, now, own=own, new_ring_ok=new_ring_ok)
+            ]
+        if not wanted:
+            return []
         kept = []
         with self._db.transaction() as conn:
-            for manifest in groups.parse_all(raws):
+            for manifest in wanted:
                 stored = groups.store(conn, manifest.raw, now, own=own, new_ring_ok=new_ring_ok)
                 if stored is not None:
                     kept.append(stored)

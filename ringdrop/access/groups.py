@@ -38,6 +38,7 @@ __all__ = [
     "record_provider",
     "record_received",
     "sign_own",
+    "storable",
     "store",
 ]
 
@@ -139,21 +140,27 @@ def store(
     Returns it if stored. A manifest of a ring this node owns is never taken from a peer; one
     that does not verify raises InvalidManifestError."""
     manifest = parse_manifest(raw)
-    if manifest.owner == own or not manifest.is_valid(now):
+    if not storable(conn, manifest, now, own=own, new_ring_ok=new_ring_ok):
         return None
+    _put(conn, manifest, now)
+    return manifest
+
+
+def storable(
+    conn: apsw.Connection, manifest: Manifest, now: float, *, own: PeerId, new_ring_ok: bool
+) -> bool:
+    """Whether `store` would keep `manifest` (a read)."""
+    if manifest.owner == own or not manifest.is_valid(now):
+        return False
     held = conn.execute(
         "SELECT owner, version FROM manifests WHERE uid = ?", (manifest.ring_id,)
     ).fetchone()
     if held is None:
         if not new_ring_ok or manifest.member(own) is None:
-            return None
+            return False
         count = conn.execute("SELECT count(*) FROM manifests WHERE owner <> ?", (own.raw,))
-        if cast(tuple[int], count.fetchone())[0] >= MAX_HELD:
-            return None
-    elif cast(bytes, held[0]) != manifest.owner.raw or cast(int, held[1]) >= manifest.version:
-        return None
-    _put(conn, manifest, now)
-    return manifest
+        return cast(tuple[int], count.fetchone())[0] < MAX_HELD
+    return cast(bytes, held[0]) == manifest.owner.raw and cast(int, held[1]) < manifest.version
 
 
 def _put(conn: apsw.Connection, manifest: Manifest, now: float) -> None:

@@ -19,7 +19,7 @@ import pytest
 from ringdrop.errors import AccessDeniedError
 from ringdrop.identity import Identity
 from ringdrop.node import Node, RetryPolicy
-from ringdrop.protocol import AnnounceRequest, News, ResponseHeader, encode
+from ringdrop.protocol import AnnounceRequest, News, Request, ResponseHeader, RingsRequest, encode
 from tests.files import pseudo_random, write
 from tests.hostile import HostilePeer, connected, frames
 from tests.node.test_news_requests import announcement, manifest, someone
@@ -174,19 +174,19 @@ async def write_lock_held(database: Path) -> AsyncIterator[Callable[[], Awaitabl
 
 
 @contextlib.asynccontextmanager
-async def announcing(
-    node: Node, owner: Identity, news: News
+async def asking(
+    node: Node, peer_identity: Identity, request: Request
 ) -> AsyncIterator[list[asyncio.Task[ResponseHeader]]]:
-    """32 announce requests of `news` at once, on 4 connections (8 is the server's stream
-    limit per connection), each a task that ends with the answer's header."""
+    """32 copies of `request` at once, on 4 connections (8 is the server's stream limit per
+    connection), each a task that ends with the answer's header."""
 
     async def one(peer: HostilePeer) -> ResponseHeader:
-        header = frames(await peer.ask(encode(AnnounceRequest(news))))[0]
+        header = frames(await peer.ask(encode(request)))[0]
         assert isinstance(header, ResponseHeader)
         return header
 
     async with contextlib.AsyncExitStack() as stack:
-        peers = [await stack.enter_async_context(connected(node, owner)) for _ in range(4)]
+        peers = [await stack.enter_async_context(connected(node, peer_identity)) for _ in range(4)]
         tasks = [asyncio.create_task(one(p)) for p in peers for _ in range(8)]
         try:
             yield tasks
@@ -196,20 +196,24 @@ async def announcing(
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def test_a_strangers_news_is_refused_without_waiting_for_another_process_write_lock(
-    serving: Node,
+@pytest.mark.parametrize("kind", ["announce", "rings"])
+async def test_a_strangers_news_or_manifests_are_refused_without_waiting_for_the_write_lock(
+    serving: Node, kind: str
 ) -> None:
     stranger = someone()
-    news = News(manifest(stranger, serving.peer_id), (announcement(stranger, 1),))
+    request: Request = (
+        AnnounceRequest(News(manifest(stranger, serving.peer_id), (announcement(stranger, 1),)))
+        if kind == "announce"
+        else RingsRequest((manifest(stranger, serving.peer_id),))
+    )
     database = serving._store.db.path
-    async with write_lock_held(database), announcing(serving, stranger, news) as answers:
+    async with write_lock_held(database), asking(serving, stranger, request) as answers:
         # Before: each took the write lock first, waited 30 s and failed.
         headers = await asyncio.wait_for(asyncio.gather(*answers), 60)
         assert _write_lock_is_held(database)
-    assert {(h.status, h.reason) for h in headers} == {
-        ("denied", "this node does not know the ring's owner")
-    }
+    assert {h.status for h in headers} == {"denied"}
     assert serving.inbox() == []
+    assert serving._access.held_manifests() == []
 
 
 async def test_an_owners_news_stuck_behind_the_write_lock_holds_up_no_transfer(
@@ -223,7 +227,7 @@ async def test_an_owners_news_stuck_behind_the_write_lock_holds_up_no_transfer(
     database = serving._store.db.path
     async with (
         write_lock_held(database) as release,
-        announcing(serving, owner, news) as answers,
+        asking(serving, owner, AnnounceRequest(news)) as answers,
     ):
         # Before: the waiting announcements took every shared thread, and the get waited for
         # them to fail.
