@@ -1,10 +1,5 @@
 """A blob's state (partial, inline, owned file, reference) and the one module that changes it:
-every write of a `blobs` or `partials` row is a transition here, in the caller's transaction.
-
-A root is in one state at a time; when two meet (a root imported or downloaded again), the one
-kept is the one with bytes of the store's own: a complete blob beats a download, inline bytes or
-an owned file beat a reference, and a newer reference replaces an older one.
-"""
+every write of a `blobs` or `partials` row is a transition here, in the caller's transaction."""
 
 from __future__ import annotations
 
@@ -13,7 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TypeAlias, cast
 
 import apsw
 
@@ -79,7 +74,8 @@ class Partial:
     proven: bool
 
 
-Complete = Inline | Owned | Reference
+Complete: TypeAlias = Inline | Owned | Reference
+"""A complete blob's state: `load` gives one, `commit_staged` says which of two is kept."""
 
 
 def load(conn: apsw.Connection, root: bytes) -> Complete | None:
