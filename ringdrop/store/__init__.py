@@ -1,10 +1,10 @@
 """The blob store: a crash-safe, content-addressed data directory (SQLite via apsw, plus files).
 
 Start at `Store`. Modules: `db` (connection, migrations, transactions), `schema` (the store's
-migrations), `layout` (paths), `blobs` (complete blobs), `importer` (imports), `partial`
-(downloads), `collection` and `names` (folders as blobs, safe names), `tags`, `gc`, `check`,
-`export`, `reader` (a server's lookups). Who may read what is the `ringdrop.access` layer's.
-"""
+migrations), `layout` (paths), `blobs` (staging and reading blobs), `state` (a blob's state and
+every change of it), `importer` (imports), `partial` (downloads), `collection` and `names`
+(folders as blobs, safe names), `tags`, `gc`, `check`, `export`, `reader` (a server's lookups).
+Who may read what is the `ringdrop.access` layer's."""
 
 from ringdrop.store.blobs import INLINE_MAX, BlobInfo, ImportMode, Location
 from ringdrop.store.check import ChangedReference, CheckProblem, CheckReport

@@ -15,7 +15,7 @@ import apsw
 
 from ringdrop.bao import ChunkRanges, Encoder, outboard_from_bytes
 from ringdrop.errors import IntegrityError, NotFoundError
-from ringdrop.store import blobs
+from ringdrop.store import blobs, state
 from ringdrop.store.blobs import INLINE_MAX, BlobInfo
 from ringdrop.store.db import Database
 from ringdrop.store.layout import Layout
@@ -92,7 +92,7 @@ def commit_small(db: Database, items: Sequence[tuple[bytes, bytes]]) -> None:
             raise IntegrityError(f"the content received for {root.hex()} does not match its root")
     staged = [blobs.Staged(root, len(data), "inline", data=data) for root, data in items]
     with db.transaction() as conn:
-        blobs.commit_inline(conn, staged)
+        state.commit_inline(conn, staged)
 
 
 def open_encoders(

@@ -1,17 +1,15 @@
-"""Complete blobs: hashing content into staged blobs, committing them, and reading them back.
+"""Complete blobs: hashing content into staged blobs, and reading them back.
 
 An import is staged outside any transaction (copied and hashed under tmp/, holding a lock that
-tells GC it is alive), then committed: files are renamed into blobs/ and the row inserted in one
-write transaction. Every rename into blobs/ and every unlink from it happens under SQLite's write
-lock, so GC and imports of the same root never interleave.
-"""
+tells GC it is alive), then committed by `state.commit_staged`: files renamed into blobs/ and the
+row inserted in one write transaction. Every rename into blobs/ and every unlink from it happens
+under SQLite's write lock, so GC and imports of the same root never interleave."""
 
 from __future__ import annotations
 
 import os
 import stat
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
@@ -38,9 +36,6 @@ __all__ = [
     "Staged",
     "check_reference",
     "claim_paths",
-    "commit_all",
-    "commit_inline",
-    "commit_staged",
     "get_blob",
     "inline_data",
     "list_blobs",
@@ -244,69 +239,6 @@ def pend_deletes(conn: apsw.Connection, layout: Layout, paths: Iterable[Path]) -
         "INSERT OR IGNORE INTO pending_deletes (path) VALUES (?)",
         [(layout.relative(p),) for p in paths],
     )
-
-
-def commit_staged(conn: apsw.Connection, layout: Layout, staged: Staged) -> BlobInfo:
-    """Moves a staged blob into the store inside the caller's write transaction.
-
-    If the root is already complete the stored copy is kept (a copy wins over a reference, and
-    a newer reference replaces an older one) and the staged files are dropped.
-    """
-    existing = get_blob(conn, staged.root)
-    if existing is not None and existing.location != "reference":
-        staged.discard()
-        return existing
-    if existing is not None and staged.location != "reference":
-        conn.execute("DELETE FROM blobs WHERE root = ?", (staged.root,))
-    now = time.time()
-    if staged.location == "inline":
-        commit_inline(conn, [staged])
-        return BlobInfo(staged.root, staged.size, "inline")
-    assert staged.paths is not None
-    targets = [layout.blob_outboard(staged.root)]
-    if staged.location == "file":
-        targets.append(layout.blob_data(staged.root))
-    claim_paths(conn, layout, targets)
-    targets[0].parent.mkdir(mode=0o700, exist_ok=True)
-    if staged.location == "file":
-        os.replace(staged.paths.data, layout.blob_data(staged.root))
-    os.replace(staged.paths.outboard, layout.blob_outboard(staged.root))
-    conn.execute(
-        "INSERT INTO blobs (root, size, location, source, source_mtime_ns, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (root) DO UPDATE SET source = excluded.source, "
-        "source_mtime_ns = excluded.source_mtime_ns",
-        (
-            staged.root,
-            staged.size,
-            staged.location,
-            None if staged.source is None else str(staged.source),
-            staged.source_mtime_ns,
-            now,
-        ),
-    )
-    return BlobInfo(staged.root, staged.size, staged.location, staged.source)
-
-
-def commit_inline(conn: apsw.Connection, staged: Sequence[Staged]) -> None:
-    """Inserts inline blobs in one statement; roots already present are left as they are.
-
-    (A root determines its size, so a root that is present is itself inline.)
-    """
-    now = time.time()
-    conn.executemany(
-        "INSERT INTO blobs (root, size, location, data, created_at) "
-        "VALUES (?, ?, 'inline', ?, ?) ON CONFLICT (root) DO NOTHING",
-        # In key order, so each page of the index is written once per batch.
-        sorted((s.root, s.size, s.data, now) for s in staged),
-    )
-
-
-def commit_all(conn: apsw.Connection, layout: Layout, staged: Sequence[Staged]) -> None:
-    """Commits many staged blobs in the caller's write transaction."""
-    commit_inline(conn, [s for s in staged if s.location == "inline"])
-    for s in staged:
-        if s.location != "inline":
-            commit_staged(conn, layout, s)
 
 
 _SELECT = "SELECT root, size, location, source FROM blobs"

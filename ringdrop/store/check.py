@@ -16,7 +16,7 @@ from typing import Literal
 
 from ringdrop.bao import ChunkRanges, create_outboard, outboard_from_bytes, valid_ranges
 from ringdrop.errors import IntegrityError, NotFoundError
-from ringdrop.store import blobs
+from ringdrop.store import blobs, state
 from ringdrop.store.blobs import BlobInfo
 from ringdrop.store.db import Database
 from ringdrop.store.layout import Layout
@@ -135,9 +135,7 @@ def _forget(db: Database, layout: Layout, info: BlobInfo) -> bool:
     """Drops a reference blob found changed, unless it was received or shared again (or
     removed) since it was read; returns whether it dropped it."""
     with db.transaction() as conn:
-        now = blobs.get_blob(conn, info.root)
-        if now is None or (now.location, now.source) != ("reference", info.source):
+        now = state.load(conn, info.root)
+        if not isinstance(now, state.Reference) or now.source != info.source:
             return False
-        conn.execute("DELETE FROM blobs WHERE root = ?", (info.root,))
-        blobs.pend_deletes(conn, layout, [layout.blob_outboard(info.root)])
-    return True
+        return state.delete(conn, layout, info.root)

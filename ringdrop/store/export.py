@@ -58,7 +58,7 @@ from ringdrop.errors import (
     StoreError,
     UnsafePathError,
 )
-from ringdrop.store import batch, blobs
+from ringdrop.store import batch, blobs, state
 from ringdrop.store.blobs import BlobInfo
 from ringdrop.store.collection import MAX_COLLECTION_BYTES, Collection, Entry
 from ringdrop.store.db import Database
@@ -653,27 +653,14 @@ def _release(db: Database, layout: Layout, plan: _Plan, target: Path) -> None:
         released: list[Path] = []
         with db.transaction() as conn:
             for root, name in plan.handover:
-                info = blobs.get_blob(conn, root)
                 path = target.joinpath(*name.split("/")) if name else target
                 try:
                     st = os.lstat(path)
                 except FileNotFoundError:
                     continue  # gone since: the store keeps what it has
-                if info is not None and info.location == "reference" and info.source == path:
-                    conn.execute(
-                        "UPDATE blobs SET source_mtime_ns = ? WHERE root = ?",
-                        (st.st_mtime_ns, root),
-                    )
-                if info is None or info.location != "file":
-                    continue
-                conn.execute(
-                    "UPDATE blobs SET location = 'reference', source = ?, source_mtime_ns = ? "
-                    "WHERE root = ?",
-                    (str(path), st.st_mtime_ns, root),
-                )
-                data = layout.blob_data(root)
-                blobs.pend_deletes(conn, layout, [data])
-                released.append(data)
+                data = state.hand_over(conn, layout, root, path, st.st_mtime_ns)
+                if data is not None:
+                    released.append(data)
         with db.transaction() as conn:
             # Unlinked only while still pending: one that GC has already deleted may since
             # have been taken by a new import of the same content.

@@ -17,7 +17,8 @@ from typing import cast
 import apsw
 
 from ringdrop.errors import RingdropError, StoreError
-from ringdrop.store import blobs
+from ringdrop.store import blobs, state
+from ringdrop.store.blobs import Location
 from ringdrop.store.collection import MAX_COLLECTION_BYTES, member_roots
 from ringdrop.store.db import Database
 from ringdrop.store.files import FileLock
@@ -73,14 +74,10 @@ def _live_roots(conn: apsw.Connection, layout: Layout) -> set[bytes]:
 
 
 def _sweep_blobs(conn: apsw.Connection, layout: Layout, live: set[bytes]) -> int:
-    rows = conn.execute("SELECT root, location FROM blobs").fetchall()
-    doomed = [(bytes(cast(bytes, r)), cast(str, loc)) for r, loc in rows if r not in live]
-    for root, location in doomed:
-        conn.execute("DELETE FROM blobs WHERE root = ?", (root,))
-        if location == "file":
-            blobs.pend_deletes(conn, layout, [layout.blob_data(root), layout.blob_outboard(root)])
-        elif location == "reference":
-            blobs.pend_deletes(conn, layout, [layout.blob_outboard(root)])
+    rows = conn.execute("SELECT root FROM blobs").fetchall()
+    doomed = [bytes(cast(bytes, r)) for (r,) in rows if r not in live]
+    for root in doomed:
+        state.delete(conn, layout, root)
     return len(doomed)
 
 
@@ -98,7 +95,7 @@ def _sweep_partials(
         if not lock.acquire(blocking=False):
             continue
         locks.append(lock)
-        conn.execute("DELETE FROM partials WHERE root = ?", (root,))
+        state.drop_partial(conn, root)
         blobs.pend_deletes(conn, layout, paths.files())
         deleted += 1
     return deleted
@@ -148,13 +145,10 @@ def _sweep_orphans(conn: apsw.Connection, layout: Layout) -> tuple[int, int]:
 
 
 def _expected_blob_files(conn: apsw.Connection, layout: Layout) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for value, location in conn.execute("SELECT root, location FROM blobs"):
-        root = bytes(cast(bytes, value))
-        if location != "inline":
-            names.add(layout.blob_outboard(root).name)
-        if location == "file":
-            names.add(layout.blob_data(root).name)
+        owned = state.own_files(layout, bytes(cast(bytes, value)), cast(Location, location))
+        names.update(path.name for path in owned)
     return names
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import apsw
 
-from ringdrop.store import blobs, tags
+from ringdrop.store import blobs, state, tags
 from ringdrop.store.blobs import BlobInfo, ImportMode, Staged
 from ringdrop.store.collection import (
     Collection,
@@ -120,14 +120,14 @@ def import_directory(
             batch_bytes += staged.size
             if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES:
                 with db.transaction() as conn:
-                    blobs.commit_all(conn, layout, batch)
+                    state.commit_all(conn, layout, batch)
                     protected += lease.add(conn, [s.root for s in batch], "blob")
                 batch, batch_bytes = [], 0
         collection = Collection(tuple(entries))
         encoded = blobs.stage_bytes(layout, collection.encode())
         batch.append(encoded)
         with db.transaction() as conn:
-            blobs.commit_all(conn, layout, batch)
+            state.commit_all(conn, layout, batch)
             info = blobs.get_blob(conn, encoded.root)
             assert info is not None
             new_tag = tags.set_tag(
@@ -164,7 +164,7 @@ def _commit_tagged(
     tags.check_format(format)
     try:
         with db.transaction() as conn:
-            info = blobs.commit_staged(conn, layout, staged)
+            info = state.commit_staged(conn, layout, staged)
             new_tag = tags.set_tag(
                 conn, tag or tags.default_tag_name(info.root), info.root, format, display_name
             )

@@ -22,7 +22,6 @@ import os
 import struct
 import time
 from dataclasses import dataclass
-from typing import cast
 
 import blake3
 
@@ -35,7 +34,7 @@ from ringdrop.bao import (
     valid_ranges,
 )
 from ringdrop.errors import IntegrityError, StoreError
-from ringdrop.store import blobs, tags
+from ringdrop.store import blobs, state, tags
 from ringdrop.store.blobs import INLINE_MAX, BlobInfo, Staged
 from ringdrop.store.db import Database
 from ringdrop.store.files import FileLock, ensure_free_space, fsync_dir, replace_atomically
@@ -128,23 +127,13 @@ class PartialBlob:
             if blobs.get_blob(conn, self.root) is not None:
                 raise StoreError(f"{self.root.hex()} is already complete in the store")
             self._temp_tag = TempTag(self._db, self._lease.add(conn, [self.root], "blob")[0])
-            blobs.claim_paths(conn, self._layout, self.paths.files())
-            row = conn.execute(
-                "SELECT size, size_proven FROM partials WHERE root = ?", (self.root,)
-            ).fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT INTO partials (root, created_at) VALUES (?, ?)",
-                    (self.root, time.time()),
-                )
-            else:
-                self.size = cast(int | None, row[0])
-                self.size_proven = bool(row[1])
-        if row is None:
+            recorded = state.open_partial(conn, self._layout, self.root)
+        if recorded is None:
             self.paths.bitfield.unlink(missing_ok=True)
             self.paths.data.write_bytes(b"")
             self.paths.outboard.write_bytes(b"")
         else:
+            self.size, self.size_proven = recorded.size, recorded.proven
             self._valid = self._load_valid()
         if size is not None:
             self._claim_size(size)
@@ -261,8 +250,7 @@ class PartialBlob:
             # Delete the bitfield before the data moves: it must never describe a missing file.
             self.paths.bitfield.unlink(missing_ok=True)
             fsync_dir(self.paths.bitfield.parent)
-            info = blobs.commit_staged(conn, self._layout, staged)
-            conn.execute("DELETE FROM partials WHERE root = ?", (self.root,))
+            info = state.promote(conn, self._layout, staged)
             if tag is not None:
                 tags.set_tag(conn, tag, self.root, format, display_name)
         for path in self.paths.files():
@@ -297,7 +285,7 @@ class PartialBlob:
         self.close_writer()
         self.paths.bitfield.unlink(missing_ok=True)
         with self._db.transaction() as conn:
-            conn.execute("DELETE FROM partials WHERE root = ?", (self.root,))
+            state.drop_partial(conn, self.root)
         for path in self.paths.files():
             path.unlink(missing_ok=True)
         self._release(unlink_lock=True)
@@ -344,7 +332,7 @@ class PartialBlob:
             )
         if self.size is None and self._valid.is_empty():
             with self._db.transaction() as conn:
-                conn.execute("UPDATE partials SET size = ? WHERE root = ?", (size, self.root))
+                state.record_partial(conn, self.root, state.Partial(size, proven=False))
             self.size = size
             self._size_files()
         else:
@@ -369,9 +357,7 @@ class PartialBlob:
         os.truncate(self.paths.data, 0)
         os.truncate(self.paths.outboard, 0)
         with self._db.transaction() as conn:
-            conn.execute(
-                "UPDATE partials SET size = ?, size_proven = 0 WHERE root = ?", (size, self.root)
-            )
+            state.record_partial(conn, self.root, state.Partial(size, proven=False))
         self.size, self.size_proven, self._valid = size, False, ChunkRanges()
         if size is not None:
             self._size_files()
@@ -410,7 +396,7 @@ class PartialBlob:
     def _mark_proven(self) -> None:
         if not self.size_proven:
             with self._db.transaction() as conn:
-                conn.execute("UPDATE partials SET size_proven = 1 WHERE root = ?", (self.root,))
+                state.record_partial(conn, self.root, state.Partial(self.size, proven=True))
             self.size_proven = True
 
 

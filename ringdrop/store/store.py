@@ -11,16 +11,14 @@ import apsw
 
 from ringdrop.bao import ChunkRanges, Encoder
 from ringdrop.errors import IntegrityError, NotFoundError
-from ringdrop.store import batch, importer
+from ringdrop.store import batch, importer, state
 from ringdrop.store.blobs import (
     BlobInfo,
     ImportMode,
     check_reference,
     get_blob,
-    inline_data,
     list_blobs,
     open_encoder,
-    pend_deletes,
     read_blob,
     source_stamp,
 )
@@ -307,8 +305,7 @@ class Store:
                     continue
                 if _unchanged(info, source_stamp(conn, root)):
                     continue  # received or shared again meanwhile
-                conn.execute("DELETE FROM blobs WHERE root = ?", (root,))
-                pend_deletes(conn, self.layout, [self.layout.blob_outboard(root)])
+                state.delete(conn, self.layout, root)
                 dropped += 1
         return dropped
 
@@ -395,14 +392,13 @@ def _unchanged(info: BlobInfo, stamp: int | None) -> bool:
 
 def _holds(conn: apsw.Connection, root: bytes, path: Path) -> bool:
     """`Store.is_reference_to`, in the caller's transaction."""
-    info = get_blob(conn, root)
-    if info is None:
-        return False
-    if info.location == "inline":
-        try:
-            return path.read_bytes() == inline_data(conn, root)
-        except OSError:
+    match state.load(conn, root):
+        case state.Inline(data):
+            try:
+                return path.read_bytes() == data
+            except OSError:
+                return False
+        case state.Reference(size, source, mtime_ns) if source == path:
+            return _unchanged(BlobInfo(root, size, "reference", source), mtime_ns)
+        case _:
             return False
-    if info.location != "reference" or info.source != path:
-        return False
-    return _unchanged(info, source_stamp(conn, root))
