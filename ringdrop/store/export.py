@@ -27,16 +27,14 @@ follows, then the journal goes. An export that finds a journal finishes what it 
 (`finish_export`), so a rerun never needs `--force` over its own result.
 
 Folders are walked with `openat` and O_NOFOLLOW, so a symbolic link planted inside the
-destination cannot redirect a write elsewhere.
+destination cannot redirect a write elsewhere. A single file is exported as a folder's member
+is, by the same steps (`_export`); the system calls themselves are in `files.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import fcntl
-import functools
 import hashlib
 import json
 import os
@@ -56,17 +54,26 @@ from ringdrop.errors import (
     IntegrityError,
     NotFoundError,
     StoreError,
-    UnsafePathError,
 )
 from ringdrop.store import batch, blobs
 from ringdrop.store.blobs import BlobInfo
 from ringdrop.store.collection import MAX_COLLECTION_BYTES, Collection, Entry
 from ringdrop.store.db import Database
 from ringdrop.store.files import (
+    NO_HARD_LINKS,
+    clone,
     copy_fd,
+    create_new,
     ensure_free_space,
     fsync_dir,
+    fsync_file,
+    link,
+    open_dir,
+    remove_entry,
     replace_atomically,
+    set_metadata,
+    subfolder,
+    syncfs,
     write_all,
 )
 from ringdrop.store.layout import Layout
@@ -87,9 +94,6 @@ OnExisting = Literal["refuse", "force", "rename"]
 """What to do when the destination exists: refuse, overwrite it, or pick `name (1).ext`."""
 How = Literal["cloned", "linked", "copied", "written"]
 
-_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
-_FICLONE = 0x40049409  # _IOW(0x94, 9, int) from linux/fs.h
-_NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS}
 _JOURNAL = "exports"
 # What the destination's file system says when it will not take what is written there.
 _UNWRITABLE = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
@@ -148,48 +152,19 @@ def export_blob(
 ) -> ExportResult:
     """Writes blob `root` to the file `dest` and returns where it went, with the modification
     time and executable bit given (its ticket's), as a folder's files get theirs."""
-    dest = dest.absolute()
     finish_export(db, layout, root)
     with db.snapshot() as conn:
         source = _source(conn, layout, root)
-    metadata = (mtime_ns, executable)
-    with _writing_in(dest.parent):
-        final, plan = _export_blob(layout, root, source, dest, existing, keep, progress, metadata)
-    _release(db, layout, plan, final)
-    return ExportResult(final, plan.moved, plan.copied)
 
+    def build(parent: int, plan: _Plan, meter: Meter) -> None:
+        # One member, placed as the temporary name itself; the result is that file, so its
+        # name below the result is "".
+        entry = Entry(plan.temp.name, root, source.info.size, mtime_ns, executable)
+        how = _fill_one(layout, parent, plan, entry, source, keep, meter, shown=plan.temp.parent)
+        _sync_small(parent, plan)
+        _count(plan, source, how, hand_over=not keep, name="")
 
-def _export_blob(
-    layout: Layout,
-    root: bytes,
-    source: _Source,
-    dest: Path,
-    existing: OnExisting,
-    keep: bool,
-    progress: ProgressFn | None,
-    metadata: tuple[int | None, bool],
-) -> tuple[Path, _Plan]:
-    """The blob under its final name in the destination; the plan says what to release."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _check_existing(dest, existing)
-    ensure_free_space(
-        dest.parent, copy_bytes_needed(layout, [source.info], dest.parent, keep=keep), _what(dest)
-    )
-    meter = Meter(source.info.size, progress, passes=2)
-    plan = _Plan(root, dest.parent / _temp_name(root, dest))
-    with _open_dir(dest.parent) as folder:
-        _remove_stale(folder, plan.temp)
-        try:
-            how = _materialize(layout, plan, folder, plan.temp.name, plan.temp, source, keep, meter)
-            _set_metadata(folder, plan.temp.name, metadata[0], executable=metadata[1])
-            _sync_small(folder, plan)
-            _count(plan, source, how, hand_over=not keep, name="")
-            final = _place(layout, plan, folder, dest, existing, is_folder=False)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(plan.temp.name, dir_fd=folder)
-            raise
-    return final, plan
+    return _export(db, layout, root, dest, [source], existing, keep, progress, build, folder=False)
 
 
 def export_collection(
@@ -206,53 +181,58 @@ def export_collection(
 
     Under `force`, an existing `dest`, file or folder, is replaced: the old one is removed
     only after the new one is complete and in place."""
-    dest = dest.absolute()
     finish_export(db, layout, root)
     with db.snapshot() as conn:
         collection = read_collection(conn, layout, root)
         # Small files' bytes are read a batch at a time (_fill_folder): memory stays bounded
         # for any number of them.
         sources = [_source(conn, layout, e.root, load=False) for e in collection.entries]
-    with _writing_in(dest.parent):
-        final, plan = _export_collection(
-            db, layout, root, collection, sources, dest, existing, keep, progress
-        )
-    _release(db, layout, plan, final)
-    return ExportResult(final, plan.moved, plan.copied)
+
+    def build(parent: int, plan: _Plan, meter: Meter) -> None:
+        os.mkdir(plan.temp.name, 0o777, dir_fd=parent)
+        with open_dir(plan.temp) as base:
+            _fill_folder(db, layout, base, plan, collection.entries, sources, keep, meter)
+            _sync_small(base, plan)
+            os.fsync(base)
+
+    return _export(db, layout, root, dest, sources, existing, keep, progress, build, folder=True)
 
 
-def _export_collection(
+def _export(
     db: Database,
     layout: Layout,
     root: bytes,
-    collection: Collection,
-    sources: list[_Source],
     dest: Path,
+    sources: Sequence[_Source],
     existing: OnExisting,
     keep: bool,
     progress: ProgressFn | None,
-) -> tuple[Path, _Plan]:
-    """The folder under its final name in the destination; the plan says what to release."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _check_existing(dest, existing)
-    needed = copy_bytes_needed(layout, [s.info for s in sources], dest.parent, keep=keep)
-    ensure_free_space(dest.parent, needed, _what(dest))
-    meter = Meter(collection.total_size, progress, passes=2)
-    plan = _Plan(root, dest.parent / _temp_name(root, dest))
-    with _open_dir(dest.parent) as parent:
-        _remove_stale(parent, plan.temp)
-        os.mkdir(plan.temp.name, 0o777, dir_fd=parent)
-        try:
-            with _open_dir(plan.temp) as base:
-                _fill_folder(db, layout, base, plan, collection.entries, sources, keep, meter)
-                _sync_small(base, plan)
-                os.fsync(base)
-            final = _place(layout, plan, parent, dest, existing, is_folder=True)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(plan.temp.name, dir_fd=parent)
-            raise
-    return final, plan
+    build: Callable[[int, _Plan, Meter], None],
+    *,
+    folder: bool,
+) -> ExportResult:
+    """The crash-safe protocol of every export: `build` makes the result, file or folder, under
+    its temporary name in `dest`'s folder (given open, with the plan and the meter); it is put
+    under its real name once whole, and then the store hands over what the plan says."""
+    dest = dest.absolute()
+    with _writing_in(dest.parent):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _check_existing(dest, existing)
+        needed = copy_bytes_needed(layout, [s.info for s in sources], dest.parent, keep=keep)
+        ensure_free_space(dest.parent, needed, _what(dest))
+        meter = Meter(sum(s.info.size for s in sources), progress, passes=2)
+        plan = _Plan(root, dest.parent / _temp_name(root, dest))
+        with open_dir(dest.parent) as parent:
+            remove_entry(parent, plan.temp.name)
+            try:
+                build(parent, plan, meter)
+                final = _place(layout, plan, parent, dest, existing, is_folder=folder)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    remove_entry(parent, plan.temp.name)
+                raise
+    _release(db, layout, plan, final)
+    return ExportResult(final, plan.moved, plan.copied)
 
 
 def read_collection(conn: apsw.Connection, layout: Layout, root: bytes) -> Collection:
@@ -337,7 +317,9 @@ def _fill_folder(
             # so that editing one exported file cannot change another.
             first = entry.root not in seen
             seen.add(entry.root)
-            how = _fill_one(layout, base, plan, entry, source, keep or not first, meter)
+            how = _fill_one(
+                layout, base, plan, entry, source, keep or not first, meter, shown=plan.temp
+            )
             _count(plan, source, how, hand_over=first and not keep, name=entry.name)
 
 
@@ -364,28 +346,12 @@ def _sync_small(base: int, plan: _Plan) -> None:
     on (all below `base`), else an fsync each."""
     if not plan.unsynced:
         return
-    if _SYNCFS is not None and _SYNCFS(base) == 0:
+    if syncfs(base):
         return
     for path in plan.unsynced:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(path)
 
 
-def _libc_syncfs() -> Callable[[int], int] | None:
-    """Linux's syncfs(2), which the os module lacks; None elsewhere."""
-    try:
-        function = ctypes.CDLL(None, use_errno=True).syncfs
-    except (AttributeError, OSError):
-        return None
-    function.argtypes = [ctypes.c_int]
-    function.restype = ctypes.c_int
-    return function
-
-
-_SYNCFS = _libc_syncfs()
 _BATCH = 2048
 """Members exported per read transaction."""
 
@@ -398,13 +364,15 @@ def _fill_one(
     source: _Source,
     keep: bool,
     meter: Meter,
+    *,
+    shown: Path,
 ) -> How:
-    """Puts one member in place below the temporary folder, with its metadata."""
+    """Puts one member in place below `base` (the folder `shown`), with its metadata."""
     *folders, name = entry.name.split("/")
-    shown = plan.temp.joinpath(*entry.name.split("/"))
-    with _subfolder(base, folders, plan.temp) as folder:
-        how = _materialize(layout, plan, folder, name, shown, source, keep, meter)
-        _set_metadata(folder, name, entry.mtime_ns, executable=entry.executable)
+    with subfolder(base, folders, shown) as folder:
+        path = shown.joinpath(*entry.name.split("/"))
+        how = _materialize(layout, plan, folder, name, path, source, keep, meter)
+        set_metadata(folder, name, entry.mtime_ns, executable=entry.executable)
     return how
 
 
@@ -439,7 +407,7 @@ def _materialize(
         root, _ = outboard_from_bytes(source.data)
         if root != source.info.root:
             raise IntegrityError(f"the stored content of blob {source.info.hex} is corrupt")
-        fd = _create(folder, name)
+        fd = create_new(folder, name)
         try:
             write_all(fd, source.data)
         finally:
@@ -450,56 +418,20 @@ def _materialize(
     assert source.path is not None
     if source.info.location == "file":
         if plan.can_clone:
-            plan.can_clone = _clone(source.path, folder, name)
+            plan.can_clone = clone(source.path, folder, name)
             if plan.can_clone:
                 meter.add(2 * source.info.size)
                 return "cloned"
-        if not keep and _link(source.path, folder, name):
+        if not keep and link(source.path, folder, name):
             meter.add(2 * source.info.size)
             return "linked"
-    fd = _create(folder, name)
+    fd = create_new(folder, name)
     try:
         _copy(fd, source, meter)  # copy_fd ends with an fsync of fd
     finally:
         os.close(fd)
     _verify(layout, shown, source, meter)
     return "copied"
-
-
-def _create(folder: int, name: str) -> int:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.open(name, flags, 0o644, dir_fd=folder)
-
-
-def _clone(data: Path, folder: int, name: str) -> bool:
-    """Makes `name` a reflink clone of `data`; False where the file system has none."""
-    src = os.open(data, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        dst = _create(folder, name)
-        try:
-            fcntl.ioctl(dst, _FICLONE, src)
-            os.fsync(dst)
-        except OSError as e:
-            os.close(dst)
-            os.unlink(name, dir_fd=folder)
-            if e.errno in _NO_CLONE:
-                return False
-            raise
-        os.close(dst)
-        return True
-    finally:
-        os.close(src)
-
-
-def _link(data: Path, folder: int, name: str) -> bool:
-    """Hard-links the store's data file as `name`; False across file systems or without links."""
-    try:
-        os.link(data, name, dst_dir_fd=folder, follow_symlinks=False)
-    except OSError as e:
-        if e.errno == errno.EXDEV or e.errno in _NO_HARD_LINKS:
-            return False
-        raise
-    return True
 
 
 def _copy(fd: int, source: _Source, meter: Meter) -> None:
@@ -527,30 +459,6 @@ def _verify(layout: Layout, written: Path, source: _Source, meter: Meter) -> Non
             f"blob {source.info.hex} does not match its root ({source.path} changed or is "
             "damaged); nothing was exported"
         )
-
-
-def _set_metadata(folder: int, name: str, mtime_ns: int | None, *, executable: bool) -> None:
-    """Gives the file the mode a new file gets here (plus x where the sharer had it) and the
-    sharer's modification time."""
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
-    try:
-        os.fchmod(fd, (0o777 if executable else 0o666) & ~_umask())
-        if mtime_ns is not None:
-            os.utime(fd, ns=(mtime_ns, mtime_ns))
-    finally:
-        os.close(fd)
-
-
-@functools.cache
-def _umask() -> int:
-    """The process's umask, read once without changing it (os.umask would race threads)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o022
 
 
 # -- putting it in place -------------------------------------------------------------------------
@@ -618,7 +526,7 @@ def _rename_new(parent: int, temp: str, name: str, *, is_folder: bool) -> None:
         try:
             os.link(temp, name, src_dir_fd=parent, dst_dir_fd=parent, follow_symlinks=False)
         except OSError as e:
-            if e.errno == errno.EEXIST or e.errno not in _NO_HARD_LINKS:
+            if e.errno == errno.EEXIST or e.errno not in NO_HARD_LINKS:
                 raise
         else:
             os.unlink(temp, dir_fd=parent)
@@ -737,17 +645,6 @@ def _device(path: Path) -> int:
     return os.stat(path).st_dev
 
 
-def _remove_stale(parent: int, temp: Path) -> None:
-    try:
-        st = os.lstat(temp.name, dir_fd=parent)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(temp.name, dir_fd=parent)
-    else:
-        os.unlink(temp.name, dir_fd=parent)
-
-
 def _remove_any(path: Path) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
@@ -775,39 +672,3 @@ def _existing_ancestor(folder: Path) -> Path:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     return folder
-
-
-@contextlib.contextmanager
-def _open_dir(path: Path) -> Iterator[int]:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _subfolder(base: int, parts: list[str], dest: Path) -> Iterator[int]:
-    """The folder `parts` below `base`, created as needed, never through a symbolic link."""
-    fd = os.dup(base)
-    try:
-        for i, part in enumerate(parts):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(part, 0o777, dir_fd=fd)
-            try:
-                child = os.open(
-                    part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
-                )
-            except OSError as e:
-                if e.errno not in (errno.ELOOP, errno.ENOTDIR):
-                    raise
-                where = dest.joinpath(*parts[: i + 1])
-                raise UnsafePathError(
-                    f"{where} is a symbolic link or a file, not a folder; refusing to write "
-                    "through it"
-                ) from None
-            os.close(fd)
-            fd = child
-        yield fd
-    finally:
-        os.close(fd)

@@ -294,6 +294,36 @@ def test_where_the_file_system_clones_the_store_keeps_its_copy_for_free(
         assert read_all(store, info.root) == data
 
 
+def test_a_folder_exported_where_the_file_system_clones_is_cloned_member_by_member(
+    reflink_fs: Path,
+) -> None:
+    size = 8 << 20
+    src = reflink_fs / "src"
+    for name in ("a.bin", "sub/b.bin", "sub/deeper/c.bin"):
+        random_file(src / name, size)
+    random_file(src / "small.txt", 100)  # inline: written out from the database
+    expected = tree(src)
+    with Store.open(reflink_fs / "store") as store:
+        imported = store.import_directory(src)
+        shutil.rmtree(src)
+        before = os.statvfs(reflink_fs)
+        result = store.export_collection(imported.info.root, reflink_fs / "out", keep=False)
+        after = os.statvfs(reflink_fs)
+        assert (result.moved, result.copied) == (3 * size, 100)
+        assert tree(result.path) == expected
+        used = (before.f_bfree - after.f_bfree) * before.f_frsize
+        assert used < size // 2, f"clones share the data's extents ({used} bytes used)"
+        for entry in imported.collection.entries:
+            blob = store.blob(entry.root)
+            assert blob is not None
+            if blob.location == "inline":
+                continue
+            assert blob.location == "file", "the store keeps its own copies"
+            exported = result.path / entry.name
+            assert exported.stat().st_ino != store.layout.blob_data(entry.root).stat().st_ino
+        assert store.check().ok
+
+
 def test_forcing_an_export_over_the_file_a_reference_names_keeps_it_served(
     store: Store, tmp_path: Path
 ) -> None:
