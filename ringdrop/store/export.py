@@ -21,9 +21,9 @@ real name by one rename (or hard link) at the end, so nothing half-written ever 
 name.
 The store's data files are linked, never moved, until the result is in place: a process killed
 before then leaves the store as it was and a temporary name that the next export of the same
-content removes. Just before the final rename a journal (`exports/<hash>.json` in the data
-directory) records the target; the store bookkeeping (blob → reference, data file released)
-follows, then the journal goes. An export that finds a journal finishes what it describes first
+content removes. Just before the final rename a journal (a row of the `exports` table) records
+the target; the store bookkeeping (blob → reference, data file released) follows, in the
+transaction that deletes the row. An export that finds a journal finishes what it describes first
 (`finish_export`), so a rerun never needs `--force` over its own result.
 
 Folders are walked with `openat` and O_NOFOLLOW, so a symbolic link planted inside the
@@ -36,14 +36,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import os
 import shutil
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import apsw
 
@@ -70,7 +69,6 @@ from ringdrop.store.files import (
     link,
     open_dir,
     remove_entry,
-    replace_atomically,
     set_metadata,
     subfolder,
     syncfs,
@@ -94,7 +92,6 @@ OnExisting = Literal["refuse", "force", "rename"]
 """What to do when the destination exists: refuse, overwrite it, or pick `name (1).ext`."""
 How = Literal["cloned", "linked", "copied", "written"]
 
-_JOURNAL = "exports"
 # What the destination's file system says when it will not take what is written there.
 _UNWRITABLE = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
                errno.EPERM: "permission denied"}  # fmt: skip
@@ -226,7 +223,7 @@ def _export(
             remove_entry(parent, plan.temp.name)
             try:
                 build(parent, plan, meter)
-                final = _place(layout, plan, parent, dest, existing, is_folder=folder)
+                final = _place(db, plan, parent, dest, existing, is_folder=folder)
             except BaseException:
                 with contextlib.suppress(OSError):
                     remove_entry(parent, plan.temp.name)
@@ -271,27 +268,27 @@ def finish_export(db: Database, layout: Layout, root: bytes) -> Path | None:
     to finish or the interrupted export had not put anything in place (its temporary name is
     removed by the next export).
     """
-    journal = _journal_path(layout, root)
-    try:
-        record = json.loads(journal.read_text())
-        target, temp = Path(record["target"]), Path(record["temp"])
-        handover = [(bytes.fromhex(r), name) for r, name in record["handover"]]
-        old = Path(record["old"]) if record.get("old") else None
-    except FileNotFoundError:
+    with db.snapshot() as conn:
+        rows = conn.execute(
+            "SELECT target, temp, old FROM exports WHERE root = ?", (root,)
+        ).fetchall()
+        handover = conn.execute(
+            "SELECT root, name FROM export_handovers WHERE export = ?", (root,)
+        ).fetchall()
+    if not rows:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
-        journal.unlink(missing_ok=True)
-        return None
+    target, temp = Path(str(rows[0][0])), Path(str(rows[0][1]))
+    old = Path(str(rows[0][2])) if rows[0][2] is not None else None
     if not _placed(temp, target):
         if old is not None and os.path.lexists(old) and not os.path.lexists(target):
             os.rename(old, target)  # the user's own file, moved aside for --force: back it goes
-        journal.unlink(missing_ok=True)
+        _drop_journal(db, root)
         return None
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temp)  # a single file's temporary link, when the crash came right after
     if old is not None:
         _remove_any(old)
-    plan = _Plan(root, temp, handover)
+    plan = _Plan(root, temp, [(bytes(cast(bytes, r)), str(name)) for r, name in handover])
     _release(db, layout, plan, target)
     return target
 
@@ -470,7 +467,7 @@ def _check_existing(dest: Path, existing: OnExisting) -> None:
 
 
 def _place(
-    layout: Layout,
+    db: Database,
     plan: _Plan,
     parent: int,
     dest: Path,
@@ -480,17 +477,17 @@ def _place(
 ) -> Path:
     """Renames the temporary result to its real name; returns that name."""
     if existing == "force" and os.path.lexists(dest):
-        _force_into(layout, plan, parent, dest, is_folder=is_folder)
+        _force_into(db, plan, parent, dest, is_folder=is_folder)
         fsync_dir(dest.parent)
         return dest
     n = 0
     while True:
         target = _numbered(dest, n) if existing == "rename" else dest
-        _write_journal(layout, plan, target, None)
+        _write_journal(db, plan, target, None)
         try:
             _rename_new(parent, plan.temp.name, target.name, is_folder=is_folder)
         except FileExistsError:
-            _journal_path(layout, plan.root).unlink(missing_ok=True)
+            _drop_journal(db, plan.root)
             if existing == "rename":
                 n += 1
                 continue
@@ -499,7 +496,7 @@ def _place(
         return target
 
 
-def _force_into(layout: Layout, plan: _Plan, parent: int, dest: Path, *, is_folder: bool) -> None:
+def _force_into(db: Database, plan: _Plan, parent: int, dest: Path, *, is_folder: bool) -> None:
     """--force: a file replaces a file atomically; anything else, an existing folder included,
     is moved aside once the new result is complete, and deleted once that is in place. A folder
     is replaced whole, as `rsync --delete` or removing it and copying would: files of the old
@@ -508,12 +505,12 @@ def _force_into(layout: Layout, plan: _Plan, parent: int, dest: Path, *, is_fold
     if not is_folder and dest_is_folder:
         raise StoreError(f"cannot overwrite {dest}: it is a folder")
     if not is_folder:
-        _write_journal(layout, plan, dest, None)
+        _write_journal(db, plan, dest, None)
         os.replace(plan.temp.name, dest.name, src_dir_fd=parent, dst_dir_fd=parent)
         return
     old = plan.temp.with_suffix(".old")
     _remove_any(old)
-    _write_journal(layout, plan, dest, old)
+    _write_journal(db, plan, dest, old)
     os.rename(dest.name, old.name, src_dir_fd=parent, dst_dir_fd=parent)
     os.rename(plan.temp.name, dest.name, src_dir_fd=parent, dst_dir_fd=parent)
     _remove_any(old)
@@ -541,25 +538,32 @@ def _rename_new(parent: int, temp: str, name: str, *, is_folder: bool) -> None:
     raise FileExistsError(errno.EEXIST, "exists", name)
 
 
-def _write_journal(layout: Layout, plan: _Plan, target: Path, old: Path | None) -> None:
-    journal = _journal_path(layout, plan.root)
-    journal.parent.mkdir(mode=0o700, exist_ok=True)
-    record = {
-        "target": str(target),
-        "temp": str(plan.temp),
-        "old": None if old is None else str(old),
-        "handover": [[r.hex(), name] for r, name in plan.handover],
-    }
-    replace_atomically(journal, json.dumps(record).encode())
-    fsync_dir(journal.parent)
+def _write_journal(db: Database, plan: _Plan, target: Path, old: Path | None) -> None:
+    with db.transaction() as conn:
+        conn.execute("DELETE FROM exports WHERE root = ?", (plan.root,))
+        conn.execute(
+            "INSERT INTO exports (root, target, temp, old) VALUES (?, ?, ?, ?)",
+            (plan.root, str(target), str(plan.temp), None if old is None else str(old)),
+        )
+        conn.executemany(
+            "INSERT INTO export_handovers (export, root, name) VALUES (?, ?, ?)",
+            [(plan.root, root, name) for root, name in plan.handover],
+        )
+
+
+def _drop_journal(db: Database, root: bytes) -> None:
+    with db.transaction() as conn:
+        conn.execute("DELETE FROM exports WHERE root = ?", (root,))
 
 
 def _release(db: Database, layout: Layout, plan: _Plan, target: Path) -> None:
     """The result is in place: blobs handed over become references to it, and the store's own
-    data files for them go. Then the journal goes."""
+    data files for them go. The journal goes in the transaction that does the first: a crash
+    leaves both or neither."""
     if plan.handover:
         released: list[Path] = []
         with db.transaction() as conn:
+            conn.execute("DELETE FROM exports WHERE root = ?", (plan.root,))
             for root, name in plan.handover:
                 info = blobs.get_blob(conn, root)
                 path = target.joinpath(*name.split("/")) if name else target
@@ -586,7 +590,8 @@ def _release(db: Database, layout: Layout, plan: _Plan, target: Path) -> None:
             # Unlinked only while still pending: one that GC has already deleted may since
             # have been taken by a new import of the same content.
             blobs.claim_paths(conn, layout, released)
-    _journal_path(layout, plan.root).unlink(missing_ok=True)
+    else:
+        _drop_journal(db, plan.root)
 
 
 def _placed(temp: Path, target: Path) -> bool:
@@ -635,10 +640,6 @@ def _numbered(path: Path, n: int) -> Path:
 
 def _what(dest: Path) -> str:
     return f"exporting to {dest}"
-
-
-def _journal_path(layout: Layout, root: bytes) -> Path:
-    return layout.root / _JOURNAL / f"{root.hex()}.json"
 
 
 def _device(path: Path) -> int:
