@@ -63,7 +63,6 @@ from ringdrop.store.files import (
     clone,
     copy_fd,
     create_new,
-    ensure_free_space,
     fsync_dir,
     fsync_file,
     link,
@@ -76,11 +75,11 @@ from ringdrop.store.files import (
 )
 from ringdrop.store.layout import Layout
 from ringdrop.store.progress import Meter, ProgressFn
+from ringdrop.store.space import check_export
 
 __all__ = [
     "ExportResult",
     "OnExisting",
-    "copy_bytes_needed",
     "export_blob",
     "export_collection",
     "finish_export",
@@ -215,8 +214,7 @@ def _export(
     with _writing_in(dest.parent):
         dest.parent.mkdir(parents=True, exist_ok=True)
         _check_existing(dest, existing)
-        needed = copy_bytes_needed(layout, [s.info for s in sources], dest.parent, keep=keep)
-        ensure_free_space(dest.parent, needed, _what(dest))
+        check_export(layout.blobs, [s.info for s in sources], dest, keep=keep)
         meter = Meter(sum(s.info.size for s in sources), progress, passes=2)
         plan = _Plan(root, dest.parent / _temp_name(root, dest))
         with open_dir(dest.parent) as parent:
@@ -235,20 +233,6 @@ def _export(
 def read_collection(conn: apsw.Connection, layout: Layout, root: bytes) -> Collection:
     """The collection stored as blob `root`, verified and with every name checked."""
     return Collection.decode(blobs.read_blob(conn, layout, root, MAX_COLLECTION_BYTES))
-
-
-def copy_bytes_needed(
-    layout: Layout, infos: Sequence[BlobInfo], folder: Path, *, keep: bool
-) -> int:
-    """Free space an export into `folder` needs: what it must copy rather than hand over."""
-    same_fs = _device(folder) == _device(layout.blobs)
-    seen: set[bytes] = set()
-    needed = 0
-    for info in infos:
-        linkable = info.location == "file" and same_fs and not keep and info.root not in seen
-        seen.add(info.root)
-        needed += 0 if linkable else info.size
-    return needed
 
 
 def free_name(path: Path) -> Path:
@@ -636,14 +620,6 @@ def _numbered(path: Path, n: int) -> Path:
     name = path.name
     stem, suffix = (name[: -len(path.suffix)], path.suffix) if path.suffix else (name, "")
     return path.with_name(f"{stem} ({n}){suffix}")
-
-
-def _what(dest: Path) -> str:
-    return f"exporting to {dest}"
-
-
-def _device(path: Path) -> int:
-    return os.stat(path).st_dev
 
 
 def _remove_any(path: Path) -> None:

@@ -1,5 +1,5 @@
-"""The store's calls into the file system: advisory locks, atomic replace, copying, free space,
-clones and links, syncs, and reading or writing below a folder without following links."""
+"""The store's calls into the file system: advisory locks, atomic replace, copying, clones and
+links, syncs, and reading or writing below a folder without following links."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
-from ringdrop.errors import DiskFullError, IntegrityError, UnsafePathError
+from ringdrop.errors import IntegrityError, UnsafePathError
 
 __all__ = [
     "COPY_BUFFER",
@@ -27,7 +27,6 @@ __all__ = [
     "clone",
     "copy_fd",
     "create_new",
-    "ensure_free_space",
     "fsync_dir",
     "fsync_file",
     "human_size",
@@ -433,16 +432,6 @@ def remove_entry(parent: int, name: str) -> None:
         shutil.rmtree(name, dir_fd=parent)
     else:
         os.unlink(name, dir_fd=parent)
-
-
-def ensure_free_space(folder: Path, needed: int, what: str) -> None:
-    """Raises DiskFullError, before any work, if `folder`'s file system lacks `needed` bytes."""
-    st = os.statvfs(folder)
-    free = st.f_bavail * st.f_frsize
-    if needed > free:
-        raise DiskFullError(
-            f"{what} needs {human_size(needed)} but only {human_size(free)} is free in {folder}"
-        )
 
 
 def human_size(n: int) -> str:
