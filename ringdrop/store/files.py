@@ -215,7 +215,16 @@ def _file_id(fd: int) -> FileId:
 
 def fsync_dir(path: Path) -> None:
     """Makes the directory's entries (creations, renames, unlinks) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    _fsync(path, os.O_DIRECTORY)
+
+
+def fsync_file(path: Path) -> None:
+    """Makes the file `path` durable; a symbolic link there is refused, not followed."""
+    _fsync(path, os.O_NOFOLLOW)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
     try:
         os.fsync(fd)
     finally:
@@ -374,15 +383,6 @@ def _libc_syncfs() -> Callable[[int], int] | None:
 
 
 _SYNCFS = _libc_syncfs()
-
-
-def fsync_file(path: Path) -> None:
-    """Makes the file `path` durable; a symbolic link there is refused, not followed."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
