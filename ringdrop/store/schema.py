@@ -105,7 +105,7 @@ def _exports(conn: apsw.Connection) -> None:
             old = str(record["old"]) if record.get("old") else None
             row = (root, str(record["target"]), str(record["temp"]), old)
             handover = [(root, bytes.fromhex(r), str(name)) for r, name in record["handover"]]
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # unreadable: as the older version did, there is nothing to finish
         if len(root) != 32 or not all(len(r) == 32 for _, r, _ in handover):
             continue
