@@ -22,9 +22,9 @@ name.
 The store's data files are linked, never moved, until the result is in place: a process killed
 before then leaves the store as it was and a temporary name that the next export of the same
 content removes. Just before the final rename a journal (a row of the `exports` table) records
-the target; the store bookkeeping (blob → reference, data file released) follows, in the
-transaction that deletes the row. An export that finds a journal finishes what it describes first
-(`finish_export`), so a rerun never needs `--force` over its own result.
+the target; the store's bookkeeping (blob → reference, data file pending deletion) follows, in
+the transaction that deletes the row. An export that finds a journal finishes what it describes
+first (`finish_export`), so a rerun never needs `--force` over its own result.
 
 Folders are walked with `openat` and O_NOFOLLOW, so a symbolic link planted inside the
 destination cannot redirect a write elsewhere. A single file is exported as a folder's member
