@@ -195,8 +195,8 @@ ALTER TABLE access_log ADD COLUMN last_at REAL;
 # A single file's modification time and executable bit, which its ticket carries (a blob's root
 # covers only its bytes; a folder's files carry theirs in the collection). Recorded when the file
 # is shared or received, so that every ticket printed for it later carries them again. Here,
-# beside the collections' members, rather than on the store's tags: the store's own steps are
-# numbered 1 alone, so that a store-only database stays a valid sequence.
+# beside the collections' members, rather than on the store's tags: when it was added, a list of
+# steps could not skip numbers, and the store's own were numbered 1 alone.
 _FILE_METADATA = """
 CREATE TABLE file_metadata (
     root BLOB PRIMARY KEY CHECK (length(root) = 32),

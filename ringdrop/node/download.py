@@ -33,8 +33,8 @@ from ringdrop.node.swarm import STRIPE_MIN, Provider, Striped, on_worker
 from ringdrop.protocol import MemberSelection
 from ringdrop.store import Store
 from ringdrop.store.collection import Collection, check_size
-from ringdrop.store.files import ensure_free_space
 from ringdrop.store.partial import PartialBlob, PartialWriter
+from ringdrop.store.space import check_download
 from ringdrop.ticket import Format
 
 T = TypeVar("T")
@@ -213,9 +213,7 @@ class Download:
             collection = self.collection = self._store.collection(self._root)
         self._account_present(collection)
         missing = self._missing(collection)
-        ensure_free_space(
-            self._store.path, sum(e.size for e in missing), f"downloading {self._name}"
-        )
+        check_download(self._store.path, (e.size for e in missing), self._name)
         # A small member with a download under way (from an older version) resumes as a file.
         started = {p.root for p in self._store.partials()}
         small = [m for m in missing if m.size <= SMALL_MAX and m.root not in started]

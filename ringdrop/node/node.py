@@ -99,10 +99,11 @@ from ringdrop.protocol import (
 from ringdrop.shortcode import ShortCode
 from ringdrop.store import ExportResult, ImportMode, OnExisting, Store, default_data_dir
 from ringdrop.store.export import free_name
-from ringdrop.store.files import FileLock, ensure_free_space
+from ringdrop.store.files import FileLock
 from ringdrop.store.names import validate_name
 from ringdrop.store.progress import ProgressFn
 from ringdrop.store.reader import ServingReads
+from ringdrop.store.space import check_receive
 from ringdrop.ticket import Address, Format, Ticket
 from ringdrop.transport import (
     Connection,
@@ -986,26 +987,13 @@ class Node(Management):
         return export_target(dest, _safe_name(ticket)).absolute()
 
     def _check_space(self, ticket: Ticket, name: str, target: Path, keep: bool) -> None:
-        """Fails now rather than at 90 % when the content cannot fit, asking each file system
-        for what this get will really write there: the download goes to the data directory;
-        the export needs nothing more on the same file system (the store's file is handed
-        over) unless `keep`, and the whole size on another one.
-
-        The ticket's size is only advisory; the store and the export check again with real
-        sizes. A download under way needs less than the whole in the store: checked per member.
-        """
+        """Fails now rather than at 90 % when the content cannot fit (`store/space.py` says
+        how much room a receive needs where)."""
         assert ticket.size is not None
         started = self._store.blob(ticket.content_hash) is not None or any(
             p.root == ticket.content_hash for p in self._store.partials()
         )
-        download = 0 if started else ticket.size
-        parent = _existing_parent(target)
-        if os.stat(parent).st_dev == os.stat(self.data_dir).st_dev:
-            export = ticket.size if keep else 0
-            ensure_free_space(parent, download + export, f"receiving {name}")
-            return
-        ensure_free_space(self.data_dir, download, f"downloading {name}")
-        ensure_free_space(parent, ticket.size, f"writing {name}")
+        check_receive(self.data_dir, target, ticket.size, started=started, keep=keep, name=name)
 
     def _forget_lost_references(self, root: bytes, format: Format) -> None:
         """Content handed over to an earlier export that was since edited, moved or deleted
@@ -1545,13 +1533,6 @@ def _ips(
         return tuple(ipaddress.ip_address(t.strip()) for t in texts if t.strip())
     except ValueError as error:
         raise SettingsError(f"{source} holds a bad address: {error}") from error
-
-
-def _existing_parent(path: Path) -> Path:
-    path = path.absolute().parent
-    while not path.exists():
-        path = path.parent
-    return path
 
 
 def _safe_name(ticket: Ticket) -> str:

@@ -27,7 +27,8 @@ class Migration:
     """One step of the schema: `version` is the `PRAGMA user_version` it leaves behind.
 
     `apply` is SQL (one or more statements) or a function given the connection; either runs
-    inside the migration's transaction.
+    inside the migration's transaction. A list of steps may skip numbers (the store's alone skip
+    the access layer's).
     """
 
     version: int
@@ -129,7 +130,7 @@ class Database:
             self._depth -= 1
 
     def _migrate(self, migrations: Sequence[Migration]) -> None:
-        latest = len(migrations)
+        latest = migrations[-1].version if migrations else 0
         if _check_not_newer(_user_version(self._conn), latest, self.path) == latest:
             return
         for migration in migrations:
@@ -162,5 +163,5 @@ def _check_not_newer(version: int, latest: int, path: Path) -> int:
 
 def _check_order(migrations: Sequence[Migration]) -> None:
     versions = [m.version for m in migrations]
-    if versions != list(range(1, len(versions) + 1)):
-        raise ValueError(f"migrations must be numbered 1, 2, 3 … in order, not {versions}")
+    if versions and (versions[0] != 1 or versions != sorted(set(versions))):
+        raise ValueError(f"migrations must be numbered from 1 upwards in order, not {versions}")

@@ -21,31 +21,28 @@ real name by one rename (or hard link) at the end, so nothing half-written ever 
 name.
 The store's data files are linked, never moved, until the result is in place: a process killed
 before then leaves the store as it was and a temporary name that the next export of the same
-content removes. Just before the final rename a journal (`exports/<hash>.json` in the data
-directory) records the target; the store bookkeeping (blob → reference, data file released)
-follows, then the journal goes. An export that finds a journal finishes what it describes first
-(`finish_export`), so a rerun never needs `--force` over its own result.
+content removes. Just before the final rename a journal (a row of the `exports` table) records
+the target; the store's bookkeeping (blob → reference, data file pending deletion) follows, in
+the transaction that deletes the row. An export that finds a journal finishes what it describes
+first (`finish_export`), so a rerun never needs `--force` over its own result.
 
 Folders are walked with `openat` and O_NOFOLLOW, so a symbolic link planted inside the
-destination cannot redirect a write elsewhere.
+destination cannot redirect a write elsewhere. A single file is exported as a folder's member
+is, by the same steps (`_export`); the system calls themselves are in `files.py`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import fcntl
-import functools
 import hashlib
-import json
 import os
 import shutil
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import apsw
 
@@ -56,26 +53,33 @@ from ringdrop.errors import (
     IntegrityError,
     NotFoundError,
     StoreError,
-    UnsafePathError,
 )
 from ringdrop.store import batch, blobs, state
 from ringdrop.store.blobs import BlobInfo
 from ringdrop.store.collection import MAX_COLLECTION_BYTES, Collection, Entry
 from ringdrop.store.db import Database
 from ringdrop.store.files import (
+    NO_HARD_LINKS,
+    clone,
     copy_fd,
-    ensure_free_space,
+    create_new,
     fsync_dir,
-    replace_atomically,
+    fsync_file,
+    link,
+    open_dir,
+    remove_entry,
+    set_metadata,
+    subfolder,
+    syncfs,
     write_all,
 )
 from ringdrop.store.layout import Layout
 from ringdrop.store.progress import Meter, ProgressFn
+from ringdrop.store.space import check_export
 
 __all__ = [
     "ExportResult",
     "OnExisting",
-    "copy_bytes_needed",
     "export_blob",
     "export_collection",
     "finish_export",
@@ -87,10 +91,6 @@ OnExisting = Literal["refuse", "force", "rename"]
 """What to do when the destination exists: refuse, overwrite it, or pick `name (1).ext`."""
 How = Literal["cloned", "linked", "copied", "written"]
 
-_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
-_FICLONE = 0x40049409  # _IOW(0x94, 9, int) from linux/fs.h
-_NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS}
-_JOURNAL = "exports"
 # What the destination's file system says when it will not take what is written there.
 _UNWRITABLE = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
                errno.EPERM: "permission denied"}  # fmt: skip
@@ -148,48 +148,19 @@ def export_blob(
 ) -> ExportResult:
     """Writes blob `root` to the file `dest` and returns where it went, with the modification
     time and executable bit given (its ticket's), as a folder's files get theirs."""
-    dest = dest.absolute()
     finish_export(db, layout, root)
     with db.snapshot() as conn:
         source = _source(conn, layout, root)
-    metadata = (mtime_ns, executable)
-    with _writing_in(dest.parent):
-        final, plan = _export_blob(layout, root, source, dest, existing, keep, progress, metadata)
-    _release(db, layout, plan, final)
-    return ExportResult(final, plan.moved, plan.copied)
 
+    def build(parent: int, plan: _Plan, meter: Meter) -> None:
+        # One member, placed as the temporary name itself; the result is that file, so its
+        # name below the result is "".
+        entry = Entry(plan.temp.name, root, source.info.size, mtime_ns, executable)
+        how = _fill_one(layout, parent, plan, entry, source, keep, meter, shown=plan.temp.parent)
+        _sync_small(parent, plan)
+        _count(plan, source, how, hand_over=not keep, name="")
 
-def _export_blob(
-    layout: Layout,
-    root: bytes,
-    source: _Source,
-    dest: Path,
-    existing: OnExisting,
-    keep: bool,
-    progress: ProgressFn | None,
-    metadata: tuple[int | None, bool],
-) -> tuple[Path, _Plan]:
-    """The blob under its final name in the destination; the plan says what to release."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _check_existing(dest, existing)
-    ensure_free_space(
-        dest.parent, copy_bytes_needed(layout, [source.info], dest.parent, keep=keep), _what(dest)
-    )
-    meter = Meter(source.info.size, progress, passes=2)
-    plan = _Plan(root, dest.parent / _temp_name(root, dest))
-    with _open_dir(dest.parent) as folder:
-        _remove_stale(folder, plan.temp)
-        try:
-            how = _materialize(layout, plan, folder, plan.temp.name, plan.temp, source, keep, meter)
-            _set_metadata(folder, plan.temp.name, metadata[0], executable=metadata[1])
-            _sync_small(folder, plan)
-            _count(plan, source, how, hand_over=not keep, name="")
-            final = _place(layout, plan, folder, dest, existing, is_folder=False)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(plan.temp.name, dir_fd=folder)
-            raise
-    return final, plan
+    return _export(db, layout, root, dest, [source], existing, keep, progress, build, folder=False)
 
 
 def export_collection(
@@ -206,72 +177,62 @@ def export_collection(
 
     Under `force`, an existing `dest`, file or folder, is replaced: the old one is removed
     only after the new one is complete and in place."""
-    dest = dest.absolute()
     finish_export(db, layout, root)
     with db.snapshot() as conn:
         collection = read_collection(conn, layout, root)
         # Small files' bytes are read a batch at a time (_fill_folder): memory stays bounded
         # for any number of them.
         sources = [_source(conn, layout, e.root, load=False) for e in collection.entries]
-    with _writing_in(dest.parent):
-        final, plan = _export_collection(
-            db, layout, root, collection, sources, dest, existing, keep, progress
-        )
-    _release(db, layout, plan, final)
-    return ExportResult(final, plan.moved, plan.copied)
+
+    def build(parent: int, plan: _Plan, meter: Meter) -> None:
+        os.mkdir(plan.temp.name, 0o777, dir_fd=parent)
+        with open_dir(plan.temp) as base:
+            _fill_folder(db, layout, base, plan, collection.entries, sources, keep, meter)
+            _sync_small(base, plan)
+            os.fsync(base)
+
+    return _export(db, layout, root, dest, sources, existing, keep, progress, build, folder=True)
 
 
-def _export_collection(
+def _export(
     db: Database,
     layout: Layout,
     root: bytes,
-    collection: Collection,
-    sources: list[_Source],
     dest: Path,
+    sources: Sequence[_Source],
     existing: OnExisting,
     keep: bool,
     progress: ProgressFn | None,
-) -> tuple[Path, _Plan]:
-    """The folder under its final name in the destination; the plan says what to release."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _check_existing(dest, existing)
-    needed = copy_bytes_needed(layout, [s.info for s in sources], dest.parent, keep=keep)
-    ensure_free_space(dest.parent, needed, _what(dest))
-    meter = Meter(collection.total_size, progress, passes=2)
-    plan = _Plan(root, dest.parent / _temp_name(root, dest))
-    with _open_dir(dest.parent) as parent:
-        _remove_stale(parent, plan.temp)
-        os.mkdir(plan.temp.name, 0o777, dir_fd=parent)
-        try:
-            with _open_dir(plan.temp) as base:
-                _fill_folder(db, layout, base, plan, collection.entries, sources, keep, meter)
-                _sync_small(base, plan)
-                os.fsync(base)
-            final = _place(layout, plan, parent, dest, existing, is_folder=True)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(plan.temp.name, dir_fd=parent)
-            raise
-    return final, plan
+    build: Callable[[int, _Plan, Meter], None],
+    *,
+    folder: bool,
+) -> ExportResult:
+    """The crash-safe protocol of every export: `build` makes the result, file or folder, under
+    its temporary name in `dest`'s folder (given open, with the plan and the meter); it is put
+    under its real name once whole, and then the store hands over what the plan says."""
+    dest = dest.absolute()
+    with _writing_in(dest.parent):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _check_existing(dest, existing)
+        check_export(layout.blobs, [s.info for s in sources], dest, keep=keep)
+        meter = Meter(sum(s.info.size for s in sources), progress, passes=2)
+        plan = _Plan(root, dest.parent / _temp_name(root, dest))
+        with open_dir(dest.parent) as parent:
+            remove_entry(parent, plan.temp.name)
+            try:
+                build(parent, plan, meter)
+                final = _place(db, plan, parent, dest, existing, is_folder=folder)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    remove_entry(parent, plan.temp.name)
+                raise
+    _release(db, layout, plan, final)
+    return ExportResult(final, plan.moved, plan.copied)
 
 
 def read_collection(conn: apsw.Connection, layout: Layout, root: bytes) -> Collection:
     """The collection stored as blob `root`, verified and with every name checked."""
     return Collection.decode(blobs.read_blob(conn, layout, root, MAX_COLLECTION_BYTES))
-
-
-def copy_bytes_needed(
-    layout: Layout, infos: Sequence[BlobInfo], folder: Path, *, keep: bool
-) -> int:
-    """Free space an export into `folder` needs: what it must copy rather than hand over."""
-    same_fs = _device(folder) == _device(layout.blobs)
-    seen: set[bytes] = set()
-    needed = 0
-    for info in infos:
-        linkable = info.location == "file" and same_fs and not keep and info.root not in seen
-        seen.add(info.root)
-        needed += 0 if linkable else info.size
-    return needed
 
 
 def free_name(path: Path) -> Path:
@@ -291,27 +252,27 @@ def finish_export(db: Database, layout: Layout, root: bytes) -> Path | None:
     to finish or the interrupted export had not put anything in place (its temporary name is
     removed by the next export).
     """
-    journal = _journal_path(layout, root)
-    try:
-        record = json.loads(journal.read_text())
-        target, temp = Path(record["target"]), Path(record["temp"])
-        handover = [(bytes.fromhex(r), name) for r, name in record["handover"]]
-        old = Path(record["old"]) if record.get("old") else None
-    except FileNotFoundError:
+    with db.snapshot() as conn:
+        rows = conn.execute(
+            "SELECT target, temp, old FROM exports WHERE root = ?", (root,)
+        ).fetchall()
+        handover = conn.execute(
+            "SELECT root, name FROM export_handovers WHERE export = ?", (root,)
+        ).fetchall()
+    if not rows:
         return None
-    except (OSError, ValueError, KeyError, TypeError):
-        journal.unlink(missing_ok=True)
-        return None
+    target, temp = Path(str(rows[0][0])), Path(str(rows[0][1]))
+    old = Path(str(rows[0][2])) if rows[0][2] is not None else None
     if not _placed(temp, target):
         if old is not None and os.path.lexists(old) and not os.path.lexists(target):
             os.rename(old, target)  # the user's own file, moved aside for --force: back it goes
-        journal.unlink(missing_ok=True)
+        _drop_journal(db, root)
         return None
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temp)  # a single file's temporary link, when the crash came right after
     if old is not None:
         _remove_any(old)
-    plan = _Plan(root, temp, handover)
+    plan = _Plan(root, temp, [(bytes(cast(bytes, r)), str(name)) for r, name in handover])
     _release(db, layout, plan, target)
     return target
 
@@ -337,7 +298,9 @@ def _fill_folder(
             # so that editing one exported file cannot change another.
             first = entry.root not in seen
             seen.add(entry.root)
-            how = _fill_one(layout, base, plan, entry, source, keep or not first, meter)
+            how = _fill_one(
+                layout, base, plan, entry, source, keep or not first, meter, shown=plan.temp
+            )
             _count(plan, source, how, hand_over=first and not keep, name=entry.name)
 
 
@@ -364,28 +327,12 @@ def _sync_small(base: int, plan: _Plan) -> None:
     on (all below `base`), else an fsync each."""
     if not plan.unsynced:
         return
-    if _SYNCFS is not None and _SYNCFS(base) == 0:
+    if syncfs(base):
         return
     for path in plan.unsynced:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(path)
 
 
-def _libc_syncfs() -> Callable[[int], int] | None:
-    """Linux's syncfs(2), which the os module lacks; None elsewhere."""
-    try:
-        function = ctypes.CDLL(None, use_errno=True).syncfs
-    except (AttributeError, OSError):
-        return None
-    function.argtypes = [ctypes.c_int]
-    function.restype = ctypes.c_int
-    return function
-
-
-_SYNCFS = _libc_syncfs()
 _BATCH = 2048
 """Members exported per read transaction."""
 
@@ -398,13 +345,15 @@ def _fill_one(
     source: _Source,
     keep: bool,
     meter: Meter,
+    *,
+    shown: Path,
 ) -> How:
-    """Puts one member in place below the temporary folder, with its metadata."""
+    """Puts one member in place below `base` (the folder `shown`), with its metadata."""
     *folders, name = entry.name.split("/")
-    shown = plan.temp.joinpath(*entry.name.split("/"))
-    with _subfolder(base, folders, plan.temp) as folder:
-        how = _materialize(layout, plan, folder, name, shown, source, keep, meter)
-        _set_metadata(folder, name, entry.mtime_ns, executable=entry.executable)
+    with subfolder(base, folders, shown) as folder:
+        path = shown.joinpath(*entry.name.split("/"))
+        how = _materialize(layout, plan, folder, name, path, source, keep, meter)
+        set_metadata(folder, name, entry.mtime_ns, executable=entry.executable)
     return how
 
 
@@ -439,7 +388,7 @@ def _materialize(
         root, _ = outboard_from_bytes(source.data)
         if root != source.info.root:
             raise IntegrityError(f"the stored content of blob {source.info.hex} is corrupt")
-        fd = _create(folder, name)
+        fd = create_new(folder, name)
         try:
             write_all(fd, source.data)
         finally:
@@ -450,56 +399,20 @@ def _materialize(
     assert source.path is not None
     if source.info.location == "file":
         if plan.can_clone:
-            plan.can_clone = _clone(source.path, folder, name)
+            plan.can_clone = clone(source.path, folder, name)
             if plan.can_clone:
                 meter.add(2 * source.info.size)
                 return "cloned"
-        if not keep and _link(source.path, folder, name):
+        if not keep and link(source.path, folder, name):
             meter.add(2 * source.info.size)
             return "linked"
-    fd = _create(folder, name)
+    fd = create_new(folder, name)
     try:
         _copy(fd, source, meter)  # copy_fd ends with an fsync of fd
     finally:
         os.close(fd)
     _verify(layout, shown, source, meter)
     return "copied"
-
-
-def _create(folder: int, name: str) -> int:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.open(name, flags, 0o644, dir_fd=folder)
-
-
-def _clone(data: Path, folder: int, name: str) -> bool:
-    """Makes `name` a reflink clone of `data`; False where the file system has none."""
-    src = os.open(data, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        dst = _create(folder, name)
-        try:
-            fcntl.ioctl(dst, _FICLONE, src)
-            os.fsync(dst)
-        except OSError as e:
-            os.close(dst)
-            os.unlink(name, dir_fd=folder)
-            if e.errno in _NO_CLONE:
-                return False
-            raise
-        os.close(dst)
-        return True
-    finally:
-        os.close(src)
-
-
-def _link(data: Path, folder: int, name: str) -> bool:
-    """Hard-links the store's data file as `name`; False across file systems or without links."""
-    try:
-        os.link(data, name, dst_dir_fd=folder, follow_symlinks=False)
-    except OSError as e:
-        if e.errno == errno.EXDEV or e.errno in _NO_HARD_LINKS:
-            return False
-        raise
-    return True
 
 
 def _copy(fd: int, source: _Source, meter: Meter) -> None:
@@ -529,30 +442,6 @@ def _verify(layout: Layout, written: Path, source: _Source, meter: Meter) -> Non
         )
 
 
-def _set_metadata(folder: int, name: str, mtime_ns: int | None, *, executable: bool) -> None:
-    """Gives the file the mode a new file gets here (plus x where the sharer had it) and the
-    sharer's modification time."""
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
-    try:
-        os.fchmod(fd, (0o777 if executable else 0o666) & ~_umask())
-        if mtime_ns is not None:
-            os.utime(fd, ns=(mtime_ns, mtime_ns))
-    finally:
-        os.close(fd)
-
-
-@functools.cache
-def _umask() -> int:
-    """The process's umask, read once without changing it (os.umask would race threads)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o022
-
-
 # -- putting it in place -------------------------------------------------------------------------
 
 
@@ -562,7 +451,7 @@ def _check_existing(dest: Path, existing: OnExisting) -> None:
 
 
 def _place(
-    layout: Layout,
+    db: Database,
     plan: _Plan,
     parent: int,
     dest: Path,
@@ -572,17 +461,17 @@ def _place(
 ) -> Path:
     """Renames the temporary result to its real name; returns that name."""
     if existing == "force" and os.path.lexists(dest):
-        _force_into(layout, plan, parent, dest, is_folder=is_folder)
+        _force_into(db, plan, parent, dest, is_folder=is_folder)
         fsync_dir(dest.parent)
         return dest
     n = 0
     while True:
         target = _numbered(dest, n) if existing == "rename" else dest
-        _write_journal(layout, plan, target, None)
+        _write_journal(db, plan, target, None)
         try:
             _rename_new(parent, plan.temp.name, target.name, is_folder=is_folder)
         except FileExistsError:
-            _journal_path(layout, plan.root).unlink(missing_ok=True)
+            _drop_journal(db, plan.root)
             if existing == "rename":
                 n += 1
                 continue
@@ -591,7 +480,7 @@ def _place(
         return target
 
 
-def _force_into(layout: Layout, plan: _Plan, parent: int, dest: Path, *, is_folder: bool) -> None:
+def _force_into(db: Database, plan: _Plan, parent: int, dest: Path, *, is_folder: bool) -> None:
     """--force: a file replaces a file atomically; anything else, an existing folder included,
     is moved aside once the new result is complete, and deleted once that is in place. A folder
     is replaced whole, as `rsync --delete` or removing it and copying would: files of the old
@@ -600,12 +489,12 @@ def _force_into(layout: Layout, plan: _Plan, parent: int, dest: Path, *, is_fold
     if not is_folder and dest_is_folder:
         raise StoreError(f"cannot overwrite {dest}: it is a folder")
     if not is_folder:
-        _write_journal(layout, plan, dest, None)
+        _write_journal(db, plan, dest, None)
         os.replace(plan.temp.name, dest.name, src_dir_fd=parent, dst_dir_fd=parent)
         return
     old = plan.temp.with_suffix(".old")
     _remove_any(old)
-    _write_journal(layout, plan, dest, old)
+    _write_journal(db, plan, dest, old)
     os.rename(dest.name, old.name, src_dir_fd=parent, dst_dir_fd=parent)
     os.rename(plan.temp.name, dest.name, src_dir_fd=parent, dst_dir_fd=parent)
     _remove_any(old)
@@ -618,7 +507,7 @@ def _rename_new(parent: int, temp: str, name: str, *, is_folder: bool) -> None:
         try:
             os.link(temp, name, src_dir_fd=parent, dst_dir_fd=parent, follow_symlinks=False)
         except OSError as e:
-            if e.errno == errno.EEXIST or e.errno not in _NO_HARD_LINKS:
+            if e.errno == errno.EEXIST or e.errno not in NO_HARD_LINKS:
                 raise
         else:
             os.unlink(temp, dir_fd=parent)
@@ -633,25 +522,32 @@ def _rename_new(parent: int, temp: str, name: str, *, is_folder: bool) -> None:
     raise FileExistsError(errno.EEXIST, "exists", name)
 
 
-def _write_journal(layout: Layout, plan: _Plan, target: Path, old: Path | None) -> None:
-    journal = _journal_path(layout, plan.root)
-    journal.parent.mkdir(mode=0o700, exist_ok=True)
-    record = {
-        "target": str(target),
-        "temp": str(plan.temp),
-        "old": None if old is None else str(old),
-        "handover": [[r.hex(), name] for r, name in plan.handover],
-    }
-    replace_atomically(journal, json.dumps(record).encode())
-    fsync_dir(journal.parent)
+def _write_journal(db: Database, plan: _Plan, target: Path, old: Path | None) -> None:
+    with db.transaction() as conn:
+        conn.execute("DELETE FROM exports WHERE root = ?", (plan.root,))
+        conn.execute(
+            "INSERT INTO exports (root, target, temp, old) VALUES (?, ?, ?, ?)",
+            (plan.root, str(target), str(plan.temp), None if old is None else str(old)),
+        )
+        conn.executemany(
+            "INSERT INTO export_handovers (export, root, name) VALUES (?, ?, ?)",
+            [(plan.root, root, name) for root, name in plan.handover],
+        )
+
+
+def _drop_journal(db: Database, root: bytes) -> None:
+    with db.transaction() as conn:
+        conn.execute("DELETE FROM exports WHERE root = ?", (root,))
 
 
 def _release(db: Database, layout: Layout, plan: _Plan, target: Path) -> None:
     """The result is in place: blobs handed over become references to it, and the store's own
-    data files for them go. Then the journal goes."""
+    data files for them go. The journal goes in the transaction that does the first: a crash
+    leaves both or neither."""
     if plan.handover:
         released: list[Path] = []
         with db.transaction() as conn:
+            conn.execute("DELETE FROM exports WHERE root = ?", (plan.root,))
             for root, name in plan.handover:
                 path = target.joinpath(*name.split("/")) if name else target
                 try:
@@ -665,7 +561,8 @@ def _release(db: Database, layout: Layout, plan: _Plan, target: Path) -> None:
             # Unlinked only while still pending: one that GC has already deleted may since
             # have been taken by a new import of the same content.
             blobs.claim_paths(conn, layout, released)
-    _journal_path(layout, plan.root).unlink(missing_ok=True)
+    else:
+        _drop_journal(db, plan.root)
 
 
 def _placed(temp: Path, target: Path) -> bool:
@@ -712,29 +609,6 @@ def _numbered(path: Path, n: int) -> Path:
     return path.with_name(f"{stem} ({n}){suffix}")
 
 
-def _what(dest: Path) -> str:
-    return f"exporting to {dest}"
-
-
-def _journal_path(layout: Layout, root: bytes) -> Path:
-    return layout.root / _JOURNAL / f"{root.hex()}.json"
-
-
-def _device(path: Path) -> int:
-    return os.stat(path).st_dev
-
-
-def _remove_stale(parent: int, temp: Path) -> None:
-    try:
-        st = os.lstat(temp.name, dir_fd=parent)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(temp.name, dir_fd=parent)
-    else:
-        os.unlink(temp.name, dir_fd=parent)
-
-
 def _remove_any(path: Path) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
@@ -762,39 +636,3 @@ def _existing_ancestor(folder: Path) -> Path:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     return folder
-
-
-@contextlib.contextmanager
-def _open_dir(path: Path) -> Iterator[int]:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        yield fd
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _subfolder(base: int, parts: list[str], dest: Path) -> Iterator[int]:
-    """The folder `parts` below `base`, created as needed, never through a symbolic link."""
-    fd = os.dup(base)
-    try:
-        for i, part in enumerate(parts):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(part, 0o777, dir_fd=fd)
-            try:
-                child = os.open(
-                    part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
-                )
-            except OSError as e:
-                if e.errno not in (errno.ELOOP, errno.ENOTDIR):
-                    raise
-                where = dest.joinpath(*parts[: i + 1])
-                raise UnsafePathError(
-                    f"{where} is a symbolic link or a file, not a folder; refusing to write "
-                    "through it"
-                ) from None
-            os.close(fd)
-            fd = child
-        yield fd
-    finally:
-        os.close(fd)

@@ -1,29 +1,43 @@
-"""File-system helpers for the store: advisory locks, atomic replace, copying, free space, and
-reading a folder's tree without following links."""
+"""The store's calls into the file system: advisory locks, atomic replace, copying, clones and
+links, syncs, and reading or writing below a folder without following links."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import fcntl
+import functools
 import os
+import shutil
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
-from ringdrop.errors import DiskFullError, IntegrityError, UnsafePathError
+from ringdrop.errors import IntegrityError, UnsafePathError
 
 __all__ = [
     "COPY_BUFFER",
+    "NO_HARD_LINKS",
     "FileId",
     "FileLock",
     "Tree",
+    "clone",
     "copy_fd",
-    "ensure_free_space",
+    "create_new",
     "fsync_dir",
+    "fsync_file",
     "human_size",
+    "link",
+    "open_dir",
+    "remove_entry",
     "replace_atomically",
+    "set_metadata",
+    "subfolder",
+    "syncfs",
+    "umask",
     "write_all",
     "write_synced",
 ]
@@ -201,7 +215,16 @@ def _file_id(fd: int) -> FileId:
 
 def fsync_dir(path: Path) -> None:
     """Makes the directory's entries (creations, renames, unlinks) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    _fsync(path, os.O_DIRECTORY)
+
+
+def fsync_file(path: Path) -> None:
+    """Makes the file `path` durable; a symbolic link there is refused, not followed."""
+    _fsync(path, os.O_NOFOLLOW)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | flags)
     try:
         os.fsync(fd)
     finally:
@@ -275,14 +298,140 @@ def copy_fd(src: int, dst: int, size: int, progress: Callable[[int], object] | N
     os.fsync(dst)
 
 
-def ensure_free_space(folder: Path, needed: int, what: str) -> None:
-    """Raises DiskFullError, before any work, if `folder`'s file system lacks `needed` bytes."""
-    st = os.statvfs(folder)
-    free = st.f_bavail * st.f_frsize
-    if needed > free:
-        raise DiskFullError(
-            f"{what} needs {human_size(needed)} but only {human_size(free)} is free in {folder}"
-        )
+NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
+"""What `link()` fails with where the file system has no hard links (or refuses this one)."""
+_FICLONE = 0x40049409  # _IOW(0x94, 9, int) from linux/fs.h
+_NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS}
+
+
+def create_new(folder: int, name: str) -> int:
+    """A new file `name` in the open folder `folder`, for writing; never through a link."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(name, flags, 0o644, dir_fd=folder)
+
+
+def clone(data: Path, folder: int, name: str) -> bool:
+    """Makes `name` in `folder` a reflink clone of `data` (FICLONE: btrfs, XFS, bcachefs),
+    durable; False where the file system cannot clone it."""
+    src = os.open(data, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        dst = create_new(folder, name)
+        try:
+            fcntl.ioctl(dst, _FICLONE, src)
+            os.fsync(dst)
+        except OSError as e:
+            os.close(dst)
+            os.unlink(name, dir_fd=folder)
+            if e.errno in _NO_CLONE:
+                return False
+            raise
+        os.close(dst)
+        return True
+    finally:
+        os.close(src)
+
+
+def link(data: Path, folder: int, name: str) -> bool:
+    """Hard-links `data` as `name` in `folder`; False across file systems or without links."""
+    try:
+        os.link(data, name, dst_dir_fd=folder, follow_symlinks=False)
+    except OSError as e:
+        if e.errno == errno.EXDEV or e.errno in NO_HARD_LINKS:
+            return False
+        raise
+    return True
+
+
+def set_metadata(folder: int, name: str, mtime_ns: int | None, *, executable: bool) -> None:
+    """Gives the file `name` in `folder` the mode a new file gets here (plus x where asked) and
+    the modification time given."""
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+    try:
+        os.fchmod(fd, (0o777 if executable else 0o666) & ~umask())
+        if mtime_ns is not None:
+            os.utime(fd, ns=(mtime_ns, mtime_ns))
+    finally:
+        os.close(fd)
+
+
+@functools.cache
+def umask() -> int:
+    """The process's umask, read once without changing it (os.umask would race threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def syncfs(fd: int) -> bool:
+    """Makes durable everything written to the file system that `fd` is on (Linux's syncfs(2),
+    which the os module lacks); False where that is not available or fails."""
+    return _SYNCFS is not None and _SYNCFS(fd) == 0
+
+
+def _libc_syncfs() -> Callable[[int], int] | None:
+    try:
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except (AttributeError, OSError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+_SYNCFS = _libc_syncfs()
+
+
+@contextlib.contextmanager
+def open_dir(path: Path) -> Iterator[int]:
+    """The folder `path`, open for the `*at` calls below it."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def subfolder(base: int, parts: list[str], shown: Path) -> Iterator[int]:
+    """The folder `parts` below `base` (shown to the user as `shown`), created as needed, never
+    through a symbolic link."""
+    fd = os.dup(base)
+    try:
+        for i, part in enumerate(parts):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o777, dir_fd=fd)
+            try:
+                child = os.open(part, _DIRECTORY, dir_fd=fd)
+            except OSError as e:
+                if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                where = shown.joinpath(*parts[: i + 1])
+                raise UnsafePathError(
+                    f"{where} is a symbolic link or a file, not a folder; refusing to write "
+                    "through it"
+                ) from None
+            os.close(fd)
+            fd = child
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def remove_entry(parent: int, name: str) -> None:
+    """Removes `name` in the open folder `parent`, a folder with everything in it; nothing if
+    it is not there. A link is removed, never followed."""
+    try:
+        st = os.lstat(name, dir_fd=parent)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=parent)
+    else:
+        os.unlink(name, dir_fd=parent)
 
 
 def human_size(n: int) -> str:

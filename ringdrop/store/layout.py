@@ -7,7 +7,6 @@
         partial/<root hex>.{data,obao,bitfield,lock}   downloads in progress
         tmp/<id>.{data,obao,lock}              imports being hashed, owned by a live lock
         leases/<id>.lock                       one per open Store: owner of its temp tags
-        exports/<root hex>.json                an export being put in place (see export.py)
 
 Blobs of at most 16 KiB live inline in the database and have no files.
 """

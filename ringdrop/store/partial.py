@@ -30,16 +30,16 @@ from ringdrop.bao import (
     Decoder,
     create_outboard,
     outboard_from_bytes,
-    outboard_size,
     valid_ranges,
 )
 from ringdrop.errors import IntegrityError, StoreError
 from ringdrop.store import blobs, state, tags
 from ringdrop.store.blobs import INLINE_MAX, BlobInfo, Staged
 from ringdrop.store.db import Database
-from ringdrop.store.files import FileLock, ensure_free_space, fsync_dir, replace_atomically
+from ringdrop.store.files import FileLock, fsync_dir, replace_atomically
 from ringdrop.store.layout import Layout, StagingPaths
 from ringdrop.store.progress import Meter, ProgressFn
+from ringdrop.store.space import check_partial
 from ringdrop.store.tags import Format, Lease, TempTag
 from ringdrop.store.translate import translated, translating
 
@@ -340,11 +340,7 @@ class PartialBlob:
 
     def _size_files(self) -> None:
         assert self.size is not None
-        ensure_free_space(
-            self._layout.partial,
-            self.size - self.valid_bytes + outboard_size(self.size),
-            f"downloading {self.root.hex()}",
-        )
+        check_partial(self._layout.partial, self.size, self.valid_bytes, self.root)
         if self.paths.data.stat().st_size != self.size:
             os.truncate(self.paths.data, self.size)
 

@@ -38,7 +38,7 @@ from ringdrop.store.importer import ImportedCollection
 from ringdrop.store.layout import Layout, default_data_dir
 from ringdrop.store.partial import PartialBlob, PartialInfo
 from ringdrop.store.progress import ProgressFn
-from ringdrop.store.schema import MIGRATIONS
+from ringdrop.store.schema import MIGRATIONS, drop_old_journals
 from ringdrop.store.tags import (
     Format,
     Lease,
@@ -73,6 +73,7 @@ class Store:
         with translated(f"could not open the data directory {path}"):
             self.layout.create()
         self.db = Database(self.layout.db, migrations)
+        drop_old_journals(self.db, self.layout.root)
         self._lease = Lease(self.db, self.layout)
 
     @classmethod

@@ -61,6 +61,17 @@ def test_migrations_must_be_numbered_from_one_in_order(tmp_path: Path) -> None:
         Database(tmp_path / "db", [TWO[1], TWO[0]])
 
 
+def test_a_list_of_steps_may_skip_numbers_and_runs_each_once(tmp_path: Path) -> None:
+    ninth = Migration(9, "v", "CREATE TABLE v (z INTEGER)")
+    db = Database(tmp_path / "db", [TWO[0], ninth])
+    assert db.version == 9
+    assert {"t", "v"} <= tables(db)
+    db.close()
+    Database(tmp_path / "db", [TWO[0], ninth]).close()  # nothing to run again: no error
+    with pytest.raises(ValueError, match="numbered"):
+        Database(tmp_path / "other", [TWO[1], ninth])
+
+
 def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None:
     broken = Migration(2, "broken", "CREATE TABLE v (z); CREATE TABLE v (z)")
     with pytest.raises(StoreError):

@@ -3,6 +3,7 @@ numbered names, and exports interrupted at any point (in-process and by SIGKILL)
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -18,6 +19,7 @@ import pytest
 from ringdrop.errors import IntegrityError, NotFoundError, StoreError
 from ringdrop.store import ImportedCollection, Store
 from ringdrop.store.collection import Collection
+from ringdrop.store.schema import MIGRATIONS as STORE_MIGRATIONS
 from tests.ci import skip_unless_ci
 from tests.files import mounted, random_file, tree
 
@@ -204,6 +206,45 @@ def test_an_export_stopped_before_the_rename_leaves_nothing_in_the_way(
     assert tree(tmp_path / "got") == tree(tmp_path / "src")
 
 
+def test_an_export_interrupted_under_an_older_version_is_finished_from_its_journal_file(
+    tmp_path: Path,
+) -> None:
+    """Before step 9 of the schema the journal was a file, exports/<root hex>.json; opening the
+    store takes it into the database, and the next export finishes what it describes."""
+    random_file(tmp_path / "src" / "a.bin", SIZE)
+    random_file(tmp_path / "src" / "b.bin", SIZE)
+    dest = tmp_path / "got"
+    with Store(tmp_path / "store", STORE_MIGRATIONS[:1]) as store:  # as an older version had it
+        imported = store.import_directory(tmp_path / "src")
+        # What the older version left when killed right after the rename: the store's files
+        # linked under the real name, the store not yet told, the journal a file.
+        dest.mkdir()
+        for entry in imported.collection.entries:
+            os.link(store.layout.blob_data(entry.root), dest / entry.name)
+    root = imported.info.root
+    journal = tmp_path / "store" / "exports" / f"{root.hex()}.json"
+    journal.parent.mkdir()
+    record = {
+        "target": str(dest),
+        "temp": str(tmp_path / f".ringdrop-{root.hex()[:16]}-00000000.part"),
+        "old": None,
+        "handover": [[e.root.hex(), e.name] for e in imported.collection.entries],
+    }
+    journal.write_text(json.dumps(record))
+
+    with Store.open(tmp_path / "store") as store:
+        assert not journal.parent.exists(), "taken into the database, the file goes"
+        assert store.finish_export(root) == dest
+        for entry in imported.collection.entries:
+            blob = store.blob(entry.root)
+            assert blob is not None
+            assert (blob.location, blob.source) == ("reference", dest / entry.name)
+        assert list(store.layout.blobs.rglob("*.data")) == []
+        assert store.check().ok
+        assert store.finish_export(root) is None, "finished once"
+    assert tree(dest) == tree(tmp_path / "src")
+
+
 # Where a kill lands for certain: half the files in the temporary folder, all of them in but the
 # small ones not yet synced, the journal written but nothing renamed, the result renamed but the
 # store not yet told.
@@ -292,6 +333,36 @@ def test_where_the_file_system_clones_the_store_keeps_its_copy_for_free(
             f.write(b"edited")
         assert store.check().ok
         assert read_all(store, info.root) == data
+
+
+def test_a_folder_exported_where_the_file_system_clones_is_cloned_member_by_member(
+    reflink_fs: Path,
+) -> None:
+    size = 8 << 20
+    src = reflink_fs / "src"
+    for name in ("a.bin", "sub/b.bin", "sub/deeper/c.bin"):
+        random_file(src / name, size)
+    random_file(src / "small.txt", 100)  # inline: written out from the database
+    expected = tree(src)
+    with Store.open(reflink_fs / "store") as store:
+        imported = store.import_directory(src)
+        shutil.rmtree(src)
+        before = os.statvfs(reflink_fs)
+        result = store.export_collection(imported.info.root, reflink_fs / "out", keep=False)
+        after = os.statvfs(reflink_fs)
+        assert (result.moved, result.copied) == (3 * size, 100)
+        assert tree(result.path) == expected
+        used = (before.f_bfree - after.f_bfree) * before.f_frsize
+        assert used < size // 2, f"clones share the data's extents ({used} bytes used)"
+        for entry in imported.collection.entries:
+            blob = store.blob(entry.root)
+            assert blob is not None
+            if blob.location == "inline":
+                continue
+            assert blob.location == "file", "the store keeps its own copies"
+            exported = result.path / entry.name
+            assert exported.stat().st_ino != store.layout.blob_data(entry.root).stat().st_ino
+        assert store.check().ok
 
 
 def test_forcing_an_export_over_the_file_a_reference_names_keeps_it_served(
