@@ -131,20 +131,43 @@ class Database:
 
     def _migrate(self, migrations: Sequence[Migration]) -> None:
         latest = migrations[-1].version if migrations else 0
-        if _check_not_newer(_user_version(self._conn), latest, self.path) == latest:
-            return
+        wanted = {m.version for m in migrations}
+        with self.snapshot() as conn:
+            if wanted <= _steps_run(conn, latest, self.path):
+                return
         for migration in migrations:
-            # One transaction per step, re-reading the version under the write lock: another
+            # One transaction per step, re-reading what ran under the write lock: another
             # process may be migrating the same file right now.
             with self.transaction() as conn:
-                current = _check_not_newer(_user_version(conn), latest, self.path)
-                if current >= migration.version:
+                done = _steps_run(conn, latest, self.path)
+                if migration.version in done:
                     continue
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_steps (version INTEGER PRIMARY KEY)"
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO schema_steps (version) VALUES (?)", [(v,) for v in done]
+                )
                 if isinstance(migration.apply, str):
                     conn.execute(migration.apply)
                 else:
                     migration.apply(conn)
-                conn.execute(f"PRAGMA user_version = {migration.version:d}")
+                conn.execute("INSERT INTO schema_steps (version) VALUES (?)", (migration.version,))
+                version = max(_user_version(conn), migration.version)
+                conn.execute(f"PRAGMA user_version = {version:d}")
+
+
+def _steps_run(conn: apsw.Connection, latest: int, path: Path) -> set[int]:
+    """The steps this database has run. Each is recorded, because a list may skip numbers (a
+    store opened alone skips the access layer's) and a later full list must still run those;
+    a database from before the record ran every step up to its `user_version`."""
+    version = _check_not_newer(_user_version(conn), latest, path)
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_steps'"
+    ).fetchone()
+    if exists:
+        return {int(cast(int, v)) for (v,) in conn.execute("SELECT version FROM schema_steps")}
+    return set(range(1, version + 1))
 
 
 def _user_version(conn: apsw.Connection) -> int:

@@ -72,6 +72,22 @@ def test_a_list_of_steps_may_skip_numbers_and_runs_each_once(tmp_path: Path) -> 
         Database(tmp_path / "other", [TWO[1], ninth])
 
 
+def test_the_steps_a_list_skipped_run_when_a_full_list_opens_the_database(tmp_path: Path) -> None:
+    ninth = Migration(9, "v", "CREATE TABLE v (z INTEGER)")
+    Database(tmp_path / "db", [TWO[0], ninth]).close()  # a store opened alone
+    db = Database(tmp_path / "db", [*TWO, ninth])  # then as a node's: step 2 must still run
+    assert {"t", "u", "v"} <= tables(db)
+    assert db.version == 9
+    db.close()
+    # A database from before steps were recorded ran every step up to its version.
+    old = apsw.Connection(str(tmp_path / "old"))
+    old.execute("CREATE TABLE t (x INTEGER); CREATE TABLE u (y INTEGER); PRAGMA user_version = 2")
+    old.close()
+    db = Database(tmp_path / "old", [*TWO, ninth])
+    assert {"t", "u", "v"} <= tables(db)
+    assert db.version == 9
+
+
 def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None:
     broken = Migration(2, "broken", "CREATE TABLE v (z); CREATE TABLE v (z)")
     with pytest.raises(StoreError):
