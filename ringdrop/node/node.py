@@ -871,31 +871,62 @@ class Node(Management):
     ) -> Received:
         keep = self.config.keep_received if keep is None else keep
         name = _safe_name(ticket)
-        root = ticket.content_hash
-        target = self.export_target(ticket, dest)
-        # A rerun after a crash in the export finishes it first: its result is already there.
-        finished = await asyncio.to_thread(self._store.finish_export, root)
-        done = finished is not None and (
-            finished == target or (existing == "rename" and finished.parent == target.parent)
-        )
-        if done:
-            assert finished is not None
-            target = finished
-        elif existing != "rename" and self._already_there(ticket, target):
-            done = True  # a rerun after the export finished: nothing to do, nor to refuse
-        elif os.path.lexists(target):
-            if existing == "refuse":
-                raise ExistsError(f"{target} already exists", path=str(target))
-            if existing == "rename":
-                target = free_name(target)
+        target, done = await self._plan_target(ticket, self.export_target(ticket, dest), existing)
         if ticket.size is not None and not done:
             self._check_space(ticket, name, target, keep)
         self._remember(ticket)
         tracker = source.tracker = Tracker(name, progress, retry.attempts)
-        format = ticket.format
+        download, stats = await self._download(ticket, source, swarm, tracker, retry)
+        self._record_rings(ticket, download)
+        if done:
+            tracker.update(state="done", force=True)
+            return _received(target, stats, source, download)
+        tracker.update(state="exporting")
+        result = await self._export(ticket, target, existing, keep)
+        tracker.update(state="done", force=True)
+        return _received(result.path, stats, source, download, result)
+
+    async def _plan_target(
+        self, ticket: Ticket, target: Path, existing: OnExisting
+    ) -> tuple[Path, bool]:
+        """Where the content goes, and whether it is already there: an export a crash cut
+        short is finished first, and a rerun of one that finished has nothing to do (nor to
+        refuse); any other file in the way is refused or stepped around, as `existing` says."""
+        finished = await asyncio.to_thread(self._store.finish_export, ticket.content_hash)
+        if finished is not None and (
+            finished == target or (existing == "rename" and finished.parent == target.parent)
+        ):
+            return finished, True
+        if existing != "rename" and self._already_there(ticket, target):
+            return target, True
+        if os.path.lexists(target):
+            if existing == "refuse":
+                raise ExistsError(f"{target} already exists", path=str(target))
+            if existing == "rename":
+                return free_name(target), False
+        return target, False
+
+    async def _download(
+        self,
+        ticket: Ticket,
+        source: _Source,
+        swarm: _Swarm,
+        tracker: Tracker,
+        retry: RetryPolicy,
+    ) -> tuple[Download, TransferStats]:
+        """Fetches into the store what it lacks of the ticket's content, from the sharer and
+        the swarm, and tells the swarm who served it."""
+        root, format = ticket.content_hash, ticket.format
         await asyncio.to_thread(self._forget_lost_references, root, format)
         download = Download(
-            self._store, source.connect, root, format, name, tracker, retry, more=swarm.more
+            self._store,
+            source.connect,
+            root,
+            format,
+            _safe_name(ticket),
+            tracker,
+            retry,
+            more=swarm.more,
         )
         try:
             source.started = time.monotonic()  # the origin of the download's own times
@@ -904,7 +935,12 @@ class Node(Management):
         finally:
             await source.close()
             await swarm.close()
-        if format == "collection":
+        return download, stats
+
+    def _record_rings(self, ticket: Ticket, download: Download) -> None:
+        """Records what a re-share of the received content needs to carry on."""
+        root = ticket.content_hash
+        if ticket.format == "collection":
             # Received folders can be re-shared: attaching one must cover its members.
             collection = download.collection
             if collection is None:
@@ -913,17 +949,12 @@ class Node(Management):
         elif ticket.mtime_ns is not None or ticket.executable:
             # Kept, so that a ticket for it printed here (a re-share) carries them on.
             self._access.record_file(root, ticket.mtime_ns, ticket.executable)
-        if done:
-            tracker.update(state="done", force=True)
-            return Received(
-                target,
-                stats,
-                route=source.main_path(),
-                traffic=source.traffic_by_kind(),
-                paths=tuple(source.paths),
-                providers=dict(download.by_provider),
-            )
-        tracker.update(state="exporting")
+
+    async def _export(
+        self, ticket: Ticket, target: Path, existing: OnExisting, keep: bool
+    ) -> ExportResult:
+        """Puts the store's verified content at `target`."""
+        root = ticket.content_hash
         # The export runs on a thread, which cancelling this coroutine (Ctrl-C) cannot stop: it
         # checks this event at every progress step instead, and removes what it started.
         stop = threading.Event()
@@ -933,7 +964,7 @@ class Node(Management):
                 raise _ExportStoppedError
 
         def export() -> ExportResult:
-            if format == "collection":
+            if ticket.format == "collection":
                 return self._store.export_collection(
                     root, target, existing=existing, keep=keep, progress=stop_if_asked
                 )
@@ -948,21 +979,10 @@ class Node(Management):
             )
 
         try:
-            result = await asyncio.to_thread(export)
+            return await asyncio.to_thread(export)
         except asyncio.CancelledError:
             stop.set()
             raise
-        tracker.update(state="done", force=True)
-        return Received(
-            result.path,
-            stats,
-            route=source.main_path(),
-            traffic=source.traffic_by_kind(),
-            paths=tuple(source.paths),
-            moved=result.moved,
-            copied=result.copied,
-            providers=dict(download.by_provider),
-        )
 
     def _already_there(self, ticket: Ticket, target: Path) -> bool:
         """Whether `target` holds exactly the ticket's content, exported there earlier by this
@@ -1493,6 +1513,25 @@ class _Serving:
         # Commits every queued entry, waiting out another process's write lock.
         await asyncio.to_thread(self.logs.close)
         node._access.use_log_writer(None)
+
+
+def _received(
+    path: Path,
+    stats: TransferStats,
+    source: _Source,
+    download: Download,
+    result: ExportResult | None = None,
+) -> Received:
+    return Received(
+        path,
+        stats,
+        route=source.main_path(),
+        traffic=source.traffic_by_kind(),
+        paths=tuple(source.paths),
+        moved=0 if result is None else result.moved,
+        copied=0 if result is None else result.copied,
+        providers=dict(download.by_provider),
+    )
 
 
 class _ExportStoppedError(Exception):
