@@ -441,6 +441,29 @@ class Node(Management):
         of it, or says it is finished (a receiver that had it all before fetches nothing), or
         its time is up; `Sent.offer` names it. A code that ends badly raises its
         `RendezvousError` (guessed, expired, taken)."""
+        rings = self._rings_to_send_to(path, text, rings, times, code, addresses)
+        tagged = {tag.name for tag in self._store.tags()}
+        share, added = self._share_for_send(path, text, rings, progress, addresses)
+        try:
+            return await self._serve_send(
+                share, times, code, expires, ready, on_event, on_fetched, on_sent, host
+            )
+        finally:
+            for ring in added:
+                self._access.detach(share.root, ring)
+            if share.root.hex() not in tagged:
+                self._store.delete_tag(share.root.hex())
+
+    def _rings_to_send_to(
+        self,
+        path: Path | None,
+        text: str | None,
+        rings: Sequence[str],
+        times: int,
+        code: ShortCode | None,
+        addresses: bool,
+    ) -> list[str]:
+        """Checks a `send`'s arguments before anything is hashed; the rings it will attach."""
         if (path is None) == (text is None):
             raise UsageError("give a file or folder to send, or a text, not both")
         if times < 1:
@@ -457,7 +480,18 @@ class Node(Management):
             from ringdrop.node.codes import rendezvous_relay
 
             rendezvous_relay(code, self.relays)  # no relay to meet on: say so before hashing
-        tagged = {tag.name for tag in self._store.tags()}
+        return rings
+
+    def _share_for_send(
+        self,
+        path: Path | None,
+        text: str | None,
+        rings: Sequence[str],
+        progress: ProgressFn | None,
+        addresses: bool,
+    ) -> tuple[Share, list[str]]:
+        """The share a `send` offers, attached to `rings`; and the rings it was not in before,
+        which the send detaches when it ends."""
         if path is not None:
             share = self.share(path, reference=True, progress=progress, addresses=addresses)
         else:
@@ -468,11 +502,23 @@ class Node(Management):
         for ring in added:
             self._access.attach(share.root, ring, name=share.name, format=share.format,
                                size=share.size)  # fmt: skip
-        share = dataclasses.replace(share, rings=tuple(sorted(before | set(added))))
-        needed = {share.root}
-        if share.format == "collection":
-            needed |= {e.root for e in self._store.collection(share.root).entries if e.size}
-        fetches = Fetches(needed, times)
+        return dataclasses.replace(share, rings=tuple(sorted(before | set(added)))), added
+
+    async def _serve_send(
+        self,
+        share: Share,
+        times: int,
+        code: ShortCode | None,
+        expires: float | None,
+        ready: Callable[[Share], object] | None,
+        on_event: Callable[[ServeEvent], object] | None,
+        on_fetched: Callable[[Fetched], object] | None,
+        on_sent: Callable[[str, int], object] | None,
+        host: str,
+    ) -> Sent:
+        """Serves `share` until `times` receivers have all of it (or its code's receiver is
+        done, or its time is up)."""
+        fetches = Fetches(self._to_fetch(share), times)
         over = asyncio.Event()
         offering: list[asyncio.Task[CodeOffer]] = []
 
@@ -516,11 +562,14 @@ class Node(Management):
                     offer.cancel()
                     with contextlib.suppress(asyncio.CancelledError, RingdropError):
                         await offer
-            for ring in added:
-                self._access.detach(share.root, ring)
-            if share.root.hex() not in tagged:
-                self._store.delete_tag(share.root.hex())
         return Sent(share, tuple(fetches.done))
+
+    def _to_fetch(self, share: Share) -> set[bytes]:
+        """What a receiver of `share` fetches: its root, and a folder's members with content."""
+        needed = {share.root}
+        if share.format == "collection":
+            needed |= {e.root for e in self._store.collection(share.root).entries if e.size}
+        return needed
 
     def _share_text(self, text: str, addresses: bool) -> Share:
         data = text.encode()
