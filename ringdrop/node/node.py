@@ -666,25 +666,10 @@ class Node(Management):
                 return [False] * len(peers)
             return serving[0].gate.knows(peers)
 
-        reach = Reach(
-            relay=await self.choose_home_relay(),
-            stun=self.stun_servers,
-            addresses=tuple((str(a.ip), a.port) for a in self._addresses_or_none()),
-            own=machine_ips(),
-        )
-        server = await serve(
-            self.identity,
-            self.config.port,
-            handler,
-            limits,
-            host=host,
-            reach=reach,
-            on_relay=on_relay,
-            known=known,
-        )
+        server, relay = await self._listen(handler, known, limits, host, on_relay)
         background: list[asyncio.Task[None]] = []
         if self.discovery.pkarr:
-            background.append(asyncio.create_task(self._publish(server, reach.relay, on_record)))
+            background.append(asyncio.create_task(self._publish(server, relay, on_record)))
         background.append(asyncio.create_task(self._keep_manifests_valid()))
         try:
             serving.append(await asyncio.to_thread(_Serving, self, on_event))
@@ -702,15 +687,38 @@ class Node(Management):
                 await asyncio.sleep(0.05)
         finally:
             opened.set()  # whatever waits for the gate stops waiting
-            for task in background:
-                task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await _cancel_all(background)
             await server.close()
             gate_open.cancel()
             if serving:
                 await serving[0].close(self)
+
+    async def _listen(
+        self,
+        handler: Callable[[PeerId, Request], Awaitable[Reply]],
+        known: Callable[[Sequence[PeerId]], Sequence[bool]],
+        limits: Limits | None,
+        host: str,
+        on_relay: Callable[[RelayState], object] | None,
+    ) -> tuple[Server, str | None]:
+        """Opens the port and the home relay's connection; the server, and the relay chosen."""
+        reach = Reach(
+            relay=await self.choose_home_relay(),
+            stun=self.stun_servers,
+            addresses=tuple((str(a.ip), a.port) for a in self._addresses_or_none()),
+            own=machine_ips(),
+        )
+        server = await serve(
+            self.identity,
+            self.config.port,
+            handler,
+            limits,
+            host=host,
+            reach=reach,
+            on_relay=on_relay,
+            known=known,
+        )
+        return server, reach.relay
 
     async def _keep_manifests_valid(self) -> None:
         """Signs this node's rings again while it serves, before their manifests' validity
@@ -1581,6 +1589,14 @@ def _received(
         copied=0 if result is None else result.copied,
         providers=dict(download.by_provider),
     )
+
+
+async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class _ExportStoppedError(Exception):
