@@ -73,6 +73,7 @@ from ringdrop.store.layout import Layout
 from ringdrop.store.progress import Meter, ProgressFn
 
 __all__ = [
+    "EXPORT_BATCH",
     "ExportResult",
     "OnExisting",
     "copy_bytes_needed",
@@ -86,6 +87,8 @@ __all__ = [
 OnExisting = Literal["refuse", "force", "rename"]
 """What to do when the destination exists: refuse, overwrite it, or pick `name (1).ext`."""
 How = Literal["cloned", "linked", "copied", "written"]
+EXPORT_BATCH = 2048
+"""Members of a folder exported per read transaction, unless the store is given another."""
 
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS}
 _FICLONE = 0x40049409  # _IOW(0x94, 9, int) from linux/fs.h
@@ -201,6 +204,7 @@ def export_collection(
     existing: OnExisting,
     keep: bool,
     progress: ProgressFn | None,
+    per_read: int = EXPORT_BATCH,
 ) -> ExportResult:
     """Writes the files of collection `root` into a new folder `dest`; returns where it went.
 
@@ -215,7 +219,7 @@ def export_collection(
         sources = [_source(conn, layout, e.root, load=False) for e in collection.entries]
     with _writing_in(dest.parent):
         final, plan = _export_collection(
-            db, layout, root, collection, sources, dest, existing, keep, progress
+            db, layout, root, collection, sources, dest, existing, keep, progress, per_read
         )
     _release(db, layout, plan, final)
     return ExportResult(final, plan.moved, plan.copied)
@@ -231,6 +235,7 @@ def _export_collection(
     existing: OnExisting,
     keep: bool,
     progress: ProgressFn | None,
+    per_read: int,
 ) -> tuple[Path, _Plan]:
     """The folder under its final name in the destination; the plan says what to release."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -244,7 +249,9 @@ def _export_collection(
         os.mkdir(plan.temp.name, 0o777, dir_fd=parent)
         try:
             with _open_dir(plan.temp) as base:
-                _fill_folder(db, layout, base, plan, collection.entries, sources, keep, meter)
+                _fill_folder(
+                    db, layout, base, plan, collection.entries, sources, keep, meter, per_read
+                )
                 _sync_small(base, plan)
                 os.fsync(base)
             final = _place(layout, plan, parent, dest, existing, is_folder=True)
@@ -328,11 +335,12 @@ def _fill_folder(
     sources: Sequence[_Source],
     keep: bool,
     meter: Meter,
+    per_read: int,
 ) -> None:
     seen: set[bytes] = set()
-    for start in range(0, len(entries), _BATCH):
-        batch = _loaded(db, sources[start : start + _BATCH])
-        for entry, source in zip(entries[start : start + _BATCH], batch, strict=True):
+    for start in range(0, len(entries), per_read):
+        batch = _loaded(db, sources[start : start + per_read])
+        for entry, source in zip(entries[start : start + per_read], batch, strict=True):
             # A root that appears twice is handed over once; its other appearances are copies,
             # so that editing one exported file cannot change another.
             first = entry.root not in seen
@@ -386,8 +394,6 @@ def _libc_syncfs() -> Callable[[int], int] | None:
 
 
 _SYNCFS = _libc_syncfs()
-_BATCH = 2048
-"""Members exported per read transaction."""
 
 
 def _fill_one(

@@ -28,6 +28,7 @@ from ringdrop.store.check import CheckReport, check_store
 from ringdrop.store.collection import Collection
 from ringdrop.store.db import Database, Migration
 from ringdrop.store.export import (
+    EXPORT_BATCH,
     ExportResult,
     OnExisting,
     export_blob,
@@ -67,7 +68,7 @@ class Store:
     share it between threads freely (transactions are serialised) but use each PartialBlob from
     one thread at a time. Close it (or use `with`) to release its temp tags promptly; if the
     process dies they are released anyway. `import_batch` says how much of a folder's import
-    is committed at a time.
+    is committed at a time, `export_batch` how many of its members an export reads at a time.
     """
 
     def __init__(
@@ -76,9 +77,11 @@ class Store:
         migrations: Sequence[Migration] = MIGRATIONS,
         *,
         import_batch: ImportBatch = DEFAULT_BATCH,
+        export_batch: int = EXPORT_BATCH,
     ) -> None:
         self.path = path
         self._import_batch = import_batch
+        self._export_batch = export_batch
         self.layout = Layout(path)
         with translated(f"could not open the data directory {path}"):
             self.layout.create()
@@ -384,6 +387,7 @@ class Store:
             existing=existing,
             keep=keep,
             progress=progress,
+            per_read=self._export_batch,
         )
 
     @translating("could not finish an interrupted export")
