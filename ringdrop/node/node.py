@@ -1515,18 +1515,7 @@ class _Serving:
     def _arrived(self, entries: Sequence[InboxEntry], asked: bool) -> None:
         for entry in entries:
             kind: EventKind = "withdrawn" if entry.state == "withdrawn" else "arrived"
-            self._on_news(
-                NewsEvent(
-                    time.time(),
-                    kind,
-                    entry.owner,
-                    entry.ring,
-                    name=entry.name,
-                    size=entry.size,
-                    entry=entry.id,
-                    reason="asked" if asked else None,
-                )
-            )
+            self._on_news(NewsEvent.about(kind, entry, reason="asked" if asked else None))
         if entries and self._follower is not None:
             self._follower.wake()
 
