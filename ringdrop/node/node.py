@@ -444,9 +444,10 @@ class Node(Management):
         rings = self._rings_to_send_to(path, text, rings, times, code, addresses)
         tagged = {tag.name for tag in self._store.tags()}
         share, added = self._share_for_send(path, text, rings, progress, addresses)
+        fetches = Fetches(self._to_fetch(share), times)
         try:
             return await self._serve_send(
-                share, times, code, expires, ready, on_event, on_fetched, on_sent, host
+                share, fetches, code, expires, ready, on_event, on_fetched, on_sent, host
             )
         finally:
             for ring in added:
@@ -507,7 +508,7 @@ class Node(Management):
     async def _serve_send(
         self,
         share: Share,
-        times: int,
+        fetches: Fetches,
         code: ShortCode | None,
         expires: float | None,
         ready: Callable[[Share], object] | None,
@@ -516,9 +517,8 @@ class Node(Management):
         on_sent: Callable[[str, int], object] | None,
         host: str,
     ) -> Sent:
-        """Serves `share` until `times` receivers have all of it (or its code's receiver is
-        done, or its time is up)."""
-        fetches = Fetches(self._to_fetch(share), times)
+        """Serves `share` until `fetches` says enough receivers have all of it (or its code's
+        receiver is done, or its time is up)."""
         over = asyncio.Event()
         offering: list[asyncio.Task[CodeOffer]] = []
 
