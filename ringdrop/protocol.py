@@ -26,7 +26,7 @@ import itertools
 import struct
 import unicodedata
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, auto
 from ipaddress import ip_address
@@ -588,16 +588,8 @@ def _encode_body(message: Message) -> tuple[int, bytes]:
         case GetRequest(content_hash, ranges):
             return _Type.REQUEST, bytes([VERSION, _GET]) + content_hash + ranges.to_bytes()
         case MembersRequest(content_hash, members):
-            out = bytearray([VERSION, _MEMBERS])
-            out += content_hash
-            previous = -1
-            for member in members:
-                selected = member.ranges.to_bytes()
-                out += encode_varint(member.index - previous - 1)
-                out += encode_varint(len(selected))
-                out += selected
-                previous = member.index
-            return _Type.REQUEST, bytes(out)
+            head = bytes([VERSION, _MEMBERS]) + content_hash
+            return _Type.REQUEST, head + _members_bytes(members)
         case CatalogRequest():
             return _Type.REQUEST, bytes([VERSION, _CATALOG])
         case MemberPart(data, last, missing):
@@ -606,13 +598,7 @@ def _encode_body(message: Message) -> tuple[int, bytes]:
         case ResponseHeader(status, reason):
             return _Type.RESPONSE, bytes([_STATUSES.index(status)]) + reason.encode()
         case Catalog(entries):
-            out = bytearray(len(entries).to_bytes(4, "big"))
-            for entry in entries:
-                name = entry.name.encode()
-                format_code = _FORMATS.index(entry.format)
-                out += _ENTRY_HEAD.pack(entry.content_hash, format_code, entry.size, len(name))
-                out += name
-            return _Type.CATALOG, bytes(out)
+            return _Type.CATALOG, _catalog_bytes(entries)
         case Candidates(addresses):
             return _Type.CANDIDATES, _addresses_bytes(addresses)
         case RingsRequest(manifests):
@@ -638,6 +624,29 @@ def _encode_body(message: Message) -> tuple[int, bytes]:
             return _Type.REQUEST, bytes(out + _reach_bytes(relay, addresses))
         case News():
             return _Type.NEWS, _news_bytes(message)
+
+
+def _members_bytes(members: Sequence[MemberSelection]) -> bytes:
+    """Each member's index (as the gap from the one before) and its ranges."""
+    out = bytearray()
+    previous = -1
+    for member in members:
+        selected = member.ranges.to_bytes()
+        out += encode_varint(member.index - previous - 1)
+        out += encode_varint(len(selected))
+        out += selected
+        previous = member.index
+    return bytes(out)
+
+
+def _catalog_bytes(entries: Sequence[CatalogEntry]) -> bytes:
+    out = bytearray(len(entries).to_bytes(4, "big"))
+    for entry in entries:
+        name = entry.name.encode()
+        format_code = _FORMATS.index(entry.format)
+        out += _ENTRY_HEAD.pack(entry.content_hash, format_code, entry.size, len(name))
+        out += name
+    return bytes(out)
 
 
 def _news_bytes(news: News) -> bytes:

@@ -141,6 +141,16 @@ def sign_announcement(
             mtime_ns or 0,
         )
     )
+    body += _encode_tail(ring_name, name, relay, addresses)
+    raw = bytes(body) + identity.sign(SIGNATURE_CONTEXT + bytes(body))
+    return parse_announcement(raw)
+
+
+def _encode_tail(
+    ring_name: str, name: str, relay: str | None, addresses: tuple[Address, ...]
+) -> bytes:
+    """The fields of varying length after the fixed head, each behind its length."""
+    body = bytearray()
     ring = check_ring_name(ring_name).encode()
     body += bytes([len(ring)]) + ring
     encoded = _check_name(name).encode()
@@ -150,8 +160,7 @@ def sign_announcement(
     body.append(len(addresses))
     for address in addresses:
         body += bytes([address.ip.version]) + address.ip.packed + address.port.to_bytes(2, "big")
-    raw = bytes(body) + identity.sign(SIGNATURE_CONTEXT + bytes(body))
-    return parse_announcement(raw)
+    return bytes(body)
 
 
 def parse_announcement(raw: bytes) -> Announcement:
@@ -173,36 +182,9 @@ def parse_announcement(raw: bytes) -> Announcement:
     _need(flags & ~(_EXECUTABLE | _HAS_MTIME) == 0, f"it has unknown flags {flags:#04x}")
     _need(flags & _HAS_MTIME or mtime == 0, "it has a time without saying so")
     cursor = _Cursor(raw, _HEAD.size)
-    try:
-        ring_name = check_ring_name(cursor.text(RING_NAME_MAX, "ring name"))
-    except InvalidNameError:
-        raise InvalidAnnouncementError(
-            "The announcement's ring name breaks the naming rules."
-        ) from None
-    name = cursor.text(MAX_NAME_BYTES, "name")
-    try:
-        _check_name(name)
-    except ValueError as error:
-        raise InvalidAnnouncementError(f"The announcement is invalid: {error}.") from None
-    relay_text = cursor.text(MAX_RELAY_BYTES, "relay URL", empty=True)
-    try:
-        relay = check_relay_url(relay_text) if relay_text else None
-    except TicketError as error:
-        raise InvalidAnnouncementError(f"The announcement names a bad relay: {error}") from None
-    addresses = cursor.addresses()
+    ring_name, name, relay, addresses = _decode_tail(cursor)
     _need(cursor.at + _SIGNATURE == len(raw), "its length does not match")
-    try:
-        owner = PeerId(owner_raw)
-    except TicketError:
-        raise InvalidAnnouncementError(
-            "The announcement names a key that is not Ed25519."
-        ) from None
-    body, signature = raw[: cursor.at], raw[cursor.at :]
-    if not verify(owner, SIGNATURE_CONTEXT + body, signature):
-        raise InvalidAnnouncementError(
-            f"The announcement is not signed by its ring's owner {owner.short()}…: it was "
-            "forged or altered."
-        )
+    owner = _check_signature(owner_raw, raw[: cursor.at], raw[cursor.at :])
     return Announcement(
         ring_id,
         owner,
@@ -220,6 +202,43 @@ def parse_announcement(raw: bytes) -> Announcement:
         mtime if flags & _HAS_MTIME else None,
         bool(flags & _EXECUTABLE),
     )
+
+
+def _decode_tail(cursor: _Cursor) -> tuple[str, str, str | None, tuple[Address, ...]]:
+    """The ring name, name, relay and addresses after the fixed head, each checked."""
+    try:
+        ring_name = check_ring_name(cursor.text(RING_NAME_MAX, "ring name"))
+    except InvalidNameError:
+        raise InvalidAnnouncementError(
+            "The announcement's ring name breaks the naming rules."
+        ) from None
+    name = cursor.text(MAX_NAME_BYTES, "name")
+    try:
+        _check_name(name)
+    except ValueError as error:
+        raise InvalidAnnouncementError(f"The announcement is invalid: {error}.") from None
+    relay_text = cursor.text(MAX_RELAY_BYTES, "relay URL", empty=True)
+    try:
+        relay = check_relay_url(relay_text) if relay_text else None
+    except TicketError as error:
+        raise InvalidAnnouncementError(f"The announcement names a bad relay: {error}") from None
+    return ring_name, name, relay, cursor.addresses()
+
+
+def _check_signature(owner_raw: bytes, body: bytes, signature: bytes) -> PeerId:
+    """The owner, once `signature` is its signature of `body`."""
+    try:
+        owner = PeerId(owner_raw)
+    except TicketError:
+        raise InvalidAnnouncementError(
+            "The announcement names a key that is not Ed25519."
+        ) from None
+    if not verify(owner, SIGNATURE_CONTEXT + body, signature):
+        raise InvalidAnnouncementError(
+            f"The announcement is not signed by its ring's owner {owner.short()}…: it was "
+            "forged or altered."
+        )
+    return owner
 
 
 def named_root(raw: bytes) -> bytes | None:

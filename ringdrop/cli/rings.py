@@ -51,6 +51,13 @@ def _register_ring(commands: Commands) -> None:
         examples=["ringdrop ring new family", "ringdrop ring add family alice --expires 3d"],
         default=cmd_ring_list,
     )
+    _register_ring_itself(ring)
+    _register_membership_changes(ring)
+    _register_membership_views(ring)
+
+
+def _register_ring_itself(ring: Commands) -> None:
+    """`ring new`, `set`, `list`, `rename`, `delete`: the rings themselves."""
     parser = add_command(
         ring,
         "new",
@@ -93,6 +100,10 @@ def _register_ring(commands: Commands) -> None:
         run=cmd_ring_delete,
     )
     parser.add_argument("name", metavar="NAME", help=_RING_HELP)
+
+
+def _register_membership_changes(ring: Commands) -> None:
+    """`ring add`, `expire`, `remove`: who is in a ring, and until when."""
     parser = add_command(
         ring,
         "add",
@@ -138,6 +149,10 @@ def _register_ring(commands: Commands) -> None:
     )
     parser.add_argument("ring", metavar="RING", help=_RING_HELP)
     parser.add_argument("peer", metavar="PEER", help=_PEER_HELP)
+
+
+def _register_membership_views(ring: Commands) -> None:
+    """`ring sync`, `members`: trading the rings' manifests, and reading a ring's members."""
     parser = add_command(
         ring,
         "sync",

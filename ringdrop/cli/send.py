@@ -59,6 +59,16 @@ def register(commands: Commands) -> None:
         ],
         run=cmd_send,
     )
+    _add_what_and_who(parser)
+    _add_code(parser)
+    parser.add_argument(
+        "--qr", action="store_true", help="also show the ticket (or the code) as a QR code"
+    )
+    add_no_addresses(parser)
+
+
+def _add_what_and_who(parser: argparse.ArgumentParser) -> None:
+    """What is sent, and who may fetch it how many times."""
     parser.add_argument(
         "path", type=Path, nargs="?", metavar="PATH", help="the file or folder to send"
     )
@@ -81,6 +91,10 @@ def register(commands: Commands) -> None:
         metavar="N",
         help="stop once N receivers have fetched all of it (default: %(default)s)",
     )
+
+
+def _add_code(parser: argparse.ArgumentParser) -> None:
+    """Offering the content under a short code instead of the ticket."""
     parser.add_argument(
         "--code",
         nargs="?",
@@ -101,10 +115,6 @@ def register(commands: Commands) -> None:
             f"{CODE_EXPIRES / 60:g} minutes"
         ),
     )
-    parser.add_argument(
-        "--qr", action="store_true", help="also show the ticket (or the code) as a QR code"
-    )
-    add_no_addresses(parser)
 
 
 def cmd_send(args: argparse.Namespace) -> int:

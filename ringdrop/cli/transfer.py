@@ -253,6 +253,13 @@ def _register_get(commands: Commands) -> None:
         metavar="TICKET",
         help=f"{_TICKET_HELP}; or the short code the sender read out (NUMBER-WORD-WORD)",
     )
+    _add_destination(parser)
+    _add_fetching(parser)
+    add_json(parser)
+
+
+def _add_destination(parser: argparse.ArgumentParser) -> None:
+    """Where the content goes, what happens to what is there, and whether the store keeps it."""
     parser.add_argument(
         "--dest",
         metavar="PATH",
@@ -284,6 +291,10 @@ def _register_get(commands: Commands) -> None:
             "over to the destination and serves re-shares from there; config keep_received)"
         ),
     )
+
+
+def _add_fetching(parser: argparse.ArgumentParser) -> None:
+    """Whom it is fetched from, and how long to keep trying."""
     parser.add_argument(
         "--from",
         dest="providers",
@@ -311,7 +322,6 @@ def _register_get(commands: Commands) -> None:
         help="with a short code: give up when its sender does not answer within this time "
         "(default: %(default)g)",
     )
-    add_json(parser)
 
 
 def cmd_get(args: argparse.Namespace) -> int:

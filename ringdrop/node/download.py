@@ -214,6 +214,13 @@ class Download:
         self._account_present(collection)
         missing = self._missing(collection)
         check_download(self._store.path, (e.size for e in missing), self._name)
+        await self._fetch_members(source, missing)
+        self._keep()
+        return len(collection.entries)
+
+    async def _fetch_members(self, source: Source, missing: list[Member]) -> None:
+        """Fetches a folder's missing members: the small ones in batches spread over the
+        providers, the large ones each on its own, a few at a time."""
         # A small member with a download under way (from an older version) resumes as a file.
         started = {p.root for p in self._store.partials()}
         small = [m for m in missing if m.size <= SMALL_MAX and m.root not in started]
@@ -249,8 +256,6 @@ class Download:
             failed = _first(failures)
         if failed is not None:
             raise failed from None
-        self._keep()
-        return len(collection.entries)
 
     async def _connect_all(self) -> Source:
         """The sharer's source, and (with `more`) the other providers joining the pool as they

@@ -13,13 +13,13 @@ manifest admits it, from that owner, and of a ring it holds or from an owner it 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import ipaddress
 import logging
 import os
 import time
-from collections.abc import Callable, Hashable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
@@ -57,6 +57,7 @@ from ringdrop.protocol import (
 from ringdrop.store import OnExisting
 from ringdrop.ticket import Address
 from ringdrop.transport import Connection
+from ringdrop.transport.wake import woken
 
 if TYPE_CHECKING:
     from ringdrop.node.node import Node
@@ -115,6 +116,28 @@ class NewsEvent:
     reason: str | None = None
     via: str | None = None
     """How the member was reached, for an announcement: `direct ADDRESS` or `relay URL`."""
+
+    @classmethod
+    def about(
+        cls,
+        kind: EventKind,
+        entry: InboxEntry,
+        *,
+        path: str | None = None,
+        reason: str | None = None,
+    ) -> NewsEvent:
+        """The event, now, of an inbox entry on a member's side."""
+        return cls(
+            time.time(),
+            kind,
+            entry.owner,
+            entry.ring,
+            name=entry.name,
+            size=entry.size,
+            entry=entry.id,
+            path=path,
+            reason=reason,
+        )
 
 
 K = TypeVar("K", bound=Hashable)
@@ -271,22 +294,22 @@ def _first_root(news: News) -> bytes:
     return bytes(32) if root is None else root
 
 
-class Announcer:
-    """The owner's side, while it serves: tells each member its rings admit the news it has
-    not been told, at once when there is news, and again with backoff when a member cannot
-    be reached. A member heard from is tried again at once."""
+class _Rounds(ABC, Generic[K]):
+    """A task of the serving node: a round now, then again once woken or after `poll` seconds,
+    until cancelled. A round may start work for a key (a peer) in a task of its own, one at a
+    time per key and `PARALLEL` at most, not before the key's backoff allows; those tasks are
+    cancelled with the loop, and its database connection is closed."""
 
-    def __init__(self, node: Node, on_event: Callable[[NewsEvent], object]) -> None:
+    def __init__(self, node: Node, poll: float, *, wake_when_done: bool = False) -> None:
         self._node = node
-        self._on_event = on_event
-        self._backoff: Backoff[PeerId] = Backoff()
-        self._running: dict[PeerId, asyncio.Task[None]] = {}
+        self._poll = poll
+        self._wake_when_done = wake_when_done
         self._wake = asyncio.Event()
+        self._backoff: Backoff[K] = Backoff()
+        self._running: dict[K, asyncio.Task[None]] = {}
         self._db = DatabaseThread("ringdrop-news")
 
-    def heard_from(self, peer: PeerId) -> None:
-        """`peer` reached this node: a member that could not be reached can be now."""
-        self._backoff.reset(peer)
+    def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
@@ -294,12 +317,47 @@ class Announcer:
             while True:
                 await self._round()
                 self._wake.clear()
-                await _woken(self._wake, POLL)
+                await woken(self._wake, self._poll)
         finally:
             for task in self._running.values():
                 task.cancel()
             await asyncio.gather(*self._running.values(), return_exceptions=True)
             self._db.close()
+
+    @abstractmethod
+    async def _round(self) -> None: ...
+
+    def _may_start(self, key: K, now: float) -> bool:
+        return (
+            len(self._running) < PARALLEL
+            and key not in self._running
+            and self._backoff.ready(key, now)
+        )
+
+    def _start(self, key: K, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(work)
+        self._running[key] = task
+        task.add_done_callback(functools.partial(self._done, key))
+
+    def _done(self, key: K, _: asyncio.Task[None]) -> None:
+        self._running.pop(key, None)
+        if self._wake_when_done:
+            self._wake.set()
+
+
+class Announcer(_Rounds[PeerId]):
+    """The owner's side, while it serves: tells each member its rings admit the news it has
+    not been told, at once when there is news, and again with backoff when a member cannot
+    be reached. A member heard from is tried again at once."""
+
+    def __init__(self, node: Node, on_event: Callable[[NewsEvent], object]) -> None:
+        super().__init__(node, POLL, wake_when_done=True)
+        self._on_event = on_event
+
+    def heard_from(self, peer: PeerId) -> None:
+        """`peer` reached this node: a member that could not be reached can be now."""
+        self._backoff.reset(peer)
+        self._wake.set()
 
     async def _round(self) -> None:
         access, own = self._node._access, self._node.peer_id
@@ -309,17 +367,8 @@ class Announcer:
             by_peer.setdefault(delivery.peer, []).append(delivery)
         now = time.monotonic()
         for peer, deliveries in by_peer.items():
-            if len(self._running) >= PARALLEL:
-                break
-            if peer in self._running or not self._backoff.ready(peer, now):
-                continue
-            task = asyncio.create_task(self._deliver(peer, deliveries))
-            self._running[peer] = task
-            task.add_done_callback(functools.partial(self._done, peer))
-
-    def _done(self, peer: PeerId, _: asyncio.Task[None]) -> None:
-        self._running.pop(peer, None)
-        self._wake.set()
+            if self._may_start(peer, now):
+                self._start(peer, self._deliver(peer, deliveries))
 
     async def _deliver(self, peer: PeerId, deliveries: list[Delivery]) -> None:
         try:
@@ -392,7 +441,7 @@ class Announcer:
             )
 
 
-class CatchUp:
+class CatchUp(_Rounds[PeerId]):
     """A member's side, while it serves: asks the owner of each ring it holds (and of each ring
     it follows) for the news after the last it has, once each time it starts serving, and
     again when a new follow names the owner; an owner it cannot reach is tried again with
@@ -404,24 +453,10 @@ class CatchUp:
         on_arrived: Callable[[list[InboxEntry], bool], object],
         on_event: Callable[[NewsEvent], object],
     ) -> None:
-        self._node = node
+        super().__init__(node, FOLLOW_POLL)
         self._on_arrived = on_arrived
         self._on_event = on_event
-        self._backoff: Backoff[PeerId] = Backoff()
         self._asked: dict[PeerId, tuple[int, ...]] = {}
-        self._running: dict[PeerId, asyncio.Task[None]] = {}
-        self._db = DatabaseThread("ringdrop-news")
-
-    async def run(self) -> None:
-        try:
-            while True:
-                await self._round()
-                await asyncio.sleep(FOLLOW_POLL)
-        finally:
-            for task in self._running.values():
-                task.cancel()
-            await asyncio.gather(*self._running.values(), return_exceptions=True)
-            self._db.close()
 
     async def _round(self) -> None:
         access, own = self._node._access, self._node.peer_id
@@ -430,16 +465,8 @@ class CatchUp:
         now = time.monotonic()
         for owner in owners:
             followed = tuple(f.id for f in follows if f.owner == owner)
-            if self._asked.get(owner) == followed or owner in self._running:
-                continue
-            if len(self._running) >= PARALLEL or not self._backoff.ready(owner, now):
-                continue
-            task = asyncio.create_task(self._ask(owner, followed))
-            self._running[owner] = task
-            task.add_done_callback(functools.partial(self._done, owner))
-
-    def _done(self, owner: PeerId, _: asyncio.Task[None]) -> None:
-        self._running.pop(owner, None)
+            if self._asked.get(owner) != followed and self._may_start(owner, now):
+                self._start(owner, self._ask(owner, followed))
 
     async def _ask(self, owner: PeerId, followed: tuple[int, ...]) -> None:
         node = self._node
@@ -496,7 +523,7 @@ class CatchUp:
             after = max(a.sequence for a in announcements)
 
 
-class Follower:
+class Follower(_Rounds[int]):
     """A member's side, while it serves: fetches each new inbox entry of a followed ring into
     the follow's folder, one at a time, as `get` would (resuming, with the follow's policy for
     existing names). An entry larger than the follow's cap, one that does not fit on the disk
@@ -504,23 +531,8 @@ class Follower:
     reached is tried again later."""
 
     def __init__(self, node: Node, on_event: Callable[[NewsEvent], object]) -> None:
-        self._node = node
+        super().__init__(node, FOLLOW_POLL)
         self._on_event = on_event
-        self._wake = asyncio.Event()
-        self._backoff: Backoff[int] = Backoff()
-        self._db = DatabaseThread("ringdrop-news")
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    async def run(self) -> None:
-        try:
-            while True:
-                await self._round()
-                self._wake.clear()
-                await _woken(self._wake, FOLLOW_POLL)
-        finally:
-            self._db.close()
 
     async def _round(self) -> None:
         waiting = await self._db(self._node._access.followed)
@@ -536,7 +548,7 @@ class Follower:
         if max_size is not None and entry.size > max_size:
             note = f"larger than the follow's cap of {max_size} bytes"
             await self._db(node._access.set_inbox_state, entry.id, "new", note=note)
-            self._event("waiting", entry, reason=note)
+            self._on_event(NewsEvent.about("waiting", entry, reason=note))
             return
         try:
             received = await node.fetch_news(
@@ -545,49 +557,20 @@ class Follower:
         except (DiskFullError, ExistsError, ProtocolError) as error:
             note = str(error)
             await self._db(node._access.set_inbox_state, entry.id, "new", note=note)
-            self._event("waiting", entry, reason=note)
+            self._on_event(NewsEvent.about("waiting", entry, reason=note))
             return
         except TransferError as error:
             _, delay = self._backoff.failed(entry.id, time.monotonic())
-            self._event("waiting", entry, reason=f"{error}; again in {delay:g} s")
+            self._on_event(
+                NewsEvent.about("waiting", entry, reason=f"{error}; again in {delay:g} s")
+            )
             return
         except RingdropError as error:
             await self._db(node._access.set_inbox_state, entry.id, "new", note=str(error))
-            self._event("waiting", entry, reason=str(error))
+            self._on_event(NewsEvent.about("waiting", entry, reason=str(error)))
             return
         self._backoff.reset(entry.id)
-        self._event("fetched", entry, path=str(received.path))
-
-    def _event(
-        self,
-        kind: EventKind,
-        entry: InboxEntry,
-        *,
-        path: str | None = None,
-        reason: str | None = None,
-    ) -> None:
-        self._on_event(
-            NewsEvent(
-                time.time(),
-                kind,
-                entry.owner,
-                entry.ring,
-                name=entry.name,
-                size=entry.size,
-                entry=entry.id,
-                path=path,
-                reason=reason,
-            )
-        )
-
-
-async def _woken(wake: asyncio.Event, timeout: float) -> None:
-    """Waits until `wake` is set, `timeout` seconds at most. Not `asyncio.wait_for`: on Python
-    3.11 it returns, instead of raising, when the task is cancelled just as `wake` is set, and
-    a loop that waits with it runs on after serving ended."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
-            await wake.wait()
+        self._on_event(NewsEvent.about("fetched", entry, path=str(received.path)))
 
 
 def process_alive(pid: int | None) -> bool:

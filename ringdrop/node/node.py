@@ -443,6 +443,30 @@ class Node(Management):
         of it, or says it is finished (a receiver that had it all before fetches nothing), or
         its time is up; `Sent.offer` names it. A code that ends badly raises its
         `RendezvousError` (guessed, expired, taken)."""
+        rings = self._rings_to_send_to(path, text, rings, times, code, addresses)
+        tagged = {tag.name for tag in self._store.tags()}
+        share, added = self._share_for_send(path, text, rings, progress, addresses)
+        fetches = Fetches(self._to_fetch(share), times)
+        try:
+            return await self._serve_send(
+                share, fetches, code, expires, ready, on_event, on_fetched, on_sent, host
+            )
+        finally:
+            for ring in added:
+                self._access.detach(share.root, ring)
+            if share.root.hex() not in tagged:
+                self._store.delete_tag(share.root.hex())
+
+    def _rings_to_send_to(
+        self,
+        path: Path | None,
+        text: str | None,
+        rings: Sequence[str],
+        times: int,
+        code: ShortCode | None,
+        addresses: bool,
+    ) -> list[str]:
+        """Checks a `send`'s arguments before anything is hashed; the rings it will attach."""
         if (path is None) == (text is None):
             raise UsageError("give a file or folder to send, or a text, not both")
         if times < 1:
@@ -459,7 +483,18 @@ class Node(Management):
             from ringdrop.node.codes import rendezvous_relay
 
             rendezvous_relay(code, self.relays)  # no relay to meet on: say so before hashing
-        tagged = {tag.name for tag in self._store.tags()}
+        return rings
+
+    def _share_for_send(
+        self,
+        path: Path | None,
+        text: str | None,
+        rings: Sequence[str],
+        progress: ProgressFn | None,
+        addresses: bool,
+    ) -> tuple[Share, list[str]]:
+        """The share a `send` offers, attached to `rings`; and the rings it was not in before,
+        which the send detaches when it ends."""
         if path is not None:
             share = self.share(path, reference=True, progress=progress, addresses=addresses)
         else:
@@ -470,11 +505,22 @@ class Node(Management):
         for ring in added:
             self._access.attach(share.root, ring, name=share.name, format=share.format,
                                size=share.size)  # fmt: skip
-        share = dataclasses.replace(share, rings=tuple(sorted(before | set(added))))
-        needed = {share.root}
-        if share.format == "collection":
-            needed |= {e.root for e in self._store.collection(share.root).entries if e.size}
-        fetches = Fetches(needed, times)
+        return dataclasses.replace(share, rings=tuple(sorted(before | set(added)))), added
+
+    async def _serve_send(
+        self,
+        share: Share,
+        fetches: Fetches,
+        code: ShortCode | None,
+        expires: float | None,
+        ready: Callable[[Share], object] | None,
+        on_event: Callable[[ServeEvent], object] | None,
+        on_fetched: Callable[[Fetched], object] | None,
+        on_sent: Callable[[str, int], object] | None,
+        host: str,
+    ) -> Sent:
+        """Serves `share` until `fetches` says enough receivers have all of it (or its code's
+        receiver is done, or its time is up)."""
         over = asyncio.Event()
         offering: list[asyncio.Task[CodeOffer]] = []
 
@@ -518,11 +564,14 @@ class Node(Management):
                     offer.cancel()
                     with contextlib.suppress(asyncio.CancelledError, RingdropError):
                         await offer
-            for ring in added:
-                self._access.detach(share.root, ring)
-            if share.root.hex() not in tagged:
-                self._store.delete_tag(share.root.hex())
         return Sent(share, tuple(fetches.done))
+
+    def _to_fetch(self, share: Share) -> set[bytes]:
+        """What a receiver of `share` fetches: its root, and a folder's members with content."""
+        needed = {share.root}
+        if share.format == "collection":
+            needed |= {e.root for e in self._store.collection(share.root).entries if e.size}
+        return needed
 
     def _share_text(self, text: str, addresses: bool) -> Share:
         data = text.encode()
@@ -619,25 +668,10 @@ class Node(Management):
                 return [False] * len(peers)
             return serving[0].gate.knows(peers)
 
-        reach = Reach(
-            relay=await self.choose_home_relay(),
-            stun=self.stun_servers,
-            addresses=tuple((str(a.ip), a.port) for a in self._addresses_or_none()),
-            own=machine_ips(),
-        )
-        server = await serve(
-            self.identity,
-            self.config.port,
-            handler,
-            limits,
-            host=host,
-            reach=reach,
-            on_relay=on_relay,
-            known=known,
-        )
+        server, relay = await self._listen(handler, known, limits, host, on_relay)
         background: list[asyncio.Task[None]] = []
         if self.discovery.pkarr:
-            background.append(asyncio.create_task(self._publish(server, reach.relay, on_record)))
+            background.append(asyncio.create_task(self._publish(server, relay, on_record)))
         background.append(asyncio.create_task(self._keep_manifests_valid()))
         try:
             serving.append(await asyncio.to_thread(_Serving, self, on_event))
@@ -655,15 +689,38 @@ class Node(Management):
                 await asyncio.sleep(0.05)
         finally:
             opened.set()  # whatever waits for the gate stops waiting
-            for task in background:
-                task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await _cancel_all(background)
             await server.close()
             gate_open.cancel()
             if serving:
                 await serving[0].close(self)
+
+    async def _listen(
+        self,
+        handler: Callable[[PeerId, Request], Awaitable[Reply]],
+        known: Callable[[Sequence[PeerId]], Sequence[bool]],
+        limits: Limits | None,
+        host: str,
+        on_relay: Callable[[RelayState], object] | None,
+    ) -> tuple[Server, str | None]:
+        """Opens the port and the home relay's connection; the server, and the relay chosen."""
+        reach = Reach(
+            relay=await self.choose_home_relay(),
+            stun=self.stun_servers,
+            addresses=tuple((str(a.ip), a.port) for a in self._addresses_or_none()),
+            own=machine_ips(),
+        )
+        server = await serve(
+            self.identity,
+            self.config.port,
+            handler,
+            limits,
+            host=host,
+            reach=reach,
+            on_relay=on_relay,
+            known=known,
+        )
+        return server, reach.relay
 
     async def _keep_manifests_valid(self) -> None:
         """Signs this node's rings again while it serves, before their manifests' validity
@@ -873,31 +930,62 @@ class Node(Management):
     ) -> Received:
         keep = self.config.keep_received if keep is None else keep
         name = _safe_name(ticket)
-        root = ticket.content_hash
-        target = self.export_target(ticket, dest)
-        # A rerun after a crash in the export finishes it first: its result is already there.
-        finished = await asyncio.to_thread(self._store.finish_export, root)
-        done = finished is not None and (
-            finished == target or (existing == "rename" and finished.parent == target.parent)
-        )
-        if done:
-            assert finished is not None
-            target = finished
-        elif existing != "rename" and self._already_there(ticket, target):
-            done = True  # a rerun after the export finished: nothing to do, nor to refuse
-        elif os.path.lexists(target):
-            if existing == "refuse":
-                raise ExistsError(f"{target} already exists", path=str(target))
-            if existing == "rename":
-                target = free_name(target)
+        target, done = await self._plan_target(ticket, self.export_target(ticket, dest), existing)
         if ticket.size is not None and not done:
             self._check_space(ticket, name, target, keep)
         self._remember(ticket)
         tracker = source.tracker = Tracker(name, progress, retry.attempts)
-        format = ticket.format
+        download, stats = await self._download(ticket, source, swarm, tracker, retry)
+        self._record_rings(ticket, download)
+        if done:
+            tracker.update(state="done", force=True)
+            return _received(target, stats, source, download)
+        tracker.update(state="exporting")
+        result = await self._export(ticket, target, existing, keep)
+        tracker.update(state="done", force=True)
+        return _received(result.path, stats, source, download, result)
+
+    async def _plan_target(
+        self, ticket: Ticket, target: Path, existing: OnExisting
+    ) -> tuple[Path, bool]:
+        """Where the content goes, and whether it is already there: an export a crash cut
+        short is finished first, and a rerun of one that finished has nothing to do (nor to
+        refuse); any other file in the way is refused or stepped around, as `existing` says."""
+        finished = await asyncio.to_thread(self._store.finish_export, ticket.content_hash)
+        if finished is not None and (
+            finished == target or (existing == "rename" and finished.parent == target.parent)
+        ):
+            return finished, True
+        if existing != "rename" and self._already_there(ticket, target):
+            return target, True
+        if os.path.lexists(target):
+            if existing == "refuse":
+                raise ExistsError(f"{target} already exists", path=str(target))
+            if existing == "rename":
+                return free_name(target), False
+        return target, False
+
+    async def _download(
+        self,
+        ticket: Ticket,
+        source: _Source,
+        swarm: _Swarm,
+        tracker: Tracker,
+        retry: RetryPolicy,
+    ) -> tuple[Download, TransferStats]:
+        """Fetches into the store what it lacks of the ticket's content, from the sharer and
+        the swarm, and tells the swarm who served it."""
+        root, format = ticket.content_hash, ticket.format
         await asyncio.to_thread(self._forget_lost_references, root, format)
         download = Download(
-            self._store, source.connect, root, format, name, tracker, retry, more=swarm.more
+            self._store,
+            source.connect,
+            root,
+            format,
+            _safe_name(ticket),
+            tracker,
+            retry,
+            more=swarm.more,
         )
         try:
             source.started = time.monotonic()  # the origin of the download's own times
@@ -906,7 +994,12 @@ class Node(Management):
         finally:
             await source.close()
             await swarm.close()
-        if format == "collection":
+        return download, stats
+
+    def _record_rings(self, ticket: Ticket, download: Download) -> None:
+        """Records what a re-share of the received content needs to carry on."""
+        root = ticket.content_hash
+        if ticket.format == "collection":
             # Received folders can be re-shared: attaching one must cover its members.
             collection = download.collection
             if collection is None:
@@ -915,17 +1008,12 @@ class Node(Management):
         elif ticket.mtime_ns is not None or ticket.executable:
             # Kept, so that a ticket for it printed here (a re-share) carries them on.
             self._access.record_file(root, ticket.mtime_ns, ticket.executable)
-        if done:
-            tracker.update(state="done", force=True)
-            return Received(
-                target,
-                stats,
-                route=source.main_path(),
-                traffic=source.traffic_by_kind(),
-                paths=tuple(source.paths),
-                providers=dict(download.by_provider),
-            )
-        tracker.update(state="exporting")
+
+    async def _export(
+        self, ticket: Ticket, target: Path, existing: OnExisting, keep: bool
+    ) -> ExportResult:
+        """Puts the store's verified content at `target`."""
+        root = ticket.content_hash
         # The export runs on a thread, which cancelling this coroutine (Ctrl-C) cannot stop: it
         # checks this event at every progress step instead, and removes what it started.
         stop = threading.Event()
@@ -935,7 +1023,7 @@ class Node(Management):
                 raise _ExportStoppedError
 
         def export() -> ExportResult:
-            if format == "collection":
+            if ticket.format == "collection":
                 return self._store.export_collection(
                     root, target, existing=existing, keep=keep, progress=stop_if_asked
                 )
@@ -950,21 +1038,10 @@ class Node(Management):
             )
 
         try:
-            result = await asyncio.to_thread(export)
+            return await asyncio.to_thread(export)
         except asyncio.CancelledError:
             stop.set()
             raise
-        tracker.update(state="done", force=True)
-        return Received(
-            result.path,
-            stats,
-            route=source.main_path(),
-            traffic=source.traffic_by_kind(),
-            paths=tuple(source.paths),
-            moved=result.moved,
-            copied=result.copied,
-            providers=dict(download.by_provider),
-        )
 
     def _already_there(self, ticket: Ticket, target: Path) -> bool:
         """Whether `target` holds exactly the ticket's content, exported there earlier by this
@@ -1429,18 +1506,7 @@ class _Serving:
     def _arrived(self, entries: Sequence[InboxEntry], asked: bool) -> None:
         for entry in entries:
             kind: EventKind = "withdrawn" if entry.state == "withdrawn" else "arrived"
-            self._on_news(
-                NewsEvent(
-                    time.time(),
-                    kind,
-                    entry.owner,
-                    entry.ring,
-                    name=entry.name,
-                    size=entry.size,
-                    entry=entry.id,
-                    reason="asked" if asked else None,
-                )
-            )
+            self._on_news(NewsEvent.about(kind, entry, reason="asked" if asked else None))
         if entries and self._follower is not None:
             self._follower.wake()
 
@@ -1485,6 +1551,33 @@ class _Serving:
         # Commits every queued entry, waiting out another process's write lock.
         await asyncio.to_thread(self.logs.close)
         node._access.use_log_writer(None)
+
+
+def _received(
+    path: Path,
+    stats: TransferStats,
+    source: _Source,
+    download: Download,
+    result: ExportResult | None = None,
+) -> Received:
+    return Received(
+        path,
+        stats,
+        route=source.main_path(),
+        traffic=source.traffic_by_kind(),
+        paths=tuple(source.paths),
+        moved=0 if result is None else result.moved,
+        copied=0 if result is None else result.copied,
+        providers=dict(download.by_provider),
+    )
+
+
+async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class _ExportStoppedError(Exception):

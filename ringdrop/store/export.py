@@ -78,6 +78,7 @@ from ringdrop.store.progress import Meter, ProgressFn
 from ringdrop.store.space import check_export
 
 __all__ = [
+    "EXPORT_BATCH",
     "ExportResult",
     "OnExisting",
     "export_blob",
@@ -90,6 +91,8 @@ __all__ = [
 OnExisting = Literal["refuse", "force", "rename"]
 """What to do when the destination exists: refuse, overwrite it, or pick `name (1).ext`."""
 How = Literal["cloned", "linked", "copied", "written"]
+EXPORT_BATCH = 2048
+"""Members of a folder exported per read transaction, unless the store is given another."""
 
 # What the destination's file system says when it will not take what is written there.
 _UNWRITABLE = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
@@ -172,6 +175,7 @@ def export_collection(
     existing: OnExisting,
     keep: bool,
     progress: ProgressFn | None,
+    per_read: int = EXPORT_BATCH,
 ) -> ExportResult:
     """Writes the files of collection `root` into a new folder `dest`; returns where it went.
 
@@ -187,7 +191,7 @@ def export_collection(
     def build(parent: int, plan: _Plan, meter: Meter) -> None:
         os.mkdir(plan.temp.name, 0o777, dir_fd=parent)
         with open_dir(plan.temp) as base:
-            _fill_folder(db, layout, base, plan, collection.entries, sources, keep, meter)
+            _fill_folder(db, layout, base, plan, collection.entries, sources, keep, meter, per_read)
             _sync_small(base, plan)
             os.fsync(base)
 
@@ -289,11 +293,12 @@ def _fill_folder(
     sources: Sequence[_Source],
     keep: bool,
     meter: Meter,
+    per_read: int,
 ) -> None:
     seen: set[bytes] = set()
-    for start in range(0, len(entries), _BATCH):
-        batch = _loaded(db, sources[start : start + _BATCH])
-        for entry, source in zip(entries[start : start + _BATCH], batch, strict=True):
+    for start in range(0, len(entries), per_read):
+        batch = _loaded(db, sources[start : start + per_read])
+        for entry, source in zip(entries[start : start + per_read], batch, strict=True):
             # A root that appears twice is handed over once; its other appearances are copies,
             # so that editing one exported file cannot change another.
             first = entry.root not in seen
@@ -331,10 +336,6 @@ def _sync_small(base: int, plan: _Plan) -> None:
         return
     for path in plan.unsynced:
         fsync_file(path)
-
-
-_BATCH = 2048
-"""Members exported per read transaction."""
 
 
 def _fill_one(

@@ -33,14 +33,22 @@ from ringdrop.store.layout import Layout
 from ringdrop.store.progress import Meter, ProgressFn
 from ringdrop.store.tags import Format, Lease, Tag
 
-__all__ = ["ImportedCollection", "import_bytes", "import_directory", "import_file"]
+__all__ = ["ImportBatch", "ImportedCollection", "import_bytes", "import_directory", "import_file"]
 
-# A batch is committed when its inline bytes (held in memory until then) or its file count
-# reach these; the last batch is committed with the collection itself.
-# A commit costs one sync (milliseconds); 8,192 staged files cost ~10 MiB of memory beyond
-# their bytes, so a folder of 100,000 small files imports in ~40 MiB more than the walk.
-_BATCH_FILES = 8192
-_BATCH_BYTES = 16 << 20
+
+@dataclass(frozen=True)
+class ImportBatch:
+    """When a folder import commits what it has staged: once the batch's file count or its
+    inline bytes (held in memory until then) reach these; the last batch is committed with the
+    collection itself. A commit costs one sync (milliseconds); 8,192 staged files cost ~10 MiB
+    of memory beyond their bytes, so a folder of 100,000 small files imports in ~40 MiB more
+    than the walk."""
+
+    files: int = 8192
+    inline_bytes: int = 16 << 20
+
+
+DEFAULT_BATCH = ImportBatch()
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,7 @@ def import_directory(
     display_name: str | None,
     progress: ProgressFn | None,
     exclude: Sequence[str] = (),
+    batch: ImportBatch = DEFAULT_BATCH,
 ) -> ImportedCollection:
     folder = folder.absolute()
     scan = scan_directory(folder, exclude)
@@ -101,9 +110,7 @@ def import_directory(
     check_size(encoded_size(f.name for f in scan.files), len(scan.files))
     meter = Meter(sum(f.size for f in scan.files), progress, passes=blobs.passes(mode))
     entries: list[Entry] = []
-    batch: list[Staged] = []
-    batch_bytes = 0
-    protected: list[int] = []
+    staging = _Staging(db, layout, lease, batch)
     tree = Tree(folder, scan.folders)
     try:
         for file in scan.files:
@@ -116,37 +123,62 @@ def import_directory(
             entries.append(
                 Entry(file.name, staged.root, staged.size, file.mtime_ns, file.executable)
             )
-            batch.append(staged)
-            batch_bytes += staged.size
-            if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES:
-                with db.transaction() as conn:
-                    state.commit_all(conn, layout, batch)
-                    protected += lease.add(conn, [s.root for s in batch], "blob")
-                batch, batch_bytes = [], 0
+            staging.add(staged)
         collection = Collection(tuple(entries))
-        encoded = blobs.stage_bytes(layout, collection.encode())
-        batch.append(encoded)
-        with db.transaction() as conn:
-            state.commit_all(conn, layout, batch)
+        info, new_tag = staging.commit(collection, tag, display_name or folder.name)
+    finally:
+        tree.close()
+        staging.close()
+    return ImportedCollection(info, collection, new_tag, tuple(scan.skipped), scan.excluded)
+
+
+class _Staging:
+    """A folder import's staged files, committed a batch at a time under temp tags that keep
+    GC off them until the collection and its tag are committed."""
+
+    def __init__(self, db: Database, layout: Layout, lease: Lease, batch: ImportBatch) -> None:
+        self._db = db
+        self._layout = layout
+        self._lease = lease
+        self._batch = batch
+        self._staged: list[Staged] = []
+        self._bytes = 0
+        self._protected: list[int] = []
+
+    def add(self, staged: Staged) -> None:
+        self._staged.append(staged)
+        self._bytes += staged.size
+        if len(self._staged) >= self._batch.files or self._bytes >= self._batch.inline_bytes:
+            with self._db.transaction() as conn:
+                state.commit_all(conn, self._layout, self._staged)
+                self._protected += self._lease.add(conn, [s.root for s in self._staged], "blob")
+            self._staged, self._bytes = [], 0
+
+    def commit(
+        self, collection: Collection, tag: str | None, display_name: str
+    ) -> tuple[BlobInfo, Tag]:
+        """Commits the last batch with the collection and its tag, in one transaction."""
+        encoded = blobs.stage_bytes(self._layout, collection.encode())
+        self._staged.append(encoded)
+        with self._db.transaction() as conn:
+            state.commit_all(conn, self._layout, self._staged)
             info = blobs.get_blob(conn, encoded.root)
             assert info is not None
             new_tag = tags.set_tag(
-                conn,
-                tag or tags.default_tag_name(info.root),
-                info.root,
-                "collection",
-                display_name or folder.name,
+                conn, tag or tags.default_tag_name(info.root), info.root, "collection", display_name
             )
-            _drop_temp_tags(conn, protected)
-        protected = []
-    finally:
-        tree.close()
-        for s in batch:
+            _drop_temp_tags(conn, self._protected)
+        self._protected = []
+        return info, new_tag
+
+    def close(self) -> None:
+        """Discards what is staged and uncommitted; after a failure, lets GC have the batches
+        committed so far."""
+        for s in self._staged:
             s.discard()
-        if protected:
-            with db.transaction() as conn:
-                _drop_temp_tags(conn, protected)
-    return ImportedCollection(info, collection, new_tag, tuple(scan.skipped), scan.excluded)
+        if self._protected:
+            with self._db.transaction() as conn:
+                _drop_temp_tags(conn, self._protected)
 
 
 def _drop_temp_tags(conn: apsw.Connection, ids: list[int]) -> None:

@@ -26,6 +26,7 @@ from ringdrop.store.check import CheckReport, check_store
 from ringdrop.store.collection import Collection
 from ringdrop.store.db import Database, Migration
 from ringdrop.store.export import (
+    EXPORT_BATCH,
     ExportResult,
     OnExisting,
     export_blob,
@@ -34,7 +35,7 @@ from ringdrop.store.export import (
     read_collection,
 )
 from ringdrop.store.gc import GcReport, collect_garbage
-from ringdrop.store.importer import ImportedCollection
+from ringdrop.store.importer import DEFAULT_BATCH, ImportBatch, ImportedCollection
 from ringdrop.store.layout import Layout, default_data_dir
 from ringdrop.store.partial import PartialBlob, PartialInfo
 from ringdrop.store.progress import ProgressFn
@@ -64,11 +65,21 @@ class Store:
     Any number of processes may open the same directory. Each Store owns one database connection;
     share it between threads freely (transactions are serialised) but use each PartialBlob from
     one thread at a time. Close it (or use `with`) to release its temp tags promptly; if the
-    process dies they are released anyway.
+    process dies they are released anyway. `import_batch` says how much of a folder's import
+    is committed at a time, `export_batch` how many of its members an export reads at a time.
     """
 
-    def __init__(self, path: Path, migrations: Sequence[Migration] = MIGRATIONS) -> None:
+    def __init__(
+        self,
+        path: Path,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        *,
+        import_batch: ImportBatch = DEFAULT_BATCH,
+        export_batch: int = EXPORT_BATCH,
+    ) -> None:
         self.path = path
+        self._import_batch = import_batch
+        self._export_batch = export_batch
         self.layout = Layout(path)
         with translated(f"could not open the data directory {path}"):
             self.layout.create()
@@ -162,6 +173,7 @@ class Store:
             display_name=display_name,
             progress=progress,
             exclude=exclude,
+            batch=self._import_batch,
         )
 
     # -- reading ------------------------------------------------------------------------------
@@ -373,6 +385,7 @@ class Store:
             existing=existing,
             keep=keep,
             progress=progress,
+            per_read=self._export_batch,
         )
 
     @translating("could not finish an interrupted export")

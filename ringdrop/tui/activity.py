@@ -13,17 +13,14 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.timer import Timer
 from textual.widgets import DataTable, Label, Static
 
 from ringdrop.display import safe, short_hash, size, when
 from ringdrop.identity import PeerId
 from ringdrop.node import AccessLogEntry, Receipt, Upload
-from ringdrop.tui.pane import Pane, shown
+from ringdrop.tui.pane import LoadedPane, shown
 
 LIMIT = 200
-# A burst of served requests reloads the pane once, this long after the first of them.
-DEBOUNCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -35,8 +32,9 @@ class _Loaded:
     decisions: list[AccessLogEntry]
 
 
-class ActivityPane(Pane):
-    _pending: Timer | None = None
+class ActivityPane(LoadedPane):
+    # A burst of served requests reloads the pane once, this long after the first of them.
+    DEBOUNCE = 0.5
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -55,21 +53,6 @@ class ActivityPane(Pane):
             decisions.add_columns("when", "who", "what", "verdict", "reason")
             yield decisions
         yield Static("", classes="message", markup=False)
-
-    def on_mount(self) -> None:
-        self.reload()
-
-    def changed(self) -> None:
-        """Something was served: reload soon, once for a whole burst of requests."""
-        if self._pending is None:
-            self._pending = self.set_timer(DEBOUNCE, self._reload_now)
-
-    def _reload_now(self) -> None:
-        self._pending = None
-        self.reload()
-
-    def reload(self) -> None:
-        self._load()
 
     @work(thread=True, exclusive=True, group="activity", exit_on_error=False)
     def _load(self) -> None:

@@ -17,23 +17,19 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label, Static
 
 from ringdrop.display import safe, size, when
 from ringdrop.errors import RingdropError
 from ringdrop.node import InboxItem, Node, OnExisting
 from ringdrop.tui.dialogs import ask_existing
-from ringdrop.tui.pane import Pane, shown
+from ringdrop.tui.pane import LoadedPane, shown
 from ringdrop.tui.paths import PathSuggester
 from ringdrop.tui.receive import default_folder
 from ringdrop.tui.transfer import TransferView
 
-# A burst of news reloads the pane once, this long after the first of it.
-DEBOUNCE = 0.3
 
-
-class InboxPane(Pane):
+class InboxPane(LoadedPane):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("d", "dismiss", "Dismiss"),
     ]
@@ -45,7 +41,8 @@ class InboxPane(Pane):
             super().__init__()
             self.new = new
 
-    _pending: Timer | None = None
+    # A burst of news reloads the pane once, this long after the first of it.
+    DEBOUNCE = 0.3
 
     def __init__(self, node: Node, *, id: str | None = None) -> None:
         super().__init__(node, id=id)
@@ -70,21 +67,6 @@ class InboxPane(Pane):
             classes="message",
             markup=False,
         )
-
-    def on_mount(self) -> None:
-        self.reload()
-
-    def changed(self) -> None:
-        """News arrived: reload soon, once for a whole burst."""
-        if self._pending is None:
-            self._pending = self.set_timer(DEBOUNCE, self._reload_now)
-
-    def _reload_now(self) -> None:
-        self._pending = None
-        self.reload()
-
-    def reload(self) -> None:
-        self._load()
 
     @work(thread=True, exclusive=True, group="inbox", exit_on_error=False)
     def _load(self) -> None:

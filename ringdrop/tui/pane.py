@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from rich.text import Text
 from textual.containers import Vertical
+from textual.timer import Timer
 from textual.widgets import Static
 
 from ringdrop.display import safe
@@ -49,6 +50,35 @@ class Pane(Vertical):
             self.say(done)
         self.reload()
         return result
+
+
+class LoadedPane(Pane):
+    """A pane that reads the node in `_load`, a worker, and shows what it read from there:
+    loaded when mounted and on `reload`, and once for a whole burst of `changed` calls,
+    `DEBOUNCE` seconds after the first of them."""
+
+    DEBOUNCE: ClassVar[float]
+    _pending: Timer | None = None
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def changed(self) -> None:
+        """What the pane shows changed: reload soon, once for a whole burst."""
+        if self._pending is None:
+            self._pending = self.set_timer(self.DEBOUNCE, self._reload_now)
+
+    def _reload_now(self) -> None:
+        self._pending = None
+        self.reload()
+
+    def reload(self) -> None:
+        self._load()
+
+    def _load(self) -> object:
+        """Reads the node off the UI thread (a `@work(thread=True)` worker) and shows what it
+        read."""
+        raise NotImplementedError
 
 
 def shown(text: str | None) -> Text:

@@ -95,10 +95,7 @@ def test_killed_group_commits_leave_whole_groups_or_nothing(tmp_path: Path) -> N
     assert ever_committed, "no group was ever committed: the kills came too early to test anything"
 
 
-def test_a_folder_exports_in_batches_across_many_folders(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("ringdrop.store.export._BATCH", 7)  # members read per transaction
+def test_a_folder_exports_in_batches_across_many_folders(tmp_path: Path) -> None:
     source = tmp_path / "tree"
     expected = {}
     for i in range(60):
@@ -107,8 +104,9 @@ def test_a_folder_exports_in_batches_across_many_folders(
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         (source / name).write_bytes(data)
         expected[name] = data
-    imported = store.import_directory(source)
     dest = tmp_path / "out"
-    store.export_collection(imported.info.root, dest)
+    with Store(tmp_path / "store", export_batch=7) as store:  # members read per transaction
+        imported = store.import_directory(source)
+        store.export_collection(imported.info.root, dest)
     written = {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
     assert written == expected, "every file, and no temporary file left behind"

@@ -6,6 +6,7 @@ import contextlib
 import os
 import struct
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from ringdrop.store.collection import (
     check_size,
     encoded_size,
 )
+from ringdrop.store.importer import ImportBatch
 from tests.files import files_under, tree
 
 from .helpers import SAFE_PART
@@ -236,23 +238,38 @@ def test_decoding_a_mangled_encoding_raises_only_store_errors(
         Collection.decode(bytes(encoded))
 
 
+@pytest.fixture
+def small_batches(tmp_path: Path) -> Iterator[Store]:
+    """A store that commits a folder's import two files at a time."""
+    with Store(tmp_path / "store", import_batch=ImportBatch(files=2)) as store:
+        yield store
+
+
 def test_members_committed_in_batches_survive_gc_during_the_import(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_batches: Store, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("ringdrop.store.importer._BATCH_FILES", 2)
     content = make_tree(tmp_path / "src")
-    imported = store.import_directory(tmp_path / "src", progress=lambda done, total: store.gc())
-    with store.db.snapshot() as conn:
+    protected: list[int] = []  # temp tags held at each step
+
+    def collect(done: int, total: int) -> None:
+        with small_batches.db.snapshot() as conn:
+            count = conn.execute("SELECT count(*) FROM temp_tags").get
+        assert isinstance(count, int)
+        protected.append(count)
+        small_batches.gc()
+
+    imported = small_batches.import_directory(tmp_path / "src", progress=collect)
+    assert max(protected) > 0, "no batch was committed before the collection"
+    with small_batches.db.snapshot() as conn:
         assert conn.execute("SELECT count(*) FROM temp_tags").fetchall() == [(0,)]
-    store.gc()
-    store.export_collection(imported.info.root, tmp_path / "out")
+    small_batches.gc()
+    small_batches.export_collection(imported.info.root, tmp_path / "out")
     assert tree(tmp_path / "out") == content
 
 
 def test_a_failed_folder_import_leaves_nothing_protected(
-    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_batches: Store, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("ringdrop.store.importer._BATCH_FILES", 2)
     make_tree(tmp_path / "src")
     calls = 0
 
@@ -263,7 +280,7 @@ def test_a_failed_folder_import_leaves_nothing_protected(
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        store.import_directory(tmp_path / "src", progress=fail_late)
-    store.gc()
-    assert store.blobs() == []
-    assert files_under(store.path / "tmp") == []
+        small_batches.import_directory(tmp_path / "src", progress=fail_late)
+    small_batches.gc()
+    assert small_batches.blobs() == []
+    assert files_under(small_batches.path / "tmp") == []
