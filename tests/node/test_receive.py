@@ -50,12 +50,11 @@ class Disk:
 @pytest.fixture
 def out(receiver: Node, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A destination on one pretend file system with the receiver's data directory, with room
-    for the content once and a half."""
+    for the content once and a half beside what the data directory holds already."""
     out = tmp_path / "out"
     out.mkdir()
-    monkeypatch.setattr(
-        "ringdrop.store.files.os.statvfs", Disk(SIZE * 3 // 2, receiver.data_dir, out)
-    )
+    capacity = used_below(receiver.data_dir) + SIZE * 3 // 2
+    monkeypatch.setattr("ringdrop.store.files.os.statvfs", Disk(capacity, receiver.data_dir, out))
     return out
 
 
