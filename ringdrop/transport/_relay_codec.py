@@ -96,7 +96,7 @@ class DeniesAuth:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Datagrams:
     """RelayDatagram or a batch of them, from the peer whose key is `source` (none if empty)."""
 

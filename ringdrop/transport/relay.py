@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 from ringdrop.errors import ProtocolError, TransferError
 from ringdrop.identity import Identity
 from ringdrop.transport import _relay_codec as codec
-from ringdrop.transport._relay_codec import MAX_DATAGRAM, MAX_PAYLOAD, V1, V2
+from ringdrop.transport._relay_codec import MAX_DATAGRAM, MAX_PAYLOAD, V1, V2, Datagrams, decode
 
 __all__ = [
     "MAX_DATAGRAM",
@@ -476,12 +476,12 @@ class RelayClient:
 
     def _on_frame(self, message: bytes) -> None:
         try:
-            frame = codec.decode(message, self.protocol)
+            frame = decode(message, self.protocol)
         except ProtocolError as error:
             # Skipped, not fatal: a newer server's additions must not cost us the connection.
             self._invalid(str(error))
             return
-        if isinstance(frame, codec.Datagrams):
+        if isinstance(frame, Datagrams):
             if not frame.datagrams:
                 return  # no datagram in it: nothing to deliver
             try:
