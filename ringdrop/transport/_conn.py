@@ -5,9 +5,11 @@ on their decisions; they never touch a socket, a task or a clock."""
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum, auto
 from types import MappingProxyType
+from typing import TypeVar
 
 from ringdrop.errors import LocalProtocolError, ProtocolError
 from ringdrop.identity import PeerId
@@ -47,6 +49,8 @@ AUTH_STREAM = 0
 """The client's first stream: authentication (tickets/PROTOCOL.md)."""
 _MAX_REASON = 1000
 _PATHS_FIRST = bytes([PathsChannel.FIRST_BYTE])
+_P = TypeVar("_P", bound=Enum)
+_T = TypeVar("_T", bound=Enum)
 
 
 class Route(Enum):
@@ -397,10 +401,7 @@ class ServerConnection:
             del self._streams[stream_id]
 
     def _step(self, trigger: Trigger) -> None:
-        following = SERVER_TRANSITIONS.get((self.phase, trigger))
-        if following is None:
-            raise LocalProtocolError(f"{trigger.value} in {self.phase.name}")
-        self.phase = following
+        self.phase = _move(SERVER_TRANSITIONS, self.phase, trigger)
 
 
 class ClientConnection:
@@ -440,7 +441,12 @@ class ClientConnection:
         return Route.REQUEST if stream_id % 4 == 0 else Route.IGNORED
 
     def _step(self, trigger: ClientTrigger) -> None:
-        following = CLIENT_TRANSITIONS.get((self.phase, trigger))
-        if following is None:
-            raise LocalProtocolError(f"{trigger.value} in {self.phase.name}")
-        self.phase = following
+        self.phase = _move(CLIENT_TRANSITIONS, self.phase, trigger)
+
+
+def _move(table: Mapping[tuple[_P, _T], _P], phase: _P, trigger: _T) -> _P:
+    """The phase `trigger` leads to from `phase`; a move the table lacks is this side's bug."""
+    following = table.get((phase, trigger))
+    if following is None:
+        raise LocalProtocolError(f"{trigger.value} in {phase.name}")
+    return following
