@@ -67,6 +67,11 @@ class HostilePeer(QuicConnectionProtocol):
         self._quic.send_stream_data(stream_id, data, end_stream)
         self.transmit()
 
+    def abandon(self, stream_id: int, error_code: int = 0) -> None:
+        """Reset our side of the stream (RESET_STREAM)."""
+        self._quic.reset_stream(stream_id, error_code)
+        self.transmit()
+
     def open_stream(self, unidirectional: bool = False) -> int:
         return self._quic.get_next_available_stream_id(is_unidirectional=unidirectional)
 

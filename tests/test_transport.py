@@ -358,6 +358,17 @@ async def too_many_candidates(peer: HostilePeer) -> None:
     peer.write(peer.open_stream(), struct.pack(">BIB", PathsChannel.FIRST_BYTE, 1, count))
 
 
+async def authentication_abandoned(peer: HostilePeer) -> None:
+    await peer.challenge()
+    peer.abandon(AUTH_STREAM)
+
+
+async def candidates_piled_up_before_the_proof(peer: HostilePeer) -> None:
+    await peer.challenge()
+    # Held until the proof, up to a request's size: one byte more is too many.
+    peer.write(peer.open_stream(), bytes([PathsChannel.FIRST_BYTE]) + bytes(MAX_REQUEST_BYTES))
+
+
 @pytest.mark.parametrize(
     ("attack", "reason"),
     [
@@ -366,6 +377,8 @@ async def too_many_candidates(peer: HostilePeer) -> None:
         (authentication_ended_without_a_proof, "middle of the exchange"),
         (a_stream_of_a_kind_ringdrop_never_uses, "kind of stream ringdrop never uses"),
         (too_many_candidates, "a candidate list of a bad length"),
+        (authentication_abandoned, "abandoned authentication"),
+        (candidates_piled_up_before_the_proof, "too many candidates"),
     ],
 )
 async def test_a_connection_that_breaks_the_protocol_is_closed_and_others_are_served(

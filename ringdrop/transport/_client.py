@@ -64,6 +64,7 @@ from ringdrop.transport._backend import (
     is_loopback,
 )
 from ringdrop.transport._candidates import refusal
+from ringdrop.transport._conn import AUTH_STREAM, ClientConnection, Route
 from ringdrop.transport._link import (
     CANCELLED,
     INTERNAL_ERROR,
@@ -86,7 +87,6 @@ MAX_DIALLED = 8
 STAGGER = 0.05
 """Seconds between the starts of two attempts (RFC 8305's Connection Attempt Delay, which it
 sets at 250 ms for TCP over the Internet; a QUIC handshake on a LAN takes a few ms)."""
-_AUTH_STREAM = 0
 _STUN_TIMEOUT = 3.0
 # A consumer slower than the network makes content pile up; past this much, the link holds
 # what arrives until the consumer has caught up to the low mark: qh3 keeps it, and the sender's
@@ -707,10 +707,10 @@ class _ClientLink(Link):
         self.authenticated.add_done_callback(_quiet)
         self._dialer = dialer
         self._auth = ClientAuth(identity, peer_id)
+        self._conn = ClientConnection(peer_id)
         self._exchanges: dict[int, ResponseBody] = {}
         self._queued = 0
         self._channel = PathsChannel()
-        self._paths_stream: int | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     def share_candidates(self, local_ips: Sequence[str]) -> None:
@@ -721,8 +721,9 @@ class _ClientLink(Link):
         public = self._dialer.public_address()
         if public is not None and public not in ours:
             ours.append(public)
-        self._paths_stream = self.quic.get_next_available_stream_id()
-        self.send(self._paths_stream, self._channel.send(Candidates(tuple(ours))))
+        stream_id = self.quic.get_next_available_stream_id()
+        self._conn.open_paths(stream_id)
+        self.send(stream_id, self._channel.send(Candidates(tuple(ours))))
         if public is None:
             task = self._loop.create_task(self._send_public())
             self._background.add(task)
@@ -730,8 +731,9 @@ class _ClientLink(Link):
 
     async def _send_public(self) -> None:
         found = await self._dialer.wait_public_address()
-        if found is not None and self._paths_stream is not None and self.is_open:
-            self.send(self._paths_stream, self._channel.send(Candidates((found,))))
+        stream_id = self._conn.paths_stream
+        if found is not None and stream_id is not None and self.is_open:
+            self.send(stream_id, self._channel.send(Candidates((found,))))
 
     def now(self) -> float:
         return self._loop.time()
@@ -740,6 +742,7 @@ class _ClientLink(Link):
         """Start a request on a new stream."""
         if self.error is not None:
             raise self.error
+        self._conn.open_request()
         stream_id = self.quic.get_next_available_stream_id()
         exchange = self._exchanges[stream_id] = ResponseBody(self, stream_id, request)
         return exchange
@@ -770,7 +773,7 @@ class _ClientLink(Link):
 
     def on_handshake(self) -> None:
         key = self.backend.peer_key(self.quic)
-        if key != self.peer_id.raw:
+        if not self._conn.handshake(key):
             actual = "a key that is not Ed25519" if key is None else str(PeerId(key))
             error = WrongPeerError(
                 f"Expected the sharer {self.peer_id}, but {actual} answered. The ticket's "
@@ -783,12 +786,17 @@ class _ClientLink(Link):
         if not self._dialer.verified(self):
             self.close(NO_ERROR, "", TransferError("Another way answered first."))
             return
-        self.send(_AUTH_STREAM, self._auth.hello())
+        self.send(AUTH_STREAM, self._auth.hello())
 
     def on_stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
-        if stream_id == _AUTH_STREAM:
+        # Content first: it is nearly every call.
+        if (exchange := self._exchanges.get(stream_id)) is not None:
+            exchange._receive(data, end_stream)
+            return
+        route = self._conn.route(stream_id)
+        if route is Route.AUTH:
             self._on_auth_data(data, end_stream)
-        elif stream_id == self._paths_stream:
+        elif route is Route.PATHS:
             try:
                 found = self._channel.receive_data(data)
             except ProtocolError as error:
@@ -796,8 +804,6 @@ class _ClientLink(Link):
                 return
             for candidates in found:
                 self.paths.add_candidates(candidates.addresses)
-        elif (exchange := self._exchanges.get(stream_id)) is not None:
-            exchange._receive(data, end_stream)
 
     def on_stream_reset(self, stream_id: int, error_code: int) -> None:
         exchange = self._exchanges.get(stream_id)
@@ -827,7 +833,8 @@ class _ClientLink(Link):
             self.close(PROTOCOL_ERROR, str(error), TransferError(str(error)))
             return
         if any(isinstance(event, Challenge) for event in events):
-            self.send(_AUTH_STREAM, self._auth.prove(), end_stream=True)
+            self._conn.challenged()
+            self.send(AUTH_STREAM, self._auth.prove(), end_stream=True)
             self.authenticated.set_result(None)
 
 

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import os
 import socket
-import unicodedata
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,7 +14,6 @@ from ringdrop.errors import LocalProtocolError, ProtocolError, RingdropError, Tr
 from ringdrop.identity import Identity, PeerId
 from ringdrop.protocol import (
     MAX_CANDIDATES,
-    MAX_REQUEST_BYTES,
     NONCE_BYTES,
     Candidates,
     Catalog,
@@ -25,15 +23,12 @@ from ringdrop.protocol import (
     Info,
     MembersRequest,
     News,
-    PathsChannel,
     PeerAuthenticated,
     Request,
     Responder,
     ResponseHeader,
     ServerAuth,
     State,
-    StreamEnded,
-    encode,
 )
 from ringdrop.transport._admission import (
     Admission,
@@ -52,6 +47,15 @@ from ringdrop.transport._backend import (
     backend_for,
     is_loopback,
 )
+from ringdrop.transport._conn import (
+    AUTH_STREAM,
+    Counts,
+    Refuse,
+    Route,
+    ServerConnection,
+    Start,
+    clean_reason,
+)
 from ringdrop.transport._link import (
     CANCELLED,
     INTERNAL_ERROR,
@@ -69,9 +73,7 @@ __all__ = ["Handler", "Limits", "Reach", "Reply", "Server", "serve"]
 
 _log = logging.getLogger("ringdrop.transport")
 
-_AUTH_STREAM = 0
 _CID_LENGTH = 8  # both libraries' default connection id length
-_MAX_REASON = 1000
 _STUN_REFRESH = 300.0
 _STUN_RETRY = 30.0
 _OPENS_PATHS = (GetRequest, MembersRequest, CatalogRequest)
@@ -210,14 +212,15 @@ class Server:
         self._tls = TlsIdentity.of(identity)
         self._links: dict[bytes, _ServerLink] = {}
         self._connections: set[_ServerLink] = set()
-        # Connections whose peer proved its key: what `max_connections` counts. Half-open ones
-        # are bounded apart (admission), so forged Initials never take an honest peer's slot.
-        self.established = 0
-        self._by_host: dict[str, int] = {}
+        # Seats of connections whose peer proved its key: what `max_connections` counts.
+        # Half-open ones are bounded apart (admission), so forged Initials never take an
+        # honest peer's slot.
+        self.counts = Counts(
+            limits.max_connections, limits.max_connections_per_host, limits.max_requests
+        )
         self._known = known
         self._seating: set[asyncio.Task[None]] = set()
         self.evicted = 0
-        self.serving = 0
         loop = asyncio.get_running_loop()
         self.admission = Admission(
             AdmissionLimits(
@@ -255,6 +258,11 @@ class Server:
     @property
     def port(self) -> int:
         return self.endpoint.port
+
+    @property
+    def established(self) -> int:
+        """Connections served now (their peers proved their keys and got seats)."""
+        return self.counts.established
 
     @property
     def relay_state(self) -> RelayState | None:
@@ -300,7 +308,7 @@ class Server:
 
     def seat(self, link: _ServerLink) -> None:
         """`link`'s peer proved its key: establish it if there is room, else decide who goes."""
-        if self._has_room(link.host):
+        if self.counts.has_room(link.host):
             self._establish(link)
             if self._known is not None:
                 self._look_up([link])
@@ -309,21 +317,12 @@ class Server:
         self._seating.add(task)
         task.add_done_callback(self._seating.discard)
 
-    def unseat(self, link: _ServerLink) -> None:
-        self.established -= 1
-        if link.host is not None:
-            left = self._by_host[link.host] - 1
-            if left:
-                self._by_host[link.host] = left
-            else:
-                del self._by_host[link.host]  # so the table never outgrows the connections
-
     def _could_make_room(self) -> bool:
         """Whether a newcomer could get a connection: there is room, or a stranger's connection
         might make room for it once it proves its key (a known peer may take any stranger's;
         a stranger only one past its grace without an allowed request). If not, it is refused
         at once, before the handshake."""
-        if self.established < self.limits.max_connections:
+        if self.counts.established < self.limits.max_connections:
             return True
         now = asyncio.get_running_loop().time()
         grace = self.limits.stranger_grace
@@ -334,17 +333,9 @@ class Server:
                 return True
         return False
 
-    def _has_room(self, host: str | None) -> bool:
-        if self.established >= self.limits.max_connections:
-            return False
-        return host is None or self._by_host.get(host, 0) < self.limits.max_connections_per_host
-
     def _establish(self, link: _ServerLink) -> None:
         if not link.is_open:
             return  # it ended while its seat was being decided
-        self.established += 1
-        if link.host is not None:
-            self._by_host[link.host] = self._by_host.get(link.host, 0) + 1
         link.established(asyncio.get_running_loop().time())
 
     def _look_up(self, links: list[_ServerLink]) -> None:
@@ -372,7 +363,7 @@ class Server:
             link.known = False
         if not link.is_open:
             return
-        if not self._has_room(link.host):
+        if not self.counts.has_room(link.host):
             victim = self._victim(link, asyncio.get_running_loop().time())
             if victim is None:
                 link.refuse()
@@ -386,7 +377,7 @@ class Server:
         docstring): from the newcomer's host when that host is at its cap."""
         seated = [link for link in self._connections if link.is_seated and link.known is False]
         host = newcomer.host
-        if host is not None and self._by_host.get(host, 0) >= self.limits.max_connections_per_host:
+        if host is not None and self.counts.host_full(host):
             seated = [link for link in seated if link.host == host]  # frees both caps
         if not newcomer.known:
             grace = self.limits.stranger_grace
@@ -489,15 +480,6 @@ def _destination(data: bytes) -> tuple[bytes, bool] | None:
     return data[1 : 1 + _CID_LENGTH], False
 
 
-@dataclass(slots=True)
-class _Exchange:
-    """One request stream: its state machine, and whether each side of it is finished."""
-
-    responder: Responder
-    served: bool = False
-    received_all: bool = False
-
-
 class _ServerLink(Link):
     """One client's connection: authenticates it, then serves its requests."""
 
@@ -512,27 +494,14 @@ class _ServerLink(Link):
     ) -> None:
         super().__init__(backend, quic, paths, server.limits.send_buffer)
         self.refuse_when_ready = False
-        self.host = host
-        """The host it counts against per-host caps (None: not counted, a relayed peer)."""
-        self.peer: PeerId | None = None
-        """The key the peer proved (before it has a seat, too)."""
         self.known: bool | None = None
         """Whether the node knows the peer (None: not asked yet)."""
-        self.allowed = False
-        """Whether the peer has made an allowed request on this connection."""
         self.since = 0.0
-        self.is_seated = False
         self._server = server
         self._slot = slot
-        self._channel: PathsChannel | None = None
-        self._paths_stream: int | None = None
-        self._early_paths = b""
-        self._offered: list[tuple[str, int]] = []
-        self._told = False
+        # Relayed peers' host is None: not counted per host (the relay hides their address).
+        self._conn = ServerConnection(server.counts, server.limits.max_streams, host)
         self._auth = ServerAuth(server.peer_id, os.urandom(NONCE_BYTES))
-        self._peer: PeerId | None = None
-        self._exchanges: dict[int, _Exchange] = {}
-        self._waiting: list[tuple[int, Request]] = []
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._auth_deadline = self._loop.call_later(
             server.limits.auth_timeout, self._auth_timed_out
@@ -540,6 +509,25 @@ class _ServerLink(Link):
         self._handshake_deadline = self._loop.call_later(
             server.limits.handshake_timeout, self._handshake_timed_out
         )
+
+    @property
+    def host(self) -> str | None:
+        """The host it counts against per-host caps (None: not counted)."""
+        return self._conn.host
+
+    @property
+    def peer(self) -> PeerId | None:
+        """The key the peer proved (before it has a seat, too)."""
+        return self._conn.peer
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the peer has made an allowed get, members or catalog request."""
+        return self._conn.allowed
+
+    @property
+    def is_seated(self) -> bool:
+        return self._conn.seated
 
     def flush(self) -> None:
         if self.is_open and not self.backend.has_path(self.quic):
@@ -591,18 +579,17 @@ class _ServerLink(Link):
     def established(self, now: float) -> None:
         """Admitted among the connections served: requests flow from now on."""
         assert self.peer is not None
-        self.is_seated, self.since = True, now
+        self.since = now
         if self._server._known is None:
             self.known = False  # the node knows nobody: everyone is a stranger
-        self._peer = self.peer
         self.paths.set_peer(self.peer.raw)
         self.paths.start()
-        if self._paths_stream is not None:
-            early, self._early_paths = self._early_paths, b""
-            self._on_paths_data(self._paths_stream, early)
-        for stream_id, request in self._waiting:
-            self._start(stream_id, request)
-        self._waiting.clear()
+        try:
+            decisions = self._conn.seat()
+        except ProtocolError as error:
+            self._close_for(error)
+            return
+        self._act(decisions)
 
     def _failed(self, doing: str) -> None:
         """A bug (ours or the QUIC library's) costs this connection, never the server."""
@@ -632,48 +619,38 @@ class _ServerLink(Link):
             self._server._remove_connection_id(connection_id)
 
     def on_stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
-        if stream_id == _AUTH_STREAM:
-            self._on_auth_data(data, end_stream)
-        elif stream_id % 4 != 0:
-            self._close_for(ProtocolError("The peer opened a kind of stream ringdrop never uses."))
-        elif stream_id == self._paths_stream or (
-            self._paths_stream is None
-            and stream_id not in self._exchanges
-            and data[:1] == bytes([PathsChannel.FIRST_BYTE])
-        ):
-            self._on_paths_data(stream_id, data)
-        else:
-            self._on_request_data(stream_id, data, end_stream)
+        try:
+            route = self._conn.route(stream_id, data)
+            if route is Route.AUTH:
+                self._on_auth_data(data, end_stream)
+            elif route is Route.PATHS:
+                self._conn.paths_data(data)
+                self._exchange_candidates()
+            else:
+                self._act(self._conn.request_data(stream_id, data, end_stream))
+        except ProtocolError as error:
+            self._close_for(error)
 
     def on_stream_reset(self, stream_id: int, error_code: int) -> None:
-        if stream_id == _AUTH_STREAM:
-            self._close_for(ProtocolError("The peer abandoned authentication."))
+        try:
+            cancel = self._conn.reset(stream_id)
+        except ProtocolError as error:
+            self._close_for(error)
             return
-        self.on_stop_sending(stream_id, error_code)
-        exchange = self._exchanges.get(stream_id)
-        if exchange is not None:
-            exchange.received_all = True
-            self._forget_if_done(stream_id)
+        if cancel:
+            self._tasks[stream_id].cancel()
 
     def on_stop_sending(self, stream_id: int, error_code: int) -> None:
         """The requester gave up: stop serving, and drop a request still waiting for auth."""
-        task = self._tasks.get(stream_id)
-        if task is not None:
-            task.cancel()
-        self._waiting = [(sid, request) for sid, request in self._waiting if sid != stream_id]
-        exchange = self._exchanges.get(stream_id)
-        if exchange is not None and task is None:
-            exchange.served = True
-            self._forget_if_done(stream_id)
+        if self._conn.stopped(stream_id):
+            self._tasks[stream_id].cancel()
 
     def on_terminated(self, error: TransferError) -> None:
         self._auth_deadline.cancel()
         self._handshake_deadline.cancel()
         if self._slot is not None:
             self._slot.release()
-        if self.is_seated:
-            self.is_seated = False
-            self._server.unseat(self)
+        self._conn.close()
         for task in self._tasks.values():
             task.cancel()
         self._server._forget(self)
@@ -686,118 +663,53 @@ class _ServerLink(Link):
             return
         for event in events:
             if isinstance(event, Hello):
-                self.send(_AUTH_STREAM, self._auth.challenge(), end_stream=True)
+                self.send(AUTH_STREAM, self._auth.challenge(), end_stream=True)
             elif isinstance(event, PeerAuthenticated):
                 self._auth_deadline.cancel()
                 self._handshake_deadline.cancel()  # streams flow only after a handshake
                 if self._slot is not None:
                     self._slot.release()
-                self.peer = event.peer_id
+                self._conn.proved(event.peer_id)
                 self._server.seat(self)
 
-    def _on_paths_data(self, stream_id: int, data: bytes) -> None:
-        """The client's candidates, held until it has made an allowed request; then they are
-        probed, and answered with ours (a stranger learns nothing of our addresses, and
-        cannot direct our pings)."""
-        if self._peer is None:
-            self._paths_stream = stream_id
-            if len(self._early_paths) + len(data) > MAX_REQUEST_BYTES:
-                self._close_for(ProtocolError("The peer sent too many candidates."))
-                return
-            self._early_paths += data
-            return
-        if self._channel is None:
-            self._channel = PathsChannel()
-            self._paths_stream = stream_id
-        try:
-            found = self._channel.receive_data(data)
-        except ProtocolError as error:
-            self._close_for(error)
-            return
-        for candidates in found:
-            room = MAX_CANDIDATES - len(self._offered)
-            self._offered += candidates.addresses[: max(0, room)]
-        self._exchange_candidates()
-
     def _exchange_candidates(self) -> None:
-        if not self.allowed or self._channel is None or self._paths_stream is None:
+        """Once the peer made an allowed request: its candidates are probed, and answered with
+        ours (a stranger learns nothing of our addresses, and cannot direct our pings)."""
+        exchanged = self._conn.exchange(Candidates(self._server.candidates()))
+        if exchanged is None:
             return
-        if not self._told:
-            self._told = True
-            ours = Candidates(self._server.candidates())
-            self.send(self._paths_stream, self._channel.send(ours))
-        offered, self._offered = self._offered, []
+        wire, offered = exchanged
+        if wire:
+            assert self._conn.paths_stream is not None
+            self.send(self._conn.paths_stream, wire)
         self.paths.add_candidates(offered)
 
     def _on_allowed(self) -> None:
         """The peer made an allowed request: a peer, not a stranger, for the path layer."""
-        if not self.allowed and self.is_open:
-            self.allowed = True
+        if self.is_open and self._conn.allow():
             self.paths.allow_probing()
             self._exchange_candidates()
 
-    def _on_request_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
-        exchange = self._exchanges.get(stream_id)
-        if exchange is None:
-            exchange = self._exchanges[stream_id] = _Exchange(Responder())
-            if len(self._exchanges) > self._server.limits.max_streams:
-                limit = self._server.limits.max_streams
-                self._refuse(stream_id, ResponseHeader("busy", f"at most {limit} requests at once"))
-                return
-        if exchange.served:
-            exchange.received_all = exchange.received_all or end_stream
-            self._forget_if_done(stream_id)
-            return
-        try:
-            events = exchange.responder.receive_data(data, end_stream)
-        except ProtocolError as error:
-            self._refuse(stream_id, ResponseHeader("error", _reason(f"Bad request: {error}")))
-            return
-        for event in events:
-            if isinstance(event, Request):
-                if self._peer is None:
-                    self._waiting.append((stream_id, event))
-                else:
-                    self._start(stream_id, event)
-            elif isinstance(event, StreamEnded):
-                exchange.received_all = True
-                self._forget_if_done(stream_id)
+    def _act(self, decisions: list[Start | Refuse]) -> None:
+        for decision in decisions:
+            if isinstance(decision, Refuse):
+                # A refusal is the whole answer: the rest of the request is discarded.
+                self.send(decision.stream_id, decision.wire, end_stream=True)
+                self.stop_receiving(decision.stream_id, PROTOCOL_ERROR)
+            else:
+                self._start(decision)
 
-    def _refuse(self, stream_id: int, header: ResponseHeader) -> None:
-        """Answer with a refusal at once and discard the rest of the request."""
-        exchange = self._exchanges[stream_id]
-        responder = exchange.responder
-        # A responder that saw the request break the protocol is in ERROR and sends nothing;
-        # the refusal is then the server's own, which PROTOCOL.md allows at any point.
-        wire = encode(header) if responder.state is State.ERROR else responder.send_header(header)
-        self.send(stream_id, wire, end_stream=True)
-        exchange.served = True
-        self.stop_receiving(stream_id, PROTOCOL_ERROR)
-
-    def _start(self, stream_id: int, request: Request) -> None:
-        assert self._peer is not None
-        limit = self._server.limits.max_requests
-        if self._server.serving >= limit:
-            self._refuse(stream_id, ResponseHeader("busy", f"serving {limit} requests already"))
-            return
-        responder = self._exchanges[stream_id].responder
-        task = asyncio.create_task(self._serve(stream_id, responder, self._peer, request))
+    def _start(self, start: Start) -> None:
+        peer = self._conn.peer
+        assert peer is not None
+        stream_id = start.stream_id
+        task = asyncio.create_task(self._serve(stream_id, start.responder, peer, start.request))
         self._tasks[stream_id] = task
-        self._server.serving += 1
         task.add_done_callback(lambda _: self._served(stream_id))
 
     def _served(self, stream_id: int) -> None:
-        self._server.serving -= 1
         self._tasks.pop(stream_id, None)
-        exchange = self._exchanges.get(stream_id)
-        if exchange is not None:
-            exchange.served = True
-            self._forget_if_done(stream_id)
-
-    def _forget_if_done(self, stream_id: int) -> None:
-        exchange = self._exchanges[stream_id]
-        if exchange.served and exchange.received_all:
-            del self._exchanges[stream_id]
+        self._conn.served(stream_id)
 
     async def _serve(
         self, stream_id: int, responder: Responder, peer: PeerId, request: Request
@@ -805,7 +717,7 @@ class _ServerLink(Link):
         try:
             reply = await self._server.handler(peer, request)
         except RingdropError as error:
-            reply = Reply(ResponseHeader("error", _reason(str(error))))
+            reply = Reply(ResponseHeader("error", clean_reason(str(error))))
         except Exception:
             _log.exception("The request handler failed on %s from %s", request, peer)
             reply = Reply(ResponseHeader("error", "the sharer hit an internal error"))
@@ -860,7 +772,7 @@ class _ServerLink(Link):
                 await close()
 
     def _close_for(self, error: ProtocolError) -> None:
-        self.close(PROTOCOL_ERROR, _reason(str(error)), TransferError(str(error)))
+        self.close(PROTOCOL_ERROR, clean_reason(str(error)), TransferError(str(error)))
 
     def _auth_timed_out(self) -> None:
         limit = self._server.limits.auth_timeout
@@ -874,9 +786,3 @@ class _ServerLink(Link):
         reason = f"no TLS handshake within {limit:g} s"
         error = TransferError(f"The peer did not finish its TLS handshake within {limit:g} s.")
         self.close(PROTOCOL_ERROR, reason, error)
-
-
-def _reason(text: str) -> str:
-    """`text` made fit for a response header or a close frame: short, no control characters."""
-    clean = "".join(" " if unicodedata.category(char) in ("Cc", "Cs") else char for char in text)
-    return clean[:_MAX_REASON]

@@ -31,10 +31,12 @@ reader splits it with slicing only. Through a local iroh-relay, sender and recei
 processes on a busy 2-core machine: about 75 MB/s when every `send` carries one 1200-1452-byte
 datagram, about 185 MB/s when they come in bursts of 4 or more (as a QUIC flush gives them).
 
-Anything the server sends is validated before use, and a bad frame is counted and skipped;
-only a broken handshake, or a message over 128 KiB (refused by the WebSocket library), costs
-the connection, which is then made again. A relay that denies this node's authentication is
-not asked again (it would only say the same), and neither is one that `public_only` refuses.
+The frames are encoded and decoded, with their size limits, by `_relay_codec` (sans-IO); this
+module is the connection that carries them. Anything the server sends is validated before use,
+and a bad frame is counted and skipped; only a broken handshake, or a message over 128 KiB
+(refused by the WebSocket library), costs the connection, which is then made again. A relay
+that denies this node's authentication is not asked again (it would only say the same), and
+neither is one that `public_only` refuses.
 
 `public_only` is for a relay named by someone else (a ticket): it must then resolve to public
 (global unicast) addresses only, and the connection goes to the address that was checked, so
@@ -55,15 +57,14 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-import blake3
-
 # websockets is imported when a relay is first dialled: most transfers never need one.
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
-from ringdrop.errors import TransferError
+from ringdrop.errors import ProtocolError, TransferError
 from ringdrop.identity import Identity
-from ringdrop.transport._backend import quic_varint
+from ringdrop.transport import _relay_codec as codec
+from ringdrop.transport._relay_codec import MAX_DATAGRAM, MAX_PAYLOAD, V1, V2, Datagrams, decode
 
 __all__ = [
     "MAX_DATAGRAM",
@@ -78,38 +79,10 @@ _log = logging.getLogger("ringdrop.transport")
 
 RelayState = Literal["connecting", "connected", "disconnected", "closed"]
 
-# Frame types (protos/common.rs).
-_SERVER_CHALLENGE = 0
-_CLIENT_AUTH = 1
-_SERVER_CONFIRMS_AUTH = 2
-_SERVER_DENIES_AUTH = 3
-_CLIENT_DATAGRAM = b"\x04"
-_CLIENT_DATAGRAM_BATCH = b"\x05"
-_RELAY_DATAGRAM = 6
-_RELAY_DATAGRAM_BATCH = 7
-_ENDPOINT_GONE = 8
-_PING = 9
-_PONG = 10
-_HEALTH = 11
-_RESTARTING = 12
-_STATUS = 13
-
-_V1 = "iroh-relay-v1"
-_V2 = "iroh-relay-v2"
-_SUBPROTOCOLS = [_V2, _V1]  # our preference first, as iroh's client
+_SUBPROTOCOLS = [V2, V1]  # our preference first, as iroh's client
 _RELAY_PATH = "/relay"
 _PROBE_PATH = "/ping"
-_CHALLENGE_CONTEXT = "iroh-relay handshake v1 challenge signature"
-
-MAX_PAYLOAD = 64 * 1024
-"""The largest frame payload (after the frame type) either side accepts (MAX_PACKET_SIZE)."""
-_KEY = 32
-# Senders (iroh's client and its server alike) hold a whole frame, type byte included, to
-# MAX_PACKET_SIZE. A server that must forward one byte more fails the *receiver's* connection.
-MAX_DATAGRAM = MAX_PAYLOAD - 1 - _KEY - 1
-"""The largest datagram one frame can carry: 64 KiB less the type, the key and the ECN byte."""
-_MAX_BATCH = MAX_DATAGRAM - 2  # less the segment size too
-_NOT_ECT = b"\x00"  # we do not mark ECN: the relay's TCP hop would not carry it anyway
+_KEY = codec.KEY_BYTES
 
 # Beyond this many bytes waiting for the WebSocket, datagrams are dropped as a congested router
 # would: QUIC sees loss and slows down, instead of latency growing without bound.
@@ -382,36 +355,32 @@ class RelayClient:
         return addresses[0]
 
     async def _handshake(self, ws: ClientConnection) -> None:
-        if ws.subprotocol not in (_V1, _V2):
+        if ws.subprotocol not in (V1, V2):
             raise _ViolationError(
                 f"The server at {self.url} is not an iroh relay: it chose the WebSocket "
-                f"subprotocol {ws.subprotocol!r}, not one of {_V2} or {_V1}."
+                f"subprotocol {ws.subprotocol!r}, not one of {V2} or {V1}."
             )
-        kind, payload = await self._handshake_frame(ws)
-        if kind == _SERVER_CHALLENGE:
-            if len(payload) < 16:
-                raise self._garbled("a challenge shorter than 16 bytes")
-            message = blake3.blake3(payload[:16], derive_key_context=_CHALLENGE_CONTEXT).digest()
-            signature = self._identity.sign(message)
-            # postcard: the key as a fixed array, the signature as bytes (length 64 = 0x40).
-            await ws.send(bytes([_CLIENT_AUTH]) + self._public_key + b"\x40" + signature)
-            kind, payload = await self._handshake_frame(ws)
-        if kind == _SERVER_DENIES_AUTH:
-            raise _RefusedError(
-                f"The relay {self.url} refused this node ({_postcard_string(payload)})."
-            )
-        if kind != _SERVER_CONFIRMS_AUTH:
-            raise self._garbled(f"frame type {kind} instead of a challenge or a verdict")
+        frame = await self._handshake_frame(ws)
+        if isinstance(frame, codec.Challenge):
+            signature = self._identity.sign(codec.signed_message(frame))
+            await ws.send(codec.client_auth(self._public_key, signature))
+            frame = await self._handshake_frame(ws)
+        if isinstance(frame, codec.DeniesAuth):
+            raise _RefusedError(f"The relay {self.url} refused this node ({frame.reason}).")
+        if not isinstance(frame, codec.ConfirmsAuth):
+            raise self._garbled("a second challenge instead of a verdict")
         self.protocol = ws.subprotocol
 
-    async def _handshake_frame(self, ws: ClientConnection) -> tuple[int, bytes]:
+    async def _handshake_frame(
+        self, ws: ClientConnection
+    ) -> codec.Challenge | codec.ConfirmsAuth | codec.DeniesAuth:
         message = await ws.recv()
         if isinstance(message, str):
             raise self._garbled("a text message")
-        kind, start = quic_varint(message, 0)
-        if kind < 0:
-            raise self._garbled("an empty or truncated frame")
-        return kind, message[start:]
+        try:
+            return codec.decode_handshake(message)
+        except ProtocolError as error:
+            raise self._garbled(str(error)) from None
 
     def _garbled(self, what: str) -> _ViolationError:
         return _ViolationError(
@@ -490,7 +459,7 @@ class RelayClient:
                 await ws.close()  # ends the read loop
                 return
             if silent > self._keepalive_idle:
-                self._queue_control(bytes([_PING]) + random.randbytes(8))
+                self._queue_control(codec.ping(random.randbytes(8)))
 
     def _queue_control(self, frame: bytes) -> None:
         self._control.append(frame)
@@ -499,110 +468,58 @@ class RelayClient:
     def _next_frame(self) -> bytes:
         """Take the next run of datagrams to one peer, equal in size but for a shorter last one,
         off the queue as one frame of at most 64 KiB."""
-        queue = self._queue
-        key, first = queue.popleft()
-        size = total = len(first)
-        parts = [first]
-        while queue:
-            next_key, datagram = queue[0]
-            length = len(datagram)
-            if length > size or total + length > _MAX_BATCH or next_key != key:
-                break
-            queue.popleft()
-            parts.append(datagram)
-            total += length
-            if length < size:
-                break
-        self._queued -= total
-        if len(parts) == 1:
-            return b"".join((_CLIENT_DATAGRAM, key, _NOT_ECT, first))
-        return b"".join((_CLIENT_DATAGRAM_BATCH, key, _NOT_ECT, size.to_bytes(2, "big"), *parts))
+        frame, taken = codec.next_datagrams(self._queue)
+        self._queued -= taken
+        return frame
 
     # -- frames from the server ---------------------------------------------------------------
 
-    def _on_frame(self, frame: bytes) -> None:
-        kind, start = quic_varint(frame, 0)
-        end = len(frame)
-        if kind < 0:
-            self._invalid("an empty or truncated frame")
-            return
-        if end - start > MAX_PAYLOAD:
-            self._invalid(f"a frame of {end - start} bytes")
-            return
-        if kind == _RELAY_DATAGRAM_BATCH:
-            data = start + _KEY + 3
-            if data > end:
-                self._invalid("a truncated datagram batch")
-                return
-            segment = int.from_bytes(frame[data - 2 : data], "big")
-            if segment == 0:  # iroh's reading: no segment size, so one datagram
-                datagrams = [frame[data:]]
-            else:
-                datagrams = [frame[i : i + segment] for i in range(data, end, segment)]
-        elif kind == _RELAY_DATAGRAM:
-            data = start + _KEY + 1
-            if data > end:
-                self._invalid("a truncated datagram")
-                return
-            datagrams = [frame[data:]]
-        else:
-            self._on_control(kind, frame[start:])
-            return
-        if data == end:
-            return  # no datagram in it: nothing to deliver
+    def _on_frame(self, message: bytes) -> None:
         try:
-            self._on_datagrams(frame[start : start + _KEY], datagrams)
-        except Exception:
-            _log.exception("relay %s: the datagram handler failed", self.url)
-
-    def _on_control(self, kind: int, payload: bytes) -> None:
-        if kind == _PING:
-            if len(payload) != 8:
-                self._invalid(f"a ping of {len(payload)} bytes")
-                return
-            self._queue_control(bytes([_PONG]) + payload)
+            frame = decode(message, self.protocol)
+        except ProtocolError as error:
+            # Skipped, not fatal: a newer server's additions must not cost us the connection.
+            self._invalid(str(error))
+            return
+        if isinstance(frame, Datagrams):
+            if not frame.datagrams:
+                return  # no datagram in it: nothing to deliver
+            try:
+                self._on_datagrams(frame.source, frame.datagrams)
+            except Exception:
+                _log.exception("relay %s: the datagram handler failed", self.url)
+        elif isinstance(frame, codec.Ping):
+            self._queue_control(codec.pong(frame))
             self.pings_answered += 1
-        elif kind == _PONG:
-            pass  # any frame at all proves the connection alive (see _keepalive)
-        elif kind == _ENDPOINT_GONE:
-            if len(payload) != _KEY:
-                self._invalid("a malformed endpoint-gone frame")
-                return
-            _log.debug("relay %s: peer %s is gone", self.url, payload.hex()[:16])
-        elif kind == _RESTARTING:
-            if len(payload) != 8:
-                self._invalid("a malformed restarting frame")
-                return
-            wait = min(int.from_bytes(payload[:4], "big") / 1000, _RESTART_WAIT_MAX)
-            try_for = min(int.from_bytes(payload[4:], "big") / 1000, _RESTART_WAIT_MAX)
+        elif isinstance(frame, codec.EndpointGone):
+            _log.debug("relay %s: peer %s is gone", self.url, frame.key.hex()[:16])
+        elif isinstance(frame, codec.Restarting):
+            wait = min(frame.wait, _RESTART_WAIT_MAX)
             _log.info("relay %s is restarting: reconnecting in %.1f s", self.url, wait)
-            self._restart = (wait, try_for)
-        elif kind == _STATUS and self.protocol == _V2:
-            if len(payload) != 1:
-                self._invalid("a malformed status frame")
-            elif payload[0] == 1:
-                # The server keeps the newest connection of a key active and stacks the older
-                # ones, promoting one again (status 0) when the newest leaves. Reconnecting would
-                # only take the key back from the other process, which would take it back ...
-                self.displaced = True
-                _log.warning(
-                    "relay %s: %s connected; nothing is received here until it leaves",
-                    self.url,
-                    self._holder,
-                )
-            elif payload[0] == 0:
-                if self.displaced:
-                    _log.info("relay %s: receiving again", self.url)
-                self.displaced = False
-            else:
-                _log.debug("relay %s: unknown status %d", self.url, payload[0])
-        elif kind == _HEALTH and self.protocol == _V1:
-            problem = payload[:200].decode("utf-8", "replace")
-            _log.warning("relay %s reports a problem: %s", self.url, problem)
+            self._restart = (wait, min(frame.try_for, _RESTART_WAIT_MAX))
+        elif isinstance(frame, codec.Status):
+            self._on_status(frame.code)
+        elif isinstance(frame, codec.Health):
+            _log.warning("relay %s reports a problem: %s", self.url, frame.problem)
+        # A Pong needs nothing: any frame at all proves the connection alive (see _keepalive).
+
+    def _on_status(self, code: int) -> None:
+        if code == 1:
+            # The server keeps the newest connection of a key active and stacks the older
+            # ones, promoting one again (status 0) when the newest leaves. Reconnecting would
+            # only take the key back from the other process, which would take it back ...
+            self.displaced = True
+            _log.warning(
+                "relay %s: %s connected; nothing is received here until it leaves",
+                self.url,
+                self._holder,
+            )
+        elif code == 0:
+            if self.displaced:
+                _log.info("relay %s: receiving again", self.url)
+            self.displaced = False
         else:
-            # Unknown or not of this version: skipped, so that a newer server's additions do
-            # not cost us the connection.
-            self._invalid(f"frame type {kind}")
+            _log.debug("relay %s: unknown status %d", self.url, code)
 
     def _invalid(self, what: str) -> None:
         self.invalid_frames += 1
@@ -641,21 +558,6 @@ def _websocket_url(url: str) -> str:
         raise ValueError(f"not a relay URL (http:// or https://, with a host): {url!r}")
     _ = parts.port  # raises ValueError for a port that is not one
     return f"{scheme}://{parts.netloc}{_RELAY_PATH}"
-
-
-def _postcard_string(payload: bytes) -> str:
-    """A postcard string (LEB128 length, UTF-8), bounded and never raising: for a message."""
-    length = position = 0
-    while True:
-        if position == min(len(payload), 5):
-            return "no reason given"
-        byte = payload[position]
-        length |= (byte & 0x7F) << (7 * position)
-        position += 1
-        if byte < 0x80:
-            break
-    text = payload[position : position + min(length, 200)].decode("utf-8", "replace")
-    return text or "no reason given"
 
 
 def _describe(error: BaseException) -> str:

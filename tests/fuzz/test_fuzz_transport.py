@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from ringdrop.identity import Identity
 from ringdrop.transport._backend import quic_varint
 from ringdrop.transport._paths import MAGIC, _Codec
-from ringdrop.transport.relay import MAX_PAYLOAD, RelayClient, _postcard_string
+from ringdrop.transport._relay_codec import postcard_string as _postcard_string
+from ringdrop.transport.relay import MAX_PAYLOAD, RelayClient
 from ringdrop.transport.stun import MAGIC_COOKIE, is_stun, parse_binding_response
 from tests.fuzz.common import fuzz, peak_memory, within
 
