@@ -1,9 +1,10 @@
 """The store's tables, as its steps of the database's migrations.
 
-Never edit a migration that has shipped: add the next one. Each runs once per database, in its
-own transaction, and leaves `PRAGMA user_version` at its number. The numbers are shared with the
-access layer, which keeps its tables in the same database (`ringdrop.access.schema` assembles
-the whole sequence); the store's steps alone make a store-only database (tests, benchmarks).
+Never edit a migration that has shipped: add the next one. Each runs once per database (those
+a database lacks all in one transaction) and leaves `PRAGMA user_version` at its number. The
+numbers are shared with the access layer, which keeps its tables in the same database
+(`ringdrop.access.schema` assembles the whole sequence); the store's steps alone make a
+store-only database (tests, benchmarks).
 """
 
 from __future__ import annotations
