@@ -17,6 +17,6 @@ parser — all `--version` and `--help` need — loads nothing beneath the CLI
 (tests/test_cli_startup.py).
 """
 
-from ringdrop.cli.app import build_parser, main
+from ringdrop.cli.app import build_parser, main, run
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "run"]

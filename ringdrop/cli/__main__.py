@@ -1,7 +1,5 @@
 """`python -m ringdrop.cli`, the same as the `ringdrop` command."""
 
-import sys
+from ringdrop.cli.app import run
 
-from ringdrop.cli.app import main
-
-sys.exit(main())
+run()

@@ -4,10 +4,13 @@ message and an exit code."""
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Iterator, Sequence
+from typing import NoReturn
 
 from ringdrop import __version__
 from ringdrop.cli import content, demo, news, rings, send, transfer
@@ -64,6 +67,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with _debug_log(args.debug):
         return _run(args)
+
+
+def run() -> NoReturn:
+    """The `ringdrop` command: `main`, then the process ends with its code."""
+    exit_now(main())
+
+
+def exit_now(code: int) -> NoReturn:
+    """Ends the process with `code`, skipping the interpreter's teardown (freeing every object
+    and module, some 35 ms after a transfer) when nothing is left to do: the output flushed, no
+    other thread running, the exit handlers run. Nothing is lost by it: what a command reports
+    done is already durable when it says so (synced files, committed transactions), and the
+    node closed its database before `main` returned. Otherwise, the ordinary exit."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed or broken stream: the ordinary exit reports it
+        sys.exit(code)
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        sys.exit(code)  # the interpreter waits for them
+    atexit._run_exitfuncs()
+    os._exit(code)
 
 
 @contextlib.contextmanager

@@ -1,10 +1,11 @@
 """The store's tables, as its steps of the database's migrations.
 
-Never edit a migration that has shipped: add the next one. Each runs once per database, in its
-own transaction, and leaves `PRAGMA user_version` at its number. The numbers are shared with the
-access layer, which keeps its tables in the same database (`ringdrop.access.schema` assembles
-the whole sequence); the store's steps alone make a store-only database (tests, benchmarks),
-which skips the access layer's numbers and so never becomes a node's data directory.
+Never edit a migration that has shipped: add the next one. Each runs once per database (those
+a database lacks all in one transaction), is recorded as run, and `PRAGMA user_version` is the
+highest run. The numbers are shared with the access layer, which keeps its tables in the same
+database (`ringdrop.access.schema` assembles the whole sequence); the store's steps alone make a
+store-only database (tests, benchmarks), which skips the access layer's numbers until a node
+opens it and runs them.
 """
 
 from __future__ import annotations

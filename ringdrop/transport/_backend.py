@@ -268,7 +268,12 @@ class _Qh3(Backend):
     name = "qh3"
 
     def __init__(self) -> None:
-        from qh3._hazmat import Certificate, Ed25519PrivateKey, QuicConnectionCore
+        from qh3._hazmat import (
+            Certificate,
+            Ed25519PrivateKey,
+            QuicConnectionCore,
+            X25519KeyExchange,
+        )
         from qh3.quic import events
         from qh3.quic.configuration import QuicConfiguration
         from qh3.quic.connection import QuicConnection
@@ -284,6 +289,10 @@ class _Qh3(Backend):
             hasattr(QuicConnectionCore, name)
             for name in ("receive_many_datagrams", "receive_gro_buffer", "poll_transmit")
         )
+        # The first key exchange sets up qh3's crypto library: some 20 ms of CPU that would
+        # otherwise fall in the first handshake, here paid where the library is loaded (on a
+        # thread, while the node starts).
+        X25519KeyExchange()
 
     def client(self, settings: Settings) -> QuicLike:
         # qh3 leaves EdDSA out of what a client offers unless asked.

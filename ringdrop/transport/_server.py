@@ -254,6 +254,11 @@ class Server:
             relay.start()
         if self._reach.stun:
             self._stun_task = asyncio.get_running_loop().create_task(self._learn_reflexive())
+        # The QUIC library for paths off this machine, loaded (a tenth of a second: imports,
+        # its crypto's first use) on a thread now, not while the first client waits for its
+        # handshake. A failure to load it is raised again when a connection needs it.
+        warming = asyncio.get_running_loop().run_in_executor(None, backend_for, None, self._backend)
+        warming.add_done_callback(lambda done: done.cancelled() or done.exception())
 
     @property
     def port(self) -> int:

@@ -97,6 +97,16 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None
     assert "v" not in tables(db)
 
 
+def test_an_upgrade_that_fails_leaves_the_database_as_it_was(tmp_path: Path) -> None:
+    Database(tmp_path / "db", TWO[:1]).close()
+    broken = Migration(3, "broken", "CREATE TABLE v (z); CREATE TABLE v (z)")
+    with pytest.raises(StoreError):
+        Database(tmp_path / "db", [*TWO, broken])
+    db = Database(tmp_path / "db", TWO[:1])
+    assert db.version == 1
+    assert "u" not in tables(db), "the step before the failing one is undone too"
+
+
 def test_the_store_schema_is_in_wal_mode(tmp_path: Path) -> None:
     db = Database(tmp_path / "db", MIGRATIONS)
     with db.snapshot() as conn:
