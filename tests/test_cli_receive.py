@@ -297,9 +297,13 @@ def test_an_interrupted_folder_export_needs_no_force_to_finish(
     _held_mid_export(bob.cwd, get, 48)
     code = get.stop(sig)
     assert code == (130 if sig == signal.SIGINT else -signal.SIGKILL), "".join(get.lines)
-    assert not (bob.cwd / "big").exists(), "nothing half-done under that name"
-    if sig == signal.SIGINT:
-        assert os.listdir(bob.cwd) == [], "Ctrl-C removes its temporary folder"
+    if sig == signal.SIGKILL:
+        assert not (bob.cwd / "big").exists(), "nothing half-done under that name"
+    else:
+        # The export's thread stops at its next file once the interrupt reaches it; on a loaded
+        # machine it may have placed the whole folder by then. Never a part of it.
+        assert not (bob.cwd / "big").exists() or tree(bob.cwd / "big") == tree(a_big_folder)
+        assert os.listdir(bob.cwd) in ([], ["big"]), "Ctrl-C removes its temporary folder"
     shown = got(bob, ticket, "--keep")
     assert shown["present"] == shown["total"], "nothing downloaded again"
     assert tree(bob.cwd / "big") == tree(a_big_folder)
