@@ -16,6 +16,7 @@ __all__ = [
     "Encoder",
     "create_outboard",
     "group_count",
+    "outboard_chains",
     "outboard_from_bytes",
     "outboard_size",
     "valid_ranges",
@@ -109,6 +110,7 @@ def create_outboard(
     progress: Callable[[int, int], object] | None = None,
 ) -> tuple[bytes, int]: ...
 def outboard_from_bytes(data: bytes) -> tuple[bytes, bytes]: ...
+def outboard_chains(outboard: str | PathLike[str], root: bytes, size: int) -> bool: ...
 def valid_ranges(
     data: str | PathLike[str],
     outboard: str | PathLike[str],

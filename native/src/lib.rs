@@ -50,5 +50,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(outboard::create_outboard, m)?)?;
     m.add_function(wrap_pyfunction!(outboard::outboard_from_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(outboard::valid_ranges, m)?)?;
+    m.add_function(wrap_pyfunction!(outboard::outboard_chains, m)?)?;
     Ok(())
 }

@@ -29,7 +29,9 @@ from ringdrop.bao import (
     ChunkRanges,
     Decoder,
     create_outboard,
+    outboard_chains,
     outboard_from_bytes,
+    outboard_size,
     valid_ranges,
 )
 from ringdrop.errors import IntegrityError, StoreError
@@ -109,6 +111,8 @@ class PartialBlob:
         self._temp_tag: TempTag | None = None
         self._writers: list[PartialWriter] = []
         self._valid = ChunkRanges()
+        self._inherited = ChunkRanges()
+        """The groups that were valid when this object opened the download (see `promote`)."""
         self.size: int | None = None
         self.size_proven = False
         with translated(f"could not open the download of {root.hex()}"):
@@ -134,7 +138,7 @@ class PartialBlob:
             self.paths.outboard.write_bytes(b"")
         else:
             self.size, self.size_proven = recorded.size, recorded.proven
-            self._valid = self._load_valid()
+            self._valid = self._inherited = self._load_valid()
         if size is not None:
             self._claim_size(size)
         elif self.size is not None:
@@ -231,9 +235,13 @@ class PartialBlob:
     ) -> BlobInfo:
         """Turns the finished download into a complete blob, tagged `tag` if given.
 
-        The outboard is rebuilt from the data and must reproduce the root: that proves the data
-        and replaces the download's outboard, which a lying peer may have filled with junk.
-        On a mismatch the download is reset and IntegrityError raised. Closes this object.
+        Every group this object's writers verified was checked against the root as it arrived,
+        and the parents they saved are the tree that proved it. When they verified all of it
+        and that tree chains to the root (a check of the outboard alone, `outboard_chains`), it
+        becomes the blob's outboard and the data is not read again. Otherwise (a download
+        resumed from an earlier run, whose files may have changed on disk since) the outboard
+        is rebuilt from the data and must reproduce the root; on a mismatch the download is
+        reset and IntegrityError raised. Closes this object.
         """
         self._check_open()
         tags.check_format(format)
@@ -265,10 +273,18 @@ class PartialBlob:
             meter.add(size)
             staged = Staged(root, size, "inline", data=data)
         else:
-            root, _ = create_outboard(self.paths.data, self.paths.new_outboard, meter.native())
+            outboard = self.paths.outboard
+            if self._inherited.is_empty() and outboard_chains(outboard, self.root, size):
+                os.truncate(outboard, outboard_size(size))
+                _fsync(outboard)
+                root = self.root
+                meter.add(size)
+            else:
+                outboard = self.paths.new_outboard
+                root, _ = create_outboard(self.paths.data, outboard, meter.native())
             _fsync(self.paths.data)
             # Staged without a lock: the partial's own lock covers these files.
-            files = StagingPaths(self.paths.data, self.paths.new_outboard, self.paths.lock)
+            files = StagingPaths(self.paths.data, outboard, self.paths.lock)
             staged = Staged(root, size, "file", paths=files)
         if root != self.root:
             self._reset(None)
@@ -355,6 +371,7 @@ class PartialBlob:
         with self._db.transaction() as conn:
             state.record_partial(conn, self.root, state.Partial(size, proven=False))
         self.size, self.size_proven, self._valid = size, False, ChunkRanges()
+        self._inherited = ChunkRanges()
         if size is not None:
             self._size_files()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ringdrop.bao import GROUP_SIZE, ChunkRanges, valid_ranges
+from ringdrop.bao import GROUP_SIZE, ChunkRanges, outboard_from_bytes, valid_ranges
 from ringdrop.errors import DiskFullError, IntegrityError, StoreError
 from ringdrop.store import Store
 from ringdrop.store.layout import PartialPaths
@@ -254,3 +254,36 @@ def test_partials_lists_downloads_in_progress(store: Store) -> None:
         pass
     [info] = store.partials()
     assert (info.root, info.size, info.size_proven) == (root, SIZE, False)
+
+
+def test_a_download_verified_in_one_sitting_keeps_its_tree_and_the_data_is_not_hashed_again(
+    store: Store,
+) -> None:
+    data = os.urandom(SIZE)
+    root, stream = stream_of(data)
+    with store.partial(root) as partial:
+        feed(partial.writer(), stream)
+        tree = partial.paths.outboard.stat().st_ino
+        partial.promote()
+    # The download's own outboard became the blob's: renamed, not rebuilt.
+    assert store.layout.blob_outboard(root).stat().st_ino == tree
+    assert store.layout.blob_outboard(root).read_bytes() == outboard_from_bytes(data)[1]
+    assert read_all(store, root) == data
+    assert store.check().ok
+
+
+def test_a_tree_that_does_not_chain_to_the_root_is_rebuilt_from_the_data(store: Store) -> None:
+    data = os.urandom(SIZE)
+    root, stream = stream_of(data)
+    with store.partial(root) as partial:
+        feed(partial.writer(), stream)
+        partial.close_writer()
+        with partial.paths.outboard.open("r+b") as f:
+            f.seek(64 * 7)
+            f.write(b"junk")
+        tree = partial.paths.outboard.stat().st_ino
+        partial.promote()
+    assert store.layout.blob_outboard(root).stat().st_ino != tree
+    assert store.layout.blob_outboard(root).read_bytes() == outboard_from_bytes(data)[1]
+    assert read_all(store, root) == data
+    assert store.check().ok
