@@ -190,7 +190,7 @@ def bench_partial(work: Path, size: int, repeat: int) -> list[tuple[str, float, 
     t_promote = statistics.median(promotions)
     return [
         ("write partial (verify+sync)", t_partial, "blake3 of the file", t_hash, ">= 300 MB/s"),
-        ("promote partial (rehash)", t_promote, "blake3 of the file", t_hash, ""),
+        ("promote partial opened again (rehash)", t_promote, "blake3 of the file", t_hash, ""),
     ]
 
 
