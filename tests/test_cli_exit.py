@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .cli_util import Node, Process, cli_env
 
 COMMAND = [sys.executable, "-m", "ringdrop.cli"]
@@ -54,25 +56,35 @@ def test_piped_output_is_whole_and_the_exit_code_kept(tmp_path: Path) -> None:
 def test_a_thread_still_running_at_the_end_is_waited_for(tmp_path: Path) -> None:
     marker = tmp_path / "written-by-the-thread"
     script = (
-        "import sys, threading, time\n"
+        "import sys, threading\n"
         "from ringdrop.cli.app import exit_now\n"
         "def late():\n"
-        "    time.sleep(0.3)\n"
+        "    sys.stdin.read()  # until the test closes our stdin\n"
         f"    open({str(marker)!r}, 'w').write('done')\n"
         "threading.Thread(target=late).start()\n"
-        "print('output')\n"
+        "print('output', flush=True)\n"
         "exit_now(3)\n"
     )
-    done = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-c", script],
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=buffered_env(),
-        check=False,
-        timeout=60,
     )
-    assert done.returncode == 3, done.stderr
-    assert done.stdout == "output\n"
+    assert process.stdout is not None
+    assert process.stdin is not None
+    try:
+        assert process.stdout.readline() == "output\n"
+        # The thread waits for our stdin: a process that does not wait for it ends now.
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(timeout=2)
+        process.stdin.close()
+        assert process.wait(timeout=60) == 3
+    finally:
+        process.kill()
+        process.wait()
     assert marker.read_text() == "done", "the process ended before its thread did"
 
 

@@ -89,6 +89,9 @@ def exit_now(code: int) -> NoReturn:
     if any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate()):
         sys.exit(code)  # the interpreter waits for them
     atexit._run_exitfuncs()
+    with contextlib.suppress(OSError, ValueError):  # what an exit handler printed
+        sys.stdout.flush()
+        sys.stderr.flush()
     os._exit(code)
 
 

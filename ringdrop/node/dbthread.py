@@ -28,4 +28,10 @@ class DatabaseThread:
         return await loop.run_in_executor(self._executor, functools.partial(call, *args, **kwargs))
 
     def close(self) -> None:
+        """Drops the calls not started; one under way goes on."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def drain(self) -> None:
+        """Drops the calls not started and waits for the one under way (at most the database's
+        busy timeout, if it waits for another process's lock)."""
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)

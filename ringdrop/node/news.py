@@ -33,7 +33,7 @@ from ringdrop.access.announcement import (
     sign_announcement,
 )
 from ringdrop.access.manifest import Manifest, parse_manifest
-from ringdrop.access.news import Delivery, InboxEntry, Item
+from ringdrop.access.news import Delivery, InboxEntry, Item, refusal
 from ringdrop.errors import (
     DiskFullError,
     ExistsError,
@@ -55,6 +55,7 @@ from ringdrop.protocol import (
     SinceRequest,
 )
 from ringdrop.store import OnExisting
+from ringdrop.store.db import Database
 from ringdrop.ticket import Address
 from ringdrop.transport import Connection
 from ringdrop.transport.wake import woken
@@ -220,6 +221,24 @@ class NewsService:
         self._node = node
         self._access = node._access
         self._logs = logs
+
+    def refused(
+        self, peer: PeerId, request: AnnounceRequest, reads: Database
+    ) -> ResponseHeader | None:
+        """The refusal of news this node would take from nobody, decided on `reads` (the serving
+        connection, which waits for no write): forged or malformed news, a ring another key
+        owns here, an owner it does not know. None if `announce` must decide."""
+        now = time.time()
+        checked = check_news(peer, request.news)
+        root = _first_root(request.news)
+        if isinstance(checked, str):
+            return self._refuse(peer, "announce", root, None, checked, now)
+        manifest, _ = checked
+        with reads.snapshot() as conn:
+            reason = refusal(conn, manifest, asked=False)
+        if reason is None:
+            return None
+        return self._refuse(peer, "announce", root, manifest.name, reason, now)
 
     def announce(
         self, peer: PeerId, request: AnnounceRequest

@@ -1517,6 +1517,11 @@ class _Serving:
         if self._announcer is not None:
             self._announcer.heard_from(peer)
         if isinstance(request, AnnounceRequest):
+            # A stranger's news is refused here: it never queues behind this node's writes.
+            refused = await asyncio.to_thread(self.news.refused, peer, request, self.reads.db)
+            if refused is not None:
+                gate.finished(peer, request, Answer(refused), 0, "complete")
+                return Reply(refused)
             header, entries = await self.writes(self.news.announce, peer, request)
             gate.finished(peer, request, Answer(header), 0, "complete")
             self._arrived(entries, False)
@@ -1546,7 +1551,8 @@ class _Serving:
         return dataclasses.replace(reply, body=Limited(reply.body, self.limit))
 
     async def close(self, node: Node) -> None:
-        self.writes.close()
+        # A request under way on the thread still reads and logs: it finishes first.
+        await self.writes.drain()
         self.reads.close()
         # Commits every queued entry, waiting out another process's write lock.
         await asyncio.to_thread(self.logs.close)

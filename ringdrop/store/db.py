@@ -24,11 +24,12 @@ __all__ = ["Database", "Migration"]
 
 @dataclass(frozen=True)
 class Migration:
-    """One step of the schema: `version` is the `PRAGMA user_version` it leaves behind.
+    """One step of the schema, numbered `version`. A database records each step it ran, and
+    its `PRAGMA user_version` is the highest.
 
     `apply` is SQL (one or more statements) or a function given the connection; either runs
-    inside the migration's transaction. A list of steps may skip numbers (the store's alone skip
-    the access layer's).
+    inside the transaction of the steps a database lacks. A list of steps may skip numbers (the
+    store's alone skip the access layer's, which run when a node opens the database).
     """
 
     version: int

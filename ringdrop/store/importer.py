@@ -38,14 +38,14 @@ __all__ = ["ImportBatch", "ImportedCollection", "import_bytes", "import_director
 
 @dataclass(frozen=True)
 class ImportBatch:
-    """When a folder import commits what it has staged: once the batch's file count or its
-    inline bytes (held in memory until then) reach these; the last batch is committed with the
-    collection itself. A commit costs one sync (milliseconds); 8,192 staged files cost ~10 MiB
-    of memory beyond their bytes, so a folder of 100,000 small files imports in ~40 MiB more
-    than the walk."""
+    """When a folder import commits what it has staged: once the batch's file count or the
+    bytes it has staged (the small files' held in memory until then) reach these; the last
+    batch is committed with the collection itself. A commit costs one sync (milliseconds); 8,192
+    staged files cost ~10 MiB of memory beyond their bytes, so a folder of 100,000 small files
+    imports in ~40 MiB more than the walk."""
 
     files: int = 8192
-    inline_bytes: int = 16 << 20
+    staged_bytes: int = 16 << 20
 
 
 DEFAULT_BATCH = ImportBatch()
@@ -148,7 +148,7 @@ class _Staging:
     def add(self, staged: Staged) -> None:
         self._staged.append(staged)
         self._bytes += staged.size
-        if len(self._staged) >= self._batch.files or self._bytes >= self._batch.inline_bytes:
+        if len(self._staged) >= self._batch.files or self._bytes >= self._batch.staged_bytes:
             with self._db.transaction() as conn:
                 state.commit_all(conn, self._layout, self._staged)
                 self._protected += self._lease.add(conn, [s.root for s in self._staged], "blob")

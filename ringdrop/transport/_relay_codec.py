@@ -151,7 +151,8 @@ def decode(message: bytes, protocol: str | None) -> ServerFrame:
 
     Raises ProtocolError, saying what the message was, for one no client should act on: empty
     or truncated, a payload over `MAX_PAYLOAD`, a malformed body, or a type unknown or not of
-    this version (a newer server's additions are skipped, not fatal).
+    this version (the connection loop skips those it may: a newer server's additions are not
+    fatal).
     """
     kind, start = quic_varint(message, 0)
     end = len(message)

@@ -16,7 +16,7 @@ from typing import Any
 import apsw
 import pytest
 
-from ringdrop.errors import AccessDeniedError
+from ringdrop.errors import AccessDeniedError, StoreError
 from ringdrop.identity import Identity
 from ringdrop.node import Node, RetryPolicy
 from ringdrop.protocol import AnnounceRequest, News, Request, ResponseHeader, RingsRequest, encode
@@ -199,6 +199,41 @@ async def test_a_strangers_news_or_manifests_are_refused_without_waiting_for_the
     assert {h.status for h in headers} == {"denied"}
     assert serving.inbox() == []
     assert serving._access.held_manifests() == []
+
+
+async def test_a_strangers_news_is_refused_while_a_write_of_the_nodes_own_waits_for_the_lock(
+    serving: Node,
+) -> None:
+    stranger = someone()
+    request = AnnounceRequest(
+        News(manifest(stranger, serving.peer_id), (announcement(stranger, 1),))
+    )
+    database = serving._store.db.path
+    stuck = threading.Event()
+
+    def own_write() -> None:
+        # Holds the node's connection while SQLite makes it wait for the other process.
+        stuck.set()
+        with contextlib.suppress(StoreError), serving._store.db.transaction():
+            pass
+
+    writer = threading.Thread(target=own_write)
+    async with write_lock_held(database) as release:
+        try:
+            writer.start()
+            assert await asyncio.to_thread(stuck.wait, 30)
+            while _free(serving._store.db._lock):  # until the thread holds it, stuck in BEGIN
+                await asyncio.sleep(0.01)
+            async with asking(serving, stranger, request) as answers:
+                # Before: refused on the node's connection, after that write gave up (30 s).
+                headers = await asyncio.wait_for(asyncio.gather(*answers), 60)
+                assert not _free(serving._store.db._lock), "answered only once the write ended"
+        finally:
+            await release()
+            await asyncio.to_thread(writer.join, 60)
+    assert {(h.status, h.reason) for h in headers} == {
+        ("denied", "this node does not know the ring's owner")
+    }
 
 
 async def test_an_owners_news_stuck_behind_the_write_lock_holds_up_no_transfer(
