@@ -22,27 +22,24 @@ Median, best and worst of `--repeat` rounds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import queue
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, NoReturn
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from installed import compile_bytecode, user_env  # noqa: E402
+from installed import namespace_bench_args, summary, user_env  # noqa: E402
 
 from tests.cli_util import RINGDROP  # noqa: E402
 from tests.dns_server import IrohDnsServer, require_dns_server  # noqa: E402
-from tests.netlab import in_namespace, is_root, veth_pair  # noqa: E402
+from tests.netlab import in_namespace, veth_pair  # noqa: E402
 
 PATH = "namespaces, veth MTU 1500"
 
@@ -122,36 +119,14 @@ def run(repeat: int) -> dict[str, object]:
     return {
         "path": PATH,
         "rounds": repeat,
-        "share started to the member's inbox": _summary(arrivals),
-        "share command alone": _summary(commands),
+        "share started to the member's inbox": summary(arrivals),
+        "share command alone": summary(commands),
         "first round (the member's key looked up)": round(arrivals[0], 3),
     }
 
 
-def _summary(values: list[float]) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), 3),
-        "best": round(min(values), 3),
-        "worst": round(max(values), 3),
-    }
-
-
-def _stop(number: int, frame: object) -> NoReturn:
-    # SIGTERM would end the process without unwinding; as an exit, the namespaces go with it.
-    sys.exit(128 + number)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=10)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    if not is_root():
-        sys.exit("the network namespaces need root: run with sudo")
-    signal.signal(signal.SIGTERM, _stop)
-    compile_bytecode(ROOT)
+    args = namespace_bench_args(__doc__.split("\n\n")[0], 10, ROOT)
     results = run(args.repeat)
     if args.json:
         print(json.dumps(results, indent=1))

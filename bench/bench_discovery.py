@@ -20,26 +20,22 @@ and the path that carried the bytes.
 
 from __future__ import annotations
 
-import argparse
 import json
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from installed import compile_bytecode, user_env  # noqa: E402
+from installed import namespace_bench_args, summary, user_env  # noqa: E402
 
 from tests.cli_util import RINGDROP  # noqa: E402
 from tests.dns_server import IrohDnsServer, require_dns_server  # noqa: E402
 from tests.files import pseudo_random  # noqa: E402
-from tests.netlab import in_namespace, is_root, veth_pair  # noqa: E402
+from tests.netlab import in_namespace, veth_pair  # noqa: E402
 from tests.relay_server import IrohRelay, require_iroh_relay  # noqa: E402
 
 PATH = "namespaces, veth MTU 1500"
@@ -109,36 +105,14 @@ def _gets(
         first_bytes.append(float(shown["first_byte"]))
         paths.add(shown["path"])
     return {
-        "first_byte": _summary(first_bytes),
-        "wall": _summary(walls),
+        "first_byte": summary(first_bytes),
+        "wall": summary(walls),
         "paths": sorted(paths),
     }
 
 
-def _summary(values: list[float]) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), 3),
-        "best": round(min(values), 3),
-        "worst": round(max(values), 3),
-    }
-
-
-def _stop(number: int, frame: object) -> NoReturn:
-    # SIGTERM would end the process without unwinding; as an exit, the namespaces go with it.
-    sys.exit(128 + number)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    if not is_root():
-        sys.exit("the network namespaces need root: run with sudo")
-    signal.signal(signal.SIGTERM, _stop)
-    compile_bytecode(ROOT)
+    args = namespace_bench_args(__doc__.split("\n")[0], 5, ROOT)
     results = run(args.repeat)
     if args.json:
         print(json.dumps(results, indent=2))
