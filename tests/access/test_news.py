@@ -14,9 +14,10 @@ import pytest
 
 from ringdrop.access import MIGRATIONS, Access, news
 from ringdrop.access.announcement import Announcement, Kind, sign_announcement
-from ringdrop.access.manifest import Manifest, ManifestMember, sign_manifest
+from ringdrop.access.manifest import Manifest
 from ringdrop.identity import Identity, PeerId
 from ringdrop.store.db import Database
+from tests.rings_util import family_manifest
 
 
 def identity(n: int) -> Identity:
@@ -41,17 +42,7 @@ def access(tmp_path: Path) -> Iterator[Access]:
 def manifest(
     *members: PeerId, version: int = 1, by: Identity = OWNER, ring_id: bytes = RING
 ) -> Manifest:
-    now = int(time.time())
-    return sign_manifest(
-        by,
-        ring_id=ring_id,
-        version=version,
-        name="family",
-        members=[ManifestMember(m) for m in members],
-        members_serve=True,
-        issued_at=now,
-        valid_until=now + 3600,
-    )
+    return family_manifest(by, *members, ring_id=ring_id, version=version)
 
 
 def announcement(

@@ -16,7 +16,6 @@ import nacl.signing
 
 from ringdrop.access import AccessLogEntry
 from ringdrop.access.announcement import parse_announcement, sign_announcement
-from ringdrop.access.manifest import ManifestMember, sign_manifest
 from ringdrop.identity import Identity, PeerId
 from ringdrop.node import Node
 from ringdrop.protocol import (
@@ -28,6 +27,7 @@ from ringdrop.protocol import (
 )
 from tests.files import pseudo_random, write
 from tests.hostile import HostilePeer, connected, frames
+from tests.rings_util import family_manifest
 
 RING = b"R" * 16
 
@@ -55,17 +55,7 @@ async def wait_for(condition: Callable[[], object], what: str) -> None:
 
 
 def manifest(owner: Identity, *members: PeerId, ring_id: bytes = RING, version: int = 1) -> bytes:
-    now = int(time.time())
-    return sign_manifest(
-        owner,
-        ring_id=ring_id,
-        version=version,
-        name="family",
-        members=[ManifestMember(m) for m in members],
-        members_serve=True,
-        issued_at=now,
-        valid_until=now + 3600,
-    ).raw
+    return family_manifest(owner, *members, ring_id=ring_id, version=version).raw
 
 
 def announcement(
