@@ -86,6 +86,35 @@ async def write_lock_held(database: Path) -> AsyncIterator[Callable[[], Awaitabl
 
 
 @contextlib.asynccontextmanager
+async def own_write_stuck(node: Node) -> AsyncIterator[threading.Event]:
+    """Another process holds the write lock of `node`'s database, and a write of `node`'s own
+    waits for it on a thread, holding `node`'s connection, until the block ends. The event is
+    set once that write has committed (after the block, when the lock is let go)."""
+    stuck, done = threading.Event(), threading.Event()
+
+    def own_write() -> None:
+        stuck.set()
+        try:
+            with node._store.db.transaction():
+                pass
+        except StoreError:
+            return  # gave up after the busy timeout: `done` stays clear
+        done.set()
+
+    writer = threading.Thread(target=own_write)
+    async with write_lock_held(node._store.db.path) as release:
+        try:
+            writer.start()
+            assert await asyncio.to_thread(stuck.wait, 30)
+            while _free(node._store.db._lock):  # until the thread holds it, stuck in BEGIN
+                await asyncio.sleep(0.01)
+            yield done
+        finally:
+            await release()
+            await asyncio.to_thread(writer.join, 60)
+
+
+@contextlib.asynccontextmanager
 async def asking(
     node: Node, peer_identity: Identity, request: Request
 ) -> AsyncIterator[list[asyncio.Task[ResponseHeader]]]:
@@ -125,46 +154,27 @@ async def test_transfers_and_decisions_complete_while_another_process_holds_the_
     )
     await asyncio.wait_for(ready, 10)
     database = sharer._store.db.path
-    stuck = threading.Event()
-    own_write_done = threading.Event()
-
-    def own_write() -> None:
-        # Holds the store connection's lock while SQLite makes it wait for the other process.
-        stuck.set()
-        with sharer._store.db.transaction():
-            pass
-        own_write_done.set()
-
-    writer = threading.Thread(target=own_write)
-    async with write_lock_held(database) as release:
-        try:
-            writer.start()
-            assert await asyncio.to_thread(stuck.wait, 30)
-            while _free(sharer._store.db._lock):  # until the thread holds it, stuck in BEGIN
-                await asyncio.sleep(0.01)
-            # Before: each decision was a write transaction that waited 30 s for this lock.
-            received = await asyncio.wait_for(
-                asyncio.gather(
-                    *(
-                        receiver.get(share.ticket, tmp_path / f"out{index}")
-                        for index, share in enumerate(shares)
-                    )
-                ),
-                60,
-            )
-            with Node(tmp_path / "outsider") as outsider, pytest.raises(AccessDeniedError):
-                await outsider.get(
-                    shares[0].ticket,
-                    tmp_path / "outsider-out",
-                    retry=RetryPolicy(attempts=1, first_delay=0.05),
+    async with own_write_stuck(sharer) as own_write_done:
+        # Before: each decision was a write transaction that waited 30 s for this lock.
+        received = await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    receiver.get(share.ticket, tmp_path / f"out{index}")
+                    for index, share in enumerate(shares)
                 )
-            # All of that finished with the lock still held by the other process.
-            assert _write_lock_is_held(database)
-            assert not own_write_done.is_set()
-            assert [r.path.read_bytes() for r in received] == films
-        finally:
-            await release()
-            await asyncio.to_thread(writer.join, 60)
+            ),
+            60,
+        )
+        with Node(tmp_path / "outsider") as outsider, pytest.raises(AccessDeniedError):
+            await outsider.get(
+                shares[0].ticket,
+                tmp_path / "outsider-out",
+                retry=RetryPolicy(attempts=1, first_delay=0.05),
+            )
+        # All of that finished with the lock still held by the other process.
+        assert _write_lock_is_held(database)
+        assert not own_write_done.is_set()
+        assert [r.path.read_bytes() for r in received] == films
     assert own_write_done.is_set()
 
     serving.cancel()
@@ -208,29 +218,10 @@ async def test_a_strangers_news_is_refused_while_a_write_of_the_nodes_own_waits_
     request = AnnounceRequest(
         News(manifest(stranger, serving.peer_id), (announcement(stranger, 1),))
     )
-    database = serving._store.db.path
-    stuck = threading.Event()
-
-    def own_write() -> None:
-        # Holds the node's connection while SQLite makes it wait for the other process.
-        stuck.set()
-        with contextlib.suppress(StoreError), serving._store.db.transaction():
-            pass
-
-    writer = threading.Thread(target=own_write)
-    async with write_lock_held(database) as release:
-        try:
-            writer.start()
-            assert await asyncio.to_thread(stuck.wait, 30)
-            while _free(serving._store.db._lock):  # until the thread holds it, stuck in BEGIN
-                await asyncio.sleep(0.01)
-            async with asking(serving, stranger, request) as answers:
-                # Before: refused on the node's connection, after that write gave up (30 s).
-                headers = await asyncio.wait_for(asyncio.gather(*answers), 60)
-                assert not _free(serving._store.db._lock), "answered only once the write ended"
-        finally:
-            await release()
-            await asyncio.to_thread(writer.join, 60)
+    async with own_write_stuck(serving), asking(serving, stranger, request) as answers:
+        # Before: refused on the node's connection, after that write gave up (30 s).
+        headers = await asyncio.wait_for(asyncio.gather(*answers), 60)
+        assert not _free(serving._store.db._lock), "answered only once the write ended"
     assert {(h.status, h.reason) for h in headers} == {
         ("denied", "this node does not know the ring's owner")
     }
