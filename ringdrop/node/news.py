@@ -168,7 +168,11 @@ class Backoff(Generic[K]):
         self._next.pop(key, None)
 
 
-def check_news(sender: PeerId, news: News) -> tuple[Manifest, list[Announcement]] | str:
+Checked = tuple[Manifest, list[Announcement]]
+"""A ring's manifest and announcements, checked to be what their sender may say."""
+
+
+def check_news(sender: PeerId, news: News) -> Checked | str:
     """The ring manifest and announcements in `news`, if they are what `sender` may say: the
     owner's manifest, and announcements the owner signed for that ring; else what is wrong."""
     try:
@@ -222,12 +226,12 @@ class NewsService:
         self._access = node._access
         self._logs = logs
 
-    def refused(
+    def screen(
         self, peer: PeerId, request: AnnounceRequest, reads: Database
-    ) -> ResponseHeader | None:
+    ) -> ResponseHeader | Checked:
         """The refusal of news this node would take from nobody, decided on `reads` (the serving
         connection, which waits for no write): forged or malformed news, a ring another key
-        owns here, an owner it does not know. None if `announce` must decide."""
+        owns here, an owner it does not know. Otherwise the news checked, for `announce`."""
         now = time.time()
         checked = check_news(peer, request.news)
         root = _first_root(request.news)
@@ -237,19 +241,22 @@ class NewsService:
         with reads.snapshot() as conn:
             reason = refusal(conn, manifest, asked=False)
         if reason is None:
-            return None
+            return checked
         return self._refuse(peer, "announce", root, manifest.name, reason, now)
 
     def announce(
-        self, peer: PeerId, request: AnnounceRequest
+        self, peer: PeerId, request: AnnounceRequest, checked: Checked | None = None
     ) -> tuple[ResponseHeader, list[InboxEntry]]:
-        """Keeps the news an owner announces, if it may; the answer, and the inbox entries
-        that changed."""
+        """Keeps the news an owner announces, if it may (`checked`: what `screen` found, so that
+        the signatures are not verified twice); the answer, and the inbox entries that
+        changed."""
         now = time.time()
-        checked = check_news(peer, request.news)
         root = _first_root(request.news)
-        if isinstance(checked, str):
-            return self._refuse(peer, "announce", root, None, checked, now), []
+        if checked is None:
+            found = check_news(peer, request.news)
+            if isinstance(found, str):
+                return self._refuse(peer, "announce", root, None, found, now), []
+            checked = found
         manifest, announcements = checked
         reason, changed = self._access.accept_news(
             self._node.peer_id, manifest, announcements, asked=False, now=now

@@ -93,6 +93,7 @@ from ringdrop.protocol import (
     MembersRequest,
     Provider,
     Request,
+    ResponseHeader,
     RingsRequest,
     SinceRequest,
 )
@@ -1518,11 +1519,11 @@ class _Serving:
             self._announcer.heard_from(peer)
         if isinstance(request, AnnounceRequest):
             # A stranger's news is refused here: it never queues behind this node's writes.
-            refused = await asyncio.to_thread(self.news.refused, peer, request, self.reads.db)
-            if refused is not None:
-                gate.finished(peer, request, Answer(refused), 0, "complete")
-                return Reply(refused)
-            header, entries = await self.writes(self.news.announce, peer, request)
+            screened = await asyncio.to_thread(self.news.screen, peer, request, self.reads.db)
+            if isinstance(screened, ResponseHeader):
+                gate.finished(peer, request, Answer(screened), 0, "complete")
+                return Reply(screened)
+            header, entries = await self.writes(self.news.announce, peer, request, screened)
             gate.finished(peer, request, Answer(header), 0, "complete")
             self._arrived(entries, False)
             return Reply(header)
