@@ -175,9 +175,25 @@ def open_partial(conn: apsw.Connection, layout: Layout, root: bytes) -> Partial 
     claim_paths(conn, layout, layout.partial_paths(root).files())
     row = conn.execute("SELECT size, size_proven FROM partials WHERE root = ?", (root,)).fetchone()
     if row is not None:
+        _undo_interrupted_promotion(layout, root)
         return Partial(cast(int | None, row[0]), bool(row[1]))
     conn.execute("INSERT INTO partials (root, created_at) VALUES (?, ?)", (root, time.time()))
     return None
+
+
+def _undo_interrupted_promotion(layout: Layout, root: bytes) -> None:
+    """Moves back into the download the files a promotion moved into blobs/ before it was
+    killed ahead of its commit: the partial's row is still there, its files are not. They hold
+    content-addressed data of this very root, checked again as the bitfield is rebuilt; without
+    this the whole download would start over. Runs inside the caller's write transaction, so no
+    other commit of `root` can be moving the same files."""
+    paths = layout.partial_paths(root)
+    for moved, home in (
+        (layout.blob_data(root), paths.data),
+        (layout.blob_outboard(root), paths.outboard),
+    ):
+        if not home.exists() and moved.exists():
+            os.replace(moved, home)
 
 
 def record_partial(conn: apsw.Connection, root: bytes, state: Partial) -> None:

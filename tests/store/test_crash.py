@@ -18,7 +18,7 @@ from ringdrop.bao import ChunkRanges, create_outboard
 from ringdrop.store import Store
 from tests.files import files_under, random_file
 
-from .helpers import kill, read_all, spawn
+from .helpers import kill, read_all, spawn, wait_for_line
 
 FAST = 8
 SLOW = 60
@@ -153,3 +153,25 @@ def test_killed_garbage_collections_keep_tagged_content(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_killed_garbage_collections_many_times(tmp_path: Path) -> None:
     run_gcs(tmp_path, SLOW, seed=5)
+
+
+@pytest.mark.parametrize("moves", [1, 2])
+def test_a_promotion_killed_before_its_commit_keeps_the_whole_download(
+    tmp_path: Path, moves: int
+) -> None:
+    """Killed after moving the data (1) or both files (2) into blobs/, before the commit that
+    records the blob: the reopened download is still whole and promotes without a byte fetched."""
+    data = random_file(tmp_path / "sender.data", 700_000)
+    root, _ = create_outboard(tmp_path / "sender.data", tmp_path / "sender.obao")
+    store_path = tmp_path / "store"
+    args = (tmp_path / "sender.data", tmp_path / "sender.obao", root.hex(), len(data), 0)
+    proc = spawn("download", store_path, *args, moves)
+    wait_for_line(proc, ("at move",), failsafe=60)
+    kill(proc)
+    with Store.open(store_path) as store:
+        assert store.blob(root) is None
+        with store.partial(root) as partial:
+            assert partial.complete, f"{partial.valid_bytes} of {len(data)} bytes left"
+            partial.promote(tag="resumed")
+        assert read_all(store, root) == data
+        assert store.check().ok

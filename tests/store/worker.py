@@ -6,12 +6,14 @@ survive the kill.
 
     python worker.py hold-temp-tag STORE ROOT
     python worker.py hold-partial STORE ROOT SIZE
-    python worker.py download STORE DATA OUTBOARD ROOT SIZE PACE
+    python worker.py download STORE DATA OUTBOARD ROOT SIZE PACE [MOVES]
     python worker.py import STORE SCRATCH SEED
     python worker.py gc STORE SEED
     python worker.py commit-small STORE SEED
     python worker.py export STORE ROOT DEST KEEP [STEP[:N]]
 
+With MOVES, the download's promotion stops after it has moved that many of the download's files
+into the store's blobs/ (a real `os.replace`), says "at move" and waits there for the kill.
 With STEP, the export stops at the Nth call (default: the first) of its function STEP (one of
 ringdrop.store.export's), says "at STEP" and waits there for the kill: a kill at a known point.
 """
@@ -50,6 +52,24 @@ def hold_partial(store: Store, root: bytes, size: int) -> None:
     store.partial(root, size)
     say("ready")
     time.sleep(3600)
+
+
+def stop_after_moves(count: int) -> None:
+    """Makes the `count`th `os.replace` into blobs/ wait for the kill once it has happened."""
+    original = os.replace
+    moves = 0
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        nonlocal moves
+        original(src, dst)
+        if Path(dst).parent.parent.name == "blobs":
+            moves += 1
+            if moves == count:
+                say("at", "move")
+                while True:
+                    signal.pause()  # until the SIGKILL
+
+    os.replace = replace  # type: ignore[assignment]
 
 
 def download(store: Store, data: Path, outboard: Path, root: bytes, size: int, pace: float) -> None:
@@ -160,7 +180,9 @@ def main() -> None:
         elif command == "hold-partial":
             hold_partial(store, bytes.fromhex(args[0]), int(args[1]))
         elif command == "download":
-            data, outboard, root, size, pace = args
+            data, outboard, root, size, pace, *moves = args
+            if moves:
+                stop_after_moves(int(moves[0]))
             download(store, Path(data), Path(outboard), bytes.fromhex(root), int(size), float(pace))
         elif command == "import":
             import_loop(store, Path(args[0]), random.Random(int(args[1])))
