@@ -206,8 +206,7 @@ class Access:
     def manifest(self, ring_id: bytes) -> Manifest | None:
         """The newest manifest held of the ring `ring_id`."""
         with self._db.snapshot() as conn:
-            row = _one(conn, "SELECT raw FROM manifests WHERE uid = ?", (ring_id,))
-        return None if row is None else groups.parse_all([cast(bytes, row[0])])[0]
+            return groups.held(conn, ring_id)
 
     def held_manifests(self, now: float | None = None) -> list[Manifest]:
         """Every valid manifest held, own and received, newest first."""
@@ -227,9 +226,13 @@ class Access:
         with self._db.snapshot() as conn:
             return groups.admitting(conn, peer, now)
 
-    def newer_manifests(self, held: Sequence[Manifest]) -> list[bytes]:
+    def rings_answer(
+        self, peer: PeerId, pushed: Sequence[Manifest], now: float | None = None
+    ) -> list[bytes]:
+        """What a RINGS request of `peer` that pushed `pushed` is answered with."""
+        now = time.time() if now is None else now
         with self._db.snapshot() as conn:
-            return groups.newer_than(conn, held)
+            return groups.rings_answer(conn, peer, pushed, now)
 
     def manifests_for_root(
         self, peer: PeerId, root: bytes, now: float | None = None

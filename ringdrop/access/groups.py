@@ -208,6 +208,22 @@ def newer_than(conn: apsw.Connection, held: Sequence[Manifest]) -> list[bytes]:
     return found
 
 
+def rings_answer(
+    conn: apsw.Connection, peer: PeerId, pushed: Sequence[Manifest], now: float
+) -> list[bytes]:
+    """What a RINGS request of `peer` that pushed `pushed` is answered with: the manifests held
+    that admit it, then newer versions of those it pushed."""
+    answer = dict.fromkeys(admitting(conn, peer, now))
+    answer.update(dict.fromkeys(newer_than(conn, pushed)))
+    return list(answer)
+
+
+def held(conn: apsw.Connection, ring_id: bytes) -> Manifest | None:
+    """The newest manifest held of the ring `ring_id`."""
+    row = conn.execute("SELECT raw FROM manifests WHERE uid = ?", (ring_id,)).fetchone()
+    return None if row is None else parse_all([cast(bytes, row[0])])[0]
+
+
 def for_root(conn: apsw.Connection, peer: PeerId, root: bytes, now: float) -> list[bytes]:
     """The manifests of the rings through which `peer` may read `root` at `now`: this node's own
     rings it is attached to, and the rings this node received it under."""

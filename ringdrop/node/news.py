@@ -32,8 +32,9 @@ from ringdrop.access.announcement import (
     parse_announcement,
     sign_announcement,
 )
+from ringdrop.access.groups import held, own_due
 from ringdrop.access.manifest import Manifest, parse_manifest
-from ringdrop.access.news import Delivery, InboxEntry, Item, refusal
+from ringdrop.access.news import Delivery, InboxEntry, Item, own_ring, refusal
 from ringdrop.errors import (
     DiskFullError,
     ExistsError,
@@ -265,6 +266,25 @@ class NewsService:
             return self._refuse(peer, "announce", root, manifest.name, reason, now), []
         self._log(peer, "announce", root, manifest.name, True, "the ring's owner announced", now)
         return ResponseHeader("allowed"), self._access.inbox_entries(changed)
+
+    def screen_since(
+        self, peer: PeerId, request: SinceRequest, reads: Database
+    ) -> ResponseHeader | None:
+        """The refusal of a since request decided on `reads` (the serving connection, which
+        waits for no write): no own ring of that id, or its manifest does not admit the peer.
+        None when `since` must answer it, and while an own ring is due to be signed again (a
+        member just added is not in the manifest yet)."""
+        now = time.time()
+        with reads.snapshot() as conn:
+            if own_due(conn, now):
+                return None
+            ring = own_ring(conn, request.ring_id)
+            manifest = held(conn, request.ring_id) if ring is not None else None
+        if ring is None or manifest is None or manifest.owner != self._node.peer_id:
+            return self._refuse(peer, "since", bytes(32), None, _NO_RING, now)
+        if not manifest.admits(peer, now):
+            return self._refuse(peer, "since", bytes(32), ring[1], _NO_RING, now)
+        return None
 
     def since(self, peer: PeerId, request: SinceRequest) -> tuple[ResponseHeader, News | None]:
         """The news of an own ring after the asker's sequence number, if the ring admits it."""

@@ -1528,14 +1528,22 @@ class _Serving:
             self._arrived(entries, False)
             return Reply(header)
         if isinstance(request, SinceRequest):
-            header, news = await self.writes(self.news.since, peer, request)
+            refused = await asyncio.to_thread(self.news.screen_since, peer, request, self.reads.db)
+            if refused is None:
+                header, news = await self.writes(self.news.since, peer, request)
+            else:
+                header, news = refused, None
             gate.finished(peer, request, Answer(header), 0, "complete")
             return Reply(header, news=news)
         if isinstance(request, MembersRequest):
             reply = await asyncio.to_thread(self.members.reply, peer, request)
             return self._limited(reply)
         if isinstance(request, RingsRequest | AboutRequest | HaveRequest):
-            header, info = await self.writes(self.rings.answer, peer, request)
+            # Refusals and answers with nothing to keep never queue behind this node's writes.
+            decided = await asyncio.to_thread(self.rings.screen, peer, request, self.reads.db)
+            if decided is None:
+                decided = await self.writes(self.rings.answer, peer, request)
+            header, info = decided
             gate.finished(peer, request, Answer(header), 0, "complete")
             return Reply(header, info=info)
         answer = await asyncio.to_thread(gate.answer, peer, request)

@@ -2,9 +2,11 @@
 (ABOUT: the rings through which the asker may read it, and the members that hold it), and a
 member saying it holds a root (HAVE).
 
-Each answer reads and writes the database, so `RingService.answer` runs off the event loop. What
-a peer can make this node store is bounded: newer versions of rings it already holds, and, for
-a root the gate lets the peer read, one provider row (per root at most `MAX_PROVIDERS`).
+Answers that need no write (a refusal, or manifests exchanged with nothing new to keep) are
+decided by `RingService.screen` on the serving connection, which waits for no write; the others
+by `RingService.answer`, on the thread where writes wait for the database's lock. What a peer
+can make this node store is bounded: newer versions of rings it already holds, and, for a root
+the gate lets the peer read, one provider row (per root at most `MAX_PROVIDERS`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import ipaddress
 import time
 from collections.abc import Sequence
 
-from ringdrop.access import Access, LogWriter, Upload
+from ringdrop.access import Access, LogWriter, Upload, groups
 from ringdrop.access.groups import parse_all
 from ringdrop.access.manifest import Manifest
 from ringdrop.identity import Identity, PeerId
@@ -32,6 +34,7 @@ from ringdrop.protocol import (
     RingRequest,
     RingsRequest,
 )
+from ringdrop.store.db import Database
 from ringdrop.ticket import Address
 from ringdrop.transport import Connection
 
@@ -48,6 +51,25 @@ class RingService:
         self._identity = identity
         self._gate = gate
         self._logs = logs
+
+    def screen(
+        self, peer: PeerId, request: RingRequest, reads: Database
+    ) -> tuple[ResponseHeader, Info | None] | None:
+        """The answer when it takes no write, decided on `reads` (the serving connection, which
+        waits for no write): a RINGS request that brings nothing to keep while no own ring is
+        due to be signed again, and every ABOUT or HAVE the gate refuses. None: `answer` it."""
+        if not isinstance(request, RingsRequest):
+            header = self._gate.admit(peer, request.content_hash, log_allowed=False)
+            return None if header.status == "allowed" else (header, None)
+        now = time.time()
+        pushed = parse_all(request.manifests)
+        own = self._identity.peer_id
+        with reads.snapshot() as conn:
+            if groups.own_due(conn, now) or any(
+                groups.storable(conn, m, now, own=own, new_ring_ok=False) for m in pushed
+            ):
+                return None
+            return _rings_reply(groups.rings_answer(conn, peer, pushed, now))
 
     def answer(self, peer: PeerId, request: RingRequest) -> tuple[ResponseHeader, Info | None]:
         # Own manifests near the end of their validity are signed again before one is sent.
@@ -74,12 +96,7 @@ class RingService:
         # Newer versions of rings held here are kept whoever passes them on: the owner signed
         # them. A ring not held here is never taken from a peer that was not asked.
         self._access.store_manifests(request.manifests, self._identity.peer_id, new_ring_ok=False)
-        pushed = parse_all(request.manifests)
-        answer = dict.fromkeys(self._access.manifests_admitting(peer))
-        answer.update(dict.fromkeys(self._access.newer_manifests(pushed)))
-        if not answer:
-            return ResponseHeader("denied", _NO_RING), None
-        return ResponseHeader("allowed"), Info(tuple(list(answer)[:MAX_MANIFESTS]))
+        return _rings_reply(self._access.rings_answer(peer, parse_all(request.manifests)))
 
     def _have(self, peer: PeerId, request: HaveRequest) -> None:
         addresses = [Address(ipaddress.ip_address(h), p) for h, p in request.addresses]
@@ -88,6 +105,12 @@ class RingService:
         for via, sent in request.received:
             if via != self._identity.peer_id and sent:
                 self._logs.upload(Upload(now, peer, request.content_hash, sent, "complete", via))
+
+
+def _rings_reply(manifests: Sequence[bytes]) -> tuple[ResponseHeader, Info | None]:
+    if not manifests:
+        return ResponseHeader("denied", _NO_RING), None
+    return ResponseHeader("allowed"), Info(tuple(manifests[:MAX_MANIFESTS]))
 
 
 async def exchange_rings(connection: Connection, access: Access, own: PeerId) -> list[Manifest]:

@@ -19,10 +19,20 @@ import pytest
 from ringdrop.errors import AccessDeniedError, StoreError
 from ringdrop.identity import Identity
 from ringdrop.node import Node, RetryPolicy
-from ringdrop.protocol import AnnounceRequest, News, Request, ResponseHeader, RingsRequest, encode
+from ringdrop.protocol import (
+    AboutRequest,
+    AnnounceRequest,
+    HaveRequest,
+    News,
+    Request,
+    ResponseHeader,
+    RingsRequest,
+    SinceRequest,
+    encode,
+)
 from tests.files import pseudo_random, write
 from tests.hostile import HostilePeer, connected, frames
-from tests.node.test_news_requests import announcement, manifest, someone
+from tests.node.test_news_requests import announcement, manifest, own_ring, someone
 
 # Holds SQLite's write lock (BEGIN IMMEDIATE) until told to let go on stdin, at most 120 s.
 _LOCKER = """
@@ -211,20 +221,29 @@ async def test_a_strangers_news_or_manifests_are_refused_without_waiting_for_the
     assert serving._access.held_manifests() == []
 
 
-async def test_a_strangers_news_is_refused_while_a_write_of_the_nodes_own_waits_for_the_lock(
-    serving: Node,
+@pytest.mark.parametrize("kind", ["announce", "rings", "since", "about", "have"])
+async def test_a_strangers_request_is_refused_while_a_write_of_the_nodes_own_waits_for_the_lock(
+    serving: Node, tmp_path: Path, kind: str
 ) -> None:
     stranger = someone()
-    request = AnnounceRequest(
-        News(manifest(stranger, serving.peer_id), (announcement(stranger, 1),))
-    )
-    async with own_write_stuck(serving), asking(serving, stranger, request) as answers:
+    shared = serving.share(write(tmp_path / "film.bin", pseudo_random(50_000, seed=4)))
+    requests: dict[str, Request] = {
+        "announce": AnnounceRequest(
+            News(manifest(stranger, serving.peer_id), (announcement(stranger, 1),))
+        ),
+        "rings": RingsRequest((manifest(stranger, serving.peer_id),)),
+        "since": SinceRequest(own_ring(serving, tmp_path), 0),
+        "about": AboutRequest(shared.root),
+        "have": HaveRequest(shared.root, None, (("192.0.2.8", 4433),)),
+    }
+    async with own_write_stuck(serving), asking(serving, stranger, requests[kind]) as answers:
         # Before: refused on the node's connection, after that write gave up (30 s).
         headers = await asyncio.wait_for(asyncio.gather(*answers), 60)
         assert not _free(serving._store.db._lock), "answered only once the write ended"
-    assert {(h.status, h.reason) for h in headers} == {
-        ("denied", "this node does not know the ring's owner")
-    }
+    assert {h.status for h in headers} == {"denied"}
+    assert {m.owner for m in serving._access.held_manifests()} == {serving.peer_id}
+    assert serving.inbox() == []
+    assert serving._access.providers(shared.root) == []
 
 
 async def test_an_owners_news_stuck_behind_the_write_lock_holds_up_no_transfer(
