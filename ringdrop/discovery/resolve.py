@@ -43,8 +43,9 @@ _log = logging.getLogger("ringdrop.discovery")
 
 LOOKUP_TIMEOUT = 5.0
 """A lookup's whole time, every service at once."""
-_GRACE = 0.5
-"""Once one signed record is in, how long the other pkarr relays may still offer a newer one."""
+GRACE = 0.5
+"""Once one signed record is in, how long the other pkarr relays may still offer a newer one
+(the DNS answer, unsigned, is not waited for then: it could not win)."""
 MAX_TXT_RECORDS = 64
 """TXT strings read from one DNS answer."""
 MAX_TTL = 3600
@@ -111,8 +112,9 @@ class Resolver:
 
     `allow_relay(url)` says whether a relay a record names may be dialled: the node passes the
     policy it applies to a ticket's relay; by default, `relay_allowed` with `relays` (this
-    node's own relays). One resolver serves one event loop at a time; its cache is bounded
-    (the peers looked up last)."""
+    node's own relays). A lookup takes at most `timeout`, and at most `grace` more once a signed
+    record is in. One resolver serves one event loop at a time; its cache is bounded (the peers
+    looked up last)."""
 
     def __init__(
         self,
@@ -121,11 +123,13 @@ class Resolver:
         relays: Sequence[str] = (),
         allow_relay: Callable[[str], bool] | None = None,
         timeout: float = LOOKUP_TIMEOUT,
+        grace: float = GRACE,
     ) -> None:
         self.services = services
         configured = tuple(relays)
         self._allow_relay = allow_relay or (lambda url: relay_allowed(url, configured))
         self._timeout = timeout
+        self._grace = grace
         # peer -> (record, monotonic time it expires); expired entries still hold the newest
         # timestamp seen, so that an older record is recognised as such.
         self._cache: OrderedDict[PeerId, tuple[Record, float]] = OrderedDict()
@@ -165,7 +169,9 @@ class Resolver:
                 while pending:
                     left = deadline - asyncio.get_running_loop().time()
                     if signed:
-                        left = min(left, _GRACE)
+                        if all(sources[t].startswith("DNS ") for t in pending):
+                            break
+                        left = min(left, self._grace)
                     if left <= 0:
                         break
                     done, pending = await asyncio.wait(

@@ -73,6 +73,29 @@ async def test_a_published_record_is_found_over_dns(
     assert (found.record.relay, found.record.addresses) == (RELAY, addresses)
 
 
+async def test_a_signed_record_is_not_held_back_by_a_dns_server_that_never_answers(
+    iroh_dns: IrohDnsServer, stamps: Timestamps
+) -> None:
+    me = new_identity()
+    await publish(iroh_dns, me, Record(me.peer_id, RELAY), stamps)
+    loop = asyncio.get_running_loop()
+    # A DNS server that takes every query and never answers.
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
+    )
+    try:
+        port = transport.get_extra_info("sockname")[1]
+        services = Services((iroh_dns.pkarr_url,), ORIGIN, ("127.0.0.1", port))
+        # A grace far past the test's deadline: only not waiting for the DNS answer passes.
+        resolver = Resolver(services, grace=10 * DEADLINE, timeout=10 * DEADLINE)
+        found = await asyncio.wait_for(resolver.lookup(me.peer_id), DEADLINE)
+    finally:
+        transport.close()
+    assert found.record is not None
+    assert found.record.relay == RELAY
+    assert any(problem.startswith(f"DNS {ORIGIN}") for problem in found.problems)
+
+
 async def test_a_key_nobody_published_is_not_found_and_the_error_says_where_it_looked(
     iroh_dns: IrohDnsServer,
 ) -> None:
