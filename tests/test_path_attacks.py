@@ -369,8 +369,10 @@ async def test_an_unreachable_address_does_not_hold_up_a_reachable_one(
 ) -> None:
     # The first address names a machine where nothing answers (here loopback, which a ticket
     # naming this machine would be dialled on first); the second is the sharer, behind a
-    # relay of datagrams that notes when the first one came. What counts is when each address
-    # saw its first datagram, not how long the whole connect took on a loaded machine.
+    # relay of datagrams that notes when the first one came. The silent address's attempt
+    # would end only at its idle timeout, far past the connect's: a dialer that waited for it
+    # before trying the next could not connect at all. How soon the next address is tried is
+    # a figure for the benches (bench_discovery, bench_latency), not a bound for a loaded CI.
     server_ip = isle.ips[0]
     silent = victims("127.0.0.1")
     async with asyncio.timeout(TIMEOUT), await start_server(isle, members_only(MEMBER)) as server:
@@ -378,15 +380,16 @@ async def test_an_unreachable_address_does_not_hold_up_a_reachable_one(
         try:
             dialer = Dialer(MEMBER, sock=made_in(isle.ns, lambda: bind_udp("::", 0)))
             ticket = [address("127.0.0.1", silent.address[1]), forwarder.address]
-            connection = await dialer.connect(SHARER.peer_id, ticket, timeout=30.0)
+            connection = await dialer.connect(
+                SHARER.peer_id, ticket, timeout=30.0, idle_timeout=10 * TIMEOUT
+            )
             async with connection:
                 header, _ = await connection.catalog()
         finally:
             forwarder.close()
     assert header.status == "allowed"
-    assert silent.got
+    assert silent.got, "the silent address was dialled too"
     assert forwarder.first is not None
-    assert forwarder.first - silent.got[0][0] <= 0.5
 
 
 class Forwarder:

@@ -485,6 +485,8 @@ async def test_a_text_is_shown_in_the_list_and_nothing_is_saved(
         await pilot.pause()
         preview = squeezed(app)
         view = await receive(app, pilot, ticket, downloads)
+        # The message is drawn after the transfer ends, at the screen's next refresh.
+        await until(pilot, lambda: "see you at 8" in screen_text(app))
         shown = screen_text(app)
     await asyncio.wait_for(sending, 30)
     assert "atext(34B)from" in preview
