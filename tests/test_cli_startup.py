@@ -25,6 +25,7 @@ NOT_FOR_GET = (
     "textual",
     "urllib.request",
     "difflib",
+    "statistics",
     "ringdrop.transport._server",
     "ringdrop.node.serving",
     "ringdrop.node.server",
