@@ -3,7 +3,6 @@ PGP word list, made, read back and checked here, before any of them goes near th
 
 from __future__ import annotations
 
-import difflib
 import re
 import secrets
 from collections.abc import Callable
@@ -177,6 +176,8 @@ def _check_word(word: str, position: int) -> None:
             f"{_shown(word)} cannot be the {ordinal} word of a code: the words alternate "
             "between two and three syllables, so one is missing, doubled or out of order."
         )
+    import difflib  # only for a mistyped word: not loaded to start
+
     near = difflib.get_close_matches(word, sorted(expected), n=1, cutoff=0.7)
     hint = f" Did you mean {near[0]!r}?" if near else ""
     raise CodeError(f"{_shown(word)} is not a word that codes use.{hint}")

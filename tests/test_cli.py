@@ -143,6 +143,53 @@ def test_every_argument_of_every_command_says_what_it_is(command: str) -> None:
     assert undescribed == []
 
 
+def _commands_of(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(sub.choices)
+
+
+@pytest.mark.parametrize("command", _command_paths(build_parser()))
+def test_the_parser_built_for_a_command_line_holds_that_command_as_the_full_one_does(
+    command: str,
+) -> None:
+    argv = ["--data-dir", "d", "--debug", *command.split()]
+    parser = build_parser(argv)
+    for word in command.split():
+        parser = _commands_of(parser)[word]
+    assert parser.format_help() == _parser_of(command).format_help()
+
+
+@pytest.mark.parametrize("command", sorted(set(_commands_of(build_parser())) - {"tui"}))
+def test_a_command_line_builds_only_the_parsers_of_its_own_module(command: str) -> None:
+    built = set(_commands_of(build_parser([command])))
+    assert command in built
+    assert built < set(_commands_of(build_parser()))
+
+
+@pytest.mark.parametrize("spelling", ["apart", "joined"])
+def test_a_command_line_is_read_past_every_global_option_as_the_full_parser_reads_it(
+    spelling: str,
+) -> None:
+    # Each option's value is the name of another command: read as the command, only that
+    # command's parser would be built, and `get` would be refused. Not read past, every
+    # command's parser would be built.
+    full = build_parser()
+    takes_value = [
+        a
+        for a in full._actions
+        if a.option_strings and a.nargs != 0 and a.dest not in ("help", "version")
+    ]
+    assert len(takes_value) >= 5
+    for action in takes_value:
+        value = "any" if action.choices else "send"
+        option = action.option_strings[0]
+        given = [option, value] if spelling == "apart" else [f"{option}={value}"]
+        argv = [*given, "--debug", "get", "rdrop:x"]
+        parser = build_parser(argv)
+        assert set(_commands_of(parser)) < set(_commands_of(full)), f"{option}: all built"
+        assert parser.parse_args(argv) == full.parse_args(argv), option
+
+
 @pytest.mark.parametrize("command", ["", "get", "send", "share", "serve", "demo", "peer add"])
 def test_help_paragraphs_are_wrapped_to_the_terminal(
     command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

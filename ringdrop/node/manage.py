@@ -23,10 +23,11 @@ from ringdrop.access import (
 from ringdrop.access.manifest import Manifest
 from ringdrop.errors import TicketError
 from ringdrop.identity import Identity, PeerId
-from ringdrop.store import CheckReport, GcReport, ProgressFn, Store
+from ringdrop.store import ProgressFn, Store
 
 if TYPE_CHECKING:
     from ringdrop.node.node import Share
+    from ringdrop.store import CheckReport, GcReport
 
 __all__ = ["Management"]
 

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import (
     AsyncGenerator,
-    AsyncIterable,
     Awaitable,
     Callable,
     Iterable,
@@ -25,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ringdrop.access import MIGRATIONS, OPEN_RING, Access, LogWriter, PeerRef
+from ringdrop.access import MIGRATIONS, OPEN_RING, Access, PeerRef
 from ringdrop.access.announcement import parse_announcement
 from ringdrop.access.manifest import Manifest
 from ringdrop.access.news import Follow, InboxEntry, InboxState
 from ringdrop.bao import ChunkRanges
-from ringdrop.discovery import Published, Publisher, Record, Resolver, Services, Timestamps
+from ringdrop.discovery import Resolver
 from ringdrop.errors import (
     AlreadyServedError,
     AmbiguousError,
@@ -51,7 +50,6 @@ from ringdrop.errors import (
 )
 from ringdrop.identity import KEY_FILE, Identity, PeerId
 from ringdrop.node.addresses import local_addresses, machine_ips
-from ringdrop.node.batch_upload import MembersServer
 from ringdrop.node.config import (
     Config,
     RelayPolicy,
@@ -62,40 +60,21 @@ from ringdrop.node.config import (
     relays_from,
     stun_servers_from,
 )
-from ringdrop.node.dbthread import DatabaseThread
 from ringdrop.node.dial import Route, dial
 from ringdrop.node.download import Download, Source, TransferStats, export_target
 from ringdrop.node.manage import Management
-from ringdrop.node.news import (
-    Announcer,
-    CatchUp,
-    EventKind,
-    Follower,
-    NewsEvent,
-    NewsService,
-    process_alive,
-)
 from ringdrop.node.progress import ProgressCallback, Tracker
-from ringdrop.node.ratelimit import Limited, RateLimit
 from ringdrop.node.receipts import Receipt, read_receipts, record_receipt
 from ringdrop.node.retry import RetryPolicy
-from ringdrop.node.rings import RingService, ask_about, exchange_rings, tell_have
+from ringdrop.node.rings import ask_about, exchange_rings, tell_have
 from ringdrop.node.send import TEXT_MAX, TEXT_NAME, Fetched, Fetches, is_text
-from ringdrop.node.server import Answer, Gate, ServeEvent
-from ringdrop.node.upload import Upload
 from ringdrop.protocol import (
-    AboutRequest,
-    AnnounceRequest,
     CatalogEntry,
     GetRequest,
-    HaveRequest,
     MemberSelection,
     MembersRequest,
     Provider,
     Request,
-    ResponseHeader,
-    RingsRequest,
-    SinceRequest,
 )
 from ringdrop.shortcode import ShortCode
 from ringdrop.store import ExportResult, ImportMode, OnExisting, Store, default_data_dir
@@ -103,24 +82,16 @@ from ringdrop.store.export import free_name
 from ringdrop.store.files import FileLock
 from ringdrop.store.names import validate_name
 from ringdrop.store.progress import ProgressFn
-from ringdrop.store.reader import ServingReads
 from ringdrop.store.space import check_receive
 from ringdrop.ticket import Address, Format, Ticket
-from ringdrop.transport import (
-    Connection,
-    Dialer,
-    Limits,
-    PathInfo,
-    Reach,
-    RelayState,
-    Reply,
-    Server,
-    choose_home_relay,
-    serve,
-)
+from ringdrop.transport import Connection, Dialer, PathInfo, RelayState, choose_home_relay
 
 if TYPE_CHECKING:
+    from ringdrop.discovery import Published, Record, Services
     from ringdrop.node.codes import CodeOffer
+    from ringdrop.node.news import NewsEvent
+    from ringdrop.node.server import ServeEvent
+    from ringdrop.transport import Limits, Reply, Server
 
 _log = logging.getLogger(__name__)
 
@@ -128,9 +99,6 @@ _log = logging.getLogger(__name__)
 # IPs), e.g. RINGDROP_ADDRESSES=127.0.0.1 for a demo or test on one machine.
 ADDRESSES_ENV = "RINGDROP_ADDRESSES"
 
-
-# The server answers a members request with PART frames of about this size.
-PIECE = 256 * 1024
 SERVE_LOCK = "serve.lock"
 RECORD_TIMESTAMP = "record-timestamp"
 # How often `serve` checks whether what its record says changed (a new public address).
@@ -654,15 +622,18 @@ class Node(Management):
         # The network side starts first (the port, the home relay's connection, STUN) and the
         # store's serving connections open meanwhile on a thread; requests that arrive before
         # they are open wait for them.
+        from ringdrop.node.serving import Counted, Serving
+        from ringdrop.transport import Reply
+
         opened = threading.Event()
-        serving: list[_Serving] = []
-        gate_open: asyncio.Future[_Serving] = asyncio.get_running_loop().create_future()
+        serving: list[Serving] = []
+        gate_open: asyncio.Future[Serving] = asyncio.get_running_loop().create_future()
 
         async def handler(peer: PeerId, request: Request) -> Reply:
             reply = await (await asyncio.shield(gate_open)).reply(peer, request)
             if on_sent is None or reply.body is None:
                 return reply
-            return Reply(reply.header, _Counted(reply.body, str(peer), on_sent))
+            return Reply(reply.header, Counted(reply.body, str(peer), on_sent))
 
         def known(peers: Sequence[PeerId]) -> Sequence[bool]:
             if not opened.wait(_OPEN_TIMEOUT) or not serving:
@@ -675,7 +646,7 @@ class Node(Management):
             background.append(asyncio.create_task(self._publish(server, relay, on_record)))
         background.append(asyncio.create_task(self._keep_manifests_valid()))
         try:
-            serving.append(await asyncio.to_thread(_Serving, self, on_event))
+            serving.append(await asyncio.to_thread(Serving, self, on_event))
             if done is None:  # a one-shot send tells no ring anything
                 background += serving[0].start_news(self, on_news or (lambda _: None))
             opened.set()
@@ -705,6 +676,8 @@ class Node(Management):
         on_relay: Callable[[RelayState], object] | None,
     ) -> tuple[Server, str | None]:
         """Opens the port and the home relay's connection; the server, and the relay chosen."""
+        from ringdrop.transport import Reach, serve
+
         reach = Reach(
             relay=await self.choose_home_relay(),
             stun=self.stun_servers,
@@ -736,6 +709,8 @@ class Node(Management):
     ) -> None:
         """Keeps this node's record published: its home relay, and its addresses (those
         tickets name, and the public one STUN found) only if it was asked to publish them."""
+        from ringdrop.discovery import Publisher, Record, Timestamps
+
         timestamps = await asyncio.to_thread(Timestamps, self.data_dir / RECORD_TIMESTAMP)
         publisher = Publisher(self.identity, self.discovery.pkarr, timestamps, on_result=on_record)
         running = asyncio.create_task(publisher.run())
@@ -1468,106 +1443,6 @@ class Node(Management):
 _OPEN_TIMEOUT = 30.0
 
 
-class _Serving:
-    """What a serving node reads through: the gate (its own database connection) and the log
-    writer, opened on a thread while the network side starts."""
-
-    def __init__(self, node: Node, on_event: Callable[[ServeEvent], object] | None) -> None:
-        self.logs = LogWriter(node._store.db.path, node.config.retention)
-        self.reads = ServingReads(node._store.layout, MIGRATIONS)
-        node._access.use_log_writer(self.logs)
-        self.gate = Gate(self.reads, self.logs, on_event, reserve=node.config.serve_rings)
-        self.members = MembersServer(node._store, self.gate, PIECE)
-        self.rings = RingService(node._access, node.identity, self.gate, self.logs)
-        self.limit = None if node.limit_rate is None else RateLimit(node.limit_rate)
-        self.uploads: dict[tuple[PeerId, bytes], list[Upload]] = {}
-        """The gets being answered, by peer and content (see `Upload`)."""
-        self.news = NewsService(node, self.logs)
-        self.writes = DatabaseThread("ringdrop-requests")
-        """Where news and ring requests, which write the node's database, wait for its lock."""
-        self._announcer: Announcer | None = None
-        self._follower: Follower | None = None
-        self._on_news: Callable[[NewsEvent], object] = lambda _: None
-
-    def start_news(
-        self, node: Node, on_news: Callable[[NewsEvent], object]
-    ) -> list[asyncio.Task[None]]:
-        """The news tasks of a serving node: announcing to members, asking owners for what
-        was missed, fetching followed rings' content."""
-        self._on_news = on_news
-        self._announcer = Announcer(node, on_news)
-        self._follower = Follower(node, on_news)
-        catch_up = CatchUp(node, self._arrived, on_news)
-        return [
-            asyncio.create_task(self._announcer.run()),
-            asyncio.create_task(catch_up.run()),
-            asyncio.create_task(self._follower.run()),
-        ]
-
-    def _arrived(self, entries: Sequence[InboxEntry], asked: bool) -> None:
-        for entry in entries:
-            kind: EventKind = "withdrawn" if entry.state == "withdrawn" else "arrived"
-            self._on_news(NewsEvent.about(kind, entry, reason="asked" if asked else None))
-        if entries and self._follower is not None:
-            self._follower.wake()
-
-    async def reply(self, peer: PeerId, request: Request) -> Reply:
-        # The decision reads SQLite and opening the content touches files: neither may hold up
-        # the loop that moves every other transfer's packets.
-        gate = self.gate
-        if self._announcer is not None:
-            self._announcer.heard_from(peer)
-        if isinstance(request, AnnounceRequest):
-            # A stranger's news is refused here: it never queues behind this node's writes.
-            screened = await asyncio.to_thread(self.news.screen, peer, request, self.reads.db)
-            if isinstance(screened, ResponseHeader):
-                gate.finished(peer, request, Answer(screened), 0, "complete")
-                return Reply(screened)
-            header, entries = await self.writes(self.news.announce, peer, request, screened)
-            gate.finished(peer, request, Answer(header), 0, "complete")
-            self._arrived(entries, False)
-            return Reply(header)
-        if isinstance(request, SinceRequest):
-            refused = await asyncio.to_thread(self.news.screen_since, peer, request, self.reads.db)
-            if refused is None:
-                header, news = await self.writes(self.news.since, peer, request)
-            else:
-                header, news = refused, None
-            gate.finished(peer, request, Answer(header), 0, "complete")
-            return Reply(header, news=news)
-        if isinstance(request, MembersRequest):
-            reply = await asyncio.to_thread(self.members.reply, peer, request)
-            return self._limited(reply)
-        if isinstance(request, RingsRequest | AboutRequest | HaveRequest):
-            # Refusals and answers with nothing to keep never queue behind this node's writes.
-            decided = await asyncio.to_thread(self.rings.screen, peer, request, self.reads.db)
-            if decided is None:
-                decided = await self.writes(self.rings.answer, peer, request)
-            header, info = decided
-            gate.finished(peer, request, Answer(header), 0, "complete")
-            return Reply(header, info=info)
-        answer = await asyncio.to_thread(gate.answer, peer, request)
-        if answer.encoder is None:
-            gate.finished(peer, request, answer, 0, "complete")
-            return Reply(answer.header, catalog=answer.catalog)
-        assert isinstance(request, GetRequest)  # only a get has content to send
-        upload = Upload(gate, peer, request, answer, self.uploads)
-        return self._limited(Reply(answer.header, upload))
-
-    def _limited(self, reply: Reply) -> Reply:
-        if self.limit is None or reply.body is None:
-            return reply
-        return dataclasses.replace(reply, body=Limited(reply.body, self.limit))
-
-    async def close(self, node: Node) -> None:
-        # A request under way on the thread still reads and logs: it finishes first.
-        await self.writes.drain()
-        self.reads.close()
-        # Commits every queued entry, waiting out another process's write lock.
-        await asyncio.to_thread(self.logs.close)
-        node._access.use_log_writer(None)
-
-
 def _received(
     path: Path,
     stats: TransferStats,
@@ -1597,30 +1472,6 @@ async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
 
 class _ExportStoppedError(Exception):
     """Raised on the export's thread when the get awaiting it was cancelled."""
-
-
-class _Counted:
-    """A reply's body that tells `on_sent` of each piece it hands to the transport."""
-
-    def __init__(
-        self, body: AsyncIterable[bytes], peer: str, on_sent: Callable[[str, int], object]
-    ) -> None:
-        self._body = aiter(body)
-        self._peer = peer
-        self._on_sent = on_sent
-
-    def __aiter__(self) -> _Counted:
-        return self
-
-    async def __anext__(self) -> bytes:
-        piece = await anext(self._body)
-        self._on_sent(self._peer, len(piece))
-        return piece
-
-    async def aclose(self) -> None:
-        close = getattr(self._body, "aclose", None)
-        if close is not None:
-            await close()
 
 
 @contextlib.contextmanager
@@ -1768,6 +1619,8 @@ class _Source:
 
 
 def _inbox_item(entry: InboxEntry, nickname: str | None) -> InboxItem:
+    from ringdrop.node.news import process_alive
+
     state = entry.state
     if state == "fetching" and not process_alive(entry.fetcher):
         state = "new"  # its fetch was cut short: fetching it again resumes

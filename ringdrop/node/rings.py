@@ -15,12 +15,12 @@ import asyncio
 import ipaddress
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ringdrop.access import Access, LogWriter, Upload, groups
 from ringdrop.access.groups import parse_all
 from ringdrop.access.manifest import Manifest
 from ringdrop.identity import Identity, PeerId
-from ringdrop.node.server import Gate
 from ringdrop.protocol import (
     MAX_MANIFESTS,
     MAX_REACH,
@@ -37,6 +37,9 @@ from ringdrop.protocol import (
 from ringdrop.store.db import Database
 from ringdrop.ticket import Address
 from ringdrop.transport import Connection
+
+if TYPE_CHECKING:
+    from ringdrop.node.server import Gate
 
 __all__ = ["RingService", "ask_about", "exchange_rings", "tell_have"]
 

@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ringdrop.node.server import ServeEvent
 from ringdrop.ticket import Ticket
+
+if TYPE_CHECKING:
+    from ringdrop.node.server import ServeEvent
 
 __all__ = ["TEXT_MAX", "TEXT_NAME", "Fetched", "Fetches", "is_text"]
 

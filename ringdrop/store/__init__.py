@@ -6,12 +6,13 @@ every change of it), `importer` (imports), `partial` (downloads), `collection` a
 (folders as blobs, safe names), `tags`, `gc`, `check`, `export`, `reader` (a server's lookups).
 Who may read what is the `ringdrop.access` layer's."""
 
+import importlib
+from typing import TYPE_CHECKING
+
 from ringdrop.store.blobs import INLINE_MAX, BlobInfo, ImportMode, Location
-from ringdrop.store.check import ChangedReference, CheckProblem, CheckReport
 from ringdrop.store.collection import Collection, Entry
 from ringdrop.store.db import Database, Migration
 from ringdrop.store.export import ExportResult, OnExisting
-from ringdrop.store.gc import GcReport
 from ringdrop.store.importer import ImportedCollection
 from ringdrop.store.layout import default_data_dir
 from ringdrop.store.names import validate_name
@@ -19,6 +20,19 @@ from ringdrop.store.partial import PartialBlob, PartialInfo, PartialWriter
 from ringdrop.store.progress import ProgressFn
 from ringdrop.store.store import Store
 from ringdrop.store.tags import Format, Tag, TempTag, default_tag_name
+
+if TYPE_CHECKING:
+    from ringdrop.store.check import ChangedReference, CheckProblem, CheckReport
+    from ringdrop.store.gc import GcReport
+
+# The maintenance reports' names are imported when first used (`store check`, `store gc`), so
+# that the other commands do not load those modules to start.
+_MAINTENANCE = {
+    "ChangedReference": "ringdrop.store.check",
+    "CheckProblem": "ringdrop.store.check",
+    "CheckReport": "ringdrop.store.check",
+    "GcReport": "ringdrop.store.gc",
+}
 
 __all__ = [
     "INLINE_MAX",
@@ -48,3 +62,12 @@ __all__ = [
     "default_tag_name",
     "validate_name",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _MAINTENANCE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

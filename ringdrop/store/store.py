@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import apsw
 
@@ -22,7 +22,6 @@ from ringdrop.store.blobs import (
     read_blob,
     source_stamp,
 )
-from ringdrop.store.check import CheckReport, check_store
 from ringdrop.store.collection import Collection
 from ringdrop.store.db import Database, Migration
 from ringdrop.store.export import (
@@ -34,7 +33,6 @@ from ringdrop.store.export import (
     finish_export,
     read_collection,
 )
-from ringdrop.store.gc import GcReport, collect_garbage
 from ringdrop.store.importer import DEFAULT_BATCH, ImportBatch, ImportedCollection
 from ringdrop.store.layout import Layout, default_data_dir
 from ringdrop.store.partial import PartialBlob, PartialInfo
@@ -52,6 +50,10 @@ from ringdrop.store.tags import (
     set_tag,
 )
 from ringdrop.store.translate import translated, translating
+
+if TYPE_CHECKING:
+    from ringdrop.store.check import CheckReport
+    from ringdrop.store.gc import GcReport
 
 __all__ = ["Store"]
 
@@ -327,11 +329,15 @@ class Store:
     @translating("could not collect garbage")
     def gc(self) -> GcReport:
         """Deletes blobs and downloads that no tag or temp tag keeps, and stray files."""
+        from ringdrop.store.gc import collect_garbage  # maintenance: not loaded to start
+
         return collect_garbage(self.db, self.layout)
 
     @translating("could not check the store")
     def check(self, progress: ProgressFn | None = None) -> CheckReport:
         """Re-verifies every complete blob; reports what is missing, corrupt or changed."""
+        from ringdrop.store.check import check_store  # maintenance: not loaded to start
+
         return check_store(self.db, self.layout, progress)
 
     # -- exporting ----------------------------------------------------------------------------

@@ -42,11 +42,20 @@ So by default each connection takes aioquic towards a loopback address and qh3, 
 towards any other; `backend=` forces one.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from ringdrop.transport._backend import BACKENDS, BackendName, available_backends
 from ringdrop.transport._client import Connection, Dialer, ResponseBody, connect
 from ringdrop.transport._paths import PathInfo
-from ringdrop.transport._server import Handler, Known, Limits, Reach, Reply, Server, serve
 from ringdrop.transport.relay import RelayState, choose_home_relay
+
+if TYPE_CHECKING:
+    from ringdrop.transport._server import Handler, Known, Limits, Reach, Reply, Server, serve
+
+# The server's names are imported when first used: a command that only dials (`get`) does not
+# load the server side to start.
+_SERVER = frozenset({"Handler", "Known", "Limits", "Reach", "Reply", "Server", "serve"})
 
 __all__ = [
     "BACKENDS",
@@ -67,3 +76,11 @@ __all__ = [
     "connect",
     "serve",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _SERVER:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("ringdrop.transport._server"), name)
+    globals()[name] = value
+    return value

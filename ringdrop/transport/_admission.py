@@ -24,6 +24,7 @@ key or the connection ends, and gives up on a handshake after `Limits.handshake_
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -32,10 +33,12 @@ import struct
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from ringdrop.transport._backend import quic_varint
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "Admission",
@@ -60,7 +63,6 @@ RETRY_CID_LENGTH = 8  # the length both libraries give the server's own connecti
 # RFC 9001 §5.8: the fixed key and nonce of a QUIC v1 Retry packet's integrity tag.
 _RETRY_KEY = bytes.fromhex("be0c690b9f66575a1d766b54e368c84e")
 _RETRY_NONCE = bytes.fromhex("461599d35d632bf2239825bb")
-_RETRY_AEAD = AESGCM(_RETRY_KEY)
 
 _TOKEN_MAGIC = b"rdT1"  # tells our tokens from other servers' and from NEW_TOKEN ones
 _MAC_BYTES = 16
@@ -115,7 +117,16 @@ def retry_packet(header: InitialHeader, retry_cid: bytes, token: bytes) -> bytes
         + token
     )
     pseudo = bytes([len(header.destination)]) + header.destination + packet
-    return packet + _RETRY_AEAD.encrypt(_RETRY_NONCE, b"", pseudo)
+    return packet + _retry_aead().encrypt(_RETRY_NONCE, b"", pseudo)
+
+
+@functools.cache
+def _retry_aead() -> AESGCM:
+    # Loaded when a server first sends a Retry: with qh3, a client (`ringdrop get`) needs
+    # nothing else from cryptography, which takes some 5 ms to load.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(_RETRY_KEY)
 
 
 class RetryTokens:
