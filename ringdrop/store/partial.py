@@ -212,6 +212,8 @@ class PartialBlob:
         for writer in self._writers:
             proven = writer._sync() or proven
         self._save_bitfield()
+        for writer in self._writers:
+            writer._synced()
         if proven:
             self._mark_proven()
 
@@ -511,9 +513,12 @@ class PartialWriter:
         if self._decoder is None:
             return False
         self._decoder.sync()
+        return self._decoder.size_proven
+
+    def _synced(self) -> None:
+        """What this writer wrote is durable and recorded in the bitfield."""
         self._unflushed = 0
         self._last_flush = time.monotonic()
-        return self._decoder.size_proven
 
     def finish(self) -> None:
         """Raises IntegrityError unless the whole requested stream arrived; flushes either way."""
@@ -522,10 +527,11 @@ class PartialWriter:
         decoder.finish()
 
     def close(self) -> None:
-        """Flushes and drops the decoder (and its open files)."""
+        """Flushes what is not yet recorded and drops the decoder (and its open files). After
+        `finish` that is nothing: the bitfield a promotion deletes is not written again."""
         if self._decoder is not None:
             try:
-                if len(self._header) == 8:
+                if len(self._header) == 8 and self._unflushed:
                     self.flush()
             finally:
                 self._decoder = None

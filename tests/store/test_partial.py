@@ -114,6 +114,34 @@ def test_the_bitfield_holds_only_what_was_flushed(store: Store) -> None:
         assert flushed != groups(0, 8)
 
 
+def test_closing_a_finished_writer_does_not_write_the_bitfield_again(store: Store) -> None:
+    # finish() made everything durable and recorded it; the promotion that follows deletes the
+    # bitfield, so writing, syncing and renaming a new one at close would be wasted.
+    root, stream = stream_of(os.urandom(SIZE))
+    with store.partial(root, SIZE) as partial:
+        writer = partial.writer()
+        feed(writer, stream)
+        writer.finish()
+        recorded = partial.paths.bitfield.stat().st_ino
+        partial.close_writer()
+        assert partial.paths.bitfield.stat().st_ino == recorded
+        assert decode_bitfield(partial.paths.bitfield.read_bytes(), SIZE) == partial.valid()
+        partial.promote()
+    assert store.blob(root) is not None
+
+
+def test_closing_a_writer_records_what_it_wrote_since_its_last_flush(store: Store) -> None:
+    data = os.urandom(SIZE)
+    root, stream = stream_of(data, groups(0, 8))
+    with store.partial(root, SIZE) as partial:
+        writer = partial.writer(groups(0, 8), flush_bytes=1 << 40, flush_interval=1e9)
+        writer.write(stream[: len(stream) // 2])
+        writer.flush()
+        writer.write(stream[len(stream) // 2 :])
+        partial.close_writer()
+        assert decode_bitfield(partial.paths.bitfield.read_bytes(), SIZE) == groups(0, 8)
+
+
 @pytest.mark.parametrize(
     "damage",
     [
