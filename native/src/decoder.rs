@@ -774,6 +774,11 @@ mod tests {
         };
         write_run(&file, &path, &run).unwrap();
         let Some(dirty) = dirty_pages(&file, bytes.len() as u64) else {
+            // As the Python suite: under CI a check that cannot run fails instead of skipping.
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "this kernel has no cachestat(2), which CI needs for this test"
+            );
             eprintln!("skipped: this kernel has no cachestat(2)");
             return;
         };
