@@ -53,12 +53,16 @@ async def until(pilot: Pilot[None], condition: Callable[[], bool], timeout: floa
 
 
 def screen_text(app: App[Any]) -> str:
-    """What the screen shows, as plain text: the screenshot `export_screenshot` makes, as text."""
+    """What the screen shows, as plain text: the screenshot `export_screenshot` makes, as text.
+
+    With the screens below a dialog, as the screenshot has them: rendered without them, a
+    dialog keeps that rendering, without what is behind it, until it is drawn again."""
     width, height = app.size
     console = Console(
         width=width, height=height, file=io.StringIO(), force_terminal=True, record=True
     )
-    console.print(app.screen._compositor.render_update(full=True))
+    update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    console.print(update)
     return console.export_text()
 
 
