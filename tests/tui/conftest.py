@@ -13,6 +13,8 @@ import pytest
 from rich.console import Console
 from textual.app import App
 from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.widgets import Input
 
 from ringdrop.node import Node
 from ringdrop.tui.app import RingdropApp, make_app
@@ -50,6 +52,22 @@ async def until(pilot: Pilot[None], condition: Callable[[], bool], timeout: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"still not true after {timeout} s: {screen_text(pilot.app)}")
         await pilot.pause(0.05)
+
+
+async def answer_field(pilot: Pilot[None], dialog: type[Screen[Any]]) -> Input:
+    """Lets the app run until `dialog` is on top with its answer field focused, so that keys
+    pressed from then on reach the field; returns the field. A pushed screen is composed and
+    focused after the push returns."""
+
+    def field() -> Input | None:
+        screen = pilot.app.screen
+        found = screen.query("#answer") if isinstance(screen, dialog) else None
+        return found.first(Input) if found else None
+
+    await until(pilot, lambda: (f := field()) is not None and f.has_focus)
+    answer = field()
+    assert answer is not None
+    return answer
 
 
 def screen_text(app: App[Any]) -> str:
