@@ -54,6 +54,16 @@ async def until(pilot: Pilot[None], condition: Callable[[], bool], timeout: floa
         await pilot.pause(0.05)
 
 
+async def show_tab(pilot: Pilot[None], key: str, pane: str) -> None:
+    """Presses `key` and lets the app run until the focus is in the tab's pane `#pane`, so that
+    keys pressed from then on reach it: the tab focuses its first control after the switch."""
+    await pilot.press(key)
+    target = pilot.app.query_one(f"#{pane}")
+    await until(
+        pilot, lambda: (f := pilot.app.focused) is not None and target in f.ancestors_with_self
+    )
+
+
 async def answer_field(pilot: Pilot[None], dialog: type[Screen[Any]]) -> Input:
     """Lets the app run until `dialog` is on top with its answer field focused, so that keys
     pressed from then on reach the field; returns the field. A pushed screen is composed and

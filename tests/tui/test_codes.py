@@ -115,6 +115,8 @@ async def test_o_offers_the_selected_share_under_a_code_that_another_node_redeem
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("1")
         pane = app.query_one(SharesPane)
+        # o offers the selected share: there is one once a worker has loaded the table.
+        await until(pilot, lambda: pane.selected() is not None)
         await pilot.press("o")
 
         def message() -> str:

@@ -15,7 +15,7 @@ from ringdrop.ticket import Ticket
 from ringdrop.tui.app import RingdropApp
 from ringdrop.tui.dialogs import Prompt, ShareTo
 from ringdrop.tui.shares import SharesPane
-from tests.tui.conftest import SIZE, answer_field, screen_text, squeezed, until
+from tests.tui.conftest import SIZE, answer_field, screen_text, show_tab, squeezed, until
 
 
 async def share_in_tui(pilot: Pilot[None], path: Path, rings: str | None) -> None:
@@ -63,7 +63,8 @@ async def test_ring_edits_in_the_tui_decide_the_next_download(
             with pytest.raises(AccessDeniedError):
                 await friend.get(ticket, tmp_path / "friend-out")
 
-            await pilot.press("3", "n")
+            await show_tab(pilot, "3", "rings-pane")
+            await pilot.press("n")
             await answer_field(pilot, Prompt)
             await pilot.press(*"friends", "enter")
             await until(pilot, lambda: "friends" in screen_text(app))
@@ -71,7 +72,8 @@ async def test_ring_edits_in_the_tui_decide_the_next_download(
             (await answer_field(pilot, Prompt)).value = str(friend.peer_id)
             await pilot.press("enter")
             await until(pilot, lambda: friend.peer_id.short() in screen_text(app))
-            await pilot.press("1", "t")
+            await show_tab(pilot, "1", "shares-pane")
+            await pilot.press("t")
             await answer_field(pilot, Prompt)
             await pilot.press(*"friends", "enter")
             await until(pilot, lambda: "friends" in screen_text(app))
@@ -99,7 +101,8 @@ async def test_ring_edits_in_the_tui_decide_the_next_download(
 
 async def test_a_bad_ring_name_is_shown_in_place(app: RingdropApp) -> None:
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("3", "n")
+        await show_tab(pilot, "3", "rings-pane")
+        await pilot.press("n")
         await answer_field(pilot, Prompt)
         await pilot.press(*"no spaces", "enter")
         message = app.query_one("#rings-pane .message", Static)
@@ -121,7 +124,8 @@ async def test_a_peer_added_with_a_nickname_can_be_granted_the_catalog(
     app: RingdropApp, mine: Node, sharer: Node
 ) -> None:
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("4", "n")
+        await show_tab(pilot, "4", "peers-pane")
+        await pilot.press("n")
         (await answer_field(pilot, Prompt)).value = f"{sharer.peer_id} alice"
         await pilot.press("enter")
         await until(pilot, lambda: "alice" in screen_text(app))

@@ -25,7 +25,7 @@ from ringdrop.tui.saved import SavedTransfer, SavedTransfers
 from ringdrop.tui.transfer import TransferView
 from tests.files import mounted, pseudo_random, tree
 from tests.node.relay import Relay
-from tests.tui.conftest import SIZE, screen_text, squeezed, until
+from tests.tui.conftest import SIZE, screen_text, show_tab, squeezed, until
 
 DATA = pseudo_random(3 * 1024 * 1024 + 17)
 # What the question asked when the destination's name is taken says.
@@ -95,8 +95,10 @@ async def answer(app: RingdropApp, pilot: Pilot[None], ticket: str, dest: Path, 
 
 async def ask_to_cancel(app: RingdropApp, pilot: Pilot[None]) -> None:
     """Presses cancel on the transfer on the Receive tab, and waits until the question is drawn."""
-    await pilot.press("2")
-    app.query_one(TransferView).focus()
+    await show_tab(pilot, "2", "receive-pane")  # whose ticket field would take the x otherwise
+    view = app.query_one(TransferView)
+    view.focus()
+    await until(pilot, lambda: view.has_focus)
     await pilot.press("x")
     await until(
         pilot,
