@@ -422,7 +422,8 @@ async def test_a_folder_export_that_failed_half_way_is_retried_without_overwriti
             subprocess.run(["mount", "-o", "remount,nr_inodes=1000", downloads], check=True)
             view.focus()
             await pilot.press("p")  # retry: no question, nothing to overwrite
-            await until_ended(pilot, view)
+            # Finished, not just ended: until the key is handled, the view still has its failure.
+            await until(pilot, lambda: view.finished)
             assert not isinstance(app.screen, Choice)
         assert view.finished
         assert tree(downloads / "album") == tree(folder)
