@@ -13,6 +13,8 @@ import pytest
 from rich.console import Console
 from textual.app import App
 from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.widgets import Input
 
 from ringdrop.node import Node
 from ringdrop.tui.app import RingdropApp, make_app
@@ -52,13 +54,43 @@ async def until(pilot: Pilot[None], condition: Callable[[], bool], timeout: floa
         await pilot.pause(0.05)
 
 
+async def show_tab(pilot: Pilot[None], key: str, pane: str) -> None:
+    """Presses `key` and lets the app run until the focus is in the tab's pane `#pane`, so that
+    keys pressed from then on reach it: the tab focuses its first control after the switch."""
+    await pilot.press(key)
+    target = pilot.app.query_one(f"#{pane}")
+    await until(
+        pilot, lambda: (f := pilot.app.focused) is not None and target in f.ancestors_with_self
+    )
+
+
+async def answer_field(pilot: Pilot[None], dialog: type[Screen[Any]]) -> Input:
+    """Lets the app run until `dialog` is on top with its answer field focused, so that keys
+    pressed from then on reach the field; returns the field. A pushed screen is composed and
+    focused after the push returns."""
+
+    def field() -> Input | None:
+        screen = pilot.app.screen
+        found = screen.query("#answer") if isinstance(screen, dialog) else None
+        return found.first(Input) if found else None
+
+    await until(pilot, lambda: (f := field()) is not None and f.has_focus)
+    answer = field()
+    assert answer is not None
+    return answer
+
+
 def screen_text(app: App[Any]) -> str:
-    """What the screen shows, as plain text: the screenshot `export_screenshot` makes, as text."""
+    """What the screen shows, as plain text: the screenshot `export_screenshot` makes, as text.
+
+    With the screens below a dialog, as the screenshot has them: rendered without them, a
+    dialog keeps that rendering, without what is behind it, until it is drawn again."""
     width, height = app.size
     console = Console(
         width=width, height=height, file=io.StringIO(), force_terminal=True, record=True
     )
-    console.print(app.screen._compositor.render_update(full=True))
+    update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    console.print(update)
     return console.export_text()
 
 

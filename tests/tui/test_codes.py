@@ -14,15 +14,18 @@ from textual.widgets import Input, Static
 
 from ringdrop.node import CodeOffer, Node, ShortCode
 from ringdrop.tui.app import make_app
-from ringdrop.tui.dialogs import ShareTo
+from ringdrop.tui.dialogs import Prompt, ShareTo
 from ringdrop.tui.receive import ReceivePane
 from ringdrop.tui.shares import SharesPane
 from ringdrop.tui.transfer import TransferView
 from tests.files import pseudo_random
 from tests.relay_server import IrohRelay, require_iroh_relay
-from tests.tui.conftest import SIZE, until
+from tests.tui.conftest import SIZE, answer_field, until
 
 DATA = pseudo_random(500_000, seed=62)
+# A short code as the message line shows it once it is made ("making a short code for …" comes
+# first, and has "code " in it too).
+CODE = re.compile(r"code (\d+-[a-z]+-[a-z]+)")
 
 
 @pytest.fixture
@@ -67,10 +70,10 @@ async def test_the_receive_field_tells_a_code_from_a_ticket_and_refuses_a_mistyp
         pane = app.query_one(ReceivePane)
         field = app.query_one("#ticket", Input)
         field.value = "7-revenge-guitarist"
-        await pilot.pause()
+        await until(pilot, lambda: "a short code" in preview(pane))
         assert "a short code" in preview(pane)
         field.value = "7-guitarist-revenge"
-        await pilot.pause()
+        await until(pilot, lambda: "out of order" in preview(pane))
         assert "out of order" in preview(pane)
         pane.receive()
         await pilot.pause()
@@ -112,13 +115,15 @@ async def test_o_offers_the_selected_share_under_a_code_that_another_node_redeem
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("1")
         pane = app.query_one(SharesPane)
+        # o offers the selected share: there is one once a worker has loaded the table.
+        await until(pilot, lambda: pane.selected() is not None)
         await pilot.press("o")
 
         def message() -> str:
             return str(pane.query_one(".message", Static).render())
 
-        await until(pilot, lambda: "code " in message(), timeout=30)
-        found = re.search(r"code (\d+-[a-z]+-[a-z]+)", message())
+        await until(pilot, lambda: CODE.search(message()) is not None, timeout=30)
+        found = CODE.search(message())
         assert found is not None
         received = await other.receive_code(ShortCode.parse(found.group(1)), tmp_path / "got")
         await until(pilot, lambda: "is finished with" in message(), timeout=30)
@@ -132,18 +137,26 @@ async def test_the_share_dialog_offers_a_new_share_under_a_short_code(
     (tmp_path / "slides.bin").write_bytes(DATA)
     app = make_app(mine, host="127.0.0.1")
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("1", "a", *str(tmp_path / "slides.bin"), "enter")
-        await until(pilot, lambda: isinstance(app.screen, ShareTo))
+        await pilot.press("1", "a")
+        await answer_field(pilot, Prompt)
+        await pilot.press(*str(tmp_path / "slides.bin"), "enter")
+        await answer_field(pilot, ShareTo)
         await pilot.press("tab", "tab", "enter")  # past the rings, to "Short code instead"
         pane = app.query_one(SharesPane)
 
         def message() -> str:
             return str(pane.query_one(".message", Static).render())
 
-        await until(pilot, lambda: "code " in message(), timeout=30)
-        found = re.search(r"code (\d+-[a-z]+-[a-z]+)", message())
+        await until(pilot, lambda: CODE.search(message()) is not None, timeout=30)
+        found = CODE.search(message())
         assert found is not None
-        assert f"short code: {found.group(1)}" in str(pane.query_one("#share-ticket").render())
+
+        def ticket() -> str:
+            return str(pane.query_one("#share-ticket").render())
+
+        # Drawn once the table has the new share selected: that load is a worker of its own.
+        await until(pilot, lambda: f"short code: {found.group(1)}" in ticket())
+        assert f"short code: {found.group(1)}" in ticket()
         (share,) = mine.shares()
         assert share.rings[0].startswith("code-")  # its one-time ring, and no other
         assert len(share.rings) == 1

@@ -52,6 +52,7 @@ async def test_news_arrives_with_a_count_and_a_notice_and_enter_fetches_it(
         await until(pilot, lambda: bool(app.query(TransferView)))
         view = app.query_one(TransferView)
         await until(pilot, lambda: view.finished or view.failed, timeout=30)
+        await until(pilot, lambda: "[done]" in screen_text(app))
         text = screen_text(app)
         assert view.finished, text
         assert "[done]" in text

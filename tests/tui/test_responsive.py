@@ -10,6 +10,8 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+from textual.widgets import DataTable
+
 from ringdrop.access import AccessLogEntry, Upload
 from ringdrop.node import Node
 from ringdrop.ticket import Address
@@ -57,7 +59,8 @@ async def test_the_status_bar_draws_without_asking_the_node(tmp_path: Path) -> N
     with WatchedNode(tmp_path / "mine") as node:
         app = make_app(node, host="127.0.0.1")
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: f"127.0.0.1:{node.config.port}" in screen_text(app))
+            reach = f"reach   127.0.0.1:{node.config.port}"
+            await until(pilot, lambda: reach in screen_text(app))
             await until(pilot, lambda: "serving on port" in screen_text(app))
             status = app.query_one(NodeStatus)
             # Drawn with nothing else running on this thread meanwhile (no await), so that
@@ -70,7 +73,7 @@ async def test_the_status_bar_draws_without_asking_the_node(tmp_path: Path) -> N
     assert all(drawing == drawings[0] for drawing in drawings)
     assert node.calls["addresses"] > node.on_ui_thread["addresses"], "a worker looked"
     assert node.calls["home_relay"] > node.on_ui_thread["home_relay"], "and the relay"
-    assert f"reach   127.0.0.1:{node.config.port}" in drawn
+    assert reach in drawn
 
 
 async def test_a_burst_of_served_requests_reloads_the_activity_tab_once_off_the_ui_thread(
@@ -91,8 +94,17 @@ async def test_a_burst_of_served_requests_reloads_the_activity_tab_once_off_the_
             pane = app.query_one(ActivityPane)
             await asyncio.gather(*(friend.get(t, downloads) for t in tickets))
             await until(pilot, lambda: screen_text(app).count("complete") >= 3)
-            await until(pilot, lambda: pane._pending is None)
-            await pilot.pause(1.0)
+            # Every upload shown (a reload after the last of them ran), and no reload waiting
+            # or running.
+            uploads = pane.query_one("#uploads", DataTable)
+            await until(
+                pilot,
+                lambda: (
+                    uploads.row_count == len(tickets)
+                    and pane._pending is None
+                    and not [w for w in app.workers if w.group == "activity" and not w.is_finished]
+                ),
+            )
             reloads = node.calls["uploads"] - before
             served = len(node.uploads(100))
     assert served == len(tickets)

@@ -8,6 +8,7 @@ time zone and content; received content with a fixed time."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,6 @@ from typing import Any
 import nacl.signing
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
 
 from ringdrop.access.announcement import sign_announcement
 from ringdrop.access.manifest import ManifestMember, sign_manifest
@@ -26,7 +26,8 @@ from ringdrop.node.receipts import Receipt, record_receipt
 from ringdrop.tui.app import RingdropApp, make_app
 from ringdrop.tui.dialogs import Prompt, QrCode, ShareTo
 from ringdrop.tui.saved import SavedTransfer, SavedTransfers
-from tests.tui.conftest import screen_text, until
+from ringdrop.tui.shares import SharesPane
+from tests.tui.conftest import answer_field, screen_text, squeezed, until
 
 # Outside both the range the node picks its port from and the kernel's ephemeral range, so
 # that nothing else on the machine holds it.
@@ -113,27 +114,55 @@ def _announced(node: Node) -> None:
 
 
 def ready(key: str) -> Callable[[Pilot[None]], Awaitable[None]]:
+    """Waits until the tab `key` shows everything that workers, the server and messages put on
+    it (the picture is taken right after), and nothing has the focus."""
+
     async def run_before(pilot: Pilot[None]) -> None:
         app = pilot.app
         assert isinstance(app, RingdropApp)
-        await until(pilot, lambda: f"serving on port {PORT}" in screen_text(app))
+        await until(pilot, lambda: _started(app))
         await pilot.press(key)
         await until(pilot, lambda: _loaded(app, key))
         app.set_focus(None)  # no blinking cursor in the picture
+        await until(pilot, lambda: _unfocused(app))
 
     return run_before
 
 
+def _started(app: RingdropApp) -> bool:
+    """The status bar has what the server and the address worker found; the Inbox tab's label,
+    the count its worker read."""
+    text = screen_text(app)
+    return (
+        f"serving on port {PORT}" in text
+        and f"reach   192.0.2.10:{PORT}" in text
+        and "Inbox 1 F6" in text
+    )
+
+
 def _loaded(app: RingdropApp, key: str) -> bool:
     text = screen_text(app)
+    if key == "1":
+        selected = app.query_one(SharesPane).selected()
+        return (
+            "notes.txt" in text
+            and "photos" in text
+            and selected is not None
+            and f"ticket:{selected.ticket.encode()}" in squeezed(app)
+        )
     return {
-        "1": "notes.txt" in text and "ticket:" in text,
-        "2": "[done]" in text,
-        "3": "family" in text,
-        "4": "bob" in text,
+        "2": "[done]" in text and f"savedas{HOME}/Downloads/report.pdf" in squeezed(app),
+        "3": "family" in text and "anyone" in text,
+        "4": "bob" in text and "mum" in text,
         "5": "report.pdf" in text,
         "6": "holiday/" in text,
     }[key]
+
+
+def _unfocused(app: RingdropApp) -> bool:
+    """Nothing has the focus, and the footer shows it: only the app's own keys."""
+    footer = screen_text(app).splitlines()[-1]
+    return app.focused is None and footer.split("▏")[0].split() == ["^q", "Quit", "i", "My", "id"]
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -151,10 +180,17 @@ def test_the_qr_code_of_the_peer_id(snap_compare: Snap, still: Node, size: tuple
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await ready("1")(pilot)
-        app.push_screen(
-            QrCode("This node's peer id: a sharer adds it to a ring", str(still.peer_id))
-        )
-        await pilot.pause()
+        title = "This node's peer id: a sharer adds it to a ring"
+        app.push_screen(QrCode(title, str(still.peer_id)))
+
+        def drawn() -> bool:
+            if not isinstance(app.screen, QrCode) or not app.screen.query(".qr"):
+                return False
+            code = str(app.screen.query(".qr").first().render())
+            text = screen_text(app)
+            return title in text and all(line in text for line in code.splitlines())
+
+        await until(pilot, drawn)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
@@ -168,13 +204,22 @@ def test_the_share_dialog_asks_for_rings_or_a_short_code(
     async def run_before(pilot: Pilot[Any]) -> None:
         await ready("1")(pilot)
         app.query_one("#share-table").focus()
+        await until(pilot, lambda: app.query_one("#share-table").has_focus)
         await pilot.press("a")
-        await until(pilot, lambda: isinstance(app.screen, Prompt))
-        app.screen.query_one("#answer", Input).value = str(tmp_path / "files" / "notes.txt")
+        (await answer_field(pilot, Prompt)).value = str(tmp_path / "files" / "notes.txt")
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, ShareTo))
-        app.screen.query_one("#answer", Input).value = "family"
+        (await answer_field(pilot, ShareTo)).value = "family"
         app.set_focus(None)
-        await pilot.pause()
+        # The rings typed, in the field (the table behind has "family" too), the whole dialog,
+        # and behind it the footer with the keys of the table that has the focus there.
+        await until(
+            pilot,
+            lambda: (
+                app.focused is None
+                and re.search(r"▊ +family ", screen_text(app)) is not None
+                and "buttons, Escape cancels" in " ".join(screen_text(app).split())
+                and "a Share" in screen_text(app).splitlines()[-1]
+            ),
+        )
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)

@@ -25,9 +25,11 @@ from ringdrop.tui.saved import SavedTransfer, SavedTransfers
 from ringdrop.tui.transfer import TransferView
 from tests.files import mounted, pseudo_random, tree
 from tests.node.relay import Relay
-from tests.tui.conftest import SIZE, screen_text, squeezed, until
+from tests.tui.conftest import SIZE, screen_text, show_tab, squeezed, until
 
 DATA = pseudo_random(3 * 1024 * 1024 + 17)
+# What the question asked when the destination's name is taken says.
+TAKEN = "already exists. Keep both, or replace it"
 
 
 def shared_file(sharer: Node, tmp_path: Path, *, open: bool) -> str:
@@ -41,6 +43,11 @@ def taken(serving: Node, tmp_path: Path, downloads: Path) -> str:
     """The ticket of a file whose name is already taken in `downloads` (by b"mine")."""
     (downloads / "movie.bin").write_bytes(b"mine")
     return shared_file(serving, tmp_path, open=True)
+
+
+def spaced(app: RingdropApp) -> str:
+    """The screen's text with each run of whitespace as one space: for text that may wrap."""
+    return " ".join(screen_text(app).split())
 
 
 def paste(app: RingdropApp, ticket: str, dest: Path | None) -> None:
@@ -78,9 +85,8 @@ async def answer(app: RingdropApp, pilot: Pilot[None], ticket: str, dest: Path, 
     the button `choice` and waits until the transfer has finished or failed; returns the
     question as the screen showed it."""
     paste(app, ticket, dest)
-    await until(pilot, lambda: isinstance(app.screen, Choice))
-    await pilot.pause()
-    question = " ".join(screen_text(app).split())
+    await until(pilot, lambda: isinstance(app.screen, Choice) and TAKEN in spaced(app))
+    question = spaced(app)
     await pilot.click(f"#{choice}")
     await until(pilot, lambda: bool(app.query(TransferView)))
     await until_ended(pilot, app.query_one(TransferView))
@@ -88,11 +94,16 @@ async def answer(app: RingdropApp, pilot: Pilot[None], ticket: str, dest: Path, 
 
 
 async def ask_to_cancel(app: RingdropApp, pilot: Pilot[None]) -> None:
-    """Presses cancel on the transfer on the Receive tab, and waits for the question."""
-    await pilot.press("2")
-    app.query_one(TransferView).focus()
+    """Presses cancel on the transfer on the Receive tab, and waits until the question is drawn."""
+    await show_tab(pilot, "2", "receive-pane")  # whose ticket field would take the x otherwise
+    view = app.query_one(TransferView)
+    view.focus()
+    await until(pilot, lambda: view.has_focus)
     await pilot.press("x")
-    await until(pilot, lambda: isinstance(app.screen, Choice))
+    await until(
+        pilot,
+        lambda: isinstance(app.screen, Choice) and "Cancel receiving movie.bin?" in spaced(app),
+    )
 
 
 async def test_the_ticket_preview_shows_name_size_and_the_sharers_nickname(
@@ -103,7 +114,9 @@ async def test_the_ticket_preview_shows_name_size_and_the_sharers_nickname(
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
         app.query_one("#ticket", Input).value = ticket
-        await pilot.pause()
+        await until(
+            pilot, lambda: "movie.bin: a file, 3.0 MiB, shared by alice" in screen_text(app)
+        )
         text = screen_text(app)
     assert "movie.bin: a file, 3.0 MiB, shared by alice" in text
 
@@ -115,6 +128,7 @@ async def test_a_received_file_reaches_100_percent_and_is_saved(
     async with app.run_test(size=SIZE) as pilot:
         view = await receive(app, pilot, ticket, downloads)
         bar = view.query_one(ProgressBar)
+        await until(pilot, lambda: "[done]" in screen_text(app))
         text = screen_text(app)
     assert view.finished, text
     assert bar.percentage == 1.0
@@ -131,6 +145,13 @@ async def test_a_denied_receive_shows_the_sharers_reason(
     ticket = shared_file(serving, tmp_path, open=False)
     async with app.run_test(size=SIZE) as pilot:
         view = await receive(app, pilot, ticket, downloads)
+        await until(
+            pilot,
+            lambda: (
+                "[failed]" in screen_text(app)
+                and "notinaringthatmayreadthiscontent" in squeezed(app)
+            ),
+        )
         text = screen_text(app)
         words = squeezed(app)
     assert view.failed
@@ -178,17 +199,28 @@ async def test_a_transfers_row_says_how_the_sharer_is_reached(
 async def test_pausing_keeps_the_transfer_for_later_and_resuming_finishes_it(
     app: RingdropApp, mine: Node, serving: Node, tmp_path: Path, downloads: Path
 ) -> None:
-    ticket = shared_file(serving, tmp_path, open=True)
-    async with app.run_test(size=SIZE) as pilot:
-        view = await start_receiving(app, pilot, ticket, downloads)
-        view.focus()
-        await pilot.press("p")
-        assert view.paused
-        assert SavedTransfers(mine.data_dir).load() == [
-            SavedTransfer(ticket, str(downloads), paused=True)
-        ]
-        await pilot.press("p")
-        await until_ended(pilot, view)
+    # Through a link cut until the pause: the transfer cannot end before it, however slow the
+    # key press is.
+    fast = Ticket.decode(shared_file(serving, tmp_path, open=True))
+    relay = await Relay(fast.addresses[0].port, None).start()
+    relay.cut = True
+    slow = dataclasses.replace(fast, addresses=(Address(ip_address("127.0.0.1"), relay.port),))
+    ticket = slow.encode()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            view = await start_receiving(app, pilot, ticket, downloads)
+            view.focus()
+            await pilot.press("p")
+            await until(pilot, lambda: view.paused)
+            paused = [SavedTransfer(ticket, str(downloads), paused=True)]
+            await until(pilot, lambda: SavedTransfers(mine.data_dir).load() == paused)
+            assert not view.finished
+            relay.cut = False
+            await pilot.press("p")
+            await until_ended(pilot, view)
+    finally:
+        relay.close()
+    assert view.finished
     assert (downloads / "movie.bin").read_bytes() == DATA
 
 
@@ -201,16 +233,18 @@ async def test_save_in_a_folder_that_does_not_exist_asks_to_create_it(
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
         paste(app, ticket, folder)
-        await until(pilot, lambda: isinstance(app.screen, Choice))
-        await pilot.pause()
+        asked = "".join(f"The folder {folder} does not exist. Create it?".split())
+        await until(pilot, lambda: isinstance(app.screen, Choice) and asked in squeezed(app))
         question = squeezed(app)
         await pilot.click(f"#{button}")
         if made:
             await until(pilot, lambda: bool(app.query(TransferView)))
             await until_ended(pilot, app.query_one(TransferView))
         else:
-            await until(pilot, lambda: "does not exist" in screen_text(app))
-    assert "".join(f"The folder {folder} does not exist. Create it?".split()) in question
+            # The message line's words, never the question's, which has the same ones.
+            refused = "notreceived:thefolderdoesnotexist"
+            await until(pilot, lambda: refused in squeezed(app))
+    assert asked in question
     if made:
         assert (folder / "movie.bin").read_bytes() == DATA, "a folder, never the file's name"
     else:
@@ -229,7 +263,7 @@ async def test_save_in_empty_means_the_folder_it_shows(
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
         app.query_one("#dest", Input).value = ""
-        await pilot.pause()
+        await until(pilot, lambda: f"Savein{downloads}"[:40] in squeezed(app))
         shown = squeezed(app)
         view = await receive(app, pilot, ticket, None)
     assert f"Savein{downloads}"[:40] in shown, "the default, as a placeholder"
@@ -245,7 +279,7 @@ async def test_save_in_a_file_is_refused(
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
         paste(app, ticket, downloads / "a-file")
-        await pilot.pause()
+        await until(pilot, lambda: "a-fileisafile:Saveintakesafolder" in squeezed(app))
         text = squeezed(app)
         assert not app.query(TransferView)
     assert "a-fileisafile:Saveintakesafolder" in text
@@ -261,7 +295,7 @@ async def test_an_existing_destination_asks_keep_both_or_overwrite(
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
         question = await answer(app, pilot, taken, downloads, choice)
-    assert "already exists. Keep both, or replace it" in question
+    assert TAKEN in question
     assert {p.name: p.read_bytes() for p in downloads.iterdir()} == expected
 
 
@@ -271,9 +305,9 @@ async def test_an_existing_destination_left_alone_when_the_question_is_cancelled
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
         paste(app, taken, downloads)
-        await until(pilot, lambda: isinstance(app.screen, Choice))
+        await until(pilot, lambda: isinstance(app.screen, Choice) and TAKEN in spaced(app))
         await pilot.press("escape")
-        await pilot.pause()
+        await until(pilot, lambda: "already taken" in screen_text(app))
         assert not app.query(TransferView)
         assert "already taken" in screen_text(app)
     assert (downloads / "movie.bin").read_bytes() == b"mine"
@@ -307,8 +341,7 @@ async def test_cancel_asks_whether_to_keep_what_was_verified(
     root = half_downloaded(mine, sharer, tmp_path, downloads)
     async with app.run_test(size=SIZE) as pilot:
         await ask_to_cancel(app, pilot)
-        await pilot.pause()
-        assert "Cancel receiving movie.bin?" in " ".join(screen_text(app).split())
+        assert "Cancel receiving movie.bin?" in spaced(app)
         app.screen.query_one(f"#{answer}", Button).press()
         await until(pilot, lambda: not app.query(TransferView))
     assert SavedTransfers(mine.data_dir).load() == []
@@ -324,7 +357,7 @@ async def test_going_on_after_cancel_keeps_the_transfer(
     async with app.run_test(size=SIZE) as pilot:
         await ask_to_cancel(app, pilot)
         await pilot.press("escape")
-        await pilot.pause()
+        await until(pilot, lambda: not isinstance(app.screen, Choice))
         assert app.query(TransferView)
     assert len(SavedTransfers(mine.data_dir).load()) == 1
 
@@ -383,12 +416,14 @@ async def test_a_folder_export_that_failed_half_way_is_retried_without_overwriti
         async with app.run_test(size=SIZE) as pilot:
             view = await receive(app, pilot, ticket, downloads)
             assert view.failed
-            assert "could not export: the disk is full" in " ".join(screen_text(app).split())
+            await until(pilot, lambda: "could not export: the disk is full" in spaced(app))
+            assert "could not export: the disk is full" in spaced(app)
             assert os.listdir(downloads) == [], "nothing half-done in the way"
             subprocess.run(["mount", "-o", "remount,nr_inodes=1000", downloads], check=True)
             view.focus()
             await pilot.press("p")  # retry: no question, nothing to overwrite
-            await until_ended(pilot, view)
+            # Finished, not just ended: until the key is handled, the view still has its failure.
+            await until(pilot, lambda: view.finished)
             assert not isinstance(app.screen, Choice)
         assert view.finished
         assert tree(downloads / "album") == tree(folder)
@@ -412,7 +447,12 @@ async def test_a_started_transfer_has_the_focus_so_its_keys_work_at_once(
         await until(pilot, lambda: bool(app.query(TransferView)))
         view = app.query_one(TransferView)
         await until(pilot, lambda: view.has_focus)
-        marked = [line for line in screen_text(app).splitlines() if line.startswith("▌")]
+
+        def marked() -> list[str]:
+            return [line for line in screen_text(app).splitlines() if line.startswith("▌")]
+
+        await until(pilot, lambda: bool(marked()) and "movie.bin" in marked()[0])
+        selected = marked()
         await pilot.press("p")
         paused = view.paused
         typed = ticket_field.value
@@ -420,7 +460,7 @@ async def test_a_started_transfer_has_the_focus_so_its_keys_work_at_once(
         await until(pilot, lambda: view.finished or view.failed, timeout=120)
     relay.close()
     assert view.finished
-    assert "movie.bin" in marked[0], "the selected transfer is marked"
+    assert "movie.bin" in selected[0], "the selected transfer is marked"
     assert paused
     assert typed == "", "p paused the transfer, and typed nothing into the ticket field"
     assert (downloads / "movie.bin").read_bytes() == DATA
@@ -437,12 +477,20 @@ async def test_a_paused_transfer_shows_no_rate_and_no_eta(
         view = app.query_one(TransferView)
         view.paused = False  # as if it had been running: the next progress comes from it
         view.post_message(TransferView.Progressed(moving))
-        await until(pilot, lambda: "ETA" in screen_text(app))
+        await until(pilot, lambda: "1.0MiBof3.0MiB1.9MiB/sETA0:01" in squeezed(app))
         running = squeezed(app)
         view.focus()
         view.workers.cancel_group(view, "download")
         await pilot.press("p")
-        await until(pilot, lambda: "[paused]" in screen_text(app))
+        await until(
+            pilot,
+            lambda: (
+                "[paused]" in screen_text(app)
+                and "1.0MiBof3.0MiB" in squeezed(app)
+                and "MiB/s" not in squeezed(app)
+                and "ETA" not in squeezed(app)
+            ),
+        )
         paused = squeezed(app)
     assert "1.0MiBof3.0MiB1.9MiB/sETA0:01" in running
     assert "1.0MiBof3.0MiB" in paused
@@ -460,7 +508,13 @@ async def test_finished_transfers_stay_listed_after_a_restart_until_cleared(
     again = make_app(mine, host="127.0.0.1")
     async with again.run_test(size=SIZE) as pilot:
         await pilot.press("2")
-        await until(pilot, lambda: "[done]" in screen_text(again))
+        await until(
+            pilot,
+            lambda: (
+                "[done]" in screen_text(again)
+                and f"savedas{downloads}/movie.bin" in squeezed(again)
+            ),
+        )
         listed = squeezed(again)
         again.query_one(TransferView).focus()
         await pilot.press("c")
