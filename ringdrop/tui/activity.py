@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Label, Static
 from ringdrop.display import safe, short_hash, size, when
 from ringdrop.identity import PeerId
 from ringdrop.node import AccessLogEntry, Receipt, Upload
-from ringdrop.tui.pane import LoadedPane, shown
+from ringdrop.tui.pane import LoadedPane, Table, shown
 
 LIMIT = 200
 
@@ -39,17 +39,17 @@ class ActivityPane(LoadedPane):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label("Received")
-            received: DataTable[Text | str] = DataTable(cursor_type="row", id="received")
+            received = Table(id="received")
             received.add_columns("when", "from", "what", "size", "saved as")
             yield received
         with Vertical():
             yield Label("Uploads served")
-            uploads: DataTable[Text | str] = DataTable(cursor_type="row", id="uploads")
+            uploads = Table(id="uploads")
             uploads.add_columns("when", "who", "what", "bytes", "outcome")
             yield uploads
         with Vertical():
             yield Label("Access decisions")
-            decisions: DataTable[Text | str] = DataTable(cursor_type="row", id="decisions")
+            decisions = Table(id="decisions")
             decisions.add_columns("when", "who", "what", "verdict", "reason")
             yield decisions
         yield Static("", classes="message", markup=False)

@@ -23,7 +23,7 @@ from ringdrop.display import safe, size, when
 from ringdrop.errors import RingdropError
 from ringdrop.node import InboxItem, Node, OnExisting
 from ringdrop.tui.dialogs import ask_existing
-from ringdrop.tui.pane import LoadedPane, shown
+from ringdrop.tui.pane import LoadedPane, Table, shown
 from ringdrop.tui.paths import PathSuggester
 from ringdrop.tui.receive import default_folder
 from ringdrop.tui.transfer import TransferView
@@ -50,7 +50,7 @@ class InboxPane(LoadedPane):
         self._items: list[InboxItem] = []
 
     def compose(self) -> ComposeResult:
-        table: DataTable[Text | str] = DataTable(cursor_type="row", id="inbox-table")
+        table = Table(id="inbox-table")
         table.add_columns("#", "when", "ring", "from", "what", "size", "state")
         yield table
         with Horizontal(classes="row"):

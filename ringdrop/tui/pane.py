@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import ClassVar, TypeVar
 
 from rich.text import Text
 from textual.containers import Vertical
 from textual.timer import Timer
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
+from textual.widgets.data_table import RowKey
 
 from ringdrop.display import safe
 from ringdrop.errors import RingdropError
@@ -50,6 +51,22 @@ class Pane(Vertical):
             self.say(done)
         self.reload()
         return result
+
+
+class Table(DataTable[Text | str]):
+    """A row-cursor DataTable whose lines are drawn again once its new rows are measured.
+
+    Textual measures rows added since the last idle moment then, and widens the columns; but
+    lines the screen drew before that moment stay cached under the same key, so the table kept
+    its old, narrower columns until its next change (a real race: the TUI tests caught it about
+    one run in eight). Clearing the table's render caches once the widths are known fixes it."""
+
+    def __init__(self, *, id: str) -> None:
+        super().__init__(cursor_type="row", id=id)
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        super()._update_dimensions(new_rows)
+        self._clear_caches()
 
 
 class LoadedPane(Pane):

@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Static
 
 from ringdrop.display import when
 from ringdrop.tui.dialogs import Prompt
-from ringdrop.tui.pane import Pane, shown
+from ringdrop.tui.pane import Pane, Table, shown
 
 
 def _key(table: DataTable[Text | str]) -> str | None:
@@ -43,10 +43,10 @@ class RingsPane(Pane):
 
     def compose(self) -> ComposeResult:
         with Horizontal():
-            rings: DataTable[Text | str] = DataTable(cursor_type="row", id="ring-table")
+            rings = Table(id="ring-table")
             rings.add_columns("ring", "members", "content")
             yield rings
-            members: DataTable[Text | str] = DataTable(cursor_type="row", id="member-table")
+            members = Table(id="member-table")
             members.add_columns("member", "nickname", "until")
             yield members
         yield Static(
@@ -138,7 +138,7 @@ class PeersPane(Pane):
     ]
 
     def compose(self) -> ComposeResult:
-        table: DataTable[Text | str] = DataTable(cursor_type="row", id="peer-table")
+        table = Table(id="peer-table")
         table.add_columns("peer id", "nickname", "grants")
         yield table
         yield Static(

@@ -18,7 +18,7 @@ from ringdrop.display import count, duration, kind, size, when
 from ringdrop.errors import RingdropError
 from ringdrop.node import CODE_EXPIRES, IGNORE_FILE, OPEN_RING, CodeOffer, Node, Share
 from ringdrop.tui.dialogs import Prompt, QrCode, Readers, ShareTo
-from ringdrop.tui.pane import Pane, shown
+from ringdrop.tui.pane import Pane, Table, shown
 from ringdrop.tui.paths import PathSuggester
 
 # Received content is looked for among this many of the newest receipts.
@@ -51,7 +51,7 @@ class SharesPane(Pane):
         """The shares offered under a short code now, by root: the offer, and when it ends."""
 
     def compose(self) -> ComposeResult:
-        table: DataTable[Text | str] = DataTable(cursor_type="row", id="share-table")
+        table = Table(id="share-table")
         table.add_columns("name", "kind", "size", "rings", "ticket")
         yield table
         yield Static("", id="share-ticket")
