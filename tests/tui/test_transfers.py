@@ -536,7 +536,7 @@ async def test_a_text_is_shown_in_the_list_and_nothing_is_saved(
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
         app.query_one("#ticket", Input).value = ticket
-        await pilot.pause()
+        await until(pilot, lambda: "atext(34B)from" in squeezed(app))
         preview = squeezed(app)
         view = await receive(app, pilot, ticket, downloads)
         # The message is drawn after the transfer ends, at the screen's next refresh.
