@@ -17,7 +17,7 @@ PACKAGE = Path(ringdrop.__file__).parent
 
 # The README's order; modules of one rank may import each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors",),
+    ("errors", "_lazy"),
     ("_native", "bao"),
     ("identity", "ticket", "shortcode"),
     ("store",),

@@ -2,9 +2,9 @@
 (iroh's format, n0's `dns.iroh.link` by default, or a self-hosted `iroh-dns-server`), and
 other peers' records looked up over HTTP and DNS."""
 
-import importlib
 from typing import TYPE_CHECKING
 
+from ringdrop._lazy import lazy_names
 from ringdrop.discovery.record import Record, dns_name, sign, verify_payload, z32_encode
 from ringdrop.discovery.resolve import Lookup, Resolver, Services, relay_allowed
 
@@ -32,9 +32,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name not in _PUBLISH:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module("ringdrop.discovery.publish"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, dict.fromkeys(_PUBLISH, "ringdrop.discovery.publish"))

@@ -6,8 +6,9 @@ them to it): `Node`, what its methods take and return, and the few names they sh
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from ringdrop._lazy import lazy_names
 
 if TYPE_CHECKING:
     from ringdrop.access import OPEN_RING, AccessLogEntry, Member, Upload
@@ -100,13 +101,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)
 
 
 def __dir__() -> list[str]:

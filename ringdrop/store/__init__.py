@@ -6,9 +6,9 @@ every change of it), `importer` (imports), `partial` (downloads), `collection` a
 (folders as blobs, safe names), `tags`, `gc`, `check`, `export`, `reader` (a server's lookups).
 Who may read what is the `ringdrop.access` layer's."""
 
-import importlib
 from typing import TYPE_CHECKING
 
+from ringdrop._lazy import lazy_names
 from ringdrop.store.blobs import INLINE_MAX, BlobInfo, ImportMode, Location
 from ringdrop.store.collection import Collection, Entry
 from ringdrop.store.db import Database, Migration
@@ -64,10 +64,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    module = _MAINTENANCE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _MAINTENANCE)

@@ -42,9 +42,9 @@ So by default each connection takes aioquic towards a loopback address and qh3, 
 towards any other; `backend=` forces one.
 """
 
-import importlib
 from typing import TYPE_CHECKING
 
+from ringdrop._lazy import lazy_names
 from ringdrop.transport._backend import BACKENDS, BackendName, available_backends
 from ringdrop.transport._client import Connection, Dialer, ResponseBody, connect
 from ringdrop.transport._paths import PathInfo
@@ -78,9 +78,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    if name not in _SERVER:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module("ringdrop.transport._server"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, dict.fromkeys(_SERVER, "ringdrop.transport._server"))
