@@ -43,22 +43,28 @@ SAFE_PART = st.text(
 WORKER = Path(__file__).with_name("worker.py")
 
 
-def spawn(*args: object) -> subprocess.Popen[str]:
-    """Starts `worker.py` with `args` and waits until it says it is ready."""
+def spawn(*args: object) -> subprocess.Popen[bytes]:
+    """Starts `worker.py` with `args` and waits until it says it is ready.
+
+    Its output is read unbuffered (`read_line`): a buffered reader could take a line the worker
+    has printed into its buffer, where `select` no longer sees it, and wait for it forever."""
     proc = subprocess.Popen(
-        [sys.executable, str(WORKER), *map(str, args)],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, str(WORKER), *map(str, args)], stdout=subprocess.PIPE, bufsize=0
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
+    line = read_line(proc)
     if line.strip() != "ready":
         proc.kill()
         raise AssertionError(f"the worker did not start: {line!r}")
     return proc
 
 
-def wait_for_line(proc: subprocess.Popen[str], prefixes: tuple[str, ...], failsafe: float) -> str:
+def read_line(proc: subprocess.Popen[bytes]) -> str:
+    """The worker's next line, read byte by byte ("" once it has ended)."""
+    assert proc.stdout is not None
+    return proc.stdout.readline().decode()
+
+
+def wait_for_line(proc: subprocess.Popen[bytes], prefixes: tuple[str, ...], failsafe: float) -> str:
     """The next line the worker prints that starts with one of `prefixes`; a worker that prints
     none within `failsafe` seconds (a hang, not slowness: keep it generous) fails the test."""
     assert proc.stdout is not None
@@ -67,16 +73,16 @@ def wait_for_line(proc: subprocess.Popen[str], prefixes: tuple[str, ...], failsa
         ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
         if not ready:
             raise AssertionError(f"the worker printed no {prefixes} line in {failsafe:g} s")
-        line = proc.stdout.readline()
+        line = read_line(proc)
         if not line:
             raise AssertionError(f"the worker ended (exit {proc.wait()}) before a {prefixes} line")
         if line.startswith(prefixes):
             return line
 
 
-def kill(proc: subprocess.Popen[str]) -> list[str]:
+def kill(proc: subprocess.Popen[bytes]) -> list[str]:
     """SIGKILLs the worker and returns the whole lines it printed after 'ready'."""
     proc.send_signal(signal.SIGKILL)
     out, _ = proc.communicate()
-    whole, _, _ = out.rpartition("\n")
+    whole, _, _ = out.decode().rpartition("\n")
     return whole.splitlines()

@@ -23,7 +23,7 @@ from ringdrop.store.schema import MIGRATIONS as STORE_MIGRATIONS
 from tests.ci import skip_unless_ci
 from tests.files import mounted, random_file, tree
 
-from .helpers import kill, read_all, spawn
+from .helpers import kill, read_all, read_line, spawn
 
 SIZE = 300_000
 
@@ -276,8 +276,7 @@ def test_a_killed_export_is_finished_by_the_next_without_force(tmp_path: Path, k
             time.sleep(rng.uniform(0, most))
         else:
             proc = spawn("export", store_path, root.hex(), dest, mode, point)
-            assert proc.stdout is not None
-            stopped = proc.stdout.readline()
+            stopped = read_line(proc)
             assert stopped == f"at {point.partition(':')[0]}\n", (point, stopped)
         lines = kill(proc)
         with Store.open(store_path) as store:
