@@ -212,10 +212,11 @@ class PartialBlob:
         for writer in self._writers:
             proven = writer._sync() or proven
         self._save_bitfield()
-        for writer in self._writers:
-            writer._synced()
         if proven:
             self._mark_proven()
+        # Last: a step above that failed leaves the writers unflushed, so closing them retries it.
+        for writer in self._writers:
+            writer._synced()
 
     @translating("could not reset the download")
     def reset(self, size: int | None = None) -> None:
