@@ -272,19 +272,15 @@ class NewsService:
     ) -> ResponseHeader | None:
         """The refusal of a since request decided on `reads` (the serving connection, which
         waits for no write): no own ring of that id, or its manifest does not admit the peer.
-        None when `since` must answer it, and while an own ring is due to be signed again (a
-        member just added is not in the manifest yet)."""
+        None when `since` must answer it, and while that ring is due to be signed again (its
+        manifest may not say who its members are now)."""
         now = time.time()
         with reads.snapshot() as conn:
-            if own_due(conn, now):
-                return None
             ring = own_ring(conn, request.ring_id)
+            if ring is not None and ring[0] in own_due(conn, now):
+                return None
             manifest = held(conn, request.ring_id) if ring is not None else None
-        if ring is None or manifest is None or manifest.owner != self._node.peer_id:
-            return self._refuse(peer, "since", bytes(32), None, _NO_RING, now)
-        if not manifest.admits(peer, now):
-            return self._refuse(peer, "since", bytes(32), ring[1], _NO_RING, now)
-        return None
+        return self._closed(peer, ring, manifest, now)
 
     def since(self, peer: PeerId, request: SinceRequest) -> tuple[ResponseHeader, News | None]:
         """The news of an own ring after the asker's sequence number, if the ring admits it."""
@@ -292,11 +288,11 @@ class NewsService:
         self._access.sign_due(self._node.identity)
         ring = self._access.own_ring(request.ring_id)
         manifest = self._access.manifest(request.ring_id) if ring is not None else None
-        if ring is None or manifest is None or manifest.owner != self._node.peer_id:
-            return self._refuse(peer, "since", bytes(32), None, _NO_RING, now), None
+        refused = self._closed(peer, ring, manifest, now)
+        if refused is not None:
+            return refused, None
+        assert ring is not None and manifest is not None  # refused otherwise
         ring_id, name, sequence = ring
-        if not manifest.admits(peer, now):
-            return self._refuse(peer, "since", bytes(32), name, _NO_RING, now), None
         items, more = self._access.news_since(ring_id, request.sequence, MAX_ANNOUNCEMENTS)
         raws = sign_items(self._node, request.ring_id, name, items)
         told = items[-1].sequence if more else max([sequence, *(i.sequence for i in items)])
@@ -307,6 +303,21 @@ class NewsService:
         self._access.mark_sent(ring_id, peer, max(told, request.sequence), reach)
         self._log(peer, "since", bytes(32), name, True, "a member asked for the news", now)
         return ResponseHeader("allowed"), News(manifest.raw, tuple(raws), more)
+
+    def _closed(
+        self,
+        peer: PeerId,
+        ring: tuple[int, str, int] | None,
+        manifest: Manifest | None,
+        now: float,
+    ) -> ResponseHeader | None:
+        """Why a since request for the own ring `ring`, whose newest manifest is `manifest`, is
+        refused to `peer` (logged), or None if that manifest admits it."""
+        if ring is None or manifest is None or manifest.owner != self._node.peer_id:
+            return self._refuse(peer, "since", bytes(32), None, _NO_RING, now)
+        if not manifest.admits(peer, now):
+            return self._refuse(peer, "since", bytes(32), ring[1], _NO_RING, now)
+        return None
 
     def _refuse(
         self,

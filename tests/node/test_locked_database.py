@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -221,7 +222,9 @@ async def test_a_strangers_news_or_manifests_are_refused_without_waiting_for_the
     assert serving._access.held_manifests() == []
 
 
-@pytest.mark.parametrize("kind", ["announce", "rings", "since", "about", "have"])
+@pytest.mark.parametrize(
+    "kind", ["announce", "rings", "since", "since, another ring due", "about", "have"]
+)
 async def test_a_strangers_request_is_refused_while_a_write_of_the_nodes_own_waits_for_the_lock(
     serving: Node, tmp_path: Path, kind: str
 ) -> None:
@@ -236,7 +239,16 @@ async def test_a_strangers_request_is_refused_while_a_write_of_the_nodes_own_wai
         "about": AboutRequest(shared.root),
         "have": HaveRequest(shared.root, None, (("192.0.2.8", 4433),)),
     }
-    async with own_write_stuck(serving), asking(serving, stranger, requests[kind]) as answers:
+    if kind == "since, another ring due":
+        # Another ring's manifest past half its validity: due to be signed again, and the
+        # stuck write below keeps it so.
+        serving.create_ring("holiday")
+        with apsw.Connection(str(serving._store.db.path)) as conn:
+            conn.execute(
+                "UPDATE manifests SET valid_until = ? WHERE name = ?", (int(time.time()), "holiday")
+            )
+    request = requests[kind.partition(",")[0]]
+    async with own_write_stuck(serving), asking(serving, stranger, request) as answers:
         # Before: refused on the node's connection, after that write gave up (30 s).
         headers = await asyncio.wait_for(asyncio.gather(*answers), 60)
         assert not _free(serving._store.db._lock), "answered only once the write ended"
