@@ -291,7 +291,8 @@ class NewsService:
         refused = self._closed(peer, ring, manifest, now)
         if refused is not None:
             return refused, None
-        assert ring is not None and manifest is not None  # refused otherwise
+        assert ring is not None  # refused otherwise
+        assert manifest is not None
         ring_id, name, sequence = ring
         items, more = self._access.news_since(ring_id, request.sequence, MAX_ANNOUNCEMENTS)
         raws = sign_items(self._node, request.ring_id, name, items)
