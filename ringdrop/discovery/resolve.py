@@ -45,7 +45,7 @@ LOOKUP_TIMEOUT = 5.0
 """A lookup's whole time, every service at once."""
 GRACE = 0.5
 """Once one signed record is in, how long the other pkarr relays may still offer a newer one
-(the DNS answer, unsigned, is not waited for then: it could not win)."""
+(the DNS answer, unsigned, is not waited for once such a record would be chosen over it)."""
 MAX_TXT_RECORDS = 64
 """TXT strings read from one DNS answer."""
 MAX_TTL = 3600
@@ -107,6 +107,30 @@ def relay_allowed(url: str, configured: Iterable[str]) -> bool:
     return ip.is_global
 
 
+def _sort(
+    task: asyncio.Task[Record | None],
+    where: str,
+    signed: list[Record],
+    unsigned: list[Record],
+    problems: list[str],
+) -> None:
+    """Puts what the lookup `task` at `where` found into `signed` (pkarr), `unsigned` (DNS) or
+    `problems`."""
+    try:
+        found = task.result()
+    except DiscoveryError as error:
+        problems.append(f"{where}: {error}")
+        if isinstance(error, InvalidRecordError):
+            _log.warning("ignored the record from %s: %s", where, error)
+        return
+    if found is None:
+        problems.append(f"{where}: no record")
+    elif where.startswith("DNS "):
+        unsigned.append(found)
+    else:
+        signed.append(found)
+
+
 class Resolver:
     """Looks peers up on `services`, remembering what it found for the record's TTL.
 
@@ -165,11 +189,13 @@ class Resolver:
             unsigned: list[Record] = []
             problems: list[str] = []
             deadline = asyncio.get_running_loop().time() + self._timeout
+            moot = False
             try:
                 while pending:
                     left = deadline - asyncio.get_running_loop().time()
                     if signed:
-                        if all(sources[t].startswith("DNS ") for t in pending):
+                        moot = self._dns_moot(peer_id, signed, [sources[t] for t in pending])
+                        if moot:
                             break
                         left = min(left, self._grace)
                     if left <= 0:
@@ -180,28 +206,26 @@ class Resolver:
                     if not done:
                         break
                     for task in done:
-                        where = sources[task]
-                        try:
-                            found = task.result()
-                        except DiscoveryError as error:
-                            problems.append(f"{where}: {error}")
-                            if isinstance(error, InvalidRecordError):
-                                _log.warning("ignored the record from %s: %s", where, error)
-                            continue
-                        if found is None:
-                            problems.append(f"{where}: no record")
-                        elif where.startswith("DNS "):
-                            unsigned.append(found)
-                        else:
-                            signed.append(found)
+                        _sort(task, sources[task], signed, unsigned, problems)
             finally:
                 for task in pending:
                     task.cancel()
-                    problems.append(f"{sources[task]}: no answer in time")
+                    why = "not waited for: a signed record was in" if moot else "no answer in time"
+                    problems.append(f"{sources[task]}: {why}")
                 for task in pending:
                     with contextlib.suppress(BaseException):
                         await task
         return self._choose(peer_id, signed, unsigned, problems)
+
+    def _dns_moot(self, peer_id: PeerId, signed: list[Record], waiting: list[str]) -> bool:
+        """Whether only DNS is still to answer and a signed record in hand would be chosen over
+        its unsigned answer: one not older than a record seen before, naming no relay this
+        node may not dial."""
+        newest_seen = self._cache[peer_id][0].timestamp if peer_id in self._cache else 0
+        return all(w.startswith("DNS ") for w in waiting) and any(
+            r.timestamp >= newest_seen and (r.relay is None or self._allow_relay(r.relay))
+            for r in signed
+        )
 
     def _choose(
         self, peer_id: PeerId, signed: list[Record], unsigned: list[Record], problems: list[str]
