@@ -37,6 +37,9 @@ find_dns_server = _PROGRAM.find
 require_dns_server = _PROGRAM.require
 
 
+_PORT_TRIES = 5
+
+
 class IrohDnsServer(ServerProcess):
     """One iroh-dns-server on 127.0.0.1: HTTP (the pkarr relay) and DNS on free ports.
 
@@ -58,8 +61,13 @@ class IrohDnsServer(ServerProcess):
     ) -> None:
         super().__init__(binary, workdir, host, netns)
         (workdir / "home").mkdir(exist_ok=True)
-        self.http_port = free_port() if netns is None else http_port
-        self.dns_port = free_udp_port() if netns is None else dns_port
+        self._started = False
+        self._configure(http_port, dns_port)
+
+    def _configure(self, http_port: int, dns_port: int) -> None:
+        host, workdir = self.host, self.workdir
+        self.http_port = free_port() if self.netns is None else http_port
+        self.dns_port = free_udp_port() if self.netns is None else dns_port
         self.config_path.write_text(
             'pkarr_put_rate_limit = "disabled"\n'
             f'data_dir = "{workdir / "data"}"\n\n'
@@ -70,6 +78,22 @@ class IrohDnsServer(ServerProcess):
             "[metrics]\ndisabled = true\n\n"
             "[mainline]\nenabled = false\n"
         )
+
+    def start(self) -> None:
+        """As `ServerProcess.start`. On 127.0.0.1 a port found free may be taken before the
+        server binds it (its DNS binds TCP as well as UDP, where another test's connection may
+        sit): the first start then tries other ports, a few times. A restart keeps its ports."""
+        for _ in range(_PORT_TRIES - 1):
+            try:
+                super().start()
+                break
+            except RuntimeError as error:
+                if self._started or self.netns is not None or "already in use" not in str(error):
+                    raise
+                self._configure(self.http_port, self.dns_port)
+        else:
+            super().start()
+        self._started = True
 
     @property
     def pkarr_url(self) -> str:
