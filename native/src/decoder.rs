@@ -249,9 +249,8 @@ fn write_run(file: &File, path: &Path, run: &Run<'_>) -> Result<()> {
 /// Starts writing `len` bytes at `offset` of `file` back to the disk, without waiting. A
 /// download syncs its data every 16 MiB and before it counts as complete; with the pages
 /// already on their way, each sync has little left to wait for, and the writes of the stream,
-/// which wait behind it, go on sooner (256 MiB verified and written in 1 MiB pieces, syncs
-/// included: 0.24 s instead of 0.34-0.62 s here). Only a hint: durability is the sync's, which
-/// also reports any error of the writing back.
+/// which wait behind it, go on sooner (the README has the figures). Only a hint: durability is
+/// the sync's, which also reports any error of the writing back.
 #[cfg(target_os = "linux")]
 fn start_writeback(file: &File, offset: u64, len: u64) {
     let (Ok(offset), Ok(len)) = (

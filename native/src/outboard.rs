@@ -407,8 +407,8 @@ fn chains_in(
 const CHAINS_WINDOW: usize = 256 << 10;
 
 /// Reads through a window of bytes read at once. The check walks the tree in pre-order, the
-/// order of the file, one 64-byte node at a time: read one by one, the nodes over 256 MiB took
-/// 16,384 system calls (8 ms at the end of every such download); through the window, four.
+/// order of the file, one 64-byte node at a time: read one by one, the nodes of 256 MiB took
+/// 16,384 system calls at the end of every such download; through the window, four.
 struct Windowed<R> {
     inner: R,
     size: usize,

@@ -35,7 +35,7 @@ from ringdrop.transport import Reply
 if TYPE_CHECKING:
     from ringdrop.node.node import Node
 
-__all__ = ["PIECE", "Counted", "Serving"]
+__all__ = ["Counted", "Serving"]
 
 # The server answers a members request with PART frames of about this size.
 PIECE = 256 * 1024
