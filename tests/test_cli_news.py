@@ -68,12 +68,18 @@ def nodes(tmp_path: Path, *names: str, env: dict[str, str] | None = None) -> lis
     return [Node(tmp_path / name, tmp_path, dict(env or {})) for name in names]
 
 
-def test_a_share_to_a_ring_reaches_a_serving_members_inbox_and_inbox_get_fetches_it(
-    tmp_path: Path, iroh_dns: IrohDnsServer
-) -> None:
+def family(tmp_path: Path, iroh_dns: IrohDnsServer) -> list[Node]:
+    """Nodes a and b, on `iroh_dns`; a owns the ring "family", which lists b."""
     a, b = nodes(tmp_path, "a", "b", env=iroh_dns.env())
     a.run("ring", "new", "family")
     a.run("ring", "add", "family", b.peer_id())
+    return [a, b]
+
+
+def test_a_share_to_a_ring_reaches_a_serving_members_inbox_and_inbox_get_fetches_it(
+    tmp_path: Path, iroh_dns: IrohDnsServer
+) -> None:
+    a, b = family(tmp_path, iroh_dns)
     b.run("peer", "add", a.peer_id(), "mum")
     data = pseudo_random(3 * 1024 * 1024, seed=1)
     report = write(tmp_path / "report.pdf", data)
@@ -157,9 +163,7 @@ def test_a_member_that_was_offline_is_told_by_the_owners_retries_once_it_can_be_
 ) -> None:
     # B has never reached A (it holds no manifest and no address of A) and follows nothing:
     # it has nobody to ask, so only A trying again can bring the news.
-    a, b = nodes(tmp_path, "a", "b", env=iroh_dns.env())
-    a.run("ring", "new", "family")
-    a.run("ring", "add", "family", b.peer_id())
+    a, b = family(tmp_path, iroh_dns)
     b.run("peer", "add", a.peer_id(), "mum")
     note = write(tmp_path / "note.txt", b"while you were away")
     with serving(a) as a_serve:
@@ -183,9 +187,7 @@ def _id(node: Node, name: str) -> int:
 def test_a_followed_ring_fills_its_folder_and_what_exceeds_the_cap_waits_in_the_inbox(
     tmp_path: Path, iroh_dns: IrohDnsServer
 ) -> None:
-    a, b = nodes(tmp_path, "a", "b", env=iroh_dns.env())
-    a.run("ring", "new", "family")
-    a.run("ring", "add", "family", b.peer_id())
+    a, b = family(tmp_path, iroh_dns)
     into = tmp_path / "family-photos"
     followed = b.json("follow", a.peer_id(), "family", "--into", str(into), "--max-size", "65M")
     assert isinstance(followed, dict)
@@ -291,9 +293,7 @@ def test_inbox_commands_say_what_is_wrong_and_a_follow_can_be_undone(tmp_path: P
 def test_a_follow_into_a_full_disk_waits_in_the_inbox_loses_nothing_and_goes_on(
     tmp_path: Path, iroh_dns: IrohDnsServer
 ) -> None:
-    a, b = nodes(tmp_path, "a", "b", env=iroh_dns.env())
-    a.run("ring", "new", "family")
-    a.run("ring", "add", "family", b.peer_id())
+    a, b = family(tmp_path, iroh_dns)
     into = tmp_path / "small-disk"
     into.mkdir()
     big = write(tmp_path / "big.bin", pseudo_random(12 * 1024 * 1024, seed=6))
