@@ -16,6 +16,7 @@ __all__ = [
     "Encoder",
     "create_outboard",
     "group_count",
+    "keep_freed_memory",
     "outboard_chains",
     "outboard_from_bytes",
     "outboard_size",
@@ -104,6 +105,9 @@ class Decoder:
 
 def outboard_size(size: int) -> int: ...
 def group_count(size: int) -> int: ...
+def keep_freed_memory() -> bool:
+    """Has glibc's allocator keep freed memory for reuse (False elsewhere: nothing done)."""
+
 def create_outboard(
     data: str | PathLike[str],
     outboard: str | PathLike[str],

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import errno
 import os
+import platform
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import blake3
@@ -410,3 +413,45 @@ def test_decoding_random_garbage_never_crashes() -> None:
         except IntegrityError:
             continue
         pytest.fail("garbage verified")
+
+
+# Run in a process of its own: the allocator's parameters are the whole process's. glibc's
+# mallinfo2 says whether a block is a mapping of its own (hblks) and what the heaps hold (arena).
+_ALLOCATOR_PROBE = """
+import ctypes, sys
+from ringdrop.bao import keep_freed_memory
+
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[1] == "keep" and not keep_freed_memory():
+    sys.exit("keep_freed_memory() did nothing")
+size = 8 << 20
+before = libc.mallinfo2().hblks
+block = libc.malloc(size)
+mapped = libc.mallinfo2().hblks - before
+libc.free(block)
+print(mapped, libc.mallinfo2().arena >= size)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
+def test_freed_buffers_stay_in_the_heap_for_the_next_ones() -> None:
+    def probe(mode: str) -> list[str]:
+        run = subprocess.run(
+            [sys.executable, "-c", _ALLOCATOR_PROBE, mode], capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout.split()
+
+    # By default a block of 8 MiB is a mapping of its own, handed back when freed (the next
+    # one's every page faults in again); kept, it comes from the heap, and stays there.
+    assert probe("default") == ["1", "False"]
+    assert probe("keep") == ["0", "True"]

@@ -189,9 +189,13 @@ def open_node(
     """The node of --data-dir, with the relay, STUN and discovery servers of the options. A
     command that only reads passes `create=False`: a mistyped --data-dir then fails instead of
     making a new node. Making one is said on stderr, with its path and peer id: it happens
-    once."""
+    once. From here on, the process's allocator keeps the memory it frees
+    (`keep_freed_memory`): the command owns its process, and a transfer's buffers are reused
+    instead of mapped afresh."""
+    from ringdrop.bao import keep_freed_memory
     from ringdrop.node import Node
 
+    keep_freed_memory()
     node = Node(
         args.data_dir,
         relays=args.relay,
