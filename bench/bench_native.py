@@ -6,7 +6,9 @@ Reports, on one file: outboard creation vs single-thread BLAKE3 hashing of the s
 ratio >= 0.9); decode+verify of a full response stream vs single-thread BLAKE3 of the same bytes
 in memory (goal >= 0.8), also into a data file, into data and outboard files as a download does,
 and from the whole stream in one write call (a leaf per 16 KiB, written to /dev/null so that only
-the decoder's work counts); and the peak RSS above the interpreter's baseline while building the
+the decoder's work counts); a download's writes by the size of the pieces it is given (synced
+every 16 MiB as a download syncs; the median, since what differs is how steady they are); and the
+peak RSS above the interpreter's baseline while building the
 outboard of a larger file (goal < 64 MiB). Best of --repeat runs; files live in a temp dir.
 """
 
@@ -14,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import blake3
@@ -27,6 +31,8 @@ from ringdrop.bao import ChunkRanges, Decoder, Encoder, create_outboard
 
 MIB = 2**20
 PIECE = 256 * 1024
+SYNC_BYTES = 16 * MIB  # what a download writes between syncs (PartialBlob.writer)
+WRITE_PIECES = (256 * 1024, MIB, 4 * MIB, 16 * MIB)
 
 RSS_PROBE = """
 import sys
@@ -101,6 +107,32 @@ def decode_into_files(root: bytes, pieces: list[bytes], data: Path, outboard: Pa
     decoder.finish()
 
 
+def write_in_pieces(root: bytes, stream: bytes, piece: int, data: Path, outboard: Path) -> None:
+    """As a download writes when each read of the network hands it `piece` bytes."""
+    data.unlink(missing_ok=True)
+    outboard.unlink(missing_ok=True)
+    decoder = Decoder(root, ChunkRanges.all(), data=data, outboard=outboard)
+    view = memoryview(stream)
+    unsynced = 0
+    for at in range(0, len(stream), piece):
+        decoder.write(bytes(view[at : at + piece]))
+        unsynced += piece
+        if unsynced >= SYNC_BYTES:
+            decoder.sync()
+            unsynced = 0
+    decoder.sync()
+    decoder.finish()
+
+
+def median_time(repeat: int, fn: Callable[[], object]) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def decode_in_one_call(root: bytes, stream: bytes) -> None:
     decoder = Decoder(root, ChunkRanges.all(), data="/dev/null")
     decoder.write(stream)
@@ -148,7 +180,15 @@ def main() -> None:
         t_decode_files = best(args.repeat, lambda: decode_into_files(root, stream, out, out_ob))
         whole = b"".join(stream)
         stream.clear()
+
+        def write_pieces(piece: int) -> None:
+            write_in_pieces(root, whole, piece, out, out_ob)
+
         t_decode_one_call = best(args.repeat, lambda: decode_in_one_call(root, whole))
+        t_pieces = {
+            piece: median_time(max(args.repeat, 5), partial(write_pieces, piece))
+            for piece in WRITE_PIECES
+        }
         whole = b""
         data.unlink()
 
@@ -178,6 +218,9 @@ def main() -> None:
         "decode_into_files_MBps": round(mbps(t_decode_files)),
         "decode_in_one_call_MBps": round(mbps(t_decode_one_call)),
         "encode_validated_file_MBps": round(mbps(t_encode)),
+        "download_writes_by_piece_MBps": {
+            f"{piece // 1024} KiB": round(mbps(t)) for piece, t in t_pieces.items()
+        },
         "rss_over_baseline_MiB": round(rss_delta / MIB, 1),
         "rss_file_size_mib": args.rss_size_mib,
     }
@@ -202,6 +245,9 @@ def main() -> None:
     print(f"  decode+verify into data+obao   {figures['decode_into_files_MBps']:>7} MB/s")
     print(f"  decode+verify, one write call  {figures['decode_in_one_call_MBps']:>7} MB/s")
     print(f"  validated encode from the file {figures['encode_validated_file_MBps']:>7} MB/s")
+    print("  a download's writes, synced every 16 MiB, median, by piece size:")
+    for name, value in t_pieces.items():
+        print(f"    {name // 1024:>6} KiB pieces            {round(mbps(value)):>7} MB/s")
     print(
         f"peak RSS over baseline, outboard of {args.rss_size_mib} MiB: "
         f"{figures['rss_over_baseline_MiB']} MiB (goal < 64)"

@@ -1193,6 +1193,12 @@ class _StreamMachine(_Machine, ABC):
     def _in_body(self) -> bool:
         return (self._state, Trigger.RECEIVE_CONTENT) in self.TRANSITIONS
 
+    @property
+    def in_body(self) -> bool:
+        """Whether what the peer sends next is content, which passes through unframed: a
+        receiver may then take it as it is instead of through `receive_data`."""
+        return not self._ended and self._in_body()
+
     @abstractmethod
     def _take(self, message: Message) -> tuple[Trigger, Event]:
         """A frame of a type the current state expects: its trigger, and the event it makes."""

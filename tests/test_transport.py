@@ -44,6 +44,7 @@ from ringdrop.transport import (
     connect,
     serve,
 )
+from ringdrop.transport._client import BODY_PIECE
 from ringdrop.transport._link import PROTOCOL_ERROR, _termination_error
 from tests.files import pseudo_random
 from tests.hostile import AUTH_STREAM, HostilePeer, first_frame, hostile
@@ -133,6 +134,35 @@ async def test_a_reader_slower_than_the_network_still_gets_every_byte(tmp_path: 
                 decoder.write(piece)
             decoder.finish()
     assert (tmp_path / "received").read_bytes() == blob.data
+
+
+@pytest.mark.parametrize("backend", available_backends())
+async def test_a_reader_that_fell_behind_gets_its_backlog_a_mib_at_a_time(
+    tmp_path: Path, backend: Any
+) -> None:
+    blob = Blob(tmp_path, 12 * 2**20)
+    sizes: list[int] = []
+    async with asyncio.timeout(TIMEOUT):
+        server = await start_sharer(blob.handler, backend=backend)
+        async with server, await dial(server, backend=backend) as connection:
+            _, body = await connection.request(blob.request())
+            decoder = Decoder(blob.root, ChunkRanges.all(), data=tmp_path / "received")
+            async for piece in body:
+                if not sizes:
+                    # Meanwhile MiBs pile up (until the link holds the rest); sampled until
+                    # two in a row agree, or the failsafe ends the test.
+                    samples = [-1, blob.pulled]
+                    while samples[-1] != samples[-2]:
+                        await asyncio.sleep(0.3)
+                        samples.append(blob.pulled)
+                sizes.append(len(piece))
+                decoder.write(piece)
+            decoder.finish()
+    assert (tmp_path / "received").read_bytes() == blob.data
+    # The backlog came in pieces of a MiB, not in one (each chunk is one packet's, so at most
+    # a chunk short of BODY_PIECE).
+    assert max(sizes) <= BODY_PIECE
+    assert sum(size > BODY_PIECE - 64 * 1024 for size in sizes) >= 2
 
 
 @pytest.mark.skipif("qh3" not in available_backends(), reason="qh3 is not installed")

@@ -172,8 +172,12 @@ class Link(ABC):
 
     def _handle_data(self, stream_id: int, chunks: list[bytes]) -> None:
         if chunks and self.is_open:
-            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-            self._guarded(self.on_stream_data, stream_id, data, False)
+            self._guarded(self.on_stream_chunks, stream_id, chunks)
+
+    def on_stream_chunks(self, stream_id: int, chunks: list[bytes]) -> None:
+        """A stream's consecutive data that does not end it, a chunk per packet: joined for
+        `on_stream_data`, unless a subclass takes the chunks as they are (content does)."""
+        self.on_stream_data(stream_id, chunks[0] if len(chunks) == 1 else b"".join(chunks), False)
 
     def _handle(self, event: object) -> None:
         self._guarded(self._dispatch, event)
