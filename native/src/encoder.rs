@@ -109,40 +109,59 @@ impl Encoder {
         Ok(pair)
     }
 
-    fn emit(&mut self, item: BaoChunk, out: &mut Vec<u8>) -> Result<()> {
-        match item {
-            BaoChunk::Parent { node, .. } => {
-                let pair = self.pair(node)?;
-                self.verifier
-                    .verify_item(&item, &pair)
-                    .map_err(|m| changed("the outboard", m.group()))?;
-                out.extend_from_slice(&pair);
-            }
-            BaoChunk::Leaf {
-                start_chunk, size, ..
-            } => {
-                self.read_data(start_chunk.to_bytes(), size, group_of(start_chunk))?;
-                self.verifier
-                    .verify_item(&item, &self.buffer)
-                    .map_err(|m| changed("the data", m.group()))?;
-                out.extend_from_slice(&self.buffer);
-            }
-        }
-        Ok(())
-    }
-
-    fn fill(&mut self, max_bytes: usize) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(max_bytes.min(1 << 22) + (16 << 10));
-        if !self.header_sent {
-            out.extend_from_slice(&self.tree.size().to_le_bytes());
-            self.header_sent = true;
-        }
-        while out.len() < max_bytes {
+    /// Takes the items of the next piece, about `max_bytes` long (a leaf is never split):
+    /// whether it starts with the size header, the items, and the piece's length.
+    fn plan(&mut self, max_bytes: usize) -> (bool, Vec<BaoChunk>, usize) {
+        let header = !self.header_sent;
+        self.header_sent = true;
+        let mut len = if header { 8 } else { 0 };
+        let mut items = Vec::new();
+        while len < max_bytes {
             let Some(item) = self.next else { break };
-            self.emit(item, &mut out)?;
+            len += match item {
+                BaoChunk::Parent { .. } => 64,
+                BaoChunk::Leaf { size, .. } => size,
+            };
+            items.push(item);
             self.next = self.iter.next();
         }
-        Ok(out)
+        (header, items, len)
+    }
+
+    /// Writes the planned piece into `out` (exactly its length), each item checked against
+    /// the root where it lies: leaves are read straight into place, not copied there.
+    fn fill(&mut self, header: bool, items: &[BaoChunk], out: &mut [u8]) -> Result<()> {
+        let mut at = 0;
+        if header {
+            out[..8].copy_from_slice(&self.tree.size().to_le_bytes());
+            at = 8;
+        }
+        for &item in items {
+            match item {
+                BaoChunk::Parent { node, .. } => {
+                    let pair = self.pair(node)?;
+                    self.verifier
+                        .verify_item(&item, &pair)
+                        .map_err(|m| changed("the outboard", m.group()))?;
+                    out[at..at + 64].copy_from_slice(&pair);
+                    at += 64;
+                }
+                BaoChunk::Leaf {
+                    start_chunk, size, ..
+                } => {
+                    let leaf = &mut out[at..at + size];
+                    if !self.data.read_exact_at(start_chunk.to_bytes(), leaf)? {
+                        return Err(changed("the data", group_of(start_chunk)));
+                    }
+                    self.verifier
+                        .verify_item(&item, leaf)
+                        .map_err(|m| changed("the data", m.group()))?;
+                    at += size;
+                }
+            }
+        }
+        debug_assert_eq!(at, out.len());
+        Ok(())
     }
 }
 
@@ -185,14 +204,20 @@ impl Encoder {
     }
 
     /// The next piece of the stream, about `max_bytes` long (a leaf is never split); b"" at
-    /// the end. Raises IntegrityError if the data or outboard no longer match the root.
+    /// the end. Raises IntegrityError if the data or outboard no longer match the root; the
+    /// encoder is then spent (the failed piece's items are not read again).
     #[pyo3(signature = (max_bytes = 262144))]
     fn read<'py>(
         &mut self,
         py: Python<'py>,
         max_bytes: usize,
-    ) -> Result<Bound<'py, pyo3::types::PyBytes>> {
-        let out = py.detach(|| self.fill(max_bytes))?;
-        Ok(pyo3::types::PyBytes::new(py, &out))
+    ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let (header, items, len) = self.plan(max_bytes);
+        // The piece is read into the bytes object itself (the interpreter lock released: the
+        // object is not yet shared), one copy less than into a buffer first.
+        pyo3::types::PyBytes::new_with(py, len, |out| {
+            py.detach(|| self.fill(header, &items, out))
+                .map_err(PyErr::from)
+        })
     }
 }
