@@ -383,6 +383,22 @@ def test_encoder_refuses_a_truncated_file(tmp_path: Path) -> None:
         drain()
 
 
+def test_an_encoder_that_failed_in_its_last_piece_never_ends_cleanly(tmp_path: Path) -> None:
+    blob = bytearray(pseudo_random(300 * 1024))
+    path = tmp_path / "d"
+    path.write_bytes(blob)
+    root, size = create_outboard(path, tmp_path / "o")
+    blob[-1] ^= 1
+    path.write_bytes(blob)
+    encoder = Encoder(path, tmp_path / "o", root, size, ChunkRanges.all())
+    with pytest.raises(IntegrityError, match="changed on disk"):
+        encoder.read(1 << 20)  # the whole stream in one piece, the last leaf wrong
+    # Not an end of stream (b""), which a sender would pass on as the whole content.
+    assert not encoder.done
+    with pytest.raises(IntegrityError, match="already failed"):
+        encoder.read(1 << 20)
+
+
 def test_encoder_reads_in_bounded_pieces(tmp_path: Path) -> None:
     path = tmp_path / "d"
     with open(path, "wb") as f:
@@ -444,9 +460,12 @@ print(mapped, libc.mallinfo2().arena >= size)
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
 def test_freed_buffers_stay_in_the_heap_for_the_next_ones() -> None:
+    # glibc's defaults, whatever this environment sets.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_"))}
+
     def probe(mode: str) -> list[str]:
         run = subprocess.run(
-            [sys.executable, "-c", _ALLOCATOR_PROBE, mode], capture_output=True, text=True
+            [sys.executable, "-c", _ALLOCATOR_PROBE, mode], capture_output=True, text=True, env=env
         )
         assert run.returncode == 0, run.stderr
         return run.stdout.split()

@@ -68,6 +68,8 @@ pub struct Encoder {
     header_sent: bool,
     next: Option<BaoChunk>,
     buffer: Vec<u8>,
+    /// What a failed read raised: every read after it fails too.
+    failed: Option<String>,
 }
 
 fn changed(what: &str, group: u64) -> Error {
@@ -189,6 +191,7 @@ impl Encoder {
             header_sent: false,
             next,
             buffer: Vec::new(),
+            failed: None,
         })
     }
 
@@ -197,27 +200,34 @@ impl Encoder {
         self.tree.size()
     }
 
-    /// True once the whole stream has been read.
+    /// True once the whole stream has been read (never after a failed read).
     #[getter]
     fn done(&self) -> bool {
-        self.header_sent && self.next.is_none()
+        self.failed.is_none() && self.header_sent && self.next.is_none()
     }
 
     /// The next piece of the stream, about `max_bytes` long (a leaf is never split); b"" at
-    /// the end. Raises IntegrityError if the data or outboard no longer match the root; the
-    /// encoder is then spent (the failed piece's items are not read again).
+    /// the end. Raises IntegrityError if the data or outboard no longer match the root, and
+    /// again at every read after that: the stream cannot go on past a piece it could not make.
     #[pyo3(signature = (max_bytes = 262144))]
     fn read<'py>(
         &mut self,
         py: Python<'py>,
         max_bytes: usize,
     ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        if let Some(first) = &self.failed {
+            let message = format!("this stream already failed: {first}");
+            return Err(Error::integrity(message, None).into());
+        }
         let (header, items, len) = self.plan(max_bytes);
-        // The piece is read into the bytes object itself (the interpreter lock released: the
-        // object is not yet shared), one copy less than into a buffer first.
+        // Each leaf is read into the bytes object itself (which pyo3 zeroes first), not into
+        // a buffer and copied; the interpreter lock is released meanwhile, the object being
+        // nobody else's yet.
         pyo3::types::PyBytes::new_with(py, len, |out| {
-            py.detach(|| self.fill(header, &items, out))
-                .map_err(PyErr::from)
+            py.detach(|| self.fill(header, &items, out)).map_err(|e| {
+                self.failed = Some(e.to_string());
+                PyErr::from(e)
+            })
         })
     }
 }
