@@ -192,8 +192,7 @@ def open_node(
     once. From here on, the process's allocator keeps the memory it frees
     (`keep_freed_memory`): the command owns its process, and a transfer's buffers are reused
     instead of mapped afresh."""
-    from ringdrop.bao import keep_freed_memory
-    from ringdrop.node import Node
+    from ringdrop.node import Node, keep_freed_memory
 
     keep_freed_memory()
     node = Node(

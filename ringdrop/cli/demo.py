@@ -78,9 +78,10 @@ def _make_folder(folder: Path, size: int) -> None:
 def _node(data_dir: Path, args: argparse.Namespace) -> Node:
     """Nothing leaves this machine: tickets name loopback only, and there is no relay, STUN or
     discovery server unless asked for on the command line (the environment's settings are for
-    real transfers)."""
-    from ringdrop.node import Node
+    real transfers). The allocator keeps freed memory, as for every command that opens a node."""
+    from ringdrop.node import Node, keep_freed_memory
 
+    keep_freed_memory()
     return Node(
         data_dir,
         relays=args.relay or (),

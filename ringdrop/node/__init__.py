@@ -13,6 +13,7 @@ from ringdrop._lazy import lazy_names
 if TYPE_CHECKING:
     from ringdrop.access import OPEN_RING, AccessLogEntry, Member, Upload
     from ringdrop.access.news import Follow
+    from ringdrop.bao import keep_freed_memory
     from ringdrop.discovery import Published
     from ringdrop.node.codes import CODE_EXPIRES, RECEIVE_TIMEOUT, CodeOffer
     from ringdrop.node.download import TransferStats
@@ -59,6 +60,7 @@ _WHERE = {
     "TEXT_NAME": "ringdrop.node.send",
     "Fetched": "ringdrop.node.send",
     "is_text": "ringdrop.node.send",
+    "keep_freed_memory": "ringdrop.bao",
     "looks_like_code": "ringdrop.shortcode",
     "TransferStats": "ringdrop.node.download",
     "Upload": "ringdrop.access",
@@ -96,6 +98,7 @@ __all__ = [
     "Upload",
     "hash_file",
     "is_text",
+    "keep_freed_memory",
     "looks_like_code",
     "replace_atomically",
 ]

@@ -14,10 +14,12 @@ def run(
     discovery: Sequence[str] | None = None,
 ) -> int:
     """Opens the node in `data_dir` (with these relay, STUN and discovery servers; None: the
-    environment's, else the defaults) and runs the TUI on it until the user quits."""
-    from ringdrop.node import Node
+    environment's, else the defaults) and runs the TUI on it until the user quits. The process's
+    allocator keeps the memory it frees, as the CLI's commands have it (`keep_freed_memory`)."""
+    from ringdrop.node import Node, keep_freed_memory
     from ringdrop.tui.app import make_app
 
+    keep_freed_memory()
     with Node(data_dir, relays=relays, stun=stun, discovery=discovery) as node:
         make_app(node).run()
     return 0
