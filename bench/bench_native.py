@@ -8,8 +8,8 @@ in memory (goal >= 0.8), also into a data file, into data and outboard files as 
 and from the whole stream in one write call (a leaf per 16 KiB, written to /dev/null so that only
 the decoder's work counts); a download's writes by the size of the pieces it is given (synced
 every 16 MiB as a download syncs; the median, since what differs is how steady they are); and the
-peak RSS above the interpreter's baseline while building the
-outboard of a larger file (goal < 64 MiB). Best of --repeat runs; files live in a temp dir.
+peak RSS above the interpreter's baseline while building the outboard of a larger file (goal < 64
+MiB). Best of --repeat runs; files live in a temp dir.
 """
 
 from __future__ import annotations

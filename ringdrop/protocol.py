@@ -1194,7 +1194,7 @@ class _StreamMachine(_Machine, ABC):
         return (self._state, Trigger.RECEIVE_CONTENT) in self.TRANSITIONS
 
     @property
-    def in_body(self) -> bool:
+    def takes_content(self) -> bool:
         """Whether what the peer sends next is content, which passes through unframed: a
         receiver may then take it as it is instead of through `receive_data`."""
         return not self._ended and self._in_body()

@@ -94,6 +94,7 @@ BODY_PIECE = 1024 * 1024
 download writes pieces of a MiB or less at 1.0-1.1 GB/s, of 4 MiB at 0.9 and of 16 MiB at
 0.5-0.7 (`bench/bench_native.py`): a reader that falls behind and gets its whole backlog at
 once would fall further behind."""
+_SMALL_CHUNK = 512
 # A consumer slower than the network makes content pile up; past this much, the link holds
 # what arrives until the consumer has caught up to the low mark: qh3 keeps it, and the sender's
 # flow control credit with it; with aioquic, which cannot, the socket is not read meanwhile
@@ -623,8 +624,10 @@ class ResponseBody:
         if self._unread <= most:
             cut = len(chunks)
         else:
-            ends = itertools.accumulate(map(len, itertools.islice(chunks, most // 1024 + 1)))
-            cut = max(1, bisect.bisect_right(list(ends), most))
+            # Chunks average at least _SMALL_CHUNK bytes (`_add`): so many reach `most`, unless
+            # smaller ones are among them (the piece is then smaller).
+            window = itertools.islice(chunks, most // _SMALL_CHUNK + 1)
+            cut = max(1, bisect.bisect_right(list(itertools.accumulate(map(len, window))), most))
         piece = chunks[0] if cut == 1 else b"".join(chunks[:cut])
         del chunks[:cut]
         self._unread -= len(piece)
@@ -633,7 +636,7 @@ class ResponseBody:
     def _take_content(self, chunks: list[bytes]) -> bool:
         """Keeps `chunks` for the reader as they are, if they are content (False: they must
         be parsed)."""
-        if not self._requester.in_body:
+        if not self._requester.takes_content:
             return False
         self._add(chunks)
         self._wake()
@@ -641,7 +644,20 @@ class ResponseBody:
 
     def _add(self, chunks: list[bytes]) -> None:
         size = sum(map(len, chunks))
-        self._chunks += chunks
+        if not size:
+            return
+        queue = self._chunks
+        if size < len(chunks) * _SMALL_CHUNK:
+            # Small chunks (a sharer sending tiny STREAM frames) are joined, and onto the last
+            # one if that is small too: the queue holds an object per _SMALL_CHUNK bytes at
+            # most, whatever the sharer sends.
+            joined = b"".join(chunks)
+            if queue and len(queue[-1]) < _SMALL_CHUNK:
+                queue[-1] += joined
+            else:
+                queue.append(joined)
+        else:
+            queue += chunks if all(chunks) else [chunk for chunk in chunks if chunk]
         self._unread += size
         self._link.queued(size)
 

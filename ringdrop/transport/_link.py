@@ -138,7 +138,8 @@ class Link(ABC):
             self.backend.drain(self.quic)
         data_event = self.backend.events.StreamDataReceived
         # One STREAM frame a packet makes one event a packet: a stream's consecutive data
-        # events are joined and handled once, so work above is per burst, not per packet.
+        # events are gathered and handed on once (joined, unless content takes them as they
+        # are), so work above is per burst, not per packet.
         stream_id, chunks = -1, list[bytes]()
         while self.is_open and (event := self.quic.next_event()) is not None:
             if isinstance(event, data_event) and not event.end_stream:
