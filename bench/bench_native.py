@@ -58,13 +58,18 @@ def make_file(path: Path, size: int) -> None:
             f.write(xof.digest(length=min(64 * MIB, size - offset), seek=offset))
 
 
-def best(repeat: int, fn: Callable[[], object]) -> float:
+def timed(repeat: int, fn: Callable[[], object]) -> list[float]:
+    """Seconds of each of `repeat` calls of `fn`."""
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return min(times)
+    return times
+
+
+def best(repeat: int, fn: Callable[[], object]) -> float:
+    return min(timed(repeat, fn))
 
 
 def time_memory_hash(payload: bytes, repeat: int) -> float:
@@ -125,12 +130,7 @@ def write_in_pieces(root: bytes, stream: bytes, piece: int, data: Path, outboard
 
 
 def median_time(repeat: int, fn: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timed(repeat, fn))
 
 
 def decode_in_one_call(root: bytes, stream: bytes) -> None:
