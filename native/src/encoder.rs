@@ -223,11 +223,14 @@ impl Encoder {
         // Each leaf is read into the bytes object itself (which pyo3 zeroes first), not into
         // a buffer and copied; the interpreter lock is released meanwhile, the object being
         // nobody else's yet.
-        pyo3::types::PyBytes::new_with(py, len, |out| {
-            py.detach(|| self.fill(header, &items, out)).map_err(|e| {
-                self.failed = Some(e.to_string());
-                PyErr::from(e)
-            })
-        })
+        let piece = pyo3::types::PyBytes::new_with(py, len, |out| {
+            py.detach(|| self.fill(header, &items, out))
+                .map_err(PyErr::from)
+        });
+        if let Err(e) = &piece {
+            // The planned items are gone whatever failed, the allocation included.
+            self.failed = Some(e.value(py).to_string());
+        }
+        piece
     }
 }

@@ -581,7 +581,8 @@ class ResponseBody:
         self._stream_id = stream_id
         self._requester = Requester()
         self._chunks: list[bytes] = []
-        """Content that arrived and was not read yet, in order (a chunk a packet, mostly)."""
+        """Content that arrived and was not read yet, in order: a chunk a packet, mostly, and
+        small ones joined (`_add`)."""
         self._unread = 0
         """Its bytes."""
         self._waiter: asyncio.Future[None] | None = None
@@ -624,9 +625,9 @@ class ResponseBody:
         if self._unread <= most:
             cut = len(chunks)
         else:
-            # Chunks average at least _SMALL_CHUNK bytes (`_add`): so many reach `most`, unless
-            # smaller ones are among them (the piece is then smaller).
-            window = itertools.islice(chunks, most // _SMALL_CHUNK + 1)
+            # Queued chunks average at least half _SMALL_CHUNK bytes (`_add`): so many reach
+            # `most`, unless smaller ones are among them (the piece is then smaller).
+            window = itertools.islice(chunks, most // (_SMALL_CHUNK // 2) + 1)
             cut = max(1, bisect.bisect_right(list(itertools.accumulate(map(len, window))), most))
         piece = chunks[0] if cut == 1 else b"".join(chunks[:cut])
         del chunks[:cut]
@@ -634,8 +635,8 @@ class ResponseBody:
         return piece
 
     def _take_content(self, chunks: list[bytes]) -> bool:
-        """Keeps `chunks` for the reader as they are, if they are content (False: they must
-        be parsed)."""
+        """Keeps `chunks` for the reader, unparsed, if they are content (False: they must be
+        parsed)."""
         if not self._requester.takes_content:
             return False
         self._add(chunks)
@@ -649,8 +650,9 @@ class ResponseBody:
         queue = self._chunks
         if size < len(chunks) * _SMALL_CHUNK:
             # Small chunks (a sharer sending tiny STREAM frames) are joined, and onto the last
-            # one if that is small too: the queue holds an object per _SMALL_CHUNK bytes at
-            # most, whatever the sharer sends.
+            # one if that is small too: whatever the sharer sends, the queue holds an object
+            # per half _SMALL_CHUNK bytes at most (not joining onto a large last chunk, which
+            # each tiny frame would then copy whole).
             joined = b"".join(chunks)
             if queue and len(queue[-1]) < _SMALL_CHUNK:
                 queue[-1] += joined
