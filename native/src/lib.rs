@@ -42,7 +42,8 @@ fn group_count(size: u64) -> u64 {
 /// elsewhere it does nothing and returns False). A transfer allocates and frees buffers of up to
 /// a few MiB all the time, and by default glibc maps each one of over 128 KiB afresh, or hands
 /// the freed top of a heap back to the kernel: either way the next buffer's every page faults
-/// in again and is zeroed, a tenth of a transfer's CPU time (README, issue 28). For a program
+/// in again and is zeroed, about a tenth of a fresh sender's CPU in its first transfer (README,
+/// issue 28's fifth pass). For a program
 /// that owns its process, not for a library: the peak memory stays what it was, but it is
 /// handed back only when the process ends.
 #[pyfunction]

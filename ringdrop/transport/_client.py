@@ -95,6 +95,7 @@ download writes pieces of a MiB or less at 1.0-1.1 GB/s, of 4 MiB at 0.9 and of 
 0.5-0.7 (`bench/bench_native.py`): a reader that falls behind and gets its whole backlog at
 once would fall further behind."""
 _SMALL_CHUNK = 512
+"""Content chunks smaller than this on average are joined as they arrive (`ResponseBody._add`)."""
 # A consumer slower than the network makes content pile up; past this much, the link holds
 # what arrives until the consumer has caught up to the low mark: qh3 keeps it, and the sender's
 # flow control credit with it; with aioquic, which cannot, the socket is not read meanwhile
